@@ -1,0 +1,61 @@
+/**
+ * Backend selection: `auto` tries tfjs-node-gpu, then tfjs-node, then wasm, then the pure-JS cpu
+ * backend, and returns the first that loads. The two native packages are optional dependencies that
+ * cannot install on machines without access to libtensorflow's download host, so their absence is normal.
+ * Kernel fixes for the chosen backend are installed by `installBackendFixes` (backend/ops.ts).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { installBackendFixes } from './ops.js';
+
+export type BackendChoice = 'auto' | 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
+export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'];
+
+export interface BackendInfo {
+  /** the tfjs backend name: tensorflow, wasm or cpu */
+  name: string;
+  /** which package provided it */
+  packageName: string;
+  /** what was asked for */
+  requested: BackendChoice;
+  /** kernel fixes installed on top of the stock backend */
+  fixes: string[];
+}
+
+async function tryNative(pkg: string): Promise<boolean> {
+  try {
+    await import(pkg);
+    return await tf.setBackend('tensorflow');
+  } catch {
+    return false;
+  }
+}
+
+async function tryWasm(): Promise<boolean> {
+  try {
+    await import('@tensorflow/tfjs-backend-wasm');
+    const ok = await tf.setBackend('wasm');
+    if (ok) await tf.ready();
+    return ok;
+  } catch {
+    return false;
+  }
+}
+
+/** Select and initialise a backend; throws when an explicitly requested backend cannot load. */
+export async function initBackend(requested: BackendChoice = 'auto'): Promise<BackendInfo> {
+  const order: Array<[BackendChoice, string, () => Promise<boolean>]> = [
+    ['tensorflow-gpu', '@tensorflow/tfjs-node-gpu', () => tryNative('@tensorflow/tfjs-node-gpu')],
+    ['tensorflow', '@tensorflow/tfjs-node', () => tryNative('@tensorflow/tfjs-node')],
+    ['wasm', '@tensorflow/tfjs-backend-wasm', tryWasm],
+    ['cpu', '@tensorflow/tfjs-backend-cpu', async () => { await tf.setBackend('cpu'); await tf.ready(); return true; }],
+  ];
+  const candidates = requested === 'auto' ? order : order.filter(([c]) => c === requested);
+  for (const [, packageName, load] of candidates) {
+    if (await load()) {
+      const name = tf.getBackend();
+      const fixes = installBackendFixes(name);
+      return { name, packageName, requested, fixes };
+    }
+  }
+  throw new Error(`backend '${requested}' could not be loaded (is its package installed?)`);
+}

@@ -1,0 +1,34 @@
+/**
+ * Typed user-facing errors. Each names the file, field or line at fault, what was expected and what was
+ * found. The CLI prints a `HeadsError` as one line and exits with code 2; any other error is a bug and
+ * keeps its stack.
+ */
+export class HeadsError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+/** A config or experiment spec value is wrong: `file: dot.path: expected ..., got ...`. */
+export class ConfigError extends HeadsError {
+  constructor(readonly problems: string[]) {
+    super(problems.length === 1 ? problems[0]! : `${problems.length} problems:\n  ${problems.join('\n  ')}`);
+  }
+}
+
+/** A corpus, vocabulary or other data file is malformed: names the file and line. */
+export class DataError extends HeadsError {}
+
+/** A checkpoint is missing, corrupt or does not fit the model. */
+export class CheckpointError extends HeadsError {}
+
+/** A head mask does not fit the model or is malformed. */
+export class MaskError extends HeadsError {}
+
+/** The wasm heap ran out during a step. */
+export class OutOfMemoryError extends HeadsError {}
+
+export function isHeadsError(e: unknown): e is HeadsError {
+  return e instanceof HeadsError;
+}
