@@ -1,0 +1,59 @@
+/** `heads translate`: translate stdin or a file with a trained model (greedy or beam search). */
+import type { ArgumentsCamelCase, Argv } from 'yargs';
+import { readFileSync } from 'node:fs';
+import { type BackendChoice, BACKEND_CHOICES } from '../../backend/select.js';
+import { runHandler, startBackend } from '../common.js';
+import { loadModel } from '../../train/load-model.js';
+import { translateSentences } from '../../eval/translate.js';
+import { readTextFile, writeFileAtomic } from '../../util/fs.js';
+import { disposeGates } from '../../train/trainer.js';
+import { formatDuration } from '../../train/progress.js';
+
+interface Args {
+  model: string;
+  input?: string;
+  output?: string;
+  beam?: number;
+  'length-penalty'?: number;
+  'batch-sentences'?: number;
+  backend: BackendChoice;
+}
+
+export const command = 'translate';
+export const describe = 'Translate sentences (stdin or --input) with a trained model';
+
+export function builder(y: Argv): Argv<Args> {
+  return y
+    .option('model', { alias: 'm', type: 'string', demandOption: true, describe: 'run folder or checkpoint folder' })
+    .option('input', { alias: 'i', type: 'string', describe: 'source file, one sentence per line (default: stdin)' })
+    .option('output', { alias: 'o', type: 'string', describe: 'write translations here (default: stdout)' })
+    .option('beam', { type: 'number', describe: 'beam size (1 = greedy; default: the model config)' })
+    .option('length-penalty', { type: 'number', describe: 'GNMT length penalty alpha' })
+    .option('batch-sentences', { type: 'number', describe: 'sentences per decoding batch' })
+    .option('backend', { type: 'string', choices: BACKEND_CHOICES as BackendChoice[], default: 'auto' as BackendChoice }) as Argv<Args>;
+}
+
+export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
+  await runHandler(async () => {
+    await startBackend(args.backend);
+    const { model, tokenizer, gates, config, checkpoint } = loadModel(args.model, (m) => console.error(`warning: ${m}`));
+    console.error(`model: ${checkpoint.path} (step ${checkpoint.state.step})`);
+    const text = args.input ? readTextFile(args.input, 'source file') : readFileSync(0, 'utf8');
+    const lines = text.replace(/\n$/, '').split('\n');
+    const g = gates?.testGates();
+    const { outputs, stats } = await translateSentences(model, tokenizer, lines, {
+      ...config.eval,
+      beamSize: args.beam ?? config.eval.beamSize,
+      lengthPenalty: args['length-penalty'] ?? config.eval.lengthPenalty,
+      batchSentences: args['batch-sentences'] ?? config.eval.batchSentences,
+      gates: g,
+      onProgress: (done, total, ms) => process.stderr.write(`\rtranslate ${done}/${total} | ${((done / ms) * 1000).toFixed(1)} sent/s | ETA ${formatDuration(((total - done) * ms) / done / 1000)}   `),
+    });
+    process.stderr.write('\n');
+    if (g) disposeGates(g);
+    const out = outputs.join('\n') + '\n';
+    if (args.output) writeFileAtomic(args.output, out);
+    else process.stdout.write(out);
+    console.error(`${stats.sentences} sentences in ${(stats.elapsedMs / 1000).toFixed(1)}s (${stats.sentencesPerSec.toFixed(1)} sent/s)`);
+  });
+}

@@ -1,0 +1,78 @@
+/**
+ * What every command shares: backend start-up, config loading from --config/--set, run-folder creation
+ * with provenance, SIGINT/SIGTERM handling, and the one-line error printer (HeadsError -> exit 2).
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { Argv } from 'yargs';
+import { type BackendChoice, BACKEND_CHOICES, type BackendInfo, initBackend } from '../backend/select.js';
+import { loadConfig } from '../config/load.js';
+import type { ResolvedConfig } from '../config/schema.js';
+import { RunFolder } from '../util/run-folder.js';
+import { isHeadsError } from '../util/errors.js';
+
+export interface CommonArgs {
+  config?: string;
+  set?: string[];
+  backend?: BackendChoice;
+  'runs-dir': string;
+  quiet?: boolean;
+}
+
+export function withCommonOptions<T>(y: Argv<T>): Argv<T & CommonArgs> {
+  return y
+    .option('config', { alias: 'c', type: 'string', describe: 'YAML/JSON config listing differences from the defaults' })
+    .option('set', { type: 'string', array: true, describe: 'override one key, e.g. --set train.maxSteps=500 (repeatable)' })
+    .option('backend', { type: 'string', choices: BACKEND_CHOICES as BackendChoice[], describe: 'tfjs backend (default: config, then auto)' })
+    .option('runs-dir', { type: 'string', default: 'runs', describe: 'where run folders are created' })
+    .option('quiet', { type: 'boolean', default: false, describe: 'no progress output' }) as unknown as Argv<T & CommonArgs>;
+}
+
+/** Start the backend and say which one runs. */
+export async function startBackend(requested: BackendChoice, log: (m: string) => void = (m) => console.error(m)): Promise<BackendInfo> {
+  tf.env().set('PROD', true); // skip per-op debug checks: measurable on long runs
+  const info = await initBackend(requested);
+  log(`backend: ${info.name} (${info.packageName}${info.fixes.length ? `; fixes: ${info.fixes.join(', ')}` : ''})`);
+  return info;
+}
+
+export function resolveConfig(args: CommonArgs): ResolvedConfig {
+  const overrides = [...(args.set ?? [])];
+  if (args.backend) overrides.push(`backend=${args.backend}`);
+  return loadConfig(args.config ?? null, overrides);
+}
+
+export function createRun(args: CommonArgs, cfg: ResolvedConfig, backend: BackendInfo, kind: string): RunFolder {
+  const run = RunFolder.create(args['runs-dir'], `${kind}-${cfg.name}`);
+  run.writeProvenance({ config: cfg, argv: process.argv.slice(1), seed: cfg.seed, env: { backend: backend.name, backendPackage: backend.packageName, kernelFixes: backend.fixes, tfjs: tf.version_core } });
+  return run;
+}
+
+/** First SIGINT/SIGTERM asks the loop to stop after the current step and checkpoint; a second exits now. */
+export function installStopHandler(log: (m: string) => void = (m) => console.error(m)): () => boolean {
+  let requested = false;
+  const handler = (sig: string) => {
+    if (requested) {
+      log(`\n${sig} again: exiting now (saved files are complete; the step in progress is lost)`);
+      process.exit(130);
+    }
+    requested = true;
+    log(`\n${sig}: finishing the current step, then writing a checkpoint (press Ctrl-C again to exit at once)`);
+  };
+  process.on('SIGINT', () => handler('SIGINT'));
+  process.on('SIGTERM', () => handler('SIGTERM'));
+  return () => requested;
+}
+
+/** Run a handler: user errors print one line and exit 2; bugs print their stack and exit 1. */
+export async function runHandler(fn: () => Promise<void>): Promise<void> {
+  try {
+    await fn();
+  } catch (e) {
+    if (isHeadsError(e)) {
+      console.error(`error: ${e.message}`);
+      process.exitCode = 2;
+      return;
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,20 @@
+/** The `heads` command line: one file per command under commands/, each a thin shell over src/. */
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import * as train from './commands/train.js';
+import * as translate from './commands/translate.js';
+import * as bleu from './commands/bleu.js';
+import * as quickstart from './commands/quickstart.js';
+
+await yargs(hideBin(process.argv))
+  .scriptName('heads')
+  .command(quickstart)
+  .command(train)
+  .command(translate)
+  .command(bleu)
+  .demandCommand(1, 'name a command (see --help)')
+  .strict()
+  .recommendCommands()
+  .help()
+  .wrap(Math.min(110, process.stdout.columns ?? 110))
+  .parseAsync();

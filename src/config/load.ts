@@ -1,0 +1,184 @@
+/**
+ * loadConfig(path, overrides): parse what the user wrote (YAML or JSON), merge it onto the defaults, apply
+ * `--set a.b=value` overrides, and validate once. Returns a readonly ResolvedConfig or throws one
+ * ConfigError listing every problem as `file: dot.path: expected ..., got ...`.
+ */
+import YAML from 'yaml';
+import type { z } from 'zod';
+import { existsSync, statSync, readFileSync } from 'node:fs';
+import { ConfigError } from '../util/errors.js';
+import { DEFAULT_CONFIG } from './defaults.js';
+import { HeadsConfigSchema, type HeadsConfig, type ResolvedConfig } from './schema.js';
+
+type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+
+export function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Deep merge: objects merge key by key, everything else (arrays included) replaces. */
+export function deepMerge(base: unknown, over: unknown): unknown {
+  if (isPlainObject(base) && isPlainObject(over)) {
+    const out: Record<string, unknown> = { ...base };
+    for (const [k, v] of Object.entries(over)) out[k] = k in base ? deepMerge(base[k], v) : v;
+    return out;
+  }
+  return over === undefined ? base : over;
+}
+
+/** Levenshtein distance, for "did you mean". */
+export function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
+  for (let i = 1; i <= a.length; i++)
+    for (let j = 1; j <= b.length; j++)
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+  return d[a.length]![b.length]!;
+}
+
+export function didYouMean(key: string, candidates: Iterable<string>): string {
+  let best = '';
+  let bestD = Infinity;
+  for (const c of candidates) {
+    const dist = editDistance(key.toLowerCase(), c.toLowerCase());
+    if (dist < bestD) [best, bestD] = [c, dist];
+  }
+  return bestD <= Math.max(2, Math.floor(key.length / 3)) ? ` (did you mean '${best}'?)` : '';
+}
+
+function valueAt(obj: unknown, path: ReadonlyArray<PropertyKey>): unknown {
+  let cur: unknown = obj;
+  for (const p of path) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Record<PropertyKey, unknown>)[p];
+  }
+  return cur;
+}
+
+function show(v: unknown): string {
+  if (v === undefined) return 'nothing';
+  const s = JSON.stringify(v);
+  return s.length > 60 ? s.slice(0, 57) + '...' : s;
+}
+
+function dotPath(path: ReadonlyArray<PropertyKey>): string {
+  return path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '') || '(root)';
+}
+
+/** Turn zod issues into `file: path: expected ..., got ...` lines. */
+export function describeIssues(issues: readonly z.core.$ZodIssue[], input: unknown, file: string, defaults: unknown): string[] {
+  const out: string[] = [];
+  for (const issue of issues) {
+    const where = `${file}: ${dotPath(issue.path)}`;
+    if (issue.code === 'unrecognized_keys') {
+      const parent = valueAt(defaults, issue.path);
+      const known = isPlainObject(parent) ? Object.keys(parent) : [];
+      for (const key of issue.keys) {
+        const p = dotPath([...issue.path, key]);
+        out.push(`${file}: ${p}: unknown key${didYouMean(key, known)}; expected one of: ${known.join(', ')}`);
+      }
+      continue;
+    }
+    const got = show(valueAt(input, issue.path));
+    out.push(`${where}: ${issue.message.replace(/^Invalid input: /, '')}, got ${got}`);
+  }
+  return out;
+}
+
+/** Parse a `--set key=value` value as a YAML scalar (numbers, booleans, null, lists). */
+export function parseOverrideValue(raw: string): Json {
+  try {
+    return YAML.parse(raw) as Json;
+  } catch {
+    return raw;
+  }
+}
+
+/** Apply `a.b.c=value` overrides to a plain object (returns a new object). */
+export function applyOverrides(obj: unknown, overrides: readonly string[], source = '--set'): unknown {
+  let out = obj;
+  for (const o of overrides) {
+    const eq = o.indexOf('=');
+    if (eq <= 0) throw new ConfigError([`${source}: expected key=value, got ${JSON.stringify(o)}`]);
+    const keys = o.slice(0, eq).split('.');
+    const value = parseOverrideValue(o.slice(eq + 1));
+    let patch: unknown = value;
+    for (let i = keys.length - 1; i >= 0; i--) patch = { [keys[i]!]: patch };
+    out = deepMerge(out, patch);
+  }
+  return out;
+}
+
+/** Read a YAML or JSON file into a plain object, with errors naming the file. */
+export function readConfigFile(path: string): Record<string, unknown> {
+  if (!existsSync(path)) throw new ConfigError([`${path}: config file not found`]);
+  if (statSync(path).isDirectory()) throw new ConfigError([`${path}: expected a config file, found a directory`]);
+  const text = readFileSync(path, 'utf8');
+  let parsed: unknown;
+  try {
+    parsed = path.endsWith('.json') ? JSON.parse(text) : YAML.parse(text, { uniqueKeys: true });
+  } catch (e) {
+    throw new ConfigError([`${path}: not valid ${path.endsWith('.json') ? 'JSON' : 'YAML'}: ${(e as Error).message.split('\n')[0]}`]);
+  }
+  if (parsed === null || parsed === undefined) return {};
+  if (!isPlainObject(parsed)) throw new ConfigError([`${path}: expected a mapping of config keys at the top level, got ${show(parsed)}`]);
+  return parsed;
+}
+
+/** Rules that span fields; each problem names the keys involved. */
+export function crossFieldProblems(c: HeadsConfig, file: string): string[] {
+  const p: string[] = [];
+  const m = c.model;
+  if (m.dModel % m.heads !== 0) p.push(`${file}: model.dModel: ${m.dModel} is not divisible by model.heads = ${m.heads}`);
+  if (m.keptHeads) {
+    const layers = { 'enc-self': m.encoderLayers, 'dec-self': m.decoderLayers, 'dec-enc': m.decoderLayers } as const;
+    for (const [stack, n] of Object.entries(layers) as Array<[keyof typeof layers, number]>) {
+      const kept = m.keptHeads[stack];
+      if (kept.length !== n) p.push(`${file}: model.keptHeads.${stack}: expected ${n} layers, got ${kept.length}`);
+      kept.forEach((ids, l) => {
+        const bad = ids.find((h) => h >= m.heads);
+        if (bad !== undefined) p.push(`${file}: model.keptHeads.${stack}[${l}]: head ${bad} out of range 0..${m.heads - 1}`);
+        if (new Set(ids).size !== ids.length) p.push(`${file}: model.keptHeads.${stack}[${l}]: duplicate head ids`);
+      });
+    }
+  }
+  if (c.model.encoderLayers === 0 && c.gates.attention.includes('enc-self'))
+    p.push(`${file}: gates.attention: 'enc-self' is gated but model.encoderLayers is 0`);
+  if (c.data.train === null && (c.data.valid !== null || c.data.test !== null))
+    p.push(`${file}: data.train: null (synthetic data) but data.valid/data.test are set; set data.train too`);
+  if (c.data.train !== null && c.data.valid === null) p.push(`${file}: data.valid: expected a dev set path when data.train is set, got null`);
+  return p;
+}
+
+/** Validate a merged raw object into a ResolvedConfig. */
+export function validateConfig(merged: unknown, file: string): ResolvedConfig {
+  const r = HeadsConfigSchema.safeParse(merged);
+  if (!r.success) throw new ConfigError(describeIssues(r.error.issues, merged, file, DEFAULT_CONFIG));
+  const cross = crossFieldProblems(r.data, file);
+  if (cross.length) throw new ConfigError(cross);
+  return deepFreeze(r.data);
+}
+
+/**
+ * Load a config: defaults <- file (if any) <- overrides, validated once.
+ * `path` null means the embedded default (the quickstart).
+ */
+export function loadConfig(path: string | null, overrides: readonly string[] = []): ResolvedConfig {
+  const user = path ? readConfigFile(path) : {};
+  const merged = applyOverrides(deepMerge(DEFAULT_CONFIG, user), overrides);
+  const label = path ?? '(defaults)';
+  return validateConfig(merged, overrides.length ? `${label} + --set` : label);
+}
+
+export function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object') {
+    Object.freeze(o);
+    for (const v of Object.values(o)) deepFreeze(v);
+  }
+  return o;
+}
+
+/** A mutable deep copy (for building derived configs). */
+export function cloneConfig(c: ResolvedConfig): HeadsConfig {
+  return JSON.parse(JSON.stringify(c)) as HeadsConfig;
+}

@@ -1,0 +1,135 @@
+/**
+ * The one config tree: HeadsConfig = { seed, data, model, gates, train, eval }. The zod schemas here are
+ * strict (unknown keys are errors) and describe the fully resolved config; files list only what differs
+ * from `defaults.ts` and are merged onto it before validation (load.ts).
+ */
+import { z } from 'zod';
+
+const posInt = z.number().int().positive();
+const nonNegInt = z.number().int().nonnegative();
+const prob = z.number().min(0).max(1);
+const attentionType = z.enum(['enc-self', 'dec-self', 'dec-enc']);
+
+export const SyntheticDataSchema = z.strictObject({
+  task: z.enum(['toy-mt', 'copy', 'reverse']),
+  trainPairs: posInt,
+  validPairs: posInt,
+  testPairs: posInt,
+});
+
+export const DataSchema = z.strictObject({
+  /** source and target language codes; Moses pairs are `<prefix>.<srcLang>` / `<prefix>.<tgtLang>` */
+  srcLang: z.string().min(1),
+  tgtLang: z.string().min(1),
+  /** a Moses prefix (`dir/train` -> dir/train.en + dir/train.de) or a .tsv file; relative to the working folder */
+  train: z.string().min(1).nullable(),
+  valid: z.string().min(1).nullable(),
+  test: z.string().min(1).nullable(),
+  /** used when `train` is null: a generated corpus (the embedded default) */
+  synthetic: SyntheticDataSchema,
+  /** joint BPE merges learned on the training data */
+  bpeMerges: nonNegInt,
+  /** pairs longer than this (BPE tokens, either side) are dropped from training */
+  maxLen: posInt,
+});
+
+export const ModelSchema = z.strictObject({
+  encoderLayers: nonNegInt,
+  decoderLayers: posInt,
+  heads: posInt,
+  dModel: posInt,
+  dFF: posInt,
+  dropout: prob,
+  attentionDropout: prob,
+  norm: z.enum(['pre', 'post']),
+  tieEmbeddings: z.boolean(),
+  /** longest sequence the sinusoidal table covers */
+  maxPositions: posInt,
+  /**
+   * Heads per layer after physical pruning, as the original head ids that remain (exporter output).
+   * null: every layer has `heads` heads.
+   */
+  keptHeads: z
+    .strictObject({
+      'enc-self': z.array(z.array(nonNegInt)),
+      'dec-self': z.array(z.array(nonNegInt)),
+      'dec-enc': z.array(z.array(nonNegInt)),
+    })
+    .nullable(),
+});
+
+export const GatesSchema = z.strictObject({
+  /** which attention types carry Hard Concrete gates (empty: all gates fixed at 1) */
+  attention: z.array(attentionType),
+  /** Concrete temperature: 0.33 as in the reference code, 2/3 as in Louizos et al. */
+  beta: z.number().positive(),
+  /** one noise sample per head per batch (the reference) or per sentence */
+  noise: z.enum(['batch', 'sentence']),
+  logAlphaInit: z.discriminatedUnion('kind', [
+    z.strictObject({ kind: z.literal('glorot') }),
+    z.strictObject({ kind: z.literal('constant'), value: z.number() }),
+  ]),
+  /** `sum` over heads (the paper) or `layer-mean` (the reference code: per-layer sums averaged over gated layers) */
+  penalty: z.enum(['sum', 'layer-mean']),
+});
+
+export const TrainSchema = z.strictObject({
+  maxSteps: posInt,
+  /** padded tokens (sentences x max(srcLen, tgtLen)) per batch, summed over workers and accumulation */
+  maxTokensPerBatch: posInt,
+  accumulateSteps: posInt,
+  /** peak learning rate reached at the end of warm-up, then inverse square root decay */
+  peakLr: z.number().positive(),
+  warmupSteps: nonNegInt,
+  adamBeta1: z.number().min(0).lt(1),
+  adamBeta2: z.number().min(0).lt(1),
+  adamEps: z.number().positive(),
+  /** global gradient norm clip; 0 disables */
+  clipNorm: z.number().nonnegative(),
+  labelSmoothing: z.number().min(0).lt(1),
+  logEverySteps: posInt,
+  evalEverySteps: nonNegInt,
+  /** dev BLEU on the first N dev sentences at each eval (0: dev loss only) */
+  devBleuSentences: nonNegInt,
+  checkpointEverySteps: posInt,
+  keepCheckpoints: posInt,
+  /** lambda for the expected-L0 penalty (gated runs) */
+  l0Lambda: z.number().nonnegative(),
+  /** train only these parameter groups (null: all); the reference's encoder-only pruning trains `encoder` */
+  trainOnly: z.array(z.enum(['encoder', 'decoder', 'embeddings', 'gates'])).nullable(),
+  workers: z.union([z.literal('auto'), posInt]),
+  skipNonFinite: nonNegInt,
+});
+
+export const EvalSchema = z.strictObject({
+  beamSize: posInt,
+  /** GNMT length penalty alpha: score / ((5 + len) / 6)^alpha */
+  lengthPenalty: z.number().nonnegative(),
+  /** maximum output length = maxLenA * srcLen + maxLenB */
+  maxLenA: z.number().nonnegative(),
+  maxLenB: nonNegInt,
+  /** sentences per decoding batch */
+  batchSentences: posInt,
+});
+
+export const HeadsConfigSchema = z.strictObject({
+  name: z.string().min(1),
+  seed: z.number().int().nonnegative(),
+  backend: z.enum(['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu']),
+  data: DataSchema,
+  model: ModelSchema,
+  gates: GatesSchema,
+  train: TrainSchema,
+  eval: EvalSchema,
+});
+
+export type HeadsConfig = z.infer<typeof HeadsConfigSchema>;
+
+type DeepReadonly<T> = T extends (infer U)[] ? ReadonlyArray<DeepReadonly<U>> : T extends object ? { readonly [K in keyof T]: DeepReadonly<T[K]> } : T;
+export type ResolvedConfig = DeepReadonly<HeadsConfig>;
+/** The readonly slices that code below the edge receives. */
+export type DataConfig = ResolvedConfig['data'];
+export type ModelConfig = ResolvedConfig['model'];
+export type GateConfig = ResolvedConfig['gates'];
+export type TrainConfig = ResolvedConfig['train'];
+export type EvalConfig = ResolvedConfig['eval'];

@@ -1,0 +1,48 @@
+/**
+ * Translate raw sentences: BPE-encode, sort by length, decode in batches of `batchSentences` (greedy or
+ * beam), detokenise, and return the outputs in the input order. Reports progress (sentences/s).
+ */
+import type { EvalConfig } from '../config/schema.js';
+import type { GateTensors, Transformer } from '../model/transformer.js';
+import { EOS_ID, beamSearch } from './decode.js';
+
+export interface TextCodec {
+  encode(text: string): number[];
+  decode(ids: number[]): string;
+}
+
+export interface TranslateStats {
+  sentences: number;
+  elapsedMs: number;
+  sentencesPerSec: number;
+  outputTokens: number;
+}
+
+export async function translateSentences(
+  model: Transformer,
+  codec: TextCodec,
+  sentences: readonly string[],
+  o: EvalConfig & { gates?: GateTensors; onProgress?: (done: number, total: number, elapsedMs: number) => void },
+): Promise<{ outputs: string[]; stats: TranslateStats }> {
+  const t0 = performance.now();
+  const maxSrc = model.config.maxPositions - 1;
+  const encoded = sentences.map((s) => [...codec.encode(s).slice(0, maxSrc - 1), EOS_ID]);
+  const order = encoded.map((_, i) => i).sort((a, b) => encoded[a]!.length - encoded[b]!.length);
+  const outputs: string[] = new Array(sentences.length).fill('');
+  let outputTokens = 0;
+  for (let start = 0; start < order.length; start += o.batchSentences) {
+    const idx = order.slice(start, start + o.batchSentences);
+    const B = idx.length;
+    const S = Math.max(...idx.map((i) => encoded[i]!.length));
+    const src = new Int32Array(B * S);
+    idx.forEach((i, b) => src.set(encoded[i]!, b * S));
+    const hyps = await beamSearch(model, src, B, S, { beamSize: o.beamSize, lengthPenalty: o.lengthPenalty, maxLenA: o.maxLenA, maxLenB: o.maxLenB, gates: o.gates });
+    idx.forEach((i, b) => {
+      outputs[i] = codec.decode(hyps[b]!);
+      outputTokens += hyps[b]!.length;
+    });
+    o.onProgress?.(Math.min(start + B, order.length), order.length, performance.now() - t0);
+  }
+  const elapsedMs = performance.now() - t0;
+  return { outputs, stats: { sentences: sentences.length, elapsedMs, sentencesPerSec: (sentences.length / elapsedMs) * 1000, outputTokens } };
+}

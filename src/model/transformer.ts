@@ -1,0 +1,281 @@
+/**
+ * The encoder-decoder Transformer, read top to bottom: parameters, embedding, encoder layers, decoder
+ * layers, output projection, then incremental decoding with cached keys and values. Every attention
+ * (enc-self, dec-self, dec-enc) receives a per-layer gate tensor (or null for "all ones") through
+ * `GateTensors`. Pre-norm (the reference implementation's choice) or post-norm residual blocks.
+ * Shapes: token ids [B, T] int32 (0 = pad); hidden [B, T, d]; logits [B*T, V].
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { ModelConfig } from '../config/schema.js';
+import type { AttentionType } from '../config/head-id.js';
+import { Rng } from '../util/random.js';
+import { ParamStore } from './params.js';
+import { ForwardContext, causalBias, dropout, feedForward, layerNorm, linear, paddingBias, sinusoidalTable } from './layers.js';
+import { type AttentionParams, type AttentionRecord, attend, projectKeysValues } from './attention.js';
+
+/** Per attention type, per layer: the gate multiplying each head's context (null: no gate, i.e. ones). */
+export type GateTensors = Partial<Record<AttentionType, ReadonlyArray<tf.Tensor | null>>>;
+
+export interface ForwardOptions {
+  isTraining: boolean;
+  /** seed for this forward's dropout stream (per step) */
+  seed?: number;
+  gates?: GateTensors;
+  /** called with each attention's weights and per-head context, for analysis */
+  record?: (stack: AttentionType, layer: number, r: AttentionRecord) => void;
+}
+
+/** Incremental decoder state: cached keys/values of every decoder layer. */
+export interface DecoderState {
+  /** source keys/values per decoder layer (fixed) */
+  cross: Array<{ k: tf.Tensor4D; v: tf.Tensor4D }>;
+  /** target keys/values so far per decoder layer [B, h, t, dHead] */
+  self: Array<{ k: tf.Tensor4D; v: tf.Tensor4D } | null>;
+  srcBias: tf.Tensor4D;
+  memory: tf.Tensor3D;
+  step: number;
+}
+
+export type ModelShape = Record<AttentionType, number[]>;
+
+/** Heads per layer for each attention type, honouring physical pruning (`keptHeads`). */
+export function headsPerLayer(c: ModelConfig): ModelShape {
+  const count = (stack: AttentionType, layers: number) =>
+    c.keptHeads ? c.keptHeads[stack].map((ids) => ids.length) : Array<number>(layers).fill(c.heads);
+  return {
+    'enc-self': count('enc-self', c.encoderLayers),
+    'dec-self': count('dec-self', c.decoderLayers),
+    'dec-enc': count('dec-enc', c.decoderLayers),
+  };
+}
+
+function addAttentionParams(ps: ParamStore, prefix: string, d: number, h: number, dHead: number, rng: Rng): void {
+  for (const m of ['q', 'k', 'v']) {
+    ps.addLinear(`${prefix}.w${m}`, d, h * dHead, rng);
+    ps.addConstant(`${prefix}.b${m}`, [h * dHead], 0);
+  }
+  ps.addLinear(`${prefix}.wo`, h * dHead, d, rng);
+  ps.addConstant(`${prefix}.bo`, [d], 0);
+}
+
+function addNorm(ps: ParamStore, prefix: string, d: number): void {
+  ps.addConstant(`${prefix}.g`, [d], 1);
+  ps.addConstant(`${prefix}.b`, [d], 0);
+}
+
+function addFfn(ps: ParamStore, prefix: string, d: number, dFF: number, rng: Rng): void {
+  ps.addLinear(`${prefix}.w1`, d, dFF, rng);
+  ps.addConstant(`${prefix}.b1`, [dFF], 0);
+  ps.addLinear(`${prefix}.w2`, dFF, d, rng);
+  ps.addConstant(`${prefix}.b2`, [d], 0);
+}
+
+/** Create the parameters of a model with the given shape, initialised from `rng`. */
+export function initParams(c: ModelConfig, vocabSize: number, rng: Rng): ParamStore {
+  const ps = new ParamStore();
+  const d = c.dModel;
+  const dHead = d / c.heads;
+  const heads = headsPerLayer(c);
+  if (c.tieEmbeddings) ps.addNormal('emb.shared', [vocabSize, d], Math.pow(d, -0.5), rng);
+  else {
+    ps.addNormal('emb.src', [vocabSize, d], Math.pow(d, -0.5), rng);
+    ps.addNormal('emb.tgt', [vocabSize, d], Math.pow(d, -0.5), rng);
+    ps.addLinear('out.proj', d, vocabSize, rng);
+  }
+  for (let l = 0; l < c.encoderLayers; l++) {
+    addNorm(ps, `enc.${l}.ln1`, d);
+    addAttentionParams(ps, `enc.${l}.self`, d, heads['enc-self'][l]!, dHead, rng);
+    addNorm(ps, `enc.${l}.ln2`, d);
+    addFfn(ps, `enc.${l}.ffn`, d, c.dFF, rng);
+  }
+  if (c.norm === 'pre' && c.encoderLayers > 0) addNorm(ps, 'enc.ln', d);
+  for (let l = 0; l < c.decoderLayers; l++) {
+    addNorm(ps, `dec.${l}.ln1`, d);
+    addAttentionParams(ps, `dec.${l}.self`, d, heads['dec-self'][l]!, dHead, rng);
+    addNorm(ps, `dec.${l}.ln2`, d);
+    addAttentionParams(ps, `dec.${l}.cross`, d, heads['dec-enc'][l]!, dHead, rng);
+    addNorm(ps, `dec.${l}.ln3`, d);
+    addFfn(ps, `dec.${l}.ffn`, d, c.dFF, rng);
+  }
+  if (c.norm === 'pre') addNorm(ps, 'dec.ln', d);
+  return ps;
+}
+
+export class Transformer {
+  readonly shape: ModelShape;
+  readonly dHead: number;
+  private readonly positions: tf.Tensor2D;
+
+  constructor(
+    readonly config: ModelConfig,
+    readonly vocabSize: number,
+    readonly params: ParamStore,
+  ) {
+    this.shape = headsPerLayer(config);
+    this.dHead = config.dModel / config.heads;
+    this.positions = tf.tensor2d(sinusoidalTable(config.maxPositions, config.dModel), [config.maxPositions, config.dModel]);
+  }
+
+  dispose(): void {
+    this.params.dispose();
+    this.positions.dispose();
+  }
+
+  private p(name: string): tf.Tensor {
+    return this.params.get(name);
+  }
+
+  attentionParams(prefix: string, nHeads: number): AttentionParams {
+    const g = (n: string) => this.p(`${prefix}.${n}`);
+    return { wq: g('wq'), bq: g('bq'), wk: g('wk'), bk: g('bk'), wv: g('wv'), bv: g('bv'), wo: g('wo'), bo: g('bo'), nHeads, dHead: this.dHead };
+  }
+
+  private norm(x: tf.Tensor, prefix: string): tf.Tensor {
+    return layerNorm(x, this.p(`${prefix}.g`), this.p(`${prefix}.b`));
+  }
+
+  /** Residual sub-layer in the configured order: pre-norm x + f(LN(x)), post-norm LN(x + f(x)). */
+  private residual(x: tf.Tensor, normName: string, ctx: ForwardContext, f: (y: tf.Tensor) => tf.Tensor): tf.Tensor {
+    if (this.config.norm === 'pre') return x.add(dropout(f(this.norm(x, normName)), ctx.dropout, ctx));
+    return this.norm(x.add(dropout(f(x), ctx.dropout, ctx)), normName);
+  }
+
+  /** Token embedding * sqrt(d) + sinusoidal position (starting at `offset`), then dropout. */
+  embed(ids: tf.Tensor2D, side: 'src' | 'tgt', ctx: ForwardContext, offset = 0): tf.Tensor3D {
+    const [B, T] = ids.shape;
+    if (offset + T > this.config.maxPositions)
+      throw new Error(`sequence of length ${offset + T} exceeds model.maxPositions = ${this.config.maxPositions}`);
+    const table = this.config.tieEmbeddings ? this.p('emb.shared') : this.p(side === 'src' ? 'emb.src' : 'emb.tgt');
+    const e = tf.gather(table, ids.reshape([B * T])).mul(Math.sqrt(this.config.dModel));
+    const pos = this.positions.slice([offset, 0], [T, this.config.dModel]);
+    return dropout(e.reshape([B, T, this.config.dModel]).add(pos), ctx.dropout, ctx) as tf.Tensor3D;
+  }
+
+  private ffn(x: tf.Tensor, prefix: string, ctx: ForwardContext): tf.Tensor {
+    return feedForward(x, this.p(`${prefix}.w1`), this.p(`${prefix}.b1`), this.p(`${prefix}.w2`), this.p(`${prefix}.b2`), ctx);
+  }
+
+  /** Encoder: src [B, S] -> memory [B, S, d]. */
+  encode(src: tf.Tensor2D, ctx: ForwardContext, opts: Pick<ForwardOptions, 'gates' | 'record'> = {}): tf.Tensor3D {
+    const bias = paddingBias(src);
+    let x: tf.Tensor = this.embed(src, 'src', ctx);
+    for (let l = 0; l < this.config.encoderLayers; l++) {
+      const ap = this.attentionParams(`enc.${l}.self`, this.shape['enc-self'][l]!);
+      const gate = opts.gates?.['enc-self']?.[l] ?? null;
+      const rec = opts.record ? (r: AttentionRecord) => opts.record!('enc-self', l, r) : undefined;
+      x = this.residual(x, `enc.${l}.ln1`, ctx, (y) => {
+        const { k, v } = projectKeysValues(ap, y);
+        return attend(ap, y, k, v, bias, gate, ctx, rec);
+      });
+      x = this.residual(x, `enc.${l}.ln2`, ctx, (y) => this.ffn(y, `enc.${l}.ffn`, ctx));
+    }
+    if (this.config.norm === 'pre' && this.config.encoderLayers > 0) x = this.norm(x, 'enc.ln');
+    return x as tf.Tensor3D;
+  }
+
+  /** Decoder over a whole target prefix (teacher forcing): tgtIn [B, T] -> hidden [B, T, d]. */
+  decode(tgtIn: tf.Tensor2D, memory: tf.Tensor3D, srcBias: tf.Tensor4D, ctx: ForwardContext, opts: Pick<ForwardOptions, 'gates' | 'record'> = {}): tf.Tensor3D {
+    const T = tgtIn.shape[1];
+    const selfBias = causalBias(T).add(paddingBias(tgtIn));
+    let x: tf.Tensor = this.embed(tgtIn, 'tgt', ctx);
+    for (let l = 0; l < this.config.decoderLayers; l++) {
+      const sp = this.attentionParams(`dec.${l}.self`, this.shape['dec-self'][l]!);
+      const cp = this.attentionParams(`dec.${l}.cross`, this.shape['dec-enc'][l]!);
+      const selfRec = opts.record ? (r: AttentionRecord) => opts.record!('dec-self', l, r) : undefined;
+      const crossRec = opts.record ? (r: AttentionRecord) => opts.record!('dec-enc', l, r) : undefined;
+      x = this.residual(x, `dec.${l}.ln1`, ctx, (y) => {
+        const { k, v } = projectKeysValues(sp, y);
+        return attend(sp, y, k, v, selfBias, opts.gates?.['dec-self']?.[l] ?? null, ctx, selfRec);
+      });
+      x = this.residual(x, `dec.${l}.ln2`, ctx, (y) => {
+        const { k, v } = projectKeysValues(cp, memory);
+        return attend(cp, y, k, v, srcBias, opts.gates?.['dec-enc']?.[l] ?? null, ctx, crossRec);
+      });
+      x = this.residual(x, `dec.${l}.ln3`, ctx, (y) => this.ffn(y, `dec.${l}.ffn`, ctx));
+    }
+    if (this.config.norm === 'pre') x = this.norm(x, 'dec.ln');
+    return x as tf.Tensor3D;
+  }
+
+  /** hidden [..., d] -> logits [N, V] (tied: hidden @ E^T). */
+  logits(hidden: tf.Tensor): tf.Tensor2D {
+    const h2 = hidden.reshape([-1, this.config.dModel]) as tf.Tensor2D;
+    if (this.config.tieEmbeddings) return tf.matMul(h2, this.p('emb.shared') as tf.Tensor2D, false, true);
+    return linear(h2, this.p('out.proj'), null) as tf.Tensor2D;
+  }
+
+  /** Teacher-forced forward: logits [B*T, V] for tgtIn. */
+  forward(src: tf.Tensor2D, tgtIn: tf.Tensor2D, opts: ForwardOptions): tf.Tensor2D {
+    const ctx = opts.isTraining
+      ? new ForwardContext(true, this.config.dropout, this.config.attentionDropout, opts.seed ?? 0)
+      : ForwardContext.eval();
+    const memory = this.encode(src, ctx, opts);
+    return this.logits(this.decode(tgtIn, memory, paddingBias(src), ctx, opts));
+  }
+
+  // ---- incremental decoding (inference only; dropout off) ----
+
+  /** Encode the source and precompute every decoder layer's source keys/values. */
+  startDecoding(src: tf.Tensor2D, gates?: GateTensors): DecoderState {
+    const ctx = ForwardContext.eval();
+    const memory = this.encode(src, ctx, { gates });
+    const cross = [];
+    for (let l = 0; l < this.config.decoderLayers; l++)
+      cross.push(projectKeysValues(this.attentionParams(`dec.${l}.cross`, this.shape['dec-enc'][l]!), memory));
+    return { cross, self: Array(this.config.decoderLayers).fill(null), srcBias: paddingBias(src), memory, step: 0 };
+  }
+
+  /**
+   * One decoding step: the last tokens [B] -> log-probabilities [B, V]; returns the new state (the caller
+   * disposes the old one's self caches with `disposeStepCaches`). Tokens before `step` are never padding.
+   */
+  decodeStep(state: DecoderState, lastTokens: tf.Tensor1D, gates?: GateTensors): { logProbs: tf.Tensor2D; state: DecoderState } {
+    const ctx = ForwardContext.eval();
+    const B = lastTokens.shape[0];
+    let x: tf.Tensor = this.embed(lastTokens.reshape([B, 1]) as tf.Tensor2D, 'tgt', ctx, state.step);
+    const self: DecoderState['self'] = [];
+    for (let l = 0; l < this.config.decoderLayers; l++) {
+      const sp = this.attentionParams(`dec.${l}.self`, this.shape['dec-self'][l]!);
+      const cp = this.attentionParams(`dec.${l}.cross`, this.shape['dec-enc'][l]!);
+      x = this.residual(x, `dec.${l}.ln1`, ctx, (y) => {
+        const kv = projectKeysValues(sp, y);
+        const prev = state.self[l];
+        const k = prev ? (tf.concat([prev.k, kv.k], 2) as tf.Tensor4D) : kv.k;
+        const v = prev ? (tf.concat([prev.v, kv.v], 2) as tf.Tensor4D) : kv.v;
+        self.push({ k, v });
+        return attend(sp, y, k, v, null, gates?.['dec-self']?.[l] ?? null, ctx);
+      });
+      x = this.residual(x, `dec.${l}.ln2`, ctx, (y) =>
+        attend(cp, y, state.cross[l]!.k, state.cross[l]!.v, state.srcBias, gates?.['dec-enc']?.[l] ?? null, ctx),
+      );
+      x = this.residual(x, `dec.${l}.ln3`, ctx, (y) => this.ffn(y, `dec.${l}.ffn`, ctx));
+    }
+    if (this.config.norm === 'pre') x = this.norm(x, 'dec.ln');
+    const logProbs = tf.logSoftmax(this.logits(x)) as tf.Tensor2D;
+    return { logProbs, state: { ...state, self, step: state.step + 1 } };
+  }
+
+  /** Keep rows `indices` of every cached tensor (beam reordering / dropping finished sentences). */
+  selectRows(state: DecoderState, indices: tf.Tensor1D): DecoderState {
+    const g = <T extends tf.Tensor>(t: T) => tf.gather(t, indices) as T;
+    return {
+      cross: state.cross.map(({ k, v }) => ({ k: g(k), v: g(v) })),
+      self: state.self.map((s) => (s ? { k: g(s.k), v: g(s.v) } : null)),
+      srcBias: g(state.srcBias),
+      memory: g(state.memory),
+      step: state.step,
+    };
+  }
+}
+
+/** Every tensor a decoder state holds. */
+export function stateTensors(s: DecoderState): tf.Tensor[] {
+  const out: tf.Tensor[] = [s.srcBias, s.memory];
+  for (const c of s.cross) out.push(c.k, c.v);
+  for (const c of s.self) if (c) out.push(c.k, c.v);
+  return out;
+}
+
+export function createTransformer(c: ModelConfig, vocabSize: number, rng: Rng): Transformer {
+  return new Transformer(c, vocabSize, initParams(c, vocabSize, rng));
+}

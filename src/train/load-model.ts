@@ -1,0 +1,72 @@
+/**
+ * Load a trained model for translation, analysis, pruning or export: from a run folder (its newest valid
+ * checkpoint) or a checkpoint folder. The tokenizer comes from the run folder; the model shape from the
+ * checkpoint's config, so a physically pruned model (per-layer head lists) loads the same way.
+ */
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import type { ResolvedConfig } from '../config/schema.js';
+import { Transformer, initParams } from '../model/transformer.js';
+import { BpeTokenizer } from '../data/tokenizer.js';
+import { HeadGates } from '../gates/head-gates.js';
+import { CheckpointError } from '../util/errors.js';
+import { Rng } from '../util/random.js';
+import { type LoadedCheckpoint, findLatestValidCheckpoint } from './checkpoint.js';
+
+export interface LoadedModel {
+  model: Transformer;
+  tokenizer: BpeTokenizer;
+  gates: HeadGates | null;
+  config: ResolvedConfig;
+  checkpoint: LoadedCheckpoint;
+  runPath: string;
+}
+
+/** The run folder that holds a checkpoint folder (run/checkpoints/step-N -> run). */
+export function runFolderOf(path: string): string {
+  if (existsSync(join(path, 'state.json'))) return dirname(dirname(path));
+  return path;
+}
+
+/** Assign checkpoint arrays to a model (and gates), checking every name and shape. */
+export function assignWeights(model: Transformer, gates: HeadGates | null, c: LoadedCheckpoint, opts: { allowMissingGates?: boolean } = {}): void {
+  const problems: string[] = [];
+  for (const [name, v] of model.params.vars) {
+    const a = c.params[name];
+    if (!a) problems.push(`missing tensor ${name}`);
+    else if (a.shape.join(',') !== v.shape.join(',')) problems.push(`${name}: checkpoint shape [${a.shape}] but the model expects [${v.shape}]`);
+  }
+  if (gates)
+    for (const [name, v] of gates.variables) {
+      const a = c.params[name];
+      if (!a) {
+        if (!opts.allowMissingGates) problems.push(`missing gate tensor ${name}`);
+      } else if (a.shape.join(',') !== v.shape.join(',')) problems.push(`${name}: checkpoint shape [${a.shape}] but the gates expect [${v.shape}]`);
+    }
+  if (problems.length) throw new CheckpointError(`${c.path}: does not fit the model: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? ` (+${problems.length - 5} more)` : ''}`);
+  for (const [name] of model.params.vars) model.params.assign(name, c.params[name]!.shape, c.params[name]!.data);
+  if (gates)
+    for (const [name, v] of gates.variables) {
+      const a = c.params[name];
+      if (a) v.assign(tfTensor(a.shape, a.data));
+    }
+}
+
+import * as tf from '@tensorflow/tfjs';
+function tfTensor(shape: number[], data: Float32Array): tf.Tensor {
+  return tf.tensor(data, shape, 'float32');
+}
+
+export function loadModel(path: string, warn: (m: string) => void = () => {}): LoadedModel {
+  const checkpoint = findLatestValidCheckpoint(path, warn);
+  const runPath = runFolderOf(checkpoint.path);
+  const tokPath = join(runPath, 'tokenizer.json');
+  if (!existsSync(tokPath)) throw new CheckpointError(`${runPath}: no tokenizer.json beside the checkpoints`);
+  const tokenizer = BpeTokenizer.load(tokPath);
+  const config = checkpoint.state.config;
+  const model = new Transformer(config.model, tokenizer.vocabSize, initParams(config.model, tokenizer.vocabSize, new Rng(0)));
+  const hasGates = Object.keys(checkpoint.params).some((k) => k.startsWith('gate.'));
+  const gates = hasGates && config.gates.attention.length ? new HeadGates(config.gates, model.shape, config.seed) : null;
+  assignWeights(model, gates, checkpoint);
+  return { model, tokenizer, gates, config, checkpoint, runPath };
+}

@@ -1,0 +1,140 @@
+/**
+ * One training run end to end, as a library call the CLI, experiments and notebooks share: prepare the
+ * data (or reuse the run's tokenizer on resume), build the model (and gates), restore a checkpoint when
+ * resuming or fine-tuning, train with dev loss / dev BLEU, then translate and score the test set.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { existsSync } from 'node:fs';
+import type { ResolvedConfig } from '../config/schema.js';
+import { BpeTokenizer } from '../data/tokenizer.js';
+import { prepareData } from '../data/prepare.js';
+import { createTransformer, type GateTensors, type Transformer } from '../model/transformer.js';
+import { HeadGates } from '../gates/head-gates.js';
+import { translateSentences } from '../eval/translate.js';
+import { corpusBleu, tokenizedLowercaseBleu } from '../eval/bleu.js';
+import { Rng, deriveSeed } from '../util/random.js';
+import type { RunFolder } from '../util/run-folder.js';
+import { writeFileAtomic } from '../util/fs.js';
+import { Trainer, disposeGates } from './trainer.js';
+import { findLatestValidCheckpoint, type LoadedCheckpoint } from './checkpoint.js';
+import { ProgressLine, formatDuration } from './progress.js';
+import { assignWeights } from './load-model.js';
+
+export interface RunTrainingOptions {
+  config: ResolvedConfig;
+  run: RunFolder;
+  /** continue this run from its newest valid checkpoint (same folder) */
+  isResume?: boolean;
+  /** initialise weights (not optimizer, not step) from this checkpoint: fine-tuning / pruning */
+  initFrom?: LoadedCheckpoint;
+  /** tokenizer to reuse (fine-tuning must keep the parent's vocabulary) */
+  tokenizer?: BpeTokenizer;
+  progress?: ProgressLine;
+  isStopRequested?: () => boolean;
+  /** translate and score the test set at the end (default true) */
+  evaluateTest?: boolean;
+}
+
+export interface TestScores {
+  bleu: number;
+  signature: string;
+  formatted: string;
+  tokenizedLowercaseBleu: number;
+  sentences: number;
+  sentencesPerSec: number;
+}
+
+export interface RunTrainingResult {
+  steps: number;
+  elapsedMs: number;
+  stoppedEarly: boolean;
+  devLoss: number | null;
+  devBleu: number | null;
+  test: TestScores | null;
+  parameters: number;
+}
+
+/** Corpus BLEU of a model on sentence pairs (beam search as configured). */
+export async function scoreTranslations(
+  model: Transformer,
+  tok: BpeTokenizer,
+  pairs: ReadonlyArray<{ src: string; tgt: string }>,
+  cfg: ResolvedConfig,
+  gates: GateTensors | undefined,
+  opts: { beamSize?: number; progress?: ProgressLine; label?: string } = {},
+): Promise<{ hyps: string[]; scores: TestScores }> {
+  const { outputs, stats } = await translateSentences(model, tok, pairs.map((p) => p.src), {
+    ...cfg.eval,
+    beamSize: opts.beamSize ?? cfg.eval.beamSize,
+    gates,
+    onProgress: (done, total, ms) => opts.progress?.update(`${opts.label ?? 'translate'} ${done}/${total} sentences | ${((done / ms) * 1000).toFixed(1)} sent/s | ETA ${formatDuration(((total - done) * ms) / done / 1000)}`),
+  });
+  const refs = [pairs.map((p) => p.tgt)];
+  const b = corpusBleu(outputs, refs);
+  const tl = tokenizedLowercaseBleu(outputs, refs);
+  return {
+    hyps: outputs,
+    scores: { bleu: b.score, signature: b.signature, formatted: b.format(), tokenizedLowercaseBleu: tl.score, sentences: pairs.length, sentencesPerSec: stats.sentencesPerSec },
+  };
+}
+
+export async function runTraining(o: RunTrainingOptions): Promise<RunTrainingResult> {
+  const { config: cfg, run } = o;
+  const progress = o.progress ?? new ProgressLine();
+  const tokPath = run.file('tokenizer.json');
+  const savedTok = o.tokenizer ?? (o.isResume && existsSync(tokPath) ? BpeTokenizer.load(tokPath) : undefined);
+  const data = prepareData(cfg.data, cfg.seed, { tokenizer: savedTok, onProgress: (m) => progress.log(m) });
+  if (!existsSync(tokPath)) data.tokenizer.save(tokPath);
+  if (data.droppedTooLong) progress.log(`data: dropped ${data.droppedTooLong} training pairs longer than ${cfg.data.maxLen} tokens`);
+
+  const model = createTransformer(cfg.model, data.tokenizer.vocabSize, new Rng(deriveSeed(cfg.seed, 'init')));
+  const gates = cfg.gates.attention.length ? new HeadGates(cfg.gates, model.shape, cfg.seed) : null;
+  gates?.setTrajectoryFile(run.file('gate-trajectory.csv'));
+  progress.log(`model: ${(model.params.count() / 1e6).toFixed(2)}M parameters, ${cfg.model.encoderLayers}+${cfg.model.decoderLayers} layers, ${cfg.model.heads} heads, d_model ${cfg.model.dModel}${gates ? `, ${gates.gatedHeadCount} gated heads (${cfg.gates.attention.join(', ')})` : ''}`);
+
+  const devPairs = data.corpora.valid.slice(0, cfg.train.devBleuSentences);
+  const trainer = new Trainer({
+    config: cfg,
+    model,
+    train: data.train,
+    valid: data.valid,
+    run,
+    gates,
+    progress,
+    isStopRequested: o.isStopRequested,
+    devBleu: async (m, g) => (await scoreTranslations(m, data.tokenizer, devPairs, cfg, g, { beamSize: 1 })).scores.bleu,
+  });
+  if (o.initFrom) {
+    assignWeights(model, gates, o.initFrom, { allowMissingGates: true });
+    progress.log(`init: weights from ${o.initFrom.path} (fresh optimizer, step 0)`);
+  }
+  if (o.isResume) {
+    const c = findLatestValidCheckpoint(run.path, (m) => progress.log(`warning: ${m}`));
+    trainer.restore(c);
+    progress.log(`resume: step ${c.state.step} from ${c.path}`);
+  }
+  const r = await trainer.run();
+  let test: TestScores | null = null;
+  if (!r.stoppedEarly && o.evaluateTest !== false && data.corpora.test.length) {
+    const g = gates?.testGates();
+    const { hyps, scores } = await scoreTranslations(model, data.tokenizer, data.corpora.test, cfg, g, { progress, label: 'test' });
+    if (g) disposeGates(g);
+    progress.done();
+    writeFileAtomic(run.file('test.hyp'), hyps.join('\n') + '\n');
+    test = scores;
+  }
+  const result: RunTrainingResult = {
+    steps: trainer.step,
+    elapsedMs: r.elapsedMs,
+    stoppedEarly: r.stoppedEarly,
+    devLoss: r.lastEval?.devLoss ?? null,
+    devBleu: r.lastEval?.devBleu ?? null,
+    test,
+    parameters: model.params.count(),
+  };
+  run.writeJson('results.json', { ...result, gates: gates ? { summary: gates.summary(), heads: gates.states() } : null, backend: tf.getBackend() });
+  trainer.dispose();
+  gates?.dispose();
+  model.dispose();
+  return result;
+}
