@@ -1,0 +1,27 @@
+/** Type declarations for the heads OpenBLAS addon (see src/native_blas.c for the full contract). */
+export interface NativeBlas {
+  /** Row-major C := alpha * op(A) * op(B) + beta * C on Float32Arrays at element offsets. Throws RangeError when out of bounds. */
+  sgemm(
+    transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
+    A: Float32Array, lda: number, B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number,
+    offA?: number, offB?: number, offC?: number,
+  ): void;
+  /** Batch of contiguous matrices; batch i reads A at offA + (idxA?.[i] ?? i) * strideA (stride 0 broadcasts), writes C at offC + i * strideC. */
+  sgemmBatched(
+    transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
+    A: Float32Array, offA: number, strideA: number, B: Float32Array, offB: number, strideB: number,
+    beta: number, C: Float32Array, offC: number, strideC: number, batch: number,
+    idxA?: Int32Array | null, idxB?: Int32Array | null,
+  ): void;
+  /** In place: C[r, c] = act(C[r, c] + bias); biasLen 0, 1 or cols; act 0 linear, 1 relu, 2 relu6, 3 leakyrelu, 4 sigmoid, 5 elu. */
+  biasActivation(
+    C: Float32Array, offC: number, rows: number, cols: number, bias: Float32Array | null, offBias: number,
+    biasLen: number, activation: number, alpha?: number,
+  ): void;
+  /** Sets OpenBLAS's thread count; returns the count now in effect. */
+  setThreads(n: number): number;
+  getThreads(): number;
+  config(): { config: string; corename: string; numProcs: number; threads: number };
+}
+export declare const blas: NativeBlas | null;
+export declare const loadError: Error | null;

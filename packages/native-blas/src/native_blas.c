@@ -1,0 +1,517 @@
+/*
+ * native_blas.c: a small N-API addon over OpenBLAS's cblas_sgemm, used by heads to run tfjs matMul
+ * kernels natively on tensor memory (the wasm heap or cpu-backend Float32Arrays), zero-copy.
+ *
+ * All matrices are row-major float32 and addressed as (Float32Array, element offset). Every entry
+ * point validates its arguments and the extent of every matrix it touches BEFORE it reads or writes
+ * anything: out-of-range shapes, offsets or strides throw a RangeError, wrong argument types a
+ * TypeError. An output range that overlaps an input range is also a RangeError (BLAS does not
+ * allow aliasing).
+ *
+ * Exports:
+ *   sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc[, offA, offB, offC])
+ *   sgemmBatched(transA, transB, M, N, K, alpha, A, offA, strideA, B, offB, strideB,
+ *                beta, C, offC, strideC, batch[, idxA, idxB])
+ *       batch of contiguous matrices (lda = transA ? M : K, ldb = transB ? K : N, ldc = N).
+ *       Batch i uses A at offA + a_i * strideA, where a_i = idxA[i] (Int32Array) or i when idxA is
+ *       absent/null; likewise B. A stride of 0 broadcasts that operand. C of batch i is at
+ *       offC + i * strideC. The loop runs in C, so attention-sized batches cost one N-API call.
+ *   biasActivation(C, offC, rows, cols, bias, offBias, biasLen, activation, alpha)
+ *       in-place epilogue C[r, c] = act(C[r, c] + bias[c or 0]); biasLen is 0 (bias null), 1 or cols;
+ *       activation: 0 linear, 1 relu, 2 relu6, 3 leakyrelu(alpha), 4 sigmoid, 5 elu.
+ *   setThreads(n), getThreads(), config() -> { config, corename, numProcs, threads }
+ */
+#define NAPI_VERSION 8
+#include <node_api.h>
+#include <cblas.h>
+
+#include <limits.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ---- argument helpers -------------------------------------------------------------------- */
+
+typedef struct {
+  float *data;        /* first element of the typed array's view */
+  int64_t len;        /* number of float elements in the view */
+  uintptr_t base;     /* address of data, for overlap checks */
+} f32view;
+
+/* Returns false after throwing; callers then return NULL. */
+static bool throw_range(napi_env env, const char *fn, const char *msg) {
+  char buf[256];
+  snprintf(buf, sizeof buf, "%s: %s", fn, msg);
+  napi_throw_range_error(env, "ERR_NATIVE_BLAS_RANGE", buf);
+  return false;
+}
+
+static bool throw_type(napi_env env, const char *fn, const char *msg) {
+  char buf[256];
+  snprintf(buf, sizeof buf, "%s: %s", fn, msg);
+  napi_throw_type_error(env, "ERR_NATIVE_BLAS_TYPE", buf);
+  return false;
+}
+
+static bool get_f32(napi_env env, const char *fn, napi_value v, const char *name, f32view *out) {
+  bool is_ta = false;
+  if (napi_is_typedarray(env, v, &is_ta) != napi_ok || !is_ta) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "%s must be a Float32Array", name);
+    return throw_type(env, fn, msg);
+  }
+  napi_typedarray_type type;
+  size_t length = 0;
+  void *data = NULL;
+  if (napi_get_typedarray_info(env, v, &type, &length, &data, NULL, NULL) != napi_ok ||
+      type != napi_float32_array) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "%s must be a Float32Array", name);
+    return throw_type(env, fn, msg);
+  }
+  if (length > 0 && data == NULL) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "%s has no backing store (detached?)", name);
+    return throw_range(env, fn, msg);
+  }
+  out->data = (float *)data;
+  out->len = (int64_t)length;
+  out->base = (uintptr_t)data;
+  return true;
+}
+
+/* An optional Int32Array (undefined/null -> *present = false). */
+static bool get_i32_opt(napi_env env, const char *fn, napi_value v, const char *name,
+                        const int32_t **data, int64_t *len, bool *present) {
+  napi_valuetype t;
+  napi_typeof(env, v, &t);
+  if (t == napi_undefined || t == napi_null) {
+    *present = false;
+    return true;
+  }
+  bool is_ta = false;
+  napi_typedarray_type type;
+  size_t length = 0;
+  void *ptr = NULL;
+  if (napi_is_typedarray(env, v, &is_ta) != napi_ok || !is_ta ||
+      napi_get_typedarray_info(env, v, &type, &length, &ptr, NULL, NULL) != napi_ok ||
+      type != napi_int32_array) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "%s must be an Int32Array, null or undefined", name);
+    return throw_type(env, fn, msg);
+  }
+  *data = (const int32_t *)ptr;
+  *len = (int64_t)length;
+  *present = true;
+  return true;
+}
+
+/* A non-negative integer number below 2^53, optionally capped. */
+static bool get_count(napi_env env, const char *fn, napi_value v, const char *name, int64_t cap,
+                      int64_t *out) {
+  double d;
+  if (napi_get_value_double(env, v, &d) != napi_ok) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "%s must be a number", name);
+    return throw_type(env, fn, msg);
+  }
+  if (!(d >= 0) || d != floor(d) || d > 9007199254740991.0 || d > (double)cap) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "%s must be an integer in [0, %lld], got %g", name, (long long)cap, d);
+    return throw_range(env, fn, msg);
+  }
+  *out = (int64_t)d;
+  return true;
+}
+
+static bool get_count_opt(napi_env env, const char *fn, napi_value v, const char *name,
+                          int64_t cap, int64_t *out) {
+  napi_valuetype t;
+  napi_typeof(env, v, &t);
+  if (t == napi_undefined || t == napi_null) {
+    *out = 0;
+    return true;
+  }
+  return get_count(env, fn, v, name, cap, out);
+}
+
+static bool get_float(napi_env env, const char *fn, napi_value v, const char *name, float *out) {
+  double d;
+  if (napi_get_value_double(env, v, &d) != napi_ok) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "%s must be a number", name);
+    return throw_type(env, fn, msg);
+  }
+  *out = (float)d;
+  return true;
+}
+
+static bool get_flag(napi_env env, napi_value v) {
+  napi_value b;
+  bool r = false;
+  if (napi_coerce_to_bool(env, v, &b) == napi_ok) napi_get_value_bool(env, b, &r);
+  return r;
+}
+
+/*
+ * Element span [first, end) touched by a rows x cols matrix with leading dimension ld that starts at
+ * element off. Empty matrices touch nothing (first = end = off). Fails (throws) on overflow.
+ */
+static bool matrix_span(napi_env env, const char *fn, int64_t off, int64_t rows, int64_t cols,
+                        int64_t ld, int64_t *end) {
+  if (rows == 0 || cols == 0) {
+    *end = off;
+    return true;
+  }
+  int64_t t;
+  if (__builtin_mul_overflow(rows - 1, ld, &t) || __builtin_add_overflow(t, cols, &t) ||
+      __builtin_add_overflow(t, off, &t))
+    return throw_range(env, fn, "matrix extent overflows");
+  *end = t;
+  return true;
+}
+
+static bool ranges_overlap(uintptr_t a0, uintptr_t a1, uintptr_t b0, uintptr_t b1) {
+  return a0 < a1 && b0 < b1 && a0 < b1 && b0 < a1;
+}
+
+#define MAX_DIM ((int64_t)INT_MAX)
+#define MAX_ELEMS ((int64_t)1 << 52)
+
+/* C := beta * C for an M x N block with leading dimension ldc (used when K == 0). */
+static void scale_block(float *c, int64_t m, int64_t n, int64_t ldc, float beta) {
+  for (int64_t i = 0; i < m; i++) {
+    float *row = c + i * ldc;
+    if (beta == 0.0f) {
+      memset(row, 0, (size_t)n * sizeof(float));
+    } else {
+      for (int64_t j = 0; j < n; j++) row[j] *= beta;
+    }
+  }
+}
+
+/* ---- sgemm ------------------------------------------------------------------------------- */
+
+static napi_value Sgemm(napi_env env, napi_callback_info info) {
+  static const char *fn = "sgemm";
+  size_t argc = 16;
+  napi_value argv[16];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 13) {
+    throw_type(env, fn, "expected (transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc[, offA, offB, offC])");
+    return NULL;
+  }
+  for (size_t i = argc; i < 16; i++) napi_get_undefined(env, &argv[i]);
+
+  bool ta = get_flag(env, argv[0]), tb = get_flag(env, argv[1]);
+  int64_t m, n, k, lda, ldb, ldc, offA, offB, offC;
+  float alpha, beta;
+  f32view A, B, C;
+  if (!get_count(env, fn, argv[2], "M", MAX_DIM, &m) || !get_count(env, fn, argv[3], "N", MAX_DIM, &n) ||
+      !get_count(env, fn, argv[4], "K", MAX_DIM, &k) || !get_float(env, fn, argv[5], "alpha", &alpha) ||
+      !get_f32(env, fn, argv[6], "A", &A) || !get_count(env, fn, argv[7], "lda", MAX_DIM, &lda) ||
+      !get_f32(env, fn, argv[8], "B", &B) || !get_count(env, fn, argv[9], "ldb", MAX_DIM, &ldb) ||
+      !get_float(env, fn, argv[10], "beta", &beta) || !get_f32(env, fn, argv[11], "C", &C) ||
+      !get_count(env, fn, argv[12], "ldc", MAX_DIM, &ldc) ||
+      !get_count_opt(env, fn, argv[13], "offA", MAX_ELEMS, &offA) ||
+      !get_count_opt(env, fn, argv[14], "offB", MAX_ELEMS, &offB) ||
+      !get_count_opt(env, fn, argv[15], "offC", MAX_ELEMS, &offC))
+    return NULL;
+
+  /* stored shapes of the operands */
+  int64_t aRows = ta ? k : m, aCols = ta ? m : k;
+  int64_t bRows = tb ? n : k, bCols = tb ? k : n;
+  if (lda < (aCols > 1 ? aCols : 1)) { throw_range(env, fn, "lda is smaller than the row length of A"); return NULL; }
+  if (ldb < (bCols > 1 ? bCols : 1)) { throw_range(env, fn, "ldb is smaller than the row length of B"); return NULL; }
+  if (ldc < (n > 1 ? n : 1)) { throw_range(env, fn, "ldc is smaller than N"); return NULL; }
+
+  int64_t endA, endB, endC;
+  bool needAB = m > 0 && n > 0 && k > 0;
+  if (!matrix_span(env, fn, offA, needAB ? aRows : 0, aCols, lda, &endA) ||
+      !matrix_span(env, fn, offB, needAB ? bRows : 0, bCols, ldb, &endB) ||
+      !matrix_span(env, fn, offC, m, n, ldc, &endC))
+    return NULL;
+  if (endA > A.len || (needAB && offA >= A.len)) { throw_range(env, fn, "array too small for A (shape, lda, offA)"); return NULL; }
+  if (endB > B.len || (needAB && offB >= B.len)) { throw_range(env, fn, "array too small for B (shape, ldb, offB)"); return NULL; }
+  if (endC > C.len || (m > 0 && n > 0 && offC >= C.len)) { throw_range(env, fn, "array too small for C (shape, ldc, offC)"); return NULL; }
+  if (m == 0 || n == 0) return NULL;
+
+  uintptr_t c0 = C.base + (uintptr_t)offC * 4, c1 = C.base + (uintptr_t)endC * 4;
+  if (needAB && (ranges_overlap(c0, c1, A.base + (uintptr_t)offA * 4, A.base + (uintptr_t)endA * 4) ||
+                 ranges_overlap(c0, c1, B.base + (uintptr_t)offB * 4, B.base + (uintptr_t)endB * 4))) {
+    throw_range(env, fn, "C overlaps A or B");
+    return NULL;
+  }
+
+  if (k == 0) {
+    scale_block(C.data + offC, m, n, ldc, beta);
+    return NULL;
+  }
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)m,
+              (int)n, (int)k, alpha, A.data + offA, (int)lda, B.data + offB, (int)ldb, beta,
+              C.data + offC, (int)ldc);
+  return NULL;
+}
+
+/* ---- batched sgemm ----------------------------------------------------------------------- */
+
+/* Span of operand X over all batches: [off + minIdx*stride, off + maxIdx*stride + size). */
+static bool batch_span(napi_env env, const char *fn, const char *name, int64_t off, int64_t stride,
+                       int64_t size, int64_t batch, const int32_t *idx, int64_t idxLen, bool hasIdx,
+                       int64_t arrLen, int64_t *first, int64_t *end) {
+  char msg[128];
+  int64_t lo = 0, hi = batch > 0 ? batch - 1 : 0;
+  if (hasIdx) {
+    if (idxLen < batch) {
+      snprintf(msg, sizeof msg, "index array for %s is shorter than batch", name);
+      return throw_range(env, fn, msg);
+    }
+    lo = INT64_MAX;
+    hi = 0;
+    for (int64_t i = 0; i < batch; i++) {
+      if (idx[i] < 0) {
+        snprintf(msg, sizeof msg, "index array for %s has a negative entry", name);
+        return throw_range(env, fn, msg);
+      }
+      if (idx[i] < lo) lo = idx[i];
+      if (idx[i] > hi) hi = idx[i];
+    }
+    if (batch == 0) lo = 0;
+  }
+  if (batch == 0 || size == 0) {
+    *first = *end = off;
+    return true;
+  }
+  int64_t f, e;
+  if (__builtin_mul_overflow(lo, stride, &f) || __builtin_add_overflow(f, off, &f) ||
+      __builtin_mul_overflow(hi, stride, &e) || __builtin_add_overflow(e, off, &e) ||
+      __builtin_add_overflow(e, size, &e)) {
+    snprintf(msg, sizeof msg, "extent of %s overflows", name);
+    return throw_range(env, fn, msg);
+  }
+  if (e > arrLen) {
+    snprintf(msg, sizeof msg, "array too small for %s (shape, offset, stride, batch)", name);
+    return throw_range(env, fn, msg);
+  }
+  *first = f;
+  *end = e;
+  return true;
+}
+
+static napi_value SgemmBatched(napi_env env, napi_callback_info info) {
+  static const char *fn = "sgemmBatched";
+  size_t argc = 19;
+  napi_value argv[19];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 17) {
+    throw_type(env, fn, "expected (transA, transB, M, N, K, alpha, A, offA, strideA, B, offB, strideB, beta, C, offC, strideC, batch[, idxA, idxB])");
+    return NULL;
+  }
+  for (size_t i = argc; i < 19; i++) napi_get_undefined(env, &argv[i]);
+
+  bool ta = get_flag(env, argv[0]), tb = get_flag(env, argv[1]);
+  int64_t m, n, k, offA, strideA, offB, strideB, offC, strideC, batch, idxALen = 0, idxBLen = 0;
+  float alpha, beta;
+  f32view A, B, C;
+  const int32_t *idxA = NULL, *idxB = NULL;
+  bool hasIdxA = false, hasIdxB = false;
+  if (!get_count(env, fn, argv[2], "M", MAX_DIM, &m) || !get_count(env, fn, argv[3], "N", MAX_DIM, &n) ||
+      !get_count(env, fn, argv[4], "K", MAX_DIM, &k) || !get_float(env, fn, argv[5], "alpha", &alpha) ||
+      !get_f32(env, fn, argv[6], "A", &A) || !get_count(env, fn, argv[7], "offA", MAX_ELEMS, &offA) ||
+      !get_count(env, fn, argv[8], "strideA", MAX_ELEMS, &strideA) ||
+      !get_f32(env, fn, argv[9], "B", &B) || !get_count(env, fn, argv[10], "offB", MAX_ELEMS, &offB) ||
+      !get_count(env, fn, argv[11], "strideB", MAX_ELEMS, &strideB) ||
+      !get_float(env, fn, argv[12], "beta", &beta) || !get_f32(env, fn, argv[13], "C", &C) ||
+      !get_count(env, fn, argv[14], "offC", MAX_ELEMS, &offC) ||
+      !get_count(env, fn, argv[15], "strideC", MAX_ELEMS, &strideC) ||
+      !get_count(env, fn, argv[16], "batch", MAX_DIM, &batch) ||
+      !get_i32_opt(env, fn, argv[17], "idxA", &idxA, &idxALen, &hasIdxA) ||
+      !get_i32_opt(env, fn, argv[18], "idxB", &idxB, &idxBLen, &hasIdxB))
+    return NULL;
+
+  int64_t sizeA, sizeB, sizeC;
+  if (__builtin_mul_overflow(m, k, &sizeA) || __builtin_mul_overflow(k, n, &sizeB) ||
+      __builtin_mul_overflow(m, n, &sizeC)) {
+    throw_range(env, fn, "matrix size overflows");
+    return NULL;
+  }
+  bool needAB = m > 0 && n > 0 && k > 0;
+  if (!needAB) sizeA = sizeB = 0;
+  if (batch > 1 && strideC < sizeC) {
+    throw_range(env, fn, "strideC is smaller than M*N (output batches would overlap)");
+    return NULL;
+  }
+  int64_t a0, a1, b0, b1, c0, c1;
+  if (!batch_span(env, fn, "A", offA, strideA, sizeA, batch, idxA, idxALen, hasIdxA, A.len, &a0, &a1) ||
+      !batch_span(env, fn, "B", offB, strideB, sizeB, batch, idxB, idxBLen, hasIdxB, B.len, &b0, &b1) ||
+      !batch_span(env, fn, "C", offC, strideC, sizeC, batch, NULL, 0, false, C.len, &c0, &c1))
+    return NULL;
+  if (batch == 0 || sizeC == 0) return NULL;
+
+  uintptr_t pc0 = C.base + (uintptr_t)c0 * 4, pc1 = C.base + (uintptr_t)c1 * 4;
+  if (needAB && (ranges_overlap(pc0, pc1, A.base + (uintptr_t)a0 * 4, A.base + (uintptr_t)a1 * 4) ||
+                 ranges_overlap(pc0, pc1, B.base + (uintptr_t)b0 * 4, B.base + (uintptr_t)b1 * 4))) {
+    throw_range(env, fn, "C overlaps A or B");
+    return NULL;
+  }
+
+  int lda = (int)(ta ? (m > 1 ? m : 1) : (k > 1 ? k : 1));
+  int ldb = (int)(tb ? (k > 1 ? k : 1) : (n > 1 ? n : 1));
+  int ldc = (int)(n > 1 ? n : 1);
+  for (int64_t i = 0; i < batch; i++) {
+    float *c = C.data + offC + i * strideC;
+    if (k == 0) {
+      scale_block(c, m, n, ldc, beta);
+      continue;
+    }
+    int64_t ai = hasIdxA ? idxA[i] : i, bi = hasIdxB ? idxB[i] : i;
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)m,
+                (int)n, (int)k, alpha, A.data + offA + ai * strideA, lda, B.data + offB + bi * strideB,
+                ldb, beta, c, ldc);
+  }
+  return NULL;
+}
+
+/* ---- epilogue ---------------------------------------------------------------------------- */
+
+enum { ACT_LINEAR = 0, ACT_RELU = 1, ACT_RELU6 = 2, ACT_LEAKYRELU = 3, ACT_SIGMOID = 4, ACT_ELU = 5 };
+
+static napi_value BiasActivation(napi_env env, napi_callback_info info) {
+  static const char *fn = "biasActivation";
+  size_t argc = 9;
+  napi_value argv[9];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 8) {
+    throw_type(env, fn, "expected (C, offC, rows, cols, bias, offBias, biasLen, activation[, alpha])");
+    return NULL;
+  }
+  for (size_t i = argc; i < 9; i++) napi_get_undefined(env, &argv[i]);
+  f32view C, Bias = {NULL, 0, 0};
+  int64_t offC, rows, cols, offBias, biasLen, act;
+  float alpha = 0.2f;
+  if (!get_f32(env, fn, argv[0], "C", &C) || !get_count(env, fn, argv[1], "offC", MAX_ELEMS, &offC) ||
+      !get_count(env, fn, argv[2], "rows", MAX_ELEMS, &rows) ||
+      !get_count(env, fn, argv[3], "cols", MAX_DIM, &cols) ||
+      !get_count(env, fn, argv[5], "offBias", MAX_ELEMS, &offBias) ||
+      !get_count(env, fn, argv[6], "biasLen", MAX_DIM, &biasLen) ||
+      !get_count(env, fn, argv[7], "activation", ACT_ELU, &act))
+    return NULL;
+  napi_valuetype t;
+  napi_typeof(env, argv[8], &t);
+  if (t != napi_undefined && !get_float(env, fn, argv[8], "alpha", &alpha)) return NULL;
+  if (biasLen != 0 && biasLen != 1 && biasLen != cols) {
+    throw_range(env, fn, "biasLen must be 0, 1 or cols");
+    return NULL;
+  }
+  if (biasLen > 0) {
+    if (!get_f32(env, fn, argv[4], "bias", &Bias)) return NULL;
+    if (offBias + biasLen > Bias.len) {
+      throw_range(env, fn, "array too small for bias");
+      return NULL;
+    }
+  }
+  int64_t total, end;
+  if (__builtin_mul_overflow(rows, cols, &total) || __builtin_add_overflow(total, offC, &end) ||
+      end > C.len) {
+    throw_range(env, fn, "array too small for C (rows, cols, offC)");
+    return NULL;
+  }
+  if (total == 0) return NULL;
+
+  float *c = C.data + offC;
+  const float *bias = biasLen > 0 ? Bias.data + offBias : NULL;
+  for (int64_t r = 0; r < rows; r++) {
+    float *row = c + r * cols;
+    if (biasLen == 1) {
+      const float b0 = bias[0];
+      for (int64_t j = 0; j < cols; j++) row[j] += b0;
+    } else if (biasLen == cols) {
+      for (int64_t j = 0; j < cols; j++) row[j] += bias[j];
+    }
+    switch (act) {
+      case ACT_RELU:
+        for (int64_t j = 0; j < cols; j++) row[j] = row[j] > 0.0f ? row[j] : 0.0f;
+        break;
+      case ACT_RELU6:
+        for (int64_t j = 0; j < cols; j++) {
+          float v = row[j] > 0.0f ? row[j] : 0.0f;
+          row[j] = v < 6.0f ? v : 6.0f;
+        }
+        break;
+      case ACT_LEAKYRELU:
+        for (int64_t j = 0; j < cols; j++) row[j] = row[j] < 0.0f ? alpha * row[j] : row[j];
+        break;
+      case ACT_SIGMOID:
+        for (int64_t j = 0; j < cols; j++) row[j] = 1.0f / (1.0f + expf(-row[j]));
+        break;
+      case ACT_ELU:
+        for (int64_t j = 0; j < cols; j++) row[j] = row[j] < 0.0f ? expm1f(row[j]) : row[j];
+        break;
+      default:
+        break;
+    }
+  }
+  return NULL;
+}
+
+/* ---- threads and configuration ----------------------------------------------------------- */
+
+static napi_value SetThreads(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int64_t n;
+  if (argc < 1 || !get_count(env, "setThreads", argv[0], "n", 1024, &n)) {
+    if (argc < 1) throw_type(env, "setThreads", "expected (n)");
+    return NULL;
+  }
+  if (n < 1) {
+    throw_range(env, "setThreads", "n must be at least 1");
+    return NULL;
+  }
+  openblas_set_num_threads((int)n);
+  napi_value r;
+  napi_create_int32(env, openblas_get_num_threads(), &r);
+  return r;
+}
+
+static napi_value GetThreads(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value r;
+  napi_create_int32(env, openblas_get_num_threads(), &r);
+  return r;
+}
+
+static napi_value Config(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value obj, v;
+  napi_create_object(env, &obj);
+  const char *cfg = openblas_get_config();
+  const char *core = openblas_get_corename();
+  napi_create_string_utf8(env, cfg ? cfg : "", NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, obj, "config", v);
+  napi_create_string_utf8(env, core ? core : "", NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, obj, "corename", v);
+  napi_create_int32(env, openblas_get_num_procs(), &v);
+  napi_set_named_property(env, obj, "numProcs", v);
+  napi_create_int32(env, openblas_get_num_threads(), &v);
+  napi_set_named_property(env, obj, "threads", v);
+  return obj;
+}
+
+/* ---- module ------------------------------------------------------------------------------ */
+
+NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
+  napi_property_descriptor props[] = {
+      {"sgemm", NULL, Sgemm, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"sgemmBatched", NULL, SgemmBatched, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"biasActivation", NULL, BiasActivation, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setThreads", NULL, SetThreads, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"getThreads", NULL, GetThreads, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"config", NULL, Config, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
+}
