@@ -80,7 +80,7 @@ export function describeIssues(issues: readonly z.core.$ZodIssue[], input: unkno
       continue;
     }
     const got = show(valueAt(input, issue.path));
-    out.push(`${where}: ${issue.message.replace(/^Invalid input: /, '')}, got ${got}`);
+    out.push(`${where}: ${issue.message.replace(/^Invalid input: /, '').replace(/, received \w+$/, '')}, got ${got}`);
   }
   return out;
 }
