@@ -1,4 +1,105 @@
-/** Backend workarounds (placeholder until the wasm kernel fixes land). */
-export function installBackendFixes(_backend: string): string[] {
-  return [];
+/**
+ * Backend kernel fixes, installed by `initBackend` (select.ts) right after a backend is chosen.
+ *
+ * - wasm: `UnsortedSegmentSum` (missing; the gradient of tf.gather) as a JS scatter-add, and a faster
+ *   `BatchMatMul`: the OpenBLAS addon when it loads and passes its self-test (unless HEADS_NATIVE_BLAS=0),
+ *   otherwise the transpose-materialising XNNPACK wrapper (wasm-matmul.ts).
+ * - cpu: the pathological `UnsortedSegmentSum` replaced by the scatter-add, and native `BatchMatMul`
+ *   when the addon is available.
+ * - native `_FusedMatMul` (C bias/activation epilogue) only where kernels.bench.ts measured a gain, see
+ *   NATIVE_FUSED_DEFAULT.
+ *
+ * Installing is idempotent (a kernel already carrying the requested fix is left alone; tfjs would warn
+ * or throw on a double registration), `restoreStockKernels` undoes everything for A/B benchmarks and
+ * tests, and `activeKernelFixes` lists what is registered right now.
+ */
+import { type InstalledFix, installKernelFix, listInstalledFixes, restoreAllKernels, restoreKernel } from './kernel-registry.js';
+import { type NativeBlasStatus, defaultBlasThreads, loadNativeBlas, nativeBlasEnabledByEnv, nativeBlasStatus, setBlasThreads } from './native-blas.js';
+import { cpuNativeBatchMatMul, cpuNativeFusedMatMul, wasmNativeBatchMatMul, wasmNativeFusedMatMul } from './native-matmul.js';
+import { cpuUnsortedSegmentSum, wasmUnsortedSegmentSum } from './segment-sum.js';
+import { wasmBatchMatMulWrapper } from './wasm-matmul.js';
+
+export type { InstalledFix } from './kernel-registry.js';
+export type { NativeBlasStatus } from './native-blas.js';
+export { nativeBlasStatus, setBlasThreads } from './native-blas.js';
+export { matMulRouteCounts, resetMatMulRouteCounts, type MatMulRouteCounts } from './wasm-matmul.js';
+
+/**
+ * Whether native `_FusedMatMul` is registered by default. Measured by kernels.bench.ts (the fused
+ * 2000x256 @ 256x1024 + bias + relu against native matMul followed by the stock Add and Relu kernels).
+ */
+export const NATIVE_FUSED_DEFAULT: Readonly<Record<'wasm' | 'cpu', boolean>> = { wasm: true, cpu: true };
+
+export interface BackendFixOptions {
+  /** use the OpenBLAS addon when available (default: true unless HEADS_NATIVE_BLAS=0) */
+  nativeBlas?: boolean;
+  /** OpenBLAS threads (default: HEADS_BLAS_THREADS, else the number of cores) */
+  blasThreads?: number;
+  /** register native `_FusedMatMul` too (default: NATIVE_FUSED_DEFAULT) */
+  nativeFused?: boolean;
+}
+
+function fixLabel(kernel: string, fix: string): string {
+  return `${kernel}:${fix}`;
+}
+
+/**
+ * Installs the kernel fixes for `backendName` (wasm, cpu; others get none) and returns the names of the
+ * fixes now active for it, e.g. `['UnsortedSegmentSum:js-scatter-add', 'BatchMatMul:native-blas']`.
+ * Safe to call repeatedly; a call with other options swaps the affected fixes.
+ */
+export function installBackendFixes(backendName: string, opts: BackendFixOptions = {}): string[] {
+  if (backendName !== 'wasm' && backendName !== 'cpu') return [];
+  const wantNative = (opts.nativeBlas ?? true) && nativeBlasEnabledByEnv();
+  const blas = wantNative ? loadNativeBlas().blas : null;
+  if (blas !== null) setBlasThreads(opts.blasThreads ?? defaultBlasThreads());
+  const fused = opts.nativeFused ?? NATIVE_FUSED_DEFAULT[backendName];
+
+  if (backendName === 'wasm') {
+    installKernelFix('wasm', 'UnsortedSegmentSum', 'js-scatter-add', () => wasmUnsortedSegmentSum());
+    if (blas !== null) {
+      installKernelFix('wasm', 'BatchMatMul', 'native-blas', (stock) => wasmNativeBatchMatMul(blas, stock));
+    } else {
+      installKernelFix('wasm', 'BatchMatMul', 'transpose-wrapper', (stock) => {
+        if (stock === null) throw new Error('wasm BatchMatMul is not registered');
+        return wasmBatchMatMulWrapper(stock);
+      });
+    }
+    if (blas !== null && fused) {
+      installKernelFix('wasm', '_FusedMatMul', 'native-blas', (stock) => wasmNativeFusedMatMul(blas, stock));
+    } else {
+      restoreKernel('wasm', '_FusedMatMul');
+    }
+  } else {
+    installKernelFix('cpu', 'UnsortedSegmentSum', 'js-scatter-add', () => cpuUnsortedSegmentSum());
+    if (blas !== null) {
+      installKernelFix('cpu', 'BatchMatMul', 'native-blas', (stock) => cpuNativeBatchMatMul(blas, stock));
+    } else {
+      restoreKernel('cpu', 'BatchMatMul');
+    }
+    if (blas !== null && fused) {
+      installKernelFix('cpu', '_FusedMatMul', 'native-blas', (stock) => cpuNativeFusedMatMul(blas, stock));
+    } else {
+      restoreKernel('cpu', '_FusedMatMul');
+    }
+  }
+  return listInstalledFixes(backendName).map((f) => fixLabel(f.kernel, f.fix));
+}
+
+/** The fixes registered right now (optionally for one backend). */
+export function activeKernelFixes(backendName?: string): InstalledFix[] {
+  return listInstalledFixes(backendName);
+}
+
+/** Puts every stock kernel back (optionally for one backend); returns what was removed. */
+export function restoreStockKernels(backendName?: string): InstalledFix[] {
+  return restoreAllKernels(backendName);
+}
+
+/** Summary line for logs: backend, fixes, native BLAS state. */
+export function describeBackendFixes(backendName: string): string {
+  const fixes = listInstalledFixes(backendName).map((f) => fixLabel(f.kernel, f.fix));
+  const s: NativeBlasStatus = nativeBlasStatus();
+  const native = s.available ? `native BLAS: ${s.corename ?? '?'}, ${s.threads ?? '?'} threads` : `native BLAS: off (${s.reason ?? 'unavailable'})`;
+  return `${backendName}: ${fixes.length > 0 ? fixes.join(', ') : 'no kernel fixes'}; ${native}`;
 }
