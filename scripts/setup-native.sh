@@ -5,6 +5,7 @@
 # 1. Build prerequisites: a C/C++ toolchain, make, python3 (node-gyp) and OpenBLAS's headers and library.
 #    When any is missing and we run as root with apt-get, installs Debian's
 #    `build-essential python3 libopenblas-dev`; otherwise prints what to install.
+#    Run before `npm ci` (which then builds the addon) or after it (then this step rebuilds it).
 # 2. Rebuilds the addon through npm (`npm rebuild @heads/native-blas`, npm's own node-gyp). If an earlier
 #    `npm ci` dropped the optional package because the build failed, re-creates its node_modules link
 #    first (the same link `npm ci` makes for a `file:` dependency).
@@ -69,9 +70,10 @@ if [ -n "$missing" ]; then
   if [ "$install" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     say "installing Debian packages: $DEBIAN_PACKAGES"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
     # shellcheck disable=SC2086
-    apt-get install -y -qq --no-install-recommends $DEBIAN_PACKAGES >/dev/null
+    if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends $DEBIAN_PACKAGES >/dev/null; }; then
+      give_up "apt-get could not install $DEBIAN_PACKAGES"
+    fi
     missing=$(missing_prereqs)
     [ -z "$missing" ] || give_up "still missing after apt-get install: $missing"
   else
@@ -83,7 +85,8 @@ fi
 
 # --- 2. build through npm ---------------------------------------------------------------------------
 if [ ! -d node_modules ]; then
-  give_up "node_modules is missing: run 'npm ci' (it builds the addon now that the prerequisites are present)"
+  say "build prerequisites present; node_modules is missing, so nothing to rebuild: 'npm ci' builds the addon"
+  exit 0
 fi
 # node-gyp needs Node's headers; use installed ones (no download) unless npm already names a nodedir.
 if [ -z "${npm_config_nodedir:-}" ] && [ -z "$(npm config get nodedir 2>/dev/null | grep -v '^undefined$' || true)" ]; then
