@@ -45,7 +45,7 @@ function cases(): Case[] {
     add('broadcast [1] x [5]', 20, 24, 40, [1], [5]);
     add('broadcast [3] x 2-D', 20, 24, 40, [3], []);
     // smaller ones stay on the stock kernel
-    add('small batched (stock loop)', 16, 16, 64, [4], [4]);
+    add('small batched (stock loop)', 16, 16, 32, [4], [4]);
     add('small broadcast (stock loop)', 12, 10, 8, [5], [1]);
   }
   return out;
