@@ -65,5 +65,6 @@ export const DEFAULT_CONFIG: HeadsConfig = {
     maxLenA: 1.5,
     maxLenB: 10,
     batchSentences: 64,
+    maxTokensPerBatch: 4000,
   },
 };

@@ -110,6 +110,8 @@ export const EvalSchema = z.strictObject({
   maxLenB: nonNegInt,
   /** sentences per decoding batch */
   batchSentences: posInt,
+  /** cap on sentences x longest source (in tokens) per decoding batch: keeps long sentences within the wasm heap */
+  maxTokensPerBatch: posInt,
 });
 
 export const HeadsConfigSchema = z.strictObject({

@@ -30,8 +30,12 @@ export async function translateSentences(
   const order = encoded.map((_, i) => i).sort((a, b) => encoded[a]!.length - encoded[b]!.length);
   const outputs: string[] = new Array(sentences.length).fill('');
   let outputTokens = 0;
-  for (let start = 0; start < order.length; start += o.batchSentences) {
-    const idx = order.slice(start, start + o.batchSentences);
+  for (let start = 0; start < order.length; ) {
+    // sorted by length, so the last sentence taken is the longest: stop before B x S passes the cap
+    let end = start + 1;
+    while (end < order.length && end - start < o.batchSentences && (end - start + 1) * encoded[order[end]!]!.length <= o.maxTokensPerBatch) end++;
+    const idx = order.slice(start, end);
+    start = end;
     const B = idx.length;
     const S = Math.max(...idx.map((i) => encoded[i]!.length));
     const src = new Int32Array(B * S);
@@ -41,7 +45,7 @@ export async function translateSentences(
       outputs[i] = codec.decode(hyps[b]!);
       outputTokens += hyps[b]!.length;
     });
-    o.onProgress?.(Math.min(start + B, order.length), order.length, performance.now() - t0);
+    o.onProgress?.(start, order.length, performance.now() - t0);
   }
   const elapsedMs = performance.now() - t0;
   return { outputs, stats: { sentences: sentences.length, elapsedMs, sentencesPerSec: (sentences.length / elapsedMs) * 1000, outputTokens } };

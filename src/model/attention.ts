@@ -68,8 +68,9 @@ export function attend(
 ): tf.Tensor3D {
   const [B, Tq, d] = xq.shape as [number, number, number];
   if (p.nHeads === 0) return tf.add(tf.zeros([B, Tq, d]), p.bo) as tf.Tensor3D;
-  const q = splitHeads(linear(xq, p.wq, p.bq), p.nHeads, p.dHead);
-  let scores = tf.matMul(q, k, false, true).mul(1 / Math.sqrt(p.dHead)); // [B, h, Tq, Tk]
+  // scale q rather than the scores: [B, h, Tq, dHead] is smaller than [B, h, Tq, Tk]
+  const q = splitHeads(linear(xq, p.wq, p.bq), p.nHeads, p.dHead).mul(1 / Math.sqrt(p.dHead));
+  let scores = tf.matMul(q, k, false, true); // [B, h, Tq, Tk]
   if (bias) scores = scores.add(bias);
   const weights = tf.softmax(scores) as tf.Tensor4D;
   const context = tf.matMul(dropout(weights, ctx.attentionDropout, ctx), v) as tf.Tensor4D; // [B, h, Tq, dHead]

@@ -21,7 +21,10 @@ export interface ForwardOptions {
   /** seed for this forward's dropout stream (per step) */
   seed?: number;
   gates?: GateTensors;
-  /** called with each attention's weights and per-head context, for analysis */
+  /**
+   * Called with each attention's weights and per-head context, for analysis. Without a gradient tape the
+   * tensors are freed when the sub-layer ends: read them in the callback or `tf.keep` them.
+   */
   record?: (stack: AttentionType, layer: number, r: AttentionRecord) => void;
 }
 
@@ -134,10 +137,18 @@ export class Transformer {
     return layerNorm(x, this.p(`${prefix}.g`), this.p(`${prefix}.b`));
   }
 
-  /** Residual sub-layer in the configured order: pre-norm x + f(LN(x)), post-norm LN(x + f(x)). */
+  /**
+   * Residual sub-layer in the configured order: pre-norm x + f(LN(x)), post-norm LN(x + f(x)).
+   * Without gradients being recorded (eval, decoding), each sub-layer runs in its own tidy so its
+   * intermediates ([B, h, T, T] scores above all) are freed at once instead of piling up in the wasm heap.
+   * Under a gradient tape the tape keeps what backward needs, so the tidy changes nothing there.
+   */
   private residual(x: tf.Tensor, normName: string, ctx: ForwardContext, f: (y: tf.Tensor) => tf.Tensor): tf.Tensor {
-    if (this.config.norm === 'pre') return x.add(dropout(f(this.norm(x, normName)), ctx.dropout, ctx));
-    return this.norm(x.add(dropout(f(x), ctx.dropout, ctx)), normName);
+    const run = () => {
+      if (this.config.norm === 'pre') return x.add(dropout(f(this.norm(x, normName)), ctx.dropout, ctx));
+      return this.norm(x.add(dropout(f(x), ctx.dropout, ctx)), normName);
+    };
+    return ctx.isTraining ? run() : tf.tidy(run);
   }
 
   /** Token embedding * sqrt(d) + sinusoidal position (starting at `offset`), then dropout. */
@@ -242,7 +253,8 @@ export class Transformer {
         const prev = state.self[l];
         const k = prev ? (tf.concat([prev.k, kv.k], 2) as tf.Tensor4D) : kv.k;
         const v = prev ? (tf.concat([prev.v, kv.v], 2) as tf.Tensor4D) : kv.v;
-        self.push({ k, v });
+        // kept: the sub-layer's tidy must not free the cache the next step reads
+        self.push({ k: tf.keep(k), v: tf.keep(v) });
         return attend(sp, y, k, v, null, gates?.['dec-self']?.[l] ?? null, ctx);
       });
       x = this.residual(x, `dec.${l}.ln2`, ctx, (y) =>
