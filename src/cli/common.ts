@@ -63,7 +63,10 @@ export function installStopHandler(log: (m: string) => void = (m) => console.err
   return () => requested;
 }
 
-/** Run a handler: user errors print one line and exit 2; bugs print their stack and exit 1. */
+/**
+ * Run a handler: user errors print one line and exit 2; bugs print their stack and exit 1 (caught here
+ * so that yargs does not answer an internal error with the usage text).
+ */
 export async function runHandler(fn: () => Promise<void>): Promise<void> {
   try {
     await fn();
@@ -73,6 +76,7 @@ export async function runHandler(fn: () => Promise<void>): Promise<void> {
       process.exitCode = 2;
       return;
     }
-    throw e;
+    console.error(e instanceof Error ? (e.stack ?? e.message) : String(e));
+    process.exitCode = 1;
   }
 }

@@ -12,7 +12,7 @@ import { groupOf } from '../model/params.js';
 import { type Batch, type EncodedPair, makeBatch, planBatches } from '../data/batches.js';
 import { deriveSeed, Rng } from '../util/random.js';
 import type { RunFolder } from '../util/run-folder.js';
-import { HeadsError } from '../util/errors.js';
+import { HeadsError, OutOfMemoryError } from '../util/errors.js';
 import { Adam, clipByGlobalNorm } from './adam.js';
 import { inverseSqrtLr } from './schedule.js';
 import { labelSmoothedCrossEntropySum, nllSum, targetWeights } from './objective.js';
@@ -146,7 +146,7 @@ export class Trainer {
       const tgtIn = tf.tensor2d(b.tgtIn, [b.batchSize, b.tgtLen], 'int32');
       const tgtOut = tf.tensor2d(b.tgtOut, [b.batchSize, b.tgtLen], 'int32');
       const parts: { ce?: tf.Scalar; pen?: tf.Scalar } = {};
-      const { value, grads } = tf.variableGrads(() => {
+      const { value, grads } = guardWasmHeap(b, () => tf.variableGrads(() => {
         const gates = this.o.gates?.sampleGates(deriveSeed(cfg.seed, 'gates', step * 1000 + i), b.batchSize);
         const logits = this.o.model.forward(src, tgtIn, { isTraining: true, seed, gates });
         const ce = labelSmoothedCrossEntropySum(logits, tgtOut.reshape([-1]) as tf.Tensor1D, targetWeights(tgtOut), cfg.train.labelSmoothing).div(tgtTokens) as tf.Scalar;
@@ -157,7 +157,7 @@ export class Trainer {
           return ce.add(pen) as tf.Scalar;
         }
         return ce;
-      }, varList);
+      }, varList));
       lossSum += (await parts.ce!.data())[0]!;
       if (parts.pen) penalty = (await parts.pen.data())[0]!;
       tf.dispose([src, tgtIn, tgtOut, value, parts.ce, parts.pen]);
@@ -298,6 +298,23 @@ export class Trainer {
 
   dispose(): void {
     this.adam.dispose();
+  }
+}
+
+/**
+ * The wasm heap (4 GiB at most) fails mid-kernel with a RuntimeError ("memory access out of bounds",
+ * "Aborted()"), which leaves the backend unusable: report it as an out-of-memory error naming the batch.
+ */
+export function guardWasmHeap<T>(b: Batch, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if ((e instanceof Error && e.name === 'RuntimeError') || /memory access out of bounds|Aborted\(|table index is out of bounds/.test(String(e)))
+      throw new OutOfMemoryError(
+        `out of memory in the ${tf.getBackend()} heap on a micro-batch of ${b.batchSize} sentences x ${Math.max(b.srcLen, b.tgtLen)} tokens ` +
+          `(${b.batchSize * Math.max(b.srcLen, b.tgtLen)} padded tokens): lower train.maxTokensPerBatch or raise train.accumulateSteps (${String(e).slice(0, 80)})`,
+      );
+    throw e;
   }
 }
 
