@@ -5,6 +5,7 @@ import * as train from './commands/train.js';
 import * as translate from './commands/translate.js';
 import * as bleu from './commands/bleu.js';
 import * as quickstart from './commands/quickstart.js';
+import * as bench from './commands/bench.js';
 
 await yargs(hideBin(process.argv))
   .scriptName('heads')
@@ -12,6 +13,7 @@ await yargs(hideBin(process.argv))
   .command(train)
   .command(translate)
   .command(bleu)
+  .command(bench)
   .demandCommand(1, 'name a command (see --help)')
   .strict()
   .recommendCommands()

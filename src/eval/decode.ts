@@ -171,10 +171,10 @@ export async function beamSearch(model: Transformer, src: Int32Array, B: number,
       if (isDone[b]) for (let j = 0; j < k; j++) nextScores[b * k + j] = -Infinity;
     }
     const rowsT = tf.tensor1d(nextRows, 'int32');
-    const reordered = tidyState(() => model.selectRows(state, rowsT));
+    // rows only move within a sentence's beams, so only the target-side caches need reordering
+    const reordered = tidyState(() => model.reorderSelfCaches(state, rowsT));
     disposeSelfCaches(state);
-    // cross caches, memory and bias were gathered too; the originals can go
-    tf.dispose([...state.cross.flatMap((c) => [c.k, c.v]), state.srcBias, state.memory, rowsT]);
+    rowsT.dispose();
     state = reordered;
     beamTokens = nextBeamTokens;
     beamScores = nextScores;

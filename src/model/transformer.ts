@@ -267,7 +267,15 @@ export class Transformer {
     return { logProbs, state: { ...state, self, step: state.step + 1 } };
   }
 
-  /** Keep rows `indices` of every cached tensor (beam reordering / dropping finished sentences). */
+  /**
+   * Reorder the target-side caches only: beams of one sentence share its source, so the cross-attention
+   * caches, memory and bias stay valid when `indices` only permutes rows within each sentence's beams.
+   */
+  reorderSelfCaches(state: DecoderState, indices: tf.Tensor1D): DecoderState {
+    return { ...state, self: state.self.map((s) => (s ? { k: tf.gather(s.k, indices) as tf.Tensor4D, v: tf.gather(s.v, indices) as tf.Tensor4D } : null)) };
+  }
+
+  /** Keep rows `indices` of every cached tensor (beam tiling / dropping finished sentences). */
   selectRows(state: DecoderState, indices: tf.Tensor1D): DecoderState {
     const g = <T extends tf.Tensor>(t: T) => tf.gather(t, indices) as T;
     return {
