@@ -6,12 +6,14 @@ import * as translate from './commands/translate.js';
 import * as bleu from './commands/bleu.js';
 import * as quickstart from './commands/quickstart.js';
 import * as bench from './commands/bench.js';
+import * as prune from './commands/prune.js';
 
 await yargs(hideBin(process.argv))
   .scriptName('heads')
   .command(quickstart)
   .command(train)
   .command(translate)
+  .command(prune)
   .command(bleu)
   .command(bench)
   .demandCommand(1, 'name a command (see --help)')

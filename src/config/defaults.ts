@@ -37,6 +37,10 @@ export const DEFAULT_CONFIG: HeadsConfig = {
     noise: 'batch',
     logAlphaInit: { kind: 'glorot' },
     penalty: 'sum',
+    targetHeads: null,
+    targetWarmupSteps: null,
+    lrScale: 1,
+    lagrangianLr: 0.05,
   },
   train: {
     maxSteps: 700,

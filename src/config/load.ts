@@ -144,6 +144,21 @@ export function crossFieldProblems(c: HeadsConfig, file: string): string[] {
   }
   if (c.model.encoderLayers === 0 && c.gates.attention.includes('enc-self'))
     p.push(`${file}: gates.attention: 'enc-self' is gated but model.encoderLayers is 0`);
+  const t = c.gates.targetHeads;
+  if (t !== null) {
+    if (!c.gates.attention.length) p.push(`${file}: gates.targetHeads: set, but gates.attention is empty (no heads are gated)`);
+    const perType = typeof t === 'number' ? null : t;
+    if (perType)
+      for (const [stack, n] of Object.entries(perType)) {
+        if (!c.gates.attention.includes(stack as 'enc-self')) p.push(`${file}: gates.targetHeads.${stack}: ${stack} is not in gates.attention`);
+        const layers = stack === 'enc-self' ? c.model.encoderLayers : c.model.decoderLayers;
+        if (n !== undefined && n > layers * c.model.heads) p.push(`${file}: gates.targetHeads.${stack}: ${n} is more than the ${layers * c.model.heads} heads of ${stack}`);
+      }
+    else {
+      const total = c.gates.attention.reduce((a, s) => a + (s === 'enc-self' ? c.model.encoderLayers : c.model.decoderLayers) * c.model.heads, 0);
+      if ((t as number) > total) p.push(`${file}: gates.targetHeads: ${t} is more than the ${total} gated heads`);
+    }
+  }
   if (c.data.train === null && (c.data.valid !== null || c.data.test !== null))
     p.push(`${file}: data.train: null (synthetic data) but data.valid/data.test are set; set data.train too`);
   if (c.data.train !== null && c.data.valid === null) p.push(`${file}: data.valid: expected a dev set path when data.train is set, got null`);
@@ -168,6 +183,17 @@ export function loadConfig(path: string | null, overrides: readonly string[] = [
   const merged = applyOverrides(deepMerge(DEFAULT_CONFIG, user), overrides);
   const label = path ?? '(defaults)';
   return validateConfig(merged, overrides.length ? `${label} + --set` : label);
+}
+
+/**
+ * Load a config on top of another resolved config instead of the defaults (a pruning run starts from its
+ * parent's config): base <- file (if any) <- overrides, validated once.
+ */
+export function loadConfigOn(base: ResolvedConfig, path: string | null, overrides: readonly string[] = [], label = 'parent config'): ResolvedConfig {
+  const user = path ? readConfigFile(path) : {};
+  // the base goes over the defaults, so a checkpoint written before a key existed still loads
+  const merged = applyOverrides(deepMerge(deepMerge(DEFAULT_CONFIG, JSON.parse(JSON.stringify(base))), user), overrides);
+  return validateConfig(merged, [label, path, overrides.length ? '--set' : null].filter(Boolean).join(' + '));
 }
 
 export function deepFreeze<T>(o: T): T {

@@ -71,6 +71,19 @@ export const GatesSchema = z.strictObject({
   ]),
   /** `sum` over heads (the paper) or `layer-mean` (the reference code: per-layer sums averaged over gated layers) */
   penalty: z.enum(['sum', 'layer-mean']),
+  /**
+   * An exact head budget instead of a lambda: the number of heads to keep overall (across the gated
+   * attention types) or per attention type. A Lagrangian controller drives the expected number of open
+   * heads to the target, annealed from the full count over `targetWarmupSteps`; the top heads by
+   * P(open) are kept at the end.
+   */
+  targetHeads: z.union([nonNegInt, z.strictObject({ 'enc-self': nonNegInt.optional(), 'dec-self': nonNegInt.optional(), 'dec-enc': nonNegInt.optional() })]).nullable(),
+  /** steps over which the target falls from the full head count to targetHeads (null: half of train.maxSteps) */
+  targetWarmupSteps: nonNegInt.nullable(),
+  /** the gates' learning rate is train's times this (1: the reference; CoFiPruning trains its gates faster) */
+  lrScale: z.number().positive(),
+  /** learning rate of the Lagrange multipliers' gradient ascent */
+  lagrangianLr: z.number().positive(),
 });
 
 export const TrainSchema = z.strictObject({

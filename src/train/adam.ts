@@ -28,7 +28,7 @@ export class Adam {
   }
 
   /** One update with learning rate `lr`: params[name] -= lr * mhat / (sqrt(vhat) + eps). */
-  apply(params: Map<string, tf.Variable>, grads: Map<string, tf.Tensor>, lr: number): void {
+  apply(params: Map<string, tf.Variable>, grads: Map<string, tf.Tensor>, lr: number, lrScale: (name: string) => number = () => 1): void {
     this.step++;
     const { beta1, beta2, eps } = this.settings;
     const c1 = 1 - Math.pow(beta1, this.step);
@@ -41,7 +41,7 @@ export class Adam {
         const v = this.slot(this.v, name, p);
         m.assign(m.mul(beta1).add(g.mul(1 - beta1)));
         v.assign(v.mul(beta2).add(g.square().mul(1 - beta2)));
-        p.assign(p.sub(m.div(c1).mul(lr).div(v.div(c2).sqrt().add(eps))));
+        p.assign(p.sub(m.div(c1).mul(lr * lrScale(name)).div(v.div(c2).sqrt().add(eps))));
       }
     });
   }

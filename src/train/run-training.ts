@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { existsSync } from 'node:fs';
 import type { ResolvedConfig } from '../config/schema.js';
 import { BpeTokenizer } from '../data/tokenizer.js';
-import { prepareData } from '../data/prepare.js';
+import { prepareData, type PreparedData } from '../data/prepare.js';
 import { createTransformer, type GateTensors, type Transformer } from '../model/transformer.js';
 import { HeadGates } from '../gates/head-gates.js';
 import { translateSentences } from '../eval/translate.js';
@@ -33,6 +33,18 @@ export interface RunTrainingOptions {
   isStopRequested?: () => boolean;
   /** translate and score the test set at the end (default true) */
   evaluateTest?: boolean;
+  /** after training (not when stopped early): extra evaluation whose result goes into results.json */
+  finish?: (ctx: FinishContext) => Promise<Record<string, unknown>>;
+}
+
+/** What a `finish` hook receives: the trained model and gates, the data, the config and the run. */
+export interface FinishContext {
+  model: Transformer;
+  gates: HeadGates | null;
+  data: PreparedData;
+  config: ResolvedConfig;
+  run: RunFolder;
+  progress: ProgressLine;
 }
 
 export interface TestScores {
@@ -45,6 +57,8 @@ export interface TestScores {
 }
 
 export interface RunTrainingResult {
+  /** what the `finish` hook returned */
+  extra?: Record<string, unknown>;
   steps: number;
   elapsedMs: number;
   stoppedEarly: boolean;
@@ -88,7 +102,7 @@ export async function runTraining(o: RunTrainingOptions): Promise<RunTrainingRes
   if (data.droppedTooLong) progress.log(`data: dropped ${data.droppedTooLong} training pairs longer than ${cfg.data.maxLen} tokens`);
 
   const model = createTransformer(cfg.model, data.tokenizer.vocabSize, new Rng(deriveSeed(cfg.seed, 'init')));
-  const gates = cfg.gates.attention.length ? new HeadGates(cfg.gates, model.shape, cfg.seed) : null;
+  const gates = cfg.gates.attention.length ? new HeadGates(cfg.gates, model.shape, cfg.seed, { layout: cfg.model.keptHeads, maxSteps: cfg.train.maxSteps }) : null;
   gates?.setTrajectoryFile(run.file('gate-trajectory.csv'));
   progress.log(`model: ${(model.params.count() / 1e6).toFixed(2)}M parameters, ${cfg.model.encoderLayers}+${cfg.model.decoderLayers} layers, ${cfg.model.heads} heads, d_model ${cfg.model.dModel}${gates ? `, ${gates.gatedHeadCount} gated heads (${cfg.gates.attention.join(', ')})` : ''}`);
 
@@ -123,6 +137,7 @@ export async function runTraining(o: RunTrainingOptions): Promise<RunTrainingRes
     writeFileAtomic(run.file('test.hyp'), hyps.join('\n') + '\n');
     test = scores;
   }
+  const extra = !r.stoppedEarly && o.finish ? await o.finish({ model, gates, data, config: cfg, run, progress }) : {};
   const result: RunTrainingResult = {
     steps: trainer.step,
     elapsedMs: r.elapsedMs,
@@ -131,8 +146,9 @@ export async function runTraining(o: RunTrainingOptions): Promise<RunTrainingRes
     devBleu: r.lastEval?.devBleu ?? null,
     test,
     parameters: model.params.count(),
+    extra,
   };
-  run.writeJson('results.json', { ...result, gates: gates ? { summary: gates.summary(), heads: gates.states() } : null, backend: tf.getBackend() });
+  run.writeJson('results.json', { ...result, ...extra, gates: gates ? { summary: gates.summary(), heads: gates.states() } : null, backend: tf.getBackend() });
   trainer.dispose();
   gates?.dispose();
   model.dispose();

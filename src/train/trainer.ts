@@ -27,6 +27,8 @@ export interface GateProvider {
   sampleGates(seed: number, batchSize: number): GateTensors;
   /** deterministic test-time gates */
   testGates(): GateTensors;
+  /** true when the penalty is an exact-budget Lagrangian term (added as is, not times l0Lambda) */
+  readonly isBudgeted?: boolean;
   /** the penalty term multiplied by lambda (its convention is the provider's) */
   penalty(step: number): tf.Scalar;
   /** numbers for logs: expected open heads etc. */
@@ -151,8 +153,10 @@ export class Trainer {
         const logits = this.o.model.forward(src, tgtIn, { isTraining: true, seed, gates });
         const ce = labelSmoothedCrossEntropySum(logits, tgtOut.reshape([-1]) as tf.Tensor1D, targetWeights(tgtOut), cfg.train.labelSmoothing).div(tgtTokens) as tf.Scalar;
         parts.ce = tf.keep(ce.clone());
-        if (this.o.gates && i === 0 && cfg.train.l0Lambda > 0) {
-          const pen = this.o.gates.penalty(step).mul(cfg.train.l0Lambda) as tf.Scalar;
+        // lambda mode: l0Lambda * E[L0]; budget mode: the Lagrangian term as it is
+        const coef = this.o.gates?.isBudgeted ? 1 : cfg.train.l0Lambda;
+        if (this.o.gates && i === 0 && coef > 0) {
+          const pen = this.o.gates.penalty(step).mul(coef) as tf.Scalar;
           parts.pen = tf.keep(pen.clone());
           return ce.add(pen) as tf.Scalar;
         }
@@ -180,7 +184,8 @@ export class Trainer {
       throw new NonFiniteError(step, lossSum, norm, batches.flatMap((b) => b.indices).slice(0, 10));
     }
     const lr = inverseSqrtLr(step, cfg.train.peakLr, cfg.train.warmupSteps);
-    this.adam.apply(this.trainable, grads, lr);
+    const gateScale = cfg.gates.lrScale;
+    this.adam.apply(this.trainable, grads, lr, (name) => (name.startsWith('gate.') ? gateScale : 1));
     tf.dispose([...grads.values()]);
     this.o.gates?.afterStep?.(step);
     this.step = step;

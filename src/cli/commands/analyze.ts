@@ -1,0 +1,255 @@
+/**
+ * `heads analyze <run or checkpoint> --data <dev set>`: the head report (JSON + CSV), its figures
+ * (a layer x head heatmap per score, the roles map, attention maps of chosen sentences) and a summary
+ * table of the top heads per score. A thin shell over `analyzeHeads` (src/analysis/analyze.ts).
+ */
+import type { ArgumentsCamelCase, Argv } from 'yargs';
+import { existsSync, mkdirSync } from 'node:fs';
+import { resolve } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { type BackendChoice, BACKEND_CHOICES } from '../../backend/select.js';
+import { runHandler, startBackend } from '../common.js';
+import { loadModel } from '../../train/load-model.js';
+import { ATTENTION_TYPES, type AttentionType, isAttentionType } from '../../config/head-id.js';
+import type { ResolvedConfig } from '../../config/schema.js';
+import { readParallelCorpus, type SentencePair } from '../../data/corpus.js';
+import { corpusSpec, loadCorpora } from '../../data/prepare.js';
+import type { BpeTokenizer } from '../../data/tokenizer.js';
+import { RunFolder } from '../../util/run-folder.js';
+import { ConfigError } from '../../util/errors.js';
+import { analyzeHeads, trainingFrequencies } from '../../analysis/analyze.js';
+import { readConllu } from '../../analysis/conllu.js';
+import { RELEVANCE_RULES, type RelevanceRule } from '../../analysis/lrp.js';
+import { type HeadReport, SCORE_COLUMNS, scoreColumn, topHeads, writeHeadReport, writeHeadReportCsv } from '../../analysis/report.js';
+import { attentionMaps } from '../../analysis/attention-pass.js';
+import { attentionMapFigure, rolesMap, scoreHeatmap, scoreOverview, writeFigure } from '../../analysis/figures.js';
+import { headLayout, parseHeadList, testGateMultipliers } from '../../analysis/head-layout.js';
+
+interface Args {
+  model: string;
+  data?: string;
+  'split-name': string;
+  sentences?: number;
+  conllu?: string;
+  'attention-sentences'?: string;
+  heads?: string;
+  out?: string;
+  'runs-dir': string;
+  stacks?: string;
+  'train-data'?: string;
+  rare: boolean;
+  ablation: boolean;
+  'bleu-sentences': number;
+  lrp: boolean;
+  'lrp-rule': RelevanceRule;
+  'lrp-sentences': number;
+  'max-tokens'?: number;
+  'label-smoothing'?: number;
+  'positional-threshold': number;
+  'rare-threshold': number;
+  'rare-min-rank': number;
+  'syntactic-gain': number;
+  'syntactic-min-instances': number;
+  figures: boolean;
+  'html-per-score': boolean;
+  top: number;
+  backend: BackendChoice;
+  quiet: boolean;
+}
+
+export const command = 'analyze <model>';
+export const describe = 'Score every attention head (gates, Michel importance, confidence, entropy, ablation, LRP) and find roles';
+
+export function builder(y: Argv): Argv<Args> {
+  return y
+    .positional('model', { type: 'string', demandOption: true, describe: 'run folder or checkpoint folder' })
+    .option('data', { alias: 'd', type: 'string', describe: 'split to analyse: Moses prefix (dir/valid -> valid.en + valid.de) or .tsv (default: the model config\'s valid split)' })
+    .option('split-name', { type: 'string', default: 'dev', describe: 'name of the split, recorded in the report' })
+    .option('sentences', { alias: 'n', type: 'number', describe: 'analyse only the first N sentences' })
+    .option('conllu', { type: 'string', describe: 'CoNLL-U parses of the source sentences (same order) for syntactic heads' })
+    .option('attention-sentences', { type: 'string', describe: 'sentence indices (0-based) for attention maps, e.g. 3,17 (default 0)' })
+    .option('heads', { type: 'string', describe: 'heads for attention maps, e.g. enc-self.0.1,dec-enc.1.0 (default: the 4 most confident)' })
+    .option('out', { alias: 'o', type: 'string', describe: 'output folder (default: a new run folder under --runs-dir)' })
+    .option('runs-dir', { type: 'string', default: 'runs', describe: 'where run folders are created' })
+    .option('stacks', { type: 'string', describe: `attention types, comma-separated (default: all of ${ATTENTION_TYPES.join(', ')})` })
+    .option('train-data', { type: 'string', describe: 'training corpus for token frequencies (default: the model config\'s train split)' })
+    .option('rare', { type: 'boolean', default: true, describe: 'rare-token statistics (needs the training corpus); --no-rare skips them' })
+    .option('ablation', { type: 'boolean', default: true, describe: 'remove each head alone and measure dev loss and BLEU; --no-ablation skips it' })
+    .option('bleu-sentences', { type: 'number', default: 100, describe: 'greedy BLEU of ablations on the first N sentences' })
+    .option('lrp', { type: 'boolean', default: true, describe: 'LRP relevance of the top-1 logit; --no-lrp skips it' })
+    .option('lrp-rule', { type: 'string', choices: RELEVANCE_RULES as RelevanceRule[], default: 'lrp' as RelevanceRule, describe: 'lrp: frozen attention weights and LayerNorm scales (Ali et al. 2022); gradient-x-input: plain' })
+    .option('lrp-sentences', { type: 'number', default: 200, describe: 'LRP on the first N sentences (one backward pass per target position)' })
+    .option('max-tokens', { type: 'number', describe: 'padded tokens per batch (default: train.maxTokensPerBatch)' })
+    .option('label-smoothing', { type: 'number', describe: 'loss for Michel importance (default: train.labelSmoothing; 0 = NLL)' })
+    .option('positional-threshold', { type: 'number', default: 0.9, describe: 'share at offset -1 or +1 for a positional head' })
+    .option('rare-threshold', { type: 'number', default: 0.5, describe: 'rare-token rate above which a head is a rare-token head' })
+    .option('rare-min-rank', { type: 'number', default: 0, describe: 'count queries whose rarest token ranks beyond this (paper: 500)' })
+    .option('syntactic-gain', { type: 'number', default: 0.1, describe: 'accuracy gain over the best fixed-offset baseline (absolute)' })
+    .option('syntactic-min-instances', { type: 'number', default: 20, describe: 'fewest relation instances for a syntactic decision' })
+    .option('figures', { type: 'boolean', default: true, describe: 'write plotly figures (HTML + JSON); --no-figures skips them' })
+    .option('html-per-score', { type: 'boolean', default: false, describe: 'also a standalone HTML per score (4.8 MB each; the JSON specs are always written)' })
+    .option('top', { type: 'number', default: 5, describe: 'heads per score in the summary table' })
+    .option('backend', { type: 'string', choices: BACKEND_CHOICES as BackendChoice[], default: 'auto' as BackendChoice })
+    .option('quiet', { type: 'boolean', default: false, describe: 'no progress output' })
+    .example('$0 analyze runs/20261124-072730-quickstart-quickstart', 'analyse the quickstart model on its dev split')
+    .example('$0 analyze runs/x --data ../shared/data/ddtp/en-de/valid -n 500 --conllu valid.en.conllu', 'with syntactic heads')
+    .strict() as unknown as Argv<Args>;
+}
+
+function parseStacks(text: string | undefined): AttentionType[] | undefined {
+  if (text === undefined) return undefined;
+  const parts = text.split(',').map((s) => s.trim()).filter(Boolean);
+  const bad = parts.filter((s) => !isAttentionType(s));
+  if (bad.length) throw new ConfigError([`--stacks: unknown attention type ${bad.join(', ')} (expected ${ATTENTION_TYPES.join(', ')})`]);
+  return parts as AttentionType[];
+}
+
+function parseIndices(text: string | undefined, n: number): number[] {
+  if (text === undefined) return n > 0 ? [0] : [];
+  const out: number[] = [];
+  for (const s of text.split(',').map((x) => x.trim()).filter(Boolean)) {
+    if (!/^\d+$/.test(s)) throw new ConfigError([`--attention-sentences: expected 0-based sentence indices like 3,17, got "${s}"`]);
+    const i = Number(s);
+    if (i >= n) throw new ConfigError([`--attention-sentences: sentence ${i} out of range 0..${n - 1}`]);
+    out.push(i);
+  }
+  return out;
+}
+
+/** The split to analyse: --data, else the config's valid split (regenerated for synthetic data). */
+function loadSplit(args: Args, config: ResolvedConfig): { pairs: SentencePair[]; source: string } {
+  if (args.data) return { pairs: readParallelCorpus(corpusSpec(args.data, config.data)), source: args.data };
+  if (config.data.valid) return { pairs: readParallelCorpus(corpusSpec(config.data.valid, config.data)), source: config.data.valid };
+  if (config.data.train === null) {
+    const c = loadCorpora(config.data, config.seed);
+    return { pairs: c.valid, source: c.sources.valid };
+  }
+  throw new ConfigError(['--data: not given, and the model config has no valid split']);
+}
+
+/** Training-corpus frequencies, or null with a warning when the corpus cannot be read. */
+function loadFrequencies(args: Args, config: ResolvedConfig, tokenizer: BpeTokenizer, warn: (m: string) => void): { src: Int32Array; tgt: Int32Array; source: string } | null {
+  if (!args.rare) return null;
+  let train: SentencePair[];
+  let source: string;
+  if (args['train-data']) {
+    train = readParallelCorpus(corpusSpec(args['train-data'], config.data));
+    source = args['train-data'];
+  } else if (config.data.train === null) {
+    const c = loadCorpora(config.data, config.seed);
+    train = c.train;
+    source = c.sources.train;
+  } else {
+    const spec = corpusSpec(config.data.train, config.data);
+    const file = spec.format === 'tsv' ? spec.path : `${spec.prefix}.${spec.srcLang}`;
+    if (!existsSync(file)) {
+      warn(`training corpus ${config.data.train} not found from ${process.cwd()}: no rare-token statistics (give --train-data)`);
+      return null;
+    }
+    train = readParallelCorpus(spec);
+    source = config.data.train;
+  }
+  return { ...trainingFrequencies(tokenizer, train), source };
+}
+
+function fmt(x: number): string {
+  return Math.abs(x) >= 100 ? x.toFixed(1) : Math.abs(x) >= 1 ? x.toFixed(3) : x.toPrecision(3);
+}
+
+/** Top heads per score, one line per score, and the roles found. */
+export function summaryTable(report: HeadReport, n: number): string {
+  const lines: string[] = [];
+  const names = ['importance_per_token', 'importance_per_batch', 'confidence', 'lrp', 'ablation_delta_loss', 'ablation_bleu_drop', 'gate_p_open', 'rare_rate'];
+  const width = Math.max(...names.map((s) => s.length));
+  lines.push(`top ${n} heads per score (${report.data.split}, ${report.data.sentences} sentences):`);
+  for (const name of names) {
+    const top = topHeads(report, scoreColumn(name), n);
+    if (top.length) lines.push(`  ${name.padEnd(width)}  ${top.map((t) => `${t.key} ${fmt(t.value)}`).join('  ')}`);
+  }
+  const roles = Object.entries(report.heads).filter(([, e]) => e.roles.labels.length);
+  lines.push(roles.length ? `roles: ${roles.map(([k, e]) => `${k} (${e.roles.labels.join('; ')})`).join(', ')}` : 'roles: none found');
+  return lines.join('\n');
+}
+
+export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
+  await runHandler(async () => {
+    const log = (m: string) => {
+      if (!args.quiet) console.error(m);
+    };
+    const backend = await startBackend(args.backend, log);
+    const { model, tokenizer, gates, config, checkpoint, runPath } = loadModel(args.model, (m) => console.error(`warning: ${m}`));
+    try {
+      log(`model: ${checkpoint.path} (step ${checkpoint.state.step})`);
+      const stacks = parseStacks(args.stacks);
+      const split = loadSplit(args, config);
+      const pairs = args.sentences !== undefined ? split.pairs.slice(0, args.sentences) : split.pairs;
+      const conlluPath = args.conllu;
+      const conllu = conlluPath ? { path: conlluPath, sentences: readConllu(conlluPath) } : null;
+      const layout = headLayout(config.model);
+      const mapSentences = parseIndices(args['attention-sentences'], pairs.length);
+      const mapHeads = args.heads ? parseHeadList(args.heads, layout) : null;
+      const notes: string[] = [];
+      const frequencies = loadFrequencies(args, config, tokenizer, (m) => {
+        notes.push(m);
+        console.error(`warning: ${m}`);
+      });
+
+      let outDir: string;
+      if (args.out) {
+        mkdirSync(args.out, { recursive: true });
+        outDir = resolve(args.out);
+      } else outDir = RunFolder.create(args['runs-dir'], `analyze-${config.name}`).path;
+      const run = RunFolder.open(outDir);
+      run.writeProvenance({ config, argv: process.argv.slice(1), seed: config.seed, env: { backend: backend.name, backendPackage: backend.packageName, kernelFixes: backend.fixes, tfjs: tf.version_core, model: checkpoint.path } });
+
+      const t0 = performance.now();
+      const report = await analyzeHeads({
+        model,
+        gates,
+        tokenizer,
+        config,
+        source: { runPath, checkpoint: checkpoint.path, step: checkpoint.state.step },
+        split: { name: args['split-name'], source: split.source, pairs },
+        stacks,
+        frequencies,
+        conllu,
+        maxTokensPerBatch: args['max-tokens'],
+        labelSmoothing: args['label-smoothing'],
+        ablation: { enabled: args.ablation, bleuSentences: args['bleu-sentences'] },
+        lrp: { enabled: args.lrp, rule: args['lrp-rule'], sentences: args['lrp-sentences'] },
+        roles: {
+          positionalMinFraction: args['positional-threshold'],
+          rareMinRate: args['rare-threshold'],
+          rareMinRank: args['rare-min-rank'],
+          syntacticMinGain: args['syntactic-gain'],
+          syntacticMinInstances: args['syntactic-min-instances'],
+        },
+        onProgress: log,
+      });
+      report.notes.push(...notes);
+      writeHeadReport(run.file('head-report.json'), report);
+      writeHeadReportCsv(run.file('head-report.csv'), report);
+
+      if (args.figures) {
+        const plots = run.file('plots');
+        // every score as a JSON spec; one standalone page holds them all (plotly.js is 4.8 MB per page)
+        const scores = SCORE_COLUMNS.filter((score) => Object.values(report.heads).some((e) => score.get(e) !== null));
+        for (const score of scores) writeFigure(plots, `heads-${score.name}`, scoreHeatmap(report, score), { isHtml: args['html-per-score'] });
+        writeFigure(plots, 'heads-overview', scoreOverview(report, scores));
+        writeFigure(plots, 'roles', rolesMap(report));
+        const heads = mapHeads ?? topHeads(report, scoreColumn('confidence'), 4).map((t) => t.key);
+        const maps = attentionMaps(model, layout, tokenizer, pairs, mapSentences, heads, testGateMultipliers(layout, gates));
+        for (const s of mapSentences) {
+          const forSentence = maps.filter((m) => m.sentence === s);
+          if (forSentence.length) writeFigure(plots, `attention-sentence-${s}`, attentionMapFigure(forSentence));
+        }
+      }
+      console.log(summaryTable(report, args.top));
+      console.log(`analysed ${report.data.sentences} sentences, ${Object.keys(report.heads).length} heads in ${((performance.now() - t0) / 1000).toFixed(1)}s`);
+      console.log(`report: ${run.file('head-report.json')} (+ .csv${args.figures ? ', plots/' : ''})`);
+    } finally {
+      gates?.dispose();
+      model.dispose();
+    }
+  });
+}

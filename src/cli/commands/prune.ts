@@ -1,0 +1,91 @@
+/**
+ * `heads prune --from <run>`: prune heads by fine-tuning with Hard Concrete gates (Voita et al. 2019),
+ * to a lambda (`--lambda`) or to an exact head budget (`--target-heads`). The run starts from the
+ * parent's config and weights; `-c` and `--set` change what differs.
+ */
+import type { ArgumentsCamelCase, Argv } from 'yargs';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { type CommonArgs, createRun, installStopHandler, runHandler, startBackend, withCommonOptions } from '../common.js';
+import { loadConfigOn } from '../../config/load.js';
+import { isAttentionType } from '../../config/head-id.js';
+import { BpeTokenizer } from '../../data/tokenizer.js';
+import { findLatestValidCheckpoint } from '../../train/checkpoint.js';
+import { runFolderOf } from '../../train/load-model.js';
+import { runPruning } from '../../train/prune.js';
+import { ConfigError, CheckpointError } from '../../util/errors.js';
+
+interface Args extends CommonArgs {
+  from: string;
+  method: 'l0';
+  lambda?: number;
+  'target-heads'?: string;
+  attention?: string;
+  steps?: number;
+  'freeze-decoder': boolean;
+  'dev-sentences'?: number;
+}
+
+export const command = 'prune';
+export const describe = 'Prune attention heads by fine-tuning a trained model with Hard Concrete L0 gates';
+
+export function builder(y: Argv): Argv<Args> {
+  return withCommonOptions(y)
+    .option('from', { type: 'string', demandOption: true, describe: 'the converged model: a run folder or checkpoint folder' })
+    .option('method', { type: 'string', choices: ['l0'] as const, default: 'l0' as const, describe: 'l0: Hard Concrete gates trained with an L0 penalty' })
+    .option('lambda', { type: 'number', describe: 'weight of the expected-L0 penalty (train.l0Lambda)' })
+    .option('target-heads', { type: 'string', describe: 'exact head budget instead of a lambda: N overall, or per type as enc-self=10,dec-enc=20' })
+    .option('attention', { type: 'string', describe: 'gated attention types, comma-separated (default enc-self)' })
+    .option('steps', { type: 'number', describe: 'fine-tuning steps (train.maxSteps)' })
+    .option('freeze-decoder', { type: 'boolean', default: true, describe: 'with only enc-self gated, train only the encoder and the gates (the reference recipe)' })
+    .option('dev-sentences', { type: 'number', describe: 'dev sentences scored with the pruned model (default: all)' })
+    .example('$0 prune --from runs/X-train-ddtp --lambda 0.05 --steps 300', 'encoder-head pruning at lambda 0.05')
+    .example('$0 prune --from runs/X-train-ddtp --target-heads 10', 'keep exactly 10 encoder heads') as unknown as Argv<Args>;
+}
+
+/** `10` -> 10; `enc-self=10,dec-enc=4` -> { 'enc-self': 10, 'dec-enc': 4 } */
+export function parseTargetHeads(text: string): number | Record<string, number> {
+  if (/^\d+$/.test(text.trim())) return Number(text);
+  const out: Record<string, number> = {};
+  for (const part of text.split(',')) {
+    const m = /^\s*([a-z-]+)\s*=\s*(\d+)\s*$/.exec(part);
+    if (!m || !isAttentionType(m[1]!)) throw new ConfigError([`--target-heads: expected N or type=N[,type=N] with types enc-self, dec-self, dec-enc; got ${JSON.stringify(part)}`]);
+    out[m[1]!] = Number(m[2]);
+  }
+  return out;
+}
+
+export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
+  await runHandler(async () => {
+    const parent = findLatestValidCheckpoint(args.from, (m) => console.error(`warning: ${m}`));
+    const runPath = runFolderOf(parent.path);
+    if (!existsSync(join(runPath, 'tokenizer.json'))) throw new CheckpointError(`${runPath}: no tokenizer.json beside the checkpoints`);
+    const tokenizer = BpeTokenizer.load(join(runPath, 'tokenizer.json'));
+    const attention = (args.attention ?? 'enc-self').split(',').map((s) => s.trim());
+    for (const a of attention) if (!isAttentionType(a)) throw new ConfigError([`--attention: unknown attention type ${JSON.stringify(a)}; expected enc-self, dec-self or dec-enc`]);
+    const encoderOnly = attention.length === 1 && attention[0] === 'enc-self';
+    const defaults = [
+      `name=${parent.state.config.name}-prune`,
+      `gates.attention=${JSON.stringify(attention)}`,
+      `train.trainOnly=${encoderOnly && args['freeze-decoder'] ? '[encoder, gates]' : 'null'}`,
+    ];
+    const flags = [...(args.set ?? [])];
+    if (args.lambda !== undefined) flags.push(`train.l0Lambda=${args.lambda}`);
+    if (args['target-heads'] !== undefined) flags.push(`gates.targetHeads=${JSON.stringify(parseTargetHeads(args['target-heads']))}`);
+    if (args.steps !== undefined) flags.push(`train.maxSteps=${args.steps}`);
+    if (args.backend) flags.push(`backend=${args.backend}`);
+    const base = loadConfigOn(parent.state.config, null, defaults, `${parent.path}/state.json`);
+    const cfg = loadConfigOn(base, args.config ?? null, flags, `${parent.path}/state.json`);
+    if (cfg.gates.targetHeads === null && cfg.train.l0Lambda === 0)
+      throw new ConfigError(['prune: give --lambda > 0 (train.l0Lambda) or --target-heads (gates.targetHeads); with neither, nothing pushes heads closed']);
+    const backend = await startBackend(args.backend ?? cfg.backend);
+    const run = createRun(args, cfg, backend, 'prune');
+    run.writeJson('parent.json', { checkpoint: parent.path, step: parent.state.step });
+    console.error(`run folder: ${run.path}\nparent: ${parent.path} (step ${parent.state.step})`);
+    const r = await runPruning({ config: cfg, run, parent, tokenizer, isStopRequested: installStopHandler(), devSentences: args['dev-sentences'] });
+    if (r.stoppedEarly) return;
+    console.log(`kept heads: ${Object.entries(r.keptHeads).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+    console.log(`dev BLEU (pruned): ${r.devBleuPruned?.toFixed(2) ?? '-'}; test BLEU (pruned): ${r.testBleuPruned?.toFixed(2) ?? '-'}`);
+    console.log(`mask: ${r.maskPath}`);
+  });
+}

@@ -1,0 +1,73 @@
+import { mkdtempSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig, loadConfigOn } from '../config/load.js';
+import { RunFolder } from '../util/run-folder.js';
+import { BpeTokenizer } from '../data/tokenizer.js';
+import { readHeadMask, countKept } from '../export/head-mask.js';
+import { runTraining } from './run-training.js';
+import { runPruning, originalShape } from './prune.js';
+import { findLatestValidCheckpoint } from './checkpoint.js';
+import { ProgressLine } from './progress.js';
+import { useTestBackend } from '../test-utils/backend.js';
+
+const quiet = new ProgressLine(process.stderr, true);
+const root = mkdtempSync(join(tmpdir(), 'heads-prune-'));
+const BASE = [
+  'data.synthetic.task=reverse', 'data.synthetic.trainPairs=2000', 'data.synthetic.validPairs=30', 'data.synthetic.testPairs=30', 'data.bpeMerges=40',
+  'model.dModel=32', 'model.dFF=64', 'model.heads=4', 'model.encoderLayers=2', 'model.decoderLayers=1', 'model.dropout=0',
+  'train.maxTokensPerBatch=600', 'train.evalEverySteps=0', 'train.devBleuSentences=0', 'train.logEverySteps=50', 'train.checkpointEverySteps=1000',
+  'eval.beamSize=2',
+];
+
+let parentPath = '';
+beforeAll(async () => {
+  await useTestBackend();
+  const cfg = loadConfig(null, [...BASE, 'train.maxSteps=200', 'train.peakLr=3e-3', 'train.warmupSteps=40']);
+  const run = RunFolder.create(root, 'parent');
+  await runTraining({ config: cfg, run, progress: quiet, evaluateTest: false });
+  parentPath = run.path;
+});
+
+async function prune(name: string, sets: string[]) {
+  const parent = findLatestValidCheckpoint(parentPath);
+  const tokenizer = BpeTokenizer.load(join(parentPath, 'tokenizer.json'));
+  const cfg = loadConfigOn(parent.state.config, null, ['gates.attention=[enc-self]', 'train.trainOnly=[encoder, gates]', 'train.maxSteps=120', 'train.peakLr=2e-3', 'train.warmupSteps=10', 'gates.lrScale=25', 'gates.logAlphaInit={kind: constant, value: 1}', ...sets]);
+  const run = RunFolder.create(root, name);
+  const r = await runPruning({ config: cfg, run, parent, tokenizer, progress: quiet, devSentences: 10 });
+  return { r, run, cfg };
+}
+
+describe('pruning by fine-tuning', () => {
+  it('a large lambda leaves fewer encoder heads open than a small one', async () => {
+    const small = await prune('small', ['train.l0Lambda=0.001']);
+    const large = await prune('large', ['train.l0Lambda=0.3']);
+    const openSmall = small.r.extra!['pruning'] as { keptHeads: Record<string, number> };
+    const summarySmall = (await import('node:fs')).readFileSync(join(small.run.path, 'results.json'), 'utf8');
+    const summaryLarge = (await import('node:fs')).readFileSync(join(large.run.path, 'results.json'), 'utf8');
+    const eSmall = JSON.parse(summarySmall).gates.summary.expectedOpenHeads as number;
+    const eLarge = JSON.parse(summaryLarge).gates.summary.expectedOpenHeads as number;
+    console.log(`E[open]: lambda 0.001 -> ${eSmall.toFixed(2)}, lambda 0.3 -> ${eLarge.toFixed(2)}; kept ${small.r.keptHeads['enc-self']} vs ${large.r.keptHeads['enc-self']}`);
+    expect(eLarge).toBeLessThan(eSmall - 1);
+    expect(large.r.keptHeads['enc-self']).toBeLessThan(small.r.keptHeads['enc-self']);
+    expect(openSmall.keptHeads['dec-self']).toBe(4); // ungated types keep every head
+    // the mask file is written with original ids and agrees with the summary
+    const mask = readHeadMask(large.r.maskPath, originalShape(large.cfg));
+    expect(countKept(mask, originalShape(large.cfg), 'enc-self')).toBe(large.r.keptHeads['enc-self']);
+    // the trajectory CSV has a header and one row per log step
+    const csv = (await import('node:fs')).readFileSync(join(large.run.path, 'gate-trajectory.csv'), 'utf8').trim().split('\n');
+    expect(csv[0]).toBe('step,enc-self.0.0,enc-self.0.1,enc-self.0.2,enc-self.0.3,enc-self.1.0,enc-self.1.1,enc-self.1.2,enc-self.1.3');
+    expect(csv).toHaveLength(1 + 3); // header + log steps 50, 100 and the last (120)
+    expect(large.r.testBleuPruned).not.toBeNull();
+  });
+
+  it.each([3, 5])('--target-heads %p ends with exactly that many encoder heads', async (n) => {
+    const { r, run } = await prune(`target-${n}`, [`gates.targetHeads=${n}`, 'gates.targetWarmupSteps=60', 'gates.lagrangianLr=0.5']);
+    expect(r.keptHeads['enc-self']).toBe(n);
+    const results = JSON.parse((await import('node:fs')).readFileSync(join(run.path, 'results.json'), 'utf8'));
+    // the controller moved the expected count toward the target (from 8 open heads)
+    expect(results.gates.summary.expectedOpenHeads).toBeLessThan(8 - (8 - n) / 2);
+    expect(results.gates.summary['lambda1.all']).toBeGreaterThan(0);
+    expect(existsSync(join(run.path, 'mask.json'))).toBe(true);
+  });
+});
