@@ -226,7 +226,7 @@ export async function exportModel(o: ExportOptions): Promise<ExportSummary> {
 
     const emptyDecoderLayers = (['dec-self', 'dec-enc'] as const).flatMap((stack) => (pruned.config.keptHeads?.[stack] ?? []).flatMap((ids, l) => (ids.length ? [] : [`${stack}.${l}`])));
     if (emptyDecoderLayers.length) {
-      pruned.notes.push(`decoder attention layer(s) ${emptyDecoderLayers.join(', ')} have no heads: forward passes and greedy decoding work, but beam search over them fails on the wasm backend (tfjs-backend-wasm 4.22 GatherV2 mis-shapes empty tensors, which Transformer.selectRows gathers); use --beam 1 there until that is fixed`);
+      pruned.notes.push(`decoder attention layer(s) ${emptyDecoderLayers.join(', ')} have no heads: forward passes and greedy decoding work, but beam search over them fails on the wasm backend (tfjs-backend-wasm 4.22 GatherV2 mis-shapes empty tensors, which beam search gathers in Transformer.selectRows and reorderSelfCaches); use --beam 1 there until that is fixed`);
     }
     const before = headCounts(config.model);
     const after = headCounts(pruned.config);

@@ -110,9 +110,10 @@ function expectSameArrays(a: NamedArrays, b: NamedArrays): void {
 
 /**
  * tfjs-backend-wasm 4.22's GatherV2 returns a wrongly shaped tensor for an empty input ([3, 0, 2, 4]
- * gathered on axis 0 gives [1, 1, 2, 0]; cpu gives [2, 0, 2, 4]). Beam search reorders every decoder
- * cache with gather (Transformer.selectRows), so on wasm it fails for a decoder attention layer with no
- * heads (cached keys/values [B, 0, t, dHead]). Forward passes and greedy decoding are unaffected.
+ * gathered on axis 0 gives [1, 1, 2, 0]; cpu gives [2, 0, 2, 4]). Beam search tiles and reorders the
+ * decoder caches with gather (Transformer.selectRows, reorderSelfCaches), so on wasm it fails for a
+ * decoder attention layer with no heads (cached keys/values [B, 0, t, dHead]). Forward passes and
+ * greedy decoding are unaffected.
  */
 await useTestBackend();
 const EMPTY_GATHER_BUG = tf.tidy(() => tf.gather(tf.zeros([3, 0, 2, 4]), tf.tensor1d([2, 0], 'int32')).shape.join(',') !== '2,0,2,4');
@@ -233,8 +234,8 @@ describe('applyMaskToModel: the pruned model computes the masked model', () => {
     const o = { beamSize: 3, lengthPenalty: 0.6, maxLenA: 1, maxLenB: 5 };
     try {
       const expected = await beamSearch(model, src, B, S, { ...o, gates: ref });
-      // on wasm the pruned model's beam search fails inside selectRows; when the backend (or
-      // Transformer.selectRows) handles empty tensors, this branch starts failing: drop it then
+      // on wasm the pruned model's beam search fails inside a gather of an empty cache; when the backend (or
+      // the Transformer) handles empty tensors, this branch starts failing: drop it then
       if (EMPTY_GATHER_BUG) await expect(beamSearch(small, src, B, S, o)).rejects.toThrow(/GatherV2|concat/);
       else expect(await beamSearch(small, src, B, S, o)).toEqual(expected);
     } finally {
