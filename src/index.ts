@@ -1,1 +1,47 @@
-export const VERSION = "0.1.0";
+/**
+ * The public API of `heads`, for notebooks and scripts (`import { ... } from 'heads'`, or from
+ * '../dist/index.js' inside the repository). Everything the CLI does is reachable from here.
+ */
+export const VERSION = '0.1.0';
+
+// configs
+export type { HeadsConfig, ResolvedConfig, DataConfig, ModelConfig, GateConfig, TrainConfig, EvalConfig } from './config/schema.js';
+export { DEFAULT_CONFIG } from './config/defaults.js';
+export { loadConfig, loadConfigOn, validateConfig } from './config/load.js';
+export { type AttentionType, type HeadId, ATTENTION_TYPES, headKey, parseHeadKey } from './config/head-id.js';
+
+// backends
+export { initBackend, type BackendChoice, type BackendInfo } from './backend/select.js';
+export { installBackendFixes, activeKernelFixes, describeBackendFixes } from './backend/ops.js';
+
+// data
+export { readParallelCorpus, describeCorpus, type SentencePair, type CorpusSpec } from './data/corpus.js';
+export { BpeTokenizer, tokenFrequencies } from './data/tokenizer.js';
+export { planBatches, planEvalBatches, makeBatch, filterByLength, type Batch, type EncodedPair } from './data/batches.js';
+export { generateSyntheticCorpus } from './data/synthetic.js';
+export { prepareData, loadCorpora, type PreparedData } from './data/prepare.js';
+
+// model and gates
+export { Transformer, createTransformer, headsPerLayer, type GateTensors, type ForwardOptions } from './model/transformer.js';
+export { hardConcrete, HARD_CONCRETE_LIMITS, REFERENCE_BETA, LOUIZOS_BETA } from './gates/hard-concrete.js';
+export { HeadGates, type GateState } from './gates/head-gates.js';
+export { lagrangianPenalty, annealedTarget, selectTopHeads } from './gates/lagrangian.js';
+
+// training
+export { Trainer, type StepResult, type EvalResult } from './train/trainer.js';
+export { runTraining, scoreTranslations, type RunTrainingResult } from './train/run-training.js';
+export { runPruning, type PruneResult } from './train/prune.js';
+export { loadModel, type LoadedModel } from './train/load-model.js';
+export { readCheckpoint, findLatestValidCheckpoint } from './train/checkpoint.js';
+export { inverseSqrtLr } from './train/schedule.js';
+
+// evaluation
+export { greedyDecode, beamSearch } from './eval/decode.js';
+export { translateSentences } from './eval/translate.js';
+export { corpusBleu, sentenceBleu, tokenizedLowercaseBleu, BleuScore } from './eval/bleu.js';
+
+// masks and files
+export * from './export/head-mask.js';
+export { readSafetensors, writeSafetensors } from './export/safetensors.js';
+export { RunFolder } from './util/run-folder.js';
+export { HeadsError, ConfigError, DataError, CheckpointError, MaskError } from './util/errors.js';
