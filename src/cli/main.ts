@@ -7,6 +7,7 @@ import * as bleu from './commands/bleu.js';
 import * as quickstart from './commands/quickstart.js';
 import * as bench from './commands/bench.js';
 import * as prune from './commands/prune.js';
+import * as data from './commands/data.js';
 
 await yargs(hideBin(process.argv))
   .scriptName('heads')
@@ -16,6 +17,7 @@ await yargs(hideBin(process.argv))
   .command(prune)
   .command(bleu)
   .command(bench)
+  .command(data)
   .demandCommand(1, 'name a command (see --help)')
   .strict()
   .recommendCommands()
