@@ -104,6 +104,20 @@ function parseStacks(text: string | undefined): AttentionType[] | undefined {
   return parts as AttentionType[];
 }
 
+/** Sentence counts and thresholds: one ConfigError listing every bad value. */
+function checkCounts(args: Args): void {
+  const problems: string[] = [];
+  const isCount = (v: number | undefined, min: number) => v === undefined || (Number.isInteger(v) && v >= min);
+  if (!isCount(args.sentences, 1)) problems.push(`--sentences: expected an integer >= 1, got ${args.sentences}`);
+  for (const k of ['bleu-sentences', 'lrp-sentences', 'rare-min-rank', 'syntactic-min-instances'] as const) if (!isCount(args[k], 0)) problems.push(`--${k}: expected an integer >= 0, got ${args[k]}`);
+  if (!isCount(args.top, 1)) problems.push(`--top: expected an integer >= 1, got ${args.top}`);
+  if (!isCount(args['max-tokens'], 1)) problems.push(`--max-tokens: expected an integer >= 1, got ${args['max-tokens']}`);
+  for (const k of ['positional-threshold', 'rare-threshold'] as const) if (!(args[k] >= 0 && args[k] <= 1)) problems.push(`--${k}: expected a share in [0, 1], got ${args[k]}`);
+  const ls = args['label-smoothing'];
+  if (ls !== undefined && !(ls >= 0 && ls < 1)) problems.push(`--label-smoothing: expected a number in [0, 1), got ${ls}`);
+  if (problems.length) throw new ConfigError(problems);
+}
+
 function parseIndices(text: string | undefined, n: number): number[] {
   if (text === undefined) return n > 0 ? [0] : [];
   const out: number[] = [];
@@ -166,6 +180,13 @@ export function summaryTable(report: HeadReport, n: number): string {
     const top = topHeads(report, scoreColumn(name), n);
     if (top.length) lines.push(`  ${name.padEnd(width)}  ${top.map((t) => `${t.key} ${fmt(t.value)}`).join('  ')}`);
   }
+  const a = report.agreement;
+  const shown = a.scores.map((name, i) => ({ name, i })).filter(({ i }) => a.spearman[i]!.some((v, j) => j !== i && v !== null));
+  if (shown.length > 1) {
+    lines.push('rank agreement (Spearman) between scores:');
+    lines.push(`  ${''.padEnd(width)}  ${shown.map((s) => s.name.slice(0, 10).padStart(10)).join(' ')}`);
+    for (const r of shown) lines.push(`  ${r.name.padEnd(width)}  ${shown.map((c) => (a.spearman[r.i]![c.i] === null ? '-' : a.spearman[r.i]![c.i]!.toFixed(2)).padStart(10)).join(' ')}`);
+  }
   const roles = Object.entries(report.heads).filter(([, e]) => e.roles.labels.length);
   lines.push(roles.length ? `roles: ${roles.map(([k, e]) => `${k} (${e.roles.labels.join('; ')})`).join(', ')}` : 'roles: none found');
   return lines.join('\n');
@@ -180,6 +201,7 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
     const { model, tokenizer, gates, config, checkpoint, runPath } = loadModel(args.model, (m) => console.error(`warning: ${m}`));
     try {
       log(`model: ${checkpoint.path} (step ${checkpoint.state.step})`);
+      checkCounts(args);
       const stacks = parseStacks(args.stacks);
       const split = loadSplit(args, config);
       const pairs = args.sentences !== undefined ? split.pairs.slice(0, args.sentences) : split.pairs;

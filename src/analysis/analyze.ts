@@ -1,0 +1,247 @@
+/**
+ * `analyzeHeads`: every score of every head of a trained model over one named data split, with dropout
+ * off and the model's test-time gates applied, assembled into a `HeadReport` (report.ts). The pieces:
+ * attention statistics and roles (attention-pass.ts, attention-stats.ts, roles.ts, conllu.ts), Michel
+ * importance (importance.ts), single-head ablation (dev-metrics.ts), LRP relevance (lrp.ts).
+ */
+import { ATTENTION_TYPES, type AttentionType } from '../config/head-id.js';
+import type { ResolvedConfig } from '../config/schema.js';
+import type { Transformer } from '../model/transformer.js';
+import type { HeadGates } from '../gates/head-gates.js';
+import type { EncodedPair } from '../data/batches.js';
+import type { SentencePair } from '../data/corpus.js';
+import type { BpeTokenizer } from '../data/tokenizer.js';
+import { encodePairs } from '../data/prepare.js';
+import { type RareTokenOptions, frequencyRanks, summarizeHeadStats } from './attention-stats.js';
+import { type AlignedSentence, collectAttentionStats } from './attention-pass.js';
+import { type ConlluSentence, alignWordsToPieces } from './conllu.js';
+import { devLoss, greedyBleu } from './dev-metrics.js';
+import { type HeadLayout, type PerHead, disposeGateTensors, gateStates, gateTensorsOf, headLayout, listHeads, testGateMultipliers, withHeadsRemoved } from './head-layout.js';
+import { estimateMichelImportance, normalizeByLayer } from './importance.js';
+import { type RelevanceRule, estimateHeadRelevance } from './lrp.js';
+import { type RoleOptions, addBaselineInstances, createBaselineTally, decideRoles, relationBaselines, relationInstances, resolveRoleOptions } from './roles.js';
+import { DEFINITIONS, HEAD_REPORT_FORMAT, HEAD_REPORT_VERSION, type HeadReport, type HeadReportEntry, rankAgreement } from './report.js';
+
+export interface AnalyzeOptions {
+  model: Transformer;
+  gates?: HeadGates | null;
+  tokenizer: BpeTokenizer;
+  config: ResolvedConfig;
+  /** provenance for the report */
+  source?: { runPath?: string | null; checkpoint?: string | null; step?: number | null };
+  split: { name: string; source: string; pairs: readonly SentencePair[] };
+  /** attention types to analyse (default: all the model has) */
+  stacks?: readonly AttentionType[];
+  /** token frequencies of the training corpus per side (index = token id); null: no rare-token role */
+  frequencies?: { src: ArrayLike<number>; tgt: ArrayLike<number>; source: string } | null;
+  /** CoNLL-U parses of the split's source sentences, in split order */
+  conllu?: { path: string; sentences: readonly ConlluSentence[] } | null;
+  /** padded-token budget per batch (default: config.train.maxTokensPerBatch) */
+  maxTokensPerBatch?: number;
+  /** loss for Michel importance: label smoothing (default config.train.labelSmoothing; 0 = NLL) */
+  labelSmoothing?: number;
+  /** single-head ablation (default on; BLEU on the first 100 sentences, greedy) */
+  ablation?: { enabled?: boolean; bleuSentences?: number };
+  /** LRP relevance (default on, rule 'lrp', first 200 sentences) */
+  lrp?: { enabled?: boolean; rule?: RelevanceRule; sentences?: number };
+  roles?: Partial<RoleOptions>;
+  onProgress?: (msg: string) => void;
+}
+
+export const DEFAULT_ABLATION_BLEU_SENTENCES = 100;
+export const DEFAULT_LRP_SENTENCES = 200;
+
+/** Pairs the model can take (no side longer than maxPositions with </s> or <s>). */
+export function encodeForModel(tokenizer: BpeTokenizer, pairs: readonly SentencePair[], maxPositions: number): { encoded: EncodedPair[]; skipped: number } {
+  const all = encodePairs(tokenizer, pairs);
+  const encoded = all.filter((p) => p.src.length + 1 <= maxPositions && p.tgt.length + 1 <= maxPositions);
+  return { encoded, skipped: all.length - encoded.length };
+}
+
+/** Token frequencies of a training corpus, per side (for the rare-token role). */
+export function trainingFrequencies(tokenizer: BpeTokenizer, train: readonly SentencePair[]): { src: Int32Array; tgt: Int32Array } {
+  const src = new Int32Array(tokenizer.vocabSize);
+  const tgt = new Int32Array(tokenizer.vocabSize);
+  for (const p of train) {
+    for (const id of tokenizer.encode(p.src)) src[id]!++;
+    for (const id of tokenizer.encode(p.tgt)) tgt[id]!++;
+  }
+  return { src, tgt };
+}
+
+function stacksOf(model: Transformer, wanted: readonly AttentionType[] | undefined): AttentionType[] {
+  return ATTENTION_TYPES.filter((s) => (wanted ?? ATTENTION_TYPES).includes(s) && model.shape[s].length > 0);
+}
+
+function rareOptions(freq: ArrayLike<number>, minRank: number): RareTokenOptions {
+  return { frequencies: freq, ranks: frequencyRanks(freq), minRank };
+}
+
+export async function analyzeHeads(o: AnalyzeOptions): Promise<HeadReport> {
+  const log = o.onProgress ?? (() => {});
+  const { model, config } = o;
+  const layout: HeadLayout = headLayout(config.model);
+  const stacks = stacksOf(model, o.stacks);
+  const roleOptions = resolveRoleOptions(o.roles);
+  const maxTokens = o.maxTokensPerBatch ?? config.train.maxTokensPerBatch;
+  const labelSmoothing = o.labelSmoothing ?? config.train.labelSmoothing;
+  const isAblation = o.ablation?.enabled ?? true;
+  const bleuSentences = o.ablation?.bleuSentences ?? DEFAULT_ABLATION_BLEU_SENTENCES;
+  const isLrp = o.lrp?.enabled ?? true;
+  const lrpRule = o.lrp?.rule ?? 'lrp';
+  const lrpSentences = o.lrp?.sentences ?? DEFAULT_LRP_SENTENCES;
+  const notes: string[] = [];
+
+  const base = testGateMultipliers(layout, o.gates);
+  const states = gateStates(layout, o.gates);
+  const { encoded, skipped } = encodeForModel(o.tokenizer, o.split.pairs, config.model.maxPositions);
+  if (skipped) notes.push(`${skipped} sentence pairs longer than model.maxPositions were skipped`);
+  if (!encoded.length) notes.push('no sentence pairs to analyse');
+  const kept = new Set(encoded.map((p) => p.index));
+  const keptPairs = o.split.pairs.filter((_, i) => kept.has(i));
+
+  // CoNLL-U alignment (sentence i of the file <-> sentence i of the split)
+  let syntax: Map<number, AlignedSentence> | null = null;
+  let conlluInfo: HeadReport['settings']['conllu'] = null;
+  const baselineTally = createBaselineTally();
+  if (o.conllu && stacks.includes('enc-self')) {
+    syntax = new Map();
+    let skippedSentences = 0;
+    encoded.forEach((p, pos) => {
+      const s = o.conllu!.sentences[p.index];
+      if (!s) return;
+      const a = alignWordsToPieces(s, p.src.map((id) => o.tokenizer.pieceOf(id)));
+      if (!a) {
+        skippedSentences++;
+        return;
+      }
+      const instances = relationInstances(s, roleOptions.relations);
+      syntax!.set(pos, { alignment: a, instances });
+      addBaselineInstances(baselineTally, instances);
+    });
+    conlluInfo = { path: o.conllu.path, sentences: o.conllu.sentences.length, aligned: syntax.size, skipped: skippedSentences };
+    if (skippedSentences) notes.push(`${skippedSentences} CoNLL-U sentences did not match their source sentence character for character and were left out of the syntactic analysis`);
+    if (o.conllu.sentences.length !== o.split.pairs.length) notes.push(`the CoNLL-U file has ${o.conllu.sentences.length} sentences, the split ${o.split.pairs.length}; sentences are paired by order`);
+  }
+
+  log(`attention statistics: ${encoded.length} sentences, ${stacks.join(', ')}`);
+  const freq = o.frequencies ?? null;
+  const pass = await collectAttentionStats(model, layout, encoded, base, {
+    stacks,
+    maxTokensPerBatch: maxTokens,
+    rare: freq ? { src: rareOptions(freq.src, roleOptions.rareMinRank), tgt: rareOptions(freq.tgt, roleOptions.rareMinRank) } : null,
+    syntax,
+  });
+
+  log('importance: per-token gradients of the loss with respect to the head masks');
+  const imp = await estimateMichelImportance(model, layout, encoded, base, { stacks, maxTokensPerBatch: maxTokens, labelSmoothing });
+  const perTokenL2 = normalizeByLayer(imp.perToken);
+  const perBatchL2 = normalizeByLayer(imp.perBatch);
+
+  let baseline: HeadReport['baseline'] = null;
+  const ablation = new Map<string, { loss: number; bleu: number | null }>();
+  const heads = listHeads(layout, stacks);
+  if (isAblation && encoded.length) {
+    const bleuPairs = keptPairs.slice(0, bleuSentences);
+    const g = gateTensorsOf(base);
+    const baseLoss = await devLoss(model, encoded, g, maxTokens);
+    const baseBleu = bleuPairs.length ? await greedyBleu(model, o.tokenizer, bleuPairs, g, config) : null;
+    disposeGateTensors(g);
+    baseline = { devLoss: baseLoss, devBleu: baseBleu, bleuSentences: bleuPairs.length };
+    let done = 0;
+    for (const h of heads) {
+      done++;
+      if (base[h.stack][h.layer]![h.position] === 0) {
+        // a closed gate: removing the head changes nothing
+        ablation.set(h.key, { loss: baseLoss, bleu: baseBleu });
+        continue;
+      }
+      log(`ablation ${done}/${heads.length}: ${h.key}`);
+      const gh = gateTensorsOf(withHeadsRemoved(base, [h]));
+      const loss = await devLoss(model, encoded, gh, maxTokens);
+      const bleu = bleuPairs.length ? await greedyBleu(model, o.tokenizer, bleuPairs, gh, config) : null;
+      disposeGateTensors(gh);
+      ablation.set(h.key, { loss, bleu });
+    }
+  }
+
+  let relevance: PerHead | null = null;
+  let lrpSteps = 0;
+  const lrpPairs = encoded.slice(0, lrpSentences);
+  if (isLrp && lrpPairs.length) {
+    log(`LRP relevance (${lrpRule}): ${lrpPairs.length} sentences, one backward pass per target position`);
+    const r = await estimateHeadRelevance(model, layout, lrpPairs, base, { stacks, rule: lrpRule, maxTokensPerBatch: maxTokens });
+    relevance = r.relevance;
+    lrpSteps = r.steps;
+  }
+
+  const baselines = syntax ? relationBaselines(baselineTally) : null;
+  const entries: Record<string, HeadReportEntry> = {};
+  for (const h of heads) {
+    const acc = pass.stats[h.stack][h.layer]![h.position]!;
+    const summary = summarizeHeadStats(acc, freq !== null);
+    const st = states[h.stack][h.layer]![h.position];
+    const roles = decideRoles(h.stack, acc, summary.rare, syntax && baselines && pass.syntactic ? { tally: pass.syntactic[h.stack][h.layer]![h.position]!, baselines } : null, roleOptions);
+    const ab = ablation.get(h.key);
+    entries[h.key] = {
+      stack: h.stack,
+      layer: h.layer,
+      head: h.head,
+      position: h.position,
+      gate: st ? { testGate: st.testGate, pOpen: st.pOpen, pOne: st.pOne, pZero: st.pZero, logAlpha: st.logAlpha } : null,
+      importance: {
+        perToken: imp.perToken[h.stack][h.layer]![h.position]!,
+        perTokenLayerNorm: perTokenL2[h.stack][h.layer]![h.position]!,
+        perBatch: imp.perBatch[h.stack][h.layer]![h.position]!,
+        perBatchLayerNorm: perBatchL2[h.stack][h.layer]![h.position]!,
+      },
+      attention: { queries: summary.queries, confidence: summary.confidence, entropy: summary.entropy, offsetHistogram: summary.offsetHistogram, modeOffset: summary.modeOffset, modeFraction: summary.modeFraction },
+      ablation:
+        ab && baseline
+          ? { loss: ab.loss, bleu: ab.bleu, deltaLoss: ab.loss - baseline.devLoss, deltaBleu: ab.bleu !== null && baseline.devBleu !== null ? ab.bleu - baseline.devBleu : null }
+          : null,
+      lrp: relevance ? relevance[h.stack][h.layer]![h.position]! : null,
+      roles,
+    };
+  }
+  if (!freq) notes.push('no training-corpus frequencies: the rare-token role was not evaluated');
+  if (isAblation) notes.push(`ablation BLEU is greedy corpus BLEU on the first ${baseline?.bleuSentences ?? 0} analysed sentences; the loss uses all ${encoded.length}`);
+
+  return {
+    format: HEAD_REPORT_FORMAT,
+    version: HEAD_REPORT_VERSION,
+    createdAt: new Date().toISOString(),
+    model: {
+      runPath: o.source?.runPath ?? null,
+      checkpoint: o.source?.checkpoint ?? null,
+      step: o.source?.step ?? null,
+      headsPerLayer: layout.originalShape,
+      keptHeads: config.model.keptHeads ? layout.originalIds : null,
+      gatedStacks: o.gates ? [...config.gates.attention] : [],
+    },
+    data: {
+      split: o.split.name,
+      source: o.split.source,
+      sentences: encoded.length,
+      skippedTooLong: skipped,
+      srcTokens: encoded.reduce((a, p) => a + p.src.length + 1, 0),
+      tgtTokens: encoded.reduce((a, p) => a + p.tgt.length + 1, 0),
+    },
+    stacks,
+    settings: {
+      maxTokensPerBatch: maxTokens,
+      importance: { loss: labelSmoothing > 0 ? 'label-smoothed' : 'nll', labelSmoothing, batches: imp.batches, queryTokens: imp.queryTokens },
+      ablation: { enabled: isAblation, decoding: 'greedy', bleuSentences: baseline?.bleuSentences ?? 0, lossSentences: isAblation ? encoded.length : 0 },
+      lrp: { enabled: isLrp, rule: lrpRule, sentences: isLrp ? lrpPairs.length : 0, steps: lrpSteps },
+      roles: roleOptions,
+      frequencies: freq ? { source: freq.source } : null,
+      conllu: conlluInfo,
+    },
+    definitions: DEFINITIONS,
+    baseline,
+    syntacticBaselines: baselines,
+    agreement: rankAgreement(entries),
+    heads: entries,
+    notes,
+  };
+}

@@ -1,0 +1,165 @@
+/**
+ * Head importance of Michel et al. 2019 ("Are Sixteen Heads Really Better than One?", §4.1 eq. 2):
+ * I_h = E_x |∂L(x)/∂ξ_h| for a mask variable ξ_h = 1 multiplying head h's output. Dropout is off (eval
+ * mode) and L is the summed training loss (label-smoothed cross-entropy, or NLL with smoothing 0).
+ *
+ * One backward pass gives both published forms. Each head's context is multiplied by a PER-TOKEN mask
+ * of ones ξ[b, h, t] (shape [B, h, Tq]; `gateForContext` broadcasts it), so ∂L/∂ξ[b,h,t] is Michel's
+ * per-token dot product ⟨ctx_{h,t}, ∂L/∂ctx_{h,t}⟩ (the ctx being the gated context: a head with a
+ * closed gate scores exactly 0). Then, with N = the non-pad query tokens of that attention type:
+ *   per-token (Michel's MT code): Σ_batches Σ_{b,t non-pad} |∂L/∂ξ[b,h,t]| / N
+ *   per-batch (HF bertology):     Σ_batches |Σ_{b,t non-pad} ∂L/∂ξ[b,h,t]| / N
+ * The inner sum of the per-batch form is exactly ∂L_batch/∂ξ_h for one [h] mask, so it depends on the
+ * batching (recorded); by the triangle inequality it never exceeds the per-token form. Optional per-layer
+ * l2 normalisation (Michel's `--normalize-by-layer`): I_{l,h} / sqrt(Σ_h' I_{l,h'}^2).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { ATTENTION_TYPES, type AttentionType } from '../config/head-id.js';
+import type { GateTensors, Transformer } from '../model/transformer.js';
+import { type Batch, type EncodedPair, makeBatch, planEvalBatches } from '../data/batches.js';
+import { labelSmoothedCrossEntropySum, targetWeights } from '../train/objective.js';
+import { type HeadLayout, type PerHead, fillPerHead } from './head-layout.js';
+
+/** The three int32 tensors of a batch: src [B, S], tgtIn [B, T], tgtOut [B, T]. */
+export function batchTensors(b: Batch): { src: tf.Tensor2D; tgtIn: tf.Tensor2D; tgtOut: tf.Tensor2D } {
+  return {
+    src: tf.tensor2d(b.src, [b.batchSize, b.srcLen], 'int32'),
+    tgtIn: tf.tensor2d(b.tgtIn, [b.batchSize, b.tgtLen], 'int32'),
+    tgtOut: tf.tensor2d(b.tgtOut, [b.batchSize, b.tgtLen], 'int32'),
+  };
+}
+
+/** One gated layer that receives a per-token mask. */
+export interface MaskedLayer {
+  stack: AttentionType;
+  layer: number;
+  heads: number;
+}
+
+/** The layers of `stacks` that have heads. */
+export function maskedLayers(model: Transformer, stacks: readonly AttentionType[]): MaskedLayer[] {
+  const out: MaskedLayer[] = [];
+  for (const stack of ATTENTION_TYPES) if (stacks.includes(stack)) model.shape[stack].forEach((heads, layer) => heads > 0 && out.push({ stack, layer, heads }));
+  return out;
+}
+
+/**
+ * Gate tensors for forward: in the masked layers ξ (shape [B, h, Tq]) times the base multipliers, in the
+ * other layers the base multipliers [h] (null when all 1). Made inside the caller's tidy / grad scope.
+ */
+export function gatesWithTokenMasks(model: Transformer, base: PerHead, layers: readonly MaskedLayer[], xis: readonly tf.Tensor[]): GateTensors {
+  const out: Partial<Record<AttentionType, Array<tf.Tensor | null>>> = {};
+  for (const stack of ATTENTION_TYPES) {
+    out[stack] = model.shape[stack].map((h, l) => {
+      const vals = base[stack][l] ?? [];
+      const i = layers.findIndex((m) => m.stack === stack && m.layer === l);
+      const isOnes = vals.every((v) => v === 1);
+      if (i >= 0) return isOnes ? xis[i]! : xis[i]!.mul(tf.tensor1d(vals).reshape([1, h, 1]));
+      return h > 0 && !isOnes ? tf.tensor1d(vals) : null;
+    });
+  }
+  return out;
+}
+
+export interface GateGradientSums {
+  /** Σ over non-pad query tokens of |∂L/∂ξ[b,h,t]|, per head position */
+  perTokenAbs: PerHead;
+  /** Σ over non-pad query tokens of ∂L/∂ξ[b,h,t] (= ∂L/∂ξ_h for a per-head mask) */
+  signed: PerHead;
+  /** non-pad query tokens per attention type */
+  queryTokens: Record<AttentionType, number>;
+  loss: number;
+}
+
+/** ∂L/∂ξ for one batch, reduced per head (see the module header). */
+export async function headGateGradients(model: Transformer, layout: HeadLayout, b: Batch, base: PerHead, stacks: readonly AttentionType[], labelSmoothing: number): Promise<GateGradientSums> {
+  const layers = maskedLayers(model, stacks);
+  const perTokenAbs = fillPerHead(layout, () => 0);
+  const signed = fillPerHead(layout, () => 0);
+  const queryTokens: Record<AttentionType, number> = { 'enc-self': b.srcTokens, 'dec-self': b.tgtTokens, 'dec-enc': b.tgtTokens };
+  if (!layers.length) return { perTokenAbs, signed, queryTokens, loss: 0 };
+  const [packed, lossT] = tf.tidy(() => {
+    const { src, tgtIn, tgtOut } = batchTensors(b);
+    const xis = layers.map((m) => tf.ones([b.batchSize, m.heads, m.stack === 'enc-self' ? b.srcLen : b.tgtLen]));
+    const f = (...xs: tf.Tensor[]) => {
+      const logits = model.forward(src, tgtIn, { isTraining: false, gates: gatesWithTokenMasks(model, base, layers, xs) });
+      return labelSmoothedCrossEntropySum(logits, tgtOut.reshape([-1]) as tf.Tensor1D, targetWeights(tgtOut), labelSmoothing);
+    };
+    const { value, grads } = tf.valueAndGrads(f)(xis);
+    // [B, 1, Tq] masks of real query tokens
+    const srcMask = src.notEqual(0).cast('float32').expandDims(1);
+    const tgtMask = tgtIn.notEqual(0).cast('float32').expandDims(1);
+    const parts: tf.Tensor[] = [];
+    layers.forEach((m, i) => {
+      const g = grads[i]!.mul(m.stack === 'enc-self' ? srcMask : tgtMask);
+      parts.push(g.abs().sum([0, 2]), g.sum([0, 2]));
+    });
+    return [tf.concat(parts), value];
+  });
+  const data = await packed.data();
+  const loss = (await lossT.data())[0]!;
+  tf.dispose([packed, lossT]);
+  let o = 0;
+  for (const m of layers) {
+    for (let j = 0; j < m.heads; j++) perTokenAbs[m.stack][m.layer]![j] = data[o + j]!;
+    o += m.heads;
+    for (let j = 0; j < m.heads; j++) signed[m.stack][m.layer]![j] = data[o + j]!;
+    o += m.heads;
+  }
+  return { perTokenAbs, signed, queryTokens, loss };
+}
+
+export interface MichelImportance {
+  /** per-token form (Michel et al.'s MT code) */
+  perToken: PerHead;
+  /** per-batch form (HF bertology) */
+  perBatch: PerHead;
+  queryTokens: Record<AttentionType, number>;
+  batches: number;
+  /** the loss per target token over the data (label-smoothed if smoothing > 0) */
+  lossPerToken: number;
+}
+
+export interface ImportanceOptions {
+  stacks: readonly AttentionType[];
+  maxTokensPerBatch: number;
+  /** 0 = plain NLL; Michel et al. used the training criterion (label-smoothed) */
+  labelSmoothing: number;
+  onBatch?: (done: number, total: number) => void;
+}
+
+/** Michel importance of every head of `stacks` over `pairs` (multipliers `base` applied). */
+export async function estimateMichelImportance(model: Transformer, layout: HeadLayout, pairs: readonly EncodedPair[], base: PerHead, o: ImportanceOptions): Promise<MichelImportance> {
+  const perTokenSum = fillPerHead(layout, () => 0);
+  const perBatchSum = fillPerHead(layout, () => 0);
+  const queryTokens: Record<AttentionType, number> = { 'enc-self': 0, 'dec-self': 0, 'dec-enc': 0 };
+  const plan = planEvalBatches(pairs, o.maxTokensPerBatch);
+  let loss = 0;
+  let tgtTokens = 0;
+  for (let i = 0; i < plan.length; i++) {
+    const b = makeBatch(pairs, plan[i]!);
+    const g = await headGateGradients(model, layout, b, base, o.stacks, o.labelSmoothing);
+    for (const stack of ATTENTION_TYPES) {
+      queryTokens[stack] += g.queryTokens[stack];
+      g.perTokenAbs[stack].forEach((l, li) => l.forEach((v, j) => (perTokenSum[stack][li]![j]! += v)));
+      g.signed[stack].forEach((l, li) => l.forEach((v, j) => (perBatchSum[stack][li]![j]! += Math.abs(v))));
+    }
+    loss += g.loss;
+    tgtTokens += b.tgtTokens;
+    o.onBatch?.(i + 1, plan.length);
+  }
+  const div = (m: PerHead) => fillPerHead(layout, (s, l, j) => (queryTokens[s] ? m[s][l]![j]! / queryTokens[s] : 0));
+  return { perToken: div(perTokenSum), perBatch: div(perBatchSum), queryTokens, batches: plan.length, lossPerToken: tgtTokens ? loss / tgtTokens : 0 };
+}
+
+/** Michel's per-layer l2 normalisation: I_{l,h} / sqrt(Σ_h' I_{l,h'}^2) (+1e-20 as in the BERT code). */
+export function normalizeByLayer(m: PerHead): PerHead {
+  const out = {} as PerHead;
+  for (const stack of ATTENTION_TYPES) {
+    out[stack] = m[stack].map((l) => {
+      const norm = Math.sqrt(l.reduce((a, v) => a + v * v, 0)) + 1e-20;
+      return l.map((v) => v / norm);
+    });
+  }
+  return out;
+}
