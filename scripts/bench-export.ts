@@ -6,7 +6,7 @@
  *
  *   npx tsx scripts/bench-export.ts                       # random d_model 256, 8 heads, 6+6 layers, V 8000
  *   npx tsx scripts/bench-export.ts --model runs/<run>    # a trained model (adds its gates' mask if gated)
- *   options: --sentences 32 --src-len 24 --out-len 24 --reps 3 --backend auto --json results.json
+ *   options: --sentences 16 --src-len 24 --out-len 24 --reps 5 --backend auto --json results.json
  *
  * Every variant stays in memory and the repetitions run in turns (rep 1 of every variant, then rep 2, ...,
  * each turn starting one variant later), so the machine's drift and noise (±20 %, more when other jobs
@@ -36,10 +36,10 @@ import { Rng } from '../src/util/random.js';
 const { values: args } = parseArgs({
   options: {
     model: { type: 'string' },
-    sentences: { type: 'string', default: '32' },
+    sentences: { type: 'string', default: '16' },
     'src-len': { type: 'string', default: '24' },
     'out-len': { type: 'string', default: '24' },
-    reps: { type: 'string', default: '3' },
+    reps: { type: 'string', default: '5' },
     backend: { type: 'string', default: 'auto' },
     json: { type: 'string' },
   },

@@ -270,6 +270,20 @@ describe('exportModel: masks from the gates, descriptors and HF dicts; idempoten
     expect(await exportedTranslations(out, 3)).toEqual(await maskedTranslations(gatedRun, derived, 3));
   });
 
+  it('--no-fold-gates: kept heads at gate 1, the binary-gate model heads prune scores', async () => {
+    const out = join(root, 'out-binary');
+    const s = await exportModel({ from: gatedRun, mask: 'gates', outDir: out, foldGates: false });
+    expect(s.foldedGates).toEqual([]);
+    expect(s.verification!.maxAbsLogitDiff).toBeLessThan(1e-5);
+    const src = loadModel(gatedRun);
+    const binary = src.gates!.binaryGates(src.gates!.keptPositions());
+    const { outputs } = await translateSentences(src.model, src.tokenizer, SENTENCES, { ...src.config.eval, gates: binary });
+    disposeGates(binary);
+    src.gates!.dispose();
+    src.model.dispose();
+    expect(await exportedTranslations(out, 3)).toEqual(outputs);
+  });
+
   it('exporting twice gives byte-identical tensors, and re-applying the mask to the export changes nothing', async () => {
     const a = join(root, 'idem-a');
     const b = join(root, 'idem-b');

@@ -56,6 +56,12 @@ export interface ExportOptions {
   provenance?: { argv: readonly string[]; env: Record<string, unknown> };
   /** compare the masked and the exported model on random sentences (default true) */
   verify?: boolean;
+  /**
+   * fold kept heads' deterministic gates into W_O (default true: the export computes the deterministic
+   * gated model with the mask applied); false keeps kept heads at gate 1, the binary-gate model that
+   * `heads prune` scores as "BLEU with pruned heads removed"
+   */
+  foldGates?: boolean;
   warn?: (message: string) => void;
 }
 
@@ -172,12 +178,13 @@ export async function exportModel(o: ExportOptions): Promise<ExportSummary> {
   let exported: Transformer | null = null;
   try {
     const { mask, fractional } = resolveMask(o.mask, loaded);
-    const pruned = applyMaskToModel(model, gates, mask, { sourceName: o.maskName ?? mask.source });
+    const foldFrom = o.foldGates === false ? null : gates;
+    const pruned = applyMaskToModel(model, foldFrom, mask, { sourceName: o.maskName ?? mask.source });
     // the self-check runs before anything is written
     let verification: ExportSummary['verification'] = null;
     if (o.verify !== false) {
       exported = createTransformerFromArrays(pruned.config, model.vocabSize, pruned.params);
-      const g = maskedGateTensors(model, gates, mask, o.maskName ?? mask.source);
+      const g = maskedGateTensors(model, foldFrom, mask, o.maskName ?? mask.source);
       try {
         verification = compareLogits(model, g, exported, config.seed);
       } finally {

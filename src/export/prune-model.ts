@@ -14,7 +14,6 @@ import * as tf from '@tensorflow/tfjs';
 import { ATTENTION_TYPES, type AttentionType, headKey } from '../config/head-id.js';
 import type { ModelConfig } from '../config/schema.js';
 import type { HeadGates } from '../gates/head-gates.js';
-import { argmaxOpenThreshold } from '../gates/hard-concrete.js';
 import { type GateTensors, Transformer, headsPerLayer, initParams } from '../model/transformer.js';
 import type { ParamStore } from '../model/params.js';
 import type { NamedArrays } from '../train/checkpoint.js';
@@ -120,7 +119,9 @@ function readTestGates(gates: HeadGates, c: ModelConfig): Partial<Record<Attenti
 
 /**
  * The paper's test-time rule (Voita et al. 2019, §6.1): keep a head iff P(g = 1) > P(g = 0), i.e. iff
- * logAlpha exceeds `argmaxOpenThreshold` (0 for the default stretch limits). Heads of ungated stacks are
+ * logAlpha exceeds `argmaxOpenThreshold` (0 for the default stretch limits); for gates trained with an
+ * exact head budget (`gates.targetHeads`), the budget's heads by P(open). Both come from
+ * `HeadGates.keptPositions`, so the mask equals the one `heads prune` writes. Heads of ungated stacks are
  * kept. Positions of an already-pruned model are mapped to original ids through `config.keptHeads`, and
  * heads the model has already lost are listed as removed. Also returns every head whose deterministic
  * gate is strictly between 0 and 1: for a kept head that value is folded into W_O on export; for a removed
@@ -128,8 +129,8 @@ function readTestGates(gates: HeadGates, c: ModelConfig): Partial<Record<Attenti
  */
 export function deriveMaskFromGates(gates: HeadGates, config: ModelConfig, source = 'gates'): { mask: HeadMask; fractional: FractionalGate[] } {
   const layout = currentLayout(config);
-  const threshold = argmaxOpenThreshold({ beta: gates.config.beta });
   const testGates = readTestGates(gates, config);
+  const keptPositions = gates.keptPositions();
   const kept: Layout = { 'enc-self': [], 'dec-self': [], 'dec-enc': [] };
   const fractional: FractionalGate[] = [];
   for (const stack of ATTENTION_TYPES) {
@@ -141,10 +142,11 @@ export function deriveMaskFromGates(gates: HeadGates, config: ModelConfig, sourc
       }
       const logAlpha = variable.dataSync();
       const tg = testGates[stack]![layer]!;
+      const keepPositions = new Set(keptPositions[stack][layer] ?? []);
       const keep: number[] = [];
       ids.forEach((id, position) => {
         const la = logAlpha[position]!;
-        const isKept = la > threshold;
+        const isKept = keepPositions.has(position);
         if (isKept) keep.push(id);
         const g = tg[position]!;
         if (g > 0 && g < 1) fractional.push({ key: headKey({ stack, layer, head: id }), logAlpha: la, testGate: g, isKept });

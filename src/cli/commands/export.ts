@@ -20,6 +20,7 @@ interface Args {
   'runs-dir': string;
   format: 'heads' | 'safetensors' | 'both';
   verify: boolean;
+  'fold-gates': boolean;
   backend: BackendChoice;
 }
 
@@ -36,6 +37,7 @@ export function builder(y: Argv): Argv<Args> {
     .option('runs-dir', { type: 'string', default: 'runs', describe: 'where the default output folder is created' })
     .option('format', { type: 'string', choices: ['heads', 'safetensors', 'both'] as const, default: 'both' as const, describe: 'toolkit checkpoint, PyTorch safetensors, or both' })
     .option('verify', { type: 'boolean', default: true, describe: 'compare masked and exported logits on random sentences' })
+    .option('fold-gates', { type: 'boolean', default: true, describe: "fold kept heads' deterministic gates into W_O (--no-fold-gates: kept heads at gate 1, as `heads prune` scores)" })
     .option('backend', { type: 'string', choices: BACKEND_CHOICES as BackendChoice[], default: 'auto' as BackendChoice })
     .example("$0 export runs/20250101-120000-gated --mask gates", 'prune the heads the gates closed')
     .example("$0 export runs/x --mask-descriptor 'E:1:1,2' --format safetensors --out pruned/", 'remove heads 1 and 2 of encoder layer 1') as unknown as Argv<Args>;
@@ -66,6 +68,7 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
       runsDir: args['runs-dir'],
       formats,
       verify: args.verify,
+      foldGates: args['fold-gates'],
       provenance: { argv: process.argv.slice(1), env: { backend: backend.name, backendPackage: backend.packageName, kernelFixes: backend.fixes, tfjs: tf.version_core } },
       warn: (m) => console.error(`warning: ${m}`),
     });
