@@ -8,6 +8,7 @@ import * as quickstart from './commands/quickstart.js';
 import * as bench from './commands/bench.js';
 import * as prune from './commands/prune.js';
 import * as data from './commands/data.js';
+import * as experiment from './commands/experiment.js';
 
 await yargs(hideBin(process.argv))
   .scriptName('heads')
@@ -18,6 +19,7 @@ await yargs(hideBin(process.argv))
   .command(bleu)
   .command(bench)
   .command(data)
+  .command(experiment)
   .demandCommand(1, 'name a command (see --help)')
   .strict()
   .recommendCommands()

@@ -43,6 +43,8 @@ export async function runPruning(o: {
   isStopRequested?: () => boolean;
   /** sentences of the dev set scored with the pruned model (default: all) */
   devSentences?: number;
+  /** continue an interrupted pruning run in the same folder */
+  isResume?: boolean;
 }): Promise<PruneResult> {
   let summary: Omit<PruneResult, keyof RunTrainingResult> | null = null;
   const finish = async (ctx: FinishContext): Promise<Record<string, unknown>> => {
@@ -71,7 +73,7 @@ export async function runPruning(o: {
     summary = { keptHeads, undecidedHeads, maskPath, devBleuPruned: dev?.scores.bleu ?? null, testBleuPruned: test?.scores.bleu ?? null };
     return { pruning: { ...summary, devScores: dev?.scores ?? null, testScores: test?.scores ?? null } };
   };
-  const r = await runTraining({ config: o.config, run: o.run, initFrom: o.parent, tokenizer: o.tokenizer, progress: o.progress, isStopRequested: o.isStopRequested, evaluateTest: false, finish });
+  const r = await runTraining({ config: o.config, run: o.run, initFrom: o.parent, isResume: o.isResume, tokenizer: o.tokenizer, progress: o.progress, isStopRequested: o.isStopRequested, evaluateTest: false, finish });
   const s = summary as Omit<PruneResult, keyof RunTrainingResult> | null;
   return { ...r, keptHeads: s?.keptHeads ?? ({} as Record<AttentionType, number>), undecidedHeads: s?.undecidedHeads ?? [], maskPath: s?.maskPath ?? '', devBleuPruned: s?.devBleuPruned ?? null, testBleuPruned: s?.testBleuPruned ?? null };
 }

@@ -263,6 +263,9 @@ export class Trainer {
     let lastEval: EvalResult | null = null;
     let stoppedEarly = false;
     while (this.step < cfg.maxSteps) {
+      // a step awaits only promises that resolve as microtasks on wasm/cpu, so without this the event
+      // loop never polls and SIGINT/SIGTERM handlers (and worker messages) would wait for the whole run
+      await new Promise<void>((resolve) => setImmediate(resolve));
       if (this.o.isStopRequested?.()) {
         stoppedEarly = true;
         break;

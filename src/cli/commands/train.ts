@@ -6,7 +6,7 @@ import { type CommonArgs, createRun, installStopHandler, resolveConfig, runHandl
 import { runTraining } from '../../train/run-training.js';
 import { RunFolder } from '../../util/run-folder.js';
 import { readJsonFile } from '../../util/fs.js';
-import { validateConfig, applyOverrides } from '../../config/load.js';
+import { loadConfigOn } from '../../config/load.js';
 import { HeadsError } from '../../util/errors.js';
 import type { ResolvedConfig } from '../../config/schema.js';
 
@@ -30,7 +30,8 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
     let run: RunFolder;
     if (args.resume) {
       if (!existsSync(join(args.resume, 'config.json'))) throw new HeadsError(`${args.resume}: not a run folder (no config.json)`);
-      cfg = validateConfig(applyOverrides(readJsonFile(join(args.resume, 'config.json')), args.set ?? []), join(args.resume, 'config.json'));
+      // over the defaults: a run saved before a config key existed still resumes
+      cfg = loadConfigOn(readJsonFile<ResolvedConfig>(join(args.resume, 'config.json')), null, args.set ?? [], join(args.resume, 'config.json'));
       run = RunFolder.open(args.resume);
     } else cfg = resolveConfig(args);
     const backend = await startBackend(args.backend ?? cfg.backend);

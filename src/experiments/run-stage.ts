@@ -1,0 +1,106 @@
+/**
+ * Run one stage instance in this process (what `heads experiment run-stage` does, and what the runner's
+ * child processes do): train (or resume) a model, prune it by L0 gates or by importance, analyze its
+ * heads, or export it; then write `stage.json` with the figures the report collects.
+ */
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { RunFolder } from '../util/run-folder.js';
+import { BpeTokenizer } from '../data/tokenizer.js';
+import { loadCorpora, corpusSpec } from '../data/prepare.js';
+import { runTraining, scoreTranslations } from '../train/run-training.js';
+import { runPruning, originalShape } from '../train/prune.js';
+import { findLatestValidCheckpoint } from '../train/checkpoint.js';
+import { loadModel } from '../train/load-model.js';
+import type { ProgressLine } from '../train/progress.js';
+import { disposeGates } from '../train/trainer.js';
+import { countKept, readHeadMask, maskToGateValues } from '../export/head-mask.js';
+import { ATTENTION_TYPES, type AttentionType } from '../config/head-id.js';
+import { runImportancePruning } from '../analysis/importance-pruning.js';
+import { analyzeHeads } from '../analysis/analyze.js';
+import { writeHeadReport, writeHeadReportCsv } from '../analysis/report.js';
+import { exportModel } from '../export/export-model.js';
+import { readParallelCorpus } from '../data/corpus.js';
+import { type ResolvedStage, markDone, requireParentDone } from './stage.js';
+
+export interface StageSummary {
+  /** test BLEU (sacreBLEU, beam) of the stage's final model */
+  bleu?: number | null;
+  bleuTokLc?: number | null;
+  devBleu?: number | null;
+  keptHeads?: Record<AttentionType, number>;
+  /** importance pruning: one point per step */
+  curve?: Array<{ keptHeads: Record<AttentionType, number>; bleu: number; bleuTokLc: number; maskFile: string }>;
+  [k: string]: unknown;
+}
+
+function keptOf(cfg: ResolvedStage['config']): Record<AttentionType, number> {
+  const out = {} as Record<AttentionType, number>;
+  for (const s of ATTENTION_TYPES) out[s] = cfg.model.keptHeads ? cfg.model.keptHeads[s].reduce((a, l) => a + l.length, 0) : (s === 'enc-self' ? cfg.model.encoderLayers : cfg.model.decoderLayers) * cfg.model.heads;
+  return out;
+}
+
+export async function runStage(s: ResolvedStage, o: { progress: ProgressLine; isStopRequested: () => boolean; argv: readonly string[] }): Promise<StageSummary | null> {
+  requireParentDone(s);
+  const isResume = existsSync(join(s.folder, 'checkpoints'));
+  mkdirSync(s.folder, { recursive: true });
+  const run = RunFolder.open(s.folder);
+  if (!existsSync(run.file('config.json'))) run.writeProvenance({ config: s.config, argv: o.argv, seed: s.config.seed, env: { backend: tf.getBackend(), tfjs: tf.version_core, stage: s.instance.id, hash: s.hash } });
+  const st = s.instance.spec;
+  let summary: StageSummary;
+  if (st.kind === 'train') {
+    const r = await runTraining({ config: s.config, run, isResume, progress: o.progress, isStopRequested: o.isStopRequested });
+    if (r.stoppedEarly) return null;
+    summary = { bleu: r.test?.bleu ?? null, bleuTokLc: r.test?.tokenizedLowercaseBleu ?? null, devBleu: r.devBleu, keptHeads: keptOf(s.config) };
+  } else if (st.kind === 'prune' && st.method === 'l0') {
+    const parent = findLatestValidCheckpoint(s.parent!.folder);
+    const tokenizer = BpeTokenizer.load(join(s.parent!.folder, 'tokenizer.json'));
+    const r = await runPruning({ config: s.config, run, parent, tokenizer, isResume, progress: o.progress, isStopRequested: o.isStopRequested });
+    if (r.stoppedEarly) return null;
+    const p = (r.extra?.['pruning'] ?? {}) as { testScores?: { tokenizedLowercaseBleu: number } | null };
+    summary = { bleu: r.testBleuPruned, bleuTokLc: p.testScores?.tokenizedLowercaseBleu ?? null, devBleu: r.devBleuPruned, keptHeads: r.keptHeads };
+  } else if (st.kind === 'prune') {
+    // importance / confidence / random: masks per step on the converged parent (no fine-tuning, as Michel et al.)
+    const loaded = loadModel(s.parent!.folder);
+    const corpora = loadCorpora(s.config.data, s.config.seed);
+    const attention = (s.instance.point['attention'] as AttentionType[] | undefined) ?? st.attention;
+    const r = await runImportancePruning({
+      model: loaded.model, gates: loaded.gates, tokenizer: loaded.tokenizer, config: s.config,
+      data: { estimate: corpora.valid, eval: corpora.valid }, method: st.method as Exclude<typeof st.method, 'l0'>, stepPercent: st.stepPercent, reestimate: st.reestimate,
+      stacks: attention, bleuSentences: Math.min(200, corpora.valid.length), run, seed: s.config.seed, onProgress: (m) => o.progress.log(m),
+    });
+    // score every step's mask on the test set exactly as the L0 stages are scored (beam search, sacreBLEU)
+    const shape = originalShape(s.config);
+    const curve: NonNullable<StageSummary['curve']> = [];
+    for (const step of r.table) {
+      const mask = readHeadMask(join(s.folder, step.maskFile), shape);
+      const values = maskToGateValues(mask, shape);
+      const gates = Object.fromEntries(ATTENTION_TYPES.map((t) => [t, values[t].map((l) => tf.tensor1d(l))]));
+      const { scores } = await scoreTranslations(loaded.model, loaded.tokenizer, corpora.test, s.config, gates, { progress: o.progress, label: `test (${step.headsKept} heads)` });
+      disposeGates(gates);
+      curve.push({ keptHeads: Object.fromEntries(ATTENTION_TYPES.map((t) => [t, countKept(mask, shape, t)])) as Record<AttentionType, number>, bleu: scores.bleu, bleuTokLc: scores.tokenizedLowercaseBleu, maskFile: step.maskFile });
+      o.progress.log(`importance step ${step.step}: ${step.headsKept} heads, test BLEU ${scores.bleu.toFixed(2)}`);
+    }
+    o.progress.done();
+    loaded.model.dispose();
+    loaded.gates?.dispose();
+    summary = { curve, curvePath: r.curvePath };
+  } else if (st.kind === 'analyze') {
+    const loaded = loadModel(s.parent!.folder);
+    const cfg = loaded.config;
+    const valid = cfg.data.valid ? readParallelCorpus(corpusSpec(cfg.data.valid, cfg.data)) : loadCorpora(cfg.data, cfg.seed).valid;
+    const pairs = valid.slice(0, st.sentences ?? valid.length);
+    const report = await analyzeHeads({ model: loaded.model, gates: loaded.gates, tokenizer: loaded.tokenizer, config: cfg, source: { runPath: loaded.runPath, checkpoint: loaded.checkpoint.path, step: loaded.checkpoint.state.step }, split: { name: 'dev', source: cfg.data.valid ?? 'synthetic', pairs }, onProgress: (m) => o.progress.log(m) });
+    writeHeadReport(run.file('head-report.json'), report);
+    writeHeadReportCsv(run.file('head-report.csv'), report);
+    loaded.model.dispose();
+    loaded.gates?.dispose();
+    summary = { report: 'head-report.json' };
+  } else {
+    const r = await exportModel({ from: s.parent!.folder, mask: existsSync(join(s.parent!.folder, 'mask.json')) ? readHeadMask(join(s.parent!.folder, 'mask.json')) : 'gates', outDir: join(s.folder, 'export') });
+    summary = { export: r };
+  }
+  markDone(s, summary);
+  return summary;
+}

@@ -1,0 +1,105 @@
+/**
+ * The experiment runner: runs every stage instance that is not done, parents first, up to `jobs` at a
+ * time, each as a child `heads experiment run-stage` process whose output goes to its folder's
+ * stage.log. A killed runner loses at most the work since each stage's last checkpoint: the next run
+ * skips done stages (same config hash) and resumes interrupted ones. `--emit-commands` prints the same
+ * child commands, for a batch scheduler.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdirSync, readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type ResolvedStage, type StageState, stageState } from './stage.js';
+import { formatDuration } from '../train/progress.js';
+
+export interface RunnerOptions {
+  specPath: string;
+  preset?: string;
+  runsDir: string;
+  jobs: number;
+  log: (line: string) => void;
+  /** where `heads` lives (default: this package's bin/heads.js) */
+  binPath?: string;
+  /** seconds between status lines while stages run */
+  statusEverySec?: number;
+}
+
+export function headsBin(): string {
+  return fileURLToPath(new URL('../../bin/heads.js', import.meta.url));
+}
+
+/** The command that runs one stage (also what --emit-commands prints). */
+export function stageCommand(s: ResolvedStage, o: Pick<RunnerOptions, 'specPath' | 'preset' | 'runsDir'>, bin = 'heads'): string[] {
+  return [bin, 'experiment', 'run-stage', o.specPath, '--id', s.instance.id, '--runs-dir', o.runsDir, ...(o.preset ? ['--preset', o.preset] : [])];
+}
+
+export function shellQuote(args: readonly string[]): string {
+  return args.map((a) => (/^[A-Za-z0-9_./=:,-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
+}
+
+export function planTable(stages: readonly ResolvedStage[]): string {
+  const rows = stages.map((s) => [s.instance.id, s.instance.spec.kind, stageState(s), s.parent?.instance.id ?? '-', s.folder]);
+  const head = ['stage', 'kind', 'state', 'from', 'folder'];
+  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (r: string[]) => r.map((c, i) => c.padEnd(w[i]!)).join('  ');
+  return [line(head), line(w.map((n) => '-'.repeat(n))), ...rows.map(line)].join('\n');
+}
+
+function lastLine(path: string): string {
+  if (!existsSync(path)) return '';
+  const text = readFileSync(path, 'utf8').trimEnd();
+  return text.slice(text.lastIndexOf('\n') + 1).slice(0, 160);
+}
+
+/** Run every stage that is not done. Resolves to the number of stages that failed. */
+export async function runExperiment(stages: readonly ResolvedStage[], o: RunnerOptions): Promise<number> {
+  const bin = o.binPath ?? headsBin();
+  const running = new Map<string, { child: ChildProcess; startedAt: number; stage: ResolvedStage }>();
+  const failed = new Set<string>();
+  let stopping = false;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (stopping) process.exit(130);
+    stopping = true;
+    o.log(`${sig}: asking ${running.size} running stage(s) to checkpoint and stop (again to exit at once)`);
+    for (const r of running.values()) r.child.kill(sig);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const isBlockedByFailure = (s: ResolvedStage): boolean => (s.parent ? failed.has(s.parent.instance.id) || isBlockedByFailure(s.parent) : false);
+  const status = setInterval(() => {
+    for (const [id, r] of running) o.log(`[${id}] ${formatDuration((Date.now() - r.startedAt) / 1000)}: ${lastLine(join(r.stage.folder, 'stage.log'))}`);
+  }, (o.statusEverySec ?? 60) * 1000);
+  try {
+    for (;;) {
+      const states = new Map<string, StageState>(stages.map((s) => [s.instance.id, stageState(s)]));
+      const ready = stages.filter((s) => !running.has(s.instance.id) && !failed.has(s.instance.id) && (states.get(s.instance.id) === 'pending' || states.get(s.instance.id) === 'partial') && !isBlockedByFailure(s));
+      while (!stopping && running.size < o.jobs && ready.length) {
+        const s = ready.shift()!;
+        mkdirSync(s.folder, { recursive: true });
+        const out = createWriteStream(join(s.folder, 'stage.log'), { flags: 'a' });
+        const args = stageCommand(s, o, bin).slice(1);
+        const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+        child.stdout!.pipe(out);
+        child.stderr!.pipe(out);
+        running.set(s.instance.id, { child, startedAt: Date.now(), stage: s });
+        o.log(`[${s.instance.id}] ${states.get(s.instance.id) === 'partial' ? 'resuming' : 'started'} (log: ${join(s.folder, 'stage.log')})`);
+      }
+      if (!running.size) break;
+      const [id, code] = await Promise.race([...running].map(([id, r]) => new Promise<[string, number | null]>((res) => r.child.once('exit', (c) => res([id, c])))));
+      const r = running.get(id)!;
+      running.delete(id);
+      const took = formatDuration((Date.now() - r.startedAt) / 1000);
+      if (code === 0 && stageState(r.stage) === 'done') o.log(`[${id}] done in ${took}`);
+      else if (stopping) o.log(`[${id}] stopped after ${took} (resumes on the next run)`);
+      else {
+        failed.add(id);
+        o.log(`[${id}] FAILED (exit ${code}) after ${took}: ${lastLine(join(r.stage.folder, 'stage.log'))}`);
+      }
+    }
+  } finally {
+    clearInterval(status);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+  return failed.size;
+}

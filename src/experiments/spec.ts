@@ -1,0 +1,204 @@
+/**
+ * Experiment specs (experiments/*.yaml): a base config, named stages (train, prune, analyze, export,
+ * evaluate) with sweeps and dependencies, validated once at load with errors naming the file and key.
+ * `expandStages` turns sweeps into concrete stage instances, each with its own id and `--set` overrides.
+ *
+ *   name: voita2019-ddtp-ende
+ *   base: configs/ddtp-ende-small.yaml      # a config file (differences from the defaults), optional
+ *   set: { train.maxSteps: 1000 }           # overrides of the base, optional
+ *   stages:
+ *     baseline: { kind: train }
+ *     l0-enc:
+ *       kind: prune
+ *       from: baseline
+ *       attention: [enc-self]
+ *       sweep: { lambda: [0.02, 0.05, 0.1] }
+ *       set: { train.maxSteps: 300 }
+ */
+import YAML from 'yaml';
+import { z } from 'zod';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { ConfigError } from '../util/errors.js';
+import { describeIssues } from '../config/load.js';
+
+const scalar = z.union([z.string(), z.number(), z.boolean(), z.null()]);
+const setMap = z.record(z.string(), z.unknown());
+const attention = z.array(z.enum(['enc-self', 'dec-self', 'dec-enc'])).min(1);
+
+const common = {
+  /** overrides of the config for this stage (dot paths) */
+  set: setMap.optional(),
+  /** grid over these keys: lambda, targetHeads, attention, seed, or any config dot path */
+  sweep: z.record(z.string(), z.array(z.union([scalar, attention, z.record(z.string(), z.number())])).min(1)).optional(),
+  description: z.string().optional(),
+};
+
+const TrainStage = z.strictObject({ kind: z.literal('train'), ...common, fixedMaskFrom: z.string().optional() });
+const PruneStage = z.strictObject({
+  kind: z.literal('prune'),
+  ...common,
+  from: z.string(),
+  method: z.enum(['l0', 'importance', 'confidence', 'random']).default('l0'),
+  attention: attention.default(['enc-self']),
+  lambda: z.number().nonnegative().optional(),
+  targetHeads: z.union([z.number().int().nonnegative(), z.record(z.string(), z.number().int().nonnegative())]).optional(),
+  steps: z.number().int().positive().optional(),
+  freezeDecoder: z.boolean().default(true),
+  stepPercent: z.number().positive().max(100).optional(),
+  reestimate: z.boolean().optional(),
+});
+const AnalyzeStage = z.strictObject({ kind: z.literal('analyze'), ...common, of: z.string(), sentences: z.number().int().positive().optional() });
+const ExportStage = z.strictObject({ kind: z.literal('export'), ...common, of: z.string() });
+
+export const StageSchema = z.discriminatedUnion('kind', [TrainStage, PruneStage, AnalyzeStage, ExportStage]);
+export const SpecSchema = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, dot, dash and underscore'),
+  description: z.string().optional(),
+  base: z.string().optional(),
+  set: setMap.optional(),
+  stages: z.record(z.string().regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, dash and underscore'), StageSchema),
+  presets: z.record(z.string(), z.strictObject({ set: setMap.optional(), stages: z.record(z.string(), z.strictObject({ set: setMap.optional(), sweep: common.sweep })).optional(), only: z.array(z.string()).optional() })).optional(),
+});
+
+export type StageSpec = z.infer<typeof StageSchema>;
+export type ExperimentSpec = z.infer<typeof SpecSchema> & { file: string; baseConfig: string | null };
+
+/** A concrete stage after sweep expansion. */
+export interface StageInstance {
+  /** `l0-enc` or `l0-enc[lambda=0.05]` */
+  id: string;
+  stage: string;
+  spec: StageSpec;
+  /** the sweep values that made this instance */
+  point: Record<string, unknown>;
+  /** `--set` overrides for this instance (spec-level, stage-level, sweep point) */
+  overrides: string[];
+  /** ids of the instances this one starts from */
+  dependsOn: string[];
+}
+
+/** Flatten {a: {b: 1}} or {'a.b': 1} into ['a.b=1'] (values as YAML flow scalars). */
+export function setToOverrides(set: Record<string, unknown> | undefined): string[] {
+  const out: string[] = [];
+  const walk = (prefix: string, v: unknown) => {
+    if (v && typeof v === 'object' && !Array.isArray(v)) for (const [k, x] of Object.entries(v)) walk(prefix ? `${prefix}.${k}` : k, x);
+    else out.push(`${prefix}=${JSON.stringify(v)}`);
+  };
+  walk('', set ?? {});
+  return out;
+}
+
+/** Sweep keys with a meaning of their own; any other key is a config dot path. */
+const SWEEP_SHORTCUTS: Record<string, string> = { lambda: 'train.l0Lambda', targetHeads: 'gates.targetHeads', seed: 'seed', attention: 'gates.attention' };
+
+export function loadSpec(path: string, preset?: string): ExperimentSpec {
+  if (!existsSync(path)) throw new ConfigError([`${path}: experiment spec not found`]);
+  if (statSync(path).isDirectory()) throw new ConfigError([`${path}: expected a spec file, found a directory`]);
+  let raw: unknown;
+  try {
+    raw = YAML.parse(readFileSync(path, 'utf8'), { uniqueKeys: true });
+  } catch (e) {
+    throw new ConfigError([`${path}: not valid YAML: ${(e as Error).message.split('\n')[0]}`]);
+  }
+  const r = SpecSchema.safeParse(raw);
+  if (!r.success) throw new ConfigError(describeIssues(r.error.issues, raw, path, { name: '', description: '', base: '', set: {}, stages: {}, presets: {} }));
+  const spec = r.data;
+  const problems: string[] = [];
+  for (const [name, st] of Object.entries(spec.stages)) {
+    const deps = st.kind === 'prune' ? [st.from] : st.kind === 'analyze' || st.kind === 'export' ? [st.of] : st.fixedMaskFrom ? [st.fixedMaskFrom.split('[')[0]!] : [];
+    for (const d of deps)
+      if (!spec.stages[d.split('[')[0]!]) problems.push(`${path}: stages.${name}: depends on '${d}', which is not a stage (stages: ${Object.keys(spec.stages).join(', ')})`);
+    if (st.kind === 'prune' && st.method === 'l0' && st.lambda === undefined && st.targetHeads === undefined && !st.sweep?.['lambda'] && !st.sweep?.['targetHeads'])
+      problems.push(`${path}: stages.${name}: an l0 prune stage needs lambda or targetHeads (or a sweep over one)`);
+  }
+  if (preset && !spec.presets?.[preset]) problems.push(`${path}: --preset ${preset}: no such preset (presets: ${Object.keys(spec.presets ?? {}).join(', ') || 'none'})`);
+  const baseConfig = spec.base ? resolve(dirname(path), '..', spec.base) : null;
+  if (spec.base && !existsSync(spec.base) && !existsSync(baseConfig!)) problems.push(`${path}: base: config file ${spec.base} not found`);
+  if (problems.length) throw new ConfigError(problems);
+  const out: ExperimentSpec = { ...spec, file: path, baseConfig: spec.base ? (existsSync(spec.base) ? spec.base : baseConfig) : null };
+  if (preset) applyPreset(out, preset);
+  detectCycles(out);
+  return out;
+}
+
+function applyPreset(spec: ExperimentSpec, preset: string): void {
+  const p = spec.presets![preset]!;
+  spec.set = { ...(spec.set ?? {}), ...(p.set ?? {}) };
+  for (const [name, ov] of Object.entries(p.stages ?? {})) {
+    const st = spec.stages[name];
+    if (!st) throw new ConfigError([`${spec.file}: presets.${preset}.stages.${name}: not a stage`]);
+    spec.stages[name] = { ...st, set: { ...(st.set ?? {}), ...(ov.set ?? {}) }, ...(ov.sweep ? { sweep: ov.sweep } : {}) } as StageSpec;
+  }
+  if (p.only) {
+    for (const name of p.only) if (!spec.stages[name]) throw new ConfigError([`${spec.file}: presets.${preset}.only: '${name}' is not a stage`]);
+    spec.stages = Object.fromEntries(Object.entries(spec.stages).filter(([n]) => p.only!.includes(n)));
+  }
+}
+
+function parentsOf(st: StageSpec): string[] {
+  if (st.kind === 'prune') return [st.from];
+  if (st.kind === 'analyze' || st.kind === 'export') return [st.of];
+  return st.fixedMaskFrom ? [st.fixedMaskFrom] : [];
+}
+
+function detectCycles(spec: ExperimentSpec): void {
+  const state = new Map<string, 'visiting' | 'done'>();
+  const visit = (n: string, path: string[]) => {
+    if (state.get(n) === 'done') return;
+    if (state.get(n) === 'visiting') throw new ConfigError([`${spec.file}: stages: dependency cycle ${[...path, n].join(' -> ')}`]);
+    state.set(n, 'visiting');
+    const st = spec.stages[n];
+    if (st) for (const p of parentsOf(st)) visit(p.split('[')[0]!, [...path, n]);
+    state.set(n, 'done');
+  };
+  for (const n of Object.keys(spec.stages)) visit(n, []);
+}
+
+function cartesian(sweep: Record<string, unknown[]>): Array<Record<string, unknown>> {
+  let points: Array<Record<string, unknown>> = [{}];
+  for (const [k, values] of Object.entries(sweep)) points = points.flatMap((p) => values.map((v) => ({ ...p, [k]: v })));
+  return points;
+}
+
+function pointLabel(point: Record<string, unknown>): string {
+  const parts = Object.entries(point).map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v).replace(/[{}"\s]/g, '').replace(/:/g, '-') : String(v)}`);
+  return parts.length ? `[${parts.join(',')}]` : '';
+}
+
+/** Expand sweeps; a stage depending on a swept stage depends on (and is repeated for) each of its instances. */
+export function expandStages(spec: ExperimentSpec): StageInstance[] {
+  const byStage = new Map<string, StageInstance[]>();
+  const order: string[] = [];
+  const seen = new Set<string>();
+  const visit = (n: string) => {
+    if (seen.has(n)) return;
+    seen.add(n);
+    for (const p of parentsOf(spec.stages[n]!)) visit(p.split('[')[0]!);
+    order.push(n);
+  };
+  Object.keys(spec.stages).forEach(visit);
+  for (const name of order) {
+    const st = spec.stages[name]!;
+    const parentName = parentsOf(st)[0];
+    // a parent reference may pin one instance: `l0-all[targetHeads=24]`
+    const parents: Array<StageInstance | null> = parentName ? byStage.get(parentName.split('[')[0]!)!.filter((p) => !parentName.includes('[') || p.id === parentName) : [null];
+    if (parentName && !parents.length) throw new ConfigError([`${spec.file}: stages.${name}: no instance '${parentName}' (instances: ${byStage.get(parentName.split('[')[0]!)!.map((p) => p.id).join(', ')})`]);
+    const instances: StageInstance[] = [];
+    for (const parent of parents)
+      for (const point of cartesian((st.sweep ?? {}) as Record<string, unknown[]>)) {
+        const sweepSets = Object.entries(point).map(([k, v]) => `${SWEEP_SHORTCUTS[k] ?? k}=${JSON.stringify(v)}`);
+        const parentLabel = parent && parents.length > 1 ? `<${parent.id}>` : '';
+        instances.push({
+          id: `${name}${pointLabel(point)}${parentLabel}`,
+          stage: name,
+          spec: st,
+          point,
+          overrides: [...setToOverrides(spec.set), ...setToOverrides(st.set), ...sweepSets],
+          dependsOn: parent ? [parent.id] : [],
+        });
+      }
+    byStage.set(name, instances);
+  }
+  return order.flatMap((n) => byStage.get(n)!);
+}

@@ -1,0 +1,112 @@
+/**
+ * One stage instance of an experiment: its resolved config, its identity (a hash of that config, the
+ * stage settings and the parent's identity), its folder, its state, and how to run it. A stage is done
+ * when its folder holds `stage.json` with the same hash; a train or prune stage with checkpoints but no
+ * stage.json was interrupted and resumes from its newest valid checkpoint.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadConfig, loadConfigOn } from '../config/load.js';
+import type { ResolvedConfig } from '../config/schema.js';
+import { readHeadMask, maskToKeptSets } from '../export/head-mask.js';
+import { originalShape } from '../train/prune.js';
+import { writeJsonAtomic } from '../util/fs.js';
+import { ConfigError, HeadsError } from '../util/errors.js';
+import type { ExperimentSpec, StageInstance } from './spec.js';
+
+export type StageState = 'done' | 'partial' | 'pending' | 'blocked';
+
+export interface ResolvedStage {
+  instance: StageInstance;
+  /** the config the stage trains or evaluates with */
+  config: ResolvedConfig;
+  hash: string;
+  folder: string;
+  parent: ResolvedStage | null;
+}
+
+export function experimentRoot(spec: ExperimentSpec, runsDir = 'runs'): string {
+  return join(runsDir, 'experiments', spec.name);
+}
+
+function safeName(id: string): string {
+  return id.replace(/[^A-Za-z0-9_.=,-]+/g, '_').slice(0, 80);
+}
+
+function stableHash(value: unknown): string {
+  const canon = (v: unknown): unknown =>
+    v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, canon((v as Record<string, unknown>)[k])])) : Array.isArray(v) ? v.map(canon) : v;
+  return createHash('sha256').update(JSON.stringify(canon(value))).digest('hex').slice(0, 10);
+}
+
+/** The settings a prune stage adds on top of its parent's config. */
+function pruneDefaults(inst: StageInstance, parent: ResolvedConfig): string[] {
+  const st = inst.spec;
+  if (st.kind !== 'prune') return [];
+  const attention = (inst.point['attention'] as string[] | undefined) ?? st.attention;
+  const encoderOnly = attention.length === 1 && attention[0] === 'enc-self';
+  const out = [
+    `name=${JSON.stringify(`${parent.name}-${inst.stage}`)}`,
+    `gates.attention=${JSON.stringify(attention)}`,
+    `train.trainOnly=${encoderOnly && st.freezeDecoder ? '[encoder, gates]' : 'null'}`,
+  ];
+  if (st.lambda !== undefined) out.push(`train.l0Lambda=${st.lambda}`);
+  if (st.targetHeads !== undefined) out.push(`gates.targetHeads=${JSON.stringify(st.targetHeads)}`);
+  if (st.steps !== undefined) out.push(`train.maxSteps=${st.steps}`);
+  return out;
+}
+
+/** Resolve every instance in order (parents first); configs are computed without running anything. */
+export function resolveStages(spec: ExperimentSpec, instances: StageInstance[], runsDir = 'runs'): ResolvedStage[] {
+  const byId = new Map<string, ResolvedStage>();
+  const root = experimentRoot(spec, runsDir);
+  for (const inst of instances) {
+    const parent = inst.dependsOn.length ? byId.get(inst.dependsOn[0]!)! : null;
+    let config: ResolvedConfig;
+    const where = `${spec.file}: stages.${inst.stage}`;
+    try {
+      if (inst.spec.kind === 'train') {
+        config = loadConfig(spec.baseConfig, [`name=${JSON.stringify(`${spec.name}-${inst.stage}`)}`, ...inst.overrides]);
+        if (parent) {
+          // trained from scratch with the parent's surviving heads (physically: model.keptHeads)
+          const maskPath = join(parent.folder, 'mask.json');
+          const kept = existsSync(maskPath) ? maskToKeptSets(readHeadMask(maskPath, originalShape(parent.config)), originalShape(parent.config)) : null;
+          config = loadConfigOn(config, null, [`model.keptHeads=${JSON.stringify(kept)}`], where);
+        }
+      } else if (inst.spec.kind === 'prune') config = loadConfigOn(parent!.config, null, [...pruneDefaults(inst, parent!.config), ...inst.overrides], where);
+      else config = parent!.config;
+    } catch (e) {
+      if (e instanceof ConfigError) throw new ConfigError(e.problems.map((p) => `${where} (${inst.id}): ${p}`));
+      throw e;
+    }
+    const { set: _s, sweep: _w, description: _d, ...settings } = inst.spec;
+    // a fixed-mask stage's identity includes its parent (the mask it copies), not the mask's contents
+    const hash = stableHash({ kind: inst.spec.kind, settings, config: inst.spec.kind === 'train' && parent ? { ...config, model: { ...config.model, keptHeads: null } } : config, parent: parent?.hash ?? null });
+    const folder = join(root, `${safeName(inst.id)}-${hash}`);
+    byId.set(inst.id, { instance: inst, config, hash, folder, parent });
+  }
+  return [...byId.values()];
+}
+
+export function stageState(s: ResolvedStage): StageState {
+  const marker = join(s.folder, 'stage.json');
+  if (existsSync(marker)) {
+    try {
+      if ((JSON.parse(readFileSync(marker, 'utf8')) as { hash?: string }).hash === s.hash) return 'done';
+    } catch {
+      /* torn marker: not done */
+    }
+  }
+  if (s.parent && stageState(s.parent) !== 'done') return 'blocked';
+  if (existsSync(join(s.folder, 'checkpoints'))) return 'partial';
+  return 'pending';
+}
+
+export function markDone(s: ResolvedStage, summary: Record<string, unknown>): void {
+  writeJsonAtomic(join(s.folder, 'stage.json'), { id: s.instance.id, stage: s.instance.stage, kind: s.instance.spec.kind, hash: s.hash, point: s.instance.point, parent: s.parent?.folder ?? null, finishedAt: new Date().toISOString(), ...summary });
+}
+
+export function requireParentDone(s: ResolvedStage): void {
+  if (s.parent && stageState(s.parent) !== 'done') throw new HeadsError(`stage ${s.instance.id}: its parent ${s.parent.instance.id} is not done (run it first: heads experiment run-stage ... --id '${s.parent.instance.id}')`);
+}
