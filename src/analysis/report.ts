@@ -30,6 +30,7 @@ export const DEFINITIONS = {
   lrp: 'relevance of the top-1 logit per decoding step (reference prefix) to each head\'s gated context, summed over its positions and neurons, |R_h| normalised over the heads of its layer, averaged over steps; see settings.lrp.rule',
   rare: 'share of query tokens whose argmax key holds the rarest token (training-corpus frequency) among the candidate keys; ties all count; top2Rate: the argmax frequency is at most the second smallest; chanceRate: uniform random choice',
   positional: 'self-attention only: the largest share of query tokens whose argmax key is at one of the positional offsets',
+  agreement: 'Spearman rank correlation (average ranks for ties) between two scores over all analysed heads having both; lrp is normalised within each layer, so its agreement compares within-layer shares',
   syntactic: 'encoder self-attention with CoNLL-U parses: per relation and direction, accuracy of the argmax word (piece attention summed over the key word\'s pieces, averaged over the query word\'s pieces) at a related word, against the best fixed word offset',
 } as const;
 
