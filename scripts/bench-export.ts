@@ -6,7 +6,7 @@
  *
  *   npx tsx scripts/bench-export.ts                       # random d_model 256, 8 heads, 6+6 layers, V 8000
  *   npx tsx scripts/bench-export.ts --model runs/<run>    # a trained model (adds its gates' mask if gated)
- *   options: --sentences 16 --src-len 24 --out-len 24 --reps 5 --backend auto --json results.json
+ *   options: --sentences 16 --src-len 24 --out-len 24 --reps 4 --backend auto --json results.json
  *
  * Every variant stays in memory and the repetitions run in turns (rep 1 of every variant, then rep 2, ...,
  * each turn starting one variant later), so the machine's drift and noise (±20 %, more when other jobs
@@ -39,7 +39,7 @@ const { values: args } = parseArgs({
     sentences: { type: 'string', default: '16' },
     'src-len': { type: 'string', default: '24' },
     'out-len': { type: 'string', default: '24' },
-    reps: { type: 'string', default: '5' },
+    reps: { type: 'string', default: '4' },
     backend: { type: 'string', default: 'auto' },
     json: { type: 'string' },
   },
@@ -172,8 +172,13 @@ async function main(): Promise<void> {
   console.log(`batch ${B} sentences x ${S} source tokens | ${args.model ? 'up to ' : ''}${OUT_LEN} output tokens | beam ${BEAM} | best of ${REPS} reps`);
 
   const all = ['enc-self', 'dec-self', 'dec-enc'] as const;
-  const masks: Array<[string, HeadMask | null]> = [
-    ['full', null],
+  // every variant, the full model too, goes through the same export path (a gated model's full variant
+  // is its deterministic gated model, gates folded); the control is a second full copy: its ratio is the
+  // noise of this run
+  const fullMask = fractionMask(c, [], 1, 10, 'full');
+  const masks: Array<[string, HeadMask]> = [
+    ['full', fullMask],
+    ['full (control)', fullMask],
     ['enc 50%', fractionMask(c, ['enc-self'], 0.5, 11, 'enc 50%')],
     ['enc 25%', fractionMask(c, ['enc-self'], 0.25, 12, 'enc 25%')],
     ['enc 12.5%', fractionMask(c, ['enc-self'], 0.125, 13, 'enc 12.5%')],
@@ -186,39 +191,35 @@ async function main(): Promise<void> {
 
   const emptyGatherBug = tf.tidy(() => tf.gather(tf.zeros([3, 0, 2, 4]), tf.tensor1d([2, 0], 'int32')).shape.join(',') !== '2,0,2,4');
   const variants: Variant[] = masks.map(([name, mask]) => {
-    const model = mask ? (() => {
-      const p = applyMaskToModel(base, gates, mask);
-      return createTransformerFromArrays(p.config, V, p.params);
-    })() : base;
+    const p = applyMaskToModel(base, gates, mask);
+    const model = createTransformerFromArrays(p.config, V, p.params);
     const shape = headsPerLayer(model.config);
     const hasEmptyDecoderLayer = [...shape['dec-self'], ...shape['dec-enc']].some((n) => n === 0);
     return { name, model, heads: total(shape), params: model.params.count(), canBeam: !(emptyGatherBug && hasEmptyDecoderLayer), times: { encoder: [], greedy: [], beam: [] }, outputTokens: { greedy: 0, beam: 0 } };
   });
-  // the full model of a gated run is run with its deterministic gates, as it is evaluated
-  const fullGates = gates?.testGates();
+  base.dispose();
+  gates?.dispose();
 
   const rng = new Rng(7);
   const src = Int32Array.from({ length: B * S }, () => 4 + rng.int(V - 4));
   const o = { lengthPenalty: 0.6, maxLenA: 0, maxLenB: OUT_LEN };
   // warm-up: every kernel shape once per variant (wasm compiles and the matmul plans settle)
   for (const v of variants) {
-    const g = v.name === 'full' ? fullGates : undefined;
     await timeEncoder(v.model, src);
-    await greedyDecode(v.model, src.slice(0, 2 * S), 2, S, { ...o, maxLenB: 3, beamSize: 1, gates: g });
-    if (v.canBeam) await beamSearch(v.model, src.slice(0, 2 * S), 2, S, { ...o, maxLenB: 3, beamSize: BEAM, gates: g });
+    await greedyDecode(v.model, src.slice(0, 2 * S), 2, S, { ...o, maxLenB: 3, beamSize: 1 });
+    if (v.canBeam) await beamSearch(v.model, src.slice(0, 2 * S), 2, S, { ...o, maxLenB: 3, beamSize: BEAM });
   }
   for (let r = 0; r < REPS; r++) {
     for (let i = 0; i < variants.length; i++) {
       const v = variants[(i + r) % variants.length]!;
-      const g = v.name === 'full' ? fullGates : undefined;
       v.times.encoder.push(await timeEncoder(v.model, src));
       let t = performance.now();
-      const greedy = await greedyDecode(v.model, src, B, S, { ...o, beamSize: 1, gates: g });
+      const greedy = await greedyDecode(v.model, src, B, S, { ...o, beamSize: 1 });
       v.times.greedy.push(performance.now() - t);
       v.outputTokens.greedy = greedy.reduce((a, x) => a + x.length, 0);
       if (v.canBeam) {
         t = performance.now();
-        const beam = await beamSearch(v.model, src, B, S, { ...o, beamSize: BEAM, gates: g });
+        const beam = await beamSearch(v.model, src, B, S, { ...o, beamSize: BEAM });
         v.times.beam.push(performance.now() - t);
         v.outputTokens.beam = beam.reduce((a, x) => a + x.length, 0);
       }
@@ -257,14 +258,13 @@ async function main(): Promise<void> {
     console.log(r.map((x, j) => (j === 0 ? x.padEnd(widths[j]!) : x.padStart(widths[j]!))).join('  '));
     if (i === 0) console.log(widths.map((w) => '-'.repeat(w)).join('  '));
   }
-  console.log('\ntimes: best of the reps; x = time / full model time; (flop x) = the same ratio of matmul FLOPs, i.e. perfect scaling.');
+  console.log('\ntimes: best of the reps; x = time / full model time; (flop x) = the same ratio of matmul FLOPs, i.e. perfect scaling;');
+  console.log('the control row is a second copy of the full model: how far its x is from 1.00 is the noise of this run.');
   if (variants.some((v) => !v.canBeam)) console.log('* beam search over a decoder attention layer with no heads fails on wasm (tfjs-wasm GatherV2 on empty tensors): see src/export/README.md');
   console.log(`total ${((performance.now() - t0) / 1000).toFixed(0)} s`);
   if (args.json) writeFileSync(args.json, JSON.stringify({ backend: backend.name, model: args.model ?? 'random', config: c, batch: { sentences: B, srcLen: S, outLen: OUT_LEN, beam: BEAM, reps: REPS }, results }, null, 2) + '\n');
 
-  if (fullGates) for (const list of Object.values(fullGates)) for (const t of list ?? []) t?.dispose();
   for (const v of variants) v.model.dispose();
-  gates?.dispose();
 }
 
 await main();
