@@ -45,3 +45,9 @@ export * from './export/head-mask.js';
 export { readSafetensors, writeSafetensors } from './export/safetensors.js';
 export { RunFolder } from './util/run-folder.js';
 export { HeadsError, ConfigError, DataError, CheckpointError, MaskError } from './util/errors.js';
+
+// analysis and export
+export { analyzeHeads, trainingFrequencies } from './analysis/analyze.js';
+export { readHeadReport, writeHeadReport, topHeads, rankAgreement, SCORE_COLUMNS, type HeadReport } from './analysis/report.js';
+export { runImportancePruning, type PruningStep } from './analysis/importance-pruning.js';
+export { exportModel } from './export/export-model.js';

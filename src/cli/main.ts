@@ -9,6 +9,8 @@ import * as bench from './commands/bench.js';
 import * as prune from './commands/prune.js';
 import * as data from './commands/data.js';
 import * as experiment from './commands/experiment.js';
+import * as analyze from './commands/analyze.js';
+import * as exportCommand from './commands/export.js';
 
 await yargs(hideBin(process.argv))
   .scriptName('heads')
@@ -16,6 +18,8 @@ await yargs(hideBin(process.argv))
   .command(train)
   .command(translate)
   .command(prune)
+  .command(analyze)
+  .command(exportCommand)
   .command(bleu)
   .command(bench)
   .command(data)

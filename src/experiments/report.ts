@@ -64,11 +64,14 @@ export function markdownTable(rows: readonly ResultRow[]): string {
   return [head, ...body].join('\n') + '\n';
 }
 
+/** results.csv columns, in order. */
+export const RESULT_COLUMNS: ReadonlyArray<keyof ResultRow> = ['stage', 'id', 'kind', 'method', 'attention', 'lambda', 'targetHeads', 'keptEnc', 'keptDecSelf', 'keptDecEnc', 'bleu', 'bleuTokLc', 'devBleu', 'run'];
+
 export function writeReport(stages: readonly ResolvedStage[], outDir: string): { rows: ResultRow[]; csvPath: string; mdPath: string } {
   const rows = collectRows(stages);
   const csvPath = join(outDir, 'results.csv');
   const mdPath = join(outDir, 'results.md');
-  writeFileAtomic(csvPath, Papa.unparse(rows as unknown as Record<string, unknown>[]) + '\n');
+  writeFileAtomic(csvPath, Papa.unparse({ fields: [...RESULT_COLUMNS], data: rows.map((r) => RESULT_COLUMNS.map((c) => r[c])) }, { newline: '\n' }) + '\n');
   writeFileAtomic(mdPath, markdownTable(rows));
   return { rows, csvPath, mdPath };
 }

@@ -18,11 +18,11 @@ import { disposeGates } from '../train/trainer.js';
 import { countKept, readHeadMask, maskToGateValues } from '../export/head-mask.js';
 import { ATTENTION_TYPES, type AttentionType } from '../config/head-id.js';
 import { runImportancePruning } from '../analysis/importance-pruning.js';
-import { analyzeHeads } from '../analysis/analyze.js';
+import { analyzeHeads, trainingFrequencies } from '../analysis/analyze.js';
 import { writeHeadReport, writeHeadReportCsv } from '../analysis/report.js';
 import { exportModel } from '../export/export-model.js';
 import { readParallelCorpus } from '../data/corpus.js';
-import { type ResolvedStage, markDone, requireParentDone } from './stage.js';
+import { type ResolvedStage, markDone, requireParentDone, acquireStageLock } from './stage.js';
 
 export interface StageSummary {
   /** test BLEU (sacreBLEU, beam) of the stage's final model */
@@ -43,6 +43,15 @@ function keptOf(cfg: ResolvedStage['config']): Record<AttentionType, number> {
 
 export async function runStage(s: ResolvedStage, o: { progress: ProgressLine; isStopRequested: () => boolean; argv: readonly string[] }): Promise<StageSummary | null> {
   requireParentDone(s);
+  const release = acquireStageLock(s);
+  try {
+    return await runLocked(s, o);
+  } finally {
+    release();
+  }
+}
+
+async function runLocked(s: ResolvedStage, o: { progress: ProgressLine; isStopRequested: () => boolean; argv: readonly string[] }): Promise<StageSummary | null> {
   const isResume = existsSync(join(s.folder, 'checkpoints'));
   mkdirSync(s.folder, { recursive: true });
   const run = RunFolder.open(s.folder);
@@ -91,7 +100,10 @@ export async function runStage(s: ResolvedStage, o: { progress: ProgressLine; is
     const cfg = loaded.config;
     const valid = cfg.data.valid ? readParallelCorpus(corpusSpec(cfg.data.valid, cfg.data)) : loadCorpora(cfg.data, cfg.seed).valid;
     const pairs = valid.slice(0, st.sentences ?? valid.length);
-    const report = await analyzeHeads({ model: loaded.model, gates: loaded.gates, tokenizer: loaded.tokenizer, config: cfg, source: { runPath: loaded.runPath, checkpoint: loaded.checkpoint.path, step: loaded.checkpoint.state.step }, split: { name: 'dev', source: cfg.data.valid ?? 'synthetic', pairs }, onProgress: (m) => o.progress.log(m) });
+    // training-corpus token frequencies: what the rare-token role is measured against
+    const train = cfg.data.train ? readParallelCorpus(corpusSpec(cfg.data.train, cfg.data)) : loadCorpora(cfg.data, cfg.seed).train;
+    const f = trainingFrequencies(loaded.tokenizer, train);
+    const report = await analyzeHeads({ frequencies: { src: f.src, tgt: f.tgt, source: cfg.data.train ?? 'synthetic' }, model: loaded.model, gates: loaded.gates, tokenizer: loaded.tokenizer, config: cfg, source: { runPath: loaded.runPath, checkpoint: loaded.checkpoint.path, step: loaded.checkpoint.state.step }, split: { name: 'dev', source: cfg.data.valid ?? 'synthetic', pairs }, onProgress: (m) => o.progress.log(m) });
     writeHeadReport(run.file('head-report.json'), report);
     writeHeadReportCsv(run.file('head-report.csv'), report);
     loaded.model.dispose();

@@ -9,7 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type ResolvedStage, type StageState, stageState } from './stage.js';
+import { type ResolvedStage, type StageState, stageState, lockHolder } from './stage.js';
 import { formatDuration } from '../train/progress.js';
 
 export interface RunnerOptions {
@@ -72,13 +72,15 @@ export async function runExperiment(stages: readonly ResolvedStage[], o: RunnerO
   try {
     for (;;) {
       const states = new Map<string, StageState>(stages.map((s) => [s.instance.id, stageState(s)]));
-      const ready = stages.filter((s) => !running.has(s.instance.id) && !failed.has(s.instance.id) && (states.get(s.instance.id) === 'pending' || states.get(s.instance.id) === 'partial') && !isBlockedByFailure(s));
+      // a stage locked by a live process (an earlier runner's orphan finishing its step) is left alone
+      const ready = stages.filter((s) => !running.has(s.instance.id) && !failed.has(s.instance.id) && lockHolder(s) === null && (states.get(s.instance.id) === 'pending' || states.get(s.instance.id) === 'partial') && !isBlockedByFailure(s));
       while (!stopping && running.size < o.jobs && ready.length) {
         const s = ready.shift()!;
         mkdirSync(s.folder, { recursive: true });
         const out = createWriteStream(join(s.folder, 'stage.log'), { flags: 'a' });
         const args = stageCommand(s, o, bin).slice(1);
-        const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+        // HEADS_PARENT_PID: the child checkpoints and stops if this runner dies (it would be orphaned)
+        const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, HEADS_PARENT_PID: String(process.pid) } });
         child.stdout!.pipe(out);
         child.stderr!.pipe(out);
         running.set(s.instance.id, { child, startedAt: Date.now(), stage: s });

@@ -5,7 +5,7 @@
  * stage.json was interrupted and resumes from its newest valid checkpoint.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync, rmSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadConfig, loadConfigOn } from '../config/load.js';
 import type { ResolvedConfig } from '../config/schema.js';
@@ -109,4 +109,35 @@ export function markDone(s: ResolvedStage, summary: Record<string, unknown>): vo
 
 export function requireParentDone(s: ResolvedStage): void {
   if (s.parent && stageState(s.parent) !== 'done') throw new HeadsError(`stage ${s.instance.id}: its parent ${s.parent.instance.id} is not done (run it first: heads experiment run-stage ... --id '${s.parent.instance.id}')`);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** The pid holding a stage's lock, if that process is still alive. */
+export function lockHolder(s: ResolvedStage): number | null {
+  const path = join(s.folder, 'stage.lock');
+  if (!existsSync(path)) return null;
+  const pid = Number(readFileSync(path, 'utf8').trim());
+  return Number.isInteger(pid) && pid > 0 && isAlive(pid) ? pid : null;
+}
+
+/**
+ * Take the stage's lock (a file holding our pid, created exclusively). A lock left by a dead process is
+ * taken over; one held by a live process is an error, so two runners never write the same stage.
+ */
+export function acquireStageLock(s: ResolvedStage): () => void {
+  mkdirSync(s.folder, { recursive: true });
+  const path = join(s.folder, 'stage.lock');
+  const holder = lockHolder(s);
+  if (holder !== null && holder !== process.pid) throw new HeadsError(`stage ${s.instance.id}: already running in process ${holder} (${path})`);
+  if (existsSync(path)) rmSync(path, { force: true });
+  writeFileSync(path, String(process.pid), { flag: 'wx' });
+  return () => rmSync(path, { force: true });
 }

@@ -13,11 +13,19 @@ import { BpeTokenizer } from '../../data/tokenizer.js';
 import { findLatestValidCheckpoint } from '../../train/checkpoint.js';
 import { runFolderOf } from '../../train/load-model.js';
 import { runPruning } from '../../train/prune.js';
+import { loadModel } from '../../train/load-model.js';
+import { loadCorpora } from '../../data/prepare.js';
+import { runImportancePruning, type PruningMethod } from '../../analysis/importance-pruning.js';
+import type { AttentionType } from '../../config/head-id.js';
 import { ConfigError, CheckpointError } from '../../util/errors.js';
 
 interface Args extends CommonArgs {
   from: string;
-  method: 'l0';
+  method: 'l0' | 'importance' | 'confidence' | 'random';
+  'step-percent': number;
+  reestimate: boolean;
+  'min-heads-per-layer': number;
+  'bleu-sentences': number;
   lambda?: number;
   'target-heads'?: string;
   attention?: string;
@@ -32,7 +40,11 @@ export const describe = 'Prune attention heads by fine-tuning a trained model wi
 export function builder(y: Argv): Argv<Args> {
   return withCommonOptions(y)
     .option('from', { type: 'string', demandOption: true, describe: 'the converged model: a run folder or checkpoint folder' })
-    .option('method', { type: 'string', choices: ['l0'] as const, default: 'l0' as const, describe: 'l0: Hard Concrete gates trained with an L0 penalty' })
+    .option('method', { type: 'string', choices: ['l0', 'importance', 'confidence', 'random'] as const, default: 'l0' as const, describe: 'l0: Hard Concrete gates trained with an L0 penalty; importance (Michel et al.), confidence (Voita et al.) or random: remove the lowest-scoring heads step by step, no training' })
+    .option('step-percent', { type: 'number', default: 10, describe: 'importance/confidence/random: share of heads removed per step (Michel: 10)' })
+    .option('reestimate', { type: 'boolean', default: false, describe: 'importance/confidence: re-estimate scores under the current mask after each step' })
+    .option('min-heads-per-layer', { type: 'number', default: 0, describe: 'importance/confidence/random: never leave a layer with fewer heads' })
+    .option('bleu-sentences', { type: 'number', default: 200, describe: 'importance/confidence/random: dev sentences scored (greedy) after each step' })
     .option('lambda', { type: 'number', describe: 'weight of the expected-L0 penalty (train.l0Lambda)' })
     .option('target-heads', { type: 'string', describe: 'exact head budget instead of a lambda: N overall, or per type as enc-self=10,dec-enc=20' })
     .option('attention', { type: 'string', describe: 'gated attention types, comma-separated (default enc-self)' })
@@ -57,6 +69,7 @@ export function parseTargetHeads(text: string): number | Record<string, number> 
 
 export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
   await runHandler(async () => {
+    if (args.method !== 'l0') return pruneByScores(args);
     const parent = findLatestValidCheckpoint(args.from, (m) => console.error(`warning: ${m}`));
     const runPath = runFolderOf(parent.path);
     if (!existsSync(join(runPath, 'tokenizer.json'))) throw new CheckpointError(`${runPath}: no tokenizer.json beside the checkpoints`);
@@ -88,4 +101,25 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
     console.log(`dev BLEU (pruned): ${r.devBleuPruned?.toFixed(2) ?? '-'}; test BLEU (pruned): ${r.testBleuPruned?.toFixed(2) ?? '-'}`);
     console.log(`mask: ${r.maskPath}`);
   });
+}
+
+/** Michel et al.'s schedule: remove the lowest-scoring heads, `--step-percent` at a time, scoring BLEU after each step. */
+async function pruneByScores(args: ArgumentsCamelCase<Args>): Promise<void> {
+  await startBackend(args.backend ?? 'auto');
+  const loaded = loadModel(args.from, (m) => console.error(`warning: ${m}`));
+  const cfg = loaded.config;
+  const corpora = loadCorpora(cfg.data, cfg.seed);
+  const stacks = (args.attention ?? 'enc-self').split(',').map((s) => s.trim());
+  for (const a of stacks) if (!isAttentionType(a)) throw new ConfigError([`--attention: unknown attention type ${JSON.stringify(a)}; expected enc-self, dec-self or dec-enc`]);
+  const run = createRun(args, cfg, await startBackend(args.backend ?? 'auto', () => {}), `prune-${args.method}`);
+  console.error(`run folder: ${run.path}`);
+  // scores are estimated on the dev set and BLEU reported on the test set, so the ranking is not tuned on what it is judged on
+  const r = await runImportancePruning({
+    model: loaded.model, gates: loaded.gates, tokenizer: loaded.tokenizer, config: cfg,
+    data: { estimate: corpora.valid, eval: corpora.test.length ? corpora.test : corpora.valid },
+    method: args.method as PruningMethod, stepPercent: args['step-percent'], reestimate: args.reestimate, minHeadsPerLayer: args['min-heads-per-layer'],
+    stacks: stacks as AttentionType[], bleuSentences: args['bleu-sentences'], run, seed: cfg.seed, onProgress: (m) => console.error(m),
+  });
+  for (const s of r.table) console.log(`step ${s.step}: ${s.headsKept} heads kept, BLEU ${s.bleu.toFixed(2)}, loss ${s.loss.toFixed(3)}  ${s.maskFile}`);
+  console.log(`curve: ${r.curvePath}`);
 }
