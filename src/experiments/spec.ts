@@ -194,7 +194,8 @@ export function expandStages(spec: ExperimentSpec): StageInstance[] {
           stage: name,
           spec: st,
           point,
-          overrides: [...setToOverrides(spec.set), ...setToOverrides(st.set), ...sweepSets],
+          // spec-level `set` shapes the base config: train stages take it, the others inherit it from their parent
+          overrides: [...(st.kind === 'train' ? setToOverrides(spec.set) : []), ...setToOverrides(st.set), ...sweepSets],
           dependsOn: parent ? [parent.id] : [],
         });
       }

@@ -270,7 +270,7 @@ describe('exportModel: masks from the gates, descriptors and HF dicts; idempoten
     expect(await exportedTranslations(out, 3)).toEqual(await maskedTranslations(gatedRun, derived, 3));
   });
 
-  it('--no-fold-gates: kept heads at gate 1, the binary-gate model heads prune scores', async () => {
+  it('--no-fold-gates: kept heads at gate 1, the binary-gate model', async () => {
     const out = join(root, 'out-binary');
     const s = await exportModel({ from: gatedRun, mask: 'gates', outDir: out, foldGates: false });
     expect(s.foldedGates).toEqual([]);

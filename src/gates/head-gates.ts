@@ -64,7 +64,8 @@ export class HeadGates {
       shape[stack].forEach((heads, layer) => {
         const name = `gate.${stack}.${layer}`;
         const init = config.logAlphaInit.kind === 'glorot' ? glorotUniformLogAlpha(heads, rng) : constantLogAlpha(heads, config.logAlphaInit.value);
-        this.variables.set(name, tf.variable(tf.tensor1d(init), true, `${name}#${seed}#${HeadGates.counter++}`));
+        // tidy frees the initial tensor; the variable keeps its own reference to the data
+        this.variables.set(name, tf.tidy(() => tf.variable(tf.tensor1d(init), true, `${name}#${seed}#${HeadGates.counter++}`)));
         this.names.push({ stack, layer, name, heads });
       });
     }
@@ -190,7 +191,23 @@ export class HeadGates {
     return out;
   }
 
-  /** 0/1 gates that keep exactly `kept` positions: the model with the pruned heads removed. */
+  /**
+   * Gates of the pruned model: the removed positions 0, the kept ones at their deterministic test-time
+   * gate (1 once converged). This is exactly what the exporter folds into W_O, so the BLEU of a pruning
+   * run equals the BLEU of its exported model.
+   */
+  prunedGates(kept: Record<AttentionType, number[][]>): GateValues {
+    const out: Partial<Record<AttentionType, Array<tf.Tensor | null>>> = {};
+    for (const n of this.names) {
+      out[n.stack] ??= this.shape[n.stack].map(() => null);
+      if (!n.heads) continue;
+      const test = tf.tidy(() => testGateTensor(this.variables.get(n.name)!, this.opts).dataSync());
+      out[n.stack]![n.layer] = tf.tensor1d(Array.from({ length: n.heads }, (_, i) => (kept[n.stack][n.layer]!.includes(i) ? test[i]! : 0)));
+    }
+    return out;
+  }
+
+  /** 0/1 gates keeping exactly `kept` positions (kept heads at 1, whatever their gate value). */
   binaryGates(kept: Record<AttentionType, number[][]>): GateValues {
     const out: Partial<Record<AttentionType, Array<tf.Tensor | null>>> = {};
     for (const stack of ATTENTION_TYPES) {

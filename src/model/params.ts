@@ -34,7 +34,8 @@ export class ParamStore {
 
   add(name: string, shape: number[], values: Float32Array, trainable = true): tf.Variable {
     if (this.vars.has(name)) throw new Error(`parameter ${name} defined twice`);
-    const v = tf.variable(tf.tensor(values, shape, 'float32'), trainable, `${this.prefix}/${name}`);
+    // tidy frees the initial tensor; the variable keeps its own reference to the data
+    const v = tf.tidy(() => tf.variable(tf.tensor(values, shape, 'float32'), trainable, `${this.prefix}/${name}`));
     this.vars.set(name, v);
     return v;
   }

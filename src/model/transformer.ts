@@ -272,12 +272,13 @@ export class Transformer {
    * caches, memory and bias stay valid when `indices` only permutes rows within each sentence's beams.
    */
   reorderSelfCaches(state: DecoderState, indices: tf.Tensor1D): DecoderState {
-    return { ...state, self: state.self.map((s) => (s ? { k: tf.gather(s.k, indices) as tf.Tensor4D, v: tf.gather(s.v, indices) as tf.Tensor4D } : null)) };
+    const g = (t: tf.Tensor4D) => gatherRows(t, indices);
+    return { ...state, self: state.self.map((s) => (s ? { k: g(s.k), v: g(s.v) } : null)) };
   }
 
   /** Keep rows `indices` of every cached tensor (beam tiling / dropping finished sentences). */
   selectRows(state: DecoderState, indices: tf.Tensor1D): DecoderState {
-    const g = <T extends tf.Tensor>(t: T) => tf.gather(t, indices) as T;
+    const g = <T extends tf.Tensor>(t: T) => gatherRows(t, indices);
     return {
       cross: state.cross.map(({ k, v }) => ({ k: g(k), v: g(v) })),
       self: state.self.map((s) => (s ? { k: g(s.k), v: g(s.v) } : null)),
@@ -286,6 +287,15 @@ export class Transformer {
       step: state.step,
     };
   }
+}
+
+/**
+ * Rows `indices` of t along axis 0. An empty tensor (a layer pruned to zero heads) is rebuilt directly:
+ * the wasm GatherV2 of tfjs 4.22 returns a wrong shape for it ([3,0,2,4] comes back as [1,1,2,0]).
+ */
+export function gatherRows<T extends tf.Tensor>(t: T, indices: tf.Tensor1D): T {
+  if (t.size === 0) return tf.zeros([indices.shape[0], ...t.shape.slice(1)], t.dtype) as T;
+  return tf.gather(t, indices) as T;
 }
 
 /** Every tensor a decoder state holds. */

@@ -48,7 +48,7 @@ export function assignWeights(model: Transformer, gates: HeadGates | null, c: Lo
   if (gates)
     for (const [name, v] of gates.variables) {
       const a = c.params[name];
-      if (a) v.assign(tfTensor(a.shape, a.data));
+      if (a) tf.tidy(() => v.assign(tfTensor(a.shape, a.data)));
     }
 }
 

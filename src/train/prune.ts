@@ -4,7 +4,7 @@
  * cross-entropy + lambda * E[L0] (or an exact head budget), then keep a head when P(g=1) > P(g=0)
  * (log alpha > 0; with a budget, the top N by P(open)), list heads whose deterministic gate is still
  * strictly between 0 and 1, write the head mask, and evaluate dev and test BLEU with the pruned heads
- * removed (binary gates).
+ * removed (removed heads at 0, kept heads at their deterministic gate, as the exporter folds them).
  */
 import type { ResolvedConfig } from '../config/schema.js';
 import { ATTENTION_TYPES, type AttentionType } from '../config/head-id.js';
@@ -61,7 +61,7 @@ export async function runPruning(o: {
     const undecidedHeads = gates.states().filter((s) => s.testGate > 0 && s.testGate < 1).map((s) => s.key);
     const keptHeads = Object.fromEntries(ATTENTION_TYPES.map((s) => [s, countKept(mask, shape, s)])) as Record<AttentionType, number>;
     progress.log(`pruned: kept ${ATTENTION_TYPES.map((s) => `${s} ${keptHeads[s]}`).join(', ')}; undecided gates (strictly between 0 and 1): ${undecidedHeads.length ? undecidedHeads.join(', ') : 'none'}`);
-    const binary = gates.binaryGates(kept);
+    const binary = gates.prunedGates(kept);
     const devPairs = data.corpora.valid.slice(0, o.devSentences ?? data.corpora.valid.length);
     const dev = devPairs.length ? await scoreTranslations(model, data.tokenizer, devPairs, cfg, binary, { progress, label: 'dev (pruned)' }) : null;
     const test = data.corpora.test.length ? await scoreTranslations(model, data.tokenizer, data.corpora.test, cfg, binary, { progress, label: 'test (pruned)' }) : null;
