@@ -196,8 +196,9 @@ describe('truncated or corrupted files are refused with a clear message', () => 
     const text = Buffer.from(good.subarray(8, 8 + n)).toString('latin1');
     const guarded = new Set<number>();
     for (const m of text.matchAll(/"(dtype|shape|data_offsets)":("[A-Z0-9]+"|\[[0-9,]*\])/g)) {
-      const valueStart = m.index + m[0].length - m[2]!.length;
-      for (let k = valueStart; k < m.index + m[0].length; k++) if (/[A-Z0-9]/.test(text[k]!)) guarded.add(8 + k);
+      const at = m.index ?? 0;
+      const valueStart = at + m[0].length - m[2]!.length;
+      for (let k = valueStart; k < at + m[0].length; k++) if (/[A-Z0-9]/.test(text[k]!)) guarded.add(8 + k);
     }
     expect(guarded.size).toBeGreaterThan(10);
     for (let i = 8; i < 8 + n; i++) {
