@@ -1,0 +1,163 @@
+/**
+ * Fault injection: kill a training process at random moments and resume, many times, and check that the
+ * resumed run always finds a valid checkpoint and ends with the uninterrupted run's losses; corrupt and
+ * truncate checkpoint files and check that loading refuses them by name and falls back to an older one;
+ * load checkpoints into models they do not fit.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, existsSync, readFileSync, writeFileSync, copyFileSync, mkdirSync, truncateSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Rng } from '../util/random.js';
+import { CheckpointError } from '../util/errors.js';
+import { readCheckpoint, findLatestValidCheckpoint } from './checkpoint.js';
+import { loadModel } from './load-model.js';
+import { useTestBackend } from '../test-utils/backend.js';
+
+const bin = join(process.cwd(), 'bin', 'heads.js');
+const built = existsSync(join(process.cwd(), 'dist', 'cli', 'main.js'));
+const STEPS = 60;
+const TINY = [
+  'name=fault', 'data.synthetic.task=reverse', 'data.synthetic.trainPairs=300', 'data.synthetic.validPairs=6', 'data.synthetic.testPairs=4', 'data.bpeMerges=20',
+  'model.dModel=16', 'model.dFF=32', 'model.heads=2', 'model.encoderLayers=1', 'model.decoderLayers=1', 'model.dropout=0.1',
+  `train.maxSteps=${STEPS}`, 'train.logEverySteps=1', 'train.evalEverySteps=0', 'train.devBleuSentences=0', 'train.checkpointEverySteps=3', 'train.keepCheckpoints=2', 'train.maxTokensPerBatch=150', 'eval.beamSize=1',
+];
+
+/** step -> loss from metrics.jsonl; a step logged twice (re-done after a resume) keeps its last value. */
+function lossesOf(run: string): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const line of readFileSync(join(run, 'metrics.jsonl'), 'utf8').split('\n')) {
+    try {
+      const r = JSON.parse(line) as { step?: number; loss?: number };
+      if (r.loss !== undefined && r.step !== undefined) out.set(r.step, r.loss);
+    } catch {
+      /* a torn last line after SIGKILL */
+    }
+  }
+  return out;
+}
+
+function runToEnd(args: string[]): { status: number | null; stderr: string } {
+  const r = spawnSync('node', [bin, 'train', ...args], { encoding: 'utf8' });
+  return { status: r.status, stderr: r.stderr };
+}
+
+(built ? describe : describe.skip)('fault injection: SIGKILL during training', () => {
+  it('after many kills at random moments, resume always finds a valid checkpoint and ends with the uninterrupted losses', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'heads-fault-'));
+    expect(runToEnd(['--runs-dir', join(root, 'a'), '--set', ...TINY]).status).toBe(0);
+    const runA = join(root, 'a', readdirSync(join(root, 'a'))[0]!);
+    const reference = lossesOf(runA);
+    expect(reference.size).toBe(STEPS);
+
+    const rng = new Rng(2026);
+    const runsB = join(root, 'b');
+    let kills = 0;
+    let runB = '';
+    let lastStep = 0;
+    for (let attempt = 0; attempt < 40 && lastStep < STEPS; attempt++) {
+      const args = runB ? ['--resume', runB] : ['--runs-dir', runsB, '--set', ...TINY];
+      // kill after a random number (1..8) of steps seen in this attempt: somewhere inside training, also
+      // mid-checkpoint-write when it falls there
+      const killAfter = 1 + rng.int(8);
+      const exit = await new Promise<number | null>((resolve) => {
+        const child = spawn('node', [bin, 'train', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+        let seen = 0;
+        child.stderr.on('data', (d: Buffer) => {
+          seen += (d.toString().match(/step \d+\//g) ?? []).length;
+          if (seen >= killAfter) child.kill('SIGKILL');
+        });
+        child.on('exit', (code) => resolve(code));
+      });
+      if (!runB && existsSync(runsB) && readdirSync(runsB).length) runB = join(runsB, readdirSync(runsB)[0]!);
+      if (exit === null) kills++;
+      if (runB && existsSync(join(runB, 'checkpoints'))) {
+        const c = findLatestValidCheckpoint(runB); // never throws: some complete checkpoint is always there
+        expect(c.state.step).toBeGreaterThan(0);
+        lastStep = exit === 0 ? STEPS : c.state.step;
+      }
+    }
+    if (lastStep < STEPS) expect(runToEnd(['--resume', runB]).status).toBe(0);
+    console.log(`fault injection: ${kills} SIGKILLs during training; resumed run matches the uninterrupted one`);
+    expect(kills).toBeGreaterThanOrEqual(3);
+    const resumed = lossesOf(runB);
+    for (let s = 1; s <= STEPS; s++) expect([s, resumed.get(s)]).toEqual([s, reference.get(s)]);
+  }, 300000);
+});
+
+(built ? describe : describe.skip)('fault injection: damaged checkpoints', () => {
+  let run = '';
+  beforeAll(() => {
+    const root = mkdtempSync(join(tmpdir(), 'heads-corrupt-'));
+    expect(runToEnd(['--runs-dir', root, '--set', ...TINY, 'train.maxSteps=4', 'train.checkpointEverySteps=2', 'train.keepCheckpoints=3']).status).toBe(0);
+    run = join(root, readdirSync(root)[0]!);
+  });
+
+  function withCopy(damage: (dir: string) => void): string {
+    const src = join(run, 'checkpoints', 'step-0000004');
+    const dir = mkdtempSync(join(tmpdir(), 'heads-ckpt-'));
+    mkdirSync(dir, { recursive: true });
+    for (const f of readdirSync(src)) copyFileSync(join(src, f), join(dir, f));
+    damage(dir);
+    return dir;
+  }
+
+  it('every truncation and every sampled byte flip of a tensor file is refused with the file named', () => {
+    const size = readFileSync(join(run, 'checkpoints', 'step-0000004', 'model.safetensors')).length;
+    const rng = new Rng(7);
+    const cuts = [0, 1, 7, 8, 9, 64, Math.floor(size / 2), size - 1];
+    const flips = Array.from({ length: 40 }, () => rng.int(size));
+    let tried = 0;
+    for (const file of ['model.safetensors', 'optimizer.safetensors']) {
+      for (const cut of cuts) {
+        const dir = withCopy((d) => truncateSync(join(d, file), Math.min(cut, size - 1)));
+        expect(() => readCheckpoint(dir)).toThrow(CheckpointError);
+        expect(() => readCheckpoint(dir)).toThrow(join(dir, file));
+        tried++;
+      }
+      for (const at of flips) {
+        const dir = withCopy((d) => {
+          const b = readFileSync(join(d, file));
+          if (at >= b.length) return;
+          b[at] = b[at]! ^ 0x5a;
+          writeFileSync(join(d, file), b);
+        });
+        if (readFileSync(join(dir, file)).equals(readFileSync(join(run, 'checkpoints', 'step-0000004', file)))) continue;
+        expect(() => readCheckpoint(dir)).toThrow(/checksum mismatch|CheckpointError|safetensors/);
+        tried++;
+      }
+    }
+    console.log(`fault injection: ${tried} damaged checkpoint files refused`);
+    expect(tried).toBeGreaterThan(90);
+  });
+
+  it('a corrupt state.json or a missing file is refused; resume falls back to the previous checkpoint and says so', () => {
+    expect(() => readCheckpoint(withCopy((d) => writeFileSync(join(d, 'state.json'), '{"format": "heads.checkp')))).toThrow(/state.json: corrupt/);
+    expect(() => readCheckpoint(withCopy((d) => truncateSync(join(d, 'state.json'), 0)))).toThrow(/state.json: corrupt/);
+    // damage the newest checkpoint in place: the run resumes from step 2 with a warning naming step 4
+    const newest = join(run, 'checkpoints', 'step-0000004', 'model.safetensors');
+    const b = readFileSync(newest);
+    b[b.length - 3] = b[b.length - 3]! ^ 0xff;
+    writeFileSync(newest, b);
+    const warnings: string[] = [];
+    const c = findLatestValidCheckpoint(run, (m) => warnings.push(m));
+    expect(c.state.step).toBe(2);
+    expect(warnings.join('\n')).toContain('step-0000004/model.safetensors: checksum mismatch');
+  });
+
+  it('a checkpoint loaded into a model of another shape or vocabulary is refused naming the tensor', async () => {
+    await useTestBackend();
+    const other = mkdtempSync(join(tmpdir(), 'heads-shape-'));
+    const r = runToEnd(['--runs-dir', other, '--set', ...TINY, 'model.dModel=32', 'train.maxSteps=2']);
+    expect(r.status).toBe(0);
+    const otherRun = join(other, readdirSync(other)[0]!);
+    // put the first run's tokenizer (another vocabulary) beside the second run's weights
+    copyFileSync(join(run, 'tokenizer.json'), join(otherRun, 'tokenizer.json'));
+    writeFileSync(join(otherRun, 'tokenizer.json'), readFileSync(join(run, 'tokenizer.json')));
+    const stateFile = join(otherRun, 'checkpoints', 'step-0000002', 'state.json');
+    const state = JSON.parse(readFileSync(stateFile, 'utf8'));
+    state.config.model.dModel = 16; // the config now disagrees with the stored tensors
+    writeFileSync(stateFile, JSON.stringify(state));
+    expect(() => loadModel(otherRun)).toThrow(/does not fit the model: .*checkpoint shape \[\d+,32\] but the model expects \[\d+,16\]/);
+  });
+});
