@@ -65,7 +65,11 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
         return;
       }
       await startBackend(s.config.backend);
-      const summary = await runStage(s, { progress: new ProgressLine(), isStopRequested: installStopHandler(), argv: process.argv.slice(1) });
+      const stop = installStopHandler();
+      const parentPid = Number(process.env['HEADS_PARENT_PID'] ?? 0);
+      // a child of a runner that died stops at the next step boundary, with a checkpoint
+      const isStopRequested = () => stop() || (parentPid > 0 && process.ppid !== parentPid);
+      const summary = await runStage(s, { progress: new ProgressLine(), isStopRequested, argv: process.argv.slice(1) });
       console.error(summary ? `${s.instance.id}: done (${s.folder})` : `${s.instance.id}: stopped; it resumes on the next run`);
       return;
     }
