@@ -148,7 +148,8 @@ export async function beamSearch(model: Transformer, src: Int32Array, B: number,
           const beam = Math.floor(flat / V);
           const token = flat % V;
           const row = b * k + beam;
-          if (token === EOS_ID || beamTokens[row]!.length + 1 > limits[b]!) {
+          // </s>, or the continuation reaches the sentence's length limit: a finished hypothesis
+          if (token === EOS_ID || beamTokens[row]!.length + 1 >= limits[b]!) {
             const toks = token === EOS_ID ? beamTokens[row]! : [...beamTokens[row]!, token];
             finished[b]!.push({ tokens: toks, score: score / lengthPenalty(toks.length + 1, o.lengthPenalty) });
             continue;
