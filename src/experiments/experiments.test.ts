@@ -3,7 +3,12 @@ import { mkdtempSync, writeFileSync, readFileSync, existsSync, readdirSync } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadSpec, expandStages } from './spec.js';
-import { resolveStages, stageState } from './stage.js';
+import { resolveStages, stageState, adoptRun } from './stage.js';
+import { runTraining } from '../train/run-training.js';
+import { RunFolder } from '../util/run-folder.js';
+import { ProgressLine } from '../train/progress.js';
+import { loadConfigOn } from '../config/load.js';
+import { useTestBackend } from '../test-utils/backend.js';
 import { ConfigError } from '../util/errors.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'heads-exp-'));
@@ -60,6 +65,28 @@ describe('experiment specs', () => {
     expect(r2[1]!.hash).not.toBe(r[1]!.hash);
     expect(r2[5]!.hash).not.toBe(r[5]!.hash);
   });
+});
+
+describe('adopting an existing run', () => {
+  it('adopts a finished run whose config matches the stage, and refuses one that differs, naming the key', async () => {
+    await useTestBackend();
+    const p = spec('adopt', `name: adopt\nset: ${TINY_SET}\nstages:\n  baseline: { kind: train, set: { train.maxSteps: 4 } }\n`);
+    const s = loadSpec(p);
+    const [stage] = resolveStages(s, expandStages(s), join(dir, 'runs-adopt'));
+    const quiet = new ProgressLine(process.stderr, true);
+    const other = RunFolder.create(join(dir, 'outside'), 'other');
+    const otherCfg = loadConfigOn(stage!.config, null, ['train.maxSteps=5']);
+    other.writeProvenance({ config: otherCfg, argv: [], seed: otherCfg.seed, env: {} });
+    await runTraining({ config: otherCfg, run: other, progress: quiet });
+    expect(() => adoptRun(stage!, other.path)).toThrow(/config differs from stage baseline: train.maxSteps: stage 4, run 5/);
+    const same = RunFolder.create(join(dir, 'outside'), 'same');
+    const sameCfg = loadConfigOn(stage!.config, null, ['name=renamed']);
+    same.writeProvenance({ config: sameCfg, argv: [], seed: sameCfg.seed, env: {} });
+    await runTraining({ config: sameCfg, run: same, progress: quiet });
+    adoptRun(stage!, same.path);
+    expect(stageState(stage!)).toBe('done');
+    expect(JSON.parse(readFileSync(join(stage!.folder, 'stage.json'), 'utf8')).adoptedFrom).toBe(same.path);
+  }, 120000);
 });
 
 (built ? describe : describe.skip)('experiment runner', () => {

@@ -5,7 +5,8 @@
  * stage.json was interrupted and resumes from its newest valid checkpoint.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync, rmSync, mkdirSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync, rmSync, mkdirSync, symlinkSync, readdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { join } from 'node:path';
 import { loadConfig, loadConfigOn } from '../config/load.js';
 import type { ResolvedConfig } from '../config/schema.js';
@@ -140,4 +141,40 @@ export function acquireStageLock(s: ResolvedStage): () => void {
   if (existsSync(path)) rmSync(path, { force: true });
   writeFileSync(path, String(process.pid), { flag: 'wx' });
   return () => rmSync(path, { force: true });
+}
+
+/**
+ * Attach an existing run folder (trained outside the study) to a train stage: its config must equal
+ * the stage's resolved config apart from `name`, and it must have finished (results.json with test
+ * scores). The stage folder becomes a link to the run, and stage.json is written there.
+ */
+export function adoptRun(s: ResolvedStage, runPath: string): void {
+  if (s.instance.spec.kind !== 'train') throw new HeadsError(`stage ${s.instance.id}: only train stages can adopt a run`);
+  const cfgPath = join(runPath, 'config.json');
+  const resPath = join(runPath, 'results.json');
+  if (!existsSync(cfgPath)) throw new HeadsError(`${runPath}: not a run folder (no config.json)`);
+  if (!existsSync(resPath)) throw new HeadsError(`${runPath}: the run has not finished (no results.json)`);
+  const theirs = { ...(JSON.parse(readFileSync(cfgPath, 'utf8')) as Record<string, unknown>), name: null };
+  const ours = { ...(JSON.parse(JSON.stringify(s.config)) as Record<string, unknown>), name: null };
+  const diffs: string[] = [];
+  const walk = (a: unknown, b: unknown, path: string) => {
+    if (a && b && typeof a === 'object' && typeof b === 'object' && !Array.isArray(a)) {
+      for (const k of new Set([...Object.keys(a), ...Object.keys(b as object)])) walk((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], path ? `${path}.${k}` : k);
+    } else if (JSON.stringify(a) !== JSON.stringify(b)) diffs.push(`${path}: stage ${JSON.stringify(a)}, run ${JSON.stringify(b)}`);
+  };
+  walk(ours, theirs, '');
+  if (diffs.length) throw new HeadsError(`${runPath}: its config differs from stage ${s.instance.id}: ${diffs.slice(0, 6).join('; ')}`);
+  const results = JSON.parse(readFileSync(resPath, 'utf8')) as { test?: { bleu: number; tokenizedLowercaseBleu: number } | null; devBleu?: number | null };
+  if (existsSync(s.folder) && readdirSync(s.folder).length) throw new HeadsError(`stage ${s.instance.id}: its folder ${s.folder} is not empty`);
+  rmSync(s.folder, { recursive: true, force: true });
+  mkdirSync(dirname(s.folder), { recursive: true });
+  symlinkSync(resolve(runPath), s.folder);
+  const heads = s.config.model.heads;
+  markDone(s, {
+    adoptedFrom: resolve(runPath),
+    bleu: results.test?.bleu ?? null,
+    bleuTokLc: results.test?.tokenizedLowercaseBleu ?? null,
+    devBleu: results.devBleu ?? null,
+    keptHeads: { 'enc-self': s.config.model.encoderLayers * heads, 'dec-self': s.config.model.decoderLayers * heads, 'dec-enc': s.config.model.decoderLayers * heads },
+  });
 }

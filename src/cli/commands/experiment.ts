@@ -7,7 +7,7 @@ import type { ArgumentsCamelCase, Argv } from 'yargs';
 
 import { runHandler, startBackend, installStopHandler } from '../common.js';
 import { loadSpec, expandStages } from '../../experiments/spec.js';
-import { resolveStages, experimentRoot, stageState } from '../../experiments/stage.js';
+import { resolveStages, experimentRoot, stageState, adoptRun } from '../../experiments/stage.js';
 import { runExperiment, planTable, stageCommand, shellQuote } from '../../experiments/runner.js';
 import { runStage } from '../../experiments/run-stage.js';
 import { writeReport, markdownTable } from '../../experiments/report.js';
@@ -15,7 +15,8 @@ import { ProgressLine } from '../../train/progress.js';
 import { HeadsError } from '../../util/errors.js';
 
 interface Args {
-  action: 'run' | 'status' | 'report' | 'run-stage';
+  action: 'run' | 'status' | 'report' | 'run-stage' | 'adopt';
+  run?: string;
   spec: string;
   preset?: string;
   jobs: number;
@@ -31,13 +32,14 @@ export const describe = 'Run a study from an experiment spec (experiments/*.yaml
 
 export function builder(y: Argv): Argv<Args> {
   return y
-    .positional('action', { choices: ['run', 'status', 'report', 'run-stage'] as const, demandOption: true })
+    .positional('action', { choices: ['run', 'status', 'report', 'run-stage', 'adopt'] as const, demandOption: true })
     .positional('spec', { type: 'string', demandOption: true, describe: 'experiment spec (YAML)' })
     .option('preset', { type: 'string', describe: 'a preset of the spec, e.g. quick' })
     .option('jobs', { type: 'number', default: 1, describe: 'stages run side by side' })
     .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan and stop' })
     .option('emit-commands', { type: 'boolean', default: false, describe: 'print one heads command per stage still to run, parents first (for Slurm arrays, GNU parallel)' })
-    .option('id', { type: 'string', describe: 'run-stage: the stage instance id (see status)' })
+    .option('id', { type: 'string', describe: 'run-stage, adopt: the stage instance id (see status)' })
+    .option('run', { type: 'string', describe: 'adopt: an existing run folder whose config equals the stage\'s (apart from its name)' })
     .option('runs-dir', { type: 'string', default: 'runs', describe: 'where stage folders go' })
     .option('out', { type: 'string', describe: 'report: output folder (default: the experiment folder)' })
     .example('$0 experiment run experiments/voita2019-ddtp-ende.yaml --jobs 2', 'run the study')
@@ -55,6 +57,13 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
     }
     if (args['emit-commands']) {
       for (const s of stages) if (stageState(s) !== 'done') console.log(shellQuote(stageCommand(s, { specPath: args.spec, preset: args.preset, runsDir: args['runs-dir'] })));
+      return;
+    }
+    if (args.action === 'adopt') {
+      const s = stages.find((x) => x.instance.id === args.id);
+      if (!s || !args.run) throw new HeadsError(`adopt: give --id <stage> (instances: ${stages.map((x) => x.instance.id).join(', ')}) and --run <folder>`);
+      adoptRun(s, args.run);
+      console.error(`${s.instance.id}: adopted ${args.run}`);
       return;
     }
     if (args.action === 'run-stage') {
