@@ -154,7 +154,8 @@ export function adoptRun(s: ResolvedStage, runPath: string): void {
   const resPath = join(runPath, 'results.json');
   if (!existsSync(cfgPath)) throw new HeadsError(`${runPath}: not a run folder (no config.json)`);
   if (!existsSync(resPath)) throw new HeadsError(`${runPath}: the run has not finished (no results.json)`);
-  const theirs = { ...(JSON.parse(readFileSync(cfgPath, 'utf8')) as Record<string, unknown>), name: null };
+  // normalised over the defaults, so a run saved before a config key existed compares by value
+  const theirs = { ...(JSON.parse(JSON.stringify(loadConfigOn(JSON.parse(readFileSync(cfgPath, 'utf8')) as ResolvedConfig, null, [], cfgPath))) as Record<string, unknown>), name: null };
   const ours = { ...(JSON.parse(JSON.stringify(s.config)) as Record<string, unknown>), name: null };
   const diffs: string[] = [];
   const walk = (a: unknown, b: unknown, path: string) => {

@@ -61,6 +61,16 @@ export class RunFolder {
     writeJsonAtomic(this.file('env.json'), { seed: p.seed, node: process.version, platform: `${process.platform}-${process.arch}`, ...p.env });
   }
 
+  /**
+   * A resumed run: record the config it continues with (it may differ, e.g. train.maxSteps) and append
+   * the resuming command line to command.txt, keeping the original ones.
+   */
+  recordResume(config: unknown, argv: readonly string[]): void {
+    writeJsonAtomic(this.file('config.json'), config);
+    const prev = existsSync(this.file('command.txt')) ? readFileSync(this.file('command.txt'), 'utf8') : '';
+    writeFileAtomic(this.file('command.txt'), prev + argv.map((a) => (/[\s"'$]/.test(a) ? JSON.stringify(a) : a)).join(' ') + '\n');
+  }
+
   writeJson(name: string, value: unknown): void {
     writeJsonAtomic(this.file(name), value);
   }

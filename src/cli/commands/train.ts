@@ -33,6 +33,7 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
       // over the defaults: a run saved before a config key existed still resumes
       cfg = loadConfigOn(readJsonFile<ResolvedConfig>(join(args.resume, 'config.json')), null, args.set ?? [], join(args.resume, 'config.json'));
       run = RunFolder.open(args.resume);
+      run.recordResume(cfg, process.argv.slice(1));
     } else cfg = resolveConfig(args);
     const backend = await startBackend(args.backend ?? cfg.backend);
     if (!args.resume) run = createRun(args, cfg, backend, 'train');
