@@ -8,6 +8,10 @@
  *   when the addon is available.
  * - native `_FusedMatMul` (C bias/activation epilogue) only where kernels.bench.ts measured a gain, see
  *   NATIVE_FUSED_DEFAULT.
+ * - wasm: `Identity` and same-dtype `Cast` share data instead of copying (shared-identity.ts; every tensor
+ *   a gradient saves goes through a clone).
+ * - wasm and cpu: the fused label-smoothed cross-entropy kernel `HeadsSmoothedXent` (softmax-xent.ts),
+ *   which train/objective.ts uses where it is registered.
  *
  * Installing is idempotent (a kernel already carrying the requested fix is left alone; tfjs would warn
  * or throw on a double registration), `restoreStockKernels` undoes everything for A/B benchmarks and
@@ -18,6 +22,8 @@ import { type NativeBlasStatus, defaultBlasThreads, loadNativeBlas, nativeBlasEn
 import { cpuNativeBatchMatMul, cpuNativeFusedMatMul, wasmNativeBatchMatMul, wasmNativeFusedMatMul } from './native-matmul.js';
 import { cpuUnsortedSegmentSum, wasmUnsortedSegmentSum } from './segment-sum.js';
 import { wasmBatchMatMulWrapper } from './wasm-matmul.js';
+import { wasmSharedCast, wasmSharedIdentity } from './shared-identity.js';
+import { SMOOTHED_XENT_KERNEL, cpuSmoothedXent, wasmSmoothedXent } from './softmax-xent.js';
 
 export type { InstalledFix } from './kernel-registry.js';
 export type { NativeBlasStatus } from './native-blas.js';
@@ -39,6 +45,10 @@ export interface BackendFixOptions {
   blasThreads?: number;
   /** register native `_FusedMatMul` too (default: NATIVE_FUSED_DEFAULT) */
   nativeFused?: boolean;
+  /** wasm: Identity / same-dtype Cast share data instead of copying (default true) */
+  sharedIdentity?: boolean;
+  /** register the fused label-smoothed cross-entropy kernel (default true) */
+  fusedLoss?: boolean;
 }
 
 function fixLabel(kernel: string, fix: string): string {
@@ -72,6 +82,13 @@ export function installBackendFixes(backendName: string, opts: BackendFixOptions
     } else {
       restoreKernel('wasm', '_FusedMatMul');
     }
+    if (opts.sharedIdentity ?? true) {
+      installKernelFix('wasm', 'Identity', 'shared-data', (stock) => wasmSharedIdentity(stock));
+      installKernelFix('wasm', 'Cast', 'shared-data', (stock) => wasmSharedCast(stock));
+    } else {
+      restoreKernel('wasm', 'Identity');
+      restoreKernel('wasm', 'Cast');
+    }
   } else {
     installKernelFix('cpu', 'UnsortedSegmentSum', 'js-scatter-add', () => cpuUnsortedSegmentSum());
     if (blas !== null) {
@@ -84,6 +101,11 @@ export function installBackendFixes(backendName: string, opts: BackendFixOptions
     } else {
       restoreKernel('cpu', '_FusedMatMul');
     }
+  }
+  if (opts.fusedLoss ?? true) {
+    installKernelFix(backendName, SMOOTHED_XENT_KERNEL, 'fused-js', () => (backendName === 'wasm' ? wasmSmoothedXent() : cpuSmoothedXent()));
+  } else {
+    restoreKernel(backendName, SMOOTHED_XENT_KERNEL);
   }
   return listInstalledFixes(backendName).map((f) => fixLabel(f.kernel, f.fix));
 }

@@ -23,12 +23,15 @@ export interface WasmBackendInternals {
   /** allocates on the wasm heap (which may grow and detach earlier views of it) */
   makeOutput(shape: number[], dtype: DataType, memoryOffset?: number, values?: BackendValues): TensorInfo;
   disposeData(dataId: DataId, force?: boolean): boolean;
+  /** one more reference to a tensor's data (Reshape uses it to share data without a copy) */
+  incRef(dataId: DataId): void;
 }
 
 /** The members of tfjs-backend-cpu's `MathBackendCPU` used here. */
 export interface CpuBackendInternals {
   data: { get(dataId: DataId): { values?: BackendValues } | undefined };
   makeTensorInfo(shape: number[], dtype: DataType, values?: BackendValues): TensorInfo;
+  incRef(dataId: DataId): void;
 }
 
 /** The kernel function argument, with the backend left opaque as tfjs types it. */

@@ -1,17 +1,26 @@
 /**
  * The training benchmark: a fixed model (d_model 256, 4 heads, 3+3 layers, d_ff 1024, vocab 8000) on
- * synthetic ~2000-token batches (80 sentences x 25 tokens), measured in one run: training target tokens/s,
- * the backend's plain matMul GFLOP/s, the model's analytic FLOPs per target token, the fraction of the
- * matMul rate the step achieves, and greedy / beam decoding steps/s.
+ * synthetic ~2000-token batches (80 sentences x 25 tokens), measured in one run for each supported
+ * configuration side by side: in-process (1 worker) and data-parallel (N workers), each kernel path
+ * (the wasm transpose wrapper on XNNPACK, native OpenBLAS matMul with 1 and N threads), plus the kernels
+ * as they were before the fused loss and the shared Identity. For each: training target tokens/s, the
+ * achieved matMul GFLOP/s (analytic FLOPs per token x tokens/s) and its fraction of this machine's matMul
+ * peak, measured in the same run (native plain matMul on 1 thread and on all cores). Then greedy and
+ * beam-4 decoding steps/s. The machine's load average is printed with the figures: other processes
+ * disturb them.
  */
 import * as tf from '@tensorflow/tfjs';
+import { availableParallelism, loadavg } from 'node:os';
 import type { ModelConfig } from '../config/schema.js';
 import { loadConfig } from '../config/load.js';
 import { createTransformer } from '../model/transformer.js';
 import { Rng } from '../util/random.js';
 import { measureMatMul } from '../backend/matmul-bench.js';
+import { installBackendFixes, nativeBlasStatus } from '../backend/ops.js';
+import { defaultBlasThreads } from '../backend/native-blas.js';
 import { greedyDecode, beamSearch } from '../eval/decode.js';
 import type { EncodedPair } from '../data/batches.js';
+import { setLossImplementation } from './objective.js';
 import { Trainer } from './trainer.js';
 
 export interface BenchOptions {
@@ -22,20 +31,54 @@ export interface BenchOptions {
   vocab: number;
   /** extra --set style overrides of the model/train config */
   overrides: string[];
+  /** ids of the configurations to run (default: all supported); see benchConfigurations */
+  configs?: string[];
+  /** workers of the data-parallel configurations (default: the number of cores) */
+  workers?: number;
+  /** skip the decoding measurement */
+  skipDecoding?: boolean;
   log: (line: string) => void;
+}
+
+/** One configuration of the training benchmark. */
+export interface BenchConfig {
+  id: string;
+  label: string;
+  workers: number;
+  nativeBlas: boolean;
+  /** OpenBLAS threads of an in-process run (workers always use 1 each) */
+  blasThreads: number;
+  fusedLoss: boolean;
+  sharedIdentity: boolean;
+}
+
+export interface BenchRow {
+  config: BenchConfig;
+  tokensPerStep: number;
+  stepMsMedian: number;
+  trainTokensPerSec: number;
+  achievedGflops: number;
+  /** achieved / the machine's matMul peak on all cores (null without native BLAS) */
+  fractionOfPeak: number | null;
+  /** 1-minute load average when the configuration finished */
+  load: number;
+  /** the error, when the configuration failed */
+  error?: string;
 }
 
 export interface BenchResult {
   backend: string;
-  tokensPerStep: number;
-  stepMsMedian: number;
-  trainTokensPerSec: number;
+  cores: number;
+  rows: BenchRow[];
   flopsPerTargetToken: number;
-  achievedGflops: number;
-  matMulGflops: number;
-  fractionOfMatMul: number;
-  greedyStepsPerSec: number;
-  beamStepsPerSec: number;
+  /** native plain matMul GFLOP/s on 1 thread and on all cores (null without the addon) */
+  peak: { oneThread: number; allThreads: number; threads: number } | null;
+  /** plain matMul through the active non-native kernel (wasm XNNPACK / cpu JS) */
+  wasmMatMulGflops: number;
+  greedyStepsPerSec: number | null;
+  beamStepsPerSec: number | null;
+  loadBefore: number[];
+  loadAfter: number[];
 }
 
 /**
@@ -50,69 +93,151 @@ export function forwardFlopsPerToken(m: Pick<ModelConfig, 'encoderLayers' | 'dec
   return m.encoderLayers * enc + m.decoderLayers * dec + 2 * d * V;
 }
 
+/** The configurations this machine supports, in print order. */
+export function benchConfigurations(opts: { backend: string; native: boolean; cores: number; workers?: number }): BenchConfig[] {
+  const n = Math.max(2, opts.workers ?? opts.cores);
+  const t = defaultBlasThreads();
+  const base = { fusedLoss: true, sharedIdentity: true };
+  const out: BenchConfig[] = [];
+  if (opts.backend === 'wasm') out.push({ id: 'wrapper', label: 'wasm XNNPACK + transpose wrapper', workers: 1, nativeBlas: false, blasThreads: 1, ...base });
+  if (opts.native) {
+    out.push({ id: 'native-before', label: `native BLAS ${t}T, ops loss + copying Identity (before)`, workers: 1, nativeBlas: true, blasThreads: t, fusedLoss: false, sharedIdentity: false });
+    out.push({ id: 'native-1t', label: 'native BLAS 1T', workers: 1, nativeBlas: true, blasThreads: 1, ...base });
+    if (t > 1) out.push({ id: `native-${t}t`, label: `native BLAS ${t}T`, workers: 1, nativeBlas: true, blasThreads: t, ...base });
+  }
+  if (opts.backend === 'wasm' || opts.backend === 'cpu') {
+    if (opts.backend === 'wasm') out.push({ id: 'wrapper-workers', label: `${n} workers x wasm XNNPACK + wrapper`, workers: n, nativeBlas: false, blasThreads: 1, ...base });
+    if (opts.native) out.push({ id: 'native-workers', label: `${n} workers x native BLAS 1T`, workers: n, nativeBlas: true, blasThreads: 1, ...base });
+  }
+  if (out.length === 0) out.push({ id: 'current', label: `${opts.backend} as configured`, workers: 1, nativeBlas: false, blasThreads: 1, ...base });
+  return out;
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)]!;
 }
 
+function applyKernels(backend: string, c: BenchConfig): void {
+  installBackendFixes(backend, { nativeBlas: c.nativeBlas, blasThreads: c.blasThreads, fusedLoss: c.fusedLoss, sharedIdentity: c.sharedIdentity });
+  setLossImplementation(c.fusedLoss ? 'fused' : 'ops');
+}
+
 export async function benchTrain(o: BenchOptions): Promise<BenchResult> {
-  const cfg = loadConfig(null, [
-    'model.encoderLayers=3', 'model.decoderLayers=3', 'model.heads=4', 'model.dModel=256', 'model.dFF=1024',
-    `train.maxTokensPerBatch=${o.sentences * (o.length + 1)}`, 'train.accumulateSteps=1', 'train.evalEverySteps=0', `train.maxSteps=${o.steps + o.warmupSteps}`,
-    ...o.overrides,
-  ]);
+  const backend = tf.getBackend();
+  const cores = availableParallelism();
+  const loadBefore = loadavg();
+  const native = nativeBlasStatus().available && (backend === 'wasm' || backend === 'cpu');
+  const all = benchConfigurations({ backend, native, cores, ...(o.workers !== undefined ? { workers: o.workers } : {}) });
+  const configs = o.configs?.length ? all.filter((c) => o.configs!.includes(c.id)) : all;
+  if (o.configs?.length && configs.length === 0) throw new Error(`bench: no configuration among ${o.configs.join(', ')}; available: ${all.map((c) => c.id).join(', ')}`);
+  const restore = () => {
+    installBackendFixes(backend);
+    setLossImplementation('fused');
+  };
+
+  // the machine's matMul peak: native plain matMul, 1 thread and all cores (best of two shapes)
+  let peak: BenchResult['peak'] = null;
+  const peakOf = () => Math.max(measureMatMul({ m: 1024, k: 1024, n: 1024, reps: 5, warmup: 2 }).gflops, measureMatMul({ m: 2000, k: 256, n: 1024, reps: 5, warmup: 2 }).gflops);
+  if (native) {
+    installBackendFixes(backend, { nativeBlas: true, blasThreads: 1 });
+    const oneThread = peakOf();
+    installBackendFixes(backend, { nativeBlas: true, blasThreads: cores });
+    const allThreads = peakOf();
+    peak = { oneThread, allThreads, threads: cores };
+    o.log(`matMul peak (native, plain 1024^3 / 2000x256x1024): ${oneThread.toFixed(1)} GFLOP/s on 1 thread, ${allThreads.toFixed(1)} on ${cores}`);
+  }
+  installBackendFixes(backend, { nativeBlas: false });
+  const wasmMatMulGflops = measureMatMul({ m: 2000, k: 256, n: 1024, reps: 5, warmup: 2 }).gflops;
+  o.log(`matMul without native BLAS (${backend}, 2000x256 @ 256x1024): ${wasmMatMulGflops.toFixed(1)} GFLOP/s`);
+
+  const L = o.length + 1;
+  const tokensBudget = o.sentences * L;
   const rng = new Rng(1);
-  // equal lengths: every batch is exactly sentences x (length + 1) target tokens
+  // equal lengths: every batch is exactly sentences x (length + 1) target tokens (split over workers)
   const pairs: EncodedPair[] = Array.from({ length: o.sentences * 4 }, (_, index) => ({
     src: Array.from({ length: o.length }, () => 4 + rng.int(o.vocab - 4)),
     tgt: Array.from({ length: o.length }, () => 4 + rng.int(o.vocab - 4)),
     index,
   }));
-  const model = createTransformer(cfg.model, o.vocab, new Rng(2));
-  const trainer = new Trainer({ config: cfg, model, train: pairs, valid: pairs.slice(0, 8), run: null });
-  const times: number[] = [];
-  let tokens = 0;
-  for (let s = 0; s < o.warmupSteps + o.steps; s++) {
-    const r = await trainer.trainStep();
-    if (s >= o.warmupSteps) {
-      times.push(r.elapsedMs);
-      tokens = r.tgtTokens;
-      o.log(`train step ${s + 1 - o.warmupSteps}/${o.steps}: ${r.elapsedMs.toFixed(0)} ms, ${((r.tgtTokens / r.elapsedMs) * 1000).toFixed(0)} tok/s`);
+  const baseSettings = [
+    'model.encoderLayers=3', 'model.decoderLayers=3', 'model.heads=4', 'model.dModel=256', 'model.dFF=1024',
+    `train.maxTokensPerBatch=${tokensBudget}`, 'train.accumulateSteps=1', 'train.evalEverySteps=0', `train.maxSteps=${o.steps + o.warmupSteps}`,
+  ];
+  const flops = forwardFlopsPerToken(loadConfig(null, [...baseSettings, ...o.overrides]).model, L, o.vocab);
+  const rows: BenchRow[] = [];
+  try {
+    for (const c of configs) {
+      applyKernels(backend, c);
+      const cfg = loadConfig(null, [...baseSettings, `train.workers=${c.workers}`, ...o.overrides]);
+      const model = createTransformer(cfg.model, o.vocab, new Rng(2));
+      const trainer = new Trainer({ config: cfg, model, train: pairs, valid: pairs.slice(0, 8), run: null });
+      const times: number[] = [];
+      let tokens = 0;
+      try {
+        for (let s = 0; s < o.warmupSteps + o.steps; s++) {
+          const r = await trainer.trainStep();
+          if (s >= o.warmupSteps) {
+            times.push(r.elapsedMs);
+            tokens = r.tgtTokens;
+          }
+          const ph = trainer.lastWorkerPhases;
+          const phases = ph ? ` (workers: compute ${ph.compute.toFixed(0)}, reduce ${ph.reduce.toFixed(0)}, update ${ph.update.toFixed(0)}, load ${ph.load.toFixed(0)} ms)` : '';
+          o.log(`${c.id}: ${s < o.warmupSteps ? 'warm-up' : 'step'} ${s + 1}: ${r.elapsedMs.toFixed(0)} ms, ${((r.tgtTokens / r.elapsedMs) * 1000).toFixed(0)} tok/s${phases}`);
+        }
+        const stepMs = median(times);
+        const tps = (tokens / stepMs) * 1000;
+        const achieved = (tps * 3 * flops) / 1e9;
+        rows.push({ config: c, tokensPerStep: tokens, stepMsMedian: stepMs, trainTokensPerSec: tps, achievedGflops: achieved, fractionOfPeak: peak ? achieved / peak.allThreads : null, load: loadavg()[0]! });
+      } catch (e) {
+        rows.push({ config: c, tokensPerStep: 0, stepMsMedian: NaN, trainTokensPerSec: NaN, achievedGflops: NaN, fractionOfPeak: null, load: loadavg()[0]!, error: e instanceof Error ? e.message : String(e) });
+        o.log(`${c.id}: failed: ${e instanceof Error ? e.message : String(e)}`);
+      } finally {
+        trainer.dispose();
+        model.dispose();
+      }
     }
+  } finally {
+    restore();
   }
-  const stepMs = median(times);
-  const trainTokensPerSec = (tokens / stepMs) * 1000;
-  const flops = forwardFlopsPerToken(cfg.model, o.length + 1, o.vocab);
-  const achievedGflops = (trainTokensPerSec * 3 * flops) / 1e9;
-  const mm = measureMatMul({ m: 2000, k: 256, n: 1024, reps: 5, warmup: 2 });
-  o.log(`plain matMul 2000x256 @ 256x1024: ${mm.gflops.toFixed(1)} GFLOP/s`);
 
-  // decoding: one batch of 32 sentences, fixed output length (EOS never wins on a random model... mostly)
-  const B = 32;
-  const src = new Int32Array(B * (o.length + 1));
-  for (let b = 0; b < B; b++) for (let t = 0; t < o.length; t++) src[b * (o.length + 1) + t] = pairs[b]!.src[t]!;
-  for (let b = 0; b < B; b++) src[b * (o.length + 1) + o.length] = 2;
-  const dec = { lengthPenalty: 0.6, maxLenA: 0, maxLenB: o.length };
-  const t0 = performance.now();
-  const g = await greedyDecode(model, src, B, o.length + 1, { ...dec, beamSize: 1 });
-  const greedyMs = performance.now() - t0;
-  const t1 = performance.now();
-  const bm = await beamSearch(model, src, B, o.length + 1, { ...dec, beamSize: 4 });
-  const beamMs = performance.now() - t1;
-  const greedySteps = Math.max(...g.map((x) => x.length)) + 1;
-  const beamSteps = Math.max(...bm.map((x) => x.length)) + 1;
-  trainer.dispose();
-  model.dispose();
-  return {
-    backend: tf.getBackend(),
-    tokensPerStep: tokens,
-    stepMsMedian: stepMs,
-    trainTokensPerSec,
-    flopsPerTargetToken: 3 * flops,
-    achievedGflops,
-    matMulGflops: mm.gflops,
-    fractionOfMatMul: achievedGflops / mm.gflops,
-    greedyStepsPerSec: (greedySteps / greedyMs) * 1000,
-    beamStepsPerSec: (beamSteps / beamMs) * 1000,
-  };
+  let greedyStepsPerSec: number | null = null;
+  let beamStepsPerSec: number | null = null;
+  if (!o.skipDecoding) {
+    // decoding (default kernels): one batch of 32 sentences, fixed output length (a random model rarely emits EOS)
+    const cfg = loadConfig(null, [...baseSettings, ...o.overrides]);
+    const model = createTransformer(cfg.model, o.vocab, new Rng(2));
+    const B = 32;
+    const src = new Int32Array(B * L);
+    for (let b = 0; b < B; b++) for (let t = 0; t < o.length; t++) src[b * L + t] = pairs[b]!.src[t]!;
+    for (let b = 0; b < B; b++) src[b * L + o.length] = 2;
+    const dec = { lengthPenalty: 0.6, maxLenA: 0, maxLenB: o.length };
+    const t0 = performance.now();
+    const g = await greedyDecode(model, src, B, L, { ...dec, beamSize: 1 });
+    const greedyMs = performance.now() - t0;
+    const t1 = performance.now();
+    const bm = await beamSearch(model, src, B, L, { ...dec, beamSize: 4 });
+    const beamMs = performance.now() - t1;
+    greedyStepsPerSec = ((Math.max(...g.map((x) => x.length)) + 1) / greedyMs) * 1000;
+    beamStepsPerSec = ((Math.max(...bm.map((x) => x.length)) + 1) / beamMs) * 1000;
+    model.dispose();
+  }
+  return { backend, cores, rows, flopsPerTargetToken: 3 * flops, peak, wasmMatMulGflops, greedyStepsPerSec, beamStepsPerSec, loadBefore, loadAfter: loadavg() };
+}
+
+/** The side-by-side table (markdown). */
+export function formatBenchTable(r: BenchResult): string[] {
+  const lines = [
+    '| configuration | workers | step ms (median) | target tokens/s | GFLOP/s | % of machine peak | load (1 min) |',
+    '|---|---|---|---|---|---|---|',
+  ];
+  for (const row of r.rows) {
+    if (row.error !== undefined) {
+      lines.push(`| ${row.config.label} | ${row.config.workers} | failed: ${row.error.slice(0, 60)} | | | | ${row.load.toFixed(1)} |`);
+      continue;
+    }
+    const pct = row.fractionOfPeak === null ? 'n/a' : `${(row.fractionOfPeak * 100).toFixed(0)}%`;
+    lines.push(`| ${row.config.label} | ${row.config.workers} | ${row.stepMsMedian.toFixed(0)} | ${row.trainTokensPerSec.toFixed(0)} | ${row.achievedGflops.toFixed(1)} | ${pct} | ${row.load.toFixed(1)} |`);
+  }
+  return lines;
 }

@@ -4,6 +4,16 @@
  * gates/), dev loss and dev BLEU every N steps, atomic checkpoints every N steps and at the end, and a
  * live progress line. Everything random derives from config.seed, and the data position, Adam state and
  * step are checkpointed, so a resumed run reproduces the uninterrupted one exactly.
+ *
+ * With `train.workers` > 1 (wasm or cpu backend), each step's micro-batches run on worker threads
+ * (train/workers/): micro-batch i goes to worker i mod N with the same seeds as in-process, the gradients
+ * are summed in shared memory, and one Adam update (sharded over the workers) is loaded by every
+ * replica, so the result equals in-process training with the same micro-batches up to float rounding.
+ * The step then has N * ceil(accumulateSteps / N) micro-batches sharing `maxTokensPerBatch`. Between
+ * steps the parameters and Adam state live in shared memory; the main thread's model is refreshed from
+ * there before evaluation, checkpoints and at the end of `run()` (or with `syncModel()`), and its gate
+ * log-alphas after every step (the gate penalty and Lagrangian controller stay on the main thread).
+ * Micro-batches estimated above the wasm heap budget are split by rows (train/memory-split.ts).
  */
 import * as tf from '@tensorflow/tfjs';
 import type { ResolvedConfig } from '../config/schema.js';
@@ -12,10 +22,19 @@ import { groupOf } from '../model/params.js';
 import { type Batch, type EncodedPair, makeBatch, planBatches } from '../data/batches.js';
 import { deriveSeed, Rng } from '../util/random.js';
 import type { RunFolder } from '../util/run-folder.js';
-import { HeadsError, OutOfMemoryError } from '../util/errors.js';
+import { HeadsError } from '../util/errors.js';
+export { guardWasmHeap } from './memory-split.js';
 import { Adam, clipByGlobalNorm } from './adam.js';
 import { inverseSqrtLr } from './schedule.js';
-import { labelSmoothedCrossEntropySum, nllSum, targetWeights } from './objective.js';
+import { lossImplementation, nllSum, targetWeights } from './objective.js';
+import { type HeapModel, chunkRowsFor, heapBudgetBytes } from './memory-split.js';
+import { microBatchGradients, type MicroBatchContext } from './workers/micro-batch.js';
+import { WorkerPool, resolveWorkerCount } from './workers/pool.js';
+import { type ParamLayout, type SharedViews, makeLayout } from './workers/shared-state.js';
+import { assignFrom, readInto, writeFrom } from './workers/tensor-io.js';
+import { activeKernelFixes, nativeBlasStatus, setBlasThreads } from '../backend/ops.js';
+import type { GateConfig } from '../config/schema.js';
+import type { ModelShape } from '../model/transformer.js';
 import { type DataPosition, type LoadedCheckpoint, type NamedArrays, writeCheckpoint } from './checkpoint.js';
 import { ProgressLine, eta, formatDuration, formatRate } from './progress.js';
 
@@ -84,6 +103,19 @@ export class Trainer {
   private readonly varNameToParam = new Map<string, string>();
   private readonly progress: ProgressLine;
   readonly history: StepResult[] = [];
+  /** worker threads in use (1: in-process) */
+  readonly workerCount: number;
+  private pool: WorkerPool | null = null;
+  private layout: ParamLayout | null = null;
+  /** the main thread's model is older than the shared parameters */
+  private mainStale = false;
+  /** shared memory must be refreshed from the main thread before the next worker step */
+  private pushParams = true;
+  private pushAdam = true;
+  private reload: 'all' | 'trainable' | null = null;
+  private blasThreadsBefore: number | null = null;
+  /** per-phase milliseconds of the last worker step (slowest worker), for benchmarks and diagnostics */
+  lastWorkerPhases: { compute: number; reduce: number; update: number; load: number } | null = null;
 
   constructor(private readonly o: TrainerOptions) {
     const t = o.config.train;
@@ -95,6 +127,8 @@ export class Trainer {
     if (o.gates) for (const [name, v] of o.gates.variables) if (!groups || groups.has('gates')) this.trainable.set(name, v);
     for (const [name, v] of this.trainable) this.varNameToParam.set(v.name, name);
     if (!this.trainable.size) throw new HeadsError(`train.trainOnly: ${JSON.stringify(t.trainOnly)} selects no parameters`);
+    // workers rebuild the gates from their config and shape (HeadGates); other providers train in-process
+    this.workerCount = o.gates && gateSpec(o.gates) === null ? 1 : resolveWorkerCount(t.workers, tf.getBackend());
   }
 
   /** Parameters that receive gradients (names). */
@@ -107,10 +141,28 @@ export class Trainer {
     return planBatches(this.o.train as EncodedPair[], { maxTokensPerBatch: this.microBatchTokens(), rng });
   }
 
-  /** Token budget of one micro-batch: the step's budget split over accumulation steps. */
+  /** Micro-batches per step: accumulateSteps, rounded up to a multiple of the worker count. */
+  microBatchesPerStep(): number {
+    const a = this.o.config.train.accumulateSteps;
+    return this.workerCount > 1 ? this.workerCount * Math.ceil(a / this.workerCount) : a;
+  }
+
+  /** Token budget of one micro-batch: the step's budget split over its micro-batches. */
   microBatchTokens(): number {
     const t = this.o.config.train;
-    return Math.max(1, Math.floor(t.maxTokensPerBatch / t.accumulateSteps));
+    return Math.max(1, Math.floor(t.maxTokensPerBatch / this.microBatchesPerStep()));
+  }
+
+  /** What the heap estimate needs to know about the model being trained. */
+  private heapModel(): HeapModel {
+    let parameters = this.o.model.params.count();
+    for (const v of this.o.gates?.variables.values() ?? []) parameters += v.size;
+    return { model: this.o.model.config, vocabSize: this.o.model.vocabSize, parameters, fusedLoss: lossImplementation() === 'fused' };
+  }
+
+  /** Rows per chunk for a micro-batch (its size unless it would exceed the heap budget). */
+  chunkRows(b: Batch): number {
+    return chunkRowsFor(this.heapModel(), b, heapBudgetBytes(tf.getBackend()));
   }
 
   /** The next `n` micro-batches in the seeded order, advancing the data position. */
@@ -129,44 +181,29 @@ export class Trainer {
     return out;
   }
 
-  /** One optimizer step over `accumulateSteps` micro-batches. */
+  /** One optimizer step over `microBatchesPerStep()` micro-batches (in-process, or on the workers). */
   async trainStep(): Promise<StepResult> {
+    if (this.workerCount > 1) return this.trainStepOnWorkers();
     const t0 = performance.now();
     const cfg = this.o.config;
     const step = this.step + 1;
     const batches = this.nextBatches(cfg.train.accumulateSteps);
     const tgtTokens = batches.reduce((a, b) => a + b.tgtTokens, 0);
     const srcTokens = batches.reduce((a, b) => a + b.srcTokens, 0);
-    const varList = [...this.trainable.values()];
+    const ctx = this.microBatchContext(step, tgtTokens);
+    // lambda mode: l0Lambda * E[L0]; budget mode: the Lagrangian term as it is
+    const coef = this.o.gates?.isBudgeted ? 1 : cfg.train.l0Lambda;
     let sum: Map<string, tf.Tensor> | null = null;
     let lossSum = 0;
     let penalty = 0;
     for (let i = 0; i < batches.length; i++) {
       const b = batches[i]!;
-      const seed = deriveSeed(cfg.seed, 'step', step * 1000 + i);
-      const src = tf.tensor2d(b.src, [b.batchSize, b.srcLen], 'int32');
-      const tgtIn = tf.tensor2d(b.tgtIn, [b.batchSize, b.tgtLen], 'int32');
-      const tgtOut = tf.tensor2d(b.tgtOut, [b.batchSize, b.tgtLen], 'int32');
-      const parts: { ce?: tf.Scalar; pen?: tf.Scalar } = {};
-      const { value, grads } = guardWasmHeap(b, () => tf.variableGrads(() => {
-        const gates = this.o.gates?.sampleGates(deriveSeed(cfg.seed, 'gates', step * 1000 + i), b.batchSize);
-        const logits = this.o.model.forward(src, tgtIn, { isTraining: true, seed, gates });
-        const ce = labelSmoothedCrossEntropySum(logits, tgtOut.reshape([-1]) as tf.Tensor1D, targetWeights(tgtOut), cfg.train.labelSmoothing).div(tgtTokens) as tf.Scalar;
-        parts.ce = tf.keep(ce.clone());
-        // lambda mode: l0Lambda * E[L0]; budget mode: the Lagrangian term as it is
-        const coef = this.o.gates?.isBudgeted ? 1 : cfg.train.l0Lambda;
-        if (this.o.gates && i === 0 && coef > 0) {
-          const pen = this.o.gates.penalty(step).mul(coef) as tf.Scalar;
-          parts.pen = tf.keep(pen.clone());
-          return ce.add(pen) as tf.Scalar;
-        }
-        return ce;
-      }, varList));
-      lossSum += (await parts.ce!.data())[0]!;
-      if (parts.pen) penalty = (await parts.pen.data())[0]!;
-      tf.dispose([src, tgtIn, tgtOut, value, parts.ce, parts.pen]);
-      const named = new Map<string, tf.Tensor>();
-      for (const [vn, g] of Object.entries(grads)) named.set(this.varNameToParam.get(vn) ?? vn, g);
+      const gates = this.o.gates;
+      const withPenalty = gates && i === 0 && coef > 0 ? () => gates.penalty(step).mul(coef) as tf.Scalar : undefined;
+      const r = await microBatchGradients({ ...ctx, chunkRows: this.chunkRows(b), ...(withPenalty ? { penalty: withPenalty } : {}) }, b, i);
+      lossSum += r.ce;
+      if (r.penalty !== undefined) penalty = r.penalty;
+      const named = r.grads;
       if (!sum) sum = named;
       else {
         for (const [k, g] of named) {
@@ -194,8 +231,166 @@ export class Trainer {
     return r;
   }
 
+  private microBatchContext(step: number, stepTgtTokens: number): Omit<MicroBatchContext, 'chunkRows'> {
+    const cfg = this.o.config;
+    return {
+      model: this.o.model, gates: this.o.gates ?? null, varList: [...this.trainable.values()], varNameToParam: this.varNameToParam,
+      seed: cfg.seed, labelSmoothing: cfg.train.labelSmoothing, step, stepTgtTokens,
+    };
+  }
+
+  /** Every parameter (model, then gates) in the shared layout's order, with its variable. */
+  private paramVariables(): Array<{ name: string; v: tf.Variable; isGate: boolean }> {
+    const out: Array<{ name: string; v: tf.Variable; isGate: boolean }> = [];
+    for (const [name, v] of this.o.model.params.vars) out.push({ name, v, isGate: false });
+    for (const [name, v] of this.o.gates?.variables ?? []) out.push({ name, v, isGate: true });
+    return out;
+  }
+
+  /** Main thread -> shared memory: parameters (and Adam's state when pushAdam). */
+  private pushToShared(s: SharedViews, layout: ParamLayout): void {
+    const vars = this.paramVariables();
+    layout.entries.forEach((e, k) => {
+      if (this.pushParams) writeFrom(vars[k]!.v, s.params, e.offset);
+      if (!this.pushAdam) return;
+      const m = this.adam.m.get(e.name);
+      const v = this.adam.v.get(e.name);
+      if (e.trainable && m && v) {
+        writeFrom(m, s.m, e.offset);
+        writeFrom(v, s.v, e.offset);
+        s.seen[k] = 1;
+      } else {
+        s.m.fill(0, e.offset, e.offset + e.size);
+        s.v.fill(0, e.offset, e.offset + e.size);
+        s.seen[k] = 0;
+      }
+    });
+  }
+
+  /** The worker pool, started on first use; shared memory refreshed when the main thread changed state. */
+  private async ensurePool(): Promise<WorkerPool> {
+    if (this.pool !== null) {
+      if (this.pushParams || this.pushAdam) {
+        this.pushToShared(this.pool.views, this.pool.layout);
+        this.reload = this.pushParams ? 'all' : this.reload;
+        if (this.pushAdam) this.adam.dispose(); // the shared copy is the live one now
+        this.pushParams = this.pushAdam = false;
+      }
+      return this.pool;
+    }
+    const vars = this.paramVariables();
+    const layout = makeLayout(vars.map(({ name, v, isGate }) => ({ name, shape: v.shape, trainable: this.trainable.has(name), isGate })));
+    const backend = tf.getBackend();
+    const fixes = activeKernelFixes(backend);
+    const has = (kernel: string, fix: string) => fixes.some((f) => f.kernel === kernel && f.fix === fix);
+    const cfg = this.o.config;
+    // one OpenBLAS thread per worker: the thread count is process-wide, so the main thread's too
+    const blas = nativeBlasStatus();
+    if (blas.available) {
+      this.blasThreadsBefore = blas.threads ?? null;
+      setBlasThreads(1);
+    }
+    this.pushParams = this.pushAdam = true;
+    this.pool = await WorkerPool.start(
+      {
+        workers: this.workerCount, backend, nativeBlas: has('BatchMatMul', 'native-blas'), sharedIdentity: has('Identity', 'shared-data'),
+        fusedLoss: lossImplementation() === 'fused', modelConfig: this.o.model.config, vocabSize: this.o.model.vocabSize,
+        gates: this.o.gates ? gateSpec(this.o.gates) : null, layout, seed: cfg.seed, labelSmoothing: cfg.train.labelSmoothing,
+        adam: { beta1: cfg.train.adamBeta1, beta2: cfg.train.adamBeta2, eps: cfg.train.adamEps },
+      },
+      (views) => this.pushToShared(views, layout),
+    );
+    this.layout = layout;
+    this.adam.dispose();
+    this.pushParams = this.pushAdam = false;
+    this.reload = null;
+    return this.pool;
+  }
+
+  /** One step on the worker threads (see the header). */
+  private async trainStepOnWorkers(): Promise<StepResult> {
+    const t0 = performance.now();
+    const cfg = this.o.config;
+    const step = this.step + 1;
+    const pool = await this.ensurePool();
+    const layout = pool.layout;
+    const s = pool.views;
+    const n = pool.size;
+    const batches = this.nextBatches(this.microBatchesPerStep());
+    const tgtTokens = batches.reduce((a, b) => a + b.tgtTokens, 0);
+    const srcTokens = batches.reduce((a, b) => a + b.srcTokens, 0);
+    s.got.fill(0);
+    // the gate penalty and its gradient (log-alphas only) on the main thread, added into the sum
+    let penalty = 0;
+    let withExtra = false;
+    const coef = this.o.gates?.isBudgeted ? 1 : cfg.train.l0Lambda;
+    if (this.o.gates && coef > 0) {
+      const gates = this.o.gates;
+      const gateEntries = layout.entries.map((e, k) => ({ e, k })).filter(({ e }) => e.isGate && e.trainable);
+      const vars = gateEntries.map(({ e }) => this.trainable.get(e.name)!);
+      if (vars.length > 0) {
+        const { value, grads } = tf.variableGrads(() => gates.penalty(step).mul(coef) as tf.Scalar, vars);
+        penalty = value.dataSync()[0]!;
+        gateEntries.forEach(({ e, k }, j) => {
+          const g = grads[vars[j]!.name];
+          if (g) {
+            readInto(g, s.extra, e.offset, 'set');
+            s.got[k] = 1;
+          } else s.extra.fill(0, e.offset, e.offset + e.size);
+        });
+        tf.dispose([value, ...Object.values(grads)]);
+        withExtra = true;
+      } else {
+        penalty = tf.tidy(() => gates.penalty(step).mul(coef).dataSync()[0]!);
+      }
+    }
+    const lr = inverseSqrtLr(step, cfg.train.peakLr, cfg.train.warmupSteps);
+    const jobs = batches.map((batch, index) => ({ index, batch, chunkRows: this.chunkRows(batch) }));
+    const reload = this.reload;
+    const r = await pool.step((w) => ({
+      type: 'step', step, stepTgtTokens: tgtTokens, jobs: jobs.filter((j) => j.index % n === w), reload, withExtra,
+      lr, gateScale: cfg.gates.lrScale, clipNorm: cfg.train.clipNorm, adamStep: this.adam.step + 1,
+    }));
+    this.reload = null;
+    this.lastWorkerPhases = r.ms;
+    let lossSum = 0;
+    for (let i = 0; i < batches.length; i++) lossSum += r.ce.get(i) ?? NaN;
+    const norm = r.gradNorm;
+    if (!r.applied || !Number.isFinite(norm) || !Number.isFinite(lossSum)) throw new NonFiniteError(step, lossSum, norm, batches.flatMap((b) => b.indices).slice(0, 10));
+    this.adam.step++;
+    layout.entries.forEach((e, k) => {
+      if (s.got[k]) s.seen[k] = 1;
+    });
+    this.mainStale = true;
+    // the gates' log-alphas back on the main thread: the penalty, controller and logs read them
+    const vars = this.paramVariables();
+    layout.entries.forEach((e, k) => {
+      if (e.isGate && e.trainable) assignFrom(vars[k]!.v, s.params, e.offset);
+    });
+    this.o.gates?.afterStep?.(step);
+    this.step = step;
+    const res: StepResult = { step, loss: lossSum, penalty, gradNorm: norm, lr, tgtTokens, srcTokens, elapsedMs: performance.now() - t0 };
+    this.history.push(res);
+    return res;
+  }
+
+  /** Brings the main thread's model up to date with the workers' parameters (no-op in-process). */
+  async syncModel(): Promise<void> {
+    this.syncMainFromShared();
+  }
+
+  private syncMainFromShared(): void {
+    if (this.pool === null || !this.mainStale) return;
+    const vars = this.paramVariables();
+    this.pool.layout.entries.forEach((e, k) => {
+      if (e.trainable) assignFrom(vars[k]!.v, this.pool!.views.params, e.offset);
+    });
+    this.mainStale = false;
+  }
+
   /** Dev loss (NLL per token, eval mode, deterministic gates) and optionally dev BLEU. */
   async evaluate(withBleu = true): Promise<EvalResult> {
+    this.syncMainFromShared();
     const cfg = this.o.config;
     let nll = 0;
     let tokens = 0;
@@ -224,9 +419,10 @@ export class Trainer {
   /** Write a checkpoint of the current state into the run folder. */
   async saveCheckpoint(): Promise<string | null> {
     if (!this.o.run) return null;
+    this.syncMainFromShared();
     const params: NamedArrays = await this.o.model.params.toArrays();
     if (this.o.gates) for (const [name, v] of this.o.gates.variables) params[name] = { shape: v.shape.slice(), data: (await v.data()) as Float32Array };
-    const adam = await this.adam.state();
+    const adam = this.pool !== null && !this.pushAdam ? this.sharedAdamState(this.pool) : await this.adam.state();
     return writeCheckpoint(
       this.o.run.path,
       { step: this.step, dataPosition: this.position, adamStep: adam.step, config: this.o.config, extra: this.o.gates?.extraState() ?? {} },
@@ -236,15 +432,29 @@ export class Trainer {
     );
   }
 
+  /** Adam's state as checkpoints store it, read from shared memory (worker training). */
+  private sharedAdamState(pool: WorkerPool): { step: number; tensors: Record<string, { shape: number[]; data: Float32Array }> } {
+    const tensors: Record<string, { shape: number[]; data: Float32Array }> = {};
+    const s = pool.views;
+    const seen = pool.layout.entries.filter((e, k) => e.trainable && s.seen[k]);
+    for (const [prefix, arr] of [['m', s.m], ['v', s.v]] as const)
+      for (const e of seen) tensors[`${prefix}.${e.name}`] = { shape: e.shape.slice(), data: arr.slice(e.offset, e.offset + e.size) };
+    return { step: this.adam.step, tensors };
+  }
+
   /** Restore weights, gates, optimizer state, step and data position from a checkpoint. */
   restore(c: LoadedCheckpoint, opts: { weightsOnly?: boolean } = {}): void {
+    this.syncMainFromShared();
+    if (this.pool !== null) this.pushParams = true;
     const gateVars = this.o.gates?.variables;
     for (const [name, { shape, data }] of Object.entries(c.params)) {
       if (this.o.model.params.has(name)) this.o.model.params.assign(name, shape, data);
       else if (gateVars?.has(name)) tf.tidy(() => gateVars.get(name)!.assign(tf.tensor(data, shape, 'float32')));
     }
     if (opts.weightsOnly) return;
-    this.adam.load(c.state.adamStep, c.optimizer);
+    if (this.pool !== null) this.pushAdam = true;
+    // tidy frees the tensors Adam.load creates its variables from (the variables keep the data)
+    tf.tidy(() => this.adam.load(c.state.adamStep, c.optimizer));
     this.step = c.state.step;
     this.position = c.state.dataPosition;
     this.plan = null;
@@ -296,6 +506,7 @@ export class Trainer {
       }
       if (this.step % cfg.checkpointEverySteps === 0 || isLast) await this.saveCheckpoint();
     }
+    this.syncMainFromShared();
     if (stoppedEarly) {
       const dir = await this.saveCheckpoint();
       this.progress.log(`stopped at step ${this.step}; checkpoint ${dir ?? '(no run folder)'}`);
@@ -304,26 +515,22 @@ export class Trainer {
     return { steps: this.step - startStep, lastEval, stoppedEarly, elapsedMs: performance.now() - t0 };
   }
 
+  /** Frees the optimizer state and stops the workers (sync the model first if it is still needed). */
   dispose(): void {
+    this.syncMainFromShared();
+    this.pool?.terminate();
+    this.pool = null;
+    if (this.blasThreadsBefore !== null) setBlasThreads(this.blasThreadsBefore);
+    this.blasThreadsBefore = null;
     this.adam.dispose();
   }
 }
 
-/**
- * The wasm heap (4 GiB at most) fails mid-kernel with a RuntimeError ("memory access out of bounds",
- * "Aborted()"), which leaves the backend unusable: report it as an out-of-memory error naming the batch.
- */
-export function guardWasmHeap<T>(b: Batch, fn: () => T): T {
-  try {
-    return fn();
-  } catch (e) {
-    if ((e instanceof Error && e.name === 'RuntimeError') || /memory access out of bounds|Aborted\(|table index is out of bounds/.test(String(e)))
-      throw new OutOfMemoryError(
-        `out of memory in the ${tf.getBackend()} heap on a micro-batch of ${b.batchSize} sentences x ${Math.max(b.srcLen, b.tgtLen)} tokens ` +
-          `(${b.batchSize * Math.max(b.srcLen, b.tgtLen)} padded tokens): lower train.maxTokensPerBatch or raise train.accumulateSteps (${String(e).slice(0, 80)})`,
-      );
-    throw e;
-  }
+/** What a worker needs to rebuild the gates (a HeadGates: its config and the model shape), else null. */
+function gateSpec(g: GateProvider): { config: GateConfig; shape: ModelShape } | null {
+  const o = g as GateProvider & { config?: unknown; shape?: unknown };
+  if (typeof o.config !== 'object' || o.config === null || typeof o.shape !== 'object' || o.shape === null) return null;
+  return { config: o.config as GateConfig, shape: o.shape as ModelShape };
 }
 
 export function disposeGates(g: GateTensors): void {

@@ -1,9 +1,13 @@
-/** `heads bench train`: training and decoding throughput of a fixed model on the chosen backend. */
+/**
+ * `heads bench train`: training tokens/s of the bench model for every supported configuration side by
+ * side (1 worker / N workers, wasm wrapper / native BLAS), achieved GFLOP/s against the machine's matMul
+ * peak measured in the same run, and decoding speed.
+ */
 import type { ArgumentsCamelCase, Argv } from 'yargs';
 import { type BackendChoice, BACKEND_CHOICES } from '../../backend/select.js';
 import { describeBackendFixes } from '../../backend/ops.js';
 import { runHandler, startBackend } from '../common.js';
-import { benchTrain } from '../../train/bench.js';
+import { benchTrain, formatBenchTable } from '../../train/bench.js';
 
 interface Args {
   what: 'train';
@@ -12,20 +16,26 @@ interface Args {
   sentences: number;
   length: number;
   set?: string[];
+  configs?: string[];
+  workers?: number;
+  decoding: boolean;
   backend: BackendChoice;
 }
 
 export const command = 'bench <what>';
-export const describe = 'Benchmarks: `train` = training tokens/s, matMul GFLOP/s and decoding speed of the bench model';
+export const describe = 'Benchmarks: `train` = training tokens/s per configuration (workers, kernel paths), GFLOP/s against the matMul peak, decoding speed';
 
 export function builder(y: Argv): Argv<Args> {
   return y
     .positional('what', { choices: ['train'] as const, demandOption: true })
-    .option('steps', { type: 'number', default: 5, describe: 'timed training steps' })
-    .option('warmup', { type: 'number', default: 2, describe: 'untimed warm-up steps' })
-    .option('sentences', { type: 'number', default: 80, describe: 'sentences per batch' })
+    .option('steps', { type: 'number', default: 3, describe: 'timed training steps per configuration' })
+    .option('warmup', { type: 'number', default: 1, describe: 'untimed warm-up steps per configuration' })
+    .option('sentences', { type: 'number', default: 80, describe: 'sentences per step (the global batch, split over workers)' })
     .option('length', { type: 'number', default: 24, describe: 'tokens per sentence (plus </s>)' })
     .option('set', { type: 'string', array: true, describe: 'config overrides, e.g. model.norm=post' })
+    .option('configs', { type: 'string', array: true, describe: 'only these configurations: wrapper, native-before, native-1t, native-<N>t, wrapper-workers, native-workers' })
+    .option('workers', { type: 'number', describe: 'workers of the data-parallel configurations (default: the number of cores)' })
+    .option('decoding', { type: 'boolean', default: true, describe: 'also measure greedy / beam decoding steps/s' })
     .option('backend', { type: 'string', choices: BACKEND_CHOICES as BackendChoice[], default: 'auto' as BackendChoice }) as unknown as Argv<Args>;
 }
 
@@ -33,13 +43,17 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
   await runHandler(async () => {
     const info = await startBackend(args.backend);
     console.log(describeBackendFixes(info.name));
-    const r = await benchTrain({ steps: args.steps, warmupSteps: args.warmup, sentences: args.sentences, length: args.length, vocab: 8000, overrides: args.set ?? [], log: (l) => console.error(l) });
-    console.log(`bench model: d_model 256, 4 heads, 3+3 layers, d_ff 1024, vocab 8000, ${r.tokensPerStep} target tokens per batch`);
-    console.log(`training:          ${r.trainTokensPerSec.toFixed(0)} target tokens/s (median step ${r.stepMsMedian.toFixed(0)} ms)`);
-    console.log(`model FLOPs:       ${(r.flopsPerTargetToken / 1e6).toFixed(1)} MFLOP per target token per training step (3x forward)`);
-    console.log(`achieved:          ${r.achievedGflops.toFixed(1)} GFLOP/s`);
-    console.log(`plain matMul:      ${r.matMulGflops.toFixed(1)} GFLOP/s (2000x256 @ 256x1024, same run)`);
-    console.log(`ratio:             ${(r.fractionOfMatMul * 100).toFixed(0)}% of the matMul rate`);
-    console.log(`decoding (32 sentences): greedy ${r.greedyStepsPerSec.toFixed(1)} steps/s, beam 4 ${r.beamStepsPerSec.toFixed(1)} steps/s`);
+    const r = await benchTrain({
+      steps: args.steps, warmupSteps: args.warmup, sentences: args.sentences, length: args.length, vocab: 8000, overrides: args.set ?? [],
+      ...(args.configs ? { configs: args.configs } : {}), ...(args.workers !== undefined ? { workers: args.workers } : {}),
+      skipDecoding: !args.decoding, log: (l) => console.error(l),
+    });
+    const tokens = r.rows.find((x) => x.error === undefined)?.tokensPerStep ?? args.sentences * (args.length + 1);
+    console.log(`bench model: d_model 256, 4 heads, 3+3 layers, d_ff 1024, vocab 8000, ${tokens} target tokens per step; ${r.cores} cores; load average ${r.loadBefore.map((x) => x.toFixed(2)).join(' ')} before, ${r.loadAfter.map((x) => x.toFixed(2)).join(' ')} after`);
+    console.log(`model FLOPs: ${(r.flopsPerTargetToken / 1e6).toFixed(1)} MFLOP per target token per training step (3x forward)`);
+    if (r.peak) console.log(`matMul peak (native OpenBLAS, plain): ${r.peak.oneThread.toFixed(1)} GFLOP/s on 1 thread, ${r.peak.allThreads.toFixed(1)} GFLOP/s on ${r.peak.threads} (the machine peak below)`);
+    console.log(`matMul without native BLAS (${r.backend}): ${r.wasmMatMulGflops.toFixed(1)} GFLOP/s`);
+    for (const line of formatBenchTable(r)) console.log(line);
+    if (r.greedyStepsPerSec !== null && r.beamStepsPerSec !== null) console.log(`decoding (32 sentences): greedy ${r.greedyStepsPerSec.toFixed(1)} steps/s, beam 4 ${r.beamStepsPerSec.toFixed(1)} steps/s`);
   });
 }

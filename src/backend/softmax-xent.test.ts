@@ -1,0 +1,85 @@
+/**
+ * The fused label-smoothed cross-entropy kernel against the plain tfjs-ops loss (value and gradient), on
+ * wasm and cpu, with padding rows, large logits and eps 0; and its exp against Math.exp.
+ */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import * as tf from '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
+import { installBackendFixes, restoreStockKernels } from './ops.js';
+import { SMOOTHED_XENT_KERNEL, expNonPositive, hasSmoothedXentKernel } from './softmax-xent.js';
+import { maxRelDiff } from './kernel-testing.js';
+import { labelSmoothedCrossEntropySumFused, labelSmoothedCrossEntropySumOps } from '../train/objective.js';
+
+beforeAll(async () => {
+  await tf.setBackend('wasm');
+  await tf.ready();
+  installBackendFixes('wasm', { nativeBlas: false });
+  installBackendFixes('cpu', { nativeBlas: false });
+});
+afterAll(() => {
+  restoreStockKernels();
+});
+
+function valueAndGrad(f: typeof labelSmoothedCrossEntropySumOps, l: tf.Tensor2D, y: tf.Tensor1D, w: tf.Tensor1D, eps: number): { value: number; grad: Float32Array } {
+  return tf.tidy(() => {
+    const { value, grad } = tf.valueAndGrad((x: tf.Tensor) => f(x as tf.Tensor2D, y, w, eps).div(7) as tf.Scalar)(l);
+    return { value: value.dataSync()[0]!, grad: Float32Array.from(grad.dataSync()) };
+  });
+}
+
+describe('HeadsSmoothedXent', () => {
+  it('exp of non-positive numbers to float32 accuracy', () => {
+    let worst = 0;
+    for (let i = 0; i <= 20000; i++) {
+      const x = -i / 200;
+      worst = Math.max(worst, Math.abs(expNonPositive(x) - Math.exp(x)) / Math.exp(x));
+    }
+    expect(worst).toBeLessThan(1e-8);
+    expect(expNonPositive(-800)).toBe(0);
+    expect(expNonPositive(0)).toBe(1);
+  });
+
+  it.each([
+    ['wasm', 0.1],
+    ['wasm', 0],
+    ['cpu', 0.1],
+    ['cpu', 0.3],
+  ])('%s, eps %p: value and gradient equal the plain loss', async (backend, eps) => {
+    await tf.setBackend(backend);
+    expect(hasSmoothedXentKernel()).toBe(true);
+    const N = 23, V = 301;
+    const l = tf.randomNormal([N, V], 0, 4, 'float32', 3) as tf.Tensor2D;
+    const y = tf.tensor1d(Array.from({ length: N }, (_, i) => (i * 37) % V), 'int32');
+    const w = tf.tensor1d(Array.from({ length: N }, (_, i) => (i % 5 === 4 ? 0 : 1)), 'float32');
+    const fused = valueAndGrad(labelSmoothedCrossEntropySumFused, l, y, w, eps);
+    const plain = valueAndGrad(labelSmoothedCrossEntropySumOps, l, y, w, eps);
+    expect(Math.abs(fused.value - plain.value)).toBeLessThan(1e-5 * Math.abs(plain.value));
+    expect(maxRelDiff(fused.grad, plain.grad)).toBeLessThan(1e-6);
+    // padding rows: zero gradient
+    for (let j = 0; j < V; j++) expect(fused.grad[4 * V + j]).toBe(0);
+    tf.dispose([l, y, w]);
+    await tf.setBackend('wasm');
+  });
+
+  it('is stable for large logits and leaks no tensors', () => {
+    const before = tf.memory().numTensors;
+    const l = tf.tensor2d([[1000, 999, -1000], [0, 0, 0]]);
+    const y = tf.tensor1d([1, 2], 'int32');
+    const w = tf.tensor1d([1, 1]);
+    const fused = valueAndGrad(labelSmoothedCrossEntropySumFused, l, y, w, 0);
+    // row 0: -log softmax(l)_1 = log(1 + e^-1 ...) ; row 1: log 3
+    const row0 = Math.log(Math.E + 1);
+    expect(fused.value * 7).toBeCloseTo(row0 + Math.log(3), 4);
+    expect(Number.isFinite(fused.grad[0]!)).toBe(true);
+    tf.dispose([l, y, w]);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('without the kernel, the objective falls back to the plain loss', () => {
+    installBackendFixes('wasm', { nativeBlas: false, fusedLoss: false });
+    expect(tf.getKernel(SMOOTHED_XENT_KERNEL, 'wasm')).toBeUndefined();
+    expect(hasSmoothedXentKernel()).toBe(false);
+    installBackendFixes('wasm', { nativeBlas: false });
+    expect(hasSmoothedXentKernel()).toBe(true);
+  });
+});

@@ -1,0 +1,111 @@
+/**
+ * The gradient of one micro-batch, shared by the in-process trainer (workers = 1) and the training
+ * workers, so both derive every seed the same way: dropout from `step * 1000 + index`, gate noise from
+ * the same counter under the `gates` stream. The loss is the label-smoothed cross-entropy summed over the
+ * micro-batch divided by the step's total target tokens, so gradients of micro-batches simply add up.
+ *
+ * A micro-batch whose estimated wasm heap exceeds the budget (train/memory-split.ts) is split by rows into
+ * chunks whose gradients are summed: the result equals the unsplit gradient up to float rounding when
+ * dropout is off (with dropout on, chunk j > 0 draws its dropout masks from a derived seed, so the masks
+ * differ from the unsplit batch's, as they would with another batch size). Gate noise is drawn once for
+ * the whole micro-batch (per-sentence noise is then sliced by rows), so gates match the unsplit batch.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { Transformer, GateTensors } from '../../model/transformer.js';
+import type { Batch } from '../../data/batches.js';
+import { deriveSeed } from '../../util/random.js';
+import { labelSmoothedCrossEntropySum, targetWeights } from '../objective.js';
+import { guardWasmHeap } from '../trainer.js';
+import { sliceBatchRows } from '../memory-split.js';
+
+/** What a micro-batch gradient needs from the gates: sampling only (the penalty is added by the caller). */
+export interface GateSampler {
+  sampleGates(seed: number, batchSize: number): GateTensors;
+}
+
+export interface MicroBatchContext {
+  model: Transformer;
+  gates: GateSampler | null;
+  /** the variables to differentiate */
+  varList: tf.Variable[];
+  /** tfjs variable name -> parameter name */
+  varNameToParam: ReadonlyMap<string, string>;
+  /** config.seed */
+  seed: number;
+  labelSmoothing: number;
+  step: number;
+  /** target tokens of the whole step (the loss normaliser) */
+  stepTgtTokens: number;
+  /** rows per chunk (>= batch size: no split) */
+  chunkRows: number;
+  /** a penalty added to this micro-batch's loss (first chunk only), e.g. lambda * E[L0] */
+  penalty?: () => tf.Scalar;
+}
+
+export interface MicroBatchResult {
+  /** gradients by parameter name (caller disposes) */
+  grads: Map<string, tf.Tensor>;
+  /** this micro-batch's cross-entropy / stepTgtTokens */
+  ce: number;
+  /** the penalty's value, when one was added */
+  penalty?: number;
+}
+
+/** Rows [r0, r1) of per-sentence gate tensors ([B, h]); per-batch gates ([h]) are shared. */
+function sliceGates(g: GateTensors, batchSize: number, r0: number, r1: number): GateTensors {
+  const out: Partial<Record<keyof GateTensors, Array<tf.Tensor | null>>> = {};
+  for (const [stack, list] of Object.entries(g) as Array<[keyof GateTensors, ReadonlyArray<tf.Tensor | null>]>) {
+    out[stack] = list.map((t) => (t !== null && t.rank >= 2 && t.shape[0] === batchSize ? t.slice([r0], [r1 - r0]) : t));
+  }
+  return out;
+}
+
+/** Forward + backward of micro-batch `index` of the step (split into row chunks when chunkRows < batch size). */
+export async function microBatchGradients(ctx: MicroBatchContext, b: Batch, index: number): Promise<MicroBatchResult> {
+  const baseSeed = deriveSeed(ctx.seed, 'step', ctx.step * 1000 + index);
+  const gateSeed = deriveSeed(ctx.seed, 'gates', ctx.step * 1000 + index);
+  const chunks = Math.max(1, Math.ceil(b.batchSize / Math.max(1, ctx.chunkRows)));
+  let sum: Map<string, tf.Tensor> | null = null;
+  let ce = 0;
+  let penalty: number | undefined;
+  for (let c = 0; c < chunks; c++) {
+    const r0 = Math.floor((b.batchSize * c) / chunks);
+    const r1 = Math.floor((b.batchSize * (c + 1)) / chunks);
+    const part = chunks === 1 ? b : sliceBatchRows(b, r0, r1);
+    const seed = c === 0 ? baseSeed : deriveSeed(baseSeed, 'split', c);
+    const src = tf.tensor2d(part.src, [part.batchSize, part.srcLen], 'int32');
+    const tgtIn = tf.tensor2d(part.tgtIn, [part.batchSize, part.tgtLen], 'int32');
+    const tgtOut = tf.tensor2d(part.tgtOut, [part.batchSize, part.tgtLen], 'int32');
+    const parts: { ce?: tf.Scalar; pen?: tf.Scalar } = {};
+    const withPenalty = c === 0 && ctx.penalty !== undefined;
+    const { value, grads } = guardWasmHeap(part, () => tf.variableGrads(() => {
+      let gates = ctx.gates?.sampleGates(gateSeed, b.batchSize);
+      if (gates && chunks > 1) gates = sliceGates(gates, b.batchSize, r0, r1);
+      const logits = ctx.model.forward(src, tgtIn, { isTraining: true, seed, gates });
+      const loss = labelSmoothedCrossEntropySum(logits, tgtOut.reshape([-1]) as tf.Tensor1D, targetWeights(tgtOut), ctx.labelSmoothing).div(ctx.stepTgtTokens) as tf.Scalar;
+      parts.ce = tf.keep(loss.clone());
+      if (withPenalty) {
+        const pen = ctx.penalty!();
+        parts.pen = tf.keep(pen.clone());
+        return loss.add(pen) as tf.Scalar;
+      }
+      return loss;
+    }, ctx.varList));
+    ce += (await parts.ce!.data())[0]!;
+    if (parts.pen) penalty = (await parts.pen.data())[0]!;
+    tf.dispose([src, tgtIn, tgtOut, value, parts.ce, parts.pen]);
+    const named = new Map<string, tf.Tensor>();
+    for (const [vn, g] of Object.entries(grads)) named.set(ctx.varNameToParam.get(vn) ?? vn, g);
+    if (!sum) sum = named;
+    else {
+      for (const [k, g] of named) {
+        const prev = sum.get(k);
+        if (prev) {
+          sum.set(k, tf.add(prev, g));
+          tf.dispose([prev, g]);
+        } else sum.set(k, g);
+      }
+    }
+  }
+  return penalty === undefined ? { grads: sum!, ce } : { grads: sum!, ce, penalty };
+}

@@ -1,0 +1,78 @@
+/**
+ * Messages between the trainer (main thread) and its training workers, and the worker's start-up data.
+ * Everything here is structured-cloneable: plain objects, typed arrays and SharedArrayBuffers.
+ */
+import type { GateConfig, ModelConfig } from '../../config/schema.js';
+import type { ModelShape } from '../../model/transformer.js';
+import type { Batch } from '../../data/batches.js';
+import type { ParamLayout, SharedBuffers } from './shared-state.js';
+
+export interface WorkerInit {
+  index: number;
+  workers: number;
+  /** tfjs backend name (wasm or cpu) */
+  backend: string;
+  /** kernel choices, as installBackendFixes options (the worker always uses 1 BLAS thread) */
+  nativeBlas: boolean;
+  sharedIdentity: boolean;
+  fusedLoss: boolean;
+  modelConfig: ModelConfig;
+  vocabSize: number;
+  /** the HeadGates to rebuild for sampling (null: no gates) */
+  gates: { config: GateConfig; shape: ModelShape } | null;
+  layout: ParamLayout;
+  buffers: SharedBuffers;
+  /** config.seed, train.labelSmoothing, Adam's constants */
+  seed: number;
+  labelSmoothing: number;
+  adam: { beta1: number; beta2: number; eps: number };
+}
+
+export interface StepJob {
+  /** the micro-batch's position in the step (its seeds derive from it) */
+  index: number;
+  batch: Batch;
+  /** rows per chunk (memory split); >= batch size: no split */
+  chunkRows: number;
+}
+
+export interface StepRequest {
+  type: 'step';
+  step: number;
+  stepTgtTokens: number;
+  jobs: StepJob[];
+  /** reload parameters from shared memory first: all of them, or only the trainable ones */
+  reload: 'all' | 'trainable' | null;
+  /** add the `extra` gradient (gate penalty) into the sum */
+  withExtra: boolean;
+  lr: number;
+  gateScale: number;
+  clipNorm: number;
+  /** Adam's step counter after this update */
+  adamStep: number;
+}
+
+export interface SerializedError {
+  name: string;
+  message: string;
+  stack?: string;
+}
+
+export type WorkerReply =
+  | { type: 'ready' }
+  | { type: 'init-error'; error: SerializedError }
+  | {
+      type: 'step-done';
+      /** [micro-batch index, its cross-entropy / stepTgtTokens] */
+      ces: Array<[number, number]>;
+      gradNorm: number;
+      /** false when the loss or gradient was not finite (nothing was updated) */
+      applied: boolean;
+      ms: { compute: number; reduce: number; update: number; load: number };
+    }
+  | { type: 'step-error'; error: SerializedError; peer: boolean };
+
+export function serializeError(e: unknown): SerializedError {
+  if (e instanceof Error) return { name: e.name, message: e.message, ...(e.stack !== undefined ? { stack: e.stack } : {}) };
+  return { name: 'Error', message: String(e) };
+}
