@@ -1,0 +1,229 @@
+/** Figure builders on the fixture files: trace counts, axis titles, and values where they belong. */
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { readHeadMask } from '../export/head-mask.js';
+import { attentionMapFigure } from './attention.js';
+import { bleuPointsFromPruningCurve, bleuPointsFromResults, bleuVsHeadsFigure, keptPerTypeFigure, prunedTypes } from './experiments.js';
+import type { FigureSpec, Trace } from './figure.js';
+import { closingOrder, closingOrderFigure, expectedOpenHeadsFigure, gateTrajectories, shadeColor } from './gates.js';
+import { agreementHeatmap, headHeatmap, headHeatmapGrid, maskMap } from './heatmap.js';
+import { headScoresOf, readAttentionMaps, readExperimentResults, readGateTrajectory, readHeadScores, readMetrics, readPruningCurve, selectScore } from './readers.js';
+import { trainingCurves } from './training.js';
+
+const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
+const fx = (name: string) => join(FIXTURES, name);
+
+/** The title text of a layout axis (`xaxis`, `yaxis2`, ...). */
+function axisTitle(fig: FigureSpec, key: string): string | undefined {
+  const ax = (fig.layout as Record<string, unknown>)[key];
+  if (typeof ax !== 'object' || ax === null) return undefined;
+  const t = (ax as { title?: unknown }).title;
+  return typeof t === 'string' ? t : typeof t === 'object' && t !== null ? String((t as { text?: unknown }).text) : undefined;
+}
+
+function field(t: Trace | undefined, key: string): unknown {
+  return t ? (t as Record<string, unknown>)[key] : undefined;
+}
+
+function layoutTitle(fig: FigureSpec): string {
+  const t = fig.layout.title;
+  return typeof t === 'string' ? t : String(t?.text);
+}
+
+/** Every figure must survive JSON (it is written and shown as JSON). */
+function roundTrips(fig: FigureSpec): boolean {
+  return JSON.stringify(JSON.parse(JSON.stringify(fig))) === JSON.stringify(fig);
+}
+
+describe('training curves', () => {
+  it('draws training loss, dev loss, dev BLEU and tokens/s on three stacked panels', () => {
+    const fig = trainingCurves(readMetrics(FIXTURES));
+    expect(fig.data.map((d) => d.name)).toEqual(['training loss (label-smoothed CE)', 'dev loss (NLL)', 'dev BLEU (greedy)', 'target tokens/s']);
+    expect(fig.data.map((d) => field(d, 'yaxis'))).toEqual(['y', 'y', 'y2', 'y3']);
+    expect(field(fig.data[0], 'x')).toEqual([10, 20, 30, 40]);
+    expect(field(fig.data[0], 'y')).toEqual([6.5, 5, 4, 3.5]);
+    expect(field(fig.data[2], 'y')).toEqual([3.5, 12.25]);
+    expect(axisTitle(fig, 'yaxis')).toBe('loss (nats / token)');
+    expect(axisTitle(fig, 'yaxis2')).toBe('dev BLEU');
+    expect(axisTitle(fig, 'yaxis3')).toBe('target tokens / s');
+    expect(axisTitle(fig, 'xaxis3')).toBe('training step');
+    expect(roundTrips(fig)).toBe(true);
+  });
+
+  it('says so on a panel with nothing logged', () => {
+    const fig = trainingCurves({ source: 'm', train: [{ step: 1, loss: 2, expectedOpen: {}, lambda1: {} }], eval: [] });
+    expect(fig.data).toHaveLength(1);
+    expect((fig.layout.annotations ?? []).map((a) => a.text)).toEqual(['no dev BLEU logged (train.evalEverySteps / devBleuSentences)', 'no throughput logged']);
+  });
+});
+
+describe('gate figures', () => {
+  const traj = readGateTrajectory(fx('gate-trajectory.csv'));
+
+  it('one P(open) line per head, coloured and grouped by attention type', () => {
+    const fig = gateTrajectories(traj);
+    expect(fig.data).toHaveLength(4);
+    expect(fig.data.map((d) => d.legendgroup)).toEqual(['enc-self', 'enc-self', 'dec-enc', 'dec-enc']);
+    expect(field(fig.data[1], 'y')).toEqual([0.9, 0.6, 0.4, 0.2]);
+    expect(fig.data[0]!.name).toBe('enc-self.0.0');
+    const colors = fig.data.map((d) => (d.line as { color: string }).color);
+    expect(new Set(colors).size).toBe(4); // shaded per head
+    expect(colors[0]).toBe(shadeColor('#0072B2', 0, 2));
+    expect(axisTitle(fig, 'yaxis')).toBe('P(gate open) = P(g ≠ 0)');
+    expect(axisTitle(fig, 'xaxis')).toBe('training step');
+    expect(fig.layout.shapes).toHaveLength(1); // the 0.5 line
+  });
+
+  it('many heads of several types: one panel per type, the same y range, the threshold on each', () => {
+    const fig = gateTrajectories(traj, { arrangement: 'by-type' });
+    expect(fig.data.map((d) => [d.name, field(d, 'xaxis')])).toEqual([['enc-self.0.0', 'x'], ['enc-self.0.1', 'x'], ['dec-enc.0.0', 'x2'], ['dec-enc.0.1', 'x2']]);
+    expect(fig.layout.showlegend).toBe(false);
+    expect((fig.layout.yaxis2 as { range: number[] }).range).toEqual([0, 1.02]);
+    expect(axisTitle(fig, 'xaxis2')).toBe('training step');
+    expect(fig.layout.shapes).toHaveLength(2);
+    expect((fig.layout.annotations ?? []).map((a) => String(a.text).replace(/<[^>]+>■<\/span> /, ''))).toEqual(['encoder self-attention (2 heads)', 'decoder-encoder attention (2 heads)']);
+  });
+
+  it('heads close in order; a head that reopens has not closed', () => {
+    const order = closingOrder(traj, 0.5);
+    // enc-self.0.1 is below 0.5 from step 30, dec-enc.0.1 from step 20 (0.45, 0.30, 0.35)
+    expect(order.map((c) => [c.key, c.closedAtStep])).toEqual([
+      ['dec-enc.0.1', 20],
+      ['enc-self.0.1', 30],
+      ['dec-enc.0.0', null],
+      ['enc-self.0.0', null],
+    ]);
+    const fig = closingOrderFigure(order);
+    expect(fig.data).toHaveLength(2); // one bar trace per attention type with a closed head
+    expect(field(fig.data[0], 'y')).toEqual(['enc-self.0.1']);
+    expect(field(fig.data[1], 'x')).toEqual([20]);
+    expect(layoutTitle(fig)).toContain('2 closed, 2 open');
+  });
+
+  it('expected open heads per type, kept heads and lambda1 on a second panel', () => {
+    const fig = expectedOpenHeadsFigure(readMetrics(FIXTURES), { targetHeads: 2 });
+    expect(fig.data.map((d) => d.name)).toEqual(['all gated heads', 'encoder self-attention', 'decoder-encoder attention', 'heads kept (P(g=1) > P(g=0))', 'λ1 (all)']);
+    expect(field(fig.data[0], 'y')).toEqual([3.6, 3.1, 2.4, 2.1]);
+    expect(field(fig.data[4], 'yaxis')).toBe('y2');
+    expect(field(fig.data[4], 'y')).toEqual([0.01, 0.03, 0.05, 0.06]);
+    expect(axisTitle(fig, 'yaxis2')).toBe('Lagrange multiplier λ1');
+  });
+});
+
+describe('layer x head grids', () => {
+  it('a score heatmap puts each value at [layer][head] of its attention type, with the head key on hover', () => {
+    const fig = headHeatmap(selectScore(readHeadScores(FIXTURES), 'importance_per_token'));
+    expect(fig.data).toHaveLength(2); // enc-self and dec-enc have values; dec-self none
+    expect(fig.data.map((d) => d.name)).toEqual(['enc-self', 'dec-enc']);
+    expect(field(fig.data[0], 'z')).toEqual([[0.12, 0.02], [0.33, 0.05]]);
+    expect(field(fig.data[1], 'z')).toEqual([[0.5, -0.01]]);
+    expect(field(fig.data[0], 'customdata')).toEqual([['enc-self.0.0', 'enc-self.0.1'], ['enc-self.1.0', 'enc-self.1.1']]);
+    expect(field(fig.data[0], 'text')).toEqual([['0.12', '0.02'], ['0.33', '0.05']]);
+    // a signed score gets a diverging scale centred on 0
+    expect(field(fig.data[0], 'zmin')).toBe(-0.5);
+    expect(field(fig.data[0], 'zmax')).toBe(0.5);
+    expect(field(fig.data[0], 'colorscale')).toBe('RdBu');
+    expect(axisTitle(fig, 'xaxis')).toBe('head');
+    expect(axisTitle(fig, 'yaxis')).toBe('layer');
+    expect(axisTitle(fig, 'xaxis2')).toBe('head');
+    expect(field(fig.data[1], 'showscale')).toBe(true);
+    expect(field(fig.data[0], 'showscale')).toBe(false);
+  });
+
+  it('a probability keeps the [0, 1] range and empty cells stay null', () => {
+    const fig = headHeatmap(selectScore(readHeadScores(FIXTURES), 'gate_p_open'));
+    expect(field(fig.data[0], 'z')).toEqual([[0.9, 0.2], [0.7, null]]);
+    expect([field(fig.data[0], 'zmin'), field(fig.data[0], 'zmax'), field(fig.data[0], 'colorscale')]).toEqual([0, 1, 'Viridis']);
+    expect((field(fig.data[0], 'colorbar') as { title: { text: string } }).title.text).toBe('P(gate open) = P(g ≠ 0)');
+  });
+
+  it('without a shape the grid spans the heads present', () => {
+    const fig = headHeatmap({ name: 's', label: 's', values: { 'dec-self.1.2': 1 } });
+    expect(field(fig.data[0], 'z')).toEqual([[null, null, null], [null, null, 1]]);
+  });
+
+  it('a grid of scores: one row per score, one column per attention type, each row on its own range', () => {
+    const heads = { 'enc-self.0.0': { a: 1, b: 0.5 }, 'enc-self.0.1': { a: 3, b: null }, 'dec-enc.0.0': { a: 2, b: 0.9 } };
+    const cols = [
+      { name: 'a', label: 'score A', get: (e: { a: number }) => e.a },
+      { name: 'confidence', label: 'confidence', get: (e: { b: number | null }) => e.b },
+    ];
+    const fig = headHeatmapGrid(cols.map((c) => headScoresOf(heads, c)));
+    expect(fig.data.map((d) => [d.name, field(d, 'xaxis'), field(d, 'yaxis')])).toEqual([['a enc-self', 'x', 'y'], ['a dec-enc', 'x2', 'y2'], ['confidence enc-self', 'x3', 'y3'], ['confidence dec-enc', 'x4', 'y4']]);
+    expect(field(fig.data[0], 'z')).toEqual([[1, 3]]);
+    expect(field(fig.data[2], 'z')).toEqual([[0.5, null]]);
+    expect([field(fig.data[0], 'zmin'), field(fig.data[0], 'zmax')]).toEqual([1, 3]);
+    expect([field(fig.data[2], 'zmin'), field(fig.data[2], 'zmax')]).toEqual([0, 1]); // confidence is a probability
+    expect(axisTitle(fig, 'xaxis3')).toBe('enc-self: head');
+    expect(axisTitle(fig, 'xaxis')).toBe('');
+    expect((fig.layout.annotations ?? []).map((a) => a.text)).toEqual(['<b>score A</b>', '<b>confidence</b>']);
+  });
+
+  it('the agreement matrix is square on [-1, 1] with the values in the cells', () => {
+    const fig = agreementHeatmap(['a', 'b'], [[1, -0.25], [-0.25, null]]);
+    expect(field(fig.data[0], 'z')).toEqual([[1, -0.25], [-0.25, null]]);
+    expect(field(fig.data[0], 'text')).toEqual([['1.00', '-0.25'], ['-0.25', '']]);
+    expect([field(fig.data[0], 'zmin'), field(fig.data[0], 'zmax'), field(fig.data[0], 'x'), field(fig.data[0], 'y')]).toEqual([-1, 1, ['a', 'b'], ['a', 'b']]);
+  });
+
+  it('the mask map marks kept (1) and pruned (0) heads; untouched types are all kept', () => {
+    const fig = maskMap(readHeadMask(fx('mask.json')));
+    expect(fig.data.map((d) => d.name)).toEqual(['enc-self', 'dec-self', 'dec-enc']);
+    expect(field(fig.data[0], 'z')).toEqual([[1, 0], [1, 1]]);
+    expect(field(fig.data[1], 'z')).toEqual([[1, 1]]);
+    expect(field(fig.data[2], 'z')).toEqual([[0, 0]]);
+    expect(field(fig.data[0], 'text')).toEqual([['0.0', '0.1'], ['1.0', '1.1']]);
+    expect(layoutTitle(fig)).toBe('Head mask: 5 of 8 heads kept (gates (budget 2))');
+    expect((fig.layout.annotations ?? []).map((a) => a.text)).toContain('dec-self: 2 of 2 kept (not pruned)');
+  });
+});
+
+describe('attention maps', () => {
+  it('tokens on both axes (escaped for plotly), weights as z, one panel per head', () => {
+    const fig = attentionMapFigure(readAttentionMaps(fx('attention-maps.json')));
+    expect(fig.data).toHaveLength(2);
+    expect(field(fig.data[0], 'z')).toEqual([[0.7, 0.2, 0.1], [0.9, 0.05, 0.05], [0.1, 0.85, 0.05]]);
+    const layout = fig.layout as Record<string, { ticktext?: string[] }>;
+    expect(layout.xaxis!.ticktext).toEqual(['▁the', '▁house', '&lt;/s&gt;']);
+    expect(layout.yaxis!.ticktext).toEqual(['&lt;s&gt;', '▁Das', '▁Haus']);
+    expect(axisTitle(fig, 'xaxis')).toBe('source token (key)');
+    expect(axisTitle(fig, 'yaxis')).toBe('target prefix token (query)');
+    expect(axisTitle(fig, 'yaxis2')).toBe('source token (query)');
+    expect([field(fig.data[0], 'zmin'), field(fig.data[0], 'zmax')]).toEqual([0, 1]);
+    expect(layoutTitle(fig)).toBe('Attention (sentence 3)');
+  });
+});
+
+describe('experiment figures', () => {
+  const rows = readExperimentResults(fx('results.csv'));
+
+  it('BLEU against heads kept: one line per method, the baseline dashed, reporting stages left out', () => {
+    expect(prunedTypes(rows)).toEqual(['enc-self', 'dec-self', 'dec-enc']);
+    const points = bleuPointsFromResults(rows, { types: ['enc-self'] });
+    expect(points.map((p) => p.method)).not.toContain('analyze');
+    const fig = bleuVsHeadsFigure([...points, ...bleuPointsFromPruningCurve(readPruningCurve(fx('pruning-curve.csv')), 'importance (curve)')]);
+    expect(fig.data.map((d) => d.name)).toEqual(['l0', 'importance', 'importance (curve)', 'full model']);
+    expect(field(fig.data[0], 'x')).toEqual([3, 4, 6]); // sorted by heads kept
+    expect(field(fig.data[0], 'y')).toEqual([28.9, 27.5, 30.1]);
+    expect(field(fig.data[2], 'x')).toEqual([5, 6, 7, 8]);
+    expect(field(fig.data[3], 'y')).toEqual([30.5, 30.5]);
+    expect((fig.data[3]!.line as { dash: string }).dash).toBe('dash');
+    expect(axisTitle(fig, 'xaxis')).toBe('heads kept');
+    expect(axisTitle(fig, 'yaxis')).toBe('BLEU');
+  });
+
+  it('counts the heads of the pruned types by default and can use the tokenized BLEU', () => {
+    const encOnly = rows.filter((r) => r.attention === 'enc-self' || r.method === 'baseline');
+    const points = bleuPointsFromResults(encOnly, { metric: 'bleuTokLc' });
+    expect(points.find((p) => p.label?.startsWith('l0@lambda=0.05'))).toMatchObject({ headsKept: 3, bleu: 29.5 });
+  });
+
+  it('heads kept per attention type against BLEU: one line per type', () => {
+    const fig = keptPerTypeFigure(rows);
+    expect(fig.data.map((d) => d.name)).toEqual(['encoder self-attention (l0)', 'decoder self-attention (l0)', 'decoder-encoder attention (l0)', 'encoder self-attention (importance)', 'decoder self-attention (importance)', 'decoder-encoder attention (importance)']);
+    expect(field(fig.data[0], 'x')).toEqual([27.5, 28.9, 30.1]); // sorted by BLEU
+    expect(field(fig.data[0], 'y')).toEqual([4, 3, 6]);
+    expect(axisTitle(fig, 'xaxis')).toBe('BLEU');
+    expect(axisTitle(fig, 'yaxis')).toBe('heads kept');
+  });
+});

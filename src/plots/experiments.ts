@@ -1,0 +1,140 @@
+/**
+ * Experiment comparison figures: BLEU against the number of heads kept, one line per pruning method on
+ * one plot (Voita et al. 2019, Figure 7: L0 gates against heuristic pruning), and the heads kept per
+ * attention type against BLEU (their Figure 9, pruning all attention types). Points come from an
+ * experiment's results.csv or from importance pruning's pruning-curve.csv.
+ */
+import { ATTENTION_TYPES, type AttentionType, isAttentionType } from '../config/head-id.js';
+import type { ExperimentResultRow, PruningCurveRow } from './readers.js';
+import { ATTENTION_COLORS, ATTENTION_LABELS, type FigureSpec, SERIES_COLORS, type Trace, axis, baseLayout } from './figure.js';
+
+/** One pruned model: how many heads it keeps and its BLEU. */
+export interface BleuPoint {
+  method: string;
+  headsKept: number;
+  bleu: number;
+  /** shown on hover, e.g. the stage or `lambda 0.05` */
+  label?: string;
+  keptByType?: Partial<Record<AttentionType, number>>;
+}
+
+/** Methods whose rows are the unpruned reference, drawn as a dashed line instead of a series. */
+export const BASELINE_METHODS: readonly string[] = ['baseline', 'full', 'none'];
+
+/** Stage kinds that re-report a model another stage made (left out of the comparison by default). */
+export const REPORTING_KINDS: readonly string[] = ['analyze', 'export'];
+
+function isComparable(r: ExperimentResultRow): boolean {
+  return !REPORTING_KINDS.includes(r.kind ?? '') && !REPORTING_KINDS.includes(r.method);
+}
+
+function keptOf(r: ExperimentResultRow): Partial<Record<AttentionType, number>> {
+  const out: Partial<Record<AttentionType, number>> = {};
+  if (r.keptEnc !== null) out['enc-self'] = r.keptEnc;
+  if (r.keptDecSelf !== null) out['dec-self'] = r.keptDecSelf;
+  if (r.keptDecEnc !== null) out['dec-enc'] = r.keptDecEnc;
+  return out;
+}
+
+/** Attention types named in the rows' `attention` column (`enc-self+dec-enc`, `enc-self,dec-self`). */
+export function prunedTypes(rows: readonly ExperimentResultRow[]): AttentionType[] {
+  const named = new Set(rows.flatMap((r) => r.attention.split(/[+,\s]+/).filter(isAttentionType)));
+  return ATTENTION_TYPES.filter((t) => named.has(t));
+}
+
+export interface BleuPointOptions {
+  /** which heads count as "kept" (default: the types the rows prune, else all three) */
+  types?: readonly AttentionType[];
+  /** `bleu` (sacreBLEU, default) or `bleuTokLc` (tokenized lower-cased, Voita et al.'s number) */
+  metric?: 'bleu' | 'bleuTokLc';
+}
+
+/** Points of results.csv rows (rows without the BLEU or a needed kept count are left out). */
+export function bleuPointsFromResults(rows: readonly ExperimentResultRow[], opts: BleuPointOptions = {}): BleuPoint[] {
+  const named = prunedTypes(rows);
+  const types = opts.types ?? (named.length ? named : ATTENTION_TYPES);
+  const metric = opts.metric ?? 'bleu';
+  return rows.filter(isComparable).flatMap((r): BleuPoint[] => {
+    const bleu = r[metric];
+    const kept = keptOf(r);
+    if (bleu === null || types.some((t) => kept[t] === undefined)) return [];
+    const label = [r.id ?? r.stage, r.lambda !== null ? `λ ${r.lambda}` : '', r.targetHeads ? `budget ${r.targetHeads}` : ''].filter(Boolean).join(', ');
+    return [{ method: r.method || 'unknown', headsKept: types.reduce((a, t) => a + kept[t]!, 0), bleu, label, keptByType: kept }];
+  });
+}
+
+/** Points of one importance-pruning run (heads kept in the pruned pool). */
+export function bleuPointsFromPruningCurve(rows: readonly PruningCurveRow[], method: string): BleuPoint[] {
+  return rows.map((r) => ({ method, headsKept: r.headsKept, bleu: r.bleu, label: `step ${r.step}${r.removed.length ? `: removed ${r.removed.join(' ')}` : ''}` }));
+}
+
+export interface BleuVsHeadsOptions {
+  title?: string;
+  /** x-axis title (default: "heads kept") */
+  headsLabel?: string;
+  /** BLEU of the full model, drawn dashed (default: the mean of any baseline-method points) */
+  baselineBleu?: number | null;
+  /** y-axis title (default: "BLEU") */
+  bleuLabel?: string;
+}
+
+/** BLEU against heads kept, one line per method, the full model as a dashed line. */
+export function bleuVsHeadsFigure(points: readonly BleuPoint[], opts: BleuVsHeadsOptions = {}): FigureSpec {
+  const isBase = (p: BleuPoint) => BASELINE_METHODS.includes(p.method.toLowerCase());
+  const base = points.filter(isBase);
+  const baseline = opts.baselineBleu !== undefined ? opts.baselineBleu : base.length ? base.reduce((a, p) => a + p.bleu, 0) / base.length : null;
+  const methods = [...new Set(points.filter((p) => !isBase(p)).map((p) => p.method))];
+  const data: Trace[] = methods.map((method, i) => {
+    const mine = points.filter((p) => p.method === method).sort((a, b) => a.headsKept - b.headsKept);
+    return {
+      type: 'scatter',
+      mode: 'lines+markers',
+      name: method,
+      x: mine.map((p) => p.headsKept),
+      y: mine.map((p) => p.bleu),
+      text: mine.map((p) => p.label ?? ''),
+      hovertemplate: `${method}<br>%{x} heads: BLEU %{y:.2f}<br>%{text}<extra></extra>`,
+      line: { color: SERIES_COLORS[i % SERIES_COLORS.length]!, width: 2 },
+      marker: { size: 8, symbol: ['circle', 'square', 'diamond', 'triangle-up', 'x', 'cross'][i % 6] },
+    };
+  });
+  const xs = points.map((p) => p.headsKept);
+  const layout = baseLayout(opts.title ?? 'BLEU against heads kept', 900, 520);
+  layout.xaxis = axis(opts.headsLabel ?? 'heads kept', { rangemode: 'tozero' });
+  layout.yaxis = axis(opts.bleuLabel ?? 'BLEU');
+  layout.legend = { x: 0.02, y: 0.02, xanchor: 'left', yanchor: 'bottom', bgcolor: 'rgba(255,255,255,0.8)' };
+  if (baseline !== null && xs.length) {
+    data.push({ type: 'scatter', mode: 'lines', name: 'full model', x: [0, Math.max(...xs)], y: [baseline, baseline], line: { color: '#777777', dash: 'dash', width: 1.5 }, hovertemplate: `full model: BLEU ${baseline.toFixed(2)}<extra></extra>` });
+  }
+  return { data, layout };
+}
+
+/** Heads kept of each attention type against BLEU, one line per type (and per method when several). */
+export function keptPerTypeFigure(rows: readonly ExperimentResultRow[], opts: { title?: string; metric?: 'bleu' | 'bleuTokLc' } = {}): FigureSpec {
+  const metric = opts.metric ?? 'bleu';
+  const usable = rows.filter((r) => isComparable(r) && r[metric] !== null && !BASELINE_METHODS.includes(r.method.toLowerCase()));
+  const methods = [...new Set(usable.map((r) => r.method))];
+  const dashes = ['solid', 'dash', 'dot', 'dashdot'] as const;
+  const data: Trace[] = [];
+  methods.forEach((method, mi) => {
+    for (const t of ATTENTION_TYPES) {
+      const pts = usable.filter((r) => r.method === method && keptOf(r)[t] !== undefined).sort((a, b) => a[metric]! - b[metric]!);
+      if (!pts.length) continue;
+      data.push({
+        type: 'scatter',
+        mode: 'lines+markers',
+        name: methods.length > 1 ? `${ATTENTION_LABELS[t]} (${method})` : ATTENTION_LABELS[t],
+        x: pts.map((r) => r[metric]!),
+        y: pts.map((r) => keptOf(r)[t]!),
+        text: pts.map((r) => r.id ?? r.stage),
+        hovertemplate: `${t} (${method})<br>BLEU %{x:.2f}: %{y} heads<br>%{text}<extra></extra>`,
+        line: { color: ATTENTION_COLORS[t], width: 2, dash: dashes[mi % dashes.length] },
+        marker: { size: 7 },
+      });
+    }
+  });
+  const layout = baseLayout(opts.title ?? 'Heads kept per attention type against BLEU', 900, 520);
+  layout.xaxis = axis(metric === 'bleu' ? 'BLEU' : 'BLEU (tokenized, lower-cased)');
+  layout.yaxis = axis('heads kept', { rangemode: 'tozero' });
+  return { data, layout };
+}

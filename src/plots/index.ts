@@ -1,0 +1,15 @@
+/**
+ * Figures as a library: readers of the toolkit's result files, pure builders (result -> plotly.js spec)
+ * and the writer (JSON + standalone HTML + PNG). `heads plot` and the notebooks use exactly these.
+ */
+export * from './figure.js';
+export * from './readers.js';
+export { trainingCurves, type TrainingCurvesOptions } from './training.js';
+export { gateTrajectories, closingOrder, closingOrderFigure, expectedOpenHeadsFigure, shadeColor, type HeadClosing, type GateTrajectoryOptions } from './gates.js';
+export { headHeatmap, headHeatmapGrid, agreementHeatmap, maskMap, type HeadHeatmapOptions, type HeatmapGridOptions, type MaskMapOptions } from './heatmap.js';
+export { attentionMapFigure, escapeLabel, type AttentionMapOptions } from './attention.js';
+export { sentenceAttention, modelHeadKeys, type AttentionModel, type SentenceAttention, type SentenceAttentionOptions } from './attention-data.js';
+export { bleuVsHeadsFigure, keptPerTypeFigure, bleuPointsFromResults, bleuPointsFromPruningCurve, prunedTypes, BASELINE_METHODS, REPORTING_KINDS, type BleuPoint, type BleuPointOptions, type BleuVsHeadsOptions } from './experiments.js';
+export { writeFigure, figureHtml, plotlySource, findChromium, chromiumMissingMessage, PngRenderer, CHROMIUM_CANDIDATES, type FigureLike, type WriteFigureOptions, type WrittenFigure, type PngRendererOptions } from './write.js';
+export { showFigure, latestRunFolder, PLOTLY_MIME, type NotebookDisplay, type ShowFigureOptions } from './notebook.js';
+export { trainSmallRun, pruneSmallRun, SMALL_TRAIN_OVERRIDES, SMALL_PRUNE_OVERRIDES, type DemoRunOptions, type DemoPruneOptions } from './demo-runs.js';

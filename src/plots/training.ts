@@ -1,0 +1,57 @@
+/**
+ * Training curves from metrics.jsonl: three stacked panels sharing the step axis: loss (training
+ * label-smoothed cross-entropy and dev NLL, nats per target token), dev BLEU, and training throughput
+ * (target tokens per second). A panel with nothing logged says so instead of staying blank.
+ */
+import type { MetricsLog } from './readers.js';
+import { type FigureSpec, type Trace, axis, baseLayout, panelAxes, panelNote, rowDomains, setAxis } from './figure.js';
+
+function points<T extends { step: number }>(records: readonly T[], value: (r: T) => number | undefined): { x: number[]; y: number[] } {
+  const x: number[] = [];
+  const y: number[] = [];
+  for (const r of records) {
+    const v = value(r);
+    if (v === undefined) continue;
+    x.push(r.step);
+    y.push(v);
+  }
+  return { x, y };
+}
+
+export interface TrainingCurvesOptions {
+  title?: string;
+}
+
+/** Loss, dev BLEU and tokens/s against the training step (3 panels, up to 4 traces). */
+export function trainingCurves(log: MetricsLog, opts: TrainingCurvesOptions = {}): FigureSpec {
+  const [lossAx, bleuAx, rateAx] = [panelAxes(0), panelAxes(1), panelAxes(2)];
+  const domains = rowDomains(3, 0.09);
+  const data: Trace[] = [];
+  const notes: NonNullable<FigureSpec['layout']['annotations']> = [];
+
+  const trainLoss = points(log.train, (r) => r.loss);
+  const devLoss = points(log.eval, (r) => r.devLoss);
+  const devBleu = points(log.eval, (r) => r.devBleu);
+  const rate = points(log.train, (r) => r.tgtTokensPerSec);
+
+  if (trainLoss.x.length) data.push({ type: 'scatter', mode: 'lines', name: 'training loss (label-smoothed CE)', ...trainLoss, xaxis: lossAx.x, yaxis: lossAx.y, line: { color: '#0072B2', width: 2 } });
+  if (devLoss.x.length) data.push({ type: 'scatter', mode: 'lines+markers', name: 'dev loss (NLL)', ...devLoss, xaxis: lossAx.x, yaxis: lossAx.y, line: { color: '#D55E00', width: 2 }, marker: { size: 7 } });
+  if (!trainLoss.x.length && !devLoss.x.length) notes.push(panelNote('no loss logged', lossAx));
+  if (devBleu.x.length) data.push({ type: 'scatter', mode: 'lines+markers', name: 'dev BLEU (greedy)', ...devBleu, xaxis: bleuAx.x, yaxis: bleuAx.y, line: { color: '#009E73', width: 2 }, marker: { size: 7 } });
+  else notes.push(panelNote('no dev BLEU logged (train.evalEverySteps / devBleuSentences)', bleuAx));
+  if (rate.x.length) data.push({ type: 'scatter', mode: 'lines', name: 'target tokens/s', ...rate, xaxis: rateAx.x, yaxis: rateAx.y, line: { color: '#666666', width: 1.5 } });
+  else notes.push(panelNote('no throughput logged', rateAx));
+
+  const lastStep = Math.max(0, ...log.train.map((r) => r.step), ...log.eval.map((r) => r.step));
+  const layout = baseLayout(opts.title ?? `Training curves (${lastStep} steps)`, 900, 760);
+  layout.margin = { l: 80, r: 30, t: 60, b: 110 };
+  layout.legend = { orientation: 'h', x: 0, y: -0.11, yanchor: 'top' };
+  layout.annotations = notes;
+  setAxis(layout, lossAx.xKey, axis('', { anchor: lossAx.y, matches: 'x3', showticklabels: false }));
+  setAxis(layout, lossAx.yKey, axis('loss (nats / token)', { domain: domains[0], anchor: lossAx.x, rangemode: 'tozero' }));
+  setAxis(layout, bleuAx.xKey, axis('', { anchor: bleuAx.y, matches: 'x3', showticklabels: false }));
+  setAxis(layout, bleuAx.yKey, axis('dev BLEU', { domain: domains[1], anchor: bleuAx.x, rangemode: 'tozero' }));
+  setAxis(layout, rateAx.xKey, axis('training step', { anchor: rateAx.y }));
+  setAxis(layout, rateAx.yKey, axis('target tokens / s', { domain: domains[2], anchor: rateAx.x, rangemode: 'tozero' }));
+  return { data, layout };
+}
