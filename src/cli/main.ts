@@ -11,6 +11,7 @@ import * as data from './commands/data.js';
 import * as experiment from './commands/experiment.js';
 import * as analyze from './commands/analyze.js';
 import * as exportCommand from './commands/export.js';
+import * as plot from './commands/plot.js';
 
 await yargs(hideBin(process.argv))
   .scriptName('heads')
@@ -20,6 +21,7 @@ await yargs(hideBin(process.argv))
   .command(prune)
   .command(analyze)
   .command(exportCommand)
+  .command(plot)
   .command(bleu)
   .command(bench)
   .command(data)
