@@ -27,6 +27,20 @@ export function scatterAdd(
   }
 }
 
+/** The float32 case of scatterAdd, kept monomorphic so V8 optimises its inner loop. */
+export function scatterAddF32(
+  x: Float32Array, xOff: number, ids: Int32Array, idsOff: number, n: number, inner: number,
+  numSegments: number, out: Float32Array, outOff: number,
+): void {
+  for (let i = 0; i < n; i++) {
+    const s = ids[idsOff + i]!;
+    if (s < 0 || s >= numSegments) continue;
+    const src = xOff + i * inner;
+    const dst = outOff + s * inner;
+    for (let j = 0; j < inner; j++) out[dst + j] = out[dst + j]! + x[src + j]!;
+  }
+}
+
 interface SegmentSumShape {
   x: TensorInfo;
   segmentIds: TensorInfo;
@@ -73,9 +87,14 @@ export function wasmUnsortedSegmentSum(): AnyKernelFunc {
     const idsOff = wasmOffset4(backend, s.segmentIds);
     const outOff = wasmOffset4(backend, out);
     const ids = wasmHeapI32(backend);
-    const heap = dtype === 'float32' ? wasmHeapF32(backend) : ids;
-    heap.fill(0, outOff, outOff + sizeOf(s.outShape));
-    scatterAdd(heap, xOff, ids, idsOff, s.n, s.inner, s.numSegments, heap, outOff);
+    if (dtype === 'float32') {
+      const heap = wasmHeapF32(backend);
+      heap.fill(0, outOff, outOff + sizeOf(s.outShape));
+      scatterAddF32(heap, xOff, ids, idsOff, s.n, s.inner, s.numSegments, heap, outOff);
+    } else {
+      ids.fill(0, outOff, outOff + sizeOf(s.outShape));
+      scatterAdd(ids, xOff, ids, idsOff, s.n, s.inner, s.numSegments, ids, outOff);
+    }
     return out;
   };
 }

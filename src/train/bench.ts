@@ -2,8 +2,8 @@
  * The training benchmark: a fixed model (d_model 256, 4 heads, 3+3 layers, d_ff 1024, vocab 8000) on
  * synthetic ~2000-token batches (80 sentences x 25 tokens), measured in one run for each supported
  * configuration side by side: in-process (1 worker) and data-parallel (N workers), each kernel path
- * (the wasm transpose wrapper on XNNPACK, native OpenBLAS matMul with 1 and N threads), plus the kernels
- * as they were before the fused loss and the shared Identity. For each: training target tokens/s, the
+ * (the wasm transpose wrapper on XNNPACK, native OpenBLAS matMul with 1 and N threads), plus the kernel
+ * set as it was before the fused loss, shared Identity, row-copy Gather, native Sum and fused dropout. For each: training target tokens/s, the
  * achieved matMul GFLOP/s (analytic FLOPs per token x tokens/s) and its fraction of this machine's matMul
  * peak, measured in the same run (native plain matMul on 1 thread and on all cores). Then greedy and
  * beam-4 decoding steps/s. The machine's load average is printed with the figures: other processes
@@ -20,6 +20,9 @@ import { installBackendFixes, nativeBlasStatus } from '../backend/ops.js';
 import { defaultBlasThreads } from '../backend/native-blas.js';
 import { greedyDecode, beamSearch } from '../eval/decode.js';
 import type { EncodedPair } from '../data/batches.js';
+import { translateSentences, type TextCodec } from '../eval/translate.js';
+import type { EvalConfig } from '../config/schema.js';
+import type { GateTensors, Transformer } from '../model/transformer.js';
 import { setLossImplementation } from './objective.js';
 import { Trainer } from './trainer.js';
 
@@ -48,8 +51,11 @@ export interface BenchConfig {
   nativeBlas: boolean;
   /** OpenBLAS threads of an in-process run (workers always use 1 each) */
   blasThreads: number;
-  fusedLoss: boolean;
-  sharedIdentity: boolean;
+  /**
+   * the kernels added for training speed (fused loss, shared Identity/Cast, row-copy Gather, native Sum,
+   * fused dropout); false: the kernel set as it was before them
+   */
+  newKernels: boolean;
 }
 
 export interface BenchRow {
@@ -58,6 +64,12 @@ export interface BenchRow {
   stepMsMedian: number;
   trainTokensPerSec: number;
   achievedGflops: number;
+  /**
+   * process CPU seconds (all threads) per step, median: with other load on the machine, target tokens
+   * per CPU second is the figure that does not depend on how many cores this run actually got
+   */
+  cpuSecondsPerStep: number;
+  tokensPerCpuSecond: number;
   /** achieved / the machine's matMul peak on all cores (null without native BLAS) */
   fractionOfPeak: number | null;
   /** 1-minute load average when the configuration finished */
@@ -97,11 +109,11 @@ export function forwardFlopsPerToken(m: Pick<ModelConfig, 'encoderLayers' | 'dec
 export function benchConfigurations(opts: { backend: string; native: boolean; cores: number; workers?: number }): BenchConfig[] {
   const n = Math.max(2, opts.workers ?? opts.cores);
   const t = defaultBlasThreads();
-  const base = { fusedLoss: true, sharedIdentity: true };
+  const base = { newKernels: true };
   const out: BenchConfig[] = [];
   if (opts.backend === 'wasm') out.push({ id: 'wrapper', label: 'wasm XNNPACK + transpose wrapper', workers: 1, nativeBlas: false, blasThreads: 1, ...base });
   if (opts.native) {
-    out.push({ id: 'native-before', label: `native BLAS ${t}T, ops loss + copying Identity (before)`, workers: 1, nativeBlas: true, blasThreads: t, fusedLoss: false, sharedIdentity: false });
+    out.push({ id: 'native-before', label: `native BLAS ${t}T, earlier kernel set`, workers: 1, nativeBlas: true, blasThreads: t, newKernels: false });
     out.push({ id: 'native-1t', label: 'native BLAS 1T', workers: 1, nativeBlas: true, blasThreads: 1, ...base });
     if (t > 1) out.push({ id: `native-${t}t`, label: `native BLAS ${t}T`, workers: 1, nativeBlas: true, blasThreads: t, ...base });
   }
@@ -119,8 +131,9 @@ function median(xs: number[]): number {
 }
 
 function applyKernels(backend: string, c: BenchConfig): void {
-  installBackendFixes(backend, { nativeBlas: c.nativeBlas, blasThreads: c.blasThreads, fusedLoss: c.fusedLoss, sharedIdentity: c.sharedIdentity });
-  setLossImplementation(c.fusedLoss ? 'fused' : 'ops');
+  const k = c.newKernels;
+  installBackendFixes(backend, { nativeBlas: c.nativeBlas, blasThreads: c.blasThreads, fusedLoss: k, sharedIdentity: k, rowGather: k, nativeSum: k, fusedDropout: k });
+  setLossImplementation(k ? 'fused' : 'ops');
 }
 
 export async function benchTrain(o: BenchOptions): Promise<BenchResult> {
@@ -173,12 +186,16 @@ export async function benchTrain(o: BenchOptions): Promise<BenchResult> {
       const model = createTransformer(cfg.model, o.vocab, new Rng(2));
       const trainer = new Trainer({ config: cfg, model, train: pairs, valid: pairs.slice(0, 8), run: null });
       const times: number[] = [];
+      const cpu: number[] = [];
       let tokens = 0;
       try {
         for (let s = 0; s < o.warmupSteps + o.steps; s++) {
+          const c0 = process.cpuUsage();
           const r = await trainer.trainStep();
+          const c1 = process.cpuUsage(c0);
           if (s >= o.warmupSteps) {
             times.push(r.elapsedMs);
+            cpu.push((c1.user + c1.system) / 1e6);
             tokens = r.tgtTokens;
           }
           const ph = trainer.lastWorkerPhases;
@@ -188,9 +205,10 @@ export async function benchTrain(o: BenchOptions): Promise<BenchResult> {
         const stepMs = median(times);
         const tps = (tokens / stepMs) * 1000;
         const achieved = (tps * 3 * flops) / 1e9;
-        rows.push({ config: c, tokensPerStep: tokens, stepMsMedian: stepMs, trainTokensPerSec: tps, achievedGflops: achieved, fractionOfPeak: peak ? achieved / peak.allThreads : null, load: loadavg()[0]! });
+        const cpuS = median(cpu);
+        rows.push({ config: c, tokensPerStep: tokens, stepMsMedian: stepMs, trainTokensPerSec: tps, achievedGflops: achieved, cpuSecondsPerStep: cpuS, tokensPerCpuSecond: tokens / cpuS, fractionOfPeak: peak ? achieved / peak.allThreads : null, load: loadavg()[0]! });
       } catch (e) {
-        rows.push({ config: c, tokensPerStep: 0, stepMsMedian: NaN, trainTokensPerSec: NaN, achievedGflops: NaN, fractionOfPeak: null, load: loadavg()[0]!, error: e instanceof Error ? e.message : String(e) });
+        rows.push({ config: c, tokensPerStep: 0, stepMsMedian: NaN, trainTokensPerSec: NaN, achievedGflops: NaN, cpuSecondsPerStep: NaN, tokensPerCpuSecond: NaN, fractionOfPeak: null, load: loadavg()[0]!, error: e instanceof Error ? e.message : String(e) });
         o.log(`${c.id}: failed: ${e instanceof Error ? e.message : String(e)}`);
       } finally {
         trainer.dispose();
@@ -228,16 +246,40 @@ export async function benchTrain(o: BenchOptions): Promise<BenchResult> {
 /** The side-by-side table (markdown). */
 export function formatBenchTable(r: BenchResult): string[] {
   const lines = [
-    '| configuration | workers | step ms (median) | target tokens/s | GFLOP/s | % of machine peak | load (1 min) |',
-    '|---|---|---|---|---|---|---|',
+    '| configuration | workers | step ms (median) | target tokens/s | GFLOP/s | % of machine peak | CPU s/step | tokens/CPU s | load (1 min) |',
+    '|---|---|---|---|---|---|---|---|---|',
   ];
   for (const row of r.rows) {
     if (row.error !== undefined) {
-      lines.push(`| ${row.config.label} | ${row.config.workers} | failed: ${row.error.slice(0, 60)} | | | | ${row.load.toFixed(1)} |`);
+      lines.push(`| ${row.config.label} | ${row.config.workers} | failed: ${row.error.slice(0, 60)} | | | | | | ${row.load.toFixed(1)} |`);
       continue;
     }
     const pct = row.fractionOfPeak === null ? 'n/a' : `${(row.fractionOfPeak * 100).toFixed(0)}%`;
-    lines.push(`| ${row.config.label} | ${row.config.workers} | ${row.stepMsMedian.toFixed(0)} | ${row.trainTokensPerSec.toFixed(0)} | ${row.achievedGflops.toFixed(1)} | ${pct} | ${row.load.toFixed(1)} |`);
+    lines.push(`| ${row.config.label} | ${row.config.workers} | ${row.stepMsMedian.toFixed(0)} | ${row.trainTokensPerSec.toFixed(0)} | ${row.achievedGflops.toFixed(1)} | ${pct} | ${row.cpuSecondsPerStep.toFixed(2)} | ${row.tokensPerCpuSecond.toFixed(0)} | ${row.load.toFixed(1)} |`);
   }
   return lines;
+}
+
+export interface DecodeBenchRow {
+  beamSize: number;
+  sentences: number;
+  seconds: number;
+  sentencesPerSec: number;
+  outputTokens: number;
+  /** FNV-1a hash of the outputs: equal hashes, equal translations (to compare implementations) */
+  outputHash: string;
+}
+
+/** Translates `sentences` with each beam size and reports sentences/s (the load average is the caller's to print). */
+export async function benchDecode(
+  model: Transformer, codec: TextCodec, sentences: readonly string[], evalConfig: EvalConfig, beamSizes: number[], gates?: GateTensors,
+): Promise<DecodeBenchRow[]> {
+  const rows: DecodeBenchRow[] = [];
+  for (const beamSize of beamSizes) {
+    const { outputs, stats } = await translateSentences(model, codec, sentences, { ...evalConfig, beamSize, ...(gates ? { gates } : {}) });
+    let h = 0x811c9dc5;
+    for (const ch of outputs.join('\n')) h = Math.imul(h ^ ch.charCodeAt(0), 0x01000193);
+    rows.push({ beamSize, sentences: stats.sentences, seconds: stats.elapsedMs / 1000, sentencesPerSec: stats.sentencesPerSec, outputTokens: stats.outputTokens, outputHash: (h >>> 0).toString(16).padStart(8, '0') });
+  }
+  return rows;
 }

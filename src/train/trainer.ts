@@ -33,6 +33,7 @@ import { WorkerPool, resolveWorkerCount } from './workers/pool.js';
 import { type ParamLayout, type SharedViews, makeLayout } from './workers/shared-state.js';
 import { assignFrom, readInto, writeFrom } from './workers/tensor-io.js';
 import { activeKernelFixes, nativeBlasStatus, setBlasThreads } from '../backend/ops.js';
+import { DROPOUT_KERNEL } from '../backend/dropout.js';
 import type { GateConfig } from '../config/schema.js';
 import type { ModelShape } from '../model/transformer.js';
 import { type DataPosition, type LoadedCheckpoint, type NamedArrays, writeCheckpoint } from './checkpoint.js';
@@ -293,8 +294,12 @@ export class Trainer {
     this.pushParams = this.pushAdam = true;
     this.pool = await WorkerPool.start(
       {
-        workers: this.workerCount, backend, nativeBlas: has('BatchMatMul', 'native-blas'), sharedIdentity: has('Identity', 'shared-data'),
-        fusedLoss: lossImplementation() === 'fused', modelConfig: this.o.model.config, vocabSize: this.o.model.vocabSize,
+        workers: this.workerCount, backend, nativeBlas: has('BatchMatMul', 'native-blas'),
+        kernels: {
+          sharedIdentity: has('Identity', 'shared-data'), fusedLoss: lossImplementation() === 'fused', rowGather: has('GatherV2', 'js-row-copy'),
+          nativeSum: has('Sum', 'native-blas'), fusedDropout: fixes.some((f) => f.kernel === DROPOUT_KERNEL),
+        },
+        modelConfig: this.o.model.config, vocabSize: this.o.model.vocabSize,
         gates: this.o.gates ? gateSpec(this.o.gates) : null, layout, seed: cfg.seed, labelSmoothing: cfg.train.labelSmoothing,
         adam: { beta1: cfg.train.adamBeta1, beta2: cfg.train.adamBeta2, eps: cfg.train.adamEps },
       },

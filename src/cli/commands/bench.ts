@@ -7,10 +7,19 @@ import type { ArgumentsCamelCase, Argv } from 'yargs';
 import { type BackendChoice, BACKEND_CHOICES } from '../../backend/select.js';
 import { describeBackendFixes } from '../../backend/ops.js';
 import { runHandler, startBackend } from '../common.js';
-import { benchTrain, formatBenchTable } from '../../train/bench.js';
+import { HeadsError } from '../../util/errors.js';
+import { benchDecode, benchTrain, formatBenchTable } from '../../train/bench.js';
+import { loadModel } from '../../train/load-model.js';
+import { disposeGates } from '../../train/trainer.js';
+import { readTextFile } from '../../util/fs.js';
+import { loadavg } from 'node:os';
 
 interface Args {
-  what: 'train';
+  what: 'train' | 'decode';
+  model?: string;
+  input?: string;
+  limit?: number;
+  beams?: number[];
   steps: number;
   warmup: number;
   sentences: number;
@@ -23,11 +32,15 @@ interface Args {
 }
 
 export const command = 'bench <what>';
-export const describe = 'Benchmarks: `train` = training tokens/s per configuration (workers, kernel paths), GFLOP/s against the matMul peak, decoding speed';
+export const describe = 'Benchmarks: `train` = training tokens/s per configuration (workers, kernel paths), GFLOP/s against the matMul peak, decoding speed; `decode` = sentences/s of a trained model (greedy, beam 4)';
 
 export function builder(y: Argv): Argv<Args> {
   return y
-    .positional('what', { choices: ['train'] as const, demandOption: true })
+    .positional('what', { choices: ['train', 'decode'] as const, demandOption: true })
+    .option('model', { alias: 'm', type: 'string', describe: 'decode: run folder or checkpoint folder' })
+    .option('input', { alias: 'i', type: 'string', describe: 'decode: source sentences, one per line' })
+    .option('limit', { alias: 'n', type: 'number', describe: 'decode: only the first N sentences' })
+    .option('beams', { type: 'number', array: true, describe: 'decode: beam sizes (default 1 4)' })
     .option('steps', { type: 'number', default: 3, describe: 'timed training steps per configuration' })
     .option('warmup', { type: 'number', default: 1, describe: 'untimed warm-up steps per configuration' })
     .option('sentences', { type: 'number', default: 80, describe: 'sentences per step (the global batch, split over workers)' })
@@ -40,6 +53,7 @@ export function builder(y: Argv): Argv<Args> {
 }
 
 export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
+  if (args.what === 'decode') return decodeHandler(args);
   await runHandler(async () => {
     const info = await startBackend(args.backend);
     console.log(describeBackendFixes(info.name));
@@ -55,5 +69,25 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
     console.log(`matMul without native BLAS (${r.backend}): ${r.wasmMatMulGflops.toFixed(1)} GFLOP/s`);
     for (const line of formatBenchTable(r)) console.log(line);
     if (r.greedyStepsPerSec !== null && r.beamStepsPerSec !== null) console.log(`decoding (32 sentences): greedy ${r.greedyStepsPerSec.toFixed(1)} steps/s, beam 4 ${r.beamStepsPerSec.toFixed(1)} steps/s`);
+  });
+}
+
+async function decodeHandler(args: ArgumentsCamelCase<Args>): Promise<void> {
+  await runHandler(async () => {
+    if (!args.model || !args.input) throw new HeadsError('bench decode needs --model <run folder> and --input <source file>');
+    const info = await startBackend(args.backend);
+    console.log(describeBackendFixes(info.name));
+    const { model, tokenizer, gates, config, checkpoint } = loadModel(args.model, (m) => console.error(`warning: ${m}`));
+    const lines = readTextFile(args.input, 'source file').replace(/\n$/, '').split('\n');
+    const sentences = args.limit !== undefined ? lines.slice(0, args.limit) : lines;
+    const g = gates?.testGates();
+    const before = loadavg();
+    const rows = await benchDecode(model, tokenizer, sentences, config.eval, args.beams ?? [1, 4], g);
+    if (g) disposeGates(g);
+    model.dispose();
+    console.log(`model: ${checkpoint.path} (step ${checkpoint.state.step}); ${sentences.length} sentences of ${args.input}; batches of ${config.eval.batchSentences} sentences / ${config.eval.maxTokensPerBatch} tokens; load average ${before.map((x) => x.toFixed(2)).join(' ')} before, ${loadavg().map((x) => x.toFixed(2)).join(' ')} after`);
+    console.log('| decoding | sentences | seconds | sentences/s | output tokens | output hash |');
+    console.log('|---|---|---|---|---|---|');
+    for (const r of rows) console.log(`| ${r.beamSize === 1 ? 'greedy' : `beam ${r.beamSize}`} | ${r.sentences} | ${r.seconds.toFixed(1)} | ${r.sentencesPerSec.toFixed(2)} | ${r.outputTokens} | ${r.outputHash} |`);
   });
 }

@@ -14,8 +14,8 @@ export interface WorkerInit {
   backend: string;
   /** kernel choices, as installBackendFixes options (the worker always uses 1 BLAS thread) */
   nativeBlas: boolean;
-  sharedIdentity: boolean;
-  fusedLoss: boolean;
+  /** installBackendFixes options other than nativeBlas / blasThreads, as active on the main thread */
+  kernels: { sharedIdentity: boolean; fusedLoss: boolean; rowGather: boolean; nativeSum: boolean; fusedDropout: boolean };
   modelConfig: ModelConfig;
   vocabSize: number;
   /** the HeadGates to rebuild for sampling (null: no gates) */

@@ -52,8 +52,8 @@ async function start(): Promise<Replica> {
     await tf.setBackend(init.backend);
   }
   await tf.ready();
-  installBackendFixes(init.backend, { nativeBlas: init.nativeBlas, blasThreads: 1, sharedIdentity: init.sharedIdentity, fusedLoss: init.fusedLoss });
-  setLossImplementation(init.fusedLoss ? 'fused' : 'ops');
+  installBackendFixes(init.backend, { nativeBlas: init.nativeBlas, blasThreads: 1, ...init.kernels });
+  setLossImplementation(init.kernels.fusedLoss ? 'fused' : 'ops');
   const model = new Transformer(init.modelConfig, init.vocabSize, initParams(init.modelConfig, init.vocabSize, new Rng(0)));
   const gates = init.gates ? new HeadGates(init.gates.config, init.gates.shape, 0) : null;
   const vars = init.layout.entries.map((e) => {
