@@ -12,4 +12,4 @@ export { sentenceAttention, modelHeadKeys, type AttentionModel, type SentenceAtt
 export { bleuVsHeadsFigure, keptPerTypeFigure, bleuPointsFromResults, bleuPointsFromPruningCurve, prunedTypes, BASELINE_METHODS, REPORTING_KINDS, type BleuPoint, type BleuPointOptions, type BleuVsHeadsOptions } from './experiments.js';
 export { writeFigure, figureHtml, plotlySource, findChromium, chromiumMissingMessage, PngRenderer, CHROMIUM_CANDIDATES, type FigureLike, type WriteFigureOptions, type WrittenFigure, type PngRendererOptions } from './write.js';
 export { showFigure, latestRunFolder, PLOTLY_MIME, type NotebookDisplay, type ShowFigureOptions } from './notebook.js';
-export { trainSmallRun, pruneSmallRun, SMALL_TRAIN_OVERRIDES, SMALL_PRUNE_OVERRIDES, type DemoRunOptions, type DemoPruneOptions } from './demo-runs.js';
+export { trainSmallRun, pruneSmallRun, smallPruningComparison, resultRowOfRun, SMALL_TRAIN_OVERRIDES, SMALL_PRUNE_OVERRIDES, type DemoRunOptions, type DemoPruneOptions, type SmallComparisonOptions } from './demo-runs.js';
