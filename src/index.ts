@@ -51,3 +51,6 @@ export { analyzeHeads, trainingFrequencies } from './analysis/analyze.js';
 export { readHeadReport, writeHeadReport, topHeads, rankAgreement, SCORE_COLUMNS, type HeadReport } from './analysis/report.js';
 export { runImportancePruning, type PruningStep } from './analysis/importance-pruning.js';
 export { exportModel } from './export/export-model.js';
+
+// figures
+export * from './plots/index.js';
