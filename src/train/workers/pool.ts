@@ -52,7 +52,8 @@ export interface PoolStepResult {
   ms: { compute: number; reduce: number; update: number; load: number };
 }
 
-function revive(e: SerializedError): Error {
+/** A worker's serialized error as an Error on the main thread (out-of-memory and user errors keep their class). */
+export function reviveWorkerError(e: SerializedError): Error {
   if (e.name === 'OutOfMemoryError') return new OutOfMemoryError(e.message);
   if (e.name === 'HeadsError') return new HeadsError(e.message);
   const err = new Error(`training worker: ${e.message}`);
@@ -95,7 +96,7 @@ export class WorkerPool {
         new Promise<void>((resolve, reject) => {
           const onMessage = (m: WorkerReply) => {
             if (m.type === 'ready') resolve();
-            else if (m.type === 'init-error') reject(revive(m.error));
+            else if (m.type === 'init-error') reject(reviveWorkerError(m.error));
             else return;
             w.off('message', onMessage);
             w.off('error', reject);
@@ -145,7 +146,7 @@ export class WorkerPool {
     const errors = replies.filter((r): r is Extract<WorkerReply, { type: 'step-error' }> => r.type === 'step-error');
     if (errors.length > 0) {
       const first = errors.find((e) => !e.peer) ?? errors[0]!;
-      const err = revive(first.error);
+      const err = reviveWorkerError(first.error);
       // a worker that failed mid-kernel (wasm abort) may be unusable: no further steps on this pool
       this.broken = err;
       throw err;

@@ -18,7 +18,8 @@ import { useTestBackend } from '../../test-utils/backend.js';
 import { Trainer } from '../trainer.js';
 import { findLatestValidCheckpoint } from '../checkpoint.js';
 import { ProgressLine } from '../progress.js';
-import { resolveWorkerCount } from './pool.js';
+import { resolveWorkerCount, reviveWorkerError } from './pool.js';
+import { HeadsError, OutOfMemoryError } from '../../util/errors.js';
 
 const V = 24;
 function reversePairs(n: number, seed: number): EncodedPair[] {
@@ -61,6 +62,16 @@ describe('training workers', () => {
     expect(resolveWorkerCount('auto', 'tensorflow', 8)).toBe(1);
     expect(resolveWorkerCount(3, 'wasm', 2)).toBe(3);
     expect(resolveWorkerCount(3, 'tensorflow', 2)).toBe(1);
+  });
+
+  it("a worker's out-of-memory error reaches the main thread as OutOfMemoryError", () => {
+    const oom = reviveWorkerError({ name: 'OutOfMemoryError', message: 'out of memory in the wasm heap on a micro-batch of 80 sentences x 25 tokens' });
+    expect(oom).toBeInstanceOf(OutOfMemoryError);
+    expect(oom).toBeInstanceOf(HeadsError);
+    expect(oom.message).toMatch(/80 sentences/);
+    const bug = reviveWorkerError({ name: 'TypeError', message: 'x is undefined', stack: 'TypeError: x is undefined\n    at f' });
+    expect(bug).not.toBeInstanceOf(HeadsError);
+    expect(bug.stack).toMatch(/\(worker\) TypeError/);
   });
 
   it('2 workers equal 1 worker on the same global batch over 20 steps (gates, penalty, dropout)', async () => {
