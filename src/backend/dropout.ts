@@ -74,8 +74,9 @@ export function cpuDropout(): AnyKernelFunc {
     if (x === undefined || x.dtype !== 'float32') throw new Error(`${DROPOUT_KERNEL}: a float32 input x is required`);
     const { rate, seed } = attrsOf(args);
     const backend = asCpuBackend(args.backend);
-    const xv = cpuValues(backend, x);
-    if (!isFloat32Array(xv)) throw new Error(`${DROPOUT_KERNEL}: unexpected cpu tensor storage`);
+    const raw = cpuValues(backend, x);
+    // a float32 tensor may be stored in another typed array on cpu (e.g. after a bool -> float32 cast)
+    const xv = isFloat32Array(raw) ? raw : Float32Array.from(raw as ArrayLike<number>);
     const n = sizeOf(x.shape);
     const y = new Float32Array(n);
     const mask = new Float32Array(n);

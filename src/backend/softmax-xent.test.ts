@@ -61,6 +61,18 @@ describe('HeadsSmoothedXent', () => {
     await tf.setBackend('wasm');
   });
 
+  it('cpu: accepts weights stored as a bool cast (Uint8Array under a float32 tensor)', async () => {
+    await tf.setBackend('cpu');
+    const l = tf.randomNormal([4, 9], 0, 1, 'float32', 1) as tf.Tensor2D;
+    const y = tf.tensor1d([1, 0, 3, 8], 'int32');
+    const w = tf.tensor1d([1, 0, 1, 1], 'int32').notEqual(0).cast('float32') as tf.Tensor1D;
+    const fused = valueAndGrad(labelSmoothedCrossEntropySumFused, l, y, w, 0.1);
+    const plain = valueAndGrad(labelSmoothedCrossEntropySumOps, l, y, w, 0.1);
+    expect(Math.abs(fused.value - plain.value)).toBeLessThan(1e-5 * Math.abs(plain.value));
+    tf.dispose([l, y, w]);
+    await tf.setBackend('wasm');
+  });
+
   it('is stable for large logits and leaks no tensors', () => {
     const before = tf.memory().numTensors;
     const l = tf.tensor2d([[1000, 999, -1000], [0, 0, 0]]);

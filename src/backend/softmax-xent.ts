@@ -139,10 +139,13 @@ export function cpuSmoothedXent(): AnyKernelFunc {
   return (args) => {
     const o = operands(args);
     const backend = asCpuBackend(args.backend);
-    const l = cpuValues(backend, o.logits);
-    const y = cpuValues(backend, o.targets);
-    const w = cpuValues(backend, o.weights);
-    if (!isFloat32Array(l) || !isInt32Array(y) || !isFloat32Array(w)) throw new Error(`${SMOOTHED_XENT_KERNEL}: unexpected cpu tensor storage`);
+    // the cpu backend may store a float32 tensor in another typed array (a bool -> float32 cast keeps
+    // its Uint8Array): convert what is not already the expected type
+    const f32 = (v: ReturnType<typeof cpuValues>) => (isFloat32Array(v) ? v : Float32Array.from(v as ArrayLike<number>));
+    const l = f32(cpuValues(backend, o.logits));
+    const yv = cpuValues(backend, o.targets);
+    const y = isInt32Array(yv) ? yv : Int32Array.from(yv as ArrayLike<number>);
+    const w = f32(cpuValues(backend, o.weights));
     const grad = new Float32Array(o.n * o.v);
     const loss = new Float32Array(o.n);
     smoothedXentRows(l, 0, y, 0, w, 0, o.n, o.v, o.eps, grad, 0, loss, 0);
