@@ -38,6 +38,8 @@ export interface BenchOptions {
   configs?: string[];
   /** workers of the data-parallel configurations (default: the number of cores) */
   workers?: number;
+  /** add native BLAS 1T runs with each new kernel switched off in turn */
+  ablation?: boolean;
   /** skip the decoding measurement */
   skipDecoding?: boolean;
   log: (line: string) => void;
@@ -51,12 +53,21 @@ export interface BenchConfig {
   nativeBlas: boolean;
   /** OpenBLAS threads of an in-process run (workers always use 1 each) */
   blasThreads: number;
-  /**
-   * the kernels added for training speed (fused loss, shared Identity/Cast, row-copy Gather, native Sum,
-   * fused dropout); false: the kernel set as it was before them
-   */
-  newKernels: boolean;
+  /** the kernels added for training speed, each on or off (all off: the kernel set as it was before them) */
+  kernels: NewKernels;
 }
+
+/** installBackendFixes switches of the kernels added for training speed. */
+export interface NewKernels {
+  fusedLoss: boolean;
+  sharedIdentity: boolean;
+  rowGather: boolean;
+  nativeSum: boolean;
+  fusedDropout: boolean;
+}
+
+const ALL_NEW: NewKernels = { fusedLoss: true, sharedIdentity: true, rowGather: true, nativeSum: true, fusedDropout: true };
+const NONE_NEW: NewKernels = { fusedLoss: false, sharedIdentity: false, rowGather: false, nativeSum: false, fusedDropout: false };
 
 export interface BenchRow {
   config: BenchConfig;
@@ -106,15 +117,19 @@ export function forwardFlopsPerToken(m: Pick<ModelConfig, 'encoderLayers' | 'dec
 }
 
 /** The configurations this machine supports, in print order. */
-export function benchConfigurations(opts: { backend: string; native: boolean; cores: number; workers?: number }): BenchConfig[] {
+export function benchConfigurations(opts: { backend: string; native: boolean; cores: number; workers?: number; ablation?: boolean }): BenchConfig[] {
   const n = Math.max(2, opts.workers ?? opts.cores);
   const t = defaultBlasThreads();
-  const base = { newKernels: true };
+  const base = { kernels: ALL_NEW };
   const out: BenchConfig[] = [];
   if (opts.backend === 'wasm') out.push({ id: 'wrapper', label: 'wasm XNNPACK + transpose wrapper', workers: 1, nativeBlas: false, blasThreads: 1, ...base });
   if (opts.native) {
-    out.push({ id: 'native-before', label: `native BLAS ${t}T, earlier kernel set`, workers: 1, nativeBlas: true, blasThreads: t, newKernels: false });
+    out.push({ id: 'native-before', label: `native BLAS ${t}T, earlier kernel set`, workers: 1, nativeBlas: true, blasThreads: t, kernels: NONE_NEW });
     out.push({ id: 'native-1t', label: 'native BLAS 1T', workers: 1, nativeBlas: true, blasThreads: 1, ...base });
+    if (opts.ablation) {
+      for (const k of Object.keys(ALL_NEW) as Array<keyof NewKernels>)
+        out.push({ id: `native-1t-no-${k}`, label: `native BLAS 1T without ${k}`, workers: 1, nativeBlas: true, blasThreads: 1, kernels: { ...ALL_NEW, [k]: false } });
+    }
     if (t > 1) out.push({ id: `native-${t}t`, label: `native BLAS ${t}T`, workers: 1, nativeBlas: true, blasThreads: t, ...base });
   }
   if (opts.backend === 'wasm' || opts.backend === 'cpu') {
@@ -131,9 +146,8 @@ function median(xs: number[]): number {
 }
 
 function applyKernels(backend: string, c: BenchConfig): void {
-  const k = c.newKernels;
-  installBackendFixes(backend, { nativeBlas: c.nativeBlas, blasThreads: c.blasThreads, fusedLoss: k, sharedIdentity: k, rowGather: k, nativeSum: k, fusedDropout: k });
-  setLossImplementation(k ? 'fused' : 'ops');
+  installBackendFixes(backend, { nativeBlas: c.nativeBlas, blasThreads: c.blasThreads, ...c.kernels });
+  setLossImplementation(c.kernels.fusedLoss ? 'fused' : 'ops');
 }
 
 export async function benchTrain(o: BenchOptions): Promise<BenchResult> {
@@ -141,7 +155,7 @@ export async function benchTrain(o: BenchOptions): Promise<BenchResult> {
   const cores = availableParallelism();
   const loadBefore = loadavg();
   const native = nativeBlasStatus().available && (backend === 'wasm' || backend === 'cpu');
-  const all = benchConfigurations({ backend, native, cores, ...(o.workers !== undefined ? { workers: o.workers } : {}) });
+  const all = benchConfigurations({ backend, native, cores, ...(o.workers !== undefined ? { workers: o.workers } : {}), ablation: o.ablation ?? false });
   const configs = o.configs?.length ? all.filter((c) => o.configs!.includes(c.id)) : all;
   if (o.configs?.length && configs.length === 0) throw new Error(`bench: no configuration among ${o.configs.join(', ')}; available: ${all.map((c) => c.id).join(', ')}`);
   const restore = () => {

@@ -27,6 +27,7 @@ interface Args {
   set?: string[];
   configs?: string[];
   workers?: number;
+  ablation: boolean;
   decoding: boolean;
   backend: BackendChoice;
 }
@@ -46,8 +47,9 @@ export function builder(y: Argv): Argv<Args> {
     .option('sentences', { type: 'number', default: 80, describe: 'sentences per step (the global batch, split over workers)' })
     .option('length', { type: 'number', default: 24, describe: 'tokens per sentence (plus </s>)' })
     .option('set', { type: 'string', array: true, describe: 'config overrides, e.g. model.norm=post' })
-    .option('configs', { type: 'string', array: true, describe: 'only these configurations: wrapper, native-before, native-1t, native-<N>t, wrapper-workers, native-workers' })
+    .option('configs', { type: 'string', array: true, describe: 'only these configurations: wrapper, native-before, native-1t, native-<N>t, wrapper-workers, native-workers (with --ablation: native-1t-no-<kernel>)' })
     .option('workers', { type: 'number', describe: 'workers of the data-parallel configurations (default: the number of cores)' })
+    .option('ablation', { type: 'boolean', default: false, describe: 'train: also native BLAS 1T with each new kernel switched off in turn' })
     .option('decoding', { type: 'boolean', default: true, describe: 'also measure greedy / beam decoding steps/s' })
     .option('backend', { type: 'string', choices: BACKEND_CHOICES as BackendChoice[], default: 'auto' as BackendChoice }) as unknown as Argv<Args>;
 }
@@ -60,7 +62,7 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
     const r = await benchTrain({
       steps: args.steps, warmupSteps: args.warmup, sentences: args.sentences, length: args.length, vocab: 8000, overrides: args.set ?? [],
       ...(args.configs ? { configs: args.configs } : {}), ...(args.workers !== undefined ? { workers: args.workers } : {}),
-      skipDecoding: !args.decoding, log: (l) => console.error(l),
+      skipDecoding: !args.decoding, ablation: args.ablation, log: (l) => console.error(l),
     });
     const tokens = r.rows.find((x) => x.error === undefined)?.tokensPerStep ?? args.sentences * (args.length + 1);
     console.log(`bench model: d_model 256, 4 heads, 3+3 layers, d_ff 1024, vocab 8000, ${tokens} target tokens per step; ${r.cores} cores; load average ${r.loadBefore.map((x) => x.toFixed(2)).join(' ')} before, ${r.loadAfter.map((x) => x.toFixed(2)).join(' ')} after`);
