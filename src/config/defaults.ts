@@ -60,7 +60,7 @@ export const DEFAULT_CONFIG: HeadsConfig = {
     keepCheckpoints: 3,
     l0Lambda: 0,
     trainOnly: null,
-    workers: 1,
+    workers: 'auto',
     skipNonFinite: 0,
   },
   eval: {

@@ -57,6 +57,7 @@ export async function runExperiment(stages: readonly ResolvedStage[], o: RunnerO
   const running = new Map<string, { child: ChildProcess; startedAt: number; stage: ResolvedStage }>();
   const failed = new Set<string>();
   let stopping = false;
+  let waitingNoted = false;
   const onSignal = (sig: NodeJS.Signals) => {
     if (stopping) process.exit(130);
     stopping = true;
@@ -86,7 +87,16 @@ export async function runExperiment(stages: readonly ResolvedStage[], o: RunnerO
         running.set(s.instance.id, { child, startedAt: Date.now(), stage: s });
         o.log(`[${s.instance.id}] ${states.get(s.instance.id) === 'partial' ? 'resuming' : 'started'} (log: ${join(s.folder, 'stage.log')})`);
       }
-      if (!running.size) break;
+      if (!running.size) {
+        // a stage still locked by another live process (an orphan of a killed runner finishing its step):
+        // wait for it to checkpoint and exit, then resume it, rather than ending with it undone
+        const locked = stages.filter((s) => !failed.has(s.instance.id) && (states.get(s.instance.id) === 'pending' || states.get(s.instance.id) === 'partial') && lockHolder(s) !== null);
+        if (!locked.length || stopping) break;
+        if (!waitingNoted) o.log(`[${locked[0]!.instance.id}] held by process ${lockHolder(locked[0]!)}; waiting for it to stop`);
+        waitingNoted = true;
+        await new Promise((r) => setTimeout(r, 1000));
+        continue;
+      }
       const [id, code] = await Promise.race([...running].map(([id, r]) => new Promise<[string, number | null]>((res) => r.child.once('exit', (c) => res([id, c])))));
       const r = running.get(id)!;
       running.delete(id);
