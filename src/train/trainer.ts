@@ -28,7 +28,7 @@ import { Adam, clipByGlobalNorm } from './adam.js';
 import { inverseSqrtLr } from './schedule.js';
 import { lossImplementation, nllSum, targetWeights } from './objective.js';
 import { type HeapModel, chunkRowsFor, heapBudgetBytes } from './memory-split.js';
-import { microBatchGradients, type MicroBatchContext } from './workers/micro-batch.js';
+import { microBatchGradients, type MicroBatchContext, addGradients } from './workers/micro-batch.js';
 import { WorkerPool, resolveWorkerCount } from './workers/pool.js';
 import { type ParamLayout, type SharedViews, makeLayout } from './workers/shared-state.js';
 import { assignFrom, readInto, writeFrom } from './workers/tensor-io.js';
@@ -203,17 +203,7 @@ export class Trainer {
       const r = await microBatchGradients({ ...ctx, chunkRows: this.chunkRows(b), ...(withPenalty ? { penalty: withPenalty } : {}) }, b, i);
       lossSum += r.ce;
       if (r.penalty !== undefined) penalty = r.penalty;
-      const named = r.grads;
-      if (!sum) sum = named;
-      else {
-        for (const [k, g] of named) {
-          const prev = sum.get(k);
-          if (prev) {
-            sum.set(k, tf.add(prev, g));
-            tf.dispose([prev, g]);
-          } else sum.set(k, g);
-        }
-      }
+      sum = addGradients(sum, r.grads);
     }
     const { grads, norm } = clipByGlobalNorm(sum!, cfg.train.clipNorm);
     if (!Number.isFinite(norm) || !Number.isFinite(lossSum)) {

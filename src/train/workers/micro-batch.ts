@@ -96,16 +96,20 @@ export async function microBatchGradients(ctx: MicroBatchContext, b: Batch, inde
     tf.dispose([src, tgtIn, tgtOut, value, parts.ce, parts.pen]);
     const named = new Map<string, tf.Tensor>();
     for (const [vn, g] of Object.entries(grads)) named.set(ctx.varNameToParam.get(vn) ?? vn, g);
-    if (!sum) sum = named;
-    else {
-      for (const [k, g] of named) {
-        const prev = sum.get(k);
-        if (prev) {
-          sum.set(k, tf.add(prev, g));
-          tf.dispose([prev, g]);
-        } else sum.set(k, g);
-      }
-    }
+    sum = addGradients(sum, named);
   }
   return penalty === undefined ? { grads: sum!, ce } : { grads: sum!, ce, penalty };
+}
+
+/** Add `grads` into the running sum (taking ownership of both; the first call returns `grads` itself). */
+export function addGradients(sum: Map<string, tf.Tensor> | null, grads: Map<string, tf.Tensor>): Map<string, tf.Tensor> {
+  if (!sum) return grads;
+  for (const [k, g] of grads) {
+    const prev = sum.get(k);
+    if (prev) {
+      sum.set(k, tf.add(prev, g));
+      tf.dispose([prev, g]);
+    } else sum.set(k, g);
+  }
+  return sum;
 }
