@@ -12,7 +12,7 @@ import { ATTENTION_TYPES, type AttentionType, headKey, parseHeadKey } from '../c
 import type { ModelConfig } from '../config/schema.js';
 import type { HeadGates, GateState } from '../gates/head-gates.js';
 import type { GateTensors } from '../model/transformer.js';
-import type { MaskShape } from '../export/head-mask.js';
+import { type MaskShape, originalMaskShape } from '../export/head-mask.js';
 import { ConfigError } from '../util/errors.js';
 
 /** Per attention type, per layer, per head position: one number. */
@@ -31,10 +31,9 @@ function range(n: number): number[] {
 
 export function headLayout(c: ModelConfig): HeadLayout {
   const layers: Record<AttentionType, number> = { 'enc-self': c.encoderLayers, 'dec-self': c.decoderLayers, 'dec-enc': c.decoderLayers };
-  const originalShape = {} as MaskShape;
+  const originalShape = originalMaskShape(c);
   const originalIds = {} as PerHead;
   for (const stack of ATTENTION_TYPES) {
-    originalShape[stack] = Array<number>(layers[stack]).fill(c.heads);
     originalIds[stack] = c.keptHeads ? c.keptHeads[stack].map((ids) => [...ids]) : range(layers[stack]).map(() => range(c.heads));
   }
   return { originalShape, originalIds };

@@ -10,8 +10,7 @@ import { dirname, resolve } from 'node:path';
 import { join } from 'node:path';
 import { loadConfig, loadConfigOn } from '../config/load.js';
 import type { ResolvedConfig } from '../config/schema.js';
-import { readHeadMask, maskToKeptSets } from '../export/head-mask.js';
-import { originalShape } from '../train/prune.js';
+import { readHeadMask, maskToKeptSets, originalMaskShape } from '../export/head-mask.js';
 import { writeJsonAtomic } from '../util/fs.js';
 import { ConfigError, HeadsError } from '../util/errors.js';
 import type { ExperimentSpec, StageInstance } from './spec.js';
@@ -72,7 +71,7 @@ export function resolveStages(spec: ExperimentSpec, instances: StageInstance[], 
         if (parent) {
           // trained from scratch with the parent's surviving heads (physically: model.keptHeads)
           const maskPath = join(parent.folder, 'mask.json');
-          const kept = existsSync(maskPath) ? maskToKeptSets(readHeadMask(maskPath, originalShape(parent.config)), originalShape(parent.config)) : null;
+          const kept = existsSync(maskPath) ? maskToKeptSets(readHeadMask(maskPath, originalMaskShape(parent.config.model)), originalMaskShape(parent.config.model)) : null;
           config = loadConfigOn(config, null, [`model.keptHeads=${JSON.stringify(kept)}`], where);
         }
       } else if (inst.spec.kind === 'prune') config = loadConfigOn(parent!.config, null, [...pruneDefaults(inst, parent!.config), ...inst.overrides], where);

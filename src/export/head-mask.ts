@@ -29,6 +29,7 @@
  * mask that would keep a head the model has already lost.
  */
 import { ATTENTION_TYPES, isAttentionType, type AttentionType, type HeadId } from '../config/head-id.js';
+import type { ModelConfig } from '../config/schema.js';
 import { MaskError } from '../util/errors.js';
 import { readJsonFile, writeFileAtomic } from '../util/fs.js';
 
@@ -581,4 +582,13 @@ export function maskFromDescriptor(text: string, shape: MaskShape, source = `des
   const kept: KeptSets = {};
   for (const stack of ATTENTION_TYPES) kept[stack] = shape[stack].map((h, i) => range(h).filter((id) => !pruned[stack][i]!.has(id)));
   return maskFromKeptSets(kept, shape, source);
+}
+
+/** Heads per layer of the ORIGINAL (unpruned) model: the shape every mask is written against. */
+export function originalMaskShape(c: Pick<ModelConfig, 'encoderLayers' | 'decoderLayers' | 'heads'>): MaskShape {
+  return {
+    'enc-self': Array<number>(c.encoderLayers).fill(c.heads),
+    'dec-self': Array<number>(c.decoderLayers).fill(c.heads),
+    'dec-enc': Array<number>(c.decoderLayers).fill(c.heads),
+  };
 }

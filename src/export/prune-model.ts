@@ -19,7 +19,9 @@ import type { ParamStore } from '../model/params.js';
 import type { NamedArrays } from '../train/checkpoint.js';
 import { CheckpointError } from '../util/errors.js';
 import { Rng } from '../util/random.js';
-import { type HeadMask, type MaskShape, maskFromKeptSets, maskToKeptSets, validateMask } from './head-mask.js';
+import { type HeadMask, type MaskShape, maskFromKeptSets, maskToKeptSets, validateMask, originalMaskShape } from './head-mask.js';
+
+export { originalMaskShape };
 
 /** A head whose deterministic gate is neither 0 nor 1 (its value matters beyond keep/remove). */
 export interface FractionalGate {
@@ -62,15 +64,6 @@ function layerCounts(c: ModelConfig): Record<AttentionType, number> {
   return { 'enc-self': c.encoderLayers, 'dec-self': c.decoderLayers, 'dec-enc': c.decoderLayers };
 }
 
-/** Heads per layer of the ORIGINAL (unpruned) model: the shape every mask is written against. */
-export function originalMaskShape(c: ModelConfig): MaskShape {
-  const n = layerCounts(c);
-  return {
-    'enc-self': Array<number>(n['enc-self']).fill(c.heads),
-    'dec-self': Array<number>(n['dec-self']).fill(c.heads),
-    'dec-enc': Array<number>(n['dec-enc']).fill(c.heads),
-  };
-}
 
 /**
  * The original id of the head at every position of every layer: `keptHeads` for a pruned model, 0..h-1

@@ -18,7 +18,8 @@ import { BpeTokenizer } from '../data/tokenizer.js';
 import { countKept, maskToGateValues, readHeadMask } from '../export/head-mask.js';
 import { findLatestValidCheckpoint } from '../train/checkpoint.js';
 import { loadModel, runFolderOf } from '../train/load-model.js';
-import { type PruneResult, originalShape, runPruning } from '../train/prune.js';
+import { type PruneResult, runPruning } from '../train/prune.js';
+import { originalMaskShape } from '../export/head-mask.js';
 import { type RunTrainingResult, runTraining, scoreTranslations } from '../train/run-training.js';
 import { disposeGates } from '../train/trainer.js';
 import { CheckpointError } from '../util/errors.js';
@@ -175,7 +176,7 @@ export async function smallPruningComparison(parentPath: string, o: SmallCompari
   }
   const loaded = loadModel(parentPath);
   const corpora = loadCorpora(loaded.config.data, loaded.config.seed);
-  const shape = originalShape(loaded.config);
+  const shape = originalMaskShape(loaded.config.model);
   const run = RunFolder.create(o.runsDir, `compare-${loaded.config.name}`);
   provenance(run, loaded.config, loaded.config.seed, o.argv ?? ['notebook']);
   try {

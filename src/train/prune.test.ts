@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import { loadConfig, loadConfigOn } from '../config/load.js';
 import { RunFolder } from '../util/run-folder.js';
 import { BpeTokenizer } from '../data/tokenizer.js';
-import { readHeadMask, countKept } from '../export/head-mask.js';
+import { readHeadMask, countKept, originalMaskShape } from '../export/head-mask.js';
 import { runTraining } from './run-training.js';
-import { runPruning, originalShape } from './prune.js';
+import { runPruning } from './prune.js';
 import { findLatestValidCheckpoint } from './checkpoint.js';
 import { ProgressLine } from './progress.js';
 import { useTestBackend } from '../test-utils/backend.js';
@@ -52,8 +52,8 @@ describe('pruning by fine-tuning', () => {
     expect(large.r.keptHeads['enc-self']).toBeLessThan(small.r.keptHeads['enc-self']);
     expect(openSmall.keptHeads['dec-self']).toBe(4); // ungated types keep every head
     // the mask file is written with original ids and agrees with the summary
-    const mask = readHeadMask(large.r.maskPath, originalShape(large.cfg));
-    expect(countKept(mask, originalShape(large.cfg), 'enc-self')).toBe(large.r.keptHeads['enc-self']);
+    const mask = readHeadMask(large.r.maskPath, originalMaskShape(large.cfg.model));
+    expect(countKept(mask, originalMaskShape(large.cfg.model), 'enc-self')).toBe(large.r.keptHeads['enc-self']);
     // the trajectory CSV has a header and one row per log step
     const csv = (await import('node:fs')).readFileSync(join(large.run.path, 'gate-trajectory.csv'), 'utf8').trim().split('\n');
     expect(csv[0]).toBe('step,enc-self.0.0,enc-self.0.1,enc-self.0.2,enc-self.0.3,enc-self.1.0,enc-self.1.1,enc-self.1.2,enc-self.1.3');

@@ -8,7 +8,7 @@
  */
 import type { ResolvedConfig } from '../config/schema.js';
 import { ATTENTION_TYPES, type AttentionType } from '../config/head-id.js';
-import { maskFromKeptSets, writeHeadMask, countKept, type MaskShape } from '../export/head-mask.js';
+import { maskFromKeptSets, writeHeadMask, countKept, originalMaskShape } from '../export/head-mask.js';
 import type { BpeTokenizer } from '../data/tokenizer.js';
 import type { RunFolder } from '../util/run-folder.js';
 import { writeFileAtomic } from '../util/fs.js';
@@ -23,15 +23,6 @@ export interface PruneResult extends RunTrainingResult {
   maskPath: string;
   devBleuPruned: number | null;
   testBleuPruned: number | null;
-}
-
-/** The model's original shape (heads per layer before any physical pruning). */
-export function originalShape(cfg: ResolvedConfig): MaskShape {
-  return {
-    'enc-self': Array<number>(cfg.model.encoderLayers).fill(cfg.model.heads),
-    'dec-self': Array<number>(cfg.model.decoderLayers).fill(cfg.model.heads),
-    'dec-enc': Array<number>(cfg.model.decoderLayers).fill(cfg.model.heads),
-  };
 }
 
 export async function runPruning(o: {
@@ -54,7 +45,7 @@ export async function runPruning(o: {
     // positions -> original ids (a physically pruned parent keeps its own head ids)
     const keptIds = {} as Record<AttentionType, number[][]>;
     for (const stack of ATTENTION_TYPES) keptIds[stack] = kept[stack].map((l, layer) => l.map((pos) => gates.originalHead(stack, layer, pos)));
-    const shape = originalShape(cfg);
+    const shape = originalMaskShape(cfg.model);
     const mask = maskFromKeptSets(keptIds, shape, cfg.gates.targetHeads !== null ? `gates (budget ${JSON.stringify(cfg.gates.targetHeads)})` : `gates (lambda ${cfg.train.l0Lambda})`);
     const maskPath = run.file('mask.json');
     writeHeadMask(maskPath, mask);
