@@ -9,6 +9,7 @@ import type { ResolvedStage } from './stage.js';
 import { stageState } from './stage.js';
 import type { StageSummary } from './run-stage.js';
 import { writeFileAtomic } from '../util/fs.js';
+import { EXPERIMENT_RESULT_COLUMNS } from '../plots/readers.js';
 
 /** One line of results.csv. */
 export interface ResultRow {
@@ -64,8 +65,8 @@ export function markdownTable(rows: readonly ResultRow[]): string {
   return [head, ...body].join('\n') + '\n';
 }
 
-/** results.csv columns, in order. */
-export const RESULT_COLUMNS: ReadonlyArray<keyof ResultRow> = ['stage', 'id', 'kind', 'method', 'attention', 'lambda', 'targetHeads', 'keptEnc', 'keptDecSelf', 'keptDecEnc', 'bleu', 'bleuTokLc', 'devBleu', 'run'];
+/** results.csv columns, in order: the list its reader (src/plots/readers.ts) checks. */
+export const RESULT_COLUMNS: ReadonlyArray<keyof ResultRow> = EXPERIMENT_RESULT_COLUMNS;
 
 export function writeReport(stages: readonly ResolvedStage[], outDir: string): { rows: ResultRow[]; csvPath: string; mdPath: string } {
   const rows = collectRows(stages);

@@ -8,20 +8,19 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { RunFolder } from '../util/run-folder.js';
 import { BpeTokenizer } from '../data/tokenizer.js';
-import { loadCorpora, corpusSpec } from '../data/prepare.js';
+import { loadCorpora } from '../data/prepare.js';
 import { runTraining, scoreTranslations } from '../train/run-training.js';
-import { runPruning, originalShape } from '../train/prune.js';
+import { runPruning } from '../train/prune.js';
 import { findLatestValidCheckpoint } from '../train/checkpoint.js';
 import { loadModel } from '../train/load-model.js';
 import type { ProgressLine } from '../train/progress.js';
 import { disposeGates } from '../train/trainer.js';
-import { countKept, readHeadMask, maskToGateValues } from '../export/head-mask.js';
+import { countKept, readHeadMask, maskToGateValues, originalMaskShape } from '../export/head-mask.js';
 import { ATTENTION_TYPES, type AttentionType } from '../config/head-id.js';
 import { runImportancePruning } from '../analysis/importance-pruning.js';
 import { analyzeHeads, trainingFrequencies } from '../analysis/analyze.js';
 import { writeHeadReport, writeHeadReportCsv } from '../analysis/report.js';
 import { exportModel } from '../export/export-model.js';
-import { readParallelCorpus } from '../data/corpus.js';
 import { type ResolvedStage, markDone, requireParentDone, acquireStageLock } from './stage.js';
 
 export interface StageSummary {
@@ -80,7 +79,7 @@ async function runLocked(s: ResolvedStage, o: { progress: ProgressLine; isStopRe
       stacks: attention, bleuSentences: Math.min(200, corpora.valid.length), run, seed: s.config.seed, onProgress: (m) => o.progress.log(m),
     });
     // score every step's mask on the test set exactly as the L0 stages are scored (beam search, sacreBLEU)
-    const shape = originalShape(s.config);
+    const shape = originalMaskShape(s.config.model);
     const curve: NonNullable<StageSummary['curve']> = [];
     for (const step of r.table) {
       const mask = readHeadMask(join(s.folder, step.maskFile), shape);
@@ -98,12 +97,12 @@ async function runLocked(s: ResolvedStage, o: { progress: ProgressLine; isStopRe
   } else if (st.kind === 'analyze') {
     const loaded = loadModel(s.parent!.folder);
     const cfg = loaded.config;
-    const valid = cfg.data.valid ? readParallelCorpus(corpusSpec(cfg.data.valid, cfg.data)) : loadCorpora(cfg.data, cfg.seed).valid;
-    const pairs = valid.slice(0, st.sentences ?? valid.length);
+    // one read of the corpora (files or the generated corpus) for the dev split and the frequencies
+    const corpora = loadCorpora(cfg.data, cfg.seed);
+    const pairs = corpora.valid.slice(0, st.sentences ?? corpora.valid.length);
     // training-corpus token frequencies: what the rare-token role is measured against
-    const train = cfg.data.train ? readParallelCorpus(corpusSpec(cfg.data.train, cfg.data)) : loadCorpora(cfg.data, cfg.seed).train;
-    const f = trainingFrequencies(loaded.tokenizer, train);
-    const report = await analyzeHeads({ frequencies: { src: f.src, tgt: f.tgt, source: cfg.data.train ?? 'synthetic' }, model: loaded.model, gates: loaded.gates, tokenizer: loaded.tokenizer, config: cfg, source: { runPath: loaded.runPath, checkpoint: loaded.checkpoint.path, step: loaded.checkpoint.state.step }, split: { name: 'dev', source: cfg.data.valid ?? 'synthetic', pairs }, onProgress: (m) => o.progress.log(m) });
+    const f = trainingFrequencies(loaded.tokenizer, corpora.train);
+    const report = await analyzeHeads({ frequencies: { src: f.src, tgt: f.tgt, source: corpora.sources.train }, model: loaded.model, gates: loaded.gates, tokenizer: loaded.tokenizer, config: cfg, source: { runPath: loaded.runPath, checkpoint: loaded.checkpoint.path, step: loaded.checkpoint.state.step }, split: { name: 'dev', source: corpora.sources.valid, pairs }, onProgress: (m) => o.progress.log(m) });
     writeHeadReport(run.file('head-report.json'), report);
     writeHeadReportCsv(run.file('head-report.csv'), report);
     loaded.model.dispose();
