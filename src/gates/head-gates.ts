@@ -173,19 +173,23 @@ export class HeadGates {
   keptPositions(): Record<AttentionType, number[][]> {
     const out = {} as Record<AttentionType, number[][]>;
     for (const stack of ATTENTION_TYPES) out[stack] = this.shape[stack].map((h) => Array.from({ length: h }, (_, i) => i));
-    const states = this.states();
+    const byKey = new Map(this.states().map((st) => [st.key, st]));
+    const stateOf = (stack: AttentionType, layer: number, pos: number) => byKey.get(this.keyOf(stack, layer, pos))!;
     const byStack = (stack: AttentionType) => this.names.filter((n) => n.stack === stack);
     for (const stack of this.config.attention) for (const n of byStack(stack)) out[stack][n.layer] = [];
     const groups = this.isBudgeted ? this.groups : [];
     const budgeted = new Set(groups.flatMap((g) => g.stacks));
     for (const g of groups) {
       const heads = this.names.filter((n) => g.stacks.includes(n.stack)).flatMap((n) => Array.from({ length: n.heads }, (_, h) => ({ n, h })));
-      const p = heads.map(({ n, h }) => states.find((s) => s.key === this.keyOf(n.stack, n.layer, h))!.pOpen);
+      const p = heads.map(({ n, h }) => stateOf(n.stack, n.layer, h).pOpen);
       for (const i of selectTopHeads(p, Math.min(g.target, heads.length))) out[heads[i]!.n.stack][heads[i]!.n.layer]!.push(heads[i]!.h);
     }
     for (const n of this.names) {
       if (budgeted.has(n.stack)) continue;
-      for (let h = 0; h < n.heads; h++) if (states.find((s) => s.key === this.keyOf(n.stack, n.layer, h))!.pOne > states.find((s) => s.key === this.keyOf(n.stack, n.layer, h))!.pZero) out[n.stack][n.layer]!.push(h);
+      for (let h = 0; h < n.heads; h++) {
+        const st = stateOf(n.stack, n.layer, h);
+        if (st.pOne > st.pZero) out[n.stack][n.layer]!.push(h);
+      }
     }
     for (const stack of ATTENTION_TYPES) out[stack] = out[stack].map((l) => l.sort((a, b) => a - b));
     return out;

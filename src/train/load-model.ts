@@ -3,6 +3,7 @@
  * checkpoint) or a checkpoint folder. The tokenizer comes from the run folder; the model shape from the
  * checkpoint's config, so a physically pruned model (per-layer head lists) loads the same way.
  */
+import * as tf from '@tensorflow/tfjs';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { ResolvedConfig } from '../config/schema.js';
@@ -48,13 +49,8 @@ export function assignWeights(model: Transformer, gates: HeadGates | null, c: Lo
   if (gates)
     for (const [name, v] of gates.variables) {
       const a = c.params[name];
-      if (a) tf.tidy(() => v.assign(tfTensor(a.shape, a.data)));
+      if (a) tf.tidy(() => v.assign(tf.tensor(a.data, a.shape, 'float32')));
     }
-}
-
-import * as tf from '@tensorflow/tfjs';
-function tfTensor(shape: number[], data: Float32Array): tf.Tensor {
-  return tf.tensor(data, shape, 'float32');
 }
 
 export function loadModel(path: string, warn: (m: string) => void = () => {}): LoadedModel {
