@@ -3,7 +3,8 @@ import { mkdtempSync, writeFileSync, readFileSync, existsSync, readdirSync } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadSpec, expandStages } from './spec.js';
-import { resolveStages, stageState, adoptRun } from './stage.js';
+import { resolveStages, stageState, adoptRun, selectStages } from './stage.js';
+import { stepsNearest } from './run-stage.js';
 import { runTraining } from '../train/run-training.js';
 import { RunFolder } from '../util/run-folder.js';
 import { ProgressLine } from '../train/progress.js';
@@ -33,6 +34,8 @@ describe('experiment specs', () => {
     ['cycle', 'name: x\nstages:\n  a: { kind: analyze, of: b }\n  b: { kind: export, of: a }\n', ['dependency cycle']],
     ['bad name', 'name: "a b"\nstages: {}\n', ['name']],
     ['missing base', 'name: x\nbase: configs/none.yaml\nstages: {}\n', ['base: config file configs/none.yaml not found']],
+    ['testHeads on an l0 stage', 'name: x\nstages:\n  b: { kind: train }\n  p: { kind: prune, from: b, lambda: 1, testHeads: [4] }\n', ['stages.p.testHeads', 'only for importance']],
+    ['testHeads not integers', 'name: x\nstages:\n  b: { kind: train }\n  p: { kind: prune, from: b, method: importance, testHeads: [2.5] }\n', ['stages.p.testHeads[0]']],
   ];
   it.each(bad)('%s is refused with the file and key', (_l, text, fragments) => {
     const p = spec(`bad-${fragments[0]!.replace(/\W/g, '')}`, text);
@@ -45,6 +48,25 @@ describe('experiment specs', () => {
     }
     expect(msg).toContain(p);
     for (const f of fragments) expect(msg).toContain(f);
+  });
+
+  it('--only keeps the named stages (every instance of a sweep, or one id) and their ancestors', () => {
+    const p = spec('only', `name: only\nset: ${TINY_SET}\nstages:\n  base: { kind: train }\n  l0: { kind: prune, from: base, sweep: { lambda: [0.1, 0.2] } }\n  an: { kind: analyze, of: l0 }\n  imp: { kind: prune, from: base, method: importance }\n`);
+    const r = resolveStages(loadSpec(p), expandStages(loadSpec(p)), join(dir, 'runs'));
+    expect(selectStages(r, ['l0'], p).map((s) => s.instance.id)).toEqual(['base', 'l0[lambda=0.1]', 'l0[lambda=0.2]']);
+    expect(selectStages(r, ['an<l0[lambda=0.2]>'], p).map((s) => s.instance.id)).toEqual(['base', 'l0[lambda=0.2]', 'an<l0[lambda=0.2]>']);
+    expect(selectStages(r, ['imp', 'base'], p).map((s) => s.instance.id)).toEqual(['base', 'imp']);
+    expect(() => selectStages(r, ['l0', 'nope'], p)).toThrow(/--only nope: no such stage \(stages: base, l0, an, imp/);
+  });
+
+  it('testHeads picks, for each count, the step leaving the nearest count (larger on a tie), each once', () => {
+    const table = [48, 43, 38, 33, 28, 23, 18, 13, 8, 3].map((headsKept, step) => ({ step, headsKept }));
+    const notes: string[] = [];
+    const got = stepsNearest(table, [3, 48, 30, 40, 28, 100, 45.5], (m) => notes.push(m));
+    expect(got.map((r) => r.headsKept)).toEqual([48, 38, 28, 3]);
+    expect(notes.some((n) => n.includes('testHeads 30') && n.includes('28 heads'))).toBe(true);
+    expect(notes.some((n) => n.includes('testHeads 40') && n.includes('38 heads'))).toBe(true);
+    expect(notes.filter((n) => n.includes('testHeads 28'))).toEqual([]);
   });
 
   it('expands sweeps, repeats dependants per parent instance, and hashes resolved configs', () => {

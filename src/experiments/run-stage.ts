@@ -15,7 +15,8 @@ import { findLatestValidCheckpoint } from '../train/checkpoint.js';
 import { loadModel } from '../train/load-model.js';
 import type { ProgressLine } from '../train/progress.js';
 import { disposeGates } from '../train/trainer.js';
-import { countKept, readHeadMask, maskToGateValues, originalMaskShape } from '../export/head-mask.js';
+import { countKept, readHeadMask, maskToGateValues, maskToKeptSets, originalMaskShape } from '../export/head-mask.js';
+import { readJsonFile, writeJsonAtomic } from '../util/fs.js';
 import { ATTENTION_TYPES, type AttentionType } from '../config/head-id.js';
 import { runImportancePruning } from '../analysis/importance-pruning.js';
 import { analyzeHeads, trainingFrequencies } from '../analysis/analyze.js';
@@ -32,6 +33,22 @@ export interface StageSummary {
   /** importance pruning: one point per step */
   curve?: Array<{ keptHeads: Record<AttentionType, number>; bleu: number; bleuTokLc: number; maskFile: string }>;
   [k: string]: unknown;
+}
+
+/**
+ * The pruning steps to score on test: for every requested head count the step that leaves the nearest
+ * count (the larger one on a tie), each step once, in curve order.
+ */
+export function stepsNearest<T extends { step: number; headsKept: number }>(table: readonly T[], counts: readonly number[], log: (m: string) => void = () => {}): T[] {
+  const chosen = new Set<T>();
+  for (const c of counts) {
+    let best: T | null = null;
+    for (const row of table) if (!best || Math.abs(row.headsKept - c) < Math.abs(best.headsKept - c) || (Math.abs(row.headsKept - c) === Math.abs(best.headsKept - c) && row.headsKept > best.headsKept)) best = row;
+    if (!best) continue;
+    if (best.headsKept !== c) log(`testHeads ${c}: no step leaves exactly ${c} heads; scoring step ${best.step} (${best.headsKept} heads)`);
+    chosen.add(best);
+  }
+  return table.filter((row) => chosen.has(row));
 }
 
 function keptOf(cfg: ResolvedStage['config']): Record<AttentionType, number> {
@@ -64,7 +81,7 @@ async function runLocked(s: ResolvedStage, o: { progress: ProgressLine; isStopRe
   } else if (st.kind === 'prune' && st.method === 'l0') {
     const parent = findLatestValidCheckpoint(s.parent!.folder);
     const tokenizer = BpeTokenizer.load(join(s.parent!.folder, 'tokenizer.json'));
-    const r = await runPruning({ config: s.config, run, parent, tokenizer, isResume, progress: o.progress, isStopRequested: o.isStopRequested });
+    const r = await runPruning({ config: s.config, run, parent, tokenizer, isResume, devSentences: s.config.train.devBleuSentences, progress: o.progress, isStopRequested: o.isStopRequested });
     if (r.stoppedEarly) return null;
     const p = (r.extra?.['pruning'] ?? {}) as { testScores?: { tokenizedLowercaseBleu: number } | null };
     summary = { bleu: r.testBleuPruned, bleuTokLc: p.testScores?.tokenizedLowercaseBleu ?? null, devBleu: r.devBleuPruned, keptHeads: r.keptHeads };
@@ -78,17 +95,29 @@ async function runLocked(s: ResolvedStage, o: { progress: ProgressLine; isStopRe
       data: { estimate: corpora.valid, eval: corpora.valid }, method: st.method as Exclude<typeof st.method, 'l0'>, stepPercent: st.stepPercent, reestimate: st.reestimate,
       stacks: attention, bleuSentences: Math.min(200, corpora.valid.length), run, seed: s.config.seed, onProgress: (m) => o.progress.log(m),
     });
-    // score every step's mask on the test set exactly as the L0 stages are scored (beam search, sacreBLEU)
+    // score the steps' masks on the test set exactly as the L0 stages are scored (beam search, sacreBLEU);
+    // each score is saved as soon as it exists, so an interrupted stage does not translate it again
     const shape = originalMaskShape(s.config.model);
+    const steps = st.testHeads ? stepsNearest(r.table, st.testHeads, (m) => o.progress.log(m)) : r.table;
+    const cachePath = join(s.folder, 'test-scores.json');
+    const cache: Record<string, { bleu: number; bleuTokLc: number }> = existsSync(cachePath) ? readJsonFile(cachePath) : {};
     const curve: NonNullable<StageSummary['curve']> = [];
-    for (const step of r.table) {
+    for (const step of steps) {
       const mask = readHeadMask(join(s.folder, step.maskFile), shape);
-      const values = maskToGateValues(mask, shape);
-      const gates = Object.fromEntries(ATTENTION_TYPES.map((t) => [t, values[t].map((l) => tf.tensor1d(l))]));
-      const { scores } = await scoreTranslations(loaded.model, loaded.tokenizer, corpora.test, s.config, gates, { progress: o.progress, label: `test (${step.headsKept} heads)` });
-      disposeGates(gates);
-      curve.push({ keptHeads: Object.fromEntries(ATTENTION_TYPES.map((t) => [t, countKept(mask, shape, t)])) as Record<AttentionType, number>, bleu: scores.bleu, bleuTokLc: scores.tokenizedLowercaseBleu, maskFile: step.maskFile });
-      o.progress.log(`importance step ${step.step}: ${step.headsKept} heads, test BLEU ${scores.bleu.toFixed(2)}`);
+      const key = JSON.stringify(maskToKeptSets(mask, shape));
+      let scored = cache[key];
+      if (!scored) {
+        const values = maskToGateValues(mask, shape);
+        const gates = Object.fromEntries(ATTENTION_TYPES.map((t) => [t, values[t].map((l) => tf.tensor1d(l))]));
+        const { scores } = await scoreTranslations(loaded.model, loaded.tokenizer, corpora.test, s.config, gates, { progress: o.progress, label: `test (${step.headsKept} heads)` });
+        disposeGates(gates);
+        scored = { bleu: scores.bleu, bleuTokLc: scores.tokenizedLowercaseBleu };
+        cache[key] = scored;
+        writeJsonAtomic(cachePath, cache);
+        if (o.isStopRequested()) return null;
+      }
+      curve.push({ keptHeads: Object.fromEntries(ATTENTION_TYPES.map((t) => [t, countKept(mask, shape, t)])) as Record<AttentionType, number>, bleu: scored.bleu, bleuTokLc: scored.bleuTokLc, maskFile: step.maskFile });
+      o.progress.log(`${st.method} step ${step.step}: ${step.headsKept} heads, test BLEU ${scored.bleu.toFixed(2)}`);
     }
     o.progress.done();
     loaded.model.dispose();

@@ -47,6 +47,8 @@ const PruneStage = z.strictObject({
   freezeDecoder: z.boolean().default(true),
   stepPercent: z.number().positive().max(100).optional(),
   reestimate: z.boolean().optional(),
+  /** importance/confidence/random: score on the test set only the steps that leave these many heads (default: every step) */
+  testHeads: z.array(z.number().int().nonnegative()).min(1).optional(),
 });
 const AnalyzeStage = z.strictObject({ kind: z.literal('analyze'), ...common, of: z.string(), sentences: z.number().int().positive().optional() });
 const ExportStage = z.strictObject({ kind: z.literal('export'), ...common, of: z.string() });
@@ -111,6 +113,8 @@ export function loadSpec(path: string, preset?: string): ExperimentSpec {
       if (!spec.stages[d.split('[')[0]!]) problems.push(`${path}: stages.${name}: depends on '${d}', which is not a stage (stages: ${Object.keys(spec.stages).join(', ')})`);
     if (st.kind === 'prune' && st.method === 'l0' && st.lambda === undefined && st.targetHeads === undefined && !st.sweep?.['lambda'] && !st.sweep?.['targetHeads'])
       problems.push(`${path}: stages.${name}: an l0 prune stage needs lambda or targetHeads (or a sweep over one)`);
+    if (st.kind === 'prune' && st.method === 'l0' && st.testHeads)
+      problems.push(`${path}: stages.${name}.testHeads: only for importance, confidence or random pruning (an l0 stage is scored once, on its final mask)`);
   }
   if (preset && !spec.presets?.[preset]) problems.push(`${path}: --preset ${preset}: no such preset (presets: ${Object.keys(spec.presets ?? {}).join(', ') || 'none'})`);
   const baseConfig = spec.base ? resolve(dirname(path), '..', spec.base) : null;

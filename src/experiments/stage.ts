@@ -184,3 +184,19 @@ export function adoptRun(s: ResolvedStage, runPath: string): void {
     keptHeads: { 'enc-self': s.config.model.encoderLayers * heads, 'dec-self': s.config.model.decoderLayers * heads, 'dec-enc': s.config.model.decoderLayers * heads },
   });
 }
+
+/**
+ * The stage instances named by `names` (stage names, matching every instance of a sweep, or instance ids)
+ * together with the ancestors they need, in plan order. An unknown name is an error naming the choices.
+ */
+export function selectStages(stages: readonly ResolvedStage[], names: readonly string[], specPath: string): ResolvedStage[] {
+  const unknown = names.filter((n) => !stages.some((s) => s.instance.stage === n || s.instance.id === n));
+  if (unknown.length)
+    throw new ConfigError([`${specPath}: --only ${unknown.join(', ')}: no such stage (stages: ${[...new Set(stages.map((s) => s.instance.stage))].join(', ')}; or an instance id, see status)`]);
+  const keep = new Set<ResolvedStage>();
+  const add = (s: ResolvedStage | null) => {
+    for (let x = s; x && !keep.has(x); x = x.parent) keep.add(x);
+  };
+  for (const s of stages) if (names.includes(s.instance.stage) || names.includes(s.instance.id)) add(s);
+  return stages.filter((s) => keep.has(s));
+}

@@ -7,7 +7,7 @@ import type { ArgumentsCamelCase, Argv } from 'yargs';
 
 import { runHandler, startBackend, installStopHandler } from '../common.js';
 import { loadSpec, expandStages } from '../../experiments/spec.js';
-import { resolveStages, experimentRoot, stageState, adoptRun } from '../../experiments/stage.js';
+import { resolveStages, experimentRoot, stageState, adoptRun, selectStages } from '../../experiments/stage.js';
 import { runExperiment, planTable, stageCommand, shellQuote } from '../../experiments/runner.js';
 import { runStage } from '../../experiments/run-stage.js';
 import { writeReport, markdownTable } from '../../experiments/report.js';
@@ -25,6 +25,7 @@ interface Args {
   id?: string;
   'runs-dir': string;
   out?: string;
+  only?: string;
 }
 
 export const command = 'experiment <action> <spec>';
@@ -42,6 +43,7 @@ export function builder(y: Argv): Argv<Args> {
     .option('run', { type: 'string', describe: 'adopt: an existing run folder whose config equals the stage\'s (apart from its name)' })
     .option('runs-dir', { type: 'string', default: 'runs', describe: 'where stage folders go' })
     .option('out', { type: 'string', describe: 'report: output folder (default: the experiment folder)' })
+    .option('only', { type: 'string', describe: 'run, status, --emit-commands: only these stages (comma-separated names or instance ids) and the parents they need' })
     .example('$0 experiment run experiments/voita2019-ddtp-ende.yaml --jobs 2', 'run the study')
     .example('$0 experiment status experiments/voita2019-ddtp-ende.yaml', 'what is done') as unknown as Argv<Args>;
 }
@@ -49,7 +51,8 @@ export function builder(y: Argv): Argv<Args> {
 export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
   await runHandler(async () => {
     const spec = loadSpec(args.spec, args.preset);
-    const stages = resolveStages(spec, expandStages(spec), args['runs-dir']);
+    const all = resolveStages(spec, expandStages(spec), args['runs-dir']);
+    const stages = args.only && args.action !== 'report' ? selectStages(all, args.only.split(',').map((x) => x.trim()).filter(Boolean), args.spec) : all;
     const root = experimentRoot(spec, args['runs-dir']);
     if (args.action === 'status' || args['dry-run']) {
       console.log(planTable(stages));
