@@ -86,6 +86,11 @@ describe('experiment specs', () => {
     expect(r2[0]!.hash).toBe(r[0]!.hash);
     expect(r2[1]!.hash).not.toBe(r[1]!.hash);
     expect(r2[5]!.hash).not.toBe(r[5]!.hash);
+    // execution settings (workers, backend, logging, checkpoint cadence) are not part of a stage's identity
+    const p3 = spec('expand3', readFileSync(p, 'utf8').replace('set: {', 'set: { train.workers: 2, backend: cpu, train.keepCheckpoints: 1, train.checkpointEverySteps: 3,'));
+    const r3 = resolveStages(loadSpec(p3), expandStages(loadSpec(p3)), join(dir, 'runs'));
+    expect(r3[0]!.config.train.workers).toBe(2);
+    expect(r3.map((x) => x.hash)).toEqual(r.map((x) => x.hash));
   });
 });
 
@@ -102,7 +107,8 @@ describe('adopting an existing run', () => {
     await runTraining({ config: otherCfg, run: other, progress: quiet });
     expect(() => adoptRun(stage!, other.path)).toThrow(/config differs from stage baseline: train.maxSteps: stage 4, run 5/);
     const same = RunFolder.create(join(dir, 'outside'), 'same');
-    const sameCfg = loadConfigOn(stage!.config, null, ['name=renamed']);
+    // another name and another worker count: the same computation, so adoptable
+    const sameCfg = loadConfigOn(stage!.config, null, ['name=renamed', 'train.workers=1']);
     same.writeProvenance({ config: sameCfg, argv: [], seed: sameCfg.seed, env: {} });
     await runTraining({ config: sameCfg, run: same, progress: quiet });
     adoptRun(stage!, same.path);

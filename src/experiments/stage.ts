@@ -34,6 +34,24 @@ function safeName(id: string): string {
   return id.replace(/[^A-Za-z0-9_.=,-]+/g, '_').slice(0, 80);
 }
 
+/**
+ * Settings that change how fast a stage runs or how often it reports, not what it computes: left out of
+ * a stage's identity (its hash) and of adopt's comparison, so that running a study with more workers, on
+ * another backend or with other logging does not redo finished stages.
+ */
+export const EXECUTION_KEYS = ['backend', 'train.workers', 'train.logEverySteps', 'train.checkpointEverySteps', 'train.keepCheckpoints'] as const;
+
+/** A copy of `config` without the execution settings (see EXECUTION_KEYS). */
+export function withoutExecutionKeys(config: ResolvedConfig): Record<string, unknown> {
+  const copy = JSON.parse(JSON.stringify(config)) as Record<string, Record<string, unknown>>;
+  for (const key of EXECUTION_KEYS) {
+    const [a, b] = key.split('.') as [string, string | undefined];
+    if (b === undefined) delete copy[a];
+    else if (copy[a]) delete copy[a][b];
+  }
+  return copy;
+}
+
 function stableHash(value: unknown): string {
   const canon = (v: unknown): unknown =>
     v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, canon((v as Record<string, unknown>)[k])])) : Array.isArray(v) ? v.map(canon) : v;
@@ -82,7 +100,8 @@ export function resolveStages(spec: ExperimentSpec, instances: StageInstance[], 
     }
     const { set: _s, sweep: _w, description: _d, ...settings } = inst.spec;
     // a fixed-mask stage's identity includes its parent (the mask it copies), not the mask's contents
-    const hash = stableHash({ kind: inst.spec.kind, settings, config: inst.spec.kind === 'train' && parent ? { ...config, model: { ...config.model, keptHeads: null } } : config, parent: parent?.hash ?? null });
+    const identity = withoutExecutionKeys(inst.spec.kind === 'train' && parent ? { ...config, model: { ...config.model, keptHeads: null } } : config);
+    const hash = stableHash({ kind: inst.spec.kind, settings, config: identity, parent: parent?.hash ?? null });
     const folder = join(root, `${safeName(inst.id)}-${hash}`);
     byId.set(inst.id, { instance: inst, config, hash, folder, parent });
   }
@@ -160,8 +179,8 @@ export function adoptRun(s: ResolvedStage, runPath: string): void {
   if (!existsSync(cfgPath)) throw new HeadsError(`${runPath}: not a run folder (no config.json)`);
   if (!existsSync(resPath)) throw new HeadsError(`${runPath}: the run has not finished (no results.json)`);
   // normalised over the defaults, so a run saved before a config key existed compares by value
-  const theirs = { ...(JSON.parse(JSON.stringify(loadConfigOn(JSON.parse(readFileSync(cfgPath, 'utf8')) as ResolvedConfig, null, [], cfgPath))) as Record<string, unknown>), name: null };
-  const ours = { ...(JSON.parse(JSON.stringify(s.config)) as Record<string, unknown>), name: null };
+  const theirs = { ...withoutExecutionKeys(loadConfigOn(JSON.parse(readFileSync(cfgPath, 'utf8')) as ResolvedConfig, null, [], cfgPath)), name: null };
+  const ours = { ...withoutExecutionKeys(s.config), name: null };
   const diffs: string[] = [];
   const walk = (a: unknown, b: unknown, path: string) => {
     if (a && b && typeof a === 'object' && typeof b === 'object' && !Array.isArray(a)) {
