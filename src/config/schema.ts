@@ -111,6 +111,7 @@ export const TrainSchema = z.strictObject({
   /** train only these parameter groups (null: all); the reference's encoder-only pruning trains `encoder` */
   trainOnly: z.array(z.enum(['encoder', 'decoder', 'embeddings', 'gates'])).nullable(),
   workers: z.union([z.literal('auto'), posInt]),
+  /** steps whose loss or gradient is not finite that may be skipped (batches dropped, no update) before the run stops; 0: stop at the first */
   skipNonFinite: nonNegInt,
 });
 

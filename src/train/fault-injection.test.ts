@@ -85,6 +85,58 @@ function runToEnd(args: string[]): { status: number | null; stderr: string } {
   }, 300000);
 });
 
+(built ? describe : describe.skip)('fault injection: non-finite losses', () => {
+  const SHORT = [...TINY.filter((a) => !a.startsWith('train.maxSteps')), 'train.maxSteps=12', 'train.workers=1'];
+  const records = (run: string) =>
+    readFileSync(join(run, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { step: number; loss?: number; skipped?: string; skippedNonFinite?: number });
+  const train = (root: string, extra: string[], env: Record<string, string>) => {
+    const r = spawnSync('node', [bin, 'train', '--runs-dir', root, '--set', ...SHORT, ...extra], { encoding: 'utf8', env: { ...process.env, ...env } });
+    return { ...r, run: join(root, readdirSync(root)[0]!) };
+  };
+
+  it('without skipNonFinite the run stops at the step, names it and its batch, exits 2, and keeps the last good checkpoint', () => {
+    const root = mkdtempSync(join(tmpdir(), 'heads-nan-'));
+    const r = train(root, [], { HEADS_FAULT_NONFINITE: '5' });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/non-finite loss at step 5 \(loss NaN, gradient norm NaN\); batch sentences \d+/);
+    expect(r.stderr).toContain('the last checkpoint (step 3) is untouched');
+    expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
+    expect(findLatestValidCheckpoint(r.run).state.step).toBe(3);
+    expect(Math.max(...records(r.run).map((x) => x.step))).toBe(4);
+  });
+
+  it('with skipNonFinite the bad batches are dropped (no update), logged, and counted against the limit', () => {
+    const root = mkdtempSync(join(tmpdir(), 'heads-nan-'));
+    const ok = train(join(root, 'ok'), ['train.skipNonFinite=2'], { HEADS_FAULT_NONFINITE: '5,9' });
+    expect(ok.status).toBe(0);
+    const recs = records(ok.run);
+    expect(recs.filter((x) => x.skipped === 'non-finite').map((x) => [x.step, x.skippedNonFinite])).toEqual([[5, 1], [9, 2]]);
+    expect(recs.filter((x) => x.loss !== undefined).map((x) => x.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+    expect(recs.every((x) => x.loss === undefined || Number.isFinite(x.loss))).toBe(true);
+    // the skipped batches were consumed: steps 1-4 match a clean run, step 5 trains on the clean run's step-6 batch
+    const clean = train(join(root, 'clean'), [], {});
+    expect(clean.status).toBe(0);
+    const cleanLoss = new Map(records(clean.run).filter((x) => x.loss !== undefined).map((x) => [x.step, x.loss!]));
+    const okLoss = new Map(recs.filter((x) => x.loss !== undefined).map((x) => [x.step, x.loss!]));
+    for (const st of [1, 2, 3, 4]) expect(okLoss.get(st)).toBeCloseTo(cleanLoss.get(st)!, 6);
+    expect(okLoss.get(5)).not.toBeCloseTo(cleanLoss.get(5)!, 6);
+    expect(findLatestValidCheckpoint(ok.run).state.extra['trainer.skippedNonFinite']).toBe(2);
+
+    const over = train(join(root, 'over'), ['train.skipNonFinite=1'], { HEADS_FAULT_NONFINITE: '5,9' });
+    expect(over.status).toBe(2);
+    expect(over.stderr).toContain('batch skipped (1 of train.skipNonFinite = 1)');
+    expect(over.stderr).toMatch(/non-finite loss at step 9 .*already used up/);
+  }, 120000);
+
+  it('worker training skips a non-finite micro-batch the same way', () => {
+    const root = mkdtempSync(join(tmpdir(), 'heads-nan-'));
+    const r = train(root, ['train.workers=2', 'train.accumulateSteps=2', 'train.skipNonFinite=1'], { HEADS_FAULT_NONFINITE: '4:1' });
+    expect(r.status).toBe(0);
+    expect(records(r.run).filter((x) => x.skipped === 'non-finite').map((x) => x.step)).toEqual([4]);
+    expect(findLatestValidCheckpoint(r.run).state.step).toBe(12);
+  }, 120000);
+});
+
 (built ? describe : describe.skip)('fault injection: damaged checkpoints', () => {
   let run = '';
   beforeAll(() => {

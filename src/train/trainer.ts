@@ -98,6 +98,10 @@ export interface TrainerOptions {
 export class Trainer {
   step = 0;
   position: DataPosition = { epoch: 0, batch: 0 };
+  /** steps whose batches were dropped for a non-finite loss or gradient (train.skipNonFinite) */
+  skippedNonFinite = 0;
+  /** step of the newest checkpoint written or restored (named when a non-finite step stops the run) */
+  private lastCheckpointStep: number | null = null;
   readonly adam: Adam;
   private plan: number[][] | null = null;
   private readonly trainable: Map<string, tf.Variable>;
@@ -414,9 +418,10 @@ export class Trainer {
     const params: NamedArrays = await this.o.model.params.toArrays();
     if (this.o.gates) for (const [name, v] of this.o.gates.variables) params[name] = { shape: v.shape.slice(), data: (await v.data()) as Float32Array };
     const adam = this.pool !== null && !this.pushAdam ? this.sharedAdamState(this.pool) : await this.adam.state();
+    this.lastCheckpointStep = this.step;
     return writeCheckpoint(
       this.o.run.path,
-      { step: this.step, dataPosition: this.position, adamStep: adam.step, config: this.o.config, extra: this.o.gates?.extraState() ?? {} },
+      { step: this.step, dataPosition: this.position, adamStep: adam.step, config: this.o.config, extra: { ...(this.o.gates?.extraState() ?? {}), 'trainer.skippedNonFinite': this.skippedNonFinite } },
       params,
       adam.tensors,
       this.o.config.train.keepCheckpoints,
@@ -450,6 +455,8 @@ export class Trainer {
     this.position = c.state.dataPosition;
     this.plan = null;
     this.o.gates?.restoreExtraState(c.state.extra);
+    this.skippedNonFinite = c.state.extra['trainer.skippedNonFinite'] ?? 0;
+    this.lastCheckpointStep = c.state.step;
   }
 
   /** Train to config.train.maxSteps with logging, evaluation and checkpoints. */
@@ -471,7 +478,21 @@ export class Trainer {
         stoppedEarly = true;
         break;
       }
-      const r = await this.trainStep();
+      let r: StepResult;
+      try {
+        r = await this.trainStep();
+      } catch (e) {
+        // train.skipNonFinite: drop this step's batches (no update; the data moves on) up to the limit
+        if (!(e instanceof NonFiniteError) || this.skippedNonFinite >= cfg.skipNonFinite) {
+          if (e instanceof NonFiniteError && cfg.skipNonFinite > 0) e.message += ` (train.skipNonFinite = ${cfg.skipNonFinite} already used up)`;
+          if (e instanceof NonFiniteError) e.message += `; the last checkpoint (step ${this.lastCheckpointStep ?? 'none'}) is untouched`;
+          throw e;
+        }
+        this.skippedNonFinite++;
+        this.o.run?.appendMetrics({ step: e.step, skipped: 'non-finite', detail: e.message, skippedNonFinite: this.skippedNonFinite });
+        this.progress.log(`${e.message}: batch skipped (${this.skippedNonFinite} of train.skipNonFinite = ${cfg.skipNonFinite})`);
+        continue;
+      }
       windowTokens += r.tgtTokens;
       windowMs += r.elapsedMs;
       windowLoss += r.loss;

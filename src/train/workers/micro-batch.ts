@@ -51,6 +51,29 @@ export interface MicroBatchResult {
   penalty?: number;
 }
 
+/**
+ * Fault injection for tests of the non-finite guard: HEADS_FAULT_NONFINITE="3,7:1" makes the loss NaN at
+ * step 3 (every micro-batch) and at micro-batch 1 of step 7, each once per process (a step retried after a
+ * skip is clean). Workers inherit the variable.
+ */
+const faultsFired = new Set<string>();
+let faultSpec: { raw: string; at: Array<{ step: number; index: number | null }> } | null = null;
+export function isFaultInjected(step: number, index: number): boolean {
+  const raw = process.env['HEADS_FAULT_NONFINITE'] ?? '';
+  if (!raw) return false;
+  if (faultSpec?.raw !== raw) {
+    const at = raw.split(',').filter((x) => x.trim()).map((x) => {
+      const [st, ix] = x.trim().split(':');
+      return { step: Number(st), index: ix === undefined ? null : Number(ix) };
+    });
+    faultSpec = { raw, at };
+  }
+  const key = `${step}:${index}`;
+  if (faultsFired.has(key) || !faultSpec.at.some((f) => f.step === step && (f.index === null || f.index === index))) return false;
+  faultsFired.add(key);
+  return true;
+}
+
 /** Rows [r0, r1) of per-sentence gate tensors ([B, h]); per-batch gates ([h]) are shared. */
 function sliceGates(g: GateTensors, batchSize: number, r0: number, r1: number): GateTensors {
   const out: Partial<Record<keyof GateTensors, Array<tf.Tensor | null>>> = {};
@@ -65,6 +88,7 @@ export async function microBatchGradients(ctx: MicroBatchContext, b: Batch, inde
   const baseSeed = deriveSeed(ctx.seed, 'step', ctx.step * 1000 + index);
   const gateSeed = deriveSeed(ctx.seed, 'gates', ctx.step * 1000 + index);
   const chunks = Math.max(1, Math.ceil(b.batchSize / Math.max(1, ctx.chunkRows)));
+  const isPoisoned = isFaultInjected(ctx.step, index);
   let sum: Map<string, tf.Tensor> | null = null;
   let ce = 0;
   let penalty: number | undefined;
@@ -82,7 +106,8 @@ export async function microBatchGradients(ctx: MicroBatchContext, b: Batch, inde
       let gates = ctx.gates?.sampleGates(gateSeed, b.batchSize);
       if (gates && chunks > 1) gates = sliceGates(gates, b.batchSize, r0, r1);
       const logits = ctx.model.forward(src, tgtIn, { isTraining: true, seed, gates });
-      const loss = labelSmoothedCrossEntropySum(logits, tgtOut.reshape([-1]) as tf.Tensor1D, targetWeights(tgtOut), ctx.labelSmoothing).div(ctx.stepTgtTokens) as tf.Scalar;
+      let loss = labelSmoothedCrossEntropySum(logits, tgtOut.reshape([-1]) as tf.Tensor1D, targetWeights(tgtOut), ctx.labelSmoothing).div(ctx.stepTgtTokens) as tf.Scalar;
+      if (isPoisoned) loss = loss.mul(NaN) as tf.Scalar;
       parts.ce = tf.keep(loss.clone());
       if (withPenalty) {
         const pen = ctx.penalty!();
