@@ -3,12 +3,12 @@
  * into results.csv, a Markdown table, and figures. Every number cites the folder it came from.
  */
 import Papa from 'papaparse';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import type { ResolvedStage } from './stage.js';
 import { stageState } from './stage.js';
 import type { StageSummary } from './run-stage.js';
-import { writeFileAtomic } from '../util/fs.js';
+import { readJsonFile, readTextFile, writeFileAtomic } from '../util/fs.js';
 import { EXPERIMENT_RESULT_COLUMNS } from '../plots/readers.js';
 
 /** One line of results.csv. */
@@ -38,7 +38,7 @@ export function collectRows(stages: readonly ResolvedStage[], root = process.cwd
   const rows: ResultRow[] = [];
   for (const s of stages) {
     if (stageState(s) !== 'done') continue;
-    const sum = JSON.parse(readFileSync(join(s.folder, 'stage.json'), 'utf8')) as StageSummary;
+    const sum = readJsonFile<StageSummary>(join(s.folder, 'stage.json'), 'stage marker');
     const st = s.instance.spec;
     const base = {
       stage: s.instance.stage,
@@ -79,5 +79,5 @@ export function writeReport(stages: readonly ResolvedStage[], outDir: string): {
 
 export function readResultRows(csvPath: string): ResultRow[] {
   if (!existsSync(csvPath)) return [];
-  return Papa.parse<ResultRow>(readFileSync(csvPath, 'utf8'), { header: true, dynamicTyping: true, skipEmptyLines: true }).data;
+  return Papa.parse<ResultRow>(readTextFile(csvPath, 'results table'), { header: true, dynamicTyping: true, skipEmptyLines: true }).data;
 }

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { loadConfig, loadConfigOn } from '../config/load.js';
 import type { ResolvedConfig } from '../config/schema.js';
 import { readHeadMask, maskToKeptSets, originalMaskShape } from '../export/head-mask.js';
-import { writeJsonAtomic } from '../util/fs.js';
+import { readJsonFile, writeJsonAtomic } from '../util/fs.js';
 import { ConfigError, HeadsError } from '../util/errors.js';
 import type { ExperimentSpec, StageInstance } from './spec.js';
 
@@ -112,9 +112,9 @@ export function stageState(s: ResolvedStage): StageState {
   const marker = join(s.folder, 'stage.json');
   if (existsSync(marker)) {
     try {
-      if ((JSON.parse(readFileSync(marker, 'utf8')) as { hash?: string }).hash === s.hash) return 'done';
+      if (readJsonFile<{ hash?: string }>(marker, 'stage marker').hash === s.hash) return 'done';
     } catch {
-      /* torn marker: not done */
+      /* a damaged marker (fails its integrity record): not done, the stage runs again */
     }
   }
   if (s.parent && stageState(s.parent) !== 'done') return 'blocked';
@@ -179,7 +179,7 @@ export function adoptRun(s: ResolvedStage, runPath: string): void {
   if (!existsSync(cfgPath)) throw new HeadsError(`${runPath}: not a run folder (no config.json)`);
   if (!existsSync(resPath)) throw new HeadsError(`${runPath}: the run has not finished (no results.json)`);
   // normalised over the defaults, so a run saved before a config key existed compares by value
-  const theirs = { ...withoutExecutionKeys(loadConfigOn(JSON.parse(readFileSync(cfgPath, 'utf8')) as ResolvedConfig, null, [], cfgPath)), name: null };
+  const theirs = { ...withoutExecutionKeys(loadConfigOn(readJsonFile<ResolvedConfig>(cfgPath, 'run config'), null, [], cfgPath)), name: null };
   const ours = { ...withoutExecutionKeys(s.config), name: null };
   const diffs: string[] = [];
   const walk = (a: unknown, b: unknown, path: string) => {
@@ -189,7 +189,7 @@ export function adoptRun(s: ResolvedStage, runPath: string): void {
   };
   walk(ours, theirs, '');
   if (diffs.length) throw new HeadsError(`${runPath}: its config differs from stage ${s.instance.id}: ${diffs.slice(0, 6).join('; ')}`);
-  const results = JSON.parse(readFileSync(resPath, 'utf8')) as { test?: { bleu: number; tokenizedLowercaseBleu: number } | null; devBleu?: number | null };
+  const results = readJsonFile<{ test?: { bleu: number; tokenizedLowercaseBleu: number } | null; devBleu?: number | null }>(resPath, 'run results');
   if (existsSync(s.folder) && readdirSync(s.folder).length) throw new HeadsError(`stage ${s.instance.id}: its folder ${s.folder} is not empty`);
   rmSync(s.folder, { recursive: true, force: true });
   mkdirSync(dirname(s.folder), { recursive: true });
