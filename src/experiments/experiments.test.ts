@@ -119,7 +119,7 @@ describe('adopting an existing run', () => {
 
 (built ? describe : describe.skip)('experiment runner', () => {
   const runs = join(dir, 'runs');
-  const two = () => spec('two', `name: two\nset: ${TINY_SET}\nstages:\n  baseline: { kind: train, set: { train.maxSteps: 20, train.checkpointEverySteps: 10 } }\n  l0: { kind: prune, from: baseline, steps: 8, sweep: { lambda: [0.01, 0.5] }, set: { gates.lrScale: 20 } }\n`);
+  const two = () => spec('two', `name: two\nset: ${TINY_SET}\nstages:\n  baseline: { kind: train, set: { train.maxSteps: 20, train.checkpointEverySteps: 10 } }\n  l0: { kind: prune, from: baseline, steps: 8, sweep: { lambda: [0.01, 0.5] }, set: { gates.lrScale: 20 } }\n  imp: { kind: prune, from: baseline, method: importance, stepPercent: 50, testHeads: [2, 0] }\n  an: { kind: analyze, of: baseline }\n`);
 
   it('runs a two-stage spec, skips done stages on a second run, and reports', () => {
     const p = two();
@@ -129,10 +129,23 @@ describe('adopting an existing run', () => {
     expect(r1.stderr).toContain('[l0[lambda=0.5]] done');
     const s = loadSpec(p);
     const stages = resolveStages(s, expandStages(s), runs);
-    expect(stages.map(stageState)).toEqual(['done', 'done', 'done']);
+    expect(stages.map(stageState)).toEqual(['done', 'done', 'done', 'done', 'done']);
     const csv = readFileSync(join(runs, 'experiments', 'two', 'results.csv'), 'utf8').trim().split('\n');
     expect(csv[0]).toBe('stage,id,kind,method,attention,lambda,targetHeads,keptEnc,keptDecSelf,keptDecEnc,bleu,bleuTokLc,devBleu,run');
-    expect(csv).toHaveLength(4);
+    // baseline, two l0 points, and the importance curve at its testHeads (4 encoder heads, 2 removed per step)
+    expect(csv).toHaveLength(6);
+    expect(csv.filter((l) => l.startsWith('imp,')).map((l) => l.split(',')[7])).toEqual(['2', '0']);
+    // the figures: Figure 7 (l0, importance and the full model), Figure 8 (roles of the survivors); no all-types stage
+    const figDir = join(runs, 'experiments', 'two', 'figures');
+    const fig7 = JSON.parse(readFileSync(join(figDir, 'bleu-vs-encoder-heads.json'), 'utf8')) as { data: Array<{ name: string; x: number[] }> };
+    expect(fig7.data.map((t) => t.name)).toEqual(['l0', 'importance', 'full model']);
+    expect(fig7.data[1]!.x).toEqual([0, 2]);
+    expect(existsSync(join(figDir, 'bleu-vs-encoder-heads.html'))).toBe(true);
+    const fig8 = JSON.parse(readFileSync(join(figDir, 'surviving-head-roles.json'), 'utf8')) as { data: Array<{ x: string[]; y: number[] }> };
+    expect(fig8.data[0]!.x[0]).toBe('4 heads (baseline)');
+    expect(fig8.data[0]!.x).toHaveLength(3);
+    expect(fig8.data.reduce((a, t) => a + t.y[0]!, 0)).toBe(4);
+    expect(r1.stderr).toContain('figure skipped: heads-per-type-vs-bleu');
     expect(csv[1]).toMatch(/^baseline,baseline,train,baseline,-,,,4,2,2,/);
     expect(r1.stdout).toContain('| l0[lambda=0.5] | l0 | enc-self | 0.5 |');
     const r2 = spawnSync('node', [bin, 'experiment', 'run', p, '--runs-dir', runs], { encoding: 'utf8' });

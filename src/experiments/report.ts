@@ -9,7 +9,11 @@ import type { ResolvedStage } from './stage.js';
 import { stageState } from './stage.js';
 import type { StageSummary } from './run-stage.js';
 import { readJsonFile, readTextFile, writeFileAtomic } from '../util/fs.js';
-import { EXPERIMENT_RESULT_COLUMNS } from '../plots/readers.js';
+import { EXPERIMENT_RESULT_COLUMNS, type ExperimentResultRow } from '../plots/readers.js';
+import { bleuPointsFromResults, bleuVsHeadsFigure, keptPerTypeFigure, roleCategory, survivingRolesFigure, type SurvivingLayout } from '../plots/experiments.js';
+import { writeFigure, type WrittenFigure } from '../plots/write.js';
+import { readHeadReport } from '../analysis/report.js';
+import { maskToKeptSets, originalMaskShape, readHeadMask } from '../export/head-mask.js';
 
 /** One line of results.csv. */
 export interface ResultRow {
@@ -44,7 +48,7 @@ export function collectRows(stages: readonly ResolvedStage[], root = process.cwd
       stage: s.instance.stage,
       id: s.instance.id,
       kind: st.kind,
-      method: st.kind === 'prune' ? st.method : st.kind === 'train' ? (s.parent ? 'scratch-fixed-mask' : 'baseline') : st.kind,
+      method: st.kind === 'prune' ? (st.method === 'l0' && s.config.gates.targetHeads !== null ? 'l0-budget' : st.method) : st.kind === 'train' ? (s.parent ? 'scratch-fixed-mask' : 'baseline') : st.kind,
       attention: s.config.gates.attention.join('+') || '-',
       lambda: st.kind === 'prune' && st.method === 'l0' && s.config.gates.targetHeads === null ? s.config.train.l0Lambda : null,
       targetHeads: s.config.gates.targetHeads === null ? '' : JSON.stringify(s.config.gates.targetHeads),
@@ -80,4 +84,57 @@ export function writeReport(stages: readonly ResolvedStage[], outDir: string): {
 export function readResultRows(csvPath: string): ResultRow[] {
   if (!existsSync(csvPath)) return [];
   return Papa.parse<ResultRow>(readTextFile(csvPath, 'results table'), { header: true, dynamicTyping: true, skipEmptyLines: true }).data;
+}
+
+/** Which figures the report draws, from which rows; each is written only when it has data. */
+export interface ReportFigures {
+  written: Array<{ name: string; files: WrittenFigure }>;
+  skipped: string[];
+}
+
+const asPlotRow = (r: ResultRow): ExperimentResultRow => ({ ...r, targetHeads: r.targetHeads || null });
+
+/**
+ * The study's figures in `<outDir>/figures/`: BLEU against encoder heads kept for every encoder-only
+ * pruning method and the baseline (Voita et al. Figure 7); heads kept per attention type against BLEU for
+ * stages that prune all three types (Figures 9-10); and the roles (from an analyze stage of the unpruned
+ * baseline) of the encoder heads each L0 stage keeps (Figure 8).
+ */
+export async function writeReportFigures(stages: readonly ResolvedStage[], rows: readonly ResultRow[], outDir: string, opts: { png?: boolean } = {}): Promise<ReportFigures> {
+  const out: ReportFigures = { written: [], skipped: [] };
+  const dir = join(outDir, 'figures');
+  const write = async (name: string, fig: Parameters<typeof writeFigure>[0]) => out.written.push({ name, files: await writeFigure(fig, join(dir, name), { png: opts.png ?? false }) });
+
+  const encRows = rows.filter((r) => r.method === 'baseline' || (r.kind === 'prune' && r.attention === 'enc-self'));
+  const points = bleuPointsFromResults(encRows.map(asPlotRow), { types: ['enc-self'] });
+  if (points.some((p) => p.method !== 'baseline')) await write('bleu-vs-encoder-heads', bleuVsHeadsFigure(points, { title: 'Test BLEU against encoder heads kept (Voita et al. 2019, Fig. 7)', headsLabel: 'encoder heads kept' }));
+  else out.skipped.push('bleu-vs-encoder-heads: no finished encoder-only pruning stage');
+
+  const allRows = rows.filter((r) => r.kind === 'prune' && r.attention.split('+').length === 3);
+  if (allRows.length) await write('heads-per-type-vs-bleu', keptPerTypeFigure(allRows.map(asPlotRow), { title: 'Heads kept per attention type against test BLEU (Voita et al. 2019, Figs. 9-10)' }));
+  else out.skipped.push('heads-per-type-vs-bleu: no finished stage pruning all three attention types');
+
+  // roles of the surviving heads: the baseline's analysis, the L0 stages' masks
+  const analysis = stages.find((s) => s.instance.spec.kind === 'analyze' && s.parent && !s.parent.parent && s.parent.instance.spec.kind === 'train' && stageState(s) === 'done');
+  if (!analysis) out.skipped.push('surviving-head-roles: no finished analyze stage of the baseline');
+  else {
+    const report = readHeadReport(join(analysis.folder, 'head-report.json'));
+    const layouts: SurvivingLayout[] = [];
+    for (const s of stages) {
+      const st = s.instance.spec;
+      if (st.kind !== 'prune' || st.method !== 'l0' || s.parent !== analysis.parent || stageState(s) !== 'done' || s.config.gates.attention.join('+') !== 'enc-self') continue;
+      const maskPath = join(s.folder, 'mask.json');
+      if (!existsSync(maskPath)) continue;
+      const shape = originalMaskShape(s.config.model);
+      const kept = maskToKeptSets(readHeadMask(maskPath, shape), shape)['enc-self'];
+      const roles = kept.flatMap((ids, layer) => ids.map((id) => roleCategory(report.heads[`enc-self.${layer}.${id}`]?.roles.labels ?? [])));
+      const budget = s.config.gates.targetHeads === null ? `λ ${s.config.train.l0Lambda}` : `budget ${JSON.stringify(s.config.gates.targetHeads)}`;
+      layouts.push({ label: `${roles.length} heads (${budget})`, headsKept: roles.length, roles });
+    }
+    const all = Object.entries(report.heads).filter(([, h]) => h.stack === 'enc-self').map(([, h]) => roleCategory(h.roles.labels));
+    layouts.unshift({ label: `${all.length} heads (baseline)`, headsKept: all.length, roles: all });
+    if (layouts.length > 1) await write('surviving-head-roles', survivingRolesFigure(layouts, { title: 'Roles (in the baseline) of the encoder heads each L0 stage keeps (Voita et al. 2019, Fig. 8)', xLabel: 'model' }));
+    else out.skipped.push('surviving-head-roles: no finished encoder-only L0 stage');
+  }
+  return out;
 }

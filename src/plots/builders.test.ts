@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readHeadMask } from '../export/head-mask.js';
 import { attentionMapFigure } from './attention.js';
-import { bleuPointsFromPruningCurve, bleuPointsFromResults, bleuVsHeadsFigure, keptPerTypeFigure, prunedTypes } from './experiments.js';
+import { bleuPointsFromPruningCurve, bleuPointsFromResults, bleuVsHeadsFigure, keptPerTypeFigure, prunedTypes, roleCategory, survivingRolesFigure } from './experiments.js';
 import type { FigureSpec, Trace } from './figure.js';
 import { closingOrder, closingOrderFigure, expectedOpenHeadsFigure, gateTrajectories, shadeColor } from './gates.js';
 import { agreementHeatmap, headHeatmap, headHeatmapGrid, maskMap } from './heatmap.js';
@@ -225,5 +225,27 @@ describe('experiment figures', () => {
     expect(field(fig.data[0], 'y')).toEqual([4, 3, 6]);
     expect(axisTitle(fig, 'xaxis')).toBe('BLEU');
     expect(axisTitle(fig, 'yaxis')).toBe('heads kept');
+  });
+});
+
+describe('surviving head roles (Figure 8)', () => {
+  it('puts each head in one category by priority: positional, syntactic, rare, none', () => {
+    expect(roleCategory(['rare', 'positional -1'])).toBe('positional');
+    expect(roleCategory(['rare', 'syntactic nsubj:dep->head'])).toBe('syntactic');
+    expect(roleCategory(['rare'])).toBe('rare');
+    expect(roleCategory([])).toBe('none');
+    expect(roleCategory(['positionality'])).toBe('none');
+  });
+
+  it('stacks the survivors of each layout by category, largest layout first, counts summing to heads kept', () => {
+    const fig = survivingRolesFigure([
+      { label: 'small', headsKept: 2, roles: ['positional', 'rare'] },
+      { label: 'full', headsKept: 5, roles: ['positional', 'positional', 'none', 'rare', 'syntactic'] },
+    ]);
+    expect(fig.layout!.barmode).toBe('stack');
+    expect(fig.data.map((t) => t.name)).toEqual(['positional', 'syntactic', 'rare', 'no role found']);
+    expect(fig.data[0]!.x).toEqual(['full', 'small']);
+    expect(fig.data.map((t) => (t.y as number[])[0])).toEqual([2, 1, 1, 1]);
+    expect(fig.data.map((t) => (t.y as number[])[1])).toEqual([1, 0, 1, 0]);
   });
 });

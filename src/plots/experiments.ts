@@ -138,3 +138,44 @@ export function keptPerTypeFigure(rows: readonly ExperimentResultRow[], opts: { 
   layout.yaxis = axis('heads kept', { rangemode: 'tozero' });
   return { data, layout };
 }
+
+/** The one function a head is drawn with in the roles figure (Voita et al., Figure 8), by priority. */
+export type RoleCategory = 'positional' | 'syntactic' | 'rare' | 'none';
+export const ROLE_CATEGORIES: readonly RoleCategory[] = ['positional', 'syntactic', 'rare', 'none'];
+const ROLE_COLORS: Readonly<Record<RoleCategory, string>> = { positional: '#0072B2', syntactic: '#009E73', rare: '#D55E00', none: '#BBBBBB' };
+
+/**
+ * A head's category from its role labels (src/analysis/roles.ts: "positional -1", "syntactic nsubj:…",
+ * "rare"): positional first, then syntactic, then rare; no label is `none`.
+ */
+export function roleCategory(labels: readonly string[]): RoleCategory {
+  for (const c of ['positional', 'syntactic', 'rare'] as const) if (labels.some((l) => l === c || l.startsWith(`${c} `))) return c;
+  return 'none';
+}
+
+/** One pruned layout of the roles figure: which heads survive, and a label. */
+export interface SurvivingLayout {
+  label: string;
+  headsKept: number;
+  /** role category of each surviving head */
+  roles: readonly RoleCategory[];
+}
+
+/** Heads that survive each pruning level, stacked by their role in the unpruned model (Figure 8). */
+export function survivingRolesFigure(layouts: readonly SurvivingLayout[], opts: { title?: string; xLabel?: string } = {}): FigureSpec {
+  const sorted = [...layouts].sort((a, b) => b.headsKept - a.headsKept);
+  const x = sorted.map((l) => l.label);
+  const data: Trace[] = ROLE_CATEGORIES.map((c) => ({
+    type: 'bar',
+    name: c === 'none' ? 'no role found' : c,
+    x,
+    y: sorted.map((l) => l.roles.filter((r) => r === c).length),
+    marker: { color: ROLE_COLORS[c] },
+    hovertemplate: `%{x}<br>${c}: %{y} heads<extra></extra>`,
+  }));
+  const layout = baseLayout(opts.title ?? 'Roles of the heads that survive pruning', 900, 520);
+  layout.barmode = 'stack';
+  layout.xaxis = axis(opts.xLabel ?? 'pruned model (heads kept)', { type: 'category' });
+  layout.yaxis = axis('heads kept', { rangemode: 'tozero' });
+  return { data, layout };
+}

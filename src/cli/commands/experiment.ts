@@ -10,7 +10,7 @@ import { loadSpec, expandStages } from '../../experiments/spec.js';
 import { resolveStages, experimentRoot, stageState, adoptRun, selectStages } from '../../experiments/stage.js';
 import { runExperiment, planTable, stageCommand, shellQuote } from '../../experiments/runner.js';
 import { runStage } from '../../experiments/run-stage.js';
-import { writeReport, markdownTable } from '../../experiments/report.js';
+import { writeReport, writeReportFigures, markdownTable } from '../../experiments/report.js';
 import { ProgressLine } from '../../train/progress.js';
 import { HeadsError } from '../../util/errors.js';
 
@@ -26,6 +26,7 @@ interface Args {
   'runs-dir': string;
   out?: string;
   only?: string;
+  png?: boolean;
 }
 
 export const command = 'experiment <action> <spec>';
@@ -43,6 +44,7 @@ export function builder(y: Argv): Argv<Args> {
     .option('run', { type: 'string', describe: 'adopt: an existing run folder whose config equals the stage\'s (apart from its name)' })
     .option('runs-dir', { type: 'string', default: 'runs', describe: 'where stage folders go' })
     .option('out', { type: 'string', describe: 'report: output folder (default: the experiment folder)' })
+    .option('png', { type: 'boolean', default: false, describe: 'report: also render the figures as PNG (needs Chromium)' })
     .option('only', { type: 'string', describe: 'run, status, --emit-commands: only these stages (comma-separated names or instance ids) and the parents they need' })
     .example('$0 experiment run experiments/voita2019-ddtp-ende.yaml --jobs 2', 'run the study')
     .example('$0 experiment status experiments/voita2019-ddtp-ende.yaml', 'what is done') as unknown as Argv<Args>;
@@ -93,5 +95,8 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
     const { rows, csvPath, mdPath } = writeReport(stages, args.out ?? root);
     console.log(markdownTable(rows));
     console.error(`report: ${csvPath}, ${mdPath}`);
+    const figures = await writeReportFigures(stages, rows, args.out ?? root, { png: args.png });
+    for (const f of figures.written) console.error(`figure: ${f.files.html}${f.files.png ? `, ${f.files.png}` : ''}${f.files.note ? ` (${f.files.note})` : ''}`);
+    for (const s of figures.skipped) console.error(`figure skipped: ${s}`);
   });
 }
