@@ -8,6 +8,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { type ResolvedStage, type StageState, stageState, lockHolder } from './stage.js';
 import { formatDuration } from '../train/progress.js';
@@ -51,6 +52,16 @@ function lastLine(path: string): string {
   return text.slice(text.lastIndexOf('\n') + 1).slice(0, 160);
 }
 
+/**
+ * With several stages side by side, each child gets its share of the cores: HEADS_CORES (what
+ * `train.workers: auto` resolves to) and HEADS_BLAS_THREADS, unless the user set them.
+ */
+export function shareCores(jobs: number, env: NodeJS.ProcessEnv = process.env, cores = availableParallelism()): Record<string, string> {
+  if (jobs <= 1) return {};
+  const share = String(Math.max(1, Math.floor(cores / jobs)));
+  return { ...(env['HEADS_CORES'] ? {} : { HEADS_CORES: share }), ...(env['HEADS_BLAS_THREADS'] ? {} : { HEADS_BLAS_THREADS: share }) };
+}
+
 /** Run every stage that is not done. Resolves to the number of stages that failed. */
 export async function runExperiment(stages: readonly ResolvedStage[], o: RunnerOptions): Promise<number> {
   const bin = o.binPath ?? headsBin();
@@ -81,7 +92,7 @@ export async function runExperiment(stages: readonly ResolvedStage[], o: RunnerO
         const out = createWriteStream(join(s.folder, 'stage.log'), { flags: 'a' });
         const args = stageCommand(s, o, bin).slice(1);
         // HEADS_PARENT_PID: the child checkpoints and stops if this runner dies (it would be orphaned)
-        const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, HEADS_PARENT_PID: String(process.pid) } });
+        const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...shareCores(o.jobs), HEADS_PARENT_PID: String(process.pid) } });
         child.stdout!.pipe(out);
         child.stderr!.pipe(out);
         running.set(s.instance.id, { child, startedAt: Date.now(), stage: s });

@@ -18,7 +18,9 @@ import { useTestBackend } from '../../test-utils/backend.js';
 import { Trainer } from '../trainer.js';
 import { findLatestValidCheckpoint } from '../checkpoint.js';
 import { ProgressLine } from '../progress.js';
-import { resolveWorkerCount, reviveWorkerError } from './pool.js';
+import { availableParallelism } from 'node:os';
+import { coresForThisProcess, resolveWorkerCount, reviveWorkerError } from './pool.js';
+import { shareCores } from '../../experiments/runner.js';
 import { HeadsError, OutOfMemoryError } from '../../util/errors.js';
 
 const V = 24;
@@ -62,6 +64,14 @@ describe('training workers', () => {
     expect(resolveWorkerCount('auto', 'tensorflow', 8)).toBe(1);
     expect(resolveWorkerCount(3, 'wasm', 2)).toBe(3);
     expect(resolveWorkerCount(3, 'tensorflow', 2)).toBe(1);
+    // HEADS_CORES (the experiment runner's share of the machine per stage) bounds 'auto'
+    expect(coresForThisProcess({ HEADS_CORES: '1' })).toBe(1);
+    expect(coresForThisProcess({ HEADS_CORES: 'x' })).toBe(availableParallelism());
+    expect(coresForThisProcess({})).toBe(availableParallelism());
+    expect(shareCores(2, {}, 2)).toEqual({ HEADS_CORES: '1', HEADS_BLAS_THREADS: '1' });
+    expect(shareCores(3, {}, 8)).toEqual({ HEADS_CORES: '2', HEADS_BLAS_THREADS: '2' });
+    expect(shareCores(2, { HEADS_BLAS_THREADS: '2' }, 2)).toEqual({ HEADS_CORES: '1' });
+    expect(shareCores(1, {}, 8)).toEqual({});
   });
 
   it("a worker's out-of-memory error reaches the main thread as OutOfMemoryError", () => {
