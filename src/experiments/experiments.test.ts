@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync, readFileSync, existsSync, readdirSync } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadSpec, expandStages } from './spec.js';
-import { resolveStages, stageState, adoptRun, selectStages } from './stage.js';
+import { resolveStages, stageState, adoptRun, selectStages, withoutExecutionKeys, FEATURE_KEYS_OFF_BY_DEFAULT } from './stage.js';
 import { stepsNearest } from './run-stage.js';
 import { runTraining } from '../train/run-training.js';
 import { RunFolder } from '../util/run-folder.js';
@@ -57,6 +57,22 @@ describe('experiment specs', () => {
     expect(selectStages(r, ['an<l0[lambda=0.2]>'], p).map((s) => s.instance.id)).toEqual(['base', 'l0[lambda=0.2]', 'an<l0[lambda=0.2]>']);
     expect(selectStages(r, ['imp', 'base'], p).map((s) => s.instance.id)).toEqual(['base', 'imp']);
     expect(() => selectStages(r, ['l0', 'nope'], p)).toThrow(/--only nope: no such stage \(stages: base, l0, an, imp/);
+  });
+
+  it('a later feature key at its off value is not part of a stage identity; switched on, it is', () => {
+    const keys = FEATURE_KEYS_OFF_BY_DEFAULT as Record<string, unknown>;
+    keys['model.laterFeature'] = null;
+    try {
+      const p = spec('feature', `name: feature\nset: ${TINY_SET}\nstages:\n  base: { kind: train }\n`);
+      const [st] = resolveStages(loadSpec(p), expandStages(loadSpec(p)), join(dir, 'runs'));
+      const cfg = st!.config;
+      const off = { ...cfg, model: { ...cfg.model, laterFeature: null } } as typeof cfg;
+      const on = { ...cfg, model: { ...cfg.model, laterFeature: { window: 3 } } } as typeof cfg;
+      expect(withoutExecutionKeys(off)).toEqual(withoutExecutionKeys(cfg));
+      expect((withoutExecutionKeys(on)['model'] as Record<string, unknown>)['laterFeature']).toEqual({ window: 3 });
+    } finally {
+      delete keys['model.laterFeature'];
+    }
   });
 
   it('testHeads picks, for each count, the step leaving the nearest count (larger on a tie), each once', () => {

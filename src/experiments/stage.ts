@@ -41,14 +41,29 @@ function safeName(id: string): string {
  */
 export const EXECUTION_KEYS = ['backend', 'train.workers', 'train.logEverySteps', 'train.checkpointEverySteps', 'train.keepCheckpoints'] as const;
 
-/** A copy of `config` without the execution settings (see EXECUTION_KEYS). */
+/**
+ * Config keys added after studies already ran, with the value that switches their feature off. A config
+ * holding that value computes what a config without the key computed, so the key is left out of the
+ * identity: adding a feature does not make every finished stage look new. Register each new key whose
+ * default means "off" here (dot path -> its default).
+ */
+export const FEATURE_KEYS_OFF_BY_DEFAULT: Readonly<Record<string, unknown>> = {};
+
+function deletePath(obj: Record<string, unknown>, path: string, onlyIf?: { value: unknown }): void {
+  const parts = path.split('.');
+  let cur: Record<string, unknown> | undefined = obj;
+  for (const p of parts.slice(0, -1)) cur = cur?.[p] as Record<string, unknown> | undefined;
+  const last = parts.at(-1)!;
+  if (!cur || !(last in cur)) return;
+  if (onlyIf && JSON.stringify(cur[last]) !== JSON.stringify(onlyIf.value)) return;
+  delete cur[last];
+}
+
+/** A copy of `config` without its execution settings and its switched-off later features (a stage's identity). */
 export function withoutExecutionKeys(config: ResolvedConfig): Record<string, unknown> {
-  const copy = JSON.parse(JSON.stringify(config)) as Record<string, Record<string, unknown>>;
-  for (const key of EXECUTION_KEYS) {
-    const [a, b] = key.split('.') as [string, string | undefined];
-    if (b === undefined) delete copy[a];
-    else if (copy[a]) delete copy[a][b];
-  }
+  const copy = JSON.parse(JSON.stringify(config)) as Record<string, unknown>;
+  for (const key of EXECUTION_KEYS) deletePath(copy, key);
+  for (const [key, off] of Object.entries(FEATURE_KEYS_OFF_BY_DEFAULT)) deletePath(copy, key, { value: off });
   return copy;
 }
 
