@@ -30,6 +30,7 @@ export const DEFAULT_CONFIG: HeadsConfig = {
     tieEmbeddings: true,
     maxPositions: 512,
     keptHeads: null,
+    attentionPatterns: null,
   },
   gates: {
     attention: [],

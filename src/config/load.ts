@@ -4,7 +4,7 @@
  * ConfigError listing every problem as `file: dot.path: expected ..., got ...`.
  */
 import YAML from 'yaml';
-import type { z } from 'zod';
+import { z } from 'zod';
 import { existsSync, statSync, readFileSync } from 'node:fs';
 import { ConfigError } from '../util/errors.js';
 import { DEFAULT_CONFIG } from './defaults.js';
@@ -65,6 +65,19 @@ function dotPath(path: ReadonlyArray<PropertyKey>): string {
   return path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '') || '(root)';
 }
 
+/** The keys the schema accepts at `path` (through nullable/optional), for objects whose default is null. */
+function schemaKeysAt(schema: z.ZodType, path: ReadonlyArray<PropertyKey>): string[] {
+  let cur: z.ZodType = schema;
+  for (let i = 0; ; i++) {
+    while (cur instanceof z.ZodNullable || cur instanceof z.ZodOptional) cur = cur.unwrap() as z.ZodType;
+    if (!(cur instanceof z.ZodObject)) return [];
+    if (i === path.length) return Object.keys(cur.shape);
+    const next = (cur.shape as Record<PropertyKey, z.ZodType | undefined>)[path[i]!];
+    if (!next) return [];
+    cur = next;
+  }
+}
+
 /** Turn zod issues into `file: path: expected ..., got ...` lines. */
 export function describeIssues(issues: readonly z.core.$ZodIssue[], input: unknown, file: string, defaults: unknown): string[] {
   const out: string[] = [];
@@ -72,7 +85,7 @@ export function describeIssues(issues: readonly z.core.$ZodIssue[], input: unkno
     const where = `${file}: ${dotPath(issue.path)}`;
     if (issue.code === 'unrecognized_keys') {
       const parent = valueAt(defaults, issue.path);
-      const known = isPlainObject(parent) ? Object.keys(parent) : [];
+      const known = isPlainObject(parent) ? Object.keys(parent) : schemaKeysAt(HeadsConfigSchema, issue.path);
       for (const key of issue.keys) {
         const p = dotPath([...issue.path, key]);
         out.push(`${file}: ${p}: unknown key${didYouMean(key, known)}; expected one of: ${known.join(', ')}`);

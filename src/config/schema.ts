@@ -33,6 +33,47 @@ export const DataSchema = z.strictObject({
   maxLen: posInt,
 });
 
+// ---- sparse attention patterns (issue 10; the masks live in model/attention-patterns.ts) ----
+
+const patternSize = z
+  .number({ error: 'expected a positive integer' })
+  .int({ error: 'expected a positive integer' })
+  .positive({ error: 'expected a positive integer' });
+/** each position sees the positions at most `window` away on either side */
+const localPattern = z.strictObject({ kind: z.literal('local'), window: patternSize });
+/** causal: each position sees itself and the `window` previous positions */
+const slidingPattern = z.strictObject({ kind: z.literal('sliding'), window: patternSize });
+/** positions fall in blocks of `block`; a query sees keys of its own and the two neighbouring blocks */
+const blockPattern = z.strictObject({ kind: z.literal('block'), block: patternSize });
+
+/**
+ * A sparse attention pattern per attention type (null or absent: dense). Encoder self-attention takes
+ * `local` or `block`; decoder self-attention `sliding` or `block` (both causal). Decoder-encoder attention
+ * takes none: target and source positions are not aligned, so a positional window has no meaning there.
+ */
+export const AttentionPatternsSchema = z
+  .strictObject({
+    'enc-self': z
+      .discriminatedUnion('kind', [localPattern, blockPattern], {
+        error: (iss) => (iss.code === 'invalid_union' ? "expected kind 'local' or 'block' for encoder self-attention ('sliding' is causal: dec-self only)" : undefined),
+      })
+      .nullable()
+      .optional(),
+    'dec-self': z
+      .discriminatedUnion('kind', [slidingPattern, blockPattern], {
+        error: (iss) => (iss.code === 'invalid_union' ? "expected kind 'sliding' or 'block' for decoder self-attention (a causal 'local' window is 'sliding')" : undefined),
+      })
+      .nullable()
+      .optional(),
+    'dec-enc': z
+      .null({ error: 'expected null: no pattern applies to decoder-encoder attention (target and source positions are not aligned)' })
+      .optional(),
+  })
+  .nullable();
+
+export type AttentionPatterns = z.infer<typeof AttentionPatternsSchema>;
+export type AttentionPattern = z.infer<typeof localPattern> | z.infer<typeof slidingPattern> | z.infer<typeof blockPattern>;
+
 export const ModelSchema = z.strictObject({
   encoderLayers: nonNegInt,
   decoderLayers: posInt,
@@ -56,6 +97,8 @@ export const ModelSchema = z.strictObject({
       'dec-enc': z.array(z.array(nonNegInt)),
     })
     .nullable(),
+  /** sparse attention patterns per attention type, as additive masks (null: dense everywhere; see AttentionPatternsSchema) */
+  attentionPatterns: AttentionPatternsSchema,
 });
 
 export const GatesSchema = z.strictObject({

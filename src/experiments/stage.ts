@@ -47,7 +47,9 @@ export const EXECUTION_KEYS = ['backend', 'train.workers', 'train.logEverySteps'
  * identity: adding a feature does not make every finished stage look new. Register each new key whose
  * default means "off" here (dot path -> its default).
  */
-export const FEATURE_KEYS_OFF_BY_DEFAULT: Readonly<Record<string, unknown>> = {};
+export const FEATURE_KEYS_OFF_BY_DEFAULT: Readonly<Record<string, unknown>> = {
+  'model.attentionPatterns': null,
+};
 
 function deletePath(obj: Record<string, unknown>, path: string, onlyIf?: { value: unknown }): void {
   const parts = path.split('.');

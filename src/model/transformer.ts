@@ -2,7 +2,8 @@
  * The encoder-decoder Transformer, read top to bottom: parameters, embedding, encoder layers, decoder
  * layers, output projection, then incremental decoding with cached keys and values. Every attention
  * (enc-self, dec-self, dec-enc) receives a per-layer gate tensor (or null for "all ones") through
- * `GateTensors`. Pre-norm (the reference implementation's choice) or post-norm residual blocks.
+ * `GateTensors`. Pre-norm (the reference implementation's choice) or post-norm residual blocks. Sparse
+ * attention patterns (`model.attentionPatterns`, attention-patterns.ts) add their masks to the biases.
  * Shapes: token ids [B, T] int32 (0 = pad); hidden [B, T, d]; logits [B*T, V].
  */
 import * as tf from '@tensorflow/tfjs';
@@ -12,6 +13,7 @@ import { Rng } from '../util/random.js';
 import { ParamStore } from './params.js';
 import { ForwardContext, causalBias, dropout, feedForward, layerNorm, linear, paddingBias, sinusoidalTable } from './layers.js';
 import { type AttentionParams, type AttentionRecord, attend, projectKeysValues } from './attention.js';
+import { patternBias, patternOf } from './attention-patterns.js';
 
 /** Per attention type, per layer: the gate multiplying each head's context (null: no gate, i.e. ones). */
 export type GateTensors = Partial<Record<AttentionType, ReadonlyArray<tf.Tensor | null>>>;
@@ -168,7 +170,10 @@ export class Transformer {
 
   /** Encoder: src [B, S] -> memory [B, S, d]. */
   encode(src: tf.Tensor2D, ctx: ForwardContext, opts: Pick<ForwardOptions, 'gates' | 'record'> = {}): tf.Tensor3D {
-    const bias = paddingBias(src);
+    // a sparse pattern (model.attentionPatterns) adds its mask to the padding bias
+    const encPattern = patternOf(this.config, 'enc-self');
+    const S = src.shape[1];
+    const bias = encPattern ? paddingBias(src).add(patternBias('enc-self', encPattern, S, S)) : paddingBias(src);
     let x: tf.Tensor = this.embed(src, 'src', ctx);
     for (let l = 0; l < this.config.encoderLayers; l++) {
       const ap = this.attentionParams(`enc.${l}.self`, this.shape['enc-self'][l]!);
@@ -187,7 +192,9 @@ export class Transformer {
   /** Decoder over a whole target prefix (teacher forcing): tgtIn [B, T] -> hidden [B, T, d]. */
   decode(tgtIn: tf.Tensor2D, memory: tf.Tensor3D, srcBias: tf.Tensor4D, ctx: ForwardContext, opts: Pick<ForwardOptions, 'gates' | 'record'> = {}): tf.Tensor3D {
     const T = tgtIn.shape[1];
-    const selfBias = causalBias(T).add(paddingBias(tgtIn));
+    // a dec-self pattern's bias includes the causal mask
+    const selfPattern = patternOf(this.config, 'dec-self');
+    const selfBias = (selfPattern ? patternBias('dec-self', selfPattern, T, T) : causalBias(T)).add(paddingBias(tgtIn));
     let x: tf.Tensor = this.embed(tgtIn, 'tgt', ctx);
     for (let l = 0; l < this.config.decoderLayers; l++) {
       const sp = this.attentionParams(`dec.${l}.self`, this.shape['dec-self'][l]!);
@@ -245,6 +252,7 @@ export class Transformer {
     const B = lastTokens.shape[0];
     let x: tf.Tensor = this.embed(lastTokens.reshape([B, 1]) as tf.Tensor2D, 'tgt', ctx, state.step);
     const self: DecoderState['self'] = [];
+    const selfPattern = patternOf(this.config, 'dec-self');
     for (let l = 0; l < this.config.decoderLayers; l++) {
       const sp = this.attentionParams(`dec.${l}.self`, this.shape['dec-self'][l]!);
       const cp = this.attentionParams(`dec.${l}.cross`, this.shape['dec-enc'][l]!);
@@ -255,7 +263,9 @@ export class Transformer {
         const v = prev ? (tf.concat([prev.v, kv.v], 2) as tf.Tensor4D) : kv.v;
         // kept: the sub-layer's tidy must not free the cache the next step reads
         self.push({ k: tf.keep(k), v: tf.keep(v) });
-        return attend(sp, y, k, v, null, gates?.['dec-self']?.[l] ?? null, ctx);
+        // the query is position `step` over keys 0..step: that row of the pattern (none needed when dense)
+        const bias = selfPattern ? patternBias('dec-self', selfPattern, 1, state.step + 1, state.step) : null;
+        return attend(sp, y, k, v, bias, gates?.['dec-self']?.[l] ?? null, ctx);
       });
       x = this.residual(x, `dec.${l}.ln2`, ctx, (y) =>
         attend(cp, y, state.cross[l]!.k, state.cross[l]!.v, state.srcBias, gates?.['dec-enc']?.[l] ?? null, ctx),

@@ -19,6 +19,7 @@ import { Trainer, disposeGates } from './trainer.js';
 import { findLatestValidCheckpoint, type LoadedCheckpoint } from './checkpoint.js';
 import { ProgressLine, formatDuration } from './progress.js';
 import { assignWeights } from './load-model.js';
+import { attentionSavings, formatAttentionSavings, hasAttentionPatterns, type AttentionSavings } from '../model/attention-patterns.js';
 
 export interface RunTrainingOptions {
   config: ResolvedConfig;
@@ -106,6 +107,13 @@ export async function runTraining(o: RunTrainingOptions): Promise<RunTrainingRes
   gates?.setTrajectoryFile(run.file('gate-trajectory.csv'));
   progress.log(`model: ${(model.params.count() / 1e6).toFixed(2)}M parameters, ${cfg.model.encoderLayers}+${cfg.model.decoderLayers} layers, ${cfg.model.heads} heads, d_model ${cfg.model.dModel}${gates ? `, ${gates.gatedHeadCount} gated heads (${cfg.gates.attention.join(', ')})` : ''}`);
 
+  // sparse attention patterns: the attention-product work they save over one pass of the training data
+  let savings: AttentionSavings | null = null;
+  if (hasAttentionPatterns(cfg.model)) {
+    savings = attentionSavings(cfg.model, model.shape, model.dHead, data.train.map((p) => ({ src: p.src.length + 1, tgt: p.tgt.length + 1 })));
+    progress.log(formatAttentionSavings(savings, 'per epoch (allowed pairs only: what a sparse kernel would compute)'));
+  }
+
   const devPairs = data.corpora.valid.slice(0, cfg.train.devBleuSentences);
   const trainer = new Trainer({
     config: cfg,
@@ -148,7 +156,8 @@ export async function runTraining(o: RunTrainingOptions): Promise<RunTrainingRes
     parameters: model.params.count(),
     extra,
   };
-  run.writeJson('results.json', { ...result, ...extra, gates: gates ? { summary: gates.summary(), heads: gates.states() } : null, backend: tf.getBackend() });
+  const patterns = savings ? { attentionPatterns: { patterns: cfg.model.attentionPatterns, flopsPerEpoch: savings } } : {};
+  run.writeJson('results.json', { ...result, ...extra, gates: gates ? { summary: gates.summary(), heads: gates.states() } : null, backend: tf.getBackend(), ...patterns });
   trainer.dispose();
   gates?.dispose();
   model.dispose();
