@@ -31,6 +31,7 @@ export const DEFAULT_CONFIG: HeadsConfig = {
     maxPositions: 512,
     keptHeads: null,
     attentionPatterns: null,
+    ffnWidths: null,
   },
   gates: {
     attention: [],

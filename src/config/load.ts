@@ -155,6 +155,10 @@ export function crossFieldProblems(c: HeadsConfig, file: string): string[] {
       });
     }
   }
+  if (m.ffnWidths) {
+    if (m.ffnWidths.encoder.length !== m.encoderLayers) p.push(`${file}: model.ffnWidths.encoder: expected ${m.encoderLayers} layers (model.encoderLayers), got ${m.ffnWidths.encoder.length}`);
+    if (m.ffnWidths.decoder.length !== m.decoderLayers) p.push(`${file}: model.ffnWidths.decoder: expected ${m.decoderLayers} layers (model.decoderLayers), got ${m.ffnWidths.decoder.length}`);
+  }
   if (c.model.encoderLayers === 0 && c.gates.attention.includes('enc-self'))
     p.push(`${file}: gates.attention: 'enc-self' is gated but model.encoderLayers is 0`);
   const t = c.gates.targetHeads;

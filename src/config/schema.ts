@@ -99,6 +99,11 @@ export const ModelSchema = z.strictObject({
     .nullable(),
   /** sparse attention patterns per attention type, as additive masks (null: dense everywhere; see AttentionPatternsSchema) */
   attentionPatterns: AttentionPatternsSchema,
+  /**
+   * FFN hidden units per layer after structured neuron pruning (export/ffn-pruning.ts writes it).
+   * null (or absent, in checkpoints saved before the key existed): every layer has `dFF` units.
+   */
+  ffnWidths: z.strictObject({ encoder: z.array(posInt), decoder: z.array(posInt) }).nullable(),
 });
 
 export const GatesSchema = z.strictObject({

@@ -75,6 +75,14 @@ function addFfn(ps: ParamStore, prefix: string, d: number, dFF: number, rng: Rng
   ps.addConstant(`${prefix}.b2`, [d], 0);
 }
 
+/**
+ * FFN hidden units of one layer: `dFF`, or the layer's width after FFN-neuron pruning (`ffnWidths`; absent
+ * in checkpoints saved before the key existed, hence the optional chaining).
+ */
+export function ffnWidth(c: ModelConfig, stack: 'encoder' | 'decoder', layer: number): number {
+  return c.ffnWidths?.[stack]?.[layer] ?? c.dFF;
+}
+
 /** Create the parameters of a model with the given shape, initialised from `rng`. */
 export function initParams(c: ModelConfig, vocabSize: number, rng: Rng): ParamStore {
   const ps = new ParamStore();
@@ -91,7 +99,7 @@ export function initParams(c: ModelConfig, vocabSize: number, rng: Rng): ParamSt
     addNorm(ps, `enc.${l}.ln1`, d);
     addAttentionParams(ps, `enc.${l}.self`, d, heads['enc-self'][l]!, dHead, rng);
     addNorm(ps, `enc.${l}.ln2`, d);
-    addFfn(ps, `enc.${l}.ffn`, d, c.dFF, rng);
+    addFfn(ps, `enc.${l}.ffn`, d, ffnWidth(c, 'encoder', l), rng);
   }
   if (c.norm === 'pre' && c.encoderLayers > 0) addNorm(ps, 'enc.ln', d);
   for (let l = 0; l < c.decoderLayers; l++) {
@@ -100,7 +108,7 @@ export function initParams(c: ModelConfig, vocabSize: number, rng: Rng): ParamSt
     addNorm(ps, `dec.${l}.ln2`, d);
     addAttentionParams(ps, `dec.${l}.cross`, d, heads['dec-enc'][l]!, dHead, rng);
     addNorm(ps, `dec.${l}.ln3`, d);
-    addFfn(ps, `dec.${l}.ffn`, d, c.dFF, rng);
+    addFfn(ps, `dec.${l}.ffn`, d, ffnWidth(c, 'decoder', l), rng);
   }
   if (c.norm === 'pre') addNorm(ps, 'dec.ln', d);
   return ps;
