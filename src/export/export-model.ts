@@ -23,9 +23,13 @@ import { writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
 import { RunFolder } from '../util/run-folder.js';
 import { Rng, deriveSeed } from '../util/random.js';
 import { type HeadMask, type HfPruneDicts, maskFromDescriptor, maskFromHfPruneDict, maskToDescriptor, maskToHfPruneDict, writeHeadMask } from './head-mask.js';
-import { type FoldedGate, type FractionalGate, applyMaskToModel, createTransformerFromArrays, deriveMaskFromGates, headCounts, maskedGateTensors, originalMaskShape } from './prune-model.js';
+import { type FoldedGate, type FractionalGate, applyMaskToModel, createTransformerFromArrays, currentLayoutMask, deriveMaskFromGates, headCounts, maskedGateTensors, originalMaskShape } from './prune-model.js';
 import { pytorchConfig, toPytorchTensors } from './pytorch-format.js';
-import { writeSafetensors } from './safetensors.js';
+import { type SafeTensor, writeSafetensors } from './safetensors.js';
+import { type MagnitudePruningOptions, type MagnitudePruningReport, magnitudePrune } from './magnitude-pruning.js';
+import { type FfnPruningOptions, type FfnPruningReport, maskFfnUnits, planFfnPruning, pruneFfnUnits } from './ffn-pruning.js';
+import { type QuantizationReport, dequantizeTensors, quantizeTensors } from './quantize.js';
+import type { NamedArrays } from '../train/checkpoint.js';
 
 export type ExportFormat = 'heads' | 'safetensors';
 export const EXPORT_FORMATS: readonly ExportFormat[] = ['heads', 'safetensors'];
@@ -33,6 +37,8 @@ export const EXPORT_FORMATS: readonly ExportFormat[] = ['heads', 'safetensors'];
 /** Where the mask comes from. */
 export type MaskInput =
   | HeadMask
+  /** keep every head the model has (for exports that only prune weights, FFN units or quantize) */
+  | 'none'
   /** the paper's rule on the model's gates: keep iff P(g = 1) > P(g = 0) */
   | 'gates'
   /** Michel et al. text descriptor of the heads to REMOVE, 1-based: `E:1:1,2 A:6:2 D:1:1` */
@@ -62,6 +68,12 @@ export interface ExportOptions {
    * `heads prune` scores as "BLEU with pruned heads removed"
    */
   foldGates?: boolean;
+  /** remove FFN hidden units by the L2 norm of their weights (ffn-pruning.ts), after head pruning; default off */
+  ffn?: FfnPruningOptions;
+  /** one-shot unstructured magnitude pruning (magnitude-pruning.ts), after head and FFN pruning; default off */
+  magnitude?: MagnitudePruningOptions;
+  /** store the matrices as int8 with per-channel float32 scales (quantize.ts), last; default false */
+  int8?: boolean;
   warn?: (message: string) => void;
 }
 
@@ -98,6 +110,18 @@ export interface ExportSummary {
   /** gated heads whose deterministic gate is strictly between 0 and 1 (only for --mask gates) */
   fractionalGates: FractionalGate[];
   verification: { maxAbsLogitDiff: number; sentences: number; tokensPerSentence: number } | null;
+  /**
+   * Weight compression after head pruning, in this order (absent in exports written before it existed).
+   * `verification` covers head and FFN pruning (exact up to rounding); magnitude pruning and int8 change
+   * the function on purpose, so int8 reports its own logit difference against the float model it encodes.
+   */
+  compression?: {
+    ffn: FfnPruningReport | null;
+    magnitude: Omit<MagnitudePruningReport, 'tensors'> | null;
+    int8: (QuantizationReport & { maxAbsLogitDiff: number | null }) | null;
+    /** weights that are not zero in the exported model */
+    nonZeroParameters: number;
+  };
   notes: string[];
 }
 
@@ -152,6 +176,7 @@ function compareLogits(a: Transformer, gates: GateTensors, b: Transformer, seed:
 /** Resolve the mask input against the loaded model. */
 function resolveMask(input: MaskInput, loaded: ReturnType<typeof loadModel>): { mask: HeadMask; fractional: FractionalGate[] } {
   const shape = originalMaskShape(loaded.config.model);
+  if (input === 'none') return { mask: currentLayoutMask(loaded.config.model, 'none (every head the model has)'), fractional: [] };
   if (input === 'gates') {
     if (!loaded.gates) {
       throw new MaskError(`--mask gates: ${loaded.checkpoint.path} has no gates (gates.attention is [${loaded.config.gates.attention.join(', ')}] and the checkpoint ${Object.keys(loaded.checkpoint.params).some((k) => k.startsWith('gate.')) ? 'has' : 'has no'} gate.* tensors); give a mask file instead`);
@@ -180,19 +205,48 @@ export async function exportModel(o: ExportOptions): Promise<ExportSummary> {
     const { mask, fractional } = resolveMask(o.mask, loaded);
     const foldFrom = o.foldGates === false ? null : gates;
     const pruned = applyMaskToModel(model, foldFrom, mask, { sourceName: o.maskName ?? mask.source });
+    // FFN units go next: the exported structure is the head-pruned model with narrower FFNs
+    const ffnPlans = o.ffn ? planFfnPruning(pruned.params, pruned.config, o.ffn) : null;
+    const shrunk = ffnPlans ? pruneFfnUnits(pruned.params, pruned.config, ffnPlans) : null;
+    if (shrunk) pruned.config = shrunk.config;
+    const structural: NamedArrays = shrunk ? shrunk.params : pruned.params;
     // the self-check runs before anything is written
     let verification: ExportSummary['verification'] = null;
     if (o.verify !== false) {
-      exported = createTransformerFromArrays(pruned.config, model.vocabSize, pruned.params);
+      exported = createTransformerFromArrays(pruned.config, model.vocabSize, structural);
       const g = maskedGateTensors(model, foldFrom, mask, o.maskName ?? mask.source);
+      // with FFN pruning the reference is the loaded model with those units masked (zeroed)
+      const reference = ffnPlans ? createTransformerFromArrays(config.model, model.vocabSize, maskFfnUnits(await model.params.toArrays(), config.model, ffnPlans)) : model;
       try {
-        verification = compareLogits(model, g, exported, config.seed);
+        verification = compareLogits(reference, g, exported, config.seed);
       } finally {
         disposeGates(g);
+        if (reference !== model) reference.dispose();
       }
       // float32 folding moves logits by ~1e-6; anything near 1e-3 is a bug, not rounding
       if (!(verification.maxAbsLogitDiff < 1e-3)) pruned.notes.push(`the exported model's logits differ from the masked model's by up to ${verification.maxAbsLogitDiff} (expected < 1e-5): please report this`);
     }
+    // unstructured magnitude pruning, then int8: what gets written
+    const magnitude = o.magnitude ? magnitudePrune(structural, o.magnitude) : null;
+    const finalParams: NamedArrays = magnitude ? magnitude.params : structural;
+    let int8: NonNullable<ExportSummary['compression']>['int8'] = null;
+    if (o.int8) {
+      const q = quantizeTensors(finalParams, 'heads');
+      let maxAbsLogitDiff: number | null = null;
+      if (o.verify !== false) {
+        const floatModel = createTransformerFromArrays(pruned.config, model.vocabSize, finalParams);
+        const deqModel = createTransformerFromArrays(pruned.config, model.vocabSize, dequantizeTensors(q.tensors, 'int8 export'));
+        try {
+          maxAbsLogitDiff = compareLogits(floatModel, {}, deqModel, config.seed).maxAbsLogitDiff;
+        } finally {
+          floatModel.dispose();
+          deqModel.dispose();
+        }
+      }
+      int8 = { ...q.report, maxAbsLogitDiff };
+    }
+    const encodeModel = o.int8 ? (p: NamedArrays): Record<string, SafeTensor> => quantizeTensors(p, 'heads').tensors : undefined;
+
     // created only once the mask fits, so a refused mask leaves nothing behind
     let outDir: string;
     if (o.outDir) {
@@ -214,9 +268,10 @@ export async function exportModel(o: ExportOptions): Promise<ExportSummary> {
       const dir = writeCheckpoint(
         outDir,
         { step: checkpoint.state.step, dataPosition: checkpoint.state.dataPosition, adamStep: 0, config: exportedConfig, extra: {} },
-        pruned.params,
+        finalParams,
         {},
         1,
+        encodeModel,
       );
       headsFiles = { modelBytes: statSync(join(dir, 'model.safetensors')).size, checkpointBytes: dirBytes(dir), path: dir };
     }
@@ -224,8 +279,16 @@ export async function exportModel(o: ExportOptions): Promise<ExportSummary> {
     if (formats.includes('safetensors')) {
       const dir = join(outDir, 'safetensors');
       const path = join(dir, 'model.safetensors');
-      writeSafetensors(path, toPytorchTensors(pruned.params), { format: 'heads.pytorch-export', version: '1', layout: 'torch.nn.Linear [out, in]' });
-      writeJsonAtomic(join(dir, 'config.json'), pytorchConfig(exportedConfig, model.vocabSize, pruned.mask, { checkpoint: checkpoint.path, step: checkpoint.state.step }));
+      const torchTensors = toPytorchTensors(finalParams);
+      const meta: Record<string, string> = { format: 'heads.pytorch-export', version: '1', layout: 'torch.nn.Linear [out, in]' };
+      if (o.int8) meta.quantization = 'int8 weight-only, per output channel, symmetric: weight = weight(I8) * weight_scale(F32, [out, 1])';
+      writeSafetensors(path, o.int8 ? quantizeTensors(torchTensors as Record<string, { shape: number[]; data: Float32Array }>, 'pytorch').tensors : torchTensors, meta);
+      const torchConfig = pytorchConfig(exportedConfig, model.vocabSize, pruned.mask, { checkpoint: checkpoint.path, step: checkpoint.state.step });
+      const extra = {
+        ...(pruned.config.ffnWidths ? { ffn_widths: pruned.config.ffnWidths } : {}),
+        ...(o.int8 ? { quantization: { method: 'int8-weight-only', scheme: 'symmetric per output channel', scale_suffix: '_scale', activations: 'float32' } } : {}),
+      };
+      writeJsonAtomic(join(dir, 'config.json'), { ...torchConfig, ...extra });
       writeFileAtomic(join(dir, 'tokenizer.json'), tokenizerText);
       torchFiles = { modelBytes: statSync(path).size, path };
     }
@@ -248,7 +311,7 @@ export async function exportModel(o: ExportOptions): Promise<ExportSummary> {
       formats,
       mask: { source: mask.source, file: 'mask.json', descriptor: maskToDescriptor(pruned.mask), prunedHeads: maskToHfPruneDict(pruned.mask) },
       heads: { original, before, after, keptPerLayer: { 'enc-self': pruned.mask.stacks['enc-self']!.layers.map((l) => l.kept), 'dec-self': pruned.mask.stacks['dec-self']!.layers.map((l) => l.kept), 'dec-enc': pruned.mask.stacks['dec-enc']!.layers.map((l) => l.kept) } },
-      parameters: { before: pruned.parameters.before, gateLogAlphas, after: pruned.parameters.after, ratio: pruned.parameters.after / pruned.parameters.before },
+      parameters: { before: pruned.parameters.before, gateLogAlphas, after: countParameters(finalParams), ratio: countParameters(finalParams) / pruned.parameters.before },
       files: {
         before: { modelBytes: checkpoint.state.files['model.safetensors']?.bytes ?? statSync(join(checkpoint.path, 'model.safetensors')).size, checkpointBytes: dirBytes(checkpoint.path), path: checkpoint.path },
         heads: headsFiles,
@@ -257,6 +320,16 @@ export async function exportModel(o: ExportOptions): Promise<ExportSummary> {
       foldedGates: pruned.foldedGates,
       fractionalGates: fractional,
       verification,
+      ...(o.ffn || o.magnitude || o.int8
+        ? {
+            compression: {
+              ffn: shrunk ? { fraction: o.ffn!.fraction, scope: o.ffn!.scope ?? 'per-layer', ...shrunk.report } : null,
+              magnitude: magnitude ? { sparsity: magnitude.report.sparsity, scope: magnitude.report.scope, includeEmbeddings: magnitude.report.includeEmbeddings, prunable: magnitude.report.prunable, zeroed: magnitude.report.zeroed } : null,
+              int8,
+              nonZeroParameters: countNonZero(finalParams),
+            },
+          }
+        : {}),
       notes: pruned.notes,
     };
     writeJsonAtomic(join(outDir, 'export.json'), summary);
@@ -266,6 +339,16 @@ export async function exportModel(o: ExportOptions): Promise<ExportSummary> {
     gates?.dispose();
     model.dispose();
   }
+}
+
+function countParameters(p: NamedArrays): number {
+  return Object.values(p).reduce((a, t) => a + t.data.length, 0);
+}
+
+function countNonZero(p: NamedArrays): number {
+  let n = 0;
+  for (const t of Object.values(p)) for (let i = 0; i < t.data.length; i++) if (t.data[i] !== 0) n++;
+  return n;
 }
 
 function formatBytes(n: number): string {
@@ -306,6 +389,11 @@ export function formatExportSummary(s: ExportSummary): string {
   if (s.foldedGates.length) lines.push(`  folded gates: ${s.foldedGates.length} kept head(s) with gate < 1 (${s.foldedGates.slice(0, 6).map((g) => `${g.key}=${g.gate.toFixed(3)}`).join(', ')}${s.foldedGates.length > 6 ? ', ...' : ''})`);
   if (fractionalRemoved.length) lines.push(`  removed with a fractional gate: ${fractionalRemoved.length} (${fractionalRemoved.slice(0, 6).map((g) => `${g.key}=${g.testGate.toFixed(3)}`).join(', ')}${fractionalRemoved.length > 6 ? ', ...' : ''})`);
   if (s.verification) lines.push(`  check: max |logit difference| masked vs exported = ${s.verification.maxAbsLogitDiff.toExponential(2)} (${s.verification.sentences} random sentences x ${s.verification.tokensPerSentence} tokens)`);
+  const c = s.compression;
+  if (c?.ffn) lines.push(`  FFN units: ${c.ffn.before} -> ${c.ffn.after} (${c.ffn.scope}, fraction ${c.ffn.fraction}) | per layer: enc ${c.ffn.widthsAfter.encoder.join(' ')} | dec ${c.ffn.widthsAfter.decoder.join(' ')}`);
+  if (c?.magnitude) lines.push(`  magnitude pruning (${c.magnitude.scope}${c.magnitude.includeEmbeddings ? ', embeddings included' : ''}): zeroed ${c.magnitude.zeroed}/${c.magnitude.prunable} weights (${((c.magnitude.zeroed / Math.max(1, c.magnitude.prunable)) * 100).toFixed(1)}%); stored dense`);
+  if (c?.int8) lines.push(`  int8: ${c.int8.tensors} matrices (${formatCount(c.int8.int8Parameters)} weights) + ${c.int8.scales} float32 scales, ${formatCount(c.int8.float32Parameters)} float32 (biases, norms); tensor bytes ${formatBytes(c.int8.payloadBytesBefore)} -> ${formatBytes(c.int8.payloadBytesAfter)}${c.int8.maxAbsLogitDiff !== null ? `; max |logit difference| float vs int8 = ${c.int8.maxAbsLogitDiff.toExponential(2)}` : ''}`);
+  if (c) lines.push(`  non-zero parameters: ${formatCount(c.nonZeroParameters)} of ${formatCount(s.parameters.after)}`);
   for (const n of s.notes) lines.push(`  note: ${n}`);
   return lines.join('\n');
 }

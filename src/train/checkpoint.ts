@@ -10,7 +10,8 @@ import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs
 import { join } from 'node:path';
 import { CheckpointError } from '../util/errors.js';
 import { writeJsonAtomic } from '../util/fs.js';
-import { readSafetensors, writeSafetensors } from '../export/safetensors.js';
+import { type SafeTensor, readSafetensors, writeSafetensors } from '../export/safetensors.js';
+import { dequantizeTensors } from '../export/quantize.js';
 import type { ResolvedConfig } from '../config/schema.js';
 
 export type NamedArrays = Record<string, { shape: number[]; data: Float32Array }>;
@@ -53,6 +54,8 @@ function toSafetensors(arrays: NamedArrays): Record<string, { dtype: 'F32'; shap
 
 function fromSafetensors(path: string): NamedArrays {
   const file = readSafetensors(path);
+  // an int8 export (export/quantize.ts): I8 matrices with float32 scales, dequantized to float32 here
+  if (Object.values(file.tensors).some((t) => t.dtype === 'I8')) return dequantizeTensors(file.tensors, path);
   const out: NamedArrays = {};
   for (const [k, t] of Object.entries(file.tensors)) {
     if (t.dtype !== 'F32' || !(t.data instanceof Float32Array)) throw new CheckpointError(`${path}: tensor ${k}: expected F32, found ${t.dtype}`);
@@ -72,12 +75,14 @@ export function writeCheckpoint(
   params: NamedArrays,
   optimizer: NamedArrays,
   keep: number,
+  /** how model.safetensors stores `params` (default: every tensor F32; an int8 export passes quantizeTensors) */
+  encodeModel?: (params: NamedArrays) => Record<string, SafeTensor>,
 ): string {
   const dir = join(runPath, 'checkpoints', checkpointDirName(s.step));
   const files: CheckpointState['files'] = {};
   for (const [name, arrays] of [['model.safetensors', params], ['optimizer.safetensors', optimizer]] as const) {
     const p = join(dir, name);
-    writeSafetensors(p, toSafetensors(arrays), { step: String(s.step) });
+    writeSafetensors(p, name === 'model.safetensors' && encodeModel ? encodeModel(arrays) : toSafetensors(arrays), { step: String(s.step) });
     files[name] = { bytes: statSync(p).size, sha256: sha256(p) };
   }
   const state: CheckpointState = { format: 'heads.checkpoint', version: 1, ...s, files, createdAt: new Date().toISOString() };

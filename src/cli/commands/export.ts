@@ -6,7 +6,7 @@ import type { ArgumentsCamelCase, Argv } from 'yargs';
 import * as tf from '@tensorflow/tfjs';
 import { type BackendChoice, BACKEND_CHOICES } from '../../backend/select.js';
 import { runHandler, startBackend } from '../common.js';
-import { type ExportFormat, type MaskInput, exportModel, formatExportSummary } from '../../export/export-model.js';
+import { type ExportFormat, type ExportOptions, type MaskInput, exportModel, formatExportSummary } from '../../export/export-model.js';
 import { readHeadMask } from '../../export/head-mask.js';
 import { ConfigError } from '../../util/errors.js';
 import { readJsonFile } from '../../util/fs.js';
@@ -21,6 +21,12 @@ interface Args {
   format: 'heads' | 'safetensors' | 'both';
   verify: boolean;
   'fold-gates': boolean;
+  'magnitude-sparsity'?: string;
+  'per-layer'?: boolean;
+  'prune-embeddings'?: boolean;
+  'ffn-prune'?: string;
+  'ffn-scope'?: string;
+  int8?: boolean;
   backend: BackendChoice;
 }
 
@@ -38,16 +44,64 @@ export function builder(y: Argv): Argv<Args> {
     .option('format', { type: 'string', choices: ['heads', 'safetensors', 'both'] as const, default: 'both' as const, describe: 'toolkit checkpoint, PyTorch safetensors, or both' })
     .option('verify', { type: 'boolean', default: true, describe: 'compare masked and exported logits on random sentences' })
     .option('fold-gates', { type: 'boolean', default: true, describe: "fold kept heads' deterministic gates into W_O (--no-fold-gates: kept heads at gate 1, as `heads prune` scores)" })
+    .option('magnitude-sparsity', { type: 'string', describe: 'unstructured magnitude pruning: zero this fraction in [0, 1) of the weight matrices (not biases or norms)' })
+    .option('per-layer', { type: 'boolean', describe: 'with --magnitude-sparsity: the fraction in every matrix instead of globally' })
+    .option('prune-embeddings', { type: 'boolean', describe: 'with --magnitude-sparsity: include the embedding tables (default: left whole)' })
+    .option('ffn-prune', { type: 'string', describe: 'remove this fraction in [0, 1) of the FFN hidden units, smallest L2 norm of in+out weights first (shrinks d_ff per layer)' })
+    .option('ffn-scope', { type: 'string', describe: 'with --ffn-prune: per-layer (default; the fraction in every layer) or global' })
+    .option('int8', { type: 'boolean', describe: 'store weight matrices as int8 with per-output-channel float32 scales (activations stay float32)' })
     .option('backend', { type: 'string', choices: BACKEND_CHOICES as BackendChoice[], default: 'auto' as BackendChoice })
     .example("$0 export runs/20250101-120000-gated --mask gates", 'prune the heads the gates closed')
     .example("$0 export runs/x --mask-descriptor 'E:1:1,2' --format safetensors --out pruned/", 'remove heads 1 and 2 of encoder layer 1') as unknown as Argv<Args>;
 }
 
-/** Exactly one of --mask, --mask-descriptor, --hf-prune-dict. */
-export function maskInputOf(args: Pick<Args, 'mask' | 'mask-descriptor' | 'hf-prune-dict'>): { input: MaskInput; name?: string } {
+/** A fraction flag: a number in [0, 1), else a ConfigError naming the flag and the value given. */
+function fractionFlag(raw: string, flag: string): number {
+  const v = raw.trim() === '' ? NaN : Number(raw);
+  if (!Number.isFinite(v) || v < 0 || v >= 1) throw new ConfigError([`--${flag}: expected a fraction in [0, 1) (e.g. 0.5), got ${JSON.stringify(raw)}`]);
+  return v;
+}
+
+/** The weight-compression options (--magnitude-sparsity, --ffn-prune, --int8), checked together. */
+export function compressionOptionsOf(args: Pick<Args, 'magnitude-sparsity' | 'per-layer' | 'prune-embeddings' | 'ffn-prune' | 'ffn-scope' | 'int8'>): Pick<ExportOptions, 'magnitude' | 'ffn' | 'int8'> {
+  const out: Pick<ExportOptions, 'magnitude' | 'ffn' | 'int8'> = {};
+  const problems: string[] = [];
+  const ms = args['magnitude-sparsity'];
+  if (ms === undefined) {
+    for (const f of ['per-layer', 'prune-embeddings'] as const) if (args[f] !== undefined) problems.push(`--${f}: only applies with --magnitude-sparsity, which was not given`);
+  } else {
+    try {
+      out.magnitude = { sparsity: fractionFlag(ms, 'magnitude-sparsity'), scope: args['per-layer'] ? 'per-layer' : 'global', includeEmbeddings: args['prune-embeddings'] ?? false };
+    } catch (e) {
+      problems.push(...(e as ConfigError).problems);
+    }
+  }
+  const fp = args['ffn-prune'];
+  const scope = args['ffn-scope'];
+  if (scope !== undefined && scope !== 'per-layer' && scope !== 'global') problems.push(`--ffn-scope: expected per-layer or global, got ${JSON.stringify(scope)}`);
+  if (fp === undefined) {
+    if (scope !== undefined) problems.push('--ffn-scope: only applies with --ffn-prune, which was not given');
+  } else {
+    try {
+      out.ffn = { fraction: fractionFlag(fp, 'ffn-prune'), scope: scope === 'global' ? 'global' : 'per-layer' };
+    } catch (e) {
+      problems.push(...(e as ConfigError).problems);
+    }
+  }
+  if (problems.length) throw new ConfigError(problems);
+  if (args.int8) out.int8 = true;
+  return out;
+}
+
+/**
+ * Exactly one of --mask, --mask-descriptor, --hf-prune-dict; none is allowed when the export only
+ * compresses weights (`compressing`): then every head is kept.
+ */
+export function maskInputOf(args: Pick<Args, 'mask' | 'mask-descriptor' | 'hf-prune-dict'>, compressing = false): { input: MaskInput; name?: string } {
   const given = (['mask', 'mask-descriptor', 'hf-prune-dict'] as const).filter((k) => args[k] !== undefined);
+  if (given.length === 0 && compressing) return { input: 'none' };
   if (given.length !== 1) {
-    throw new ConfigError([`export: expected exactly one of --mask, --mask-descriptor, --hf-prune-dict, got ${given.length ? given.map((g) => `--${g}`).join(', ') : 'none'}`]);
+    throw new ConfigError([`export: expected exactly one of --mask, --mask-descriptor, --hf-prune-dict${given.length === 0 ? ' (or a weight compression: --magnitude-sparsity, --ffn-prune, --int8)' : ''}, got ${given.length ? given.map((g) => `--${g}`).join(', ') : 'none'}`]);
   }
   if (args.mask !== undefined) return args.mask === 'gates' ? { input: 'gates' } : { input: readHeadMask(args.mask), name: args.mask };
   if (args['mask-descriptor'] !== undefined) return { input: { kind: 'descriptor', text: args['mask-descriptor'] } };
@@ -57,7 +111,8 @@ export function maskInputOf(args: Pick<Args, 'mask' | 'mask-descriptor' | 'hf-pr
 
 export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
   await runHandler(async () => {
-    const { input, name } = maskInputOf(args);
+    const compression = compressionOptionsOf(args);
+    const { input, name } = maskInputOf(args, Object.keys(compression).length > 0);
     const backend = await startBackend(args.backend);
     const formats: ExportFormat[] = args.format === 'both' ? ['heads', 'safetensors'] : [args.format];
     const summary = await exportModel({
@@ -69,6 +124,7 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
       formats,
       verify: args.verify,
       foldGates: args['fold-gates'],
+      ...compression,
       provenance: { argv: process.argv.slice(1), env: { backend: backend.name, backendPackage: backend.packageName, kernelFixes: backend.fixes, tfjs: tf.version_core } },
       warn: (m) => console.error(`warning: ${m}`),
     });
