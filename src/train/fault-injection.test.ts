@@ -212,4 +212,20 @@ function runToEnd(args: string[]): { status: number | null; stderr: string } {
     writeFileSync(stateFile, JSON.stringify(state));
     expect(() => loadModel(otherRun)).toThrow(/does not fit the model: .*checkpoint shape \[\d+,32\] but the model expects \[\d+,16\]/);
   });
+
+  it('a checkpoint beside a tokenizer with another vocabulary is refused naming both sizes and the tokenizer', async () => {
+    await useTestBackend();
+    const other = mkdtempSync(join(tmpdir(), 'heads-vocab-'));
+    expect(runToEnd(['--runs-dir', other, '--set', ...TINY, 'data.bpeMerges=40', 'train.maxSteps=1']).status).toBe(0);
+    const otherRun = join(other, readdirSync(other)[0]!);
+    // a copy of the first run (without its integrity record, as a user's hand-assembled folder) with that tokenizer
+    const mixed = mkdtempSync(join(tmpdir(), 'heads-mixed-'));
+    mkdirSync(join(mixed, 'checkpoints', 'step-0000004'), { recursive: true });
+    for (const f of readdirSync(join(run, 'checkpoints', 'step-0000004'))) if (!f.startsWith('.')) copyFileSync(join(run, 'checkpoints', 'step-0000004', f), join(mixed, 'checkpoints', 'step-0000004', f));
+    copyFileSync(join(otherRun, 'tokenizer.json'), join(mixed, 'tokenizer.json'));
+    const theirs = JSON.parse(readFileSync(join(otherRun, 'tokenizer.json'), 'utf8')).vocab.length as number;
+    const ours = JSON.parse(readFileSync(join(run, 'tokenizer.json'), 'utf8')).vocab.length as number;
+    expect(theirs).not.toBe(ours);
+    expect(() => loadModel(mixed)).toThrow(`the model was trained with a vocabulary of ${ours} entries, but the tokenizer ${join(mixed, 'tokenizer.json')} has ${theirs}`);
+  });
 });

@@ -30,7 +30,16 @@ export function runFolderOf(path: string): string {
 }
 
 /** Assign checkpoint arrays to a model (and gates), checking every name and shape. */
-export function assignWeights(model: Transformer, gates: HeadGates | null, c: LoadedCheckpoint, opts: { allowMissingGates?: boolean } = {}): void {
+export function assignWeights(model: Transformer, gates: HeadGates | null, c: LoadedCheckpoint, opts: { allowMissingGates?: boolean; tokenizerSource?: string } = {}): void {
+  // the vocabulary first: a tokenizer.json that is not the model's would otherwise surface as a shape error
+  for (const name of ['emb.shared', 'emb.src', 'emb.tgt']) {
+    const a = c.params[name];
+    const v = model.params.vars.get(name);
+    if (a && v && a.shape[0] !== v.shape[0])
+      throw new CheckpointError(
+        `${c.path}: the model was trained with a vocabulary of ${a.shape[0]} entries, but the tokenizer${opts.tokenizerSource ? ` ${opts.tokenizerSource}` : ''} has ${v.shape[0]}: use the tokenizer.json of the run that made this checkpoint`,
+      );
+  }
   const problems: string[] = [];
   for (const [name, v] of model.params.vars) {
     const a = c.params[name];
@@ -63,6 +72,6 @@ export function loadModel(path: string, warn: (m: string) => void = () => {}): L
   const model = new Transformer(config.model, tokenizer.vocabSize, initParams(config.model, tokenizer.vocabSize, new Rng(0)));
   const hasGates = Object.keys(checkpoint.params).some((k) => k.startsWith('gate.'));
   const gates = hasGates && config.gates.attention.length ? new HeadGates(config.gates, model.shape, config.seed) : null;
-  assignWeights(model, gates, checkpoint);
+  assignWeights(model, gates, checkpoint, { tokenizerSource: tokPath });
   return { model, tokenizer, gates, config, checkpoint, runPath };
 }
