@@ -3,7 +3,8 @@ import { mkdtempSync, writeFileSync, readFileSync, existsSync, readdirSync } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadSpec, expandStages } from './spec.js';
-import { resolveStages, stageState, adoptRun, selectStages, withoutExecutionKeys, FEATURE_KEYS_OFF_BY_DEFAULT } from './stage.js';
+import { resolveStages, stageState, adoptRun, selectStages, withoutExecutionKeys, FEATURE_KEYS_OFF_BY_DEFAULT, acquireStageLock } from './stage.js';
+import { planTable } from './runner.js';
 import { stepsNearest } from './run-stage.js';
 import { runTraining } from '../train/run-training.js';
 import { RunFolder } from '../util/run-folder.js';
@@ -73,6 +74,19 @@ describe('experiment specs', () => {
     } finally {
       delete keys['model.laterFeature'];
     }
+  });
+
+  it('status shows a stage locked by a live process as running, with its pid', () => {
+    const p = spec('status', `name: status\nset: ${TINY_SET}\nstages:\n  base: { kind: train }\n`);
+    const [st] = resolveStages(loadSpec(p), expandStages(loadSpec(p)), join(dir, 'runs-status'));
+    expect(planTable([st!])).toMatch(/base\s+train\s+pending/);
+    const release = acquireStageLock(st!);
+    try {
+      expect(planTable([st!])).toContain(`running (pid ${process.pid})`);
+    } finally {
+      release();
+    }
+    expect(planTable([st!])).toMatch(/base\s+train\s+pending/);
   });
 
   it('testHeads picks, for each count, the step leaving the nearest count (larger on a tie), each once', () => {

@@ -39,7 +39,12 @@ export function shellQuote(args: readonly string[]): string {
 }
 
 export function planTable(stages: readonly ResolvedStage[]): string {
-  const rows = stages.map((s) => [s.instance.id, s.instance.spec.kind, stageState(s), s.parent?.instance.id ?? '-', s.folder]);
+  const stateOf = (s: ResolvedStage): string => {
+    const st = stageState(s);
+    const pid = st === 'done' ? null : lockHolder(s);
+    return pid === null ? st : `running (pid ${pid})`;
+  };
+  const rows = stages.map((s) => [s.instance.id, s.instance.spec.kind, stateOf(s), s.parent?.instance.id ?? '-', s.folder]);
   const head = ['stage', 'kind', 'state', 'from', 'folder'];
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (r: string[]) => r.map((c, i) => c.padEnd(w[i]!)).join('  ');
