@@ -31,4 +31,10 @@ await yargs(hideBin(process.argv))
   .recommendCommands()
   .help()
   .wrap(Math.min(110, process.stdout.columns ?? 110))
+  // a usage error (unknown option, missing argument, bad choice) is bad input like any other: one line, exit 2
+  .fail((msg, err) => {
+    if (err) throw err;
+    process.stderr.write(`error: ${msg}\n(see heads ${process.argv[2] && !process.argv[2].startsWith('-') ? `${process.argv[2]} ` : ''}--help)\n`);
+    process.exit(2);
+  })
   .parseAsync();
