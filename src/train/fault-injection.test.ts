@@ -7,7 +7,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, existsSync, readFileSync, writeFileSync, copyFileSync, mkdirSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { Rng } from '../util/random.js';
 import { CheckpointError } from '../util/errors.js';
 import { readCheckpoint, findLatestValidCheckpoint } from './checkpoint.js';
@@ -220,8 +220,11 @@ function runToEnd(args: string[]): { status: number | null; stderr: string } {
     const otherRun = join(other, readdirSync(other)[0]!);
     // a copy of the first run (without its integrity record, as a user's hand-assembled folder) with that tokenizer
     const mixed = mkdtempSync(join(tmpdir(), 'heads-mixed-'));
-    mkdirSync(join(mixed, 'checkpoints', 'step-0000004'), { recursive: true });
-    for (const f of readdirSync(join(run, 'checkpoints', 'step-0000004'))) if (!f.startsWith('.')) copyFileSync(join(run, 'checkpoints', 'step-0000004', f), join(mixed, 'checkpoints', 'step-0000004', f));
+    // (the newest valid checkpoint: earlier tests damage some of this run's checkpoints on purpose)
+    const good = findLatestValidCheckpoint(run).path;
+    const into = join(mixed, 'checkpoints', basename(good));
+    mkdirSync(into, { recursive: true });
+    for (const f of readdirSync(good)) if (!f.startsWith('.')) copyFileSync(join(good, f), join(into, f));
     copyFileSync(join(otherRun, 'tokenizer.json'), join(mixed, 'tokenizer.json'));
     const theirs = JSON.parse(readFileSync(join(otherRun, 'tokenizer.json'), 'utf8')).vocab.length as number;
     const ours = JSON.parse(readFileSync(join(run, 'tokenizer.json'), 'utf8')).vocab.length as number;
