@@ -3,9 +3,11 @@ import { mkdtempSync, writeFileSync, readFileSync, existsSync, readdirSync } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadSpec, expandStages } from './spec.js';
-import { resolveStages, stageState, adoptRun, selectStages, withoutExecutionKeys, FEATURE_KEYS_OFF_BY_DEFAULT, acquireStageLock } from './stage.js';
+import { resolveStages, stageState, adoptRun, selectStages, withoutExecutionKeys, FEATURE_KEYS_OFF_BY_DEFAULT, acquireStageLock, experimentRoot } from './stage.js';
 import { planTable } from './runner.js';
-import { stepsNearest } from './run-stage.js';
+import { runStage, stepsNearest } from './run-stage.js';
+import { writeReport, writeReportFigures } from './report.js';
+import { EXPERIMENT_RESULT_COLUMNS } from '../plots/readers.js';
 import { runTraining } from '../train/run-training.js';
 import { RunFolder } from '../util/run-folder.js';
 import { ProgressLine } from '../train/progress.js';
@@ -147,6 +149,135 @@ describe('adopting an existing run', () => {
   }, 120000);
 });
 
+describe('export stage settings', () => {
+  const bad: Array<[string, string, string[]]> = [
+    ['magnitudeSparsity of 1', 'name: x\nstages:\n  b: { kind: train }\n  c: { kind: export, of: b, magnitudeSparsity: 1 }\n', ['stages.c.magnitudeSparsity', 'expected a fraction in [0, 1)', 'got 1']],
+    ['negative ffnPrune', 'name: x\nstages:\n  b: { kind: train }\n  c: { kind: export, of: b, ffnPrune: -0.1 }\n', ['stages.c.ffnPrune', 'expected a fraction in [0, 1)', 'got -0.1']],
+    ['magnitudeSparsity as text', 'name: x\nstages:\n  b: { kind: train }\n  c: { kind: export, of: b, magnitudeSparsity: half }\n', ['stages.c.magnitudeSparsity', 'expected a fraction', '"half"']],
+    ['perLayer alone', 'name: x\nstages:\n  b: { kind: train }\n  c: { kind: export, of: b, perLayer: true }\n', ['stages.c.perLayer', 'only applies with magnitudeSparsity']],
+    ['unknown mask', 'name: x\nstages:\n  b: { kind: train }\n  c: { kind: export, of: b, mask: heads }\n', ['stages.c.mask', '"heads"']],
+    ['int8 not a boolean', 'name: x\nstages:\n  b: { kind: train }\n  c: { kind: export, of: b, int8: 8 }\n', ['stages.c.int8']],
+    ['a misspelt setting', 'name: x\nstages:\n  b: { kind: train }\n  c: { kind: export, of: b, magnitudeSparsty: 0.5 }\n', ['stages.c.magnitudeSparsty', 'unknown key']],
+  ];
+  it.each(bad)('%s is refused with the file and key', (_l, text, fragments) => {
+    const p = spec(`bad-export-${fragments[0]!.replace(/\W/g, '')}-${_l.replace(/\W/g, '')}`, text);
+    let msg = '';
+    try {
+      loadSpec(p);
+    } catch (e) {
+      expect(e).toBeInstanceOf(ConfigError);
+      msg = (e as Error).message;
+    }
+    expect(msg).toContain(p);
+    for (const f of fragments) expect(msg).toContain(f);
+  });
+
+  it('mask: gates on a parent without gates is refused when the stages resolve, naming the file and key', () => {
+    const p = spec('export-gates', `name: export-gates\nset: ${TINY_SET}\nstages:\n  b: { kind: train }\n  c: { kind: export, of: b, mask: gates }\n`);
+    expect(() => resolveStages(loadSpec(p), expandStages(loadSpec(p)), join(dir, 'runs'))).toThrow(`${p}: stages.c.mask: gates, but its parent b has no gates`);
+  });
+
+  it('settings left out do not enter the stage identity; each one given changes it', () => {
+    const hashes = (extra: string) => {
+      const p = spec(`export-hash-${extra.replace(/\W/g, '')}`, `name: export-hash\nset: ${TINY_SET}\nstages:\n  b: { kind: train }\n  c: { kind: export, of: b${extra} }\n`);
+      return resolveStages(loadSpec(p), expandStages(loadSpec(p)), join(dir, 'runs')).map((x) => x.hash);
+    };
+    const plain = hashes('');
+    const all = ['', ', int8: true', ', magnitudeSparsity: 0.5', ', magnitudeSparsity: 0.5, perLayer: true', ', ffnPrune: 0.5', ', mask: none'].map(hashes);
+    expect(all[0]).toEqual(plain);
+    expect(new Set(all.map((h) => h[0])).size).toBe(1); // the train stage is untouched
+    expect(new Set(all.map((h) => h[1])).size).toBe(all.length);
+  });
+
+  it('sparsity-methods.yaml shares its baseline and head-pruning stages with voita2019-ddtp-ende.yaml', () => {
+    const hashes = (file: string, preset?: string) => new Map(resolveStages(loadSpec(file, preset), expandStages(loadSpec(file, preset)), 'runs').map((x) => [x.instance.id, x.hash]));
+    const voita = hashes('experiments/voita2019-ddtp-ende.yaml');
+    const sparsity = hashes('experiments/sparsity-methods.yaml');
+    expect(sparsity.get('baseline')).toBe(voita.get('baseline'));
+    expect(sparsity.get('l0-enc[targetHeads=8]')).toBe(voita.get('l0-enc[targetHeads=8]'));
+    const quickVoita = hashes('experiments/voita2019-ddtp-ende.yaml', 'quick');
+    const quick = hashes('experiments/sparsity-methods.yaml', 'quick');
+    expect(quick.get('baseline')).toBe(quickVoita.get('baseline'));
+    expect(quick.get('l0-enc[targetHeads=6]')).toBe(quickVoita.get('l0-enc[targetHeads=6]'));
+    expect([...sparsity.keys()]).toEqual(['baseline', 'float', 'l0-enc[targetHeads=8]', 'heads', 'magnitude', 'ffn', 'int8', 'heads-int8']);
+  });
+});
+
+describe('export stages', () => {
+  it('export stages (float, int8, magnitude sparsity) write BLEU, parameters, bytes and decode time; the report has the columns and the figure; another study adopts the finished stages', async () => {
+    await useTestBackend();
+    const runs = join(dir, 'runs-export');
+    const p = spec('compress', `name: compress\nset: ${TINY_SET}\nstages:\n  baseline: { kind: train, set: { train.maxSteps: 120, train.peakLr: 0.01, train.warmupSteps: 20 } }\n  float: { kind: export, of: baseline }\n  int8: { kind: export, of: baseline, int8: true }\n  sparse: { kind: export, of: baseline, mask: none, magnitudeSparsity: 0.5 }\n  ffn: { kind: export, of: baseline, mask: none, ffnPrune: 0.5 }\n  l0: { kind: prune, from: baseline, steps: 8, targetHeads: 2, set: { gates.lrScale: 20 } }\n  heads: { kind: export, of: l0, mask: gates, int8: true }\n`);
+    const stages = resolveStages(loadSpec(p), expandStages(loadSpec(p)), runs);
+    const quiet = new ProgressLine(process.stderr, true);
+    for (const s of stages) expect(await runStage(s, { progress: quiet, isStopRequested: () => false, argv: [] })).not.toBeNull();
+    expect(stages.map(stageState)).toEqual(stages.map(() => 'done'));
+    const marker = (id: string) => JSON.parse(readFileSync(join(stages.find((s) => s.instance.id === id)!.folder, 'stage.json'), 'utf8')) as Record<string, unknown> & { decode: { sentences: number; samplesSeconds: number[] } };
+    const float = marker('float');
+    const int8 = marker('int8');
+    const sparse = marker('sparse');
+    const ffn = marker('ffn');
+    const heads = marker('heads');
+    for (const m of [float, int8, sparse, ffn, heads]) {
+      expect(typeof m['bleu']).toBe('number');
+      expect(typeof m['bleuTokLc']).toBe('number');
+      expect(m['params']).toBeGreaterThan(1000);
+      expect(m['modelBytes']).toBeGreaterThan(0);
+      expect(m['decodeSeconds']).toBeGreaterThan(0);
+      expect(m.decode.sentences).toBe(8);
+      expect(m.decode.samplesSeconds).toHaveLength(3);
+    }
+    for (const m of [float, int8, sparse, ffn]) expect(m['keptHeads']).toEqual({ 'enc-self': 4, 'dec-self': 2, 'dec-enc': 2 });
+    // FFN units removed: fewer parameters, a smaller file; heads: the pruned stage's heads, then int8
+    expect(ffn['method']).toBe('ffn-0.5');
+    expect(ffn['params'] as number).toBeLessThan(float['params'] as number);
+    expect(ffn['modelBytes'] as number).toBeLessThan(float['modelBytes'] as number);
+    const keptEnc = (marker('l0')['keptHeads'] as Record<string, number>)['enc-self']!;
+    expect((heads['keptHeads'] as Record<string, number>)['enc-self']).toBe(keptEnc);
+    expect(heads['method']).toBe(keptEnc < 4 ? 'heads+int8' : 'int8');
+    expect(heads['modelBytes'] as number).toBeLessThan(float['modelBytes'] as number);
+    expect(float['method']).toBe('float');
+    expect(int8['method']).toBe('int8');
+    expect(sparse['method']).toBe('magnitude-0.5');
+    // the float export is the baseline unchanged: the baseline's BLEU; int8 stores about a quarter of the bytes
+    expect(marker('baseline')['bleu']).toBeGreaterThan(0);
+    expect(float['bleu']).toBeCloseTo(marker('baseline')['bleu'] as number, 6);
+    expect(int8['params']).toBe(float['params']);
+    expect(int8['modelBytes'] as number).toBeLessThan((float['modelBytes'] as number) * 0.5);
+    // magnitude pruning zeroes half the prunable weights but stores them dense: same bytes, fewer non-zero
+    expect(sparse['modelBytes']).toBe(float['modelBytes']);
+    expect(sparse['nonZeroParams'] as number).toBeLessThan(float['params'] as number);
+    expect(sparse['params']).toBe(float['params']);
+
+    const root = experimentRoot(loadSpec(p), runs);
+    const { rows, csvPath, mdPath } = writeReport(stages, root);
+    const csv = readFileSync(csvPath, 'utf8').trim().split('\n');
+    expect(csv[0]).toBe(EXPERIMENT_RESULT_COLUMNS.join(','));
+    expect(csv[0]).toMatch(/,run,params,nonZeroParams,modelBytes,decodeSeconds$/);
+    expect(csv).toHaveLength(8);
+    const int8Row = csv.find((l) => l.startsWith('int8,'))!.split(',');
+    expect(Number(int8Row[16])).toBe(int8['modelBytes']);
+    expect(Number(int8Row[17])).toBe(int8['decodeSeconds']);
+    expect(csv.find((l) => l.startsWith('baseline,'))!.split(',').slice(14)).toEqual(['', '', '', '']);
+    expect(readFileSync(mdPath, 'utf8')).toContain('| params | weights MB | decode s |');
+    const figures = await writeReportFigures(stages, rows, root);
+    expect(figures.written.map((f) => f.name)).toContain('bleu-vs-model-bytes');
+    const fig = JSON.parse(readFileSync(join(root, 'figures', 'bleu-vs-model-bytes.json'), 'utf8')) as { data: Array<{ name: string; x: number[] }> };
+    expect(fig.data.map((t) => t.name)).toEqual(['float', 'int8', 'magnitude-0.5', 'ffn-0.5', heads['method']]);
+    expect(fig.data[1]!.x[0]).toBeLessThan(fig.data[0]!.x[0]!);
+
+    // a second study with the same baseline (its config name pinned to the first study's, as in
+    // sparsity-methods.yaml) has the same hashes and adopts the finished stages instead of running them again
+    const p2 = spec('compress2', readFileSync(p, 'utf8').replace('name: compress\n', 'name: compress2\n').replace('train.warmupSteps: 20 }', 'train.warmupSteps: 20, name: compress-baseline }'));
+    const other = resolveStages(loadSpec(p2), expandStages(loadSpec(p2)), runs);
+    expect(other.map((s) => s.hash)).toEqual(stages.map((s) => s.hash));
+    expect(() => adoptRun(other[1]!, stages[1]!.folder)).toThrow(/parent baseline is not done; adopt it first/);
+    expect(() => adoptRun(other[0]!, stages[1]!.folder)).toThrow(/a finished stage \(float, hash \w+\) that is not stage baseline/);
+    for (const [i, s] of other.entries()) adoptRun(s, stages[i]!.folder);
+    expect(other.map(stageState)).toEqual(other.map(() => 'done'));
+  }, 240000);
+});
+
 (built ? describe : describe.skip)('experiment runner', () => {
   const runs = join(dir, 'runs');
   const two = () => spec('two', `name: two\nset: ${TINY_SET}\nstages:\n  baseline: { kind: train, set: { train.maxSteps: 20, train.checkpointEverySteps: 10 } }\n  l0: { kind: prune, from: baseline, steps: 8, sweep: { lambda: [0.01, 0.5] }, set: { gates.lrScale: 20 } }\n  imp: { kind: prune, from: baseline, method: importance, stepPercent: 50, testHeads: [2, 0] }\n  an: { kind: analyze, of: baseline }\n`);
@@ -161,7 +292,7 @@ describe('adopting an existing run', () => {
     const stages = resolveStages(s, expandStages(s), runs);
     expect(stages.map(stageState)).toEqual(['done', 'done', 'done', 'done', 'done']);
     const csv = readFileSync(join(runs, 'experiments', 'two', 'results.csv'), 'utf8').trim().split('\n');
-    expect(csv[0]).toBe('stage,id,kind,method,attention,lambda,targetHeads,keptEnc,keptDecSelf,keptDecEnc,bleu,bleuTokLc,devBleu,run');
+    expect(csv[0]).toBe('stage,id,kind,method,attention,lambda,targetHeads,keptEnc,keptDecSelf,keptDecEnc,bleu,bleuTokLc,devBleu,run,params,nonZeroParams,modelBytes,decodeSeconds');
     // baseline, two l0 points, and the importance curve at its testHeads (4 encoder heads, 2 removed per step)
     expect(csv).toHaveLength(6);
     expect(csv.filter((l) => l.startsWith('imp,')).map((l) => l.split(',')[7])).toEqual(['2', '0']);

@@ -10,7 +10,7 @@ import { stageState } from './stage.js';
 import type { StageSummary } from './run-stage.js';
 import { readJsonFile, readTextFile, writeFileAtomic } from '../util/fs.js';
 import { EXPERIMENT_RESULT_COLUMNS, type ExperimentResultRow } from '../plots/readers.js';
-import { bleuPointsFromResults, bleuVsHeadsFigure, keptPerTypeFigure, roleCategory, survivingRolesFigure, type SurvivingLayout } from '../plots/experiments.js';
+import { bleuPointsFromResults, bleuVsHeadsFigure, bleuVsModelBytesFigure, keptPerTypeFigure, roleCategory, survivingRolesFigure, type SurvivingLayout } from '../plots/experiments.js';
 import { writeFigure, type WrittenFigure } from '../plots/write.js';
 import { readHeadReport } from '../analysis/report.js';
 import { maskToKeptSets, originalMaskShape, readHeadMask } from '../export/head-mask.js';
@@ -32,6 +32,11 @@ export interface ResultRow {
   devBleu: number | null;
   /** the folder the numbers come from (relative to the repository) */
   run: string;
+  /** export stages (src/experiments/export-stage.ts): parameters, non-zero parameters, weights-file bytes, decode time of the fixed batch */
+  params: number | null;
+  nonZeroParams: number | null;
+  modelBytes: number | null;
+  decodeSeconds: number | null;
 }
 
 function fmt(x: number | null | undefined, digits = 2): string {
@@ -48,11 +53,15 @@ export function collectRows(stages: readonly ResolvedStage[], root = process.cwd
       stage: s.instance.stage,
       id: s.instance.id,
       kind: st.kind,
-      method: st.kind === 'prune' ? (st.method === 'l0' && s.config.gates.targetHeads !== null ? 'l0-budget' : st.method) : st.kind === 'train' ? (s.parent ? 'scratch-fixed-mask' : 'baseline') : st.kind,
+      method: st.kind === 'prune' ? (st.method === 'l0' && s.config.gates.targetHeads !== null ? 'l0-budget' : st.method) : st.kind === 'train' ? (s.parent ? 'scratch-fixed-mask' : 'baseline') : st.kind === 'export' && typeof sum['method'] === 'string' ? sum['method'] : st.kind,
       attention: s.config.gates.attention.join('+') || '-',
       lambda: st.kind === 'prune' && st.method === 'l0' && s.config.gates.targetHeads === null ? s.config.train.l0Lambda : null,
       targetHeads: s.config.gates.targetHeads === null ? '' : JSON.stringify(s.config.gates.targetHeads),
       run: relative(root, s.folder),
+      params: typeof sum['params'] === 'number' ? sum['params'] : null,
+      nonZeroParams: typeof sum['nonZeroParams'] === 'number' ? sum['nonZeroParams'] : null,
+      modelBytes: typeof sum['modelBytes'] === 'number' ? sum['modelBytes'] : null,
+      decodeSeconds: typeof sum['decodeSeconds'] === 'number' ? sum['decodeSeconds'] : null,
     };
     if (sum.curve)
       for (const p of sum.curve)
@@ -63,9 +72,16 @@ export function collectRows(stages: readonly ResolvedStage[], root = process.cwd
   return rows;
 }
 
+/** Parameters as `1.23M` (non-zero ones in brackets when fewer), `-` when not measured. */
+function fmtParams(r: ResultRow): string {
+  if (r.params === null) return '-';
+  const m = (n: number) => `${(n / 1e6).toFixed(2)}M`;
+  return r.nonZeroParams !== null && r.nonZeroParams < r.params ? `${m(r.params)} (${m(r.nonZeroParams)} non-zero)` : m(r.params);
+}
+
 export function markdownTable(rows: readonly ResultRow[]): string {
-  const head = '| stage | method | attention | lambda / target | heads kept (enc / dec-self / dec-enc) | test BLEU | tok. lc. BLEU | run |\n|---|---|---|---|---|---|---|---|';
-  const body = rows.map((r) => `| ${r.id} | ${r.method} | ${r.attention} | ${r.lambda ?? (r.targetHeads || '-')} | ${r.keptEnc ?? '-'} / ${r.keptDecSelf ?? '-'} / ${r.keptDecEnc ?? '-'} | ${fmt(r.bleu)} | ${fmt(r.bleuTokLc)} | \`${r.run}\` |`);
+  const head = '| stage | method | attention | lambda / target | heads kept (enc / dec-self / dec-enc) | test BLEU | tok. lc. BLEU | params | weights MB | decode s | run |\n|---|---|---|---|---|---|---|---|---|---|---|';
+  const body = rows.map((r) => `| ${r.id} | ${r.method} | ${r.attention} | ${r.lambda ?? (r.targetHeads || '-')} | ${r.keptEnc ?? '-'} / ${r.keptDecSelf ?? '-'} / ${r.keptDecEnc ?? '-'} | ${fmt(r.bleu)} | ${fmt(r.bleuTokLc)} | ${fmtParams(r)} | ${r.modelBytes === null ? '-' : (r.modelBytes / 1e6).toFixed(2)} | ${fmt(r.decodeSeconds)} | \`${r.run}\` |`);
   return [head, ...body].join('\n') + '\n';
 }
 
@@ -97,7 +113,8 @@ const asPlotRow = (r: ResultRow): ExperimentResultRow => ({ ...r, targetHeads: r
 /**
  * The study's figures in `<outDir>/figures/`: BLEU against encoder heads kept for every encoder-only
  * pruning method and the baseline (Voita et al. Figure 7); heads kept per attention type against BLEU for
- * stages that prune all three types (Figures 9-10); and the roles (from an analyze stage of the unpruned
+ * stages that prune all three types (Figures 9-10); test BLEU against the weights file's bytes for the
+ * export stages (one point per compression method); and the roles (from an analyze stage of the unpruned
  * baseline) of the encoder heads each L0 stage keeps (Figure 8).
  */
 export async function writeReportFigures(stages: readonly ResolvedStage[], rows: readonly ResultRow[], outDir: string, opts: { png?: boolean } = {}): Promise<ReportFigures> {
@@ -113,6 +130,10 @@ export async function writeReportFigures(stages: readonly ResolvedStage[], rows:
   const allRows = rows.filter((r) => r.kind === 'prune' && r.attention.split('+').length === 3);
   if (allRows.length) await write('heads-per-type-vs-bleu', keptPerTypeFigure(allRows.map(asPlotRow), { title: 'Heads kept per attention type against test BLEU (Voita et al. 2019, Figs. 9-10)' }));
   else out.skipped.push('heads-per-type-vs-bleu: no finished stage pruning all three attention types');
+
+  const sizedRows = rows.filter((r) => r.modelBytes !== null && r.bleu !== null);
+  if (sizedRows.length) await write('bleu-vs-model-bytes', bleuVsModelBytesFigure(sizedRows.map(asPlotRow), { title: 'Test BLEU against the size of the weights file, one point per compression method' }));
+  else out.skipped.push('bleu-vs-model-bytes: no finished export stage');
 
   // roles of the surviving heads: the baseline's analysis, the L0 stages' masks
   const analysis = stages.find((s) => s.instance.spec.kind === 'analyze' && s.parent && !s.parent.parent && s.parent.instance.spec.kind === 'train' && stageState(s) === 'done');

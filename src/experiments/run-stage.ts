@@ -21,7 +21,7 @@ import { ATTENTION_TYPES, type AttentionType } from '../config/head-id.js';
 import { runImportancePruning } from '../analysis/importance-pruning.js';
 import { analyzeHeads, trainingFrequencies } from '../analysis/analyze.js';
 import { writeHeadReport, writeHeadReportCsv } from '../analysis/report.js';
-import { exportModel } from '../export/export-model.js';
+import { runExportStage } from './export-stage.js';
 import { type ResolvedStage, markDone, requireParentDone, acquireStageLock } from './stage.js';
 
 export interface StageSummary {
@@ -138,8 +138,8 @@ async function runLocked(s: ResolvedStage, o: { progress: ProgressLine; isStopRe
     loaded.gates?.dispose();
     summary = { report: 'head-report.json' };
   } else {
-    const r = await exportModel({ from: s.parent!.folder, mask: existsSync(join(s.parent!.folder, 'mask.json')) ? readHeadMask(join(s.parent!.folder, 'mask.json')) : 'gates', outDir: join(s.folder, 'export') });
-    summary = { export: r };
+    const { summary: r, measured } = await runExportStage({ st, parentFolder: s.parent!.folder, config: s.config, outDir: join(s.folder, 'export'), stageFolder: s.folder, progress: o.progress });
+    summary = { ...measured, export: r };
   }
   markDone(s, summary);
   return summary;

@@ -51,7 +51,28 @@ const PruneStage = z.strictObject({
   testHeads: z.array(z.number().int().nonnegative()).min(1).optional(),
 });
 const AnalyzeStage = z.strictObject({ kind: z.literal('analyze'), ...common, of: z.string(), sentences: z.number().int().positive().optional() });
-const ExportStage = z.strictObject({ kind: z.literal('export'), ...common, of: z.string() });
+const fraction = z.number('expected a fraction in [0, 1) (e.g. 0.5)').min(0, 'expected a fraction in [0, 1) (e.g. 0.5)').lt(1, 'expected a fraction in [0, 1) (e.g. 0.5)');
+/**
+ * `heads export` as a stage, then measured: test BLEU of the exported model (as `heads translate` loads
+ * it), parameters, bytes of its weights file and decode time. The compression settings mirror the CLI
+ * flags and are optional (absent ones stay out of the stage's identity, so older export stages keep
+ * their hashes). `mask`: `gates` (the paper's rule on the parent's gates) or `none` (keep every head);
+ * absent: the parent's mask.json if it has one, else its gates if it has gates, else none.
+ */
+const ExportStage = z.strictObject({
+  kind: z.literal('export'),
+  ...common,
+  of: z.string(),
+  mask: z.enum(['gates', 'none']).optional(),
+  /** unstructured magnitude pruning: zero this fraction of the weight matrices (`--magnitude-sparsity`) */
+  magnitudeSparsity: fraction.optional(),
+  /** with magnitudeSparsity: that fraction in every matrix instead of globally (`--per-layer`) */
+  perLayer: z.boolean().optional(),
+  /** remove this fraction of the FFN hidden units in every layer, smallest L2 norm first (`--ffn-prune`) */
+  ffnPrune: fraction.optional(),
+  /** store weight matrices as int8 with per-output-channel float32 scales (`--int8`) */
+  int8: z.boolean().optional(),
+});
 
 export const StageSchema = z.discriminatedUnion('kind', [TrainStage, PruneStage, AnalyzeStage, ExportStage]);
 export const SpecSchema = z.strictObject({
@@ -113,6 +134,8 @@ export function loadSpec(path: string, preset?: string): ExperimentSpec {
       if (!spec.stages[d.split('[')[0]!]) problems.push(`${path}: stages.${name}: depends on '${d}', which is not a stage (stages: ${Object.keys(spec.stages).join(', ')})`);
     if (st.kind === 'prune' && st.method === 'l0' && st.lambda === undefined && st.targetHeads === undefined && !st.sweep?.['lambda'] && !st.sweep?.['targetHeads'])
       problems.push(`${path}: stages.${name}: an l0 prune stage needs lambda or targetHeads (or a sweep over one)`);
+    if (st.kind === 'export' && st.perLayer !== undefined && st.magnitudeSparsity === undefined)
+      problems.push(`${path}: stages.${name}.perLayer: only applies with magnitudeSparsity, which is not set`);
     if (st.kind === 'prune' && st.method === 'l0' && st.testHeads)
       problems.push(`${path}: stages.${name}.testHeads: only for importance, confidence or random pruning (an l0 stage is scored once, on its final mask)`);
   }

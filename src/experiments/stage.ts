@@ -116,6 +116,8 @@ export function resolveStages(spec: ExperimentSpec, instances: StageInstance[], 
       if (e instanceof ConfigError) throw new ConfigError(e.problems.map((p) => `${where} (${inst.id}): ${p}`));
       throw e;
     }
+    if (inst.spec.kind === 'export' && inst.spec.mask === 'gates' && !parent!.config.gates.attention.length)
+      throw new ConfigError([`${where}.mask: gates, but its parent ${parent!.instance.id} has no gates (gates.attention is []); use mask: none, or export a prune stage`]);
     const { set: _s, sweep: _w, description: _d, ...settings } = inst.spec;
     // a fixed-mask stage's identity includes its parent (the mask it copies), not the mask's contents
     const identity = withoutExecutionKeys(inst.spec.kind === 'train' && parent ? { ...config, model: { ...config.model, keptHeads: null } } : config);
@@ -191,7 +193,8 @@ export function acquireStageLock(s: ResolvedStage): () => void {
  * scores). The stage folder becomes a link to the run, and stage.json is written there.
  */
 export function adoptRun(s: ResolvedStage, runPath: string): void {
-  if (s.instance.spec.kind !== 'train') throw new HeadsError(`stage ${s.instance.id}: only train stages can adopt a run`);
+  if (existsSync(join(runPath, 'stage.json'))) return adoptStage(s, runPath);
+  if (s.instance.spec.kind !== 'train') throw new HeadsError(`stage ${s.instance.id}: only train stages can adopt a run (other kinds adopt a finished stage folder of another study with the same hash)`);
   const cfgPath = join(runPath, 'config.json');
   const resPath = join(runPath, 'results.json');
   if (!existsSync(cfgPath)) throw new HeadsError(`${runPath}: not a run folder (no config.json)`);
@@ -220,6 +223,24 @@ export function adoptRun(s: ResolvedStage, runPath: string): void {
     devBleu: results.devBleu ?? null,
     keptHeads: { 'enc-self': s.config.model.encoderLayers * heads, 'dec-self': s.config.model.decoderLayers * heads, 'dec-enc': s.config.model.decoderLayers * heads },
   });
+}
+
+/**
+ * Attach a finished stage folder of another study (or another runs folder) to this stage: allowed when its
+ * stage.json carries this stage's hash, i.e. the same kind, settings, resolved config and parent identity
+ * (specs can share stages this way; see experiments/sparsity-methods.yaml). Any kind of stage; the
+ * parent must be attached first, since a stage whose parent is not done is blocked. The folder becomes a
+ * link to the other one; its stage.json is left as it is.
+ */
+export function adoptStage(s: ResolvedStage, stagePath: string): void {
+  const theirs = readJsonFile<{ hash?: string; id?: string }>(join(stagePath, 'stage.json'), 'stage marker');
+  if (theirs.hash !== s.hash)
+    throw new HeadsError(`${stagePath}: a finished stage (${theirs.id ?? '?'}, hash ${theirs.hash ?? 'none'}) that is not stage ${s.instance.id} (hash ${s.hash}): its kind, settings, config or parent differ`);
+  if (s.parent && stageState(s.parent) !== 'done') throw new HeadsError(`stage ${s.instance.id}: its parent ${s.parent.instance.id} is not done; adopt it first`);
+  if (existsSync(s.folder) && readdirSync(s.folder).length) throw new HeadsError(`stage ${s.instance.id}: its folder ${s.folder} is not empty`);
+  rmSync(s.folder, { recursive: true, force: true });
+  mkdirSync(dirname(s.folder), { recursive: true });
+  symlinkSync(resolve(stagePath), s.folder);
 }
 
 /**

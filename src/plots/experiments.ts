@@ -179,3 +179,33 @@ export function survivingRolesFigure(layouts: readonly SurvivingLayout[], opts: 
   layout.yaxis = axis('heads kept', { rangemode: 'tozero' });
   return { data, layout };
 }
+
+/**
+ * Test BLEU against the bytes of each compressed model's weights file, one point (and legend entry) per
+ * method: the sparsity-methods comparison (experiments/sparsity-methods.yaml). Rows without a BLEU or
+ * a weights size (train, prune and analyze stages) are left out; hover shows parameters (non-zero ones
+ * when fewer) and decode time.
+ */
+export function bleuVsModelBytesFigure(rows: readonly ExperimentResultRow[], opts: { title?: string; metric?: 'bleu' | 'bleuTokLc' } = {}): FigureSpec {
+  const metric = opts.metric ?? 'bleu';
+  const usable = rows.filter((r) => r[metric] !== null && r.modelBytes !== null && r.modelBytes !== undefined);
+  const symbols = ['circle', 'square', 'diamond', 'triangle-up', 'x', 'cross', 'star', 'hexagon'];
+  const data: Trace[] = usable.map((r, i) => {
+    const params = r.params === null || r.params === undefined ? 'params ?' : `${(r.params / 1e6).toFixed(2)}M params${r.nonZeroParams !== null && r.nonZeroParams !== undefined && r.nonZeroParams < r.params ? ` (${(r.nonZeroParams / 1e6).toFixed(2)}M non-zero)` : ''}`;
+    const decode = r.decodeSeconds === null || r.decodeSeconds === undefined ? '' : `<br>decode ${r.decodeSeconds.toFixed(2)} s`;
+    return {
+      type: 'scatter',
+      mode: 'markers',
+      name: r.method || r.stage,
+      x: [r.modelBytes! / 1e6],
+      y: [r[metric]!],
+      text: [`${r.id ?? r.stage}: ${params}${decode}`],
+      hovertemplate: `${r.method || r.stage}<br>%{x:.2f} MB: BLEU %{y:.2f}<br>%{text}<extra></extra>`,
+      marker: { size: 11, color: SERIES_COLORS[i % SERIES_COLORS.length]!, symbol: symbols[i % symbols.length] },
+    };
+  });
+  const layout = baseLayout(opts.title ?? 'Test BLEU against model size', 900, 520);
+  layout.xaxis = axis('weights file (MB)', { rangemode: 'tozero' });
+  layout.yaxis = axis(metric === 'bleu' ? 'BLEU' : 'BLEU (tokenized, lower-cased)');
+  return { data, layout };
+}

@@ -503,10 +503,20 @@ export interface ExperimentResultRow {
   devBleu: number | null;
   /** the run folder behind the row */
   run: string | null;
+  /** export stages: parameters of the exported model, and those that are not zero (optional: rows built in code before these columns existed) */
+  params?: number | null;
+  nonZeroParams?: number | null;
+  /** export stages: bytes of the exported weights file (model.safetensors) */
+  modelBytes?: number | null;
+  /** export stages: best wall time (s) of decoding a fixed batch of test sentences (src/experiments/export-stage.ts) */
+  decodeSeconds?: number | null;
 }
 
-/** The columns src/experiments/report.ts writes (only stage, method and bleu are required here). */
-export const EXPERIMENT_RESULT_COLUMNS = ['stage', 'id', 'kind', 'method', 'attention', 'lambda', 'targetHeads', 'keptEnc', 'keptDecSelf', 'keptDecEnc', 'bleu', 'bleuTokLc', 'devBleu', 'run'] as const;
+/**
+ * The columns src/experiments/report.ts writes (only stage, method and bleu are required here; files
+ * written before a column existed read it as empty).
+ */
+export const EXPERIMENT_RESULT_COLUMNS = ['stage', 'id', 'kind', 'method', 'attention', 'lambda', 'targetHeads', 'keptEnc', 'keptDecSelf', 'keptDecEnc', 'bleu', 'bleuTokLc', 'devBleu', 'run', 'params', 'nonZeroParams', 'modelBytes', 'decodeSeconds'] as const;
 
 export function parseExperimentResults(text: string, sourceName: string): ExperimentResultRow[] {
   const rows = csvRows(text, sourceName);
@@ -531,6 +541,10 @@ export function parseExperimentResults(text: string, sourceName: string): Experi
       bleuTokLc: num('bleuTokLc'),
       devBleu: num('devBleu'),
       run: cell(r, 'run') || null,
+      params: num('params'),
+      nonZeroParams: num('nonZeroParams'),
+      modelBytes: num('modelBytes'),
+      decodeSeconds: num('decodeSeconds'),
     };
   });
 }

@@ -41,7 +41,7 @@ export function builder(y: Argv): Argv<Args> {
     .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan and stop' })
     .option('emit-commands', { type: 'boolean', default: false, describe: 'print one heads command per stage still to run, parents first (for Slurm arrays, GNU parallel)' })
     .option('id', { type: 'string', describe: 'run-stage, adopt: the stage instance id (see status)' })
-    .option('run', { type: 'string', describe: 'adopt: an existing run folder whose config equals the stage\'s (apart from its name)' })
+    .option('run', { type: 'string', describe: 'adopt: an existing run folder whose config equals the stage\'s (apart from its name), or a finished stage folder of another study with the same hash (any kind; parents first)' })
     .option('runs-dir', { type: 'string', default: 'runs', describe: 'where stage folders go' })
     .option('out', { type: 'string', describe: 'report: output folder (default: the experiment folder)' })
     .option('png', { type: 'boolean', default: false, describe: 'report: also render the figures as PNG (needs Chromium)' })
