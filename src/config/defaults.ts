@@ -32,6 +32,7 @@ export const DEFAULT_CONFIG: HeadsConfig = {
     keptHeads: null,
     attentionPatterns: null,
     ffnWidths: null,
+    moe: null,
   },
   gates: {
     attention: [],

@@ -159,6 +159,12 @@ export function crossFieldProblems(c: HeadsConfig, file: string): string[] {
     if (m.ffnWidths.encoder.length !== m.encoderLayers) p.push(`${file}: model.ffnWidths.encoder: expected ${m.encoderLayers} layers (model.encoderLayers), got ${m.ffnWidths.encoder.length}`);
     if (m.ffnWidths.decoder.length !== m.decoderLayers) p.push(`${file}: model.ffnWidths.decoder: expected ${m.decoderLayers} layers (model.decoderLayers), got ${m.ffnWidths.decoder.length}`);
   }
+  if (m.moe) {
+    if (m.moe.topK > m.moe.experts) p.push(`${file}: model.moe.topK: ${m.moe.topK} is more than model.moe.experts = ${m.moe.experts}`);
+    if (m.moe.layers === 'encoder' && m.encoderLayers === 0) p.push(`${file}: model.moe.layers: 'encoder', but model.encoderLayers is 0`);
+    // FFN-neuron pruning (export/ffn-pruning.ts) knows plain FFNs only
+    if (m.ffnWidths) p.push(`${file}: model.moe: mixture-of-experts layers cannot be combined with model.ffnWidths (FFN-neuron pruning); set one of them to null`);
+  }
   if (c.model.encoderLayers === 0 && c.gates.attention.includes('enc-self'))
     p.push(`${file}: gates.attention: 'enc-self' is gated but model.encoderLayers is 0`);
   const t = c.gates.targetHeads;

@@ -74,6 +74,29 @@ export const AttentionPatternsSchema = z
 export type AttentionPatterns = z.infer<typeof AttentionPatternsSchema>;
 export type AttentionPattern = z.infer<typeof localPattern> | z.infer<typeof slidingPattern> | z.infer<typeof blockPattern>;
 
+// ---- mixture of experts (issue 10; the layer lives in model/moe.ts) ----
+
+/**
+ * Feed-forward sub-layers replaced by `experts` FFNs (each d -> dFF -> d) behind a learned top-k router.
+ * null (or absent, in checkpoints saved before the key existed): plain FFNs everywhere.
+ */
+export const MoeSchema = z
+  .strictObject({
+    /** experts per MoE layer (>= topK) */
+    experts: z.number({ error: 'expected an integer >= 1' }).int({ error: 'expected an integer >= 1' }).min(1, { error: 'expected an integer >= 1' }),
+    /** experts each token is sent to: 1 (Switch, weight = router probability) or 2 (GShard, weights renormalised) */
+    topK: z.union([z.literal(1), z.literal(2)], { error: 'expected 1 or 2' }),
+    /** per-expert capacity in training = ceil(capacityFactor * tokens * topK / experts); later claims are dropped */
+    capacityFactor: z.number({ error: 'expected a number > 0' }).positive({ error: 'expected a number > 0' }),
+    /** weight of the load-balancing loss E * sum_e f_e P_e (summed over MoE layers) in the training loss */
+    auxLossWeight: z.number({ error: 'expected a number >= 0' }).nonnegative({ error: 'expected a number >= 0' }),
+    /** which stacks' FFNs become MoE layers (every layer of them) */
+    layers: z.enum(['encoder', 'decoder', 'all'], { error: "expected 'encoder', 'decoder' or 'all'" }),
+  })
+  .nullable();
+
+export type MoeConfig = NonNullable<z.infer<typeof MoeSchema>>;
+
 export const ModelSchema = z.strictObject({
   encoderLayers: nonNegInt,
   decoderLayers: posInt,
@@ -104,6 +127,8 @@ export const ModelSchema = z.strictObject({
    * null (or absent, in checkpoints saved before the key existed): every layer has `dFF` units.
    */
   ffnWidths: z.strictObject({ encoder: z.array(posInt), decoder: z.array(posInt) }).nullable(),
+  /** mixture-of-experts FFNs (null: off; see MoeSchema and model/moe.ts) */
+  moe: MoeSchema,
 });
 
 export const GatesSchema = z.strictObject({

@@ -50,6 +50,7 @@ export const EXECUTION_KEYS = ['backend', 'train.workers', 'train.logEverySteps'
 export const FEATURE_KEYS_OFF_BY_DEFAULT: Readonly<Record<string, unknown>> = {
   'model.attentionPatterns': null,
   'model.ffnWidths': null,
+  'model.moe': null,
 };
 
 function deletePath(obj: Record<string, unknown>, path: string, onlyIf?: { value: unknown }): void {

@@ -4,6 +4,7 @@
  * (enc-self, dec-self, dec-enc) receives a per-layer gate tensor (or null for "all ones") through
  * `GateTensors`. Pre-norm (the reference implementation's choice) or post-norm residual blocks. Sparse
  * attention patterns (`model.attentionPatterns`, attention-patterns.ts) add their masks to the biases.
+ * Mixture-of-experts layers (`model.moe`, moe.ts) replace the FFNs of the chosen stacks.
  * Shapes: token ids [B, T] int32 (0 = pad); hidden [B, T, d]; logits [B*T, V].
  */
 import * as tf from '@tensorflow/tfjs';
@@ -14,6 +15,7 @@ import { ParamStore } from './params.js';
 import { ForwardContext, causalBias, dropout, feedForward, layerNorm, linear, paddingBias, sinusoidalTable } from './layers.js';
 import { type AttentionParams, type AttentionRecord, attend, projectKeysValues } from './attention.js';
 import { patternBias, patternOf } from './attention-patterns.js';
+import { type RoutingRecord, expertCapacity, mixtureOfExperts } from './moe.js';
 
 /** Per attention type, per layer: the gate multiplying each head's context (null: no gate, i.e. ones). */
 export type GateTensors = Partial<Record<AttentionType, ReadonlyArray<tf.Tensor | null>>>;
@@ -28,6 +30,11 @@ export interface ForwardOptions {
    * tensors are freed when the sub-layer ends: read them in the callback or `tf.keep` them.
    */
   record?: (stack: AttentionType, layer: number, r: AttentionRecord) => void;
+  /**
+   * Called with each mixture-of-experts layer's routing (model.moe): its load-balancing loss (on the
+   * gradient tape in training; freed with the sub-layer in eval, like `record`) and expert usage.
+   */
+  routing?: (stack: 'encoder' | 'decoder', layer: number, r: RoutingRecord) => void;
 }
 
 /** Incremental decoder state: cached keys/values of every decoder layer. */
@@ -42,6 +49,12 @@ export interface DecoderState {
 }
 
 export type ModelShape = Record<AttentionType, number[]>;
+
+/** The MoE layers' per-batch input: which rows are real tokens, and the capacity (null: no limit). */
+interface MoeInput {
+  tokenMask: tf.Tensor1D;
+  capacity: number | null;
+}
 
 /** Heads per layer for each attention type, honouring physical pruning (`keptHeads`). */
 export function headsPerLayer(c: ModelConfig): ModelShape {
@@ -83,6 +96,24 @@ export function ffnWidth(c: ModelConfig, stack: 'encoder' | 'decoder', layer: nu
   return c.ffnWidths?.[stack]?.[layer] ?? c.dFF;
 }
 
+/**
+ * The mixture-of-experts settings when `stack`'s FFNs are MoE layers, else null (`moe` is absent in
+ * checkpoints saved before the key existed).
+ */
+export function moeOf(c: ModelConfig, stack: 'encoder' | 'decoder'): NonNullable<ModelConfig['moe']> | null {
+  const m = c.moe ?? null;
+  return m && (m.layers === 'all' || m.layers === stack) ? m : null;
+}
+
+/** A feed-forward sub-layer's parameters: a plain FFN (`enc.0.ffn.*`) or a router and E experts (`enc.0.moe.*`). */
+function addFeedForward(ps: ParamStore, c: ModelConfig, stack: 'encoder' | 'decoder', layer: number, rng: Rng): void {
+  const prefix = `${stack === 'encoder' ? 'enc' : 'dec'}.${layer}`;
+  const moe = moeOf(c, stack);
+  if (!moe) return addFfn(ps, `${prefix}.ffn`, c.dModel, ffnWidth(c, stack, layer), rng);
+  ps.addLinear(`${prefix}.moe.router.w`, c.dModel, moe.experts, rng);
+  for (let e = 0; e < moe.experts; e++) addFfn(ps, `${prefix}.moe.e${e}`, c.dModel, c.dFF, rng);
+}
+
 /** Create the parameters of a model with the given shape, initialised from `rng`. */
 export function initParams(c: ModelConfig, vocabSize: number, rng: Rng): ParamStore {
   const ps = new ParamStore();
@@ -99,7 +130,7 @@ export function initParams(c: ModelConfig, vocabSize: number, rng: Rng): ParamSt
     addNorm(ps, `enc.${l}.ln1`, d);
     addAttentionParams(ps, `enc.${l}.self`, d, heads['enc-self'][l]!, dHead, rng);
     addNorm(ps, `enc.${l}.ln2`, d);
-    addFfn(ps, `enc.${l}.ffn`, d, ffnWidth(c, 'encoder', l), rng);
+    addFeedForward(ps, c, 'encoder', l, rng);
   }
   if (c.norm === 'pre' && c.encoderLayers > 0) addNorm(ps, 'enc.ln', d);
   for (let l = 0; l < c.decoderLayers; l++) {
@@ -108,7 +139,7 @@ export function initParams(c: ModelConfig, vocabSize: number, rng: Rng): ParamSt
     addNorm(ps, `dec.${l}.ln2`, d);
     addAttentionParams(ps, `dec.${l}.cross`, d, heads['dec-enc'][l]!, dHead, rng);
     addNorm(ps, `dec.${l}.ln3`, d);
-    addFfn(ps, `dec.${l}.ffn`, d, ffnWidth(c, 'decoder', l), rng);
+    addFeedForward(ps, c, 'decoder', l, rng);
   }
   if (c.norm === 'pre') addNorm(ps, 'dec.ln', d);
   return ps;
@@ -172,16 +203,42 @@ export class Transformer {
     return dropout(e.reshape([B, T, this.config.dModel]).add(pos), ctx.dropout, ctx) as tf.Tensor3D;
   }
 
-  private ffn(x: tf.Tensor, prefix: string, ctx: ForwardContext): tf.Tensor {
-    return feedForward(x, this.p(`${prefix}.w1`), this.p(`${prefix}.b1`), this.p(`${prefix}.w2`), this.p(`${prefix}.b2`), ctx);
+  /**
+   * The feed-forward sub-layer of `stack`'s layer `layer`: the plain FFN, or the mixture of experts with
+   * `tokenMask` [B*T] (1 for real tokens) and, in training, the per-expert capacity of this batch.
+   */
+  private ffn(x: tf.Tensor, stack: 'encoder' | 'decoder', layer: number, ctx: ForwardContext, moeInput: MoeInput | null, routing: ForwardOptions['routing']): tf.Tensor {
+    const prefix = `${stack === 'encoder' ? 'enc' : 'dec'}.${layer}`;
+    const moe = moeOf(this.config, stack);
+    if (!moe) return feedForward(x, this.p(`${prefix}.ffn.w1`), this.p(`${prefix}.ffn.b1`), this.p(`${prefix}.ffn.w2`), this.p(`${prefix}.ffn.b2`), ctx);
+    const g = (n: string) => this.p(`${prefix}.moe.${n}`);
+    const experts = Array.from({ length: moe.experts }, (_, e) => ({ w1: g(`e${e}.w1`), b1: g(`e${e}.b1`), w2: g(`e${e}.w2`), b2: g(`e${e}.b2`) }));
+    const { y, record } = mixtureOfExperts(x, { router: g('router.w'), experts }, { topK: moe.topK, capacity: moeInput?.capacity ?? null }, ctx, moeInput?.tokenMask ?? null);
+    routing?.(stack, layer, record);
+    return y;
+  }
+
+  /**
+   * What the MoE layers of one stack need for a batch of token ids [B, T]: the non-pad mask and, in
+   * training only, the capacity ceil(capacityFactor * non-pad tokens * topK / E). Evaluation and decoding
+   * have no capacity limit, so cached decoding equals the teacher-forced forward. Null without MoE.
+   */
+  private moeInput(ids: tf.Tensor2D, stack: 'encoder' | 'decoder', ctx: ForwardContext): MoeInput | null {
+    const moe = moeOf(this.config, stack);
+    if (!moe) return null;
+    const tokenMask = ids.reshape([-1]).notEqual(0).cast('float32') as tf.Tensor1D;
+    if (!ctx.isTraining) return { tokenMask, capacity: null };
+    const tokens = Math.round(tokenMask.sum().dataSync()[0]!);
+    return { tokenMask, capacity: expertCapacity(moe.capacityFactor, tokens, moe.topK, moe.experts) };
   }
 
   /** Encoder: src [B, S] -> memory [B, S, d]. */
-  encode(src: tf.Tensor2D, ctx: ForwardContext, opts: Pick<ForwardOptions, 'gates' | 'record'> = {}): tf.Tensor3D {
+  encode(src: tf.Tensor2D, ctx: ForwardContext, opts: Pick<ForwardOptions, 'gates' | 'record' | 'routing'> = {}): tf.Tensor3D {
     // a sparse pattern (model.attentionPatterns) adds its mask to the padding bias
     const encPattern = patternOf(this.config, 'enc-self');
     const S = src.shape[1];
     const bias = encPattern ? paddingBias(src).add(patternBias('enc-self', encPattern, S, S)) : paddingBias(src);
+    const moeInput = this.moeInput(src, 'encoder', ctx);
     let x: tf.Tensor = this.embed(src, 'src', ctx);
     for (let l = 0; l < this.config.encoderLayers; l++) {
       const ap = this.attentionParams(`enc.${l}.self`, this.shape['enc-self'][l]!);
@@ -191,18 +248,19 @@ export class Transformer {
         const { k, v } = projectKeysValues(ap, y);
         return attend(ap, y, k, v, bias, gate, ctx, rec);
       });
-      x = this.residual(x, `enc.${l}.ln2`, ctx, (y) => this.ffn(y, `enc.${l}.ffn`, ctx));
+      x = this.residual(x, `enc.${l}.ln2`, ctx, (y) => this.ffn(y, 'encoder', l, ctx, moeInput, opts.routing));
     }
     if (this.config.norm === 'pre' && this.config.encoderLayers > 0) x = this.norm(x, 'enc.ln');
     return x as tf.Tensor3D;
   }
 
   /** Decoder over a whole target prefix (teacher forcing): tgtIn [B, T] -> hidden [B, T, d]. */
-  decode(tgtIn: tf.Tensor2D, memory: tf.Tensor3D, srcBias: tf.Tensor4D, ctx: ForwardContext, opts: Pick<ForwardOptions, 'gates' | 'record'> = {}): tf.Tensor3D {
+  decode(tgtIn: tf.Tensor2D, memory: tf.Tensor3D, srcBias: tf.Tensor4D, ctx: ForwardContext, opts: Pick<ForwardOptions, 'gates' | 'record' | 'routing'> = {}): tf.Tensor3D {
     const T = tgtIn.shape[1];
     // a dec-self pattern's bias includes the causal mask
     const selfPattern = patternOf(this.config, 'dec-self');
     const selfBias = (selfPattern ? patternBias('dec-self', selfPattern, T, T) : causalBias(T)).add(paddingBias(tgtIn));
+    const moeInput = this.moeInput(tgtIn, 'decoder', ctx);
     let x: tf.Tensor = this.embed(tgtIn, 'tgt', ctx);
     for (let l = 0; l < this.config.decoderLayers; l++) {
       const sp = this.attentionParams(`dec.${l}.self`, this.shape['dec-self'][l]!);
@@ -217,7 +275,7 @@ export class Transformer {
         const { k, v } = projectKeysValues(cp, memory);
         return attend(cp, y, k, v, srcBias, opts.gates?.['dec-enc']?.[l] ?? null, ctx, crossRec);
       });
-      x = this.residual(x, `dec.${l}.ln3`, ctx, (y) => this.ffn(y, `dec.${l}.ffn`, ctx));
+      x = this.residual(x, `dec.${l}.ln3`, ctx, (y) => this.ffn(y, 'decoder', l, ctx, moeInput, opts.routing));
     }
     if (this.config.norm === 'pre') x = this.norm(x, 'dec.ln');
     return x as tf.Tensor3D;
@@ -278,7 +336,8 @@ export class Transformer {
       x = this.residual(x, `dec.${l}.ln2`, ctx, (y) =>
         attend(cp, y, state.cross[l]!.k, state.cross[l]!.v, state.srcBias, gates?.['dec-enc']?.[l] ?? null, ctx),
       );
-      x = this.residual(x, `dec.${l}.ln3`, ctx, (y) => this.ffn(y, `dec.${l}.ffn`, ctx));
+      // MoE: every token of the step is routed, without a capacity limit (as in eval-mode forwards)
+      x = this.residual(x, `dec.${l}.ln3`, ctx, (y) => this.ffn(y, 'decoder', l, ctx, null, undefined));
     }
     if (this.config.norm === 'pre') x = this.norm(x, 'dec.ln');
     const logProbs = tf.logSoftmax(this.logits(x)) as tf.Tensor2D;

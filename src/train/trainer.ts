@@ -14,6 +14,8 @@
  * refreshed from there after every step, so it always holds the trained weights (the gate penalty and
  * Lagrangian controller stay on the main thread); Adam's state is read from there for checkpoints.
  * Micro-batches estimated above the wasm heap budget are split by rows (train/memory-split.ts).
+ * Mixture-of-experts models (model.moe) add their load-balancing loss in the micro-batch gradient, and
+ * the log record carries each MoE layer's expert shares and dropped claims over the logging window.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { ResolvedConfig } from '../config/schema.js';
@@ -38,6 +40,7 @@ import type { GateConfig } from '../config/schema.js';
 import type { ModelShape } from '../model/transformer.js';
 import { type DataPosition, type LoadedCheckpoint, type NamedArrays, writeCheckpoint } from './checkpoint.js';
 import { ProgressLine, eta, formatDuration, formatRate } from './progress.js';
+import { type RoutingCounts, addRoutingCounts, routingSummary } from '../model/moe.js';
 
 /** What the trainer needs from head gates (gates/head-gates.ts implements it). */
 export interface GateProvider {
@@ -73,6 +76,10 @@ export interface StepResult {
   tgtTokens: number;
   srcTokens: number;
   elapsedMs: number;
+  /** MoE models: the load-balancing term in the step's loss (auxLossWeight * aux) */
+  moeAux?: number;
+  /** MoE models: claims per expert per MoE layer in this step */
+  routing?: RoutingCounts;
 }
 
 export interface EvalResult {
@@ -200,6 +207,8 @@ export class Trainer {
     let sum: Map<string, tf.Tensor> | null = null;
     let lossSum = 0;
     let penalty = 0;
+    let moeAux: number | undefined;
+    let routing: RoutingCounts | undefined;
     for (let i = 0; i < batches.length; i++) {
       const b = batches[i]!;
       const gates = this.o.gates;
@@ -207,6 +216,8 @@ export class Trainer {
       const r = await microBatchGradients({ ...ctx, chunkRows: this.chunkRows(b), ...(withPenalty ? { penalty: withPenalty } : {}) }, b, i);
       lossSum += r.ce;
       if (r.penalty !== undefined) penalty = r.penalty;
+      if (r.aux !== undefined) moeAux = (moeAux ?? 0) + r.aux;
+      if (r.routing !== undefined) routing = addRoutingCounts(routing ?? {}, r.routing);
       sum = addGradients(sum, r.grads);
     }
     const { grads, norm } = clipByGlobalNorm(sum!, cfg.train.clipNorm);
@@ -220,7 +231,7 @@ export class Trainer {
     tf.dispose([...grads.values()]);
     this.o.gates?.afterStep?.(step);
     this.step = step;
-    const r: StepResult = { step, loss: lossSum, penalty, gradNorm: norm, lr, tgtTokens, srcTokens, elapsedMs: performance.now() - t0 };
+    const r: StepResult = { step, loss: lossSum, penalty, gradNorm: norm, lr, tgtTokens, srcTokens, elapsedMs: performance.now() - t0, ...moeFields(moeAux, routing) };
     this.history.push(r);
     return r;
   }
@@ -364,7 +375,7 @@ export class Trainer {
     this.syncMainFromShared();
     this.o.gates?.afterStep?.(step);
     this.step = step;
-    const res: StepResult = { step, loss: lossSum, penalty, gradNorm: norm, lr, tgtTokens, srcTokens, elapsedMs: performance.now() - t0 };
+    const res: StepResult = { step, loss: lossSum, penalty, gradNorm: norm, lr, tgtTokens, srcTokens, elapsedMs: performance.now() - t0, ...moeFields(r.moeAux, r.routing) };
     this.history.push(res);
     return res;
   }
@@ -468,6 +479,8 @@ export class Trainer {
     let windowMs = 0;
     let windowLoss = 0;
     let windowN = 0;
+    let windowAux = 0;
+    let windowRouting: RoutingCounts | null = null;
     let lastEval: EvalResult | null = null;
     let stoppedEarly = false;
     while (this.step < cfg.maxSteps) {
@@ -497,19 +510,24 @@ export class Trainer {
       windowMs += r.elapsedMs;
       windowLoss += r.loss;
       windowN++;
+      windowAux += r.moeAux ?? 0;
+      if (r.routing) windowRouting = addRoutingCounts(windowRouting ?? {}, r.routing);
       const isLast = this.step === cfg.maxSteps;
       if (this.step % cfg.logEverySteps === 0 || isLast) {
         const tokPerSec = (windowTokens / windowMs) * 1000;
         const elapsed = performance.now() - t0;
         const summary = this.o.gates?.summary() ?? {};
-        const record = { step: this.step, loss: windowLoss / windowN, penalty: r.penalty, lr: r.lr, gradNorm: r.gradNorm, tgtTokensPerSec: tokPerSec, epoch: this.position.epoch, elapsedMs: Math.round(elapsed), ...summary };
+        // MoE: the mean load-balancing term and each layer's expert shares / dropped claims over the window
+        const moe = windowRouting ? { 'moe.aux': windowAux / windowN, ...routingSummary(windowRouting) } : {};
+        const record = { step: this.step, loss: windowLoss / windowN, penalty: r.penalty, lr: r.lr, gradNorm: r.gradNorm, tgtTokensPerSec: tokPerSec, epoch: this.position.epoch, elapsedMs: Math.round(elapsed), ...summary, ...moe };
         this.o.run?.appendMetrics(record);
         this.o.gates?.logStep?.(this.step);
         const gateText = 'expectedOpenHeads' in summary ? ` | E[open] ${summary['expectedOpenHeads']!.toFixed(1)}` : '';
         this.progress.update(
           `step ${this.step}/${cfg.maxSteps} | loss ${record.loss.toFixed(3)}${gateText} | ${formatRate(tokPerSec)} tok/s | lr ${r.lr.toExponential(1)} | ETA ${formatDuration(eta(this.step - startStep, cfg.maxSteps - startStep, elapsed))}`,
         );
-        windowTokens = windowMs = windowLoss = windowN = 0;
+        windowTokens = windowMs = windowLoss = windowN = windowAux = 0;
+        windowRouting = null;
       }
       if ((cfg.evalEverySteps > 0 && this.step % cfg.evalEverySteps === 0) || isLast) {
         lastEval = await this.evaluate();
@@ -536,6 +554,14 @@ export class Trainer {
     this.blasThreadsBefore = null;
     this.adam.dispose();
   }
+}
+
+/** The optional MoE fields of a StepResult (absent without MoE layers). */
+function moeFields(moeAux: number | undefined, routing: RoutingCounts | undefined): Pick<StepResult, 'moeAux' | 'routing'> {
+  const out: Pick<StepResult, 'moeAux' | 'routing'> = {};
+  if (moeAux !== undefined) out.moeAux = moeAux;
+  if (routing !== undefined) out.routing = routing;
+  return out;
 }
 
 /** What a worker needs to rebuild the gates (a HeadGates: its config and the model shape), else null. */

@@ -9,6 +9,11 @@
  * dropout is off (with dropout on, chunk j > 0 draws its dropout masks from a derived seed, so the masks
  * differ from the unsplit batch's, as they would with another batch size). Gate noise is drawn once for
  * the whole micro-batch (per-sentence noise is then sliced by rows), so gates match the unsplit batch.
+ *
+ * Mixture of experts (model.moe): the load-balancing losses of the MoE layers (model/moe.ts) are added as
+ * auxLossWeight * sum over layers, weighted by the chunk's share of the step's target tokens (so the
+ * step's loss is the token-weighted mean over its micro-batches, as for the cross-entropy), and every
+ * layer's expert usage is counted for the trainer's logs.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Transformer, GateTensors } from '../../model/transformer.js';
@@ -17,6 +22,7 @@ import { deriveSeed } from '../../util/random.js';
 import { labelSmoothedCrossEntropySum, targetWeights } from '../objective.js';
 import { guardWasmHeap } from '../trainer.js';
 import { sliceBatchRows } from '../memory-split.js';
+import { type RoutingCounts, type RoutingRecord, addRoutingCounts } from '../../model/moe.js';
 
 /** What a micro-batch gradient needs from the gates: sampling only (the penalty is added by the caller). */
 export interface GateSampler {
@@ -49,6 +55,10 @@ export interface MicroBatchResult {
   ce: number;
   /** the penalty's value, when one was added */
   penalty?: number;
+  /** MoE models: the load-balancing term added to the loss (auxLossWeight * aux, token-weighted) */
+  aux?: number;
+  /** MoE models: claims per expert per MoE layer, summed over the micro-batch's chunks */
+  routing?: RoutingCounts;
 }
 
 /**
@@ -92,6 +102,9 @@ export async function microBatchGradients(ctx: MicroBatchContext, b: Batch, inde
   let sum: Map<string, tf.Tensor> | null = null;
   let ce = 0;
   let penalty: number | undefined;
+  const moe = ctx.model.config.moe ?? null;
+  let aux = 0;
+  let routing: RoutingCounts = {};
   for (let c = 0; c < chunks; c++) {
     const r0 = Math.floor((b.batchSize * c) / chunks);
     const r1 = Math.floor((b.batchSize * (c + 1)) / chunks);
@@ -100,15 +113,27 @@ export async function microBatchGradients(ctx: MicroBatchContext, b: Batch, inde
     const src = tf.tensor2d(part.src, [part.batchSize, part.srcLen], 'int32');
     const tgtIn = tf.tensor2d(part.tgtIn, [part.batchSize, part.tgtLen], 'int32');
     const tgtOut = tf.tensor2d(part.tgtOut, [part.batchSize, part.tgtLen], 'int32');
-    const parts: { ce?: tf.Scalar; pen?: tf.Scalar } = {};
+    const parts: { ce?: tf.Scalar; pen?: tf.Scalar; aux?: tf.Scalar } = {};
     const withPenalty = c === 0 && ctx.penalty !== undefined;
     const { value, grads } = guardWasmHeap(part, () => tf.variableGrads(() => {
       let gates = ctx.gates?.sampleGates(gateSeed, b.batchSize);
       if (gates && chunks > 1) gates = sliceGates(gates, b.batchSize, r0, r1);
-      const logits = ctx.model.forward(src, tgtIn, { isTraining: true, seed, gates });
+      const auxLosses: tf.Scalar[] = [];
+      const routingHook = moe
+        ? (stack: 'encoder' | 'decoder', layer: number, r: RoutingRecord) => {
+            auxLosses.push(r.auxLoss);
+            routing = addRoutingCounts(routing, { [`${stack === 'encoder' ? 'enc' : 'dec'}.${layer}`]: { assigned: r.assigned, kept: r.kept } });
+          }
+        : undefined;
+      const logits = ctx.model.forward(src, tgtIn, { isTraining: true, seed, gates, routing: routingHook });
       let loss = labelSmoothedCrossEntropySum(logits, tgtOut.reshape([-1]) as tf.Tensor1D, targetWeights(tgtOut), ctx.labelSmoothing).div(ctx.stepTgtTokens) as tf.Scalar;
       if (isPoisoned) loss = loss.mul(NaN) as tf.Scalar;
       parts.ce = tf.keep(loss.clone());
+      if (moe && auxLosses.length > 0) {
+        const auxTerm = tf.addN(auxLosses).mul(moe.auxLossWeight * (part.tgtTokens / ctx.stepTgtTokens)) as tf.Scalar;
+        parts.aux = tf.keep(auxTerm.clone());
+        loss = loss.add(auxTerm) as tf.Scalar;
+      }
       if (withPenalty) {
         const pen = ctx.penalty!();
         parts.pen = tf.keep(pen.clone());
@@ -118,12 +143,19 @@ export async function microBatchGradients(ctx: MicroBatchContext, b: Batch, inde
     }, ctx.varList));
     ce += (await parts.ce!.data())[0]!;
     if (parts.pen) penalty = (await parts.pen.data())[0]!;
-    tf.dispose([src, tgtIn, tgtOut, value, parts.ce, parts.pen]);
+    if (parts.aux) aux += (await parts.aux.data())[0]!;
+    tf.dispose([src, tgtIn, tgtOut, value, parts.ce, parts.pen, parts.aux]);
     const named = new Map<string, tf.Tensor>();
     for (const [vn, g] of Object.entries(grads)) named.set(ctx.varNameToParam.get(vn) ?? vn, g);
     sum = addGradients(sum, named);
   }
-  return penalty === undefined ? { grads: sum!, ce } : { grads: sum!, ce, penalty };
+  const out: MicroBatchResult = { grads: sum!, ce };
+  if (penalty !== undefined) out.penalty = penalty;
+  if (moe) {
+    out.aux = aux;
+    out.routing = routing;
+  }
+  return out;
 }
 
 /** Add `grads` into the running sum (taking ownership of both; the first call returns `grads` itself). */

@@ -13,6 +13,7 @@ import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { HeadsError, OutOfMemoryError } from '../../util/errors.js';
 import type { StepRequest, WorkerInit, WorkerReply, SerializedError } from './protocol.js';
+import { type RoutingCounts, addRoutingCounts } from '../../model/moe.js';
 import { type ParamLayout, type SharedBuffers, type SharedViews, abortPeers, allocateShared, resetControl, viewsOf } from './shared-state.js';
 
 /**
@@ -59,6 +60,9 @@ export interface PoolStepResult {
   applied: boolean;
   /** per-phase milliseconds of the slowest worker */
   ms: { compute: number; reduce: number; update: number; load: number };
+  /** MoE models: the load-balancing term summed over the workers, and the expert usage */
+  moeAux?: number;
+  routing?: RoutingCounts;
 }
 
 /** A worker's serialized error as an Error on the main thread (out-of-memory and user errors keep their class). */
@@ -164,14 +168,23 @@ export class WorkerPool {
     let gradNorm = 0;
     let applied = true;
     const ms = { compute: 0, reduce: 0, update: 0, load: 0 };
+    let moeAux: number | undefined;
+    let routing: RoutingCounts | undefined;
     for (const r of replies) {
       if (r.type !== 'step-done') throw new Error(`training worker: unexpected reply ${r.type}`);
       for (const [i, v] of r.ces) ce.set(i, v);
       gradNorm = r.gradNorm;
       applied &&= r.applied;
       for (const k of Object.keys(ms) as Array<keyof typeof ms>) ms[k] = Math.max(ms[k], r.ms[k]);
+      if (r.moe) {
+        moeAux = (moeAux ?? 0) + r.moe.aux;
+        routing = addRoutingCounts(routing ?? {}, r.moe.routing);
+      }
     }
-    return { ce, gradNorm, applied, ms };
+    const out: PoolStepResult = { ce, gradNorm, applied, ms };
+    if (moeAux !== undefined) out.moeAux = moeAux;
+    if (routing !== undefined) out.routing = routing;
+    return out;
   }
 
   terminate(): void {

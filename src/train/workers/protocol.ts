@@ -5,6 +5,7 @@
 import type { GateConfig, ModelConfig } from '../../config/schema.js';
 import type { ModelShape } from '../../model/transformer.js';
 import type { Batch } from '../../data/batches.js';
+import type { RoutingCounts } from '../../model/moe.js';
 import type { ParamLayout, SharedBuffers } from './shared-state.js';
 
 export interface WorkerInit {
@@ -65,6 +66,8 @@ export type WorkerReply =
       type: 'step-done';
       /** [micro-batch index, its cross-entropy / stepTgtTokens] */
       ces: Array<[number, number]>;
+      /** MoE models: this worker's load-balancing term (summed over its micro-batches) and expert usage */
+      moe?: { aux: number; routing: RoutingCounts };
       gradNorm: number;
       /** false when the loss or gradient was not finite (nothing was updated) */
       applied: boolean;

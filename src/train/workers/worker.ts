@@ -25,6 +25,7 @@ import { microBatchGradients } from './micro-batch.js';
 import { type StepRequest, type WorkerInit, type WorkerReply, serializeError } from './protocol.js';
 import { type SharedViews, PeerAbortError, abortPeers, adamRange, barrier, reduceRange, shardOf, viewsOf } from './shared-state.js';
 import { assignFrom, readInto } from './tensor-io.js';
+import { type RoutingCounts, addRoutingCounts } from '../../model/moe.js';
 
 const init = workerData as WorkerInit;
 const port = parentPort;
@@ -83,6 +84,7 @@ async function step(r: Replica, req: StepRequest): Promise<WorkerReply> {
   const slotBase = w * layout.size;
   const ces: Array<[number, number]> = [];
   let ceSum = 0;
+  let moe: { aux: number; routing: RoutingCounts } | undefined;
   const ctx = {
     model: r.model, gates: r.gates, varList: r.varList, varNameToParam: r.varNameToParam, seed: init.seed,
     labelSmoothing: init.labelSmoothing, step: req.step, stepTgtTokens: req.stepTgtTokens, chunkRows: Infinity,
@@ -104,6 +106,7 @@ async function step(r: Replica, req: StepRequest): Promise<WorkerReply> {
     }
     ces.push([job.index, res.ce]);
     ceSum += res.ce;
+    if (res.routing) moe = { aux: (moe?.aux ?? 0) + (res.aux ?? 0), routing: addRoutingCounts(moe?.routing ?? {}, res.routing) };
   }
   if (req.jobs.length === 0) s.slots.fill(0, slotBase, slotBase + layout.size);
   s.ce[w] = ceSum;
@@ -129,7 +132,7 @@ async function step(r: Replica, req: StepRequest): Promise<WorkerReply> {
   barrier(s.control, workers);
   if (applied) load(r, 'trainable');
   const t4 = performance.now();
-  return { type: 'step-done', ces, gradNorm, applied, ms: { compute: t1 - t0, reduce: t2 - t1, update: t3 - t2, load: t4 - t3 } };
+  return { type: 'step-done', ces, gradNorm, applied, ms: { compute: t1 - t0, reduce: t2 - t1, update: t3 - t2, load: t4 - t3 }, ...(moe ? { moe } : {}) };
 }
 
 const replica = start().then(
