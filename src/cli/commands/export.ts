@@ -43,7 +43,7 @@ export function builder(y: Argv): Argv<Args> {
     .option('runs-dir', { type: 'string', default: 'runs', describe: 'where the default output folder is created' })
     .option('format', { type: 'string', choices: ['heads', 'safetensors', 'both'] as const, default: 'both' as const, describe: 'toolkit checkpoint, PyTorch safetensors, or both' })
     .option('verify', { type: 'boolean', default: true, describe: 'compare masked and exported logits on random sentences' })
-    .option('fold-gates', { type: 'boolean', default: true, describe: "fold kept heads' deterministic gates into W_O (--no-fold-gates: kept heads at gate 1, as `heads prune` scores)" })
+    .option('fold-gates', { type: 'boolean', default: true, describe: "fold kept heads' deterministic gates into W_O as `heads prune` scores the pruned model (--no-fold-gates: kept heads at gate 1)" })
     .option('magnitude-sparsity', { type: 'string', describe: 'unstructured magnitude pruning: zero this fraction in [0, 1) of the weight matrices (not biases or norms)' })
     .option('per-layer', { type: 'boolean', describe: 'with --magnitude-sparsity: the fraction in every matrix instead of globally' })
     .option('prune-embeddings', { type: 'boolean', describe: 'with --magnitude-sparsity: include the embedding tables (default: left whole)' })
