@@ -27,6 +27,19 @@ const TINY_SET = `{ data.synthetic.task: reverse, data.synthetic.trainPairs: 300
       model.dModel: 16, model.dFF: 32, model.heads: 2, model.encoderLayers: 2, model.decoderLayers: 1, train.maxTokensPerBatch: 200,
       train.evalEverySteps: 0, train.devBleuSentences: 0, train.logEverySteps: 5, eval.beamSize: 1 }`;
 
+/** Loading the spec at `p` fails with a ConfigError naming the file and every fragment. */
+function expectRefused(p: string, fragments: readonly string[]): void {
+  let msg = '';
+  try {
+    loadSpec(p);
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError);
+    msg = (e as Error).message;
+  }
+  expect(msg).toContain(p);
+  for (const f of fragments) expect(msg).toContain(f);
+}
+
 describe('experiment specs', () => {
   const bad: Array<[string, string, string[]]> = [
     ['unknown stage key', 'name: x\nstages:\n  a: { kind: train, sett: {} }\n', ['stages.a.sett', 'unknown key']],
@@ -42,15 +55,7 @@ describe('experiment specs', () => {
   ];
   it.each(bad)('%s is refused with the file and key', (_l, text, fragments) => {
     const p = spec(`bad-${fragments[0]!.replace(/\W/g, '')}`, text);
-    let msg = '';
-    try {
-      loadSpec(p);
-    } catch (e) {
-      expect(e).toBeInstanceOf(ConfigError);
-      msg = (e as Error).message;
-    }
-    expect(msg).toContain(p);
-    for (const f of fragments) expect(msg).toContain(f);
+    expectRefused(p, fragments);
   });
 
   it('--only keeps the named stages (every instance of a sweep, or one id) and their ancestors', () => {
@@ -161,15 +166,7 @@ describe('export stage settings', () => {
   ];
   it.each(bad)('%s is refused with the file and key', (_l, text, fragments) => {
     const p = spec(`bad-export-${fragments[0]!.replace(/\W/g, '')}-${_l.replace(/\W/g, '')}`, text);
-    let msg = '';
-    try {
-      loadSpec(p);
-    } catch (e) {
-      expect(e).toBeInstanceOf(ConfigError);
-      msg = (e as Error).message;
-    }
-    expect(msg).toContain(p);
-    for (const f of fragments) expect(msg).toContain(f);
+    expectRefused(p, fragments);
   });
 
   it('mask: gates on a parent without gates is refused when the stages resolve, naming the file and key', () => {
