@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { loadSpec, expandStages } from './spec.js';
 import { resolveStages, stageState, adoptRun, selectStages, withoutExecutionKeys, FEATURE_KEYS_OFF_BY_DEFAULT, acquireStageLock, experimentRoot } from './stage.js';
 import { planTable } from './runner.js';
+import { survivorScores } from './report.js';
+import type { HeadReport } from '../analysis/report.js';
 import { runStage, stepsNearest } from './run-stage.js';
 import { writeReport, writeReportFigures } from './report.js';
 import { EXPERIMENT_RESULT_COLUMNS } from '../plots/readers.js';
@@ -94,6 +96,29 @@ describe('experiment specs', () => {
       release();
     }
     expect(planTable([st!])).toMatch(/base\s+train\s+pending/);
+  });
+
+  it('survivor scores average the baseline scores over kept and removed encoder heads', () => {
+    const head = (stack: string, pos: number | null, rare: number | null, imp: number, conf: number, lrp: number | null) => ({
+      stack, importance: { perToken: imp }, attention: { confidence: conf }, lrp,
+      roles: { positional: pos === null ? null : { fraction: pos }, rare: rare === null ? null : { rate: rare }, labels: [] },
+    });
+    const report = { heads: {
+      'enc-self.0.0': head('enc-self', 0.9, 0.1, 1, 0.5, 0.4),
+      'enc-self.0.1': head('enc-self', 0.5, 0.3, 3, 0.7, null),
+      'enc-self.1.0': head('enc-self', 0.1, 0.2, 0.5, 0.2, 0.1),
+      'enc-self.1.1': head('enc-self', null, 0.0, 0.1, 0.4, 0.3),
+      'dec-self.0.0': head('dec-self', 1, 1, 9, 1, 1),
+    } } as unknown as HeadReport;
+    const r = survivorScores(report, new Set(['enc-self.0.0', 'enc-self.0.1']), { stage: 's', run: 'r' });
+    expect([r.kept, r.removed]).toEqual([2, 2]);
+    expect(r.keptPositional).toBeCloseTo(0.7, 12);
+    expect(r.removedPositional).toBeCloseTo(0.1, 12); // a head without the score is left out of the mean
+    expect(r.keptRare).toBeCloseTo(0.2, 12);
+    expect(r.removedImportance).toBeCloseTo(0.3, 12);
+    expect(r.keptConfidence).toBeCloseTo(0.6, 12);
+    expect(r.keptLrp).toBeCloseTo(0.4, 12);
+    expect(survivorScores(report, new Set(), { stage: 's', run: 'r' }).keptImportance).toBeNull();
   });
 
   it('testHeads picks, for each count, the step leaving the nearest count (larger on a tie), each once', () => {
@@ -304,6 +329,16 @@ describe('export stages', () => {
     expect(fig8.data[0]!.x).toHaveLength(3);
     expect(fig8.data.reduce((a, t) => a + t.y[0]!, 0)).toBe(4);
     expect(r1.stderr).toContain('figure skipped: heads-per-type-vs-bleu');
+    // the kept and removed encoder heads' baseline scores, one row per finished L0 stage
+    const surv = readFileSync(join(runs, 'experiments', 'two', 'survivors.csv'), 'utf8').trim().split('\n');
+    expect(surv[0]).toBe('stage,kept,removed,keptPositional,removedPositional,keptRare,removedRare,keptImportance,removedImportance,keptConfidence,removedConfidence,keptLrp,removedLrp,run');
+    expect(surv).toHaveLength(3);
+    const l0Kept = Object.fromEntries(csv.filter((l) => l.startsWith('l0,')).map((l) => [l.split(',')[1], Number(l.split(',')[7])]));
+    for (const line of surv.slice(1)) {
+      const [stage, kept, removed] = line.split(',');
+      expect(Number(kept) + Number(removed)).toBe(4);
+      expect(Number(kept)).toBe(l0Kept[stage!]);
+    }
     expect(csv[1]).toMatch(/^baseline,baseline,train,baseline,-,,,4,2,2,/);
     expect(r1.stdout).toContain('| l0[lambda=0.5] | l0 | enc-self | 0.5 |');
     const r2 = spawnSync('node', [bin, 'experiment', 'run', p, '--runs-dir', runs], { encoding: 'utf8' });

@@ -12,7 +12,7 @@ import { readJsonFile, readTextFile, writeFileAtomic } from '../util/fs.js';
 import { EXPERIMENT_RESULT_COLUMNS, type ExperimentResultRow } from '../plots/readers.js';
 import { bleuPointsFromResults, bleuVsHeadsFigure, bleuVsModelBytesFigure, keptPerTypeFigure, roleCategory, survivingRolesFigure, type SurvivingLayout } from '../plots/experiments.js';
 import { writeFigure, type WrittenFigure } from '../plots/write.js';
-import { readHeadReport } from '../analysis/report.js';
+import { readHeadReport, type HeadReport, type HeadReportEntry } from '../analysis/report.js';
 import { maskToKeptSets, originalMaskShape, readHeadMask } from '../export/head-mask.js';
 
 /** One line of results.csv. */
@@ -141,6 +141,7 @@ export async function writeReportFigures(stages: readonly ResolvedStage[], rows:
   else {
     const report = readHeadReport(join(analysis.folder, 'head-report.json'));
     const layouts: SurvivingLayout[] = [];
+    const survivors: SurvivorRow[] = [];
     for (const s of stages) {
       const st = s.instance.spec;
       if (st.kind !== 'prune' || st.method !== 'l0' || s.parent !== analysis.parent || stageState(s) !== 'done' || s.config.gates.attention.join('+') !== 'enc-self') continue;
@@ -151,6 +152,11 @@ export async function writeReportFigures(stages: readonly ResolvedStage[], rows:
       const roles = kept.flatMap((ids, layer) => ids.map((id) => roleCategory(report.heads[`enc-self.${layer}.${id}`]?.roles.labels ?? [])));
       const budget = s.config.gates.targetHeads === null ? `λ ${s.config.train.l0Lambda}` : `budget ${JSON.stringify(s.config.gates.targetHeads)}`;
       layouts.push({ label: `${roles.length} heads (${budget})`, headsKept: roles.length, roles });
+      survivors.push(survivorScores(report, new Set(kept.flatMap((ids, layer) => ids.map((id) => `enc-self.${layer}.${id}`))), { stage: s.instance.id, run: relative(process.cwd(), s.folder) }));
+    }
+    if (survivors.length) {
+      writeFileAtomic(join(outDir, 'survivors.csv'), Papa.unparse({ fields: [...SURVIVOR_COLUMNS], data: survivors.map((r) => SURVIVOR_COLUMNS.map((c) => r[c])) }, { newline: '\n' }) + '\n');
+      writeFileAtomic(join(outDir, 'survivors.md'), survivorsMarkdown(survivors));
     }
     const all = Object.entries(report.heads).filter(([, h]) => h.stack === 'enc-self').map(([, h]) => roleCategory(h.roles.labels));
     layouts.unshift({ label: `${all.length} heads (baseline)`, headsKept: all.length, roles: all });
@@ -158,4 +164,56 @@ export async function writeReportFigures(stages: readonly ResolvedStage[], rows:
     else out.skipped.push('surviving-head-roles: no finished encoder-only L0 stage');
   }
   return out;
+}
+
+/** Mean baseline scores of the encoder heads an L0 stage keeps and of those it removes. */
+export interface SurvivorRow {
+  stage: string;
+  kept: number;
+  removed: number;
+  /** share of queries whose argmax is the previous or the next token (the paper's positional heads: >= 90%) */
+  keptPositional: number | null;
+  removedPositional: number | null;
+  /** share of queries attending to the rarest token of the sentence */
+  keptRare: number | null;
+  removedRare: number | null;
+  keptImportance: number | null;
+  removedImportance: number | null;
+  keptConfidence: number | null;
+  removedConfidence: number | null;
+  keptLrp: number | null;
+  removedLrp: number | null;
+  run: string;
+}
+
+export const SURVIVOR_COLUMNS: ReadonlyArray<keyof SurvivorRow> = ['stage', 'kept', 'removed', 'keptPositional', 'removedPositional', 'keptRare', 'removedRare', 'keptImportance', 'removedImportance', 'keptConfidence', 'removedConfidence', 'keptLrp', 'removedLrp', 'run'];
+
+/**
+ * The paper's roles need thresholds (90% at one offset, ...) that small models may never reach; the
+ * continuous scores behind them still say whether pruning keeps the more positional, rare-token-seeking,
+ * important or confident heads: their means over the kept and the removed encoder heads, from the
+ * baseline's head report.
+ */
+export function survivorScores(report: HeadReport, kept: ReadonlySet<string>, where: { stage: string; run: string }): SurvivorRow {
+  const enc = Object.entries(report.heads).filter(([, h]) => h.stack === 'enc-self');
+  const mean = (keys: Array<[string, HeadReportEntry]>, f: (h: HeadReportEntry) => number | null | undefined): number | null => {
+    const v = keys.map(([, h]) => f(h)).filter((x): x is number => typeof x === 'number' && Number.isFinite(x));
+    return v.length ? v.reduce((a, b) => a + b, 0) / v.length : null;
+  };
+  const k = enc.filter(([key]) => kept.has(key));
+  const r = enc.filter(([key]) => !kept.has(key));
+  const both = (f: (h: HeadReportEntry) => number | null | undefined) => [mean(k, f), mean(r, f)] as const;
+  const [keptPositional, removedPositional] = both((h) => h.roles.positional?.fraction);
+  const [keptRare, removedRare] = both((h) => h.roles.rare?.rate);
+  const [keptImportance, removedImportance] = both((h) => h.importance.perToken);
+  const [keptConfidence, removedConfidence] = both((h) => h.attention.confidence);
+  const [keptLrp, removedLrp] = both((h) => h.lrp);
+  return { stage: where.stage, kept: k.length, removed: r.length, keptPositional, removedPositional, keptRare, removedRare, keptImportance, removedImportance, keptConfidence, removedConfidence, keptLrp, removedLrp, run: where.run };
+}
+
+export function survivorsMarkdown(rows: readonly SurvivorRow[]): string {
+  const f = (x: number | null) => (x === null ? '-' : x.toFixed(3));
+  const head = '| stage | heads kept / removed | share at offset ±1 (kept / removed) | rare-token rate | importance | confidence | LRP | run |\n|---|---|---|---|---|---|---|---|';
+  const body = rows.map((r) => `| ${r.stage} | ${r.kept} / ${r.removed} | ${f(r.keptPositional)} / ${f(r.removedPositional)} | ${f(r.keptRare)} / ${f(r.removedRare)} | ${f(r.keptImportance)} / ${f(r.removedImportance)} | ${f(r.keptConfidence)} / ${f(r.removedConfidence)} | ${f(r.keptLrp)} / ${f(r.removedLrp)} | \`${r.run}\` |`);
+  return [head, ...body].join('\n') + '\n';
 }
