@@ -65,6 +65,8 @@ export const DEFAULT_CONFIG: HeadsConfig = {
     trainOnly: null,
     workers: 'auto',
     skipNonFinite: 0,
+    magnitudePruning: null,
+    quantAware: false,
   },
   eval: {
     beamSize: 4,

@@ -70,6 +70,8 @@ function schemaKeysAt(schema: z.ZodType, path: ReadonlyArray<PropertyKey>): stri
   let cur: z.ZodType = schema;
   for (let i = 0; ; i++) {
     while (cur instanceof z.ZodNullable || cur instanceof z.ZodOptional) cur = cur.unwrap() as z.ZodType;
+    // `false | { ... }` (train.quantAware): the object member
+    if (cur instanceof z.ZodUnion) cur = (cur.options as z.ZodType[]).find((o) => o instanceof z.ZodObject) ?? cur;
     if (!(cur instanceof z.ZodObject)) return [];
     if (i === path.length) return Object.keys(cur.shape);
     const next = (cur.shape as Record<PropertyKey, z.ZodType | undefined>)[path[i]!];
@@ -164,6 +166,11 @@ export function crossFieldProblems(c: HeadsConfig, file: string): string[] {
     if (m.moe.layers === 'encoder' && m.encoderLayers === 0) p.push(`${file}: model.moe.layers: 'encoder', but model.encoderLayers is 0`);
     // FFN-neuron pruning (export/ffn-pruning.ts) knows plain FFNs only
     if (m.ffnWidths) p.push(`${file}: model.moe: mixture-of-experts layers cannot be combined with model.ffnWidths (FFN-neuron pruning); set one of them to null`);
+  }
+  const mp = c.train.magnitudePruning;
+  if (mp) {
+    if (mp.endStep < mp.startStep) p.push(`${file}: train.magnitudePruning.endStep: ${mp.endStep} is before train.magnitudePruning.startStep = ${mp.startStep}`);
+    if (mp.endStep > c.train.maxSteps) p.push(`${file}: train.magnitudePruning.endStep: ${mp.endStep} is after train.maxSteps = ${c.train.maxSteps} (the target sparsity would never be reached)`);
   }
   if (c.model.encoderLayers === 0 && c.gates.attention.includes('enc-self'))
     p.push(`${file}: gates.attention: 'enc-self' is gated but model.encoderLayers is 0`);

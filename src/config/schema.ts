@@ -159,6 +159,45 @@ export const GatesSchema = z.strictObject({
   lagrangianLr: z.number().positive(),
 });
 
+// ---- weight pruning and quantization in training (issue 10; train/gradual-pruning.ts, train/quant-aware.ts) ----
+
+const stepCount = z.number({ error: 'expected an integer >= 0' }).int({ error: 'expected an integer >= 0' }).nonnegative({ error: 'expected an integer >= 0' });
+
+/**
+ * Gradual magnitude pruning with fine-tuning (Zhu & Gupta 2017): after the update of step t the masks are
+ * recomputed from the weights at the cubic schedule's sparsity s_t at t = startStep + k * everySteps
+ * (t <= endStep) and at endStep, and the pruned weights are held at zero after every update in between.
+ * null (or absent, in checkpoints saved before the key existed): off.
+ */
+export const MagnitudePruningSchema = z
+  .strictObject({
+    /** the final sparsity s_f, a fraction of the prunable weights in [0, 1) */
+    sparsity: z.number({ error: 'expected a fraction in [0, 1) (0.5 zeroes half)' }).min(0, { error: 'expected a fraction in [0, 1) (0.5 zeroes half)' }).lt(1, { error: 'expected a fraction in [0, 1) (0.5 zeroes half)' }),
+    /** rank all prunable matrices together (global) or prune each matrix to the same sparsity (per-layer) */
+    scope: z.enum(['global', 'per-layer'], { error: "expected 'global' or 'per-layer'" }).default('global'),
+    /** t0: the schedule starts here (sparsity 0 at t0) */
+    startStep: stepCount.default(0),
+    /** t0 + n * dt: the step from which the sparsity is s_f (<= train.maxSteps) */
+    endStep: stepCount,
+    /** dt: steps between mask updates */
+    everySteps: z.number({ error: 'expected an integer >= 1' }).int({ error: 'expected an integer >= 1' }).min(1, { error: 'expected an integer >= 1' }),
+    /** also prune the embedding tables emb.* */
+    includeEmbeddings: z.boolean({ error: 'expected true or false' }).default(false),
+  })
+  .nullable();
+
+export type MagnitudePruningConfig = NonNullable<z.infer<typeof MagnitudePruningSchema>>;
+
+/**
+ * Quantization-aware fine-tuning: the training forward pass sees every matrix fake-quantized to int8 as
+ * `heads export --int8` stores it (straight-through gradient). false: off. Evaluation stays float32.
+ */
+export const QuantAwareSchema = z.union([z.literal(false), z.strictObject({ bits: z.literal(8, { error: 'expected 8 (int8 is the only width)' }) })], {
+  error: (iss) => (iss.code === 'invalid_union' ? 'expected false or { bits: 8 }' : undefined),
+});
+
+export type QuantAwareConfig = z.infer<typeof QuantAwareSchema>;
+
 export const TrainSchema = z.strictObject({
   maxSteps: posInt,
   /** padded tokens (sentences x max(srcLen, tgtLen)) per batch, summed over workers and accumulation */
@@ -186,6 +225,10 @@ export const TrainSchema = z.strictObject({
   workers: z.union([z.literal('auto'), posInt]),
   /** steps whose loss or gradient is not finite that may be skipped (batches dropped, no update) before the run stops; 0: stop at the first */
   skipNonFinite: nonNegInt,
+  /** gradual magnitude pruning during training (null: off; see MagnitudePruningSchema) */
+  magnitudePruning: MagnitudePruningSchema,
+  /** quantization-aware training with int8 fake quantization (false: off; see QuantAwareSchema) */
+  quantAware: QuantAwareSchema,
 });
 
 export const EvalSchema = z.strictObject({

@@ -51,6 +51,8 @@ export const FEATURE_KEYS_OFF_BY_DEFAULT: Readonly<Record<string, unknown>> = {
   'model.attentionPatterns': null,
   'model.ffnWidths': null,
   'model.moe': null,
+  'train.magnitudePruning': null,
+  'train.quantAware': false,
 };
 
 function deletePath(obj: Record<string, unknown>, path: string, onlyIf?: { value: unknown }): void {

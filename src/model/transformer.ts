@@ -4,7 +4,8 @@
  * (enc-self, dec-self, dec-enc) receives a per-layer gate tensor (or null for "all ones") through
  * `GateTensors`. Pre-norm (the reference implementation's choice) or post-norm residual blocks. Sparse
  * attention patterns (`model.attentionPatterns`, attention-patterns.ts) add their masks to the biases.
- * Mixture-of-experts layers (`model.moe`, moe.ts) replace the FFNs of the chosen stacks.
+ * Mixture-of-experts layers (`model.moe`, moe.ts) replace the FFNs of the chosen stacks. A forward may
+ * see each weight through a `weightView` (quantization-aware training's fake quantization, train/).
  * Shapes: token ids [B, T] int32 (0 = pad); hidden [B, T, d]; logits [B*T, V].
  */
 import * as tf from '@tensorflow/tfjs';
@@ -16,6 +17,12 @@ import { ForwardContext, causalBias, dropout, feedForward, layerNorm, linear, pa
 import { type AttentionParams, type AttentionRecord, attend, projectKeysValues } from './attention.js';
 import { patternBias, patternOf } from './attention-patterns.js';
 import { type RoutingRecord, expertCapacity, mixtureOfExperts } from './moe.js';
+
+/**
+ * What a forward pass uses in place of weight `name` (e.g. its int8 fake quantization); called at most once
+ * per weight per forward, on the gradient tape when training.
+ */
+export type WeightView = (name: string, w: tf.Tensor) => tf.Tensor;
 
 /** Per attention type, per layer: the gate multiplying each head's context (null: no gate, i.e. ones). */
 export type GateTensors = Partial<Record<AttentionType, ReadonlyArray<tf.Tensor | null>>>;
@@ -35,6 +42,8 @@ export interface ForwardOptions {
    * gradient tape in training; freed with the sub-layer in eval, like `record`) and expert usage.
    */
   routing?: (stack: 'encoder' | 'decoder', layer: number, r: RoutingRecord) => void;
+  /** what this forward uses in place of each weight (absent: the weights themselves) */
+  weightView?: WeightView;
 }
 
 /** Incremental decoder state: cached keys/values of every decoder layer. */
@@ -149,6 +158,8 @@ export class Transformer {
   readonly shape: ModelShape;
   readonly dHead: number;
   private readonly positions: tf.Tensor2D;
+  /** the weight view of the forward in progress and the views it made (forward is synchronous) */
+  private view: { f: WeightView; made: Map<string, tf.Tensor>; owned: tf.Tensor[]; isTraining: boolean } | null = null;
 
   constructor(
     readonly config: ModelConfig,
@@ -166,7 +177,16 @@ export class Transformer {
   }
 
   private p(name: string): tf.Tensor {
-    return this.params.get(name);
+    const w = this.params.get(name);
+    if (this.view === null) return w;
+    let t = this.view.made.get(name);
+    if (t === undefined) {
+      t = this.view.f(name, w);
+      // in training the tape owns new views; in eval they outlive the per-sub-layer tidies until forward ends
+      if (t !== w && !this.view.isTraining) this.view.owned.push(tf.keep(t));
+      this.view.made.set(name, t);
+    }
+    return t;
   }
 
   attentionParams(prefix: string, nHeads: number): AttentionParams {
@@ -293,8 +313,15 @@ export class Transformer {
     const ctx = opts.isTraining
       ? new ForwardContext(true, this.config.dropout, this.config.attentionDropout, opts.seed ?? 0)
       : ForwardContext.eval();
-    const memory = this.encode(src, ctx, opts);
-    return this.logits(this.decode(tgtIn, memory, paddingBias(src), ctx, opts));
+    const view = opts.weightView ? { f: opts.weightView, made: new Map<string, tf.Tensor>(), owned: [] as tf.Tensor[], isTraining: opts.isTraining } : null;
+    this.view = view;
+    try {
+      const memory = this.encode(src, ctx, opts);
+      return this.logits(this.decode(tgtIn, memory, paddingBias(src), ctx, opts));
+    } finally {
+      this.view = null;
+      if (view) tf.dispose(view.owned);
+    }
   }
 
   // ---- incremental decoding (inference only; dropout off) ----

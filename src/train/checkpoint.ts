@@ -1,6 +1,7 @@
 /**
  * Checkpoints: checkpoints/step-<N>/ holds model.safetensors (weights and gate log-alphas),
- * optimizer.safetensors (Adam moments) and state.json (step, data position, config, and the sha256 and
+ * optimizer.safetensors (Adam moments), masks.safetensors (U8 0/1 weight masks of gradual magnitude pruning,
+ * only when training keeps masks) and state.json (step, data position, config, and the sha256 and
  * byte length of both tensor files). state.json is written last, so a folder without a valid state.json
  * is incomplete; `latest.json` names the newest complete checkpoint. Loading verifies lengths and hashes
  * and refuses a checkpoint that fails, naming the file.
@@ -40,6 +41,8 @@ export interface LoadedCheckpoint {
   state: CheckpointState;
   params: NamedArrays;
   optimizer: NamedArrays;
+  /** gradual magnitude pruning's masks (1 keep, 0 pruned), when the checkpoint has masks.safetensors */
+  masks?: Record<string, Uint8Array>;
 }
 
 function sha256(path: string): string {
@@ -77,6 +80,8 @@ export function writeCheckpoint(
   keep: number,
   /** how model.safetensors stores `params` (default: every tensor F32; an int8 export passes quantizeTensors) */
   encodeModel?: (params: NamedArrays) => Record<string, SafeTensor>,
+  /** weight masks to checkpoint (gradual magnitude pruning): name -> mask shaped like the parameter */
+  masks?: Record<string, { shape: number[]; data: Uint8Array }>,
 ): string {
   const dir = join(runPath, 'checkpoints', checkpointDirName(s.step));
   const files: CheckpointState['files'] = {};
@@ -84,6 +89,13 @@ export function writeCheckpoint(
     const p = join(dir, name);
     writeSafetensors(p, name === 'model.safetensors' && encodeModel ? encodeModel(arrays) : toSafetensors(arrays), { step: String(s.step) });
     files[name] = { bytes: statSync(p).size, sha256: sha256(p) };
+  }
+  if (masks) {
+    const p = join(dir, 'masks.safetensors');
+    const tensors: Record<string, SafeTensor> = {};
+    for (const [k, m] of Object.entries(masks)) tensors[k] = { dtype: 'U8', shape: m.shape, data: m.data };
+    writeSafetensors(p, tensors, { step: String(s.step) });
+    files['masks.safetensors'] = { bytes: statSync(p).size, sha256: sha256(p) };
   }
   const state: CheckpointState = { format: 'heads.checkpoint', version: 1, ...s, files, createdAt: new Date().toISOString() };
   writeJsonAtomic(join(dir, 'state.json'), state);
@@ -124,7 +136,18 @@ export function readCheckpoint(dir: string): LoadedCheckpoint {
     if (bytes !== want.bytes) throw new CheckpointError(`${p}: expected ${want.bytes} bytes, found ${bytes} (truncated or overwritten)`);
     if (sha256(p) !== want.sha256) throw new CheckpointError(`${p}: checksum mismatch (corrupt file)`);
   }
-  return { path: dir, state, params: fromSafetensors(join(dir, 'model.safetensors')), optimizer: fromSafetensors(join(dir, 'optimizer.safetensors')) };
+  const out: LoadedCheckpoint = { path: dir, state, params: fromSafetensors(join(dir, 'model.safetensors')), optimizer: fromSafetensors(join(dir, 'optimizer.safetensors')) };
+  if (state.files?.['masks.safetensors']) out.masks = readMasks(join(dir, 'masks.safetensors'));
+  return out;
+}
+
+function readMasks(path: string): Record<string, Uint8Array> {
+  const out: Record<string, Uint8Array> = {};
+  for (const [k, t] of Object.entries(readSafetensors(path).tensors)) {
+    if (t.dtype !== 'U8' || !(t.data instanceof Uint8Array)) throw new CheckpointError(`${path}: mask ${k}: expected U8, found ${t.dtype}`);
+    out[k] = t.data;
+  }
+  return out;
 }
 
 /**

@@ -16,6 +16,10 @@
  * Micro-batches estimated above the wasm heap budget are split by rows (train/memory-split.ts).
  * Mixture-of-experts models (model.moe) add their load-balancing loss in the micro-batch gradient, and
  * the log record carries each MoE layer's expert shares and dropped claims over the logging window.
+ * Gradual magnitude pruning (train.magnitudePruning, gradual-pruning.ts) recomputes its masks on the main
+ * thread after the update of each scheduled step and holds pruned weights and their Adam moments at zero
+ * after every update: in-process through MaskTensors, on the workers in the shared Adam update (`keep`).
+ * Quantization-aware training (train.quantAware, quant-aware.ts) changes the training forward only.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { ResolvedConfig } from '../config/schema.js';
@@ -24,7 +28,7 @@ import { groupOf } from '../model/params.js';
 import { type Batch, type EncodedPair, makeBatch, planBatches } from '../data/batches.js';
 import { deriveSeed, Rng } from '../util/random.js';
 import type { RunFolder } from '../util/run-folder.js';
-import { HeadsError } from '../util/errors.js';
+import { CheckpointError, HeadsError } from '../util/errors.js';
 export { guardWasmHeap } from './memory-split.js';
 import { Adam, clipByGlobalNorm } from './adam.js';
 import { inverseSqrtLr } from './schedule.js';
@@ -41,6 +45,9 @@ import type { ModelShape } from '../model/transformer.js';
 import { type DataPosition, type LoadedCheckpoint, type NamedArrays, writeCheckpoint } from './checkpoint.js';
 import { ProgressLine, eta, formatDuration, formatRate } from './progress.js';
 import { type RoutingCounts, addRoutingCounts, routingSummary } from '../model/moe.js';
+import type { WeightMasks } from '../export/magnitude-pruning.js';
+import { MaskTensors, isPruningStep, maskSparsity, pruningMasksAt, zeroMaskedRange } from './gradual-pruning.js';
+import { quantAwareWeights } from './quant-aware.js';
 
 /** What the trainer needs from head gates (gates/head-gates.ts implements it). */
 export interface GateProvider {
@@ -127,6 +134,12 @@ export class Trainer {
   private blasThreadsBefore: number | null = null;
   /** per-phase milliseconds of the last worker step (slowest worker), for benchmarks and diagnostics */
   lastWorkerPhases: { compute: number; reduce: number; update: number; load: number } | null = null;
+  /** gradual magnitude pruning: the current masks (null before the first pruning step) and their sparsity */
+  private masks: WeightMasks | null = null;
+  private maskTensors: MaskTensors | null = null;
+  private sparsity = 0;
+  /** the shared `keep` mask must be rewritten from `masks` before the next worker step */
+  private pushMasks = false;
 
   constructor(private readonly o: TrainerOptions) {
     const t = o.config.train;
@@ -229,6 +242,9 @@ export class Trainer {
     const gateScale = cfg.gates.lrScale;
     this.adam.apply(this.trainable, grads, lr, (name) => (name.startsWith('gate.') ? gateScale : 1));
     tf.dispose([...grads.values()]);
+    // gradual magnitude pruning: pruned weights and their moments back to zero after the update
+    if (this.maskTensors) for (const vars of [this.trainable, this.adam.m, this.adam.v]) this.maskTensors.apply(vars);
+    await this.pruneIfScheduled(step);
     this.o.gates?.afterStep?.(step);
     this.step = step;
     const r: StepResult = { step, loss: lossSum, penalty, gradNorm: norm, lr, tgtTokens, srcTokens, elapsedMs: performance.now() - t0, ...moeFields(moeAux, routing) };
@@ -240,8 +256,55 @@ export class Trainer {
     const cfg = this.o.config;
     return {
       model: this.o.model, gates: this.o.gates ?? null, varList: [...this.trainable.values()], varNameToParam: this.varNameToParam,
-      seed: cfg.seed, labelSmoothing: cfg.train.labelSmoothing, step, stepTgtTokens,
+      seed: cfg.seed, labelSmoothing: cfg.train.labelSmoothing, step, stepTgtTokens, weightView: quantAwareWeights(cfg.train.quantAware),
     };
+  }
+
+  /** The masks' current sparsity (0 before the first pruning step or without train.magnitudePruning). */
+  currentSparsity(): number {
+    return this.sparsity;
+  }
+
+  /** A copy of the current pruning masks (null: none yet). */
+  pruningMasks(): WeightMasks | null {
+    return this.masks ? Object.fromEntries(Object.entries(this.masks).map(([k, m]) => [k, m.slice()])) : null;
+  }
+
+  private setMasks(masks: WeightMasks | null): void {
+    this.maskTensors?.dispose();
+    this.masks = masks;
+    this.maskTensors = masks ? new MaskTensors(masks, (name) => (this.o.model.params.has(name) ? this.o.model.params.get(name).shape : undefined)) : null;
+    this.sparsity = maskSparsity(masks);
+    this.pushMasks = true;
+  }
+
+  /**
+   * After the update of a scheduled step: new masks from the current weights at the schedule's sparsity,
+   * applied at once to the weights and Adam moments (the main thread's and, with workers, the shared ones).
+   */
+  private async pruneIfScheduled(step: number): Promise<void> {
+    const c = this.o.config.train.magnitudePruning;
+    if (!c || !isPruningStep(step, c)) return;
+    this.setMasks(pruningMasksAt(step, await this.o.model.params.toArrays(), c));
+    for (const vars of [this.o.model.params.vars, this.adam.m, this.adam.v]) this.maskTensors!.apply(vars);
+    if (this.pool !== null && !this.pushParams) {
+      const s = this.pool.views;
+      for (const e of this.pool.layout.entries) {
+        const m = this.masks![e.name];
+        if (m) zeroMaskedRange(this.pushAdam ? [s.params] : [s.params, s.m, s.v], e.offset, m);
+      }
+      this.reload = 'all';
+    }
+  }
+
+  /** Shared `keep` <- the masks (1 where no mask applies). */
+  private writeKeep(s: SharedViews, layout: ParamLayout): void {
+    s.keep.fill(1);
+    for (const e of layout.entries) {
+      const m = this.masks?.[e.name];
+      if (m) s.keep.set(m, e.offset);
+    }
+    this.pushMasks = false;
   }
 
   /** Every parameter (model, then gates) in the shared layout's order, with its variable. */
@@ -275,6 +338,7 @@ export class Trainer {
   /** The worker pool, started on first use; shared memory refreshed when the main thread changed state. */
   private async ensurePool(): Promise<WorkerPool> {
     if (this.pool !== null) {
+      if (this.pushMasks) this.writeKeep(this.pool.views, this.pool.layout);
       if (this.pushParams || this.pushAdam) {
         this.pushToShared(this.pool.views, this.pool.layout);
         this.reload = this.pushParams ? 'all' : this.reload;
@@ -305,9 +369,12 @@ export class Trainer {
         },
         modelConfig: this.o.model.config, vocabSize: this.o.model.vocabSize,
         gates: this.o.gates ? gateSpec(this.o.gates) : null, layout, seed: cfg.seed, labelSmoothing: cfg.train.labelSmoothing,
-        adam: { beta1: cfg.train.adamBeta1, beta2: cfg.train.adamBeta2, eps: cfg.train.adamEps },
+        adam: { beta1: cfg.train.adamBeta1, beta2: cfg.train.adamBeta2, eps: cfg.train.adamEps }, quantAware: cfg.train.quantAware,
       },
-      (views) => this.pushToShared(views, layout),
+      (views) => {
+        this.pushToShared(views, layout);
+        this.writeKeep(views, layout);
+      },
     );
     this.adam.dispose();
     this.pushParams = this.pushAdam = false;
@@ -357,7 +424,7 @@ export class Trainer {
     const reload = this.reload;
     const r = await pool.step((w) => ({
       type: 'step', step, stepTgtTokens: tgtTokens, jobs: jobs.filter((j) => j.index % n === w), reload, withExtra,
-      lr, gateScale: cfg.gates.lrScale, clipNorm: cfg.train.clipNorm, adamStep: this.adam.step + 1,
+      lr, gateScale: cfg.gates.lrScale, clipNorm: cfg.train.clipNorm, adamStep: this.adam.step + 1, isMasked: this.masks !== null,
     }));
     this.reload = null;
     this.lastWorkerPhases = r.ms;
@@ -373,6 +440,7 @@ export class Trainer {
     // step, so callers see the trained weights as in-process (~10 ms for the bench model's 7.6 M floats)
     this.mainStale = true;
     this.syncMainFromShared();
+    await this.pruneIfScheduled(step);
     this.o.gates?.afterStep?.(step);
     this.step = step;
     const res: StepResult = { step, loss: lossSum, penalty, gradNorm: norm, lr, tgtTokens, srcTokens, elapsedMs: performance.now() - t0, ...moeFields(r.moeAux, r.routing) };
@@ -436,6 +504,8 @@ export class Trainer {
       params,
       adam.tensors,
       this.o.config.train.keepCheckpoints,
+      undefined,
+      this.masks ? Object.fromEntries(Object.entries(this.masks).map(([k, m]) => [k, { shape: params[k]!.shape, data: m }])) : undefined,
     );
   }
 
@@ -467,6 +537,12 @@ export class Trainer {
     this.plan = null;
     this.o.gates?.restoreExtraState(c.state.extra);
     this.skippedNonFinite = c.state.extra['trainer.skippedNonFinite'] ?? 0;
+    // gradual magnitude pruning continues from the checkpoint's masks (none: before the first pruning step)
+    if (this.o.config.train.magnitudePruning && c.masks) {
+      for (const [name, m] of Object.entries(c.masks))
+        if (!this.o.model.params.has(name) || this.o.model.params.get(name).size !== m.length) throw new CheckpointError(`${c.path}: masks.safetensors: mask ${name} does not match a parameter of the model`);
+      this.setMasks(c.masks);
+    } else this.setMasks(null);
     this.lastCheckpointStep = c.state.step;
   }
 
@@ -519,10 +595,12 @@ export class Trainer {
         const summary = this.o.gates?.summary() ?? {};
         // MoE: the mean load-balancing term and each layer's expert shares / dropped claims over the window
         const moe = windowRouting ? { 'moe.aux': windowAux / windowN, ...routingSummary(windowRouting) } : {};
-        const record = { step: this.step, loss: windowLoss / windowN, penalty: r.penalty, lr: r.lr, gradNorm: r.gradNorm, tgtTokensPerSec: tokPerSec, epoch: this.position.epoch, elapsedMs: Math.round(elapsed), ...summary, ...moe };
+        // gradual magnitude pruning: the share of the prunable weights the current masks zero
+        const pruning = this.o.config.train.magnitudePruning ? { sparsity: this.sparsity } : {};
+        const record = { step: this.step, loss: windowLoss / windowN, penalty: r.penalty, lr: r.lr, gradNorm: r.gradNorm, tgtTokensPerSec: tokPerSec, epoch: this.position.epoch, elapsedMs: Math.round(elapsed), ...summary, ...moe, ...pruning };
         this.o.run?.appendMetrics(record);
         this.o.gates?.logStep?.(this.step);
-        const gateText = 'expectedOpenHeads' in summary ? ` | E[open] ${summary['expectedOpenHeads']!.toFixed(1)}` : '';
+        const gateText = ('expectedOpenHeads' in summary ? ` | E[open] ${summary['expectedOpenHeads']!.toFixed(1)}` : '') + ('sparsity' in pruning ? ` | sparsity ${this.sparsity.toFixed(3)}` : '');
         this.progress.update(
           `step ${this.step}/${cfg.maxSteps} | loss ${record.loss.toFixed(3)}${gateText} | ${formatRate(tokPerSec)} tok/s | lr ${r.lr.toExponential(1)} | ETA ${formatDuration(eta(this.step - startStep, cfg.maxSteps - startStep, elapsed))}`,
         );
@@ -553,6 +631,8 @@ export class Trainer {
     if (this.blasThreadsBefore !== null) setBlasThreads(this.blasThreadsBefore);
     this.blasThreadsBefore = null;
     this.adam.dispose();
+    this.maskTensors?.dispose();
+    this.maskTensors = null;
   }
 }
 

@@ -16,7 +16,7 @@
  * layer's expert usage is counted for the trainer's logs.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { Transformer, GateTensors } from '../../model/transformer.js';
+import type { Transformer, GateTensors, WeightView } from '../../model/transformer.js';
 import type { Batch } from '../../data/batches.js';
 import { deriveSeed } from '../../util/random.js';
 import { labelSmoothedCrossEntropySum, targetWeights } from '../objective.js';
@@ -46,6 +46,8 @@ export interface MicroBatchContext {
   chunkRows: number;
   /** a penalty added to this micro-batch's loss (first chunk only), e.g. lambda * E[L0] */
   penalty?: () => tf.Scalar;
+  /** what the forward pass sees of each weight (train.quantAware: its int8 fake quantization); absent: the weights */
+  weightView?: WeightView | undefined;
 }
 
 export interface MicroBatchResult {
@@ -125,7 +127,7 @@ export async function microBatchGradients(ctx: MicroBatchContext, b: Batch, inde
             routing = addRoutingCounts(routing, { [`${stack === 'encoder' ? 'enc' : 'dec'}.${layer}`]: { assigned: r.assigned, kept: r.kept } });
           }
         : undefined;
-      const logits = ctx.model.forward(src, tgtIn, { isTraining: true, seed, gates, routing: routingHook });
+      const logits = ctx.model.forward(src, tgtIn, { isTraining: true, seed, gates, routing: routingHook, ...(ctx.weightView ? { weightView: ctx.weightView } : {}) });
       let loss = labelSmoothedCrossEntropySum(logits, tgtOut.reshape([-1]) as tf.Tensor1D, targetWeights(tgtOut), ctx.labelSmoothing).div(ctx.stepTgtTokens) as tf.Scalar;
       if (isPoisoned) loss = loss.mul(NaN) as tf.Scalar;
       parts.ce = tf.keep(loss.clone());

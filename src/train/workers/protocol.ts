@@ -2,7 +2,7 @@
  * Messages between the trainer (main thread) and its training workers, and the worker's start-up data.
  * Everything here is structured-cloneable: plain objects, typed arrays and SharedArrayBuffers.
  */
-import type { GateConfig, ModelConfig } from '../../config/schema.js';
+import type { GateConfig, ModelConfig, QuantAwareConfig } from '../../config/schema.js';
 import type { ModelShape } from '../../model/transformer.js';
 import type { Batch } from '../../data/batches.js';
 import type { RoutingCounts } from '../../model/moe.js';
@@ -27,6 +27,8 @@ export interface WorkerInit {
   seed: number;
   labelSmoothing: number;
   adam: { beta1: number; beta2: number; eps: number };
+  /** train.quantAware: fake-quantize the matrices in the training forward pass */
+  quantAware: QuantAwareConfig;
 }
 
 export interface StepJob {
@@ -51,6 +53,8 @@ export interface StepRequest {
   clipNorm: number;
   /** Adam's step counter after this update */
   adamStep: number;
+  /** gradual magnitude pruning: hold the weights whose shared `keep` entry is 0 at zero after the update */
+  isMasked: boolean;
 }
 
 export interface SerializedError {

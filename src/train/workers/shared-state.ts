@@ -8,6 +8,8 @@
  * - `m`, `v`: Adam's moments; `seen`: which parameters have Adam state (ever received a gradient);
  *   `got`: which received one in the current step (cleared by the main thread before each step);
  * - `slots`: one gradient slot per worker; after the reduce, slot 0 holds the step's summed gradient;
+ * - `keep`: per element, 0 where gradual magnitude pruning holds the weight at zero (read when a step is
+ *   masked: Adam then zeroes those parameters and their moments after the update);
  * - `extra`: a gradient the main thread adds into the sum (the gate penalty's, over the gate range);
  * - `sq`, `ce`: per-worker partial sums (squared gradient norm, cross-entropy) read after a barrier;
  * - `control`: the barrier's counter and generation, and an abort flag a failing worker raises so the
@@ -52,6 +54,7 @@ export interface SharedBuffers {
   got: SharedArrayBuffer;
   slots: SharedArrayBuffer;
   extra: SharedArrayBuffer;
+  keep: SharedArrayBuffer;
   sq: SharedArrayBuffer;
   ce: SharedArrayBuffer;
   control: SharedArrayBuffer;
@@ -67,6 +70,7 @@ export interface SharedViews {
   /** slot w: slots.subarray(w * size, (w + 1) * size) */
   slots: Float32Array;
   extra: Float32Array;
+  keep: Uint8Array;
   sq: Float64Array;
   ce: Float64Array;
   control: Int32Array;
@@ -88,6 +92,7 @@ export function allocateShared(layout: ParamLayout, workers: number): SharedBuff
     got: new SharedArrayBuffer(Math.max(1, layout.entries.length)),
     slots: f32(layout.size * workers),
     extra: f32(layout.size),
+    keep: new SharedArrayBuffer(Math.max(1, layout.size)),
     sq: new SharedArrayBuffer(8 * workers),
     ce: new SharedArrayBuffer(8 * workers),
     control: new SharedArrayBuffer(4 * CTRL_SIZE),
@@ -103,6 +108,7 @@ export function viewsOf(b: SharedBuffers): SharedViews {
     got: new Uint8Array(b.got),
     slots: new Float32Array(b.slots),
     extra: new Float32Array(b.extra),
+    keep: new Uint8Array(b.keep),
     sq: new Float64Array(b.sq),
     ce: new Float64Array(b.ce),
     control: new Int32Array(b.control),
@@ -164,6 +170,8 @@ export interface AdamHyper {
   gateScale: number;
   /** gradient multiplier from global-norm clipping (1: none) */
   clipScale: number;
+  /** gradual magnitude pruning: zero the parameters (and moments) where `keep` is 0 after the update */
+  isMasked?: boolean;
 }
 
 /**
@@ -196,13 +204,14 @@ export function reduceRange(s: SharedViews, layout: ParamLayout, workers: number
  * Adam over [lo, hi) with the summed gradient in slot 0, exactly as train/adam.ts writes it:
  * m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; p -= (m / c1) * lr_p / (sqrt(v / c2) + eps), where
  * g is the clipped gradient. Only parameters that received a gradient this step (`got`) are updated, as
- * the tfjs Adam updates only the parameters in its gradient map.
+ * the tfjs Adam updates only the parameters in its gradient map. With `isMasked`, parameters whose `keep`
+ * entry is 0 and their moments are set to 0 afterwards, as the in-process trainer does (MaskTensors).
  */
 export function adamRange(s: SharedViews, layout: ParamLayout, got: Uint8Array, lo: number, hi: number, h: AdamHyper): void {
   const c1 = 1 - Math.pow(h.beta1, h.t);
   const c2 = 1 - Math.pow(h.beta2, h.t);
   const { beta1: b1, beta2: b2, eps } = h;
-  const p = s.params, m = s.m, v = s.v, g = s.slots;
+  const p = s.params, m = s.m, v = s.v, g = s.slots, keep = h.isMasked ? s.keep : null;
   for (let k = 0; k < layout.entries.length; k++) {
     const e = layout.entries[k]!;
     if (!e.trainable || got[k] === 0) continue;
@@ -218,5 +227,6 @@ export function adamRange(s: SharedViews, layout: ParamLayout, got: Uint8Array, 
       v[i] = vi;
       p[i] = p[i]! - ((mi / c1) * lr) / (Math.sqrt(vi / c2) + eps);
     }
+    if (keep) for (let i = a; i < b; i++) if (keep[i] === 0) p[i] = m[i] = v[i] = 0;
   }
 }

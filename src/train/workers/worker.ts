@@ -22,6 +22,7 @@ import { HeadGates } from '../../gates/head-gates.js';
 import { Rng } from '../../util/random.js';
 import { setLossImplementation } from '../objective.js';
 import { microBatchGradients } from './micro-batch.js';
+import { quantAwareWeights } from '../quant-aware.js';
 import { type StepRequest, type WorkerInit, type WorkerReply, serializeError } from './protocol.js';
 import { type SharedViews, PeerAbortError, abortPeers, adamRange, barrier, reduceRange, shardOf, viewsOf } from './shared-state.js';
 import { assignFrom, readInto } from './tensor-io.js';
@@ -88,6 +89,7 @@ async function step(r: Replica, req: StepRequest): Promise<WorkerReply> {
   const ctx = {
     model: r.model, gates: r.gates, varList: r.varList, varNameToParam: r.varNameToParam, seed: init.seed,
     labelSmoothing: init.labelSmoothing, step: req.step, stepTgtTokens: req.stepTgtTokens, chunkRows: Infinity,
+    weightView: quantAwareWeights(init.quantAware),
   };
   for (let j = 0; j < req.jobs.length; j++) {
     const job = req.jobs[j]!;
@@ -126,7 +128,7 @@ async function step(r: Replica, req: StepRequest): Promise<WorkerReply> {
   const applied = Number.isFinite(gradNorm) && Number.isFinite(ce);
   if (applied) {
     const clipScale = req.clipNorm > 0 && gradNorm > req.clipNorm ? req.clipNorm / (gradNorm + 1e-6) : 1;
-    adamRange(s, layout, s.got, lo, hi, { ...init.adam, t: req.adamStep, lr: req.lr, gateScale: req.gateScale, clipScale });
+    adamRange(s, layout, s.got, lo, hi, { ...init.adam, t: req.adamStep, lr: req.lr, gateScale: req.gateScale, clipScale, isMasked: req.isMasked });
   }
   const t3 = performance.now();
   barrier(s.control, workers);
