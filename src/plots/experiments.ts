@@ -102,7 +102,8 @@ export function bleuVsHeadsFigure(points: readonly BleuPoint[], opts: BleuVsHead
   const layout = baseLayout(opts.title ?? 'BLEU against heads kept', 900, 520);
   layout.xaxis = axis(opts.headsLabel ?? 'heads kept', { rangemode: 'tozero' });
   layout.yaxis = axis(opts.bleuLabel ?? 'BLEU');
-  layout.legend = { x: 0.02, y: 0.02, xanchor: 'left', yanchor: 'bottom', bgcolor: 'rgba(255,255,255,0.8)' };
+  // bottom right: curves fall towards few heads (the left), so that corner is usually empty
+  layout.legend = { x: 0.98, y: 0.02, xanchor: 'right', yanchor: 'bottom', bgcolor: 'rgba(255,255,255,0.8)' };
   if (baseline !== null && xs.length) {
     data.push({ type: 'scatter', mode: 'lines', name: 'full model', x: [0, Math.max(...xs)], y: [baseline, baseline], line: { color: '#777777', dash: 'dash', width: 1.5 }, hovertemplate: `full model: BLEU ${baseline.toFixed(2)}<extra></extra>` });
   }
