@@ -216,12 +216,12 @@ describe('export stage settings', () => {
     const voita = hashes('experiments/voita2019-ddtp-ende.yaml');
     const sparsity = hashes('experiments/sparsity-methods.yaml');
     expect(sparsity.get('baseline')).toBe(voita.get('baseline'));
-    expect(sparsity.get('l0-enc[targetHeads=8]')).toBe(voita.get('l0-enc[targetHeads=8]'));
+    expect(sparsity.get('l0-enc-lambda[lambda=0.01]')).toBe(voita.get('l0-enc-lambda[lambda=0.01]'));
     const quickVoita = hashes('experiments/voita2019-ddtp-ende.yaml', 'quick');
     const quick = hashes('experiments/sparsity-methods.yaml', 'quick');
     expect(quick.get('baseline')).toBe(quickVoita.get('baseline'));
-    expect(quick.get('l0-enc[targetHeads=6]')).toBe(quickVoita.get('l0-enc[targetHeads=6]'));
-    expect([...sparsity.keys()]).toEqual(['baseline', 'float', 'l0-enc[targetHeads=8]', 'heads', 'magnitude', 'ffn', 'int8', 'heads-int8']);
+    expect(quick.get('l0-enc-lambda[lambda=0.005]')).toBe(quickVoita.get('l0-enc-lambda[lambda=0.005]'));
+    expect([...sparsity.keys()]).toEqual(['baseline', 'float', 'l0-enc-lambda[lambda=0.01]', 'heads', 'magnitude', 'ffn', 'int8', 'heads-int8']);
   });
 });
 
