@@ -117,10 +117,10 @@ const asPlotRow = (r: ResultRow): ExperimentResultRow => ({ ...r, targetHeads: r
  * export stages (one point per compression method); and the roles (from an analyze stage of the unpruned
  * baseline) of the encoder heads each L0 stage keeps (Figure 8).
  */
-export async function writeReportFigures(stages: readonly ResolvedStage[], rows: readonly ResultRow[], outDir: string, opts: { png?: boolean } = {}): Promise<ReportFigures> {
+export async function writeReportFigures(stages: readonly ResolvedStage[], rows: readonly ResultRow[], outDir: string, opts: { png?: boolean; html?: boolean } = {}): Promise<ReportFigures> {
   const out: ReportFigures = { written: [], skipped: [] };
   const dir = join(outDir, 'figures');
-  const write = async (name: string, fig: Parameters<typeof writeFigure>[0]) => out.written.push({ name, files: await writeFigure(fig, join(dir, name), { png: opts.png ?? false }) });
+  const write = async (name: string, fig: Parameters<typeof writeFigure>[0]) => out.written.push({ name, files: await writeFigure(fig, join(dir, name), { png: opts.png ?? false, html: opts.html ?? true }) });
 
   const encRows = rows.filter((r) => r.method === 'baseline' || (r.kind === 'prune' && r.attention === 'enc-self'));
   const points = bleuPointsFromResults(encRows.map(asPlotRow), { types: ['enc-self'] });

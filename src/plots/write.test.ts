@@ -78,7 +78,14 @@ describe('writeFigure', () => {
     expect(w.png).toBeNull();
     expect(w.note).toMatch(/^PNG skipped: Chromium not found \(looked for .*no-such-chromium\); install it with "apt-get install -y --no-install-recommends chromium"/);
     expect(w.note).not.toContain('\n');
-    expect(existsSync(w.html)).toBe(true);
+    expect(existsSync(w.html!)).toBe(true);
+  });
+
+  it('html: false writes the JSON spec only', async () => {
+    const w = await writeFigure(trainingCurves(readMetrics(FIXTURES)), join(dir, 'nohtml'), { html: false });
+    expect(w).toEqual({ json: join(dir, 'nohtml.json'), html: null, png: null, note: null });
+    expect(existsSync(join(dir, 'nohtml.html'))).toBe(false);
+    expect(existsSync(w.json)).toBe(true);
   });
 });
 
@@ -99,7 +106,7 @@ describe('in headless Chromium', () => {
     const w = await writeFigure(fig, join(dir, 'gates'));
     const p = await browser!.newPage({ viewport: { width: 1000, height: 560 } });
     await p.route('**/*', (route) => (route.request().url().startsWith('file:') ? route.continue() : route.abort())); // offline
-    await p.goto(pathToFileURL(w.html).href);
+    await p.goto(pathToFileURL(w.html!).href);
     await p.waitForSelector('body[data-rendered="1"]', { timeout: 30_000 });
     expect(await p.locator('.main-svg').count()).toBeGreaterThan(0);
     expect(await p.locator('g.trace.scatter').count()).toBe(4); // one line per head

@@ -191,11 +191,14 @@ export interface WriteFigureOptions {
   chromiumPath?: string | null;
   /** the HTML page's title (default: the file name) */
   title?: string;
+  /** write the standalone HTML page (default true; it inlines plotly.js, about 4.8 MB) */
+  html?: boolean;
 }
 
 export interface WrittenFigure {
   json: string;
-  html: string;
+  /** null when `html: false` */
+  html: string | null;
   png: string | null;
   /** why there is no PNG although one was asked for */
   note: string | null;
@@ -206,17 +209,18 @@ export async function writeFigure(fig: FigureLike, pathWithoutExt: string, opts:
   const json = `${pathWithoutExt}.json`;
   const html = `${pathWithoutExt}.html`;
   writeFileAtomic(json, JSON.stringify(fig, null, 1) + '\n');
-  writeFileAtomic(html, figureHtml(fig, { title: opts.title ?? basename(pathWithoutExt) }));
-  if (!opts.png) return { json, html, png: null, note: null };
+  const htmlPath = opts.html === false ? null : html;
+  if (htmlPath) writeFileAtomic(htmlPath, figureHtml(fig, { title: opts.title ?? basename(pathWithoutExt) }));
+  if (!opts.png) return { json, html: htmlPath, png: null, note: null };
   const renderer = opts.renderer ?? (await PngRenderer.open({ chromiumPath: opts.chromiumPath }));
-  if (!renderer) return { json, html, png: null, note: chromiumMissingMessage(opts.chromiumPath ? [opts.chromiumPath] : CHROMIUM_CANDIDATES) };
+  if (!renderer) return { json, html: htmlPath, png: null, note: chromiumMissingMessage(opts.chromiumPath ? [opts.chromiumPath] : CHROMIUM_CANDIDATES) };
   try {
     const bytes = await renderer.render(fig, { scale: opts.scale ?? 2 });
     const png = `${pathWithoutExt}.png`;
     writeFileAtomic(png, bytes);
-    return { json, html, png, note: null };
+    return { json, html: htmlPath, png, note: null };
   } catch (e) {
-    return { json, html, png: null, note: `PNG failed: ${(e as Error).message.split('\n')[0]}` };
+    return { json, html: htmlPath, png: null, note: `PNG failed: ${(e as Error).message.split('\n')[0]}` };
   } finally {
     if (!opts.renderer) await renderer.close();
   }

@@ -27,6 +27,7 @@ interface Args {
   out?: string;
   only?: string;
   png?: boolean;
+  html?: boolean;
 }
 
 export const command = 'experiment <action> <spec>';
@@ -45,6 +46,7 @@ export function builder(y: Argv): Argv<Args> {
     .option('runs-dir', { type: 'string', default: 'runs', describe: 'where stage folders go' })
     .option('out', { type: 'string', describe: 'report: output folder (default: the experiment folder)' })
     .option('png', { type: 'boolean', default: false, describe: 'report: also render the figures as PNG (needs Chromium)' })
+    .option('html', { type: 'boolean', default: true, describe: 'report: write each figure\'s standalone HTML page (4.8 MB each); --no-html for results you commit' })
     .option('only', { type: 'string', describe: 'run, status, --emit-commands: only these stages (comma-separated names or instance ids) and the parents they need' })
     .example('$0 experiment run experiments/voita2019-ddtp-ende.yaml --jobs 2', 'run the study')
     .example('$0 experiment status experiments/voita2019-ddtp-ende.yaml', 'what is done') as unknown as Argv<Args>;
@@ -95,8 +97,8 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
     const { rows, csvPath, mdPath } = writeReport(stages, args.out ?? root);
     console.log(markdownTable(rows));
     console.error(`report: ${csvPath}, ${mdPath}`);
-    const figures = await writeReportFigures(stages, rows, args.out ?? root, { png: args.png });
-    for (const f of figures.written) console.error(`figure: ${f.files.html}${f.files.png ? `, ${f.files.png}` : ''}${f.files.note ? ` (${f.files.note})` : ''}`);
+    const figures = await writeReportFigures(stages, rows, args.out ?? root, { png: args.png, html: args.html });
+    for (const f of figures.written) console.error(`figure: ${[f.files.json, f.files.html, f.files.png].filter(Boolean).join(', ')}${f.files.note ? ` (${f.files.note})` : ''}`);
     for (const s of figures.skipped) console.error(`figure skipped: ${s}`);
   });
 }
