@@ -13,7 +13,6 @@ import { loadConfig } from '../config/load.js';
 import { createTransformer } from '../model/transformer.js';
 import { Rng } from '../util/random.js';
 import { RunFolder } from '../util/run-folder.js';
-import type { EncodedPair } from '../data/batches.js';
 import { useTestBackend } from '../test-utils/backend.js';
 import { isPrunableWeight } from '../export/magnitude-pruning.js';
 import { FEATURE_KEYS_OFF_BY_DEFAULT, withoutExecutionKeys } from '../experiments/stage.js';
@@ -24,14 +23,9 @@ import { findLatestValidCheckpoint } from './checkpoint.js';
 import { ProgressLine } from './progress.js';
 import { isPruningStep, maskSparsity, scheduledSparsity } from './gradual-pruning.js';
 
+import { reversePairs } from '../test-utils/pairs.js';
+
 const V = 24;
-function reversePairs(n: number, seed: number): EncodedPair[] {
-  const r = new Rng(seed);
-  return Array.from({ length: n }, (_, index) => {
-    const src = Array.from({ length: 3 + r.int(6) }, () => 4 + r.int(V - 4));
-    return { src, tgt: [...src].reverse(), index };
-  });
-}
 
 const TINY = [
   'model.dModel=16', 'model.dFF=32', 'model.heads=2', 'model.encoderLayers=1', 'model.decoderLayers=1', 'model.dropout=0.1',

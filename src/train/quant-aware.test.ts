@@ -9,7 +9,6 @@ import { loadConfig } from '../config/load.js';
 import { Transformer, createTransformer } from '../model/transformer.js';
 import { ParamStore } from '../model/params.js';
 import { Rng } from '../util/random.js';
-import type { EncodedPair } from '../data/batches.js';
 import { makeBatch } from '../data/batches.js';
 import { maxAbsDiff, useTestBackend } from '../test-utils/backend.js';
 import { channelAxisOf, dequantizeInt8, isQuantizable, quantizeInt8 } from '../export/quantize.js';
@@ -18,14 +17,9 @@ import { Trainer } from './trainer.js';
 import { ProgressLine } from './progress.js';
 import { quantAwareWeights } from './quant-aware.js';
 
+import { reversePairs } from '../test-utils/pairs.js';
+
 const V = 24;
-function reversePairs(n: number, seed: number): EncodedPair[] {
-  const r = new Rng(seed);
-  return Array.from({ length: n }, (_, index) => {
-    const src = Array.from({ length: 3 + r.int(6) }, () => 4 + r.int(V - 4));
-    return { src, tgt: [...src].reverse(), index };
-  });
-}
 
 const TINY = [
   'model.dModel=16', 'model.dFF=32', 'model.heads=2', 'model.encoderLayers=1', 'model.decoderLayers=1', 'model.dropout=0.1',

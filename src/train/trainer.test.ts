@@ -9,18 +9,13 @@ import { RunFolder } from '../util/run-folder.js';
 import { Trainer } from './trainer.js';
 import { findLatestValidCheckpoint } from './checkpoint.js';
 import { greedyDecode } from '../eval/decode.js';
-import { makeBatch, type EncodedPair } from '../data/batches.js';
+import { makeBatch } from '../data/batches.js';
 import { useTestBackend } from '../test-utils/backend.js';
+
+import { reversePairs } from '../test-utils/pairs.js';
 
 const V = 24;
 /** reverse task: target = source reversed, tokens 4..V-1, lengths 3..8 */
-function reversePairs(n: number, seed: number): EncodedPair[] {
-  const r = new Rng(seed);
-  return Array.from({ length: n }, (_, index) => {
-    const src = Array.from({ length: 3 + r.int(6) }, () => 4 + r.int(V - 4));
-    return { src, tgt: [...src].reverse(), index };
-  });
-}
 
 const TINY = ['model.dModel=32', 'model.dFF=64', 'model.heads=2', 'model.encoderLayers=2', 'model.decoderLayers=2', 'train.maxTokensPerBatch=400', 'train.evalEverySteps=0', 'train.logEverySteps=10'];
 

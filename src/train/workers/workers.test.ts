@@ -13,7 +13,6 @@ import { createTransformer } from '../../model/transformer.js';
 import { HeadGates } from '../../gates/head-gates.js';
 import { Rng } from '../../util/random.js';
 import { RunFolder } from '../../util/run-folder.js';
-import { type EncodedPair } from '../../data/batches.js';
 import { useTestBackend } from '../../test-utils/backend.js';
 import { Trainer } from '../trainer.js';
 import { findLatestValidCheckpoint } from '../checkpoint.js';
@@ -23,14 +22,9 @@ import { coresForThisProcess, resolveWorkerCount, reviveWorkerError } from './po
 import { shareCores } from '../../experiments/runner.js';
 import { HeadsError, OutOfMemoryError } from '../../util/errors.js';
 
+import { reversePairs } from '../../test-utils/pairs.js';
+
 const V = 24;
-function reversePairs(n: number, seed: number): EncodedPair[] {
-  const r = new Rng(seed);
-  return Array.from({ length: n }, (_, index) => {
-    const src = Array.from({ length: 3 + r.int(6) }, () => 4 + r.int(V - 4));
-    return { src, tgt: [...src].reverse(), index };
-  });
-}
 
 const TINY = [
   'model.dModel=32', 'model.dFF=64', 'model.heads=2', 'model.encoderLayers=2', 'model.decoderLayers=2', 'model.dropout=0.1',
