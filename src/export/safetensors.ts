@@ -26,7 +26,7 @@
 import { readFileSync, existsSync, statSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { CheckpointError } from '../util/errors.js';
-import { writeFileAtomic } from '../util/fs.js';
+import { type Digest, writeFileAtomic } from '../util/fs.js';
 
 export type SafetensorsDtype = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'U64' | 'I32' | 'U32' | 'I16' | 'U16' | 'I8' | 'U8' | 'BOOL';
 
@@ -158,9 +158,9 @@ export function encodeSafetensors(tensors: Record<string, SafeTensor>, metadata?
   return out;
 }
 
-/** Write a safetensors file atomically. */
-export function writeSafetensors(path: string, tensors: Record<string, SafeTensor>, metadata?: Record<string, string>): void {
-  writeFileAtomic(path, encodeSafetensors(tensors, metadata, path));
+/** Write a safetensors file atomically; returns its length and sha256. */
+export function writeSafetensors(path: string, tensors: Record<string, SafeTensor>, metadata?: Record<string, string>): Digest {
+  return writeFileAtomic(path, encodeSafetensors(tensors, metadata, path));
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -87,15 +87,14 @@ export function writeCheckpoint(
   const files: CheckpointState['files'] = {};
   for (const [name, arrays] of [['model.safetensors', params], ['optimizer.safetensors', optimizer]] as const) {
     const p = join(dir, name);
-    writeSafetensors(p, name === 'model.safetensors' && encodeModel ? encodeModel(arrays) : toSafetensors(arrays), { step: String(s.step) });
-    files[name] = { bytes: statSync(p).size, sha256: sha256(p) };
+    // the digest of the bytes just written (not a second read and hash of the file)
+    files[name] = writeSafetensors(p, name === 'model.safetensors' && encodeModel ? encodeModel(arrays) : toSafetensors(arrays), { step: String(s.step) });
   }
   if (masks) {
     const p = join(dir, 'masks.safetensors');
     const tensors: Record<string, SafeTensor> = {};
     for (const [k, m] of Object.entries(masks)) tensors[k] = { dtype: 'U8', shape: m.shape, data: m.data };
-    writeSafetensors(p, tensors, { step: String(s.step) });
-    files['masks.safetensors'] = { bytes: statSync(p).size, sha256: sha256(p) };
+    files['masks.safetensors'] = writeSafetensors(p, tensors, { step: String(s.step) });
   }
   const state: CheckpointState = { format: 'heads.checkpoint', version: 1, ...s, files, createdAt: new Date().toISOString() };
   writeJsonAtomic(join(dir, 'state.json'), state);

@@ -3,6 +3,7 @@
  * name on read; an interrupted write (record pending, rename not done, or done) still reads; unrecorded
  * files and opted-out writes are not checked.
  */
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync, truncateSync, existsSync, readdirSync, renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,8 +18,16 @@ describe('integrity records', () => {
     const dir = fresh();
     writeJsonAtomic(join(dir, 'a.json'), { x: 1 });
     writeJsonAtomic(join(dir, 'a.json'), { x: 2, y: [1, 2] });
-    writeFileAtomic(join(dir, 'b.csv'), 'h\n1\n');
+    const returned = writeFileAtomic(join(dir, 'b.csv'), 'h\n1\n');
     const rec = JSON.parse(readFileSync(join(dir, INTEGRITY_FILE), 'utf8'));
+    // the digest returned is that of the bytes on disk, and the one recorded
+    const onDisk = readFileSync(join(dir, 'b.csv'));
+    expect(returned).toEqual({ bytes: onDisk.length, sha256: createHash('sha256').update(onDisk).digest('hex') });
+    expect(rec.files['b.csv']).toEqual(returned);
+    // an opted-out write returns its digest too, and records nothing
+    const unrecorded = writeFileAtomic(join(dir, 'c.bin'), new Uint8Array([1, 2, 3]), { integrity: false });
+    expect(unrecorded.bytes).toBe(3);
+    expect(unrecorded.sha256).toBe(createHash('sha256').update(new Uint8Array([1, 2, 3])).digest('hex'));
     expect(Object.keys(rec.files).sort()).toEqual(['a.json', 'b.csv']);
     expect(rec.files['a.json'].bytes).toBe(readFileSync(join(dir, 'a.json')).length);
     expect(rec.files['a.json'].pending).toBeUndefined();

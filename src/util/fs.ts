@@ -19,7 +19,7 @@ let tempCounter = 0;
 
 export const INTEGRITY_FILE = '.heads-integrity.json';
 
-interface Digest {
+export interface Digest {
   bytes: number;
   sha256: string;
 }
@@ -52,9 +52,9 @@ function writeRecord(dir: string, r: IntegrityRecord): void {
 
 /**
  * Write `data` to `path` atomically (temp file + fsync + rename) and record its length and digest (unless
- * `integrity: false`). Creates the folder if needed.
+ * `integrity: false`). Creates the folder if needed. Returns the length and sha256 of what it wrote.
  */
-export function writeFileAtomic(path: string, data: string | Uint8Array, opts: { integrity?: boolean } = {}): void {
+export function writeFileAtomic(path: string, data: string | Uint8Array, opts: { integrity?: boolean } = {}): Digest {
   const dir = dirname(path);
   mkdirSync(dir, { recursive: true });
   const tmp = join(dir, `.${basename(path)}.${process.pid}.${tempCounter++}.tmp`);
@@ -69,15 +69,15 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, opts: {
   }
   const isRecorded = opts.integrity !== false && basename(path) !== INTEGRITY_FILE;
   const name = basename(path);
-  const digest = isRecorded ? digestOf(buf) : null;
-  if (digest) {
+  const digest = digestOf(buf);
+  if (isRecorded) {
     const r = readRecord(dir);
     const prev = r.files[name];
     r.files[name] = prev && existsSync(path) ? { bytes: prev.bytes, sha256: prev.sha256, pending: digest } : { ...digest };
     writeRecord(dir, r);
   }
   renameSync(tmp, path);
-  if (digest) {
+  if (isRecorded) {
     const r = readRecord(dir);
     r.files[name] = digest;
     writeRecord(dir, r);
@@ -93,6 +93,7 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, opts: {
   } catch {
     /* some filesystems refuse to open folders; the rename is still atomic */
   }
+  return digest;
 }
 
 export function writeJsonAtomic(path: string, value: unknown): void {
