@@ -230,8 +230,9 @@ export async function exportModel(o: ExportOptions): Promise<ExportSummary> {
     const magnitude = o.magnitude ? magnitudePrune(structural, o.magnitude) : null;
     const finalParams: NamedArrays = magnitude ? magnitude.params : structural;
     let int8: NonNullable<ExportSummary['compression']>['int8'] = null;
-    if (o.int8) {
-      const q = quantizeTensors(finalParams, 'heads');
+    // quantized once: verified here, then written as the checkpoint's model file
+    const q = o.int8 ? quantizeTensors(finalParams, 'heads') : null;
+    if (q) {
       let maxAbsLogitDiff: number | null = null;
       if (o.verify !== false) {
         const floatModel = createTransformerFromArrays(pruned.config, model.vocabSize, finalParams);
@@ -245,7 +246,7 @@ export async function exportModel(o: ExportOptions): Promise<ExportSummary> {
       }
       int8 = { ...q.report, maxAbsLogitDiff };
     }
-    const encodeModel = o.int8 ? (p: NamedArrays): Record<string, SafeTensor> => quantizeTensors(p, 'heads').tensors : undefined;
+    const encodeModel = q ? (): Record<string, SafeTensor> => q.tensors : undefined;
 
     // created only once the mask fits, so a refused mask leaves nothing behind
     let outDir: string;
@@ -302,6 +303,7 @@ export async function exportModel(o: ExportOptions): Promise<ExportSummary> {
     const after = headCounts(pruned.config);
     const original = headCounts({ ...config.model, keptHeads: null });
     const gateLogAlphas = gates?.gatedHeadCount ?? 0;
+    const parametersAfter = countParameters(finalParams);
     const summary: ExportSummary = {
       format: 'heads.export',
       version: 1,
@@ -311,7 +313,7 @@ export async function exportModel(o: ExportOptions): Promise<ExportSummary> {
       formats,
       mask: { source: mask.source, file: 'mask.json', descriptor: maskToDescriptor(pruned.mask), prunedHeads: maskToHfPruneDict(pruned.mask) },
       heads: { original, before, after, keptPerLayer: { 'enc-self': pruned.mask.stacks['enc-self']!.layers.map((l) => l.kept), 'dec-self': pruned.mask.stacks['dec-self']!.layers.map((l) => l.kept), 'dec-enc': pruned.mask.stacks['dec-enc']!.layers.map((l) => l.kept) } },
-      parameters: { before: pruned.parameters.before, gateLogAlphas, after: countParameters(finalParams), ratio: countParameters(finalParams) / pruned.parameters.before },
+      parameters: { before: pruned.parameters.before, gateLogAlphas, after: parametersAfter, ratio: parametersAfter / pruned.parameters.before },
       files: {
         before: { modelBytes: checkpoint.state.files['model.safetensors']?.bytes ?? statSync(join(checkpoint.path, 'model.safetensors')).size, checkpointBytes: dirBytes(checkpoint.path), path: checkpoint.path },
         heads: headsFiles,
