@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync, readFileSync, existsSync, readdirSync } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadSpec, expandStages } from './spec.js';
-import { resolveStages, stageState, adoptRun, selectStages, withoutExecutionKeys, FEATURE_KEYS_OFF_BY_DEFAULT, acquireStageLock, experimentRoot } from './stage.js';
+import { resolveStages, stageState, adoptRun, selectStages, stageIdentity, FEATURE_KEYS_OFF_BY_DEFAULT, acquireStageLock, experimentRoot } from './stage.js';
 import { planTable } from './runner.js';
 import { survivorScores } from './report.js';
 import type { HeadReport } from '../analysis/report.js';
@@ -78,8 +78,8 @@ describe('experiment specs', () => {
       const cfg = st!.config;
       const off = { ...cfg, model: { ...cfg.model, laterFeature: null } } as typeof cfg;
       const on = { ...cfg, model: { ...cfg.model, laterFeature: { window: 3 } } } as typeof cfg;
-      expect(withoutExecutionKeys(off)).toEqual(withoutExecutionKeys(cfg));
-      expect((withoutExecutionKeys(on)['model'] as Record<string, unknown>)['laterFeature']).toEqual({ window: 3 });
+      expect(stageIdentity(off)).toEqual(stageIdentity(cfg));
+      expect((stageIdentity(on)['model'] as Record<string, unknown>)['laterFeature']).toEqual({ window: 3 });
     } finally {
       delete keys['model.laterFeature'];
     }

@@ -66,7 +66,7 @@ function deletePath(obj: Record<string, unknown>, path: string, onlyIf?: { value
 }
 
 /** A copy of `config` without its execution settings and its switched-off later features (a stage's identity). */
-export function withoutExecutionKeys(config: ResolvedConfig): Record<string, unknown> {
+export function stageIdentity(config: ResolvedConfig): Record<string, unknown> {
   const copy = JSON.parse(JSON.stringify(config)) as Record<string, unknown>;
   for (const key of EXECUTION_KEYS) deletePath(copy, key);
   for (const [key, off] of Object.entries(FEATURE_KEYS_OFF_BY_DEFAULT)) deletePath(copy, key, { value: off });
@@ -123,7 +123,7 @@ export function resolveStages(spec: ExperimentSpec, instances: StageInstance[], 
       throw new ConfigError([`${where}.mask: gates, but its parent ${parent!.instance.id} has no gates (gates.attention is []); use mask: none, or export a prune stage`]);
     const { set: _s, sweep: _w, description: _d, ...settings } = inst.spec;
     // a fixed-mask stage's identity includes its parent (the mask it copies), not the mask's contents
-    const identity = withoutExecutionKeys(inst.spec.kind === 'train' && parent ? { ...config, model: { ...config.model, keptHeads: null } } : config);
+    const identity = stageIdentity(inst.spec.kind === 'train' && parent ? { ...config, model: { ...config.model, keptHeads: null } } : config);
     const hash = stableHash({ kind: inst.spec.kind, settings, config: identity, parent: parent?.hash ?? null });
     const folder = join(root, `${safeName(inst.id)}-${hash}`);
     byId.set(inst.id, { instance: inst, config, hash, folder, parent });
@@ -203,8 +203,8 @@ export function adoptRun(s: ResolvedStage, runPath: string): void {
   if (!existsSync(cfgPath)) throw new HeadsError(`${runPath}: not a run folder (no config.json)`);
   if (!existsSync(resPath)) throw new HeadsError(`${runPath}: the run has not finished (no results.json)`);
   // normalised over the defaults, so a run saved before a config key existed compares by value
-  const theirs = { ...withoutExecutionKeys(loadConfigOn(readJsonFile<ResolvedConfig>(cfgPath, 'run config'), null, [], cfgPath)), name: null };
-  const ours = { ...withoutExecutionKeys(s.config), name: null };
+  const theirs = { ...stageIdentity(loadConfigOn(readJsonFile<ResolvedConfig>(cfgPath, 'run config'), null, [], cfgPath)), name: null };
+  const ours = { ...stageIdentity(s.config), name: null };
   const diffs: string[] = [];
   const walk = (a: unknown, b: unknown, path: string) => {
     if (a && b && typeof a === 'object' && typeof b === 'object' && !Array.isArray(a)) {
@@ -214,10 +214,7 @@ export function adoptRun(s: ResolvedStage, runPath: string): void {
   walk(ours, theirs, '');
   if (diffs.length) throw new HeadsError(`${runPath}: its config differs from stage ${s.instance.id}: ${diffs.slice(0, 6).join('; ')}`);
   const results = readJsonFile<{ test?: { bleu: number; tokenizedLowercaseBleu: number } | null; devBleu?: number | null }>(resPath, 'run results');
-  if (existsSync(s.folder) && readdirSync(s.folder).length) throw new HeadsError(`stage ${s.instance.id}: its folder ${s.folder} is not empty`);
-  rmSync(s.folder, { recursive: true, force: true });
-  mkdirSync(dirname(s.folder), { recursive: true });
-  symlinkSync(resolve(runPath), s.folder);
+  linkStageFolder(s, runPath);
   const heads = s.config.model.heads;
   markDone(s, {
     adoptedFrom: resolve(runPath),
@@ -226,6 +223,14 @@ export function adoptRun(s: ResolvedStage, runPath: string): void {
     devBleu: results.devBleu ?? null,
     keptHeads: { 'enc-self': s.config.model.encoderLayers * heads, 'dec-self': s.config.model.decoderLayers * heads, 'dec-enc': s.config.model.decoderLayers * heads },
   });
+}
+
+/** Make the (empty or missing) stage folder a link to `target`. */
+function linkStageFolder(s: ResolvedStage, target: string): void {
+  if (existsSync(s.folder) && readdirSync(s.folder).length) throw new HeadsError(`stage ${s.instance.id}: its folder ${s.folder} is not empty`);
+  rmSync(s.folder, { recursive: true, force: true });
+  mkdirSync(dirname(s.folder), { recursive: true });
+  symlinkSync(resolve(target), s.folder);
 }
 
 /**
@@ -240,10 +245,7 @@ export function adoptStage(s: ResolvedStage, stagePath: string): void {
   if (theirs.hash !== s.hash)
     throw new HeadsError(`${stagePath}: a finished stage (${theirs.id ?? '?'}, hash ${theirs.hash ?? 'none'}) that is not stage ${s.instance.id} (hash ${s.hash}): its kind, settings, config or parent differ`);
   if (s.parent && stageState(s.parent) !== 'done') throw new HeadsError(`stage ${s.instance.id}: its parent ${s.parent.instance.id} is not done; adopt it first`);
-  if (existsSync(s.folder) && readdirSync(s.folder).length) throw new HeadsError(`stage ${s.instance.id}: its folder ${s.folder} is not empty`);
-  rmSync(s.folder, { recursive: true, force: true });
-  mkdirSync(dirname(s.folder), { recursive: true });
-  symlinkSync(resolve(stagePath), s.folder);
+  linkStageFolder(s, stagePath);
 }
 
 /**
