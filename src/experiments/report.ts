@@ -13,6 +13,7 @@ import { EXPERIMENT_RESULT_COLUMNS, type ExperimentResultRow } from '../plots/re
 import { bleuPointsFromResults, bleuVsHeadsFigure, bleuVsModelBytesFigure, keptPerTypeFigure, roleCategory, survivingRolesFigure, type SurvivingLayout } from '../plots/experiments.js';
 import { writeFigure, type WrittenFigure } from '../plots/write.js';
 import { readHeadReport, type HeadReport, type HeadReportEntry } from '../analysis/report.js';
+import { headKey } from '../config/head-id.js';
 import { maskToKeptSets, originalMaskShape, readHeadMask } from '../export/head-mask.js';
 
 /** One line of results.csv. */
@@ -43,6 +44,8 @@ function fmt(x: number | null | undefined, digits = 2): string {
   return x === null || x === undefined ? '-' : x.toFixed(digits);
 }
 
+const numberOrNull = (v: unknown): number | null => (typeof v === 'number' ? v : null);
+
 export function collectRows(stages: readonly ResolvedStage[], root = process.cwd()): ResultRow[] {
   const rows: ResultRow[] = [];
   for (const s of stages) {
@@ -58,10 +61,10 @@ export function collectRows(stages: readonly ResolvedStage[], root = process.cwd
       lambda: st.kind === 'prune' && st.method === 'l0' && s.config.gates.targetHeads === null ? s.config.train.l0Lambda : null,
       targetHeads: s.config.gates.targetHeads === null ? '' : JSON.stringify(s.config.gates.targetHeads),
       run: relative(root, s.folder),
-      params: typeof sum['params'] === 'number' ? sum['params'] : null,
-      nonZeroParams: typeof sum['nonZeroParams'] === 'number' ? sum['nonZeroParams'] : null,
-      modelBytes: typeof sum['modelBytes'] === 'number' ? sum['modelBytes'] : null,
-      decodeSeconds: typeof sum['decodeSeconds'] === 'number' ? sum['decodeSeconds'] : null,
+      params: numberOrNull(sum['params']),
+      nonZeroParams: numberOrNull(sum['nonZeroParams']),
+      modelBytes: numberOrNull(sum['modelBytes']),
+      decodeSeconds: numberOrNull(sum['decodeSeconds']),
     };
     if (sum.curve)
       for (const p of sum.curve)
@@ -149,11 +152,13 @@ export async function writeReportFigures(stages: readonly ResolvedStage[], rows:
       if (!existsSync(maskPath)) continue;
       const shape = originalMaskShape(s.config.model);
       const kept = maskToKeptSets(readHeadMask(maskPath, shape), shape)['enc-self'];
-      const roles = kept.flatMap((ids, layer) => ids.map((id) => roleCategory(report.heads[`enc-self.${layer}.${id}`]?.roles.labels ?? [])));
+      const keptKeys = kept.flatMap((ids, layer) => ids.map((head) => headKey({ stack: 'enc-self', layer, head })));
+      const roles = keptKeys.map((key) => roleCategory(report.heads[key]?.roles.labels ?? []));
       const budget = s.config.gates.targetHeads === null ? `λ ${s.config.train.l0Lambda}` : `budget ${JSON.stringify(s.config.gates.targetHeads)}`;
       layouts.push({ label: `${roles.length} heads (${budget})`, headsKept: roles.length, roles });
-      survivors.push(survivorScores(report, new Set(kept.flatMap((ids, layer) => ids.map((id) => `enc-self.${layer}.${id}`))), { stage: s.instance.id, run: relative(process.cwd(), s.folder) }));
+      survivors.push(survivorScores(report, new Set(keptKeys), { stage: s.instance.id, run: relative(process.cwd(), s.folder) }));
     }
+    // not a figure, but made from the same analysis and masks: the survivors' scores against the removed heads'
     if (survivors.length) {
       writeFileAtomic(join(outDir, 'survivors.csv'), Papa.unparse({ fields: [...SURVIVOR_COLUMNS], data: survivors.map((r) => SURVIVOR_COLUMNS.map((c) => r[c])) }, { newline: '\n' }) + '\n');
       writeFileAtomic(join(outDir, 'survivors.md'), survivorsMarkdown(survivors));
