@@ -11,7 +11,7 @@
  * similar load (`--jobs 1`); output token counts are recorded because a model that stops earlier decodes
  * fewer steps.
  */
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ATTENTION_TYPES, type AttentionType } from '../config/head-id.js';
 import type { ResolvedConfig } from '../config/schema.js';
@@ -115,7 +115,7 @@ export async function runExportStage(o: { st: ExportStageSpec; parentFolder: str
     const decodeSeconds = Math.min(...samplesSeconds);
     o.progress.log(`test BLEU ${scores.bleu.toFixed(2)}; decode ${batch.length} sentences (beam ${loaded.config.eval.beamSize}): best ${decodeSeconds.toFixed(2)} s of ${samplesSeconds.map((x) => x.toFixed(2)).join(', ')}`);
     const removedHeads = ATTENTION_TYPES.some((t) => summary.heads.after[t] < summary.heads.original[t]);
-    const modelBytes = summary.files.heads?.modelBytes ?? readFileSync(join(loaded.checkpoint.path, 'model.safetensors')).length;
+    const modelBytes = summary.files.heads?.modelBytes ?? statSync(join(loaded.checkpoint.path, 'model.safetensors')).size;
     return {
       summary,
       measured: {

@@ -89,8 +89,9 @@ export async function runExperiment(stages: readonly ResolvedStage[], o: RunnerO
   try {
     for (;;) {
       const states = new Map<string, StageState>(stages.map((s) => [s.instance.id, stageState(s)]));
+      const isRunnable = (s: ResolvedStage) => states.get(s.instance.id) === 'pending' || states.get(s.instance.id) === 'partial';
       // a stage locked by a live process (an earlier runner's orphan finishing its step) is left alone
-      const ready = stages.filter((s) => !running.has(s.instance.id) && !failed.has(s.instance.id) && lockHolder(s) === null && (states.get(s.instance.id) === 'pending' || states.get(s.instance.id) === 'partial') && !isBlockedByFailure(s));
+      const ready = stages.filter((s) => !running.has(s.instance.id) && !failed.has(s.instance.id) && lockHolder(s) === null && isRunnable(s) && !isBlockedByFailure(s));
       while (!stopping && running.size < o.jobs && ready.length) {
         const s = ready.shift()!;
         mkdirSync(s.folder, { recursive: true });
@@ -106,7 +107,7 @@ export async function runExperiment(stages: readonly ResolvedStage[], o: RunnerO
       if (!running.size) {
         // a stage still locked by another live process (an orphan of a killed runner finishing its step):
         // wait for it to checkpoint and exit, then resume it, rather than ending with it undone
-        const locked = stages.filter((s) => !failed.has(s.instance.id) && (states.get(s.instance.id) === 'pending' || states.get(s.instance.id) === 'partial') && lockHolder(s) !== null);
+        const locked = stages.filter((s) => !failed.has(s.instance.id) && isRunnable(s) && lockHolder(s) !== null);
         if (!locked.length || stopping) break;
         if (!waitingNoted) o.log(`[${locked[0]!.instance.id}] held by process ${lockHolder(locked[0]!)}; waiting for it to stop`);
         waitingNoted = true;

@@ -69,21 +69,17 @@ export interface MicroBatchResult {
  * skip is clean). Workers inherit the variable.
  */
 const faultsFired = new Set<string>();
-let faultSpec: { raw: string; at: Array<{ step: number; index: number | null }> } | null = null;
 export function isFaultInjected(step: number, index: number): boolean {
   const raw = process.env['HEADS_FAULT_NONFINITE'] ?? '';
   if (!raw) return false;
-  if (faultSpec?.raw !== raw) {
-    const at = raw.split(',').filter((x) => x.trim()).map((x) => {
-      const [st, ix] = x.trim().split(':');
-      return { step: Number(st), index: ix === undefined ? null : Number(ix) };
-    });
-    faultSpec = { raw, at };
-  }
   const key = `${step}:${index}`;
-  if (faultsFired.has(key) || !faultSpec.at.some((f) => f.step === step && (f.index === null || f.index === index))) return false;
-  faultsFired.add(key);
-  return true;
+  if (faultsFired.has(key)) return false;
+  const isListed = raw.split(',').some((entry) => {
+    const [st, ix] = entry.trim().split(':');
+    return st !== '' && Number(st) === step && (ix === undefined || Number(ix) === index);
+  });
+  if (isListed) faultsFired.add(key);
+  return isListed;
 }
 
 /** Rows [r0, r1) of per-sentence gate tensors ([B, h]); per-batch gates ([h]) are shared. */
