@@ -8,7 +8,7 @@ import { planTable } from './runner.js';
 import { survivorScores } from './report.js';
 import type { HeadReport } from '../analysis/report.js';
 import { runStage, stepsNearest } from './run-stage.js';
-import { writeReport, writeReportFigures } from './report.js';
+import { prunedVsScratchRows, prunedVsScratchTable, writeReport, writeReportFigures } from './report.js';
 import { EXPERIMENT_RESULT_COLUMNS } from '../plots/readers.js';
 import { runTraining } from '../train/run-training.js';
 import { RunFolder } from '../util/run-folder.js';
@@ -223,6 +223,57 @@ describe('export stage settings', () => {
     expect(quick.get('l0-enc-lambda[lambda=0.005]')).toBe(quickVoita.get('l0-enc-lambda[lambda=0.005]'));
     expect([...sparsity.keys()]).toEqual(['baseline', 'float', 'l0-enc-lambda[lambda=0.01]', 'heads', 'magnitude', 'ffn', 'int8', 'heads-int8']);
   });
+});
+
+describe('a layout trained from scratch (Table 2)', () => {
+  it('copies the pruned stage\'s surviving heads as a fixed mask, keeps its identity when the mask appears, and the report pairs it with the pruned model and both references', async () => {
+    await useTestBackend();
+    const runs = join(dir, 'runs-scratch');
+    const p = spec(
+      'scratch',
+      `name: scratch\nset: ${TINY_SET}\nstages:\n  baseline: { kind: train, set: { train.maxSteps: 60, train.peakLr: 0.01, train.warmupSteps: 10 } }\n  l0: { kind: prune, from: baseline, steps: 6, attention: [enc-self, dec-self, dec-enc], freezeDecoder: false, sweep: { lambda: [0, 0.5] }, set: { gates.lrScale: 200 } }\n  fromScratch: { kind: train, fixedMaskFrom: 'l0[lambda=0.5]', set: { train.maxSteps: 30, train.peakLr: 0.01, train.warmupSteps: 10 } }\n`,
+    );
+    const resolve = () => resolveStages(loadSpec(p), expandStages(loadSpec(p)), runs);
+    const before = resolve();
+    expect(before.map((s) => s.instance.id)).toEqual(['baseline', 'l0[lambda=0]', 'l0[lambda=0.5]', 'fromScratch']);
+    // before its parent has run there is no mask: the stage waits, with all heads in its config
+    expect(before[3]!.config.model.keptHeads).toBeNull();
+    const quiet = new ProgressLine(process.stderr, true);
+    for (const s of before.slice(0, 3)) expect(await runStage(s, { progress: quiet, isStopRequested: () => false, argv: [] })).not.toBeNull();
+    const stages = resolve();
+    // the mask now exists and is in the config, but the stage is the same stage (same hash, same folder)
+    expect(stages.map((s) => s.hash)).toEqual(before.map((s) => s.hash));
+    const scratch = stages[3]!;
+    const prunedMarker = JSON.parse(readFileSync(join(stages[2]!.folder, 'stage.json'), 'utf8')) as { keptHeads: Record<string, number>; bleu: number };
+    const kept = scratch.config.model.keptHeads!;
+    expect({ 'enc-self': kept['enc-self'].flat().length, 'dec-self': kept['dec-self'].flat().length, 'dec-enc': kept['dec-enc'].flat().length }).toEqual(prunedMarker.keptHeads);
+    const total = prunedMarker.keptHeads['enc-self'] + prunedMarker.keptHeads['dec-self'] + prunedMarker.keptHeads['dec-enc'];
+    expect(total).toBeLessThan(8); // lambda 0.5 on 8 heads closes some
+    expect(await runStage(scratch, { progress: quiet, isStopRequested: () => false, argv: [] })).not.toBeNull();
+    const scratchMarker = JSON.parse(readFileSync(join(scratch.folder, 'stage.json'), 'utf8')) as { keptHeads: Record<string, number>; bleu: number };
+    expect(scratchMarker.keptHeads).toEqual(prunedMarker.keptHeads);
+    // the scratch model is built without the removed heads (from the run's own config)
+    const runConfig = JSON.parse(readFileSync(join(scratch.folder, 'config.json'), 'utf8')) as { model: { keptHeads: unknown } };
+    expect(runConfig.model.keptHeads).toEqual(kept);
+
+    const root = experimentRoot(loadSpec(p), runs);
+    const { rows, mdPath } = writeReport(stages, root);
+    const pairs = prunedVsScratchRows(stages, rows);
+    expect(pairs).toHaveLength(1);
+    const [pair] = pairs;
+    expect(pair!.pruned.id).toBe('l0[lambda=0.5]');
+    expect(pair!.scratch.id).toBe('fromScratch');
+    expect(pair!.baseline!.id).toBe('baseline');
+    expect(pair!.control!.id).toBe('l0[lambda=0]');
+    expect(pair!.scratch.method).toBe('scratch-fixed-mask');
+    const md = readFileSync(mdPath, 'utf8');
+    const section = md.slice(md.indexOf('## Pruned against the same layout trained from scratch'));
+    expect(section).toContain(`| ${prunedMarker.keptHeads['enc-self']} / ${prunedMarker.keptHeads['dec-self']} / ${prunedMarker.keptHeads['dec-enc']} |`);
+    const diff = prunedMarker.bleu - scratchMarker.bleu;
+    expect(section).toContain(`| ${prunedMarker.bleu.toFixed(2)} | \`${pair!.scratch.run}\` | ${scratchMarker.bleu.toFixed(2)} | ${diff >= 0 ? '+' : ''}${diff.toFixed(2)} |`);
+    // a report without a scratch stage has no such section
+    expect(prunedVsScratchTable(stages.slice(0, 3), rows.filter((r) => r.id !== 'fromScratch'))).toBe('');
+  }, 240000);
 });
 
 describe('export stages', () => {

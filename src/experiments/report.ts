@@ -96,8 +96,55 @@ export function writeReport(stages: readonly ResolvedStage[], outDir: string): {
   const csvPath = join(outDir, 'results.csv');
   const mdPath = join(outDir, 'results.md');
   writeFileAtomic(csvPath, Papa.unparse({ fields: [...RESULT_COLUMNS], data: rows.map((r) => RESULT_COLUMNS.map((c) => r[c])) }, { newline: '\n' }) + '\n');
-  writeFileAtomic(mdPath, markdownTable(rows));
+  const table2 = prunedVsScratchTable(stages, rows);
+  writeFileAtomic(mdPath, markdownTable(rows) + (table2 ? `\n## Pruned against the same layout trained from scratch (Voita et al. 2019, Table 2)\n\n${table2}` : ''));
   return { rows, csvPath, mdPath };
+}
+
+export interface PrunedVsScratchRow {
+  layout: string;
+  pruned: ResultRow;
+  scratch: ResultRow;
+  /** the unpruned model the pruning started from */
+  baseline: ResultRow | null;
+  /** the pruning stage's lambda-0 instance: the same fine-tuning with every head */
+  control: ResultRow | null;
+}
+
+/**
+ * Every finished fixed-mask train stage paired with the pruned stage whose layout it copies, the baseline
+ * that stage started from, and (when the sweep has one) the pruning stage's lambda-0 control. The pruned
+ * model has had the baseline's steps plus the fine-tuning, the scratch model only the baseline's, so the
+ * fair comparison is of each against its own full-layout reference: pruned - control, scratch - baseline.
+ */
+export function prunedVsScratchRows(stages: readonly ResolvedStage[], rows: readonly ResultRow[]): PrunedVsScratchRow[] {
+  const byId = new Map(rows.map((r) => [r.id, r]));
+  const out: PrunedVsScratchRow[] = [];
+  for (const s of stages) {
+    if (s.instance.spec.kind !== 'train' || !s.parent) continue;
+    const scratch = byId.get(s.instance.id);
+    const pruned = byId.get(s.parent.instance.id);
+    if (!scratch || !pruned) continue;
+    let root: ResolvedStage = s.parent;
+    while (root.parent) root = root.parent;
+    const control = rows.find((r) => r.stage === pruned.stage && r.lambda === 0 && r.attention === pruned.attention && r.id !== pruned.id) ?? null;
+    out.push({ layout: `${pruned.keptEnc ?? '-'} / ${pruned.keptDecSelf ?? '-'} / ${pruned.keptDecEnc ?? '-'}`, pruned, scratch, baseline: byId.get(root.instance.id) ?? null, control });
+  }
+  return out;
+}
+
+/** The Markdown of prunedVsScratchRows ('' when there is no finished fixed-mask stage). */
+export function prunedVsScratchTable(stages: readonly ResolvedStage[], rows: readonly ResultRow[]): string {
+  const pairs = prunedVsScratchRows(stages, rows);
+  if (!pairs.length) return '';
+  const diff = (a: number | null | undefined, b: number | null | undefined) => (a === null || a === undefined || b === null || b === undefined ? '-' : `${a - b >= 0 ? '+' : ''}${(a - b).toFixed(2)}`);
+  const head =
+    '| heads kept (enc / dec-self / dec-enc) | pruned | test BLEU | from scratch, mask fixed | test BLEU | pruned - scratch | full model, same fine-tuning (lambda 0) | pruned - that | baseline | scratch - baseline |\n|---|---|---|---|---|---|---|---|---|---|';
+  const body = pairs.map(
+    (p) =>
+      `| ${p.layout} | \`${p.pruned.run}\` | ${fmt(p.pruned.bleu)} | \`${p.scratch.run}\` | ${fmt(p.scratch.bleu)} | ${diff(p.pruned.bleu, p.scratch.bleu)} | ${p.control ? `${fmt(p.control.bleu)} (\`${p.control.run}\`)` : '-'} | ${diff(p.pruned.bleu, p.control?.bleu)} | ${p.baseline ? fmt(p.baseline.bleu) : '-'} | ${diff(p.scratch.bleu, p.baseline?.bleu)} |`,
+  );
+  return [head, ...body].join('\n') + '\n';
 }
 
 export function readResultRows(csvPath: string): ResultRow[] {
