@@ -68,6 +68,7 @@ let report: HeadReport;
 let dir: string;
 let leaked = -1;
 
+const progress: string[] = [];
 beforeAll(async () => {
   await useTestBackend();
   const config = tinyConfig(MODEL, { gates: { ...DEFAULT_CONFIG.gates, attention: ['enc-self', 'dec-enc'], logAlphaInit: { kind: 'constant', value: 10 } } });
@@ -88,6 +89,7 @@ beforeAll(async () => {
     frequencies: { ...freq, source: 'test pairs' },
     ablation: { bleuSentences: 2 },
     lrp: { sentences: 3 },
+    onProgress: (m) => progress.push(m),
   });
   leaked = tf.memory().numTensors - tensorsBefore;
   gates.dispose();
@@ -97,6 +99,16 @@ beforeAll(async () => {
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('analyzeHeads on a model with planted heads', () => {
+  it('shows progress through every pass over the sentences, ending each at its last batch', () => {
+    for (const pass of ['attention statistics', 'importance', 'LRP relevance']) {
+      const lines = progress.filter((m) => m.startsWith(`${pass}: batch `));
+      expect(lines.length).toBeGreaterThan(0);
+      const last = /batch (\d+)\/(\d+) \| .* \| ETA /.exec(lines.at(-1)!);
+      expect(last).not.toBeNull();
+      expect(last![1]).toBe(last![2]);
+    }
+  });
+
   it('reports heads under their original ids', () => {
     const keys = Object.keys(report.heads);
     expect(keys).toContain('enc-self.0.1');

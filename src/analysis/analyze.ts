@@ -12,6 +12,7 @@ import type { EncodedPair } from '../data/batches.js';
 import type { SentencePair } from '../data/corpus.js';
 import type { BpeTokenizer } from '../data/tokenizer.js';
 import { encodePairs } from '../data/prepare.js';
+import { formatDuration } from '../train/progress.js';
 import { type RareTokenOptions, frequencyRanks, summarizeHeadStats } from './attention-stats.js';
 import { type AlignedSentence, collectAttentionStats } from './attention-pass.js';
 import { type ConlluSentence, alignWordsToPieces } from './conllu.js';
@@ -79,6 +80,14 @@ function rareOptions(freq: ArrayLike<number>, minRank: number): RareTokenOptions
 
 export async function analyzeHeads(o: AnalyzeOptions): Promise<HeadReport> {
   const log = o.onProgress ?? (() => {});
+  /** a progress line per batch of a pass over the dev sentences: batches done, elapsed, ETA */
+  const batchProgress = (label: string) => {
+    const startedAt = Date.now();
+    return (done: number, total: number) => {
+      const elapsed = (Date.now() - startedAt) / 1000;
+      log(`${label}: batch ${done}/${total} | ${formatDuration(elapsed)} | ETA ${formatDuration((elapsed / done) * (total - done))}`);
+    };
+  };
   const { model, config } = o;
   const layout: HeadLayout = headLayout(config.model);
   const stacks = stacksOf(model, o.stacks);
@@ -131,10 +140,11 @@ export async function analyzeHeads(o: AnalyzeOptions): Promise<HeadReport> {
     maxTokensPerBatch: maxTokens,
     rare: freq ? { src: rareOptions(freq.src, roleOptions.rareMinRank), tgt: rareOptions(freq.tgt, roleOptions.rareMinRank) } : null,
     syntax,
+    onBatch: batchProgress('attention statistics'),
   });
 
   log('importance: per-token gradients of the loss with respect to the head masks');
-  const imp = await estimateMichelImportance(model, layout, encoded, base, { stacks, maxTokensPerBatch: maxTokens, labelSmoothing });
+  const imp = await estimateMichelImportance(model, layout, encoded, base, { stacks, maxTokensPerBatch: maxTokens, labelSmoothing, onBatch: batchProgress('importance') });
   const perTokenL2 = normalizeByLayer(imp.perToken);
   const perBatchL2 = normalizeByLayer(imp.perBatch);
 
@@ -170,7 +180,7 @@ export async function analyzeHeads(o: AnalyzeOptions): Promise<HeadReport> {
   const lrpPairs = encoded.slice(0, lrpSentences);
   if (isLrp && lrpPairs.length) {
     log(`LRP relevance (${lrpRule}): ${lrpPairs.length} sentences, one backward pass per target position`);
-    const r = await estimateHeadRelevance(model, layout, lrpPairs, base, { stacks, rule: lrpRule, maxTokensPerBatch: maxTokens });
+    const r = await estimateHeadRelevance(model, layout, lrpPairs, base, { stacks, rule: lrpRule, maxTokensPerBatch: maxTokens, onBatch: batchProgress('LRP relevance') });
     relevance = r.relevance;
     lrpSteps = r.steps;
   }
