@@ -10,7 +10,7 @@ import { HeadGates } from '../gates/head-gates.js';
 import { createTransformer, type Transformer } from '../model/transformer.js';
 import { Rng } from '../util/random.js';
 import { useTestBackend } from '../test-utils/backend.js';
-import { analyzeHeads, trainingFrequencies } from './analyze.js';
+import { AnalysisStopped, analyzeHeads, trainingFrequencies } from './analyze.js';
 import { headReportCsv, readHeadReport, writeHeadReport, type HeadReport } from './report.js';
 import { tinyConfig } from './test-fixtures.js';
 
@@ -97,6 +97,33 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'heads-analyze-'));
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('analyzeHeads stops on request', () => {
+  it('throws AnalysisStopped at the next stop point (a batch or an ablation) and goes no further', async () => {
+    const config = tinyConfig(MODEL, { gates: { ...DEFAULT_CONFIG.gates, attention: ['enc-self', 'dec-enc'], logAlphaInit: { kind: 'constant', value: 10 } } });
+    const model = createTransformer(config.model, tokenizer.vocabSize, new Rng(3));
+    const gates = new HeadGates(config.gates, model.shape, config.seed);
+    const seen: string[] = [];
+    let polls = 0;
+    try {
+      const run = analyzeHeads({
+        model, gates, tokenizer, config,
+        source: { runPath: 'runs/x', checkpoint: 'runs/x/checkpoints/step-0000001', step: 1 },
+        split: { name: 'dev', source: 'test pairs', pairs },
+        onProgress: (m) => seen.push(m),
+        // asked to stop once the first ablation has been announced
+        isStopRequested: () => (polls++, seen.some((m) => m.startsWith('ablation '))),
+      });
+      await expect(run).rejects.toBeInstanceOf(AnalysisStopped);
+    } finally {
+      gates.dispose();
+      model.dispose();
+    }
+    expect(polls).toBeGreaterThan(1);
+    expect(seen.filter((m) => m.startsWith('ablation '))).toHaveLength(1);
+    expect(seen.some((m) => m.startsWith('LRP'))).toBe(false);
+  });
+});
 
 describe('analyzeHeads on a model with planted heads', () => {
   it('shows progress through every pass over the sentences, ending each at its last batch', () => {

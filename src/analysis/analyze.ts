@@ -47,6 +47,15 @@ export interface AnalyzeOptions {
   lrp?: { enabled?: boolean; rule?: RelevanceRule; sentences?: number };
   roles?: Partial<RoleOptions>;
   onProgress?: (msg: string) => void;
+  /** polled between ablations and after every batch of a pass: true stops the analysis (AnalysisStopped) */
+  isStopRequested?: () => boolean;
+}
+
+/** Thrown by analyzeHeads when isStopRequested says so: nothing is written, the analysis starts over next time. */
+export class AnalysisStopped extends Error {
+  constructor() {
+    super('analysis stopped on request (an analysis has no checkpoint: it starts over next time)');
+  }
 }
 
 export const DEFAULT_ABLATION_BLEU_SENTENCES = 100;
@@ -80,10 +89,14 @@ function rareOptions(freq: ArrayLike<number>, minRank: number): RareTokenOptions
 
 export async function analyzeHeads(o: AnalyzeOptions): Promise<HeadReport> {
   const log = o.onProgress ?? (() => {});
-  /** a progress line per batch of a pass over the dev sentences: batches done, elapsed, ETA */
+  const stopIfRequested = () => {
+    if (o.isStopRequested?.()) throw new AnalysisStopped();
+  };
+  /** a progress line per batch of a pass over the dev sentences (batches done, elapsed, ETA); a stop point */
   const batchProgress = (label: string) => {
     const startedAt = Date.now();
     return (done: number, total: number) => {
+      stopIfRequested();
       const elapsed = (Date.now() - startedAt) / 1000;
       log(`${label}: batch ${done}/${total} | ${formatDuration(elapsed)} | ETA ${formatDuration((elapsed / done) * (total - done))}`);
     };
@@ -166,6 +179,7 @@ export async function analyzeHeads(o: AnalyzeOptions): Promise<HeadReport> {
         ablation.set(h.key, { loss: baseLoss, bleu: baseBleu });
         continue;
       }
+      stopIfRequested();
       log(`ablation ${done}/${heads.length}: ${h.key}`);
       const gh = gateTensorsOf(withHeadsRemoved(base, [h]));
       const loss = await devLoss(model, encoded, gh, maxTokens);

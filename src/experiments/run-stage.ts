@@ -19,8 +19,8 @@ import { countKept, readHeadMask, maskToGateValues, maskToKeptSets, originalMask
 import { readJsonFile, writeJsonAtomic } from '../util/fs.js';
 import { ATTENTION_TYPES, type AttentionType } from '../config/head-id.js';
 import { runImportancePruning } from '../analysis/importance-pruning.js';
-import { analyzeHeads, trainingFrequencies } from '../analysis/analyze.js';
-import { writeHeadReport, writeHeadReportCsv } from '../analysis/report.js';
+import { AnalysisStopped, analyzeHeads, trainingFrequencies } from '../analysis/analyze.js';
+import { type HeadReport, writeHeadReport, writeHeadReportCsv } from '../analysis/report.js';
 import { runExportStage } from './export-stage.js';
 import { type ResolvedStage, markDone, requireParentDone, acquireStageLock } from './stage.js';
 
@@ -131,7 +131,18 @@ async function runLocked(s: ResolvedStage, o: { progress: ProgressLine; isStopRe
     const pairs = corpora.valid.slice(0, st.sentences ?? corpora.valid.length);
     // training-corpus token frequencies: what the rare-token role is measured against
     const f = trainingFrequencies(loaded.tokenizer, corpora.train);
-    const report = await analyzeHeads({ frequencies: { src: f.src, tgt: f.tgt, source: corpora.sources.train }, model: loaded.model, gates: loaded.gates, tokenizer: loaded.tokenizer, config: cfg, source: { runPath: loaded.runPath, checkpoint: loaded.checkpoint.path, step: loaded.checkpoint.state.step }, split: { name: 'dev', source: corpora.sources.valid, pairs }, onProgress: (m) => o.progress.log(m) });
+    let report: HeadReport;
+    try {
+      report = await analyzeHeads({ frequencies: { src: f.src, tgt: f.tgt, source: corpora.sources.train }, model: loaded.model, gates: loaded.gates, tokenizer: loaded.tokenizer, config: cfg, source: { runPath: loaded.runPath, checkpoint: loaded.checkpoint.path, step: loaded.checkpoint.state.step }, split: { name: 'dev', source: corpora.sources.valid, pairs }, onProgress: (m) => o.progress.log(m), isStopRequested: o.isStopRequested });
+    } catch (e) {
+      loaded.model.dispose();
+      loaded.gates?.dispose();
+      if (e instanceof AnalysisStopped) {
+        o.progress.log(e.message);
+        return null;
+      }
+      throw e;
+    }
     writeHeadReport(run.file('head-report.json'), report);
     writeHeadReportCsv(run.file('head-report.csv'), report);
     loaded.model.dispose();
