@@ -12,7 +12,7 @@ import type { EncodedPair } from '../data/batches.js';
 import type { SentencePair } from '../data/corpus.js';
 import type { BpeTokenizer } from '../data/tokenizer.js';
 import { encodePairs } from '../data/prepare.js';
-import { formatDuration } from '../train/progress.js';
+import { eta, formatDuration } from '../train/progress.js';
 import { type RareTokenOptions, frequencyRanks, summarizeHeadStats } from './attention-stats.js';
 import { type AlignedSentence, collectAttentionStats } from './attention-pass.js';
 import { type ConlluSentence, alignWordsToPieces } from './conllu.js';
@@ -97,8 +97,8 @@ export async function analyzeHeads(o: AnalyzeOptions): Promise<HeadReport> {
     const startedAt = Date.now();
     return (done: number, total: number) => {
       stopIfRequested();
-      const elapsed = (Date.now() - startedAt) / 1000;
-      log(`${label}: batch ${done}/${total} | ${formatDuration(elapsed)} | ETA ${formatDuration((elapsed / done) * (total - done))}`);
+      const elapsedMs = Date.now() - startedAt;
+      log(`${label}: batch ${done}/${total} | ${formatDuration(elapsedMs / 1000)} | ETA ${formatDuration(eta(done, total, elapsedMs))}`);
     };
   };
   const { model, config } = o;

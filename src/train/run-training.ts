@@ -17,7 +17,7 @@ import type { RunFolder } from '../util/run-folder.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { Trainer, disposeGates } from './trainer.js';
 import { findLatestValidCheckpoint, type LoadedCheckpoint } from './checkpoint.js';
-import { ProgressLine, formatDuration } from './progress.js';
+import { ProgressLine, eta, formatDuration } from './progress.js';
 import { assignWeights } from './load-model.js';
 import { attentionSavings, formatAttentionSavings, hasAttentionPatterns, type AttentionSavings } from '../model/attention-patterns.js';
 
@@ -82,7 +82,7 @@ export async function scoreTranslations(
     ...cfg.eval,
     beamSize: opts.beamSize ?? cfg.eval.beamSize,
     gates,
-    onProgress: (done, total, ms) => opts.progress?.update(`${opts.label ?? 'translate'} ${done}/${total} sentences | ${((done / ms) * 1000).toFixed(1)} sent/s | ETA ${formatDuration(((total - done) * ms) / done / 1000)}`),
+    onProgress: (done, total, ms) => opts.progress?.update(`${opts.label ?? 'translate'} ${done}/${total} sentences | ${((done / ms) * 1000).toFixed(1)} sent/s | ETA ${formatDuration(eta(done, total, ms))}`),
   });
   const refs = [pairs.map((p) => p.tgt)];
   const b = corpusBleu(outputs, refs);

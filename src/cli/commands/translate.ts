@@ -7,7 +7,7 @@ import { loadModel } from '../../train/load-model.js';
 import { translateSentences } from '../../eval/translate.js';
 import { readTextFile, writeFileAtomic } from '../../util/fs.js';
 import { disposeGates } from '../../train/trainer.js';
-import { formatDuration } from '../../train/progress.js';
+import { eta, formatDuration } from '../../train/progress.js';
 
 interface Args {
   model: string;
@@ -47,7 +47,7 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
       lengthPenalty: args['length-penalty'] ?? config.eval.lengthPenalty,
       batchSentences: args['batch-sentences'] ?? config.eval.batchSentences,
       gates: g,
-      onProgress: (done, total, ms) => process.stderr.write(`\rtranslate ${done}/${total} | ${((done / ms) * 1000).toFixed(1)} sent/s | ETA ${formatDuration(((total - done) * ms) / done / 1000)}   `),
+      onProgress: (done, total, ms) => process.stderr.write(`\rtranslate ${done}/${total} | ${((done / ms) * 1000).toFixed(1)} sent/s | ETA ${formatDuration(eta(done, total, ms))}   `),
     });
     process.stderr.write('\n');
     if (g) disposeGates(g);
