@@ -69,9 +69,11 @@ let dir: string;
 let leaked = -1;
 
 const progress: string[] = [];
+/** gates on enc-self and dec-enc, all open */
+const gatedConfig = () => tinyConfig(MODEL, { gates: { ...DEFAULT_CONFIG.gates, attention: ['enc-self', 'dec-enc'], logAlphaInit: { kind: 'constant', value: 10 } } });
 beforeAll(async () => {
   await useTestBackend();
-  const config = tinyConfig(MODEL, { gates: { ...DEFAULT_CONFIG.gates, attention: ['enc-self', 'dec-enc'], logAlphaInit: { kind: 'constant', value: 10 } } });
+  const config = gatedConfig();
   const model = createTransformer(config.model, tokenizer.vocabSize, new Rng(3));
   plantHeads(model);
   const gates = new HeadGates(config.gates, model.shape, config.seed);
@@ -100,7 +102,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('analyzeHeads stops on request', () => {
   it('throws AnalysisStopped at the next stop point (a batch or an ablation) and goes no further', async () => {
-    const config = tinyConfig(MODEL, { gates: { ...DEFAULT_CONFIG.gates, attention: ['enc-self', 'dec-enc'], logAlphaInit: { kind: 'constant', value: 10 } } });
+    const config = gatedConfig();
     const model = createTransformer(config.model, tokenizer.vocabSize, new Rng(3));
     const gates = new HeadGates(config.gates, model.shape, config.seed);
     const seen: string[] = [];

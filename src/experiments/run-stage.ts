@@ -135,18 +135,15 @@ async function runLocked(s: ResolvedStage, o: { progress: ProgressLine; isStopRe
     try {
       report = await analyzeHeads({ frequencies: { src: f.src, tgt: f.tgt, source: corpora.sources.train }, model: loaded.model, gates: loaded.gates, tokenizer: loaded.tokenizer, config: cfg, source: { runPath: loaded.runPath, checkpoint: loaded.checkpoint.path, step: loaded.checkpoint.state.step }, split: { name: 'dev', source: corpora.sources.valid, pairs }, onProgress: (m) => o.progress.log(m), isStopRequested: o.isStopRequested });
     } catch (e) {
+      if (!(e instanceof AnalysisStopped)) throw e;
+      o.progress.log(e.message);
+      return null;
+    } finally {
       loaded.model.dispose();
       loaded.gates?.dispose();
-      if (e instanceof AnalysisStopped) {
-        o.progress.log(e.message);
-        return null;
-      }
-      throw e;
     }
     writeHeadReport(run.file('head-report.json'), report);
     writeHeadReportCsv(run.file('head-report.csv'), report);
-    loaded.model.dispose();
-    loaded.gates?.dispose();
     summary = { report: 'head-report.json' };
   } else {
     const { summary: r, measured } = await runExportStage({ st, parentFolder: s.parent!.folder, config: s.config, outDir: join(s.folder, 'export'), stageFolder: s.folder, progress: o.progress });
