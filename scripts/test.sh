@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The test command: type-check, then jest, then the plain `N passed, N failed` line CI reads.
+# The test command: type-check, rebuild dist/ (the CLI tests run the real binary, so they must never
+# see a stale build), then jest, then the plain `N passed, N failed` line CI reads.
 set -u
 cd "$(dirname "$0")/.."
 rc=0
 npx tsc -p tsconfig.json || rc=1
+npx tsc -p tsconfig.build.json || rc=1
 rm -f .jest-result.json
 NODE_OPTIONS=--experimental-vm-modules npx jest --json --outputFile=.jest-result.json "$@" || rc=1
 if [ -f .jest-result.json ]; then
