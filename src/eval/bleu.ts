@@ -418,6 +418,36 @@ function scoreWith(hyps: readonly string[], refs: readonly (readonly string[])[]
   );
 }
 
+/**
+ * The validated BLEU config for `opts` over sacreBLEU's corpus defaults, or its sentence defaults (effective order
+ * on) when `sentence` is set: what corpusBleu / sentenceBleu use, exposed for the metric registry (metric.ts).
+ */
+export function resolveBleuConfig(opts: BleuOptions = {}, sentence = false): BleuConfig {
+  return resolveConfig(opts, sentence ? { ...CORPUS_DEFAULTS, effectiveOrder: true } : CORPUS_DEFAULTS);
+}
+
+/**
+ * One segment's sufficient statistics as sacreBLEU's BLEU keeps them: [hypLen, refLen, correct_1..N, total_1..N],
+ * after the same preprocessing as corpusBleu. Summing these over segments and calling bleuFromStats gives corpusBleu.
+ */
+export function bleuSegmentStats(hyp: string, refs: readonly string[], cfg: BleuConfig): number[] {
+  const refTokens = refs.map((r) => preprocessSegment(r, cfg));
+  return segmentStats(preprocessSegment(hyp, cfg), refTokens, cfg.maxNgramOrder);
+}
+
+/** BLEU from segment statistics summed over a corpus (or a resample of it), with the signature for `nrefs`. */
+export function bleuFromStats(stats: ArrayLike<number>, cfg: BleuConfig, nrefs: number): BleuScore {
+  const N = cfg.maxNgramOrder;
+  const correct: number[] = [];
+  const total: number[] = [];
+  for (let n = 0; n < N; n++) {
+    correct.push(stats[2 + n]!);
+    total.push(stats[2 + N + n]!);
+  }
+  const sigFields: BleuSignatureFields = { ...cfg, nrefs };
+  return computeBleu(correct, total, stats[0]!, stats[1]!, cfg, bleuSignature(sigFields), bleuSignature(sigFields, true));
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Voita et al.'s tokenized, lowercased BLEU
 // ---------------------------------------------------------------------------------------------------------

@@ -1,0 +1,319 @@
+/**
+ * Paired significance tests and bootstrap confidence intervals for MT metrics, following sacreBLEU 2.x
+ * (significance.py), for any metric of metric.ts (BLEU, chrF/chrF++, TER).
+ *
+ * API (stable; src/experiments/report.ts uses it):
+ *
+ *   scoreCorpus(metric, hyps, refs): number
+ *       The corpus score (0-100), identical to `heads bleu -m <metric>`.
+ *   segmentStatistics(metric, hyps, refs): SegmentStats
+ *       One row of sufficient statistics per sentence, computed once; every resample only sums rows.
+ *   pairedBootstrap({ metric, baseline, systems, refs, n = 1000, seed = 12345 }): PairedResult
+ *   pairedApproximateRandomization({ metric, baseline, systems, refs, n = 10000, seed = 12345, confidenceN = 1000 }): PairedResult
+ *       Each system against the baseline (the first system). For every system (baseline included):
+ *       score, bootstrap mean, 95% CI [lo, hi] and its half-width; p-value for every system but the baseline.
+ *   bootstrapConfidence({ metric, hyps, refs, n = 1000, seed = 12345 }): SystemResult
+ *       One system's bootstrap mean and 95% CI (`heads bleu --confidence`).
+ *   ...FromStats variants take SegmentStats already computed (e.g. a baseline scored against many systems).
+ *
+ * `metric` is a Metric (makeMetric('chrf', { chrf: { wordOrder: 2 } })) or a MetricName with sacreBLEU's corpus
+ * defaults. `refs[k][i]` is the k-th reference of sentence i (as corpusBleu takes them); every system has one
+ * line per sentence (DataError otherwise).
+ *
+ * The procedure is sacreBLEU's; only the random numbers differ (sacreBLEU draws them from numpy's PCG64, we from
+ * the project's seeded mulberry32, so resample indices and hence means/CIs differ within sampling error):
+ *  - Bootstrap: n resamples of the sentence indices with replacement, the same indices for every system and metric
+ *    (sacreBLEU re-seeds each comparison with the same seed, so it too reuses one index matrix). The CI is
+ *    sacreBLEU's percentile interval: sorted resample scores at index floor(n/40) and n - floor(n/40) - 1 (2.5%
+ *    and 97.5%); sacreBLEU prints the mean and half the interval's width (`μ = mean ± halfWidth`).
+ *  - Paired bootstrap p-value (Koehn 2004 as in Moses' bootstrap-hypothesis-difference-significance.pl): with
+ *    d_r = |sys_r - base_r| on resample r, the centred statistics d_r - mean(d) are compared with the observed
+ *    |sys - base|; p = (c + 1) / (n + 1) where c counts statistics at least as large as the observed difference.
+ *  - Approximate randomization (Riezler & Maxwell 2005, multeval's test): each trial swaps the two systems'
+ *    outputs sentence by sentence with probability 1/2, scores both pseudo-systems, and compares |a - b| with the
+ *    observed difference; p = (c + 1) / (n + 1) likewise.
+ *  - One deliberate difference: sacreBLEU counts strictly larger statistics, so a system compared with itself (all
+ *    differences exactly 0) gets the smallest possible p = 1/(n+1), i.e. "significant"; we count ties, which gives
+ *    p = 1 there and changes nothing else in practice (a tie with a non-zero observed difference needs an exact
+ *    floating-point coincidence).
+ */
+import { DataError, ConfigError } from '../util/errors.js';
+import { Rng } from '../util/random.js';
+import { makeMetric, type Metric, type MetricName } from './metric.js';
+
+export const DEFAULT_BOOTSTRAP_N = 1000;
+export const DEFAULT_AR_N = 10000;
+export const DEFAULT_SEED = 12345;
+
+/** Per-sentence sufficient statistics: row i (length k) at data[i*k, (i+1)*k). */
+export interface SegmentStats {
+  readonly n: number;
+  readonly k: number;
+  readonly data: Float64Array;
+}
+
+export interface SystemResult {
+  /** The metric on the full test set. */
+  readonly score: number;
+  /** Mean of the bootstrap resample scores (NaN when no bootstrap was run). */
+  readonly mean: number;
+  /** 95% percentile interval of the resample scores, [2.5%, 97.5%]. */
+  readonly ci: readonly [number, number];
+  /** Half the interval's width, sacreBLEU's `±`. */
+  readonly halfWidth: number;
+  /** p-value against the baseline; null for the baseline itself. */
+  readonly pValue: number | null;
+}
+
+export interface PairedResult {
+  /** sacreBLEU's metric name: BLEU, chrF2, chrF2++, TER. */
+  readonly metric: string;
+  readonly test: 'bs' | 'ar';
+  /** Resamples (bs) or trials (ar). */
+  readonly n: number;
+  /** Bootstrap resamples behind mean/CI (n for bs, confidenceN for ar; 0 = none). */
+  readonly bootstrapN: number;
+  readonly seed: number;
+  readonly baseline: SystemResult;
+  /** In the order given, each compared with the baseline. */
+  readonly systems: readonly SystemResult[];
+}
+
+type MetricArg = Metric | MetricName;
+const resolve = (m: MetricArg): Metric => (typeof m === 'string' ? makeMetric(m) : m);
+
+function checkRefs(nHyps: number, refs: readonly (readonly string[])[], what: string): void {
+  if (refs.length === 0) throw new DataError(`${what}: expected at least one reference stream, got none`);
+  refs.forEach((stream, k) => {
+    if (stream.length !== nHyps) {
+      throw new DataError(`${what}: reference stream ${k + 1} has ${stream.length} lines but the hypotheses have ${nHyps}`);
+    }
+  });
+}
+
+/** One row of the metric's sufficient statistics per sentence. */
+export function segmentStatistics(metric: MetricArg, hyps: readonly string[], refs: readonly (readonly string[])[]): SegmentStats {
+  const m = resolve(metric);
+  checkRefs(hyps.length, refs, 'segmentStatistics');
+  const k = m.statsSize;
+  const data = new Float64Array(hyps.length * k);
+  for (let i = 0; i < hyps.length; i++) {
+    const row = m.segmentStats(hyps[i]!, refs.map((s) => s[i]!));
+    data.set(row, i * k);
+  }
+  return { n: hyps.length, k, data };
+}
+
+/** Column sums of the rows picked by `idx` (all rows when undefined) into `out`. */
+function sumRows(stats: SegmentStats, idx: Int32Array | undefined, out: Float64Array): Float64Array {
+  const { k, data } = stats;
+  out.fill(0);
+  const rows = idx === undefined ? stats.n : idx.length;
+  for (let r = 0; r < rows; r++) {
+    const base = (idx === undefined ? r : idx[r]!) * k;
+    for (let j = 0; j < k; j++) out[j]! += data[base + j]!;
+  }
+  return out;
+}
+
+export function scoreFromSegmentStats(metric: MetricArg, stats: SegmentStats): number {
+  const m = resolve(metric);
+  return m.scoreFromStats(sumRows(stats, undefined, new Float64Array(stats.k)));
+}
+
+/** The corpus score of `hyps` (0-100), as `heads bleu -m <metric>` prints it before rounding. */
+export function scoreCorpus(metric: MetricArg, hyps: readonly string[], refs: readonly (readonly string[])[]): number {
+  const m = resolve(metric);
+  return scoreFromSegmentStats(m, segmentStatistics(m, hyps, refs));
+}
+
+function checkN(n: number, what: string): void {
+  if (!Number.isInteger(n) || n < 1) throw new ConfigError([`${what}: expected an integer >= 1, got ${String(n)}`]);
+}
+
+/** n resamples of sentence indices with replacement, one Int32Array of `size` per resample. */
+export function bootstrapIndices(size: number, n: number, seed: number): Int32Array[] {
+  const rng = new Rng(seed);
+  const out: Int32Array[] = [];
+  for (let r = 0; r < n; r++) {
+    const idx = new Int32Array(size);
+    for (let i = 0; i < size; i++) idx[i] = rng.int(size);
+    out.push(idx);
+  }
+  return out;
+}
+
+function resampleScores(m: Metric, stats: SegmentStats, idxs: readonly Int32Array[]): Float64Array {
+  const buf = new Float64Array(stats.k);
+  const scores = new Float64Array(idxs.length);
+  idxs.forEach((idx, r) => {
+    scores[r] = m.scoreFromStats(sumRows(stats, idx, buf));
+  });
+  return scores;
+}
+
+/** sacreBLEU's estimate_ci: the mean and the [n//40, n - n//40 - 1] order statistics of the resample scores. */
+export function percentileInterval(scores: ArrayLike<number>): { mean: number; ci: [number, number]; halfWidth: number } {
+  const sorted = Float64Array.from(scores).sort();
+  const n = sorted.length;
+  const lo = Math.floor(n / 40);
+  const ci: [number, number] = [sorted[lo]!, sorted[n - lo - 1]!];
+  let sum = 0;
+  for (const s of sorted) sum += s;
+  return { mean: sum / n, ci, halfWidth: 0.5 * (ci[1] - ci[0]) };
+}
+
+/** (c + 1) / (N + 1), c = statistics at least as large as the observed one (see the header for the tie rule). */
+function pValue(stats: ArrayLike<number>, observed: number): number {
+  let c = 0;
+  for (let i = 0; i < stats.length; i++) if (stats[i]! >= observed) c++;
+  return (c + 1) / (stats.length + 1);
+}
+
+function checkSameLength(stats: readonly SegmentStats[], what: string): void {
+  for (const [s, st] of stats.entries()) {
+    if (st.n !== stats[0]!.n) throw new DataError(`${what}: system ${s + 1} has ${st.n} sentences but the baseline has ${stats[0]!.n}`);
+  }
+}
+
+/** One system's score with its bootstrap mean and 95% CI. */
+export function bootstrapConfidenceFromStats(metric: MetricArg, stats: SegmentStats, n = DEFAULT_BOOTSTRAP_N, seed = DEFAULT_SEED): SystemResult {
+  const m = resolve(metric);
+  checkN(n, 'bootstrap resamples');
+  const scores = resampleScores(m, stats, bootstrapIndices(stats.n, n, seed));
+  return { score: scoreFromSegmentStats(m, stats), ...percentileInterval(scores), pValue: null };
+}
+
+export function bootstrapConfidence(o: {
+  metric: MetricArg;
+  hyps: readonly string[];
+  refs: readonly (readonly string[])[];
+  n?: number;
+  seed?: number;
+}): SystemResult {
+  const m = resolve(o.metric);
+  return bootstrapConfidenceFromStats(m, segmentStatistics(m, o.hyps, o.refs), o.n, o.seed);
+}
+
+/** Paired bootstrap of each system's statistics against the baseline's (all with the same sentences). */
+export function pairedBootstrapFromStats(
+  metric: MetricArg,
+  baseline: SegmentStats,
+  systems: readonly SegmentStats[],
+  n = DEFAULT_BOOTSTRAP_N,
+  seed = DEFAULT_SEED,
+): PairedResult {
+  const m = resolve(metric);
+  checkN(n, 'paired bootstrap resamples');
+  checkSameLength([baseline, ...systems], 'pairedBootstrap');
+  const idxs = bootstrapIndices(baseline.n, n, seed);
+  const baseScore = scoreFromSegmentStats(m, baseline);
+  const baseScores = resampleScores(m, baseline, idxs);
+  const results = systems.map((st): SystemResult => {
+    const score = scoreFromSegmentStats(m, st);
+    const scores = resampleScores(m, st, idxs);
+    const diffs = new Float64Array(n);
+    let meanDiff = 0;
+    for (let r = 0; r < n; r++) {
+      diffs[r] = Math.abs(scores[r]! - baseScores[r]!);
+      meanDiff += diffs[r]!;
+    }
+    meanDiff /= n;
+    for (let r = 0; r < n; r++) diffs[r]! -= meanDiff;
+    return { score, ...percentileInterval(scores), pValue: pValue(diffs, Math.abs(baseScore - score)) };
+  });
+  return {
+    metric: m.name,
+    test: 'bs',
+    n,
+    bootstrapN: n,
+    seed,
+    baseline: { score: baseScore, ...percentileInterval(baseScores), pValue: null },
+    systems: results,
+  };
+}
+
+export interface PairedInput {
+  readonly metric: MetricArg;
+  readonly baseline: readonly string[];
+  readonly systems: readonly (readonly string[])[];
+  readonly refs: readonly (readonly string[])[];
+  /** Resamples (bootstrap) or trials (approximate randomization). */
+  readonly n?: number;
+  readonly seed?: number;
+}
+
+export function pairedBootstrap(o: PairedInput): PairedResult {
+  const m = resolve(o.metric);
+  return pairedBootstrapFromStats(
+    m,
+    segmentStatistics(m, o.baseline, o.refs),
+    o.systems.map((s) => segmentStatistics(m, s, o.refs)),
+    o.n,
+    o.seed,
+  );
+}
+
+const NO_CI = { mean: NaN, ci: [NaN, NaN] as const, halfWidth: NaN };
+
+/**
+ * Paired approximate randomization of each system against the baseline; mean/CI from `confidenceN` bootstrap
+ * resamples (0 for none; sacreBLEU's CLI runs none for AR, its API default is 1000 when asked).
+ */
+export function pairedApproximateRandomizationFromStats(
+  metric: MetricArg,
+  baseline: SegmentStats,
+  systems: readonly SegmentStats[],
+  n = DEFAULT_AR_N,
+  seed = DEFAULT_SEED,
+  confidenceN = DEFAULT_BOOTSTRAP_N,
+): PairedResult {
+  const m = resolve(metric);
+  checkN(n, 'approximate randomization trials');
+  if (!Number.isInteger(confidenceN) || confidenceN < 0) throw new ConfigError([`confidence resamples: expected an integer >= 0, got ${String(confidenceN)}`]);
+  checkSameLength([baseline, ...systems], 'pairedApproximateRandomization');
+  const { n: size, k } = baseline;
+  // the swap pattern: one bit per (trial, sentence), the same for every system, as sacreBLEU re-seeds per system
+  const rng = new Rng(seed);
+  const swap = new Uint8Array(n * size);
+  for (let i = 0; i < swap.length; i++) swap[i] = rng.next() < 0.5 ? 1 : 0;
+  const idxs = confidenceN > 0 ? bootstrapIndices(size, confidenceN, seed) : [];
+  const ciOf = (st: SegmentStats): typeof NO_CI | ReturnType<typeof percentileInterval> =>
+    confidenceN > 0 ? percentileInterval(resampleScores(m, st, idxs)) : NO_CI;
+
+  const baseSum = sumRows(baseline, undefined, new Float64Array(k));
+  const baseScore = m.scoreFromStats(baseSum);
+  const results = systems.map((st): SystemResult => {
+    const sysSum = sumRows(st, undefined, new Float64Array(k));
+    const score = m.scoreFromStats(sysSum);
+    const a = new Float64Array(k);
+    const b = new Float64Array(k);
+    const stats = new Float64Array(n);
+    for (let t = 0; t < n; t++) {
+      a.fill(0);
+      const off = t * size;
+      for (let i = 0; i < size; i++) {
+        const src = swap[off + i] ? baseline.data : st.data;
+        const base = i * k;
+        for (let j = 0; j < k; j++) a[j]! += src[base + j]!;
+      }
+      // the other pseudo-system holds every sentence a did not take
+      for (let j = 0; j < k; j++) b[j] = baseSum[j]! + sysSum[j]! - a[j]!;
+      stats[t] = Math.abs(m.scoreFromStats(a) - m.scoreFromStats(b));
+    }
+    return { score, ...ciOf(st), pValue: pValue(stats, Math.abs(baseScore - score)) };
+  });
+  return { metric: m.name, test: 'ar', n, bootstrapN: confidenceN, seed, baseline: { score: baseScore, ...ciOf(baseline), pValue: null }, systems: results };
+}
+
+export function pairedApproximateRandomization(o: PairedInput & { readonly confidenceN?: number }): PairedResult {
+  const m = resolve(o.metric);
+  return pairedApproximateRandomizationFromStats(
+    m,
+    segmentStatistics(m, o.baseline, o.refs),
+    o.systems.map((s) => segmentStatistics(m, s, o.refs)),
+    o.n,
+    o.seed,
+    o.confidenceN,
+  );
+}
