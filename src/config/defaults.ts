@@ -44,6 +44,7 @@ export const DEFAULT_CONFIG: HeadsConfig = {
     targetWarmupSteps: null,
     lrScale: 1,
     lagrangianLr: 0.05,
+    settle: null,
   },
   train: {
     maxSteps: 700,
@@ -67,6 +68,7 @@ export const DEFAULT_CONFIG: HeadsConfig = {
     skipNonFinite: 0,
     magnitudePruning: null,
     quantAware: false,
+    earlyStopping: null,
   },
   eval: {
     beamSize: 4,

@@ -172,6 +172,12 @@ export function crossFieldProblems(c: HeadsConfig, file: string): string[] {
     if (mp.endStep < mp.startStep) p.push(`${file}: train.magnitudePruning.endStep: ${mp.endStep} is before train.magnitudePruning.startStep = ${mp.startStep}`);
     if (mp.endStep > c.train.maxSteps) p.push(`${file}: train.magnitudePruning.endStep: ${mp.endStep} is after train.maxSteps = ${c.train.maxSteps} (the target sparsity would never be reached)`);
   }
+  const es = c.train.earlyStopping;
+  if (es) {
+    if (c.train.evalEverySteps === 0) p.push(`${file}: train.earlyStopping: set, but train.evalEverySteps is 0 (early stopping decides at evaluations; set it > 0)`);
+    if (es.metric === 'devBleu' && c.train.devBleuSentences === 0) p.push(`${file}: train.earlyStopping.metric: devBleu, but train.devBleuSentences is 0 (no dev BLEU is computed; use devLoss or set it > 0)`);
+  }
+  if (c.gates.settle && !c.gates.attention.length) p.push(`${file}: gates.settle: set, but gates.attention is empty (no gates to settle)`);
   if (c.model.encoderLayers === 0 && c.gates.attention.includes('enc-self'))
     p.push(`${file}: gates.attention: 'enc-self' is gated but model.encoderLayers is 0`);
   const t = c.gates.targetHeads;

@@ -157,6 +157,18 @@ export const GatesSchema = z.strictObject({
   lrScale: z.number().positive(),
   /** learning rate of the Lagrange multipliers' gradient ascent */
   lagrangianLr: z.number().positive(),
+  /**
+   * Train the gates until they settle (null: off): every `checkEvery` steps (from `minSteps`, and in
+   * budget mode from the end of the target warm-up) the run ends once no gate's deterministic value is
+   * strictly between 0 and 1; train.maxSteps stays the cap, and results.json says how many are still
+   * fractional when the cap ends it (train/settle.ts).
+   */
+  settle: z
+    .strictObject({
+      checkEvery: z.number({ error: 'expected an integer >= 1' }).int({ error: 'expected an integer >= 1' }).min(1, { error: 'expected an integer >= 1' }),
+      minSteps: z.number({ error: 'expected an integer >= 0' }).int({ error: 'expected an integer >= 0' }).nonnegative({ error: 'expected an integer >= 0' }).default(0),
+    })
+    .nullable(),
 });
 
 // ---- weight pruning and quantization in training (issue 10; train/gradual-pruning.ts, train/quant-aware.ts) ----
@@ -198,6 +210,23 @@ export const QuantAwareSchema = z.union([z.literal(false), z.strictObject({ bits
 
 export type QuantAwareConfig = z.infer<typeof QuantAwareSchema>;
 
+/**
+ * Early stopping (train/early-stopping.ts): at every evaluation (train.evalEverySteps, and the last step)
+ * the dev metric counts as improved when it beats the best so far by more than `minDelta` (dev BLEU
+ * higher, dev loss lower); after `patience` evaluations in a row without improvement the run stops.
+ * train.maxSteps stays the cap. The run keeps its best checkpoint, and its test translation, results.json
+ * and the model later stages load are the best step's. null: off.
+ */
+export const EarlyStoppingSchema = z
+  .strictObject({
+    metric: z.enum(['devBleu', 'devLoss'], { error: "expected 'devBleu' or 'devLoss'" }),
+    patience: z.number({ error: 'expected an integer >= 1 (evaluations)' }).int({ error: 'expected an integer >= 1 (evaluations)' }).min(1, { error: 'expected an integer >= 1 (evaluations)' }),
+    minDelta: z.number({ error: 'expected a number >= 0' }).nonnegative({ error: 'expected a number >= 0' }).default(0),
+  })
+  .nullable();
+
+export type EarlyStoppingConfig = NonNullable<z.infer<typeof EarlyStoppingSchema>>;
+
 export const TrainSchema = z.strictObject({
   maxSteps: posInt,
   /** padded tokens (sentences x max(srcLen, tgtLen)) per batch, summed over workers and accumulation */
@@ -229,6 +258,8 @@ export const TrainSchema = z.strictObject({
   magnitudePruning: MagnitudePruningSchema,
   /** quantization-aware training with int8 fake quantization (false: off; see QuantAwareSchema) */
   quantAware: QuantAwareSchema,
+  /** stop when the dev metric stops improving (null: off; see EarlyStoppingSchema) */
+  earlyStopping: EarlyStoppingSchema,
 });
 
 export const EvalSchema = z.strictObject({

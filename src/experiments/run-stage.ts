@@ -11,12 +11,12 @@ import { BpeTokenizer } from '../data/tokenizer.js';
 import { loadCorpora } from '../data/prepare.js';
 import { runTraining, scoreTranslations } from '../train/run-training.js';
 import { runPruning } from '../train/prune.js';
-import { findLatestValidCheckpoint } from '../train/checkpoint.js';
+import { findModelCheckpoint } from '../train/checkpoint.js';
 import { loadModel } from '../train/load-model.js';
 import type { ProgressLine } from '../train/progress.js';
 import { disposeGates } from '../train/trainer.js';
 import { countKept, readHeadMask, maskToGateValues, maskToKeptSets, originalMaskShape } from '../export/head-mask.js';
-import { readJsonFile, writeJsonAtomic } from '../util/fs.js';
+import { readJsonFile, writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
 import { ATTENTION_TYPES, type AttentionType } from '../config/head-id.js';
 import { runImportancePruning } from '../analysis/importance-pruning.js';
 import { AnalysisStopped, analyzeHeads, trainingFrequencies } from '../analysis/analyze.js';
@@ -29,9 +29,11 @@ export interface StageSummary {
   bleu?: number | null;
   bleuTokLc?: number | null;
   devBleu?: number | null;
+  /** how devBleu was decoded: `greedy` (the trainer's dev BLEU) or `beam N` (a pruned model's final dev score) */
+  devDecoding?: string;
   keptHeads?: Record<AttentionType, number>;
-  /** importance pruning: one point per step */
-  curve?: Array<{ keptHeads: Record<AttentionType, number>; bleu: number; bleuTokLc: number; maskFile: string }>;
+  /** importance pruning: one point per step; `hyp` the step's test translations (in the stage folder) */
+  curve?: Array<{ keptHeads: Record<AttentionType, number>; bleu: number; bleuTokLc: number; maskFile: string; hyp?: string }>;
   [k: string]: unknown;
 }
 
@@ -49,6 +51,16 @@ export function stepsNearest<T extends { step: number; headsKept: number }>(tabl
     chosen.add(best);
   }
   return table.filter((row) => chosen.has(row));
+}
+
+/** How a dev BLEU was decoded, as the report labels it. */
+export function decodingLabel(beamSize: number): string {
+  return beamSize <= 1 ? 'greedy' : `beam ${beamSize}`;
+}
+
+/** The folder-relative file of an importance step's test translations (`masks/step-04.json` -> `test-hyps/step-04.hyp`). */
+export function curveHypFile(maskFile: string): string {
+  return join('test-hyps', `${maskFile.replace(/^.*\//, '').replace(/\.json$/, '')}.hyp`);
 }
 
 function keptOf(cfg: ResolvedStage['config']): Record<AttentionType, number> {
@@ -77,14 +89,16 @@ async function runLocked(s: ResolvedStage, o: { progress: ProgressLine; isStopRe
   if (st.kind === 'train') {
     const r = await runTraining({ config: s.config, run, isResume, progress: o.progress, isStopRequested: o.isStopRequested });
     if (r.stoppedEarly) return null;
-    summary = { bleu: r.test?.bleu ?? null, bleuTokLc: r.test?.tokenizedLowercaseBleu ?? null, devBleu: r.devBleu, keptHeads: keptOf(s.config) };
+    // the trainer's dev BLEU is greedy (src/train/run-training.ts)
+    summary = { bleu: r.test?.bleu ?? null, bleuTokLc: r.test?.tokenizedLowercaseBleu ?? null, devBleu: r.devBleu, devDecoding: decodingLabel(1), keptHeads: keptOf(s.config) };
   } else if (st.kind === 'prune' && st.method === 'l0') {
-    const parent = findLatestValidCheckpoint(s.parent!.folder);
+    const parent = findModelCheckpoint(s.parent!.folder);
     const tokenizer = BpeTokenizer.load(join(s.parent!.folder, 'tokenizer.json'));
     const r = await runPruning({ config: s.config, run, parent, tokenizer, isResume, devSentences: s.config.train.devBleuSentences, progress: o.progress, isStopRequested: o.isStopRequested });
     if (r.stoppedEarly) return null;
     const p = (r.extra?.['pruning'] ?? {}) as { testScores?: { tokenizedLowercaseBleu: number } | null };
-    summary = { bleu: r.testBleuPruned, bleuTokLc: p.testScores?.tokenizedLowercaseBleu ?? null, devBleu: r.devBleuPruned, keptHeads: r.keptHeads };
+    // the pruned model's dev score is decoded as the test set is (src/train/prune.ts)
+    summary = { bleu: r.testBleuPruned, bleuTokLc: p.testScores?.tokenizedLowercaseBleu ?? null, devBleu: r.devBleuPruned, devDecoding: decodingLabel(s.config.eval.beamSize), keptHeads: r.keptHeads };
   } else if (st.kind === 'prune') {
     // importance / confidence / random: masks per step on the converged parent (no fine-tuning, as Michel et al.)
     const loaded = loadModel(s.parent!.folder);
@@ -100,7 +114,7 @@ async function runLocked(s: ResolvedStage, o: { progress: ProgressLine; isStopRe
     const shape = originalMaskShape(s.config.model);
     const steps = st.testHeads ? stepsNearest(r.table, st.testHeads, (m) => o.progress.log(m)) : r.table;
     const cachePath = join(s.folder, 'test-scores.json');
-    const cache: Record<string, { bleu: number; bleuTokLc: number }> = existsSync(cachePath) ? readJsonFile(cachePath) : {};
+    const cache: Record<string, { bleu: number; bleuTokLc: number; hyp?: string }> = existsSync(cachePath) ? readJsonFile(cachePath) : {};
     const curve: NonNullable<StageSummary['curve']> = [];
     for (const step of steps) {
       const mask = readHeadMask(join(s.folder, step.maskFile), shape);
@@ -109,14 +123,18 @@ async function runLocked(s: ResolvedStage, o: { progress: ProgressLine; isStopRe
       if (!scored) {
         const values = maskToGateValues(mask, shape);
         const gates = Object.fromEntries(ATTENTION_TYPES.map((t) => [t, values[t].map((l) => tf.tensor1d(l))]));
-        const { scores } = await scoreTranslations(loaded.model, loaded.tokenizer, corpora.test, s.config, gates, { progress: o.progress, label: `test (${step.headsKept} heads)` });
+        const { scores, hyps } = await scoreTranslations(loaded.model, loaded.tokenizer, corpora.test, s.config, gates, { progress: o.progress, label: `test (${step.headsKept} heads)` });
         disposeGates(gates);
-        scored = { bleu: scores.bleu, bleuTokLc: scores.tokenizedLowercaseBleu };
+        // the translations behind the score, so the committed results can be re-scored (experiment report)
+        const hyp = curveHypFile(step.maskFile);
+        mkdirSync(join(s.folder, 'test-hyps'), { recursive: true });
+        writeFileAtomic(join(s.folder, hyp), hyps.join('\n') + '\n');
+        scored = { bleu: scores.bleu, bleuTokLc: scores.tokenizedLowercaseBleu, hyp };
         cache[key] = scored;
         writeJsonAtomic(cachePath, cache);
         if (o.isStopRequested()) return null;
       }
-      curve.push({ keptHeads: Object.fromEntries(ATTENTION_TYPES.map((t) => [t, countKept(mask, shape, t)])) as Record<AttentionType, number>, bleu: scored.bleu, bleuTokLc: scored.bleuTokLc, maskFile: step.maskFile });
+      curve.push({ keptHeads: Object.fromEntries(ATTENTION_TYPES.map((t) => [t, countKept(mask, shape, t)])) as Record<AttentionType, number>, bleu: scored.bleu, bleuTokLc: scored.bleuTokLc, maskFile: step.maskFile, ...(scored.hyp ? { hyp: scored.hyp } : {}) });
       o.progress.log(`${st.method} step ${step.step}: ${step.headsKept} heads, test BLEU ${scored.bleu.toFixed(2)}`);
     }
     o.progress.done();

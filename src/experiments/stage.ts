@@ -30,7 +30,7 @@ export function experimentRoot(spec: ExperimentSpec, runsDir = 'runs'): string {
   return join(runsDir, 'experiments', spec.name);
 }
 
-function safeName(id: string): string {
+export function safeName(id: string): string {
   return id.replace(/[^A-Za-z0-9_.=,-]+/g, '_').slice(0, 80);
 }
 
@@ -53,6 +53,8 @@ export const FEATURE_KEYS_OFF_BY_DEFAULT: Readonly<Record<string, unknown>> = {
   'model.moe': null,
   'train.magnitudePruning': null,
   'train.quantAware': false,
+  'train.earlyStopping': null,
+  'gates.settle': null,
 };
 
 function deletePath(obj: Record<string, unknown>, path: string, onlyIf?: { value: unknown }): void {
@@ -89,6 +91,8 @@ function pruneDefaults(inst: StageInstance, parent: ResolvedConfig): string[] {
     `name=${JSON.stringify(`${parent.name}-${inst.stage}`)}`,
     `gates.attention=${JSON.stringify(attention)}`,
     `train.trainOnly=${encoderOnly && st.freezeDecoder ? '[encoder, gates]' : 'null'}`,
+    // the parent's early stopping is not the fine-tuning's (a stage's `set` can ask for it)
+    'train.earlyStopping=null',
   ];
   if (st.lambda !== undefined) out.push(`train.l0Lambda=${st.lambda}`);
   if (st.targetHeads !== undefined) out.push(`gates.targetHeads=${JSON.stringify(st.targetHeads)}`);
@@ -121,7 +125,8 @@ export function resolveStages(spec: ExperimentSpec, instances: StageInstance[], 
     }
     if (inst.spec.kind === 'export' && inst.spec.mask === 'gates' && !parent!.config.gates.attention.length)
       throw new ConfigError([`${where}.mask: gates, but its parent ${parent!.instance.id} has no gates (gates.attention is []); use mask: none, or export a prune stage`]);
-    const { set: _s, sweep: _w, description: _d, ...settings } = inst.spec;
+    // the seed enters through the config (`seed=N`), not as a stage setting
+    const { set: _s, sweep: _w, description: _d, seed: _seed, ...settings } = inst.spec;
     // a fixed-mask stage's identity includes its parent (the mask it copies), not the mask's contents
     const identity = stageIdentity(inst.spec.kind === 'train' && parent ? { ...config, model: { ...config.model, keptHeads: null } } : config);
     const hash = stableHash({ kind: inst.spec.kind, settings, config: identity, parent: parent?.hash ?? null });
@@ -146,11 +151,11 @@ export function stageState(s: ResolvedStage): StageState {
 }
 
 export function markDone(s: ResolvedStage, summary: Record<string, unknown>): void {
-  writeJsonAtomic(join(s.folder, 'stage.json'), { id: s.instance.id, stage: s.instance.stage, kind: s.instance.spec.kind, hash: s.hash, point: s.instance.point, parent: s.parent?.folder ?? null, finishedAt: new Date().toISOString(), ...summary });
+  writeJsonAtomic(join(s.folder, 'stage.json'), { id: s.instance.id, stage: s.instance.stage, kind: s.instance.spec.kind, hash: s.hash, point: s.instance.point, ...(s.instance.seed !== null ? { seed: s.instance.seed } : {}), parent: s.parent?.folder ?? null, finishedAt: new Date().toISOString(), ...summary });
 }
 
 export function requireParentDone(s: ResolvedStage): void {
-  if (s.parent && stageState(s.parent) !== 'done') throw new HeadsError(`stage ${s.instance.id}: its parent ${s.parent.instance.id} is not done (run it first: heads experiment run-stage ... --id '${s.parent.instance.id}')`);
+  if (s.parent && stageState(s.parent) !== 'done') throw new HeadsError(`stage ${s.instance.id}: its parent ${s.parent.instance.id} is not done (run it first: npx heads experiment run-stage ... --id '${s.parent.instance.id}')`);
 }
 
 function isAlive(pid: number): boolean {
@@ -221,6 +226,8 @@ export function adoptRun(s: ResolvedStage, runPath: string): void {
     bleu: results.test?.bleu ?? null,
     bleuTokLc: results.test?.tokenizedLowercaseBleu ?? null,
     devBleu: results.devBleu ?? null,
+    // a run's dev BLEU is the trainer's, which decodes greedily
+    devDecoding: 'greedy',
     keptHeads: { 'enc-self': s.config.model.encoderLayers * heads, 'dec-self': s.config.model.decoderLayers * heads, 'dec-enc': s.config.model.decoderLayers * heads },
   });
 }

@@ -238,6 +238,16 @@ export class HeadGates {
     return out;
   }
 
+  /** Heads whose deterministic gate is strictly between 0 and 1: not settled (gates.settle waits for none). */
+  fractionalGates(): string[] {
+    return this.states().filter((s) => s.testGate > 0 && s.testGate < 1).map((s) => s.key);
+  }
+
+  /** The first step at which the gates may count as settled: after the budget's target warm-up (0 without a budget). */
+  get settleFromStep(): number {
+    return this.isBudgeted ? this.targetWarmupSteps : 0;
+  }
+
   summary(): Record<string, number> {
     const s = this.states();
     const out: Record<string, number> = {

@@ -1,6 +1,6 @@
 /**
- * Load a trained model for translation, analysis, pruning or export: from a run folder (its newest valid
- * checkpoint) or a checkpoint folder. The tokenizer comes from the run folder; the model shape from the
+ * Load a trained model for translation, analysis, pruning or export: from a run folder (the checkpoint
+ * `checkpoints/best.json` names after early stopping, else its newest valid one) or a checkpoint folder. The tokenizer comes from the run folder; the model shape from the
  * checkpoint's config, so a physically pruned model (per-layer head lists) loads the same way.
  */
 import * as tf from '@tensorflow/tfjs';
@@ -12,7 +12,7 @@ import { BpeTokenizer } from '../data/tokenizer.js';
 import { HeadGates } from '../gates/head-gates.js';
 import { CheckpointError } from '../util/errors.js';
 import { Rng } from '../util/random.js';
-import { type LoadedCheckpoint, findLatestValidCheckpoint } from './checkpoint.js';
+import { type LoadedCheckpoint, findModelCheckpoint } from './checkpoint.js';
 
 export interface LoadedModel {
   model: Transformer;
@@ -63,7 +63,7 @@ export function assignWeights(model: Transformer, gates: HeadGates | null, c: Lo
 }
 
 export function loadModel(path: string, warn: (m: string) => void = () => {}): LoadedModel {
-  const checkpoint = findLatestValidCheckpoint(path, warn);
+  const checkpoint = findModelCheckpoint(path, warn);
   const runPath = runFolderOf(checkpoint.path);
   const tokPath = join(runPath, 'tokenizer.json');
   if (!existsSync(tokPath)) throw new CheckpointError(`${runPath}: no tokenizer.json beside the checkpoints`);

@@ -49,7 +49,7 @@ export async function runPruning(o: {
     const mask = maskFromKeptSets(keptIds, shape, cfg.gates.targetHeads !== null ? `gates (budget ${JSON.stringify(cfg.gates.targetHeads)})` : `gates (lambda ${cfg.train.l0Lambda})`);
     const maskPath = run.file('mask.json');
     writeHeadMask(maskPath, mask);
-    const undecidedHeads = gates.states().filter((s) => s.testGate > 0 && s.testGate < 1).map((s) => s.key);
+    const undecidedHeads = gates.fractionalGates();
     const keptHeads = Object.fromEntries(ATTENTION_TYPES.map((s) => [s, countKept(mask, shape, s)])) as Record<AttentionType, number>;
     progress.log(`pruned: kept ${ATTENTION_TYPES.map((s) => `${s} ${keptHeads[s]}`).join(', ')}; undecided gates (strictly between 0 and 1): ${undecidedHeads.length ? undecidedHeads.join(', ') : 'none'}`);
     const binary = gates.prunedGates(kept);

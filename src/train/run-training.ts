@@ -15,8 +15,8 @@ import { corpusBleu, tokenizedLowercaseBleu } from '../eval/bleu.js';
 import { Rng, deriveSeed } from '../util/random.js';
 import type { RunFolder } from '../util/run-folder.js';
 import { writeFileAtomic } from '../util/fs.js';
-import { Trainer, disposeGates } from './trainer.js';
-import { findLatestValidCheckpoint, type LoadedCheckpoint } from './checkpoint.js';
+import { Trainer, disposeGates, type StopRule } from './trainer.js';
+import { findLatestValidCheckpoint, writeBestPointer, type LoadedCheckpoint } from './checkpoint.js';
 import { ProgressLine, eta, formatDuration } from './progress.js';
 import { assignWeights } from './load-model.js';
 import { attentionSavings, formatAttentionSavings, hasAttentionPatterns, type AttentionSavings } from '../model/attention-patterns.js';
@@ -61,8 +61,13 @@ export interface RunTrainingResult {
   /** what the `finish` hook returned */
   extra?: Record<string, unknown>;
   steps: number;
+  /** the step whose weights the run delivers (early stopping: the best evaluation's; else the last step) */
+  modelStep: number;
+  /** the rule that ended training before train.maxSteps (null: the cap, or a stop request) */
+  stoppedBy: StopRule | null;
   elapsedMs: number;
   stoppedEarly: boolean;
+  /** dev figures of the delivered model (early stopping: of its best evaluation) */
   devLoss: number | null;
   devBleu: number | null;
   test: TestScores | null;
@@ -91,6 +96,15 @@ export async function scoreTranslations(
     hyps: outputs,
     scores: { bleu: b.score, signature: b.signature, formatted: b.format(), tokenizedLowercaseBleu: tl.score, sentences: pairs.length, sentencesPerSec: stats.sentencesPerSec },
   };
+}
+
+/**
+ * How settled a gated run's gates are at the end: the heads whose deterministic gate is still strictly
+ * between 0 and 1 (such a run is never called settled), and when gates.settle ended training.
+ */
+export function settleReport(gates: HeadGates, settledAtStep: number | null, cfg: ResolvedConfig): { settled: boolean; fractionalGates: number; fractional: string[]; settledAtStep: number | null; rule: ResolvedConfig['gates']['settle'] } {
+  const fractional = gates.fractionalGates();
+  return { settled: fractional.length === 0, fractionalGates: fractional.length, fractional, settledAtStep, rule: cfg.gates.settle ?? null };
 }
 
 export async function runTraining(o: RunTrainingOptions): Promise<RunTrainingResult> {
@@ -136,6 +150,14 @@ export async function runTraining(o: RunTrainingOptions): Promise<RunTrainingRes
     progress.log(`resume: step ${c.state.step} from ${c.path}`);
   }
   const r = await trainer.run();
+  // early stopping: the test translation, results.json and the model later stages load are the best step's
+  const bestStep = r.stoppedEarly ? null : trainer.restoreBestWeights();
+  if (bestStep !== null) {
+    writeBestPointer(run.path, bestStep);
+    const why = r.stoppedBy === 'early-stopping' ? `stopped at step ${trainer.step} after ${cfg.train.earlyStopping!.patience} evaluations without improvement` : `reached train.maxSteps = ${cfg.train.maxSteps} still improving or within patience`;
+    progress.log(`early stopping: ${why}; using the best checkpoint, step ${bestStep}`);
+  }
+  const best = trainer.earlyStopping?.bestEval ?? null;
   let test: TestScores | null = null;
   if (!r.stoppedEarly && o.evaluateTest !== false && data.corpora.test.length) {
     const g = gates?.testGates();
@@ -148,16 +170,19 @@ export async function runTraining(o: RunTrainingOptions): Promise<RunTrainingRes
   const extra = !r.stoppedEarly && o.finish ? await o.finish({ model, gates, data, config: cfg, run, progress }) : {};
   const result: RunTrainingResult = {
     steps: trainer.step,
+    modelStep: bestStep ?? trainer.step,
+    stoppedBy: r.stoppedBy,
     elapsedMs: r.elapsedMs,
     stoppedEarly: r.stoppedEarly,
-    devLoss: r.lastEval?.devLoss ?? null,
-    devBleu: r.lastEval?.devBleu ?? null,
+    devLoss: best ? best.devLoss : (r.lastEval?.devLoss ?? null),
+    devBleu: best ? best.devBleu : (r.lastEval?.devBleu ?? null),
     test,
     parameters: model.params.count(),
     extra,
   };
   const patterns = savings ? { attentionPatterns: { patterns: cfg.model.attentionPatterns, flopsPerEpoch: savings } } : {};
-  run.writeJson('results.json', { ...result, ...extra, gates: gates ? { summary: gates.summary(), heads: gates.states() } : null, backend: tf.getBackend(), ...patterns });
+  const stopping = trainer.earlyStopping ? { earlyStopping: { ...trainer.earlyStopping.report(), stoppedAtStep: trainer.step, stoppedBy: r.stoppedBy === 'early-stopping' ? 'patience' : 'maxSteps' } } : {};
+  run.writeJson('results.json', { ...result, ...extra, gates: gates ? { summary: gates.summary(), heads: gates.states(), settle: settleReport(gates, trainer.settledAtStep, cfg) } : null, backend: tf.getBackend(), ...patterns, ...stopping });
   trainer.dispose();
   gates?.dispose();
   model.dispose();

@@ -28,7 +28,7 @@ import { groupOf } from '../model/params.js';
 import { type Batch, type EncodedPair, makeBatch, planBatches } from '../data/batches.js';
 import { deriveSeed, Rng } from '../util/random.js';
 import type { RunFolder } from '../util/run-folder.js';
-import { CheckpointError, HeadsError } from '../util/errors.js';
+import { CheckpointError, FileSystemError, HeadsError } from '../util/errors.js';
 export { guardWasmHeap } from './memory-split.js';
 import { Adam, clipByGlobalNorm } from './adam.js';
 import { inverseSqrtLr } from './schedule.js';
@@ -42,7 +42,9 @@ import { activeKernelFixes, nativeBlasStatus, setBlasThreads } from '../backend/
 import { DROPOUT_KERNEL } from '../backend/dropout.js';
 import type { GateConfig } from '../config/schema.js';
 import type { ModelShape } from '../model/transformer.js';
-import { type DataPosition, type LoadedCheckpoint, type NamedArrays, writeCheckpoint } from './checkpoint.js';
+import { type DataPosition, type LoadedCheckpoint, type NamedArrays, checkpointDirName, readCheckpoint, writeCheckpoint } from './checkpoint.js';
+import { EarlyStopping } from './early-stopping.js';
+import { join } from 'node:path';
 import { ProgressLine, eta, formatDuration, formatRate } from './progress.js';
 import { type RoutingCounts, addRoutingCounts, routingSummary } from '../model/moe.js';
 import type { WeightMasks } from '../export/magnitude-pruning.js';
@@ -70,7 +72,14 @@ export interface GateProvider {
   afterStep?(step: number): void;
   /** CSV trajectory row per log step; optional */
   logStep?(step: number): void;
+  /** heads whose deterministic gate is strictly between 0 and 1 (gates.settle stops once there are none) */
+  fractionalGates?(): string[];
+  /** the first step at which the gates may count as settled (budget mode: the end of the target warm-up) */
+  readonly settleFromStep?: number;
 }
+
+/** Why a run ended before train.maxSteps by one of its rules (a stop request is `stoppedEarly`). */
+export type StopRule = 'early-stopping' | 'settled';
 
 export interface StepResult {
   step: number;
@@ -140,11 +149,16 @@ export class Trainer {
   private sparsity = 0;
   /** the shared `keep` mask must be rewritten from `masks` before the next worker step */
   private pushMasks = false;
+  /** train.earlyStopping's bookkeeping (null: off) */
+  readonly earlyStopping: EarlyStopping | null;
+  /** gates.settle: the step at which no gate was fractional any more (null: not settled) */
+  settledAtStep: number | null = null;
 
   constructor(private readonly o: TrainerOptions) {
     const t = o.config.train;
     this.adam = new Adam({ beta1: t.adamBeta1, beta2: t.adamBeta2, eps: t.adamEps });
     this.progress = o.progress ?? new ProgressLine(process.stderr, true);
+    this.earlyStopping = t.earlyStopping ? new EarlyStopping(t.earlyStopping) : null;
     const groups = t.trainOnly ? new Set(t.trainOnly) : null;
     this.trainable = new Map();
     for (const [name, v] of o.model.params.vars) if (!groups || groups.has(groupOf(name))) this.trainable.set(name, v);
@@ -490,23 +504,82 @@ export class Trainer {
     return out;
   }
 
-  /** Write a checkpoint of the current state into the run folder. */
+  /**
+   * Write a checkpoint of the current state into the run folder. A write the disk refuses throws a
+   * FileSystemError naming the file and the last checkpoint that stays valid.
+   */
   async saveCheckpoint(): Promise<string | null> {
     if (!this.o.run) return null;
     this.syncMainFromShared();
     const params: NamedArrays = await this.o.model.params.toArrays();
     if (this.o.gates) for (const [name, v] of this.o.gates.variables) params[name] = { shape: v.shape.slice(), data: (await v.data()) as Float32Array };
     const adam = this.pool !== null && !this.pushAdam ? this.sharedAdamState(this.pool) : await this.adam.state();
-    this.lastCheckpointStep = this.step;
+    try {
+      const dir = this.writeCheckpointOf(this.o.run.path, params, adam);
+      this.lastCheckpointStep = this.step;
+      return dir;
+    } catch (e) {
+      if (e instanceof FileSystemError) e.message += `; the last checkpoint (step ${this.lastCheckpointStep ?? 'none'}) is intact`;
+      throw e;
+    }
+  }
+
+  private writeCheckpointOf(runPath: string, params: NamedArrays, adam: { step: number; tensors: NamedArrays }): string {
     return writeCheckpoint(
-      this.o.run.path,
-      { step: this.step, dataPosition: this.position, adamStep: adam.step, config: this.o.config, extra: { ...(this.o.gates?.extraState() ?? {}), 'trainer.skippedNonFinite': this.skippedNonFinite } },
+      runPath,
+      { step: this.step, dataPosition: this.position, adamStep: adam.step, config: this.o.config, extra: { ...(this.o.gates?.extraState() ?? {}), 'trainer.skippedNonFinite': this.skippedNonFinite, ...this.stopRuleState() } },
       params,
       adam.tensors,
       this.o.config.train.keepCheckpoints,
       undefined,
       this.masks ? Object.fromEntries(Object.entries(this.masks).map(([k, m]) => [k, { shape: params[k]!.shape, data: m }])) : undefined,
+      this.earlyStopping?.bestEval?.step ?? null,
+      (m) => this.progress.log(`warning: ${m}`),
     );
+  }
+
+  /** Early stopping's and gates.settle's state, as checkpoint numbers. */
+  private stopRuleState(): Record<string, number> {
+    return { ...(this.earlyStopping?.toExtra() ?? {}), ...(this.settledAtStep !== null ? { 'settle.settledAtStep': this.settledAtStep } : {}) };
+  }
+
+  /** The rule that ended (or, after a resume, had already ended) the run, if any. */
+  stoppedBy(): StopRule | null {
+    if (this.earlyStopping?.shouldStop) return 'early-stopping';
+    return this.settledAtStep !== null ? 'settled' : null;
+  }
+
+  /**
+   * gates.settle at a check step: true (and settledAtStep set) when no gate's deterministic value is
+   * strictly between 0 and 1.
+   */
+  private checkSettled(): boolean {
+    const rule = this.o.config.gates.settle ?? null;
+    const g = this.o.gates;
+    if (!rule || !g?.fractionalGates || this.step % rule.checkEvery !== 0 || this.step < Math.max(rule.minSteps, g.settleFromStep ?? 0)) return false;
+    const fractional = g.fractionalGates();
+    this.o.run?.appendMetrics({ step: this.step, fractionalGates: fractional.length });
+    if (fractional.length) {
+      this.progress.log(`step ${this.step} | gates: ${fractional.length} still fractional (${fractional.slice(0, 6).join(', ')}${fractional.length > 6 ? ', ...' : ''}); next settle check at step ${this.step + rule.checkEvery}`);
+      return false;
+    }
+    this.settledAtStep = this.step;
+    this.progress.log(`step ${this.step} | gates settled: every deterministic gate is 0 or 1`);
+    return true;
+  }
+
+  /**
+   * Early stopping: put the best evaluation's weights (from its checkpoint) into the model, so that what
+   * follows (test translation, results) uses them. Returns the best step (null: no rule or no evaluation).
+   */
+  restoreBestWeights(): number | null {
+    const best = this.earlyStopping?.bestEval ?? null;
+    if (!best) return null;
+    if (best.step !== this.step) {
+      if (!this.o.run) throw new HeadsError(`early stopping: the best step ${best.step} is not the current one and there is no run folder to load it from`);
+      this.restore(readCheckpoint(join(this.o.run.path, 'checkpoints', checkpointDirName(best.step))), { weightsOnly: true });
+    }
+    return best.step;
   }
 
   /** Adam's state as checkpoints store it, read from shared memory (worker training). */
@@ -537,6 +610,8 @@ export class Trainer {
     this.plan = null;
     this.o.gates?.restoreExtraState(c.state.extra);
     this.skippedNonFinite = c.state.extra['trainer.skippedNonFinite'] ?? 0;
+    this.earlyStopping?.restore(c.state.extra);
+    this.settledAtStep = c.state.extra['settle.settledAtStep'] ?? null;
     // gradual magnitude pruning continues from the checkpoint's masks (none: before the first pruning step)
     if (this.o.config.train.magnitudePruning && c.masks) {
       for (const [name, m] of Object.entries(c.masks))
@@ -547,7 +622,7 @@ export class Trainer {
   }
 
   /** Train to config.train.maxSteps with logging, evaluation and checkpoints. */
-  async run(): Promise<{ steps: number; lastEval: EvalResult | null; stoppedEarly: boolean; elapsedMs: number }> {
+  async run(): Promise<{ steps: number; lastEval: EvalResult | null; stoppedEarly: boolean; stoppedBy: StopRule | null; elapsedMs: number }> {
     const cfg = this.o.config.train;
     const t0 = performance.now();
     const startStep = this.step;
@@ -559,7 +634,8 @@ export class Trainer {
     let windowRouting: RoutingCounts | null = null;
     let lastEval: EvalResult | null = null;
     let stoppedEarly = false;
-    while (this.step < cfg.maxSteps) {
+    // train.maxSteps is the cap; early stopping or settled gates (gates.settle) end the run before it
+    while (this.step < cfg.maxSteps && this.stoppedBy() === null) {
       // a step awaits only promises that resolve as microtasks on wasm/cpu, so without this the event
       // loop never polls and SIGINT/SIGTERM handlers (and worker messages) would wait for the whole run
       await new Promise<void>((resolve) => setImmediate(resolve));
@@ -588,7 +664,7 @@ export class Trainer {
       windowN++;
       windowAux += r.moeAux ?? 0;
       if (r.routing) windowRouting = addRoutingCounts(windowRouting ?? {}, r.routing);
-      const isLast = this.step === cfg.maxSteps;
+      let isLast = this.step === cfg.maxSteps || this.checkSettled();
       if (this.step % cfg.logEverySteps === 0 || isLast) {
         const tokPerSec = (windowTokens / windowMs) * 1000;
         const elapsed = performance.now() - t0;
@@ -600,19 +676,30 @@ export class Trainer {
         const record = { step: this.step, loss: windowLoss / windowN, penalty: r.penalty, lr: r.lr, gradNorm: r.gradNorm, tgtTokensPerSec: tokPerSec, epoch: this.position.epoch, elapsedMs: Math.round(elapsed), ...summary, ...moe, ...pruning };
         this.o.run?.appendMetrics(record);
         this.o.gates?.logStep?.(this.step);
-        const gateText = ('expectedOpenHeads' in summary ? ` | E[open] ${summary['expectedOpenHeads']!.toFixed(1)}` : '') + ('sparsity' in pruning ? ` | sparsity ${this.sparsity.toFixed(3)}` : '');
+        const gateText =
+          ('expectedOpenHeads' in summary ? ` | E[open] ${summary['expectedOpenHeads']!.toFixed(1)}` : '') + ('sparsity' in pruning ? ` | sparsity ${this.sparsity.toFixed(3)}` : '') + (this.earlyStopping ? ` | ${this.earlyStopping.describe()}` : '');
         this.progress.update(
           `step ${this.step}/${cfg.maxSteps} | loss ${record.loss.toFixed(3)}${gateText} | ${formatRate(tokPerSec)} tok/s | lr ${r.lr.toExponential(1)} | ETA ${formatDuration(eta(this.step - startStep, cfg.maxSteps - startStep, elapsed))}`,
         );
         windowTokens = windowMs = windowLoss = windowN = windowAux = 0;
         windowRouting = null;
       }
+      let isBest = false;
       if ((cfg.evalEverySteps > 0 && this.step % cfg.evalEverySteps === 0) || isLast) {
         lastEval = await this.evaluate();
-        this.o.run?.appendMetrics({ step: this.step, ...lastEval });
-        this.progress.log(`step ${this.step} | dev loss ${lastEval.devLoss.toFixed(3)} | dev ppl ${lastEval.devPerplexity.toFixed(2)}${lastEval.devBleu !== undefined ? ` | dev BLEU ${lastEval.devBleu.toFixed(2)}` : ''}`);
+        const es = this.earlyStopping;
+        if (es) {
+          isBest = es.observe(this.step, lastEval).improved;
+          if (es.shouldStop) isLast = true;
+        }
+        this.o.run?.appendMetrics({ step: this.step, ...lastEval, ...(es ? { bestStep: es.bestEval?.step ?? null, patienceLeft: es.patienceLeft } : {}) });
+        this.progress.log(
+          `step ${this.step} | dev loss ${lastEval.devLoss.toFixed(3)} | dev ppl ${lastEval.devPerplexity.toFixed(2)}${lastEval.devBleu !== undefined ? ` | dev BLEU ${lastEval.devBleu.toFixed(2)}` : ''}` +
+            (es ? ` | ${isBest ? 'new best' : es.describe()}${es.shouldStop ? ` | early stopping: no improvement in ${es.rule.patience} evaluations, best step ${es.bestEval?.step ?? '-'}` : ''}` : ''),
+        );
       }
-      if (this.step % cfg.checkpointEverySteps === 0 || isLast) await this.saveCheckpoint();
+      // the best evaluation's weights are kept as a checkpoint (protected from pruning while it is the best)
+      if (this.step % cfg.checkpointEverySteps === 0 || isLast || isBest) await this.saveCheckpoint();
     }
     this.syncMainFromShared();
     if (stoppedEarly) {
@@ -620,7 +707,7 @@ export class Trainer {
       this.progress.log(`stopped at step ${this.step}; checkpoint ${dir ?? '(no run folder)'}`);
     }
     this.progress.done();
-    return { steps: this.step - startStep, lastEval, stoppedEarly, elapsedMs: performance.now() - t0 };
+    return { steps: this.step - startStep, lastEval, stoppedEarly, stoppedBy: stoppedEarly ? null : this.stoppedBy(), elapsedMs: performance.now() - t0 };
   }
 
   /** Frees the optimizer state and stops the workers (sync the model first if it is still needed). */

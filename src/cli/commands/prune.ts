@@ -10,12 +10,13 @@ import { type CommonArgs, createRun, installStopHandler, runHandler, startBacken
 import { loadConfigOn } from '../../config/load.js';
 import { isAttentionType } from '../../config/head-id.js';
 import { BpeTokenizer } from '../../data/tokenizer.js';
-import { findLatestValidCheckpoint } from '../../train/checkpoint.js';
+import { findModelCheckpoint } from '../../train/checkpoint.js';
 import { runFolderOf } from '../../train/load-model.js';
 import { runPruning } from '../../train/prune.js';
 import { loadModel } from '../../train/load-model.js';
 import { loadCorpora } from '../../data/prepare.js';
 import { runImportancePruning, type PruningMethod } from '../../analysis/importance-pruning.js';
+import { type ImportanceForm, type ImportanceNormalization, importanceSettingProblems } from '../../analysis/importance.js';
 import type { AttentionType } from '../../config/head-id.js';
 import { ConfigError, CheckpointError } from '../../util/errors.js';
 
@@ -32,6 +33,8 @@ interface Args extends CommonArgs {
   steps?: number;
   'freeze-decoder': boolean;
   'dev-sentences'?: number;
+  'importance-form'?: string;
+  'importance-normalize'?: string;
 }
 
 export const command = 'prune';
@@ -45,6 +48,8 @@ export function builder(y: Argv): Argv<Args> {
     .option('reestimate', { type: 'boolean', default: false, describe: 'importance/confidence: re-estimate scores under the current mask after each step' })
     .option('min-heads-per-layer', { type: 'number', default: 0, describe: 'importance/confidence/random: never leave a layer with fewer heads' })
     .option('bleu-sentences', { type: 'number', default: 200, describe: 'importance/confidence/random: dev sentences scored (greedy) after each step' })
+    .option('importance-form', { type: 'string', describe: `importance: example (mean over sentences of |dL(x)/dxi|, the paper's eq. 2; default), token (Michel's MT code) or batch (HF bertology)` })
+    .option('importance-normalize', { type: 'string', describe: 'importance: layer (l2 over the heads of a layer, as Michel\'s MT scripts; default) or none' })
     .option('lambda', { type: 'number', describe: 'weight of the expected-L0 penalty (train.l0Lambda)' })
     .option('target-heads', { type: 'string', describe: 'exact head budget instead of a lambda: N overall, or per type as enc-self=10,dec-enc=20' })
     .option('attention', { type: 'string', describe: 'gated attention types, comma-separated (default enc-self)' })
@@ -53,6 +58,21 @@ export function builder(y: Argv): Argv<Args> {
     .option('dev-sentences', { type: 'number', describe: 'dev sentences scored with the pruned model (default: all)' })
     .example('$0 prune --from runs/X-train-ddtp --lambda 0.05 --steps 300', 'encoder-head pruning at lambda 0.05')
     .example('$0 prune --from runs/X-train-ddtp --target-heads 10', 'keep exactly 10 encoder heads') as unknown as Argv<Args>;
+}
+
+/**
+ * The name of a pruning run (and of its folder, `runs/<time>-prune-<name>`): the parent's name, the
+ * method and its setting, so runs at different lambdas, budgets or methods are told apart by their folders:
+ * `quickstart-l0-lambda0.01`, `quickstart-l0-heads8`, `quickstart-l0-all-lambda0.005` (gates on every
+ * attention type), `quickstart-importance-10pct`.
+ */
+export function pruneRunName(parent: string, s: { method: string; lambda?: number; targetHeads?: number | Record<string, number> | null; attention?: readonly string[]; stepPercent?: number; reestimate?: boolean }): string {
+  if (s.method !== 'l0') return [parent, s.method, `${s.stepPercent ?? 10}pct`, ...(s.reestimate ? ['reestimate'] : [])].join('-');
+  const types = s.attention ?? ['enc-self'];
+  const where = types.length === 3 ? ['all'] : types.length === 1 && types[0] === 'enc-self' ? [] : [types.join('+')];
+  const t = s.targetHeads;
+  const setting = t === null || t === undefined ? `lambda${s.lambda ?? 0}` : typeof t === 'number' ? `heads${t}` : `heads-${Object.entries(t).map(([k, v]) => `${k}${v}`).join('-')}`;
+  return [parent, 'l0', ...where, setting].join('-');
 }
 
 /** `10` -> 10; `enc-self=10,dec-enc=4` -> { 'enc-self': 10, 'dec-enc': 4 } */
@@ -69,8 +89,11 @@ export function parseTargetHeads(text: string): number | Record<string, number> 
 
 export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
   await runHandler(async () => {
+    const importanceProblems = importanceSettingProblems(args['importance-form'], args['importance-normalize'], { form: '--importance-form', normalize: '--importance-normalize' });
+    for (const k of ['importance-form', 'importance-normalize'] as const) if (args[k] !== undefined && args.method !== 'importance') importanceProblems.push(`--${k}: only with --method importance (got --method ${args.method})`);
+    if (importanceProblems.length) throw new ConfigError(importanceProblems);
     if (args.method !== 'l0') return pruneByScores(args);
-    const parent = findLatestValidCheckpoint(args.from, (m) => console.error(`warning: ${m}`));
+    const parent = findModelCheckpoint(args.from, (m) => console.error(`warning: ${m}`));
     const runPath = runFolderOf(parent.path);
     if (!existsSync(join(runPath, 'tokenizer.json'))) throw new CheckpointError(`${runPath}: no tokenizer.json beside the checkpoints`);
     const tokenizer = BpeTokenizer.load(join(runPath, 'tokenizer.json'));
@@ -81,6 +104,8 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
       `name=${parent.state.config.name}-prune`,
       `gates.attention=${JSON.stringify(attention)}`,
       `train.trainOnly=${encoderOnly && args['freeze-decoder'] ? '[encoder, gates]' : 'null'}`,
+      // the parent's early stopping is not the fine-tuning's (--set train.earlyStopping=... asks for it)
+      'train.earlyStopping=null',
     ];
     const flags = [...(args.set ?? [])];
     if (args.lambda !== undefined) flags.push(`train.l0Lambda=${args.lambda}`);
@@ -88,7 +113,10 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
     if (args.steps !== undefined) flags.push(`train.maxSteps=${args.steps}`);
     if (args.backend) flags.push(`backend=${args.backend}`);
     const base = loadConfigOn(parent.state.config, null, defaults, `${parent.path}/state.json`);
-    const cfg = loadConfigOn(base, args.config ?? null, flags, `${parent.path}/state.json`);
+    const loaded = loadConfigOn(base, args.config ?? null, flags, `${parent.path}/state.json`);
+    // named by method and setting unless -c / --set name=... chose a name
+    const isDefaultName = loaded.name === `${parent.state.config.name}-prune`;
+    const cfg = isDefaultName ? { ...loaded, name: pruneRunName(parent.state.config.name, { method: 'l0', lambda: loaded.train.l0Lambda, targetHeads: loaded.gates.targetHeads, attention: loaded.gates.attention }) } : loaded;
     if (cfg.gates.targetHeads === null && cfg.train.l0Lambda === 0)
       throw new ConfigError(['prune: give --lambda > 0 (train.l0Lambda) or --target-heads (gates.targetHeads); with neither, nothing pushes heads closed']);
     const backend = await startBackend(args.backend ?? cfg.backend);
@@ -111,13 +139,14 @@ async function pruneByScores(args: ArgumentsCamelCase<Args>): Promise<void> {
   const corpora = loadCorpora(cfg.data, cfg.seed);
   const stacks = (args.attention ?? 'enc-self').split(',').map((s) => s.trim());
   for (const a of stacks) if (!isAttentionType(a)) throw new ConfigError([`--attention: unknown attention type ${JSON.stringify(a)}; expected enc-self, dec-self or dec-enc`]);
-  const run = createRun(args, cfg, await startBackend(args.backend ?? 'auto', () => {}), `prune-${args.method}`);
+  const name = pruneRunName(cfg.name, { method: args.method, stepPercent: args['step-percent'], reestimate: args.reestimate });
+  const run = createRun(args, { ...cfg, name }, await startBackend(args.backend ?? 'auto', () => {}), 'prune');
   console.error(`run folder: ${run.path}`);
   // scores are estimated on the dev set and BLEU reported on the test set, so the ranking is not tuned on what it is judged on
   const r = await runImportancePruning({
     model: loaded.model, gates: loaded.gates, tokenizer: loaded.tokenizer, config: cfg,
     data: { estimate: corpora.valid, eval: corpora.test.length ? corpora.test : corpora.valid },
-    method: args.method as PruningMethod, stepPercent: args['step-percent'], reestimate: args.reestimate, minHeadsPerLayer: args['min-heads-per-layer'],
+    method: args.method as PruningMethod, importanceForm: args['importance-form'] as ImportanceForm | undefined, importanceNormalize: args['importance-normalize'] as ImportanceNormalization | undefined, stepPercent: args['step-percent'], reestimate: args.reestimate, minHeadsPerLayer: args['min-heads-per-layer'],
     stacks: stacks as AttentionType[], bleuSentences: args['bleu-sentences'], run, seed: cfg.seed, onProgress: (m) => console.error(m),
   });
   for (const s of r.table) console.log(`step ${s.step}: ${s.headsKept} heads kept, BLEU ${s.bleu.toFixed(2)}, loss ${s.loss.toFixed(3)}  ${s.maskFile}`);

@@ -1,0 +1,99 @@
+/**
+ * Early stopping (train.earlyStopping): the trainer shows this rule every evaluation; it remembers the
+ * best value of the dev metric and its step, counts the evaluations since the best, and says stop once
+ * `patience` of them in a row failed to improve by more than `minDelta` (dev BLEU higher or dev loss
+ * lower). Its state is plain numbers kept in the checkpoint's state.json (`earlyStopping.*`), so a
+ * resumed run makes the same decision as an uninterrupted one.
+ */
+import type { EarlyStoppingConfig } from '../config/schema.js';
+
+/** The dev figures of one evaluation (what Trainer.evaluate returns). */
+export interface DevEval {
+  devLoss: number;
+  devBleu?: number;
+}
+
+export interface BestEval {
+  step: number;
+  /** the metric's value at that step */
+  value: number;
+  devLoss: number;
+  devBleu: number | null;
+}
+
+export class EarlyStopping {
+  private best: BestEval | null = null;
+  private sinceBest = 0;
+  private evaluations = 0;
+
+  constructor(readonly rule: EarlyStoppingConfig) {}
+
+  private valueOf(e: DevEval): number {
+    return this.rule.metric === 'devBleu' ? (e.devBleu ?? NaN) : e.devLoss;
+  }
+
+  private beats(value: number, best: number): boolean {
+    return this.rule.metric === 'devBleu' ? value > best + this.rule.minDelta : value < best - this.rule.minDelta;
+  }
+
+  /** Record one evaluation; `improved`: it is the new best (the caller keeps its checkpoint). */
+  observe(step: number, e: DevEval): { improved: boolean } {
+    const value = this.valueOf(e);
+    this.evaluations++;
+    // a non-finite metric never improves (and the first finite one always does)
+    const improved = Number.isFinite(value) && (this.best === null || this.beats(value, this.best.value));
+    if (improved) {
+      this.best = { step, value, devLoss: e.devLoss, devBleu: e.devBleu ?? null };
+      this.sinceBest = 0;
+    } else this.sinceBest++;
+    return { improved };
+  }
+
+  /** True once `patience` evaluations in a row have not improved. */
+  get shouldStop(): boolean {
+    return this.sinceBest >= this.rule.patience;
+  }
+
+  get bestEval(): BestEval | null {
+    return this.best;
+  }
+
+  get patienceLeft(): number {
+    return Math.max(0, this.rule.patience - this.sinceBest);
+  }
+
+  /** `best dev BLEU 18.21 @1250 | patience 3/5` */
+  describe(): string {
+    const name = this.rule.metric === 'devBleu' ? 'dev BLEU' : 'dev loss';
+    const best = this.best ? `${this.best.value.toFixed(this.rule.metric === 'devBleu' ? 2 : 3)} @${this.best.step}` : '-';
+    return `best ${name} ${best} | patience ${this.patienceLeft}/${this.rule.patience}`;
+  }
+
+  /** What results.json reports. */
+  report(): { metric: string; patience: number; minDelta: number; evaluations: number; evaluationsSinceBest: number; best: BestEval | null } {
+    return { metric: this.rule.metric, patience: this.rule.patience, minDelta: this.rule.minDelta, evaluations: this.evaluations, evaluationsSinceBest: this.sinceBest, best: this.best };
+  }
+
+  /** The state as checkpoint numbers. */
+  toExtra(): Record<string, number> {
+    const out: Record<string, number> = { 'earlyStopping.evaluations': this.evaluations, 'earlyStopping.sinceBest': this.sinceBest };
+    if (this.best) {
+      out['earlyStopping.bestStep'] = this.best.step;
+      out['earlyStopping.bestValue'] = this.best.value;
+      out['earlyStopping.bestDevLoss'] = this.best.devLoss;
+      if (this.best.devBleu !== null) out['earlyStopping.bestDevBleu'] = this.best.devBleu;
+    }
+    return out;
+  }
+
+  /** Restore from checkpoint numbers (a checkpoint without them: no evaluation seen yet). */
+  restore(extra: Readonly<Record<string, number>>): void {
+    this.evaluations = extra['earlyStopping.evaluations'] ?? 0;
+    this.sinceBest = extra['earlyStopping.sinceBest'] ?? 0;
+    const step = extra['earlyStopping.bestStep'];
+    this.best =
+      step === undefined
+        ? null
+        : { step, value: extra['earlyStopping.bestValue']!, devLoss: extra['earlyStopping.bestDevLoss']!, devBleu: extra['earlyStopping.bestDevBleu'] ?? null };
+  }
+}

@@ -1,0 +1,209 @@
+/**
+ * The rules that end training before train.maxSteps: early stopping on a dev metric (its bookkeeping on
+ * synthetic metric sequences, then in the trainer with a synthetic dev BLEU per step: the stop step, the
+ * kept best checkpoint, the restored best weights, and a killed-and-resumed run making the same stop),
+ * the same through runTraining (results.json, best.json, loadModel), and gates.settle.
+ */
+import { mkdtempSync, existsSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig } from '../config/load.js';
+import { ConfigError } from '../util/errors.js';
+import { createTransformer } from '../model/transformer.js';
+import { HeadGates } from '../gates/head-gates.js';
+import { Rng } from '../util/random.js';
+import { RunFolder } from '../util/run-folder.js';
+import { EarlyStopping } from './early-stopping.js';
+import { Trainer } from './trainer.js';
+import { findLatestValidCheckpoint, readCheckpoint } from './checkpoint.js';
+import { loadModel } from './load-model.js';
+import { runTraining } from './run-training.js';
+import { ProgressLine } from './progress.js';
+import { reversePairs } from '../test-utils/pairs.js';
+import { useTestBackend } from '../test-utils/backend.js';
+
+const V = 24;
+const quiet = new ProgressLine(process.stderr, true);
+const root = mkdtempSync(join(tmpdir(), 'heads-stop-'));
+const TINY = ['model.dModel=16', 'model.dFF=32', 'model.heads=2', 'model.encoderLayers=1', 'model.decoderLayers=1', 'train.maxTokensPerBatch=200', 'train.logEverySteps=100', 'train.workers=1', 'train.warmupSteps=4'];
+
+beforeAll(() => useTestBackend());
+
+/** Feed a dev BLEU sequence; the index of the evaluation after which the rule says stop (-1: never). */
+function stopIndex(es: EarlyStopping, bleus: number[]): number {
+  for (let i = 0; i < bleus.length; i++) {
+    es.observe((i + 1) * 10, { devLoss: 1, devBleu: bleus[i]! });
+    if (es.shouldStop) return i;
+  }
+  return -1;
+}
+
+describe('EarlyStopping', () => {
+  it('stops after `patience` evaluations without an improvement larger than minDelta, keeping the best', () => {
+    // 12.05 is not an improvement over 12 with minDelta 0.1, so evaluations 3, 4 and 5 all fail
+    const es = new EarlyStopping({ metric: 'devBleu', patience: 3, minDelta: 0.1 });
+    expect(stopIndex(es, [10, 12, 11.9, 12.05, 11, 13])).toBe(4);
+    expect(es.bestEval).toEqual({ step: 20, value: 12, devLoss: 1, devBleu: 12 });
+    expect(es.patienceLeft).toBe(0);
+    // an improvement resets the count: 10, 11, 10, 12, 10, 10 never has 3 failures in a row
+    expect(stopIndex(new EarlyStopping({ metric: 'devBleu', patience: 3, minDelta: 0 }), [10, 11, 10, 12, 10, 10])).toBe(-1);
+  });
+
+  it('dev loss improves downwards; a non-finite value never counts as an improvement', () => {
+    const es = new EarlyStopping({ metric: 'devLoss', patience: 2, minDelta: 0 });
+    expect(es.observe(1, { devLoss: NaN }).improved).toBe(false);
+    expect(es.observe(2, { devLoss: 3 }).improved).toBe(true);
+    expect(es.observe(3, { devLoss: 2.5 }).improved).toBe(true);
+    expect(es.observe(4, { devLoss: 2.6 }).improved).toBe(false);
+    expect(es.shouldStop).toBe(false);
+    expect(es.observe(5, { devLoss: Infinity }).improved).toBe(false);
+    expect(es.shouldStop).toBe(true);
+    expect(es.bestEval?.step).toBe(3);
+    expect(es.describe()).toBe('best dev loss 2.500 @3 | patience 0/2');
+  });
+
+  it('its state survives the checkpoint numbers exactly', () => {
+    const a = new EarlyStopping({ metric: 'devBleu', patience: 4, minDelta: 0 });
+    for (const [step, b] of [[5, 1], [10, 3.25], [15, 2]] as const) a.observe(step, { devLoss: 10 - b, devBleu: b });
+    const b = new EarlyStopping(a.rule);
+    b.restore(a.toExtra());
+    expect(b.report()).toEqual(a.report());
+    // both then decide the same on the same future
+    for (const x of [3, 3.1, 2, 2, 2, 2]) {
+      a.observe(99, { devLoss: 1, devBleu: x });
+      b.observe(99, { devLoss: 1, devBleu: x });
+      expect(b.shouldStop).toBe(a.shouldStop);
+    }
+    expect(a.shouldStop).toBe(true);
+  });
+
+  it('the config needs evaluations, and dev BLEU for the devBleu metric; names the key on bad input', () => {
+    expect(() => loadConfig(null, ['train.earlyStopping={metric: devBleu, patience: 3}', 'train.evalEverySteps=0'])).toThrow(/train\.earlyStopping: set, but train\.evalEverySteps is 0/);
+    expect(() => loadConfig(null, ['train.earlyStopping={metric: devBleu, patience: 3}', 'train.devBleuSentences=0'])).toThrow(/train\.earlyStopping\.metric: devBleu, but train\.devBleuSentences is 0/);
+    expect(() => loadConfig(null, ['train.earlyStopping={metric: bleu, patience: 3}'])).toThrow(ConfigError);
+    expect(() => loadConfig(null, ['train.earlyStopping={metric: devLoss, patience: 0}'])).toThrow(/train\.earlyStopping\.patience/);
+    expect(loadConfig(null, ['train.earlyStopping={metric: devLoss, patience: 2}']).train.earlyStopping).toEqual({ metric: 'devLoss', patience: 2, minDelta: 0 });
+  });
+});
+
+describe('early stopping in the trainer', () => {
+  // dev BLEU by step (evaluations every 2 steps): best at step 8, then 3 evaluations without improvement
+  const BLEU: Record<number, number> = { 2: 5, 4: 7, 6: 6, 8: 9, 10: 8.5, 12: 8.9, 14: 9, 16: 20 };
+  const SETS = [...TINY, 'train.maxSteps=40', 'train.evalEverySteps=2', 'train.devBleuSentences=5', 'train.checkpointEverySteps=6', 'train.keepCheckpoints=1', 'train.earlyStopping={metric: devBleu, patience: 3}'];
+  const train = reversePairs(200, 11);
+  const valid = reversePairs(10, 12);
+  const runs = new Map<string, string>();
+
+  function trainer(runName: string, opts: { init: number; stopAt?: number }) {
+    const cfg = loadConfig(null, SETS);
+    const model = createTransformer(cfg.model, V, new Rng(opts.init));
+    const path = runs.get(runName);
+    const run = path ? RunFolder.open(path) : RunFolder.create(root, runName);
+    runs.set(runName, run.path);
+    let t: Trainer;
+    const devBleu = async () => BLEU[t.step]!;
+    t = new Trainer({ config: cfg, model, train, valid, run, progress: quiet, devBleu, isStopRequested: () => opts.stopAt !== undefined && t.step >= opts.stopAt });
+    return { t, model, run };
+  }
+
+  it('stops `patience` evaluations after the best, keeps its checkpoint, restores its weights; a killed and resumed run stops the same', async () => {
+    const a = trainer('es-a', { init: 1 });
+    const ra = await a.t.run();
+    expect(ra.stoppedBy).toBe('early-stopping');
+    expect(a.t.step).toBe(14);
+    expect(a.t.earlyStopping!.bestEval).toMatchObject({ step: 8, value: 9 });
+    // keepCheckpoints 1 keeps the newest (14) and the protected best (8)
+    expect(readdirSync(join(a.run.path, 'checkpoints')).filter((d) => d.startsWith('step-')).sort()).toEqual(['step-0000008', 'step-0000014']);
+    const last = await a.model.params.toArrays();
+    expect(a.t.restoreBestWeights()).toBe(8);
+    const best = readCheckpoint(join(a.run.path, 'checkpoints', 'step-0000008'));
+    const restored = await a.model.params.toArrays();
+    for (const [name, { data }] of Object.entries(best.params)) expect(Array.from(restored[name]!.data)).toEqual(Array.from(data));
+    expect(Object.keys(last).some((n) => last[n]!.data.some((x, i) => x !== restored[n]!.data[i]))).toBe(true);
+    // the eval records carry the best step and the patience left
+    const evals = readFileSync(join(a.run.path, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>).filter((r) => 'devBleu' in r);
+    expect(evals.map((r) => [r['step'], r['bestStep'], r['patienceLeft']])).toEqual([[2, 2, 3], [4, 4, 3], [6, 4, 2], [8, 8, 3], [10, 8, 2], [12, 8, 1], [14, 8, 0]]);
+    a.t.dispose();
+    a.model.dispose();
+
+    // killed at step 10 (between the best and the stop), resumed in a fresh trainer with another init
+    const b = trainer('es-b', { init: 1, stopAt: 10 });
+    const rb = await b.t.run();
+    expect(rb.stoppedEarly).toBe(true);
+    b.t.dispose();
+    b.model.dispose();
+    const c = trainer('es-b', { init: 77 });
+    c.t.restore(findLatestValidCheckpoint(c.run.path));
+    expect(c.t.step).toBe(10);
+    const rc = await c.t.run();
+    expect(rc.stoppedBy).toBe('early-stopping');
+    expect(c.t.step).toBe(14);
+    expect(c.t.earlyStopping!.report()).toEqual(a.t.earlyStopping!.report());
+    expect(c.t.history.map((h) => h.loss)).toEqual(a.t.history.slice(10).map((h) => h.loss));
+    c.t.restoreBestWeights();
+    const resumedBest = await c.model.params.toArrays();
+    for (const [name, { data }] of Object.entries(restored)) expect(Array.from(resumedBest[name]!.data)).toEqual(Array.from(data));
+    c.t.dispose();
+    c.model.dispose();
+
+    // resumed from the stop step's checkpoint, the run is already over
+    const d = trainer('es-b', { init: 5 });
+    d.t.restore(findLatestValidCheckpoint(d.run.path));
+    const rd = await d.t.run();
+    expect([rd.steps, rd.stoppedBy]).toEqual([0, 'early-stopping']);
+    d.t.dispose();
+    d.model.dispose();
+  }, 60_000);
+
+  it('runTraining scores test with the best step, says which in results.json, and loadModel delivers it', async () => {
+    // minDelta 100: only the first evaluation (step 3) is ever an improvement, so patience 2 stops at step 9
+    const cfg = loadConfig(null, [
+      ...TINY, 'data.synthetic.task=reverse', 'data.synthetic.trainPairs=300', 'data.synthetic.validPairs=8', 'data.synthetic.testPairs=6', 'data.bpeMerges=20', 'eval.beamSize=1',
+      'train.maxSteps=30', 'train.evalEverySteps=3', 'train.devBleuSentences=0', 'train.checkpointEverySteps=100', 'train.keepCheckpoints=1', 'train.earlyStopping={metric: devLoss, patience: 2, minDelta: 100}',
+    ]);
+    const run = RunFolder.create(root, 'es-run');
+    const r = await runTraining({ config: cfg, run, progress: quiet });
+    expect([r.steps, r.modelStep, r.stoppedBy]).toEqual([9, 3, 'early-stopping']);
+    const results = JSON.parse(readFileSync(run.file('results.json'), 'utf8'));
+    expect(results.earlyStopping).toMatchObject({ metric: 'devLoss', patience: 2, evaluations: 3, stoppedAtStep: 9, stoppedBy: 'patience', best: { step: 3 } });
+    expect(results.modelStep).toBe(3);
+    expect(results.devLoss).toBe(results.earlyStopping.best.devLoss);
+    expect(existsSync(run.file('test.hyp'))).toBe(true);
+    expect(JSON.parse(readFileSync(join(run.path, 'checkpoints', 'best.json'), 'utf8'))).toEqual({ step: 3, dir: 'step-0000003' });
+    const loaded = loadModel(run.path);
+    expect(loaded.checkpoint.state.step).toBe(3);
+    loaded.model.dispose();
+    // resuming the finished run resumes from the newest checkpoint, not the best one
+    expect(findLatestValidCheckpoint(run.path).state.step).toBe(9);
+  }, 60_000);
+});
+
+describe('gates.settle', () => {
+  const train = reversePairs(200, 21);
+  const valid = reversePairs(10, 22);
+  async function gatedRun(sets: string[]) {
+    const cfg = loadConfig(null, [...TINY, 'train.evalEverySteps=0', 'train.devBleuSentences=0', 'train.checkpointEverySteps=100', 'gates.attention=[enc-self]', 'model.heads=4', ...sets]);
+    const model = createTransformer(cfg.model, V, new Rng(3));
+    const gates = new HeadGates(cfg.gates, model.shape, cfg.seed, { maxSteps: cfg.train.maxSteps });
+    const t = new Trainer({ config: cfg, model, train, valid, run: null, gates, progress: quiet });
+    const r = await t.run();
+    const out = { steps: t.step, settledAtStep: t.settledAtStep, stoppedBy: r.stoppedBy, fractional: gates.fractionalGates().length };
+    t.dispose();
+    gates.dispose();
+    model.dispose();
+    return out;
+  }
+
+  it('ends at the first check with every deterministic gate at 0 or 1, and never before a budget is annealed', async () => {
+    // log alpha 8: every deterministic gate is clipped to 1 from the start
+    expect(await gatedRun(['train.maxSteps=20', 'gates.logAlphaInit={kind: constant, value: 8}', 'gates.settle={checkEvery: 3}'])).toEqual({ steps: 3, settledAtStep: 3, stoppedBy: 'settled', fractional: 0 });
+    expect(await gatedRun(['train.maxSteps=20', 'gates.logAlphaInit={kind: constant, value: 8}', 'gates.settle={checkEvery: 3, minSteps: 7}'])).toMatchObject({ steps: 9, settledAtStep: 9 });
+    expect(await gatedRun(['train.maxSteps=20', 'gates.logAlphaInit={kind: constant, value: 8}', 'gates.settle={checkEvery: 2}', 'gates.targetHeads=2', 'gates.targetWarmupSteps=8'])).toMatchObject({ steps: 8, settledAtStep: 8 });
+  });
+
+  it('runs to the cap when gates stay fractional, and says how many are', async () => {
+    // log alpha 0: deterministic gate 0.5, far from settling in 6 steps
+    expect(await gatedRun(['train.maxSteps=6', 'gates.logAlphaInit={kind: constant, value: 0}', 'gates.settle={checkEvery: 2}'])).toEqual({ steps: 6, settledAtStep: null, stoppedBy: null, fractional: 4 });
+    expect(() => loadConfig(null, ['gates.settle={checkEvery: 2}'])).toThrow(/gates\.settle: set, but gates\.attention is empty/);
+  });
+});
