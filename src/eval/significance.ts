@@ -191,6 +191,7 @@ export function bootstrapConfidence(o: {
   n?: number;
   seed?: number;
 }): SystemResult {
+  checkN(o.n ?? DEFAULT_BOOTSTRAP_N, 'bootstrap resamples');
   const m = resolve(o.metric);
   return bootstrapConfidenceFromStats(m, segmentStatistics(m, o.hyps, o.refs), o.n, o.seed);
 }
@@ -243,7 +244,19 @@ export interface PairedInput {
   readonly seed?: number;
 }
 
+/** Every system must have one line per reference line: checked before any statistic is computed. */
+function checkSystems(o: PairedInput, what: string): void {
+  checkRefs(o.baseline.length, o.refs, what);
+  o.systems.forEach((s, k) => {
+    if (s.length !== o.baseline.length) {
+      throw new DataError(`${what}: system ${k + 1} has ${s.length} lines but the references have ${o.baseline.length}`);
+    }
+  });
+}
+
 export function pairedBootstrap(o: PairedInput): PairedResult {
+  checkSystems(o, 'pairedBootstrap');
+  checkN(o.n ?? DEFAULT_BOOTSTRAP_N, 'paired bootstrap resamples');
   const m = resolve(o.metric);
   return pairedBootstrapFromStats(
     m,
@@ -307,6 +320,8 @@ export function pairedApproximateRandomizationFromStats(
 }
 
 export function pairedApproximateRandomization(o: PairedInput & { readonly confidenceN?: number }): PairedResult {
+  checkSystems(o, 'pairedApproximateRandomization');
+  checkN(o.n ?? DEFAULT_AR_N, 'approximate randomization trials');
   const m = resolve(o.metric);
   return pairedApproximateRandomizationFromStats(
     m,
