@@ -41,25 +41,34 @@ export function resolveConfig(args: CommonArgs): ResolvedConfig {
   return loadConfig(args.config ?? null, overrides);
 }
 
+/** Run folders this command created: a failure removes those still half-made (runHandler). */
+const createdRuns: RunFolder[] = [];
+
 export function createRun(args: CommonArgs, cfg: ResolvedConfig, backend: BackendInfo, kind: string): RunFolder {
   const run = RunFolder.create(args['runs-dir'], `${kind}-${cfg.name}`);
+  createdRuns.push(run);
   run.writeProvenance({ config: cfg, argv: process.argv.slice(1), seed: cfg.seed, env: { backend: backend.name, backendPackage: backend.packageName, kernelFixes: backend.fixes, tfjs: tf.version_core } });
   return run;
 }
 
-/** First SIGINT/SIGTERM asks the loop to stop after the current step and checkpoint; a second exits now. */
+/**
+ * First SIGINT/SIGTERM asks the loop to stop after the current step and checkpoint (or the final
+ * evaluation after its current batch); a second one ends the process at once, even mid-step: the first
+ * removes these handlers, so the second meets the default action (saved files are complete either way).
+ */
 export function installStopHandler(log: (m: string) => void = (m) => console.error(m)): () => boolean {
   let requested = false;
+  const onInt = () => handler('SIGINT');
+  const onTerm = () => handler('SIGTERM');
   const handler = (sig: string) => {
-    if (requested) {
-      log(`\n${sig} again: exiting now (saved files are complete; the step in progress is lost)`);
-      process.exit(130);
-    }
+    if (requested) return;
     requested = true;
-    log(`\n${sig}: finishing the current step, then writing a checkpoint (press Ctrl-C again to exit at once)`);
+    process.off('SIGINT', onInt);
+    process.off('SIGTERM', onTerm);
+    log(`\n${sig}: finishing the current step, then writing a checkpoint (press Ctrl-C again to exit at once; saved files stay complete, the step in progress is lost)`);
   };
-  process.on('SIGINT', () => handler('SIGINT'));
-  process.on('SIGTERM', () => handler('SIGTERM'));
+  process.on('SIGINT', onInt);
+  process.on('SIGTERM', onTerm);
   return () => requested;
 }
 
@@ -71,6 +80,8 @@ export async function runHandler(fn: () => Promise<void>): Promise<void> {
   try {
     await fn();
   } catch (e) {
+    // a run folder with nothing but its provenance is no run: a failed command does not leave it behind
+    for (const run of createdRuns.splice(0)) run.removeIfHalfMade();
     if (isHeadsError(e)) {
       console.error(`error: ${e.message}`);
       process.exitCode = 2;

@@ -1,6 +1,8 @@
 /**
  * Translate raw sentences: BPE-encode, sort by length, decode in batches of `batchSentences` (greedy or
- * beam), detokenise, and return the outputs in the input order. Reports progress (sentences/s).
+ * beam), detokenise, and return the outputs in the input order. Reports progress (sentences/s). With
+ * `isStopRequested`, it yields to the event loop between batches (so signal handlers run) and throws
+ * TranslationStopped when a stop was requested.
  */
 import type { EvalConfig } from '../config/schema.js';
 import type { GateTensors, Transformer } from '../model/transformer.js';
@@ -18,11 +20,18 @@ export interface TranslateStats {
   outputTokens: number;
 }
 
+/** Thrown by translateSentences when `isStopRequested` answers true between batches. */
+export class TranslationStopped extends Error {
+  constructor(readonly done: number, readonly total: number) {
+    super(`translation stopped on request after ${done} of ${total} sentences`);
+  }
+}
+
 export async function translateSentences(
   model: Transformer,
   codec: TextCodec,
   sentences: readonly string[],
-  o: EvalConfig & { gates?: GateTensors; onProgress?: (done: number, total: number, elapsedMs: number) => void },
+  o: EvalConfig & { gates?: GateTensors; onProgress?: (done: number, total: number, elapsedMs: number) => void; isStopRequested?: () => boolean },
 ): Promise<{ outputs: string[]; stats: TranslateStats }> {
   const t0 = performance.now();
   const maxSrc = model.config.maxPositions - 1;
@@ -31,6 +40,11 @@ export async function translateSentences(
   const outputs: string[] = new Array(sentences.length).fill('');
   let outputTokens = 0;
   for (let start = 0; start < order.length; ) {
+    if (o.isStopRequested) {
+      // decoding awaits only microtasks: without this the signal handler would wait for the whole set
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      if (o.isStopRequested()) throw new TranslationStopped(start, order.length);
+    }
     // sorted by length, so the last sentence taken is the longest: stop before B x S passes the cap
     let end = start + 1;
     while (end < order.length && end - start < o.batchSentences && (end - start + 1) * encoded[order[end]!]!.length <= o.maxTokensPerBatch) end++;

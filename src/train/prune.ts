@@ -28,7 +28,8 @@ export interface PruneResult extends RunTrainingResult {
 export async function runPruning(o: {
   config: ResolvedConfig;
   run: RunFolder;
-  parent: LoadedCheckpoint;
+  /** the converged model it starts from (not needed to resume: the run's own checkpoint holds the weights) */
+  parent?: LoadedCheckpoint;
   tokenizer: BpeTokenizer;
   progress?: ProgressLine;
   isStopRequested?: () => boolean;
@@ -36,10 +37,12 @@ export async function runPruning(o: {
   devSentences?: number;
   /** continue an interrupted pruning run in the same folder */
   isResume?: boolean;
+  /** see RunTrainingOptions.onResumed */
+  onResumed?: (c: LoadedCheckpoint) => void;
 }): Promise<PruneResult> {
   let summary: Omit<PruneResult, keyof RunTrainingResult> | null = null;
   const finish = async (ctx: FinishContext): Promise<Record<string, unknown>> => {
-    const { gates, model, data, config: cfg, run, progress } = ctx;
+    const { gates, model, data, config: cfg, run, progress, isStopRequested } = ctx;
     if (!gates) throw new Error('pruning run without gates');
     const kept = gates.keptPositions();
     // positions -> original ids (a physically pruned parent keeps its own head ids)
@@ -54,8 +57,8 @@ export async function runPruning(o: {
     progress.log(`pruned: kept ${ATTENTION_TYPES.map((s) => `${s} ${keptHeads[s]}`).join(', ')}; undecided gates (strictly between 0 and 1): ${undecidedHeads.length ? undecidedHeads.join(', ') : 'none'}`);
     const binary = gates.prunedGates(kept);
     const devPairs = data.corpora.valid.slice(0, o.devSentences ?? data.corpora.valid.length);
-    const dev = devPairs.length ? await scoreTranslations(model, data.tokenizer, devPairs, cfg, binary, { progress, label: 'dev (pruned)' }) : null;
-    const test = data.corpora.test.length ? await scoreTranslations(model, data.tokenizer, data.corpora.test, cfg, binary, { progress, label: 'test (pruned)' }) : null;
+    const dev = devPairs.length ? await scoreTranslations(model, data.tokenizer, devPairs, cfg, binary, { progress, label: 'dev (pruned)', isStopRequested }) : null;
+    const test = data.corpora.test.length ? await scoreTranslations(model, data.tokenizer, data.corpora.test, cfg, binary, { progress, label: 'test (pruned)', isStopRequested }) : null;
     disposeGates(binary);
     progress.done();
     if (test) writeFileAtomic(run.file('test.pruned.hyp'), test.hyps.join('\n') + '\n');
@@ -64,7 +67,8 @@ export async function runPruning(o: {
     summary = { keptHeads, undecidedHeads, maskPath, devBleuPruned: dev?.scores.bleu ?? null, testBleuPruned: test?.scores.bleu ?? null };
     return { pruning: { ...summary, devScores: dev?.scores ?? null, testScores: test?.scores ?? null } };
   };
-  const r = await runTraining({ config: o.config, run: o.run, initFrom: o.parent, isResume: o.isResume, tokenizer: o.tokenizer, progress: o.progress, isStopRequested: o.isStopRequested, evaluateTest: false, finish });
+  if (!o.parent && !o.isResume) throw new Error('runPruning: a parent checkpoint is needed unless resuming');
+  const r = await runTraining({ config: o.config, run: o.run, initFrom: o.isResume ? undefined : o.parent, isResume: o.isResume, onResumed: o.onResumed, tokenizer: o.tokenizer, progress: o.progress, isStopRequested: o.isStopRequested, evaluateTest: false, finish });
   const s = summary as Omit<PruneResult, keyof RunTrainingResult> | null;
   return { ...r, keptHeads: s?.keptHeads ?? ({} as Record<AttentionType, number>), undecidedHeads: s?.undecidedHeads ?? [], maskPath: s?.maskPath ?? '', devBleuPruned: s?.devBleuPruned ?? null, testBleuPruned: s?.testBleuPruned ?? null };
 }

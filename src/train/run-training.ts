@@ -2,6 +2,9 @@
  * One training run end to end, as a library call the CLI, experiments and notebooks share: prepare the
  * data (or reuse the run's tokenizer on resume), build the model (and gates), restore a checkpoint when
  * resuming or fine-tuning, train with dev loss / dev BLEU, then translate and score the test set.
+ * A stop request during that final evaluation ends it after the current batch (training is complete and
+ * checkpointed): a resume then redoes only the evaluation, with the dev scores of the last step's
+ * evaluation read back from metrics.jsonl.
  */
 import * as tf from '@tensorflow/tfjs';
 import { existsSync } from 'node:fs';
@@ -10,12 +13,13 @@ import { BpeTokenizer } from '../data/tokenizer.js';
 import { prepareData, type PreparedData } from '../data/prepare.js';
 import { createTransformer, type GateTensors, type Transformer } from '../model/transformer.js';
 import { HeadGates } from '../gates/head-gates.js';
-import { translateSentences } from '../eval/translate.js';
+import { TranslationStopped, translateSentences } from '../eval/translate.js';
+import { FileSystemError } from '../util/errors.js';
 import { corpusBleu, tokenizedLowercaseBleu } from '../eval/bleu.js';
 import { Rng, deriveSeed } from '../util/random.js';
 import type { RunFolder } from '../util/run-folder.js';
 import { writeFileAtomic } from '../util/fs.js';
-import { Trainer, disposeGates, type StopRule } from './trainer.js';
+import { Trainer, disposeGates, type EvalResult, type StopRule } from './trainer.js';
 import { findLatestValidCheckpoint, writeBestPointer, type LoadedCheckpoint } from './checkpoint.js';
 import { ProgressLine, eta, formatDuration } from './progress.js';
 import { assignWeights } from './load-model.js';
@@ -36,6 +40,8 @@ export interface RunTrainingOptions {
   evaluateTest?: boolean;
   /** after training (not when stopped early): extra evaluation whose result goes into results.json */
   finish?: (ctx: FinishContext) => Promise<Record<string, unknown>>;
+  /** called once a resume has restored its checkpoint, before anything is trained or written */
+  onResumed?: (c: LoadedCheckpoint) => void;
 }
 
 /** What a `finish` hook receives: the trained model and gates, the data, the config and the run. */
@@ -46,6 +52,8 @@ export interface FinishContext {
   config: ResolvedConfig;
   run: RunFolder;
   progress: ProgressLine;
+  /** pass to scoreTranslations: a stop request ends the evaluation after its current batch */
+  isStopRequested?: () => boolean;
 }
 
 export interface TestScores {
@@ -81,12 +89,13 @@ export async function scoreTranslations(
   pairs: ReadonlyArray<{ src: string; tgt: string }>,
   cfg: ResolvedConfig,
   gates: GateTensors | undefined,
-  opts: { beamSize?: number; progress?: ProgressLine; label?: string } = {},
+  opts: { beamSize?: number; progress?: ProgressLine; label?: string; isStopRequested?: () => boolean } = {},
 ): Promise<{ hyps: string[]; scores: TestScores }> {
   const { outputs, stats } = await translateSentences(model, tok, pairs.map((p) => p.src), {
     ...cfg.eval,
     beamSize: opts.beamSize ?? cfg.eval.beamSize,
     gates,
+    isStopRequested: opts.isStopRequested,
     onProgress: (done, total, ms) => opts.progress?.update(`${opts.label ?? 'translate'} ${done}/${total} sentences | ${((done / ms) * 1000).toFixed(1)} sent/s | ETA ${formatDuration(eta(done, total, ms))}`),
   });
   const refs = [pairs.map((p) => p.tgt)];
@@ -105,6 +114,15 @@ export async function scoreTranslations(
 export function settleReport(gates: HeadGates, settledAtStep: number | null, cfg: ResolvedConfig): { settled: boolean; fractionalGates: number; fractional: string[]; settledAtStep: number | null; rule: ResolvedConfig['gates']['settle'] } {
   const fractional = gates.fractionalGates();
   return { settled: fractional.length === 0, fractionalGates: fractional.length, fractional, settledAtStep, rule: cfg.gates.settle ?? null };
+}
+
+/** The dev evaluation metrics.jsonl logged at `step` (the newest such record), or null. */
+function loggedEval(run: RunFolder, step: number): EvalResult | null {
+  const rec = run.readMetrics().filter((m) => m['step'] === step && typeof m['devLoss'] === 'number').pop();
+  if (!rec) return null;
+  const out: EvalResult = { devLoss: rec['devLoss'] as number, devPerplexity: rec['devPerplexity'] as number };
+  if (typeof rec['devBleu'] === 'number') out.devBleu = rec['devBleu'];
+  return out;
 }
 
 export async function runTraining(o: RunTrainingOptions): Promise<RunTrainingResult> {
@@ -146,10 +164,21 @@ export async function runTraining(o: RunTrainingOptions): Promise<RunTrainingRes
   }
   if (o.isResume) {
     const c = findLatestValidCheckpoint(run.path, (m) => progress.log(`warning: ${m}`));
+    assignWeights(model, gates, c); // every name and shape checked: a model that changed is refused in one line
     trainer.restore(c);
     progress.log(`resume: step ${c.state.step} from ${c.path}`);
+    o.onResumed?.(c);
   }
-  const r = await trainer.run();
+  let r: Awaited<ReturnType<Trainer['run']>>;
+  try {
+    r = await trainer.run();
+  } catch (e) {
+    if (e instanceof FileSystemError && !e.message.includes('the last checkpoint')) e.message += `; the last checkpoint (step ${trainer.lastCheckpoint ?? 'none'}) is intact`;
+    throw e;
+  }
+  // a resume with nothing left to train (a finished run, or one stopped in its final evaluation): the
+  // dev scores of the final step are those its evaluation logged, not null
+  if (!r.lastEval && r.steps === 0 && !r.stoppedEarly) r = { ...r, lastEval: loggedEval(run, trainer.step) ?? (await trainer.evaluate()) };
   // early stopping: the test translation, results.json and the model later stages load are the best step's
   const bestStep = r.stoppedEarly ? null : trainer.restoreBestWeights();
   if (bestStep !== null) {
@@ -159,15 +188,26 @@ export async function runTraining(o: RunTrainingOptions): Promise<RunTrainingRes
   }
   const best = trainer.earlyStopping?.bestEval ?? null;
   let test: TestScores | null = null;
-  if (!r.stoppedEarly && o.evaluateTest !== false && data.corpora.test.length) {
-    const g = gates?.testGates();
-    const { hyps, scores } = await scoreTranslations(model, data.tokenizer, data.corpora.test, cfg, g, { progress, label: 'test' });
-    if (g) disposeGates(g);
-    progress.done();
-    writeFileAtomic(run.file('test.hyp'), hyps.join('\n') + '\n');
-    test = scores;
+  let extra: Record<string, unknown> = {};
+  try {
+    if (!r.stoppedEarly && o.evaluateTest !== false && data.corpora.test.length) {
+      const g = gates?.testGates();
+      try {
+        const { hyps, scores } = await scoreTranslations(model, data.tokenizer, data.corpora.test, cfg, g, { progress, label: 'test', isStopRequested: o.isStopRequested });
+        writeFileAtomic(run.file('test.hyp'), hyps.join('\n') + '\n');
+        test = scores;
+      } finally {
+        if (g) disposeGates(g);
+        progress.done();
+      }
+    }
+    if (!r.stoppedEarly && o.finish) extra = await o.finish({ model, gates, data, config: cfg, run, progress, isStopRequested: o.isStopRequested });
+  } catch (e) {
+    if (!(e instanceof TranslationStopped)) throw e;
+    progress.log(`stopped during the final evaluation; training is complete (checkpoint step ${trainer.lastCheckpoint ?? trainer.step}): resume (heads train --resume ${run.path}) to redo only the evaluation`);
+    r = { ...r, stoppedEarly: true };
+    test = null;
   }
-  const extra = !r.stoppedEarly && o.finish ? await o.finish({ model, gates, data, config: cfg, run, progress }) : {};
   const result: RunTrainingResult = {
     steps: trainer.step,
     modelStep: bestStep ?? trainer.step,

@@ -125,6 +125,10 @@ export class Trainer {
   skippedNonFinite = 0;
   /** step of the newest checkpoint written or restored (named when a non-finite step stops the run) */
   private lastCheckpointStep: number | null = null;
+  /** step of the newest checkpoint written or restored (null: none yet) */
+  get lastCheckpoint(): number | null {
+    return this.lastCheckpointStep;
+  }
   readonly adam: Adam;
   private plan: number[][] | null = null;
   private readonly trainable: Map<string, tf.Variable>;

@@ -9,11 +9,16 @@
  * wrong number. The record is two-phase (the new digest is added as `pending` before the rename and made
  * current after it), so a kill between the steps leaves a record that accepts whichever file survived.
  * Appended logs (metrics.jsonl) are not recorded: their readers skip a torn last line instead.
+ *
+ * Faults: a write the file system refuses (full disk, no permission, read-only) throws a FileSystemError
+ * naming the file and the reason, after removing its temp file; the old file and its record are
+ * untouched. Temp files are named `.<name>.<pid>.<n>.tmp`; `removeStaleTempFiles` removes those a kill
+ * left behind (writer no longer alive, or older than an hour), never one a live process is writing.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync, existsSync, readFileSync, statSync, appendFileSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync, existsSync, readFileSync, statSync, appendFileSync, readSync, readdirSync, rmSync, type Stats } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
-import { DataError } from './errors.js';
+import { DataError, FileSystemError } from './errors.js';
 
 let tempCounter = 0;
 
@@ -50,37 +55,73 @@ function writeRecord(dir: string, r: IntegrityRecord): void {
   writeFileAtomic(join(dir, INTEGRITY_FILE), JSON.stringify(r, null, 1) + '\n', { integrity: false });
 }
 
+/** An error from the file system (it has an errno code) as a FileSystemError naming `path`; others unchanged. */
+export function fileSystemError(e: unknown, path: string, action: string): unknown {
+  if (e instanceof FileSystemError) return e;
+  const code = (e as NodeJS.ErrnoException | null)?.code;
+  return typeof code === 'string' && /^E[A-Z]+$/.test(code) ? new FileSystemError(path, code, action) : e;
+}
+
+/** `statSync`, with null for a missing file and a FileSystemError for one that cannot be looked at. */
+export function statOrNull(path: string): Stats | null {
+  try {
+    return statSync(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw fileSystemError(e, path, 'read');
+  }
+}
+
+function makeFolder(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (e) {
+    throw fileSystemError(e, dir, 'create the folder');
+  }
+}
+
 /**
  * Write `data` to `path` atomically (temp file + fsync + rename) and record its length and digest (unless
- * `integrity: false`). Creates the folder if needed. Returns the length and sha256 of what it wrote.
+ * `integrity: false`). Creates the folder if needed. Returns the length and sha256 of what it wrote. A
+ * refused write throws a FileSystemError naming `path`, leaving no temp file and the old file intact.
  */
 export function writeFileAtomic(path: string, data: string | Uint8Array, opts: { integrity?: boolean } = {}): Digest {
   const dir = dirname(path);
-  mkdirSync(dir, { recursive: true });
+  makeFolder(dir);
   const tmp = join(dir, `.${basename(path)}.${process.pid}.${tempCounter++}.tmp`);
   const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
-  const fd = openSync(tmp, 'w');
-  try {
-    let off = 0;
-    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
   const isRecorded = opts.integrity !== false && basename(path) !== INTEGRITY_FILE;
   const name = basename(path);
   const digest = digestOf(buf);
-  if (isRecorded) {
-    const r = readRecord(dir);
-    const prev = r.files[name];
-    r.files[name] = prev && existsSync(path) ? { bytes: prev.bytes, sha256: prev.sha256, pending: digest } : { ...digest };
-    writeRecord(dir, r);
+  try {
+    const fd = openSync(tmp, 'w');
+    try {
+      let off = 0;
+      while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    if (isRecorded) {
+      const r = readRecord(dir);
+      const prev = r.files[name];
+      r.files[name] = prev && existsSync(path) ? { bytes: prev.bytes, sha256: prev.sha256, pending: digest } : { ...digest };
+      writeRecord(dir, r);
+    }
+    renameSync(tmp, path);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw fileSystemError(e, path, 'write');
   }
-  renameSync(tmp, path);
   if (isRecorded) {
-    const r = readRecord(dir);
-    r.files[name] = digest;
-    writeRecord(dir, r);
+    // the file is in place; a refused second phase leaves `pending`, which accepts it
+    try {
+      const r = readRecord(dir);
+      r.files[name] = digest;
+      writeRecord(dir, r);
+    } catch (e) {
+      throw fileSystemError(e, path, 'write');
+    }
   }
   // fsync the folder so the rename itself survives a power loss
   try {
@@ -94,6 +135,52 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, opts: {
     /* some filesystems refuse to open folders; the rename is still atomic */
   }
   return digest;
+}
+
+/** What `writeFileAtomic` names its temp files: `.<name>.<pid>.<n>.tmp`. */
+const TEMP_NAME = /^\.(.+)\.(\d+)\.(\d+)\.tmp$/;
+/** A temp file older than this is stale even if a process with its pid is alive (a reused pid). */
+export const STALE_TEMP_AGE_MS = 60 * 60 * 1000;
+
+function isAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM'; // alive, owned by someone else
+  }
+}
+
+/**
+ * Remove the temp files of interrupted writes in `dir` (not recursive): those whose writer (the pid in
+ * the name) is no longer alive, and those older than STALE_TEMP_AGE_MS. A file a live process may be
+ * writing is never touched. Best effort: a folder or file that cannot be removed is left. Returns the
+ * names removed.
+ */
+export function removeStaleTempFiles(dir: string, now = Date.now()): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    const m = TEMP_NAME.exec(name);
+    if (!m) continue;
+    const p = join(dir, name);
+    try {
+      const st = statSync(p);
+      if (!st.isFile()) continue;
+      if (isAlive(Number(m[2])) && now - st.mtimeMs < STALE_TEMP_AGE_MS) continue;
+      rmSync(p, { force: true });
+      removed.push(name);
+    } catch {
+      /* gone meanwhile, or not ours to remove */
+    }
+  }
+  return removed;
 }
 
 export function writeJsonAtomic(path: string, value: unknown): void {
@@ -139,15 +226,41 @@ export function verifyFolder(dir: string): { checked: number; problems: string[]
 
 /** Append one line (JSONL logs). A crash can at worst lose or truncate the last line, which readers skip. */
 export function appendLine(path: string, line: string): void {
-  mkdirSync(dirname(path), { recursive: true });
-  appendFileSync(path, line.endsWith('\n') ? line : line + '\n');
+  makeFolder(dirname(path));
+  let text = line.endsWith('\n') ? line : line + '\n';
+  try {
+    // a torn last line (a kill or a full disk mid-append) stays a line of its own, not glued to this one
+    if (endsWithoutNewline(path)) text = '\n' + text;
+    appendFileSync(path, text);
+  } catch (e) {
+    throw fileSystemError(e, path, 'append to');
+  }
+}
+
+function endsWithoutNewline(path: string): boolean {
+  const st = statOrNull(path);
+  if (!st || st.size === 0) return false;
+  const fd = openSync(path, 'r');
+  try {
+    const b = Buffer.alloc(1);
+    readSync(fd, b, 0, 1, st.size - 1);
+    return b[0] !== 0x0a;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Read a UTF-8 text file with clear errors for a missing file, a folder, or invalid UTF-8. */
 export function readTextFile(path: string, what = 'file'): string {
-  if (!existsSync(path)) throw new DataError(`${path}: ${what} not found`);
-  if (statSync(path).isDirectory()) throw new DataError(`${path}: expected a ${what}, found a directory`);
-  const bytes = readFileSync(path);
+  const st = statOrNull(path);
+  if (!st) throw new DataError(`${path}: ${what} not found`);
+  if (st.isDirectory()) throw new DataError(`${path}: expected a ${what}, found a directory`);
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (e) {
+    throw fileSystemError(e, path, 'read');
+  }
   verifyFile(path, bytes);
   try {
     return new TextDecoder('utf-8', { fatal: true }).decode(bytes);

@@ -1,12 +1,13 @@
 /**
  * One folder per command run, never overwritten: runs/<yyyymmdd-hhmmss>-<name>/ holding the resolved
  * config, the argv, the seed, the git commit, the environment (node, tfjs, backend), metrics.jsonl, the
- * checkpoints and the results. Every file is written atomically.
+ * checkpoints and the results. Every file is written atomically. A command that fails before its run
+ * folder holds anything but the provenance removes it again (`removeIfHalfMade`).
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { appendLine, writeJsonAtomic, writeFileAtomic } from './fs.js';
+import { INTEGRITY_FILE, appendLine, fileSystemError, writeJsonAtomic, writeFileAtomic } from './fs.js';
 
 export interface GitInfo {
   commit: string | null;
@@ -32,6 +33,9 @@ function timestamp(d = new Date()): string {
   return `${d.getFullYear()}${p(d.getMonth() + 1)}${p(d.getDate())}-${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}`;
 }
 
+/** What a run folder holds before it has produced anything: provenance, the parent, the tokenizer. */
+const SETUP_FILES = new Set(['config.json', 'command.txt', 'git.json', 'env.json', 'parent.json', 'tokenizer.json', INTEGRITY_FILE]);
+
 export class RunFolder {
   private constructor(readonly path: string) {}
 
@@ -40,7 +44,11 @@ export class RunFolder {
     const base = join(root, `${timestamp()}-${name.replace(/[^A-Za-z0-9_.-]+/g, '-')}`);
     let path = base;
     for (let i = 2; existsSync(path); i++) path = `${base}-${i}`;
-    mkdirSync(path, { recursive: true });
+    try {
+      mkdirSync(path, { recursive: true });
+    } catch (e) {
+      throw fileSystemError(e, path, 'create the run folder');
+    }
     return new RunFolder(resolve(path));
   }
 
@@ -69,6 +77,22 @@ export class RunFolder {
     writeJsonAtomic(this.file('config.json'), config);
     const prev = existsSync(this.file('command.txt')) ? readFileSync(this.file('command.txt'), 'utf8') : '';
     writeFileAtomic(this.file('command.txt'), prev + argv.map((a) => (/[\s"'$]/.test(a) ? JSON.stringify(a) : a)).join(' ') + '\n');
+  }
+
+  /**
+   * Remove the folder if it holds nothing but what `writeProvenance` (and a command's set-up) wrote: no
+   * metrics, no checkpoint, no result. A failed command calls it so that it leaves no half-made run.
+   */
+  removeIfHalfMade(): boolean {
+    let names: string[];
+    try {
+      names = readdirSync(this.path);
+    } catch {
+      return false;
+    }
+    if (!names.every((n) => SETUP_FILES.has(n) || /^\..+\.\d+\.\d+\.tmp$/.test(n))) return false;
+    rmSync(this.path, { recursive: true, force: true });
+    return true;
   }
 
   writeJson(name: string, value: unknown): void {

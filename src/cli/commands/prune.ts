@@ -7,6 +7,7 @@ import type { ArgumentsCamelCase, Argv } from 'yargs';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { type CommonArgs, createRun, installStopHandler, runHandler, startBackend, withCommonOptions } from '../common.js';
+import { resumeRun } from '../resume.js';
 import { loadConfigOn } from '../../config/load.js';
 import { isAttentionType } from '../../config/head-id.js';
 import { BpeTokenizer } from '../../data/tokenizer.js';
@@ -21,7 +22,8 @@ import type { AttentionType } from '../../config/head-id.js';
 import { ConfigError, CheckpointError } from '../../util/errors.js';
 
 interface Args extends CommonArgs {
-  from: string;
+  from?: string;
+  resume?: string;
   method: 'l0' | 'importance' | 'confidence' | 'random';
   'step-percent': number;
   reestimate: boolean;
@@ -42,7 +44,8 @@ export const describe = 'Prune attention heads by fine-tuning a trained model wi
 
 export function builder(y: Argv): Argv<Args> {
   return withCommonOptions(y)
-    .option('from', { type: 'string', demandOption: true, describe: 'the converged model: a run folder or checkpoint folder' })
+    .option('from', { type: 'string', describe: 'the converged model: a run folder or checkpoint folder (required unless --resume)' })
+    .option('resume', { type: 'string', describe: 'continue an interrupted L0 prune run folder from its newest valid checkpoint, ending with its mask and pruned scores (same as heads train --resume)' })
     .option('method', { type: 'string', choices: ['l0', 'importance', 'confidence', 'random'] as const, default: 'l0' as const, describe: 'l0: Hard Concrete gates trained with an L0 penalty; importance (Michel et al.), confidence (Voita et al.) or random: remove the lowest-scoring heads step by step, no training' })
     .option('step-percent', { type: 'number', default: 10, describe: 'importance/confidence/random: share of heads removed per step (Michel: 10)' })
     .option('reestimate', { type: 'boolean', default: false, describe: 'importance/confidence: re-estimate scores under the current mask after each step' })
@@ -57,7 +60,8 @@ export function builder(y: Argv): Argv<Args> {
     .option('freeze-decoder', { type: 'boolean', default: true, describe: 'with only enc-self gated, train only the encoder and the gates (the reference recipe)' })
     .option('dev-sentences', { type: 'number', describe: 'dev sentences scored with the pruned model (default: all)' })
     .example('$0 prune --from runs/X-train-ddtp --lambda 0.05 --steps 300', 'encoder-head pruning at lambda 0.05')
-    .example('$0 prune --from runs/X-train-ddtp --target-heads 10', 'keep exactly 10 encoder heads') as unknown as Argv<Args>;
+    .example('$0 prune --from runs/X-train-ddtp --target-heads 10', 'keep exactly 10 encoder heads')
+    .example('$0 prune --resume runs/X-prune-ddtp-prune', 'continue an interrupted L0 prune run') as unknown as Argv<Args>;
 }
 
 /**
@@ -89,11 +93,18 @@ export function parseTargetHeads(text: string): number | Record<string, number> 
 
 export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
   await runHandler(async () => {
+    if (args.resume !== undefined) {
+      if (args.from !== undefined) throw new ConfigError(['--resume continues a prune run from its own checkpoints: give --resume RUN or --from MODEL, not both']);
+      await resumeRun({ resume: args.resume, set: args.set, backend: args.backend }, process.argv.slice(1));
+      return;
+    }
+    if (args.from === undefined) throw new ConfigError(['--from: expected the converged model to prune (a run or checkpoint folder), or --resume RUN to continue a prune run; got neither']);
+    const from = args.from;
     const importanceProblems = importanceSettingProblems(args['importance-form'], args['importance-normalize'], { form: '--importance-form', normalize: '--importance-normalize' });
     for (const k of ['importance-form', 'importance-normalize'] as const) if (args[k] !== undefined && args.method !== 'importance') importanceProblems.push(`--${k}: only with --method importance (got --method ${args.method})`);
     if (importanceProblems.length) throw new ConfigError(importanceProblems);
-    if (args.method !== 'l0') return pruneByScores(args);
-    const parent = findModelCheckpoint(args.from, (m) => console.error(`warning: ${m}`));
+    if (args.method !== 'l0') return pruneByScores({ ...args, from });
+    const parent = findModelCheckpoint(from, (m) => console.error(`warning: ${m}`));
     const runPath = runFolderOf(parent.path);
     if (!existsSync(join(runPath, 'tokenizer.json'))) throw new CheckpointError(`${runPath}: no tokenizer.json beside the checkpoints`);
     const tokenizer = BpeTokenizer.load(join(runPath, 'tokenizer.json'));
@@ -121,7 +132,7 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
       throw new ConfigError(['prune: give --lambda > 0 (train.l0Lambda) or --target-heads (gates.targetHeads); with neither, nothing pushes heads closed']);
     const backend = await startBackend(args.backend ?? cfg.backend);
     const run = createRun(args, cfg, backend, 'prune');
-    run.writeJson('parent.json', { checkpoint: parent.path, step: parent.state.step });
+    run.writeJson('parent.json', { checkpoint: parent.path, step: parent.state.step, devSentences: args['dev-sentences'] });
     console.error(`run folder: ${run.path}\nparent: ${parent.path} (step ${parent.state.step})`);
     const r = await runPruning({ config: cfg, run, parent, tokenizer, isStopRequested: installStopHandler(), devSentences: args['dev-sentences'] });
     if (r.stoppedEarly) return;
@@ -132,7 +143,7 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
 }
 
 /** Michel et al.'s schedule: remove the lowest-scoring heads, `--step-percent` at a time, scoring BLEU after each step. */
-async function pruneByScores(args: ArgumentsCamelCase<Args>): Promise<void> {
+async function pruneByScores(args: ArgumentsCamelCase<Args> & { from: string }): Promise<void> {
   await startBackend(args.backend ?? 'auto');
   const loaded = loadModel(args.from, (m) => console.error(`warning: ${m}`));
   const cfg = loaded.config;
