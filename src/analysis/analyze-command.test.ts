@@ -94,14 +94,18 @@ describe('heads analyze (CLI handler, in-process)', () => {
     await analyzeCommand.handler(args({ out, conllu: FIXTURE, 'attention-sentences': '1', heads: 'enc-self.0.1,dec-enc.1.0' }));
     c.restore();
     expect(process.exitCode ?? 0).toBe(0);
-    expect(c.out()).toMatch(/top 3 heads per score \(dev, 3 sentences\)/);
+    expect(c.out()).toMatch(/top 3 heads per score \(dev, 3 sentences; importance: per example, normalisation layer\)/);
     expect(c.out()).toMatch(/importance_per_token +\S+\.\d+\.\d+ /);
+    expect(c.out()).toMatch(/importance_per_example +\S+\.\d+\.\d+ /);
     for (const f of ['head-report.json', 'head-report.csv', 'config.json', 'command.txt', 'env.json', 'plots/heads-overview.html', 'plots/heads-overview.json', 'plots/roles.html', 'plots/heads-confidence.json', 'plots/attention-sentence-1.html'])
       expect(existsSync(join(out, f))).toBe(true);
     // per-score pages only on request (plotly.js is 4.8 MB per page)
     expect(existsSync(join(out, 'plots/heads-confidence.html'))).toBe(false);
     const report = readHeadReport(join(out, 'head-report.json'));
     expect(report.model.step).toBe(5);
+    // the default importance: Michel's per-example form, layer-normalised
+    expect(report.settings.importance).toMatchObject({ form: 'example', normalize: 'layer', sentences: 3 });
+    for (const e of Object.values(report.heads)) expect(e.importance.score).toBe(e.importance.perExampleLayerNorm);
     expect(report.data.sentences).toBe(3);
     expect(report.settings.conllu).toEqual({ path: FIXTURE, sentences: 2, aligned: 2, skipped: 0 });
     // nsubj: cat -> sleep, dogs -> chase; amod: only the second sentence
@@ -124,13 +128,29 @@ describe('heads analyze (CLI handler, in-process)', () => {
     ['a sentence out of range', { 'attention-sentences': '7' }, /^error: --attention-sentences: sentence 7 out of range 0\.\.2$/],
     ['a bad attention type', { stacks: 'enc-self,cross' }, /^error: --stacks: unknown attention type cross/],
     ['a bad count', { sentences: 0 }, /^error: --sentences: expected an integer >= 1, got 0$/],
+    ['an unknown importance form', { 'importance-form': 'sentence' }, /^error: --importance-form: expected example, batch, token, got "sentence"$/],
+    ['an unknown importance normalisation', { 'importance-normalize': 'l1' }, /^error: --importance-normalize: expected layer, none, got "l1"$/],
   ])('reports %s as one error line with exit code 2', async (_name, extra, message) => {
     const c = capture();
-    await analyzeCommand.handler(args({ ...extra, out: join(root, `bad-${_name.replace(/\W+/g, '-')}`), ablation: false, lrp: false, figures: false }));
+    const out = join(root, `bad-${_name.replace(/\W+/g, '-')}`);
+    await analyzeCommand.handler(args({ ...extra, out, ablation: false, lrp: false, figures: false }));
     c.restore();
-    expect(process.exitCode).toBe(2);
+    const code = process.exitCode;
     process.exitCode = 0;
+    expect(code).toBe(2);
+    expect(existsSync(out)).toBe(false); // nothing written before the input is validated
     expect(c.err().split('\n').filter((l) => l.startsWith('error:'))).toEqual([expect.stringMatching(message)]);
+  });
+
+  it('--importance-form token --importance-normalize none reports the raw per-token form as the importance', async () => {
+    const out = join(root, 'out-token');
+    const c = capture();
+    await analyzeCommand.handler(args({ out, 'importance-form': 'token', 'importance-normalize': 'none', ablation: false, lrp: false, figures: false }));
+    c.restore();
+    expect(process.exitCode ?? 0).toBe(0);
+    const report = readHeadReport(join(out, 'head-report.json'));
+    expect(report.settings.importance).toMatchObject({ form: 'token', normalize: 'none' });
+    for (const e of Object.values(report.heads)) expect(e.importance.score).toBe(e.importance.perToken);
   });
 
   it('a bad CoNLL-U file is a DataError naming the file and line', async () => {

@@ -18,7 +18,8 @@ import { type AlignedSentence, collectAttentionStats } from './attention-pass.js
 import { type ConlluSentence, alignWordsToPieces } from './conllu.js';
 import { devLoss, greedyBleu } from './dev-metrics.js';
 import { type HeadLayout, type PerHead, disposeGateTensors, gateStates, gateTensorsOf, headLayout, listHeads, testGateMultipliers, withHeadsRemoved } from './head-layout.js';
-import { estimateMichelImportance, normalizeByLayer } from './importance.js';
+import { DEFAULT_IMPORTANCE, type ImportanceForm, type ImportanceNormalization, estimateMichelImportance, importanceScores, importanceSettingProblems, normalizeByLayer } from './importance.js';
+import { ConfigError } from '../util/errors.js';
 import { type RelevanceRule, estimateHeadRelevance } from './lrp.js';
 import { type RoleOptions, addBaselineInstances, createBaselineTally, decideRoles, relationBaselines, relationInstances, resolveRoleOptions } from './roles.js';
 import { DEFINITIONS, HEAD_REPORT_FORMAT, HEAD_REPORT_VERSION, type HeadReport, type HeadReportEntry, rankAgreement } from './report.js';
@@ -41,6 +42,8 @@ export interface AnalyzeOptions {
   maxTokensPerBatch?: number;
   /** loss for Michel importance: label smoothing (default config.train.labelSmoothing; 0 = NLL) */
   labelSmoothing?: number;
+  /** the importance reported as `importance` (default: per example, layer-normalised; every form is in the report) */
+  importance?: { form?: ImportanceForm; normalize?: ImportanceNormalization };
   /** single-head ablation (default on; BLEU on the first 100 sentences, greedy) */
   ablation?: { enabled?: boolean; bleuSentences?: number };
   /** LRP relevance (default on, rule 'lrp', first 200 sentences) */
@@ -107,6 +110,10 @@ export async function analyzeHeads(o: AnalyzeOptions): Promise<HeadReport> {
   const roleOptions = resolveRoleOptions(o.roles);
   const maxTokens = o.maxTokensPerBatch ?? config.train.maxTokensPerBatch;
   const labelSmoothing = o.labelSmoothing ?? config.train.labelSmoothing;
+  const importanceForm = o.importance?.form ?? DEFAULT_IMPORTANCE.form;
+  const importanceNormalize = o.importance?.normalize ?? DEFAULT_IMPORTANCE.normalize;
+  const settingProblems = importanceSettingProblems(o.importance?.form, o.importance?.normalize, { form: 'importance.form', normalize: 'importance.normalize' });
+  if (settingProblems.length) throw new ConfigError(settingProblems);
   const isAblation = o.ablation?.enabled ?? true;
   const bleuSentences = o.ablation?.bleuSentences ?? DEFAULT_ABLATION_BLEU_SENTENCES;
   const isLrp = o.lrp?.enabled ?? true;
@@ -156,8 +163,10 @@ export async function analyzeHeads(o: AnalyzeOptions): Promise<HeadReport> {
     onBatch: batchProgress('attention statistics'),
   });
 
-  log('importance: per-token gradients of the loss with respect to the head masks');
+  log(`importance: gradients of each sentence's loss with respect to per-token head masks (reported: per ${importanceForm}, normalisation ${importanceNormalize})`);
   const imp = await estimateMichelImportance(model, layout, encoded, base, { stacks, maxTokensPerBatch: maxTokens, labelSmoothing, onBatch: batchProgress('importance') });
+  const chosen = importanceScores(imp, importanceForm, importanceNormalize);
+  const perExampleL2 = normalizeByLayer(imp.perExample);
   const perTokenL2 = normalizeByLayer(imp.perToken);
   const perBatchL2 = normalizeByLayer(imp.perBatch);
 
@@ -214,6 +223,9 @@ export async function analyzeHeads(o: AnalyzeOptions): Promise<HeadReport> {
       position: h.position,
       gate: st ? { testGate: st.testGate, pOpen: st.pOpen, pOne: st.pOne, pZero: st.pZero, logAlpha: st.logAlpha } : null,
       importance: {
+        score: chosen[h.stack][h.layer]![h.position]!,
+        perExample: imp.perExample[h.stack][h.layer]![h.position]!,
+        perExampleLayerNorm: perExampleL2[h.stack][h.layer]![h.position]!,
         perToken: imp.perToken[h.stack][h.layer]![h.position]!,
         perTokenLayerNorm: perTokenL2[h.stack][h.layer]![h.position]!,
         perBatch: imp.perBatch[h.stack][h.layer]![h.position]!,
@@ -254,7 +266,7 @@ export async function analyzeHeads(o: AnalyzeOptions): Promise<HeadReport> {
     stacks,
     settings: {
       maxTokensPerBatch: maxTokens,
-      importance: { loss: labelSmoothing > 0 ? 'label-smoothed' : 'nll', labelSmoothing, batches: imp.batches, queryTokens: imp.queryTokens },
+      importance: { form: importanceForm, normalize: importanceNormalize, loss: labelSmoothing > 0 ? 'label-smoothed' : 'nll', labelSmoothing, sentences: imp.sentences, batches: imp.batches, queryTokens: imp.queryTokens },
       ablation: { enabled: isAblation, decoding: 'greedy', bleuSentences: baseline?.bleuSentences ?? 0, lossSentences: isAblation ? encoded.length : 0 },
       lrp: { enabled: isLrp, rule: lrpRule, sentences: isLrp ? lrpPairs.length : 0, steps: lrpSteps },
       roles: roleOptions,

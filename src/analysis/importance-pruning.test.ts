@@ -83,19 +83,35 @@ describe('runImportancePruning', () => {
     expect(Number(csv[2]!.loss)).toBeCloseTo(res.table[2]!.loss, 5);
   });
 
-  it('the first step removes the heads with the lowest Michel importance', async () => {
-    const res = await runImportancePruning({ ...base, model, run: run('importance-once'), method: 'importance', stepPercent: 25, minHeadsPerLayer: 0 });
+  it.each([
+    ['by default the per-example form, layer-normalised (Michel et al.)', {}, 'example', 'layer'],
+    ['--importance-form token --importance-normalize none: the raw per-token form', { importanceForm: 'token', importanceNormalize: 'none' }, 'token', 'none'],
+  ] as const)('the first step removes the heads with the lowest importance: %s', async (_name, settings, form, normalize) => {
+    const r = run(`importance-once-${form}`);
+    const res = await runImportancePruning({ ...base, model, run: r, method: 'importance', stepPercent: 25, minHeadsPerLayer: 0, ...settings });
     const imp = await estimateMichelImportance(model, layout, encodeForModel(tokenizer, pairs, 48).encoded, fillPerHead(layout, () => 1), {
       stacks: ['enc-self', 'dec-self', 'dec-enc'],
       maxTokensPerBatch: config.train.maxTokensPerBatch,
       labelSmoothing: config.train.labelSmoothing,
     });
+    const raw = form === 'example' ? imp.perExample : imp.perToken;
+    // layer normalisation written out: each head over the l2 norm of its layer
+    const score = (l: number[], v: number) => (normalize === 'layer' ? v / Math.hypot(...l) : v);
     const ranked = (['enc-self', 'dec-self', 'dec-enc'] as const)
-      .flatMap((s) => imp.perToken[s].flatMap((l, li) => l.map((v, h) => ({ key: `${s}.${li}.${h}`, v }))))
+      .flatMap((s) => raw[s].flatMap((l, li) => l.map((v, h) => ({ key: `${s}.${li}.${h}`, v: score(l, v) }))))
       .sort((a, b) => a.v - b.v);
     expect(new Set(res.table[1]!.removed)).toEqual(new Set(ranked.slice(0, 3).map((x) => x.key)));
     // without a minimum every head goes in the end: 12, 9, 6, 3, 0
     expect(res.table.map((s) => s.headsKept)).toEqual([12, 9, 6, 3, 0]);
+    const saved = JSON.parse(readFileSync(r.file('pruning-result.json'), 'utf8')) as { settings: Record<string, unknown> };
+    expect(saved.settings).toMatchObject({ importanceForm: form, importanceNormalize: normalize });
+  });
+
+  it('the forms rank the heads of this model differently (otherwise the option would be moot)', async () => {
+    const order = async (settings: Partial<Parameters<typeof runImportancePruning>[0]>, name: string) =>
+      (await runImportancePruning({ ...base, model, run: run(name), method: 'importance', stepPercent: 25, ...settings })).table.flatMap((s) => s.removed);
+    const orders = [await order({ importanceForm: 'example', importanceNormalize: 'none' }, 'order-example'), await order({ importanceForm: 'token', importanceNormalize: 'none' }, 'order-token'), await order({ importanceForm: 'batch', importanceNormalize: 'none' }, 'order-batch')];
+    expect(new Set(orders.map((o) => o.join(' '))).size).toBeGreaterThan(1);
   });
 
   it('prunes one attention type only, and random pruning is reproducible from the seed', async () => {
@@ -111,5 +127,6 @@ describe('runImportancePruning', () => {
     const res = await runImportancePruning({ ...base, model, run: run('confidence'), method: 'confidence', stepPercent: 50, minHeadsPerLayer: 2 });
     expect(res.table).toHaveLength(1); // every layer has exactly 2 heads: nothing may go
     await expect(runImportancePruning({ ...base, model, run: run('bad'), method: 'importance', stepPercent: 0 })).rejects.toThrow(ConfigError);
+    await expect(runImportancePruning({ ...base, model, run: run('bad-form'), method: 'importance', importanceForm: 'sentence' as 'example' })).rejects.toThrow('importanceForm: expected example, batch, token, got "sentence"');
   });
 });

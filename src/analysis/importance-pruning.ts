@@ -6,7 +6,8 @@
  * start), optionally re-estimating the scores under the current mask before every step (the BERT code's
  * `--exact_pruning`; otherwise once, like the MT code), and never leaving a layer with fewer than
  * `minHeadsPerLayer` heads (`--at_least_x_heads_per_layer`: when the constraint binds, fewer heads are
- * removed and the step says so). Methods: `importance` (Michel's per-token score, or per-batch), and as
+ * removed and the step says so). Methods: `importance` (Michel's per-example score, layer-normalised, by
+ * default; the per-token and per-batch forms and no normalisation as options, importance.ts), and as
  * controls `confidence` (Voita et al.'s max attention weight) and `random` (a seeded permutation).
  * After every step: dev loss and greedy BLEU on the evaluation pairs, a head-mask file with ORIGINAL ids
  * (masks/step-NN.json, readable by the exporter) and a row of pruning-curve.csv.
@@ -28,7 +29,7 @@ import { collectAttentionStats } from './attention-pass.js';
 import { summarizeHeadStats } from './attention-stats.js';
 import { devLoss, greedyBleu } from './dev-metrics.js';
 import { type HeadLayout, type PerHead, disposeGateTensors, gateTensorsOf, headLayout, listHeads, testGateMultipliers, withHeadsRemoved } from './head-layout.js';
-import { estimateMichelImportance, normalizeByLayer } from './importance.js';
+import { DEFAULT_IMPORTANCE, type ImportanceForm, type ImportanceNormalization, estimateMichelImportance, importanceScores, importanceSettingProblems } from './importance.js';
 import { encodeForModel } from './analyze.js';
 
 export type PruningMethod = 'importance' | 'confidence' | 'random';
@@ -52,10 +53,10 @@ export interface ImportancePruningOptions {
   stacks?: readonly AttentionType[];
   /** BLEU on the first N eval pairs, greedy (default 100) */
   bleuSentences?: number;
-  /** importance form (default 'per-token', Michel's MT code) */
-  importanceForm?: 'per-token' | 'per-batch';
-  /** per-layer l2 normalisation of the importance (default false, Michel's MT default) */
-  normalizeByLayer?: boolean;
+  /** importance form (default 'example', the paper's eq. 2) */
+  importanceForm?: ImportanceForm;
+  /** per-layer l2 normalisation of the importance (default 'layer', as Michel's MT scripts run it) */
+  importanceNormalize?: ImportanceNormalization;
   /** label smoothing of the importance loss (default config.train.labelSmoothing) */
   labelSmoothing?: number;
   /** padded-token budget per batch (default config.train.maxTokensPerBatch) */
@@ -127,8 +128,10 @@ export async function runImportancePruning(o: ImportancePruningOptions): Promise
   const bleuSentences = o.bleuSentences ?? 100;
   const maxTokens = o.maxTokensPerBatch ?? config.train.maxTokensPerBatch;
   const labelSmoothing = o.labelSmoothing ?? config.train.labelSmoothing;
-  const form = o.importanceForm ?? 'per-token';
+  const form = o.importanceForm ?? DEFAULT_IMPORTANCE.form;
+  const normalize = o.importanceNormalize ?? DEFAULT_IMPORTANCE.normalize;
   const problems: string[] = [];
+  problems.push(...importanceSettingProblems(o.importanceForm, o.importanceNormalize, { form: 'importanceForm', normalize: 'importanceNormalize' }));
   if (!(stepPercent > 0 && stepPercent <= 100)) problems.push(`stepPercent: expected a number in (0, 100], got ${stepPercent}`);
   if (!(Number.isInteger(minHeads) && minHeads >= 0)) problems.push(`minHeadsPerLayer: expected an integer >= 0, got ${minHeads}`);
   if (!PRUNING_METHODS.includes(o.method)) problems.push(`method: expected one of ${PRUNING_METHODS.join(', ')}, got ${String(o.method)}`);
@@ -160,8 +163,7 @@ export async function runImportancePruning(o: ImportancePruningOptions): Promise
     const m = maskOf();
     if (o.method === 'importance') {
       const imp = await estimateMichelImportance(model, layout, estimate, m, { stacks, maxTokensPerBatch: maxTokens, labelSmoothing });
-      const raw = form === 'per-token' ? imp.perToken : imp.perBatch;
-      const s = o.normalizeByLayer ? normalizeByLayer(raw) : raw;
+      const s = importanceScores(imp, form, normalize);
       for (const h of pool) scores.set(h.key, s[h.stack][h.layer]![h.position]!);
     } else {
       const pass = await collectAttentionStats(model, layout, estimate, m, { stacks, maxTokensPerBatch: maxTokens });
@@ -232,7 +234,7 @@ export async function runImportancePruning(o: ImportancePruningOptions): Promise
       minHeadsPerLayer: minHeads,
       stacks,
       importanceForm: o.method === 'importance' ? form : null,
-      normalizeByLayer: o.method === 'importance' ? (o.normalizeByLayer ?? false) : null,
+      importanceNormalize: o.method === 'importance' ? normalize : null,
       labelSmoothing: o.method === 'importance' ? labelSmoothing : null,
       estimateSentences: estimate.length,
       evalSentences: evalEnc.encoded.length,

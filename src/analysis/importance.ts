@@ -1,17 +1,23 @@
 /**
  * Head importance of Michel et al. 2019 ("Are Sixteen Heads Really Better than One?", §4.1 eq. 2):
  * I_h = E_x |∂L(x)/∂ξ_h| for a mask variable ξ_h = 1 multiplying head h's output. Dropout is off (eval
- * mode) and L is the summed training loss (label-smoothed cross-entropy, or NLL with smoothing 0).
+ * mode) and L(x) is sentence x's training loss SUMMED over its target tokens (label-smoothed
+ * cross-entropy, or NLL with smoothing 0), as the criterion Michel's prune.py backpropagates.
  *
- * One backward pass gives both published forms. Each head's context is multiplied by a PER-TOKEN mask
- * of ones ξ[b, h, t] (shape [B, h, Tq]; `gateForContext` broadcasts it), so ∂L/∂ξ[b,h,t] is Michel's
- * per-token dot product ⟨ctx_{h,t}, ∂L/∂ctx_{h,t}⟩ (the ctx being the gated context: a head with a
- * closed gate scores exactly 0). Then, with N = the non-pad query tokens of that attention type:
- *   per-token (Michel's MT code): Σ_batches Σ_{b,t non-pad} |∂L/∂ξ[b,h,t]| / N
- *   per-batch (HF bertology):     Σ_batches |Σ_{b,t non-pad} ∂L/∂ξ[b,h,t]| / N
- * The inner sum of the per-batch form is exactly ∂L_batch/∂ξ_h for one [h] mask, so it depends on the
- * batching (recorded); by the triangle inequality it never exceeds the per-token form. Optional per-layer
- * l2 normalisation (Michel's `--normalize-by-layer`): I_{l,h} / sqrt(Σ_h' I_{l,h'}^2).
+ * One backward pass gives the three forms. Each head's context is multiplied by a PER-TOKEN mask of ones
+ * ξ[b, h, t] (shape [B, h, Tq]; `gateForContext` broadcasts it), so g[b,h,t] = ∂L/∂ξ[b,h,t] is Michel's
+ * per-token dot product ⟨ctx_{h,t}, ∂L/∂ctx_{h,t}⟩ (the ctx being the gated context: a head with a closed
+ * gate scores exactly 0). L is the sum of the sentences' losses and a sentence's mask touches only its
+ * own loss (attention, layer norm and the loss are all within a sentence), so Σ_t g[b,h,t] is
+ * ∂L(x_b)/∂ξ_{b,h} for a per-sentence mask [B, h]. With padding query tokens left out:
+ *   example (the paper's eq. 2, default): Σ_sentences |Σ_t g[b,h,t]| / (sentences)
+ *   token (Michel's MT code):             Σ_batches Σ_{b,t} |g[b,h,t]| / N
+ *   batch (HF bertology):                 Σ_batches |Σ_{b,t} g[b,h,t]| / N
+ * N = the non-pad query tokens of that attention type. The batch form's inner sum is ∂L_batch/∂ξ_h for
+ * one [h] mask, so it depends on the batching (recorded). By the triangle inequality the three sums are
+ * ordered: batch ≤ example ≤ token (before the divisions). Per-layer l2 normalisation (Michel's
+ * `--normalize-by-layer`, passed by both of his MT scripts; default 'layer'): I_{l,h} / sqrt(Σ_h' I_{l,h'}^2).
+ * src/analysis/README.md compares the three.
  */
 import * as tf from '@tensorflow/tfjs';
 import { ATTENTION_TYPES, type AttentionType } from '../config/head-id.js';
@@ -61,11 +67,38 @@ export function gatesWithTokenMasks(model: Transformer, base: PerHead, layers: r
   return out;
 }
 
+/** How the gate gradients are reduced to one score per head (see the module header). */
+export const IMPORTANCE_FORMS = ['example', 'batch', 'token'] as const;
+export type ImportanceForm = (typeof IMPORTANCE_FORMS)[number];
+/** Per-layer l2 normalisation of the scores, or none. */
+export const IMPORTANCE_NORMALIZATIONS = ['layer', 'none'] as const;
+export type ImportanceNormalization = (typeof IMPORTANCE_NORMALIZATIONS)[number];
+/** Michel et al.'s definition: the per-example expectation, normalised per layer as his MT scripts do. */
+export const DEFAULT_IMPORTANCE = { form: 'example', normalize: 'layer' } as const satisfies { form: ImportanceForm; normalize: ImportanceNormalization };
+
+/**
+ * Problems with an importance form and normalisation given by a user (`names`: how the caller calls the
+ * two settings, e.g. `--importance-form`); undefined = the default. One line each.
+ */
+export function importanceSettingProblems(form: unknown, normalize: unknown, names: { form: string; normalize: string }): string[] {
+  const out: string[] = [];
+  const check = (v: unknown, allowed: readonly string[], name: string) => {
+    if (v !== undefined && !allowed.includes(v as string)) out.push(`${name}: expected ${allowed.join(', ')}, got ${JSON.stringify(v)}`);
+  };
+  check(form, IMPORTANCE_FORMS, names.form);
+  check(normalize, IMPORTANCE_NORMALIZATIONS, names.normalize);
+  return out;
+}
+
 export interface GateGradientSums {
   /** Σ over non-pad query tokens of |∂L/∂ξ[b,h,t]|, per head position */
   perTokenAbs: PerHead;
+  /** Σ over the batch's sentences of |Σ over its non-pad query tokens of ∂L/∂ξ[b,h,t]| (= Σ_x |∂L(x)/∂ξ_h|) */
+  perExampleAbs: PerHead;
   /** Σ over non-pad query tokens of ∂L/∂ξ[b,h,t] (= ∂L/∂ξ_h for a per-head mask) */
   signed: PerHead;
+  /** per head position, per row of the batch: ∂L(x_b)/∂ξ_h, sentence b's own gradient */
+  perSentence: PerHead<number[]>;
   /** non-pad query tokens per attention type */
   queryTokens: Record<AttentionType, number>;
   loss: number;
@@ -75,9 +108,11 @@ export interface GateGradientSums {
 export async function headGateGradients(model: Transformer, layout: HeadLayout, b: Batch, base: PerHead, stacks: readonly AttentionType[], labelSmoothing: number): Promise<GateGradientSums> {
   const layers = maskedLayers(model, stacks);
   const perTokenAbs = fillPerHead(layout, () => 0);
+  const perExampleAbs = fillPerHead(layout, () => 0);
   const signed = fillPerHead(layout, () => 0);
+  const perSentence = fillPerHead<number[]>(layout, () => []);
   const queryTokens: Record<AttentionType, number> = { 'enc-self': b.srcTokens, 'dec-self': b.tgtTokens, 'dec-enc': b.tgtTokens };
-  if (!layers.length) return { perTokenAbs, signed, queryTokens, loss: 0 };
+  if (!layers.length) return { perTokenAbs, perExampleAbs, signed, perSentence, queryTokens, loss: 0 };
   const [packed, lossT] = tf.tidy(() => {
     const { src, tgtIn, tgtOut } = batchTensors(b);
     const xis = layers.map((m) => tf.ones([b.batchSize, m.heads, m.stack === 'enc-self' ? b.srcLen : b.tgtLen]));
@@ -92,7 +127,8 @@ export async function headGateGradients(model: Transformer, layout: HeadLayout, 
     const parts: tf.Tensor[] = [];
     layers.forEach((m, i) => {
       const g = grads[i]!.mul(m.stack === 'enc-self' ? srcMask : tgtMask);
-      parts.push(g.abs().sum([0, 2]), g.sum([0, 2]));
+      const bySentence = g.sum(2); // [B, h]: ∂L(x_b)/∂ξ_{b,h}
+      parts.push(g.abs().sum([0, 2]), bySentence.abs().sum(0), bySentence.sum(0), bySentence.transpose().reshape([-1]));
     });
     return [tf.concat(parts), value];
   });
@@ -101,20 +137,25 @@ export async function headGateGradients(model: Transformer, layout: HeadLayout, 
   tf.dispose([packed, lossT]);
   let o = 0;
   for (const m of layers) {
-    for (let j = 0; j < m.heads; j++) perTokenAbs[m.stack][m.layer]![j] = data[o + j]!;
-    o += m.heads;
-    for (let j = 0; j < m.heads; j++) signed[m.stack][m.layer]![j] = data[o + j]!;
-    o += m.heads;
+    for (const out of [perTokenAbs, perExampleAbs, signed]) {
+      for (let j = 0; j < m.heads; j++) out[m.stack][m.layer]![j] = data[o + j]!;
+      o += m.heads;
+    }
+    for (let j = 0; j < m.heads; j++) perSentence[m.stack][m.layer]![j] = Array.from(data.subarray(o + j * b.batchSize, o + (j + 1) * b.batchSize));
+    o += m.heads * b.batchSize;
   }
-  return { perTokenAbs, signed, queryTokens, loss };
+  return { perTokenAbs, perExampleAbs, signed, perSentence, queryTokens, loss };
 }
 
 export interface MichelImportance {
+  /** per-example form (the paper's eq. 2): mean over sentences of |∂L(x)/∂ξ_h| */
+  perExample: PerHead;
   /** per-token form (Michel et al.'s MT code) */
   perToken: PerHead;
   /** per-batch form (HF bertology) */
   perBatch: PerHead;
   queryTokens: Record<AttentionType, number>;
+  sentences: number;
   batches: number;
   /** the loss per target token over the data (label-smoothed if smoothing > 0) */
   lossPerToken: number;
@@ -131,25 +172,41 @@ export interface ImportanceOptions {
 /** Michel importance of every head of `stacks` over `pairs` (multipliers `base` applied). */
 export async function estimateMichelImportance(model: Transformer, layout: HeadLayout, pairs: readonly EncodedPair[], base: PerHead, o: ImportanceOptions): Promise<MichelImportance> {
   const perTokenSum = fillPerHead(layout, () => 0);
+  const perExampleSum = fillPerHead(layout, () => 0);
   const perBatchSum = fillPerHead(layout, () => 0);
   const queryTokens: Record<AttentionType, number> = { 'enc-self': 0, 'dec-self': 0, 'dec-enc': 0 };
   const plan = planEvalBatches(pairs, o.maxTokensPerBatch);
   let loss = 0;
   let tgtTokens = 0;
+  let sentences = 0;
   for (let i = 0; i < plan.length; i++) {
     const b = makeBatch(pairs, plan[i]!);
     const g = await headGateGradients(model, layout, b, base, o.stacks, o.labelSmoothing);
     for (const stack of ATTENTION_TYPES) {
       queryTokens[stack] += g.queryTokens[stack];
       g.perTokenAbs[stack].forEach((l, li) => l.forEach((v, j) => (perTokenSum[stack][li]![j]! += v)));
+      g.perExampleAbs[stack].forEach((l, li) => l.forEach((v, j) => (perExampleSum[stack][li]![j]! += v)));
       g.signed[stack].forEach((l, li) => l.forEach((v, j) => (perBatchSum[stack][li]![j]! += Math.abs(v))));
     }
     loss += g.loss;
     tgtTokens += b.tgtTokens;
+    sentences += b.batchSize;
     o.onBatch?.(i + 1, plan.length);
   }
   const div = (m: PerHead) => fillPerHead(layout, (s, l, j) => (queryTokens[s] ? m[s][l]![j]! / queryTokens[s] : 0));
-  return { perToken: div(perTokenSum), perBatch: div(perBatchSum), queryTokens, batches: plan.length, lossPerToken: tgtTokens ? loss / tgtTokens : 0 };
+  const perExample = fillPerHead(layout, (s, l, j) => (sentences ? perExampleSum[s][l]![j]! / sentences : 0));
+  return { perExample, perToken: div(perTokenSum), perBatch: div(perBatchSum), queryTokens, sentences, batches: plan.length, lossPerToken: tgtTokens ? loss / tgtTokens : 0 };
+}
+
+/** The raw scores of one form. */
+export function importanceOfForm(imp: MichelImportance, form: ImportanceForm): PerHead {
+  return form === 'example' ? imp.perExample : form === 'token' ? imp.perToken : imp.perBatch;
+}
+
+/** The scores of one form, normalised as asked. */
+export function importanceScores(imp: MichelImportance, form: ImportanceForm, normalize: ImportanceNormalization): PerHead {
+  const raw = importanceOfForm(imp, form);
+  return normalize === 'layer' ? normalizeByLayer(raw) : raw;
 }
 
 /** Michel's per-layer l2 normalisation: I_{l,h} / sqrt(Σ_h' I_{l,h'}^2) (+1e-20 as in the BERT code). */

@@ -13,6 +13,7 @@ import { readJsonFile, writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
 import { OFFSET_RANGE, type OffsetHistogram } from './attention-stats.js';
 import type { HeadRoles, RelationBaseline, RoleOptions } from './roles.js';
 import type { RelevanceRule } from './lrp.js';
+import type { ImportanceForm, ImportanceNormalization } from './importance.js';
 
 export const HEAD_REPORT_FORMAT = 'heads.head-report';
 export const HEAD_REPORT_VERSION = 1;
@@ -20,7 +21,9 @@ export const HEAD_REPORT_VERSION = 1;
 /** Written into every report so a reader never has to guess what a number means. */
 export const DEFINITIONS = {
   gate: 'deterministic test-time gate clip(sigmoid(logAlpha)(zeta-gamma)+gamma, 0, 1); pOpen = P(g != 0); pOne = P(g = 1) (Hard Concrete, Voita et al. 2019 6.1)',
-  importancePerToken: "Michel et al. 2019: sum over batches and non-pad query tokens of |dL/dxi[b,h,t]| (per-token mask of ones on the gated head context), divided by the non-pad query tokens of the attention type",
+  importance: 'the importance form and normalisation chosen for this report (settings.importance.form / .normalize; default the per-example form, layer-normalised, as Michel et al. define and normalise it)',
+  importancePerExample: 'Michel et al. 2019 eq. 2: mean over sentences x of |dL(x)/dxi_h|, L(x) the sentence\'s loss summed over its target tokens, xi_h a mask of ones on the gated head context (one per sentence)',
+  importancePerToken: "Michel et al.'s MT code: sum over batches and non-pad query tokens of |dL/dxi[b,h,t]| (per-token mask of ones on the gated head context), divided by the non-pad query tokens of the attention type",
   importancePerBatch: 'HF bertology form: sum over batches of |sum over the batch\'s non-pad query tokens of dL/dxi[b,h,t]| (= |dL_batch/dxi_h|), divided by the same token count; depends on the batching',
   importanceLayerNorm: 'I[l,h] / (sqrt(sum over the heads h\' of layer l of I[l,h\']^2) + 1e-20), per attention type (Michel --normalize-by-layer)',
   confidence: 'Voita et al. 2019 4: per non-pad query token, the largest attention weight over keys that are not </s>, not padding and (decoder self-attention) not in the future, not renormalised; averaged over those query tokens',
@@ -50,7 +53,8 @@ export interface HeadReportEntry {
   /** position of the head in its (possibly pruned) layer */
   position: number;
   gate: GateReport | null;
-  importance: { perToken: number; perTokenLayerNorm: number; perBatch: number; perBatchLayerNorm: number };
+  /** `score`: the form and normalisation of settings.importance; the others: every form, raw and layer-normalised */
+  importance: { score: number; perExample: number; perExampleLayerNorm: number; perToken: number; perTokenLayerNorm: number; perBatch: number; perBatchLayerNorm: number };
   attention: {
     queries: number;
     confidence: number;
@@ -82,7 +86,7 @@ export interface HeadReport {
   stacks: AttentionType[];
   settings: {
     maxTokensPerBatch: number;
-    importance: { loss: 'label-smoothed' | 'nll'; labelSmoothing: number; batches: number; queryTokens: Record<AttentionType, number> };
+    importance: { form: ImportanceForm; normalize: ImportanceNormalization; loss: 'label-smoothed' | 'nll'; labelSmoothing: number; sentences: number; batches: number; queryTokens: Record<AttentionType, number> };
     ablation: { enabled: boolean; decoding: 'greedy'; bleuSentences: number; lossSentences: number };
     lrp: { enabled: boolean; rule: RelevanceRule; sentences: number; steps: number };
     roles: RoleOptions;
@@ -110,8 +114,12 @@ export const SCORE_COLUMNS: readonly ScoreColumn[] = [
   { name: 'gate_test', label: 'test-time gate', get: (e) => e.gate?.testGate ?? null },
   { name: 'gate_p_open', label: 'P(gate open)', get: (e) => e.gate?.pOpen ?? null },
   { name: 'gate_p_one', label: 'P(gate = 1)', get: (e) => e.gate?.pOne ?? null },
-  { name: 'importance_per_token', label: 'Michel importance (per token)', get: (e) => e.importance.perToken },
-  { name: 'importance_per_token_l2', label: 'Michel importance (per token, layer l2)', get: (e) => e.importance.perTokenLayerNorm },
+  // reports written before the per-example form existed lack score / perExample: null, not undefined
+  { name: 'importance', label: 'Michel importance (settings.importance form)', get: (e) => e.importance.score ?? null },
+  { name: 'importance_per_example', label: 'Michel importance (per example)', get: (e) => e.importance.perExample ?? null },
+  { name: 'importance_per_example_l2', label: 'Michel importance (per example, layer l2)', get: (e) => e.importance.perExampleLayerNorm ?? null },
+  { name: 'importance_per_token', label: 'importance (per token, Michel MT code)', get: (e) => e.importance.perToken },
+  { name: 'importance_per_token_l2', label: 'importance (per token, layer l2)', get: (e) => e.importance.perTokenLayerNorm },
   { name: 'importance_per_batch', label: 'importance (per batch, bertology)', get: (e) => e.importance.perBatch },
   { name: 'importance_per_batch_l2', label: 'importance (per batch, layer l2)', get: (e) => e.importance.perBatchLayerNorm },
   { name: 'confidence', label: 'confidence (max weight, EOS excluded)', get: (e) => e.attention.confidence },
@@ -152,7 +160,7 @@ export function topHeads(report: HeadReport, score: ScoreColumn, n: number): Arr
 }
 
 /** Scores whose rankings are compared in `agreement`. */
-export const AGREEMENT_SCORES: readonly string[] = ['gate_p_open', 'importance_per_token', 'importance_per_batch', 'confidence', 'lrp', 'ablation_delta_loss', 'ablation_bleu_drop'];
+export const AGREEMENT_SCORES: readonly string[] = ['gate_p_open', 'importance_per_example', 'importance_per_token', 'importance_per_batch', 'confidence', 'lrp', 'ablation_delta_loss', 'ablation_bleu_drop'];
 
 export interface RankAgreement {
   scores: string[];

@@ -41,7 +41,7 @@ export function sampleEntry(stack: HeadReportEntry['stack'], layer: number, head
     head,
     position: head,
     gate: null,
-    importance: { perToken, perTokenLayerNorm: perToken, perBatch: perToken / 2, perBatchLayerNorm: perToken / 2 },
+    importance: { score: perToken, perExample: perToken, perExampleLayerNorm: perToken, perToken, perTokenLayerNorm: perToken, perBatch: perToken / 2, perBatchLayerNorm: perToken / 2 },
     attention: { queries: 10, confidence, entropy: 1, offsetHistogram: { from: -5, to: 5, shares, other: 0.05 }, modeOffset: -1, modeFraction: 0.95 },
     ablation: null,
     lrp: null,
@@ -60,7 +60,7 @@ export function sampleReport(): HeadReport {
     stacks: ['enc-self'],
     settings: {
       maxTokensPerBatch: 100,
-      importance: { loss: 'nll', labelSmoothing: 0, batches: 1, queryTokens: { 'enc-self': 3, 'dec-self': 3, 'dec-enc': 3 } },
+      importance: { form: 'example', normalize: 'layer', loss: 'nll', labelSmoothing: 0, sentences: 1, batches: 1, queryTokens: { 'enc-self': 3, 'dec-self': 3, 'dec-enc': 3 } },
       ablation: { enabled: false, decoding: 'greedy', bleuSentences: 0, lossSentences: 0 },
       lrp: { enabled: false, rule: 'lrp', sentences: 0, steps: 0 },
       roles: { ...DEFAULT_ROLE_OPTIONS },

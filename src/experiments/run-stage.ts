@@ -22,7 +22,10 @@ import { runImportancePruning } from '../analysis/importance-pruning.js';
 import { AnalysisStopped, analyzeHeads, trainingFrequencies } from '../analysis/analyze.js';
 import { type HeadReport, writeHeadReport, writeHeadReportCsv } from '../analysis/report.js';
 import { runExportStage } from './export-stage.js';
-import { type ResolvedStage, markDone, requireParentDone, acquireStageLock } from './stage.js';
+import { applyMaskToModel } from '../export/prune-model.js';
+import { HeadsError } from '../util/errors.js';
+import { chooseMask, maskHeadsOf, stepsNearest } from './fixed-mask.js';
+import { type ResolvedStage, markDone, requireParentDone, acquireStageLock, decodingLabel } from './stage.js';
 
 export interface StageSummary {
   /** test BLEU (sacreBLEU, beam) of the stage's final model */
@@ -37,26 +40,7 @@ export interface StageSummary {
   [k: string]: unknown;
 }
 
-/**
- * The pruning steps to score on test: for every requested head count the step that leaves the nearest
- * count (the larger one on a tie), each step once, in curve order.
- */
-export function stepsNearest<T extends { step: number; headsKept: number }>(table: readonly T[], counts: readonly number[], log: (m: string) => void = () => {}): T[] {
-  const chosen = new Set<T>();
-  for (const c of counts) {
-    let best: T | null = null;
-    for (const row of table) if (!best || Math.abs(row.headsKept - c) < Math.abs(best.headsKept - c) || (Math.abs(row.headsKept - c) === Math.abs(best.headsKept - c) && row.headsKept > best.headsKept)) best = row;
-    if (!best) continue;
-    if (best.headsKept !== c) log(`testHeads ${c}: no step leaves exactly ${c} heads; scoring step ${best.step} (${best.headsKept} heads)`);
-    chosen.add(best);
-  }
-  return table.filter((row) => chosen.has(row));
-}
-
-/** How a dev BLEU was decoded, as the report labels it. */
-export function decodingLabel(beamSize: number): string {
-  return beamSize <= 1 ? 'greedy' : `beam ${beamSize}`;
-}
+export { stepsNearest };
 
 /** The folder-relative file of an importance step's test translations (`masks/step-04.json` -> `test-hyps/step-04.hyp`). */
 export function curveHypFile(maskFile: string): string {
@@ -99,6 +83,24 @@ async function runLocked(s: ResolvedStage, o: { progress: ProgressLine; isStopRe
     const p = (r.extra?.['pruning'] ?? {}) as { testScores?: { tokenizedLowercaseBleu: number } | null };
     // the pruned model's dev score is decoded as the test set is (src/train/prune.ts)
     summary = { bleu: r.testBleuPruned, bleuTokLc: p.testScores?.tokenizedLowercaseBleu ?? null, devBleu: r.devBleuPruned, devDecoding: decodingLabel(s.config.eval.beamSize), keptHeads: r.keptHeads };
+  } else if (st.kind === 'prune' && st.method === 'fixed-mask') {
+    // the control of the pruning criterion: the model the importance stage pruned, with that stage's mask
+    // at maskHeads heads fixed (the heads physically removed), fine-tuned as the L0 stages fine-tune
+    const source = s.parent!.parent!;
+    const chosen = chooseMask(s.parent!.folder, s.config.model, maskHeadsOf(s.instance)!, (m) => o.progress.log(m));
+    if (!chosen) throw new HeadsError(`stage ${s.instance.id}: ${s.parent!.folder} has no pruning-result.json (its parent stage has not finished)`);
+    const loaded = loadModel(source.folder);
+    let initFrom;
+    try {
+      const pruned = applyMaskToModel(loaded.model, loaded.gates, chosen.mask, { sourceName: join(s.parent!.folder, chosen.maskFile) });
+      initFrom = { path: `${loaded.checkpoint.path} with ${join(s.parent!.folder, chosen.maskFile)}`, params: pruned.params };
+    } finally {
+      loaded.model.dispose();
+      loaded.gates?.dispose();
+    }
+    const r = await runTraining({ config: s.config, run, isResume, initFrom, tokenizer: loaded.tokenizer, progress: o.progress, isStopRequested: o.isStopRequested });
+    if (r.stoppedEarly) return null;
+    summary = { bleu: r.test?.bleu ?? null, bleuTokLc: r.test?.tokenizedLowercaseBleu ?? null, devBleu: r.devBleu, devDecoding: decodingLabel(1), keptHeads: keptOf(s.config), maskFrom: { stage: s.parent!.instance.id, step: chosen.step, maskFile: chosen.maskFile }, steps: r.steps };
   } else if (st.kind === 'prune') {
     // importance / confidence / random: masks per step on the converged parent (no fine-tuning, as Michel et al.)
     const loaded = loadModel(s.parent!.folder);
@@ -106,7 +108,8 @@ async function runLocked(s: ResolvedStage, o: { progress: ProgressLine; isStopRe
     const attention = (s.instance.point['attention'] as AttentionType[] | undefined) ?? st.attention;
     const r = await runImportancePruning({
       model: loaded.model, gates: loaded.gates, tokenizer: loaded.tokenizer, config: s.config,
-      data: { estimate: corpora.valid, eval: corpora.valid }, method: st.method as Exclude<typeof st.method, 'l0'>, stepPercent: st.stepPercent, reestimate: st.reestimate,
+      data: { estimate: corpora.valid, eval: corpora.valid }, method: st.method as Exclude<typeof st.method, 'l0' | 'fixed-mask'>, stepPercent: st.stepPercent, reestimate: st.reestimate,
+      importanceForm: st.importanceForm, importanceNormalize: st.importanceNormalize,
       stacks: attention, bleuSentences: Math.min(200, corpora.valid.length), run, seed: s.config.seed, onProgress: (m) => o.progress.log(m),
     });
     // score the steps' masks on the test set exactly as the L0 stages are scored (beam search, sacreBLEU);
@@ -151,7 +154,7 @@ async function runLocked(s: ResolvedStage, o: { progress: ProgressLine; isStopRe
     const f = trainingFrequencies(loaded.tokenizer, corpora.train);
     let report: HeadReport;
     try {
-      report = await analyzeHeads({ frequencies: { src: f.src, tgt: f.tgt, source: corpora.sources.train }, model: loaded.model, gates: loaded.gates, tokenizer: loaded.tokenizer, config: cfg, source: { runPath: loaded.runPath, checkpoint: loaded.checkpoint.path, step: loaded.checkpoint.state.step }, split: { name: 'dev', source: corpora.sources.valid, pairs }, onProgress: (m) => o.progress.log(m), isStopRequested: o.isStopRequested });
+      report = await analyzeHeads({ frequencies: { src: f.src, tgt: f.tgt, source: corpora.sources.train }, model: loaded.model, gates: loaded.gates, tokenizer: loaded.tokenizer, config: cfg, source: { runPath: loaded.runPath, checkpoint: loaded.checkpoint.path, step: loaded.checkpoint.state.step }, split: { name: 'dev', source: corpora.sources.valid, pairs }, importance: { form: st.importanceForm, normalize: st.importanceNormalize }, onProgress: (m) => o.progress.log(m), isStopRequested: o.isStopRequested });
     } catch (e) {
       if (!(e instanceof AnalysisStopped)) throw e;
       o.progress.log(e.message);

@@ -14,6 +14,7 @@
  *       attention: [enc-self]
  *       sweep: { lambda: [0.02, 0.05, 0.1] }
  *       set: { train.maxSteps: 300 }
+ *   seed: [1, 2, 3]                         # optional: the study once per seed (see expandStages)
  */
 import YAML from 'yaml';
 import { z } from 'zod';
@@ -21,10 +22,13 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { ConfigError } from '../util/errors.js';
 import { describeIssues } from '../config/load.js';
+import { DEFAULT_IMPORTANCE, IMPORTANCE_FORMS, IMPORTANCE_NORMALIZATIONS } from '../analysis/importance.js';
 
 const scalar = z.union([z.string(), z.number(), z.boolean(), z.null()]);
 const setMap = z.record(z.string(), z.unknown());
 const attention = z.array(z.enum(['enc-self', 'dec-self', 'dec-enc'])).min(1);
+/** a seed or a list of seeds (replicates: the report aggregates them as mean ± sd) */
+const seeds = z.union([z.number().int().nonnegative(), z.array(z.number().int().nonnegative()).min(1)]);
 
 const common = {
   /** overrides of the config for this stage (dot paths) */
@@ -32,14 +36,32 @@ const common = {
   /** grid over these keys: lambda, targetHeads, attention, seed, or any config dot path */
   sweep: z.record(z.string(), z.array(z.union([scalar, attention, z.record(z.string(), z.number())])).min(1)).optional(),
   description: z.string().optional(),
+  /**
+   * replicates: on a stage without a parent, its seeds (instead of the spec-level ones); on a stage whose
+   * parent has seeds, which of them it follows (e.g. analyze only seed 1); on a train or prune stage
+   * whose parent has none, its own seeds
+   */
+  seed: seeds.optional(),
 };
+
+/**
+ * Michel importance (src/analysis/importance.ts): the form and the normalisation. An importance prune
+ * stage gets the defaults (example, layer) written in, so they are part of its identity; an analyze
+ * stage reports every form and keeps them out of its identity unless given.
+ */
+const importanceSettings = { importanceForm: z.enum(IMPORTANCE_FORMS).optional(), importanceNormalize: z.enum(IMPORTANCE_NORMALIZATIONS).optional() };
 
 const TrainStage = z.strictObject({ kind: z.literal('train'), ...common, fixedMaskFrom: z.string().optional() });
 const PruneStage = z.strictObject({
   kind: z.literal('prune'),
   ...common,
   from: z.string(),
-  method: z.enum(['l0', 'importance', 'confidence', 'random']).default('l0'),
+  /**
+   * fixed-mask: fine-tune the model an importance (confidence, random) stage pruned, with one of that
+   * stage's masks fixed (`from` names the importance stage, `maskHeads` the step: its heads kept), the
+   * control that separates the pruning criterion from the fine-tuning
+   */
+  method: z.enum(['l0', 'importance', 'confidence', 'random', 'fixed-mask']).default('l0'),
   attention: attention.default(['enc-self']),
   lambda: z.number().nonnegative().optional(),
   targetHeads: z.union([z.number().int().nonnegative(), z.record(z.string(), z.number().int().nonnegative())]).optional(),
@@ -49,8 +71,11 @@ const PruneStage = z.strictObject({
   reestimate: z.boolean().optional(),
   /** importance/confidence/random: score on the test set only the steps that leave these many heads (default: every step) */
   testHeads: z.array(z.number().int().nonnegative()).min(1).optional(),
+  /** fixed-mask: the parent's pruning step that leaves this many heads (in `attention`); sweepable */
+  maskHeads: z.number().int().nonnegative().optional(),
+  ...importanceSettings,
 });
-const AnalyzeStage = z.strictObject({ kind: z.literal('analyze'), ...common, of: z.string(), sentences: z.number().int().positive().optional() });
+const AnalyzeStage = z.strictObject({ kind: z.literal('analyze'), ...common, of: z.string(), sentences: z.number().int().positive().optional(), ...importanceSettings });
 const fraction = z.number('expected a fraction in [0, 1) (e.g. 0.5)').min(0, 'expected a fraction in [0, 1) (e.g. 0.5)').lt(1, 'expected a fraction in [0, 1) (e.g. 0.5)');
 /**
  * `heads export` as a stage, then measured: test BLEU of the exported model (as `heads translate` loads
@@ -80,8 +105,10 @@ export const SpecSchema = z.strictObject({
   description: z.string().optional(),
   base: z.string().optional(),
   set: setMap.optional(),
+  /** the study once per seed: every stage without a parent runs per seed, every other stage follows its parent's */
+  seed: seeds.optional(),
   stages: z.record(z.string().regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, dash and underscore'), StageSchema),
-  presets: z.record(z.string(), z.strictObject({ set: setMap.optional(), stages: z.record(z.string(), z.strictObject({ set: setMap.optional(), sweep: common.sweep })).optional(), only: z.array(z.string()).optional() })).optional(),
+  presets: z.record(z.string(), z.strictObject({ set: setMap.optional(), seed: seeds.optional(), stages: z.record(z.string(), z.strictObject({ set: setMap.optional(), sweep: common.sweep, seed: seeds.optional() })).optional(), only: z.array(z.string()).optional() })).optional(),
 });
 
 export type StageSpec = z.infer<typeof StageSchema>;
@@ -93,8 +120,12 @@ export interface StageInstance {
   id: string;
   stage: string;
   spec: StageSpec;
-  /** the sweep values that made this instance */
+  /** the sweep values that made this instance (not the seed) */
   point: Record<string, unknown>;
+  /** the replicate's seed (spec or stage `seed:`, or the parent's), null without seeds */
+  seed: number | null;
+  /** the id without the seed: what the replicates of one setting share (the id itself when there are no seeds) */
+  baseId: string;
   /** `--set` overrides for this instance (spec-level, stage-level, sweep point) */
   overrides: string[];
   /** ids of the instances this one starts from */
@@ -114,8 +145,19 @@ export function setToOverrides(set: Record<string, unknown> | undefined): string
 
 /** Sweep keys with a meaning of their own; any other key is a config dot path. */
 const SWEEP_SHORTCUTS: Record<string, string> = { lambda: 'train.l0Lambda', targetHeads: 'gates.targetHeads', seed: 'seed', attention: 'gates.attention' };
+/** Sweep keys that are stage settings, not config keys (the stage reads them from its point). */
+const STAGE_SWEEP_KEYS = new Set(['maskHeads']);
 
-export function loadSpec(path: string, preset?: string): ExperimentSpec {
+/** A `seed:` value as a list (null when absent). */
+export function seedList(v: number | readonly number[] | undefined): number[] | null {
+  return v === undefined ? null : typeof v === 'number' ? [v] : [...v];
+}
+
+/**
+ * `opts.seeds` (the CLI's `--seeds 1,2,3`) replaces the spec-level (and preset) seeds; stage-level seeds
+ * stay as written.
+ */
+export function loadSpec(path: string, preset?: string, opts: { seeds?: readonly number[] } = {}): ExperimentSpec {
   if (!existsSync(path)) throw new ConfigError([`${path}: experiment spec not found`]);
   if (statSync(path).isDirectory()) throw new ConfigError([`${path}: expected a spec file, found a directory`]);
   let raw: unknown;
@@ -125,7 +167,7 @@ export function loadSpec(path: string, preset?: string): ExperimentSpec {
     throw new ConfigError([`${path}: not valid YAML: ${(e as Error).message.split('\n')[0]}`]);
   }
   const r = SpecSchema.safeParse(raw);
-  if (!r.success) throw new ConfigError(describeIssues(r.error.issues, raw, path, { name: '', description: '', base: '', set: {}, stages: {}, presets: {} }));
+  if (!r.success) throw new ConfigError(describeIssues(r.error.issues, raw, path, { name: '', description: '', base: '', set: {}, seed: [], stages: {}, presets: {} }));
   const spec = r.data;
   const problems: string[] = [];
   for (const [name, st] of Object.entries(spec.stages)) {
@@ -136,15 +178,38 @@ export function loadSpec(path: string, preset?: string): ExperimentSpec {
       problems.push(`${path}: stages.${name}: an l0 prune stage needs lambda or targetHeads (or a sweep over one)`);
     if (st.kind === 'export' && st.perLayer !== undefined && st.magnitudeSparsity === undefined)
       problems.push(`${path}: stages.${name}.perLayer: only applies with magnitudeSparsity, which is not set`);
+    const own = seedList(st.seed);
+    if (own && new Set(own).size !== own.length) problems.push(`${path}: stages.${name}.seed: a seed is listed twice (${own.join(', ')})`);
+    if (st.sweep?.['seed'] && (own || spec.seed !== undefined))
+      problems.push(`${path}: stages.${name}.sweep.seed: seeds are given by seed: (replicates the report aggregates); a sweep over seed as well would repeat them`);
+    if (st.kind === 'prune' && st.method === 'fixed-mask') {
+      const from = spec.stages[st.from.split('[')[0]!];
+      if (from && !(from.kind === 'prune' && ['importance', 'confidence', 'random'].includes(from.method)))
+        problems.push(`${path}: stages.${name}.from: a fixed-mask stage fine-tunes with a mask of an importance, confidence or random prune stage; '${st.from}' is ${from.kind === 'prune' ? `a ${from.method} prune stage` : `a ${from.kind} stage`}`);
+      if (st.maskHeads === undefined && !st.sweep?.['maskHeads']) problems.push(`${path}: stages.${name}: a fixed-mask stage needs maskHeads (or a sweep over it): which of the parent's masks to fine-tune with`);
+    } else if (st.kind === 'prune' && (st.maskHeads !== undefined || st.sweep?.['maskHeads'])) problems.push(`${path}: stages.${name}.maskHeads: only for method fixed-mask`);
     if (st.kind === 'prune' && st.method === 'l0' && st.testHeads)
       problems.push(`${path}: stages.${name}.testHeads: only for importance, confidence or random pruning (an l0 stage is scored once, on its final mask)`);
+    if (st.kind === 'prune' && st.method !== 'importance')
+      for (const k of ['importanceForm', 'importanceNormalize'] as const) if (st[k] !== undefined) problems.push(`${path}: stages.${name}.${k}: only for method: importance (this stage has method: ${st.method})`);
+    if (st.kind === 'prune' && st.method === 'importance') {
+      st.importanceForm ??= DEFAULT_IMPORTANCE.form;
+      st.importanceNormalize ??= DEFAULT_IMPORTANCE.normalize;
+    }
   }
+  const top = seedList(spec.seed);
+  if (top && new Set(top).size !== top.length) problems.push(`${path}: seed: a seed is listed twice (${top.join(', ')})`);
   if (preset && !spec.presets?.[preset]) problems.push(`${path}: --preset ${preset}: no such preset (presets: ${Object.keys(spec.presets ?? {}).join(', ') || 'none'})`);
   const baseConfig = spec.base ? resolve(dirname(path), '..', spec.base) : null;
   if (spec.base && !existsSync(spec.base) && !existsSync(baseConfig!)) problems.push(`${path}: base: config file ${spec.base} not found`);
   if (problems.length) throw new ConfigError(problems);
   const out: ExperimentSpec = { ...spec, file: path, baseConfig: spec.base ? (existsSync(spec.base) ? spec.base : baseConfig) : null };
   if (preset) applyPreset(out, preset);
+  if (opts.seeds) {
+    if (!opts.seeds.length || new Set(opts.seeds).size !== opts.seeds.length || opts.seeds.some((x) => !Number.isInteger(x) || x < 0))
+      throw new ConfigError([`--seeds: expected distinct non-negative integers (e.g. 1,2,3), found ${opts.seeds.join(',') || 'none'}`]);
+    out.seed = [...opts.seeds];
+  }
   detectCycles(out);
   return out;
 }
@@ -152,10 +217,11 @@ export function loadSpec(path: string, preset?: string): ExperimentSpec {
 function applyPreset(spec: ExperimentSpec, preset: string): void {
   const p = spec.presets![preset]!;
   spec.set = { ...(spec.set ?? {}), ...(p.set ?? {}) };
+  if (p.seed !== undefined) spec.seed = p.seed;
   for (const [name, ov] of Object.entries(p.stages ?? {})) {
     const st = spec.stages[name];
     if (!st) throw new ConfigError([`${spec.file}: presets.${preset}.stages.${name}: not a stage`]);
-    spec.stages[name] = { ...st, set: { ...(st.set ?? {}), ...(ov.set ?? {}) }, ...(ov.sweep ? { sweep: ov.sweep } : {}) } as StageSpec;
+    spec.stages[name] = { ...st, set: { ...(st.set ?? {}), ...(ov.set ?? {}) }, ...(ov.sweep ? { sweep: ov.sweep } : {}), ...(ov.seed !== undefined ? { seed: ov.seed } : {}) } as StageSpec;
   }
   if (p.only) {
     for (const name of p.only) if (!spec.stages[name]) throw new ConfigError([`${spec.file}: presets.${preset}.only: '${name}' is not a stage`]);
@@ -193,7 +259,14 @@ function pointLabel(point: Record<string, unknown>): string {
   return parts.length ? `[${parts.join(',')}]` : '';
 }
 
-/** Expand sweeps; a stage depending on a swept stage depends on (and is repeated for) each of its instances. */
+/**
+ * Expand sweeps; a stage depending on a swept stage depends on (and is repeated for) each of its instances.
+ * Seeds (`seed:` at the spec level or on a stage) make replicates: a stage without a parent runs once per
+ * seed, and every other stage follows its parent's seed (baseline seed 2 -> its prune stages seed 2), so
+ * each replicate is a whole chain. The seed is the last item of an instance's label
+ * (`l0[lambda=0.1,seed=2]`) and enters its config (`seed=2`); without seeds nothing changes, ids and
+ * configs (hence hashes) are those of a spec without the feature.
+ */
 export function expandStages(spec: ExperimentSpec): StageInstance[] {
   const byStage = new Map<string, StageInstance[]>();
   const order: string[] = [];
@@ -205,27 +278,47 @@ export function expandStages(spec: ExperimentSpec): StageInstance[] {
     order.push(n);
   };
   Object.keys(spec.stages).forEach(visit);
+  const specSeeds = seedList(spec.seed);
   for (const name of order) {
     const st = spec.stages[name]!;
+    const where = `${spec.file}: stages.${name}`;
     const parentName = parentsOf(st)[0];
-    // a parent reference may pin one instance: `l0-all[targetHeads=24]`
-    const parents: Array<StageInstance | null> = parentName ? byStage.get(parentName.split('[')[0]!)!.filter((p) => !parentName.includes('[') || p.id === parentName) : [null];
-    if (parentName && !parents.length) throw new ConfigError([`${spec.file}: stages.${name}: no instance '${parentName}' (instances: ${byStage.get(parentName.split('[')[0]!)!.map((p) => p.id).join(', ')})`]);
+    // a parent reference may pin one instance: `l0-all[targetHeads=24]` (each seed's instance of it)
+    const candidates = parentName ? byStage.get(parentName.split('[')[0]!)! : [];
+    const pinned: Array<StageInstance | null> = parentName ? candidates.filter((p) => !parentName.includes('[') || p.baseId === parentName) : [null];
+    if (parentName && !pinned.length) throw new ConfigError([`${where}: no instance '${parentName}' (instances: ${[...new Set(candidates.map((p) => p.baseId))].join(', ')})`]);
+    const own = seedList(st.seed);
+    if (own && st.sweep?.['seed']) throw new ConfigError([`${where}.sweep.seed: the stage has seed: as well; give the seeds once, as seed:`]);
+    const parentSeeds = [...new Set(pinned.map((p) => p?.seed ?? null).filter((x): x is number => x !== null))];
+    if (own && parentSeeds.length) {
+      const missing = own.filter((x) => !parentSeeds.includes(x));
+      if (missing.length) throw new ConfigError([`${where}.seed: ${missing.join(', ')} not among its parent's seeds (${parentSeeds.join(', ')}); a stage follows its parent's seed`]);
+    } else if (own && parentName && (st.kind === 'analyze' || st.kind === 'export'))
+      throw new ConfigError([`${where}.seed: an ${st.kind} stage has no seed of its own (it reports its parent's model); give the parent seeds`]);
+    // a stage's children follow it: keep the parents of the seeds this stage follows
+    const parents = own && parentSeeds.length ? pinned.filter((p) => p && own.includes(p.seed!)) : pinned;
+    const distinctParents = new Set(parents.map((p) => p?.baseId)).size;
     const instances: StageInstance[] = [];
-    for (const parent of parents)
-      for (const point of cartesian((st.sweep ?? {}) as Record<string, unknown[]>)) {
-        const sweepSets = Object.entries(point).map(([k, v]) => `${SWEEP_SHORTCUTS[k] ?? k}=${JSON.stringify(v)}`);
-        const parentLabel = parent && parents.length > 1 ? `<${parent.id}>` : '';
-        instances.push({
-          id: `${name}${pointLabel(point)}${parentLabel}`,
-          stage: name,
-          spec: st,
-          point,
-          // spec-level `set` shapes the base config: train stages take it, the others inherit it from their parent
-          overrides: [...(st.kind === 'train' ? setToOverrides(spec.set) : []), ...setToOverrides(st.set), ...sweepSets],
-          dependsOn: parent ? [parent.id] : [],
-        });
-      }
+    for (const parent of parents) {
+      const seeds: Array<number | null> = parent === null ? (own ?? (st.sweep?.['seed'] ? null : specSeeds) ?? [null]) : parent.seed !== null ? [parent.seed] : (own ?? [null]);
+      for (const seed of seeds)
+        for (const point of cartesian((st.sweep ?? {}) as Record<string, unknown[]>)) {
+          const sweepSets = Object.entries(point).filter(([k]) => !STAGE_SWEEP_KEYS.has(k)).map(([k, v]) => `${SWEEP_SHORTCUTS[k] ?? k}=${JSON.stringify(v)}`);
+          const parentLabel = parent && distinctParents > 1 ? `<${parent.baseId}>` : '';
+          const baseId = `${name}${pointLabel(point)}${parentLabel}`;
+          instances.push({
+            id: seed === null ? baseId : `${name}${pointLabel({ ...point, seed })}${parentLabel}`,
+            baseId,
+            seed,
+            stage: name,
+            spec: st,
+            point,
+            // spec-level `set` shapes the base config: train stages take it, the others inherit it from their parent
+            overrides: [...(st.kind === 'train' ? setToOverrides(spec.set) : []), ...setToOverrides(st.set), ...sweepSets, ...(seed !== null && (st.kind === 'train' || st.kind === 'prune') ? [`seed=${seed}`] : [])],
+            dependsOn: parent ? [parent.id] : [],
+          });
+        }
+    }
     byStage.set(name, instances);
   }
   return order.flatMap((n) => byStage.get(n)!);

@@ -9,6 +9,7 @@ import { resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { type BackendChoice, BACKEND_CHOICES } from '../../backend/select.js';
 import { runHandler, startBackend } from '../common.js';
+import { intFlag, numFlag } from '../options.js';
 import { loadModel } from '../../train/load-model.js';
 import { ATTENTION_TYPES, type AttentionType, isAttentionType } from '../../config/head-id.js';
 import type { ResolvedConfig } from '../../config/schema.js';
@@ -20,6 +21,7 @@ import { ConfigError } from '../../util/errors.js';
 import { analyzeHeads, trainingFrequencies } from '../../analysis/analyze.js';
 import { readConllu } from '../../analysis/conllu.js';
 import { RELEVANCE_RULES, type RelevanceRule } from '../../analysis/lrp.js';
+import { IMPORTANCE_FORMS, IMPORTANCE_NORMALIZATIONS, type ImportanceForm, type ImportanceNormalization, importanceSettingProblems } from '../../analysis/importance.js';
 import { type HeadReport, SCORE_COLUMNS, scoreColumn, topHeads, writeHeadReport, writeHeadReportCsv } from '../../analysis/report.js';
 import { attentionMaps } from '../../analysis/attention-pass.js';
 import { attentionMapFigure, rolesMap, scoreHeatmap, scoreOverview, writeFigure } from '../../analysis/figures.js';
@@ -45,6 +47,8 @@ interface Args {
   'lrp-sentences': number;
   'max-tokens'?: number;
   'label-smoothing'?: number;
+  'importance-form'?: string;
+  'importance-normalize'?: string;
   'positional-threshold': number;
   'rare-threshold': number;
   'rare-min-rank': number;
@@ -65,7 +69,7 @@ export function builder(y: Argv): Argv<Args> {
     .positional('model', { type: 'string', demandOption: true, describe: 'run folder or checkpoint folder' })
     .option('data', { alias: 'd', type: 'string', describe: 'split to analyse: Moses prefix (dir/valid -> valid.en + valid.de) or .tsv (default: the model config\'s valid split)' })
     .option('split-name', { type: 'string', default: 'dev', describe: 'name of the split, recorded in the report' })
-    .option('sentences', { alias: 'n', type: 'number', describe: 'analyse only the first N sentences' })
+    .option('sentences', { alias: 'n', ...intFlag('sentences', 1), describe: 'analyse only the first N sentences' })
     .option('conllu', { type: 'string', describe: 'CoNLL-U parses of the source sentences (same order) for syntactic heads' })
     .option('attention-sentences', { type: 'string', describe: 'sentence indices (0-based) for attention maps, e.g. 3,17 (default 0)' })
     .option('heads', { type: 'string', describe: 'heads for attention maps, e.g. enc-self.0.1,dec-enc.1.0 (default: the 4 most confident)' })
@@ -75,20 +79,22 @@ export function builder(y: Argv): Argv<Args> {
     .option('train-data', { type: 'string', describe: 'training corpus for token frequencies (default: the model config\'s train split)' })
     .option('rare', { type: 'boolean', default: true, describe: 'rare-token statistics (needs the training corpus); --no-rare skips them' })
     .option('ablation', { type: 'boolean', default: true, describe: 'remove each head alone and measure dev loss and BLEU; --no-ablation skips it' })
-    .option('bleu-sentences', { type: 'number', default: 100, describe: 'greedy BLEU of ablations on the first N sentences' })
+    .option('bleu-sentences', { ...intFlag('bleu-sentences', 0), default: 100, describe: 'greedy BLEU of ablations on the first N sentences' })
     .option('lrp', { type: 'boolean', default: true, describe: 'LRP relevance of the top-1 logit; --no-lrp skips it' })
     .option('lrp-rule', { type: 'string', choices: RELEVANCE_RULES as RelevanceRule[], default: 'lrp' as RelevanceRule, describe: 'lrp: frozen attention weights and LayerNorm scales (Ali et al. 2022); gradient-x-input: plain' })
-    .option('lrp-sentences', { type: 'number', default: 200, describe: 'LRP on the first N sentences (one backward pass per target position)' })
-    .option('max-tokens', { type: 'number', describe: 'padded tokens per batch (default: train.maxTokensPerBatch)' })
-    .option('label-smoothing', { type: 'number', describe: 'loss for Michel importance (default: train.labelSmoothing; 0 = NLL)' })
-    .option('positional-threshold', { type: 'number', default: 0.9, describe: 'share at offset -1 or +1 for a positional head' })
-    .option('rare-threshold', { type: 'number', default: 0.5, describe: 'rare-token rate above which a head is a rare-token head' })
-    .option('rare-min-rank', { type: 'number', default: 0, describe: 'count queries whose rarest token ranks beyond this (paper: 500)' })
-    .option('syntactic-gain', { type: 'number', default: 0.1, describe: 'accuracy gain over the best fixed-offset baseline (absolute)' })
-    .option('syntactic-min-instances', { type: 'number', default: 20, describe: 'fewest relation instances for a syntactic decision' })
+    .option('lrp-sentences', { ...intFlag('lrp-sentences', 0), default: 200, describe: 'LRP on the first N sentences (one backward pass per target position)' })
+    .option('max-tokens', { ...intFlag('max-tokens', 1), describe: 'padded tokens per batch (default: train.maxTokensPerBatch)' })
+    .option('label-smoothing', { ...numFlag('label-smoothing', { min: 0, below: 1 }), describe: 'loss for Michel importance (default: train.labelSmoothing; 0 = NLL)' })
+    .option('importance-form', { type: 'string', choices: [...IMPORTANCE_FORMS], requiresArg: true, describe: `Michel importance reported as "importance": example (mean over sentences of |dL(x)/dxi|, the paper's eq. 2; default), token (Michel's MT code) or batch (HF bertology); every form is in the report` })
+    .option('importance-normalize', { type: 'string', choices: [...IMPORTANCE_NORMALIZATIONS], requiresArg: true, describe: 'layer (l2 over the heads of a layer, as Michel\'s MT scripts; default) or none' })
+    .option('positional-threshold', { ...numFlag('positional-threshold', { min: 0, max: 1 }), default: 0.9, describe: 'share at offset -1 or +1 for a positional head' })
+    .option('rare-threshold', { ...numFlag('rare-threshold', { min: 0, max: 1 }), default: 0.5, describe: 'rare-token rate above which a head is a rare-token head' })
+    .option('rare-min-rank', { ...intFlag('rare-min-rank', 0), default: 0, describe: 'count queries whose rarest token ranks beyond this (paper: 500)' })
+    .option('syntactic-gain', { ...numFlag('syntactic-gain', { min: 0, max: 1 }), default: 0.1, describe: 'accuracy gain over the best fixed-offset baseline (absolute)' })
+    .option('syntactic-min-instances', { ...intFlag('syntactic-min-instances', 0), default: 20, describe: 'fewest relation instances for a syntactic decision' })
     .option('figures', { type: 'boolean', default: true, describe: 'write plotly figures (HTML + JSON); --no-figures skips them' })
     .option('html-per-score', { type: 'boolean', default: false, describe: 'also a standalone HTML per score (4.8 MB each; the JSON specs are always written)' })
-    .option('top', { type: 'number', default: 5, describe: 'heads per score in the summary table' })
+    .option('top', { ...intFlag('top', 1), default: 5, describe: 'heads per score in the summary table' })
     .option('backend', { type: 'string', choices: BACKEND_CHOICES as BackendChoice[], default: 'auto' as BackendChoice })
     .option('quiet', { type: 'boolean', default: false, describe: 'no progress output' })
     .example('$0 analyze runs/20261124-072730-quickstart-quickstart', 'analyse the quickstart model on its dev split')
@@ -102,20 +108,6 @@ function parseStacks(text: string | undefined): AttentionType[] | undefined {
   const bad = parts.filter((s) => !isAttentionType(s));
   if (bad.length) throw new ConfigError([`--stacks: unknown attention type ${bad.join(', ')} (expected ${ATTENTION_TYPES.join(', ')})`]);
   return parts as AttentionType[];
-}
-
-/** Sentence counts and thresholds: one ConfigError listing every bad value. */
-function checkCounts(args: Args): void {
-  const problems: string[] = [];
-  const isCount = (v: number | undefined, min: number) => v === undefined || (Number.isInteger(v) && v >= min);
-  if (!isCount(args.sentences, 1)) problems.push(`--sentences: expected an integer >= 1, got ${args.sentences}`);
-  for (const k of ['bleu-sentences', 'lrp-sentences', 'rare-min-rank', 'syntactic-min-instances'] as const) if (!isCount(args[k], 0)) problems.push(`--${k}: expected an integer >= 0, got ${args[k]}`);
-  if (!isCount(args.top, 1)) problems.push(`--top: expected an integer >= 1, got ${args.top}`);
-  if (!isCount(args['max-tokens'], 1)) problems.push(`--max-tokens: expected an integer >= 1, got ${args['max-tokens']}`);
-  for (const k of ['positional-threshold', 'rare-threshold'] as const) if (!(args[k] >= 0 && args[k] <= 1)) problems.push(`--${k}: expected a share in [0, 1], got ${args[k]}`);
-  const ls = args['label-smoothing'];
-  if (ls !== undefined && !(ls >= 0 && ls < 1)) problems.push(`--label-smoothing: expected a number in [0, 1), got ${ls}`);
-  if (problems.length) throw new ConfigError(problems);
 }
 
 function parseIndices(text: string | undefined, n: number): number[] {
@@ -173,9 +165,10 @@ function fmt(x: number): string {
 /** Top heads per score, one line per score, and the roles found. */
 export function summaryTable(report: HeadReport, n: number): string {
   const lines: string[] = [];
-  const names = ['importance_per_token', 'importance_per_batch', 'confidence', 'lrp', 'ablation_delta_loss', 'ablation_bleu_drop', 'gate_p_open', 'rare_rate'];
+  const names = ['importance', 'importance_per_example', 'importance_per_token', 'importance_per_batch', 'confidence', 'lrp', 'ablation_delta_loss', 'ablation_bleu_drop', 'gate_p_open', 'rare_rate'];
   const width = Math.max(...names.map((s) => s.length));
-  lines.push(`top ${n} heads per score (${report.data.split}, ${report.data.sentences} sentences):`);
+  const imp = report.settings.importance;
+  lines.push(`top ${n} heads per score (${report.data.split}, ${report.data.sentences} sentences; importance: per ${imp.form ?? 'token'}, normalisation ${imp.normalize ?? 'none'}):`);
   for (const name of names) {
     const top = topHeads(report, scoreColumn(name), n);
     if (top.length) lines.push(`  ${name.padEnd(width)}  ${top.map((t) => `${t.key} ${fmt(t.value)}`).join('  ')}`);
@@ -183,9 +176,14 @@ export function summaryTable(report: HeadReport, n: number): string {
   const a = report.agreement;
   const shown = a.scores.map((name, i) => ({ name, i })).filter(({ i }) => a.spearman[i]!.some((v, j) => j !== i && v !== null));
   if (shown.length > 1) {
+    // columns numbered as the rows (full score names do not fit side by side; cut ones were ambiguous)
+    const rowWidth = Math.max(...shown.map((r) => r.name.length));
+    const tag = (k: number) => `(${k + 1})`;
+    const cell = Math.max(5, tag(shown.length - 1).length);
     lines.push('rank agreement (Spearman) between scores:');
-    lines.push(`  ${''.padEnd(width)}  ${shown.map((s) => s.name.slice(0, 10).padStart(10)).join(' ')}`);
-    for (const r of shown) lines.push(`  ${r.name.padEnd(width)}  ${shown.map((c) => (a.spearman[r.i]![c.i] === null ? '-' : a.spearman[r.i]![c.i]!.toFixed(2)).padStart(10)).join(' ')}`);
+    lines.push(`  ${''.padEnd(rowWidth + cell + 1)}  ${shown.map((_, k) => tag(k).padStart(cell)).join(' ')}`);
+    for (const [k, r] of shown.entries())
+      lines.push(`  ${tag(k).padStart(cell)} ${r.name.padEnd(rowWidth)}  ${shown.map((c) => (a.spearman[r.i]![c.i] === null ? '-' : a.spearman[r.i]![c.i]!.toFixed(2)).padStart(cell)).join(' ')}`);
   }
   const roles = Object.entries(report.heads).filter(([, e]) => e.roles.labels.length);
   lines.push(roles.length ? `roles: ${roles.map(([k, e]) => `${k} (${e.roles.labels.join('; ')})`).join(', ')}` : 'roles: none found');
@@ -201,8 +199,10 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
     const { model, tokenizer, gates, config, checkpoint, runPath } = loadModel(args.model, (m) => console.error(`warning: ${m}`));
     try {
       log(`model: ${checkpoint.path} (step ${checkpoint.state.step})`);
-      checkCounts(args);
       const stacks = parseStacks(args.stacks);
+      // yargs checks the choices when parsing; this covers the handler called directly
+      const importanceProblems = importanceSettingProblems(args['importance-form'], args['importance-normalize'], { form: '--importance-form', normalize: '--importance-normalize' });
+      if (importanceProblems.length) throw new ConfigError(importanceProblems);
       const split = loadSplit(args, config);
       const pairs = args.sentences !== undefined ? split.pairs.slice(0, args.sentences) : split.pairs;
       const conlluPath = args.conllu;
@@ -237,6 +237,7 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
         conllu,
         maxTokensPerBatch: args['max-tokens'],
         labelSmoothing: args['label-smoothing'],
+        importance: { form: args['importance-form'] as ImportanceForm | undefined, normalize: args['importance-normalize'] as ImportanceNormalization | undefined },
         ablation: { enabled: args.ablation, bleuSentences: args['bleu-sentences'] },
         lrp: { enabled: args.lrp, rule: args['lrp-rule'], sentences: args['lrp-sentences'] },
         roles: {

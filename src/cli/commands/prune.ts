@@ -7,6 +7,7 @@ import type { ArgumentsCamelCase, Argv } from 'yargs';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { type CommonArgs, createRun, installStopHandler, runHandler, startBackend, withCommonOptions } from '../common.js';
+import { intFlag, numFlag } from '../options.js';
 import { resumeRun } from '../resume.js';
 import { loadConfigOn } from '../../config/load.js';
 import { isAttentionType } from '../../config/head-id.js';
@@ -17,7 +18,7 @@ import { runPruning } from '../../train/prune.js';
 import { loadModel } from '../../train/load-model.js';
 import { loadCorpora } from '../../data/prepare.js';
 import { runImportancePruning, type PruningMethod } from '../../analysis/importance-pruning.js';
-import { type ImportanceForm, type ImportanceNormalization, importanceSettingProblems } from '../../analysis/importance.js';
+import { IMPORTANCE_FORMS, IMPORTANCE_NORMALIZATIONS, type ImportanceForm, type ImportanceNormalization, importanceSettingProblems } from '../../analysis/importance.js';
 import type { AttentionType } from '../../config/head-id.js';
 import { ConfigError, CheckpointError } from '../../util/errors.js';
 
@@ -47,18 +48,18 @@ export function builder(y: Argv): Argv<Args> {
     .option('from', { type: 'string', describe: 'the converged model: a run folder or checkpoint folder (required unless --resume)' })
     .option('resume', { type: 'string', describe: 'continue an interrupted L0 prune run folder from its newest valid checkpoint, ending with its mask and pruned scores (same as heads train --resume)' })
     .option('method', { type: 'string', choices: ['l0', 'importance', 'confidence', 'random'] as const, default: 'l0' as const, describe: 'l0: Hard Concrete gates trained with an L0 penalty; importance (Michel et al.), confidence (Voita et al.) or random: remove the lowest-scoring heads step by step, no training' })
-    .option('step-percent', { type: 'number', default: 10, describe: 'importance/confidence/random: share of heads removed per step (Michel: 10)' })
+    .option('step-percent', { ...numFlag('step-percent', { above: 0, max: 100 }), default: 10, describe: 'importance/confidence/random: share of heads removed per step (Michel: 10)' })
     .option('reestimate', { type: 'boolean', default: false, describe: 'importance/confidence: re-estimate scores under the current mask after each step' })
-    .option('min-heads-per-layer', { type: 'number', default: 0, describe: 'importance/confidence/random: never leave a layer with fewer heads' })
-    .option('bleu-sentences', { type: 'number', default: 200, describe: 'importance/confidence/random: dev sentences scored (greedy) after each step' })
-    .option('importance-form', { type: 'string', describe: `importance: example (mean over sentences of |dL(x)/dxi|, the paper's eq. 2; default), token (Michel's MT code) or batch (HF bertology)` })
-    .option('importance-normalize', { type: 'string', describe: 'importance: layer (l2 over the heads of a layer, as Michel\'s MT scripts; default) or none' })
-    .option('lambda', { type: 'number', describe: 'weight of the expected-L0 penalty (train.l0Lambda)' })
+    .option('min-heads-per-layer', { ...intFlag('min-heads-per-layer', 0), default: 0, describe: 'importance/confidence/random: never leave a layer with fewer heads' })
+    .option('bleu-sentences', { ...intFlag('bleu-sentences', 0), default: 200, describe: 'importance/confidence/random: dev sentences scored (greedy) after each step' })
+    .option('importance-form', { type: 'string', choices: [...IMPORTANCE_FORMS], requiresArg: true, describe: `importance: example (mean over sentences of |dL(x)/dxi|, the paper's eq. 2; default), token (Michel's MT code) or batch (HF bertology)` })
+    .option('importance-normalize', { type: 'string', choices: [...IMPORTANCE_NORMALIZATIONS], requiresArg: true, describe: 'importance: layer (l2 over the heads of a layer, as Michel\'s MT scripts; default) or none' })
+    .option('lambda', { ...numFlag('lambda', { min: 0 }), describe: 'weight of the expected-L0 penalty (train.l0Lambda)' })
     .option('target-heads', { type: 'string', describe: 'exact head budget instead of a lambda: N overall, or per type as enc-self=10,dec-enc=20' })
     .option('attention', { type: 'string', describe: 'gated attention types, comma-separated (default enc-self)' })
-    .option('steps', { type: 'number', describe: 'fine-tuning steps (train.maxSteps)' })
+    .option('steps', { ...intFlag('steps', 1), describe: 'fine-tuning steps (train.maxSteps)' })
     .option('freeze-decoder', { type: 'boolean', default: true, describe: 'with only enc-self gated, train only the encoder and the gates (the reference recipe)' })
-    .option('dev-sentences', { type: 'number', describe: 'dev sentences scored with the pruned model (default: all)' })
+    .option('dev-sentences', { ...intFlag('dev-sentences', 1), describe: 'dev sentences scored with the pruned model (default: all)' })
     .example('$0 prune --from runs/X-train-ddtp --lambda 0.05 --steps 300', 'encoder-head pruning at lambda 0.05')
     .example('$0 prune --from runs/X-train-ddtp --target-heads 10', 'keep exactly 10 encoder heads')
     .example('$0 prune --resume runs/X-prune-ddtp-prune', 'continue an interrupted L0 prune run') as unknown as Argv<Args>;
