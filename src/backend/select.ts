@@ -6,6 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { installBackendFixes } from './ops.js';
+import { HeadsError } from '../util/errors.js';
 
 export type BackendChoice = 'auto' | 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
 export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'];
@@ -21,11 +22,16 @@ export interface BackendInfo {
   fixes: string[];
 }
 
+/** Why the last native package failed to load (for the error of an explicit --backend). */
+let nativeFailure = '';
+
 async function tryNative(pkg: string): Promise<boolean> {
   try {
     await import(pkg);
     return await tf.setBackend('tensorflow');
-  } catch {
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    nativeFailure = code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND' ? 'it is not installed' : String((e as Error).message ?? e).split('\n')[0]!;
     return false;
   }
 }
@@ -57,5 +63,8 @@ export async function initBackend(requested: BackendChoice = 'auto'): Promise<Ba
       return { name, packageName, requested, fixes };
     }
   }
-  throw new Error(`backend '${requested}' could not be loaded (is its package installed?)`);
+  // an explicit choice that cannot load is bad input (the user's command or config), not a crash
+  const pkg = candidates[0]?.[1] ?? requested;
+  const why = requested.startsWith('tensorflow') && nativeFailure ? nativeFailure : 'it failed to initialise';
+  throw new HeadsError(`backend '${requested}': ${pkg} cannot be loaded (${why}); install it (npm install ${pkg}) or choose --backend wasm / auto`);
 }

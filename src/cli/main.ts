@@ -12,20 +12,23 @@ import * as experiment from './commands/experiment.js';
 import * as analyze from './commands/analyze.js';
 import * as exportCommand from './commands/export.js';
 import * as plot from './commands/plot.js';
+import { strictCommand, usageErrorLine } from './options.js';
+import { isHeadsError } from '../util/errors.js';
 
 await yargs(hideBin(process.argv))
-  .scriptName('heads')
-  .command(quickstart)
-  .command(train)
-  .command(translate)
-  .command(prune)
-  .command(analyze)
-  .command(exportCommand)
-  .command(plot)
-  .command(bleu)
-  .command(bench)
-  .command(data)
-  .command(experiment)
+  // the usage lines and examples of --help print the invocation that runs from the repository root
+  .scriptName('npx heads')
+  .command(strictCommand(quickstart))
+  .command(strictCommand(train))
+  .command(strictCommand(translate))
+  .command(strictCommand(prune))
+  .command(strictCommand(analyze))
+  .command(strictCommand(exportCommand))
+  .command(strictCommand(plot))
+  .command(strictCommand(bleu))
+  .command(strictCommand(bench))
+  .command(strictCommand(data))
+  .command(strictCommand(experiment))
   .demandCommand(1, 'name a command (see --help)')
   .strict()
   .recommendCommands()
@@ -33,8 +36,9 @@ await yargs(hideBin(process.argv))
   .wrap(Math.min(110, process.stdout.columns ?? 110))
   // a usage error (unknown option, missing argument, bad choice) is bad input like any other: one line, exit 2
   .fail((msg, err) => {
-    if (err) throw err;
-    process.stderr.write(`error: ${msg}\n(see heads ${process.argv[2] && !process.argv[2].startsWith('-') ? `${process.argv[2]} ` : ''}--help)\n`);
+    // an error thrown while parsing (a numeric flag's rule, strictValues) is bad input too; a bug keeps its stack
+    if (err && !(err.name === 'YError' || isHeadsError(err))) throw err;
+    process.stderr.write(`error: ${usageErrorLine(msg, err)}\n`);
     process.exit(2);
   })
   .parseAsync();

@@ -9,6 +9,7 @@ import { existsSync, statSync, readFileSync } from 'node:fs';
 import { ConfigError } from '../util/errors.js';
 import { DEFAULT_CONFIG } from './defaults.js';
 import { HeadsConfigSchema, type HeadsConfig, type ResolvedConfig } from './schema.js';
+import { sizeProblems } from './size-check.js';
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
@@ -57,6 +58,7 @@ function valueAt(obj: unknown, path: ReadonlyArray<PropertyKey>): unknown {
 
 function show(v: unknown): string {
   if (v === undefined) return 'nothing';
+  if (typeof v === 'number' && !Number.isFinite(v)) return String(v); // JSON would print null
   const s = JSON.stringify(v);
   return s.length > 60 ? s.slice(0, 57) + '...' : s;
 }
@@ -94,19 +96,55 @@ export function describeIssues(issues: readonly z.core.$ZodIssue[], input: unkno
       }
       continue;
     }
-    const got = show(valueAt(input, issue.path));
+    const value = valueAt(input, issue.path);
+    if (typeof value === 'number' && !Number.isFinite(value)) {
+      out.push(`${where}: expected a finite number, got ${value} (YAML .nan / .inf)`);
+      continue;
+    }
+    const got = show(value);
     out.push(`${where}: ${issue.message.replace(/^Invalid input: /, '').replace(/, received \w+$/, '')}, got ${got}`);
   }
   return out;
 }
 
+/** Keys that would set an object's prototype instead of a value (`__proto__`) or shadow its machinery. */
+const PROTOTYPE_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
+/** Every path in a parsed value whose key is a prototype key, at any depth. */
+export function prototypeKeyPaths(v: unknown, path: PropertyKey[] = []): string[] {
+  if (Array.isArray(v)) return v.flatMap((x, i) => prototypeKeyPaths(x, [...path, i]));
+  if (!isPlainObject(v)) return [];
+  return Object.keys(v).flatMap((k) => (PROTOTYPE_KEYS.has(k) ? [dotPath([...path, k])] : prototypeKeyPaths(v[k], [...path, k])));
+}
+
+function refusePrototypeKeys(v: unknown, where: string): void {
+  const bad = prototypeKeyPaths(v);
+  if (bad.length) throw new ConfigError(bad.map((p) => `${where}: ${p}: '${p.split('.').pop()}' is not a config key (it would change an object's prototype instead of setting a value)`));
+}
+
+/**
+ * Parse YAML text into plain values, refusing what the config format does not have: tags other than the
+ * core ones (`!!js/function` is not run, and must not become a string), several documents, syntax
+ * errors. Throws the problem as a plain message with its line.
+ */
+function parseYamlStrict(text: string): unknown {
+  const doc = YAML.parseDocument(text, { uniqueKeys: true });
+  const first = doc.errors[0] ?? doc.warnings.find((w) => w.code === 'TAG_RESOLVE_FAILED') ?? doc.warnings[0];
+  if (first) {
+    const line = first.linePos?.[0]?.line;
+    const tag = first.code === 'TAG_RESOLVE_FAILED' ? /Unresolved tag: (\S+)/.exec(first.message)?.[1] : undefined;
+    const what = tag ? `unknown YAML tag ${tag.replace(/^tag:yaml\.org,2002:/, '!!')} (config values are plain numbers, strings, booleans, null, lists and mappings)` : first.message.split('\n')[0]!;
+    throw new Error(line ? `line ${line}: ${what}` : what);
+  }
+  return doc.toJS({ maxAliasCount: 100 });
+}
+
 /** Parse a `--set key=value` value as a YAML scalar (numbers, booleans, null, lists). */
 export function parseOverrideValue(raw: string): Json {
-  try {
-    return YAML.parse(raw) as Json;
-  } catch {
-    return raw;
-  }
+  const doc = YAML.parseDocument(raw);
+  if (doc.warnings.some((w) => w.code === 'TAG_RESOLVE_FAILED')) throw new ConfigError([`--set: ${JSON.stringify(raw)}: unknown YAML tag (config values are plain numbers, strings, booleans, null, lists and mappings)`]);
+  if (doc.errors.length) return raw;
+  return doc.toJS({ maxAliasCount: 100 }) as Json;
 }
 
 /** Apply `a.b.c=value` overrides to a plain object (returns a new object). */
@@ -116,7 +154,11 @@ export function applyOverrides(obj: unknown, overrides: readonly string[], sourc
     const eq = o.indexOf('=');
     if (eq <= 0) throw new ConfigError([`${source}: expected key=value, got ${JSON.stringify(o)}`]);
     const keys = o.slice(0, eq).split('.');
+    if (keys.some((k) => k.trim() === '')) throw new ConfigError([`${source}: ${JSON.stringify(o)}: expected a dotted key like train.maxSteps before '=', found an empty part`]);
+    const proto = keys.find((k) => PROTOTYPE_KEYS.has(k));
+    if (proto) throw new ConfigError([`${source}: ${o.slice(0, eq)}: '${proto}' is not a config key (it would change an object's prototype instead of setting a value)`]);
     const value = parseOverrideValue(o.slice(eq + 1));
+    refusePrototypeKeys(value, `${source} ${o.slice(0, eq)}`);
     let patch: unknown = value;
     for (let i = keys.length - 1; i >= 0; i--) patch = { [keys[i]!]: patch };
     out = deepMerge(out, patch);
@@ -131,11 +173,13 @@ export function readConfigFile(path: string): Record<string, unknown> {
   const text = readFileSync(path, 'utf8');
   let parsed: unknown;
   try {
-    parsed = path.endsWith('.json') ? JSON.parse(text) : YAML.parse(text, { uniqueKeys: true });
+    parsed = path.endsWith('.json') ? JSON.parse(text) : parseYamlStrict(text);
   } catch (e) {
     throw new ConfigError([`${path}: not valid ${path.endsWith('.json') ? 'JSON' : 'YAML'}: ${(e as Error).message.split('\n')[0]}`]);
   }
-  if (parsed === null || parsed === undefined) return {};
+  // an empty file is a mistake (a wrong path, a file not yet written), not a request for the defaults
+  if (parsed === null || parsed === undefined) throw new ConfigError([`${path}: empty config file; expected a mapping of config keys (without -c the defaults are used)`]);
+  refusePrototypeKeys(parsed, path);
   if (!isPlainObject(parsed)) throw new ConfigError([`${path}: expected a mapping of config keys at the top level, got ${show(parsed)}`]);
   return parsed;
 }
@@ -198,6 +242,7 @@ export function crossFieldProblems(c: HeadsConfig, file: string): string[] {
   if (c.data.train === null && (c.data.valid !== null || c.data.test !== null))
     p.push(`${file}: data.train: null (synthetic data) but data.valid/data.test are set; set data.train too`);
   if (c.data.train !== null && c.data.valid === null) p.push(`${file}: data.valid: expected a dev set path when data.train is set, got null`);
+  p.push(...sizeProblems(c, file));
   return p;
 }
 

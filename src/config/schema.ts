@@ -10,11 +10,17 @@ const nonNegInt = z.number().int().nonnegative();
 const prob = z.number().min(0).max(1);
 const attentionType = z.enum(['enc-self', 'dec-self', 'dec-enc']);
 
+/** Largest beam: a batch decodes sentences x beam rows (beam 1000 on one sentence: 5 s; 100000 ran for minutes without output). */
+export const MAX_BEAM_SIZE = 1000;
+/** Most pairs per split of a generated corpus (data.synthetic, `heads data synth`): 1M pairs took 29 s and 320 MB. */
+export const MAX_SYNTHETIC_PAIRS = 2_000_000;
+const pairCount = posInt.max(MAX_SYNTHETIC_PAIRS);
+
 export const SyntheticDataSchema = z.strictObject({
   task: z.enum(['toy-mt', 'copy', 'reverse']),
-  trainPairs: posInt,
-  validPairs: posInt,
-  testPairs: posInt,
+  trainPairs: pairCount,
+  validPairs: pairCount,
+  testPairs: pairCount,
 });
 
 export const DataSchema = z.strictObject({
@@ -263,7 +269,7 @@ export const TrainSchema = z.strictObject({
 });
 
 export const EvalSchema = z.strictObject({
-  beamSize: posInt,
+  beamSize: posInt.max(MAX_BEAM_SIZE),
   /** GNMT length penalty alpha: score / ((5 + len) / 6)^alpha */
   lengthPenalty: z.number().nonnegative(),
   /** maximum output length = maxLenA * srcLen + maxLenB */

@@ -7,6 +7,8 @@ import type { ArgumentsCamelCase, Argv } from 'yargs';
 import { type BackendChoice, BACKEND_CHOICES } from '../../backend/select.js';
 import { describeBackendFixes } from '../../backend/ops.js';
 import { runHandler, startBackend } from '../common.js';
+import { intFlag } from '../options.js';
+import { MAX_BEAM_SIZE } from '../../config/schema.js';
 import { HeadsError } from '../../util/errors.js';
 import { benchDecode, benchTrain, formatBenchTable } from '../../train/bench.js';
 import { loadModel } from '../../train/load-model.js';
@@ -40,15 +42,15 @@ export function builder(y: Argv): Argv<Args> {
     .positional('what', { choices: ['train', 'decode'] as const, demandOption: true })
     .option('model', { alias: 'm', type: 'string', describe: 'decode: run folder or checkpoint folder' })
     .option('input', { alias: 'i', type: 'string', describe: 'decode: source sentences, one per line' })
-    .option('limit', { alias: 'n', type: 'number', describe: 'decode: only the first N sentences' })
-    .option('beams', { type: 'number', array: true, describe: 'decode: beam sizes (default 1 4)' })
-    .option('steps', { type: 'number', default: 3, describe: 'timed training steps per configuration' })
-    .option('warmup', { type: 'number', default: 1, describe: 'untimed warm-up steps per configuration' })
-    .option('sentences', { type: 'number', default: 80, describe: 'sentences per step (the global batch, split over workers)' })
-    .option('length', { type: 'number', default: 24, describe: 'tokens per sentence (plus </s>)' })
+    .option('limit', { alias: 'n', ...intFlag('limit', 1), describe: 'decode: only the first N sentences' })
+    .option('beams', { ...intFlag('beams', 1, MAX_BEAM_SIZE, { array: true }), describe: 'decode: beam sizes (default 1 4)' })
+    .option('steps', { ...intFlag('steps', 1), default: 3, describe: 'timed training steps per configuration' })
+    .option('warmup', { ...intFlag('warmup', 0), default: 1, describe: 'untimed warm-up steps per configuration' })
+    .option('sentences', { ...intFlag('sentences', 1), default: 80, describe: 'sentences per step (the global batch, split over workers)' })
+    .option('length', { ...intFlag('length', 1), default: 24, describe: 'tokens per sentence (plus </s>)' })
     .option('set', { type: 'string', array: true, describe: 'config overrides, e.g. model.norm=post' })
     .option('configs', { type: 'string', array: true, describe: 'only these configurations: wrapper, native-before, native-1t, native-<N>t, wrapper-workers, native-workers (with --ablation: native-1t-no-<kernel>)' })
-    .option('workers', { type: 'number', describe: 'workers of the data-parallel configurations (default: the number of cores)' })
+    .option('workers', { ...intFlag('workers', 1), describe: 'workers of the data-parallel configurations (default: the number of cores)' })
     .option('ablation', { type: 'boolean', default: false, describe: 'train: also native BLAS 1T with each new kernel switched off in turn' })
     .option('decoding', { type: 'boolean', default: true, describe: 'also measure greedy / beam decoding steps/s' })
     .option('backend', { type: 'string', choices: BACKEND_CHOICES as BackendChoice[], default: 'auto' as BackendChoice }) as unknown as Argv<Args>;

@@ -2,6 +2,8 @@
 import type { ArgumentsCamelCase, Argv } from 'yargs';
 import { join } from 'node:path';
 import { runHandler } from '../common.js';
+import { intFlag } from '../options.js';
+import { MAX_SYNTHETIC_PAIRS } from '../../config/schema.js';
 import { generateSyntheticCorpus, SYNTHETIC_TASKS, type SyntheticTask } from '../../data/synthetic.js';
 import { writeMosesCorpus, describeCorpus } from '../../data/corpus.js';
 
@@ -25,10 +27,10 @@ export function builder(y: Argv): Argv<Args> {
     .positional('action', { choices: ['synth'] as const, demandOption: true })
     .option('task', { type: 'string', choices: SYNTHETIC_TASKS as SyntheticTask[], default: 'toy-mt' as SyntheticTask })
     .option('out', { type: 'string', default: 'data/toy-ende/generated', describe: 'output folder' })
-    .option('seed', { type: 'number', default: 1 })
-    .option('train-pairs', { type: 'number', default: 20000 })
-    .option('valid-pairs', { type: 'number', default: 300 })
-    .option('test-pairs', { type: 'number', default: 500 })
+    .option('seed', { ...intFlag('seed', 0), default: 1 })
+    .option('train-pairs', { ...intFlag('train-pairs', 1, MAX_SYNTHETIC_PAIRS), default: 20000 })
+    .option('valid-pairs', { ...intFlag('valid-pairs', 1, MAX_SYNTHETIC_PAIRS), default: 300 })
+    .option('test-pairs', { ...intFlag('test-pairs', 1, MAX_SYNTHETIC_PAIRS), default: 500 })
     .option('src-lang', { type: 'string', default: 'en' })
     .option('tgt-lang', { type: 'string', default: 'de' }) as unknown as Argv<Args>;
 }

@@ -6,11 +6,15 @@
 import type { ArgumentsCamelCase, Argv } from 'yargs';
 
 import { runHandler, startBackend, installStopHandler } from '../common.js';
+import { intFlag } from '../options.js';
 import { loadSpec, expandStages } from '../../experiments/spec.js';
 import { resolveStages, experimentRoot, stageState, adoptRun, selectStages } from '../../experiments/stage.js';
-import { runExperiment, planTable, stageCommand, shellQuote } from '../../experiments/runner.js';
+import { join, relative } from 'node:path';
+import { runExperiment, planTable, stageCommand, shellQuote, headsBin } from '../../experiments/runner.js';
 import { runStage } from '../../experiments/run-stage.js';
+import { SLURM_DEFAULTS, sbatchScript, slurmOptionProblems } from '../../experiments/sbatch.js';
 import { writeReport, writeReportFigures, markdownTable } from '../../experiments/report.js';
+import { hasHyps } from '../../experiments/hyps.js';
 import { ProgressLine } from '../../train/progress.js';
 import { HeadsError } from '../../util/errors.js';
 
@@ -28,6 +32,15 @@ interface Args {
   only?: string;
   png?: boolean;
   html?: boolean;
+  seeds?: string;
+  'from-hyps'?: boolean;
+  emit?: 'sbatch';
+  ready: boolean;
+  report: boolean;
+  partition?: string;
+  time: string;
+  cpus: number;
+  mem: string;
 }
 
 export const command = 'experiment <action> <spec>';
@@ -38,15 +51,24 @@ export function builder(y: Argv): Argv<Args> {
     .positional('action', { choices: ['run', 'status', 'report', 'run-stage', 'adopt'] as const, demandOption: true })
     .positional('spec', { type: 'string', demandOption: true, describe: 'experiment spec (YAML)' })
     .option('preset', { type: 'string', describe: 'a preset of the spec, e.g. quick' })
-    .option('jobs', { type: 'number', default: 1, describe: 'stages run side by side' })
+    .option('jobs', { ...intFlag('jobs', 1), default: 1, describe: 'stages run side by side' })
     .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan and stop' })
-    .option('emit-commands', { type: 'boolean', default: false, describe: 'print one heads command per stage still to run, parents first (for Slurm arrays, GNU parallel)' })
+    .option('emit-commands', { type: 'boolean', default: false, describe: 'print one command per stage still to run (`node bin/heads.js experiment run-stage ...`, runs as printed from here), parents first (for Slurm arrays, GNU parallel)' })
     .option('id', { type: 'string', describe: 'run-stage, adopt: the stage instance id (see status)' })
     .option('run', { type: 'string', describe: 'adopt: an existing run folder whose config equals the stage\'s (apart from its name), or a finished stage folder of another study with the same hash (any kind; parents first)' })
     .option('runs-dir', { type: 'string', default: 'runs', describe: 'where stage folders go' })
-    .option('out', { type: 'string', describe: 'report: output folder (default: the experiment folder)' })
+    .option('out', { type: 'string', describe: 'report: output folder (default: the experiment folder, runs/experiments/<study>/; with --preset P its subfolder preset-P/)' })
     .option('png', { type: 'boolean', default: false, describe: 'report: also render the figures as PNG (needs Chromium)' })
     .option('html', { type: 'boolean', default: true, describe: 'report: write each figure\'s standalone HTML page (4.8 MB each); --no-html for results you commit' })
+    .option('ready', { type: 'boolean', default: false, describe: '--emit-commands: only stages whose parents are done (a round for GNU parallel; see experiments/README.md)' })
+    .option('emit', { type: 'string', choices: ['sbatch'] as const, describe: 'run: print a Slurm submission script (one job per stage, --dependency=afterok along the stage graph) instead of running' })
+    .option('partition', { type: 'string', describe: '--emit sbatch: Slurm partition (default: the cluster\'s default)' })
+    .option('time', { type: 'string', default: SLURM_DEFAULTS.time, describe: '--emit sbatch: time limit per stage job' })
+    .option('cpus', { ...intFlag('cpus', 1), default: SLURM_DEFAULTS.cpus, describe: '--emit sbatch: cores per stage job (also its training workers and BLAS threads)' })
+    .option('mem', { type: 'string', default: SLURM_DEFAULTS.mem, describe: '--emit sbatch: memory per stage job' })
+    .option('report', { type: 'boolean', default: true, describe: 'run: write the report after the stages (--no-report: not, as Slurm stage jobs do)' })
+    .option('seeds', { type: 'string', describe: 'run, status, report, run-stage: replicate the study over these seeds (comma-separated, e.g. 1,2,3; replaces the spec\'s seed:); each stage follows its parent\'s seed' })
+    .option('from-hyps', { type: 'boolean', describe: 'report: rebuild every score and p-value from <out>/hyps/ and <out>/results.csv, without the run folders (default: when no stage folder is done and <out>/hyps/ exists)' })
     .option('only', { type: 'string', describe: 'run, status, --emit-commands: only these stages (comma-separated names or instance ids) and the parents they need' })
     .example('$0 experiment run experiments/voita2019-ddtp-ende.yaml --jobs 2', 'run the study')
     .example('$0 experiment status experiments/voita2019-ddtp-ende.yaml', 'what is done') as unknown as Argv<Args>;
@@ -54,16 +76,28 @@ export function builder(y: Argv): Argv<Args> {
 
 export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
   await runHandler(async () => {
-    const spec = loadSpec(args.spec, args.preset);
+    const seeds = args.seeds === undefined ? undefined : args.seeds.split(',').map((x) => (x.trim() === '' ? NaN : Number(x)));
+    const spec = loadSpec(args.spec, args.preset, { seeds });
     const all = resolveStages(spec, expandStages(spec), args['runs-dir']);
-    const stages = args.only && args.action !== 'report' ? selectStages(all, args.only.split(',').map((x) => x.trim()).filter(Boolean), args.spec) : all;
+    // commas inside an instance id's brackets (`l0[lambda=0.1,seed=2]`) do not separate names
+    const only = (args.only ?? '').split(/,(?![^[]*\])/).map((x) => x.trim()).filter(Boolean);
+    const stages = only.length && args.action !== 'report' ? selectStages(all, only, args.spec) : all;
     const root = experimentRoot(spec, args['runs-dir']);
     if (args.action === 'status' || args['dry-run']) {
       console.log(planTable(stages));
       return;
     }
+    if (args.emit === 'sbatch') {
+      const o = { partition: args.partition ?? null, time: args.time, cpus: args.cpus, mem: args.mem };
+      const problems = slurmOptionProblems(o);
+      if (problems.length) throw new HeadsError(problems.join('; '));
+      process.stdout.write(sbatchScript(stages.filter((s) => stageState(s) !== 'done'), { ...o, specPath: args.spec, preset: args.preset, runsDir: args['runs-dir'], root }));
+      return;
+    }
     if (args['emit-commands']) {
-      for (const s of stages) if (stageState(s) !== 'done') console.log(shellQuote(stageCommand(s, { specPath: args.spec, preset: args.preset, runsDir: args['runs-dir'] })));
+      // `node bin/heads.js ...` from the repository root (a bare `heads` is not on PATH): each line runs as printed from here
+      const bin = relative(process.cwd(), headsBin());
+      for (const s of stages) if (stageState(s) !== 'done' && (!args.ready || stageState(s) !== 'blocked')) console.log(shellQuote(['node', ...stageCommand(s, { specPath: args.spec, preset: args.preset, runsDir: args['runs-dir'], seeds }, bin)]));
       return;
     }
     if (args.action === 'adopt') {
@@ -91,13 +125,20 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
     }
     if (args.action === 'run') {
       console.error(planTable(stages));
-      const failed = await runExperiment(stages, { specPath: args.spec, preset: args.preset, runsDir: args['runs-dir'], jobs: args.jobs, log: (l) => console.error(l) });
+      const failed = await runExperiment(stages, { specPath: args.spec, preset: args.preset, seeds, runsDir: args['runs-dir'], jobs: args.jobs, log: (l) => console.error(l) });
       if (failed) throw new HeadsError(`${failed} stage(s) failed; see their stage.log`);
+      if (!args.report) return;
     }
-    const { rows, csvPath, mdPath } = writeReport(stages, args.out ?? root);
+    // a preset's report goes beside the full study's, never over it: runs/experiments/<study>/preset-<name>/
+    const reportDir = args.out ?? (args.preset ? join(root, `preset-${args.preset}`) : root);
+    // without run folders (a fresh clone), the committed hypotheses rebuild the report
+    const fromHyps = args['from-hyps'] ?? (args.action === 'report' && !stages.some((s) => stageState(s) === 'done') && hasHyps(reportDir));
+    if (fromHyps && args['from-hyps'] === undefined) console.error(`report: no stage folder is done under ${args['runs-dir']}; rebuilding from ${join(reportDir, 'hyps')} (--no-from-hyps: from the run folders only)`);
+    const { rows, csvPath, mdPath, rescored } = writeReport(stages, reportDir, { fromHyps });
+    if (rescored) console.error(`report: re-scored ${rescored.rows} rows from ${join(reportDir, 'hyps')}; largest change of a test BLEU against results.csv: ${rescored.maxBleuChange.toFixed(6)}`);
     console.log(markdownTable(rows));
     console.error(`report: ${csvPath}, ${mdPath}`);
-    const figures = await writeReportFigures(stages, rows, args.out ?? root, { png: args.png, html: args.html });
+    const figures = await writeReportFigures(stages, rows, reportDir, { png: args.png, html: args.html });
     for (const f of figures.written) console.error(`figure: ${[f.files.json, f.files.html, f.files.png].filter(Boolean).join(', ')}${f.files.note ? ` (${f.files.note})` : ''}`);
     for (const s of figures.skipped) console.error(`figure skipped: ${s}`);
   });

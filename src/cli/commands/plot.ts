@@ -9,6 +9,7 @@ import { existsSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { type BackendChoice, BACKEND_CHOICES } from '../../backend/select.js';
 import { runHandler, startBackend } from '../common.js';
+import { numFlag } from '../options.js';
 import { readHeadMask } from '../../export/head-mask.js';
 import { loadModel } from '../../train/load-model.js';
 import { ConfigError, DataError } from '../../util/errors.js';
@@ -24,6 +25,7 @@ import {
   chromiumMissingMessage,
   closingOrder,
   closingOrderFigure,
+  keepRuleOf,
   expectedOpenHeadsFigure,
   gateTrajectories,
   headHeatmap,
@@ -34,6 +36,7 @@ import {
   readAttentionMaps,
   readExperimentResults,
   readGateTrajectory,
+  readGateSettings,
   readHeadScores,
   readMetrics,
   resolveInputFile,
@@ -58,7 +61,7 @@ interface Args {
   chromium?: string;
   title?: string;
   score?: string;
-  threshold: number;
+  threshold?: number;
   sentence?: string;
   target?: string;
   heads?: string;
@@ -77,11 +80,11 @@ export function builder(y: Argv): Argv<Args> {
     .option('out', { alias: 'o', type: 'string', describe: 'output folder (default: <run folder>/plots)' })
     .option('name', { type: 'string', describe: 'file name without extension (default: per kind)' })
     .option('png', { type: 'boolean', default: false, describe: 'also render a PNG with headless Chromium' })
-    .option('scale', { type: 'number', default: 2, describe: 'PNG pixels per CSS pixel' })
+    .option('scale', { ...numFlag('scale', { above: 0, max: 10 }), default: 2, describe: 'PNG pixels per CSS pixel' })
     .option('chromium', { type: 'string', describe: 'Chromium executable (default: /usr/bin/chromium, ...)' })
     .option('title', { type: 'string', describe: 'figure title (default: per kind)' })
     .option('score', { type: 'string', describe: 'heatmap: the score column (e.g. pOpen, importance_per_token)' })
-    .option('threshold', { type: 'number', default: 0.5, describe: 'gates: P(open) below which a head counts as closed' })
+    .option('threshold', { ...numFlag('threshold', { min: 0, max: 1 }), describe: "gates: count a head closed below this P(open) (default: the run's own rule, P(g=1) > P(g=0) or its head budget)" })
     .option('sentence', { type: 'string', describe: 'attention: the source sentence' })
     .option('target', { type: 'string', describe: 'attention: the target sentence (default: the greedy translation)' })
     .option('heads', { type: 'string', describe: 'attention: head keys, e.g. enc-self.0.1,dec-enc.1.0 (default: last dec-enc layer)' })
@@ -135,9 +138,11 @@ async function buildFigures(args: ArgumentsCamelCase<Args>): Promise<Figure[]> {
       return [{ name: 'training-curves', spec: trainingCurves(readMetrics(input), { title }) }];
     case 'gates': {
       const traj = readGateTrajectory(input);
+      // the rule the run applied (its config.json: gates.beta, gates.targetHeads), unless --threshold replaces it
+      const rule = args.threshold !== undefined ? { pOpen: args.threshold, targetHeads: null } : keepRuleOf(readGateSettings(input));
       const out: Figure[] = [
-        { name: 'gate-trajectories', spec: gateTrajectories(traj, { title, threshold: args.threshold }) },
-        { name: 'gate-closing-order', spec: closingOrderFigure(closingOrder(traj, args.threshold), { threshold: args.threshold }) },
+        { name: 'gate-trajectories', spec: gateTrajectories(traj, { title, rule, ...(args.threshold !== undefined ? { threshold: args.threshold } : {}) }) },
+        { name: 'gate-closing-order', spec: closingOrderFigure(closingOrder(traj, rule), { rule }) },
       ];
       const metrics = existsSync(input) && statSync(input).isDirectory() ? join(input, 'metrics.jsonl') : join(dirname(input), 'metrics.jsonl');
       if (existsSync(metrics)) {
