@@ -1,16 +1,26 @@
 /**
  * Experiment reports: one row per finished stage instance (and per step of an importance-pruning curve)
  * into results.csv, a Markdown table, and figures. Every number cites the folder it came from.
+ *
+ * With seeds (replicates, src/experiments/replicates.ts) every table shows mean ± sd over the seeds with
+ * their number, figures draw one-sd error bars, and each pruned stage gets the paired-bootstrap p-value of
+ * its test BLEU against its baseline and its lambda-0 control of the same seed. The test translations
+ * behind every score go to `<out>/hyps/` (src/experiments/hyps.ts), from which `rebuildFromHyps` re-scores
+ * the whole report without the run folders.
  */
 import Papa from 'papaparse';
 import { existsSync } from 'node:fs';
+import { corpusBleu, tokenizedLowercaseBleu } from '../eval/bleu.js';
+import { hasHyps, readHyps, readLines, referenceCache, writeHyps, type TestOutput } from './hyps.js';
+import { formatMeanSd, formatP, meanSd, pairedTestSetPValues, REPORT_BOOTSTRAP, type MeanSd, type PairedComparison } from './replicates.js';
+import { DataError } from '../util/errors.js';
 import { join, relative } from 'node:path';
 import type { ResolvedStage } from './stage.js';
-import { stageState } from './stage.js';
+import { decodingLabel, stageState } from './stage.js';
 import type { StageSummary } from './run-stage.js';
 import { readJsonFile, readTextFile, writeFileAtomic } from '../util/fs.js';
 import { EXPERIMENT_RESULT_COLUMNS, type ExperimentResultRow } from '../plots/readers.js';
-import { bleuPointsFromResults, bleuVsHeadsFigure, bleuVsModelBytesFigure, keptPerTypeFigure, roleCategory, survivingRolesFigure, type SurvivingLayout } from '../plots/experiments.js';
+import { type ReplicatedRow, bleuPointsFromResults, bleuVsHeadsFigure, bleuVsModelBytesFigure, keptPerTypeFigure, roleCategory, survivingRolesFigure, type SurvivingLayout } from '../plots/experiments.js';
 import { writeFigure, type WrittenFigure } from '../plots/write.js';
 import { readHeadReport, type HeadReport, type HeadReportEntry } from '../analysis/report.js';
 import { headKey } from '../config/head-id.js';
@@ -38,6 +48,14 @@ export interface ResultRow {
   nonZeroParams: number | null;
   modelBytes: number | null;
   decodeSeconds: number | null;
+  /** how devBleu was decoded (`greedy`: the trainer's; `beam N`: a pruned model's final dev score) */
+  devDecoding: string | null;
+  /** the replicate's seed (null without seeds) */
+  seed: number | null;
+  /** not in results.csv: the instance id without its seed (`#step` for curve rows), shared by a setting's replicates */
+  group?: string;
+  /** not in results.csv: the file of the row's test translations in its run folder */
+  hypPath?: string | null;
 }
 
 function fmt(x: number | null | undefined, digits = 2): string {
@@ -45,6 +63,28 @@ function fmt(x: number | null | undefined, digits = 2): string {
 }
 
 const numberOrNull = (v: unknown): number | null => (typeof v === 'number' ? v : null);
+
+/** A result row's stage instance id (a curve row's id is `<instance>#<mask file>`). */
+const instanceIdOf = (rowId: string): string => rowId.split('#')[0]!;
+
+/** How a finished stage's dev BLEU was decoded: from stage.json, else (older stages) from the kind that wrote it. */
+function devDecodingOf(s: ResolvedStage, sum: StageSummary): string | null {
+  if (typeof sum.devDecoding === 'string') return sum.devDecoding;
+  if (sum.devBleu === null || sum.devBleu === undefined) return null;
+  const st = s.instance.spec;
+  // the trainer scores dev greedily; an l0 stage's final dev score is decoded like its test set
+  if (st.kind === 'train') return decodingLabel(1);
+  if (st.kind === 'prune' && st.method === 'l0') return decodingLabel(s.config.eval.beamSize);
+  return null;
+}
+
+/** The file each kind of stage writes its final test translations to. */
+function testHypFile(s: ResolvedStage): string | null {
+  const st = s.instance.spec;
+  if (st.kind === 'train' || st.kind === 'export' || (st.kind === 'prune' && st.method === 'fixed-mask')) return join(s.folder, 'test.hyp');
+  if (st.kind === 'prune' && st.method === 'l0') return join(s.folder, 'test.pruned.hyp');
+  return null;
+}
 
 export function collectRows(stages: readonly ResolvedStage[], root = process.cwd()): ResultRow[] {
   const rows: ResultRow[] = [];
@@ -57,7 +97,8 @@ export function collectRows(stages: readonly ResolvedStage[], root = process.cwd
       id: s.instance.id,
       kind: st.kind,
       method: st.kind === 'prune' ? (st.method === 'l0' && s.config.gates.targetHeads !== null ? 'l0-budget' : st.method) : st.kind === 'train' ? (s.parent ? 'scratch-fixed-mask' : 'baseline') : st.kind === 'export' && typeof sum['method'] === 'string' ? sum['method'] : st.kind,
-      attention: s.config.gates.attention.join('+') || '-',
+      // a fixed-mask stage has no gates: its attention types are the ones its mask pruned
+      attention: (st.kind === 'prune' && st.method === 'fixed-mask' ? st.attention : s.config.gates.attention).join('+') || '-',
       lambda: st.kind === 'prune' && st.method === 'l0' && s.config.gates.targetHeads === null ? s.config.train.l0Lambda : null,
       targetHeads: s.config.gates.targetHeads === null ? '' : JSON.stringify(s.config.gates.targetHeads),
       run: relative(root, s.folder),
@@ -65,15 +106,45 @@ export function collectRows(stages: readonly ResolvedStage[], root = process.cwd
       nonZeroParams: numberOrNull(sum['nonZeroParams']),
       modelBytes: numberOrNull(sum['modelBytes']),
       decodeSeconds: numberOrNull(sum['decodeSeconds']),
+      seed: s.instance.seed,
+      group: s.instance.baseId,
     };
     if (sum.curve)
       for (const p of sum.curve)
-        rows.push({ ...base, id: `${s.instance.id}#${p.maskFile}`, keptEnc: p.keptHeads['enc-self'], keptDecSelf: p.keptHeads['dec-self'], keptDecEnc: p.keptHeads['dec-enc'], bleu: p.bleu, bleuTokLc: p.bleuTokLc, devBleu: null, run: join(base.run, p.maskFile) });
+        rows.push({ ...base, id: `${s.instance.id}#${p.maskFile}`, group: `${s.instance.baseId}#${p.maskFile}`, keptEnc: p.keptHeads['enc-self'], keptDecSelf: p.keptHeads['dec-self'], keptDecEnc: p.keptHeads['dec-enc'], bleu: p.bleu, bleuTokLc: p.bleuTokLc, devBleu: null, devDecoding: null, run: join(base.run, p.maskFile), hypPath: p.hyp ? join(s.folder, p.hyp) : null });
     else if (sum.keptHeads)
-      rows.push({ ...base, keptEnc: sum.keptHeads['enc-self'], keptDecSelf: sum.keptHeads['dec-self'], keptDecEnc: sum.keptHeads['dec-enc'], bleu: sum.bleu ?? null, bleuTokLc: sum.bleuTokLc ?? null, devBleu: sum.devBleu ?? null });
+      rows.push({ ...base, keptEnc: sum.keptHeads['enc-self'], keptDecSelf: sum.keptHeads['dec-self'], keptDecEnc: sum.keptHeads['dec-enc'], bleu: sum.bleu ?? null, bleuTokLc: sum.bleuTokLc ?? null, devBleu: sum.devBleu ?? null, devDecoding: devDecodingOf(s, sum), hypPath: testHypFile(s) });
   }
   return rows;
 }
+
+/** Each row's test translations and references (rows whose run folder has no translations are left out). */
+export function collectTestOutputs(stages: readonly ResolvedStage[], rows: readonly ResultRow[]): Map<string, TestOutput & { seed: number | null }> {
+  const byId = new Map(stages.map((s) => [s.instance.id, s]));
+  const refsOf = referenceCache();
+  const out = new Map<string, TestOutput & { seed: number | null }>();
+  for (const r of rows) {
+    if (!r.hypPath || !existsSync(r.hypPath)) continue;
+    const hyps = readLines(r.hypPath, 'test translations');
+    const refs = refsOf(byId.get(instanceIdOf(r.id))!.config);
+    if (hyps.length !== refs.length) throw new DataError(`${r.hypPath}: ${hyps.length} lines, but the test set of stage ${r.id} has ${refs.length} sentences`);
+    out.set(r.id, { hyps, refs, seed: r.seed });
+  }
+  return out;
+}
+
+/** Rows grouped by setting (their replicates over seeds), in first-appearance order. */
+export function replicateGroups(rows: readonly ResultRow[]): Array<{ group: string; rows: ResultRow[] }> {
+  const groups = new Map<string, ResultRow[]>();
+  for (const r of rows) {
+    const g = r.group ?? r.id;
+    if (!groups.has(g)) groups.set(g, []);
+    groups.get(g)!.push(r);
+  }
+  return [...groups].map(([group, rs]) => ({ group, rows: rs }));
+}
+
+const hasSeeds = (rows: readonly ResultRow[]): boolean => rows.some((r) => r.seed !== null && r.seed !== undefined);
 
 /** Parameters as `1.23M` (non-zero ones in brackets when fewer), `-` when not measured. */
 function fmtParams(r: ResultRow): string {
@@ -82,23 +153,132 @@ function fmtParams(r: ResultRow): string {
   return r.nonZeroParams !== null && r.nonZeroParams < r.params ? `${m(r.params)} (${m(r.nonZeroParams)} non-zero)` : m(r.params);
 }
 
+const devCell = (bleu: MeanSd | null, decoding: string | null | undefined): string => (bleu ? `${formatMeanSd(bleu, 2, false)}${decoding ? ` (${decoding})` : ''}` : '-');
+
+/** One row per stage instance (per seed); the seed column only when the study has seeds. */
 export function markdownTable(rows: readonly ResultRow[]): string {
-  const head = '| stage | method | attention | lambda / target | heads kept (enc / dec-self / dec-enc) | test BLEU | tok. lc. BLEU | params | weights MB | decode s | run |\n|---|---|---|---|---|---|---|---|---|---|---|';
-  const body = rows.map((r) => `| ${r.id} | ${r.method} | ${r.attention} | ${r.lambda ?? (r.targetHeads || '-')} | ${r.keptEnc ?? '-'} / ${r.keptDecSelf ?? '-'} / ${r.keptDecEnc ?? '-'} | ${fmt(r.bleu)} | ${fmt(r.bleuTokLc)} | ${fmtParams(r)} | ${r.modelBytes === null ? '-' : (r.modelBytes / 1e6).toFixed(2)} | ${fmt(r.decodeSeconds)} | \`${r.run}\` |`);
+  const seeds = hasSeeds(rows);
+  const head = `| stage |${seeds ? ' seed |' : ''} method | attention | lambda / target | heads kept (enc / dec-self / dec-enc) | test BLEU | tok. lc. BLEU | dev BLEU (decoding) | params | weights MB | decode s | run |\n|---|${seeds ? '---|' : ''}---|---|---|---|---|---|---|---|---|---|---|`;
+  const body = rows.map((r) => `| ${r.id} |${seeds ? ` ${r.seed ?? '-'} |` : ''} ${r.method} | ${r.attention} | ${r.lambda ?? (r.targetHeads || '-')} | ${r.keptEnc ?? '-'} / ${r.keptDecSelf ?? '-'} / ${r.keptDecEnc ?? '-'} | ${fmt(r.bleu)} | ${fmt(r.bleuTokLc)} | ${devCell(meanSd([r.devBleu]), r.devDecoding)} | ${fmtParams(r)} | ${r.modelBytes === null ? '-' : (r.modelBytes / 1e6).toFixed(2)} | ${fmt(r.decodeSeconds)} | \`${r.run}\` |`);
   return [head, ...body].join('\n') + '\n';
 }
 
-/** results.csv columns, in order: the list its reader (src/plots/readers.ts) checks. */
-export const RESULT_COLUMNS: ReadonlyArray<keyof ResultRow> = EXPERIMENT_RESULT_COLUMNS;
+/** Heads kept: an integer for one seed (or when every seed keeps the same), else `mean ± sd`. */
+function fmtKept(values: ReadonlyArray<number | null>): string {
+  const m = meanSd(values);
+  return !m ? '-' : m.n === 1 || (m.sd === 0 && Number.isInteger(m.mean)) ? m.mean.toFixed(0) : `${m.mean.toFixed(1)} ± ${m.sd.toFixed(1)}`;
+}
 
-export function writeReport(stages: readonly ResolvedStage[], outDir: string): { rows: ResultRow[]; csvPath: string; mdPath: string } {
-  const rows = collectRows(stages);
+const layoutOf = (rs: readonly ResultRow[]): string => `${fmtKept(rs.map((r) => r.keptEnc))} / ${fmtKept(rs.map((r) => r.keptDecSelf))} / ${fmtKept(rs.map((r) => r.keptDecEnc))}`;
+
+/** One row per setting: mean ± sd over its seeds (n), the seeds and their run folders. */
+export function replicatesTable(rows: readonly ResultRow[]): string {
+  const head = '| stage | method | attention | lambda / target | heads kept (enc / dec-self / dec-enc) | test BLEU | tok. lc. BLEU | dev BLEU (decoding) | seeds | runs |\n|---|---|---|---|---|---|---|---|---|---|';
+  const body = replicateGroups(rows).map(({ group, rows: rs }) => {
+    const r = rs[0]!;
+    const decodings = [...new Set(rs.map((x) => x.devDecoding).filter(Boolean))].join(', ');
+    return `| ${group} | ${r.method} | ${r.attention} | ${r.lambda ?? (r.targetHeads || '-')} | ${layoutOf(rs)} | ${formatMeanSd(meanSd(rs.map((x) => x.bleu)))} | ${formatMeanSd(meanSd(rs.map((x) => x.bleuTokLc)))} | ${devCell(meanSd(rs.map((x) => x.devBleu)), decodings)} | ${rs.map((x) => x.seed ?? '-').join(', ')} | ${rs.map((x) => `\`${x.run}\``).join('<br>')} |`;
+  });
+  return [head, ...body].join('\n') + '\n';
+}
+
+/** results.csv columns, in order: the list its reader (src/plots/readers.ts) checks, then the decoding of devBleu and the seed. */
+export const RESULT_COLUMNS: ReadonlyArray<keyof ResultRow> = [...EXPERIMENT_RESULT_COLUMNS, 'devDecoding', 'seed'];
+
+export interface WrittenReport {
+  rows: ResultRow[];
+  csvPath: string;
+  mdPath: string;
+  /** the test translations behind the rows (what hyps/ holds) */
+  outputs: Map<string, TestOutput & { seed: number | null }>;
+  /** rebuilt from hyps/: how many rows were re-scored and the largest change of their test BLEU */
+  rescored?: { rows: number; maxBleuChange: number };
+}
+
+/**
+ * results.csv, results.md and hyps/ (the test translations and their references) from the finished stages'
+ * folders; with `fromHyps`, the same from `<outDir>/results.csv` and `<outDir>/hyps/` alone, every test score
+ * and p-value recomputed from the translations (see rebuildRows).
+ */
+export function writeReport(stages: readonly ResolvedStage[], outDir: string, opts: { fromHyps?: boolean } = {}): WrittenReport {
+  let rows: ResultRow[];
+  let outputs: Map<string, TestOutput & { seed: number | null }>;
+  let rescored: WrittenReport['rescored'];
+  if (opts.fromHyps) ({ rows, outputs, rescored } = rebuildRows(stages, outDir));
+  else {
+    rows = collectRows(stages);
+    outputs = collectTestOutputs(stages, rows);
+    if (outputs.size) writeHyps(outDir, outputs);
+  }
   const csvPath = join(outDir, 'results.csv');
   const mdPath = join(outDir, 'results.md');
   writeFileAtomic(csvPath, Papa.unparse({ fields: [...RESULT_COLUMNS], data: rows.map((r) => RESULT_COLUMNS.map((c) => r[c])) }, { newline: '\n' }) + '\n');
-  const table2 = prunedVsScratchTable(stages, rows);
-  writeFileAtomic(mdPath, markdownTable(rows) + (table2 ? `\n## Pruned against the same layout trained from scratch (Voita et al. 2019, Table 2)\n\n${table2}` : ''));
-  return { rows, csvPath, mdPath };
+  const sections: string[] = [];
+  if (hasSeeds(rows)) sections.push(`## Mean ± sd over seeds\n\nTest BLEU (sacreBLEU) and heads kept as mean ± sample sd over the seeds (n); one row per setting, the seeds' run folders in the last column.\n\n${replicatesTable(rows)}`, `## Per seed\n\n${markdownTable(rows)}`);
+  else sections.push(markdownTable(rows));
+  const significance = significanceSection(stages, rows, outputs);
+  if (significance) sections.push(significance);
+  const table2 = prunedVsScratchTable(stages, rows, outputs);
+  if (table2) sections.push(`## Pruned against the same layout trained from scratch (Voita et al. 2019, Table 2)\n\n${table2}`);
+  writeFileAtomic(mdPath, sections.join('\n'));
+  return { rows, csvPath, mdPath, outputs, ...(rescored ? { rescored } : {}) };
+}
+
+/** The stages a stage is compared with: the baseline it descends from and its sweep's lambda-0 instance of the same parent (the same seed). */
+export function referenceStages(s: ResolvedStage, stages: readonly ResolvedStage[]): { baseline: ResolvedStage | null; control: ResolvedStage | null } {
+  let root = s;
+  while (root.parent) root = root.parent;
+  const st = s.instance.spec;
+  const isControl = (x: ResolvedStage) => x.instance.spec.kind === 'prune' && x.instance.spec.method === 'l0' && x.config.gates.targetHeads === null && x.config.train.l0Lambda === 0;
+  const control = st.kind === 'prune' && !isControl(s) ? (stages.find((x) => x !== s && x.instance.stage === s.instance.stage && x.parent === s.parent && isControl(x) && x.config.gates.attention.join('+') === s.config.gates.attention.join('+')) ?? null) : null;
+  return { baseline: root !== s && root.instance.spec.kind === 'train' ? root : null, control };
+}
+
+/** A comparison of one setting with one reference over its seeds (null when no seed has both translations). */
+function compare(rows: readonly ResultRow[], refIdOf: (r: ResultRow) => string | null, outputs: ReadonlyMap<string, TestOutput>): (PairedComparison & { seeds: number }) | null {
+  const pairs: Array<{ system: TestOutput; reference: TestOutput }> = [];
+  for (const r of rows) {
+    const refId = refIdOf(r);
+    const system = outputs.get(r.id);
+    const reference = refId === null ? undefined : outputs.get(refId);
+    if (system && reference) pairs.push({ system, reference });
+  }
+  return pairs.length ? { ...pairedTestSetPValues(pairs), seeds: pairs.length } : null;
+}
+
+const signed = (m: MeanSd | null): string => (!m ? '-' : `${m.mean >= 0 ? '+' : ''}${formatMeanSd(m)}`);
+
+function comparisonCells(c: (PairedComparison & { seeds: number }) | null): string {
+  if (!c) return '- | - | -';
+  const seeds = c.seeds > 1 ? `${c.pValues.map(formatP).join(', ')}` : formatP(c.pValues[0]!);
+  const pooled = c.pooledP === null ? '-' : `${formatP(c.pooledP)}${c.consistent ? '' : ' (sign differs between seeds)'}`;
+  return `${signed(meanSd(c.diffs))} | ${seeds} | ${pooled}`;
+}
+
+/** The Markdown section of paired tests: every pruned setting against its baseline and its lambda-0 control. */
+export function significanceSection(stages: readonly ResolvedStage[], rows: readonly ResultRow[], outputs: ReadonlyMap<string, TestOutput>): string {
+  const byId = new Map(stages.map((s) => [s.instance.id, s]));
+  const lines: string[] = [];
+  for (const { group, rows: rs } of replicateGroups(rows)) {
+    const s = byId.get(instanceIdOf(rs[0]!.id));
+    if (!s || !(s.instance.spec.kind === 'prune' || (s.instance.spec.kind === 'train' && s.parent))) continue;
+    const refOf = (which: 'baseline' | 'control') => (r: ResultRow) => referenceStages(byId.get(instanceIdOf(r.id))!, stages)[which]?.instance.id ?? null;
+    const vsBase = compare(rs, refOf('baseline'), outputs);
+    const vsControl = compare(rs, refOf('control'), outputs);
+    if (!vsBase && !vsControl) continue;
+    lines.push(`| ${group} | ${formatMeanSd(meanSd(rs.map((r) => r.bleu)), 2, false)} | ${Math.max(vsBase?.seeds ?? 0, vsControl?.seeds ?? 0)} | ${comparisonCells(vsBase)} | ${comparisonCells(vsControl)} |`);
+  }
+  if (!lines.length) return '';
+  return [
+    '## Paired significance on the test set',
+    '',
+    `Each pruned setting's test BLEU against its references of the same seed: the baseline it was pruned from and its sweep's lambda-0 instance (the same fine-tuning with every head). The difference is mean ± sd over the seeds (n). p per seed: sacreBLEU's paired bootstrap (${REPORT_BOOTSTRAP.n} resamples of the test sentences, seed ${REPORT_BOOTSTRAP.seed}; the smallest possible p is ${formatP(1 / (REPORT_BOOTSTRAP.n + 1))}). Pooled p: the same test on all seeds' test translations at once (each seed's sentences paired within the seed). Both treat the trained models as fixed, so they measure test-set sampling; training randomness is the ± sd across seeds, and a pooled p is marked when the difference changes sign between seeds. A difference is consistent when the pooled p is below 0.05 and its sign is the same in every seed.`,
+    '',
+    '| stage | test BLEU | seeds | − baseline | p per seed | pooled p | − lambda-0 control | p per seed | pooled p |',
+    '|---|---|---|---|---|---|---|---|---|',
+    ...lines,
+    '',
+  ].join('\n');
 }
 
 export interface PrunedVsScratchRow {
@@ -113,9 +293,10 @@ export interface PrunedVsScratchRow {
 
 /**
  * Every finished fixed-mask train stage paired with the pruned stage whose layout it copies, the baseline
- * that stage started from, and (when the sweep has one) the pruning stage's lambda-0 control. The pruned
- * model has had the baseline's steps plus the fine-tuning, the scratch model only the baseline's, so the
- * fair comparison is of each against its own full-layout reference: pruned - control, scratch - baseline.
+ * that stage started from, and (when the sweep has one) the pruning stage's lambda-0 control of the same
+ * parent (the same seed). The pruned model has had the baseline's steps plus the fine-tuning, the scratch
+ * model only the baseline's, so the fair comparison is of each against its own full-layout reference:
+ * pruned - control, scratch - baseline.
  */
 export function prunedVsScratchRows(stages: readonly ResolvedStage[], rows: readonly ResultRow[]): PrunedVsScratchRow[] {
   const byId = new Map(rows.map((r) => [r.id, r]));
@@ -125,26 +306,76 @@ export function prunedVsScratchRows(stages: readonly ResolvedStage[], rows: read
     const scratch = byId.get(s.instance.id);
     const pruned = byId.get(s.parent.instance.id);
     if (!scratch || !pruned) continue;
-    let root: ResolvedStage = s.parent;
-    while (root.parent) root = root.parent;
-    const control = rows.find((r) => r.stage === pruned.stage && r.lambda === 0 && r.attention === pruned.attention && r.id !== pruned.id) ?? null;
-    out.push({ layout: `${pruned.keptEnc ?? '-'} / ${pruned.keptDecSelf ?? '-'} / ${pruned.keptDecEnc ?? '-'}`, pruned, scratch, baseline: byId.get(root.instance.id) ?? null, control });
+    const refs = referenceStages(s.parent, stages);
+    const control = refs.control ? (byId.get(refs.control.instance.id) ?? null) : null;
+    out.push({ layout: `${pruned.keptEnc ?? '-'} / ${pruned.keptDecSelf ?? '-'} / ${pruned.keptDecEnc ?? '-'}`, pruned, scratch, baseline: refs.baseline ? (byId.get(refs.baseline.instance.id) ?? null) : null, control });
   }
   return out;
 }
 
-/** The Markdown of prunedVsScratchRows ('' when there is no finished fixed-mask stage). */
-export function prunedVsScratchTable(stages: readonly ResolvedStage[], rows: readonly ResultRow[]): string {
+/**
+ * The Markdown of prunedVsScratchRows, one line per scratch setting: mean ± sd over its seeds, the
+ * differences taken per seed; and the paired-bootstrap p of pruned against scratch when the translations
+ * are there ('' when there is no finished fixed-mask stage).
+ */
+export function prunedVsScratchTable(stages: readonly ResolvedStage[], rows: readonly ResultRow[], outputs: ReadonlyMap<string, TestOutput> = new Map()): string {
   const pairs = prunedVsScratchRows(stages, rows);
   if (!pairs.length) return '';
-  const diff = (a: number | null | undefined, b: number | null | undefined) => (a === null || a === undefined || b === null || b === undefined ? '-' : `${a - b >= 0 ? '+' : ''}${(a - b).toFixed(2)}`);
+  const diff = (ps: readonly PrunedVsScratchRow[], a: (p: PrunedVsScratchRow) => ResultRow | null, b: (p: PrunedVsScratchRow) => ResultRow | null) =>
+    signed(meanSd(ps.map((p) => (a(p)?.bleu ?? null) !== null && (b(p)?.bleu ?? null) !== null ? a(p)!.bleu! - b(p)!.bleu! : null)));
+  const bleu = (ps: readonly PrunedVsScratchRow[], f: (p: PrunedVsScratchRow) => ResultRow | null) => formatMeanSd(meanSd(ps.map((p) => f(p)?.bleu ?? null)));
+  const runs = (ps: readonly PrunedVsScratchRow[], f: (p: PrunedVsScratchRow) => ResultRow | null) => ps.map((p) => f(p)).filter((r): r is ResultRow => r !== null).map((r) => `\`${r.run}\``).join('<br>');
+  const byGroup = new Map<string, PrunedVsScratchRow[]>();
+  for (const p of pairs) byGroup.set(p.scratch.group ?? p.scratch.id, [...(byGroup.get(p.scratch.group ?? p.scratch.id) ?? []), p]);
   const head =
-    '| heads kept (enc / dec-self / dec-enc) | pruned | test BLEU | from scratch, mask fixed | test BLEU | pruned - scratch | full model, same fine-tuning (lambda 0) | pruned - that | baseline | scratch - baseline |\n|---|---|---|---|---|---|---|---|---|---|';
-  const body = pairs.map(
-    (p) =>
-      `| ${p.layout} | \`${p.pruned.run}\` | ${fmt(p.pruned.bleu)} | \`${p.scratch.run}\` | ${fmt(p.scratch.bleu)} | ${diff(p.pruned.bleu, p.scratch.bleu)} | ${p.control ? `${fmt(p.control.bleu)} (\`${p.control.run}\`)` : '-'} | ${diff(p.pruned.bleu, p.control?.bleu)} | ${p.baseline ? fmt(p.baseline.bleu) : '-'} | ${diff(p.scratch.bleu, p.baseline?.bleu)} |`,
-  );
+    '| heads kept (enc / dec-self / dec-enc) | pruned | test BLEU | from scratch, mask fixed | test BLEU | pruned - scratch | full model, same fine-tuning (lambda 0) | pruned - that | baseline | scratch - baseline | p (pruned vs scratch) |\n|---|---|---|---|---|---|---|---|---|---|---|';
+  const body = [...byGroup.values()].map((ps) => {
+    const vs = compare(ps.map((p) => p.pruned), (r) => ps.find((p) => p.pruned === r)!.scratch.id, outputs);
+    const p = !vs ? '-' : vs.pooledP === null ? formatP(vs.pValues[0]!) : `${vs.pValues.map(formatP).join(', ')}; pooled ${formatP(vs.pooledP)}`;
+    const hasControl = ps.some((x) => x.control);
+    return `| ${layoutOf(ps.map((x) => x.pruned))} | ${runs(ps, (x) => x.pruned)} | ${bleu(ps, (x) => x.pruned)} | ${runs(ps, (x) => x.scratch)} | ${bleu(ps, (x) => x.scratch)} | ${diff(ps, (x) => x.pruned, (x) => x.scratch)} | ${hasControl ? `${bleu(ps, (x) => x.control)} (${runs(ps, (x) => x.control)})` : '-'} | ${hasControl ? diff(ps, (x) => x.pruned, (x) => x.control) : '-'} | ${ps.some((x) => x.baseline) ? bleu(ps, (x) => x.baseline) : '-'} | ${diff(ps, (x) => x.scratch, (x) => x.baseline)} | ${p} |`;
+  });
   return [head, ...body].join('\n') + '\n';
+}
+
+/**
+ * The rows of `<outDir>/results.csv` with every test score recomputed from `<outDir>/hyps/` (BLEU and the
+ * tokenized lowercased BLEU, as the stages scored them): the report without the run folders. Rows without
+ * translations in hyps/ keep their numbers. The rows' settings (heads kept, lambda, dev BLEU, folders)
+ * are those results.csv recorded; each is matched to the spec's stage instance by id.
+ */
+export function rebuildRows(stages: readonly ResolvedStage[], outDir: string): { rows: ResultRow[]; outputs: Map<string, TestOutput & { seed: number | null }>; rescored: { rows: number; maxBleuChange: number } } {
+  const csvPath = join(outDir, 'results.csv');
+  if (!existsSync(csvPath)) throw new DataError(`${csvPath}: not found; rebuilding from hyps needs the results.csv written with them`);
+  if (!hasHyps(outDir)) throw new DataError(`${join(outDir, 'hyps', 'index.json')}: not found; write the report once from the run folders (heads experiment report <spec> --out ${outDir})`);
+  const outputs = readHyps(outDir);
+  const byId = new Map(stages.map((s) => [s.instance.id, s]));
+  const str = (v: unknown) => (v === null || v === undefined ? '' : String(v));
+  let maxBleuChange = 0;
+  let n = 0;
+  const rows = readResultRows(csvPath).map((raw): ResultRow => {
+    const r = raw as unknown as Record<string, unknown>;
+    const num = (k: string) => numberOrNull(r[k]);
+    const id = str(r['id']);
+    const s = byId.get(instanceIdOf(id));
+    if (!s) throw new DataError(`${csvPath}: row ${id} is not a stage instance of the spec (instances: ${stages.map((x) => x.instance.id).join(', ')})`);
+    const row: ResultRow = {
+      stage: str(r['stage']), id, kind: str(r['kind']), method: str(r['method']), attention: str(r['attention']), lambda: num('lambda'), targetHeads: str(r['targetHeads']),
+      keptEnc: num('keptEnc'), keptDecSelf: num('keptDecSelf'), keptDecEnc: num('keptDecEnc'), bleu: num('bleu'), bleuTokLc: num('bleuTokLc'), devBleu: num('devBleu'), run: str(r['run']),
+      params: num('params'), nonZeroParams: num('nonZeroParams'), modelBytes: num('modelBytes'), decodeSeconds: num('decodeSeconds'),
+      devDecoding: str(r['devDecoding']) || null, seed: num('seed'), group: `${s.instance.baseId}${id.includes('#') ? id.slice(id.indexOf('#')) : ''}`,
+    };
+    const o = outputs.get(id);
+    if (o) {
+      const bleu = corpusBleu(o.hyps, [o.refs]).score;
+      if (row.bleu !== null) maxBleuChange = Math.max(maxBleuChange, Math.abs(bleu - row.bleu));
+      row.bleu = bleu;
+      row.bleuTokLc = tokenizedLowercaseBleu(o.hyps, [o.refs]).score;
+      n++;
+    }
+    return row;
+  });
+  return { rows, outputs, rescored: { rows: n, maxBleuChange } };
 }
 
 export function readResultRows(csvPath: string): ResultRow[] {
@@ -160,6 +391,11 @@ export interface ReportFigures {
 
 const asPlotRow = (r: ResultRow): ExperimentResultRow => ({ ...r, targetHeads: r.targetHeads || null });
 
+/** One plot row per setting; a setting with several seeds carries them as replicates (drawn as mean ± sd). */
+function plotRows(rows: readonly ResultRow[]): ReplicatedRow[] {
+  return replicateGroups(rows).map(({ group, rows: rs }) => ({ ...asPlotRow(rs[0]!), id: group, ...(rs.length > 1 ? { replicates: rs.map(asPlotRow) } : {}) }));
+}
+
 /**
  * The study's figures in `<outDir>/figures/`: BLEU against encoder heads kept for every encoder-only
  * pruning method and the baseline (Voita et al. Figure 7); heads kept per attention type against BLEU for
@@ -173,16 +409,16 @@ export async function writeReportFigures(stages: readonly ResolvedStage[], rows:
   const write = async (name: string, fig: Parameters<typeof writeFigure>[0]) => out.written.push({ name, files: await writeFigure(fig, join(dir, name), { png: opts.png ?? false, html: opts.html ?? true }) });
 
   const encRows = rows.filter((r) => r.method === 'baseline' || (r.kind === 'prune' && r.attention === 'enc-self'));
-  const points = bleuPointsFromResults(encRows.map(asPlotRow), { types: ['enc-self'] });
+  const points = bleuPointsFromResults(plotRows(encRows), { types: ['enc-self'] });
   if (points.some((p) => p.method !== 'baseline')) await write('bleu-vs-encoder-heads', bleuVsHeadsFigure(points, { title: 'Test BLEU against encoder heads kept (Voita et al. 2019, Fig. 7)', headsLabel: 'encoder heads kept' }));
   else out.skipped.push('bleu-vs-encoder-heads: no finished encoder-only pruning stage');
 
   const allRows = rows.filter((r) => r.kind === 'prune' && r.attention.split('+').length === 3);
-  if (allRows.length) await write('heads-per-type-vs-bleu', keptPerTypeFigure(allRows.map(asPlotRow), { title: 'Heads kept per attention type against test BLEU (Voita et al. 2019, Figs. 9-10)' }));
+  if (allRows.length) await write('heads-per-type-vs-bleu', keptPerTypeFigure(plotRows(allRows), { title: 'Heads kept per attention type against test BLEU (Voita et al. 2019, Figs. 9-10)' }));
   else out.skipped.push('heads-per-type-vs-bleu: no finished stage pruning all three attention types');
 
   const sizedRows = rows.filter((r) => r.modelBytes !== null && r.bleu !== null);
-  if (sizedRows.length) await write('bleu-vs-model-bytes', bleuVsModelBytesFigure(sizedRows.map(asPlotRow), { title: 'Test BLEU against the size of the weights file, one point per compression method' }));
+  if (sizedRows.length) await write('bleu-vs-model-bytes', bleuVsModelBytesFigure(plotRows(sizedRows), { title: 'Test BLEU against the size of the weights file, one point per compression method' }));
   else out.skipped.push('bleu-vs-model-bytes: no finished export stage');
 
   // roles of the surviving heads: the baseline's analysis, the L0 stages' masks

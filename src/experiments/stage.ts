@@ -14,6 +14,7 @@ import { readHeadMask, maskToKeptSets, originalMaskShape } from '../export/head-
 import { readJsonFile, writeJsonAtomic } from '../util/fs.js';
 import { ConfigError, HeadsError } from '../util/errors.js';
 import type { ExperimentSpec, StageInstance } from './spec.js';
+import { chooseMask, maskHeadsOf } from './fixed-mask.js';
 
 export type StageState = 'done' | 'partial' | 'pending' | 'blocked';
 
@@ -87,6 +88,12 @@ function pruneDefaults(inst: StageInstance, parent: ResolvedConfig): string[] {
   if (st.kind !== 'prune') return [];
   const attention = (inst.point['attention'] as string[] | undefined) ?? st.attention;
   const encoderOnly = attention.length === 1 && attention[0] === 'enc-self';
+  if (st.method === 'fixed-mask') {
+    // no gates: the mask is fixed by removing the pruned heads (model.keptHeads, set by resolveStages)
+    const out = [`name=${JSON.stringify(`${parent.name}-${inst.stage}`)}`, 'gates.attention=[]', `train.trainOnly=${encoderOnly && st.freezeDecoder ? '[encoder]' : 'null'}`, 'train.earlyStopping=null'];
+    if (st.steps !== undefined) out.push(`train.maxSteps=${st.steps}`);
+    return out;
+  }
   const out = [
     `name=${JSON.stringify(`${parent.name}-${inst.stage}`)}`,
     `gates.attention=${JSON.stringify(attention)}`,
@@ -117,7 +124,15 @@ export function resolveStages(spec: ExperimentSpec, instances: StageInstance[], 
           const kept = existsSync(maskPath) ? maskToKeptSets(readHeadMask(maskPath, originalMaskShape(parent.config.model)), originalMaskShape(parent.config.model)) : null;
           config = loadConfigOn(config, null, [`model.keptHeads=${JSON.stringify(kept)}`], where);
         }
-      } else if (inst.spec.kind === 'prune') config = loadConfigOn(parent!.config, null, [...pruneDefaults(inst, parent!.config), ...inst.overrides], where);
+      } else if (inst.spec.kind === 'prune') {
+        config = loadConfigOn(parent!.config, null, [...pruneDefaults(inst, parent!.config), ...inst.overrides], where);
+        // fixed-mask: the layout of the parent's mask at maskHeads heads, once the parent has written its masks
+        if (inst.spec.method === 'fixed-mask') {
+          const chosen = chooseMask(parent!.folder, config.model, maskHeadsOf(inst)!);
+          const shape = originalMaskShape(config.model);
+          config = loadConfigOn(config, null, [`model.keptHeads=${JSON.stringify(chosen ? maskToKeptSets(chosen.mask, shape) : null)}`], where);
+        }
+      }
       else config = parent!.config;
     } catch (e) {
       if (e instanceof ConfigError) throw new ConfigError(e.problems.map((p) => `${where} (${inst.id}): ${p}`));
@@ -128,8 +143,11 @@ export function resolveStages(spec: ExperimentSpec, instances: StageInstance[], 
     // the seed enters through the config (`seed=N`), not as a stage setting
     const { set: _s, sweep: _w, description: _d, seed: _seed, ...settings } = inst.spec;
     // a fixed-mask stage's identity includes its parent (the mask it copies), not the mask's contents
-    const identity = stageIdentity(inst.spec.kind === 'train' && parent ? { ...config, model: { ...config.model, keptHeads: null } } : config);
-    const hash = stableHash({ kind: inst.spec.kind, settings, config: identity, parent: parent?.hash ?? null });
+    const isFixedMask = (inst.spec.kind === 'train' && parent !== null) || (inst.spec.kind === 'prune' && inst.spec.method === 'fixed-mask');
+    const identity = stageIdentity(isFixedMask ? { ...config, model: { ...config.model, keptHeads: null } } : config);
+    // a swept maskHeads is a stage setting, not a config key: it enters the identity here
+    const maskHeads = maskHeadsOf(inst);
+    const hash = stableHash({ kind: inst.spec.kind, settings: maskHeads !== null ? { ...settings, maskHeads } : settings, config: identity, parent: parent?.hash ?? null });
     const folder = join(root, `${safeName(inst.id)}-${hash}`);
     byId.set(inst.id, { instance: inst, config, hash, folder, parent });
   }
@@ -148,6 +166,11 @@ export function stageState(s: ResolvedStage): StageState {
   if (s.parent && stageState(s.parent) !== 'done') return 'blocked';
   if (existsSync(join(s.folder, 'checkpoints'))) return 'partial';
   return 'pending';
+}
+
+/** How a dev BLEU was decoded, as stage.json and the report label it. */
+export function decodingLabel(beamSize: number): string {
+  return beamSize <= 1 ? 'greedy' : `beam ${beamSize}`;
 }
 
 export function markDone(s: ResolvedStage, summary: Record<string, unknown>): void {

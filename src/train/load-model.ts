@@ -30,7 +30,7 @@ export function runFolderOf(path: string): string {
 }
 
 /** Assign checkpoint arrays to a model (and gates), checking every name and shape. */
-export function assignWeights(model: Transformer, gates: HeadGates | null, c: LoadedCheckpoint, opts: { allowMissingGates?: boolean; tokenizerSource?: string } = {}): void {
+export function assignWeights(model: Transformer, gates: HeadGates | null, c: Pick<LoadedCheckpoint, 'path' | 'params'>, opts: { allowMissingGates?: boolean; tokenizerSource?: string } = {}): void {
   // the vocabulary first: a tokenizer.json that is not the model's would otherwise surface as a shape error
   for (const name of ['emb.shared', 'emb.src', 'emb.tgt']) {
     const a = c.params[name];

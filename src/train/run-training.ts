@@ -30,8 +30,8 @@ export interface RunTrainingOptions {
   run: RunFolder;
   /** continue this run from its newest valid checkpoint (same folder) */
   isResume?: boolean;
-  /** initialise weights (not optimizer, not step) from this checkpoint: fine-tuning / pruning */
-  initFrom?: LoadedCheckpoint;
+  /** initialise weights (not optimizer, not step) from this checkpoint (or physically pruned weights): fine-tuning / pruning */
+  initFrom?: Pick<LoadedCheckpoint, 'path' | 'params'>;
   /** tokenizer to reuse (fine-tuning must keep the parent's vocabulary) */
   tokenizer?: BpeTokenizer;
   progress?: ProgressLine;
