@@ -145,6 +145,17 @@ export function argmaxOpenThreshold(opts?: Partial<HardConcreteOptions>): number
   return (o.beta * (logitAtZero(o) + logitAtOne(o))) / 2;
 }
 
+/**
+ * The same rule in terms of P(g ≠ 0), the number gate trajectories record (it rises with log α): a head
+ * is kept when its P(open) is above this, the P(open) at log α = `argmaxOpenThreshold`. About 0.688 for
+ * the reference β = 0.33 and 0.832 for β = 2/3 (not 0.5: a gate half likely to be non-zero is still more
+ * likely exactly 0 than exactly 1).
+ */
+export function keepThresholdProbNonZero(opts?: Partial<HardConcreteOptions>): number {
+  const o = resolveHardConcreteOptions(opts);
+  return probNonZeroRaw(argmaxOpenThreshold(o), o);
+}
+
 /** The log α whose P(g ≠ 0) is `p` (inverse of `probNonZero`), e.g. for an "almost open" init. */
 export function logAlphaForProbNonZero(p: number, opts?: Partial<HardConcreteOptions>): number {
   if (!(p > 0 && p < 1)) throw new RangeError(`hard concrete: probability must be in (0, 1), got ${p}`);

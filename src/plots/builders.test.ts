@@ -5,7 +5,8 @@ import { readHeadMask } from '../export/head-mask.js';
 import { attentionMapFigure } from './attention.js';
 import { bleuPointsFromPruningCurve, bleuPointsFromResults, bleuVsHeadsFigure, keptPerTypeFigure, prunedTypes, roleCategory, survivingRolesFigure } from './experiments.js';
 import type { FigureSpec, Trace } from './figure.js';
-import { closingOrder, closingOrderFigure, expectedOpenHeadsFigure, gateTrajectories, shadeColor } from './gates.js';
+import { closingOrder, closingOrderFigure, expectedOpenHeadsFigure, gateTrajectories, headLineStyle, keepRuleOf } from './gates.js';
+import { hardConcrete, LOUIZOS_BETA } from '../gates/hard-concrete.js';
 import { agreementHeatmap, headHeatmap, headHeatmapGrid, maskMap } from './heatmap.js';
 import { headScoresOf, readAttentionMaps, readExperimentResults, readGateTrajectory, readHeadScores, readMetrics, readPruningCurve, selectScore } from './readers.js';
 import { trainingCurves } from './training.js';
@@ -60,28 +61,90 @@ describe('training curves', () => {
 describe('gate figures', () => {
   const traj = readGateTrajectory(fx('gate-trajectory.csv'));
 
-  it('one P(open) line per head, coloured and grouped by attention type', () => {
+  /**
+   * The P(open) at which P(g=1) = P(g=0), found by bisection on log α with the Hard Concrete
+   * probabilities themselves (not with keepThresholdProbNonZero, which the figures use).
+   */
+  function pOpenWhereOneEqualsZero(beta: number): number {
+    let [lo, hi] = [-10, 10];
+    for (let i = 0; i < 100; i++) {
+      const mid = (lo + hi) / 2;
+      if (hardConcrete.probOne([mid], { beta })[0]! > hardConcrete.probZero([mid], { beta })[0]!) hi = mid;
+      else lo = mid;
+    }
+    return hardConcrete.probNonZero([(lo + hi) / 2], { beta })[0]!;
+  }
+
+  it('one P(open) line per head, grouped by attention type, each its own colour and dash', () => {
     const fig = gateTrajectories(traj);
     expect(fig.data).toHaveLength(4);
     expect(fig.data.map((d) => d.legendgroup)).toEqual(['enc-self', 'enc-self', 'dec-enc', 'dec-enc']);
     expect(field(fig.data[1], 'y')).toEqual([0.9, 0.6, 0.4, 0.2]);
     expect(fig.data[0]!.name).toBe('enc-self.0.0');
-    const colors = fig.data.map((d) => (d.line as { color: string }).color);
-    expect(new Set(colors).size).toBe(4); // shaded per head
-    expect(colors[0]).toBe(shadeColor('#0072B2', 0, 2));
+    const styles = fig.data.map((d) => JSON.stringify(d.line));
+    expect(new Set(styles).size).toBe(4);
+    expect(fig.layout.showlegend).toBe(true);
     expect(axisTitle(fig, 'yaxis')).toBe('P(gate open) = P(g ≠ 0)');
     expect(axisTitle(fig, 'xaxis')).toBe('training step');
-    expect(fig.layout.shapes).toHaveLength(1); // the 0.5 line
+  });
+
+  it("draws the rule the toolkit keeps heads by (P(g=1) > P(g=0)), at the run's beta, not P(open) = 0.5", () => {
+    const line = (fig: FigureSpec) => (fig.layout.shapes as Array<{ y0: number }>).map((sh) => sh.y0);
+    const [ref, louizos] = [pOpenWhereOneEqualsZero(0.33), pOpenWhereOneEqualsZero(LOUIZOS_BETA)];
+    expect(ref).toBeCloseTo(0.688, 3);
+    expect(line(gateTrajectories(traj))[0]).toBeCloseTo(ref, 9);
+    expect(line(gateTrajectories(traj, { rule: keepRuleOf({ beta: LOUIZOS_BETA }) }))[0]).toBeCloseTo(louizos, 9);
+    // a head budget keeps the top N, so there is no P(open) line to draw
+    expect(line(gateTrajectories(traj, { rule: keepRuleOf({ targetHeads: 2 }) }))).toEqual([]);
+  });
+
+  it('48 lines of one plot all differ in colour or dash pattern', () => {
+    expect(new Set(Array.from({ length: 48 }, (_, i) => JSON.stringify(headLineStyle(i)))).size).toBe(48);
+    const many = { ...traj, heads: Array.from({ length: 48 }, (_, i) => ({ ...traj.heads[0]!, key: `enc-self.${Math.floor(i / 8)}.${i % 8}` })) };
+    const fig = gateTrajectories(many);
+    expect(new Set(fig.data.map((d) => JSON.stringify(d.line))).size).toBe(48);
+    expect(fig.layout.legend?.orientation).toBe('h'); // the 48 legend entries in rows below the plot
+  });
+
+  it('closing order by the default rule: a head below P(g=1) = P(g=0) to the end is closed, as mask.json would remove it', () => {
+    // dec-enc.0.0 ends at P(open) 0.55: above 0.5, but its gate is more likely 0 than 1
+    const order = closingOrder(traj);
+    expect(order.map((c) => [c.key, c.closedAtStep])).toEqual([
+      ['enc-self.0.1', 20],
+      ['dec-enc.0.1', 20],
+      ['dec-enc.0.0', 40],
+      ['enc-self.0.0', null],
+    ]);
+    expect(layoutTitle(closingOrderFigure(order))).toContain('3 closed, 1 kept');
+  });
+
+  it('closing order under a head budget: out of the top N by P(open) to the end, overall or per type', () => {
+    const overall = closingOrder(traj, keepRuleOf({ targetHeads: 2 }));
+    // top 2 at steps 10..40: (enc-self.0.0, enc-self.0.1), then (enc-self.0.0, dec-enc.0.0) from step 20
+    expect(overall.map((c) => [c.key, c.closedAtStep])).toEqual([
+      ['dec-enc.0.1', 10],
+      ['enc-self.0.1', 20],
+      ['dec-enc.0.0', null],
+      ['enc-self.0.0', null],
+    ]);
+    // a budget for enc-self only: dec-enc by P(g=1) > P(g=0)
+    const perType = closingOrder(traj, keepRuleOf({ targetHeads: { 'enc-self': 1 } }));
+    expect(perType.map((c) => [c.key, c.closedAtStep])).toEqual([
+      ['enc-self.0.1', 10],
+      ['dec-enc.0.1', 20],
+      ['dec-enc.0.0', 40],
+      ['enc-self.0.0', null],
+    ]);
   });
 
   it('many heads of several types: one panel per type, the same y range, the threshold on each', () => {
     const fig = gateTrajectories(traj, { arrangement: 'by-type' });
     expect(fig.data.map((d) => [d.name, field(d, 'xaxis')])).toEqual([['enc-self.0.0', 'x'], ['enc-self.0.1', 'x'], ['dec-enc.0.0', 'x2'], ['dec-enc.0.1', 'x2']]);
-    expect(fig.layout.showlegend).toBe(false);
     expect((fig.layout.yaxis2 as { range: number[] }).range).toEqual([0, 1.02]);
     expect(axisTitle(fig, 'xaxis2')).toBe('training step');
     expect(fig.layout.shapes).toHaveLength(2);
-    expect((fig.layout.annotations ?? []).map((a) => String(a.text).replace(/<[^>]+>■<\/span> /, ''))).toEqual(['encoder self-attention (2 heads)', 'decoder-encoder attention (2 heads)']);
+    const panelTitles = (fig.layout.annotations ?? []).map((a) => String(a.text)).filter((t) => t.includes('■'));
+    expect(panelTitles.map((t) => t.replace(/<[^>]+>■<\/span> /, ''))).toEqual(['encoder self-attention (2 heads)', 'decoder-encoder attention (2 heads)']);
   });
 
   it('heads close in order; a head that reopens has not closed', () => {
@@ -93,11 +156,11 @@ describe('gate figures', () => {
       ['dec-enc.0.0', null],
       ['enc-self.0.0', null],
     ]);
-    const fig = closingOrderFigure(order);
+    const fig = closingOrderFigure(order, { rule: { pOpen: 0.5, targetHeads: null } });
     expect(fig.data).toHaveLength(2); // one bar trace per attention type with a closed head
     expect(field(fig.data[0], 'y')).toEqual(['enc-self.0.1']);
     expect(field(fig.data[1], 'x')).toEqual([20]);
-    expect(layoutTitle(fig)).toContain('2 closed, 2 open');
+    expect(layoutTitle(fig)).toContain('P(open) > 0.500); 2 closed, 2 kept');
   });
 
   it('expected open heads per type, kept heads and lambda1 on a second panel', () => {
@@ -196,6 +259,17 @@ describe('attention maps', () => {
 
 describe('experiment figures', () => {
   const rows = readExperimentResults(fx('results.csv'));
+
+  it('BLEU against heads kept: near-equal scores get at least a 2-BLEU y range (not 0.06 stretched over the plot)', () => {
+    const yRange = (bleus: number[], base?: number) =>
+      (bleuVsHeadsFigure([...bleus.map((b, i) => ({ method: 'l0', headsKept: 10 - i, bleu: b })), ...(base === undefined ? [] : [{ method: 'baseline', headsKept: 12, bleu: base }])]).layout.yaxis as { range?: number[] }).range;
+    const r = yRange([19.03, 19.07, 19.09], 19.05)!;
+    expect(r[1]! - r[0]!).toBeCloseTo(2, 9);
+    expect(r[0]!).toBeLessThan(19.03);
+    expect(r[1]!).toBeGreaterThan(19.09);
+    expect(yRange([0.1, 0.3])).toEqual([0, 2]); // never below 0
+    expect(yRange([10, 19])).toBeUndefined(); // a real spread: plotly's own range
+  });
 
   it('BLEU against heads kept: one line per method, the baseline dashed, reporting stages left out', () => {
     expect(prunedTypes(rows)).toEqual(['enc-self', 'dec-self', 'dec-enc']);

@@ -107,7 +107,26 @@ export function bleuVsHeadsFigure(points: readonly BleuPoint[], opts: BleuVsHead
   if (baseline !== null && xs.length) {
     data.push({ type: 'scatter', mode: 'lines', name: 'full model', x: [0, Math.max(...xs)], y: [baseline, baseline], line: { color: '#777777', dash: 'dash', width: 1.5 }, hovertemplate: `full model: BLEU ${baseline.toFixed(2)}<extra></extra>` });
   }
+  const range = bleuAxisRange([...points.map((p) => p.bleu), ...(baseline !== null ? [baseline] : [])]);
+  if (range) layout.yaxis.range = range;
   return { data, layout };
+}
+
+/** Smallest BLEU span the y-axis shows: differences of a few hundredths are noise, not a slope to draw. */
+export const MIN_BLEU_SPAN = 2;
+
+/**
+ * The y range of a BLEU axis: plotly's own (null) when the values span at least `minSpan`; otherwise
+ * `minSpan` centred on them (kept above 0), so near-equal scores stay flat instead of filling the plot.
+ */
+export function bleuAxisRange(values: readonly number[], minSpan = MIN_BLEU_SPAN): [number, number] | null {
+  const v = values.filter(Number.isFinite);
+  if (!v.length) return null;
+  const lo = Math.min(...v);
+  const hi = Math.max(...v);
+  if (hi - lo >= minSpan) return null;
+  const bottom = Math.max(0, (lo + hi) / 2 - minSpan / 2);
+  return [bottom, bottom + minSpan];
 }
 
 /** Heads kept of each attention type against BLEU, one line per type (and per method when several). */

@@ -5,7 +5,7 @@
 export * from './figure.js';
 export * from './readers.js';
 export { trainingCurves, type TrainingCurvesOptions } from './training.js';
-export { gateTrajectories, closingOrder, closingOrderFigure, expectedOpenHeadsFigure, shadeColor, type HeadClosing, type GateTrajectoryOptions } from './gates.js';
+export { gateTrajectories, closingOrder, closingOrderFigure, expectedOpenHeadsFigure, shadeColor, keepRuleOf, keptAtStep, describeKeepRule, headLineStyle, HEAD_LINE_COLORS, HEAD_LINE_DASHES, type KeepRule, type HeadClosing, type GateTrajectoryOptions } from './gates.js';
 export { headHeatmap, headHeatmapGrid, agreementHeatmap, maskMap, type HeadHeatmapOptions, type HeatmapGridOptions, type MaskMapOptions } from './heatmap.js';
 export { attentionMapFigure, escapeLabel, type AttentionMapOptions } from './attention.js';
 export { sentenceAttention, modelHeadKeys, type AttentionModel, type SentenceAttention, type SentenceAttentionOptions } from './attention-data.js';

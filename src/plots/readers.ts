@@ -11,7 +11,7 @@ import Papa from 'papaparse';
 import { ATTENTION_TYPES, type AttentionType, type HeadId, isAttentionType, parseHeadKey } from '../config/head-id.js';
 import type { MaskShape } from '../export/head-mask.js';
 import { DataError } from '../util/errors.js';
-import { readTextFile } from '../util/fs.js';
+import { readJsonFile, readTextFile } from '../util/fs.js';
 
 // ---------------------------------------------------------------------------------------------------
 // Small helpers
@@ -107,6 +107,9 @@ export interface EvalRecord {
   devPerplexity?: number;
   /** greedy corpus BLEU on the first dev sentences */
   devBleu?: number;
+  /** train.earlyStopping: the best evaluation's step so far, and the evaluations left before the run stops */
+  bestStep?: number;
+  patienceLeft?: number;
 }
 
 export interface MetricsLog {
@@ -135,7 +138,8 @@ export function parseMetrics(text: string, sourceName: string): MetricsLog {
     const step = v.step;
     if (typeof step !== 'number' || !Number.isFinite(step)) throw new DataError(`${sourceName}:${i + 1}: step: expected a number, got ${JSON.stringify(step)}`);
     if ('devLoss' in v || 'devBleu' in v) {
-      evals.push({ step, devLoss: finiteOrUndefined(v.devLoss), devPerplexity: finiteOrUndefined(v.devPerplexity), devBleu: finiteOrUndefined(v.devBleu) });
+      const stopping = { bestStep: finiteOrUndefined(v.bestStep), patienceLeft: finiteOrUndefined(v.patienceLeft) };
+      evals.push({ step, devLoss: finiteOrUndefined(v.devLoss), devPerplexity: finiteOrUndefined(v.devPerplexity), devBleu: finiteOrUndefined(v.devBleu), ...(stopping.bestStep !== undefined ? stopping : {}) });
       return;
     }
     if (!('loss' in v)) return; // another kind of record: not drawn
@@ -320,6 +324,21 @@ function shapeOf(value: unknown): MaskShape | null {
     out[t] = counts;
   }
   return out;
+}
+
+/**
+ * The gate settings that decide which heads a run keeps (config.json `gates.beta`, `gates.targetHeads`),
+ * from the config.json beside `path` (a run folder or a file in it); {} when there is none.
+ */
+export function readGateSettings(path: string): { beta?: number; targetHeads?: number | Partial<Record<AttentionType, number>> | null } {
+  const folder = existsSync(path) && statSync(path).isDirectory() ? path : join(path, '..');
+  const file = join(folder, 'config.json');
+  if (!existsSync(file)) return {};
+  const cfg = readJsonFile(file, 'run config');
+  const g = isRecord(cfg) && isRecord(cfg.gates) ? cfg.gates : {};
+  const t = g.targetHeads;
+  const targetHeads = typeof t === 'number' ? t : isRecord(t) ? Object.fromEntries(Object.entries(t).filter(([k, v]) => isAttentionType(k) && typeof v === 'number')) as Partial<Record<AttentionType, number>> : null;
+  return { ...(typeof g.beta === 'number' ? { beta: g.beta } : {}), targetHeads };
 }
 
 /** Original heads per layer from a run's resolved config (config.json `model`), or null. */

@@ -1,4 +1,4 @@
-import { mkdtempSync, existsSync } from 'node:fs';
+import { mkdtempSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig, loadConfigOn } from '../config/load.js';
@@ -10,6 +10,8 @@ import { runPruning } from './prune.js';
 import { findLatestValidCheckpoint } from './checkpoint.js';
 import { ProgressLine } from './progress.js';
 import { useTestBackend } from '../test-utils/backend.js';
+import { closingOrder, keepRuleOf } from '../plots/gates.js';
+import { readGateSettings, readGateTrajectory } from '../plots/readers.js';
 
 const quiet = new ProgressLine(process.stderr, true);
 const root = mkdtempSync(join(tmpdir(), 'heads-prune-'));
@@ -34,8 +36,18 @@ async function prune(name: string, sets: string[]) {
   const tokenizer = BpeTokenizer.load(join(parentPath, 'tokenizer.json'));
   const cfg = loadConfigOn(parent.state.config, null, ['gates.attention=[enc-self]', 'train.trainOnly=[encoder, gates]', 'train.maxSteps=120', 'train.peakLr=2e-3', 'train.warmupSteps=10', 'gates.lrScale=25', 'gates.logAlphaInit={kind: constant, value: 1}', ...sets]);
   const run = RunFolder.create(root, name);
+  run.writeJson('config.json', cfg); // as the CLI's run folder has it (the gate figures read its rule there)
   const r = await runPruning({ config: cfg, run, parent, tokenizer, progress: quiet, devSentences: 10 });
+  expectGateFiguresAgreeWithMask(run.path);
   return { r, run, cfg };
+}
+
+/** What `heads plot gates` draws as closed at the end (by the run's own rule) is what mask.json removed. */
+function expectGateFiguresAgreeWithMask(runPath: string): void {
+  const closed = closingOrder(readGateTrajectory(runPath), keepRuleOf(readGateSettings(runPath))).filter((c) => c.closedAtStep !== null).map((c) => c.key);
+  const mask = JSON.parse(readFileSync(join(runPath, 'mask.json'), 'utf8')) as { stacks: Record<string, { layers: Array<{ removed: number[] }> }> };
+  const removed = Object.entries(mask.stacks).flatMap(([stack, st]) => st.layers.flatMap((l, layer) => l.removed.map((h) => `${stack}.${layer}.${h}`)));
+  expect(closed.sort()).toEqual(removed.sort());
 }
 
 describe('pruning by fine-tuning', () => {
