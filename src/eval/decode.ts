@@ -3,13 +3,16 @@
  * rows on the device, picks the 2k best continuations per sentence with top-k on the device (only those
  * numbers come to JS), applies the GNMT length penalty ((5 + len) / 6)^alpha to finished hypotheses,
  * and reorders the caches with one gather per step. Special ids: 0 pad, 1 <s>, 2 </s>.
+ * `greedyDecode` and `beamSearch` run the fast decoders of fast-decode.ts (same outputs, less work per
+ * step); `decoder: 'legacy'` runs the first implementation kept below, for comparison.
  */
 import * as tf from '@tensorflow/tfjs';
 import { type DecoderState, type GateTensors, type Transformer, stateTensors } from '../model/transformer.js';
+import { fastBeam, fastGreedy } from './fast-decode.js';
 
-export const PAD_ID = 0;
-export const BOS_ID = 1;
-export const EOS_ID = 2;
+import { BOS_ID, EOS_ID, PAD_ID, lengthPenalty, maxOutputLength } from './decode-rules.js';
+
+export { BOS_ID, EOS_ID, PAD_ID, lengthPenalty, maxOutputLength };
 
 export interface DecodeOptions {
   beamSize: number;
@@ -17,12 +20,39 @@ export interface DecodeOptions {
   maxLenA: number;
   maxLenB: number;
   gates?: GateTensors;
+  /** `fast` (the default, fast-decode.ts) or `legacy` (the first implementation, below; same outputs, kept to compare) */
+  decoder?: Decoder;
 }
 
-/** Longest output allowed for a source of `srcLen` tokens. */
-export function maxOutputLength(srcLen: number, o: Pick<DecodeOptions, 'maxLenA' | 'maxLenB'>, maxPositions: number): number {
-  return Math.max(1, Math.min(Math.floor(o.maxLenA * srcLen + o.maxLenB), maxPositions - 1));
+export const DECODERS = ['fast', 'legacy'] as const;
+export type Decoder = (typeof DECODERS)[number];
+
+/** Greedy decoding of a padded source batch src [B, S]; returns token ids without </s>. */
+export async function greedyDecode(model: Transformer, src: Int32Array, B: number, S: number, o: DecodeOptions): Promise<number[][]> {
+  if (o.decoder === 'legacy') return legacyGreedyDecode(model, src, B, S, o);
+  return withSource(src, B, S, (srcT) => fastGreedy(model, srcT, { ...o, limits: limitsOf(model, src, B, S, o) }));
 }
+
+/** Batched beam search; returns the best hypothesis (ids without </s>) per sentence. */
+export async function beamSearch(model: Transformer, src: Int32Array, B: number, S: number, o: DecodeOptions): Promise<number[][]> {
+  if (o.decoder === 'legacy') return legacyBeamSearch(model, src, B, S, o);
+  if (o.beamSize === 1) return greedyDecode(model, src, B, S, o);
+  return withSource(src, B, S, (srcT) => fastBeam(model, srcT, { ...o, limits: limitsOf(model, src, B, S, o) }));
+}
+
+async function withSource<T>(src: Int32Array, B: number, S: number, f: (srcT: tf.Tensor2D) => Promise<T>): Promise<T> {
+  const srcT = tf.tensor2d(src, [B, S], 'int32');
+  try {
+    return await f(srcT);
+  } finally {
+    srcT.dispose();
+  }
+}
+
+function limitsOf(model: Transformer, src: Int32Array, B: number, S: number, o: DecodeOptions): number[] {
+  return lengthsOf(src, B, S).map((l) => maxOutputLength(l, o, model.config.maxPositions));
+}
+
 
 /** tf.tidy for functions returning a decoder state (tidy keeps every tensor nested in the returned object). */
 function tidyState(fn: () => DecoderState): DecoderState {
@@ -44,8 +74,8 @@ function step<T extends tf.TensorContainer>(model: Transformer, state: DecoderSt
   return { state: next, out: result.out as T };
 }
 
-/** Greedy decoding of a padded source batch src [B, S]; returns token ids without </s>. */
-export async function greedyDecode(model: Transformer, src: Int32Array, B: number, S: number, o: DecodeOptions): Promise<number[][]> {
+/** The first greedy decoder: all B rows every step until the last sentence ends. */
+export async function legacyGreedyDecode(model: Transformer, src: Int32Array, B: number, S: number, o: DecodeOptions): Promise<number[][]> {
   const srcT = tf.tensor2d(src, [B, S], 'int32');
   let state = tidyState(() => model.startDecoding(srcT, o.gates));
   srcT.dispose();
@@ -92,14 +122,11 @@ interface Hypothesis {
   score: number;
 }
 
-export function lengthPenalty(len: number, alpha: number): number {
-  return Math.pow((5 + len) / 6, alpha);
-}
 
-/** Batched beam search; returns the best hypothesis (ids without </s>) per sentence. */
-export async function beamSearch(model: Transformer, src: Int32Array, B: number, S: number, o: DecodeOptions): Promise<number[][]> {
+/** The first beam search: B x k rows every step (dead ones too) until the last sentence ends. */
+export async function legacyBeamSearch(model: Transformer, src: Int32Array, B: number, S: number, o: DecodeOptions): Promise<number[][]> {
   const k = o.beamSize;
-  if (k === 1) return greedyDecode(model, src, B, S, o);
+  if (k === 1) return legacyGreedyDecode(model, src, B, S, o);
   const V = model.vocabSize;
   const srcLens = lengthsOf(src, B, S);
   const limits = srcLens.map((l) => maxOutputLength(l, o, model.config.maxPositions));

@@ -6,7 +6,7 @@
  */
 import type { EvalConfig } from '../config/schema.js';
 import type { GateTensors, Transformer } from '../model/transformer.js';
-import { EOS_ID, beamSearch } from './decode.js';
+import { type Decoder, EOS_ID, beamSearch } from './decode.js';
 
 export interface TextCodec {
   encode(text: string): number[];
@@ -31,7 +31,7 @@ export async function translateSentences(
   model: Transformer,
   codec: TextCodec,
   sentences: readonly string[],
-  o: EvalConfig & { gates?: GateTensors; onProgress?: (done: number, total: number, elapsedMs: number) => void; isStopRequested?: () => boolean },
+  o: EvalConfig & { gates?: GateTensors; onProgress?: (done: number, total: number, elapsedMs: number) => void; isStopRequested?: () => boolean; decoder?: Decoder },
 ): Promise<{ outputs: string[]; stats: TranslateStats }> {
   const t0 = performance.now();
   const maxSrc = model.config.maxPositions - 1;
@@ -54,7 +54,7 @@ export async function translateSentences(
     const S = Math.max(...idx.map((i) => encoded[i]!.length));
     const src = new Int32Array(B * S);
     idx.forEach((i, b) => src.set(encoded[i]!, b * S));
-    const hyps = await beamSearch(model, src, B, S, { beamSize: o.beamSize, lengthPenalty: o.lengthPenalty, maxLenA: o.maxLenA, maxLenB: o.maxLenB, gates: o.gates });
+    const hyps = await beamSearch(model, src, B, S, { beamSize: o.beamSize, lengthPenalty: o.lengthPenalty, maxLenA: o.maxLenA, maxLenB: o.maxLenB, gates: o.gates, ...(o.decoder ? { decoder: o.decoder } : {}) });
     idx.forEach((i, b) => {
       outputs[i] = codec.decode(hyps[b]!);
       outputTokens += hyps[b]!.length;

@@ -341,6 +341,12 @@ export class Transformer {
    * disposes the old one's self caches with `disposeStepCaches`). Tokens before `step` are never padding.
    */
   decodeStep(state: DecoderState, lastTokens: tf.Tensor1D, gates?: GateTensors): { logProbs: tf.Tensor2D; state: DecoderState } {
+    const r = this.decodeStepLogits(state, lastTokens, gates);
+    return { logProbs: tf.logSoftmax(r.logits) as tf.Tensor2D, state: r.state };
+  }
+
+  /** `decodeStep` before the log-softmax: logits [B, V] (for decoders that normalise on their own). */
+  decodeStepLogits(state: DecoderState, lastTokens: tf.Tensor1D, gates?: GateTensors): { logits: tf.Tensor2D; state: DecoderState } {
     const ctx = ForwardContext.eval();
     const B = lastTokens.shape[0];
     let x: tf.Tensor = this.embed(lastTokens.reshape([B, 1]) as tf.Tensor2D, 'tgt', ctx, state.step);
@@ -367,8 +373,7 @@ export class Transformer {
       x = this.residual(x, `dec.${l}.ln3`, ctx, (y) => this.ffn(y, 'decoder', l, ctx, null, undefined));
     }
     if (this.config.norm === 'pre') x = this.norm(x, 'dec.ln');
-    const logProbs = tf.logSoftmax(this.logits(x)) as tf.Tensor2D;
-    return { logProbs, state: { ...state, self, step: state.step + 1 } };
+    return { logits: this.logits(x), state: { ...state, self, step: state.step + 1 } };
   }
 
   /**

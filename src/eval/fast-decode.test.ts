@@ -1,0 +1,94 @@
+import * as tf from '@tensorflow/tfjs';
+import { createTransformer, type GateTensors, type Transformer } from '../model/transformer.js';
+import { Rng } from '../util/random.js';
+import { beamSearch, greedyDecode, EOS_ID, type Decoder } from './decode.js';
+import { translateSentences } from './translate.js';
+import { useTestBackend } from '../test-utils/backend.js';
+import { loadConfig } from '../config/load.js';
+import { Trainer } from '../train/trainer.js';
+import { readF32 } from './fast-decode.js';
+
+const V = 13;
+
+/**
+ * The fast decoders against the legacy ones on a briefly trained model with pruned heads (physically: an
+ * encoder layer without heads, a decoder layer with one self-attention head; and by gates: a closed
+ * cross-attention head, a half-open one): the same token ids for greedy and beam search, at several
+ * batch sizes, with sentences of one batch ending at different steps (so the fast batch shrinks).
+ */
+describe('fast decoders', () => {
+  let model: Transformer;
+  let gates: GateTensors;
+  const rng = new Rng(21);
+  const sentences = Array.from({ length: 14 }, () => Array.from({ length: 2 + rng.int(9) }, () => 3 + rng.int(V - 3)));
+  beforeAll(async () => {
+    await useTestBackend();
+    const cfg = loadConfig(null, [
+      'model.dModel=16', 'model.dFF=32', 'model.heads=2', 'model.encoderLayers=2', 'model.decoderLayers=2', 'model.dropout=0',
+      'model.keptHeads={"enc-self":[[0,1],[]],"dec-self":[[1],[0,1]],"dec-enc":[[0,1],[0,1]]}',
+      'train.maxSteps=50', 'train.peakLr=5e-3', 'train.warmupSteps=10', 'train.maxTokensPerBatch=300', 'train.evalEverySteps=0',
+    ]);
+    const r = new Rng(1);
+    // reverse, and stop early after a 3: output lengths differ from the input lengths and between sentences
+    const pairs = Array.from({ length: 400 }, (_, index) => {
+      const src = Array.from({ length: 2 + r.int(9) }, () => 3 + r.int(V - 3));
+      const rev = [...src].reverse();
+      const cut = rev.indexOf(3);
+      return { src, tgt: cut > 0 ? rev.slice(0, cut) : rev, index };
+    });
+    model = createTransformer(cfg.model, V, new Rng(5));
+    const t = new Trainer({ config: cfg, model, train: pairs, valid: pairs.slice(0, 4), run: null });
+    await t.run();
+    t.dispose();
+    gates = { 'dec-enc': [tf.tensor1d([0, 1]), tf.tensor1d([1, 0.5])] };
+  }, 120000);
+  afterAll(() => {
+    model.dispose();
+    tf.dispose(gates['dec-enc']!.filter((g): g is tf.Tensor => g !== null));
+  });
+
+  function batch(rows: number[][]): { src: Int32Array; B: number; S: number } {
+    const S = Math.max(...rows.map((r) => r.length)) + 1;
+    const src = new Int32Array(rows.length * S);
+    rows.forEach((r, b) => src.set([...r, EOS_ID], b * S));
+    return { src, B: rows.length, S };
+  }
+
+  it.each([
+    [1, 1], [1, 4], [1, 14], [4, 1], [4, 5], [4, 14], [2, 14],
+  ])('beam %p, batches of %p sentences: the same outputs as the legacy decoder', async (k, size) => {
+    const o = { beamSize: k, lengthPenalty: 0.6, maxLenA: 1.2, maxLenB: 2 };
+    const lengths = new Set<number>();
+    // one sentence per batch: the first few only (slow, and the same code path every time)
+    for (let start = 0; start < (size === 1 ? 4 : sentences.length); start += size) {
+      const { src, B, S } = batch(sentences.slice(start, start + size));
+      for (const g of [undefined, gates]) {
+        const run = (decoder: Decoder) => (k === 1 ? greedyDecode : beamSearch)(model, src, B, S, { ...o, decoder, ...(g ? { gates: g } : {}) });
+        const before = tf.memory().numTensors;
+        const fast = await run('fast');
+        expect(tf.memory().numTensors).toBe(before); // no tensor left behind
+        expect(fast).toEqual(await run('legacy'));
+        if (!g) fast.forEach((h) => lengths.add(h.length));
+      }
+    }
+    // the batches really had sentences ending at different steps
+    expect(lengths.size).toBeGreaterThan(size === 1 ? 1 : 2);
+  });
+
+  it('translates a corpus to the same text with either decoder (sorted, batched, with gates)', async () => {
+    const codec = { encode: (s: string) => s.split(' ').map(Number), decode: (ids: number[]) => ids.join(' ') };
+    const text = sentences.map((s) => s.join(' '));
+    const o = { beamSize: 4, lengthPenalty: 1, maxLenA: 1.5, maxLenB: 3, batchSentences: 6, maxTokensPerBatch: 40, gates };
+    const fast = await translateSentences(model, codec, text, { ...o, decoder: 'fast' });
+    const legacy = await translateSentences(model, codec, text, { ...o, decoder: 'legacy' });
+    expect(fast.outputs).toEqual(legacy.outputs);
+    expect(fast.outputs.filter((x) => x.length > 0).length).toBeGreaterThan(sentences.length / 2);
+  });
+
+  it('reads a tensor in place with its values', () => {
+    const t = tf.tensor2d([[1.5, -2], [3, 4.25]]);
+    const { data, offset } = readF32(t);
+    expect(Array.from(data.subarray(offset, offset + 4))).toEqual([1.5, -2, 3, 4.25]);
+    t.dispose();
+  });
+});

@@ -1,0 +1,237 @@
+/**
+ * The default decoders: the same greedy and beam search as the first implementation (`decoder: 'legacy'`
+ * in decode.ts, kept for comparison), with the same numbers, and less work per step:
+ *
+ * - rows only for hypotheses that can still matter. The first beam step runs one row per sentence (the
+ *   legacy search tiles k rows, k-1 of them dead), and a sentence that is done leaves the batch at once,
+ *   with its target and source caches: the batch shrinks as sentences end instead of decoding dummy rows
+ *   until the longest sentence of the batch ends.
+ * - the log-softmax stays on the device (identical values), but adding each beam's score and picking the
+ *   2k best continuations per sentence run in one pass over the log-probabilities, read in place from the
+ *   backend's memory, with tf.topk's order (higher value first, lower index on a tie); the legacy search
+ *   adds the scores on the device, reshapes and runs tf.topk over k x V values per sentence.
+ *
+ * Rows of the target caches only move within a sentence's beams or leave with their sentence, so one
+ * gather index serves the self-attention caches every step and the source caches when a sentence left.
+ * Special ids: 0 pad, 1 <s>, 2 </s>.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { type DecoderState, type GateTensors, type Transformer, gatherRows, stateTensors } from '../model/transformer.js';
+import { BOS_ID, EOS_ID, lengthPenalty } from './decode-rules.js';
+import { asCpuBackend, asWasmBackend, cpuValues, isFloat32Array, wasmHeapF32, wasmOffset4 } from '../backend/tfjs-internals.js';
+
+
+export interface FastDecodeOptions {
+  beamSize: number;
+  lengthPenalty: number;
+  /** per sentence: the longest output allowed */
+  limits: readonly number[];
+  gates?: GateTensors;
+}
+
+interface Hypothesis {
+  tokens: number[];
+  score: number;
+}
+
+/**
+ * The values of a float32 tensor without a copy where the backend allows it (wasm heap, cpu arrays);
+ * valid until the next tensor allocation (a growing wasm heap detaches older views).
+ */
+export function readF32(t: tf.Tensor): { data: Float32Array; offset: number } {
+  const backend = tf.backend() as unknown;
+  const info = { dataId: t.dataId, shape: t.shape, dtype: t.dtype } as unknown as Parameters<typeof wasmOffset4>[1];
+  if (tf.getBackend() === 'wasm') {
+    const b = asWasmBackend(backend);
+    return { data: wasmHeapF32(b), offset: wasmOffset4(b, info) };
+  }
+  if (tf.getBackend() === 'cpu') {
+    const v = cpuValues(asCpuBackend(backend), info);
+    if (isFloat32Array(v)) return { data: v, offset: 0 };
+  }
+  return { data: t.dataSync() as Float32Array, offset: 0 };
+}
+
+/** Keep rows `idx` of the self caches, and of the source caches and bias too when `withSource`; disposes what it replaces. */
+function keepRows(state: DecoderState, idx: Int32Array, withSource: boolean): DecoderState {
+  const idxT = tf.tensor1d(idx, 'int32');
+  const next = tf.tidy(() => ({
+    self: state.self.map((c) => (c ? [gatherRows(c.k, idxT), gatherRows(c.v, idxT)] : [])),
+    cross: withSource ? state.cross.map((c) => [gatherRows(c.k, idxT), gatherRows(c.v, idxT)]) : [],
+    srcBias: withSource ? [gatherRows(state.srcBias, idxT)] : [],
+  }));
+  idxT.dispose();
+  for (const c of state.self) if (c) tf.dispose([c.k, c.v]);
+  const out: DecoderState = { ...state, self: next.self.map((kv) => (kv.length ? { k: kv[0] as tf.Tensor4D, v: kv[1] as tf.Tensor4D } : null)) };
+  if (withSource) {
+    for (const c of state.cross) tf.dispose([c.k, c.v]);
+    state.srcBias.dispose();
+    out.cross = next.cross.map((kv) => ({ k: kv[0] as tf.Tensor4D, v: kv[1] as tf.Tensor4D }));
+    out.srcBias = next.srcBias[0] as tf.Tensor4D;
+  }
+  return out;
+}
+
+/** One decoder step under tidy: the new state (old self caches disposed) and what `pick` returns of the log-probabilities. */
+function step<T extends tf.TensorContainer>(model: Transformer, state: DecoderState, tokens: Int32Array, gates: GateTensors | undefined, pick: (lp: tf.Tensor2D) => T): { state: DecoderState; out: T } {
+  const r = tf.tidy(() => {
+    const s = model.decodeStep(state, tf.tensor1d(tokens, 'int32'), gates);
+    return { self: s.state.self.map((c) => (c ? [c.k, c.v] : [])), out: pick(s.logProbs) };
+  });
+  for (const c of state.self) if (c) tf.dispose([c.k, c.v]);
+  const self = r.self.map((kv) => (kv.length ? { k: kv[0] as tf.Tensor4D, v: kv[1] as tf.Tensor4D } : null));
+  return { state: { ...state, step: state.step + 1, self }, out: r.out as T };
+}
+
+/** Greedy decoding of src [B, S]; finished sentences leave the batch. Token ids without </s>. */
+export async function fastGreedy(model: Transformer, src: tf.Tensor2D, o: FastDecodeOptions): Promise<number[][]> {
+  const B = src.shape[0];
+  let state = tf.tidy(() => model.startDecoding(src, o.gates) as unknown as tf.TensorContainer) as unknown as DecoderState;
+  const outputs: number[][] = Array.from({ length: B }, () => []);
+  let live = Array.from({ length: B }, (_, b) => b); // sentence of each row
+  const maxLen = Math.max(...o.limits);
+  let tokens = new Int32Array(B).fill(BOS_ID);
+  try {
+    for (let t = 0; t < maxLen && live.length; t++) {
+      const r = step(model, state, tokens, o.gates, (lp) => lp.argMax(1));
+      state = r.state;
+      const ids = (await r.out.data()) as Int32Array;
+      r.out.dispose();
+      const keep: number[] = [];
+      for (let i = 0; i < live.length; i++) {
+        const b = live[i]!;
+        if (ids[i] === EOS_ID || outputs[b]!.length >= o.limits[b]!) continue;
+        outputs[b]!.push(ids[i]!);
+        keep.push(i);
+      }
+      if (keep.length < live.length && keep.length) state = keepRows(state, Int32Array.from(keep), true);
+      live = keep.map((i) => live[i]!);
+      tokens = Int32Array.from(keep, (i) => ids[i]!);
+    }
+  } finally {
+    tf.dispose(stateTensors(state));
+  }
+  return outputs;
+}
+
+/**
+ * The 2k best (value, flat index) over a sentence's rows, where value = fround(logProb + row score) and
+ * the flat index is beam * V + token, in tf.topk's order: rows and tokens are visited in index order and
+ * only a strictly greater value displaces, so equal values keep the lower index first.
+ */
+function topCandidates(lp: Float32Array, base: number, rows: readonly number[], scores: Float32Array, V: number, n: number, vals: Float32Array, idx: Int32Array): void {
+  vals.fill(-Infinity);
+  idx.fill(-1);
+  for (let beam = 0; beam < rows.length; beam++) {
+    const r = rows[beam]!;
+    const s = scores[r]!;
+    if (s === -Infinity) continue; // a dead beam: every continuation is -Infinity
+    const o = base + r * V;
+    let min = vals[n - 1]!;
+    for (let v = 0; v < V; v++) {
+      const x = Math.fround(lp[o + v]! + s);
+      if (!(x > min)) continue;
+      let j = n - 1;
+      while (j > 0 && x > vals[j - 1]!) {
+        vals[j] = vals[j - 1]!;
+        idx[j] = idx[j - 1]!;
+        j--;
+      }
+      vals[j] = x;
+      idx[j] = beam * V + v;
+      min = vals[n - 1]!;
+    }
+  }
+}
+
+/** Beam search over src [B, S]; the best hypothesis (ids without </s>) per sentence. */
+export async function fastBeam(model: Transformer, src: tf.Tensor2D, o: FastDecodeOptions): Promise<number[][]> {
+  const k = o.beamSize;
+  const V = model.vocabSize;
+  const B = src.shape[0];
+  const maxLen = Math.max(...o.limits);
+  let state = tf.tidy(() => model.startDecoding(src, o.gates) as unknown as tf.TensorContainer) as unknown as DecoderState;
+  const finished: Hypothesis[][] = Array.from({ length: B }, () => []);
+  // the rows: sentence `live[i]` owns rows i*width .. i*width+width-1 (width 1 before the first step, then k)
+  let live = Array.from({ length: B }, (_, b) => b);
+  let width = 1;
+  let beamTokens: number[][] = Array.from({ length: B }, () => []);
+  let scores = new Float32Array(B); // 0: the one live beam per sentence
+  let tokens = new Int32Array(B).fill(BOS_ID);
+  const vals = new Float32Array(2 * k);
+  const idx = new Int32Array(2 * k);
+  try {
+    for (let t = 0; t < maxLen && live.length; t++) {
+      const r = step(model, state, tokens, o.gates, (lp) => lp);
+      state = r.state;
+      const lp = r.out as tf.Tensor2D;
+      const nextRows: number[] = [];
+      const nextTokens: number[] = [];
+      const nextScores: number[] = [];
+      const nextBeamTokens: number[][] = [];
+      const nextLive: number[] = [];
+      try {
+        const { data, offset } = readF32(lp);
+        const rows = Array.from({ length: width }, () => 0);
+        for (let i = 0; i < live.length; i++) {
+          const b = live[i]!;
+          for (let j = 0; j < width; j++) rows[j] = i * width + j;
+          topCandidates(data, offset, rows, scores, V, 2 * k, vals, idx);
+          let filled = 0;
+          const start = nextRows.length;
+          for (let j = 0; j < 2 * k && filled < k; j++) {
+            const score = vals[j]!;
+            if (score === -Infinity) break;
+            const beam = Math.floor(idx[j]! / V);
+            const token = idx[j]! % V;
+            const row = i * width + beam;
+            // </s>, or the continuation reaches the sentence's length limit: a finished hypothesis
+            if (token === EOS_ID || beamTokens[row]!.length + 1 >= o.limits[b]!) {
+              const toks = token === EOS_ID ? beamTokens[row]! : [...beamTokens[row]!, token];
+              finished[b]!.push({ tokens: toks, score: score / lengthPenalty(toks.length + 1, o.lengthPenalty) });
+              continue;
+            }
+            nextRows.push(row);
+            nextTokens.push(token);
+            nextScores.push(score);
+            nextBeamTokens.push([...beamTokens[row]!, token]);
+            filled++;
+          }
+          if (finished[b]!.length >= k || filled === 0) {
+            // done: its rows leave the batch
+            nextRows.length = nextTokens.length = nextScores.length = nextBeamTokens.length = start;
+            continue;
+          }
+          for (let j = filled; j < k; j++) {
+            // too few live continuations (many finished at once): a dead row keeps the sentence's k rows
+            nextRows.push(i * width);
+            nextTokens.push(EOS_ID);
+            nextScores.push(-Infinity);
+            nextBeamTokens.push([]);
+          }
+          nextLive.push(b);
+        }
+      } finally {
+        lp.dispose();
+      }
+      const left = nextLive.length < live.length;
+      if (nextLive.length) state = keepRows(state, Int32Array.from(nextRows), left || width === 1);
+      live = nextLive;
+      width = k;
+      beamTokens = nextBeamTokens;
+      scores = Float32Array.from(nextScores);
+      tokens = Int32Array.from(nextTokens);
+    }
+  } finally {
+    tf.dispose(stateTensors(state));
+  }
+  // sentences still running at the length limit: their live beams count as finished
+  live.forEach((b, i) => {
+    for (let j = 0; j < k; j++) {
+      const s = scores[i * k + j]!;
+      const toks = beamTokens[i * k + j]!;
+      if (s > -Infinity) finished[b]!.push({ tokens: toks, score: s / lengthPenalty(toks.length + 1, o.lengthPenalty) });
+    }
+  });
+  return finished.map((hyps) => (hyps.length ? hyps.reduce((a, h) => (h.score > a.score ? h : a)).tokens : []));
+}
