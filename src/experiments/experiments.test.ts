@@ -1,9 +1,9 @@
 import { spawn, spawnSync, execSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, readFileSync, existsSync, readdirSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, existsSync, readdirSync, renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { loadSpec, expandStages } from './spec.js';
-import { resolveStages, stageState, adoptRun, selectStages, stageIdentity, FEATURE_KEYS_OFF_BY_DEFAULT, acquireStageLock, experimentRoot } from './stage.js';
+import { resolveStages, stageState, adoptRun, selectStages, stageIdentity, FEATURE_KEYS_OFF_BY_DEFAULT, acquireStageLock, experimentRoot, markDone } from './stage.js';
 import { planTable } from './runner.js';
 import { survivorScores } from './report.js';
 import type { HeadReport } from '../analysis/report.js';
@@ -16,6 +16,11 @@ import { ProgressLine } from '../train/progress.js';
 import { loadConfigOn } from '../config/load.js';
 import { useTestBackend } from '../test-utils/backend.js';
 import { ConfigError } from '../util/errors.js';
+import { writeFileAtomic } from '../util/fs.js';
+import { loadCorpora } from '../data/prepare.js';
+import { pairedBootstrap } from '../eval/significance.js';
+import { corpusBleu, tokenizedLowercaseBleu } from '../eval/bleu.js';
+import { formatP } from './replicates.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'heads-exp-'));
 const bin = join(process.cwd(), 'bin', 'heads.js');
@@ -325,13 +330,13 @@ describe('export stages', () => {
     const root = experimentRoot(loadSpec(p), runs);
     const { rows, csvPath, mdPath } = writeReport(stages, root);
     const csv = readFileSync(csvPath, 'utf8').trim().split('\n');
-    expect(csv[0]).toBe(EXPERIMENT_RESULT_COLUMNS.join(','));
-    expect(csv[0]).toMatch(/,run,params,nonZeroParams,modelBytes,decodeSeconds$/);
+    expect(csv[0]).toBe(`${EXPERIMENT_RESULT_COLUMNS.join(',')},devDecoding,seed`);
+    expect(csv[0]).toMatch(/,run,params,nonZeroParams,modelBytes,decodeSeconds,devDecoding,seed$/);
     expect(csv).toHaveLength(8);
     const int8Row = csv.find((l) => l.startsWith('int8,'))!.split(',');
     expect(Number(int8Row[16])).toBe(int8['modelBytes']);
     expect(Number(int8Row[17])).toBe(int8['decodeSeconds']);
-    expect(csv.find((l) => l.startsWith('baseline,'))!.split(',').slice(14)).toEqual(['', '', '', '']);
+    expect(csv.find((l) => l.startsWith('baseline,'))!.split(',').slice(14)).toEqual(['', '', '', '', '', '']);
     expect(readFileSync(mdPath, 'utf8')).toContain('| params | weights MB | decode s |');
     const figures = await writeReportFigures(stages, rows, root);
     expect(figures.written.map((f) => f.name)).toContain('bleu-vs-model-bytes');
@@ -365,7 +370,7 @@ describe('export stages', () => {
     const stages = resolveStages(s, expandStages(s), runs);
     expect(stages.map(stageState)).toEqual(['done', 'done', 'done', 'done', 'done']);
     const csv = readFileSync(join(runs, 'experiments', 'two', 'results.csv'), 'utf8').trim().split('\n');
-    expect(csv[0]).toBe('stage,id,kind,method,attention,lambda,targetHeads,keptEnc,keptDecSelf,keptDecEnc,bleu,bleuTokLc,devBleu,run,params,nonZeroParams,modelBytes,decodeSeconds');
+    expect(csv[0]).toBe('stage,id,kind,method,attention,lambda,targetHeads,keptEnc,keptDecSelf,keptDecEnc,bleu,bleuTokLc,devBleu,run,params,nonZeroParams,modelBytes,decodeSeconds,devDecoding,seed');
     // baseline, two l0 points, and the importance curve at its testHeads (4 encoder heads, 2 removed per step)
     expect(csv).toHaveLength(6);
     expect(csv.filter((l) => l.startsWith('imp,')).map((l) => l.split(',')[7])).toEqual(['2', '0']);
@@ -432,3 +437,183 @@ describe('export stages', () => {
     expect(resolveStages(s, expandStages(s), runs).map(stageState)).toEqual(['done', 'done']);
   }, 240000);
 });
+
+describe('seeds: replicates of a study', () => {
+  const chain = (top: string, extra = '') => `name: seeds\nset: ${TINY_SET}\n${top}stages:\n  baseline: { kind: train }\n  l0: { kind: prune, from: baseline, sweep: { lambda: [0, 0.5] } }\n  an: { kind: analyze, of: l0${extra} }\n  scratch: { kind: train, fixedMaskFrom: 'l0[lambda=0.5]' }\n`;
+
+  it('a spec-level seed list repeats every chain; children follow their parent\'s seed; a stage can follow a subset', () => {
+    const p = spec('seeds-expand', chain('seed: [1, 2]\n', ', seed: 2'));
+    const plain = spec('seeds-expand-plain', chain('seed: [1, 2]\n'));
+    const r = resolveStages(loadSpec(p), expandStages(loadSpec(p)), join(dir, 'runs'));
+    expect(r.map((s) => s.instance.id)).toEqual([
+      'baseline[seed=1]', 'baseline[seed=2]', 'l0[lambda=0,seed=1]', 'l0[lambda=0.5,seed=1]', 'l0[lambda=0,seed=2]', 'l0[lambda=0.5,seed=2]',
+      'an[seed=2]<l0[lambda=0]>', 'an[seed=2]<l0[lambda=0.5]>', 'scratch[seed=1]', 'scratch[seed=2]',
+    ]);
+    for (const s of r) {
+      expect(s.config.seed).toBe(s.instance.seed);
+      if (s.parent) expect(s.parent.instance.seed).toBe(s.instance.seed);
+    }
+    expect(r.find((s) => s.instance.id === 'scratch[seed=2]')!.parent!.instance.id).toBe('l0[lambda=0.5,seed=2]');
+    expect(r.find((s) => s.instance.id === 'l0[lambda=0.5,seed=2]')!.instance.baseId).toBe('l0[lambda=0.5]');
+    // --seeds replaces the spec's list
+    expect(expandStages(loadSpec(plain, undefined, { seeds: [7] })).filter((i) => i.stage === 'baseline').map((i) => i.id)).toEqual(['baseline[seed=7]']);
+    expect(() => loadSpec(p, undefined, { seeds: [1, 1] })).toThrow(/--seeds: expected distinct non-negative integers/);
+  });
+
+  it('without seeds ids and hashes are unchanged; the seed enters a stage only through its config', () => {
+    const hashes = (top: string) => resolveStages(loadSpec(spec(`seeds-hash-${top.replace(/\W/g, '')}`, chain(top))), expandStages(loadSpec(spec(`seeds-hash-${top.replace(/\W/g, '')}`, chain(top)))), join(dir, 'runs'));
+    const plain = hashes('');
+    expect(plain.map((s) => s.instance.id)).toEqual(['baseline', 'l0[lambda=0]', 'l0[lambda=0.5]', 'an<l0[lambda=0]>', 'an<l0[lambda=0.5]>', 'scratch']);
+    expect(plain.every((s) => s.instance.seed === null && s.instance.baseId === s.instance.id)).toBe(true);
+    // seed 1 is the default seed: the same computation, so the same hashes (another folder name)
+    const one = hashes('seed: 1\n');
+    expect(one.map((s) => s.instance.id)[0]).toBe('baseline[seed=1]');
+    expect(one.map((s) => s.hash)).toEqual(plain.map((s) => s.hash));
+    const two = hashes('seed: [2]\n');
+    expect(two.map((s) => s.hash).filter((h, i) => h === plain[i]!.hash)).toEqual([]);
+  });
+
+  const refused: Array<[string, string, RegExp]> = [
+    ['a seed twice', chain('seed: [1, 1]\n'), /seed: a seed is listed twice/],
+    ['a stage seed its parent does not have', chain('seed: [1, 2]\n', ', seed: 3'), /stages\.an\.seed: 3 not among its parent's seeds \(1, 2\)/],
+    ['an analyze stage with seeds of its own', chain('', ', seed: [1, 2]'), /stages\.an\.seed: an analyze stage has no seed of its own/],
+    ['seed: and a sweep over seed', chain('seed: [1, 2]\n').replace('baseline: { kind: train }', 'baseline: { kind: train, sweep: { seed: [3] } }'), /stages\.baseline\.sweep\.seed: seeds are given by seed:/],
+  ];
+  it.each(refused)('%s is refused, naming the file and key', (_l, text, re) => {
+    const p = spec(`seeds-bad-${_l.replace(/\W/g, '')}`, text);
+    let msg = '';
+    try {
+      expandStages(loadSpec(p));
+    } catch (e) {
+      expect(e).toBeInstanceOf(ConfigError);
+      msg = (e as Error).message;
+    }
+    expect(msg).toContain(p);
+    expect(msg).toMatch(re);
+  });
+
+  /**
+   * Finished stages written as a stage would write them (stage.json through markDone, the test translations
+   * in the kind's file), with translations made from the references by dropping words: the more words a
+   * stage drops, the lower its BLEU, so the ordering of the stages is known without training any model.
+   */
+  function fakeFinishedStages(runs: string, drops: Record<string, (seed: number) => number>) {
+    const p = spec('seeds-fixture', `name: seeds-fixture\nset: ${TINY_SET.replace('testPairs: 8', 'testPairs: 120')}\nseed: [1, 2, 3]\nstages:\n  baseline: { kind: train }\n  l0: { kind: prune, from: baseline, sweep: { lambda: [0, 0.5] } }\n`);
+    const stages = resolveStages(loadSpec(p), expandStages(loadSpec(p)), runs);
+    const refs = new Map<number, string[]>();
+    for (const s of stages) {
+      const seed = s.instance.seed!;
+      if (!refs.has(seed)) refs.set(seed, loadCorpora(s.config.data, seed).test.map((x) => x.tgt));
+      const every = drops[s.instance.baseId]!(seed);
+      // drop the last word of every `every`-th sentence (every 0: none)
+      const hyps = refs.get(seed)!.map((r, i) => (every && i % every === 0 ? r.split(' ').slice(0, -1).join(' ') : r));
+      mkdirSync(s.folder, { recursive: true });
+      writeFileSync(join(s.folder, s.instance.spec.kind === 'train' ? 'test.hyp' : 'test.pruned.hyp'), hyps.join('\n') + '\n');
+      const kept = s.instance.point['lambda'] === 0.5 ? 1 + seed : 4;
+      markDone(s, { bleu: corpusBleu(hyps, [refs.get(seed)!]).score, bleuTokLc: tokenizedLowercaseBleu(hyps, [refs.get(seed)!]).score, devBleu: 10 + seed, keptHeads: { 'enc-self': kept, 'dec-self': 2, 'dec-enc': 2 } });
+    }
+    return { p, stages, refs };
+  }
+
+  it('the report shows mean ± sd (n), paired-bootstrap p-values per seed and pooled, and error bars; hyps/ rebuilds it without the run folders', async () => {
+    const runs = join(dir, 'runs-seeds-fixture');
+    const out = join(dir, 'seeds-fixture-results');
+    // the control drops little, the pruned stage drops a word in most sentences (more in seed 3)
+    const { p, stages, refs } = fakeFinishedStages(runs, { baseline: () => 7, 'l0[lambda=0]': () => 9, 'l0[lambda=0.5]': (seed) => (seed === 3 ? 1 : 2) });
+    const byId = new Map(stages.map((s) => [s.instance.id, s]));
+    const marker = (id: string) => JSON.parse(readFileSync(join(byId.get(id)!.folder, 'stage.json'), 'utf8')) as { bleu: number };
+    const lines = (path: string) => readFileSync(path, 'utf8').replace(/\n$/, '').split('\n');
+    const hypOf = (id: string) => lines(join(byId.get(id)!.folder, id.startsWith('baseline') ? 'test.hyp' : 'test.pruned.hyp'));
+    const { rows, csvPath, mdPath } = writeReport(stages, out);
+    const csv = readFileSync(csvPath, 'utf8');
+    const md = readFileSync(mdPath, 'utf8');
+
+    // mean ± sample sd over the three seeds, with n, and the heads kept likewise
+    const bleus = [1, 2, 3].map((seed) => marker(`l0[lambda=0.5,seed=${seed}]`).bleu);
+    const mean = bleus.reduce((x, y) => x + y, 0) / 3;
+    const sd = Math.sqrt(bleus.reduce((x, y) => x + (y - mean) ** 2, 0) / 2);
+    expect(sd).toBeGreaterThan(0.5);
+    const groupLine = md.split('\n').find((l) => l.startsWith('| l0[lambda=0.5] | l0 |'))!;
+    expect(groupLine).toContain(`| 3.0 ± 1.0 / 2 / 2 | ${mean.toFixed(2)} ± ${sd.toFixed(2)} (n=3) |`);
+    expect(groupLine).toContain('| 12.00 ± 1.00 (greedy) | 1, 2, 3 |');
+    expect(md).toContain('## Per seed');
+    expect(md.split('\n').filter((l) => l.startsWith('| l0[lambda=0.5,seed='))).toHaveLength(3);
+
+    // p-values: sacreBLEU's paired bootstrap on the run folders' translations, per seed and on all seeds' sentences at once
+    const pOf = (base: string[], sys: string[], r: string[]) => pairedBootstrap({ metric: 'bleu', baseline: base, systems: [sys], refs: [r] }).systems[0]!.pValue!;
+    const perSeed = (ref: string) => [1, 2, 3].map((seed) => pOf(hypOf(`${ref}[${ref === 'baseline' ? '' : 'lambda=0,'}seed=${seed}]`), hypOf(`l0[lambda=0.5,seed=${seed}]`), refs.get(seed)!));
+    const pooled = (ref: string) => pOf([1, 2, 3].flatMap((seed) => hypOf(`${ref}[${ref === 'baseline' ? '' : 'lambda=0,'}seed=${seed}]`)), [1, 2, 3].flatMap((seed) => hypOf(`l0[lambda=0.5,seed=${seed}]`)), [1, 2, 3].flatMap((seed) => refs.get(seed)!));
+    const vsBase = perSeed('baseline');
+    const vsControl = perSeed('l0');
+    // the pruned stage drops a word in half the sentences or more: clearly worse in every seed
+    expect(Math.max(...vsBase, ...vsControl)).toBeLessThan(0.05);
+    const diffs = [1, 2, 3].map((seed) => marker(`l0[lambda=0.5,seed=${seed}]`).bleu - marker(`baseline[seed=${seed}]`).bleu);
+    const dm = diffs.reduce((x, y) => x + y, 0) / 3;
+    const dsd = Math.sqrt(diffs.reduce((x, y) => x + (y - dm) ** 2, 0) / 2);
+    const sig = md.slice(md.indexOf('## Paired significance on the test set'));
+    const sigLine = sig.split('\n').find((l) => l.startsWith('| l0[lambda=0.5] |'))!;
+    expect(sigLine).toContain(`| ${dm.toFixed(2)} ± ${dsd.toFixed(2)} (n=3) | ${vsBase.map(formatP).join(', ')} | ${formatP(pooled('baseline'))} |`);
+    expect(sigLine).toContain(`| ${vsControl.map(formatP).join(', ')} | ${formatP(pooled('l0'))} |`);
+    // the control against the baseline (it drops fewer words: better), and not against itself
+    expect(sig.split('\n').find((l) => l.startsWith('| l0[lambda=0] |'))).toMatch(/\| \+\d+\.\d\d ± \d+\.\d\d \(n=3\) \|.*\| - \| - \| - \|$/);
+
+    // the committed translations: one file per row, the references once per distinct test set (each seed generates its own)
+    const index = JSON.parse(readFileSync(join(out, 'hyps', 'index.json'), 'utf8')) as { references: Array<{ file: string }>; stages: Array<{ id: string; hyp: string; ref: string }> };
+    expect(index.stages.map((x) => x.id)).toEqual(rows.map((r) => r.id));
+    expect(index.references).toHaveLength(3);
+    const entry = index.stages.find((x) => x.id === 'l0[lambda=0.5,seed=2]')!;
+    expect(entry.hyp).toBe('l0_lambda=0.5,seed=2_.hyp');
+    expect(lines(join(out, 'hyps', entry.hyp))).toEqual(hypOf('l0[lambda=0.5,seed=2]'));
+    expect(lines(join(out, 'hyps', entry.ref))).toEqual(refs.get(2));
+
+    // figures: the seeds' mean with one-sd error bars (BLEU and heads kept), the full model's band
+    await writeReportFigures(stages, rows, out, { html: false });
+    const fig = JSON.parse(readFileSync(join(out, 'figures', 'bleu-vs-encoder-heads.json'), 'utf8')) as { data: Array<{ name: string; x: number[]; y: number[]; error_y?: { array: number[] }; error_x?: { array: number[] } }> };
+    const l0Trace = fig.data.find((t) => t.name === 'l0')!;
+    const at = l0Trace.y.findIndex((y) => Math.abs(y - mean) < 1e-9);
+    expect(l0Trace.x[at]).toBeCloseTo(3, 12);
+    expect(l0Trace.error_y!.array[at]).toBeCloseTo(sd, 9);
+    expect(l0Trace.error_x!.array[at]).toBeCloseTo(1, 12);
+    expect(fig.data.map((t) => t.name)).toContain('full model ± 1 sd');
+
+    // without the run folders: the same report from hyps/ and results.csv, every score re-scored
+    renameSync(runs, `${runs}-moved`);
+    const gone = resolveStages(loadSpec(p), expandStages(loadSpec(p)), runs);
+    expect(gone.some((x) => stageState(x) === 'done')).toBe(false);
+    const rebuilt = writeReport(gone, out, { fromHyps: true });
+    expect(rebuilt.rescored).toEqual({ rows: rows.length, maxBleuChange: 0 });
+    expect(readFileSync(csvPath, 'utf8')).toBe(csv);
+    expect(readFileSync(mdPath, 'utf8')).toBe(md);
+    // it does re-score: the baseline's translations in the pruned stage's file give the baseline's score
+    // (written through heads' own writer: a file changed behind its back fails its integrity record)
+    writeFileAtomic(join(out, 'hyps', entry.hyp), readFileSync(join(out, 'hyps', index.stages.find((x) => x.id === 'baseline[seed=2]')!.hyp)));
+    const tampered = writeReport(gone, out, { fromHyps: true });
+    const movedBaseline = JSON.parse(readFileSync(join(`${runs}-moved`, relative(runs, byId.get('baseline[seed=2]')!.folder), 'stage.json'), 'utf8')) as { bleu: number };
+    expect(tampered.rows.find((r) => r.id === 'l0[lambda=0.5,seed=2]')!.bleu).toBe(movedBaseline.bleu);
+    expect(() => writeReport(gone, join(dir, 'nowhere'), { fromHyps: true })).toThrow(/results\.csv: not found/);
+  });
+
+  it('a real two-seed chain: stages follow their baseline\'s seed, stage.json says how dev BLEU was decoded, and the report rebuilt from hyps/ matches', async () => {
+    await useTestBackend();
+    const runs = join(dir, 'runs-seeds');
+    const out = join(dir, 'seeds-results');
+    const p = spec('seeds-run', `name: seeds-run\nset: ${TINY_SET}\nseed: [1, 2]\nstages:\n  baseline: { kind: train, set: { train.maxSteps: 4, train.evalEverySteps: 2, train.devBleuSentences: 2 } }\n  l0: { kind: prune, from: baseline, steps: 2, lambda: 0.5, seed: 2, set: { eval.beamSize: 2, train.evalEverySteps: 0 } }\n`);
+    const stages = resolveStages(loadSpec(p), expandStages(loadSpec(p)), runs);
+    // l0 follows only seed 2 of its parent's seeds
+    expect(stages.map((s) => s.instance.id)).toEqual(['baseline[seed=1]', 'baseline[seed=2]', 'l0[seed=2]']);
+    const quiet = new ProgressLine(process.stderr, true);
+    for (const s of stages) expect(await runStage(s, { progress: quiet, isStopRequested: () => false, argv: [] })).not.toBeNull();
+    const marker = (s: (typeof stages)[number]) => JSON.parse(readFileSync(join(s.folder, 'stage.json'), 'utf8')) as { seed: number; devDecoding: string; devBleu: number };
+    const runConfig = (s: (typeof stages)[number]) => JSON.parse(readFileSync(join(s.folder, 'config.json'), 'utf8')) as { seed: number };
+    expect(stages.map((s) => [marker(s).seed, runConfig(s).seed])).toEqual([[1, 1], [2, 2], [2, 2]]);
+    expect(stages.map((s) => marker(s).devDecoding)).toEqual(['greedy', 'greedy', 'beam 2']);
+    const { rows, csvPath } = writeReport(stages, out);
+    expect(rows.map((r) => [r.devDecoding, r.seed])).toEqual([['greedy', 1], ['greedy', 2], ['beam 2', 2]]);
+    expect(readFileSync(join(out, 'hyps', 'l0_seed=2_.hyp'), 'utf8')).toBe(readFileSync(join(stages[2]!.folder, 'test.pruned.hyp'), 'utf8'));
+    const csv = readFileSync(csvPath, 'utf8');
+    renameSync(runs, `${runs}-moved`);
+    expect(writeReport(stages, out, { fromHyps: true }).rescored).toEqual({ rows: 3, maxBleuChange: 0 });
+    expect(readFileSync(csvPath, 'utf8')).toBe(csv);
+  }, 120000);
+});
+

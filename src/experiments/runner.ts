@@ -16,6 +16,8 @@ import { formatDuration } from '../train/progress.js';
 export interface RunnerOptions {
   specPath: string;
   preset?: string;
+  /** the CLI's --seeds (the children must resolve the same instances) */
+  seeds?: readonly number[];
   runsDir: string;
   jobs: number;
   log: (line: string) => void;
@@ -30,8 +32,8 @@ export function headsBin(): string {
 }
 
 /** The command that runs one stage (also what --emit-commands prints). */
-export function stageCommand(s: ResolvedStage, o: Pick<RunnerOptions, 'specPath' | 'preset' | 'runsDir'>, bin = 'heads'): string[] {
-  return [bin, 'experiment', 'run-stage', o.specPath, '--id', s.instance.id, '--runs-dir', o.runsDir, ...(o.preset ? ['--preset', o.preset] : [])];
+export function stageCommand(s: ResolvedStage, o: Pick<RunnerOptions, 'specPath' | 'preset' | 'runsDir' | 'seeds'>, bin = 'heads'): string[] {
+  return [bin, 'experiment', 'run-stage', o.specPath, '--id', s.instance.id, '--runs-dir', o.runsDir, ...(o.preset ? ['--preset', o.preset] : []), ...(o.seeds?.length ? ['--seeds', o.seeds.join(',')] : [])];
 }
 
 export function shellQuote(args: readonly string[]): string {

@@ -2,10 +2,13 @@
  * Experiment comparison figures: BLEU against the number of heads kept, one line per pruning method on
  * one plot (Voita et al. 2019, Figure 7: L0 gates against heuristic pruning), and the heads kept per
  * attention type against BLEU (their Figure 9, pruning all attention types). Points come from an
- * experiment's results.csv or from importance pruning's pruning-curve.csv.
+ * experiment's results.csv or from importance pruning's pruning-curve.csv. A row may carry its
+ * `replicates` (the same setting trained with several seeds): it is then drawn at the replicates' mean
+ * with error bars of one sample standard deviation.
  */
 import { ATTENTION_TYPES, type AttentionType, isAttentionType } from '../config/head-id.js';
 import type { ExperimentResultRow, PruningCurveRow } from './readers.js';
+import { meanSd } from '../util/stats.js';
 import { ATTENTION_COLORS, ATTENTION_LABELS, type FigureSpec, SERIES_COLORS, type Trace, axis, baseLayout } from './figure.js';
 
 /** One pruned model: how many heads it keeps and its BLEU. */
@@ -16,6 +19,18 @@ export interface BleuPoint {
   /** shown on hover, e.g. the stage or `lambda 0.05` */
   label?: string;
   keptByType?: Partial<Record<AttentionType, number>>;
+  /** over seeds: sample standard deviations of bleu and headsKept, and how many replicates */
+  bleuSd?: number;
+  headsSd?: number;
+  n?: number;
+}
+
+/** A results row, optionally with the per-seed rows it stands for (their mean is what it shows). */
+export type ReplicatedRow = ExperimentResultRow & { replicates?: readonly ExperimentResultRow[] };
+
+/** Error bars of one sd when any point has several replicates (undefined otherwise). */
+function errorBars(sds: ReadonlyArray<number | undefined>, color: string): { type: 'data'; array: number[]; visible: true; color: string; thickness: number; width: number } | undefined {
+  return sds.some((x) => x !== undefined && x > 0) ? { type: 'data', array: sds.map((x) => x ?? 0), visible: true, color, thickness: 1.2, width: 4 } : undefined;
 }
 
 /** Methods whose rows are the unpruned reference, drawn as a dashed line instead of a series. */
@@ -54,12 +69,21 @@ export function bleuPointsFromResults(rows: readonly ExperimentResultRow[], opts
   const named = prunedTypes(rows);
   const types = opts.types ?? (named.length ? named : ATTENTION_TYPES);
   const metric = opts.metric ?? 'bleu';
-  return rows.filter(isComparable).flatMap((r): BleuPoint[] => {
+  const one = (r: ExperimentResultRow): BleuPoint | null => {
     const bleu = r[metric];
     const kept = keptOf(r);
-    if (bleu === null || types.some((t) => kept[t] === undefined)) return [];
+    if (bleu === null || types.some((t) => kept[t] === undefined)) return null;
     const label = [r.id ?? r.stage, r.lambda !== null ? `λ ${r.lambda}` : '', r.targetHeads ? `budget ${r.targetHeads}` : ''].filter(Boolean).join(', ');
-    return [{ method: r.method || 'unknown', headsKept: types.reduce((a, t) => a + kept[t]!, 0), bleu, label, keptByType: kept }];
+    return { method: r.method || 'unknown', headsKept: types.reduce((a, t) => a + kept[t]!, 0), bleu, label, keptByType: kept };
+  };
+  return (rows as readonly ReplicatedRow[]).filter(isComparable).flatMap((r): BleuPoint[] => {
+    const p = one(r);
+    if (!p || !r.replicates || r.replicates.length < 2) return p ? [p] : [];
+    // the mean of the replicates' points (heads summed per replicate first), one sd each way
+    const reps = r.replicates.map(one).filter((x): x is BleuPoint => x !== null);
+    const b = meanSd(reps.map((x) => x.bleu))!;
+    const h = meanSd(reps.map((x) => x.headsKept))!;
+    return [{ ...p, bleu: b.mean, headsKept: h.mean, bleuSd: b.sd, headsSd: h.sd, n: reps.length, label: `${p.label} (mean of ${reps.length} seeds)` }];
   });
 }
 
@@ -76,6 +100,8 @@ export interface BleuVsHeadsOptions {
   baselineBleu?: number | null;
   /** y-axis title (default: "BLEU") */
   bleuLabel?: string;
+  /** sd of the full model's BLEU over seeds, drawn as a band around its line (default: from the baseline points) */
+  baselineSd?: number | null;
 }
 
 /** BLEU against heads kept, one line per method, the full model as a dashed line. */
@@ -83,6 +109,7 @@ export function bleuVsHeadsFigure(points: readonly BleuPoint[], opts: BleuVsHead
   const isBase = (p: BleuPoint) => BASELINE_METHODS.includes(p.method.toLowerCase());
   const base = points.filter(isBase);
   const baseline = opts.baselineBleu !== undefined ? opts.baselineBleu : base.length ? base.reduce((a, p) => a + p.bleu, 0) / base.length : null;
+  const baselineSd = opts.baselineSd !== undefined ? opts.baselineSd : base.length === 1 ? (base[0]!.bleuSd ?? null) : null;
   const methods = [...new Set(points.filter((p) => !isBase(p)).map((p) => p.method))];
   const data: Trace[] = methods.map((method, i) => {
     const mine = points.filter((p) => p.method === method).sort((a, b) => a.headsKept - b.headsKept);
@@ -92,8 +119,10 @@ export function bleuVsHeadsFigure(points: readonly BleuPoint[], opts: BleuVsHead
       name: method,
       x: mine.map((p) => p.headsKept),
       y: mine.map((p) => p.bleu),
-      text: mine.map((p) => p.label ?? ''),
+      text: mine.map((p) => `${p.label ?? ''}${p.n && p.n > 1 ? `<br>± ${(p.bleuSd ?? 0).toFixed(2)} BLEU, ± ${(p.headsSd ?? 0).toFixed(1)} heads (1 sd)` : ''}`),
       hovertemplate: `${method}<br>%{x} heads: BLEU %{y:.2f}<br>%{text}<extra></extra>`,
+      error_y: errorBars(mine.map((p) => p.bleuSd), SERIES_COLORS[i % SERIES_COLORS.length]!),
+      error_x: errorBars(mine.map((p) => p.headsSd), SERIES_COLORS[i % SERIES_COLORS.length]!),
       line: { color: SERIES_COLORS[i % SERIES_COLORS.length]!, width: 2 },
       marker: { size: 8, symbol: ['circle', 'square', 'diamond', 'triangle-up', 'x', 'cross'][i % 6] },
     };
@@ -104,10 +133,20 @@ export function bleuVsHeadsFigure(points: readonly BleuPoint[], opts: BleuVsHead
   layout.yaxis = axis(opts.bleuLabel ?? 'BLEU');
   // bottom right: curves fall towards few heads (the left), so that corner is usually empty
   layout.legend = { x: 0.98, y: 0.02, xanchor: 'right', yanchor: 'bottom', bgcolor: 'rgba(255,255,255,0.8)' };
+  if (baseline !== null && baselineSd && xs.length) {
+    // the full model's ± 1 sd over seeds: a band between two invisible lines
+    const xr = [0, Math.max(...xs)];
+    data.push({ type: 'scatter', mode: 'lines', x: xr, y: [baseline - baselineSd, baseline - baselineSd], line: { width: 0 }, showlegend: false, hoverinfo: 'skip' });
+    data.push({ type: 'scatter', mode: 'lines', name: 'full model ± 1 sd', x: xr, y: [baseline + baselineSd, baseline + baselineSd], fill: 'tonexty', fillcolor: 'rgba(119,119,119,0.18)', line: { width: 0 }, hoverinfo: 'skip' });
+  }
   if (baseline !== null && xs.length) {
     data.push({ type: 'scatter', mode: 'lines', name: 'full model', x: [0, Math.max(...xs)], y: [baseline, baseline], line: { color: '#777777', dash: 'dash', width: 1.5 }, hovertemplate: `full model: BLEU ${baseline.toFixed(2)}<extra></extra>` });
   }
-  const range = bleuAxisRange([...points.map((p) => p.bleu), ...(baseline !== null ? [baseline] : [])]);
+  const ys = [
+    ...points.flatMap((p) => [p.bleu - (p.bleuSd ?? 0), p.bleu + (p.bleuSd ?? 0)]),
+    ...(baseline !== null ? [baseline - (baselineSd ?? 0), baseline + (baselineSd ?? 0)] : []),
+  ];
+  const range = bleuAxisRange(ys);
   if (range) layout.yaxis.range = range;
   return { data, layout };
 }
@@ -138,15 +177,26 @@ export function keptPerTypeFigure(rows: readonly ExperimentResultRow[], opts: { 
   const data: Trace[] = [];
   methods.forEach((method, mi) => {
     for (const t of ATTENTION_TYPES) {
-      const pts = usable.filter((r) => r.method === method && keptOf(r)[t] !== undefined).sort((a, b) => a[metric]! - b[metric]!);
+      // a row with replicates stands at their mean, with one sd each way
+      const pts = usable
+        .filter((r) => r.method === method && keptOf(r)[t] !== undefined)
+        .map((r) => {
+          const reps = (r as ReplicatedRow).replicates ?? [r];
+          const b = meanSd(reps.map((x) => x[metric]))!;
+          const k = meanSd(reps.map((x) => keptOf(x)[t]))!;
+          return { r, b, k };
+        })
+        .sort((a, b) => a.b.mean - b.b.mean);
       if (!pts.length) continue;
       data.push({
         type: 'scatter',
         mode: 'lines+markers',
         name: methods.length > 1 ? `${ATTENTION_LABELS[t]} (${method})` : ATTENTION_LABELS[t],
-        x: pts.map((r) => r[metric]!),
-        y: pts.map((r) => keptOf(r)[t]!),
-        text: pts.map((r) => r.id ?? r.stage),
+        x: pts.map((p) => p.b.mean),
+        y: pts.map((p) => p.k.mean),
+        error_x: errorBars(pts.map((p) => p.b.sd), ATTENTION_COLORS[t]),
+        error_y: errorBars(pts.map((p) => p.k.sd), ATTENTION_COLORS[t]),
+        text: pts.map((p) => `${p.r.id ?? p.r.stage}${p.b.n > 1 ? ` (mean of ${p.b.n} seeds)` : ''}`),
         hovertemplate: `${t} (${method})<br>BLEU %{x:.2f}: %{y} heads<br>%{text}<extra></extra>`,
         line: { color: ATTENTION_COLORS[t], width: 2, dash: dashes[mi % dashes.length] },
         marker: { size: 7 },
@@ -218,7 +268,8 @@ export function bleuVsModelBytesFigure(rows: readonly ExperimentResultRow[], opt
       mode: 'markers',
       name: r.method || r.stage,
       x: [r.modelBytes! / 1e6],
-      y: [r[metric]!],
+      y: [meanSd(((r as ReplicatedRow).replicates ?? [r]).map((x) => x[metric]))!.mean],
+      error_y: errorBars([meanSd(((r as ReplicatedRow).replicates ?? [r]).map((x) => x[metric]))!.sd], SERIES_COLORS[i % SERIES_COLORS.length]!),
       text: [`${r.id ?? r.stage}: ${params}${decode}`],
       hovertemplate: `${r.method || r.stage}<br>%{x:.2f} MB: BLEU %{y:.2f}<br>%{text}<extra></extra>`,
       marker: { size: 11, color: SERIES_COLORS[i % SERIES_COLORS.length]!, symbol: symbols[i % symbols.length] },
