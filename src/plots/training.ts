@@ -1,7 +1,9 @@
 /**
  * Training curves from metrics.jsonl: three stacked panels sharing the step axis: loss (training
  * label-smoothed cross-entropy and dev NLL, nats per target token), dev BLEU, and training throughput
- * (target tokens per second). A panel with nothing logged says so instead of staying blank.
+ * (target tokens per second). A panel with nothing logged says so instead of staying blank. With early
+ * stopping (eval records carry `bestStep`), the best evaluation is starred on the dev panels and the step
+ * where patience ran out is marked, so the plateau between them is visible.
  */
 import type { MetricsLog } from './readers.js';
 import { type FigureSpec, type Trace, axis, baseLayout, panelAxes, panelNote, rowDomains, setAxis } from './figure.js';
@@ -16,6 +18,17 @@ function points<T extends { step: number }>(records: readonly T[], value: (r: T)
     y.push(v);
   }
   return { x, y };
+}
+
+/**
+ * Early stopping in a log: the best step as of the last evaluation, and the step where the run stopped for
+ * lack of improvement (its last evaluation with no patience left; null while it had patience). Null
+ * without early stopping.
+ */
+export function earlyStoppingMarks(log: MetricsLog): { bestStep: number; stoppedAt: number | null } | null {
+  const last = [...log.eval].reverse().find((r) => r.bestStep !== undefined);
+  if (!last) return null;
+  return { bestStep: last.bestStep!, stoppedAt: last.patienceLeft === 0 ? last.step : null };
 }
 
 export interface TrainingCurvesOptions {
@@ -42,8 +55,22 @@ export function trainingCurves(log: MetricsLog, opts: TrainingCurvesOptions = {}
   if (rate.x.length) data.push({ type: 'scatter', mode: 'lines', name: 'target tokens/s', ...rate, xaxis: rateAx.x, yaxis: rateAx.y, line: { color: '#666666', width: 1.5 } });
   else notes.push(panelNote('no throughput logged', rateAx));
 
+  const stopping = earlyStoppingMarks(log);
+  if (stopping) {
+    const best = log.eval.find((r) => r.step === stopping.bestStep);
+    const star = { symbol: 'star', size: 16, color: '#000000' };
+    const name = `best checkpoint (step ${stopping.bestStep})`;
+    if (best?.devBleu !== undefined) data.push({ type: 'scatter', mode: 'markers', name, x: [best.step], y: [best.devBleu], xaxis: bleuAx.x, yaxis: bleuAx.y, marker: star });
+    if (best?.devLoss !== undefined) data.push({ type: 'scatter', mode: 'markers', name, showlegend: best.devBleu === undefined, x: [best.step], y: [best.devLoss], xaxis: lossAx.x, yaxis: lossAx.y, marker: star });
+    if (stopping.stoppedAt !== null) {
+      const at = log.eval.find((r) => r.step === stopping.stoppedAt)!;
+      const [ax, y] = at.devBleu !== undefined ? [bleuAx, at.devBleu] : [lossAx, at.devLoss];
+      if (y !== undefined) data.push({ type: 'scatter', mode: 'markers', name: `early stop: no improvement since step ${stopping.bestStep} (step ${at.step})`, x: [at.step], y: [y], xaxis: ax.x, yaxis: ax.y, marker: { symbol: 'x', size: 14, color: '#CC79A7' } });
+    }
+  }
   const lastStep = Math.max(0, ...log.train.map((r) => r.step), ...log.eval.map((r) => r.step));
-  const layout = baseLayout(opts.title ?? `Training curves (${lastStep} steps)`, 900, 760);
+  const stopText = stopping ? `; best step ${stopping.bestStep}${stopping.stoppedAt !== null ? `, early stop at ${stopping.stoppedAt}` : ''}` : '';
+  const layout = baseLayout(opts.title ?? `Training curves (${lastStep} steps${stopText})`, 900, 760);
   layout.margin = { l: 80, r: 30, t: 60, b: 110 };
   layout.legend = { orientation: 'h', x: 0, y: -0.11, yanchor: 'top' };
   layout.annotations = notes;

@@ -20,6 +20,8 @@ import { loadModel } from './load-model.js';
 import { runTraining } from './run-training.js';
 import { ProgressLine } from './progress.js';
 import { reversePairs } from '../test-utils/pairs.js';
+import { trainingCurves } from '../plots/training.js';
+import { readMetrics } from '../plots/readers.js';
 import { useTestBackend } from '../test-utils/backend.js';
 
 const V = 24;
@@ -175,6 +177,11 @@ describe('early stopping in the trainer', () => {
     loaded.model.dispose();
     // resuming the finished run resumes from the newest checkpoint, not the best one
     expect(findLatestValidCheckpoint(run.path).state.step).toBe(9);
+    // the training curves star the best evaluation and mark where patience ran out
+    const fig = trainingCurves(readMetrics(run.path));
+    expect(fig.data.filter((t) => t.name?.startsWith('best checkpoint')).map((t) => [t.name, t.x])).toEqual([['best checkpoint (step 3)', [3]]]);
+    expect(fig.data.filter((t) => t.name?.startsWith('early stop')).map((t) => t.x)).toEqual([[9]]);
+    expect(fig.layout.title).toMatchObject({ text: expect.stringContaining('best step 3, early stop at 9') });
   }, 60_000);
 });
 
