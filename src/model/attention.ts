@@ -68,8 +68,22 @@ export function attend(
 ): tf.Tensor3D {
   const [B, Tq, d] = xq.shape as [number, number, number];
   if (p.nHeads === 0) return tf.add(tf.zeros([B, Tq, d]), p.bo) as tf.Tensor3D;
+  return attendQuery(p, splitHeads(linear(xq, p.wq, p.bq), p.nHeads, p.dHead), k, v, bias, gate, ctx, record);
+}
+
+/** `attend` from projected queries q [B, h, Tq, dHead] (unscaled; e.g. one product for q, k and v when decoding); nHeads > 0. */
+export function attendQuery(
+  p: AttentionParams,
+  qHeads: tf.Tensor4D,
+  k: tf.Tensor4D,
+  v: tf.Tensor4D,
+  bias: tf.Tensor | null,
+  gate: tf.Tensor | null,
+  ctx: ForwardContext,
+  record?: (r: AttentionRecord) => void,
+): tf.Tensor3D {
   // scale q rather than the scores: [B, h, Tq, dHead] is smaller than [B, h, Tq, Tk]
-  const q = splitHeads(linear(xq, p.wq, p.bq), p.nHeads, p.dHead).mul(1 / Math.sqrt(p.dHead));
+  const q = qHeads.mul(1 / Math.sqrt(p.dHead));
   let scores = tf.matMul(q, k, false, true); // [B, h, Tq, Tk]
   if (bias) scores = scores.add(bias);
   const weights = tf.softmax(scores) as tf.Tensor4D;

@@ -14,7 +14,7 @@ import type { AttentionType } from '../config/head-id.js';
 import { Rng } from '../util/random.js';
 import { ParamStore } from './params.js';
 import { ForwardContext, causalBias, dropout, feedForward, layerNorm, linear, paddingBias, sinusoidalTable } from './layers.js';
-import { type AttentionParams, type AttentionRecord, attend, projectKeysValues } from './attention.js';
+import { type AttentionParams, type AttentionRecord, attend, attendQuery, projectKeysValues, splitHeads } from './attention.js';
 import { patternBias, patternOf } from './attention-patterns.js';
 import { type RoutingRecord, expertCapacity, mixtureOfExperts } from './moe.js';
 
@@ -55,6 +55,12 @@ export interface DecoderState {
   srcBias: tf.Tensor4D;
   memory: tf.Tensor3D;
   step: number;
+  /**
+   * Per decoder layer, [wq | wk | wv] and [bq | bk | bv] as one matrix and bias (null: a layer without
+   * heads), when decoding asked for them: the step's queries, keys and values in one product (the same
+   * numbers as three). Absent: three products.
+   */
+  selfQkv?: Array<{ w: tf.Tensor2D; b: tf.Tensor1D } | null>;
 }
 
 export type ModelShape = Record<AttentionType, number[]>;
@@ -327,13 +333,20 @@ export class Transformer {
   // ---- incremental decoding (inference only; dropout off) ----
 
   /** Encode the source and precompute every decoder layer's source keys/values. */
-  startDecoding(src: tf.Tensor2D, gates?: GateTensors): DecoderState {
+  startDecoding(src: tf.Tensor2D, gates?: GateTensors, opts: { fuseSelfQkv?: boolean } = {}): DecoderState {
     const ctx = ForwardContext.eval();
     const memory = this.encode(src, ctx, { gates });
     const cross = [];
     for (let l = 0; l < this.config.decoderLayers; l++)
       cross.push(projectKeysValues(this.attentionParams(`dec.${l}.cross`, this.shape['dec-enc'][l]!), memory));
-    return { cross, self: Array(this.config.decoderLayers).fill(null), srcBias: paddingBias(src), memory, step: 0 };
+    const state: DecoderState = { cross, self: Array(this.config.decoderLayers).fill(null), srcBias: paddingBias(src), memory, step: 0 };
+    if (opts.fuseSelfQkv) {
+      state.selfQkv = Array.from({ length: this.config.decoderLayers }, (_, l) => {
+        const sp = this.attentionParams(`dec.${l}.self`, this.shape['dec-self'][l]!);
+        return sp.nHeads === 0 ? null : { w: tf.concat([sp.wq, sp.wk, sp.wv], 1) as tf.Tensor2D, b: tf.concat([sp.bq, sp.bk, sp.bv]) as tf.Tensor1D };
+      });
+    }
+    return state;
   }
 
   /**
@@ -355,8 +368,15 @@ export class Transformer {
     for (let l = 0; l < this.config.decoderLayers; l++) {
       const sp = this.attentionParams(`dec.${l}.self`, this.shape['dec-self'][l]!);
       const cp = this.attentionParams(`dec.${l}.cross`, this.shape['dec-enc'][l]!);
+      const fused = state.selfQkv?.[l] ?? null;
       x = this.residual(x, `dec.${l}.ln1`, ctx, (y) => {
-        const kv = projectKeysValues(sp, y);
+        let q: tf.Tensor4D | null = null;
+        let kv: { k: tf.Tensor4D; v: tf.Tensor4D };
+        if (fused) {
+          const [qh, kh, vh] = tf.split(linear(y, fused.w, fused.b), 3, 2);
+          q = splitHeads(qh!, sp.nHeads, sp.dHead);
+          kv = { k: splitHeads(kh!, sp.nHeads, sp.dHead), v: splitHeads(vh!, sp.nHeads, sp.dHead) };
+        } else kv = projectKeysValues(sp, y);
         const prev = state.self[l];
         const k = prev ? (tf.concat([prev.k, kv.k], 2) as tf.Tensor4D) : kv.k;
         const v = prev ? (tf.concat([prev.v, kv.v], 2) as tf.Tensor4D) : kv.v;
@@ -364,7 +384,8 @@ export class Transformer {
         self.push({ k: tf.keep(k), v: tf.keep(v) });
         // the query is position `step` over keys 0..step: that row of the pattern (none needed when dense)
         const bias = selfPattern ? patternBias('dec-self', selfPattern, 1, state.step + 1, state.step) : null;
-        return attend(sp, y, k, v, bias, gates?.['dec-self']?.[l] ?? null, ctx);
+        const gate = gates?.['dec-self']?.[l] ?? null;
+        return q ? attendQuery(sp, q, k, v, bias, gate, ctx) : attend(sp, y, k, v, bias, gate, ctx);
       });
       x = this.residual(x, `dec.${l}.ln2`, ctx, (y) =>
         attend(cp, y, state.cross[l]!.k, state.cross[l]!.v, state.srcBias, gates?.['dec-enc']?.[l] ?? null, ctx),
@@ -412,6 +433,7 @@ export function stateTensors(s: DecoderState): tf.Tensor[] {
   const out: tf.Tensor[] = [s.srcBias, s.memory];
   for (const c of s.cross) out.push(c.k, c.v);
   for (const c of s.self) if (c) out.push(c.k, c.v);
+  for (const f of s.selfQkv ?? []) if (f) out.push(f.w, f.b);
   return out;
 }
 
