@@ -400,6 +400,18 @@ describe('export stages', () => {
     const r2 = spawnSync('node', [bin, 'experiment', 'run', p, '--runs-dir', runs], { encoding: 'utf8' });
     expect(r2.status).toBe(0);
     expect(r2.stderr).not.toContain('started');
+    // the test translations of every row (the importance steps' too) beside the report; without run folders
+    // (another runs dir) the report rebuilds from them by itself, to the same numbers
+    const outDir = join(runs, 'experiments', 'two');
+    const index = JSON.parse(readFileSync(join(outDir, 'hyps', 'index.json'), 'utf8')) as { stages: Array<{ id: string; hyp: string }> };
+    expect(index.stages.map((x) => x.id)).toEqual(csv.slice(1).map((l) => l.split(',')[1]));
+    expect(index.stages.filter((x) => x.id.startsWith('imp#')).map((x) => x.hyp)).toEqual(['imp.step-01.hyp', 'imp.step-02.hyp']);
+    const before = readFileSync(join(outDir, 'results.csv'), 'utf8');
+    const r3 = spawnSync('node', [bin, 'experiment', 'report', p, '--runs-dir', join(dir, 'no-runs'), '--out', outDir, '--no-html'], { encoding: 'utf8' });
+    expect(r3.status).toBe(0);
+    expect(r3.stderr).toContain(`rebuilding from ${join(outDir, 'hyps')}`);
+    expect(r3.stderr).toMatch(/re-scored 5 rows .*largest change of a test BLEU against results.csv: 0\.000000/);
+    expect(readFileSync(join(outDir, 'results.csv'), 'utf8')).toBe(before);
   }, 240000);
 
   it('a runner killed mid-stage (with its child) resumes the stage from its last checkpoint', async () => {
