@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { CheckpointError, isHeadsError } from '../util/errors.js';
-import { fileSystemError, removeStaleTempFiles, statOrNull, verifyFile, writeJsonAtomic } from '../util/fs.js';
+import { fileSystemError, removeQuietly, removeStaleTempFiles, statOrNull, verifyFile, writeJsonAtomic } from '../util/fs.js';
 import { type SafeTensor, readSafetensors, writeSafetensors } from '../export/safetensors.js';
 import { dequantizeTensors } from '../export/quantize.js';
 import type { ResolvedConfig } from '../config/schema.js';
@@ -104,7 +104,7 @@ export function writeCheckpoint(
     writeCheckpointFiles(dir, s, params, optimizer, encodeModel, masks);
   } catch (e) {
     // a folder without its state.json is no checkpoint: give its space back (an older folder is left as it was)
-    if (isNew) rmSync(dir, { recursive: true, force: true });
+    if (isNew) removeQuietly(dir);
     throw e;
   }
   writeJsonAtomic(join(runPath, 'checkpoints', 'latest.json'), { step: s.step, dir: checkpointDirName(s.step) });

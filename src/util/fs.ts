@@ -110,7 +110,7 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, opts: {
     }
     renameSync(tmp, path);
   } catch (e) {
-    rmSync(tmp, { force: true });
+    removeQuietly(tmp);
     throw fileSystemError(e, path, 'write');
   }
   if (isRecorded) {
@@ -135,6 +135,15 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, opts: {
     /* some filesystems refuse to open folders; the rename is still atomic */
   }
   return digest;
+}
+
+/** Remove a file or folder if it can be; a failure to (no permission) is not the error to report. */
+export function removeQuietly(path: string): void {
+  try {
+    rmSync(path, { recursive: true, force: true });
+  } catch {
+    /* left behind: removeStaleTempFiles retries on the next load */
+  }
 }
 
 /** What `writeFileAtomic` names its temp files: `.<name>.<pid>.<n>.tmp`. */
