@@ -50,6 +50,7 @@ export { HeadsError, ConfigError, DataError, CheckpointError, MaskError } from '
 export { analyzeHeads, trainingFrequencies } from './analysis/analyze.js';
 export { readHeadReport, writeHeadReport, topHeads, rankAgreement, SCORE_COLUMNS, type HeadReport } from './analysis/report.js';
 export { runImportancePruning, type PruningStep } from './analysis/importance-pruning.js';
+export { estimateMichelImportance, importanceScores, IMPORTANCE_FORMS, IMPORTANCE_NORMALIZATIONS, DEFAULT_IMPORTANCE, type ImportanceForm, type ImportanceNormalization, type MichelImportance } from './analysis/importance.js';
 export { exportModel } from './export/export-model.js';
 
 // figures
