@@ -82,7 +82,9 @@ async function runLocked(s: ResolvedStage, o: { progress: ProgressLine; isStopRe
     if (r.stoppedEarly) return null;
     const p = (r.extra?.['pruning'] ?? {}) as { testScores?: { tokenizedLowercaseBleu: number } | null };
     // the pruned model's dev score is decoded as the test set is (src/train/prune.ts)
-    summary = { bleu: r.testBleuPruned, bleuTokLc: p.testScores?.tokenizedLowercaseBleu ?? null, devBleu: r.devBleuPruned, devDecoding: decodingLabel(s.config.eval.beamSize), keptHeads: r.keptHeads };
+    // settled: no deterministic gate strictly between 0 and 1 (a run with fractional gates is never called settled)
+    const settle = { steps: r.steps, fractionalGates: r.undecidedHeads.length, settled: r.undecidedHeads.length === 0, stoppedBy: r.stoppedBy };
+    summary = { bleu: r.testBleuPruned, bleuTokLc: p.testScores?.tokenizedLowercaseBleu ?? null, devBleu: r.devBleuPruned, devDecoding: decodingLabel(s.config.eval.beamSize), keptHeads: r.keptHeads, ...settle };
   } else if (st.kind === 'prune' && st.method === 'fixed-mask') {
     // the control of the pruning criterion: the model the importance stage pruned, with that stage's mask
     // at maskHeads heads fixed (the heads physically removed), fine-tuned as the L0 stages fine-tune
