@@ -46,6 +46,17 @@ describe('fixed-mask prune stages', () => {
     for (const f of fragments) expect(msg).toContain(f);
   });
 
+  it("prune stages do not inherit their parent's early stopping (their set can ask for it)", () => {
+    const p = spec(
+      'es',
+      `name: es\nset: ${TINY_SET}\nstages:\n  b: { kind: train, set: { train.evalEverySteps: 10, train.earlyStopping: { metric: devLoss, patience: 2 } } }\n` +
+        `  l0: { kind: prune, from: b, lambda: 0.1 }\n  l0es: { kind: prune, from: b, lambda: 0.1, set: { train.evalEverySteps: 5, train.earlyStopping: { metric: devLoss, patience: 3 } } }\n` +
+        `  imp: { kind: prune, from: b, method: importance }\n  ft: { kind: prune, method: fixed-mask, from: imp, maskHeads: 2 }\n`,
+    );
+    const stages = resolveStages(loadSpec(p), expandStages(loadSpec(p)), join(dir, 'runs-es'));
+    expect(stages.map((s) => [s.instance.id, s.config.train.earlyStopping?.patience ?? null])).toEqual([['b', 2], ['l0', null], ['l0es', 3], ['imp', null], ['ft', null]]);
+  });
+
   it('fine-tunes the baseline with the importance mask at maskHeads heads fixed', async () => {
     const runs = join(dir, 'runs');
     const p = spec(
