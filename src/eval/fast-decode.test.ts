@@ -6,7 +6,7 @@ import { translateSentences } from './translate.js';
 import { useTestBackend } from '../test-utils/backend.js';
 import { loadConfig } from '../config/load.js';
 import { Trainer } from '../train/trainer.js';
-import { readF32 } from './fast-decode.js';
+import { argMaxOfLogSoftmax, readF32 } from './fast-decode.js';
 
 const V = 13;
 
@@ -83,6 +83,29 @@ describe('fast decoders', () => {
     const legacy = await translateSentences(model, codec, text, { ...o, decoder: 'legacy' });
     expect(fast.outputs).toEqual(legacy.outputs);
     expect(fast.outputs.filter((x) => x.length > 0).length).toBeGreaterThan(sentences.length / 2);
+  });
+
+  it('greedy picks what tf.logSoftmax(...).argMax(1) picks, near ties and exact ties included', () => {
+    const r = new Rng(4);
+    const V2 = 3000;
+    const rows = 12;
+    const x = new Float32Array(rows * V2).map(() => r.normal() * 3);
+    for (let i = 0; i < rows; i++) {
+      const o = i * V2;
+      let m = 0;
+      for (let v = 1; v < V2; v++) if (x[o + v]! > x[o + m]!) m = v;
+      const lower = r.int(Math.max(1, m));
+      // rows 0-3: a lower-index logit one float32 step below the max (rounding may merge them); 4-7: an exact tie; 8-11: as drawn
+      if (i < 4 && m > 0) x[o + lower] = x[o + m]! - Math.abs(x[o + m]!) * 2 ** -23;
+      else if (i < 8 && m > 0) x[o + lower] = x[o + m]!;
+    }
+    // all rows (near ties: the log-softmax path), and rows 4-11 only (exact ties and drawn rows: the scan)
+    for (const part of [x, x.subarray(4 * V2)]) {
+      const t = tf.tensor2d(part, [part.length / V2, V2]);
+      const want = tf.tidy(() => tf.logSoftmax(t).argMax(1)).dataSync();
+      expect(Array.from(argMaxOfLogSoftmax(t))).toEqual(Array.from(want));
+      t.dispose();
+    }
   });
 
   it('reads a tensor in place with its values', () => {

@@ -6,10 +6,13 @@
  *   legacy search tiles k rows, k-1 of them dead), and a sentence that is done leaves the batch at once,
  *   with its target and source caches: the batch shrinks as sentences end instead of decoding dummy rows
  *   until the longest sentence of the batch ends.
- * - the log-softmax stays on the device (identical values), but adding each beam's score and picking the
- *   2k best continuations per sentence run in one pass over the log-probabilities, read in place from the
- *   backend's memory, with tf.topk's order (higher value first, lower index on a tie); the legacy search
- *   adds the scores on the device, reshapes and runs tf.topk over k x V values per sentence.
+ * - beam search: tf.logSoftmax's own ops run on the device up to its last one (identical values); that
+ *   last subtraction, adding each beam's score and picking the 2k best continuations per sentence run in
+ *   one pass over the values, read in place from the backend's memory, in tf.topk's order (higher value
+ *   first, lower index on a tie); the legacy search subtracts, adds the scores, reshapes and runs tf.topk
+ *   over k x V values per sentence on the device.
+ * - greedy: the argmax of the logits, which is the argmax of their log-softmax unless two logits are
+ *   near-tied (then that step's log-softmax is computed as before): no log-softmax pass over V.
  * - one product for each decoder layer's self-attention queries, keys and values instead of three
  *   (`fuseSelfQkv`; OpenBLAS gives the same numbers per column, checked in the tests by the outputs).
  *
@@ -74,16 +77,45 @@ function keepRows(state: DecoderState, idx: Int32Array, withSource: boolean): De
   return out;
 }
 
-/** One decoder step under tidy: the new state (old self caches disposed) and what `pick` returns of the log-probabilities. */
-function step<T extends tf.TensorContainer>(model: Transformer, state: DecoderState, tokens: Int32Array, gates: GateTensors | undefined, pick: (lp: tf.Tensor2D) => T): { state: DecoderState; out: T } {
+/** One decoder step under tidy: the new state (old self caches disposed) and what `pick` returns of the logits. */
+function step<T extends tf.TensorContainer>(model: Transformer, state: DecoderState, tokens: Int32Array, gates: GateTensors | undefined, pick: (logits: tf.Tensor2D) => T): { state: DecoderState; out: T } {
   const r = tf.tidy(() => {
-    const s = model.decodeStep(state, tf.tensor1d(tokens, 'int32'), gates);
-    return { self: s.state.self.map((c) => (c ? [c.k, c.v] : [])), out: pick(s.logProbs) };
+    const s = model.decodeStepLogits(state, tf.tensor1d(tokens, 'int32'), gates);
+    return { self: s.state.self.map((c) => (c ? [c.k, c.v] : [])), out: pick(s.logits) };
   });
   for (const c of state.self) if (c) tf.dispose([c.k, c.v]);
   const self = r.self.map((kv) => (kv.length ? { k: kv[0] as tf.Tensor4D, v: kv[1] as tf.Tensor4D } : null));
   return { state: { ...state, step: state.step + 1, self }, out: r.out as T };
 }
+
+/**
+ * Row-wise argmax of logSoftmax(logits) [R, V], as tf.logSoftmax(...).argMax(1) gives it, mostly without the
+ * log-softmax: log-softmax is x - max - c per row (c = log-sum-exp >= 0) rounded to float32, monotone in
+ * x, so its argmax is the first maximal logit unless a smaller logit lies so close to the maximum
+ * (within NEAR_TIE, far above float32 rounding at |c| <= log V) that rounding could make it equal, and
+ * win as the lower index. Then (rarely) the step's log-softmax is computed on the device as before.
+ */
+export function argMaxOfLogSoftmax(logits: tf.Tensor2D): Int32Array {
+  const [R, V] = logits.shape;
+  const ids = new Int32Array(R);
+  const { data, offset } = readF32(logits);
+  let safe = true;
+  for (let r = 0; r < R && safe; r++) {
+    const o = offset + r * V;
+    let best = 0;
+    let m = data[o]!;
+    for (let v = 1; v < V; v++) if (data[o + v]! > m) (m = data[o + v]!), (best = v);
+    ids[r] = best;
+    // a smaller logit with a lower index, within NEAR_TIE of the maximum
+    for (let v = 0; v < best && safe; v++) if (data[o + v]! < m && m - data[o + v]! <= NEAR_TIE) safe = false;
+    if (!Number.isFinite(m)) safe = false;
+  }
+  if (safe) return ids;
+  return tf.tidy(() => tf.logSoftmax(logits).argMax(1)).dataSync() as Int32Array;
+}
+
+/** Gaps between logits at or below this may vanish in a float32 log-softmax (c <= log V < 16: ulp 1e-6). */
+const NEAR_TIE = 1e-4;
 
 /** Greedy decoding of src [B, S]; finished sentences leave the batch. Token ids without </s>. */
 export async function fastGreedy(model: Transformer, src: tf.Tensor2D, o: FastDecodeOptions): Promise<number[][]> {
@@ -95,9 +127,9 @@ export async function fastGreedy(model: Transformer, src: tf.Tensor2D, o: FastDe
   let tokens = new Int32Array(B).fill(BOS_ID);
   try {
     for (let t = 0; t < maxLen && live.length; t++) {
-      const r = step(model, state, tokens, o.gates, (lp) => lp.argMax(1));
+      const r = step(model, state, tokens, o.gates, (logits) => logits);
       state = r.state;
-      const ids = (await r.out.data()) as Int32Array;
+      const ids = argMaxOfLogSoftmax(r.out);
       r.out.dispose();
       const keep: number[] = [];
       for (let i = 0; i < live.length; i++) {
@@ -117,21 +149,23 @@ export async function fastGreedy(model: Transformer, src: tf.Tensor2D, o: FastDe
 }
 
 /**
- * The 2k best (value, flat index) over a sentence's rows, where value = fround(logProb + row score) and
+ * The 2k best (value, flat index) over a sentence's rows, where value = fround(logProb + row score),
+ * logProb = fround(shifted - lse[row]) (tf.logSoftmax's last op, in float32 as the device does it), and
  * the flat index is beam * V + token, in tf.topk's order: rows and tokens are visited in index order and
  * only a strictly greater value displaces, so equal values keep the lower index first.
  */
-function topCandidates(lp: Float32Array, base: number, rows: readonly number[], scores: Float32Array, V: number, n: number, vals: Float32Array, idx: Int32Array): void {
+function topCandidates(shifted: Float32Array, base: number, rows: readonly number[], scores: Float32Array, lse: Float32Array, V: number, n: number, vals: Float32Array, idx: Int32Array): void {
   vals.fill(-Infinity);
   idx.fill(-1);
   for (let beam = 0; beam < rows.length; beam++) {
     const r = rows[beam]!;
     const s = scores[r]!;
     if (s === -Infinity) continue; // a dead beam: every continuation is -Infinity
+    const c = lse[r]!;
     const o = base + r * V;
     let min = vals[n - 1]!;
     for (let v = 0; v < V; v++) {
-      const x = Math.fround(lp[o + v]! + s);
+      const x = Math.fround(Math.fround(shifted[o + v]! - c) + s);
       if (!(x > min)) continue;
       let j = n - 1;
       while (j > 0 && x > vals[j - 1]!) {
@@ -164,9 +198,15 @@ export async function fastBeam(model: Transformer, src: tf.Tensor2D, o: FastDeco
   const idx = new Int32Array(2 * k);
   try {
     for (let t = 0; t < maxLen && live.length; t++) {
-      const r = step(model, state, tokens, o.gates, (lp) => lp);
+      // tf.logSoftmax's own ops, up to its last one (shifted - c), which topCandidates does per value read
+      const r = step(model, state, tokens, o.gates, (logits) => {
+        const shifted = tf.sub(logits, tf.max(logits, 1, true));
+        return [shifted, tf.log(tf.sum(tf.exp(shifted), 1, true))];
+      });
       state = r.state;
-      const lp = r.out as tf.Tensor2D;
+      const [lp, lseT] = r.out as [tf.Tensor2D, tf.Tensor2D];
+      const lse = lseT.dataSync() as Float32Array;
+      lseT.dispose();
       const nextRows: number[] = [];
       const nextTokens: number[] = [];
       const nextScores: number[] = [];
@@ -178,7 +218,7 @@ export async function fastBeam(model: Transformer, src: tf.Tensor2D, o: FastDeco
         for (let i = 0; i < live.length; i++) {
           const b = live[i]!;
           for (let j = 0; j < width; j++) rows[j] = i * width + j;
-          topCandidates(data, offset, rows, scores, V, 2 * k, vals, idx);
+          topCandidates(data, offset, rows, scores, lse, V, 2 * k, vals, idx);
           let filled = 0;
           const start = nextRows.length;
           for (let j = 0; j < 2 * k && filled < k; j++) {
