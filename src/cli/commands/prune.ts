@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { type CommonArgs, createRun, installStopHandler, runHandler, startBackend, withCommonOptions } from '../common.js';
 import { intFlag, numFlag } from '../options.js';
+import { ignoredIn, isGiven, refuseIgnoredFlags } from '../options.js';
 import { resumeRun } from '../resume.js';
 import { loadConfigOn } from '../../config/load.js';
 import { isAttentionType } from '../../config/head-id.js';
@@ -18,7 +19,8 @@ import { runPruning } from '../../train/prune.js';
 import { loadModel } from '../../train/load-model.js';
 import { loadCorpora } from '../../data/prepare.js';
 import { runImportancePruning, type PruningMethod } from '../../analysis/importance-pruning.js';
-import { IMPORTANCE_FORMS, IMPORTANCE_NORMALIZATIONS, type ImportanceForm, type ImportanceNormalization, importanceSettingProblems } from '../../analysis/importance.js';
+import { type ImportanceForm, type ImportanceNormalization, importanceSettingProblems } from '../../analysis/importance.js';
+import { importanceFlag } from '../importance-flags.js';
 import type { AttentionType } from '../../config/head-id.js';
 import { ConfigError, CheckpointError } from '../../util/errors.js';
 
@@ -52,8 +54,8 @@ export function builder(y: Argv): Argv<Args> {
     .option('reestimate', { type: 'boolean', default: false, describe: 'importance/confidence: re-estimate scores under the current mask after each step' })
     .option('min-heads-per-layer', { ...intFlag('min-heads-per-layer', 0), default: 0, describe: 'importance/confidence/random: never leave a layer with fewer heads' })
     .option('bleu-sentences', { ...intFlag('bleu-sentences', 0), default: 200, describe: 'importance/confidence/random: dev sentences scored (greedy) after each step' })
-    .option('importance-form', { type: 'string', choices: [...IMPORTANCE_FORMS], requiresArg: true, describe: `importance: example (mean over sentences of |dL(x)/dxi|, the paper's eq. 2; default), token (Michel's MT code) or batch (HF bertology)` })
-    .option('importance-normalize', { type: 'string', choices: [...IMPORTANCE_NORMALIZATIONS], requiresArg: true, describe: 'importance: layer (l2 over the heads of a layer, as Michel\'s MT scripts; default) or none' })
+    .option('importance-form', importanceFlag('importance-form', `importance: example (mean over sentences of |dL(x)/dxi|, the paper's eq. 2; default), token (Michel's MT code) or batch (HF bertology)`))
+    .option('importance-normalize', importanceFlag('importance-normalize', 'importance: layer (l2 over the heads of a layer, as Michel\'s MT scripts; default) or none'))
     .option('lambda', { ...numFlag('lambda', { min: 0 }), describe: 'weight of the expected-L0 penalty (train.l0Lambda)' })
     .option('target-heads', { type: 'string', describe: 'exact head budget instead of a lambda: N overall, or per type as enc-self=10,dec-enc=20' })
     .option('attention', { type: 'string', describe: 'gated attention types, comma-separated (default enc-self)' })
@@ -62,6 +64,7 @@ export function builder(y: Argv): Argv<Args> {
     .option('dev-sentences', { ...intFlag('dev-sentences', 1), describe: 'dev sentences scored with the pruned model (default: all)' })
     .example('$0 prune --from runs/X-train-ddtp --lambda 0.05 --steps 300', 'encoder-head pruning at lambda 0.05')
     .example('$0 prune --from runs/X-train-ddtp --target-heads 10', 'keep exactly 10 encoder heads')
+    .example(`$0 prune --from runs/X-train-ddtp --lambda 0.01 --steps 1000 --set 'gates.settle={checkEvery: 50}'`, 'train the gates until none is strictly between 0 and 1 (at most 1000 steps)')
     .example('$0 prune --resume runs/X-prune-ddtp-prune', 'continue an interrupted L0 prune run') as unknown as Argv<Args>;
 }
 
@@ -94,6 +97,14 @@ export function parseTargetHeads(text: string): number | Record<string, number> 
 
 export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
   await runHandler(async () => {
+    // a flag the chosen mode would ignore is refused, not dropped (--lambda beside --target-heads did nothing)
+    const resuming = args.resume !== undefined;
+    refuseIgnoredFlags([
+      ...ignoredIn(resuming, 'not with --resume, which continues the run as it was configured (change its settings with --set, e.g. --set train.maxSteps=N)', ['method', ['config', 'c'], 'lambda', 'target-heads', 'attention', 'steps', 'freeze-decoder', 'dev-sentences', 'step-percent', 'reestimate', 'min-heads-per-layer', 'bleu-sentences', 'runs-dir']),
+      ...ignoredIn(!resuming && args.method !== 'l0', `only with --method l0 (got --method ${args.method}, which scores the model as it is, without fine-tuning)`, [['config', 'c'], 'set', 'lambda', 'target-heads', 'steps', 'freeze-decoder', 'dev-sentences']),
+      ...ignoredIn(!resuming && args.method === 'l0', 'only with --method importance, confidence or random (the L0 method trains gates instead)', ['step-percent', 'reestimate', 'min-heads-per-layer', 'bleu-sentences']),
+      { flag: 'lambda', when: isGiven('target-heads'), because: 'not with --target-heads: an exact head budget replaces the L0 penalty weight (the lambda would be ignored); give one of them' },
+    ]);
     if (args.resume !== undefined) {
       if (args.from !== undefined) throw new ConfigError(['--resume continues a prune run from its own checkpoints: give --resume RUN or --from MODEL, not both']);
       await resumeRun({ resume: args.resume, set: args.set, backend: args.backend }, process.argv.slice(1));
