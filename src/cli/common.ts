@@ -53,19 +53,26 @@ export function createRun(args: CommonArgs, cfg: ResolvedConfig, backend: Backen
 
 /**
  * First SIGINT/SIGTERM asks the loop to stop after the current step and checkpoint (or the final
- * evaluation after its current batch); a second one ends the process at once, even mid-step: the first
- * removes these handlers, so the second meets the default action (saved files are complete either way).
+ * evaluation after its current batch). A second one ends the process at once, even mid-step: once the
+ * first has been handled these handlers are removed, so the next signal meets the default action (a
+ * second signal already queued with the first exits here). Saved files are complete either way.
  */
 export function installStopHandler(log: (m: string) => void = (m) => console.error(m)): () => boolean {
   let requested = false;
   const onInt = () => handler('SIGINT');
   const onTerm = () => handler('SIGTERM');
   const handler = (sig: string) => {
-    if (requested) return;
+    if (requested) {
+      log(`\n${sig} again: exiting now (saved files are complete; the step in progress is lost)`);
+      process.exit(130);
+    }
     requested = true;
-    process.off('SIGINT', onInt);
-    process.off('SIGTERM', onTerm);
-    log(`\n${sig}: finishing the current step, then writing a checkpoint (press Ctrl-C again to exit at once; saved files stay complete, the step in progress is lost)`);
+    log(`\n${sig}: finishing the current step, then writing a checkpoint (press Ctrl-C again to exit at once)`);
+    // after the signals read with this one (a double press) have been dispatched
+    setImmediate(() => {
+      process.off('SIGINT', onInt);
+      process.off('SIGTERM', onTerm);
+    });
   };
   process.on('SIGINT', onInt);
   process.on('SIGTERM', onTerm);

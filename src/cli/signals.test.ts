@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process';
+import { jest } from '@jest/globals';
+import { installStopHandler } from './common.js';
 import { mkdtempSync, readdirSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -52,4 +54,80 @@ function trainAndSignal(runs: string, signal: NodeJS.Signals, steps: number): Pr
     expect(r).toContain(`resume: step ${step} from`);
     expect(r).toContain(`step ${step + 2}/${step + 2}`);
   }, 120000);
+});
+
+(built ? describe : describe.skip)('a signal during the final test translation', () => {
+  // 300 test sentences in batches of 10 with beam 4: the translation takes many seconds on an untrained model
+  const EVAL = [...TINY.filter((a) => !/^(train\.maxSteps|data\.synthetic\.testPairs)=/.test(a)), 'train.maxSteps=2', 'data.synthetic.testPairs=300', 'eval.beamSize=4', 'eval.batchSentences=10'];
+
+  it('stops it after the current batch (training is complete); a resume redoes only the evaluation', async () => {
+    const runs = mkdtempSync(join(tmpdir(), 'heads-sig-eval-'));
+    let sentAt = 0;
+    const { code, err } = await new Promise<{ code: number | null; err: string }>((resolve) => {
+      const child = spawn('node', [bin, 'train', '--runs-dir', runs, '--set', ...EVAL], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let e = '';
+      child.stderr.on('data', (d: Buffer) => {
+        e += d.toString();
+        if (!sentAt && /test \d+\/300 sentences/.test(e)) {
+          sentAt = performance.now();
+          child.kill('SIGTERM');
+        }
+      });
+      child.on('exit', (c) => resolve({ code: c, err: e }));
+    });
+    const stopMs = performance.now() - sentAt;
+    expect(code).toBe(0);
+    const run = join(runs, readdirSync(runs)[0]!);
+    expect(err).toContain(`stopped during the final evaluation; training is complete (checkpoint step 2): resume (heads train --resume ${run}) to redo only the evaluation`);
+    const done = Math.max(...[...err.matchAll(/test (\d+)\/300 sentences/g)].map((m) => Number(m[1])));
+    expect(done).toBeLessThan(300);
+    const stopped = JSON.parse(readFileSync(join(run, 'results.json'), 'utf8'));
+    expect(stopped.stoppedEarly).toBe(true);
+    expect(stopped.test).toBeNull();
+    expect(stopped.devLoss).toEqual(expect.any(Number));
+    expect(existsSync(join(run, 'test.hyp'))).toBe(false);
+    console.log(`signals: SIGTERM during the test translation: exit ${Math.round(stopMs)} ms after the signal, ${done} of 300 sentences translated`);
+
+    const r = await new Promise<{ code: number | null; err: string }>((resolve) => {
+      const c = spawn('node', [bin, 'train', '--resume', run], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let e = '';
+      c.stderr.on('data', (d: Buffer) => (e += d.toString()));
+      c.on('exit', (x) => resolve({ code: x, err: e }));
+    });
+    expect(r.code).toBe(0);
+    expect(r.err).toContain('resume: step 2 from');
+    expect(r.err).not.toMatch(/step \d+\/2 \|/); // no training step re-done
+    const finished = JSON.parse(readFileSync(join(run, 'results.json'), 'utf8'));
+    expect(finished.stoppedEarly).toBe(false);
+    expect(finished.test.sentences).toBe(300);
+    expect(finished.devLoss).toBe(stopped.devLoss);
+    expect(readFileSync(join(run, 'test.hyp'), 'utf8').split('\n')).toHaveLength(301);
+  }, 180000);
+});
+
+describe('the stop handler', () => {
+  it('leaves the second signal to the default action (exit at once, even mid-step) once the first is handled; a second queued with the first exits', async () => {
+    const before = { int: process.listenerCount('SIGINT'), term: process.listenerCount('SIGTERM') };
+    const logs: string[] = [];
+    const isStopRequested = installStopHandler((m) => logs.push(m));
+    expect(process.listenerCount('SIGTERM')).toBe(before.term + 1);
+    process.emit('SIGTERM', 'SIGTERM');
+    expect(isStopRequested()).toBe(true);
+    expect(logs[0]).toContain('SIGTERM: finishing the current step');
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    // no handler of ours left: the kernel's default action ends the process on the next signal
+    expect({ int: process.listenerCount('SIGINT'), term: process.listenerCount('SIGTERM') }).toEqual(before);
+
+    const exit = jest.spyOn(process, 'exit').mockImplementation((() => undefined) as never);
+    try {
+      installStopHandler((m) => logs.push(m));
+      process.emit('SIGINT', 'SIGINT');
+      process.emit('SIGINT', 'SIGINT'); // read in the same turn of the event loop as the first
+      expect(exit).toHaveBeenCalledWith(130);
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      expect({ int: process.listenerCount('SIGINT'), term: process.listenerCount('SIGTERM') }).toEqual(before);
+    } finally {
+      exit.mockRestore();
+    }
+  });
 });
