@@ -21,7 +21,8 @@ import { ConfigError } from '../../util/errors.js';
 import { analyzeHeads, trainingFrequencies } from '../../analysis/analyze.js';
 import { readConllu } from '../../analysis/conllu.js';
 import { RELEVANCE_RULES, type RelevanceRule } from '../../analysis/lrp.js';
-import { IMPORTANCE_FORMS, IMPORTANCE_NORMALIZATIONS, type ImportanceForm, type ImportanceNormalization, importanceSettingProblems } from '../../analysis/importance.js';
+import { type ImportanceForm, type ImportanceNormalization, importanceSettingProblems } from '../../analysis/importance.js';
+import { importanceFlag } from '../importance-flags.js';
 import { type HeadReport, SCORE_COLUMNS, scoreColumn, topHeads, writeHeadReport, writeHeadReportCsv } from '../../analysis/report.js';
 import { attentionMaps } from '../../analysis/attention-pass.js';
 import { attentionMapFigure, rolesMap, scoreHeatmap, scoreOverview, writeFigure } from '../../analysis/figures.js';
@@ -85,8 +86,8 @@ export function builder(y: Argv): Argv<Args> {
     .option('lrp-sentences', { ...intFlag('lrp-sentences', 0), default: 200, describe: 'LRP on the first N sentences (one backward pass per target position)' })
     .option('max-tokens', { ...intFlag('max-tokens', 1), describe: 'padded tokens per batch (default: train.maxTokensPerBatch)' })
     .option('label-smoothing', { ...numFlag('label-smoothing', { min: 0, below: 1 }), describe: 'loss for Michel importance (default: train.labelSmoothing; 0 = NLL)' })
-    .option('importance-form', { type: 'string', choices: [...IMPORTANCE_FORMS], requiresArg: true, describe: `Michel importance reported as "importance": example (mean over sentences of |dL(x)/dxi|, the paper's eq. 2; default), token (Michel's MT code) or batch (HF bertology); every form is in the report` })
-    .option('importance-normalize', { type: 'string', choices: [...IMPORTANCE_NORMALIZATIONS], requiresArg: true, describe: 'layer (l2 over the heads of a layer, as Michel\'s MT scripts; default) or none' })
+    .option('importance-form', importanceFlag('importance-form', `Michel importance reported as "importance": example (mean over sentences of |dL(x)/dxi|, the paper's eq. 2; default), token (Michel's MT code) or batch (HF bertology); every form is in the report`))
+    .option('importance-normalize', importanceFlag('importance-normalize', 'layer (l2 over the heads of a layer, as Michel\'s MT scripts; default) or none'))
     .option('positional-threshold', { ...numFlag('positional-threshold', { min: 0, max: 1 }), default: 0.9, describe: 'share at offset -1 or +1 for a positional head' })
     .option('rare-threshold', { ...numFlag('rare-threshold', { min: 0, max: 1 }), default: 0.5, describe: 'rare-token rate above which a head is a rare-token head' })
     .option('rare-min-rank', { ...intFlag('rare-min-rank', 0), default: 0, describe: 'count queries whose rarest token ranks beyond this (paper: 500)' })
