@@ -3,9 +3,9 @@
  * in decode.ts, kept for comparison), with the same numbers, and less work per step:
  *
  * - rows only for hypotheses that can still matter. The first beam step runs one row per sentence (the
- *   legacy search tiles k rows, k-1 of them dead), and a sentence that is done leaves the batch at once,
- *   with its target and source caches: the batch shrinks as sentences end instead of decoding dummy rows
- *   until the longest sentence of the batch ends.
+ *   legacy search tiles k rows, k-1 of them dead), and sentences that are done leave the batch with their
+ *   target and source caches (once they are a fifth of its rows: COMPACT_AT), so the batch shrinks as
+ *   sentences end instead of decoding dummy rows until the longest sentence of the batch ends.
  * - beam search: tf.logSoftmax's own ops run on the device up to its last one (identical values); that
  *   last subtraction, adding each beam's score and picking the 2k best continuations per sentence run in
  *   one pass over the values, read in place from the backend's memory, in tf.topk's order (higher value
@@ -117,30 +117,41 @@ export function argMaxOfLogSoftmax(logits: tf.Tensor2D): Int32Array {
 /** Gaps between logits at or below this may vanish in a float32 log-softmax (c <= log V < 16: ulp 1e-6). */
 const NEAR_TIE = 1e-4;
 
+/**
+ * Done sentences leave the batch once the live ones are at most this share of its rows: a row stays
+ * cheaper than copying every cache for each sentence that ends (their rows idle until then).
+ */
+const COMPACT_AT = 0.8;
+
 /** Greedy decoding of src [B, S]; finished sentences leave the batch. Token ids without </s>. */
 export async function fastGreedy(model: Transformer, src: tf.Tensor2D, o: FastDecodeOptions): Promise<number[][]> {
   const B = src.shape[0];
   let state = tf.tidy(() => model.startDecoding(src, o.gates, { fuseSelfQkv: true }) as unknown as tf.TensorContainer) as unknown as DecoderState;
   const outputs: number[][] = Array.from({ length: B }, () => []);
-  let live = Array.from({ length: B }, (_, b) => b); // sentence of each row
+  let slots = Array.from({ length: B }, (_, b) => b); // the sentence of each row, -1 once it is done
+  let liveCount = B;
   const maxLen = Math.max(...o.limits);
   let tokens = new Int32Array(B).fill(BOS_ID);
   try {
-    for (let t = 0; t < maxLen && live.length; t++) {
+    for (let t = 0; t < maxLen && liveCount; t++) {
       const r = step(model, state, tokens, o.gates, (logits) => logits);
       state = r.state;
       const ids = argMaxOfLogSoftmax(r.out);
       r.out.dispose();
-      const keep: number[] = [];
-      for (let i = 0; i < live.length; i++) {
-        const b = live[i]!;
-        if (ids[i] === EOS_ID || outputs[b]!.length >= o.limits[b]!) continue;
+      tokens = new Int32Array(slots.length).fill(EOS_ID);
+      slots = slots.map((b, i) => {
+        if (b < 0 || ids[i] === EOS_ID || outputs[b]!.length >= o.limits[b]!) return -1;
         outputs[b]!.push(ids[i]!);
-        keep.push(i);
+        tokens[i] = ids[i]!;
+        return b;
+      });
+      liveCount = slots.filter((b) => b >= 0).length;
+      if (liveCount && liveCount <= COMPACT_AT * slots.length) {
+        const keep = slots.flatMap((b, i) => (b >= 0 ? [i] : []));
+        state = keepRows(state, Int32Array.from(keep), true);
+        tokens = Int32Array.from(keep, (i) => tokens[i]!);
+        slots = keep.map((i) => slots[i]!);
       }
-      if (keep.length < live.length && keep.length) state = keepRows(state, Int32Array.from(keep), true);
-      live = keep.map((i) => live[i]!);
-      tokens = Int32Array.from(keep, (i) => ids[i]!);
     }
   } finally {
     tf.dispose(stateTensors(state));
@@ -188,8 +199,10 @@ export async function fastBeam(model: Transformer, src: tf.Tensor2D, o: FastDeco
   const maxLen = Math.max(...o.limits);
   let state = tf.tidy(() => model.startDecoding(src, o.gates, { fuseSelfQkv: true }) as unknown as tf.TensorContainer) as unknown as DecoderState;
   const finished: Hypothesis[][] = Array.from({ length: B }, () => []);
-  // the rows: sentence `live[i]` owns rows i*width .. i*width+width-1 (width 1 before the first step, then k)
-  let live = Array.from({ length: B }, (_, b) => b);
+  // the rows: sentence `slots[i]` owns rows i*width .. i*width+width-1 (width 1 before the first step,
+  // then k); a done sentence's slot is -1 until the batch is compacted (COMPACT_AT)
+  let slots = Array.from({ length: B }, (_, b) => b);
+  let liveCount = B;
   let width = 1;
   let beamTokens: number[][] = Array.from({ length: B }, () => []);
   let scores = new Float32Array(B); // 0: the one live beam per sentence
@@ -197,7 +210,7 @@ export async function fastBeam(model: Transformer, src: tf.Tensor2D, o: FastDeco
   const vals = new Float32Array(2 * k);
   const idx = new Int32Array(2 * k);
   try {
-    for (let t = 0; t < maxLen && live.length; t++) {
+    for (let t = 0; t < maxLen && liveCount; t++) {
       // tf.logSoftmax's own ops, up to its last one (shifted - c), which topCandidates does per value read
       const r = step(model, state, tokens, o.gates, (logits) => {
         const shifted = tf.sub(logits, tf.max(logits, 1, true));
@@ -211,12 +224,24 @@ export async function fastBeam(model: Transformer, src: tf.Tensor2D, o: FastDeco
       const nextTokens: number[] = [];
       const nextScores: number[] = [];
       const nextBeamTokens: number[][] = [];
-      const nextLive: number[] = [];
+      const nextSlots: number[] = [];
+      const dead = (i: number) => {
+        // a done sentence's k rows, or padding for too few live continuations: never live again
+        nextRows.push(i * width);
+        nextTokens.push(EOS_ID);
+        nextScores.push(-Infinity);
+        nextBeamTokens.push([]);
+      };
       try {
         const { data, offset } = readF32(lp);
         const rows = Array.from({ length: width }, () => 0);
-        for (let i = 0; i < live.length; i++) {
-          const b = live[i]!;
+        for (let i = 0; i < slots.length; i++) {
+          const b = slots[i]!;
+          if (b < 0) {
+            for (let j = 0; j < k; j++) dead(i);
+            nextSlots.push(-1);
+            continue;
+          }
           for (let j = 0; j < width; j++) rows[j] = i * width + j;
           topCandidates(data, offset, rows, scores, lse, V, 2 * k, vals, idx);
           let filled = 0;
@@ -239,36 +264,32 @@ export async function fastBeam(model: Transformer, src: tf.Tensor2D, o: FastDeco
             nextBeamTokens.push([...beamTokens[row]!, token]);
             filled++;
           }
-          if (finished[b]!.length >= k || filled === 0) {
-            // done: its rows leave the batch
-            nextRows.length = nextTokens.length = nextScores.length = nextBeamTokens.length = start;
-            continue;
-          }
-          for (let j = filled; j < k; j++) {
-            // too few live continuations (many finished at once): a dead row keeps the sentence's k rows
-            nextRows.push(i * width);
-            nextTokens.push(EOS_ID);
-            nextScores.push(-Infinity);
-            nextBeamTokens.push([]);
-          }
-          nextLive.push(b);
+          const done = finished[b]!.length >= k || filled === 0;
+          if (done) nextRows.length = nextTokens.length = nextScores.length = nextBeamTokens.length = start;
+          for (let j = done ? 0 : filled; j < k; j++) dead(i);
+          nextSlots.push(done ? -1 : b);
         }
       } finally {
         lp.dispose();
       }
-      const left = nextLive.length < live.length;
-      if (nextLive.length) state = keepRows(state, Int32Array.from(nextRows), left || width === 1);
-      live = nextLive;
+      liveCount = nextSlots.filter((b) => b >= 0).length;
+      // after the first step (one row per sentence, now k) and when enough have ended: drop done sentences
+      const compact = width === 1 || liveCount <= COMPACT_AT * nextSlots.length;
+      const keep = compact ? nextSlots.flatMap((b, i) => (b >= 0 ? Array.from({ length: k }, (_, j) => i * k + j) : [])) : null;
+      const pick = <T>(xs: T[]): T[] => (keep ? keep.map((j) => xs[j]!) : xs);
+      if (liveCount) state = keepRows(state, Int32Array.from(pick(nextRows)), compact);
+      slots = compact ? nextSlots.filter((b) => b >= 0) : nextSlots;
       width = k;
-      beamTokens = nextBeamTokens;
-      scores = Float32Array.from(nextScores);
-      tokens = Int32Array.from(nextTokens);
+      beamTokens = pick(nextBeamTokens);
+      scores = Float32Array.from(pick(nextScores));
+      tokens = Int32Array.from(pick(nextTokens));
     }
   } finally {
     tf.dispose(stateTensors(state));
   }
   // sentences still running at the length limit: their live beams count as finished
-  live.forEach((b, i) => {
+  slots.forEach((b, i) => {
+    if (b < 0) return;
     for (let j = 0; j < k; j++) {
       const s = scores[i * k + j]!;
       const toks = beamTokens[i * k + j]!;
