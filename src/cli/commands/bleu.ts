@@ -47,6 +47,8 @@ export const describe = "BLEU, chrF/chrF++ and TER against references, identical
 
 export function builder(y: Argv): Argv<Args> {
   return y
+    // sacreBLEU's multi-letter short flags (-sl, -lc, -tok, -pbs, ...) are aliases, not groups of one-letter flags
+    .parserConfiguration({ 'short-option-groups': false })
     .positional('refs', { type: 'string', array: true, describe: 'reference files' })
     .option('input', { alias: 'i', type: 'string', array: true, describe: 'hypothesis file(s) (default: stdin); with several, the first is the baseline of paired tests' })
     .option('metrics', { alias: 'm', type: 'string', array: true, default: ['bleu'], describe: 'metrics: bleu, chrf, ter (several at once)' })
