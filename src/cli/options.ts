@@ -172,3 +172,14 @@ export function usageErrorLine(msg: string | null | undefined, err: Error | unde
   }
   return `${text.replace(/\n+/g, '; ')} ${help}`;
 }
+
+/** `refuseIgnored`, thrown as one ConfigError (call it first in a handler: nothing is written yet). */
+export function refuseIgnoredFlags(rules: Parameters<typeof refuseIgnored>[0]): void {
+  const problems = refuseIgnored(rules);
+  if (problems.length) throw new ConfigError(problems);
+}
+
+/** Rules for flags that a mode ignores: each of `flags` is refused when `when` holds. */
+export function ignoredIn(when: boolean, because: string, flags: ReadonlyArray<string | [string, string]>): Array<{ flag: string; aliases?: string[]; when: boolean; because: string }> {
+  return flags.map((f) => (typeof f === 'string' ? { flag: f, when, because } : { flag: f[0], aliases: [f[1]], when, because }));
+}

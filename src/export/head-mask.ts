@@ -547,8 +547,8 @@ export function maskToDescriptor(mask: HeadMask): string {
 
 /**
  * Parse a descriptor (whitespace-separated `{E,A,D}:layer:head[,head...]`, 1-based, heads to remove).
- * Repeated entries for one layer are merged, as Michel's parser does. All stacks are present in the
- * result.
+ * Repeated entries for one layer are merged, as Michel's parser does (`E:1:1 E:1:2`), but a head named
+ * twice is refused, as in a mask file. All stacks are present in the result.
  */
 export function maskFromDescriptor(text: string, shape: MaskShape, source = `descriptor "${text.trim()}"`): HeadMask {
   checkShape(shape);
@@ -575,6 +575,8 @@ export function maskFromDescriptor(text: string, shape: MaskShape, source = `des
     for (const part of m[3]!.split(',')) {
       const head = Number(part);
       if (head < 1 || head > h) problems.push(`"${token}": head ${head} out of range 1..${h} (1-based)`);
+      // as in a mask file (parseHeadMask): a head named twice is a mistake, not a request
+      else if (pruned[stack][layer - 1]!.has(head - 1)) problems.push(`"${token}": head ${head} of ${DESCRIPTOR_LETTER[stack]}:${layer} is listed twice`);
       else pruned[stack][layer - 1]!.add(head - 1);
     }
   }

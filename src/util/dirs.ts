@@ -13,8 +13,7 @@ function kind(path: string): 'dir' | 'file' | null {
     return statSync(path).isDirectory() ? 'dir' : 'file';
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return null;
-    if (code === 'ENOTDIR') return 'file'; // a parent is a file
+    if (code === 'ENOENT' || code === 'ENOTDIR') return null; // ENOTDIR: a parent is a file (found going up)
     throw new FileSystemError(path, code ?? 'EIO', 'look at');
   }
 }

@@ -8,6 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { INTEGRITY_FILE, appendLine, fileSystemError, writeJsonAtomic, writeFileAtomic } from './fs.js';
+import { checkOutputFolder, makeDirs } from './dirs.js';
 
 export interface GitInfo {
   commit: string | null;
@@ -44,8 +45,9 @@ export class RunFolder {
     const base = join(root, `${timestamp()}-${name.replace(/[^A-Za-z0-9_.-]+/g, '-')}`);
     let path = base;
     for (let i = 2; existsSync(path); i++) path = `${base}-${i}`;
+    checkOutputFolder(root, '--runs-dir');
     try {
-      mkdirSync(path, { recursive: true });
+      makeDirs(path); // bounded: a recursive mkdirSync never returns under /proc
     } catch (e) {
       throw fileSystemError(e, path, 'create the run folder');
     }

@@ -4,12 +4,13 @@
  * table of the top heads per score. A thin shell over `analyzeHeads` (src/analysis/analyze.ts).
  */
 import type { ArgumentsCamelCase, Argv } from 'yargs';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { type BackendChoice, BACKEND_CHOICES } from '../../backend/select.js';
 import { runHandler, startBackend } from '../common.js';
-import { intFlag, numFlag } from '../options.js';
+import { checkOutputFolder, makeDirs } from '../../util/dirs.js';
+import { ignoredIn, intFlag, numFlag, refuseIgnoredFlags } from '../options.js';
 import { loadModel } from '../../train/load-model.js';
 import { ATTENTION_TYPES, type AttentionType, isAttentionType } from '../../config/head-id.js';
 import type { ResolvedConfig } from '../../config/schema.js';
@@ -17,7 +18,8 @@ import { readParallelCorpus, type SentencePair } from '../../data/corpus.js';
 import { corpusSpec, loadCorpora } from '../../data/prepare.js';
 import type { BpeTokenizer } from '../../data/tokenizer.js';
 import { RunFolder } from '../../util/run-folder.js';
-import { ConfigError } from '../../util/errors.js';
+import { ConfigError, DataError } from '../../util/errors.js';
+import { FOREIGN_TEXT_UNKNOWN_RATE, describeCoverage, unknownTokenRate } from '../../data/coverage.js';
 import { analyzeHeads, trainingFrequencies } from '../../analysis/analyze.js';
 import { readConllu } from '../../analysis/conllu.js';
 import { RELEVANCE_RULES, type RelevanceRule } from '../../analysis/lrp.js';
@@ -193,9 +195,18 @@ export function summaryTable(report: HeadReport, n: number): string {
 
 export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
   await runHandler(async () => {
+    // a flag the chosen switches would ignore is refused, not dropped
+    refuseIgnoredFlags([
+      ...ignoredIn(!args.ablation, 'not with --no-ablation (no ablation BLEU is computed)', ['bleu-sentences']),
+      ...ignoredIn(!args.lrp, 'not with --no-lrp', ['lrp-rule', 'lrp-sentences']),
+      ...ignoredIn(!args.rare, 'not with --no-rare (no rare-token statistics)', ['train-data', 'rare-threshold', 'rare-min-rank']),
+      ...ignoredIn(!args.figures, 'not with --no-figures (no attention maps are drawn)', ['attention-sentences', 'heads', 'html-per-score']),
+      ...ignoredIn(args.out !== undefined, 'not with --out, which names the output folder itself', ['runs-dir']),
+    ]);
     const log = (m: string) => {
       if (!args.quiet) console.error(m);
     };
+    if (args.out) checkOutputFolder(args.out, '--out');
     const backend = await startBackend(args.backend, log);
     const { model, tokenizer, gates, config, checkpoint, runPath } = loadModel(args.model, (m) => console.error(`warning: ${m}`));
     try {
@@ -206,6 +217,9 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
       if (importanceProblems.length) throw new ConfigError(importanceProblems);
       const split = loadSplit(args, config);
       const pairs = args.sentences !== undefined ? split.pairs.slice(0, args.sentences) : split.pairs;
+      // text of another vocabulary makes every head a "rare-token" head and every score describe <unk>s
+      const coverage = unknownTokenRate(tokenizer, pairs.flatMap((p) => [p.src, p.tgt]));
+      if (coverage.rate > FOREIGN_TEXT_UNKNOWN_RATE) throw new DataError(`${split.source}: ${describeCoverage(coverage)}; the analysis would describe <unk>s (is --data in the model's language pair?)`);
       const conlluPath = args.conllu;
       const conllu = conlluPath ? { path: conlluPath, sentences: readConllu(conlluPath) } : null;
       const layout = headLayout(config.model);
@@ -219,7 +233,7 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
 
       let outDir: string;
       if (args.out) {
-        mkdirSync(args.out, { recursive: true });
+        makeDirs(args.out);
         outDir = resolve(args.out);
       } else outDir = RunFolder.create(args['runs-dir'], `analyze-${config.name}`).path;
       const run = RunFolder.open(outDir);

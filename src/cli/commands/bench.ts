@@ -7,7 +7,7 @@ import type { ArgumentsCamelCase, Argv } from 'yargs';
 import { type BackendChoice, BACKEND_CHOICES } from '../../backend/select.js';
 import { describeBackendFixes } from '../../backend/ops.js';
 import { runHandler, startBackend } from '../common.js';
-import { intFlag } from '../options.js';
+import { ignoredIn, intFlag, refuseIgnoredFlags } from '../options.js';
 import { MAX_BEAM_SIZE } from '../../config/schema.js';
 import { HeadsError } from '../../util/errors.js';
 import { benchDecode, benchTrain, formatBenchTable } from '../../train/bench.js';
@@ -59,6 +59,10 @@ export function builder(y: Argv): Argv<Args> {
 export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
   if (args.what === 'decode') return decodeHandler(args);
   await runHandler(async () => {
+    refuseIgnoredFlags([
+      ...ignoredIn(args.what === 'train', 'only with bench decode', [['model', 'm'], ['input', 'i'], ['limit', 'n'], 'beams']),
+      ...ignoredIn(args.what === 'decode', 'only with bench train', ['steps', 'warmup', 'sentences', 'length', 'set', 'configs', 'workers', 'ablation', 'decoding']),
+    ]);
     const info = await startBackend(args.backend);
     console.log(describeBackendFixes(info.name));
     const r = await benchTrain({
@@ -78,6 +82,10 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
 
 async function decodeHandler(args: ArgumentsCamelCase<Args>): Promise<void> {
   await runHandler(async () => {
+    refuseIgnoredFlags([
+      ...ignoredIn(args.what === 'train', 'only with bench decode', [['model', 'm'], ['input', 'i'], ['limit', 'n'], 'beams']),
+      ...ignoredIn(args.what === 'decode', 'only with bench train', ['steps', 'warmup', 'sentences', 'length', 'set', 'configs', 'workers', 'ablation', 'decoding']),
+    ]);
     if (!args.model || !args.input) throw new HeadsError('bench decode needs --model <run folder> and --input <source file>');
     const info = await startBackend(args.backend);
     console.log(describeBackendFixes(info.name));

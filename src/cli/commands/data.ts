@@ -2,6 +2,7 @@
 import type { ArgumentsCamelCase, Argv } from 'yargs';
 import { join } from 'node:path';
 import { runHandler } from '../common.js';
+import { checkOutputFolder } from '../../util/dirs.js';
 import { intFlag } from '../options.js';
 import { MAX_SYNTHETIC_PAIRS } from '../../config/schema.js';
 import { generateSyntheticCorpus, SYNTHETIC_TASKS, type SyntheticTask } from '../../data/synthetic.js';
@@ -37,6 +38,7 @@ export function builder(y: Argv): Argv<Args> {
 
 export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
   await runHandler(async () => {
+    checkOutputFolder(args.out, '--out');
     const c = generateSyntheticCorpus(args.task, { seed: args.seed, trainPairs: args['train-pairs'], validPairs: args['valid-pairs'], testPairs: args['test-pairs'] });
     for (const split of ['train', 'valid', 'test'] as const) {
       writeMosesCorpus({ prefix: join(args.out, split), srcLang: args['src-lang'], tgtLang: args['tgt-lang'] }, c[split]);

@@ -6,7 +6,8 @@
 import type { ArgumentsCamelCase, Argv } from 'yargs';
 
 import { runHandler, startBackend, installStopHandler } from '../common.js';
-import { intFlag } from '../options.js';
+import { checkOutputFolder } from '../../util/dirs.js';
+import { ignoredIn, intFlag, refuseIgnoredFlags } from '../options.js';
 import { loadSpec, expandStages } from '../../experiments/spec.js';
 import { resolveStages, experimentRoot, stageState, adoptRun, selectStages } from '../../experiments/stage.js';
 import { join, relative } from 'node:path';
@@ -76,6 +77,11 @@ export function builder(y: Argv): Argv<Args> {
 
 export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
   await runHandler(async () => {
+    refuseIgnoredFlags([
+      ...ignoredIn(args.action !== 'run-stage' && args.action !== 'adopt', 'only with experiment run-stage or adopt', ['id']),
+      ...ignoredIn(args.action !== 'adopt', 'only with experiment adopt', ['run']),
+      ...ignoredIn(args.action !== 'run', 'only with experiment run', ['jobs']),
+    ]);
     const seeds = args.seeds === undefined ? undefined : args.seeds.split(',').map((x) => (x.trim() === '' ? NaN : Number(x)));
     const spec = loadSpec(args.spec, args.preset, { seeds });
     const all = resolveStages(spec, expandStages(spec), args['runs-dir']);
@@ -83,6 +89,10 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
     const only = (args.only ?? '').split(/,(?![^[]*\])/).map((x) => x.trim()).filter(Boolean);
     const stages = only.length && args.action !== 'report' ? selectStages(all, only, args.spec) : all;
     const root = experimentRoot(spec, args['runs-dir']);
+    // where this action writes must be able to exist before any stage starts
+    const writes = args.action !== 'status' && !args['dry-run'] && !args['emit-commands'] && args.emit === undefined;
+    if (writes) checkOutputFolder(args['runs-dir'], '--runs-dir');
+    if (writes && args.out !== undefined) checkOutputFolder(args.out, '--out');
     if (args.action === 'status' || args['dry-run']) {
       console.log(planTable(stages));
       return;

@@ -6,6 +6,8 @@ import type { ArgumentsCamelCase, Argv } from 'yargs';
 import * as tf from '@tensorflow/tfjs';
 import { type BackendChoice, BACKEND_CHOICES } from '../../backend/select.js';
 import { runHandler, startBackend } from '../common.js';
+import { ignoredIn, refuseIgnoredFlags } from '../options.js';
+import { checkOutputFolder } from '../../util/dirs.js';
 import { type ExportFormat, type ExportOptions, type MaskInput, exportModel, formatExportSummary } from '../../export/export-model.js';
 import { readHeadMask } from '../../export/head-mask.js';
 import { ConfigError } from '../../util/errors.js';
@@ -111,6 +113,8 @@ export function maskInputOf(args: Pick<Args, 'mask' | 'mask-descriptor' | 'hf-pr
 
 export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
   await runHandler(async () => {
+    refuseIgnoredFlags(ignoredIn(args.out !== undefined, 'not with --out, which names the output folder itself', ['runs-dir']));
+    if (args.out) checkOutputFolder(args.out, '--out');
     const compression = compressionOptionsOf(args);
     const { input, name } = maskInputOf(args, Object.keys(compression).length > 0);
     const backend = await startBackend(args.backend);

@@ -9,7 +9,8 @@ import { existsSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { type BackendChoice, BACKEND_CHOICES } from '../../backend/select.js';
 import { runHandler, startBackend } from '../common.js';
-import { numFlag } from '../options.js';
+import { checkOutputFolder } from '../../util/dirs.js';
+import { ignoredIn, numFlag, refuseIgnoredFlags } from '../options.js';
 import { readHeadMask } from '../../export/head-mask.js';
 import { loadModel } from '../../train/load-model.js';
 import { ConfigError, DataError } from '../../util/errors.js';
@@ -190,6 +191,15 @@ async function buildFigures(args: ArgumentsCamelCase<Args>): Promise<Figure[]> {
 
 export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
   await runHandler(async () => {
+    refuseIgnoredFlags([
+      ...ignoredIn(args.kind !== 'attention', 'only with plot attention', ['sentence', 'target', 'heads', 'backend']),
+      ...ignoredIn(args.kind !== 'heatmap', 'only with plot heatmap', ['score']),
+      ...ignoredIn(args.kind !== 'gates', 'only with plot gates', ['threshold']),
+      ...ignoredIn(args.kind !== 'bleu-vs-heads', 'only with plot bleu-vs-heads', ['method']),
+      ...ignoredIn(args.kind !== 'bleu-vs-heads' && args.kind !== 'heads-per-type', 'only with plot bleu-vs-heads or heads-per-type', ['metric']),
+      ...ignoredIn(!args.png, 'only with --png', ['scale', 'chromium']),
+    ]);
+    if (args.out) checkOutputFolder(args.out, '--out');
     if (args.inputs.length > 1 && args.kind !== 'bleu-vs-heads') throw new ConfigError([`${args.kind}: takes one run folder or file, got ${args.inputs.length}`]);
     const figures = await buildFigures(args);
     const outDir = args.out ?? defaultOutDir(args.inputs[0]!);

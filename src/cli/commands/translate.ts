@@ -7,7 +7,10 @@ import { intFlag, numFlag } from '../options.js';
 import { MAX_BEAM_SIZE } from '../../config/schema.js';
 import { loadModel } from '../../train/load-model.js';
 import { translateSentences } from '../../eval/translate.js';
-import { readTextFile, writeFileAtomic } from '../../util/fs.js';
+import { firstInvalidUtf8Line, readTextFile, writeFileAtomic } from '../../util/fs.js';
+import { checkOutputFile } from '../../util/dirs.js';
+import { DataError } from '../../util/errors.js';
+import { FOREIGN_TEXT_UNKNOWN_RATE, describeCoverage, unknownTokenRate } from '../../data/coverage.js';
 import { disposeGates } from '../../train/trainer.js';
 import { ProgressLine, eta, formatDuration } from '../../train/progress.js';
 
@@ -37,15 +40,20 @@ export function builder(y: Argv): Argv<Args> {
 
 export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
   await runHandler(async () => {
+    // the input and the output path are checked before the model loads: a bad one costs nothing
+    if (args.output) checkOutputFile(args.output, '--output');
+    const source = args.input ?? 'stdin';
+    const lines = sourceLines(args.input ? readTextFile(args.input, 'source file') : decodeStdin(readFileSync(0)), source);
     await startBackend(args.backend);
     const { model, tokenizer, gates, config, checkpoint } = loadModel(args.model, (m) => console.error(`warning: ${m}`));
     console.error(`model: ${checkpoint.path} (step ${checkpoint.state.step})`);
-    const text = args.input ? readTextFile(args.input, 'source file') : readFileSync(0, 'utf8');
-    const lines = text.replace(/\n$/, '').split('\n');
+    warnAboutSource(lines, source, model.config.maxPositions, tokenizer);
+    // blank lines stay blank in the output (a model would invent a sentence for them)
+    const todo = lines.flatMap((l, i) => (l.trim() === '' ? [] : [i]));
     const g = gates?.testGates();
     // one rewritten line on a terminal; in a log file (not a TTY) a plain line every 10 s
     const progress = new ProgressLine(process.stderr, false, { everyMs: 10_000 });
-    const { outputs, stats } = await translateSentences(model, tokenizer, lines, {
+    const { outputs: translated, stats } = await translateSentences(model, tokenizer, todo.map((i) => lines[i]!), {
       ...config.eval,
       beamSize: args.beam ?? config.eval.beamSize,
       lengthPenalty: args['length-penalty'] ?? config.eval.lengthPenalty,
@@ -55,10 +63,44 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
     });
     progress.done();
     if (g) disposeGates(g);
+    const outputs = lines.map(() => '');
+    todo.forEach((i, k) => (outputs[i] = translated[k]!));
     const out = outputs.join('\n') + '\n';
     // the user's own output file: not recorded for integrity checks (it may be edited, then scored)
     if (args.output) writeFileAtomic(args.output, out, { integrity: false });
     else process.stdout.write(out);
     console.error(`${stats.sentences} sentences in ${(stats.elapsedMs / 1000).toFixed(1)}s (${stats.sentencesPerSec.toFixed(1)} sent/s)`);
   });
+}
+
+/** stdin as UTF-8, refusing invalid bytes with the line they are on (as readTextFile does for files). */
+function decodeStdin(bytes: Buffer): string {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw new DataError(`stdin:${firstInvalidUtf8Line(bytes)}: invalid UTF-8 (expected UTF-8 text)`);
+  }
+}
+
+/** One sentence per line; empty input is refused (it would print one invented sentence). */
+export function sourceLines(text: string, source: string): string[] {
+  const body = text.replace(/^\uFEFF/, '').replace(/\r?\n$/, '');
+  if (body === '') throw new DataError(`${source}: no sentences to translate (the input is empty)`);
+  return body.split(/\r?\n/);
+}
+
+/**
+ * Warnings about what the model will not see as written: lines longer than it reads (translateSentences
+ * keeps the first maxPositions - 2 tokens), and text mostly outside its vocabulary.
+ */
+function warnAboutSource(lines: readonly string[], source: string, maxPositions: number, codec: { encode(t: string): number[] }): void {
+  const limit = maxPositions - 2;
+  const long = lines.flatMap((l, i) => {
+    const n = codec.encode(l).length;
+    return n > limit ? [`${i + 1} (${n} tokens)`] : [];
+  });
+  if (long.length)
+    console.error(`warning: ${source}: ${long.length} line${long.length > 1 ? 's' : ''} longer than the model reads (${limit} tokens, model.maxPositions ${maxPositions}), translated from the first ${limit} tokens only: line ${long.slice(0, 5).join(', ')}${long.length > 5 ? `, ... (${long.length - 5} more)` : ''}`);
+  const coverage = unknownTokenRate(codec, lines);
+  if (coverage.rate > FOREIGN_TEXT_UNKNOWN_RATE) console.error(`warning: ${source}: ${describeCoverage(coverage)}: is it in the model's source language?`);
 }
