@@ -137,7 +137,8 @@ describe('experiment specs', () => {
   });
 
   it('expands sweeps, repeats dependants per parent instance, and hashes resolved configs', () => {
-    const p = spec('expand', `name: expand\nset: ${TINY_SET}\nstages:\n  base: { kind: train, sweep: { seed: [1, 2] } }\n  l0: { kind: prune, from: base, sweep: { lambda: [0.1, 0.2] } }\n`);
+    // a batch budget that holds a pair per micro-batch with 2 workers too (p3)
+    const p = spec('expand', `name: expand\nset: ${TINY_SET.replace('maxTokensPerBatch: 200', 'maxTokensPerBatch: 400')}\nstages:\n  base: { kind: train, sweep: { seed: [1, 2] } }\n  l0: { kind: prune, from: base, sweep: { lambda: [0.1, 0.2] } }\n`);
     const s = loadSpec(p);
     const inst = expandStages(s);
     expect(inst.map((i) => i.id)).toEqual(['base[seed=1]', 'base[seed=2]', 'l0[lambda=0.1]<base[seed=1]>', 'l0[lambda=0.2]<base[seed=1]>', 'l0[lambda=0.1]<base[seed=2]>', 'l0[lambda=0.2]<base[seed=2]>']);

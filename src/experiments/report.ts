@@ -69,8 +69,8 @@ const instanceIdOf = (rowId: string): string => rowId.split('#')[0]!;
 
 /** How a finished stage's dev BLEU was decoded: from stage.json, else (older stages) from the kind that wrote it. */
 function devDecodingOf(s: ResolvedStage, sum: StageSummary): string | null {
-  if (typeof sum.devDecoding === 'string') return sum.devDecoding;
   if (sum.devBleu === null || sum.devBleu === undefined) return null;
+  if (typeof sum.devDecoding === 'string') return sum.devDecoding;
   const st = s.instance.spec;
   // the trainer scores dev greedily; an l0 stage's final dev score is decoded like its test set
   if (st.kind === 'train') return decodingLabel(1);

@@ -74,7 +74,7 @@ async function runLocked(s: ResolvedStage, o: { progress: ProgressLine; isStopRe
     const r = await runTraining({ config: s.config, run, isResume, progress: o.progress, isStopRequested: o.isStopRequested });
     if (r.stoppedEarly) return null;
     // the trainer's dev BLEU is greedy (src/train/run-training.ts)
-    summary = { bleu: r.test?.bleu ?? null, bleuTokLc: r.test?.tokenizedLowercaseBleu ?? null, devBleu: r.devBleu, devDecoding: decodingLabel(1), keptHeads: keptOf(s.config) };
+    summary = { bleu: r.test?.bleu ?? null, bleuTokLc: r.test?.tokenizedLowercaseBleu ?? null, devBleu: r.devBleu, ...(r.devBleu !== null ? { devDecoding: decodingLabel(1) } : {}), keptHeads: keptOf(s.config) };
   } else if (st.kind === 'prune' && st.method === 'l0') {
     const parent = findModelCheckpoint(s.parent!.folder);
     const tokenizer = BpeTokenizer.load(join(s.parent!.folder, 'tokenizer.json'));
@@ -84,7 +84,7 @@ async function runLocked(s: ResolvedStage, o: { progress: ProgressLine; isStopRe
     // the pruned model's dev score is decoded as the test set is (src/train/prune.ts)
     // settled: no deterministic gate strictly between 0 and 1 (a run with fractional gates is never called settled)
     const settle = { steps: r.steps, fractionalGates: r.undecidedHeads.length, settled: r.undecidedHeads.length === 0, stoppedBy: r.stoppedBy };
-    summary = { bleu: r.testBleuPruned, bleuTokLc: p.testScores?.tokenizedLowercaseBleu ?? null, devBleu: r.devBleuPruned, devDecoding: decodingLabel(s.config.eval.beamSize), keptHeads: r.keptHeads, ...settle };
+    summary = { bleu: r.testBleuPruned, bleuTokLc: p.testScores?.tokenizedLowercaseBleu ?? null, devBleu: r.devBleuPruned, ...(r.devBleuPruned !== null ? { devDecoding: decodingLabel(s.config.eval.beamSize) } : {}), keptHeads: r.keptHeads, ...settle };
   } else if (st.kind === 'prune' && st.method === 'fixed-mask') {
     // the control of the pruning criterion: the model the importance stage pruned, with that stage's mask
     // at maskHeads heads fixed (the heads physically removed), fine-tuned as the L0 stages fine-tune
@@ -102,7 +102,7 @@ async function runLocked(s: ResolvedStage, o: { progress: ProgressLine; isStopRe
     }
     const r = await runTraining({ config: s.config, run, isResume, initFrom, tokenizer: loaded.tokenizer, progress: o.progress, isStopRequested: o.isStopRequested });
     if (r.stoppedEarly) return null;
-    summary = { bleu: r.test?.bleu ?? null, bleuTokLc: r.test?.tokenizedLowercaseBleu ?? null, devBleu: r.devBleu, devDecoding: decodingLabel(1), keptHeads: keptOf(s.config), maskFrom: { stage: s.parent!.instance.id, step: chosen.step, maskFile: chosen.maskFile }, steps: r.steps };
+    summary = { bleu: r.test?.bleu ?? null, bleuTokLc: r.test?.tokenizedLowercaseBleu ?? null, devBleu: r.devBleu, ...(r.devBleu !== null ? { devDecoding: decodingLabel(1) } : {}), keptHeads: keptOf(s.config), maskFrom: { stage: s.parent!.instance.id, step: chosen.step, maskFile: chosen.maskFile }, steps: r.steps };
   } else if (st.kind === 'prune') {
     // importance / confidence / random: masks per step on the converged parent (no fine-tuning, as Michel et al.)
     const loaded = loadModel(s.parent!.folder);

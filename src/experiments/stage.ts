@@ -250,7 +250,7 @@ export function adoptRun(s: ResolvedStage, runPath: string): void {
     bleuTokLc: results.test?.tokenizedLowercaseBleu ?? null,
     devBleu: results.devBleu ?? null,
     // a run's dev BLEU is the trainer's, which decodes greedily
-    devDecoding: 'greedy',
+    ...(typeof results.devBleu === 'number' ? { devDecoding: decodingLabel(1) } : {}),
     keptHeads: { 'enc-self': s.config.model.encoderLayers * heads, 'dec-self': s.config.model.decoderLayers * heads, 'dec-enc': s.config.model.decoderLayers * heads },
   });
 }
