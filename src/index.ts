@@ -39,6 +39,16 @@ export { inverseSqrtLr } from './train/schedule.js';
 export { greedyDecode, beamSearch } from './eval/decode.js';
 export { translateSentences } from './eval/translate.js';
 export { corpusBleu, sentenceBleu, tokenizedLowercaseBleu, BleuScore } from './eval/bleu.js';
+export { makeMetric, METRIC_NAMES, type Metric, type MetricName, type MetricOptions } from './eval/metric.js';
+export {
+  scoreCorpus,
+  segmentStatistics,
+  pairedBootstrap,
+  pairedApproximateRandomization,
+  bootstrapConfidence,
+  type PairedResult,
+  type SystemResult,
+} from './eval/significance.js';
 
 // masks and files
 export * from './export/head-mask.js';
