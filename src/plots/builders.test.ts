@@ -160,7 +160,8 @@ describe('gate figures', () => {
     expect(fig.data).toHaveLength(2); // one bar trace per attention type with a closed head
     expect(field(fig.data[0], 'y')).toEqual(['enc-self.0.1']);
     expect(field(fig.data[1], 'x')).toEqual([20]);
-    expect(layoutTitle(fig)).toContain('P(open) > 0.500); 2 closed, 2 kept');
+    expect(layoutTitle(fig)).toContain('2 closed, 2 kept');
+    expect(layoutTitle(fig)).toContain('kept: P(g=1) > P(g=0), i.e. P(open) > 0.500');
   });
 
   it('expected open heads per type, kept heads and lambda1 on a second panel', () => {

@@ -113,8 +113,9 @@ export function gateTrajectories(traj: GateTrajectory, opts: GateTrajectoryOptio
         y: h.pOpen,
         xaxis: ax.x,
         yaxis: ax.y,
-        legendgroup: stack,
-        legendgrouptitle: i === 0 ? { text: ATTENTION_LABELS[stack] } : undefined,
+        // a short legend groups the heads under their type; a long one flows in rows (plotly stacks a group in one column)
+        legendgroup: isWideLegend ? undefined : stack,
+        legendgrouptitle: !isWideLegend && i === 0 ? { text: ATTENTION_LABELS[stack] } : undefined,
         line: { color: style.color, dash: style.dash, width: 1.6 },
         hovertemplate: `${h.key}<br>step %{x}<br>P(open) %{y:.3f}<extra></extra>`,
       });
@@ -126,12 +127,12 @@ export function gateTrajectories(traj: GateTrajectory, opts: GateTrajectoryOptio
       layout.annotations!.push({ text: `<span style="color:${ATTENTION_COLORS[stack]}">■</span> ${ATTENTION_LABELS[stack]} (${heads.length} heads)`, showarrow: false, xref: ax.xDomain, yref: ax.yDomain, x: 0.5, y: 1.01, xanchor: 'center', yanchor: 'bottom' });
     if (threshold !== null && traj.steps.length) {
       layout.shapes!.push({ type: 'line', xref: ax.x, yref: ax.y, x0: traj.steps[0]!, x1: traj.steps[traj.steps.length - 1]!, y0: threshold, y1: threshold, line: { color: '#555555', dash: 'dash', width: 1.2 } });
-      if (si === 0) layout.annotations!.push({ text: opts.threshold === undefined ? 'kept above: P(g=1) > P(g=0)' : `P(open) = ${threshold}`, showarrow: false, xref: ax.x, yref: ax.y, x: traj.steps[traj.steps.length - 1]!, y: threshold, xanchor: 'right', yanchor: 'bottom', font: { size: 10, color: '#555555' } });
+      if (si === 0) layout.annotations!.push({ text: opts.threshold === undefined ? 'kept above: P(g=1) > P(g=0)' : `P(open) = ${threshold}`, showarrow: false, xref: ax.x, yref: ax.y, x: traj.steps[traj.steps.length - 1]!, y: threshold, xanchor: 'right', yanchor: 'bottom', bgcolor: 'rgba(255,255,255,0.8)', font: { size: 10, color: '#555555' } });
     }
   });
   layout.showlegend = true;
   layout.legend = isWideLegend
-    ? { orientation: 'h', x: 0, y: -0.08, xanchor: 'left', yanchor: 'top', groupclick: 'toggleitem', font: { size: 10 }, tracegroupgap: 4 }
+    ? { orientation: 'h', x: 0, y: -60 / 420, xanchor: 'left', yanchor: 'top', traceorder: 'normal', font: { size: 10 } } // 60 px below the 420 px plot area
     : { groupclick: 'toggleitem', font: { size: 10 }, tracegroupgap: 8 };
   layout.margin = { l: 70, r: 30, t: 80, b: isWideLegend ? 60 + 19 * legendRows : 60 };
   return { data, layout };
@@ -185,8 +186,9 @@ export function closingOrderFigure(closings: readonly HeadClosing[], opts: { tit
     });
   }
   const still = closings.length - closed.length;
-  const layout = baseLayout(opts.title ?? `Order in which heads close (removed to the end; kept: ${describeKeepRule(opts.rule ?? keepRuleOf())}); ${closed.length} closed, ${still} kept`, 900, Math.max(300, 120 + 22 * closed.length));
-  layout.margin = { l: 110, r: 30, t: 60, b: 60 };
+  const rule = describeKeepRule(opts.rule ?? keepRuleOf());
+  const layout = baseLayout(opts.title ?? `Order in which heads close: ${closed.length} closed, ${still} kept<br><sub>closed at: the logged step from which the run's rule removes the head at every later step; kept: ${rule}</sub>`, 900, Math.max(300, 140 + 22 * closed.length));
+  layout.margin = { l: 110, r: 30, t: 80, b: 60 };
   layout.xaxis = axis('training step when the head closed', { rangemode: 'tozero' });
   layout.yaxis = axis('head', { type: 'category', categoryorder: 'array', categoryarray: closed.map((c) => c.key), autorange: 'reversed' });
   layout.barmode = 'overlay';
