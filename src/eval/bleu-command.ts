@@ -281,14 +281,26 @@ export function runBleuCommand(opts: BleuCommandOptions): string {
 
   const metrics = plan.metrics.map((id) => build(id, false));
   const t0 = performance.now();
+  // sentence statistics once per metric and system (TER's shift search makes this the slow part): one progress
+  // line per step with its rate and the ETA of the remaining steps, for corpora or comparisons big enough to wait on
   const stats = new Map<Metric, SegmentStats[]>();
-  metrics.forEach((m, k) => {
-    const t = performance.now();
-    stats.set(m, systems.map((s) => segmentStatistics(m, s.lines, refs)));
-    if (systems.length > 1 || plan.test !== undefined || nLines >= 1000) {
-      log(`bleu: [${k + 1}/${metrics.length}] ${m.name} statistics of ${systems.length} system(s) x ${nLines} sentences in ${elapsed(t)}`);
+  const steps = metrics.length * systems.length;
+  const verbose = systems.length > 1 || nLines >= 1000;
+  let step = 0;
+  for (const m of metrics) {
+    const perSystem: SegmentStats[] = [];
+    for (const s of systems) {
+      const t = performance.now();
+      perSystem.push(segmentStatistics(m, s.lines, refs));
+      step++;
+      if (verbose) {
+        const rate = nLines / Math.max((performance.now() - t) / 1000, 1e-6);
+        const eta = ((performance.now() - t0) / step) * (steps - step);
+        log(`bleu: [${step}/${steps}] ${m.name} statistics of ${s.name}: ${nLines} sentences in ${elapsed(t)} (${rate.toFixed(0)} sentences/s), ETA ${(eta / 1000).toFixed(1)} s`);
+      }
     }
-  });
+    stats.set(m, perSystem);
+  }
 
   if (systems.length === 1) {
     const lines = metrics.map((m) => {
