@@ -14,6 +14,8 @@
  * random). The pruned model is the same network with 8 of the 12 encoder heads and 3 of 12 heads of each
  * decoder attention closed by gates (as prune stages translate); with --model, the run's own gates when
  * it has them, else the same fraction closed. The pairs run in turns (legacy, fast) so drift hits both.
+ * Each run's wall time and this process's CPU time are taken; on a shared machine the CPU figures are
+ * the steadier ones (run with HEADS_BLAS_THREADS=1 so that waiting BLAS threads do not count as work).
  */
 import * as tf from '@tensorflow/tfjs';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -124,31 +126,40 @@ function fnv(text: string): string {
 const s = setup();
 const loadBefore = loadavg();
 console.log(`model: ${s.label}; pruned: ${s.prunedLabel} (${closedCount(s.pruned)} open); batches of ${s.evalConfig.batchSentences} sentences / ${s.evalConfig.maxTokensPerBatch} tokens`);
-interface Row { model: string; beam: number; decoder: Decoder; seconds: number[]; sentencesPerSec: number; outputTokens: number; hash: string }
+interface Row { model: string; beam: number; decoder: Decoder; seconds: number[]; cpuSeconds: number[]; sentencesPerSec: number; sentencesPerCpuSec: number; outputTokens: number; hash: string }
 const rows: Row[] = [];
 for (const [name, gates] of [['full', undefined], ['pruned', s.pruned]] as const) {
   for (const beamSize of beams) {
-    const cell = decoders.map((decoder) => ({ model: name, beam: beamSize, decoder, seconds: [] as number[], sentencesPerSec: 0, outputTokens: 0, hash: '' }));
+    const cell: Row[] = decoders.map((decoder) => ({ model: name, beam: beamSize, decoder, seconds: [], cpuSeconds: [], sentencesPerSec: 0, sentencesPerCpuSec: 0, outputTokens: 0, hash: '' }));
     for (let r = 0; r < reps; r++) {
       for (const row of cell) {
+        const cpu0 = process.cpuUsage();
         const out = await translateSentences(s.model, s.codec, s.sentences, { ...s.evalConfig, beamSize, decoder: row.decoder, ...(gates ? { gates } : {}) });
+        const cpu = process.cpuUsage(cpu0);
         row.seconds.push(out.stats.elapsedMs / 1000);
+        row.cpuSeconds.push((cpu.user + cpu.system) / 1e6);
         row.outputTokens = out.stats.outputTokens;
         row.hash = fnv(out.outputs.join('\n'));
-        console.error(`${name} ${beamSize === 1 ? 'greedy' : `beam ${beamSize}`} ${row.decoder}: ${(out.stats.elapsedMs / 1000).toFixed(1)} s, ${out.stats.sentencesPerSec.toFixed(1)} sentences/s (load ${loadavg()[0]!.toFixed(1)})`);
+        console.error(`${name} ${beamSize === 1 ? 'greedy' : `beam ${beamSize}`} ${row.decoder}: ${(out.stats.elapsedMs / 1000).toFixed(1)} s, ${out.stats.sentencesPerSec.toFixed(1)} sentences/s, ${row.cpuSeconds.at(-1)!.toFixed(1)} CPU s (load ${loadavg()[0]!.toFixed(1)})`);
       }
     }
-    for (const row of cell) row.sentencesPerSec = s.sentences.length / Math.min(...row.seconds);
+    for (const row of cell) {
+      row.sentencesPerSec = s.sentences.length / Math.min(...row.seconds);
+      row.sentencesPerCpuSec = s.sentences.length / Math.min(...row.cpuSeconds);
+    }
     rows.push(...cell);
   }
 }
 const loadAfter = loadavg();
 console.log(`${s.sentences.length} sentences; best of ${reps} run(s) each; load average ${loadBefore.map((x) => x.toFixed(2)).join(' ')} before, ${loadAfter.map((x) => x.toFixed(2)).join(' ')} after`);
-console.log(`| model | decoding | ${decoders.map((d) => `${d} sentences/s`).join(' | ')} | ${decoders.length > 1 ? `${decoders.at(-1)} / ${decoders[0]} | identical outputs | ` : ''}output tokens |`);
-console.log(`|---|---|${decoders.map(() => '---|').join('')}${decoders.length > 1 ? '---|---|' : ''}---|`);
+// wall time suffers from other processes on the machine; CPU time of this process much less (with one BLAS thread, no spinning)
+const pair = decoders.length > 1;
+console.log(`| model | decoding | ${decoders.map((d) => `${d} sentences/s`).join(' | ')} | ${pair ? `${decoders.at(-1)} / ${decoders[0]} | ` : ''}${decoders.map((d) => `${d} sentences/CPU s`).join(' | ')} | ${pair ? `${decoders.at(-1)} / ${decoders[0]} (CPU) | identical outputs | ` : ''}output tokens |`);
+console.log(`|---|---|${decoders.map(() => '---|').join('')}${pair ? '---|' : ''}${decoders.map(() => '---|').join('')}${pair ? '---|---|' : ''}---|`);
 for (let i = 0; i < rows.length; i += decoders.length) {
   const cell = rows.slice(i, i + decoders.length);
-  const ratio = cell.length > 1 ? ` ${(cell.at(-1)!.sentencesPerSec / cell[0]!.sentencesPerSec).toFixed(2)}x | ${cell.every((c) => c.hash === cell[0]!.hash) ? 'yes' : 'NO'} |` : '';
-  console.log(`| ${cell[0]!.model} | ${cell[0]!.beam === 1 ? 'greedy' : `beam ${cell[0]!.beam}`} | ${cell.map((c) => c.sentencesPerSec.toFixed(1)).join(' | ')} |${ratio} ${cell[0]!.outputTokens} |`);
+  const x = (f: (r: Row) => number) => (pair ? ` ${(f(cell.at(-1)!) / f(cell[0]!)).toFixed(2)}x |` : '');
+  const same = pair ? ` ${cell.every((c) => c.hash === cell[0]!.hash) ? 'yes' : 'NO'} |` : '';
+  console.log(`| ${cell[0]!.model} | ${cell[0]!.beam === 1 ? 'greedy' : `beam ${cell[0]!.beam}`} | ${cell.map((c) => c.sentencesPerSec.toFixed(1)).join(' | ')} |${x((r) => r.sentencesPerSec)} ${cell.map((c) => c.sentencesPerCpuSec.toFixed(1)).join(' | ')} |${x((r) => r.sentencesPerCpuSec)}${same} ${cell[0]!.outputTokens} |`);
 }
 if (args.json) writeFileSync(args.json, JSON.stringify({ label: s.label, sentences: s.sentences.length, loadBefore, loadAfter, rows }, null, 2));
