@@ -65,7 +65,7 @@ export function builder(y: Argv): Argv<Args> {
     .example('$0 prune --from runs/X-train-ddtp --lambda 0.05 --steps 300', 'encoder-head pruning at lambda 0.05')
     .example('$0 prune --from runs/X-train-ddtp --target-heads 10', 'keep exactly 10 encoder heads')
     .example(`$0 prune --from runs/X-train-ddtp --lambda 0.01 --steps 1000 --set 'gates.settle={checkEvery: 50}'`, 'train the gates until none is strictly between 0 and 1 (at most 1000 steps)')
-    .example('$0 prune --resume runs/X-prune-ddtp-prune', 'continue an interrupted L0 prune run') as unknown as Argv<Args>;
+    .example('$0 prune --resume runs/X-prune-ddtp-l0-lambda0.05', 'continue an interrupted L0 prune run') as unknown as Argv<Args>;
 }
 
 /**
