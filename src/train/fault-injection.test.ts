@@ -210,6 +210,11 @@ function runToEnd(args: string[]): { status: number | null; stderr: string } {
     const state = JSON.parse(readFileSync(stateFile, 'utf8'));
     state.config.model.dModel = 16; // the config now disagrees with the stored tensors
     writeFileSync(stateFile, JSON.stringify(state));
+    // edited on purpose: take it out of the integrity record, as the refusal of an edited state.json says
+    const recordFile = join(otherRun, 'checkpoints', 'step-0000002', '.heads-integrity.json');
+    const record = JSON.parse(readFileSync(recordFile, 'utf8'));
+    delete record.files['state.json'];
+    writeFileSync(recordFile, JSON.stringify(record));
     expect(() => loadModel(otherRun)).toThrow(/does not fit the model: .*checkpoint shape \[\d+,32\] but the model expects \[\d+,16\]/);
   });
 

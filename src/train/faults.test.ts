@@ -239,6 +239,33 @@ if (!canDropCaps) console.warn('faults.test: skipping the EACCES test: setpriv c
   });
 });
 
+(built ? describe : describe.skip)('an L0 prune run', () => {
+  it('resumes with heads prune --resume (or heads train --resume) and ends as a prune run: mask and pruned scores', () => {
+    const root = mkdtempSync(join(tmpdir(), 'heads-prune-resume-'));
+    const parent = train(join(root, 'runs'), ['train.maxSteps=2', 'train.checkpointEverySteps=2']);
+    expect(parent.status).toBe(0);
+    const pr = heads(['prune', '--from', parent.run, '--runs-dir', join(root, 'pruned'), '--lambda', '0.01', '--steps', '2', '--dev-sentences', '3']);
+    expect(pr.status).toBe(0);
+    const run = join(root, 'pruned', readdirSync(join(root, 'pruned'))[0]!);
+    const results = () => JSON.parse(readFileSync(join(run, 'results.json'), 'utf8'));
+    expect(results().pruning.devScores.sentences).toBe(3);
+    for (const [cmd, steps] of [['prune', 3], ['train', 4]] as const) {
+      const r = heads([cmd, '--resume', run, '--set', `train.maxSteps=${steps}`]);
+      expect(r.status).toBe(0);
+      expect(r.stderr).toContain(`resume: step ${steps - 1} from`);
+      expect(r.stderr).toMatch(/pruned: kept enc-self \d/);
+      const res = results();
+      expect(res.steps).toBe(steps);
+      expect(res.pruning.keptHeads['enc-self']).toEqual(expect.any(Number));
+      expect(res.pruning.devScores.sentences).toBe(3); // --dev-sentences of the original command
+      expect(JSON.parse(readFileSync(join(run, 'mask.json'), 'utf8'))).toBeTruthy();
+    }
+    const neither = heads(['prune', '--lambda', '0.01']);
+    expect(neither.status).toBe(2);
+    expect(errorLine(neither.stderr)).toContain('--from: expected the converged model to prune');
+  }, 90000);
+});
+
 (built && canDropCaps ? describe : describe.skip)('an unreadable checkpoint folder (EACCES, as a user without CAP_DAC_OVERRIDE)', () => {
   it('the fallback names the permission problem; writing over it ends in one line naming the file; the older checkpoint stays valid', () => {
     const root = mkdtempSync(join(tmpdir(), 'heads-eacces-'));

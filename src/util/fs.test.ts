@@ -4,11 +4,12 @@
  * files and opted-out writes are not checked.
  */
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync, truncateSync, existsSync, readdirSync, renameSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync, truncateSync, existsSync, readdirSync, renameSync, rmSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { INTEGRITY_FILE, readJsonFile, readTextFile, verifyFile, verifyFolder, writeFileAtomic, writeJsonAtomic } from './fs.js';
-import { DataError } from './errors.js';
+import { INTEGRITY_FILE, STALE_TEMP_AGE_MS, appendLine, readJsonFile, readTextFile, removeStaleTempFiles, verifyFile, verifyFolder, writeFileAtomic, writeJsonAtomic } from './fs.js';
+import { DataError, FileSystemError } from './errors.js';
 import { Rng } from './random.js';
 
 const fresh = () => mkdtempSync(join(tmpdir(), 'heads-fs-'));
@@ -101,5 +102,63 @@ describe('integrity records', () => {
     expect(v.problems).toHaveLength(1);
     expect(v.problems[0]).toContain(join(dir, 'bad.json'));
     expect(existsSync(join(dir, INTEGRITY_FILE))).toBe(true);
+  });
+});
+
+describe('faults', () => {
+  // a real full file system: a 64 KB tmpfs (root only; skipped with a message elsewhere)
+  const mountTiny = (): string | null => {
+    const dir = fresh();
+    return spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir]).status === 0 ? dir : null;
+  };
+
+  it('a write the full disk refuses throws one FileSystemError naming the file; the old file, its record and the folder stay as they were', () => {
+    const dir = mountTiny();
+    if (!dir) return console.warn('fs.test: skipping the ENOSPC case: mounting a tmpfs is not permitted here');
+    try {
+      const path = join(dir, 'results.json');
+      writeJsonAtomic(path, { bleu: 1 });
+      const before = Object.fromEntries(readdirSync(dir).map((f) => [f, readFileSync(join(dir, f)).toString('hex')]));
+      let err: unknown;
+      try {
+        writeFileAtomic(path, new Uint8Array(200 * 1024)); // more than the whole disk
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(FileSystemError);
+      expect((err as Error).message).toBe(`${path}: cannot write: no space left on device (ENOSPC)`);
+      expect(Object.fromEntries(readdirSync(dir).map((f) => [f, readFileSync(join(dir, f)).toString('hex')]))).toEqual(before);
+      expect(readJsonFile(path)).toEqual({ bleu: 1 });
+      // an append that does not fit: named too, and the next line starts on a line of its own
+      const log = join(dir, 'metrics.jsonl');
+      appendLine(log, '{"step":1}');
+      expect(() => appendLine(log, JSON.stringify({ pad: 'x'.repeat(200 * 1024) }))).toThrow(`${log}: cannot append to: no space left on device (ENOSPC)`);
+      // whatever part of that line made it to the disk stays; free some space and go on
+      rmSync(join(dir, 'results.json'));
+      appendLine(log, '{"step":2}');
+      const lines = readFileSync(log, 'utf8').split('\n').filter(Boolean);
+      expect(lines[0]).toBe('{"step":1}');
+      expect(lines[lines.length - 1]).toBe('{"step":2}');
+    } finally {
+      spawnSync('umount', [dir]);
+    }
+  });
+
+  it('removeStaleTempFiles removes the temp files of dead writers and old ones, never a live writer\'s fresh one', () => {
+    const dir = fresh();
+    const deadPid = Number(spawnSync('node', ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+    const names = {
+      dead: `.model.safetensors.${deadPid}.0.tmp`,
+      live: `.state.json.${process.pid}.4.tmp`,
+      liveOld: `.state.json.${process.pid}.5.tmp`,
+      other: '.notes.12.tmp',
+      target: 'model.safetensors',
+    };
+    for (const n of Object.values(names)) writeFileSync(join(dir, n), 'x');
+    const t = (Date.now() - STALE_TEMP_AGE_MS - 60_000) / 1000;
+    utimesSync(join(dir, names.liveOld), t, t);
+    expect(removeStaleTempFiles(dir).sort()).toEqual([names.dead, names.liveOld].sort());
+    expect(readdirSync(dir).sort()).toEqual([names.live, names.other, names.target].sort());
+    expect(removeStaleTempFiles(join(dir, 'no-such-folder'))).toEqual([]);
   });
 });
