@@ -10,14 +10,14 @@
  */
 import Papa from 'papaparse';
 import { existsSync } from 'node:fs';
-import { corpusBleu, tokenizedLowercaseBleu } from '../eval/bleu.js';
-import { hasHyps, readHyps, readLines, referenceCache, writeHyps, type TestOutput } from './hyps.js';
-import { formatMeanSd, formatP, meanSd, pairedTestSetPValues, REPORT_BOOTSTRAP, type MeanSd, type PairedComparison } from './replicates.js';
-import { DataError } from '../util/errors.js';
 import { join, relative } from 'node:path';
 import type { ResolvedStage } from './stage.js';
 import { decodingLabel, stageState } from './stage.js';
 import type { StageSummary } from './run-stage.js';
+import { hasHyps, readHyps, readLines, referenceCache, writeHyps, type TestOutput } from './hyps.js';
+import { formatMeanSd, formatP, meanSd, pairedTestSetPValues, REPORT_BOOTSTRAP, type MeanSd, type PairedComparison } from './replicates.js';
+import { corpusBleu, tokenizedLowercaseBleu } from '../eval/bleu.js';
+import { DataError } from '../util/errors.js';
 import { readJsonFile, readTextFile, writeFileAtomic } from '../util/fs.js';
 import { EXPERIMENT_RESULT_COLUMNS, type ExperimentResultRow } from '../plots/readers.js';
 import { type ReplicatedRow, bleuPointsFromResults, bleuVsHeadsFigure, bleuVsModelBytesFigure, keptPerTypeFigure, roleCategory, survivingRolesFigure, type SurvivingLayout } from '../plots/experiments.js';

@@ -17,7 +17,7 @@ import { SLURM_DEFAULTS, sbatchScript, slurmOptionProblems } from '../../experim
 import { writeReport, writeReportFigures, markdownTable } from '../../experiments/report.js';
 import { hasHyps } from '../../experiments/hyps.js';
 import { ProgressLine } from '../../train/progress.js';
-import { HeadsError } from '../../util/errors.js';
+import { ConfigError, HeadsError } from '../../util/errors.js';
 
 interface Args {
   action: 'run' | 'status' | 'report' | 'run-stage' | 'adopt';
@@ -82,7 +82,8 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
       ...ignoredIn(args.action !== 'adopt', 'only with experiment adopt', ['run']),
       ...ignoredIn(args.action !== 'run', 'only with experiment run', ['jobs']),
     ]);
-    const seeds = args.seeds === undefined ? undefined : args.seeds.split(',').map((x) => (x.trim() === '' ? NaN : Number(x)));
+    const seeds = args.seeds === undefined ? undefined : args.seeds.split(',').map((x) => (/^\s*\d+\s*$/.test(x) ? Number(x) : NaN));
+    if (seeds?.some(Number.isNaN)) throw new ConfigError([`--seeds: expected distinct non-negative integers separated by commas (e.g. 1,2,3), found '${args.seeds}'`]);
     const spec = loadSpec(args.spec, args.preset, { seeds });
     const all = resolveStages(spec, expandStages(spec), args['runs-dir']);
     // commas inside an instance id's brackets (`l0[lambda=0.1,seed=2]`) do not separate names
