@@ -108,6 +108,10 @@ describe('--confidence', () => {
     expect(json).toMatchObject({ name: 'TER', score: 13.6, bs: '1000', seed: '12345' });
     expect(typeof json.confidence_mean).toBe('number');
     expect(json.confidence).toBe(`μ = ${(json.confidence_mean as number).toFixed(2)} ± ${(json.confidence_var as number).toFixed(2)}`);
+    // the interval itself: covers the score, and its half-width is the ±
+    expect(json.ci_low as number).toBeLessThanOrEqual(13.6);
+    expect(json.ci_high as number).toBeGreaterThanOrEqual(13.6);
+    expect(((json.ci_high as number) - (json.ci_low as number)) / 2).toBeCloseTo(json.confidence_var as number, 1);
   });
 });
 

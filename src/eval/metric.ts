@@ -165,8 +165,8 @@ export interface ScoreLineOptions {
   readonly json?: boolean;
   /** Signature to print ('' for none). */
   readonly signature: string;
-  /** Bootstrap mean and CI half-width (sacreBLEU's `μ = mean ± ci`). */
-  readonly confidence?: { readonly mean: number; readonly halfWidth: number };
+  /** Bootstrap mean, CI half-width (sacreBLEU's `μ = mean ± ci`) and the interval itself (JSON only: ci_low, ci_high). */
+  readonly confidence?: { readonly mean: number; readonly halfWidth: number; readonly ci?: readonly [number, number] };
 }
 
 /**
@@ -187,6 +187,10 @@ export function formatScoreLine(name: string, score: number, verbose: string, o:
     const text = `μ = ${mean} ± ${hw}`;
     sc += ` (${text})`;
     entries.push(['confidence_mean', pyFloatRepr(Number(mean))], ['confidence_var', pyFloatRepr(Number(hw))], ['confidence', JSON.stringify(text)]);
+    // not in sacreBLEU's JSON, which only has the half-width: the percentile interval it comes from
+    if (o.confidence.ci !== undefined) {
+      entries.push(['ci_low', pyFloatRepr(Number(pyFixed(o.confidence.ci[0], o.width)))], ['ci_high', pyFloatRepr(Number(pyFixed(o.confidence.ci[1], o.width)))]);
+    }
   }
   if (o.scoreOnly) return sc;
   if (verbose !== '') entries.push(['verbose_score', JSON.stringify(verbose)]);
