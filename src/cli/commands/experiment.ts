@@ -99,6 +99,8 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
       return;
     }
     if (args.emit === 'sbatch') {
+      // the Slurm jobs resolve the spec as written
+      if (seeds) throw new ConfigError([`--seeds: not with --emit sbatch (its jobs read the spec); give the seeds in ${args.spec} as seed: [${seeds.join(', ')}]`]);
       const o = { partition: args.partition ?? null, time: args.time, cpus: args.cpus, mem: args.mem };
       const problems = slurmOptionProblems(o);
       if (problems.length) throw new HeadsError(problems.join('; '));
