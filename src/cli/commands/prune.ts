@@ -63,6 +63,7 @@ export function builder(y: Argv): Argv<Args> {
     .option('freeze-decoder', { type: 'boolean', default: true, describe: 'with only enc-self gated, train only the encoder and the gates (the reference recipe)' })
     .option('dev-sentences', { ...intFlag('dev-sentences', 1), describe: 'dev sentences scored with the pruned model (default: all)' })
     .example('$0 prune --from runs/X-train-ddtp --lambda 0.05 --steps 300', 'encoder-head pruning at lambda 0.05')
+    .example('$0 prune --from runs/X-quickstart-quickstart --lambda 0.05 --steps 100 --set gates.lrScale=50', 'minutes on the quickstart model: gates.lrScale lets the gates settle in few steps (README)')
     .example('$0 prune --from runs/X-train-ddtp --target-heads 10', 'keep exactly 10 encoder heads')
     .example(`$0 prune --from runs/X-train-ddtp --lambda 0.01 --steps 1000 --set 'gates.settle={checkEvery: 50}'`, 'train the gates until none is strictly between 0 and 1 (at most 1000 steps)')
     .example('$0 prune --resume runs/X-prune-ddtp-l0-lambda0.05', 'continue an interrupted L0 prune run') as unknown as Argv<Args>;
