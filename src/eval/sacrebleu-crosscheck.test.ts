@@ -23,7 +23,7 @@ if (sacrebleuVersion === undefined) {
 const WORDS = [
   'the', 'The', 'cat', 'CAT', 'sat', 'on', 'mat', 'Hello,', 'world!', '(hi)', "don't", 'U.S.', '1,000.50', '3.14',
   'state-of-the-art', '1990-1995', "Jim's", 'über', 'Straße', 'ÄÖÜ', '美国', '众院', 'りの', 'カタカナ', '😀', '"quoted"',
-  'end.', 'a', 'b', 'c', '&amp;', '&quot;x&quot;', '<skipped>', 'e.g.', ';', '-', '...', '¿Qué?', 'naïve', '、', '。',
+  'end.', "Nima's,", "Jim's.", 'a', 'b', 'c', '&amp;', '&quot;x&quot;', '<skipped>', 'e.g.', ';', '-', '...', '¿Qué?', 'naïve', '、', '。',
 ];
 
 function sentence(rng: Rng, len: number): string {

@@ -326,13 +326,18 @@ export function translationEditRate(hyp: readonly string[], ref: readonly string
   return [shifts + ed.distance(words)[0], ref.length];
 }
 
-/** One segment's statistics: [fewest edits over the references, mean reference length]. */
+/**
+ * One segment's statistics: [fewest edits over the references, mean reference length]. sacreBLEU 2.x tokenizes each
+ * reference twice (`_cache_references` preprocesses it, then TER's `_extract_reference_info` again), which matters
+ * only with normalisation, where tokenizing is not idempotent (`Nima's,` -> `Nima's ,` -> `Nima 's ,`); we do the
+ * same so that scores stay identical. Hypotheses are tokenized once.
+ */
 export function terSegmentStats(hyp: string, refs: readonly string[], cfg: TerConfig): number[] {
   const h = pySplit(tokenizeTercom(hyp, cfg));
   let refLengths = 0;
   let bestEdits = INF;
   for (const ref of refs) {
-    const [edits, len] = translationEditRate(h, pySplit(tokenizeTercom(ref, cfg)));
+    const [edits, len] = translationEditRate(h, pySplit(tokenizeTercom(tokenizeTercom(ref, cfg), cfg)));
     refLengths += len;
     if (edits < bestEdits) bestEdits = edits;
   }
