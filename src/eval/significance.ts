@@ -14,7 +14,10 @@
  *       score, bootstrap mean, 95% CI [lo, hi] and its half-width; p-value for every system but the baseline.
  *   bootstrapConfidence({ metric, hyps, refs, n = 1000, seed = 12345 }): SystemResult
  *       One system's bootstrap mean and 95% CI (`heads bleu --confidence`).
- *   ...FromStats variants take SegmentStats already computed (e.g. a baseline scored against many systems).
+ *   scoreFromSegmentStats(metric, stats): number
+ *       The corpus score from statistics already computed.
+ *   pairedBootstrapFromStats / pairedApproximateRandomizationFromStats / bootstrapConfidenceFromStats
+ *       The same on SegmentStats already computed (e.g. one baseline compared with many systems, or several tests).
  *
  * `metric` is a Metric (makeMetric('chrf', { chrf: { wordOrder: 2 } })) or a MetricName with sacreBLEU's corpus
  * defaults. `refs[k][i]` is the k-th reference of sentence i (as corpusBleu takes them); every system has one
