@@ -11,7 +11,7 @@
  * Loading also removes the temp files a killed write left (util/fs.ts removeStaleTempFiles).
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { accessSync, constants, existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { CheckpointError, isHeadsError } from '../util/errors.js';
 import { fileSystemError, removeQuietly, removeStaleTempFiles, statOrNull, verifyFile, writeJsonAtomic } from '../util/fs.js';
@@ -187,7 +187,25 @@ export function findModelCheckpoint(path: string, warn: (msg: string) => void = 
     throw new CheckpointError(`${pointer}: corrupt (${(e as Error).message})`);
   }
   if (typeof best.dir !== 'string' || !/^step-\d+$/.test(best.dir)) throw new CheckpointError(`${pointer}: expected { "dir": "step-N" }, found ${JSON.stringify(best.dir)}`);
+  for (const d of [path, join(path, 'checkpoints'), join(path, 'checkpoints', best.dir)]) removeStaleTempFiles(d);
   return readCheckpoint(join(path, 'checkpoints', best.dir));
+}
+
+/**
+ * Before a resume from `fromStep` trains anything: a newer checkpoint folder that training will write
+ * again (`willWrite(step)`) but cannot (no permission) is refused now, in one line, not at that step.
+ */
+export function checkWritableAfter(runPath: string, fromStep: number, willWrite: (step: number) => boolean): void {
+  for (const { step, dir } of listCheckpointDirs(runPath)) {
+    if (step <= fromStep || !willWrite(step)) continue;
+    try {
+      accessSync(dir, constants.R_OK | constants.W_OK | constants.X_OK);
+    } catch (e) {
+      const err = fileSystemError(e, dir, 'write the checkpoint into');
+      if (err instanceof Error) err.message += `; resuming from step ${fromStep} would write step ${step} there: fix its permissions or move it out of ${join(runPath, 'checkpoints')}, then resume`;
+      throw err;
+    }
+  }
 }
 
 /** Read and verify one checkpoint folder; throws CheckpointError naming the file that fails. */

@@ -267,7 +267,7 @@ if (!canDropCaps) console.warn('faults.test: skipping the EACCES test: setpriv c
 });
 
 (built && canDropCaps ? describe : describe.skip)('an unreadable checkpoint folder (EACCES, as a user without CAP_DAC_OVERRIDE)', () => {
-  it('the fallback names the permission problem; writing over it ends in one line naming the file; the older checkpoint stays valid', () => {
+  it('the fallback names the permission problem; a resume that would write into it is refused in one line before training; nothing is lost', () => {
     const root = mkdtempSync(join(tmpdir(), 'heads-eacces-'));
     const r = train(join(root, 'runs'), ['train.maxSteps=4', 'train.checkpointEverySteps=2', 'train.keepCheckpoints=3']);
     expect(r.status).toBe(0);
@@ -278,11 +278,17 @@ if (!canDropCaps) console.warn('faults.test: skipping the EACCES test: setpriv c
       expect(res.stderr).toContain(`warning: skipped invalid checkpoint(s): ${join(locked, 'state.json')}: cannot read: permission denied (EACCES); using ${join(r.run, 'checkpoints', 'step-0000002')}`);
       expect(res.stderr).not.toContain('no state.json');
       expect(res.status).toBe(2);
-      expect(errorLine(res.stderr)).toMatch(new RegExp(`^error: ${locked}/\\S+: cannot write: permission denied \\(EACCES\\); the last checkpoint \\(step 2\\) is intact$`));
-      expect(findLatestValidCheckpoint(r.run).state.step).toBe(2);
+      // refused before training a step, not when the run reaches step 4
+      expect(errorLine(res.stderr)).toBe(
+        `error: ${locked}: cannot write the checkpoint into: permission denied (EACCES); resuming from step 2 would write step 4 there: fix its permissions or move it out of ${join(r.run, 'checkpoints')}, then resume`,
+      );
+      expect(res.stderr).not.toMatch(/step \d+\/6 \|/);
+      expect(readFileSync(join(r.run, 'command.txt'), 'utf8').trim().split('\n')).toHaveLength(1);
     } finally {
       chmodSync(locked, 0o755);
     }
+    // nothing was lost: with its permission back, the locked checkpoint is the newest valid one
+    expect(findLatestValidCheckpoint(r.run).state.step).toBe(4);
     const done = heads(['train', '--resume', r.run, '--set', 'train.maxSteps=6'], { prefix: NO_DAC });
     expect(done.status).toBe(0);
     expect(findLatestValidCheckpoint(r.run).state.step).toBe(6);

@@ -20,7 +20,7 @@ import { Rng, deriveSeed } from '../util/random.js';
 import type { RunFolder } from '../util/run-folder.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { Trainer, disposeGates, type EvalResult, type StopRule } from './trainer.js';
-import { findLatestValidCheckpoint, writeBestPointer, type LoadedCheckpoint } from './checkpoint.js';
+import { checkWritableAfter, findLatestValidCheckpoint, writeBestPointer, type LoadedCheckpoint } from './checkpoint.js';
 import { ProgressLine, eta, formatDuration } from './progress.js';
 import { assignWeights } from './load-model.js';
 import { attentionSavings, formatAttentionSavings, hasAttentionPatterns, type AttentionSavings } from '../model/attention-patterns.js';
@@ -166,6 +166,8 @@ export async function runTraining(o: RunTrainingOptions): Promise<RunTrainingRes
     const c = findLatestValidCheckpoint(run.path, (m) => progress.log(`warning: ${m}`));
     assignWeights(model, gates, c); // every name and shape checked: a model that changed is refused in one line
     trainer.restore(c);
+    const t = cfg.train;
+    checkWritableAfter(run.path, c.state.step, (step) => step <= t.maxSteps && (step % t.checkpointEverySteps === 0 || step === t.maxSteps));
     progress.log(`resume: step ${c.state.step} from ${c.path}`);
     o.onResumed?.(c);
   }
