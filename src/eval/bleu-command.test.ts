@@ -47,6 +47,11 @@ beforeAll(() => {
   // a system made much worse: every second word dropped
   writeFileSync(f('worse.hyp'), TER_HYP.map((l) => l.split(' ').filter((_, i) => i % 2 === 0).join(' ')).join('\n') + '\n');
   writeFileSync(f('four.hyp'), TER_HYP.slice(0, 4).join('\n') + '\n');
+  // 20 sentences for approximate randomization: with 5 there are only 2^5 swap patterns and p >= 2/32 exactly
+  const x4 = (lines: string[]): string => [...lines, ...lines, ...lines, ...lines].join('\n') + '\n';
+  writeFileSync(f('ter4.hyp'), x4(TER_HYP));
+  writeFileSync(f('ter4.ref'), x4(TER_REF));
+  writeFileSync(f('worse4.hyp'), x4(TER_HYP.map((l) => l.split(' ').filter((_, i) => i % 2 === 0).join(' '))));
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -147,7 +152,11 @@ describe('paired tests', () => {
   });
 
   it('approximate randomization: ar and bs (its CI) in the signature, p = 1 for the copy', () => {
-    const json = JSON.parse(runBleuCommand(paired({ pairedBs: false, pairedAr: true, pairedArN: 500, confidenceN: 100, metrics: ['chrf'], format: 'json' }))) as { chrF2: Record<string, unknown> }[];
+    const json = JSON.parse(
+      runBleuCommand(
+        paired({ hypothesisPaths: [f('ter4.hyp'), f('ter4.hyp'), f('worse4.hyp')], referencePaths: [f('ter4.ref')], pairedBs: false, pairedAr: true, pairedArN: 500, confidenceN: 100, metrics: ['chrf'], format: 'json' }),
+      ),
+    ) as { chrF2: Record<string, unknown> }[];
     expect(json[1]!.chrF2.p_value).toBe(1);
     expect(json[2]!.chrF2.p_value as number).toBeLessThan(0.05);
     expect(json[0]!.chrF2.signature).toMatch(/^nrefs:1\|bs:100\|ar:500\|seed:12345\|case:mixed\|eff:yes\|/);

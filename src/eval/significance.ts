@@ -41,7 +41,7 @@
  *    floating-point coincidence).
  */
 import { DataError, ConfigError } from '../util/errors.js';
-import { Rng } from '../util/random.js';
+import { deriveSeed, Rng } from '../util/random.js';
 import { makeMetric, type Metric, type MetricName } from './metric.js';
 
 export const DEFAULT_BOOTSTRAP_N = 1000;
@@ -289,8 +289,9 @@ export function pairedApproximateRandomizationFromStats(
   if (!Number.isInteger(confidenceN) || confidenceN < 0) throw new ConfigError([`confidence resamples: expected an integer >= 0, got ${String(confidenceN)}`]);
   checkSameLength([baseline, ...systems], 'pairedApproximateRandomization');
   const { n: size, k } = baseline;
-  // the swap pattern: one bit per (trial, sentence), the same for every system, as sacreBLEU re-seeds per system
-  const rng = new Rng(seed);
+  // the swap pattern: one bit per (trial, sentence), the same for every system, as sacreBLEU re-seeds per system;
+  // its own stream of the seed, so that it is independent of the bootstrap indices behind the CI
+  const rng = new Rng(deriveSeed(seed, 'approximate-randomization'));
   const swap = new Uint8Array(n * size);
   for (let i = 0; i < swap.length; i++) swap[i] = rng.next() < 0.5 ? 1 : 0;
   const idxs = confidenceN > 0 ? bootstrapIndices(size, confidenceN, seed) : [];
