@@ -37,8 +37,9 @@
  *    observed difference; p = (c + 1) / (n + 1) likewise.
  *  - One deliberate difference: sacreBLEU counts strictly larger statistics, so a system compared with itself (all
  *    differences exactly 0) gets the smallest possible p = 1/(n+1), i.e. "significant"; we count ties, which gives
- *    p = 1 there and changes nothing else in practice (a tie with a non-zero observed difference needs an exact
- *    floating-point coincidence).
+ *    p = 1 there and changes nothing else in practice: a tie with a non-zero observed difference needs an exact
+ *    floating-point coincidence, or for AR a trial that swaps no sentence or every one (probability 2^(1-N) per
+ *    trial for N sentences; counting those is the exact permutation test's convention).
  */
 import { DataError, ConfigError } from '../util/errors.js';
 import { deriveSeed, Rng } from '../util/random.js';
