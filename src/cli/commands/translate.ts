@@ -1,6 +1,6 @@
 /** `heads translate`: translate stdin or a file with a trained model (greedy or beam search). */
 import type { ArgumentsCamelCase, Argv } from 'yargs';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { type BackendChoice, BACKEND_CHOICES } from '../../backend/select.js';
 import { runHandler, startBackend } from '../common.js';
 import { intFlag, numFlag } from '../options.js';
@@ -9,7 +9,7 @@ import { loadModel } from '../../train/load-model.js';
 import { translateSentences } from '../../eval/translate.js';
 import { firstInvalidUtf8Line, readTextFile, writeFileAtomic } from '../../util/fs.js';
 import { checkOutputFile } from '../../util/dirs.js';
-import { DataError } from '../../util/errors.js';
+import { CheckpointError, DataError } from '../../util/errors.js';
 import { FOREIGN_TEXT_UNKNOWN_RATE, describeCoverage, unknownTokenRate } from '../../data/coverage.js';
 import { disposeGates } from '../../train/trainer.js';
 import { ProgressLine, eta, formatDuration } from '../../train/progress.js';
@@ -42,6 +42,7 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
   await runHandler(async () => {
     // the input and the output path are checked before the model loads: a bad one costs nothing
     if (args.output) checkOutputFile(args.output, '--output');
+    if (!existsSync(args.model)) throw new CheckpointError(`${args.model}: no such run or checkpoint folder (--model)`);
     const source = args.input ?? 'stdin';
     const lines = sourceLines(args.input ? readTextFile(args.input, 'source file') : decodeStdin(readFileSync(0)), source);
     await startBackend(args.backend);
