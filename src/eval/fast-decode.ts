@@ -78,9 +78,9 @@ function keepRows(state: DecoderState, idx: Int32Array, withSource: boolean): De
 }
 
 /** One decoder step under tidy: the new state (old self caches disposed) and what `pick` returns of the logits. */
-function step<T extends tf.TensorContainer>(model: Transformer, state: DecoderState, tokens: Int32Array, gates: GateTensors | undefined, pick: (logits: tf.Tensor2D) => T): { state: DecoderState; out: T } {
+function step<T extends tf.TensorContainer>(model: Transformer, state: DecoderState, tokens: Int32Array, gates: GateTensors | undefined, pick: (logits: tf.Tensor2D) => T, rows?: Int32Array): { state: DecoderState; out: T } {
   const r = tf.tidy(() => {
-    const s = model.decodeStepLogits(state, tf.tensor1d(tokens, 'int32'), gates);
+    const s = model.decodeStepLogits(state, tf.tensor1d(tokens, 'int32'), gates, rows ? tf.tensor1d(rows, 'int32') : undefined);
     return { self: s.state.self.map((c) => (c ? [c.k, c.v] : [])), out: pick(s.logits) };
   });
   for (const c of state.self) if (c) tf.dispose([c.k, c.v]);
@@ -161,19 +161,20 @@ export async function fastGreedy(model: Transformer, src: tf.Tensor2D, o: FastDe
 
 /**
  * The 2k best (value, flat index) over a sentence's rows, where value = fround(logProb + row score),
- * logProb = fround(shifted - lse[row]) (tf.logSoftmax's last op, in float32 as the device does it), and
+ * logProb = fround(shifted - lse) (tf.logSoftmax's last op, in float32 as the device does it; row r is
+ * at position at[r] of shifted and lse), and
  * the flat index is beam * V + token, in tf.topk's order: rows and tokens are visited in index order and
  * only a strictly greater value displaces, so equal values keep the lower index first.
  */
-function topCandidates(shifted: Float32Array, base: number, rows: readonly number[], scores: Float32Array, lse: Float32Array, V: number, n: number, vals: Float32Array, idx: Int32Array): void {
+function topCandidates(shifted: Float32Array, base: number, rows: readonly number[], at: Int32Array, scores: Float32Array, lse: Float32Array, V: number, n: number, vals: Float32Array, idx: Int32Array): void {
   vals.fill(-Infinity);
   idx.fill(-1);
   for (let beam = 0; beam < rows.length; beam++) {
     const r = rows[beam]!;
     const s = scores[r]!;
     if (s === -Infinity) continue; // a dead beam: every continuation is -Infinity
-    const c = lse[r]!;
-    const o = base + r * V;
+    const c = lse[at[r]!]!;
+    const o = base + at[r]! * V;
     let min = vals[n - 1]!;
     for (let v = 0; v < V; v++) {
       const x = Math.fround(Math.fround(shifted[o + v]! - c) + s);
@@ -211,11 +212,18 @@ export async function fastBeam(model: Transformer, src: tf.Tensor2D, o: FastDeco
   const idx = new Int32Array(2 * k);
   try {
     for (let t = 0; t < maxLen && liveCount; t++) {
+      // logits only for live rows (not a done sentence's rows nor dead padding rows, whose scores are
+      // -Infinity), row r at position at[r] of the step's output
+      const at = new Int32Array(scores.length).fill(-1);
+      const liveRows: number[] = [];
+      scores.forEach((sc, row) => {
+        if (sc > -Infinity && slots[Math.floor(row / width)]! >= 0) at[row] = liveRows.push(row) - 1;
+      });
       // tf.logSoftmax's own ops, up to its last one (shifted - c), which topCandidates does per value read
       const r = step(model, state, tokens, o.gates, (logits) => {
         const shifted = tf.sub(logits, tf.max(logits, 1, true));
         return [shifted, tf.log(tf.sum(tf.exp(shifted), 1, true))];
-      });
+      }, liveRows.length < scores.length ? Int32Array.from(liveRows) : undefined);
       state = r.state;
       const [lp, lseT] = r.out as [tf.Tensor2D, tf.Tensor2D];
       const lse = lseT.dataSync() as Float32Array;
@@ -243,7 +251,7 @@ export async function fastBeam(model: Transformer, src: tf.Tensor2D, o: FastDeco
             continue;
           }
           for (let j = 0; j < width; j++) rows[j] = i * width + j;
-          topCandidates(data, offset, rows, scores, lse, V, 2 * k, vals, idx);
+          topCandidates(data, offset, rows, at, scores, lse, V, 2 * k, vals, idx);
           let filled = 0;
           const start = nextRows.length;
           for (let j = 0; j < 2 * k && filled < k; j++) {

@@ -358,8 +358,11 @@ export class Transformer {
     return { logProbs: tf.logSoftmax(r.logits) as tf.Tensor2D, state: r.state };
   }
 
-  /** `decodeStep` before the log-softmax: logits [B, V] (for decoders that normalise on their own). */
-  decodeStepLogits(state: DecoderState, lastTokens: tf.Tensor1D, gates?: GateTensors): { logits: tf.Tensor2D; state: DecoderState } {
+  /**
+   * `decodeStep` before the log-softmax: logits [B, V] (for decoders that normalise on their own), or only
+   * the rows `rows` of them [rows, V] (rows whose scores are not needed skip the output layer).
+   */
+  decodeStepLogits(state: DecoderState, lastTokens: tf.Tensor1D, gates?: GateTensors, rows?: tf.Tensor1D): { logits: tf.Tensor2D; state: DecoderState } {
     const ctx = ForwardContext.eval();
     const B = lastTokens.shape[0];
     let x: tf.Tensor = this.embed(lastTokens.reshape([B, 1]) as tf.Tensor2D, 'tgt', ctx, state.step);
@@ -394,7 +397,7 @@ export class Transformer {
       x = this.residual(x, `dec.${l}.ln3`, ctx, (y) => this.ffn(y, 'decoder', l, ctx, null, undefined));
     }
     if (this.config.norm === 'pre') x = this.norm(x, 'dec.ln');
-    return { logits: this.logits(x), state: { ...state, self, step: state.step + 1 } };
+    return { logits: this.logits(rows ? gatherRows(x, rows) : x), state: { ...state, self, step: state.step + 1 } };
   }
 
   /**
