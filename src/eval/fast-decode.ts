@@ -5,7 +5,8 @@
  * - rows only for hypotheses that can still matter. The first beam step runs one row per sentence (the
  *   legacy search tiles k rows, k-1 of them dead), and sentences that are done leave the batch with their
  *   target and source caches (once they are a fifth of its rows: COMPACT_AT), so the batch shrinks as
- *   sentences end instead of decoding dummy rows until the longest sentence of the batch ends.
+ *   sentences end instead of decoding dummy rows until the longest sentence of the batch ends. Until
+ *   then their rows (and dead padding beams) skip the output layer and the log-softmax.
  * - beam search: tf.logSoftmax's own ops run on the device up to its last one (identical values); that
  *   last subtraction, adding each beam's score and picking the 2k best continuations per sentence run in
  *   one pass over the values, read in place from the backend's memory, in tf.topk's order (higher value
