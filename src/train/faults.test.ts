@@ -98,7 +98,7 @@ if (!canDropCaps) console.warn('faults.test: skipping the EACCES test: setpriv c
 (built && canMount ? describe : describe.skip)('a full disk (a 400 KB tmpfs)', () => {
   it('ends training in one line naming the file, keeps the last checkpoint valid and no temp file; resume on the still-full disk fails the same way; after freeing space it ends as the uninterrupted run, weights byte for byte', () => {
     const root = mkdtempSync(join(tmpdir(), 'heads-enospc-'));
-    const SET = ['train.maxSteps=12', 'train.checkpointEverySteps=1', 'train.keepCheckpoints=100'];
+    const SET = ['train.maxSteps=8', 'train.checkpointEverySteps=1', 'train.keepCheckpoints=100'];
     const ref = train(join(root, 'ref'), SET);
     expect(ref.status).toBe(0);
     const disk = join(root, 'disk');
@@ -112,7 +112,7 @@ if (!canDropCaps) console.warn('faults.test: skipping the EACCES test: setpriv c
       expect(m![1]!.startsWith(full.run)).toBe(true);
       const last = Number(m![2]);
       expect(last).toBeGreaterThan(0);
-      expect(last).toBeLessThan(12);
+      expect(last).toBeLessThan(8);
       expect(findLatestValidCheckpoint(full.run).state.step).toBe(last);
       // no temp file, no half-written checkpoint folder
       expect(tempFiles(full.run)).toEqual([]);
@@ -129,8 +129,8 @@ if (!canDropCaps) console.warn('faults.test: skipping the EACCES test: setpriv c
       expect(done.status).toBe(0);
       const a = losses(ref.run);
       const b = losses(full.run);
-      for (let s = 1; s <= 12; s++) expect([s, b.get(s)]).toEqual([s, a.get(s)]);
-      const weights = (run: string) => readFileSync(join(run, 'checkpoints', 'step-0000012', 'model.safetensors'));
+      for (let s = 1; s <= 8; s++) expect([s, b.get(s)]).toEqual([s, a.get(s)]);
+      const weights = (run: string) => readFileSync(join(run, 'checkpoints', 'step-0000008', 'model.safetensors'));
       expect(weights(full.run).equals(weights(ref.run))).toBe(true);
     } finally {
       spawnSync('umount', [disk]);
@@ -169,9 +169,6 @@ if (!canDropCaps) console.warn('faults.test: skipping the EACCES test: setpriv c
     const gated = heads(['train', '--resume', run, '--set', 'gates.attention=[enc-self]']);
     expect(gated.status).toBe(2);
     expect(errorLine(gated.stderr)).toContain('--set changes gates.attention [] -> ["enc-self"]');
-    const typo = heads(['train', '--resume', run, '--set', 'train.maxSteps=abc']);
-    expect(typo.status).toBe(2);
-    errorLine(typo.stderr);
     expect(snapshot(run)).toEqual(before);
 
     // a resume with nothing left to train: dev scores kept (not null), the test translated again, the same
@@ -237,29 +234,24 @@ if (!canDropCaps) console.warn('faults.test: skipping the EACCES test: setpriv c
     expect(findLatestValidCheckpoint(copy, (m) => warnings.push(m)).state.step).toBe(2);
     expect(warnings.join('\n')).toContain(`${join(copy, 'checkpoints', 'latest.json')} names step 4, but ${join(copy, 'checkpoints', 'step-0000004')} is missing`);
   });
-});
 
-(built ? describe : describe.skip)('an L0 prune run', () => {
-  it('resumes with heads prune --resume (or heads train --resume) and ends as a prune run: mask and pruned scores', () => {
+  it('an L0 prune run of it resumes with heads prune --resume and ends as a prune run: mask and pruned scores', () => {
     const root = mkdtempSync(join(tmpdir(), 'heads-prune-resume-'));
-    const parent = train(join(root, 'runs'), ['train.maxSteps=2', 'train.checkpointEverySteps=2']);
-    expect(parent.status).toBe(0);
-    const pr = heads(['prune', '--from', parent.run, '--runs-dir', join(root, 'pruned'), '--lambda', '0.01', '--steps', '2', '--dev-sentences', '3']);
+    const pr = heads(['prune', '--from', run, '--runs-dir', join(root, 'pruned'), '--lambda', '0.01', '--steps', '2', '--dev-sentences', '3']);
     expect(pr.status).toBe(0);
-    const run = join(root, 'pruned', readdirSync(join(root, 'pruned'))[0]!);
-    const results = () => JSON.parse(readFileSync(join(run, 'results.json'), 'utf8'));
+    const pruned = join(root, 'pruned', readdirSync(join(root, 'pruned'))[0]!);
+    const results = () => JSON.parse(readFileSync(join(pruned, 'results.json'), 'utf8'));
     expect(results().pruning.devScores.sentences).toBe(3);
-    for (const [cmd, steps] of [['prune', 3], ['train', 4]] as const) {
-      const r = heads([cmd, '--resume', run, '--set', `train.maxSteps=${steps}`]);
-      expect(r.status).toBe(0);
-      expect(r.stderr).toContain(`resume: step ${steps - 1} from`);
-      expect(r.stderr).toMatch(/pruned: kept enc-self \d/);
-      const res = results();
-      expect(res.steps).toBe(steps);
-      expect(res.pruning.keptHeads['enc-self']).toEqual(expect.any(Number));
-      expect(res.pruning.devScores.sentences).toBe(3); // --dev-sentences of the original command
-      expect(JSON.parse(readFileSync(join(run, 'mask.json'), 'utf8'))).toBeTruthy();
-    }
+    // (heads train --resume on it takes the same path: cli/resume.ts)
+    const r = heads(['prune', '--resume', pruned, '--set', 'train.maxSteps=3']);
+    expect(r.status).toBe(0);
+    expect(r.stderr).toContain('resume: step 2 from');
+    expect(r.stderr).toMatch(/pruned: kept enc-self \d/);
+    const res = results();
+    expect(res.steps).toBe(3);
+    expect(res.pruning.keptHeads['enc-self']).toEqual(expect.any(Number));
+    expect(res.pruning.devScores.sentences).toBe(3); // --dev-sentences of the original command
+    expect(JSON.parse(readFileSync(join(pruned, 'mask.json'), 'utf8'))).toBeTruthy();
     const neither = heads(['prune', '--lambda', '0.01']);
     expect(neither.status).toBe(2);
     expect(errorLine(neither.stderr)).toContain('--from: expected the converged model to prune');
