@@ -34,7 +34,7 @@ export const DataSchema = z.strictObject({
   /** used when `train` is null: a generated corpus (the embedded default) */
   synthetic: SyntheticDataSchema,
   /** joint BPE merges learned on the training data */
-  bpeMerges: nonNegInt,
+  bpeMerges: nonNegInt.max(1_000_000), // the tokenizer packs symbol pairs below 2^24 ids; NMT vocabularies stay near 8k-64k
   /** pairs longer than this (BPE tokens, either side) are dropped from training */
   maxLen: posInt,
 });
