@@ -89,7 +89,7 @@ beforeAll(async () => {
     source: { runPath: 'runs/x', checkpoint: 'runs/x/checkpoints/step-0000001', step: 1 },
     split: { name: 'dev', source: 'test pairs', pairs },
     frequencies: { ...freq, source: 'test pairs' },
-    ablation: { bleuSentences: 2 },
+    ablation: { metric: 'bleu', bleuSentences: 2 },
     lrp: { sentences: 3 },
     onProgress: (m) => progress.push(m),
   });
@@ -188,7 +188,7 @@ describe('analyzeHeads on a model with planted heads', () => {
       expect(e.attention.offsetHistogram.shares).toHaveLength(11);
     }
     expect(report.data).toMatchObject({ split: 'dev', sentences: 6, skippedTooLong: 0 });
-    expect(report.settings.ablation).toMatchObject({ enabled: true, decoding: 'greedy', bleuSentences: 2, lossSentences: 6 });
+    expect(report.settings.ablation).toMatchObject({ enabled: true, metric: 'bleu', decoding: 'greedy', bleuSentences: 2, lossSentences: 6 });
     expect(report.settings.lrp).toMatchObject({ enabled: true, rule: 'lrp', sentences: 3, steps: 3 * 6 }); // ▁ + 4 letters + </s> per target
     expect(report.settings.importance.queryTokens['enc-self']).toBe(6 * 18);
     expect(report.baseline!.bleuSentences).toBe(2);

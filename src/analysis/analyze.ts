@@ -17,6 +17,7 @@ import { type RareTokenOptions, frequencyRanks, summarizeHeadStats } from './att
 import { type AlignedSentence, collectAttentionStats } from './attention-pass.js';
 import { type ConlluSentence, alignWordsToPieces } from './conllu.js';
 import { devLoss, greedyBleu } from './dev-metrics.js';
+import { type AblationMetric, DEFAULT_ABLATION_METRIC, DEFAULT_MASKS_PER_PASS, batchedAblationLosses } from './batched-ablation.js';
 import { type HeadLayout, type PerHead, disposeGateTensors, gateStates, gateTensorsOf, headLayout, listHeads, testGateMultipliers, withHeadsRemoved } from './head-layout.js';
 import { DEFAULT_IMPORTANCE, type ImportanceForm, type ImportanceNormalization, estimateMichelImportance, importanceScores, importanceSettingProblems, normalizeByLayer } from './importance.js';
 import { ConfigError } from '../util/errors.js';
@@ -44,8 +45,11 @@ export interface AnalyzeOptions {
   labelSmoothing?: number;
   /** the importance reported as `importance` (default: per example, layer-normalised; every form is in the report) */
   importance?: { form?: ImportanceForm; normalize?: ImportanceNormalization };
-  /** single-head ablation (default on; BLEU on the first 100 sentences, greedy) */
-  ablation?: { enabled?: boolean; bleuSentences?: number };
+  /**
+   * single-head ablation (default on): the dev loss of every head removed alone, many heads per forward
+   * pass (batched-ablation.ts); with metric 'bleu' also greedy BLEU on the first 100 sentences, head by head
+   */
+  ablation?: { enabled?: boolean; metric?: AblationMetric; bleuSentences?: number; masksPerPass?: number };
   /** LRP relevance (default on, rule 'lrp', first 200 sentences) */
   lrp?: { enabled?: boolean; rule?: RelevanceRule; sentences?: number };
   roles?: Partial<RoleOptions>;
@@ -115,7 +119,8 @@ export async function analyzeHeads(o: AnalyzeOptions): Promise<HeadReport> {
   const settingProblems = importanceSettingProblems(o.importance?.form, o.importance?.normalize, { form: 'importance.form', normalize: 'importance.normalize' });
   if (settingProblems.length) throw new ConfigError(settingProblems);
   const isAblation = o.ablation?.enabled ?? true;
-  const bleuSentences = o.ablation?.bleuSentences ?? DEFAULT_ABLATION_BLEU_SENTENCES;
+  const ablationMetric = o.ablation?.metric ?? DEFAULT_ABLATION_METRIC;
+  const bleuSentences = ablationMetric === 'bleu' ? (o.ablation?.bleuSentences ?? DEFAULT_ABLATION_BLEU_SENTENCES) : 0;
   const isLrp = o.lrp?.enabled ?? true;
   const lrpRule = o.lrp?.rule ?? 'lrp';
   const lrpSentences = o.lrp?.sentences ?? DEFAULT_LRP_SENTENCES;
@@ -180,21 +185,25 @@ export async function analyzeHeads(o: AnalyzeOptions): Promise<HeadReport> {
     const baseBleu = bleuPairs.length ? await greedyBleu(model, o.tokenizer, bleuPairs, g, config) : null;
     disposeGateTensors(g);
     baseline = { devLoss: baseLoss, devBleu: baseBleu, bleuSentences: bleuPairs.length };
+    // closed gates: removing the head changes nothing
+    const open = heads.filter((h) => base[h.stack][h.layer]![h.position] !== 0);
+    for (const h of heads) if (!open.includes(h)) ablation.set(h.key, { loss: baseLoss, bleu: baseBleu });
+    stopIfRequested();
+    const masksPerPass = o.ablation?.masksPerPass ?? DEFAULT_MASKS_PER_PASS;
+    log(`ablation: dev loss of ${open.length} heads removed one at a time, up to ${masksPerPass} heads per forward pass`);
+    const losses = await batchedAblationLosses(model, encoded, base, open, { maxTokensPerBatch: maxTokens, masksPerPass, onPass: batchProgress('ablation loss') });
     let done = 0;
-    for (const h of heads) {
+    for (const [i, h] of open.entries()) {
       done++;
-      if (base[h.stack][h.layer]![h.position] === 0) {
-        // a closed gate: removing the head changes nothing
-        ablation.set(h.key, { loss: baseLoss, bleu: baseBleu });
-        continue;
+      let bleu: number | null = null;
+      if (bleuPairs.length) {
+        stopIfRequested();
+        log(`ablation BLEU ${done}/${open.length}: ${h.key}`);
+        const gh = gateTensorsOf(withHeadsRemoved(base, [h]));
+        bleu = await greedyBleu(model, o.tokenizer, bleuPairs, gh, config);
+        disposeGateTensors(gh);
       }
-      stopIfRequested();
-      log(`ablation ${done}/${heads.length}: ${h.key}`);
-      const gh = gateTensorsOf(withHeadsRemoved(base, [h]));
-      const loss = await devLoss(model, encoded, gh, maxTokens);
-      const bleu = bleuPairs.length ? await greedyBleu(model, o.tokenizer, bleuPairs, gh, config) : null;
-      disposeGateTensors(gh);
-      ablation.set(h.key, { loss, bleu });
+      ablation.set(h.key, { loss: losses[i]!, bleu });
     }
   }
 
@@ -241,7 +250,8 @@ export async function analyzeHeads(o: AnalyzeOptions): Promise<HeadReport> {
     };
   }
   if (!freq) notes.push('no training-corpus frequencies: the rare-token role was not evaluated');
-  if (isAblation) notes.push(`ablation BLEU is greedy corpus BLEU on the first ${baseline?.bleuSentences ?? 0} analysed sentences; the loss uses all ${encoded.length}`);
+  if (isAblation && ablationMetric === 'bleu') notes.push(`ablation BLEU is greedy corpus BLEU on the first ${baseline?.bleuSentences ?? 0} analysed sentences; the loss uses all ${encoded.length}`);
+  if (isAblation && ablationMetric === 'loss') notes.push(`ablation measured the dev loss only (all ${encoded.length} analysed sentences); --ablation bleu adds greedy dev BLEU per head`);
 
   return {
     format: HEAD_REPORT_FORMAT,
@@ -267,7 +277,7 @@ export async function analyzeHeads(o: AnalyzeOptions): Promise<HeadReport> {
     settings: {
       maxTokensPerBatch: maxTokens,
       importance: { form: importanceForm, normalize: importanceNormalize, loss: labelSmoothing > 0 ? 'label-smoothed' : 'nll', labelSmoothing, sentences: imp.sentences, batches: imp.batches, queryTokens: imp.queryTokens },
-      ablation: { enabled: isAblation, decoding: 'greedy', bleuSentences: baseline?.bleuSentences ?? 0, lossSentences: isAblation ? encoded.length : 0 },
+      ablation: { enabled: isAblation, metric: ablationMetric, decoding: 'greedy', bleuSentences: baseline?.bleuSentences ?? 0, lossSentences: isAblation ? encoded.length : 0 },
       lrp: { enabled: isLrp, rule: lrpRule, sentences: isLrp ? lrpPairs.length : 0, steps: lrpSteps },
       roles: roleOptions,
       frequencies: freq ? { source: freq.source } : null,

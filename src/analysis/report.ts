@@ -14,6 +14,7 @@ import { OFFSET_RANGE, type OffsetHistogram } from './attention-stats.js';
 import type { HeadRoles, RelationBaseline, RoleOptions } from './roles.js';
 import type { RelevanceRule } from './lrp.js';
 import type { ImportanceForm, ImportanceNormalization } from './importance.js';
+import type { AblationMetric } from './batched-ablation.js';
 
 export const HEAD_REPORT_FORMAT = 'heads.head-report';
 export const HEAD_REPORT_VERSION = 1;
@@ -29,7 +30,7 @@ export const DEFINITIONS = {
   confidence: 'Voita et al. 2019 4: per non-pad query token, the largest attention weight over keys that are not </s>, not padding and (decoder self-attention) not in the future, not renormalised; averaged over those query tokens',
   entropy: 'per non-pad query token, -sum_k p_k ln p_k in nats over all keys (</s> included); averaged over query tokens',
   offsets: `share of query tokens whose argmax key (same key set as confidence) is at (key position - query position) = -${OFFSET_RANGE}..${OFFSET_RANGE}, or further ("other")`,
-  ablation: 'the head alone multiplied by 0 (on top of its test gate): dev loss (NLL per target token, all analysed sentences) and greedy corpus BLEU on the first bleuSentences sentences, minus the unablated values',
+  ablation: 'the head alone multiplied by 0 (on top of its test gate): dev loss (NLL per target token, all analysed sentences) and, with settings.ablation.metric bleu, greedy corpus BLEU on the first bleuSentences sentences, minus the unablated values',
   lrp: 'relevance of the top-1 logit per decoding step (reference prefix) to each head\'s gated context, summed over its positions and neurons, |R_h| normalised over the heads of its layer, averaged over steps; see settings.lrp.rule',
   rare: 'share of query tokens whose argmax key holds the rarest token (training-corpus frequency) among the candidate keys; ties all count; top2Rate: the argmax frequency is at most the second smallest; chanceRate: uniform random choice',
   positional: 'self-attention only: the largest share of query tokens whose argmax key is at one of the positional offsets',
@@ -87,7 +88,7 @@ export interface HeadReport {
   settings: {
     maxTokensPerBatch: number;
     importance: { form: ImportanceForm; normalize: ImportanceNormalization; loss: 'label-smoothed' | 'nll'; labelSmoothing: number; sentences: number; batches: number; queryTokens: Record<AttentionType, number> };
-    ablation: { enabled: boolean; decoding: 'greedy'; bleuSentences: number; lossSentences: number };
+    ablation: { enabled: boolean; metric: AblationMetric; decoding: 'greedy'; bleuSentences: number; lossSentences: number };
     lrp: { enabled: boolean; rule: RelevanceRule; sentences: number; steps: number };
     roles: RoleOptions;
     frequencies: { source: string } | null;

@@ -61,7 +61,7 @@ export function sampleReport(): HeadReport {
     settings: {
       maxTokensPerBatch: 100,
       importance: { form: 'example', normalize: 'layer', loss: 'nll', labelSmoothing: 0, sentences: 1, batches: 1, queryTokens: { 'enc-self': 3, 'dec-self': 3, 'dec-enc': 3 } },
-      ablation: { enabled: false, decoding: 'greedy', bleuSentences: 0, lossSentences: 0 },
+      ablation: { enabled: false, metric: 'loss', decoding: 'greedy', bleuSentences: 0, lossSentences: 0 },
       lrp: { enabled: false, rule: 'lrp', sentences: 0, steps: 0 },
       roles: { ...DEFAULT_ROLE_OPTIONS },
       frequencies: null,

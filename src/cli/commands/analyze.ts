@@ -22,6 +22,7 @@ import { ConfigError, DataError } from '../../util/errors.js';
 import { FOREIGN_TEXT_UNKNOWN_RATE, describeCoverage, unknownTokenRate } from '../../data/coverage.js';
 import { analyzeHeads, trainingFrequencies } from '../../analysis/analyze.js';
 import { readConllu } from '../../analysis/conllu.js';
+import { ABLATION_METRICS, type AblationMetric, DEFAULT_ABLATION_METRIC } from '../../analysis/batched-ablation.js';
 import { RELEVANCE_RULES, type RelevanceRule } from '../../analysis/lrp.js';
 import { type ImportanceForm, type ImportanceNormalization, importanceSettingProblems } from '../../analysis/importance.js';
 import { importanceFlag } from '../importance-flags.js';
@@ -43,7 +44,8 @@ interface Args {
   stacks?: string;
   'train-data'?: string;
   rare: boolean;
-  ablation: boolean;
+  /** 'loss' | 'bleu'; false with --no-ablation (true, from a direct call: the default metric) */
+  ablation: string | boolean;
   'bleu-sentences': number;
   lrp: boolean;
   'lrp-rule': RelevanceRule;
@@ -81,8 +83,8 @@ export function builder(y: Argv): Argv<Args> {
     .option('stacks', { type: 'string', describe: `attention types, comma-separated (default: all of ${ATTENTION_TYPES.join(', ')})` })
     .option('train-data', { type: 'string', describe: 'training corpus for token frequencies (default: the model config\'s train split)' })
     .option('rare', { type: 'boolean', default: true, describe: 'rare-token statistics (needs the training corpus); --no-rare skips them' })
-    .option('ablation', { type: 'boolean', default: true, describe: 'remove each head alone and measure dev loss and BLEU; --no-ablation skips it' })
-    .option('bleu-sentences', { ...intFlag('bleu-sentences', 0), default: 100, describe: 'greedy BLEU of ablations on the first N sentences' })
+    .option('ablation', { type: 'string', default: DEFAULT_ABLATION_METRIC, describe: 'remove each head alone and measure: loss (dev loss, many heads per forward pass; default) or bleu (also greedy dev BLEU per head, one translation of the BLEU sentences per head: much slower); --no-ablation skips it' })
+    .option('bleu-sentences', { ...intFlag('bleu-sentences', 0), default: 100, describe: 'with --ablation bleu: greedy BLEU of ablations on the first N sentences' })
     .option('lrp', { type: 'boolean', default: true, describe: 'LRP relevance of the top-1 logit; --no-lrp skips it' })
     .option('lrp-rule', { type: 'string', choices: RELEVANCE_RULES as RelevanceRule[], default: 'lrp' as RelevanceRule, describe: 'lrp: frozen attention weights and LayerNorm scales (Ali et al. 2022); gradient-x-input: plain' })
     .option('lrp-sentences', { ...intFlag('lrp-sentences', 0), default: 200, describe: 'LRP on the first N sentences (one backward pass per target position)' })
@@ -103,6 +105,13 @@ export function builder(y: Argv): Argv<Args> {
     .example('$0 analyze runs/20261124-072730-quickstart-quickstart', 'analyse the quickstart model on its dev split')
     .example('$0 analyze runs/x --data ../shared/data/ddtp/en-de/valid -n 500 --conllu valid.en.conllu', 'with syntactic heads')
     .strict() as unknown as Argv<Args>;
+}
+
+/** The ablation metric of `--ablation` (checked: loss or bleu; ConfigError otherwise). */
+function ablationMetricOf(value: string | boolean): AblationMetric {
+  if (value === true || value === false || value === '') return DEFAULT_ABLATION_METRIC;
+  if (!(ABLATION_METRICS as readonly string[]).includes(value)) throw new ConfigError([`--ablation: expected ${ABLATION_METRICS.join(' or ')} (or --no-ablation), got "${value}"`]);
+  return value as AblationMetric;
 }
 
 function parseStacks(text: string | undefined): AttentionType[] | undefined {
@@ -197,7 +206,8 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
   await runHandler(async () => {
     // a flag the chosen switches would ignore is refused, not dropped
     refuseIgnoredFlags([
-      ...ignoredIn(!args.ablation, 'not with --no-ablation (no ablation BLEU is computed)', ['bleu-sentences']),
+      ...ignoredIn(args.ablation === false, 'not with --no-ablation (no ablation BLEU is computed)', ['bleu-sentences']),
+      ...ignoredIn(args.ablation !== false && ablationMetricOf(args.ablation) !== 'bleu', 'only with --ablation bleu (the loss ablation computes no BLEU)', ['bleu-sentences']),
       ...ignoredIn(!args.lrp, 'not with --no-lrp', ['lrp-rule', 'lrp-sentences']),
       ...ignoredIn(!args.rare, 'not with --no-rare (no rare-token statistics)', ['train-data', 'rare-threshold', 'rare-min-rank']),
       ...ignoredIn(!args.figures, 'not with --no-figures (no attention maps are drawn)', ['attention-sentences', 'heads', 'html-per-score']),
@@ -253,7 +263,7 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
         maxTokensPerBatch: args['max-tokens'],
         labelSmoothing: args['label-smoothing'],
         importance: { form: args['importance-form'] as ImportanceForm | undefined, normalize: args['importance-normalize'] as ImportanceNormalization | undefined },
-        ablation: { enabled: args.ablation, bleuSentences: args['bleu-sentences'] },
+        ablation: { enabled: args.ablation !== false, metric: ablationMetricOf(args.ablation), bleuSentences: args['bleu-sentences'] },
         lrp: { enabled: args.lrp, rule: args['lrp-rule'], sentences: args['lrp-sentences'] },
         roles: {
           positionalMinFraction: args['positional-threshold'],

@@ -1,0 +1,110 @@
+/**
+ * Single-head ablation losses, many heads per forward pass. The attention takes a gate per sentence
+ * ([B, h] per layer, model/attention.ts), so a batch of B dev sentences is replicated K times and replica
+ * k gets the test-time multipliers with head k multiplied by 0: one forward of K*B rows gives the dev
+ * loss of K ablations. Each row is scored on its own (attention, layer norm and the loss stay within a
+ * sentence), so the numbers are the ones `devLoss` gives with that one head removed, up to float
+ * summation order (tested against it, head by head).
+ *
+ * K is bounded so that a pass holds at most `maxLogits` logits (K * B * tgtLen * vocab floats; the
+ * output layer is the largest tensor) and at most `masksPerPass` replicas.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { ATTENTION_TYPES, type AttentionType } from '../config/head-id.js';
+import type { GateTensors, Transformer } from '../model/transformer.js';
+import { type Batch, type EncodedPair, makeBatch, planEvalBatches } from '../data/batches.js';
+import type { PerHead } from './head-layout.js';
+
+/** What a single-head ablation measures: the dev loss only (default; batched), or the loss and greedy dev BLEU. */
+export const ABLATION_METRICS = ['loss', 'bleu'] as const;
+export type AblationMetric = (typeof ABLATION_METRICS)[number];
+export const DEFAULT_ABLATION_METRIC: AblationMetric = 'loss';
+
+export interface AblatedHead {
+  stack: AttentionType;
+  layer: number;
+  position: number;
+}
+
+export interface BatchedAblationOptions {
+  maxTokensPerBatch: number;
+  /** most replicas (ablated heads) in one forward pass (default 16) */
+  masksPerPass?: number;
+  /** most logits in one pass (default 2^25 floats, 128 MB) */
+  maxLogits?: number;
+  /** after every forward pass: passes done, passes planned (a stop point for the caller) */
+  onPass?: (done: number, total: number) => void;
+}
+
+export const DEFAULT_MASKS_PER_PASS = 16;
+export const DEFAULT_MAX_LOGITS = 2 ** 25;
+
+/** How many replicas of batch `b` fit one pass. */
+function replicasFor(b: Batch, vocab: number, heads: number, o: BatchedAblationOptions): number {
+  const perReplica = b.batchSize * b.tgtLen * vocab;
+  const byMemory = Math.floor((o.maxLogits ?? DEFAULT_MAX_LOGITS) / perReplica);
+  return Math.max(1, Math.min(heads, o.masksPerPass ?? DEFAULT_MASKS_PER_PASS, byMemory));
+}
+
+/** Per-row gates [K*B, h] for the layers touched by `chunk` or gated in `base` (null: all ones). */
+function replicaGates(model: Transformer, base: PerHead, chunk: readonly AblatedHead[], rows: number): GateTensors {
+  const out: Partial<Record<AttentionType, Array<tf.Tensor | null>>> = {};
+  for (const stack of ATTENTION_TYPES) {
+    out[stack] = model.shape[stack].map((h, l) => {
+      const vals = base[stack][l] ?? [];
+      const isTouched = chunk.some((c) => c.stack === stack && c.layer === l);
+      if (!h || (!isTouched && vals.every((v) => v === 1))) return null;
+      if (!isTouched) return tf.tensor1d(vals);
+      const data = new Float32Array(chunk.length * rows * h);
+      chunk.forEach((c, k) => {
+        for (let r = 0; r < rows; r++) {
+          const o = (k * rows + r) * h;
+          for (let j = 0; j < h; j++) data[o + j] = c.stack === stack && c.layer === l && c.position === j ? 0 : vals[j]!;
+        }
+      });
+      return tf.tensor2d(data, [chunk.length * rows, h]);
+    });
+  }
+  return out;
+}
+
+/** NLL summed over each replica's non-pad target tokens: [K]. */
+function replicaNll(model: Transformer, b: Batch, k: number, gates: GateTensors): tf.Tensor1D {
+  return tf.tidy(() => {
+    const tile = (ids: Int32Array | number[], len: number) => tf.tensor2d(ids, [b.batchSize, len], 'int32').tile([k, 1]) as tf.Tensor2D;
+    const src = tile(b.src, b.srcLen);
+    const tgtIn = tile(b.tgtIn, b.tgtLen);
+    const tgtOut = tile(b.tgtOut, b.tgtLen).reshape([-1]);
+    const logits = model.forward(src, tgtIn, { isTraining: false, gates }) as tf.Tensor2D;
+    const [N, V] = logits.shape;
+    const idx = tf.range(0, N, 1, 'int32').mul(tf.scalar(V, 'int32')).add(tgtOut);
+    const nll = tf.logSumExp(logits, 1).sub(tf.gather(logits.reshape([-1]), idx)).mul(tgtOut.notEqual(0).cast('float32'));
+    return nll.reshape([k, -1]).sum(1) as tf.Tensor1D;
+  });
+}
+
+/** Dev loss (NLL per non-pad target token, as `devLoss`) with each head of `heads` removed alone, in order. */
+export async function batchedAblationLosses(model: Transformer, pairs: readonly EncodedPair[], base: PerHead, heads: readonly AblatedHead[], o: BatchedAblationOptions): Promise<number[]> {
+  const nll = new Float64Array(heads.length);
+  let tokens = 0;
+  const batches = planEvalBatches(pairs, o.maxTokensPerBatch).map((idx) => makeBatch(pairs, idx));
+  const V = model.vocabSize;
+  const chunksOf = (b: Batch) => Math.ceil(heads.length / replicasFor(b, V, heads.length, o));
+  const total = batches.reduce((a, b) => a + chunksOf(b), 0);
+  let done = 0;
+  for (const b of batches) {
+    tokens += b.tgtTokens;
+    const k = replicasFor(b, V, heads.length, o);
+    for (let start = 0; start < heads.length; start += k) {
+      const chunk = heads.slice(start, start + k);
+      const gates = replicaGates(model, base, chunk, b.batchSize);
+      const sums = replicaNll(model, b, chunk.length, gates);
+      const data = await sums.data();
+      sums.dispose();
+      for (const t of Object.values(gates)) for (const g of t ?? []) g?.dispose();
+      chunk.forEach((_, i) => (nll[start + i]! += data[i]!));
+      o.onPass?.(++done, total);
+    }
+  }
+  return Array.from(nll, (s) => (tokens ? s / tokens : 0));
+}
