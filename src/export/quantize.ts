@@ -14,9 +14,8 @@
  * embeddings [V, d] -> axis 0 (one scale per token, which is the output channel of the tied logits);
  * PyTorch tensors [out, in] -> axis 0 (scale [out, 1]).
  */
-import type { NamedArrays } from '../train/checkpoint.js';
 import { CheckpointError } from '../util/errors.js';
-import type { SafeTensor } from './safetensors.js';
+import type { NamedArrays, SafeTensor } from './safetensors.js';
 
 export const INT8_QMAX = 127;
 

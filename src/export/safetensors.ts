@@ -28,6 +28,9 @@ import { endianness } from 'node:os';
 import { CheckpointError } from '../util/errors.js';
 import { type Digest, writeFileAtomic } from '../util/fs.js';
 
+/** Float32 tensors by name, row-major: what a model, an optimizer or a checkpoint file holds in memory. */
+export type NamedArrays = Record<string, { shape: number[]; data: Float32Array }>;
+
 export type SafetensorsDtype = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'U64' | 'I32' | 'U32' | 'I16' | 'U16' | 'I8' | 'U8' | 'BOOL';
 
 export type SafetensorsData =

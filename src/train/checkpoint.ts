@@ -15,11 +15,11 @@ import { accessSync, constants, existsSync, readdirSync, readFileSync, rmSync } 
 import { join } from 'node:path';
 import { CheckpointError, isHeadsError } from '../util/errors.js';
 import { fileSystemError, removeQuietly, removeStaleTempFiles, statOrNull, verifyFile, writeJsonAtomic } from '../util/fs.js';
-import { type SafeTensor, readSafetensors, writeSafetensors } from '../export/safetensors.js';
+import { type NamedArrays, type SafeTensor, readSafetensors, writeSafetensors } from '../export/safetensors.js';
 import { dequantizeTensors } from '../export/quantize.js';
 import type { ResolvedConfig } from '../config/schema.js';
 
-export type NamedArrays = Record<string, { shape: number[]; data: Float32Array }>;
+export type { NamedArrays };
 
 export interface DataPosition {
   epoch: number;

@@ -20,8 +20,7 @@ import type { Transformer, GateTensors, WeightView } from '../../model/transform
 import type { Batch } from '../../data/batches.js';
 import { deriveSeed } from '../../util/random.js';
 import { labelSmoothedCrossEntropySum, targetWeights } from '../objective.js';
-import { guardWasmHeap } from '../trainer.js';
-import { sliceBatchRows } from '../memory-split.js';
+import { guardWasmHeap, sliceBatchRows } from '../memory-split.js';
 import { type RoutingCounts, type RoutingRecord, addRoutingCounts } from '../../model/moe.js';
 
 /** What a micro-batch gradient needs from the gates: sampling only (the penalty is added by the caller). */
