@@ -1,4 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadSpec } from '../experiments/spec.js';
+import { ConfigError } from '../util/errors.js';
 import { BpeTokenizer } from '../data/tokenizer.js';
 import type { SentencePair } from '../data/corpus.js';
 import { createTransformer } from '../model/transformer.js';
@@ -100,5 +105,31 @@ describe('analyzeHeads ablation metrics', () => {
     } finally {
       model.dispose();
     }
+  });
+});
+
+describe('ablation on analyze stages of an experiment spec', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'heads-ablation-spec-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const spec = (file: string, stage: string) => {
+    const p = join(dir, `${file}.yaml`);
+    writeFileSync(p, `name: ${file}\nset: { data.synthetic.task: reverse }\nstages:\n  b: { kind: train }\n  an: { kind: analyze, of: b${stage} }\n`);
+    return p;
+  };
+
+  it('takes loss or bleu, leaves it out by default, and refuses anything else in one line naming the file and key', () => {
+    expect(loadSpec(spec('bleu', ', ablation: bleu')).stages['an']).toMatchObject({ ablation: 'bleu' });
+    expect(loadSpec(spec('plain', '')).stages['an']).not.toHaveProperty('ablation');
+    const p = spec('bad', ', ablation: perplexity');
+    let problems: string[] = [];
+    try {
+      loadSpec(p);
+    } catch (e) {
+      expect(e).toBeInstanceOf(ConfigError);
+      problems = (e as ConfigError).problems;
+    }
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toContain(p);
+    expect(problems[0]).toMatch(/stages\.an\.ablation.*"perplexity"/);
   });
 });

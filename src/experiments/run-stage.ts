@@ -156,7 +156,7 @@ async function runLocked(s: ResolvedStage, o: { progress: ProgressLine; isStopRe
     const f = trainingFrequencies(loaded.tokenizer, corpora.train);
     let report: HeadReport;
     try {
-      report = await analyzeHeads({ frequencies: { src: f.src, tgt: f.tgt, source: corpora.sources.train }, model: loaded.model, gates: loaded.gates, tokenizer: loaded.tokenizer, config: cfg, source: { runPath: loaded.runPath, checkpoint: loaded.checkpoint.path, step: loaded.checkpoint.state.step }, split: { name: 'dev', source: corpora.sources.valid, pairs }, importance: { form: st.importanceForm, normalize: st.importanceNormalize }, onProgress: (m) => o.progress.log(m), isStopRequested: o.isStopRequested });
+      report = await analyzeHeads({ frequencies: { src: f.src, tgt: f.tgt, source: corpora.sources.train }, model: loaded.model, gates: loaded.gates, tokenizer: loaded.tokenizer, config: cfg, source: { runPath: loaded.runPath, checkpoint: loaded.checkpoint.path, step: loaded.checkpoint.state.step }, split: { name: 'dev', source: corpora.sources.valid, pairs }, importance: { form: st.importanceForm, normalize: st.importanceNormalize }, ablation: { metric: st.ablation }, onProgress: (m) => o.progress.log(m), isStopRequested: o.isStopRequested });
     } catch (e) {
       if (!(e instanceof AnalysisStopped)) throw e;
       o.progress.log(e.message);

@@ -23,6 +23,7 @@ import { dirname, resolve } from 'node:path';
 import { ConfigError } from '../util/errors.js';
 import { describeIssues } from '../config/load.js';
 import { DEFAULT_IMPORTANCE, IMPORTANCE_FORMS, IMPORTANCE_NORMALIZATIONS } from '../analysis/importance.js';
+import { ABLATION_METRICS } from '../analysis/batched-ablation.js';
 
 const scalar = z.union([z.string(), z.number(), z.boolean(), z.null()]);
 const setMap = z.record(z.string(), z.unknown());
@@ -75,7 +76,8 @@ const PruneStage = z.strictObject({
   maskHeads: z.number().int().nonnegative().optional(),
   ...importanceSettings,
 });
-const AnalyzeStage = z.strictObject({ kind: z.literal('analyze'), ...common, of: z.string(), sentences: z.number().int().positive().optional(), ...importanceSettings });
+// ablation: what single-head ablation measures (default loss, batched; bleu adds greedy dev BLEU per head)
+const AnalyzeStage = z.strictObject({ kind: z.literal('analyze'), ...common, of: z.string(), sentences: z.number().int().positive().optional(), ...importanceSettings, ablation: z.enum(ABLATION_METRICS).optional() });
 const fraction = z.number('expected a fraction in [0, 1) (e.g. 0.5)').min(0, 'expected a fraction in [0, 1) (e.g. 0.5)').lt(1, 'expected a fraction in [0, 1) (e.g. 0.5)');
 /**
  * `heads export` as a stage, then measured: test BLEU of the exported model (as `heads translate` loads
