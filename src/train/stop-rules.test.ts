@@ -4,18 +4,18 @@
  * kept best checkpoint, the restored best weights, and a killed-and-resumed run making the same stop),
  * the same through runTraining (results.json, best.json, loadModel), and gates.settle.
  */
-import { mkdtempSync, existsSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../config/load.js';
-import { ConfigError } from '../util/errors.js';
+import { CheckpointError, ConfigError } from '../util/errors.js';
 import { createTransformer } from '../model/transformer.js';
 import { HeadGates } from '../gates/head-gates.js';
 import { Rng } from '../util/random.js';
 import { RunFolder } from '../util/run-folder.js';
 import { EarlyStopping } from './early-stopping.js';
 import { Trainer } from './trainer.js';
-import { findLatestValidCheckpoint, readCheckpoint } from './checkpoint.js';
+import { findLatestValidCheckpoint, findModelCheckpoint, readCheckpoint } from './checkpoint.js';
 import { loadModel } from './load-model.js';
 import { runTraining } from './run-training.js';
 import { ProgressLine } from './progress.js';
@@ -183,6 +183,19 @@ describe('early stopping in the trainer', () => {
     expect(fig.data.filter((t) => t.name?.startsWith('early stop')).map((t) => t.x)).toEqual([[9]]);
     expect(fig.layout.title).toMatchObject({ text: expect.stringContaining('best step 3, early stop at 9') });
   }, 60_000);
+});
+
+describe('checkpoints/best.json', () => {
+  it('a damaged pointer is refused with its path, never silently replaced by the newest checkpoint', () => {
+    const run = mkdtempSync(join(root, 'pointer-'));
+    mkdirSync(join(run, 'checkpoints'));
+    writeFileSync(join(run, 'checkpoints', 'best.json'), '{"step": 3, "dir": "step-000');
+    expect(() => findModelCheckpoint(run)).toThrow(new RegExp(`${join(run, 'checkpoints', 'best.json')}: corrupt`));
+    writeFileSync(join(run, 'checkpoints', 'best.json'), '{"step": 3, "dir": "../elsewhere"}');
+    expect(() => findModelCheckpoint(run)).toThrow(/best\.json: expected \{ "dir": "step-N" \}, found "\.\.\/elsewhere"/);
+    writeFileSync(join(run, 'checkpoints', 'best.json'), '{"step": 3, "dir": "step-0000003"}');
+    expect(() => findModelCheckpoint(run)).toThrow(CheckpointError);
+  });
 });
 
 describe('gates.settle', () => {
