@@ -9,9 +9,8 @@ import type { ResolvedConfig } from '../config/schema.js';
 import type { GateTensors, Transformer } from '../model/transformer.js';
 import { type EncodedPair, makeBatch, planEvalBatches } from '../data/batches.js';
 import type { SentencePair } from '../data/corpus.js';
-import type { BpeTokenizer } from '../data/tokenizer.js';
 import { nllSum, targetWeights } from '../train/objective.js';
-import { translateSentences } from '../eval/translate.js';
+import { type TextCodec, translateSentences } from '../eval/translate.js';
 import { corpusBleu } from '../eval/bleu.js';
 import { batchTensors } from './importance.js';
 
@@ -34,7 +33,7 @@ export async function devLoss(model: Transformer, pairs: readonly EncodedPair[],
 }
 
 /** Corpus BLEU of greedy translations of `pairs` (all of them: slice before calling). */
-export async function greedyBleu(model: Transformer, tokenizer: BpeTokenizer, pairs: readonly SentencePair[], gates: GateTensors | undefined, config: ResolvedConfig): Promise<number> {
+export async function greedyBleu(model: Transformer, tokenizer: TextCodec, pairs: readonly SentencePair[], gates: GateTensors | undefined, config: ResolvedConfig): Promise<number> {
   if (!pairs.length) return 0;
   const { outputs } = await translateSentences(model, tokenizer, pairs.map((p) => p.src), { ...config.eval, beamSize: 1, gates });
   return corpusBleu(outputs, [pairs.map((p) => p.tgt)]).score;
