@@ -89,6 +89,19 @@ describe('estimateHeadRelevance', () => {
     expect(r.relevance['enc-self'].flat().every((v) => v === 0)).toBe(true);
   });
 
+  it.each(['lrp', 'gradient-x-input'] as const)('each step on its sentences and target prefix gives what the whole batch and target gave (%s)', async (rule) => {
+    // sentences of different lengths in one batch (padding, rows that end early), a half-open and a closed gate
+    const mixed = randomPairs(V, [[6, 2], [2, 7], [4, 4], [7, 5], [3, 1]], 21);
+    const base = fillPerHead(layout, (s, l, j) => (s === 'enc-self' && l === 0 && j === 1 ? 0.4 : s === 'dec-enc' && l === 1 && j === 0 ? 0 : 1));
+    const o = { stacks: ALL, rule, maxTokensPerBatch: 64 };
+    const now = await estimateHeadRelevance(model, layout, mixed, base, o);
+    const before = await estimateHeadRelevance(model, layout, mixed, base, { ...o, legacy: true });
+    expect(now.steps).toBe(before.steps);
+    for (const stack of ALL) expect(maxAbsDiff(now.relevance[stack].flat(), before.relevance[stack].flat())).toBeLessThan(1e-5);
+    // not all alike: the comparison is between informative numbers
+    expect(Math.max(...now.relevance['enc-self'].flat()) - Math.min(...now.relevance['enc-self'].flat())).toBeGreaterThan(0.01);
+  });
+
   it('does not leak tensors', async () => {
     const o = { stacks: ALL, rule: 'lrp' as const, maxTokensPerBatch: 12 };
     await estimateHeadRelevance(model, layout, pairs.slice(0, 2), ones, o);

@@ -25,6 +25,12 @@
  * layer has relevance 0, e.g. all gates closed, are skipped), and so does their average. A closed gate
  * gives x = 0, hence R_h = 0 exactly. Sentences of a batch are independent, so one backward pass per
  * target position serves the whole batch (the logit of sentence b only depends on sentence b).
+ *
+ * What step t's pass computes: the logit at position t depends on the target prefix 0..t only (causal
+ * self-attention; everything else is per position), so the pass takes the sentences that have a real
+ * token at t, their target prefix of length t + 1, and the output layer at position t alone. The values
+ * are those of the whole batch and target (`legacy: true` computes it that way; tested equal): the
+ * decoder's share of the work falls by about half and the output layer's by the target length.
  */
 import * as tf from '@tensorflow/tfjs';
 import { ATTENTION_TYPES, type AttentionType } from '../config/head-id.js';
@@ -70,7 +76,7 @@ function attentionWith(p: AttentionParams, xq: tf.Tensor, xkv: tf.Tensor, bias: 
  * The model's teacher-forced eval-mode forward (logits [B*T, V]), rebuilt from its parameters so that
  * rule 'lrp' can freeze attention weights and LayerNorm scales. Its values equal `model.forward` (tested).
  */
-export function relevanceForward(model: Transformer, src: tf.Tensor2D, tgtIn: tf.Tensor2D, gates: GateTensors | undefined, rule: RelevanceRule): tf.Tensor2D {
+export function relevanceForward(model: Transformer, src: tf.Tensor2D, tgtIn: tf.Tensor2D, gates: GateTensors | undefined, rule: RelevanceRule, atPosition?: number): tf.Tensor2D {
   const c = model.config;
   const isFrozen = rule === 'lrp';
   const ctx = ForwardContext.eval();
@@ -101,7 +107,8 @@ export function relevanceForward(model: Transformer, src: tf.Tensor2D, tgtIn: tf
     y = residual(y, `dec.${l}.ln3`, (h) => ffn(h, `dec.${l}.ffn`));
   }
   if (c.norm === 'pre') y = norm(y, 'dec.ln');
-  return model.logits(y);
+  // atPosition: the logits of that target position only, [B, V]
+  return model.logits(atPosition === undefined ? y : y.slice([0, atPosition, 0], [-1, 1, -1]));
 }
 
 export interface RelevanceOptions {
@@ -109,6 +116,8 @@ export interface RelevanceOptions {
   rule: RelevanceRule;
   maxTokensPerBatch: number;
   onBatch?: (done: number, total: number) => void;
+  /** every step on the whole batch and target (the computation before the prefix passes; for the bench and tests) */
+  legacy?: boolean;
 }
 
 export interface HeadRelevance {
@@ -116,6 +125,22 @@ export interface HeadRelevance {
   relevance: PerHead;
   /** decoding steps (target tokens) averaged over */
   steps: number;
+}
+
+/** One step on the whole batch and target: R[b, h] for every row of the batch (rows without a token at t are not read). */
+function legacyStep(model: Transformer, base: PerHead, layers: ReturnType<typeof maskedLayers>, b: ReturnType<typeof makeBatch>, src: tf.Tensor2D, tgtIn: tf.Tensor2D, idx: number[], rule: RelevanceRule): tf.Tensor {
+  return tf.tidy(() => {
+    const flatIdx = tf.tensor1d(idx, 'int32');
+    const xis = layers.map((m) => tf.ones([b.batchSize, m.heads, m.stack === 'enc-self' ? b.srcLen : b.tgtLen]));
+    const f = (...xs: tf.Tensor[]) => {
+      const logits = relevanceForward(model, src, tgtIn, gatesWithTokenMasks(model, base, layers, xs), rule);
+      return tf.gather(logits.reshape([-1]), flatIdx).sum() as tf.Scalar;
+    };
+    const grads = tf.grads(f)(xis);
+    // R[b, h] = sum over positions of d logit / d xi; padded positions never reach a real logit
+    // (their attention weight as keys is exactly 0, and causality hides later target positions)
+    return tf.concat(grads.map((g) => g.sum(2)), 1); // [B, sum of heads]
+  });
 }
 
 /** Per-step head relevance of the top-1 logit, averaged over every target position of `pairs`. */
@@ -143,18 +168,21 @@ export async function estimateHeadRelevance(model: Transformer, layout: HeadLayo
       if (!rows.length) continue;
       steps += rows.length;
       if (!layers.length) continue;
-      const idx = rows.map((r) => (r * T + t) * V + top1[r * T + t]!);
-      const packed = tf.tidy(() => {
-        const flatIdx = tf.tensor1d(idx, 'int32');
-        const xis = layers.map((m) => tf.ones([b.batchSize, m.heads, m.stack === 'enc-self' ? b.srcLen : b.tgtLen]));
+      const packed = o.legacy ? legacyStep(model, base, layers, b, src, tgtIn, rows.map((r) => (r * T + t) * V + top1[r * T + t]!), o.rule) : tf.tidy(() => {
+        // the rows with a token at t, their target prefix 0..t, the logits at t
+        const rowIdx = tf.tensor1d(rows, 'int32');
+        const subSrc = tf.gather(src, rowIdx);
+        const subTgt = tf.gather(tgtIn, rowIdx).slice([0, 0], [-1, t + 1]) as tf.Tensor2D;
+        const flatIdx = tf.tensor1d(rows.map((r, i) => i * V + top1[r * T + t]!), 'int32');
+        const xis = layers.map((m) => tf.ones([rows.length, m.heads, m.stack === 'enc-self' ? b.srcLen : t + 1]));
         const f = (...xs: tf.Tensor[]) => {
-          const logits = relevanceForward(model, src, tgtIn, gatesWithTokenMasks(model, base, layers, xs), o.rule);
+          const logits = relevanceForward(model, subSrc as tf.Tensor2D, subTgt, gatesWithTokenMasks(model, base, layers, xs), o.rule, t);
           return tf.gather(logits.reshape([-1]), flatIdx).sum() as tf.Scalar;
         };
         const grads = tf.grads(f)(xis);
-        // R[b, h] = sum over positions of d logit / d xi; padded positions never reach a real logit
-        // (their attention weight as keys is exactly 0, and causality hides later target positions)
-        return tf.concat(grads.map((g) => g.sum(2)), 1); // [B, sum of heads]
+        // R[row, h] = sum over positions of d logit / d xi (see legacyStep), scattered back to batch rows
+        const sums = tf.concat(grads.map((g) => g.sum(2)), 1); // [rows, sum of heads]
+        return tf.scatterND(rowIdx.expandDims(1), sums, [b.batchSize, sums.shape[1]!]);
       });
       const data = await packed.data();
       packed.dispose();
