@@ -30,7 +30,7 @@ export const describe = 'Translate sentences (stdin or --input) with a trained m
 export function builder(y: Argv): Argv<Args> {
   return y
     .option('model', { alias: 'm', type: 'string', demandOption: true, describe: 'run folder or checkpoint folder' })
-    .option('input', { alias: 'i', type: 'string', describe: 'source file, one sentence per line (default: stdin)' })
+    .option('input', { alias: 'i', type: 'string', describe: 'source file, one sentence per line, UTF-8 (default: stdin); blank lines stay blank, empty input is refused' })
     .option('output', { alias: 'o', type: 'string', describe: 'write translations here (default: stdout)' })
     .option('beam', { ...intFlag('beam', 1, MAX_BEAM_SIZE), describe: 'beam size (1 = greedy; default: the model config)' })
     .option('length-penalty', { ...numFlag('length-penalty', { min: 0 }), describe: 'GNMT length penalty alpha' })
@@ -40,14 +40,14 @@ export function builder(y: Argv): Argv<Args> {
 
 export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
   await runHandler(async () => {
-    // the input and the output path are checked before the model loads: a bad one costs nothing
+    // the output path is checked before anything loads, the input before any sentence is translated
     if (args.output) checkOutputFile(args.output, '--output');
     if (!existsSync(args.model)) throw new CheckpointError(`${args.model}: no such run or checkpoint folder (--model)`);
-    const source = args.input ?? 'stdin';
-    const lines = sourceLines(args.input ? readTextFile(args.input, 'source file') : decodeStdin(readFileSync(0)), source);
     await startBackend(args.backend);
     const { model, tokenizer, gates, config, checkpoint } = loadModel(args.model, (m) => console.error(`warning: ${m}`));
     console.error(`model: ${checkpoint.path} (step ${checkpoint.state.step})`);
+    const source = args.input ?? 'stdin';
+    const lines = sourceLines(args.input ? readTextFile(args.input, 'source file') : decodeStdin(readFileSync(0)), source);
     warnAboutSource(lines, source, model.config.maxPositions, tokenizer);
     // blank lines stay blank in the output (a model would invent a sentence for them)
     const todo = lines.flatMap((l, i) => (l.trim() === '' ? [] : [i]));
