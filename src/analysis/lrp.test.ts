@@ -89,13 +89,20 @@ describe('estimateHeadRelevance', () => {
     expect(r.relevance['enc-self'].flat().every((v) => v === 0)).toBe(true);
   });
 
-  it.each(['lrp', 'gradient-x-input'] as const)('each step on its sentences and target prefix gives what the whole batch and target gave (%s)', async (rule) => {
+  it.each([
+    ['lrp', 'one linear pass per layer', 'pre', {}],
+    ['lrp', 'one linear pass per layer', 'post', {}],
+    ['lrp', 'a backward pass per step on its prefix', 'pre', { perStep: true }],
+    ['gradient-x-input', 'a backward pass per step on its prefix', 'post', {}],
+  ] as const)('rule %s, %s, gives what a backward pass per step on the whole batch gave (%s-norm)', async (rule, _how, norm, extra) => {
+    const m = norm === 'pre' ? model : tinyModel(V, { norm: 'post' }, 8);
     // sentences of different lengths in one batch (padding, rows that end early), a half-open and a closed gate
     const mixed = randomPairs(V, [[6, 2], [2, 7], [4, 4], [7, 5], [3, 1]], 21);
     const base = fillPerHead(layout, (s, l, j) => (s === 'enc-self' && l === 0 && j === 1 ? 0.4 : s === 'dec-enc' && l === 1 && j === 0 ? 0 : 1));
     const o = { stacks: ALL, rule, maxTokensPerBatch: 64 };
-    const now = await estimateHeadRelevance(model, layout, mixed, base, o);
-    const before = await estimateHeadRelevance(model, layout, mixed, base, { ...o, legacy: true });
+    const now = await estimateHeadRelevance(m, layout, mixed, base, { ...o, ...extra });
+    const before = await estimateHeadRelevance(m, layout, mixed, base, { ...o, legacy: true });
+    if (m !== model) m.dispose();
     expect(now.steps).toBe(before.steps);
     for (const stack of ALL) expect(maxAbsDiff(now.relevance[stack].flat(), before.relevance[stack].flat())).toBeLessThan(1e-5);
     // not all alike: the comparison is between informative numbers

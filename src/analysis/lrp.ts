@@ -40,6 +40,7 @@ import { ForwardContext, causalBias, feedForward, linear, paddingBias } from '..
 import { type EncodedPair, makeBatch, planEvalBatches } from '../data/batches.js';
 import { type HeadLayout, type PerHead, fillPerHead } from './head-layout.js';
 import { batchTensors, gatesWithTokenMasks, maskedLayers } from './importance.js';
+import { tangentRelevance } from './lrp-tangent.js';
 
 export type RelevanceRule = 'lrp' | 'gradient-x-input';
 export const RELEVANCE_RULES: readonly RelevanceRule[] = ['lrp', 'gradient-x-input'];
@@ -118,6 +119,8 @@ export interface RelevanceOptions {
   onBatch?: (done: number, total: number) => void;
   /** every step on the whole batch and target (the computation before the prefix passes; for the bench and tests) */
   legacy?: boolean;
+  /** rule 'lrp': one backward pass per step on its prefix (as for gradient-x-input), not the linear pass of lrp-tangent.ts */
+  perStep?: boolean;
 }
 
 export interface HeadRelevance {
@@ -149,12 +152,45 @@ export async function estimateHeadRelevance(model: Transformer, layout: HeadLayo
   const sums = fillPerHead(layout, () => 0);
   const counts = new Map<string, number>();
   let steps = 0;
+  /** one step's R_h of every masked layer, from data[offset..]: |R_h| / sum over the layer, layers with no relevance skipped */
+  const addStep = (data: ArrayLike<number>, offset: number) => {
+    let o2 = offset;
+    for (const m of layers) {
+      let total = 0;
+      for (let j = 0; j < m.heads; j++) total += Math.abs(data[o2 + j]!);
+      if (total > 0) {
+        for (let j = 0; j < m.heads; j++) sums[m.stack][m.layer]![j]! += Math.abs(data[o2 + j]!) / total;
+        const key = `${m.stack}.${m.layer}`;
+        counts.set(key, (counts.get(key) ?? 0) + 1);
+      }
+      o2 += m.heads;
+    }
+  };
   const plan = planEvalBatches(pairs, o.maxTokensPerBatch);
   for (let bi = 0; bi < plan.length; bi++) {
     const b = makeBatch(pairs, plan[bi]!);
     const { src, tgtIn, tgtOut } = batchTensors(b);
     const V = model.vocabSize;
     const T = b.tgtLen;
+    if (o.rule === 'lrp' && !o.legacy && !o.perStep) {
+      // every position at once: one forward pass and one linear pass per gated layer (lrp-tangent.ts)
+      const width = layers.reduce((acc, m) => acc + m.heads, 0);
+      let data: Float32Array | null = null;
+      if (layers.length) {
+        const r = tangentRelevance(model, src, tgtIn, base, layers);
+        data = (await r.relevance.data()) as Float32Array;
+        tf.dispose([r.relevance, r.top1]);
+      }
+      for (let r = 0; r < b.batchSize; r++)
+        for (let t = 0; t < T; t++) {
+          if (b.tgtOut[r * T + t] === 0) continue;
+          steps++;
+          if (data) addStep(data, (r * T + t) * width);
+        }
+      tf.dispose([src, tgtIn, tgtOut]);
+      o.onBatch?.(bi + 1, plan.length);
+      continue;
+    }
     // the model's top-1 prediction at every position (values are the same under both rules)
     const top1T = tf.tidy(() => {
       const g = gatesWithTokenMasks(model, base, [], []);
@@ -187,19 +223,7 @@ export async function estimateHeadRelevance(model: Transformer, layout: HeadLayo
       const data = await packed.data();
       packed.dispose();
       const width = layers.reduce((a, m) => a + m.heads, 0);
-      for (const r of rows) {
-        let o2 = r * width;
-        for (const m of layers) {
-          let total = 0;
-          for (let j = 0; j < m.heads; j++) total += Math.abs(data[o2 + j]!);
-          if (total > 0) {
-            for (let j = 0; j < m.heads; j++) sums[m.stack][m.layer]![j]! += Math.abs(data[o2 + j]!) / total;
-            const key = `${m.stack}.${m.layer}`;
-            counts.set(key, (counts.get(key) ?? 0) + 1);
-          }
-          o2 += m.heads;
-        }
-      }
+      for (const r of rows) addStep(data, r * width);
     }
     tf.dispose([src, tgtIn, tgtOut]);
     o.onBatch?.(bi + 1, plan.length);

@@ -87,7 +87,7 @@ export function builder(y: Argv): Argv<Args> {
     .option('bleu-sentences', { ...intFlag('bleu-sentences', 0), default: 100, describe: 'with --ablation bleu: greedy BLEU of ablations on the first N sentences' })
     .option('lrp', { type: 'boolean', default: true, describe: 'LRP relevance of the top-1 logit; --no-lrp skips it' })
     .option('lrp-rule', { type: 'string', choices: RELEVANCE_RULES as RelevanceRule[], default: 'lrp' as RelevanceRule, describe: 'lrp: frozen attention weights and LayerNorm scales (Ali et al. 2022); gradient-x-input: plain' })
-    .option('lrp-sentences', { ...intFlag('lrp-sentences', 0), default: 200, describe: 'LRP on the first N sentences (one backward pass per target position)' })
+    .option('lrp-sentences', { ...intFlag('lrp-sentences', 0), default: 200, describe: 'LRP on the first N sentences' })
     .option('max-tokens', { ...intFlag('max-tokens', 1), describe: 'padded tokens per batch (default: train.maxTokensPerBatch)' })
     .option('label-smoothing', { ...numFlag('label-smoothing', { min: 0, below: 1 }), describe: 'loss for Michel importance (default: train.labelSmoothing; 0 = NLL)' })
     .option('importance-form', importanceFlag('importance-form', `Michel importance reported as "importance": example (mean over sentences of |dL(x)/dxi|, the paper's eq. 2; default), token (Michel's MT code) or batch (HF bertology); every form is in the report`))
