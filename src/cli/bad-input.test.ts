@@ -168,6 +168,8 @@ function heads(args: string[]): { status: number | null; stderr: string; stdout:
         { name: '--set model.__proto__.heads=99', argv: () => ['train', '--set', 'model.__proto__.heads=99', '--runs-dir', fresh('y5')], expect: [/--set: model\.__proto__\.heads: '__proto__' is not a config key/], absent: [fresh('y5')] },
         { name: '.nan in a file', argv: () => ['train', '-c', file('y6.yaml', 'train:\n  peakLr: .nan\n'), '--runs-dir', fresh('y6')], expect: [/y6\.yaml: train\.peakLr: expected a finite number, got NaN/], absent: [fresh('y6')] },
         { name: '.inf through --set', argv: () => ['train', '--set', 'train.clipNorm=.inf', '--runs-dir', fresh('y7')], expect: [/train\.clipNorm: expected a finite number, got Infinity/], absent: [fresh('y7')] },
+        { name: 'a tag in an experiment spec', argv: () => ['experiment', 'status', file('s-tag.yaml', 'name: !!js/function "x"\nstages:\n  b: { kind: train }\n')], expect: [/s-tag\.yaml: not valid YAML: line 1: unknown YAML tag !!js\/function/] },
+        { name: '__proto__ in an experiment spec', argv: () => ['experiment', 'status', file('s-proto.yaml', 'name: s\nset:\n  __proto__: { seed: 3 }\nstages:\n  b: { kind: train }\n')], expect: [/s-proto\.yaml: set\.__proto__: '__proto__' is not a config key/] },
         { name: 'a --set key with an empty part', argv: () => ['train', '--set', 'model..heads=2', '--runs-dir', fresh('y8')], expect: [/--set: "model\.\.heads=2": expected a dotted key/], absent: [fresh('y8')] },
       ],
       'options that would be ignored': [

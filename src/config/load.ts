@@ -117,7 +117,7 @@ export function prototypeKeyPaths(v: unknown, path: PropertyKey[] = []): string[
   return Object.keys(v).flatMap((k) => (PROTOTYPE_KEYS.has(k) ? [dotPath([...path, k])] : prototypeKeyPaths(v[k], [...path, k])));
 }
 
-function refusePrototypeKeys(v: unknown, where: string): void {
+export function refusePrototypeKeys(v: unknown, where: string): void {
   const bad = prototypeKeyPaths(v);
   if (bad.length) throw new ConfigError(bad.map((p) => `${where}: ${p}: '${p.split('.').pop()}' is not a config key (it would change an object's prototype instead of setting a value)`));
 }
@@ -127,7 +127,7 @@ function refusePrototypeKeys(v: unknown, where: string): void {
  * core ones (`!!js/function` is not run, and must not become a string), several documents, syntax
  * errors. Throws the problem as a plain message with its line.
  */
-function parseYamlStrict(text: string): unknown {
+export function parseYamlStrict(text: string): unknown {
   const doc = YAML.parseDocument(text, { uniqueKeys: true });
   const first = doc.errors[0] ?? doc.warnings.find((w) => w.code === 'TAG_RESOLVE_FAILED') ?? doc.warnings[0];
   if (first) {

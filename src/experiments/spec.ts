@@ -16,12 +16,11 @@
  *       set: { train.maxSteps: 300 }
  *   seed: [1, 2, 3]                         # optional: the study once per seed (see expandStages)
  */
-import YAML from 'yaml';
 import { z } from 'zod';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { ConfigError } from '../util/errors.js';
-import { describeIssues } from '../config/load.js';
+import { describeIssues, parseYamlStrict, refusePrototypeKeys } from '../config/load.js';
 import { DEFAULT_IMPORTANCE, IMPORTANCE_FORMS, IMPORTANCE_NORMALIZATIONS } from '../analysis/importance.js';
 import { ABLATION_METRICS } from '../analysis/batched-ablation.js';
 
@@ -164,10 +163,12 @@ export function loadSpec(path: string, preset?: string, opts: { seeds?: readonly
   if (statSync(path).isDirectory()) throw new ConfigError([`${path}: expected a spec file, found a directory`]);
   let raw: unknown;
   try {
-    raw = YAML.parse(readFileSync(path, 'utf8'), { uniqueKeys: true });
+    // as config files: unknown tags (!!js/function) and several documents refused, not read as strings
+    raw = parseYamlStrict(readFileSync(path, 'utf8'));
   } catch (e) {
     throw new ConfigError([`${path}: not valid YAML: ${(e as Error).message.split('\n')[0]}`]);
   }
+  refusePrototypeKeys(raw, path);
   const r = SpecSchema.safeParse(raw);
   if (!r.success) throw new ConfigError(describeIssues(r.error.issues, raw, path, { name: '', description: '', base: '', set: {}, seed: [], stages: {}, presets: {} }));
   const spec = r.data;
