@@ -127,15 +127,21 @@ function layerDerivative(model: Transformer, tape: Tape, layer: MaskedLayer, top
     let d = d0;
     for (const s of subs) {
       const isInjected = inject(s);
-      if (!d && !isInjected && !(s.kind === 'attn' && s.fromMemory && dMem)) continue;
-      if (model.config.norm === 'pre') {
-        const f = sub(s, d ? dNorm(d, s.norm) : null, dMem, isInjected);
-        d = d && f ? d.add(f) : (d ?? f);
-      } else {
-        const f = sub(s, d, dMem, isInjected);
-        const sum = d && f ? d.add(f) : (d ?? f);
-        d = sum ? dNorm(sum, s.norm) : null;
-      }
+      // nothing flows in yet (or a layer without heads, which passes nothing on)
+      if (!d && (!(isInjected || (s.kind === 'attn' && s.fromMemory && dMem)) || (s.kind === 'attn' && s.p.nHeads === 0))) continue;
+      const prev = d;
+      // a tidy per sublayer: the replicated attention weights go as soon as they are used
+      const next = tf.tidy(() => {
+        if (model.config.norm === 'pre') {
+          const f = sub(s, prev ? dNorm(prev, s.norm) : null, dMem, isInjected);
+          return prev && f ? prev.add(f) : (f ?? prev!.clone());
+        }
+        const f = sub(s, prev, dMem, isInjected);
+        const sum = prev && f ? prev.add(f) : (f ?? prev!);
+        return dNorm(sum, s.norm);
+      });
+      if (prev && prev !== d0) prev.dispose();
+      d = next;
     }
     return d;
   };
