@@ -1,18 +1,19 @@
 /**
- * Head-analysis speed, the old and new single-head ablation side by side in ONE run, on one model and one
- * dev set, with the passes every report also makes (attention statistics, Michel importance, LRP) timed
- * once so that the whole report's before/after follows:
+ * Head-analysis speed, old and new side by side in ONE run, on one model and one dev set: single-head
+ * ablation and LRP each both ways, the unchanged passes (attention statistics, Michel importance) once,
+ * and the whole report's before/after. Ablation:
  *   old (bleu):  per head, the dev loss and greedy BLEU of the first --bleu-sentences with that head masked
  *                (what `heads analyze` did before --ablation existed; `--ablation bleu` still does the BLEU part)
  *   old (loss):  per head, the dev loss with that head masked, one head per forward pass
  *   new (loss):  the dev loss of many masked heads per forward pass (batched-ablation.ts; the default)
  * The old paths run on --sample heads spread over the attention types and are scaled to every head (their
  * cost per head is the same for every head: one pass over the same sentences); the new path runs on every
- * head. The losses of the sampled heads are compared between old and new.
+ * head. The losses of the sampled heads are compared between old and new. LRP: old = a backward pass
+ * per target position on the whole batch (`legacy: true`), new = lrp-tangent.ts; relevances compared.
  *
  *   npm run bench:analyze                       # 6+3 layers x 8 heads (the study's shape), d_model 64, random
  *   options: --enc 6 --dec 3 --heads 8 --d-model 64 --d-ff 256 --vocab 2000 --sentences 100 --bleu-sentences 100
- *            --lrp-sentences 20 --max-tokens 4000 --sample 6 --masks 16 --backend auto --json <file>
+ *            --lrp-sentences 40 --max-tokens 4000 --sample 6 --masks 16 --backend auto --json <file>
  *
  * The model is randomly initialised; its sentences are random ids with the word counts of the DDTP dev set
  * (../shared/data/ddtp/en-de/valid.*) when it exists, else 3-40. A random model rarely emits </s>, so its
@@ -23,7 +24,8 @@ import * as tf from '@tensorflow/tfjs';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
-import { type BackendChoice, initBackend } from '../src/backend/select.js';
+import type { BackendChoice } from '../src/backend/select.js';
+import { initBackendFromEnv } from '../src/cli/environment.js';
 import { describeBackendFixes } from '../src/backend/ops.js';
 import { loadConfig } from '../src/config/load.js';
 import { ATTENTION_TYPES } from '../src/config/head-id.js';
@@ -49,7 +51,7 @@ const { values: args } = parseArgs({
     vocab: { type: 'string', default: '2000' },
     sentences: { type: 'string', default: '100' },
     'bleu-sentences': { type: 'string', default: '100' },
-    'lrp-sentences': { type: 'string', default: '20' },
+    'lrp-sentences': { type: 'string', default: '40' },
     'max-tokens': { type: 'string', default: '4000' },
     sample: { type: 'string', default: '6' },
     masks: { type: 'string', default: '16' },
@@ -78,7 +80,7 @@ if (shape.dModel % shape.heads) {
   process.exit(2);
 }
 
-const backend = await initBackend(args.backend as BackendChoice);
+const backend = await initBackendFromEnv(args.backend as BackendChoice);
 tf.env().set('PROD', true);
 console.log(describeBackendFixes(backend.name));
 const cfg = loadConfig(null, [`model.encoderLayers=${shape.enc}`, `model.decoderLayers=${shape.dec}`, `model.heads=${shape.heads}`, `model.dModel=${shape.dModel}`, `model.dFF=${shape.dFF}`, 'model.dropout=0']);
@@ -142,25 +144,32 @@ const maxRelDiff = Math.max(...sample.map((h, i) => Math.abs(fresh.value[heads.i
 
 const stats = await timed('attention statistics', () => collectAttentionStats(model, layout, encoded, base, { stacks, maxTokensPerBatch: maxTokens, rare: null, syntax: null }));
 const imp = await timed('importance', () => estimateMichelImportance(model, layout, encoded, base, { stacks, maxTokensPerBatch: maxTokens, labelSmoothing: cfg.train.labelSmoothing }));
-const lrp = nLrp ? await timed(`LRP, ${nLrp} sentences`, () => estimateHeadRelevance(model, layout, encoded.slice(0, nLrp), base, { stacks, rule: 'lrp', maxTokensPerBatch: maxTokens })) : { seconds: 0, cpuSeconds: 0 };
+const lrpOptions = { stacks, rule: 'lrp' as const, maxTokensPerBatch: maxTokens };
+const lrpOld = await timed(`old LRP (a backward pass per target position), ${nLrp} sentences`, () => estimateHeadRelevance(model, layout, encoded.slice(0, nLrp), base, { ...lrpOptions, legacy: true }));
+const lrp = await timed(`new LRP (a forward pass per batch, a linear pass per layer), ${nLrp} sentences`, () => estimateHeadRelevance(model, layout, encoded.slice(0, nLrp), base, lrpOptions));
+const lrpDiff = Math.max(...stacks.map((st) => Math.max(...lrp.value.relevance[st].flat().map((v, i) => Math.abs(v - lrpOld.value.relevance[st].flat()[i]!)))));
 const loadAfter = loadavg();
 
 type Pick = 'seconds' | 'cpuSeconds';
-const rest = (k: Pick) => stats[k] + imp[k] + lrp[k];
+const rest = (k: Pick) => stats[k] + imp[k];
 const oldBleuTotal = (k: Pick) => (oldLoss[k] + oldBleu[k]) * scale;
 const oldLossTotal = (k: Pick) => oldLoss[k] * scale;
 const row = (name: string, f: (k: Pick) => number, ref: (k: Pick) => number) => `| ${name} | ${f('seconds').toFixed(1)} | ${(ref('seconds') / f('seconds')).toFixed(2)}x | ${f('cpuSeconds').toFixed(1)} | ${(ref('cpuSeconds') / f('cpuSeconds')).toFixed(2)}x |`;
 console.log(`load average ${loadBefore.map((x) => x.toFixed(2)).join(' ')} before, ${loadAfter.map((x) => x.toFixed(2)).join(' ')} after; old paths timed on ${sample.length} heads and scaled x${scale.toFixed(1)} to ${heads.length}`);
-console.log(`largest relative difference of a sampled head's ablation loss, old vs new: ${maxRelDiff.toExponential(2)}`);
+console.log(`largest relative difference of a sampled head's ablation loss, old vs new: ${maxRelDiff.toExponential(2)}; largest difference of an LRP relevance (shares of 1 per layer), old vs new: ${lrpDiff.toExponential(2)}`);
 const newAbl = (k: Pick) => fresh[k];
 console.log('| what | wall s | new is faster by | CPU s | new is faster by (CPU) |');
 console.log('|---|---|---|---|---|');
 console.log(row('ablation: old, loss + greedy BLEU per head', oldBleuTotal, oldBleuTotal));
 console.log(row('ablation: old, loss per head', oldLossTotal, oldLossTotal));
 console.log(row('ablation: new, batched loss (default)', newAbl, oldBleuTotal));
-console.log(row(`attention statistics + importance + LRP (${nLrp} sentences), unchanged`, rest, rest));
-console.log(row('whole report: old (BLEU ablation)', (k) => rest(k) + oldBleuTotal(k), (k) => rest(k) + oldBleuTotal(k)));
-console.log(row('whole report: new (loss ablation)', (k) => rest(k) + newAbl(k), (k) => rest(k) + oldBleuTotal(k)));
+console.log(row(`LRP: old, ${nLrp} sentences`, (k) => lrpOld[k], (k) => lrpOld[k]));
+console.log(row(`LRP: new, ${nLrp} sentences`, (k) => lrp[k], (k) => lrpOld[k]));
+console.log(row('attention statistics + importance, unchanged', rest, rest));
+const oldReport = (k: Pick) => rest(k) + oldBleuTotal(k) + lrpOld[k];
+console.log(row('whole report: old (BLEU ablation, old LRP)', oldReport, oldReport));
+console.log(row('whole report: new (loss ablation, new LRP)', (k) => rest(k) + newAbl(k) + lrp[k], oldReport));
+console.log(row('whole report: new with --ablation bleu', (k) => rest(k) + newAbl(k) + oldBleu[k] * scale + lrp[k], oldReport));
 console.log(`batching alone (new loss vs old loss per head): ${(oldLossTotal('seconds') / newAbl('seconds')).toFixed(2)}x wall, ${(oldLossTotal('cpuSeconds') / newAbl('cpuSeconds')).toFixed(2)}x CPU`);
-if (args.json) writeFileSync(args.json, JSON.stringify({ label, loadBefore, loadAfter, sample: sample.map((h) => h.key), scale, maxRelDiff, oldLoss: { seconds: oldLoss.seconds, cpuSeconds: oldLoss.cpuSeconds }, oldBleu: { seconds: oldBleu.seconds, cpuSeconds: oldBleu.cpuSeconds }, fresh: { seconds: fresh.seconds, cpuSeconds: fresh.cpuSeconds }, stats: { seconds: stats.seconds, cpuSeconds: stats.cpuSeconds }, importance: { seconds: imp.seconds, cpuSeconds: imp.cpuSeconds }, lrp: { seconds: lrp.seconds, cpuSeconds: lrp.cpuSeconds } }, null, 2));
+if (args.json) writeFileSync(args.json, JSON.stringify({ label, loadBefore, loadAfter, sample: sample.map((h) => h.key), scale, maxRelDiff, oldLoss: { seconds: oldLoss.seconds, cpuSeconds: oldLoss.cpuSeconds }, oldBleu: { seconds: oldBleu.seconds, cpuSeconds: oldBleu.cpuSeconds }, fresh: { seconds: fresh.seconds, cpuSeconds: fresh.cpuSeconds }, stats: { seconds: stats.seconds, cpuSeconds: stats.cpuSeconds }, importance: { seconds: imp.seconds, cpuSeconds: imp.cpuSeconds }, lrp: { seconds: lrp.seconds, cpuSeconds: lrp.cpuSeconds }, lrpOld: { seconds: lrpOld.seconds, cpuSeconds: lrpOld.cpuSeconds }, lrpDiff }, null, 2));
 model.dispose();
