@@ -46,12 +46,16 @@ export function parseNumberFlag(flag: string, raw: unknown, rule: NumberRule): n
   return v;
 }
 
+/** The rules declared while the current command's builder runs, appended to its --help (strictCommand). */
+const declaredRules = new Map<string, string>();
+
 /**
  * The yargs definition of a numeric flag: no yargs `type` (yargs would turn `abc` into NaN and `--x=`
  * into 0 before we see it), a value required, checked against `rule` while parsing. `array` flags check
  * every value.
  */
 function numberFlag(flag: string, rule: NumberRule, array = false): Pick<Options, 'coerce' | 'requiresArg' | 'array'> {
+  declaredRules.set(flag, describeRule(rule));
   return {
     requiresArg: true,
     ...(array ? { array: true } : {}),
@@ -139,7 +143,18 @@ interface CommandModuleLike {
 
 /** A command module whose builder ends in `strictValues` (main.ts registers every command this way). */
 export function strictCommand<M extends CommandModuleLike>(m: M): M {
-  return { ...m, builder: (y: Argv) => strictValues(m.builder(y), positionalNames(m.command)) };
+  return {
+    ...m,
+    builder: (y: Argv) => {
+      declaredRules.clear();
+      const built = m.builder(y);
+      // --help shows each numeric flag's rule: "beam size (1 = greedy) [an integer from 1 to 1000]"
+      const usage = (built as unknown as { getInternalMethods(): { getUsageInstance(): { getDescriptions(): Record<string, string | undefined> } } }).getInternalMethods().getUsageInstance();
+      const descriptions = usage.getDescriptions();
+      for (const [flag, rule] of declaredRules) built.describe(flag, `${descriptions[flag] ?? ''} (${rule})`.trim());
+      return strictValues(built, positionalNames(m.command));
+    },
+  };
 }
 
 /**
