@@ -21,7 +21,8 @@ import * as tf from '@tensorflow/tfjs';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
-import { type BackendChoice, initBackend } from '../src/backend/select.js';
+import type { BackendChoice } from '../src/backend/select.js';
+import { initBackendFromEnv } from '../src/cli/environment.js';
 import { describeBackendFixes } from '../src/backend/ops.js';
 import { loadConfig } from '../src/config/load.js';
 import type { EvalConfig } from '../src/config/schema.js';
@@ -61,7 +62,7 @@ const inputPath = args.input ?? (existsSync(DDTP_TEST) ? DDTP_TEST : null);
 if (args.model && !inputPath) fail(`--model needs --input <source file> (no ${DDTP_TEST} here)`);
 if (inputPath && !existsSync(inputPath)) fail(`--input: ${inputPath} not found`);
 
-const backend = await initBackend(args.backend as BackendChoice);
+const backend = await initBackendFromEnv(args.backend as BackendChoice);
 tf.env().set('PROD', true);
 console.log(describeBackendFixes(backend.name));
 

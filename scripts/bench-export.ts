@@ -19,7 +19,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { type BackendChoice, initBackend } from '../src/backend/select.js';
+import type { BackendChoice } from '../src/backend/select.js';
+import { initBackendFromEnv } from '../src/cli/environment.js';
 import { DEFAULT_CONFIG } from '../src/config/defaults.js';
 import { ATTENTION_TYPES, type AttentionType } from '../src/config/head-id.js';
 import type { ModelConfig } from '../src/config/schema.js';
@@ -153,7 +154,7 @@ async function timeEncoder(m: Transformer, src: Int32Array): Promise<number> {
 
 async function main(): Promise<void> {
   tf.env().set('PROD', true);
-  const backend = await initBackend(args.backend as BackendChoice);
+  const backend = await initBackendFromEnv(args.backend as BackendChoice);
   const t0 = performance.now();
   let base: Transformer;
   let gates: HeadGates | null = null;

@@ -3,20 +3,20 @@
  * configuration: stock kernels, the transpose wrapper, and native OpenBLAS with 1 and 2 threads.
  * Not a test: prints a markdown table. Run with
  *
- *   npx tsx src/backend/kernels.bench.ts [--reps 5] [--budget-ms 1500] [--extra]
+ *   npx tsx scripts/bench-kernels.ts [--reps 5] [--budget-ms 1500] [--extra]
  *
  * `--extra` adds the measurements behind two defaults: native _FusedMatMul (bias + relu in C) against
- * native matMul followed by the wasm Add and Relu kernels (NATIVE_FUSED_DEFAULT in ops.ts), and the
- * wrapper's batched-loop threshold (LOOP_MIN_FLOPS in wasm-matmul.ts).
+ * native matMul followed by the wasm Add and Relu kernels (NATIVE_FUSED_DEFAULT in src/backend/ops.ts), and the
+ * wrapper's batched-loop threshold (LOOP_MIN_FLOPS in src/backend/wasm-matmul.ts).
  * Timings on the shared 2-core machine vary by +-20 %; stock configurations with ~1 GFLOP/s products take
  * a few seconds per shape (a slow first call is used as the single measurement).
  */
 import { cpus } from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
-import { installBackendFixes, nativeBlasStatus, restoreStockKernels } from './ops.js';
-import { type MatMulBenchOptions, measureMatMul, medianMs } from './matmul-bench.js';
-import { setLoopMinFlops } from './wasm-matmul.js';
+import { installBackendFixes, nativeBlasStatus, restoreStockKernels } from '../src/backend/ops.js';
+import { type MatMulBenchOptions, measureMatMul, medianMs } from '../src/backend/matmul-bench.js';
+import { setLoopMinFlops } from '../src/backend/wasm-matmul.js';
 
 interface Shape extends MatMulBenchOptions {
   role: string;

@@ -11,7 +11,7 @@
  * padded-token budget per batch: only the per-batch form depends on it.
  */
 import { parseArgs } from 'node:util';
-import { initBackend } from '../src/backend/select.js';
+import { initBackendFromEnv } from '../src/cli/environment.js';
 import { ATTENTION_TYPES, type AttentionType } from '../src/config/head-id.js';
 import { readParallelCorpus } from '../src/data/corpus.js';
 import { corpusSpec } from '../src/data/prepare.js';
@@ -31,7 +31,7 @@ try {
   if (!values.model) throw new ConfigError(['--model: expected a run or checkpoint folder']);
   const n = count('sentences', values.sentences!);
   const budgets = (values['max-tokens'] ?? []).map((t) => count('max-tokens', t));
-  const backend = await initBackend('auto');
+  const backend = await initBackendFromEnv('auto');
   const { model, gates, tokenizer, config, checkpoint } = loadModel(values.model);
   const source = values.data ?? config.data.valid;
   if (!source) throw new ConfigError(['--data: not given, and the model config has no valid split']);

@@ -1,5 +1,5 @@
 /**
- * Helpers shared by the backend tests and kernels.bench.ts: seeded inputs that are identical on every
+ * Helpers shared by the backend tests and scripts/bench-kernels.ts: seeded inputs that are identical on every
  * backend (tf.randomUniform with a seed draws in JS), switching backends, shape builders and a
  * scale-aware comparison.
  */

@@ -1,6 +1,6 @@
 /**
  * Small timing helpers for matMul throughput on the current tfjs backend, used by the training
- * benchmark and kernels.bench.ts. The wasm and cpu backends compute synchronously inside tf.matMul, so
+ * benchmark and scripts/bench-kernels.ts. The wasm and cpu backends compute synchronously inside tf.matMul, so
  * timing the call itself measures the kernel (the result is not read back). Keep runs short: the
  * project machine has 2 shared cores and its timings vary by +-20 %.
  */

@@ -48,17 +48,33 @@ export const ADDON_PACKAGE = '@heads/native-blas';
 
 let loaded: { blas: NativeBlas | null; status: NativeBlasStatus } | undefined;
 
-/** True unless HEADS_NATIVE_BLAS is 0/false/off/no. */
-export function nativeBlasEnabledByEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+/** True unless HEADS_NATIVE_BLAS is 0/false/off/no (the CLI passes its environment). */
+export function nativeBlasEnabledByEnv(env: NodeJS.ProcessEnv): boolean {
   const v = env['HEADS_NATIVE_BLAS'];
   return v === undefined || !['0', 'false', 'off', 'no'].includes(v.trim().toLowerCase());
 }
 
-/** HEADS_BLAS_THREADS when it is a positive integer, else the number of cores. */
-export function defaultBlasThreads(env: NodeJS.ProcessEnv = process.env): number {
+/** HEADS_BLAS_THREADS when it is a positive integer, else the number of cores (the CLI passes its environment). */
+export function defaultBlasThreads(env: NodeJS.ProcessEnv): number {
   const v = env['HEADS_BLAS_THREADS'];
   if (v !== undefined && /^\s*\d+\s*$/.test(v) && Number(v) >= 1) return Number(v);
   return availableParallelism();
+}
+
+/** The process's native BLAS settings (initBackend sets them from its RuntimeOptions; default: enabled, all cores). */
+let setting: { enabled: boolean; threads: number | undefined } = { enabled: true, threads: undefined };
+export function configureNativeBlas(s: { enabled?: boolean | undefined; threads?: number | undefined }): void {
+  setting = { enabled: s.enabled ?? true, threads: s.threads };
+}
+
+/** False when configureNativeBlas disabled the addon (the CLI's HEADS_NATIVE_BLAS=0). */
+export function nativeBlasAllowed(): boolean {
+  return setting.enabled;
+}
+
+/** The configured OpenBLAS thread count (default: the number of cores). */
+export function nativeBlasThreads(): number {
+  return setting.threads ?? availableParallelism();
 }
 
 function isNativeBlas(v: unknown): v is NativeBlas {
@@ -133,13 +149,13 @@ export function selfTest(blas: NativeBlas): void {
 
 /**
  * Loads the addon once (cached) and runs the self-test. Returns the addon only when it passed; never
- * throws. With `HEADS_NATIVE_BLAS=0` the addon is not loaded at all.
+ * throws. Disabled (`HEADS_NATIVE_BLAS=0`, configureNativeBlas) the addon is not loaded at all.
  */
 export function loadNativeBlas(): { blas: NativeBlas | null; status: NativeBlasStatus } {
   if (loaded !== undefined) return loaded;
-  if (!nativeBlasEnabledByEnv()) {
+  if (!setting.enabled) {
     // not cached: the switch may be flipped later in the same process (A/B runs, tests)
-    return { blas: null, status: { available: false, reason: 'disabled by HEADS_NATIVE_BLAS=0' } };
+    return { blas: null, status: { available: false, reason: 'disabled by HEADS_NATIVE_BLAS=0 (RuntimeOptions.nativeBlas false)' } };
   }
   let blas: NativeBlas | null = null;
   let status: NativeBlasStatus;

@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { activeKernelFixes, describeBackendFixes, installBackendFixes, nativeBlasStatus, restoreStockKernels } from './ops.js';
 import { initBackend } from './select.js';
+import { configureNativeBlas } from './native-blas.js';
 
 const nativeAvailable = nativeBlasStatus().available;
 
@@ -22,7 +23,7 @@ beforeAll(async () => {
 });
 
 afterEach(() => {
-  delete process.env['HEADS_NATIVE_BLAS'];
+  configureNativeBlas({});
 });
 
 afterAll(() => {
@@ -54,8 +55,8 @@ describe('installBackendFixes', () => {
     expect(installBackendFixes('webgl')).toEqual([]);
   });
 
-  test('HEADS_NATIVE_BLAS=0 selects the transpose wrapper on wasm', () => {
-    process.env['HEADS_NATIVE_BLAS'] = '0';
+  test('native BLAS disabled (HEADS_NATIVE_BLAS=0 at the CLI) selects the transpose wrapper on wasm', () => {
+    configureNativeBlas({ enabled: false });
     const fixes = installBackendFixes('wasm');
     expect(fixes).toContain('BatchMatMul:transpose-wrapper');
     expect(fixes).not.toContain('_FusedMatMul:native-blas');

@@ -6,7 +6,7 @@
  *   otherwise the transpose-materialising XNNPACK wrapper (wasm-matmul.ts).
  * - cpu: the pathological `UnsortedSegmentSum` replaced by the scatter-add, and native `BatchMatMul`
  *   when the addon is available.
- * - native `_FusedMatMul` (C bias/activation epilogue) only where kernels.bench.ts measured a gain, see
+ * - native `_FusedMatMul` (C bias/activation epilogue) only where scripts/bench-kernels.ts measured a gain, see
  *   NATIVE_FUSED_DEFAULT.
  * - wasm: `Identity` and same-dtype `Cast` share data instead of copying (shared-identity.ts; every tensor
  *   a gradient saves goes through a clone).
@@ -22,7 +22,7 @@
  * tests, and `activeKernelFixes` lists what is registered right now.
  */
 import { type InstalledFix, installKernelFix, listInstalledFixes, restoreAllKernels, restoreKernel } from './kernel-registry.js';
-import { type NativeBlasStatus, defaultBlasThreads, loadNativeBlas, nativeBlasEnabledByEnv, nativeBlasStatus, setBlasThreads } from './native-blas.js';
+import { type NativeBlasStatus, loadNativeBlas, nativeBlasAllowed, nativeBlasStatus, nativeBlasThreads, setBlasThreads } from './native-blas.js';
 import { cpuNativeBatchMatMul, cpuNativeFusedMatMul, wasmNativeBatchMatMul, wasmNativeFusedMatMul } from './native-matmul.js';
 import { cpuUnsortedSegmentSum, wasmUnsortedSegmentSum } from './segment-sum.js';
 import { wasmBatchMatMulWrapper } from './wasm-matmul.js';
@@ -39,16 +39,16 @@ export { matMulRouteCounts, resetMatMulRouteCounts, type MatMulRouteCounts } fro
 
 /**
  * Whether native `_FusedMatMul` (OpenBLAS + bias/activation epilogue in C) is registered by default.
- * wasm, kernels.bench.ts --extra, 2000x256 @ 256x1024 + bias + relu: native fused 6.0-6.8 ms against
+ * wasm, scripts/bench-kernels.ts --extra, 2000x256 @ 256x1024 + bias + relu: native fused 6.0-6.8 ms against
  * 7.1 ms for native matMul + wasm Add + Relu on 1 thread (3.8-6.2 against 4.4-7.2 ms on 2), and 28 ms for
  * the stock wasm fused kernel. (tfjs fuses only bias-only layers while recording gradients.)
  */
 export const NATIVE_FUSED_DEFAULT: Readonly<Record<'wasm' | 'cpu', boolean>> = { wasm: true, cpu: true };
 
 export interface BackendFixOptions {
-  /** use the OpenBLAS addon when available (default: true unless HEADS_NATIVE_BLAS=0) */
+  /** use the OpenBLAS addon when available (default: true unless configureNativeBlas disabled it) */
   nativeBlas?: boolean;
-  /** OpenBLAS threads (default: HEADS_BLAS_THREADS, else the number of cores) */
+  /** OpenBLAS threads (default: the configured count, see configureNativeBlas, else the number of cores) */
   blasThreads?: number;
   /** register native `_FusedMatMul` too (default: NATIVE_FUSED_DEFAULT) */
   nativeFused?: boolean;
@@ -75,9 +75,9 @@ function fixLabel(kernel: string, fix: string): string {
  */
 export function installBackendFixes(backendName: string, opts: BackendFixOptions = {}): string[] {
   if (backendName !== 'wasm' && backendName !== 'cpu') return [];
-  const wantNative = (opts.nativeBlas ?? true) && nativeBlasEnabledByEnv();
+  const wantNative = (opts.nativeBlas ?? true) && nativeBlasAllowed();
   const blas = wantNative ? loadNativeBlas().blas : null;
-  if (blas !== null) setBlasThreads(opts.blasThreads ?? defaultBlasThreads());
+  if (blas !== null) setBlasThreads(opts.blasThreads ?? nativeBlasThreads());
   const fused = opts.nativeFused ?? NATIVE_FUSED_DEFAULT[backendName];
 
   if (backendName === 'wasm') {

@@ -6,6 +6,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { installBackendFixes } from './ops.js';
+import { configureNativeBlas } from './native-blas.js';
+import type { RuntimeOptions } from '../config/runtime.js';
 import { HeadsError } from '../util/errors.js';
 
 export type BackendChoice = 'auto' | 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
@@ -47,8 +49,12 @@ async function tryWasm(): Promise<boolean> {
   }
 }
 
-/** Select and initialise a backend; throws when an explicitly requested backend cannot load. */
-export async function initBackend(requested: BackendChoice = 'auto'): Promise<BackendInfo> {
+/**
+ * Select and initialise a backend; throws when an explicitly requested backend cannot load. `runtime`
+ * (the CLI: from HEADS_NATIVE_BLAS / HEADS_BLAS_THREADS) says whether native BLAS may load and its threads.
+ */
+export async function initBackend(requested: BackendChoice = 'auto', runtime: Pick<RuntimeOptions, 'nativeBlas' | 'blasThreads'> = {}): Promise<BackendInfo> {
+  configureNativeBlas({ enabled: runtime.nativeBlas, threads: runtime.blasThreads });
   const order: Array<[BackendChoice, string, () => Promise<boolean>]> = [
     ['tensorflow-gpu', '@tensorflow/tfjs-node-gpu', () => tryNative('@tensorflow/tfjs-node-gpu')],
     ['tensorflow', '@tensorflow/tfjs-node', () => tryNative('@tensorflow/tfjs-node')],

@@ -8,7 +8,7 @@
  *
  * - batch 1: materialise op(A) / op(B) with the wasm Transpose kernel, then call the stock kernel with
  *   both flags false. (Computing C^T = op(B)^T op(A)^T instead, to transpose only small operands, was
- *   measured with kernels.bench.ts and gained nothing: XNNPACK repacks the large operand anyway.)
+ *   measured with scripts/bench-kernels.ts and gained nothing: XNNPACK repacks the large operand anyway.)
  * - batched ("loop", the faster of the probe's two variants: 20-25 ms against 30-49 ms for "tb" on the
  *   attention shapes): transpose flagged operands once for the whole batch, then run each matrix through
  *   the stock kernel's XNNPACK path and copy it into the output. Batch broadcasting (stride 0, or general

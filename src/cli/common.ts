@@ -4,8 +4,9 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Argv } from 'yargs';
-import { type BackendChoice, BACKEND_CHOICES, type BackendInfo, initBackend } from '../backend/select.js';
+import { type BackendChoice, BACKEND_CHOICES, type BackendInfo } from '../backend/select.js';
 import { loadConfig } from '../config/load.js';
+import { initBackendFromEnv } from './environment.js';
 import type { ResolvedConfig } from '../config/schema.js';
 import { RunFolder } from '../util/run-folder.js';
 import { isHeadsError } from '../util/errors.js';
@@ -30,7 +31,7 @@ export function withCommonOptions<T>(y: Argv<T>): Argv<T & CommonArgs> {
 /** Start the backend and say which one runs. */
 export async function startBackend(requested: BackendChoice, log: (m: string) => void = (m) => console.error(m)): Promise<BackendInfo> {
   tf.env().set('PROD', true); // skip per-op debug checks: measurable on long runs
-  const info = await initBackend(requested);
+  const info = await initBackendFromEnv(requested);
   log(`backend: ${info.name} (${info.packageName}${info.fixes.length ? `; fixes: ${info.fixes.join(', ')}` : ''})`);
   return info;
 }

@@ -17,6 +17,7 @@ import { runPruning } from '../train/prune.js';
 import { ConfigError, HeadsError } from '../util/errors.js';
 import { readJsonFile, statOrNull } from '../util/fs.js';
 import { RunFolder } from '../util/run-folder.js';
+import { runtimeOptions } from './environment.js';
 
 /** Model keys a resume may change: they do not touch the parameters (dropout rates). */
 const RESUMABLE_MODEL_KEYS = new Set(['dropout', 'attentionDropout']);
@@ -63,8 +64,8 @@ export async function resumeRun(args: ResumeArgs, argv: readonly string[]): Prom
   const onResumed = () => run.recordResume(cfg, argv);
   if (isPruneRun) {
     const tokenizer = BpeTokenizer.load(run.file('tokenizer.json'));
-    const result = await runPruning({ config: cfg, run, tokenizer, isResume: true, onResumed, isStopRequested, devSentences: parent?.devSentences });
+    const result = await runPruning({ config: cfg, run, tokenizer, isResume: true, onResumed, isStopRequested, devSentences: parent?.devSentences, runtime: runtimeOptions() });
     return { result, run };
   }
-  return { result: await runTraining({ config: cfg, run, isResume: true, isStopRequested, onResumed }), run };
+  return { result: await runTraining({ config: cfg, run, isResume: true, isStopRequested, onResumed, runtime: runtimeOptions() }), run };
 }

@@ -26,6 +26,7 @@ import { applyMaskToModel } from '../export/prune-model.js';
 import { HeadsError } from '../util/errors.js';
 import { chooseMask, maskHeadsOf, stepsNearest } from './fixed-mask.js';
 import { type ResolvedStage, markDone, requireParentDone, acquireStageLock, decodingLabel } from './stage.js';
+import type { RuntimeOptions } from '../config/runtime.js';
 
 export interface StageSummary {
   /** test BLEU (sacreBLEU, beam) of the stage's final model */
@@ -53,7 +54,7 @@ function keptOf(cfg: ResolvedStage['config']): Record<AttentionType, number> {
   return out;
 }
 
-export async function runStage(s: ResolvedStage, o: { progress: ProgressLine; isStopRequested: () => boolean; argv: readonly string[] }): Promise<StageSummary | null> {
+export async function runStage(s: ResolvedStage, o: { progress: ProgressLine; isStopRequested: () => boolean; argv: readonly string[]; runtime?: RuntimeOptions }): Promise<StageSummary | null> {
   requireParentDone(s);
   const release = acquireStageLock(s);
   try {
@@ -63,7 +64,7 @@ export async function runStage(s: ResolvedStage, o: { progress: ProgressLine; is
   }
 }
 
-async function runLocked(s: ResolvedStage, o: { progress: ProgressLine; isStopRequested: () => boolean; argv: readonly string[] }): Promise<StageSummary | null> {
+async function runLocked(s: ResolvedStage, o: { progress: ProgressLine; isStopRequested: () => boolean; argv: readonly string[]; runtime?: RuntimeOptions }): Promise<StageSummary | null> {
   const isResume = existsSync(join(s.folder, 'checkpoints'));
   mkdirSync(s.folder, { recursive: true });
   const run = RunFolder.open(s.folder);
@@ -71,14 +72,14 @@ async function runLocked(s: ResolvedStage, o: { progress: ProgressLine; isStopRe
   const st = s.instance.spec;
   let summary: StageSummary;
   if (st.kind === 'train') {
-    const r = await runTraining({ config: s.config, run, isResume, progress: o.progress, isStopRequested: o.isStopRequested });
+    const r = await runTraining({ config: s.config, run, isResume, progress: o.progress, isStopRequested: o.isStopRequested, runtime: o.runtime });
     if (r.stoppedEarly) return null;
     // the trainer's dev BLEU is greedy (src/train/run-training.ts)
     summary = { bleu: r.test?.bleu ?? null, bleuTokLc: r.test?.tokenizedLowercaseBleu ?? null, devBleu: r.devBleu, ...(r.devBleu !== null ? { devDecoding: decodingLabel(1) } : {}), keptHeads: keptOf(s.config) };
   } else if (st.kind === 'prune' && st.method === 'l0') {
     const parent = findModelCheckpoint(s.parent!.folder);
     const tokenizer = BpeTokenizer.load(join(s.parent!.folder, 'tokenizer.json'));
-    const r = await runPruning({ config: s.config, run, parent, tokenizer, isResume, devSentences: s.config.train.devBleuSentences, progress: o.progress, isStopRequested: o.isStopRequested });
+    const r = await runPruning({ config: s.config, run, parent, tokenizer, isResume, devSentences: s.config.train.devBleuSentences, progress: o.progress, isStopRequested: o.isStopRequested, runtime: o.runtime });
     if (r.stoppedEarly) return null;
     const p = (r.extra?.['pruning'] ?? {}) as { testScores?: { tokenizedLowercaseBleu: number } | null };
     // the pruned model's dev score is decoded as the test set is (src/train/prune.ts)
@@ -100,7 +101,7 @@ async function runLocked(s: ResolvedStage, o: { progress: ProgressLine; isStopRe
       loaded.model.dispose();
       loaded.gates?.dispose();
     }
-    const r = await runTraining({ config: s.config, run, isResume, initFrom, tokenizer: loaded.tokenizer, progress: o.progress, isStopRequested: o.isStopRequested });
+    const r = await runTraining({ config: s.config, run, isResume, initFrom, tokenizer: loaded.tokenizer, progress: o.progress, isStopRequested: o.isStopRequested, runtime: o.runtime });
     if (r.stoppedEarly) return null;
     summary = { bleu: r.test?.bleu ?? null, bleuTokLc: r.test?.tokenizedLowercaseBleu ?? null, devBleu: r.devBleu, ...(r.devBleu !== null ? { devDecoding: decodingLabel(1) } : {}), keptHeads: keptOf(s.config), maskFrom: { stage: s.parent!.instance.id, step: chosen.step, maskFile: chosen.maskFile }, steps: r.steps };
   } else if (st.kind === 'prune') {

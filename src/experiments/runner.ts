@@ -25,6 +25,13 @@ export interface RunnerOptions {
   binPath?: string;
   /** seconds between status lines while stages run */
   statusEverySec?: number;
+  /** the environment the stages start from (the CLI passes its own; each child also gets its core share) */
+  env: NodeJS.ProcessEnv;
+  /**
+   * Subscribes the runner to SIGINT/SIGTERM and returns the unsubscribe (the CLI's process signals; a second
+   * signal ends the process there). The runner asks its stages to checkpoint and stop on the first one.
+   */
+  onStopSignal?: (handler: (sig: NodeJS.Signals) => void) => () => void;
 }
 
 export function headsBin(): string {
@@ -63,7 +70,7 @@ function lastLine(path: string): string {
  * With several stages side by side, each child gets its share of the cores: HEADS_CORES (what
  * `train.workers: auto` resolves to) and HEADS_BLAS_THREADS, unless the user set them.
  */
-export function shareCores(jobs: number, env: NodeJS.ProcessEnv = process.env, cores = availableParallelism()): Record<string, string> {
+export function shareCores(jobs: number, env: NodeJS.ProcessEnv, cores = availableParallelism()): Record<string, string> {
   if (jobs <= 1) return {};
   const share = String(Math.max(1, Math.floor(cores / jobs)));
   return { ...(env['HEADS_CORES'] ? {} : { HEADS_CORES: share }), ...(env['HEADS_BLAS_THREADS'] ? {} : { HEADS_BLAS_THREADS: share }) };
@@ -77,13 +84,12 @@ export async function runExperiment(stages: readonly ResolvedStage[], o: RunnerO
   let stopping = false;
   let waitingNoted = false;
   const onSignal = (sig: NodeJS.Signals) => {
-    if (stopping) process.exit(130);
+    if (stopping) return;
     stopping = true;
     o.log(`${sig}: asking ${running.size} running stage(s) to checkpoint and stop (again to exit at once)`);
     for (const r of running.values()) r.child.kill(sig);
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const unsubscribe = o.onStopSignal?.(onSignal) ?? (() => {});
   const isBlockedByFailure = (s: ResolvedStage): boolean => (s.parent ? failed.has(s.parent.instance.id) || isBlockedByFailure(s.parent) : false);
   const status = setInterval(() => {
     for (const [id, r] of running) o.log(`[${id}] ${formatDuration((Date.now() - r.startedAt) / 1000)}: ${lastLine(join(r.stage.folder, 'stage.log'))}`);
@@ -100,7 +106,7 @@ export async function runExperiment(stages: readonly ResolvedStage[], o: RunnerO
         const out = createWriteStream(join(s.folder, 'stage.log'), { flags: 'a' });
         const args = stageCommand(s, o, bin).slice(1);
         // HEADS_PARENT_PID: the child checkpoints and stops if this runner dies (it would be orphaned)
-        const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...shareCores(o.jobs), HEADS_PARENT_PID: String(process.pid) } });
+        const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...o.env, ...shareCores(o.jobs, o.env), HEADS_PARENT_PID: String(process.pid) } });
         child.stdout!.pipe(out);
         child.stderr!.pipe(out);
         running.set(s.instance.id, { child, startedAt: Date.now(), stage: s });
@@ -129,8 +135,7 @@ export async function runExperiment(stages: readonly ResolvedStage[], o: RunnerO
     }
   } finally {
     clearInterval(status);
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    unsubscribe();
   }
   return failed.size;
 }

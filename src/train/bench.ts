@@ -17,7 +17,7 @@ import { createTransformer } from '../model/transformer.js';
 import { Rng } from '../util/random.js';
 import { measureMatMul } from '../backend/matmul-bench.js';
 import { installBackendFixes, nativeBlasStatus } from '../backend/ops.js';
-import { defaultBlasThreads } from '../backend/native-blas.js';
+import { nativeBlasThreads } from '../backend/native-blas.js';
 import { greedyDecode, beamSearch } from '../eval/decode.js';
 import type { EncodedPair } from '../data/batches.js';
 import { translateSentences, type TextCodec } from '../eval/translate.js';
@@ -119,7 +119,7 @@ export function forwardFlopsPerToken(m: Pick<ModelConfig, 'encoderLayers' | 'dec
 /** The configurations this machine supports, in print order. */
 export function benchConfigurations(opts: { backend: string; native: boolean; cores: number; workers?: number; ablation?: boolean }): BenchConfig[] {
   const n = Math.max(2, opts.workers ?? opts.cores);
-  const t = defaultBlasThreads();
+  const t = nativeBlasThreads();
   const base = { kernels: ALL_NEW };
   const out: BenchConfig[] = [];
   if (opts.backend === 'wasm') out.push({ id: 'wrapper', label: 'wasm XNNPACK + transpose wrapper', workers: 1, nativeBlas: false, blasThreads: 1, ...base });

@@ -3,7 +3,7 @@
  * sentence gate noise sliced by rows), the trainer splits what exceeds the heap budget and trains the
  * same, the estimate grows with the batch, and a wasm heap failure is reported as out of memory.
  */
-import { beforeAll, afterEach, describe, expect, it } from '@jest/globals';
+import { beforeAll, describe, expect, it } from '@jest/globals';
 import * as tf from '@tensorflow/tfjs';
 import { loadConfig } from '../config/load.js';
 import { createTransformer } from '../model/transformer.js';
@@ -29,9 +29,6 @@ function pairs(n: number, seed: number): EncodedPair[] {
 const TINY = ['model.dModel=32', 'model.dFF=64', 'model.heads=2', 'model.encoderLayers=2', 'model.decoderLayers=2', 'model.dropout=0', 'train.evalEverySteps=0', 'train.logEverySteps=100'];
 
 beforeAll(() => useTestBackend());
-afterEach(() => {
-  delete process.env['HEADS_HEAP_BUDGET_MB'];
-});
 
 describe('memory splitter', () => {
   it('row chunks give the same gradient and loss as the whole micro-batch', async () => {
@@ -93,9 +90,10 @@ describe('memory splitter', () => {
 
   it('the trainer splits micro-batches over the budget and trains as without splitting', async () => {
     const cfg = loadConfig(null, [...TINY, 'train.maxTokensPerBatch=300', 'train.maxSteps=5']);
-    const run = async () => {
+    const run = async (heapBudgetMB?: number) => {
       const model = createTransformer(cfg.model, V, new Rng(5));
-      const t = new Trainer({ config: cfg, model, train: pairs(200, 3), valid: pairs(5, 4), run: null, progress: new ProgressLine(process.stderr, true) });
+      const runtime = heapBudgetMB === undefined ? {} : { heapBudgetMB };
+      const t = new Trainer({ config: cfg, model, train: pairs(200, 3), valid: pairs(5, 4), run: null, progress: new ProgressLine(process.stderr, true), runtime });
       for (let i = 0; i < 5; i++) await t.trainStep();
       const rows = makeBatch(pairs(30, 3), Array.from({ length: 30 }, (_, i) => i));
       const chunk = t.chunkRows(rows);
@@ -105,8 +103,7 @@ describe('memory splitter', () => {
       return { losses, chunk };
     };
     const plain = await run();
-    process.env['HEADS_HEAP_BUDGET_MB'] = '3'; // the parameters take ~0.7 MB, a sentence ~0.6 MB: chunks of a few rows
-    const split = await run();
+    const split = await run(3); // the parameters take ~0.7 MB, a sentence ~0.6 MB: chunks of a few rows
     expect(plain.chunk).toBe(30);
     expect(split.chunk).toBeLessThan(30);
     split.losses.forEach((l, i) => expect(Math.abs(l - plain.losses[i]!)).toBeLessThan(1e-4 * plain.losses[i]!));

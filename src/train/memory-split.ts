@@ -61,10 +61,9 @@ export function estimateStepBytes(h: HeapModel, rows: number, srcLen: number, tg
   return 4 * rows * (S * perSrc + T * perTgt) + BYTES_PER_PARAMETER * h.parameters;
 }
 
-/** The heap budget for a backend: 85 % of 4 GiB on wasm (or HEADS_HEAP_BUDGET_MB), unlimited elsewhere. */
-export function heapBudgetBytes(backend: string, env: NodeJS.ProcessEnv = process.env): number {
-  const v = env['HEADS_HEAP_BUDGET_MB'];
-  if (v !== undefined && /^\s*\d+(\.\d+)?\s*$/.test(v) && Number(v) > 0) return Number(v) * 2 ** 20;
+/** The heap budget for a backend: `budgetMB` when given (RuntimeOptions.heapBudgetMB), else 85 % of 4 GiB on wasm, unlimited elsewhere. */
+export function heapBudgetBytes(backend: string, budgetMB?: number): number {
+  if (budgetMB !== undefined && budgetMB > 0) return budgetMB * 2 ** 20;
   return backend === 'wasm' ? WASM_HEAP_BUDGET_FRACTION * WASM_HEAP_MAX_BYTES : Infinity;
 }
 

@@ -10,7 +10,7 @@
  *   that gradient instead of the logits; the backward is one multiply by dy. Measured on the bench model
  *   (2000 tokens, V 8000): the loss's kernels went from ~700 ms to ~100 ms per step (see bench.ts);
  * - ops: logSumExp forward, softmax - one-hot backward in tfjs ops (any backend, e.g. tfjs-node).
- * `HEADS_FUSED_LOSS=0` (or setLossImplementation('ops')) selects the ops version everywhere.
+ * setLossImplementation('ops') selects the ops version everywhere (the CLI calls it for `HEADS_FUSED_LOSS=0`).
  * Shapes: logits [N, V]; targets [N] int32; weights [N] (1 for real tokens, 0 for pad).
  */
 import * as tf from '@tensorflow/tfjs';
@@ -18,7 +18,7 @@ import { hasSmoothedXentKernel, smoothedXent } from '../backend/softmax-xent.js'
 
 export type LossImplementation = 'fused' | 'ops';
 
-let lossImpl: LossImplementation = ['0', 'false', 'off', 'no'].includes((process.env['HEADS_FUSED_LOSS'] ?? '').trim().toLowerCase()) ? 'ops' : 'fused';
+let lossImpl: LossImplementation = 'fused';
 
 /** Selects the loss implementation ('fused' falls back to 'ops' on backends without the kernel). */
 export function setLossImplementation(impl: LossImplementation): void {

@@ -6,6 +6,7 @@
  * strictly between 0 and 1, write the head mask, and evaluate dev and test BLEU with the pruned heads
  * removed (removed heads at 0, kept heads at their deterministic gate, as the exporter folds them).
  */
+import type { RuntimeOptions } from '../config/runtime.js';
 import type { ResolvedConfig } from '../config/schema.js';
 import { ATTENTION_TYPES, type AttentionType } from '../config/head-id.js';
 import { maskFromKeptSets, writeHeadMask, countKept, originalMaskShape } from '../export/head-mask.js';
@@ -39,6 +40,8 @@ export async function runPruning(o: {
   isResume?: boolean;
   /** see RunTrainingOptions.onResumed */
   onResumed?: (c: LoadedCheckpoint) => void;
+  /** see RunTrainingOptions.runtime */
+  runtime?: RuntimeOptions;
 }): Promise<PruneResult> {
   let summary: Omit<PruneResult, keyof RunTrainingResult> | null = null;
   const finish = async (ctx: FinishContext): Promise<Record<string, unknown>> => {
@@ -68,7 +71,7 @@ export async function runPruning(o: {
     return { pruning: { ...summary, devScores: dev?.scores ?? null, testScores: test?.scores ?? null } };
   };
   if (!o.parent && !o.isResume) throw new Error('runPruning: a parent checkpoint is needed unless resuming');
-  const r = await runTraining({ config: o.config, run: o.run, initFrom: o.isResume ? undefined : o.parent, isResume: o.isResume, onResumed: o.onResumed, tokenizer: o.tokenizer, progress: o.progress, isStopRequested: o.isStopRequested, evaluateTest: false, finish });
+  const r = await runTraining({ config: o.config, run: o.run, initFrom: o.isResume ? undefined : o.parent, isResume: o.isResume, onResumed: o.onResumed, tokenizer: o.tokenizer, progress: o.progress, isStopRequested: o.isStopRequested, evaluateTest: false, finish, runtime: o.runtime });
   const s = summary as Omit<PruneResult, keyof RunTrainingResult> | null;
   return { ...r, keptHeads: s?.keptHeads ?? ({} as Record<AttentionType, number>), undecidedHeads: s?.undecidedHeads ?? [], maskPath: s?.maskPath ?? '', devBleuPruned: s?.devBleuPruned ?? null, testBleuPruned: s?.testBleuPruned ?? null };
 }

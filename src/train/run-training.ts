@@ -9,6 +9,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { existsSync } from 'node:fs';
 import type { ResolvedConfig } from '../config/schema.js';
+import type { RuntimeOptions } from '../config/runtime.js';
 import { BpeTokenizer } from '../data/tokenizer.js';
 import { prepareData, type PreparedData } from '../data/prepare.js';
 import { createTransformer, type GateTensors, type Transformer } from '../model/transformer.js';
@@ -42,6 +43,8 @@ export interface RunTrainingOptions {
   finish?: (ctx: FinishContext) => Promise<Record<string, unknown>>;
   /** called once a resume has restored its checkpoint, before anything is trained or written */
   onResumed?: (c: LoadedCheckpoint) => void;
+  /** the process's cores, heap budget and test faults (the CLI reads them from the environment) */
+  runtime?: RuntimeOptions;
 }
 
 /** What a `finish` hook receives: the trained model and gates, the data, the config and the run. */
@@ -156,6 +159,7 @@ export async function runTraining(o: RunTrainingOptions): Promise<RunTrainingRes
     gates,
     progress,
     isStopRequested: o.isStopRequested,
+    runtime: o.runtime,
     devBleu: async (m, g) => (await scoreTranslations(m, data.tokenizer, devPairs, cfg, g, { beamSize: 1 })).scores.bleu,
   });
   if (o.initFrom) {

@@ -23,6 +23,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { ResolvedConfig } from '../config/schema.js';
+import type { RuntimeOptions } from '../config/runtime.js';
 import type { Transformer, GateTensors } from '../model/transformer.js';
 import { groupOf } from '../model/params.js';
 import { type Batch, type EncodedPair, makeBatch, planBatches } from '../data/batches.js';
@@ -116,6 +117,8 @@ export interface TrainerOptions {
   devBleu?: (model: Transformer, gates: GateTensors | undefined) => Promise<number>;
   /** polled between steps: a SIGINT/SIGTERM handler sets it */
   isStopRequested?: () => boolean;
+  /** the process's cores, heap budget and test faults (the CLI reads them from the environment); absent: defaults */
+  runtime?: RuntimeOptions;
 }
 
 export class Trainer {
@@ -170,7 +173,7 @@ export class Trainer {
     for (const [name, v] of this.trainable) this.varNameToParam.set(v.name, name);
     if (!this.trainable.size) throw new HeadsError(`train.trainOnly: ${JSON.stringify(t.trainOnly)} selects no parameters`);
     // workers rebuild the gates from their config and shape (HeadGates); other providers train in-process
-    this.workerCount = o.gates && gateSpec(o.gates) === null ? 1 : resolveWorkerCount(t.workers, tf.getBackend());
+    this.workerCount = o.gates && gateSpec(o.gates) === null ? 1 : resolveWorkerCount(t.workers, tf.getBackend(), o.runtime?.cores);
   }
 
   /** Parameters that receive gradients (names). */
@@ -204,7 +207,7 @@ export class Trainer {
 
   /** Rows per chunk for a micro-batch (its size unless it would exceed the heap budget). */
   chunkRows(b: Batch): number {
-    return chunkRowsFor(this.heapModel(), b, heapBudgetBytes(tf.getBackend()));
+    return chunkRowsFor(this.heapModel(), b, heapBudgetBytes(tf.getBackend(), this.o.runtime?.heapBudgetMB));
   }
 
   /** The next `n` micro-batches in the seeded order, advancing the data position. */
@@ -275,6 +278,7 @@ export class Trainer {
     return {
       model: this.o.model, gates: this.o.gates ?? null, varList: [...this.trainable.values()], varNameToParam: this.varNameToParam,
       seed: cfg.seed, labelSmoothing: cfg.train.labelSmoothing, step, stepTgtTokens, weightView: quantAwareWeights(cfg.train.quantAware),
+      faultNonFinite: this.o.runtime?.faultNonFinite,
     };
   }
 
@@ -388,6 +392,7 @@ export class Trainer {
         modelConfig: this.o.model.config, vocabSize: this.o.model.vocabSize,
         gates: this.o.gates ? gateSpec(this.o.gates) : null, layout, seed: cfg.seed, labelSmoothing: cfg.train.labelSmoothing,
         adam: { beta1: cfg.train.adamBeta1, beta2: cfg.train.adamBeta2, eps: cfg.train.adamEps }, quantAware: cfg.train.quantAware,
+        faultNonFinite: this.o.runtime?.faultNonFinite,
       },
       (views) => {
         this.pushToShared(views, layout);

@@ -18,6 +18,7 @@ import { writeReport, writeReportFigures, markdownTable } from '../../experiment
 import { hasHyps } from '../../experiments/hyps.js';
 import { ProgressLine } from '../../train/progress.js';
 import { ConfigError, HeadsError } from '../../util/errors.js';
+import { forwardStopSignals, runtimeOptions } from '../environment.js';
 
 interface Args {
   action: 'run' | 'status' | 'report' | 'run-stage' | 'adopt';
@@ -132,13 +133,13 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
       const parentPid = Number(process.env['HEADS_PARENT_PID'] ?? 0);
       // a child of a runner that died stops at the next step boundary, with a checkpoint
       const isStopRequested = () => stop() || (parentPid > 0 && process.ppid !== parentPid);
-      const summary = await runStage(s, { progress: new ProgressLine(), isStopRequested, argv: process.argv.slice(1) });
+      const summary = await runStage(s, { progress: new ProgressLine(), isStopRequested, argv: process.argv.slice(1), runtime: runtimeOptions() });
       console.error(summary ? `${s.instance.id}: done (${s.folder})` : `${s.instance.id}: stopped; it resumes on the next run`);
       return;
     }
     if (args.action === 'run') {
       console.error(planTable(stages));
-      const failed = await runExperiment(stages, { specPath: args.spec, preset: args.preset, seeds, runsDir: args['runs-dir'], jobs: args.jobs, log: (l) => console.error(l) });
+      const failed = await runExperiment(stages, { specPath: args.spec, preset: args.preset, seeds, runsDir: args['runs-dir'], jobs: args.jobs, log: (l) => console.error(l), env: process.env, onStopSignal: forwardStopSignals });
       if (failed) throw new HeadsError(`${failed} stage(s) failed; see their stage.log`);
       if (!args.report) return;
     }

@@ -23,6 +23,7 @@ import { type ImportanceForm, type ImportanceNormalization, importanceSettingPro
 import { importanceFlag } from '../importance-flags.js';
 import type { AttentionType } from '../../config/head-id.js';
 import { ConfigError, CheckpointError } from '../../util/errors.js';
+import { runtimeOptions } from '../environment.js';
 
 interface Args extends CommonArgs {
   from?: string;
@@ -147,7 +148,7 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
     const run = createRun(args, cfg, backend, 'prune');
     run.writeJson('parent.json', { checkpoint: parent.path, step: parent.state.step, devSentences: args['dev-sentences'] });
     console.error(`run folder: ${run.path}\nparent: ${parent.path} (step ${parent.state.step})`);
-    const r = await runPruning({ config: cfg, run, parent, tokenizer, isStopRequested: installStopHandler(), devSentences: args['dev-sentences'] });
+    const r = await runPruning({ config: cfg, run, parent, tokenizer, isStopRequested: installStopHandler(), devSentences: args['dev-sentences'], runtime: runtimeOptions() });
     if (r.stoppedEarly) return;
     console.log(`kept heads: ${Object.entries(r.keptHeads).map(([k, v]) => `${k} ${v}`).join(', ')}`);
     console.log(`dev BLEU (pruned): ${r.devBleuPruned?.toFixed(2) ?? '-'}; test BLEU (pruned): ${r.testBleuPruned?.toFixed(2) ?? '-'}`);

@@ -5,6 +5,7 @@
 import type { ArgumentsCamelCase, Argv } from 'yargs';
 import { type CommonArgs, createRun, installStopHandler, resolveConfig, runHandler, startBackend, withCommonOptions } from '../common.js';
 import { runTraining } from '../../train/run-training.js';
+import { runtimeOptions } from '../environment.js';
 
 export const command = 'quickstart';
 export const describe = 'Train the embedded default model on generated toy EN->DE data, translate its test set, print BLEU';
@@ -20,7 +21,7 @@ export async function handler(args: ArgumentsCamelCase<CommonArgs>): Promise<voi
     const backend = await startBackend(args.backend ?? cfg.backend);
     const run = createRun(args, cfg, backend, 'quickstart');
     console.error(`run folder: ${run.path}`);
-    const r = await runTraining({ config: cfg, run, isStopRequested: installStopHandler() });
+    const r = await runTraining({ config: cfg, run, isStopRequested: installStopHandler(), runtime: runtimeOptions() });
     if (!r.test) return;
     console.log(r.test.formatted);
     console.log(`signature: ${r.test.signature}`);

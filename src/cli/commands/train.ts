@@ -5,6 +5,7 @@ import { ignoredIn, refuseIgnoredFlags } from '../options.js';
 import { runTraining, type RunTrainingResult } from '../../train/run-training.js';
 import type { RunFolder } from '../../util/run-folder.js';
 import { resumeRun } from '../resume.js';
+import { runtimeOptions } from '../environment.js';
 
 interface Args extends CommonArgs {
   resume?: string;
@@ -34,7 +35,7 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
       const backend = await startBackend(args.backend ?? cfg.backend);
       run = createRun(args, cfg, backend, 'train');
       console.error(`run folder: ${run.path}`);
-      r = await runTraining({ config: cfg, run, isStopRequested: installStopHandler() });
+      r = await runTraining({ config: cfg, run, isStopRequested: installStopHandler(), runtime: runtimeOptions() });
     }
     if (r.test) {
       console.log(r.test.formatted);

@@ -47,6 +47,8 @@ export interface MicroBatchContext {
   penalty?: () => tf.Scalar;
   /** what the forward pass sees of each weight (train.quantAware: its int8 fake quantization); absent: the weights */
   weightView?: WeightView | undefined;
+  /** test fault injection (RuntimeOptions.faultNonFinite); absent: none */
+  faultNonFinite?: string | undefined;
 }
 
 export interface MicroBatchResult {
@@ -63,13 +65,13 @@ export interface MicroBatchResult {
 }
 
 /**
- * Fault injection for tests of the non-finite guard: HEADS_FAULT_NONFINITE="3,7:1" makes the loss NaN at
- * step 3 (every micro-batch) and at micro-batch 1 of step 7, each once per process (a step retried after a
- * skip is clean). Workers inherit the variable.
+ * Fault injection for tests of the non-finite guard: `faults` "3,7:1" (RuntimeOptions.faultNonFinite, the CLI's
+ * HEADS_FAULT_NONFINITE) makes the loss NaN at step 3 (every micro-batch) and at micro-batch 1 of step 7, each
+ * once per thread (a step retried after a skip is clean). The trainer hands it to its workers.
  */
 const faultsFired = new Set<string>();
-export function isFaultInjected(step: number, index: number): boolean {
-  const raw = process.env['HEADS_FAULT_NONFINITE'] ?? '';
+export function isFaultInjected(faults: string | undefined, step: number, index: number): boolean {
+  const raw = faults ?? '';
   if (!raw) return false;
   const key = `${step}:${index}`;
   if (faultsFired.has(key)) return false;
@@ -95,7 +97,7 @@ export async function microBatchGradients(ctx: MicroBatchContext, b: Batch, inde
   const baseSeed = deriveSeed(ctx.seed, 'step', ctx.step * 1000 + index);
   const gateSeed = deriveSeed(ctx.seed, 'gates', ctx.step * 1000 + index);
   const chunks = Math.max(1, Math.ceil(b.batchSize / Math.max(1, ctx.chunkRows)));
-  const isPoisoned = isFaultInjected(ctx.step, index);
+  const isPoisoned = isFaultInjected(ctx.faultNonFinite, ctx.step, index);
   let sum: Map<string, tf.Tensor> | null = null;
   let ce = 0;
   let penalty: number | undefined;

@@ -20,14 +20,14 @@ import { type ParamLayout, type SharedBuffers, type SharedViews, abortPeers, all
  * `train.workers` resolved: 'auto' = the cores this process may use (HEADS_CORES when set, e.g. by the
  * experiment runner sharing the machine among stages, else all) on wasm and cpu, 1 on other backends.
  */
-export function resolveWorkerCount(setting: 'auto' | number, backend: string, cores: number = coresForThisProcess()): number {
+export function resolveWorkerCount(setting: 'auto' | number, backend: string, cores: number = availableParallelism()): number {
   const parallel = backend === 'wasm' || backend === 'cpu';
   if (setting === 'auto') return parallel ? Math.max(1, cores) : 1;
   return parallel ? Math.max(1, Math.floor(setting)) : 1;
 }
 
-/** HEADS_CORES when it is a positive integer, else the number of cores. */
-export function coresForThisProcess(env: NodeJS.ProcessEnv = process.env): number {
+/** HEADS_CORES when it is a positive integer, else the number of cores (the CLI passes its environment). */
+export function coresForThisProcess(env: NodeJS.ProcessEnv): number {
   const v = Number(env['HEADS_CORES']);
   return Number.isInteger(v) && v > 0 ? v : availableParallelism();
 }

@@ -29,6 +29,8 @@ export interface WorkerInit {
   adam: { beta1: number; beta2: number; eps: number };
   /** train.quantAware: fake-quantize the matrices in the training forward pass */
   quantAware: QuantAwareConfig;
+  /** test fault injection (RuntimeOptions.faultNonFinite) */
+  faultNonFinite?: string | undefined;
 }
 
 export interface StepJob {

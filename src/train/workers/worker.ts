@@ -89,7 +89,7 @@ async function step(r: Replica, req: StepRequest): Promise<WorkerReply> {
   const ctx = {
     model: r.model, gates: r.gates, varList: r.varList, varNameToParam: r.varNameToParam, seed: init.seed,
     labelSmoothing: init.labelSmoothing, step: req.step, stepTgtTokens: req.stepTgtTokens, chunkRows: Infinity,
-    weightView: quantAwareWeights(init.quantAware),
+    weightView: quantAwareWeights(init.quantAware), faultNonFinite: init.faultNonFinite,
   };
   for (let j = 0; j < req.jobs.length; j++) {
     const job = req.jobs[j]!;
