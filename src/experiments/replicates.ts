@@ -36,7 +36,7 @@ export interface PairedComparison {
   pValues: number[];
   /** the same test on all seeds' test sentences at once (null with one seed: it is the per-seed test) */
   pooledP: number | null;
-  /** every seed's difference has the same sign */
+  /** no two seeds' differences have opposite signs (a difference of exactly 0 opposes neither) */
   consistent: boolean;
 }
 
@@ -71,7 +71,7 @@ export function pairedTestSetPValues(pairs: ReadonlyArray<{ system: TestOutput; 
     pValues.push(res.systems[0]!.pValue!);
   }
   const pooledP = pairs.length > 1 ? pairedBootstrapFromStats('bleu', concatStats(ref), [concatStats(sys)], REPORT_BOOTSTRAP.n, REPORT_BOOTSTRAP.seed).systems[0]!.pValue! : null;
-  const consistent = diffs.every((d) => d > 0) || diffs.every((d) => d < 0);
+  const consistent = !(diffs.some((d) => d > 0) && diffs.some((d) => d < 0));
   return { diffs, pValues, pooledP, consistent };
 }
 
