@@ -103,25 +103,31 @@ function recordForward(model: Transformer, src: tf.Tensor2D, tgtIn: tf.Tensor2D,
  * Inside a tidy.
  */
 function layerDerivative(model: Transformer, tape: Tape, layer: MaskedLayer, top1: tf.Tensor1D, B: number, T: number): tf.Tensor {
+  // derivatives are [K, B, T, d]: replica k carries head k; the forward's constants ([B, ...]) broadcast over K
   const K = layer.heads;
-  const rep = (t: tf.Tensor) => tf.tile(t, [K, ...new Array<number>(t.rank - 1).fill(1)]);
-  const dNorm = (dx: tf.Tensor, n: NormRec) => dx.sub(dx.mean(-1, true)).mul(rep(n.inv)).mul(n.g);
-  // replica k*B + b carries head k
-  const headMask = tf.eye(K).reshape([K, 1, K, 1, 1]).tile([1, B, 1, 1, 1]).reshape([K * B, K, 1, 1]);
+  const dNorm = (dx: tf.Tensor, n: NormRec) => dx.sub(dx.mean(-1, true)).mul(n.inv).mul(n.g);
+  const headMask = tf.eye(K).reshape([K, 1, K, 1, 1]);
   const sub = (s: Sublayer, dIn: tf.Tensor | null, dMem: tf.Tensor | null, isInjected: boolean): tf.Tensor | null => {
-    if (s.kind === 'ffn') return dIn ? linear(linear(dIn, s.w1, null).mul(rep(s.mask)), s.w2, null) : null;
-    if (s.p.nHeads === 0) return null;
+    if (s.kind === 'ffn') return dIn ? linear(linear(dIn, s.w1, null).mul(s.mask), s.w2, null) : null;
+    const { nHeads: h, dHead: dh } = s.p;
+    if (h === 0) return null;
     const dKv = s.fromMemory ? dMem : dIn;
-    let dGated: tf.Tensor | null = null;
+    let dGated: tf.Tensor | null = null; // [K, B, h, Tq, dh]
     if (dKv) {
-      const dCtx = tf.matMul(rep(s.weights), splitHeads(linear(dKv, s.p.wv, null), s.p.nHeads, s.p.dHead));
-      dGated = s.gate ? dCtx.mul(s.gate.rank === 1 ? gateForContext(s.gate, s.p.nHeads) : rep(gateForContext(s.gate, s.p.nHeads))) : dCtx;
+      // the replicas side by side in the value's columns: one product with the forward's weights [B, h, Tq, Tk]
+      const [, , Tk] = dKv.shape as number[];
+      const dv = linear(dKv, s.p.wv, null).reshape([K, B, Tk!, h, dh]).transpose([1, 3, 2, 0, 4]).reshape([B, h, Tk!, K * dh]);
+      const Tq = s.weights.shape[2]!;
+      const dCtx = tf.matMul(s.weights as tf.Tensor4D, dv as tf.Tensor4D).reshape([B, h, Tq, K, dh]).transpose([3, 0, 1, 2, 4]);
+      dGated = s.gate ? dCtx.mul(gateForContext(s.gate, h)) : dCtx;
     }
     if (isInjected) {
-      const inj = rep(s.gated).mul(headMask);
+      const inj = s.gated.expandDims(0).mul(headMask);
       dGated = dGated ? dGated.add(inj) : inj;
     }
-    return dGated ? linear(mergeHeads(dGated as tf.Tensor4D), s.p.wo, null) : null;
+    if (!dGated) return null;
+    const [, , , Tq] = dGated.shape as number[];
+    return linear(dGated.transpose([0, 1, 3, 2, 4]).reshape([K, B, Tq!, h * dh]), s.p.wo, null);
   };
   const run = (subs: Sublayer[], d0: tf.Tensor | null, dMem: tf.Tensor | null, inject: (s: Sublayer) => boolean): tf.Tensor | null => {
     let d = d0;
@@ -155,6 +161,7 @@ function layerDerivative(model: Transformer, tape: Tape, layer: MaskedLayer, top
     dY = run(tape.dec, null, dMem, () => false);
   } else dY = run(tape.dec, null, null, isAt('dec', layer.stack === 'dec-self' ? 'self' : 'cross'));
   if (!dY) return tf.zeros([K, B, T]);
+  // (dY is [K, B, T, d])
   if (tape.decNorm) dY = dNorm(dY, tape.decNorm);
   // the top-1 logit's row of the output layer
   const out = model.config.tieEmbeddings ? model.params.get('emb.shared') : model.params.get('out.proj').transpose();
