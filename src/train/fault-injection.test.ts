@@ -18,7 +18,7 @@ const bin = join(process.cwd(), 'bin', 'heads.js');
 const built = existsSync(join(process.cwd(), 'dist', 'cli', 'main.js'));
 const STEPS = 60;
 const TINY = [
-  'name=fault', 'data.synthetic.task=reverse', 'data.synthetic.trainPairs=300', 'data.synthetic.validPairs=6', 'data.synthetic.testPairs=4', 'data.bpeMerges=20',
+  'name=fault', 'data.synthetic.task=reverse', 'data.synthetic.trainPairs=300', 'data.synthetic.validPairs=6', 'data.synthetic.testPairs=4', 'data.bpeMerges=20', 'data.maxLen=20',
   'model.dModel=16', 'model.dFF=32', 'model.heads=2', 'model.encoderLayers=1', 'model.decoderLayers=1', 'model.dropout=0.1',
   `train.maxSteps=${STEPS}`, 'train.logEverySteps=1', 'train.evalEverySteps=0', 'train.devBleuSentences=0', 'train.checkpointEverySteps=3', 'train.keepCheckpoints=2', 'train.maxTokensPerBatch=150', 'eval.beamSize=1',
 ];
