@@ -45,7 +45,7 @@ describe('batchedAblationLosses', () => {
       disposeGateTensors(gb);
       const before = tf.memory().numTensors;
       let passes = 0;
-      // 4 heads per pass: 6 passes per batch (the last one with 1 head)
+      // 4 heads per pass, encoder heads apart: 3 passes for the 9 encoder heads (4, 4, 1), 3 for the 12 others
       const got = await batchedAblationLosses(model, pairs, base, heads, { maxTokensPerBatch: 40, masksPerPass: 4, onPass: () => passes++ });
       expect(tf.memory().numTensors).toBe(before);
       expect(got).toHaveLength(heads.length);

@@ -7,13 +7,15 @@
  * summation order (tested against it, head by head).
  *
  * K is bounded so that a pass holds at most `maxLogits` logits (K * B * tgtLen * vocab floats; the
- * output layer is the largest tensor) and at most `masksPerPass` replicas.
+ * output layer is the largest tensor) and at most `masksPerPass` replicas. Encoder heads and the others go in
+ * separate passes: in a pass without encoder heads every replica has the same encoder, which runs once.
  */
 import * as tf from '@tensorflow/tfjs';
 import { ATTENTION_TYPES, type AttentionType } from '../config/head-id.js';
 import type { GateTensors, Transformer } from '../model/transformer.js';
 import { type Batch, type EncodedPair, makeBatch, planEvalBatches } from '../data/batches.js';
 import type { PerHead } from './head-layout.js';
+import { ForwardContext, paddingBias } from '../model/layers.js';
 
 /** What a single-head ablation measures: the dev loss only (default; batched), or the loss and greedy dev BLEU. */
 export const ABLATION_METRICS = ['loss', 'bleu'] as const;
@@ -68,14 +70,23 @@ function replicaGates(model: Transformer, base: PerHead, chunk: readonly Ablated
   return out;
 }
 
-/** NLL summed over each replica's non-pad target tokens: [K]. */
-function replicaNll(model: Transformer, b: Batch, k: number, gates: GateTensors): tf.Tensor1D {
+/**
+ * NLL summed over each replica's non-pad target tokens: [K]. With `isEncoderShared` (no encoder head in
+ * the chunk, so every replica has the same encoder) the encoder runs once on the batch and its output is
+ * replicated: the same rows, the same values.
+ */
+function replicaNll(model: Transformer, b: Batch, k: number, gates: GateTensors, isEncoderShared: boolean): tf.Tensor1D {
   return tf.tidy(() => {
     const tile = (ids: Int32Array | number[], len: number) => tf.tensor2d(ids, [b.batchSize, len], 'int32').tile([k, 1]) as tf.Tensor2D;
     const src = tile(b.src, b.srcLen);
     const tgtIn = tile(b.tgtIn, b.tgtLen);
     const tgtOut = tile(b.tgtOut, b.tgtLen).reshape([-1]);
-    const logits = model.forward(src, tgtIn, { isTraining: false, gates }) as tf.Tensor2D;
+    let logits: tf.Tensor2D;
+    if (isEncoderShared) {
+      const ctx = ForwardContext.eval();
+      const memory = model.encode(tf.tensor2d(b.src, [b.batchSize, b.srcLen], 'int32'), ctx, { gates }).tile([k, 1, 1]) as tf.Tensor3D;
+      logits = model.logits(model.decode(tgtIn, memory, paddingBias(src), ctx, { gates }));
+    } else logits = model.forward(src, tgtIn, { isTraining: false, gates }) as tf.Tensor2D;
     const [N, V] = logits.shape;
     const idx = tf.range(0, N, 1, 'int32').mul(tf.scalar(V, 'int32')).add(tgtOut);
     const nll = tf.logSumExp(logits, 1).sub(tf.gather(logits.reshape([-1]), idx)).mul(tgtOut.notEqual(0).cast('float32'));
@@ -89,21 +100,29 @@ export async function batchedAblationLosses(model: Transformer, pairs: readonly 
   let tokens = 0;
   const batches = planEvalBatches(pairs, o.maxTokensPerBatch).map((idx) => makeBatch(pairs, idx));
   const V = model.vocabSize;
-  const chunksOf = (b: Batch) => Math.ceil(heads.length / replicasFor(b, V, heads.length, o));
+  const encHeads = heads.filter((h) => h.stack === 'enc-self').length;
+  const chunksOf = (b: Batch) => {
+    const k = replicasFor(b, V, heads.length, o);
+    return Math.ceil(encHeads / k) + Math.ceil((heads.length - encHeads) / k);
+  };
   const total = batches.reduce((a, b) => a + chunksOf(b), 0);
   let done = 0;
+  // encoder heads and the others in separate passes: a pass without encoder heads runs the encoder once
+  const groups = [heads.map((h, i) => ({ h, i })).filter((x) => x.h.stack === 'enc-self'), heads.map((h, i) => ({ h, i })).filter((x) => x.h.stack !== 'enc-self')];
   for (const b of batches) {
     tokens += b.tgtTokens;
     const k = replicasFor(b, V, heads.length, o);
-    for (let start = 0; start < heads.length; start += k) {
-      const chunk = heads.slice(start, start + k);
-      const gates = replicaGates(model, base, chunk, b.batchSize);
-      const sums = replicaNll(model, b, chunk.length, gates);
-      const data = await sums.data();
-      sums.dispose();
-      for (const t of Object.values(gates)) for (const g of t ?? []) g?.dispose();
-      chunk.forEach((_, i) => (nll[start + i]! += data[i]!));
-      o.onPass?.(++done, total);
+    for (const [g, group] of groups.entries()) {
+      for (let start = 0; start < group.length; start += k) {
+        const chunk = group.slice(start, start + k);
+        const gates = replicaGates(model, base, chunk.map((x) => x.h), b.batchSize);
+        const sums = replicaNll(model, b, chunk.length, gates, g === 1);
+        const data = await sums.data();
+        sums.dispose();
+        for (const t of Object.values(gates)) for (const gt of t ?? []) gt?.dispose();
+        chunk.forEach((x, j) => (nll[x.i]! += data[j]!));
+        o.onPass?.(++done, total);
+      }
     }
   }
   return Array.from(nll, (s) => (tokens ? s / tokens : 0));
