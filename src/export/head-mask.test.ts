@@ -299,13 +299,14 @@ describe('Michel descriptors', () => {
     const d = maskToDescriptor(m);
     expect(d.startsWith('E:1:1,2,5,6,7 E:2:2,3,5,8')).toBe(true);
     expect(maskToKeptSets(maskFromDescriptor(d, BASE), BASE)).toEqual(maskToKeptSets(m, BASE));
-    expect(maskToKeptSets(maskFromDescriptor('E:2:1 E:2:3,1', BASE), BASE)['enc-self'][1]).toEqual([1, 3, 4, 5, 6, 7]);
+    expect(maskToKeptSets(maskFromDescriptor('E:2:1 E:2:3', BASE), BASE)['enc-self'][1]).toEqual([1, 3, 4, 5, 6, 7]);
     expect(maskToDescriptor(createFullMask(BASE))).toBe('');
     expect(maskFromDescriptor('  ', BASE, 'none')).toEqual(createFullMask(BASE, 'none'));
   });
 
   const bad: Array<[string, string]> = [
     ['E:0:1', '"E:0:1": layer 0 out of range 1..6 (enc-self, 1-based)'],
+    ['E:2:1 E:2:3,1', '"E:2:3,1": head 1 of E:2 is listed twice'],
     ['E:7:1', '"E:7:1": layer 7 out of range 1..6'],
     ['D:1:9', '"D:1:9": head 9 out of range 1..8 (1-based)'],
     ['D:1:0', '"D:1:0": head 0 out of range 1..8'],
