@@ -493,7 +493,7 @@ export function survivorScores(report: HeadReport, kept: ReadonlySet<string>, wh
   const both = (f: (h: HeadReportEntry) => number | null | undefined) => [mean(k, f), mean(r, f)] as const;
   const [keptPositional, removedPositional] = both((h) => h.roles.positional?.fraction);
   const [keptRare, removedRare] = both((h) => h.roles.rare?.rate);
-  const [keptImportance, removedImportance] = both((h) => h.importance.perToken);
+  const [keptImportance, removedImportance] = both((h) => h.importance.score ?? h.importance.perToken);
   const [keptConfidence, removedConfidence] = both((h) => h.attention.confidence);
   const [keptLrp, removedLrp] = both((h) => h.lrp);
   return { stage: where.stage, kept: k.length, removed: r.length, keptPositional, removedPositional, keptRare, removedRare, keptImportance, removedImportance, keptConfidence, removedConfidence, keptLrp, removedLrp, run: where.run };
