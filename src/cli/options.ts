@@ -185,6 +185,15 @@ export function usageErrorLine(msg: string | null | undefined, err: Error | unde
     if (extra.length) parts.push(`unexpected argument${extra.length > 1 ? 's' : ''} ${extra.map((x) => JSON.stringify(x)).join(', ')}`);
     if (parts.length) return `${parts.join('; ')} ${help}`;
   }
+  // yargs' choices: 'Invalid values:\n  Argument: lrp-rule, Given: "x", Choices: "lrp", "gradient-x-input"' (one per bad option)
+  const choices = [...text.matchAll(/Argument: ([^,]+), Given: (.+?), Choices: (.+)$/gm)];
+  if (/^Invalid values:/.test(text) && choices.length) {
+    const lines = choices.map(([, name, given, allowed]) => {
+      const list = allowed!.split(', ').map((c) => c.replace(/^"(.*)"$/, '$1')).join(', ');
+      return `${name!.length === 1 ? '-' : '--'}${name}: expected one of ${list}, got ${given}`;
+    });
+    return `${lines.join('; ')} ${help}`;
+  }
   return `${text.replace(/\n+/g, '; ')} ${help}`;
 }
 
