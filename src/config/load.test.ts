@@ -53,6 +53,7 @@ describe('loadConfig', () => {
     ['top level not a mapping', '- 1\n- 2\n', ['expected a mapping']],
     ['invalid YAML', 'model: [\n', ['not valid YAML']],
     ['duplicate key', 'seed: 1\nseed: 2\n', ['not valid YAML']],
+    ['more workers than can make sense', 'train:\n  workers: 1000\n', ['train.workers', 'at most 64', '1000']],
   ];
   it.each(bad)('%s', (_label, text, fragments) => {
     const p = file(`bad-${Math.abs(text.length * 31 + text.charCodeAt(0))}-${fragments[0]!.length}.yaml`, text);

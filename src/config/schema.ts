@@ -257,7 +257,7 @@ export const TrainSchema = z.strictObject({
   l0Lambda: z.number().nonnegative(),
   /** train only these parameter groups (null: all); the reference's encoder-only pruning trains `encoder` */
   trainOnly: z.array(z.enum(['encoder', 'decoder', 'embeddings', 'gates'])).nullable(),
-  workers: z.union([z.literal('auto'), posInt]),
+  workers: z.union([z.literal('auto'), posInt.max(64, 'at most 64 (one worker per core; each holds a copy of the model)')]),
   /** steps whose loss or gradient is not finite that may be skipped (batches dropped, no update) before the run stops; 0: stop at the first */
   skipNonFinite: nonNegInt,
   /** gradual magnitude pruning during training (null: off; see MagnitudePruningSchema) */
