@@ -16,8 +16,9 @@
  * left behind (writer no longer alive, or older than an hour), never one a live process is writing.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync, existsSync, readFileSync, statSync, appendFileSync, readSync, readdirSync, rmSync, type Stats } from 'node:fs';
+import { closeSync, fsyncSync, openSync, renameSync, writeSync, existsSync, readFileSync, statSync, appendFileSync, readSync, readdirSync, rmSync, type Stats } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
+import { makeDirs } from './dirs.js';
 import { DataError, FileSystemError } from './errors.js';
 
 let tempCounter = 0;
@@ -72,14 +73,6 @@ export function statOrNull(path: string): Stats | null {
   }
 }
 
-function makeFolder(dir: string): void {
-  try {
-    mkdirSync(dir, { recursive: true });
-  } catch (e) {
-    throw fileSystemError(e, dir, 'create the folder');
-  }
-}
-
 /**
  * Write `data` to `path` atomically (temp file + fsync + rename) and record its length and digest (unless
  * `integrity: false`). Creates the folder if needed. Returns the length and sha256 of what it wrote. A
@@ -87,7 +80,7 @@ function makeFolder(dir: string): void {
  */
 export function writeFileAtomic(path: string, data: string | Uint8Array, opts: { integrity?: boolean } = {}): Digest {
   const dir = dirname(path);
-  makeFolder(dir);
+  makeDirs(dir);
   const tmp = join(dir, `.${basename(path)}.${process.pid}.${tempCounter++}.tmp`);
   const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
   const isRecorded = opts.integrity !== false && basename(path) !== INTEGRITY_FILE;
@@ -235,7 +228,7 @@ export function verifyFolder(dir: string): { checked: number; problems: string[]
 
 /** Append one line (JSONL logs). A crash can at worst lose or truncate the last line, which readers skip. */
 export function appendLine(path: string, line: string): void {
-  makeFolder(dirname(path));
+  makeDirs(dirname(path));
   let text = line.endsWith('\n') ? line : line + '\n';
   try {
     // a torn last line (a kill or a full disk mid-append) stays a line of its own, not glued to this one
