@@ -8,7 +8,7 @@
       "sources": ["src/native_blas.c"],
       "include_dirs": ["/usr/include/openblas"],
       "libraries": ["-lopenblas"],
-      "cflags_c": ["-std=gnu11", "-O3", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "cflags_c": ["-std=gnu11", "-O3", "-fopenmp-simd", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "defines": ["NAPI_VERSION=8"],
       "xcode_settings": {
         "OTHER_CFLAGS": ["-std=gnu11", "-O3"]

@@ -18,6 +18,14 @@ export interface NativeBlas {
     C: Float32Array, offC: number, rows: number, cols: number, bias: Float32Array | null, offBias: number,
     biasLen: number, activation: number, alpha?: number,
   ): void;
+  /**
+   * Label-smoothed softmax cross-entropy per row of L [n, v] with targets Y (Int32Array) and weights W:
+   * Loss[i] = W[i] (lse - (1 - eps) L[i, y] - eps mean L[i]), G[i, j] = W[i] (softmax_j - q_j). Throws RangeError when out of bounds or aliased.
+   */
+  smoothedXent(
+    L: Float32Array, offL: number, Y: Int32Array, offY: number, W: Float32Array, offW: number, n: number, v: number, eps: number,
+    G: Float32Array, offG: number, Loss: Float32Array, offLoss: number,
+  ): void;
   /** Sets OpenBLAS's thread count; returns the count now in effect. */
   setThreads(n: number): number;
   getThreads(): number;

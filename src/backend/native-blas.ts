@@ -28,6 +28,14 @@ export interface NativeBlas {
     C: Float32Array, offC: number, rows: number, cols: number, bias: Float32Array | null, offBias: number,
     biasLen: number, activation: number, alpha?: number,
   ): void;
+  /**
+   * Label-smoothed softmax cross-entropy over logits L [n, v] (softmax-xent.ts's contract): per-row loss
+   * into Loss, gradient into G. Absent in addons built before it (then the JS kernel is used).
+   */
+  smoothedXent?(
+    L: Float32Array, offL: number, Y: Int32Array, offY: number, W: Float32Array, offW: number, n: number, v: number, eps: number,
+    G: Float32Array, offG: number, Loss: Float32Array, offLoss: number,
+  ): void;
   setThreads(n: number): number;
   getThreads(): number;
   config(): { config: string; corename: string; numProcs: number; threads: number };

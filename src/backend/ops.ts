@@ -14,6 +14,7 @@
  *   reordering, 30-100x faster than the stock kernel. (A JS `Sum` over leading axes was measured and
  *   dropped: the stock transpose + SIMD reduction is faster, 0.62 against 1.04 ms for [2000, 256].)
  * - wasm and cpu: the fused label-smoothed cross-entropy kernel `HeadsSmoothedXent` (softmax-xent.ts),
+ *   its rows in C with the addon (`native-c`, unless nativeLoss is false) else in JS (`fused-js`),
  *   which train/objective.ts uses where it is registered, and the fused dropout kernel `HeadsDropout`
  *   behind `fastDropout` (dropout.ts).
  *
@@ -27,7 +28,7 @@ import { cpuNativeBatchMatMul, cpuNativeFusedMatMul, wasmNativeBatchMatMul, wasm
 import { cpuUnsortedSegmentSum, wasmUnsortedSegmentSum } from './segment-sum.js';
 import { wasmBatchMatMulWrapper } from './wasm-matmul.js';
 import { wasmSharedCast, wasmSharedIdentity } from './shared-identity.js';
-import { SMOOTHED_XENT_KERNEL, cpuSmoothedXent, wasmSmoothedXent } from './softmax-xent.js';
+import { SMOOTHED_XENT_KERNEL, cpuNativeSmoothedXent, cpuSmoothedXent, nativeXentRows, wasmNativeSmoothedXent, wasmSmoothedXent } from './softmax-xent.js';
 import { wasmGatherRows } from './gather-rows.js';
 import { wasmNativeSum } from './native-sum.js';
 import { DROPOUT_KERNEL, cpuDropout, wasmDropout } from './dropout.js';
@@ -56,6 +57,8 @@ export interface BackendFixOptions {
   sharedIdentity?: boolean;
   /** register the fused label-smoothed cross-entropy kernel (default true) */
   fusedLoss?: boolean;
+  /** with native BLAS: the fused loss's rows in C instead of JS (default true) */
+  nativeLoss?: boolean;
   /** wasm: GatherV2 on axis 0 as row copies (default true) */
   rowGather?: boolean;
   /** wasm with native BLAS: Sum over leading/trailing axes as a product with ones (default true) */
@@ -125,7 +128,10 @@ export function installBackendFixes(backendName: string, opts: BackendFixOptions
       restoreKernel('cpu', '_FusedMatMul');
     }
   }
-  if (opts.fusedLoss ?? true) {
+  const xentRows = (opts.nativeLoss ?? true) ? nativeXentRows(blas) : null;
+  if ((opts.fusedLoss ?? true) && xentRows !== null) {
+    installKernelFix(backendName, SMOOTHED_XENT_KERNEL, 'native-c', () => (backendName === 'wasm' ? wasmNativeSmoothedXent(xentRows) : cpuNativeSmoothedXent(xentRows)));
+  } else if (opts.fusedLoss ?? true) {
     installKernelFix(backendName, SMOOTHED_XENT_KERNEL, 'fused-js', () => (backendName === 'wasm' ? wasmSmoothedXent() : cpuSmoothedXent()));
   } else {
     restoreKernel(backendName, SMOOTHED_XENT_KERNEL);

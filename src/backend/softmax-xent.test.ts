@@ -1,12 +1,16 @@
 /**
  * The fused label-smoothed cross-entropy kernel against the plain tfjs-ops loss (value and gradient), on
- * wasm and cpu, with padding rows, large logits and eps 0; and its exp against Math.exp.
+ * wasm and cpu, with padding rows, large logits and eps 0; and its exp against Math.exp. The C rows of the
+ * addon (`native-c`) against the JS rows and the ops loss, skipped with a message when the addon (or its
+ * smoothedXent) is not built.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { installBackendFixes, restoreStockKernels } from './ops.js';
-import { SMOOTHED_XENT_KERNEL, expNonPositive, hasSmoothedXentKernel } from './softmax-xent.js';
+import { SMOOTHED_XENT_KERNEL, expNonPositive, hasSmoothedXentKernel, nativeXentRows, smoothedXentRows } from './softmax-xent.js';
+import { loadNativeBlas } from './native-blas.js';
+import { installedFix } from './kernel-registry.js';
 import { maxRelDiff } from './kernel-testing.js';
 import { labelSmoothedCrossEntropySumFused, labelSmoothedCrossEntropySumOps } from '../train/objective.js';
 
@@ -93,5 +97,64 @@ describe('HeadsSmoothedXent', () => {
     expect(hasSmoothedXentKernel()).toBe(false);
     installBackendFixes('wasm', { nativeBlas: false });
     expect(hasSmoothedXentKernel()).toBe(true);
+  });
+});
+
+const rows = nativeXentRows(loadNativeBlas().blas);
+if (rows === null) console.warn('native smoothedXent tests skipped: the addon (or its smoothedXent) is not built; run scripts/setup-native.sh');
+const describeNative = rows !== null ? describe : describe.skip;
+
+describeNative('HeadsSmoothedXent in C (native-c)', () => {
+  it('rows equal the JS rows within float32 rounding (padding, eps, a vocabulary not a multiple of 8, extreme logits)', () => {
+    const n = 37, v = 8003, eps = 0.1;
+    const l = new Float32Array(n * v);
+    let s = 7;
+    for (let i = 0; i < l.length; i++) {
+      s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+      l[i] = (s / 2147483648 - 1) * 12;
+    }
+    l[5 * v + 17] = 95; // one dominant logit: exp underflow for the rest of the row
+    const y = Int32Array.from({ length: n }, (_, i) => (i * 977) % v);
+    const w = Float32Array.from({ length: n }, (_, i) => (i % 6 === 5 ? 0 : 1 + (i % 3) * 0.5));
+    const gJs = new Float32Array(n * v), lossJs = new Float32Array(n);
+    smoothedXentRows(l, 0, y, 0, w, 0, n, v, eps, gJs, 0, lossJs, 0);
+    const gC = new Float32Array(n * v).fill(NaN), lossC = new Float32Array(n).fill(NaN);
+    rows!(l, 0, y, 0, w, 0, n, v, eps, gC, 0, lossC, 0);
+    expect(maxRelDiff(lossC, lossJs)).toBeLessThan(1e-6);
+    // gradients are softmax - q, |g| <= 1: compare absolutely
+    let worst = 0;
+    for (let i = 0; i < gJs.length; i++) worst = Math.max(worst, Math.abs(gC[i]! - gJs[i]!));
+    expect(worst).toBeLessThan(2e-7);
+    for (let j = 0; j < v; j++) expect(gC[5 * v + j]).toBe(0);
+  });
+
+  it('non-finite logits give NaN rows; out-of-range and aliased arguments throw before writing', () => {
+    const l = Float32Array.from([0, 1, Infinity, 0, 1, 2]);
+    const y = Int32Array.from([1, 2]);
+    const w = Float32Array.from([1, 1]);
+    const g = new Float32Array(6), loss = new Float32Array(2);
+    rows!(l, 0, y, 0, w, 0, 2, 3, 0.1, g, 0, loss, 0);
+    expect(Number.isNaN(loss[0]!)).toBe(true);
+    expect(Number.isFinite(loss[1]!)).toBe(true);
+    expect(() => rows!(l, 0, y, 0, w, 0, 3, 3, 0.1, new Float32Array(9), 0, new Float32Array(3), 0)).toThrow(/array too small/);
+    expect(() => rows!(l, 0, y, 0, w, 0, 2, 3, 0.1, l, 0, loss, 0)).toThrow(/overlaps/);
+  });
+
+  it.each(['wasm', 'cpu'])('%s: the registered kernel is native-c and value and gradient equal the plain loss', async (backend) => {
+    await tf.setBackend(backend);
+    installBackendFixes(backend);
+    expect(installedFix(backend, SMOOTHED_XENT_KERNEL)).toBe('native-c');
+    const N = 23, V = 301;
+    const l = tf.randomNormal([N, V], 0, 4, 'float32', 3) as tf.Tensor2D;
+    const y = tf.tensor1d(Array.from({ length: N }, (_, i) => (i * 37) % V), 'int32');
+    const w = tf.tensor1d(Array.from({ length: N }, (_, i) => (i % 5 === 4 ? 0 : 1)), 'float32');
+    const fused = valueAndGrad(labelSmoothedCrossEntropySumFused, l, y, w, 0.1);
+    const plain = valueAndGrad(labelSmoothedCrossEntropySumOps, l, y, w, 0.1);
+    expect(Math.abs(fused.value - plain.value)).toBeLessThan(1e-5 * Math.abs(plain.value));
+    expect(maxRelDiff(fused.grad, plain.grad)).toBeLessThan(1e-6);
+    tf.dispose([l, y, w]);
+    installBackendFixes(backend, { nativeBlas: false });
+    expect(installedFix(backend, SMOOTHED_XENT_KERNEL)).toBe('fused-js');
+    await tf.setBackend('wasm');
   });
 });

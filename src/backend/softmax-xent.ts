@@ -15,9 +15,15 @@
  * Outputs: [grad [N, V], loss [N]]. Rows with weight 0 (padding) are all zeros without touching exp.
  * Arithmetic is float64 within a row; exp is a range-reduced polynomial (|rel. error| < 2e-9 before
  * rounding to float32), about twice as fast as Math.exp in V8.
+ *
+ * With the OpenBLAS addon loaded (and built with `smoothedXent`), the same rows run in C instead
+ * (`wasmNativeSmoothedXent` / `cpuNativeSmoothedXent`): vectorised float exp (rel. error < 2e-7), row sums
+ * in double; equal to the JS rows within float32 rounding (softmax-xent.test.ts). Measured in
+ * scripts/bench-profile.ts on the bench model's [2000, 8000] logits: see src/backend/README.md.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { TensorInfo } from '@tensorflow/tfjs';
+import type { NativeBlas } from './native-blas.js';
 import {
   type AnyKernelFunc, type KernelArgs, asCpuBackend, asWasmBackend, cpuValues, isFloat32Array, isInt32Array,
   wasmHeapF32, wasmHeapI32, wasmOffset4,
@@ -149,6 +155,42 @@ export function cpuSmoothedXent(): AnyKernelFunc {
     const grad = new Float32Array(o.n * o.v);
     const loss = new Float32Array(o.n);
     smoothedXentRows(l, 0, y, 0, w, 0, o.n, o.v, o.eps, grad, 0, loss, 0);
+    return [backend.makeTensorInfo([o.n, o.v], 'float32', grad), backend.makeTensorInfo([o.n], 'float32', loss)];
+  };
+}
+
+/** The addon's C rows, or null when this build of the addon lacks them. */
+export function nativeXentRows(blas: NativeBlas | null): NonNullable<NativeBlas['smoothedXent']> | null {
+  return blas !== null && typeof blas.smoothedXent === 'function' ? blas.smoothedXent.bind(blas) : null;
+}
+
+/** wasm, rows in C on the heap (outputs allocated first, then one heap view for all operands). */
+export function wasmNativeSmoothedXent(rows: NonNullable<NativeBlas['smoothedXent']>): AnyKernelFunc {
+  return (args) => {
+    const o = operands(args);
+    const backend = asWasmBackend(args.backend);
+    const grad = backend.makeOutput([o.n, o.v], 'float32');
+    const loss = backend.makeOutput([o.n], 'float32');
+    const f = wasmHeapF32(backend);
+    const i32 = wasmHeapI32(backend);
+    rows(f, wasmOffset4(backend, o.logits), i32, wasmOffset4(backend, o.targets), f, wasmOffset4(backend, o.weights), o.n, o.v, o.eps, f, wasmOffset4(backend, grad), f, wasmOffset4(backend, loss));
+    return [grad, loss];
+  };
+}
+
+/** cpu, rows in C on the stored typed arrays. */
+export function cpuNativeSmoothedXent(rows: NonNullable<NativeBlas['smoothedXent']>): AnyKernelFunc {
+  return (args) => {
+    const o = operands(args);
+    const backend = asCpuBackend(args.backend);
+    const f32 = (v: ReturnType<typeof cpuValues>) => (isFloat32Array(v) ? v : Float32Array.from(v as ArrayLike<number>));
+    const l = f32(cpuValues(backend, o.logits));
+    const yv = cpuValues(backend, o.targets);
+    const y = isInt32Array(yv) ? yv : Int32Array.from(yv as ArrayLike<number>);
+    const w = f32(cpuValues(backend, o.weights));
+    const grad = new Float32Array(o.n * o.v);
+    const loss = new Float32Array(o.n);
+    rows(l, 0, y, 0, w, 0, o.n, o.v, o.eps, grad, 0, loss, 0);
     return [backend.makeTensorInfo([o.n, o.v], 'float32', grad), backend.makeTensorInfo([o.n], 'float32', loss)];
   };
 }

@@ -11,6 +11,9 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { availableParallelism, loadavg } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import type { ModelConfig } from '../config/schema.js';
 import { loadConfig } from '../config/load.js';
 import { createTransformer } from '../model/transformer.js';
@@ -42,6 +45,8 @@ export interface BenchOptions {
   ablation?: boolean;
   /** skip the decoding measurement */
   skipDecoding?: boolean;
+  /** run the PyTorch peer (scripts/bench_train_torch.py) when torch imports (default true) */
+  peer?: boolean;
   log: (line: string) => void;
 }
 
@@ -64,10 +69,12 @@ export interface NewKernels {
   rowGather: boolean;
   nativeSum: boolean;
   fusedDropout: boolean;
+  /** the fused loss's rows in C (issue 18) */
+  nativeLoss: boolean;
 }
 
-const ALL_NEW: NewKernels = { fusedLoss: true, sharedIdentity: true, rowGather: true, nativeSum: true, fusedDropout: true };
-const NONE_NEW: NewKernels = { fusedLoss: false, sharedIdentity: false, rowGather: false, nativeSum: false, fusedDropout: false };
+const ALL_NEW: NewKernels = { fusedLoss: true, sharedIdentity: true, rowGather: true, nativeSum: true, fusedDropout: true, nativeLoss: true };
+const NONE_NEW: NewKernels = { fusedLoss: false, sharedIdentity: false, rowGather: false, nativeSum: false, fusedDropout: false, nativeLoss: false };
 
 export interface BenchRow {
   config: BenchConfig;
@@ -102,6 +109,59 @@ export interface BenchResult {
   beamStepsPerSec: number | null;
   loadBefore: number[];
   loadAfter: number[];
+  /** the PyTorch peer's rows (1 thread and all cores), or why there are none */
+  peer: { rows: PeerRow[]; note: string | null };
+}
+
+/** One thread count of the PyTorch peer (scripts/bench_train_torch.py's JSON line). */
+export interface PeerRow {
+  engine: string;
+  threads: number;
+  tokensPerStep: number;
+  stepMsMedian: number;
+  trainTokensPerSec: number;
+  achievedGflops: number;
+  cpuSecondsPerStep: number;
+  flopsPerTargetToken: number;
+  load: number;
+}
+
+/** The peer script, next to this package's scripts (src/train and dist/train are both two levels down). */
+export const PEER_SCRIPT = fileURLToPath(new URL('../../scripts/bench_train_torch.py', import.meta.url));
+
+/** The first of Debian's python3 and the one on PATH that imports torch (the pyenv shim here cannot), or null. */
+export function findTorchPython(): string | null {
+  for (const py of ['/usr/bin/python3', 'python3']) {
+    const r = spawnSync(py, ['-c', 'import torch'], { stdio: 'ignore', timeout: 60_000 });
+    if (r.status === 0) return py;
+  }
+  return null;
+}
+
+/**
+ * Runs the PyTorch peer on the bench model of `cfg` (same sentences, length, steps; post/pre-norm, gates
+ * on all attentions or none) at each thread count; its progress goes to `log`.
+ */
+export function runTorchPeer(
+  cfg: ModelConfig, gates: boolean, o: { steps: number; warmupSteps: number; sentences: number; length: number; vocab: number; threads: number[]; log: (l: string) => void },
+): { rows: PeerRow[]; note: string | null } {
+  if (!existsSync(PEER_SCRIPT)) return { rows: [], note: `no PyTorch peer: ${PEER_SCRIPT} not found` };
+  const py = findTorchPython();
+  if (py === null) return { rows: [], note: "no PyTorch peer: neither /usr/bin/python3 nor python3 can import torch (Debian: apt-get install python3-torch libopenblas0-openmp)" };
+  const rows: PeerRow[] = [];
+  for (const t of o.threads) {
+    const args = [
+      PEER_SCRIPT, '--threads', String(t), '--steps', String(o.steps), '--warmup', String(o.warmupSteps), '--sentences', String(o.sentences),
+      '--length', String(o.length), '--vocab', String(o.vocab), '--d-model', String(cfg.dModel), '--heads', String(cfg.heads),
+      '--encoder-layers', String(cfg.encoderLayers), '--decoder-layers', String(cfg.decoderLayers), '--d-ff', String(cfg.dFF),
+      '--dropout', String(cfg.dropout), '--norm', cfg.norm, gates ? '--gates' : '--no-gates',
+    ];
+    const r = spawnSync(py, args, { encoding: 'utf8', maxBuffer: 16 << 20 });
+    for (const line of (r.stderr ?? '').split('\n')) if (line.trim()) o.log(line);
+    if (r.status !== 0) return { rows, note: `PyTorch peer failed (${py} exit ${r.status}): ${(r.stderr ?? '').trim().split('\n').pop() ?? ''}` };
+    for (const line of r.stdout.split('\n')) if (line.startsWith('{')) rows.push({ ...(JSON.parse(line) as Omit<PeerRow, 'load'>), load: loadavg()[0]! });
+  }
+  return { rows, note: null };
 }
 
 /**
@@ -187,11 +247,15 @@ export async function benchTrain(o: BenchOptions): Promise<BenchResult> {
     tgt: Array.from({ length: o.length }, () => 4 + rng.int(o.vocab - 4)),
     index,
   }));
+  // the bench model of the performance notes and issue 18: post-norm, tied embeddings, a Hard Concrete
+  // gate on every head of every attention (sampled each step; no penalty), label-smoothed loss, Adam
   const baseSettings = [
     'model.encoderLayers=3', 'model.decoderLayers=3', 'model.heads=4', 'model.dModel=256', 'model.dFF=1024',
+    'model.norm=post', 'gates.attention=[enc-self,dec-self,dec-enc]',
     `train.maxTokensPerBatch=${tokensBudget}`, 'train.accumulateSteps=1', 'train.evalEverySteps=0', `train.maxSteps=${o.steps + o.warmupSteps}`,
   ];
-  const flops = forwardFlopsPerToken(loadConfig(null, [...baseSettings, ...o.overrides]).model, L, o.vocab);
+  const benchCfg = loadConfig(null, [...baseSettings, ...o.overrides]);
+  const flops = forwardFlopsPerToken(benchCfg.model, L, o.vocab);
   const rows: BenchRow[] = [];
   try {
     for (const c of configs) {
@@ -233,6 +297,13 @@ export async function benchTrain(o: BenchOptions): Promise<BenchResult> {
     restore();
   }
 
+  // the PyTorch peer, right after our configurations (same batch, steps and model)
+  let peer: BenchResult['peer'] = { rows: [], note: 'PyTorch peer not run (--no-peer)' };
+  if (o.peer ?? true) {
+    const threads = [...new Set([1, cores])];
+    peer = runTorchPeer(benchCfg.model, benchCfg.gates.attention.length > 0, { steps: o.steps, warmupSteps: o.warmupSteps, sentences: o.sentences, length: o.length, vocab: o.vocab, threads, log: o.log });
+  }
+
   let greedyStepsPerSec: number | null = null;
   let beamStepsPerSec: number | null = null;
   if (!o.skipDecoding) {
@@ -254,24 +325,44 @@ export async function benchTrain(o: BenchOptions): Promise<BenchResult> {
     beamStepsPerSec = ((Math.max(...bm.map((x) => x.length)) + 1) / beamMs) * 1000;
     model.dispose();
   }
-  return { backend, cores, rows, flopsPerTargetToken: 3 * flops, peak, wasmMatMulGflops, greedyStepsPerSec, beamStepsPerSec, loadBefore, loadAfter: loadavg() };
+  return { backend, cores, rows, flopsPerTargetToken: 3 * flops, peak, wasmMatMulGflops, greedyStepsPerSec, beamStepsPerSec, loadBefore, loadAfter: loadavg(), peer };
 }
 
 /** The side-by-side table (markdown). */
 export function formatBenchTable(r: BenchResult): string[] {
   const lines = [
-    '| configuration | workers | step ms (median) | target tokens/s | GFLOP/s | % of machine peak | CPU s/step | tokens/CPU s | load (1 min) |',
-    '|---|---|---|---|---|---|---|---|---|',
+    '| configuration | workers | step ms (median) | target tokens/s | GFLOP/s | % of machine peak | CPU s/step | tokens/CPU s | % of 1-core peak per CPU s | load (1 min) |',
+    '|---|---|---|---|---|---|---|---|---|---|',
   ];
+  // load-independent efficiency: FLOPs per CPU second against one core's peak (what a step would cost on an idle core)
+  const perCpu = (tokensPerCpuS: number) => (r.peak ? `${(((tokensPerCpuS * r.flopsPerTargetToken) / 1e9 / r.peak.oneThread) * 100).toFixed(0)}%` : 'n/a');
   for (const row of r.rows) {
     if (row.error !== undefined) {
-      lines.push(`| ${row.config.label} | ${row.config.workers} | failed: ${row.error.slice(0, 60)} | | | | | | ${row.load.toFixed(1)} |`);
+      lines.push(`| ${row.config.label} | ${row.config.workers} | failed: ${row.error.slice(0, 60)} | | | | | | | ${row.load.toFixed(1)} |`);
       continue;
     }
     const pct = row.fractionOfPeak === null ? 'n/a' : `${(row.fractionOfPeak * 100).toFixed(0)}%`;
-    lines.push(`| ${row.config.label} | ${row.config.workers} | ${row.stepMsMedian.toFixed(0)} | ${row.trainTokensPerSec.toFixed(0)} | ${row.achievedGflops.toFixed(1)} | ${pct} | ${row.cpuSecondsPerStep.toFixed(2)} | ${row.tokensPerCpuSecond.toFixed(0)} | ${row.load.toFixed(1)} |`);
+    lines.push(`| ${row.config.label} | ${row.config.workers} | ${row.stepMsMedian.toFixed(0)} | ${row.trainTokensPerSec.toFixed(0)} | ${row.achievedGflops.toFixed(1)} | ${pct} | ${row.cpuSecondsPerStep.toFixed(2)} | ${row.tokensPerCpuSecond.toFixed(0)} | ${perCpu(row.tokensPerCpuSecond)} | ${row.load.toFixed(1)} |`);
   }
+  for (const p of r.peer.rows) {
+    const pct = r.peak ? `${((p.achievedGflops / r.peak.allThreads) * 100).toFixed(0)}%` : 'n/a';
+    lines.push(`| PyTorch peer (${p.engine}), ${p.threads} thread${p.threads > 1 ? 's' : ''} | 1 | ${p.stepMsMedian.toFixed(0)} | ${p.trainTokensPerSec.toFixed(0)} | ${p.achievedGflops.toFixed(1)} | ${pct} | ${p.cpuSecondsPerStep.toFixed(2)} | ${(p.tokensPerStep / p.cpuSecondsPerStep).toFixed(0)} | ${perCpu(p.tokensPerStep / p.cpuSecondsPerStep)} | ${p.load.toFixed(1)} |`);
+  }
+  const cmp = comparePeer(r);
+  if (cmp !== null) lines.push('', cmp);
+  else if (r.peer.note !== null) lines.push('', r.peer.note);
   return lines;
+}
+
+/** "ours best / PyTorch best" in one line, or null without peer rows or successful rows of ours. */
+export function comparePeer(r: BenchResult): string | null {
+  const ours = r.rows.filter((x) => x.error === undefined).sort((a, b) => b.trainTokensPerSec - a.trainTokensPerSec)[0];
+  const theirs = [...r.peer.rows].sort((a, b) => b.trainTokensPerSec - a.trainTokensPerSec)[0];
+  if (ours === undefined || theirs === undefined) return null;
+  const share = (g: number) => (r.peak ? ` (${((g / r.peak.allThreads) * 100).toFixed(0)}% of peak)` : '');
+  const ratio = ours.trainTokensPerSec / theirs.trainTokensPerSec;
+  const cpuRatio = ours.tokensPerCpuSecond / (theirs.tokensPerStep / theirs.cpuSecondsPerStep);
+  return `ours best: ${ours.config.label}, ${ours.trainTokensPerSec.toFixed(0)} tok/s${share(ours.achievedGflops)}; PyTorch best: ${theirs.threads} thread${theirs.threads > 1 ? 's' : ''}, ${theirs.trainTokensPerSec.toFixed(0)} tok/s${share(theirs.achievedGflops)}; ratio ${ratio.toFixed(2)}x (tokens per CPU second ${cpuRatio.toFixed(2)}x)`;
 }
 
 export interface DecodeBenchRow {

@@ -31,6 +31,7 @@ interface Args {
   workers?: number;
   ablation: boolean;
   decoding: boolean;
+  peer: boolean;
   backend: BackendChoice;
 }
 
@@ -53,6 +54,7 @@ export function builder(y: Argv): Argv<Args> {
     .option('workers', { ...intFlag('workers', 1), describe: 'workers of the data-parallel configurations (default: the number of cores)' })
     .option('ablation', { type: 'boolean', default: false, describe: 'train: also native BLAS 1T with each new kernel switched off in turn' })
     .option('decoding', { type: 'boolean', default: true, describe: 'also measure greedy / beam decoding steps/s' })
+    .option('peer', { type: 'boolean', default: true, describe: 'train: also time the PyTorch peer (scripts/bench_train_torch.py) on 1 and all threads when torch imports' })
     .option('backend', { type: 'string', choices: BACKEND_CHOICES as BackendChoice[], default: 'auto' as BackendChoice }) as unknown as Argv<Args>;
 }
 
@@ -61,14 +63,14 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
   await runHandler(async () => {
     refuseIgnoredFlags([
       ...ignoredIn(args.what === 'train', 'only with bench decode', [['model', 'm'], ['input', 'i'], ['limit', 'n'], 'beams']),
-      ...ignoredIn(args.what === 'decode', 'only with bench train', ['steps', 'warmup', 'sentences', 'length', 'set', 'configs', 'workers', 'ablation', 'decoding']),
+      ...ignoredIn(args.what === 'decode', 'only with bench train', ['steps', 'warmup', 'sentences', 'length', 'set', 'configs', 'workers', 'ablation', 'decoding', 'peer']),
     ]);
     const info = await startBackend(args.backend);
     console.log(describeBackendFixes(info.name));
     const r = await benchTrain({
       steps: args.steps, warmupSteps: args.warmup, sentences: args.sentences, length: args.length, vocab: 8000, overrides: args.set ?? [],
       ...(args.configs ? { configs: args.configs } : {}), ...(args.workers !== undefined ? { workers: args.workers } : {}),
-      skipDecoding: !args.decoding, ablation: args.ablation, log: (l) => console.error(l),
+      skipDecoding: !args.decoding, peer: args.peer, ablation: args.ablation, log: (l) => console.error(l),
     });
     const tokens = r.rows.find((x) => x.error === undefined)?.tokensPerStep ?? args.sentences * (args.length + 1);
     console.log(`bench model: d_model 256, 4 heads, 3+3 layers, d_ff 1024, vocab 8000, ${tokens} target tokens per step; ${r.cores} cores; load average ${r.loadBefore.map((x) => x.toFixed(2)).join(' ')} before, ${r.loadAfter.map((x) => x.toFixed(2)).join(' ')} after`);
@@ -84,7 +86,7 @@ async function decodeHandler(args: ArgumentsCamelCase<Args>): Promise<void> {
   await runHandler(async () => {
     refuseIgnoredFlags([
       ...ignoredIn(args.what === 'train', 'only with bench decode', [['model', 'm'], ['input', 'i'], ['limit', 'n'], 'beams']),
-      ...ignoredIn(args.what === 'decode', 'only with bench train', ['steps', 'warmup', 'sentences', 'length', 'set', 'configs', 'workers', 'ablation', 'decoding']),
+      ...ignoredIn(args.what === 'decode', 'only with bench train', ['steps', 'warmup', 'sentences', 'length', 'set', 'configs', 'workers', 'ablation', 'decoding', 'peer']),
     ]);
     if (!args.model || !args.input) throw new HeadsError('bench decode needs --model <run folder> and --input <source file>');
     const info = await startBackend(args.backend);
