@@ -346,7 +346,7 @@ describe('exportModel: bad inputs give one clear error', () => {
     ['descriptor layer out of range', () => ({ from: gatedRun, mask: { kind: 'descriptor', text: 'D:3:1' } }), MaskError, /"D:3:1": layer 3 out of range 1\.\.2 \(dec-self, 1-based\)/],
     ['HF dict with a bad layer key', () => ({ from: gatedRun, mask: { kind: 'hf-prune-dict', value: { 'enc-self': { '5': [0] } }, sourceName: 'hf.json' } }), MaskError, /hf\.json: enc-self\["5"\]: layer 5 out of range 0\.\.1/],
     ['HF dict with an unknown attention type', () => ({ from: gatedRun, mask: { kind: 'hf-prune-dict', value: { encoder: { '0': [0] } }, sourceName: 'hf.json' } }), MaskError, /hf\.json: encoder: unknown attention type/],
-    ['unknown format', () => ({ from: gatedRun, mask, formats: ['onnx' as 'heads'] }), ConfigError, /--format: expected heads, safetensors/],
+    ['unknown format', () => ({ from: gatedRun, mask, formats: ['tflite' as 'heads'] }), ConfigError, /--format: expected some of heads, safetensors, onnx, got \["tflite"\]/],
   ];
   it.each(cases)('%s', async (_name, opts, type, message) => {
     const outDir = join(root, `bad-${Math.random().toString(36).slice(2)}`);

@@ -30,9 +30,12 @@ import { type MagnitudePruningOptions, type MagnitudePruningReport, magnitudePru
 import { type FfnPruningOptions, type FfnPruningReport, maskFfnUnits, planFfnPruning, pruneFfnUnits } from './ffn-pruning.js';
 import { type QuantizationReport, dequantizeTensors, quantizeTensors } from './quantize.js';
 import type { NamedArrays } from '../train/checkpoint.js';
+import { buildOnnxExport, writeOnnxExport } from '../onnx/onnx-export.js';
 
-export type ExportFormat = 'heads' | 'safetensors';
-export const EXPORT_FORMATS: readonly ExportFormat[] = ['heads', 'safetensors'];
+export type ExportFormat = 'heads' | 'safetensors' | 'onnx';
+export const EXPORT_FORMATS: readonly ExportFormat[] = ['heads', 'safetensors', 'onnx'];
+/** what an export writes unless told otherwise */
+export const DEFAULT_EXPORT_FORMATS: readonly ExportFormat[] = ['heads', 'safetensors'];
 
 /** Where the mask comes from. */
 export type MaskInput =
@@ -54,7 +57,7 @@ export interface ExportOptions {
   outDir?: string;
   /** where the default output folder goes (default `runs`) */
   runsDir?: string;
-  /** default both */
+  /** default heads and safetensors (DEFAULT_EXPORT_FORMATS); `onnx` adds onnx/ (../onnx/onnx-export.ts) */
   formats?: readonly ExportFormat[];
   /** names the mask in error messages (e.g. the mask file's path) */
   maskName?: string;
@@ -104,7 +107,7 @@ export interface ExportSummary {
     keptPerLayer: Record<AttentionType, number[][]>;
   };
   parameters: { before: number; gateLogAlphas: number; after: number; ratio: number };
-  files: { before: FileSizes; heads: FileSizes | null; safetensors: FileSizes | null };
+  files: { before: FileSizes; heads: FileSizes | null; safetensors: FileSizes | null; onnx?: OnnxFiles | null };
   /** kept heads whose deterministic gate (not 1) was multiplied into W_O */
   foldedGates: FoldedGate[];
   /** gated heads whose deterministic gate is strictly between 0 and 1 (only for --mask gates) */
@@ -123,6 +126,14 @@ export interface ExportSummary {
     nonZeroParameters: number;
   };
   notes: string[];
+}
+
+/** The ONNX graphs written (--format onnx). */
+export interface OnnxFiles {
+  encoderBytes: number;
+  decoderBytes: number;
+  path: string;
+  int8: boolean;
 }
 
 function isHeadMask(m: MaskInput): m is HeadMask {
@@ -193,9 +204,9 @@ function resolveMask(input: MaskInput, loaded: ReturnType<typeof loadModel>): { 
  * not fit, CheckpointError for unreadable models, ConfigError for an output folder that is not empty.
  */
 export async function exportModel(o: ExportOptions): Promise<ExportSummary> {
-  const formats = [...new Set(o.formats ?? EXPORT_FORMATS)];
+  const formats = [...new Set(o.formats ?? DEFAULT_EXPORT_FORMATS)];
   if (formats.length === 0 || formats.some((f) => !EXPORT_FORMATS.includes(f))) {
-    throw new ConfigError([`--format: expected ${EXPORT_FORMATS.join(', ')} or both, got ${JSON.stringify(o.formats)}`]);
+    throw new ConfigError([`--format: expected some of ${EXPORT_FORMATS.join(', ')}, got ${JSON.stringify(o.formats)}`]);
   }
   if (o.outDir) checkOutDir(o.outDir); // fail before the (slow) load
   const loaded = loadModel(o.from, o.warn);
@@ -247,6 +258,20 @@ export async function exportModel(o: ExportOptions): Promise<ExportSummary> {
       int8 = { ...q.report, maxAbsLogitDiff };
     }
     const encodeModel = q ? (): Record<string, SafeTensor> => q.tensors : undefined;
+    // the ONNX graphs are built (and refused, e.g. for MoE models) before anything is written
+    const onnx = formats.includes('onnx')
+      ? buildOnnxExport({
+          model: pruned.config,
+          vocabSize: model.vocabSize,
+          params: finalParams,
+          int8: o.int8 === true,
+          tokenizerText: readFileSync(join(loaded.runPath, 'tokenizer.json')),
+          generation: { beamSize: config.eval.beamSize, lengthPenalty: config.eval.lengthPenalty, maxLenA: config.eval.maxLenA, maxLenB: config.eval.maxLenB },
+          source: { run: loaded.runPath, checkpoint: checkpoint.path, step: checkpoint.state.step },
+          mask: pruned.mask,
+          maskDescriptor: maskToDescriptor(pruned.mask),
+        })
+      : null;
 
     // created only once the mask fits, so a refused mask leaves nothing behind
     let outDir: string;
@@ -293,11 +318,12 @@ export async function exportModel(o: ExportOptions): Promise<ExportSummary> {
       writeFileAtomic(join(dir, 'tokenizer.json'), tokenizerText);
       torchFiles = { modelBytes: statSync(path).size, path };
     }
+    const onnxFiles: OnnxFiles | null = onnx ? { ...writeOnnxExport(join(outDir, 'onnx'), onnx, tokenizerText), int8: o.int8 === true } : null;
 
 
     const emptyDecoderLayers = (['dec-self', 'dec-enc'] as const).flatMap((stack) => (pruned.config.keptHeads?.[stack] ?? []).flatMap((ids, l) => (ids.length ? [] : [`${stack}.${l}`])));
     if (emptyDecoderLayers.length) {
-      pruned.notes.push(`decoder attention layer(s) ${emptyDecoderLayers.join(', ')} have no heads: forward passes and greedy decoding work, but beam search over them fails on the wasm backend (tfjs-backend-wasm 4.22 GatherV2 mis-shapes empty tensors, which beam search gathers in Transformer.selectRows and reorderSelfCaches); use --beam 1 there until that is fixed`);
+      pruned.notes.push(`decoder attention layer(s) ${emptyDecoderLayers.join(', ')} have no heads: forward passes and greedy decoding work, but beam search over them fails on the wasm backend (tfjs-backend-wasm 4.22 GatherV2 mis-shapes empty tensors, which beam search gathers in Transformer.selectRows and reorderSelfCaches); use --beam 1 there until that is fixed (the ONNX export, --format onnx, decodes them with beam search in ONNX Runtime)`);
     }
     const before = headCounts(config.model);
     const after = headCounts(pruned.config);
@@ -318,6 +344,7 @@ export async function exportModel(o: ExportOptions): Promise<ExportSummary> {
         before: { modelBytes: checkpoint.state.files['model.safetensors']?.bytes ?? statSync(join(checkpoint.path, 'model.safetensors')).size, checkpointBytes: dirBytes(checkpoint.path), path: checkpoint.path },
         heads: headsFiles,
         safetensors: torchFiles,
+        ...(formats.includes('onnx') ? { onnx: onnxFiles } : {}),
       },
       foldedGates: pruned.foldedGates,
       fractionalGates: fractional,
@@ -386,6 +413,7 @@ export function formatExportSummary(s: ExportSummary): string {
   lines.push(`  parameters: ${formatCount(s.parameters.before)} -> ${formatCount(s.parameters.after)}${percentChange(s.parameters.before, s.parameters.after)}${s.parameters.gateLogAlphas ? ` (plus ${s.parameters.gateLogAlphas} gate log-alphas before, folded)` : ''}`);
   const b = s.files.before;
   if (s.files.heads) lines.push(`  heads checkpoint: model.safetensors ${formatBytes(b.modelBytes)} -> ${formatBytes(s.files.heads.modelBytes)}${percentChange(b.modelBytes, s.files.heads.modelBytes)}; checkpoint folder ${formatBytes(b.checkpointBytes ?? 0)} -> ${formatBytes(s.files.heads.checkpointBytes ?? 0)} (no optimizer state)`);
+  if (s.files.onnx) lines.push(`  onnx${s.files.onnx.int8 ? ' (int8 MatMulInteger)' : ''}: ${s.files.onnx.path} encoder.onnx ${formatBytes(s.files.onnx.encoderBytes)}, decoder.onnx ${formatBytes(s.files.onnx.decoderBytes)}`);
   if (s.files.safetensors) lines.push(`  pytorch: ${s.files.safetensors.path} ${formatBytes(s.files.safetensors.modelBytes)}${percentChange(b.modelBytes, s.files.safetensors.modelBytes)}`);
   const fractionalRemoved = s.fractionalGates.filter((g) => !g.isKept);
   if (s.foldedGates.length) lines.push(`  folded gates: ${s.foldedGates.length} kept head(s) with gate < 1 (${s.foldedGates.slice(0, 6).map((g) => `${g.key}=${g.gate.toFixed(3)}`).join(', ')}${s.foldedGates.length > 6 ? ', ...' : ''})`);

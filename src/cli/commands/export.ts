@@ -20,7 +20,7 @@ interface Args {
   'hf-prune-dict'?: string;
   out?: string;
   'runs-dir': string;
-  format: 'heads' | 'safetensors' | 'both';
+  format: 'heads' | 'safetensors' | 'onnx' | 'both' | 'all';
   verify: boolean;
   'fold-gates': boolean;
   'magnitude-sparsity'?: string;
@@ -43,7 +43,7 @@ export function builder(y: Argv): Argv<Args> {
     .option('hf-prune-dict', { type: 'string', describe: 'JSON file: { "enc-self": { "<layer>": [heads to prune] }, ... } (or a config with "pruned_heads")' })
     .option('out', { alias: 'o', type: 'string', describe: 'output folder (new or empty; default: a new run folder under --runs-dir)' })
     .option('runs-dir', { type: 'string', default: 'runs', describe: 'where the default output folder is created' })
-    .option('format', { type: 'string', choices: ['heads', 'safetensors', 'both'] as const, default: 'both' as const, describe: 'toolkit checkpoint, PyTorch safetensors, or both' })
+    .option('format', { type: 'string', choices: ['heads', 'safetensors', 'onnx', 'both', 'all'] as const, default: 'both' as const, describe: 'toolkit checkpoint, PyTorch safetensors, ONNX encoder + decoder graphs (onnx/), both (heads + safetensors) or all three' })
     .option('verify', { type: 'boolean', default: true, describe: 'compare masked and exported logits on random sentences' })
     .option('fold-gates', { type: 'boolean', default: true, describe: "fold kept heads' deterministic gates into W_O as `heads prune` scores the pruned model (--no-fold-gates: kept heads at gate 1)" })
     .option('magnitude-sparsity', { type: 'string', describe: 'unstructured magnitude pruning: zero this fraction in [0, 1) of the weight matrices (not biases or norms)' })
@@ -54,7 +54,8 @@ export function builder(y: Argv): Argv<Args> {
     .option('int8', { type: 'boolean', describe: 'store weight matrices as int8 with per-output-channel float32 scales (activations stay float32)' })
     .option('backend', { type: 'string', choices: BACKEND_CHOICES as BackendChoice[], default: 'auto' as BackendChoice })
     .example("$0 export runs/20250101-120000-gated --mask gates", 'prune the heads the gates closed')
-    .example("$0 export runs/x --mask-descriptor 'E:1:1,2' --format safetensors --out pruned/", 'remove heads 1 and 2 of encoder layer 1') as unknown as Argv<Args>;
+    .example("$0 export runs/x --mask-descriptor 'E:1:1,2' --format safetensors --out pruned/", 'remove heads 1 and 2 of encoder layer 1')
+    .example('$0 export runs/x --mask gates --format all --int8 --out pruned/', 'also write ONNX graphs computing in int8 (translate with --engine onnx)') as unknown as Argv<Args>;
 }
 
 /** A fraction flag: a number in [0, 1), else a ConfigError naming the flag and the value given. */
@@ -118,7 +119,7 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
     const compression = compressionOptionsOf(args);
     const { input, name } = maskInputOf(args, Object.keys(compression).length > 0);
     const backend = await startBackend(args.backend);
-    const formats: ExportFormat[] = args.format === 'both' ? ['heads', 'safetensors'] : [args.format];
+    const formats: ExportFormat[] = args.format === 'both' ? ['heads', 'safetensors'] : args.format === 'all' ? ['heads', 'safetensors', 'onnx'] : [args.format];
     const summary = await exportModel({
       from: args.model,
       mask: input,
