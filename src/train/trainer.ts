@@ -5,14 +5,11 @@
  * live progress line. Everything random derives from config.seed, and the data position, Adam state and
  * step are checkpointed, so a resumed run reproduces the uninterrupted one exactly.
  *
- * With `train.workers` > 1 (wasm or cpu backend), each step's micro-batches run on worker threads
- * (train/workers/): micro-batch i goes to worker i mod N with the same seeds as in-process, the gradients
- * are summed in shared memory, and one Adam update (sharded over the workers) is loaded by every
- * replica, so the result equals in-process training with the same micro-batches up to float rounding.
- * The step then has N * ceil(accumulateSteps / N) micro-batches sharing `maxTokensPerBatch`. Between
- * steps the parameters and Adam state live in shared memory; the main thread's model (and gates) is
- * refreshed from there after every step, so it always holds the trained weights (the gate penalty and
- * Lagrangian controller stay on the main thread); Adam's state is read from there for checkpoints.
+ * The step itself (loss = CE + lambda * penalty, clipping, Adam) is step.ts; it runs in-process
+ * (in-process-runner.ts) or, with `train.workers` > 1 (wasm or cpu backend), on worker threads
+ * (workers/step-runner.ts), where the step has N * ceil(accumulateSteps / N) micro-batches sharing
+ * `maxTokensPerBatch`. Either way the model (and gates) on this thread holds the trained weights after
+ * every step (the gate penalty and Lagrangian controller stay on this thread).
  * Micro-batches estimated above the wasm heap budget are split by rows (train/memory-split.ts).
  * Mixture-of-experts models (model.moe) add their load-balancing loss in the micro-batch gradient, and
  * the log record carries each MoE layer's expert shares and dropped claims over the logging window.
@@ -31,25 +28,21 @@ import { deriveSeed, Rng } from '../util/random.js';
 import type { RunFolder } from '../util/run-folder.js';
 import { CheckpointError, FileSystemError, HeadsError } from '../util/errors.js';
 export { guardWasmHeap } from './memory-split.js';
-import { Adam, clipByGlobalNorm } from './adam.js';
-import { inverseSqrtLr } from './schedule.js';
+import { Adam } from './adam.js';
 import { lossImplementation, nllSum, targetWeights } from './objective.js';
 import { type HeapModel, chunkRowsFor, heapBudgetBytes } from './memory-split.js';
-import { microBatchGradients, type MicroBatchContext, addGradients } from './workers/micro-batch.js';
-import { WorkerPool, resolveWorkerCount } from './workers/pool.js';
-import { type ParamLayout, type SharedViews, makeLayout } from './workers/shared-state.js';
-import { assignFrom, readInto, writeFrom } from './workers/tensor-io.js';
-import { activeKernelFixes, nativeBlasStatus, setBlasThreads } from '../backend/ops.js';
-import { DROPOUT_KERNEL } from '../backend/dropout.js';
-import type { GateConfig } from '../config/schema.js';
-import type { ModelShape } from '../model/transformer.js';
+import { NonFiniteError, type StepRunner, learningRate, optimizerStep } from './step.js';
+import { InProcessRunner } from './in-process-runner.js';
+import { type GateSpec, WorkerStepRunner } from './workers/step-runner.js';
+import { resolveWorkerCount } from './workers/pool.js';
 import { type DataPosition, type LoadedCheckpoint, type NamedArrays, checkpointDirName, readCheckpoint, writeCheckpoint } from './checkpoint.js';
 import { EarlyStopping } from './early-stopping.js';
 import { join } from 'node:path';
 import { ProgressLine, eta, formatDuration, formatRate } from './progress.js';
 import { type RoutingCounts, addRoutingCounts, routingSummary } from '../model/moe.js';
 import type { WeightMasks } from '../export/magnitude-pruning.js';
-import { MaskTensors, isPruningStep, maskSparsity, pruningMasksAt, zeroMaskedRange } from './gradual-pruning.js';
+import { MaskTensors, isPruningStep, maskSparsity, pruningMasksAt } from './gradual-pruning.js';
+export { NonFiniteError } from './step.js';
 import { quantAwareWeights } from './quant-aware.js';
 
 /** What the trainer needs from head gates (gates/head-gates.ts implements it). */
@@ -140,22 +133,16 @@ export class Trainer {
   readonly history: StepResult[] = [];
   /** worker threads in use (1: in-process) */
   readonly workerCount: number;
-  private pool: WorkerPool | null = null;
-  /** the main thread's model is older than the shared parameters */
-  private mainStale = false;
-  /** shared memory must be refreshed from the main thread before the next worker step */
-  private pushParams = true;
-  private pushAdam = true;
-  private reload: 'all' | 'trainable' | null = null;
-  private blasThreadsBefore: number | null = null;
+  /** where the step's arithmetic runs (in-process or on the workers) */
+  private readonly runner: StepRunner;
   /** per-phase milliseconds of the last worker step (slowest worker), for benchmarks and diagnostics */
-  lastWorkerPhases: { compute: number; reduce: number; update: number; load: number } | null = null;
+  get lastWorkerPhases(): { compute: number; reduce: number; update: number; load: number } | null {
+    return this.runner instanceof WorkerStepRunner ? this.runner.lastPhases : null;
+  }
   /** gradual magnitude pruning: the current masks (null before the first pruning step) and their sparsity */
   private masks: WeightMasks | null = null;
   private maskTensors: MaskTensors | null = null;
   private sparsity = 0;
-  /** the shared `keep` mask must be rewritten from `masks` before the next worker step */
-  private pushMasks = false;
   /** train.earlyStopping's bookkeeping (null: off) */
   readonly earlyStopping: EarlyStopping | null;
   /** gates.settle: the step at which no gate was fractional any more (null: not settled) */
@@ -174,6 +161,20 @@ export class Trainer {
     if (!this.trainable.size) throw new HeadsError(`train.trainOnly: ${JSON.stringify(t.trainOnly)} selects no parameters`);
     // workers rebuild the gates from their config and shape (HeadGates); other providers train in-process
     this.workerCount = o.gates && gateSpec(o.gates) === null ? 1 : resolveWorkerCount(t.workers, tf.getBackend(), o.runtime?.cores);
+    const chunkRows = (b: Batch) => this.chunkRows(b);
+    this.runner =
+      this.workerCount > 1
+        ? new WorkerStepRunner({
+            workers: this.workerCount, config: o.config, model: o.model, gateVariables: o.gates?.variables ?? new Map(), gateSpec: o.gates ? gateSpec(o.gates) : null,
+            trainable: this.trainable, adam: this.adam, chunkRows, masks: () => this.masks, faultNonFinite: o.runtime?.faultNonFinite,
+          })
+        : new InProcessRunner({
+            context: {
+              model: o.model, gates: o.gates ?? null, varList: [...this.trainable.values()], varNameToParam: this.varNameToParam, seed: o.config.seed,
+              labelSmoothing: t.labelSmoothing, weightView: quantAwareWeights(t.quantAware), faultNonFinite: o.runtime?.faultNonFinite,
+            },
+            trainable: this.trainable, adam: this.adam, clipNorm: t.clipNorm, gateScale: o.config.gates.lrScale, chunkRows, masks: () => this.maskTensors,
+          });
   }
 
   /** Parameters that receive gradients (names). */
@@ -226,60 +227,21 @@ export class Trainer {
     return out;
   }
 
-  /** One optimizer step over `microBatchesPerStep()` micro-batches (in-process, or on the workers). */
+  /** One optimizer step over `microBatchesPerStep()` micro-batches (step.ts, in-process or on the workers). */
   async trainStep(): Promise<StepResult> {
-    if (this.workerCount > 1) return this.trainStepOnWorkers();
     const t0 = performance.now();
-    const cfg = this.o.config;
     const step = this.step + 1;
-    const batches = this.nextBatches(cfg.train.accumulateSteps);
-    const tgtTokens = batches.reduce((a, b) => a + b.tgtTokens, 0);
-    const srcTokens = batches.reduce((a, b) => a + b.srcTokens, 0);
-    const ctx = this.microBatchContext(step, tgtTokens);
-    // lambda mode: l0Lambda * E[L0]; budget mode: the Lagrangian term as it is
-    const coef = this.o.gates?.isBudgeted ? 1 : cfg.train.l0Lambda;
-    let sum: Map<string, tf.Tensor> | null = null;
-    let lossSum = 0;
-    let penalty = 0;
-    let moeAux: number | undefined;
-    let routing: RoutingCounts | undefined;
-    for (let i = 0; i < batches.length; i++) {
-      const b = batches[i]!;
-      const gates = this.o.gates;
-      const withPenalty = gates && i === 0 && coef > 0 ? () => gates.penalty(step).mul(coef) as tf.Scalar : undefined;
-      const r = await microBatchGradients({ ...ctx, chunkRows: this.chunkRows(b), ...(withPenalty ? { penalty: withPenalty } : {}) }, b, i);
-      lossSum += r.ce;
-      if (r.penalty !== undefined) penalty = r.penalty;
-      if (r.aux !== undefined) moeAux = (moeAux ?? 0) + r.aux;
-      if (r.routing !== undefined) routing = addRoutingCounts(routing ?? {}, r.routing);
-      sum = addGradients(sum, r.grads);
-    }
-    const { grads, norm } = clipByGlobalNorm(sum!, cfg.train.clipNorm);
-    if (!Number.isFinite(norm) || !Number.isFinite(lossSum)) {
-      tf.dispose([...grads.values()]);
-      throw new NonFiniteError(step, lossSum, norm, batches.flatMap((b) => b.indices).slice(0, 10));
-    }
-    const lr = inverseSqrtLr(step, cfg.train.peakLr, cfg.train.warmupSteps);
-    const gateScale = cfg.gates.lrScale;
-    this.adam.apply(this.trainable, grads, lr, (name) => (name.startsWith('gate.') ? gateScale : 1));
-    tf.dispose([...grads.values()]);
-    // gradual magnitude pruning: pruned weights and their moments back to zero after the update
-    if (this.maskTensors) for (const vars of [this.trainable, this.adam.m, this.adam.v]) this.maskTensors.apply(vars);
+    const batches = this.nextBatches(this.microBatchesPerStep());
+    const r = await optimizerStep(this.runner, step, batches, this.o.gates, this.o.config.train);
     await this.pruneIfScheduled(step);
     this.o.gates?.afterStep?.(step);
     this.step = step;
-    const r: StepResult = { step, loss: lossSum, penalty, gradNorm: norm, lr, tgtTokens, srcTokens, elapsedMs: performance.now() - t0, ...moeFields(moeAux, routing) };
-    this.history.push(r);
-    return r;
-  }
-
-  private microBatchContext(step: number, stepTgtTokens: number): Omit<MicroBatchContext, 'chunkRows'> {
-    const cfg = this.o.config;
-    return {
-      model: this.o.model, gates: this.o.gates ?? null, varList: [...this.trainable.values()], varNameToParam: this.varNameToParam,
-      seed: cfg.seed, labelSmoothing: cfg.train.labelSmoothing, step, stepTgtTokens, weightView: quantAwareWeights(cfg.train.quantAware),
-      faultNonFinite: this.o.runtime?.faultNonFinite,
-    };
+    const tgtTokens = batches.reduce((a, b) => a + b.tgtTokens, 0);
+    const srcTokens = batches.reduce((a, b) => a + b.srcTokens, 0);
+    const lr = learningRate(step, this.o.config.train);
+    const res: StepResult = { step, loss: r.loss, penalty: r.penalty, gradNorm: r.gradNorm, lr, tgtTokens, srcTokens, elapsedMs: performance.now() - t0, ...moeFields(r.moeAux, r.routing) };
+    this.history.push(res);
+    return res;
   }
 
   /** The masks' current sparsity (0 before the first pruning step or without train.magnitudePruning). */
@@ -297,7 +259,7 @@ export class Trainer {
     this.masks = masks;
     this.maskTensors = masks ? new MaskTensors(masks, (name) => (this.o.model.params.has(name) ? this.o.model.params.get(name).shape : undefined)) : null;
     this.sparsity = maskSparsity(masks);
-    this.pushMasks = true;
+    this.runner.masksChanged();
   }
 
   /**
@@ -309,185 +271,17 @@ export class Trainer {
     if (!c || !isPruningStep(step, c)) return;
     this.setMasks(pruningMasksAt(step, await this.o.model.params.toArrays(), c));
     for (const vars of [this.o.model.params.vars, this.adam.m, this.adam.v]) this.maskTensors!.apply(vars);
-    if (this.pool !== null && !this.pushParams) {
-      const s = this.pool.views;
-      for (const e of this.pool.layout.entries) {
-        const m = this.masks![e.name];
-        if (m) zeroMaskedRange(this.pushAdam ? [s.params] : [s.params, s.m, s.v], e.offset, m);
-      }
-      this.reload = 'all';
-    }
-  }
-
-  /** Shared `keep` <- the masks (1 where no mask applies). */
-  private writeKeep(s: SharedViews, layout: ParamLayout): void {
-    s.keep.fill(1);
-    for (const e of layout.entries) {
-      const m = this.masks?.[e.name];
-      if (m) s.keep.set(m, e.offset);
-    }
-    this.pushMasks = false;
-  }
-
-  /** Every parameter (model, then gates) in the shared layout's order, with its variable. */
-  private paramVariables(): Array<{ name: string; v: tf.Variable; isGate: boolean }> {
-    const out: Array<{ name: string; v: tf.Variable; isGate: boolean }> = [];
-    for (const [name, v] of this.o.model.params.vars) out.push({ name, v, isGate: false });
-    for (const [name, v] of this.o.gates?.variables ?? []) out.push({ name, v, isGate: true });
-    return out;
-  }
-
-  /** Main thread -> shared memory: parameters (and Adam's state when pushAdam). */
-  private pushToShared(s: SharedViews, layout: ParamLayout): void {
-    const vars = this.paramVariables();
-    layout.entries.forEach((e, k) => {
-      if (this.pushParams) writeFrom(vars[k]!.v, s.params, e.offset);
-      if (!this.pushAdam) return;
-      const m = this.adam.m.get(e.name);
-      const v = this.adam.v.get(e.name);
-      if (e.trainable && m && v) {
-        writeFrom(m, s.m, e.offset);
-        writeFrom(v, s.v, e.offset);
-        s.seen[k] = 1;
-      } else {
-        s.m.fill(0, e.offset, e.offset + e.size);
-        s.v.fill(0, e.offset, e.offset + e.size);
-        s.seen[k] = 0;
-      }
-    });
-  }
-
-  /** The worker pool, started on first use; shared memory refreshed when the main thread changed state. */
-  private async ensurePool(): Promise<WorkerPool> {
-    if (this.pool !== null) {
-      if (this.pushMasks) this.writeKeep(this.pool.views, this.pool.layout);
-      if (this.pushParams || this.pushAdam) {
-        this.pushToShared(this.pool.views, this.pool.layout);
-        this.reload = this.pushParams ? 'all' : this.reload;
-        if (this.pushAdam) this.adam.dispose(); // the shared copy is the live one now
-        this.pushParams = this.pushAdam = false;
-      }
-      return this.pool;
-    }
-    const vars = this.paramVariables();
-    const layout = makeLayout(vars.map(({ name, v, isGate }) => ({ name, shape: v.shape, trainable: this.trainable.has(name), isGate })));
-    const backend = tf.getBackend();
-    const fixes = activeKernelFixes(backend);
-    const has = (kernel: string, fix: string) => fixes.some((f) => f.kernel === kernel && f.fix === fix);
-    const cfg = this.o.config;
-    // one OpenBLAS thread per worker: the thread count is process-wide, so the main thread's too
-    const blas = nativeBlasStatus();
-    if (blas.available) {
-      this.blasThreadsBefore = blas.threads ?? null;
-      setBlasThreads(1);
-    }
-    this.pushParams = this.pushAdam = true;
-    this.pool = await WorkerPool.start(
-      {
-        workers: this.workerCount, backend, nativeBlas: has('BatchMatMul', 'native-blas'),
-        kernels: {
-          sharedIdentity: has('Identity', 'shared-data'), fusedLoss: lossImplementation() === 'fused', rowGather: has('GatherV2', 'js-row-copy'),
-          nativeSum: has('Sum', 'native-blas'), fusedDropout: fixes.some((f) => f.kernel === DROPOUT_KERNEL),
-        },
-        modelConfig: this.o.model.config, vocabSize: this.o.model.vocabSize,
-        gates: this.o.gates ? gateSpec(this.o.gates) : null, layout, seed: cfg.seed, labelSmoothing: cfg.train.labelSmoothing,
-        adam: { beta1: cfg.train.adamBeta1, beta2: cfg.train.adamBeta2, eps: cfg.train.adamEps }, quantAware: cfg.train.quantAware,
-        faultNonFinite: this.o.runtime?.faultNonFinite,
-      },
-      (views) => {
-        this.pushToShared(views, layout);
-        this.writeKeep(views, layout);
-      },
-    );
-    this.adam.dispose();
-    this.pushParams = this.pushAdam = false;
-    this.reload = null;
-    return this.pool;
-  }
-
-  /** One step on the worker threads (see the header). */
-  private async trainStepOnWorkers(): Promise<StepResult> {
-    const t0 = performance.now();
-    const cfg = this.o.config;
-    const step = this.step + 1;
-    const pool = await this.ensurePool();
-    const layout = pool.layout;
-    const s = pool.views;
-    const n = pool.size;
-    const batches = this.nextBatches(this.microBatchesPerStep());
-    const tgtTokens = batches.reduce((a, b) => a + b.tgtTokens, 0);
-    const srcTokens = batches.reduce((a, b) => a + b.srcTokens, 0);
-    s.got.fill(0);
-    // the gate penalty and its gradient (log-alphas only) on the main thread, added into the sum
-    let penalty = 0;
-    let withExtra = false;
-    const coef = this.o.gates?.isBudgeted ? 1 : cfg.train.l0Lambda;
-    if (this.o.gates && coef > 0) {
-      const gates = this.o.gates;
-      const gateEntries = layout.entries.map((e, k) => ({ e, k })).filter(({ e }) => e.isGate && e.trainable);
-      const vars = gateEntries.map(({ e }) => this.trainable.get(e.name)!);
-      if (vars.length > 0) {
-        const { value, grads } = tf.variableGrads(() => gates.penalty(step).mul(coef) as tf.Scalar, vars);
-        penalty = value.dataSync()[0]!;
-        gateEntries.forEach(({ e, k }, j) => {
-          const g = grads[vars[j]!.name];
-          if (g) {
-            readInto(g, s.extra, e.offset, 'set');
-            s.got[k] = 1;
-          } else s.extra.fill(0, e.offset, e.offset + e.size);
-        });
-        tf.dispose([value, ...Object.values(grads)]);
-        withExtra = true;
-      } else {
-        penalty = tf.tidy(() => gates.penalty(step).mul(coef).dataSync()[0]!);
-      }
-    }
-    const lr = inverseSqrtLr(step, cfg.train.peakLr, cfg.train.warmupSteps);
-    const jobs = batches.map((batch, index) => ({ index, batch, chunkRows: this.chunkRows(batch) }));
-    const reload = this.reload;
-    const r = await pool.step((w) => ({
-      type: 'step', step, stepTgtTokens: tgtTokens, jobs: jobs.filter((j) => j.index % n === w), reload, withExtra,
-      lr, gateScale: cfg.gates.lrScale, clipNorm: cfg.train.clipNorm, adamStep: this.adam.step + 1, isMasked: this.masks !== null,
-    }));
-    this.reload = null;
-    this.lastWorkerPhases = r.ms;
-    let lossSum = 0;
-    for (let i = 0; i < batches.length; i++) lossSum += r.ce.get(i) ?? NaN;
-    const norm = r.gradNorm;
-    if (!r.applied || !Number.isFinite(norm) || !Number.isFinite(lossSum)) throw new NonFiniteError(step, lossSum, norm, batches.flatMap((b) => b.indices).slice(0, 10));
-    this.adam.step++;
-    layout.entries.forEach((e, k) => {
-      if (s.got[k]) s.seen[k] = 1;
-    });
-    // the main thread's model (and gates: the penalty, controller and logs read them) follows every
-    // step, so callers see the trained weights as in-process (~10 ms for the bench model's 7.6 M floats)
-    this.mainStale = true;
-    this.syncMainFromShared();
-    await this.pruneIfScheduled(step);
-    this.o.gates?.afterStep?.(step);
-    this.step = step;
-    const res: StepResult = { step, loss: lossSum, penalty, gradNorm: norm, lr, tgtTokens, srcTokens, elapsedMs: performance.now() - t0, ...moeFields(r.moeAux, r.routing) };
-    this.history.push(res);
-    return res;
+    this.runner.weightsPruned();
   }
 
   /** Brings the main thread's model up to date with the workers' parameters (no-op in-process). */
   async syncModel(): Promise<void> {
-    this.syncMainFromShared();
-  }
-
-  private syncMainFromShared(): void {
-    if (this.pool === null || !this.mainStale) return;
-    const vars = this.paramVariables();
-    this.pool.layout.entries.forEach((e, k) => {
-      if (e.trainable) assignFrom(vars[k]!.v, this.pool!.views.params, e.offset);
-    });
-    this.mainStale = false;
+    this.runner.syncMain();
   }
 
   /** Dev loss (NLL per token, eval mode, deterministic gates) and optionally dev BLEU. */
   async evaluate(withBleu = true): Promise<EvalResult> {
-    this.syncMainFromShared();
+    this.runner.syncMain();
     const cfg = this.o.config;
     let nll = 0;
     let tokens = 0;
@@ -519,10 +313,10 @@ export class Trainer {
    */
   async saveCheckpoint(): Promise<string | null> {
     if (!this.o.run) return null;
-    this.syncMainFromShared();
+    this.runner.syncMain();
     const params: NamedArrays = await this.o.model.params.toArrays();
     if (this.o.gates) for (const [name, v] of this.o.gates.variables) params[name] = { shape: v.shape.slice(), data: (await v.data()) as Float32Array };
-    const adam = this.pool !== null && !this.pushAdam ? this.sharedAdamState(this.pool) : await this.adam.state();
+    const adam = await this.runner.adamState();
     try {
       const dir = this.writeCheckpointOf(this.o.run.path, params, adam);
       this.lastCheckpointStep = this.step;
@@ -591,27 +385,17 @@ export class Trainer {
     return best.step;
   }
 
-  /** Adam's state as checkpoints store it, read from shared memory (worker training). */
-  private sharedAdamState(pool: WorkerPool): { step: number; tensors: Record<string, { shape: number[]; data: Float32Array }> } {
-    const tensors: Record<string, { shape: number[]; data: Float32Array }> = {};
-    const s = pool.views;
-    const seen = pool.layout.entries.filter((e, k) => e.trainable && s.seen[k]);
-    for (const [prefix, arr] of [['m', s.m], ['v', s.v]] as const)
-      for (const e of seen) tensors[`${prefix}.${e.name}`] = { shape: e.shape.slice(), data: arr.slice(e.offset, e.offset + e.size) };
-    return { step: this.adam.step, tensors };
-  }
-
   /** Restore weights, gates, optimizer state, step and data position from a checkpoint. */
   restore(c: LoadedCheckpoint, opts: { weightsOnly?: boolean } = {}): void {
-    this.syncMainFromShared();
-    if (this.pool !== null) this.pushParams = true;
+    this.runner.syncMain();
+    this.runner.mainChanged({ params: true });
     const gateVars = this.o.gates?.variables;
     for (const [name, { shape, data }] of Object.entries(c.params)) {
       if (this.o.model.params.has(name)) this.o.model.params.assign(name, shape, data);
       else if (gateVars?.has(name)) tf.tidy(() => gateVars.get(name)!.assign(tf.tensor(data, shape, 'float32')));
     }
     if (opts.weightsOnly) return;
-    if (this.pool !== null) this.pushAdam = true;
+    this.runner.mainChanged({ adam: true });
     // tidy frees the tensors Adam.load creates its variables from (the variables keep the data)
     tf.tidy(() => this.adam.load(c.state.adamStep, c.optimizer));
     this.step = c.state.step;
@@ -710,7 +494,7 @@ export class Trainer {
       // the best evaluation's weights are kept as a checkpoint (protected from pruning while it is the best)
       if (this.step % cfg.checkpointEverySteps === 0 || isLast || isBest) await this.saveCheckpoint();
     }
-    this.syncMainFromShared();
+    this.runner.syncMain();
     if (stoppedEarly) {
       const dir = await this.saveCheckpoint();
       this.progress.log(`stopped at step ${this.step}; checkpoint ${dir ?? '(no run folder)'}`);
@@ -721,11 +505,8 @@ export class Trainer {
 
   /** Frees the optimizer state and stops the workers (sync the model first if it is still needed). */
   dispose(): void {
-    this.syncMainFromShared();
-    this.pool?.terminate();
-    this.pool = null;
-    if (this.blasThreadsBefore !== null) setBlasThreads(this.blasThreadsBefore);
-    this.blasThreadsBefore = null;
+    this.runner.syncMain();
+    this.runner.dispose();
     this.adam.dispose();
     this.maskTensors?.dispose();
     this.maskTensors = null;
@@ -741,18 +522,12 @@ function moeFields(moeAux: number | undefined, routing: RoutingCounts | undefine
 }
 
 /** What a worker needs to rebuild the gates (a HeadGates: its config and the model shape), else null. */
-function gateSpec(g: GateProvider): { config: GateConfig; shape: ModelShape } | null {
+function gateSpec(g: GateProvider): GateSpec | null {
   const o = g as GateProvider & { config?: unknown; shape?: unknown };
   if (typeof o.config !== 'object' || o.config === null || typeof o.shape !== 'object' || o.shape === null) return null;
-  return { config: o.config as GateConfig, shape: o.shape as ModelShape };
+  return { config: o.config as GateSpec['config'], shape: o.shape as GateSpec['shape'] };
 }
 
 export function disposeGates(g: GateTensors): void {
   for (const list of Object.values(g)) for (const t of list ?? []) t?.dispose();
-}
-
-export class NonFiniteError extends HeadsError {
-  constructor(readonly step: number, loss: number, gradNorm: number, readonly sentenceIndices: number[]) {
-    super(`non-finite ${Number.isFinite(loss) ? 'gradient' : 'loss'} at step ${step} (loss ${loss}, gradient norm ${gradNorm}); batch sentences ${sentenceIndices.join(',')}...`);
-  }
 }

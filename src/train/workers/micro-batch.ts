@@ -1,8 +1,9 @@
 /**
  * The gradient of one micro-batch, shared by the in-process trainer (workers = 1) and the training
  * workers, so both derive every seed the same way: dropout from `step * 1000 + index`, gate noise from
- * the same counter under the `gates` stream. The loss is the label-smoothed cross-entropy summed over the
- * micro-batch divided by the step's total target tokens, so gradients of micro-batches simply add up.
+ * the same counter under the `gates` stream. The loss is step.ts's chunkLoss: the label-smoothed
+ * cross-entropy summed over the micro-batch divided by the step's total target tokens (so gradients of
+ * micro-batches simply add up), plus the MoE term and, on the step's first chunk, lambda * penalty.
  *
  * A micro-batch whose estimated wasm heap exceeds the budget (train/memory-split.ts) is split by rows into
  * chunks whose gradients are summed: the result equals the unsplit gradient up to float rounding when
@@ -20,6 +21,7 @@ import type { Transformer, GateTensors, WeightView } from '../../model/transform
 import type { Batch } from '../../data/batches.js';
 import { deriveSeed } from '../../util/random.js';
 import { labelSmoothedCrossEntropySum, targetWeights } from '../objective.js';
+import { chunkLoss } from '../step.js';
 import { guardWasmHeap, sliceBatchRows } from '../memory-split.js';
 import { type RoutingCounts, type RoutingRecord, addRoutingCounts } from '../../model/moe.js';
 
@@ -125,20 +127,13 @@ export async function microBatchGradients(ctx: MicroBatchContext, b: Batch, inde
           }
         : undefined;
       const logits = ctx.model.forward(src, tgtIn, { isTraining: true, seed, gates, routing: routingHook, ...(ctx.weightView ? { weightView: ctx.weightView } : {}) });
-      let loss = labelSmoothedCrossEntropySum(logits, tgtOut.reshape([-1]) as tf.Tensor1D, targetWeights(tgtOut), ctx.labelSmoothing).div(ctx.stepTgtTokens) as tf.Scalar;
-      if (isPoisoned) loss = loss.mul(NaN) as tf.Scalar;
-      parts.ce = tf.keep(loss.clone());
-      if (moe && auxLosses.length > 0) {
-        const auxTerm = tf.addN(auxLosses).mul(moe.auxLossWeight * (part.tgtTokens / ctx.stepTgtTokens)) as tf.Scalar;
-        parts.aux = tf.keep(auxTerm.clone());
-        loss = loss.add(auxTerm) as tf.Scalar;
-      }
-      if (withPenalty) {
-        const pen = ctx.penalty!();
-        parts.pen = tf.keep(pen.clone());
-        return loss.add(pen) as tf.Scalar;
-      }
-      return loss;
+      const ceSum = labelSmoothedCrossEntropySum(logits, tgtOut.reshape([-1]) as tf.Tensor1D, targetWeights(tgtOut), ctx.labelSmoothing);
+      const auxTerm = moe && auxLosses.length > 0 ? () => tf.addN(auxLosses).mul(moe.auxLossWeight * (part.tgtTokens / ctx.stepTgtTokens)) as tf.Scalar : undefined;
+      const r = chunkLoss(ceSum, ctx.stepTgtTokens, { aux: auxTerm, penalty: withPenalty ? ctx.penalty : undefined, poisoned: isPoisoned });
+      parts.ce = r.ce;
+      if (r.aux) parts.aux = r.aux;
+      if (r.penalty) parts.pen = r.penalty;
+      return r.loss;
     }, ctx.varList));
     ce += (await parts.ce!.data())[0]!;
     if (parts.pen) penalty = (await parts.pen.data())[0]!;
