@@ -26,6 +26,13 @@ export interface NativeBlas {
     L: Float32Array, offL: number, Y: Int32Array, offY: number, W: Float32Array, offW: number, n: number, v: number, eps: number,
     G: Float32Array, offG: number, Loss: Float32Array, offLoss: number,
   ): void;
+  /**
+   * One layer's multi-head attention on one array F (all operands at element offsets; see src/native_blas.c):
+   * dims [B, h, Tq, Tk, dh, ldq, ldk, ldv, biasStrideB, biasStrideQ, gateStrideB, hasBias, hasGate];
+   * forward offs [Q, K, V, bias, gate, Out, P, Ctx, scale], backward offs [dOut, Q, K, V, P, Ctx, gate, dQ, dK, dV, dGate, scale].
+   */
+  attentionForward(F: Float32Array, dims: Int32Array, offs: Float64Array): void;
+  attentionBackward(F: Float32Array, dims: Int32Array, offs: Float64Array): void;
   /** Sets OpenBLAS's thread count; returns the count now in effect. */
   setThreads(n: number): number;
   getThreads(): number;

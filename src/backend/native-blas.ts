@@ -36,6 +36,9 @@ export interface NativeBlas {
     L: Float32Array, offL: number, Y: Int32Array, offY: number, W: Float32Array, offW: number, n: number, v: number, eps: number,
     G: Float32Array, offG: number, Loss: Float32Array, offLoss: number,
   ): void;
+  /** One layer's multi-head attention forward / backward on one array (attention-kernel.ts); absent in older builds. */
+  attentionForward?(F: Float32Array, dims: Int32Array, offs: Float64Array): void;
+  attentionBackward?(F: Float32Array, dims: Int32Array, offs: Float64Array): void;
   setThreads(n: number): number;
   getThreads(): number;
   config(): { config: string; corename: string; numProcs: number; threads: number };

@@ -17,6 +17,8 @@
  *   its rows in C with the addon (`native-c`, unless nativeLoss is false) else in JS (`fused-js`),
  *   which train/objective.ts uses where it is registered, and the fused dropout kernel `HeadsDropout`
  *   behind `fastDropout` (dropout.ts).
+ * - wasm with the addon: multi-head attention as one native kernel per direction, `HeadsAttention` and
+ *   `HeadsAttentionGrad` (attention-kernel.ts), which model/attention.ts uses where registered.
  *
  * Installing is idempotent (a kernel already carrying the requested fix is left alone; tfjs would warn
  * or throw on a double registration), `restoreStockKernels` undoes everything for A/B benchmarks and
@@ -32,6 +34,7 @@ import { SMOOTHED_XENT_KERNEL, cpuNativeSmoothedXent, cpuSmoothedXent, nativeXen
 import { wasmGatherRows } from './gather-rows.js';
 import { wasmNativeSum } from './native-sum.js';
 import { DROPOUT_KERNEL, cpuDropout, wasmDropout } from './dropout.js';
+import { ATTENTION_GRAD_KERNEL, ATTENTION_KERNEL, nativeAttention, wasmAttention, wasmAttentionGrad } from './attention-kernel.js';
 
 export type { InstalledFix } from './kernel-registry.js';
 export type { NativeBlasStatus } from './native-blas.js';
@@ -59,6 +62,8 @@ export interface BackendFixOptions {
   fusedLoss?: boolean;
   /** with native BLAS: the fused loss's rows in C instead of JS (default true) */
   nativeLoss?: boolean;
+  /** wasm with native BLAS: attention in one kernel per direction, HeadsAttention(Grad) (default true) */
+  fusedAttention?: boolean;
   /** wasm: GatherV2 on axis 0 as row copies (default true) */
   rowGather?: boolean;
   /** wasm with native BLAS: Sum over leading/trailing axes as a product with ones (default true) */
@@ -109,6 +114,14 @@ export function installBackendFixes(backendName: string, opts: BackendFixOptions
       installKernelFix('wasm', 'Sum', 'native-blas', (stock) => wasmNativeSum(blas, stock));
     } else {
       restoreKernel('wasm', 'Sum');
+    }
+    const attn = (opts.fusedAttention ?? true) ? nativeAttention(blas) : null;
+    if (attn !== null) {
+      installKernelFix('wasm', ATTENTION_KERNEL, 'native-c', () => wasmAttention(attn));
+      installKernelFix('wasm', ATTENTION_GRAD_KERNEL, 'native-c', () => wasmAttentionGrad(attn));
+    } else {
+      restoreKernel('wasm', ATTENTION_KERNEL);
+      restoreKernel('wasm', ATTENTION_GRAD_KERNEL);
     }
     if (opts.rowGather ?? true) {
       installKernelFix('wasm', 'GatherV2', 'js-row-copy', (stock) => wasmGatherRows(stock));

@@ -8,6 +8,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { ForwardContext, dropout, linear } from './layers.js';
+import { fusedAttention, fusedAttentionSupports, hasFusedAttention } from '../backend/attention-kernel.js';
 
 export interface AttentionParams {
   wq: tf.Tensor; bq: tf.Tensor; wk: tf.Tensor; bk: tf.Tensor; wv: tf.Tensor; bv: tf.Tensor; wo: tf.Tensor; bo: tf.Tensor;
@@ -50,6 +51,35 @@ export function gateForContext(gate: tf.Tensor, h: number): tf.Tensor {
   if (gate.rank === 2) return gate.reshape([gate.shape[0]!, h, 1, 1]);
   if (gate.rank === 3) return gate.reshape([gate.shape[0]!, h, gate.shape[2]!, 1]);
   throw new Error(`gate of rank ${gate.rank} not supported`);
+}
+
+/**
+ * Attention of queries xq [B, Tq, d] over the keys and values of xkv [B, Tk, d] (self-attention: the
+ * same tensor): projections, attention, W_O. Where the backend registers the fused kernel
+ * (backend/attention-kernel.ts: wasm with the OpenBLAS addon) and nothing needs the weights (no record,
+ * no attention dropout, a gate per head or per sentence), the heads are never split or merged: one
+ * native kernel per direction takes the projections as they come. Otherwise `projectKeysValues` + `attend`.
+ */
+export function attention(
+  p: AttentionParams,
+  xq: tf.Tensor,
+  xkv: tf.Tensor,
+  bias: tf.Tensor | null,
+  gate: tf.Tensor | null,
+  ctx: ForwardContext,
+  record?: (r: AttentionRecord) => void,
+): tf.Tensor3D {
+  const d = p.nHeads * p.dHead;
+  const fused = p.nHeads > 0 && !record && !(ctx.isTraining && ctx.attentionDropout > 0) && xq.rank === 3 && xkv.rank === 3 && hasFusedAttention()
+    && fusedAttentionSupports([xq.shape[0]!, xq.shape[1]!, d], [xkv.shape[0]!, xkv.shape[1]!, d], p.nHeads, bias, gate);
+  if (fused) {
+    const q = linear(xq, p.wq, p.bq) as tf.Tensor3D;
+    const k = linear(xkv, p.wk, p.bk) as tf.Tensor3D;
+    const v = linear(xkv, p.wv, p.bv) as tf.Tensor3D;
+    return linear(fusedAttention(q, k, v, bias, gate, p.nHeads, 1 / Math.sqrt(p.dHead)), p.wo, p.bo) as tf.Tensor3D;
+  }
+  const { k, v } = projectKeysValues(p, xkv);
+  return attend(p, xq, k, v, bias, gate, ctx, record);
 }
 
 /**

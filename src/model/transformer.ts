@@ -14,7 +14,7 @@ import type { AttentionType } from '../config/head-id.js';
 import { Rng } from '../util/random.js';
 import { ParamStore } from './params.js';
 import { ForwardContext, causalBias, dropout, feedForward, layerNorm, linear, paddingBias, sinusoidalTable } from './layers.js';
-import { type AttentionParams, type AttentionRecord, attend, attendQuery, projectKeysValues, splitHeads } from './attention.js';
+import { type AttentionParams, type AttentionRecord, attend, attendQuery, attention, projectKeysValues, splitHeads } from './attention.js';
 import { patternBias, patternOf } from './attention-patterns.js';
 import { type RoutingRecord, expertCapacity, mixtureOfExperts } from './moe.js';
 
@@ -270,10 +270,7 @@ export class Transformer {
       const ap = this.attentionParams(`enc.${l}.self`, this.shape['enc-self'][l]!);
       const gate = opts.gates?.['enc-self']?.[l] ?? null;
       const rec = opts.record ? (r: AttentionRecord) => opts.record!('enc-self', l, r) : undefined;
-      x = this.residual(x, `enc.${l}.ln1`, ctx, (y) => {
-        const { k, v } = projectKeysValues(ap, y);
-        return attend(ap, y, k, v, bias, gate, ctx, rec);
-      });
+      x = this.residual(x, `enc.${l}.ln1`, ctx, (y) => attention(ap, y, y, bias, gate, ctx, rec));
       x = this.residual(x, `enc.${l}.ln2`, ctx, (y) => this.ffn(y, 'encoder', l, ctx, moeInput, opts.routing));
     }
     if (this.config.norm === 'pre' && this.config.encoderLayers > 0) x = this.norm(x, 'enc.ln');
@@ -293,14 +290,8 @@ export class Transformer {
       const cp = this.attentionParams(`dec.${l}.cross`, this.shape['dec-enc'][l]!);
       const selfRec = opts.record ? (r: AttentionRecord) => opts.record!('dec-self', l, r) : undefined;
       const crossRec = opts.record ? (r: AttentionRecord) => opts.record!('dec-enc', l, r) : undefined;
-      x = this.residual(x, `dec.${l}.ln1`, ctx, (y) => {
-        const { k, v } = projectKeysValues(sp, y);
-        return attend(sp, y, k, v, selfBias, opts.gates?.['dec-self']?.[l] ?? null, ctx, selfRec);
-      });
-      x = this.residual(x, `dec.${l}.ln2`, ctx, (y) => {
-        const { k, v } = projectKeysValues(cp, memory);
-        return attend(cp, y, k, v, srcBias, opts.gates?.['dec-enc']?.[l] ?? null, ctx, crossRec);
-      });
+      x = this.residual(x, `dec.${l}.ln1`, ctx, (y) => attention(sp, y, y, selfBias, opts.gates?.['dec-self']?.[l] ?? null, ctx, selfRec));
+      x = this.residual(x, `dec.${l}.ln2`, ctx, (y) => attention(cp, y, memory, srcBias, opts.gates?.['dec-enc']?.[l] ?? null, ctx, crossRec));
       x = this.residual(x, `dec.${l}.ln3`, ctx, (y) => this.ffn(y, 'decoder', l, ctx, moeInput, opts.routing));
     }
     if (this.config.norm === 'pre') x = this.norm(x, 'dec.ln');

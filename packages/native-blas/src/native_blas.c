@@ -26,6 +26,18 @@
  *       rows with a non-finite logit are NaN. G and Loss must not overlap L, Y, W or each other.
  *       Vectorised (AVX2 or SSE2 clone, chosen at load): float exp polynomial (rel. error < 2e-7),
  *       row sums in double.
+ *   attentionForward(F, dims, offs) / attentionBackward(F, dims, offs)
+ *       multi-head attention of one layer, every operand in ONE Float32Array F (the wasm heap, or a
+ *       scratch array on cpu) at element offsets; dims = Int32Array [B, h, Tq, Tk, dh, ldq, ldk, ldv,
+ *       biasStrideB, biasStrideQ, gateStrideB, hasBias, hasGate] and a float scale in offs[last].
+ *       Q [B, Tq, ldq], K [B, Tk, ldk], V [B, Tk, ldv] (head hh at columns hh*dh..), bias (b, i, j) at
+ *       b*biasStrideB + i*biasStrideQ + j, gate (b, hh) at b*gateStrideB + hh.
+ *       forward offs (Float64Array): [Q, K, V, bias, gate, Out, P, Ctx, scale]:
+ *         P[b,hh] = softmax(scale Q_bh K_bh^T + bias_b), Ctx = P V (ld h*dh), Out = Ctx * gate (ld h*dh).
+ *       backward offs: [dOut, Q, K, V, P, Ctx, gate, dQ, dK, dV, dGate, scale]: dQ/dK/dV written with
+ *         ldq/ldk/ldv (so a fused [q|k|v] input gets one fused gradient), dGate [B or 1, h] summed over
+ *         rows (and over b when gateStrideB is 0).
+ *       Extents are checked against F; outputs must not overlap inputs.
  *   setThreads(n), getThreads(), config() -> { config, corename, numProcs, threads }
  */
 #define NAPI_VERSION 8
@@ -605,6 +617,257 @@ static napi_value SmoothedXent(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* ---- multi-head attention, forward and backward ------------------------------------------ */
+
+#include <stdlib.h>
+
+enum { D_B, D_H, D_TQ, D_TK, D_DH, D_LDQ, D_LDK, D_LDV, D_BSB, D_BSQ, D_GSB, D_HASBIAS, D_HASGATE, D_N };
+
+typedef struct {
+  int64_t B, h, Tq, Tk, dh, ldq, ldk, ldv, bsb, bsq, gsb, hasBias, hasGate;
+} attn_dims;
+
+static bool get_attn_dims(napi_env env, const char *fn, napi_value v, attn_dims *d) {
+  const int32_t *p = NULL;
+  int64_t len = 0;
+  bool present = false;
+  if (!get_i32_opt(env, fn, v, "dims", &p, &len, &present)) return false;
+  if (!present || len < D_N) return throw_type(env, fn, "dims must be an Int32Array of 13");
+  for (int i = 0; i < D_N; i++)
+    if (p[i] < 0) return throw_range(env, fn, "dims must be non-negative");
+  d->B = p[D_B]; d->h = p[D_H]; d->Tq = p[D_TQ]; d->Tk = p[D_TK]; d->dh = p[D_DH];
+  d->ldq = p[D_LDQ]; d->ldk = p[D_LDK]; d->ldv = p[D_LDV];
+  d->bsb = p[D_BSB]; d->bsq = p[D_BSQ]; d->gsb = p[D_GSB]; d->hasBias = p[D_HASBIAS]; d->hasGate = p[D_HASGATE];
+  const int64_t hd = d->h * d->dh;
+  if (d->ldq < hd || d->ldk < hd || d->ldv < hd) return throw_range(env, fn, "ldq, ldk, ldv must be at least h*dh");
+  return true;
+}
+
+static bool get_offsets(napi_env env, const char *fn, napi_value v, int n, double *out) {
+  bool is_ta = false;
+  napi_typedarray_type type;
+  size_t length = 0;
+  void *ptr = NULL;
+  if (napi_is_typedarray(env, v, &is_ta) != napi_ok || !is_ta ||
+      napi_get_typedarray_info(env, v, &type, &length, &ptr, NULL, NULL) != napi_ok ||
+      type != napi_float64_array || (int)length < n)
+    return throw_type(env, fn, "offs must be a Float64Array of the documented length");
+  memcpy(out, ptr, (size_t)n * sizeof(double));
+  for (int i = 0; i < n - 1; i++)
+    if (!(out[i] >= 0) || out[i] != floor(out[i]) || out[i] > 9007199254740991.0)
+      return throw_range(env, fn, "offsets must be non-negative integers");
+  return true;
+}
+
+/* [off, off + extent) of a [rows, ld] operand whose rows use cols columns. */
+typedef struct { int64_t lo, hi; } span;
+
+static span rows_span(int64_t off, int64_t rows, int64_t ld, int64_t cols) {
+  span s = {off, off};
+  if (rows > 0 && cols > 0) s.hi = off + (rows - 1) * ld + cols;
+  return s;
+}
+
+static bool spans_overlap(span a, span b) { return a.lo < b.hi && b.lo < a.hi && a.hi > a.lo && b.hi > b.lo; }
+
+static bool check_spans(napi_env env, const char *fn, int64_t len, const span *in, int nin, const span *out, int nout) {
+  for (int i = 0; i < nin; i++)
+    if (in[i].hi > len) return throw_range(env, fn, "array too small for an input (dims, offsets)");
+  for (int i = 0; i < nout; i++) {
+    if (out[i].hi > len) return throw_range(env, fn, "array too small for an output (dims, offsets)");
+    for (int j = 0; j < nin; j++)
+      if (spans_overlap(out[i], in[j])) return throw_range(env, fn, "an output overlaps an input");
+    for (int j = 0; j < i; j++)
+      if (spans_overlap(out[i], out[j])) return throw_range(env, fn, "outputs overlap");
+  }
+  return true;
+}
+
+static napi_value AttentionForward(napi_env env, napi_callback_info info) {
+  static const char *fn = "attentionForward";
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 3) {
+    throw_type(env, fn, "expected (F, dims, offs)");
+    return NULL;
+  }
+  f32view F;
+  attn_dims d;
+  double o[9];
+  if (!get_f32(env, fn, argv[0], "F", &F) || !get_attn_dims(env, fn, argv[1], &d) || !get_offsets(env, fn, argv[2], 9, o))
+    return NULL;
+  const int64_t B = d.B, h = d.h, Tq = d.Tq, Tk = d.Tk, dh = d.dh, hd = h * dh;
+  const int64_t oQ = (int64_t)o[0], oK = (int64_t)o[1], oV = (int64_t)o[2], oBias = (int64_t)o[3], oGate = (int64_t)o[4];
+  const int64_t oOut = (int64_t)o[5], oP = (int64_t)o[6], oCtx = (int64_t)o[7];
+  const float scale = (float)o[8];
+  span in[5];
+  int nin = 0;
+  in[nin++] = rows_span(oQ, B * Tq, d.ldq, hd);
+  in[nin++] = rows_span(oK, B * Tk, d.ldk, hd);
+  in[nin++] = rows_span(oV, B * Tk, d.ldv, hd);
+  if (d.hasBias) in[nin++] = (span){oBias, oBias + (B - 1) * d.bsb + (Tq - 1) * d.bsq + Tk};
+  if (d.hasGate) in[nin++] = (span){oGate, oGate + (B - 1) * d.gsb + h};
+  span out[3];
+  int nout = 0;
+  out[nout++] = rows_span(oOut, B * Tq, hd, hd);
+  out[nout++] = (span){oP, oP + B * h * Tq * Tk};
+  if (d.hasGate) out[nout++] = rows_span(oCtx, B * Tq, hd, hd);
+  if (B == 0 || Tq == 0 || h == 0) return NULL;
+  if (!check_spans(env, fn, F.len, in, nin, out, nout)) return NULL;
+  float *f = F.data;
+  float *ctxBase = d.hasGate ? f + oCtx : f + oOut;
+  for (int64_t b = 0; b < B; b++) {
+    for (int64_t hh = 0; hh < h; hh++) {
+      float *P = f + oP + ((b * h + hh) * Tq) * Tk;
+      const float *Q = f + oQ + b * Tq * d.ldq + hh * dh;
+      const float *K = f + oK + b * Tk * d.ldk + hh * dh;
+      const float *V = f + oV + b * Tk * d.ldv + hh * dh;
+      if (Tk > 0 && dh > 0)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Tq, (int)Tk, (int)dh, scale, Q, (int)d.ldq, K, (int)d.ldk, 0.0f, P, (int)Tk);
+      else
+        for (int64_t x = 0; x < Tq * Tk; x++) P[x] = 0.0f;
+      for (int64_t i = 0; i < Tq; i++) {
+        float *row = P + i * Tk;
+        if (d.hasBias) {
+          const float *br = f + oBias + b * d.bsb + i * d.bsq;
+          for (int64_t j = 0; j < Tk; j++) row[j] += br[j];
+        }
+        float mx = -INFINITY;
+        for (int64_t j = 0; j < Tk; j++) mx = row[j] > mx ? row[j] : mx;
+        float z = 0.0f;
+        for (int64_t j = 0; j < Tk; j++) {
+          row[j] = expf(row[j] - mx);
+          z += row[j];
+        }
+        const float inv = 1.0f / z;
+        for (int64_t j = 0; j < Tk; j++) row[j] *= inv;
+      }
+      float *C = ctxBase + b * Tq * hd + hh * dh;
+      if (Tk > 0 && dh > 0)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Tq, (int)dh, (int)Tk, 1.0f, P, (int)Tk, V, (int)d.ldv, 0.0f, C, (int)hd);
+      else
+        for (int64_t i = 0; i < Tq; i++) for (int64_t x = 0; x < dh; x++) C[i * hd + x] = 0.0f;
+      if (d.hasGate) {
+        const float g = f[oGate + b * d.gsb + hh];
+        float *O = f + oOut + b * Tq * hd + hh * dh;
+        for (int64_t i = 0; i < Tq; i++)
+          for (int64_t x = 0; x < dh; x++) O[i * hd + x] = C[i * hd + x] * g;
+      }
+    }
+  }
+  return NULL;
+}
+
+static napi_value AttentionBackward(napi_env env, napi_callback_info info) {
+  static const char *fn = "attentionBackward";
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 3) {
+    throw_type(env, fn, "expected (F, dims, offs)");
+    return NULL;
+  }
+  f32view F;
+  attn_dims d;
+  double o[12];
+  if (!get_f32(env, fn, argv[0], "F", &F) || !get_attn_dims(env, fn, argv[1], &d) || !get_offsets(env, fn, argv[2], 12, o))
+    return NULL;
+  const int64_t B = d.B, h = d.h, Tq = d.Tq, Tk = d.Tk, dh = d.dh, hd = h * dh;
+  const int64_t oDy = (int64_t)o[0], oQ = (int64_t)o[1], oK = (int64_t)o[2], oV = (int64_t)o[3], oP = (int64_t)o[4];
+  const int64_t oCtx = (int64_t)o[5], oGate = (int64_t)o[6], oDq = (int64_t)o[7], oDk = (int64_t)o[8], oDv = (int64_t)o[9];
+  const int64_t oDg = (int64_t)o[10];
+  const float scale = (float)o[11];
+  const int64_t gateRows = d.gsb > 0 ? B : 1;
+  span in[7];
+  int nin = 0;
+  in[nin++] = rows_span(oDy, B * Tq, hd, hd);
+  in[nin++] = rows_span(oQ, B * Tq, d.ldq, hd);
+  in[nin++] = rows_span(oK, B * Tk, d.ldk, hd);
+  in[nin++] = rows_span(oV, B * Tk, d.ldv, hd);
+  in[nin++] = (span){oP, oP + B * h * Tq * Tk};
+  if (d.hasGate) {
+    in[nin++] = rows_span(oCtx, B * Tq, hd, hd);
+    in[nin++] = (span){oGate, oGate + (B - 1) * d.gsb + h};
+  }
+  span out[4];
+  int nout = 0;
+  /* dQ/dK/dV may interleave in one fused buffer (same ld): check them against the inputs only */
+  out[nout++] = rows_span(oDq, B * Tq, d.ldq, hd);
+  out[nout++] = rows_span(oDk, B * Tk, d.ldk, hd);
+  out[nout++] = rows_span(oDv, B * Tk, d.ldv, hd);
+  if (d.hasGate) out[nout++] = (span){oDg, oDg + gateRows * h};
+  if (B == 0 || h == 0) return NULL;
+  for (int i = 0; i < nout; i++) {
+    if (out[i].hi > F.len) {
+      throw_range(env, fn, "array too small for an output (dims, offsets)");
+      return NULL;
+    }
+    for (int j = 0; j < nin; j++)
+      if (spans_overlap(out[i], in[j])) {
+        throw_range(env, fn, "an output overlaps an input");
+        return NULL;
+      }
+  }
+  if (!check_spans(env, fn, F.len, in, nin, NULL, 0)) return NULL;
+  float *f = F.data;
+  float *dC = (float *)malloc((size_t)(Tq * dh + Tq * Tk + 1) * sizeof(float));
+  if (dC == NULL) {
+    napi_throw_error(env, "ERR_NATIVE_BLAS_NOMEM", "attentionBackward: out of memory");
+    return NULL;
+  }
+  float *dS = dC + Tq * dh;
+  if (d.hasGate)
+    for (int64_t x = 0; x < gateRows * h; x++) f[oDg + x] = 0.0f;
+  for (int64_t b = 0; b < B; b++) {
+    for (int64_t hh = 0; hh < h; hh++) {
+      const float *P = f + oP + ((b * h + hh) * Tq) * Tk;
+      const float *Q = f + oQ + b * Tq * d.ldq + hh * dh;
+      const float *K = f + oK + b * Tk * d.ldk + hh * dh;
+      const float *V = f + oV + b * Tk * d.ldv + hh * dh;
+      const float *Dy = f + oDy + b * Tq * hd + hh * dh;
+      float *dQ = f + oDq + b * Tq * d.ldq + hh * dh;
+      float *dK = f + oDk + b * Tk * d.ldk + hh * dh;
+      float *dV = f + oDv + b * Tk * d.ldv + hh * dh;
+      /* dC = dOut * g; dGate += sum(dOut * Ctx) */
+      const float g = d.hasGate ? f[oGate + b * d.gsb + hh] : 1.0f;
+      double dg = 0;
+      for (int64_t i = 0; i < Tq; i++) {
+        const float *dyr = Dy + i * hd;
+        for (int64_t x = 0; x < dh; x++) dC[i * dh + x] = dyr[x] * g;
+        if (d.hasGate) {
+          const float *cr = f + oCtx + b * Tq * hd + i * hd + hh * dh;
+          float s = 0.0f;
+          for (int64_t x = 0; x < dh; x++) s += dyr[x] * cr[x];
+          dg += s;
+        }
+      }
+      if (d.hasGate) f[oDg + (d.gsb > 0 ? b * h : 0) + hh] += (float)dg;
+      if (Tk == 0 || dh == 0 || Tq == 0) {
+        for (int64_t i = 0; i < Tq; i++) for (int64_t x = 0; x < dh; x++) dQ[i * d.ldq + x] = 0.0f;
+        for (int64_t i = 0; i < Tk; i++) for (int64_t x = 0; x < dh; x++) { dK[i * d.ldk + x] = 0.0f; dV[i * d.ldv + x] = 0.0f; }
+        continue;
+      }
+      /* dV = P^T dC */
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)Tk, (int)dh, (int)Tq, 1.0f, P, (int)Tk, dC, (int)dh, 0.0f, dV, (int)d.ldv);
+      /* dP = dC V^T, then dS = P * (dP - rowsum(P * dP)) */
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Tq, (int)Tk, (int)dh, 1.0f, dC, (int)dh, V, (int)d.ldv, 0.0f, dS, (int)Tk);
+      for (int64_t i = 0; i < Tq; i++) {
+        float *r = dS + i * Tk;
+        const float *pr = P + i * Tk;
+        float dot = 0.0f;
+        for (int64_t j = 0; j < Tk; j++) dot += pr[j] * r[j];
+        for (int64_t j = 0; j < Tk; j++) r[j] = pr[j] * (r[j] - dot);
+      }
+      /* dQ = scale dS K, dK = scale dS^T Q */
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Tq, (int)dh, (int)Tk, scale, dS, (int)Tk, K, (int)d.ldk, 0.0f, dQ, (int)d.ldq);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)Tk, (int)dh, (int)Tq, scale, dS, (int)Tk, Q, (int)d.ldq, 0.0f, dK, (int)d.ldk);
+    }
+  }
+  free(dC);
+  return NULL;
+}
+
 /* ---- threads and configuration ----------------------------------------------------------- */
 
 static napi_value SetThreads(napi_env env, napi_callback_info info) {
@@ -658,6 +921,8 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"sgemmBatched", NULL, SgemmBatched, NULL, NULL, NULL, napi_enumerable, NULL},
       {"biasActivation", NULL, BiasActivation, NULL, NULL, NULL, napi_enumerable, NULL},
       {"smoothedXent", NULL, SmoothedXent, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"attentionForward", NULL, AttentionForward, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"attentionBackward", NULL, AttentionBackward, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setThreads", NULL, SetThreads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"getThreads", NULL, GetThreads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"config", NULL, Config, NULL, NULL, NULL, napi_enumerable, NULL},
