@@ -14,7 +14,7 @@ import { runPruning } from '../train/prune.js';
 import { findModelCheckpoint } from '../train/checkpoint.js';
 import { loadModel } from '../train/load-model.js';
 import type { ProgressLine } from '../train/progress.js';
-import { disposeGates } from '../train/trainer.js';
+import { disposeGates } from '../model/gate-tensors.js';
 import { countKept, readHeadMask, maskToGateValues, maskToKeptSets, originalMaskShape } from '../export/head-mask.js';
 import { readJsonFile, writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
 import { ATTENTION_TYPES, type AttentionType } from '../config/head-id.js';

@@ -21,7 +21,7 @@ import { createTransformer } from '../model/transformer.js';
 import { translateSentences } from '../eval/translate.js';
 import { loadModel } from '../train/load-model.js';
 import { type NamedArrays, readCheckpoint, writeCheckpoint } from '../train/checkpoint.js';
-import { disposeGates } from '../train/trainer.js';
+import { disposeGates } from '../model/gate-tensors.js';
 import { useTestBackend, maxAbsDiff } from '../test-utils/backend.js';
 import { Rng } from '../util/random.js';
 import { ConfigError, MaskError } from '../util/errors.js';

@@ -17,7 +17,7 @@ import type { ResolvedConfig } from '../config/schema.js';
 import type { GateTensors, Transformer } from '../model/transformer.js';
 import { loadModel } from '../train/load-model.js';
 import { writeCheckpoint } from '../train/checkpoint.js';
-import { disposeGates } from '../train/trainer.js';
+import { disposeGates } from '../model/gate-tensors.js';
 import { ConfigError, MaskError } from '../util/errors.js';
 import { writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
 import { RunFolder } from '../util/run-folder.js';

@@ -153,7 +153,7 @@ export function deriveMaskFromGates(gates: HeadGates, config: ModelConfig, sourc
 /**
  * What the exported model must reproduce: the gate tensors that turn the ORIGINAL model (with its own
  * current layout) into the masked model, i.e. deterministic gate (1 for ungated stacks) times the mask's
- * 0/1 per head position. The caller disposes the tensors (`disposeGates` in train/trainer.ts).
+ * 0/1 per head position. The caller disposes the tensors (`disposeGates` in model/gate-tensors.ts).
  */
 export function maskedGateTensors(model: Transformer, gates: HeadGates | null, mask: HeadMask, sourceName = mask.source): GateTensors {
   const shape = originalMaskShape(model.config);

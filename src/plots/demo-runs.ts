@@ -21,7 +21,7 @@ import { loadModel, runFolderOf } from '../train/load-model.js';
 import { type PruneResult, runPruning } from '../train/prune.js';
 import { originalMaskShape } from '../export/head-mask.js';
 import { type RunTrainingResult, runTraining, scoreTranslations } from '../train/run-training.js';
-import { disposeGates } from '../train/trainer.js';
+import { disposeGates } from '../model/gate-tensors.js';
 import { CheckpointError } from '../util/errors.js';
 import { readJsonFile, writeFileAtomic } from '../util/fs.js';
 import { RunFolder } from '../util/run-folder.js';

@@ -13,7 +13,7 @@ import { maskFromKeptSets, writeHeadMask, countKept, originalMaskShape } from '.
 import type { BpeTokenizer } from '../data/tokenizer.js';
 import type { RunFolder } from '../util/run-folder.js';
 import { writeFileAtomic } from '../util/fs.js';
-import { disposeGates } from './trainer.js';
+import { disposeGates } from '../model/gate-tensors.js';
 import type { LoadedCheckpoint } from './checkpoint.js';
 import type { ProgressLine } from './progress.js';
 import { type FinishContext, type RunTrainingResult, runTraining, scoreTranslations } from './run-training.js';

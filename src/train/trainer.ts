@@ -22,6 +22,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { ResolvedConfig } from '../config/schema.js';
 import type { RuntimeOptions } from '../config/runtime.js';
 import type { Transformer, GateTensors } from '../model/transformer.js';
+import { disposeGates } from '../model/gate-tensors.js';
 import { groupOf } from '../model/params.js';
 import { type Batch, type EncodedPair, makeBatch, planBatches } from '../data/batches.js';
 import { deriveSeed, Rng } from '../util/random.js';
@@ -526,8 +527,4 @@ function gateSpec(g: GateProvider): GateSpec | null {
   const o = g as GateProvider & { config?: unknown; shape?: unknown };
   if (typeof o.config !== 'object' || o.config === null || typeof o.shape !== 'object' || o.shape === null) return null;
   return { config: o.config as GateSpec['config'], shape: o.shape as GateSpec['shape'] };
-}
-
-export function disposeGates(g: GateTensors): void {
-  for (const list of Object.values(g)) for (const t of list ?? []) t?.dispose();
 }

@@ -11,7 +11,7 @@ import { firstInvalidUtf8Line, readTextFile, writeFileAtomic } from '../../util/
 import { checkOutputFile } from '../../util/dirs.js';
 import { CheckpointError, DataError } from '../../util/errors.js';
 import { FOREIGN_TEXT_UNKNOWN_RATE, describeCoverage, unknownTokenRate } from '../../data/coverage.js';
-import { disposeGates } from '../../train/trainer.js';
+import { disposeGates } from '../../model/gate-tensors.js';
 import { ProgressLine, eta, formatDuration } from '../../train/progress.js';
 
 interface Args {
