@@ -135,6 +135,17 @@ export const ModelSchema = z.strictObject({
   ffnWidths: z.strictObject({ encoder: z.array(posInt), decoder: z.array(posInt) }).nullable(),
   /** mixture-of-experts FFNs (null: off; see MoeSchema and model/moe.ts) */
   moe: MoeSchema,
+  // ---- conventions of imported models (issue 21, src/import/); absent: the toolkit's own behaviour ----
+  /** the FFN activation (absent: relu); Marian's opus-mt base models use swish */
+  activation: z.enum(['relu', 'swish', 'gelu'], { error: "expected 'relu', 'swish' or 'gelu'" }).optional(),
+  /** sinusoidal position layout (absent: interleaved sin/cos); Marian puts the sines first (`split`) */
+  positions: z.enum(['interleaved', 'split'], { error: "expected 'interleaved' or 'split'" }).optional(),
+  /** token embeddings are multiplied by this (absent: sqrt(dModel)); 1 for models without scale_embedding */
+  embedScale: z.number({ error: 'expected a number > 0' }).positive({ error: 'expected a number > 0' }).optional(),
+  /** a learned bias `out.bias` [V] added to the logits (Marian's final_logits_bias; absent: false) */
+  finalLogitsBias: z.boolean({ error: 'expected true or false' }).optional(),
+  /** token ids decoding never emits (their logits are -1e9 in every decoding step; absent: none), e.g. a pad that doubles as <s> */
+  neverGenerate: z.array(nonNegInt).readonly().optional(),
 });
 
 export const GatesSchema = z.strictObject({
@@ -279,6 +290,8 @@ export const EvalSchema = z.strictObject({
   batchSentences: posInt,
   /** cap on sentences x longest source (in tokens) per decoding batch: keeps long sentences within the wasm heap */
   maxTokensPerBatch: posInt,
+  /** beam search rules (absent: gnmt, decode.ts); `hf`: Hugging Face generate's (eval/hf-beam.ts), set by `heads import marian` */
+  beamRules: z.enum(['gnmt', 'hf'], { error: "expected 'gnmt' or 'hf'" }).optional(),
 });
 
 export const HeadsConfigSchema = z.strictObject({

@@ -48,7 +48,7 @@ export function loadCorpora(data: DataConfig, seed: number): Corpora {
 }
 
 export function encodePairs(tok: BpeTokenizer, pairs: readonly SentencePair[]): EncodedPair[] {
-  return pairs.map((p, index) => ({ src: tok.encode(p.src), tgt: tok.encode(p.tgt), index }));
+  return pairs.map((p, index) => ({ src: tok.encode(p.src), tgt: tok.encodeTarget(p.tgt), index }));
 }
 
 export function prepareData(

@@ -13,6 +13,7 @@
  */
 import { DataError } from '../util/errors.js';
 import { readJsonFile, writeJsonAtomic } from '../util/fs.js';
+import { SentencePiece } from './sentencepiece.js';
 
 export const PAD_ID = 0;
 export const BOS_ID = 1;
@@ -158,7 +159,7 @@ export class BpeTokenizer {
   private readonly mergeResult: Int32Array;
   private readonly cache = new Map<string, number[]>();
 
-  private constructor(
+  protected constructor(
     readonly chars: readonly string[],
     readonly merges: readonly (readonly [string, string])[],
   ) {
@@ -415,6 +416,11 @@ export class BpeTokenizer {
     return out;
   }
 
+  /** Token ids of a target-side text (a joint BPE: the same as `encode`; Marian: the target SentencePiece model). */
+  encodeTarget(text: string): number[] {
+    return this.encode(text);
+  }
+
   /** Piece strings of `text`, e.g. ["▁The", "▁pack", "age", "."]. */
   encodeToPieces(text: string): string[] {
     return this.encode(text).map((id) => this.pieces[id]!);
@@ -459,6 +465,7 @@ export class BpeTokenizer {
     };
     if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) fail('expected a tokenizer JSON object');
     const o = obj as Record<string, unknown>;
+    if (o.type === MARIAN_TOKENIZER_TYPE) return MarianTokenizer.fromJSON(o, sourceName);
     if (o.version !== TOKENIZER_FILE_VERSION) {
       fail(`version: expected ${TOKENIZER_FILE_VERSION}, got ${JSON.stringify(o.version)}`);
     }
@@ -530,4 +537,141 @@ export function tokenFrequencies(encoded: readonly (readonly number[])[], vocabS
     }
   }
   return freq;
+}
+
+// ---- imported Marian (opus-mt) models: SentencePiece source and target models + vocab.json (issue 21) ----
+
+export const MARIAN_TOKENIZER_TYPE = 'marian-spm';
+
+/** JSON form of a MarianTokenizer: Marian's vocabulary by Marian id, and both .spm files in base64. */
+export interface MarianTokenizerJson {
+  version: number;
+  type: typeof MARIAN_TOKENIZER_TYPE;
+  /** vocab.json's pieces in Marian id order: "</s>" 0, "<unk>" 1, ..., "<pad>" last */
+  vocab: string[];
+  source: string;
+  target: string;
+}
+
+/**
+ * Marian's tokenization (HF MarianTokenizer) in the toolkit's id space. Text -> source SentencePiece
+ * pieces -> vocab.json ids (unknown pieces: <unk>); ids -> pieces -> the target model's DecodePieces,
+ * skipping special tokens as `skip_special_tokens` does. Marian's pad is also its decoder start token,
+ * while the toolkit keeps pad 0 (masked) apart from <s> 1 (not masked), so the toolkit's vocabulary has
+ * one entry more: toolkit 0 = pad (a row of its own), 1 = <s> = Marian's pad, 2 = </s> = Marian 0,
+ * 3 = <unk> = Marian 1, and toolkit t >= 4 = Marian t - 2 (`toMarian` / `fromMarian`).
+ */
+export class MarianTokenizer extends BpeTokenizer {
+  private readonly idByMarianPiece = new Map<string, number>();
+
+  constructor(
+    readonly marianVocab: readonly string[],
+    readonly sourceModel: Uint8Array,
+    readonly targetModel: Uint8Array,
+    private readonly sourceSpm = SentencePiece.fromBytes(sourceModel),
+    private readonly targetSpm = SentencePiece.fromBytes(targetModel),
+  ) {
+    super([], []);
+    marianVocab.forEach((p, i) => {
+      if (!this.idByMarianPiece.has(p)) this.idByMarianPiece.set(p, i);
+    });
+  }
+
+  /** Marian's pad id (= decoder_start_token_id): the last entry. */
+  get marianPad(): number {
+    return this.marianVocab.length - 1;
+  }
+
+  override get vocabSize(): number {
+    return this.marianVocab.length + 1;
+  }
+
+  /** Marian id of toolkit id `t` (toolkit 0, the pad row of its own, maps to Marian's pad too). */
+  toMarian(t: number): number {
+    if (t <= 1) return this.marianPad;
+    if (t === 2) return 0;
+    if (t === 3) return 1;
+    return t - 2;
+  }
+
+  /** Toolkit id of Marian id `m`. */
+  fromMarian(m: number): number {
+    if (m === this.marianPad) return BOS_ID;
+    if (m === 0) return EOS_ID;
+    if (m === 1) return UNK_ID;
+    return m + 2;
+  }
+
+  override pieceOf(id: number): string {
+    if (!(id >= 0 && id < this.vocabSize)) throw new RangeError(`token id ${id} outside the vocabulary [0, ${this.vocabSize})`);
+    return id === PAD_ID ? '<pad>' : id === BOS_ID ? '<s>' : this.marianVocab[this.toMarian(id)]!;
+  }
+
+  override idOf(piece: string): number | undefined {
+    const m = this.idByMarianPiece.get(piece);
+    return m === undefined ? undefined : this.fromMarian(m);
+  }
+
+  /** Marian ids of the source pieces of `text` (without the final </s>). */
+  marianIds(text: string, side: 'source' | 'target' = 'source'): number[] {
+    const spm = side === 'source' ? this.sourceSpm : this.targetSpm;
+    return spm.encodePieces(text).map((p) => this.idByMarianPiece.get(p) ?? 1);
+  }
+
+  override encode(text: string): number[] {
+    return this.marianIds(text).map((m) => this.fromMarian(m));
+  }
+
+  override encodeTarget(text: string): number[] {
+    return this.marianIds(text, 'target').map((m) => this.fromMarian(m));
+  }
+
+  override encodeToPieces(text: string): string[] {
+    return this.encode(text).map((id) => this.pieceOf(id));
+  }
+
+  /** Text of toolkit ids: special tokens (pad, <s>, </s>, <unk>) skipped, pieces joined by the target model. */
+  override decode(ids: readonly number[]): string {
+    const pieces: string[] = [];
+    for (const id of ids) if (id > UNK_ID) pieces.push(this.pieceOf(id));
+    return this.targetSpm.decodePieces(pieces);
+  }
+
+  override checkVocabSize(vocabSize: number, sourceName: string): void {
+    if (vocabSize !== this.vocabSize) throw new DataError(`${sourceName}: vocabulary size mismatch: expected ${vocabSize}, the tokenizer has ${this.vocabSize}`);
+  }
+
+  toMarianJSON(): MarianTokenizerJson {
+    const b64 = (b: Uint8Array) => Buffer.from(b).toString('base64');
+    return { version: TOKENIZER_FILE_VERSION, type: MARIAN_TOKENIZER_TYPE, vocab: [...this.marianVocab], source: b64(this.sourceModel), target: b64(this.targetModel) };
+  }
+
+  override toJSON(): BpeTokenizerJson {
+    return this.toMarianJSON() as unknown as BpeTokenizerJson;
+  }
+
+  override save(path: string): void {
+    writeJsonAtomic(path, this.toMarianJSON());
+  }
+
+  static override fromJSON(o: Record<string, unknown>, sourceName: string): MarianTokenizer {
+    const fail = (msg: string): never => {
+      throw new DataError(`${sourceName}: ${msg}`);
+    };
+    if (o.version !== TOKENIZER_FILE_VERSION) fail(`version: expected ${TOKENIZER_FILE_VERSION}, got ${JSON.stringify(o.version)}`);
+    if (!Array.isArray(o.vocab) || o.vocab.length < 3 || o.vocab.some((p) => typeof p !== 'string')) fail('vocab: expected an array of at least 3 strings');
+    const vocab = o.vocab as string[];
+    if (vocab[0] !== '</s>' || vocab[1] !== '<unk>' || vocab[vocab.length - 1] !== '<pad>') fail(`vocab: expected "</s>" at 0, "<unk>" at 1 and "<pad>" last, got ${JSON.stringify([vocab[0], vocab[1], vocab[vocab.length - 1]])}`);
+    const model = (field: 'source' | 'target'): Uint8Array => {
+      if (typeof o[field] !== 'string') return fail(`${field}: expected the base64 text of a SentencePiece model`);
+      return new Uint8Array(Buffer.from(o[field] as string, 'base64'));
+    };
+    const src = model('source');
+    const tgt = model('target');
+    try {
+      return new MarianTokenizer(vocab, src, tgt);
+    } catch (e) {
+      return fail(`not a usable SentencePiece model: ${(e as Error).message}`);
+    }
+  }
 }

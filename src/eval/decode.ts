@@ -9,6 +9,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { type DecoderState, type GateTensors, type Transformer, stateTensors } from '../model/transformer.js';
 import { fastBeam, fastGreedy } from './fast-decode.js';
+import { hfBeamSearch } from './hf-beam.js';
 
 import { BOS_ID, EOS_ID, PAD_ID, lengthPenalty, maxOutputLength } from './decode-rules.js';
 
@@ -22,6 +23,8 @@ export interface DecodeOptions {
   gates?: GateTensors;
   /** `fast` (the default, fast-decode.ts) or `legacy` (the first implementation, below; same outputs, kept to compare) */
   decoder?: Decoder;
+  /** beam search rules: gnmt (absent, the decoders here) or hf (hf-beam.ts) */
+  beamRules?: 'gnmt' | 'hf';
 }
 
 export const DECODERS = ['fast', 'legacy'] as const;
@@ -35,6 +38,7 @@ export async function greedyDecode(model: Transformer, src: Int32Array, B: numbe
 
 /** Batched beam search; returns the best hypothesis (ids without </s>) per sentence. */
 export async function beamSearch(model: Transformer, src: Int32Array, B: number, S: number, o: DecodeOptions): Promise<number[][]> {
+  if (o.beamRules === 'hf' && o.beamSize > 1) return withSource(src, B, S, (srcT) => hfBeamSearch(model, srcT, limitsOf(model, src, B, S, o), o));
   if (o.decoder === 'legacy') return legacyBeamSearch(model, src, B, S, o);
   if (o.beamSize === 1) return greedyDecode(model, src, B, S, o);
   return withSource(src, B, S, (srcT) => fastBeam(model, srcT, { ...o, limits: limitsOf(model, src, B, S, o) }));

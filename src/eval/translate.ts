@@ -54,7 +54,7 @@ export async function translateSentences(
     const S = Math.max(...idx.map((i) => encoded[i]!.length));
     const src = new Int32Array(B * S);
     idx.forEach((i, b) => src.set(encoded[i]!, b * S));
-    const hyps = await beamSearch(model, src, B, S, { beamSize: o.beamSize, lengthPenalty: o.lengthPenalty, maxLenA: o.maxLenA, maxLenB: o.maxLenB, gates: o.gates, ...(o.decoder ? { decoder: o.decoder } : {}) });
+    const hyps = await beamSearch(model, src, B, S, { beamSize: o.beamSize, lengthPenalty: o.lengthPenalty, maxLenA: o.maxLenA, maxLenB: o.maxLenB, gates: o.gates, ...(o.decoder ? { decoder: o.decoder } : {}), ...(o.beamRules ? { beamRules: o.beamRules } : {}) });
     idx.forEach((i, b) => {
       outputs[i] = codec.decode(hyps[b]!);
       outputTokens += hyps[b]!.length;

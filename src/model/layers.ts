@@ -5,6 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { deriveSeed } from '../util/random.js';
+import { fusedLayerNorm, hasFusedLayerNorm } from '../backend/layer-norm-kernel.js';
 
 /** Per-forward context: train/eval mode and a deterministic stream of dropout seeds. */
 export class ForwardContext {
@@ -34,10 +35,24 @@ export function linear(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor | null): tf.Tens
   return x.rank === 2 ? y : y.reshape([...shape.slice(0, -1), dOut]);
 }
 
-/** Layer norm over the last axis with gain g and bias b. */
+/** Layer norm over the last axis with gain g and bias b (one native kernel where registered, backend/layer-norm-kernel.ts). */
 export function layerNorm(x: tf.Tensor, g: tf.Tensor, b: tf.Tensor, eps = 1e-5): tf.Tensor {
+  if (x.dtype === 'float32' && hasFusedLayerNorm()) return fusedLayerNorm(x, null, g, b, eps, 0, 0);
   const { mean, variance } = tf.moments(x, -1, true);
   return x.sub(mean).mul(tf.rsqrt(variance.add(eps))).mul(g).add(b);
+}
+
+/**
+ * The post-norm residual end LN(x + dropout(y)) g + b. Where the fused kernel is registered it is one
+ * native kernel per direction, its dropout mask drawn from backend/dropout.ts's hash under the same
+ * per-call seed (so other masks than tf.dropout's); else the ops.
+ */
+export function residualLayerNorm(x: tf.Tensor, y: tf.Tensor, g: tf.Tensor, b: tf.Tensor, ctx: ForwardContext, eps = 1e-5): tf.Tensor {
+  if (x.dtype === 'float32' && y.dtype === 'float32' && x.shape.join() === y.shape.join() && hasFusedLayerNorm()) {
+    const rate = ctx.isTraining ? ctx.dropout : 0;
+    return fusedLayerNorm(x, y, g, b, eps, rate, rate > 0 ? ctx.nextSeed() : 0);
+  }
+  return layerNorm(x.add(dropout(y, ctx.dropout, ctx)), g, b, eps);
 }
 
 export function dropout(x: tf.Tensor, rate: number, ctx: ForwardContext): tf.Tensor {
@@ -45,18 +60,39 @@ export function dropout(x: tf.Tensor, rate: number, ctx: ForwardContext): tf.Ten
   return tf.dropout(x, rate, undefined, ctx.nextSeed());
 }
 
-/** Position-wise FFN: relu(x W1 + b1) W2 + b2, with dropout on the hidden layer. */
-export function feedForward(x: tf.Tensor, w1: tf.Tensor, b1: tf.Tensor, w2: tf.Tensor, b2: tf.Tensor, ctx: ForwardContext): tf.Tensor {
-  const h = dropout(tf.relu(linear(x, w1, b1)), ctx.dropout, ctx);
+/** The FFN's activation (model.activation): relu (the default), swish = x sigmoid(x) (Marian), gelu (erf form). */
+export type Activation = 'relu' | 'swish' | 'gelu';
+
+export function activate(x: tf.Tensor, kind: Activation = 'relu'): tf.Tensor {
+  if (kind === 'swish') return x.mul(tf.sigmoid(x));
+  if (kind === 'gelu') return x.mul(tf.erf(x.mul(Math.SQRT1_2)).add(1)).mul(0.5);
+  return tf.relu(x);
+}
+
+/** Position-wise FFN: act(x W1 + b1) W2 + b2 (act: relu unless given), with dropout on the hidden layer. */
+export function feedForward(x: tf.Tensor, w1: tf.Tensor, b1: tf.Tensor, w2: tf.Tensor, b2: tf.Tensor, ctx: ForwardContext, activation: Activation = 'relu'): tf.Tensor {
+  const h = dropout(activate(linear(x, w1, b1), activation), ctx.dropout, ctx);
   return linear(h, w2, b2);
 }
 
-/** Sinusoidal positions [maxLen, d] (sin on even, cos on odd dims), as in Vaswani et al. */
-export function sinusoidalTable(maxLen: number, d: number): Float32Array {
+/**
+ * Sinusoidal positions [maxLen, d] with angle pos / 10000^(2i/d) for pair i: `interleaved` (the default,
+ * Vaswani et al.) puts sin on even and cos on odd dims; `split` (Marian / fairseq) puts the sines on dims
+ * [0, d/2) and the cosines on [d/2, d).
+ */
+export function sinusoidalTable(maxLen: number, d: number, layout: 'interleaved' | 'split' = 'interleaved'): Float32Array {
   const out = new Float32Array(maxLen * d);
+  const half = Math.floor(d / 2);
   for (let pos = 0; pos < maxLen; pos++) {
     for (let i = 0; i < d; i += 2) {
       const angle = pos / Math.pow(10000, i / d);
+      if (layout === 'split') {
+        if (i / 2 < half) {
+          out[pos * d + i / 2] = Math.sin(angle);
+          out[pos * d + half + i / 2] = Math.cos(angle);
+        }
+        continue;
+      }
       out[pos * d + i] = Math.sin(angle);
       if (i + 1 < d) out[pos * d + i + 1] = Math.cos(angle);
     }

@@ -13,7 +13,7 @@ import type { ModelConfig } from '../config/schema.js';
 import type { AttentionType } from '../config/head-id.js';
 import { Rng } from '../util/random.js';
 import { ParamStore } from './params.js';
-import { ForwardContext, causalBias, dropout, feedForward, layerNorm, linear, paddingBias, sinusoidalTable } from './layers.js';
+import { ForwardContext, causalBias, dropout, feedForward, layerNorm, linear, paddingBias, residualLayerNorm, sinusoidalTable } from './layers.js';
 import { type AttentionParams, type AttentionRecord, attend, attendQuery, attention, projectKeysValues, splitHeads } from './attention.js';
 import { patternBias, patternOf } from './attention-patterns.js';
 import { type RoutingRecord, expertCapacity, mixtureOfExperts } from './moe.js';
@@ -157,6 +157,7 @@ export function initParams(c: ModelConfig, vocabSize: number, rng: Rng): ParamSt
     addFeedForward(ps, c, 'decoder', l, rng);
   }
   if (c.norm === 'pre') addNorm(ps, 'dec.ln', d);
+  if (c.finalLogitsBias) ps.addConstant('out.bias', [vocabSize], 0);
   return ps;
 }
 
@@ -174,7 +175,7 @@ export class Transformer {
   ) {
     this.shape = headsPerLayer(config);
     this.dHead = config.dModel / config.heads;
-    this.positions = tf.tensor2d(sinusoidalTable(config.maxPositions, config.dModel), [config.maxPositions, config.dModel]);
+    this.positions = tf.tensor2d(sinusoidalTable(config.maxPositions, config.dModel, config.positions ?? 'interleaved'), [config.maxPositions, config.dModel]);
   }
 
   dispose(): void {
@@ -213,18 +214,18 @@ export class Transformer {
   private residual(x: tf.Tensor, normName: string, ctx: ForwardContext, f: (y: tf.Tensor) => tf.Tensor): tf.Tensor {
     const run = () => {
       if (this.config.norm === 'pre') return x.add(dropout(f(this.norm(x, normName)), ctx.dropout, ctx));
-      return this.norm(x.add(dropout(f(x), ctx.dropout, ctx)), normName);
+      return residualLayerNorm(x, f(x), this.p(`${normName}.g`), this.p(`${normName}.b`), ctx);
     };
     return ctx.isTraining ? run() : tf.tidy(run);
   }
 
-  /** Token embedding * sqrt(d) + sinusoidal position (starting at `offset`), then dropout. */
+  /** Token embedding * sqrt(d) (or model.embedScale) + sinusoidal position (starting at `offset`), then dropout. */
   embed(ids: tf.Tensor2D, side: 'src' | 'tgt', ctx: ForwardContext, offset = 0): tf.Tensor3D {
     const [B, T] = ids.shape;
     if (offset + T > this.config.maxPositions)
       throw new Error(`sequence of length ${offset + T} exceeds model.maxPositions = ${this.config.maxPositions}`);
     const table = this.config.tieEmbeddings ? this.p('emb.shared') : this.p(side === 'src' ? 'emb.src' : 'emb.tgt');
-    const e = tf.gather(table, ids.reshape([B * T])).mul(Math.sqrt(this.config.dModel));
+    const e = tf.gather(table, ids.reshape([B * T])).mul(this.config.embedScale ?? Math.sqrt(this.config.dModel));
     const pos = this.positions.slice([offset, 0], [T, this.config.dModel]);
     return dropout(e.reshape([B, T, this.config.dModel]).add(pos), ctx.dropout, ctx) as tf.Tensor3D;
   }
@@ -236,7 +237,7 @@ export class Transformer {
   private ffn(x: tf.Tensor, stack: 'encoder' | 'decoder', layer: number, ctx: ForwardContext, moeInput: MoeInput | null, routing: ForwardOptions['routing']): tf.Tensor {
     const prefix = `${stack === 'encoder' ? 'enc' : 'dec'}.${layer}`;
     const moe = moeOf(this.config, stack);
-    if (!moe) return feedForward(x, this.p(`${prefix}.ffn.w1`), this.p(`${prefix}.ffn.b1`), this.p(`${prefix}.ffn.w2`), this.p(`${prefix}.ffn.b2`), ctx);
+    if (!moe) return feedForward(x, this.p(`${prefix}.ffn.w1`), this.p(`${prefix}.ffn.b1`), this.p(`${prefix}.ffn.w2`), this.p(`${prefix}.ffn.b2`), ctx, this.config.activation);
     const g = (n: string) => this.p(`${prefix}.moe.${n}`);
     const experts = Array.from({ length: moe.experts }, (_, e) => ({ w1: g(`e${e}.w1`), b1: g(`e${e}.b1`), w2: g(`e${e}.w2`), b2: g(`e${e}.b2`) }));
     const { y, record } = mixtureOfExperts(x, { router: g('router.w'), experts }, { topK: moe.topK, capacity: moeInput?.capacity ?? null }, ctx, moeInput?.tokenMask ?? null);
@@ -298,11 +299,26 @@ export class Transformer {
     return x as tf.Tensor3D;
   }
 
-  /** hidden [..., d] -> logits [N, V] (tied: hidden @ E^T). */
+  /** hidden [..., d] -> logits [N, V] (tied: hidden @ E^T), plus `out.bias` with model.finalLogitsBias. */
   logits(hidden: tf.Tensor): tf.Tensor2D {
     const h2 = hidden.reshape([-1, this.config.dModel]) as tf.Tensor2D;
-    if (this.config.tieEmbeddings) return tf.matMul(h2, this.p('emb.shared') as tf.Tensor2D, false, true);
-    return linear(h2, this.p('out.proj'), null) as tf.Tensor2D;
+    const bias = this.config.finalLogitsBias ? this.p('out.bias') : null;
+    if (this.config.tieEmbeddings) {
+      const l = tf.matMul(h2, this.p('emb.shared') as tf.Tensor2D, false, true);
+      return (bias ? l.add(bias) : l) as tf.Tensor2D;
+    }
+    return linear(h2, this.p('out.proj'), bias) as tf.Tensor2D;
+  }
+
+  /** Decoding's logits: -1e9 added to model.neverGenerate's columns (unchanged without the option). */
+  private decodingLogits(logits: tf.Tensor2D): tf.Tensor2D {
+    const banned = this.config.neverGenerate;
+    if (!banned || banned.length === 0) return logits;
+    const mask = new Float32Array(this.vocabSize);
+    for (const id of banned) mask[id] = -1e9;
+    const out = tf.tidy(() => logits.add(tf.tensor1d(mask))) as tf.Tensor2D;
+    logits.dispose();
+    return out;
   }
 
   /** Teacher-forced forward: logits [B*T, V] for tgtIn. */
@@ -388,7 +404,7 @@ export class Transformer {
       x = this.residual(x, `dec.${l}.ln3`, ctx, (y) => this.ffn(y, 'decoder', l, ctx, null, undefined));
     }
     if (this.config.norm === 'pre') x = this.norm(x, 'dec.ln');
-    return { logits: this.logits(rows ? gatherRows(x, rows) : x), state: { ...state, self, step: state.step + 1 } };
+    return { logits: this.decodingLogits(this.logits(rows ? gatherRows(x, rows) : x)), state: { ...state, self, step: state.step + 1 } };
   }
 
   /**
