@@ -550,7 +550,7 @@ describe('seeds: replicates of a study', () => {
     expect(sd).toBeGreaterThan(0.5);
     const groupLine = md.split('\n').find((l) => l.startsWith('| l0[lambda=0.5] | l0 |'))!;
     expect(groupLine).toContain(`| 3.0 ± 1.0 / 2 / 2 | ${mean.toFixed(2)} ± ${sd.toFixed(2)} (n=3) |`);
-    expect(groupLine).toContain('| 12.00 ± 1.00 (greedy) | 1, 2, 3 |');
+    expect(groupLine).toContain('| 12.00 ± 1.00 (greedy) | - | - | 1, 2, 3 |');
     expect(md).toContain('## Per seed');
     expect(md.split('\n').filter((l) => l.startsWith('| l0[lambda=0.5,seed='))).toHaveLength(3);
 
@@ -606,6 +606,44 @@ describe('seeds: replicates of a study', () => {
     const movedBaseline = JSON.parse(readFileSync(join(`${runs}-moved`, relative(runs, byId.get('baseline[seed=2]')!.folder), 'stage.json'), 'utf8')) as { bleu: number };
     expect(tampered.rows.find((r) => r.id === 'l0[lambda=0.5,seed=2]')!.bleu).toBe(movedBaseline.bleu);
     expect(() => writeReport(gone, join(dir, 'nowhere'), { fromHyps: true })).toThrow(/results\.csv: not found/);
+  });
+
+  it('an L0 stage whose kept gates are below 1 gets a binarised row beside the folded one, compared with the same references; steps, settled gates and wall time per stage', () => {
+    const runs = join(dir, 'runs-binarised-fixture');
+    const out = join(dir, 'binarised-fixture-results');
+    const { stages, refs } = fakeFinishedStages(runs, { baseline: () => 7, 'l0[lambda=0]': () => 9, 'l0[lambda=0.5]': () => 2 });
+    // seed 1's pruned stage: folded it drops a word every 2nd sentence; binarised (kept heads at gate 1) only every 5th
+    const s = stages.find((x) => x.instance.id === 'l0[lambda=0.5,seed=1]')!;
+    const folded = JSON.parse(readFileSync(join(s.folder, 'stage.json'), 'utf8')) as Record<string, unknown>;
+    const ref = refs.get(1)!;
+    const binHyps = ref.map((r, i) => (i % 5 === 0 ? r.split(' ').slice(0, -1).join(' ') : r));
+    writeFileSync(join(s.folder, 'test.binarised.hyp'), binHyps.join('\n') + '\n');
+    const binBleu = corpusBleu(binHyps, [ref]).score;
+    markDone(s, { ...folded, steps: 600, fractionalGates: 2, wallSeconds: 300, binarised: { foldedBelowOne: ['enc-self.0.1'], devBleu: 9, testBleu: binBleu, testBleuTokLc: tokenizedLowercaseBleu(binHyps, [ref]).score, hyp: 'test.binarised.hyp' } });
+    const settled = stages.find((x) => x.instance.id === 'l0[lambda=0.5,seed=2]')!;
+    markDone(settled, { ...(JSON.parse(readFileSync(join(settled.folder, 'stage.json'), 'utf8')) as Record<string, unknown>), steps: 250, fractionalGates: 0, wallSeconds: 120 });
+    const { rows, mdPath } = writeReport(stages, out);
+    const bin = rows.find((r) => r.id === 'l0[lambda=0.5,seed=1]#binarised')!;
+    expect(bin.method).toBe('l0-binarised');
+    expect(bin.bleu).toBeCloseTo(binBleu, 9);
+    expect(bin.bleu!).toBeGreaterThan(rows.find((r) => r.id === 'l0[lambda=0.5,seed=1]')!.bleu!);
+    // only seed 1's stage differs; the others have no binarised row
+    expect(rows.filter((r) => r.id.endsWith('#binarised'))).toHaveLength(1);
+    const md = readFileSync(mdPath, 'utf8');
+    // its own line in the paired tests, against seed 1's baseline, with the bootstrap p of its own translations
+    const baseHyps = readFileSync(join(stages.find((x) => x.instance.id === 'baseline[seed=1]')!.folder, 'test.hyp'), 'utf8').replace(/\n$/, '').split('\n');
+    const p = pairedBootstrap({ metric: 'bleu', baseline: baseHyps, systems: [binHyps], refs: [ref] }).systems[0]!.pValue!;
+    const sigLine = md.slice(md.indexOf('## Paired significance')).split('\n').find((l) => l.startsWith('| l0[lambda=0.5]#binarised |'))!;
+    expect(sigLine).toContain(`| ${formatP(p)} |`);
+    // per seed: steps and whether the gates settled, wall minutes; over seeds: settled in k of n
+    expect(md).toMatch(/\| l0\[lambda=0\.5,seed=1\] \| 1 \| l0 \|.*\| 600 \(2 fractional\) \| 5\.0 \|/);
+    expect(md).toMatch(/\| l0\[lambda=0\.5,seed=2\] \| 2 \| l0 \|.*\| 250 \(settled\) \| 2\.0 \|/);
+    expect(md.split('\n').find((l) => l.startsWith('| l0[lambda=0.5] | l0 |'))).toContain('| 1 of 2 | 3.5 ± 2.1 | 1, 2, 3 |');
+    // and the csv carries them, so the report rebuilt from hyps/ keeps them
+    const rebuilt = writeReport(stages, out, { fromHyps: true });
+    expect(rebuilt.rows.find((r) => r.id === 'l0[lambda=0.5,seed=1]#binarised')!.bleu).toBeCloseTo(binBleu, 9);
+    expect(rebuilt.rows.find((r) => r.id === 'l0[lambda=0.5,seed=1]')!.fractionalGates).toBe(2);
+    expect(readFileSync(mdPath, 'utf8')).toBe(md);
   });
 
   it('a real two-seed chain: stages follow their baseline\'s seed, stage.json says how dev BLEU was decoded, and the report rebuilt from hyps/ matches', async () => {

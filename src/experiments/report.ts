@@ -24,7 +24,7 @@ import { type ReplicatedRow, bleuPointsFromResults, bleuVsHeadsFigure, bleuVsMod
 import { writeFigure, type WrittenFigure } from '../plots/write.js';
 import { readHeadReport, type HeadReport, type HeadReportEntry } from '../analysis/report.js';
 import { headKey } from '../config/head-id.js';
-import { maskToKeptSets, originalMaskShape, readHeadMask } from '../export/head-mask.js';
+import { maskToKeptSets, originalMaskShape, readHeadMask } from '../io/head-mask.js';
 
 /** One line of results.csv. */
 export interface ResultRow {
@@ -52,6 +52,12 @@ export interface ResultRow {
   devDecoding: string | null;
   /** the replicate's seed (null without seeds) */
   seed: number | null;
+  /** training steps of the stage (train and fine-tuning stages) */
+  steps: number | null;
+  /** L0 stages: gates still strictly between 0 and 1 at the end (0: settled) */
+  fractionalGates: number | null;
+  /** the stage's wall time over its attempts (compute per stage) */
+  wallSeconds: number | null;
   /** not in results.csv: the instance id without its seed (`#step` for curve rows), shared by a setting's replicates */
   group?: string;
   /** not in results.csv: the file of the row's test translations in its run folder */
@@ -64,7 +70,10 @@ function fmt(x: number | null | undefined, digits = 2): string {
 
 const numberOrNull = (v: unknown): number | null => (typeof v === 'number' ? v : null);
 
-/** A result row's stage instance id (a curve row's id is `<instance>#<mask file>`). */
+/** The id suffix of an L0 stage's binarised row (`<instance>#binarised`). */
+export const BINARISED = '#binarised';
+
+/** A result row's stage instance id (a curve row's id is `<instance>#<mask file>`, a binarised row's `<instance>#binarised`). */
 const instanceIdOf = (rowId: string): string => rowId.split('#')[0]!;
 
 /** How a finished stage's dev BLEU was decoded: from stage.json, else (older stages) from the kind that wrote it. */
@@ -107,13 +116,22 @@ export function collectRows(stages: readonly ResolvedStage[], root = process.cwd
       modelBytes: numberOrNull(sum['modelBytes']),
       decodeSeconds: numberOrNull(sum['decodeSeconds']),
       seed: s.instance.seed,
+      steps: numberOrNull(sum['steps']),
+      fractionalGates: numberOrNull(sum['fractionalGates']),
+      wallSeconds: numberOrNull(sum['wallSeconds']),
       group: s.instance.baseId,
     };
     if (sum.curve)
       for (const p of sum.curve)
         rows.push({ ...base, id: `${s.instance.id}#${p.maskFile}`, group: `${s.instance.baseId}#${p.maskFile}`, keptEnc: p.keptHeads['enc-self'], keptDecSelf: p.keptHeads['dec-self'], keptDecEnc: p.keptHeads['dec-enc'], bleu: p.bleu, bleuTokLc: p.bleuTokLc, devBleu: null, devDecoding: null, run: join(base.run, p.maskFile), hypPath: p.hyp ? join(s.folder, p.hyp) : null });
-    else if (sum.keptHeads)
-      rows.push({ ...base, keptEnc: sum.keptHeads['enc-self'], keptDecSelf: sum.keptHeads['dec-self'], keptDecEnc: sum.keptHeads['dec-enc'], bleu: sum.bleu ?? null, bleuTokLc: sum.bleuTokLc ?? null, devBleu: sum.devBleu ?? null, devDecoding: devDecodingOf(s, sum), hypPath: testHypFile(s) });
+    else if (sum.keptHeads) {
+      const kept = { keptEnc: sum.keptHeads['enc-self'], keptDecSelf: sum.keptHeads['dec-self'], keptDecEnc: sum.keptHeads['dec-enc'] };
+      rows.push({ ...base, ...kept, bleu: sum.bleu ?? null, bleuTokLc: sum.bleuTokLc ?? null, devBleu: sum.devBleu ?? null, devDecoding: devDecodingOf(s, sum), hypPath: testHypFile(s) });
+      // an L0 stage whose kept gates are not all 1 is also scored binarised (kept heads at 1, the paper's way):
+      // its own row, compared with the same references
+      const b = sum['binarised'] as { devBleu: number | null; testBleu: number | null; testBleuTokLc: number | null; hyp: string | null } | undefined;
+      if (b) rows.push({ ...base, ...kept, id: `${s.instance.id}${BINARISED}`, group: `${s.instance.baseId}${BINARISED}`, method: `${base.method}-binarised`, run: b.hyp ? join(base.run, b.hyp) : base.run, bleu: b.testBleu, bleuTokLc: b.testBleuTokLc, devBleu: b.devBleu, devDecoding: devDecodingOf(s, sum), hypPath: b.hyp ? join(s.folder, b.hyp) : null });
+    }
   }
   return rows;
 }
@@ -155,11 +173,18 @@ function fmtParams(r: ResultRow): string {
 
 const devCell = (bleu: MeanSd | null, decoding: string | null | undefined): string => (bleu ? `${formatMeanSd(bleu, 2, false)}${decoding ? ` (${decoding})` : ''}` : '-');
 
+/** Steps, and for an L0 stage whether its gates settled (`400 (settled)`, `600 (3 fractional)`). */
+function stepsCell(r: ResultRow): string {
+  if (r.steps === null || r.steps === undefined) return '-';
+  if (r.fractionalGates === null || r.fractionalGates === undefined) return String(r.steps);
+  return `${r.steps} (${r.fractionalGates === 0 ? 'settled' : `${r.fractionalGates} fractional`})`;
+}
+
 /** One row per stage instance (per seed); the seed column only when the study has seeds. */
 export function markdownTable(rows: readonly ResultRow[]): string {
   const seeds = hasSeeds(rows);
-  const head = `| stage |${seeds ? ' seed |' : ''} method | attention | lambda / target | heads kept (enc / dec-self / dec-enc) | test BLEU | tok. lc. BLEU | dev BLEU (decoding) | params | weights MB | decode s | run |\n|---|${seeds ? '---|' : ''}---|---|---|---|---|---|---|---|---|---|---|`;
-  const body = rows.map((r) => `| ${r.id} |${seeds ? ` ${r.seed ?? '-'} |` : ''} ${r.method} | ${r.attention} | ${r.lambda ?? (r.targetHeads || '-')} | ${r.keptEnc ?? '-'} / ${r.keptDecSelf ?? '-'} / ${r.keptDecEnc ?? '-'} | ${fmt(r.bleu)} | ${fmt(r.bleuTokLc)} | ${devCell(meanSd([r.devBleu]), r.devDecoding)} | ${fmtParams(r)} | ${r.modelBytes === null ? '-' : (r.modelBytes / 1e6).toFixed(2)} | ${fmt(r.decodeSeconds)} | \`${r.run}\` |`);
+  const head = `| stage |${seeds ? ' seed |' : ''} method | attention | lambda / target | heads kept (enc / dec-self / dec-enc) | test BLEU | tok. lc. BLEU | dev BLEU (decoding) | steps (gates) | wall min | params | weights MB | decode s | run |\n|---|${seeds ? '---|' : ''}---|---|---|---|---|---|---|---|---|---|---|---|---|`;
+  const body = rows.map((r) => `| ${r.id} |${seeds ? ` ${r.seed ?? '-'} |` : ''} ${r.method} | ${r.attention} | ${r.lambda ?? (r.targetHeads || '-')} | ${r.keptEnc ?? '-'} / ${r.keptDecSelf ?? '-'} / ${r.keptDecEnc ?? '-'} | ${fmt(r.bleu)} | ${fmt(r.bleuTokLc)} | ${devCell(meanSd([r.devBleu]), r.devDecoding)} | ${stepsCell(r)} | ${r.wallSeconds === null || r.wallSeconds === undefined ? '-' : (r.wallSeconds / 60).toFixed(1)} | ${fmtParams(r)} | ${r.modelBytes === null ? '-' : (r.modelBytes / 1e6).toFixed(2)} | ${fmt(r.decodeSeconds)} | \`${r.run}\` |`);
   return [head, ...body].join('\n') + '\n';
 }
 
@@ -171,19 +196,25 @@ function fmtKept(values: ReadonlyArray<number | null>): string {
 
 const layoutOf = (rs: readonly ResultRow[]): string => `${fmtKept(rs.map((r) => r.keptEnc))} / ${fmtKept(rs.map((r) => r.keptDecSelf))} / ${fmtKept(rs.map((r) => r.keptDecEnc))}`;
 
+/** L0 settings: in how many seeds the gates settled (`2 of 3`); '-' for stages without gates. */
+function settledCell(rs: readonly ResultRow[]): string {
+  const known = rs.filter((r) => r.fractionalGates !== null && r.fractionalGates !== undefined);
+  return known.length ? `${known.filter((r) => r.fractionalGates === 0).length} of ${known.length}` : '-';
+}
+
 /** One row per setting: mean ± sd over its seeds (n), the seeds and their run folders. */
 export function replicatesTable(rows: readonly ResultRow[]): string {
-  const head = '| stage | method | attention | lambda / target | heads kept (enc / dec-self / dec-enc) | test BLEU | tok. lc. BLEU | dev BLEU (decoding) | seeds | runs |\n|---|---|---|---|---|---|---|---|---|---|';
+  const head = '| stage | method | attention | lambda / target | heads kept (enc / dec-self / dec-enc) | test BLEU | tok. lc. BLEU | dev BLEU (decoding) | gates settled | wall min | seeds | runs |\n|---|---|---|---|---|---|---|---|---|---|---|---|';
   const body = replicateGroups(rows).map(({ group, rows: rs }) => {
     const r = rs[0]!;
     const decodings = [...new Set(rs.map((x) => x.devDecoding).filter(Boolean))].join(', ');
-    return `| ${group} | ${r.method} | ${r.attention} | ${r.lambda ?? (r.targetHeads || '-')} | ${layoutOf(rs)} | ${formatMeanSd(meanSd(rs.map((x) => x.bleu)))} | ${formatMeanSd(meanSd(rs.map((x) => x.bleuTokLc)))} | ${devCell(meanSd(rs.map((x) => x.devBleu)), decodings)} | ${rs.map((x) => x.seed ?? '-').join(', ')} | ${rs.map((x) => `\`${x.run}\``).join('<br>')} |`;
+    return `| ${group} | ${r.method} | ${r.attention} | ${r.lambda ?? (r.targetHeads || '-')} | ${layoutOf(rs)} | ${formatMeanSd(meanSd(rs.map((x) => x.bleu)))} | ${formatMeanSd(meanSd(rs.map((x) => x.bleuTokLc)))} | ${devCell(meanSd(rs.map((x) => x.devBleu)), decodings)} | ${settledCell(rs)} | ${formatMeanSd(meanSd(rs.map((x) => (x.wallSeconds === null || x.wallSeconds === undefined ? null : x.wallSeconds / 60))), 1, false)} | ${rs.map((x) => x.seed ?? '-').join(', ')} | ${rs.map((x) => `\`${x.run}\``).join('<br>')} |`;
   });
   return [head, ...body].join('\n') + '\n';
 }
 
-/** results.csv columns, in order: the list its reader (src/plots/readers.ts) checks, then the decoding of devBleu and the seed. */
-export const RESULT_COLUMNS: ReadonlyArray<keyof ResultRow> = [...EXPERIMENT_RESULT_COLUMNS, 'devDecoding', 'seed'];
+/** results.csv columns, in order: the list its reader (src/plots/readers.ts) checks, then the decoding of devBleu, the seed, the steps, the gates left fractional and the wall time. */
+export const RESULT_COLUMNS: ReadonlyArray<keyof ResultRow> = [...EXPERIMENT_RESULT_COLUMNS, 'devDecoding', 'seed', 'steps', 'fractionalGates', 'wallSeconds'];
 
 export interface WrittenReport {
   rows: ResultRow[];
@@ -363,7 +394,7 @@ export function rebuildRows(stages: readonly ResolvedStage[], outDir: string): {
       stage: str(r['stage']), id, kind: str(r['kind']), method: str(r['method']), attention: str(r['attention']), lambda: num('lambda'), targetHeads: str(r['targetHeads']),
       keptEnc: num('keptEnc'), keptDecSelf: num('keptDecSelf'), keptDecEnc: num('keptDecEnc'), bleu: num('bleu'), bleuTokLc: num('bleuTokLc'), devBleu: num('devBleu'), run: str(r['run']),
       params: num('params'), nonZeroParams: num('nonZeroParams'), modelBytes: num('modelBytes'), decodeSeconds: num('decodeSeconds'),
-      devDecoding: str(r['devDecoding']) || null, seed: num('seed'), group: `${s.instance.baseId}${id.includes('#') ? id.slice(id.indexOf('#')) : ''}`,
+      devDecoding: str(r['devDecoding']) || null, seed: num('seed'), steps: num('steps'), fractionalGates: num('fractionalGates'), wallSeconds: num('wallSeconds'), group: `${s.instance.baseId}${id.includes('#') ? id.slice(id.indexOf('#')) : ''}`,
     };
     const o = outputs.get(id);
     if (o) {

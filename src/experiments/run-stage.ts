@@ -11,11 +11,11 @@ import { BpeTokenizer } from '../data/tokenizer.js';
 import { loadCorpora } from '../data/prepare.js';
 import { runTraining, scoreTranslations } from '../train/run-training.js';
 import { runPruning } from '../train/prune.js';
-import { findModelCheckpoint } from '../train/checkpoint.js';
-import { loadModel } from '../train/load-model.js';
+import { findModelCheckpoint } from '../io/checkpoint.js';
+import { loadModel } from '../io/load-model.js';
 import type { ProgressLine } from '../train/progress.js';
 import { disposeGates } from '../model/gate-tensors.js';
-import { countKept, readHeadMask, maskToGateValues, maskToKeptSets, originalMaskShape } from '../export/head-mask.js';
+import { countKept, readHeadMask, maskToGateValues, maskToKeptSets, originalMaskShape } from '../io/head-mask.js';
 import { readJsonFile, writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
 import { ATTENTION_TYPES, type AttentionType } from '../config/head-id.js';
 import { runImportancePruning } from '../analysis/importance-pruning.js';
@@ -57,14 +57,32 @@ function keptOf(cfg: ResolvedStage['config']): Record<AttentionType, number> {
 export async function runStage(s: ResolvedStage, o: { progress: ProgressLine; isStopRequested: () => boolean; argv: readonly string[]; runtime?: RuntimeOptions }): Promise<StageSummary | null> {
   requireParentDone(s);
   const release = acquireStageLock(s);
+  const t0 = Date.now();
   try {
-    return await runLocked(s, o);
+    return await runLocked(s, o, () => (Date.now() - t0) / 1000);
   } finally {
+    recordAttempt(s.folder, (Date.now() - t0) / 1000);
     release();
   }
 }
 
-async function runLocked(s: ResolvedStage, o: { progress: ProgressLine; isStopRequested: () => boolean; argv: readonly string[]; runtime?: RuntimeOptions }): Promise<StageSummary | null> {
+/** `compute.json` in a stage folder: the wall seconds of every attempt that ended (a killed one is not counted). */
+const COMPUTE_FILE = 'compute.json';
+
+function priorSeconds(folder: string): number {
+  const f = join(folder, COMPUTE_FILE);
+  return existsSync(f) ? readJsonFile<{ attempts: Array<{ seconds: number }> }>(f, 'stage compute record').attempts.reduce((a, x) => a + x.seconds, 0) : 0;
+}
+
+function recordAttempt(folder: string, seconds: number): void {
+  if (!existsSync(folder)) return;
+  const f = join(folder, COMPUTE_FILE);
+  const prev = existsSync(f) ? readJsonFile<{ attempts: Array<{ endedAt: string; seconds: number }> }>(f, 'stage compute record').attempts : [];
+  writeJsonAtomic(f, { attempts: [...prev, { endedAt: new Date().toISOString(), seconds: Math.round(seconds * 10) / 10 }] });
+}
+
+async function runLocked(s: ResolvedStage, o: { progress: ProgressLine; isStopRequested: () => boolean; argv: readonly string[]; runtime?: RuntimeOptions }, attemptSeconds: () => number): Promise<StageSummary | null> {
+  const earlier = priorSeconds(s.folder);
   const isResume = existsSync(join(s.folder, 'checkpoints'));
   mkdirSync(s.folder, { recursive: true });
   const run = RunFolder.open(s.folder);
@@ -85,7 +103,8 @@ async function runLocked(s: ResolvedStage, o: { progress: ProgressLine; isStopRe
     // the pruned model's dev score is decoded as the test set is (src/train/prune.ts)
     // settled: no deterministic gate strictly between 0 and 1 (a run with fractional gates is never called settled)
     const settle = { steps: r.steps, fractionalGates: r.undecidedHeads.length, settled: r.undecidedHeads.length === 0, stoppedBy: r.stoppedBy };
-    summary = { bleu: r.testBleuPruned, bleuTokLc: p.testScores?.tokenizedLowercaseBleu ?? null, devBleu: r.devBleuPruned, ...(r.devBleuPruned !== null ? { devDecoding: decodingLabel(s.config.eval.beamSize) } : {}), keptHeads: r.keptHeads, ...settle };
+    // binarised: kept heads at gate 1 (the paper's scoring), only where a kept head's gate is below 1
+    summary = { bleu: r.testBleuPruned, bleuTokLc: p.testScores?.tokenizedLowercaseBleu ?? null, devBleu: r.devBleuPruned, ...(r.devBleuPruned !== null ? { devDecoding: decodingLabel(s.config.eval.beamSize) } : {}), keptHeads: r.keptHeads, ...settle, ...(r.binarised ? { binarised: r.binarised } : {}) };
   } else if (st.kind === 'prune' && st.method === 'fixed-mask') {
     // the control of the pruning criterion: the model the importance stage pruned, with that stage's mask
     // at maskHeads heads fixed (the heads physically removed), fine-tuned as the L0 stages fine-tune
@@ -173,6 +192,8 @@ async function runLocked(s: ResolvedStage, o: { progress: ProgressLine; isStopRe
     const { summary: r, measured } = await runExportStage({ st, parentFolder: s.parent!.folder, config: s.config, outDir: join(s.folder, 'export'), stageFolder: s.folder, progress: o.progress });
     summary = { ...measured, export: r };
   }
+  // the stage's wall time over its attempts (this one included; compute.json lists them)
+  summary = { ...summary, wallSeconds: Math.round(earlier + attemptSeconds()) };
   markDone(s, summary);
   return summary;
 }

@@ -4,10 +4,15 @@ import { join } from 'node:path';
 import { loadConfig, loadConfigOn } from '../config/load.js';
 import { RunFolder } from '../util/run-folder.js';
 import { BpeTokenizer } from '../data/tokenizer.js';
-import { readHeadMask, countKept, originalMaskShape } from '../export/head-mask.js';
-import { runTraining } from './run-training.js';
+import * as tf from '@tensorflow/tfjs';
+import { readHeadMask, countKept, originalMaskShape, maskToGateValues } from '../io/head-mask.js';
+import { ATTENTION_TYPES } from '../config/head-id.js';
+import { loadCorpora } from '../data/prepare.js';
+import { runTraining, scoreTranslations } from './run-training.js';
+import { loadModel } from '../io/load-model.js';
+import { disposeGates } from '../model/gate-tensors.js';
 import { runPruning } from './prune.js';
-import { findLatestValidCheckpoint } from './checkpoint.js';
+import { findLatestValidCheckpoint } from '../io/checkpoint.js';
 import { ProgressLine } from './progress.js';
 import { useTestBackend } from '../test-utils/backend.js';
 import { closingOrder, keepRuleOf } from '../plots/gates.js';
@@ -81,5 +86,35 @@ describe('pruning by fine-tuning', () => {
     expect(results.gates.summary.expectedOpenHeads).toBeLessThan(8 - (8 - n) / 2);
     expect(results.gates.summary['lambda1.all']).toBeGreaterThan(0);
     expect(existsSync(join(run.path, 'mask.json'))).toBe(true);
+  });
+
+  it('where kept gates are below 1, the run also scores the binarised model (kept heads at gate 1), equal to decoding with the mask as 0/1 gates', async () => {
+    // 10 steps from log alpha 1: every gate is still near sigmoid(1) x 1.2 - 0.1 = 0.78, every head kept
+    const { r, run, cfg } = await prune('binarised', ['train.l0Lambda=0.001', 'train.maxSteps=10', 'gates.lrScale=1']);
+    const results = JSON.parse(readFileSync(join(run.path, 'results.json'), 'utf8')) as { pruning: { binarised: { foldedBelowOne: string[]; testBleu: number; hyp: string } | null } };
+    expect(r.binarised).not.toBeNull();
+    expect(results.pruning.binarised).toEqual(r.binarised);
+    expect(r.binarised!.foldedBelowOne).toHaveLength(8);
+    // the independent reference: the mask file as 0/1 gates on the run's model
+    const loaded = loadModel(run.path);
+    const values = maskToGateValues(readHeadMask(r.maskPath, originalMaskShape(cfg.model)), originalMaskShape(cfg.model));
+    const gates = Object.fromEntries(ATTENTION_TYPES.map((t) => [t, values[t].map((l) => tf.tensor1d(l))]));
+    const test = loadCorpora(cfg.data, cfg.seed).test;
+    const ref = await scoreTranslations(loaded.model, loaded.tokenizer, test, cfg, gates);
+    disposeGates(gates);
+    loaded.model.dispose();
+    loaded.gates?.dispose();
+    expect(r.binarised!.testBleu).toBeCloseTo(ref.scores.bleu, 9);
+    expect(readFileSync(join(run.path, 'test.binarised.hyp'), 'utf8')).toBe(ref.hyps.join('\n') + '\n');
+    // and the folded score is the other model: the gates at 0.78 scale every head
+    expect(readFileSync(join(run.path, 'test.pruned.hyp'), 'utf8')).not.toBe(ref.hyps.join('\n') + '\n');
+  });
+
+  it('with every kept gate at 1 the two scorings agree and no binarised score is written', async () => {
+    // log alpha 5: deterministic gates clip to 1 (5 > 2.4), and 10 small steps do not move them below
+    const { r, run } = await prune('all-open', ['train.l0Lambda=0.001', 'train.maxSteps=10', 'gates.lrScale=1', 'gates.logAlphaInit={kind: constant, value: 5}']);
+    expect(r.keptHeads['enc-self']).toBe(8);
+    expect(r.binarised).toBeNull();
+    expect(existsSync(join(run.path, 'test.binarised.hyp'))).toBe(false);
   });
 });

@@ -5,16 +5,21 @@
  * (log alpha > 0; with a budget, the top N by P(open)), list heads whose deterministic gate is still
  * strictly between 0 and 1, write the head mask, and evaluate dev and test BLEU with the pruned heads
  * removed (removed heads at 0, kept heads at their deterministic gate, as the exporter folds them).
+ * Where a kept head's gate is still below 1, the two ways of scoring a pruned model differ, and the run
+ * also scores the binarised model (kept heads at gate 1, the paper's): `pruning.binarised` in
+ * results.json, `test.binarised.hyp`.
  */
 import type { RuntimeOptions } from '../config/runtime.js';
 import type { ResolvedConfig } from '../config/schema.js';
 import { ATTENTION_TYPES, type AttentionType } from '../config/head-id.js';
-import { maskFromKeptSets, writeHeadMask, countKept, originalMaskShape } from '../export/head-mask.js';
+import { maskFromKeptSets, writeHeadMask, countKept, originalMaskShape } from '../io/head-mask.js';
 import type { BpeTokenizer } from '../data/tokenizer.js';
+import { headKey } from '../config/head-id.js';
+import type { GateValues } from '../gates/head-gates.js';
 import type { RunFolder } from '../util/run-folder.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { disposeGates } from '../model/gate-tensors.js';
-import type { LoadedCheckpoint } from './checkpoint.js';
+import type { LoadedCheckpoint } from '../io/checkpoint.js';
 import type { ProgressLine } from './progress.js';
 import { type FinishContext, type RunTrainingResult, runTraining, scoreTranslations } from './run-training.js';
 
@@ -24,6 +29,33 @@ export interface PruneResult extends RunTrainingResult {
   maskPath: string;
   devBleuPruned: number | null;
   testBleuPruned: number | null;
+  /** the binarised model's scores (kept heads at gate 1), only where they differ from the folded one's */
+  binarised: BinarisedScores | null;
+}
+
+export interface BinarisedScores {
+  /** the kept heads whose deterministic gate is below 1 (folded, they are scaled; binarised, they are at 1) */
+  foldedBelowOne: string[];
+  devBleu: number | null;
+  testBleu: number | null;
+  testBleuTokLc: number | null;
+  /** the binarised model's test translations, in the run folder */
+  hyp: string | null;
+}
+
+/** Kept heads whose folded gate is below 1: where the folded and the binarised model differ. */
+function keptBelowOne(folded: GateValues, binary: GateValues, keyOf: (stack: AttentionType, layer: number, pos: number) => string): string[] {
+  const out: string[] = [];
+  for (const stack of ATTENTION_TYPES)
+    (binary[stack] ?? []).forEach((b, layer) => {
+      const f = folded[stack]?.[layer];
+      if (!b || !f) return;
+      const [bv, fv] = [b.dataSync(), f.dataSync()];
+      bv.forEach((x, pos) => {
+        if (x === 1 && fv[pos]! < 1) out.push(keyOf(stack, layer, pos));
+      });
+    });
+  return out;
 }
 
 export async function runPruning(o: {
@@ -58,20 +90,36 @@ export async function runPruning(o: {
     const undecidedHeads = gates.fractionalGates();
     const keptHeads = Object.fromEntries(ATTENTION_TYPES.map((s) => [s, countKept(mask, shape, s)])) as Record<AttentionType, number>;
     progress.log(`pruned: kept ${ATTENTION_TYPES.map((s) => `${s} ${keptHeads[s]}`).join(', ')}; undecided gates (strictly between 0 and 1): ${undecidedHeads.length ? undecidedHeads.join(', ') : 'none'}`);
-    const binary = gates.prunedGates(kept);
+    const folded = gates.prunedGates(kept);
+    const binary = gates.binaryGates(kept);
+    const foldedBelowOne = keptBelowOne(folded, binary, (stack, layer, pos) => headKey({ stack, layer, head: gates.originalHead(stack, layer, pos) }));
     const devPairs = data.corpora.valid.slice(0, o.devSentences ?? data.corpora.valid.length);
-    const dev = devPairs.length ? await scoreTranslations(model, data.tokenizer, devPairs, cfg, binary, { progress, label: 'dev (pruned)', isStopRequested }) : null;
-    const test = data.corpora.test.length ? await scoreTranslations(model, data.tokenizer, data.corpora.test, cfg, binary, { progress, label: 'test (pruned)', isStopRequested }) : null;
-    disposeGates(binary);
+    const score = async (g: GateValues, what: string) => ({
+      dev: devPairs.length ? await scoreTranslations(model, data.tokenizer, devPairs, cfg, g, { progress, label: `dev (${what})`, isStopRequested }) : null,
+      test: data.corpora.test.length ? await scoreTranslations(model, data.tokenizer, data.corpora.test, cfg, g, { progress, label: `test (${what})`, isStopRequested }) : null,
+    });
+    let dev, test, bin;
+    try {
+      ({ dev, test } = await score(folded, 'pruned'));
+      bin = foldedBelowOne.length ? await score(binary, 'pruned, binarised') : null;
+    } finally {
+      disposeGates(folded);
+      disposeGates(binary);
+    }
     progress.done();
     if (test) writeFileAtomic(run.file('test.pruned.hyp'), test.hyps.join('\n') + '\n');
+    if (bin?.test) writeFileAtomic(run.file('test.binarised.hyp'), bin.test.hyps.join('\n') + '\n');
     if (dev) progress.log(`dev BLEU with pruned heads removed: ${dev.scores.bleu.toFixed(2)}`);
     if (test) progress.log(`test ${test.scores.formatted}`);
-    summary = { keptHeads, undecidedHeads, maskPath, devBleuPruned: dev?.scores.bleu ?? null, testBleuPruned: test?.scores.bleu ?? null };
+    const binarised: BinarisedScores | null = bin
+      ? { foldedBelowOne, devBleu: bin.dev?.scores.bleu ?? null, testBleu: bin.test?.scores.bleu ?? null, testBleuTokLc: bin.test?.scores.tokenizedLowercaseBleu ?? null, hyp: bin.test ? 'test.binarised.hyp' : null }
+      : null;
+    if (binarised) progress.log(`binarised (${foldedBelowOne.length} kept heads at gate 1 instead of below it: ${foldedBelowOne.join(', ')}): dev BLEU ${binarised.devBleu?.toFixed(2) ?? '-'}, test BLEU ${binarised.testBleu?.toFixed(2) ?? '-'}`);
+    summary = { keptHeads, undecidedHeads, maskPath, devBleuPruned: dev?.scores.bleu ?? null, testBleuPruned: test?.scores.bleu ?? null, binarised };
     return { pruning: { ...summary, devScores: dev?.scores ?? null, testScores: test?.scores ?? null } };
   };
   if (!o.parent && !o.isResume) throw new Error('runPruning: a parent checkpoint is needed unless resuming');
   const r = await runTraining({ config: o.config, run: o.run, initFrom: o.isResume ? undefined : o.parent, isResume: o.isResume, onResumed: o.onResumed, tokenizer: o.tokenizer, progress: o.progress, isStopRequested: o.isStopRequested, evaluateTest: false, finish, runtime: o.runtime });
   const s = summary as Omit<PruneResult, keyof RunTrainingResult> | null;
-  return { ...r, keptHeads: s?.keptHeads ?? ({} as Record<AttentionType, number>), undecidedHeads: s?.undecidedHeads ?? [], maskPath: s?.maskPath ?? '', devBleuPruned: s?.devBleuPruned ?? null, testBleuPruned: s?.testBleuPruned ?? null };
+  return { ...r, keptHeads: s?.keptHeads ?? ({} as Record<AttentionType, number>), undecidedHeads: s?.undecidedHeads ?? [], maskPath: s?.maskPath ?? '', devBleuPruned: s?.devBleuPruned ?? null, testBleuPruned: s?.testBleuPruned ?? null, binarised: s?.binarised ?? null };
 }
