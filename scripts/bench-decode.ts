@@ -30,7 +30,7 @@ import { ATTENTION_TYPES } from '../src/config/head-id.js';
 import { DECODERS, type Decoder, EOS_ID } from '../src/eval/decode.js';
 import { type TextCodec, translateSentences } from '../src/eval/translate.js';
 import { type GateTensors, type Transformer, createTransformer } from '../src/model/transformer.js';
-import { loadModel } from '../src/train/load-model.js';
+import { loadModel } from '../src/io/load-model.js';
 import { Rng } from '../src/util/random.js';
 
 const { values: args } = parseArgs({

@@ -28,9 +28,9 @@ import { EOS_ID, beamSearch, greedyDecode } from '../src/eval/decode.js';
 import { ForwardContext } from '../src/model/layers.js';
 import { type Transformer, headsPerLayer } from '../src/model/transformer.js';
 import type { HeadGates } from '../src/gates/head-gates.js';
-import { loadModel } from '../src/train/load-model.js';
-import type { NamedArrays } from '../src/train/checkpoint.js';
-import { type HeadMask, maskFromKeptSets } from '../src/export/head-mask.js';
+import { loadModel } from '../src/io/load-model.js';
+import type { NamedArrays } from '../src/io/checkpoint.js';
+import { type HeadMask, maskFromKeptSets } from '../src/io/head-mask.js';
 import { applyMaskToModel, createTransformerFromArrays, currentLayout, deriveMaskFromGates, originalMaskShape } from '../src/export/prune-model.js';
 import { Rng } from '../src/util/random.js';
 

@@ -19,7 +19,7 @@ import { encodeForModel } from '../src/analysis/analyze.js';
 import { headLayout, listHeads, testGateMultipliers } from '../src/analysis/head-layout.js';
 import { type ImportanceForm, IMPORTANCE_NORMALIZATIONS, estimateMichelImportance, importanceScores } from '../src/analysis/importance.js';
 import { spearman } from '../src/analysis/report.js';
-import { loadModel } from '../src/train/load-model.js';
+import { loadModel } from '../src/io/load-model.js';
 import { ConfigError } from '../src/util/errors.js';
 
 const { values } = parseArgs({ options: { model: { type: 'string' }, data: { type: 'string' }, sentences: { type: 'string', default: '300' }, 'max-tokens': { type: 'string', multiple: true } } });

@@ -31,8 +31,8 @@ export { lagrangianPenalty, annealedTarget, selectTopHeads } from './gates/lagra
 export { Trainer, type StepResult, type EvalResult } from './train/trainer.js';
 export { runTraining, scoreTranslations, type RunTrainingResult } from './train/run-training.js';
 export { runPruning, type PruneResult } from './train/prune.js';
-export { loadModel, type LoadedModel } from './train/load-model.js';
-export { readCheckpoint, findLatestValidCheckpoint } from './train/checkpoint.js';
+export { loadModel, type LoadedModel } from './io/load-model.js';
+export { readCheckpoint, findLatestValidCheckpoint } from './io/checkpoint.js';
 export { inverseSqrtLr } from './train/schedule.js';
 
 // evaluation
@@ -51,8 +51,8 @@ export {
 } from './eval/significance.js';
 
 // masks and files
-export * from './export/head-mask.js';
-export { readSafetensors, writeSafetensors } from './export/safetensors.js';
+export * from './io/head-mask.js';
+export { readSafetensors, writeSafetensors } from './io/safetensors.js';
 export { RunFolder } from './util/run-folder.js';
 export { HeadsError, ConfigError, DataError, CheckpointError, MaskError } from './util/errors.js';
 

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { jest } from '@jest/globals';
 import { BpeTokenizer } from '../data/tokenizer.js';
 import { createTransformer } from '../model/transformer.js';
-import { writeCheckpoint } from '../train/checkpoint.js';
+import { writeCheckpoint } from '../io/checkpoint.js';
 import { Rng } from '../util/random.js';
 import { useTestBackend } from '../test-utils/backend.js';
 import * as analyzeCommand from '../cli/commands/analyze.js';

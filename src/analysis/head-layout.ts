@@ -2,7 +2,7 @@
  * Where every head of a model sits and what multiplies it during analysis. A physically pruned model
  * (`config.model.keptHeads`) holds, per attention type and layer, the ORIGINAL ids of its remaining heads
  * in order; the head at position j of such a layer is reported as original head `keptHeads[stack][l][j]`
- * (the head-mask convention of src/export/head-mask.ts). Gated models are analysed as they are tested:
+ * (the head-mask convention of src/io/head-mask.ts). Gated models are analysed as they are tested:
  * each head's context is multiplied by its deterministic test-time gate (Voita et al. 2019, §6.1), and
  * analysis multiplies further (Michel's mask of ones, an ablated head's 0) on top of it.
  * Multipliers are plain numbers per position: `[stack][layer][position]`.
@@ -12,7 +12,7 @@ import { ATTENTION_TYPES, type AttentionType, headKey, parseHeadKey } from '../c
 import type { ModelConfig } from '../config/schema.js';
 import type { HeadGates, GateState } from '../gates/head-gates.js';
 import type { GateTensors } from '../model/transformer.js';
-import { type MaskShape, originalMaskShape } from '../export/head-mask.js';
+import { type MaskShape, originalMaskShape } from '../io/head-mask.js';
 import { ConfigError } from '../util/errors.js';
 
 /** Per attention type, per layer, per head position: one number. */

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import Papa from 'papaparse';
 import { BpeTokenizer } from '../data/tokenizer.js';
 import type { SentencePair } from '../data/corpus.js';
-import { countKept, maskToKeptSets, readHeadMask } from '../export/head-mask.js';
+import { countKept, maskToKeptSets, readHeadMask } from '../io/head-mask.js';
 import { RunFolder } from '../util/run-folder.js';
 import { ConfigError } from '../util/errors.js';
 import type { Transformer } from '../model/transformer.js';

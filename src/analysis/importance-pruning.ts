@@ -20,7 +20,7 @@ import type { Transformer } from '../model/transformer.js';
 import type { HeadGates } from '../gates/head-gates.js';
 import type { SentencePair } from '../data/corpus.js';
 import type { BpeTokenizer } from '../data/tokenizer.js';
-import { maskFromKeptSets, writeHeadMask, type KeptSets } from '../export/head-mask.js';
+import { maskFromKeptSets, writeHeadMask, type KeptSets } from '../io/head-mask.js';
 import type { RunFolder } from '../util/run-folder.js';
 import { ConfigError } from '../util/errors.js';
 import { Rng, deriveSeed } from '../util/random.js';

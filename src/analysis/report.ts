@@ -7,7 +7,7 @@
  */
 import Papa from 'papaparse';
 import { ATTENTION_TYPES, type AttentionType, parseHeadKey } from '../config/head-id.js';
-import type { MaskShape } from '../export/head-mask.js';
+import type { MaskShape } from '../io/head-mask.js';
 import { DataError } from '../util/errors.js';
 import { readJsonFile, writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
 import { OFFSET_RANGE, type OffsetHistogram } from './attention-stats.js';

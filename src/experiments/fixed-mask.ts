@@ -7,7 +7,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ModelConfig } from '../config/schema.js';
-import { type HeadMask, readHeadMask, originalMaskShape } from '../export/head-mask.js';
+import { type HeadMask, readHeadMask, originalMaskShape } from '../io/head-mask.js';
 import { readJsonFile } from '../util/fs.js';
 import { HeadsError } from '../util/errors.js';
 import type { StageInstance } from './spec.js';

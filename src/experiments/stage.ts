@@ -10,7 +10,7 @@ import { dirname, resolve } from 'node:path';
 import { join } from 'node:path';
 import { loadConfig, loadConfigOn } from '../config/load.js';
 import type { ResolvedConfig } from '../config/schema.js';
-import { readHeadMask, maskToKeptSets, originalMaskShape } from '../export/head-mask.js';
+import { readHeadMask, maskToKeptSets, originalMaskShape } from '../io/head-mask.js';
 import { readJsonFile, writeJsonAtomic } from '../util/fs.js';
 import { ConfigError, HeadsError } from '../util/errors.js';
 import type { ExperimentSpec, StageInstance } from './spec.js';

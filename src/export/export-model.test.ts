@@ -19,14 +19,14 @@ import { BpeTokenizer } from '../data/tokenizer.js';
 import { HeadGates } from '../gates/head-gates.js';
 import { createTransformer } from '../model/transformer.js';
 import { translateSentences } from '../eval/translate.js';
-import { loadModel } from '../train/load-model.js';
-import { type NamedArrays, readCheckpoint, writeCheckpoint } from '../train/checkpoint.js';
+import { loadModel } from '../io/load-model.js';
+import { type NamedArrays, readCheckpoint, writeCheckpoint } from '../io/checkpoint.js';
 import { disposeGates } from '../model/gate-tensors.js';
 import { useTestBackend, maxAbsDiff } from '../test-utils/backend.js';
 import { Rng } from '../util/random.js';
 import { ConfigError, MaskError } from '../util/errors.js';
-import { composeMasks, maskFromKeptSets, maskToHfPruneDict, readHeadMask, writeHeadMask, type HeadMask } from './head-mask.js';
-import { readSafetensors } from './safetensors.js';
+import { composeMasks, maskFromKeptSets, maskToHfPruneDict, readHeadMask, writeHeadMask, type HeadMask } from '../io/head-mask.js';
+import { readSafetensors } from '../io/safetensors.js';
 import { exportModel, formatExportSummary } from './export-model.js';
 import { deriveMaskFromGates, maskedGateTensors, originalMaskShape } from './prune-model.js';
 import { fromPytorchTensors, pytorchNameOf } from './pytorch-format.js';
@@ -362,7 +362,7 @@ describe('exportModel: bad inputs give one clear error', () => {
   it('leaks no tensors beyond what loadModel itself leaves behind', async () => {
     await exportModel({ from: gatedRun, mask, outDir: join(root, 'leak-1') });
     // loadModel leaves the initial tensors of tf.variable(...) and gate assign(...) registered
-    // (model/params.ts, train/load-model.ts): measured here, so only the exporter's own tensors count
+    // (model/params.ts, io/load-model.ts): measured here, so only the exporter's own tensors count
     const n0 = tf.memory().numTensors;
     const l = loadModel(gatedRun);
     l.gates?.dispose();

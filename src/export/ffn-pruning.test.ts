@@ -10,7 +10,7 @@ import { crossFieldProblems } from '../config/load.js';
 import { HeadsConfigSchema, type ModelConfig } from '../config/schema.js';
 import { FEATURE_KEYS_OFF_BY_DEFAULT } from '../experiments/stage.js';
 import { createTransformer } from '../model/transformer.js';
-import type { NamedArrays } from '../train/checkpoint.js';
+import type { NamedArrays } from '../io/checkpoint.js';
 import { useTestBackend, maxAbsDiff } from '../test-utils/backend.js';
 import { ConfigError } from '../util/errors.js';
 import { Rng } from '../util/random.js';

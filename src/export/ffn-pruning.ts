@@ -9,9 +9,9 @@
  */
 import type { ModelConfig } from '../config/schema.js';
 import { ffnWidth } from '../model/transformer.js';
-import type { NamedArrays } from '../train/checkpoint.js';
+import type { NamedArrays } from '../io/checkpoint.js';
 import { CheckpointError, ConfigError } from '../util/errors.js';
-import { type SparsityScope, checkFraction } from './magnitude-pruning.js';
+import { type SparsityScope, checkFraction } from '../compress/magnitude-pruning.js';
 
 export interface FfnPruningOptions {
   /** fraction of the FFN hidden units to remove, in [0, 1) */

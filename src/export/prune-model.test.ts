@@ -16,9 +16,9 @@ import { beamSearch, greedyDecode } from '../eval/decode.js';
 import { useTestBackend, maxAbsDiff } from '../test-utils/backend.js';
 import { Rng } from '../util/random.js';
 import { MaskError, CheckpointError } from '../util/errors.js';
-import { type HeadMask, type MaskShape, composeMasks, createFullMask, maskFromKeptSets, maskToGateValues, maskFromDescriptor } from './head-mask.js';
+import { type HeadMask, type MaskShape, composeMasks, createFullMask, maskFromKeptSets, maskToGateValues, maskFromDescriptor } from '../io/head-mask.js';
 import { applyMaskToModel, createTransformerFromArrays, currentLayout, deriveMaskFromGates, maskedGateTensors, originalMaskShape } from './prune-model.js';
-import type { NamedArrays } from '../train/checkpoint.js';
+import type { NamedArrays } from '../io/checkpoint.js';
 
 const V = 23;
 const H = 4;

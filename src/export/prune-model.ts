@@ -16,10 +16,10 @@ import type { ModelConfig } from '../config/schema.js';
 import type { HeadGates } from '../gates/head-gates.js';
 import { type GateTensors, Transformer, headsPerLayer, initParams } from '../model/transformer.js';
 import type { ParamStore } from '../model/params.js';
-import type { NamedArrays } from '../train/checkpoint.js';
+import type { NamedArrays } from '../io/checkpoint.js';
 import { CheckpointError } from '../util/errors.js';
 import { Rng } from '../util/random.js';
-import { type HeadMask, type MaskShape, maskFromKeptSets, maskToKeptSets, validateMask, originalMaskShape } from './head-mask.js';
+import { type HeadMask, type MaskShape, maskFromKeptSets, maskToKeptSets, validateMask, originalMaskShape } from '../io/head-mask.js';
 
 export { originalMaskShape };
 

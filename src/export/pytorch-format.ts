@@ -10,11 +10,11 @@
 import { ATTENTION_TYPES, type AttentionType } from '../config/head-id.js';
 import type { ResolvedConfig } from '../config/schema.js';
 import { headsPerLayer } from '../model/transformer.js';
-import type { NamedArrays } from '../train/checkpoint.js';
+import type { NamedArrays } from '../io/checkpoint.js';
 import { CheckpointError } from '../util/errors.js';
 import { BOS_ID, EOS_ID, PAD_ID } from '../eval/decode.js';
-import type { SafeTensor } from './safetensors.js';
-import { type HeadMask, maskToHfPruneDict } from './head-mask.js';
+import type { SafeTensor } from '../io/safetensors.js';
+import { type HeadMask, maskToHfPruneDict } from '../io/head-mask.js';
 import { currentLayout } from './prune-model.js';
 
 export const PYTORCH_EXPORT_FORMAT = 'heads.pytorch-export';

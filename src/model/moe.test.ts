@@ -17,7 +17,7 @@ import { ProgressLine } from '../train/progress.js';
 import { runTraining } from '../train/run-training.js';
 import { microBatchGradients } from '../train/workers/micro-batch.js';
 import { makeBatch, type EncodedPair } from '../data/batches.js';
-import { readCheckpoint } from '../train/checkpoint.js';
+import { readCheckpoint } from '../io/checkpoint.js';
 import { Trainer } from '../train/trainer.js';
 
 beforeAll(() => useTestBackend());

@@ -6,8 +6,8 @@
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import type { ModelConfig } from '../config/schema.js';
-import type { HeadMask } from '../export/head-mask.js';
-import type { NamedArrays } from '../export/safetensors.js';
+import type { HeadMask } from '../io/head-mask.js';
+import type { NamedArrays } from '../io/safetensors.js';
 import { currentLayout } from '../export/prune-model.js';
 import { headsPerLayer } from '../model/transformer.js';
 import { BOS_ID, EOS_ID, PAD_ID } from '../eval/decode-rules.js';

@@ -18,7 +18,7 @@
  * residual blocks with LayerNormalization (eps 1e-5), ReLU FFNs of per-layer width, tied or untied output.
  *
  * int8 (`int8: true`): every weight matrix is stored as int8 with one float32 scale per output channel (the
- * scheme and the very numbers of ../export/quantize.ts), and each product with a weight matrix runs as ONNX
+ * scheme and the very numbers of ../compress/quantize.ts), and each product with a weight matrix runs as ONNX
  * MatMulInteger on int8 × int8 with int32 accumulation: the activation rows are quantized on the fly,
  * symmetrically per row (per token): s = max(|x_row|, 1e-30) / 127, q = clip(round_half_even(x / s), -127,
  * 127); y = float(q_x @ q_W) · s · scale_W + b. Per-row scales keep every token's result independent of the
@@ -28,10 +28,10 @@
  * the tied output layer multiplies by it.
  */
 import type { ModelConfig } from '../config/schema.js';
-import type { NamedArrays } from '../export/safetensors.js';
+import type { NamedArrays } from '../io/safetensors.js';
 import { headsPerLayer, ffnWidth } from '../model/transformer.js';
 import { sinusoidalTable } from '../model/layers.js';
-import { quantizeInt8 } from '../export/quantize.js';
+import { quantizeInt8 } from '../compress/quantize.js';
 import { CheckpointError } from '../util/errors.js';
 import { type Dim, GraphBuilder } from './graph-builder.js';
 import { ONNX_NAMES } from './layout.js';

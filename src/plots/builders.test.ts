@@ -1,7 +1,7 @@
 /** Figure builders on the fixture files: trace counts, axis titles, and values where they belong. */
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { readHeadMask } from '../export/head-mask.js';
+import { readHeadMask } from '../io/head-mask.js';
 import { attentionMapFigure } from './attention.js';
 import { bleuPointsFromPruningCurve, bleuPointsFromResults, bleuVsHeadsFigure, keptPerTypeFigure, prunedTypes, roleCategory, survivingRolesFigure } from './experiments.js';
 import type { FigureSpec, Trace } from './figure.js';

@@ -5,7 +5,7 @@
  * `enc-self.3.5`; hovering shows that key and the value.
  */
 import { ATTENTION_TYPES, type AttentionType, parseHeadKey } from '../config/head-id.js';
-import type { HeadMask, MaskShape } from '../export/head-mask.js';
+import type { HeadMask, MaskShape } from '../io/head-mask.js';
 import type { HeadScores } from './readers.js';
 import { ATTENTION_LABELS, type FigureLayout, type FigureSpec, type Trace, axis, baseLayout, columnDomains, formatValue, MAX_PANELS, panelAxes, setAxis } from './figure.js';
 

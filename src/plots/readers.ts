@@ -9,7 +9,7 @@ import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import Papa from 'papaparse';
 import { ATTENTION_TYPES, type AttentionType, type HeadId, isAttentionType, parseHeadKey } from '../config/head-id.js';
-import type { MaskShape } from '../export/head-mask.js';
+import type { MaskShape } from '../io/head-mask.js';
 import { DataError } from '../util/errors.js';
 import { readJsonFile, readTextFile } from '../util/fs.js';
 

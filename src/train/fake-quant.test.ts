@@ -1,10 +1,10 @@
 /**
- * Fake quantization: the forward pass equals quantize-then-dequantize of export/quantize.ts; the gradient
+ * Fake quantization: the forward pass equals quantize-then-dequantize of compress/quantize.ts; the gradient
  * is the upstream gradient inside the clipping range (straight-through) and zero outside; no leaks.
  */
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from '@jest/globals';
-import { dequantizeInt8, quantizeInt8 } from '../export/quantize.js';
+import { dequantizeInt8, quantizeInt8 } from '../compress/quantize.js';
 import { useTestBackend, maxAbsDiff } from '../test-utils/backend.js';
 import { Rng } from '../util/random.js';
 import { fakeQuantInt8 } from './fake-quant.js';

@@ -1,14 +1,14 @@
 /**
  * Fake quantization for quantization-aware fine-tuning (Jacob et al. 2018, §3; Bengio et al. 2013's
  * straight-through estimator): the forward pass quantizes and dequantizes a weight per channel with the
- * int8 scheme of export/quantize.ts (symmetric, scale = max|w| / 127 per output channel, q clamped to
+ * int8 scheme of compress/quantize.ts (symmetric, scale = max|w| / 127 per output channel, q clamped to
  * ±127), so training sees the rounding the int8 export will apply; the backward pass lets the upstream
  * gradient through unchanged wherever |w| ≤ 127·scale (the clipping range) and zeroes it outside. The
  * scale itself gets no gradient (it is recomputed from the weights). tf.round rounds halves to even where
  * quantize.ts's Math.round rounds them up: the two differ only on exact halves.
  */
 import * as tf from '@tensorflow/tfjs';
-import { INT8_QMAX } from '../export/quantize.js';
+import { INT8_QMAX } from '../compress/quantize.js';
 
 /** Per-channel scales max|w| / 127 along `axis` (kept as a broadcastable axis of size channels). */
 export function int8Scales(w: tf.Tensor, axis: number): tf.Tensor {

@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { Rng } from '../util/random.js';
 import { CheckpointError } from '../util/errors.js';
-import { readCheckpoint, findLatestValidCheckpoint } from './checkpoint.js';
-import { loadModel } from './load-model.js';
+import { readCheckpoint, findLatestValidCheckpoint } from '../io/checkpoint.js';
+import { loadModel } from '../io/load-model.js';
 import { useTestBackend } from '../test-utils/backend.js';
 
 const bin = join(process.cwd(), 'bin', 'heads.js');

@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { findLatestValidCheckpoint } from './checkpoint.js';
+import { findLatestValidCheckpoint } from '../io/checkpoint.js';
 
 const bin = join(process.cwd(), 'bin', 'heads.js');
 const built = existsSync(join(process.cwd(), 'dist', 'cli', 'main.js'));

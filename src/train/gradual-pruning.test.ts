@@ -14,12 +14,12 @@ import { createTransformer } from '../model/transformer.js';
 import { Rng } from '../util/random.js';
 import { RunFolder } from '../util/run-folder.js';
 import { useTestBackend } from '../test-utils/backend.js';
-import { isPrunableWeight } from '../export/magnitude-pruning.js';
+import { isPrunableWeight } from '../compress/magnitude-pruning.js';
 import { FEATURE_KEYS_OFF_BY_DEFAULT, stageIdentity } from '../experiments/stage.js';
 import { DEFAULT_CONFIG } from '../config/defaults.js';
 import { ConfigError } from '../util/errors.js';
 import { Trainer } from './trainer.js';
-import { findLatestValidCheckpoint } from './checkpoint.js';
+import { findLatestValidCheckpoint } from '../io/checkpoint.js';
 import { ProgressLine } from './progress.js';
 import { isPruningStep, maskSparsity, scheduledSparsity } from './gradual-pruning.js';
 

@@ -3,14 +3,14 @@
  * s_t = s_f + (s_i − s_f)(1 − (t − t0)/(n·Δt))^3 for t0 ≤ t ≤ t0 + n·Δt, with s_i = 0, t0 = startStep,
  * t0 + n·Δt = endStep and Δt = everySteps; s_t = 0 before t0 and s_f after endStep. The masks are
  * recomputed after the update of every step t0 + k·Δt ≤ endStep and of endStep itself, by the one-shot
- * ranking of export/magnitude-pruning.ts on the current weights (pruned weights are exactly 0, so they
+ * ranking of compress/magnitude-pruning.ts on the current weights (pruned weights are exactly 0, so they
  * rank first and stay pruned while the sparsity grows). Between mask updates the trainer zeroes the
  * pruned weights and their Adam moments after every optimizer update. Masks are checkpointed.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { MagnitudePruningConfig } from '../config/schema.js';
-import type { NamedArrays } from './checkpoint.js';
-import { type WeightMasks, magnitudePruningMasks } from '../export/magnitude-pruning.js';
+import type { NamedArrays } from '../io/checkpoint.js';
+import { type WeightMasks, magnitudePruningMasks } from '../compress/magnitude-pruning.js';
 
 /** The cubic schedule's sparsity at step t (see the header). */
 export function scheduledSparsity(t: number, c: Pick<MagnitudePruningConfig, 'sparsity' | 'startStep' | 'endStep'>): number {

@@ -11,7 +11,7 @@ import { ParamStore } from '../model/params.js';
 import { Rng } from '../util/random.js';
 import { makeBatch } from '../data/batches.js';
 import { maxAbsDiff, useTestBackend } from '../test-utils/backend.js';
-import { channelAxisOf, dequantizeInt8, isQuantizable, quantizeInt8 } from '../export/quantize.js';
+import { channelAxisOf, dequantizeInt8, isQuantizable, quantizeInt8 } from '../compress/quantize.js';
 import { ConfigError } from '../util/errors.js';
 import { Trainer } from './trainer.js';
 import { ProgressLine } from './progress.js';
@@ -48,7 +48,7 @@ describe('quantization-aware training (train.quantAware)', () => {
     const cfg = loadConfig(null, [...TINY, 'model.dropout=0', 'model.tieEmbeddings=false']);
     const model = createTransformer(cfg.model, V, new Rng(5));
     const view = quantAwareWeights({ bits: 8 })!;
-    // each weight's view against export/quantize.ts: equal but for float32-vs-float64 scale rounding, which
+    // each weight's view against compress/quantize.ts: equal but for float32-vs-float64 scale rounding, which
     // can move an element sitting on a rounding boundary by one step (fake-quant.ts's header)
     const store = new ParamStore();
     let matrices = 0;

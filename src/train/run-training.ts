@@ -22,9 +22,9 @@ import type { RunFolder } from '../util/run-folder.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { Trainer, type EvalResult, type StopRule } from './trainer.js';
 import { disposeGates } from '../model/gate-tensors.js';
-import { checkWritableAfter, findLatestValidCheckpoint, writeBestPointer, type LoadedCheckpoint } from './checkpoint.js';
+import { checkWritableAfter, findLatestValidCheckpoint, writeBestPointer, type LoadedCheckpoint } from '../io/checkpoint.js';
 import { ProgressLine, eta, formatDuration } from './progress.js';
-import { assignWeights } from './load-model.js';
+import { assignWeights } from '../io/load-model.js';
 import { attentionSavings, formatAttentionSavings, hasAttentionPatterns, type AttentionSavings } from '../model/attention-patterns.js';
 
 export interface RunTrainingOptions {

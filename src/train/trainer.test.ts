@@ -7,7 +7,7 @@ import { createTransformer } from '../model/transformer.js';
 import { Rng } from '../util/random.js';
 import { RunFolder } from '../util/run-folder.js';
 import { Trainer } from './trainer.js';
-import { findLatestValidCheckpoint } from './checkpoint.js';
+import { findLatestValidCheckpoint } from '../io/checkpoint.js';
 import { greedyDecode } from '../eval/decode.js';
 import { makeBatch } from '../data/batches.js';
 import { useTestBackend } from '../test-utils/backend.js';

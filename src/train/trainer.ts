@@ -36,12 +36,12 @@ import { NonFiniteError, type StepRunner, learningRate, optimizerStep } from './
 import { InProcessRunner } from './in-process-runner.js';
 import { type GateSpec, WorkerStepRunner } from './workers/step-runner.js';
 import { resolveWorkerCount } from './workers/pool.js';
-import { type DataPosition, type LoadedCheckpoint, type NamedArrays, checkpointDirName, readCheckpoint, writeCheckpoint } from './checkpoint.js';
+import { type DataPosition, type LoadedCheckpoint, type NamedArrays, checkpointDirName, readCheckpoint, writeCheckpoint } from '../io/checkpoint.js';
 import { EarlyStopping } from './early-stopping.js';
 import { join } from 'node:path';
 import { ProgressLine, eta, formatDuration, formatRate } from './progress.js';
 import { type RoutingCounts, addRoutingCounts, routingSummary } from '../model/moe.js';
-import type { WeightMasks } from '../export/magnitude-pruning.js';
+import type { WeightMasks } from '../compress/magnitude-pruning.js';
 import { MaskTensors, isPruningStep, maskSparsity, pruningMasksAt } from './gradual-pruning.js';
 export { NonFiniteError } from './step.js';
 import { quantAwareWeights } from './quant-aware.js';

@@ -11,7 +11,7 @@ import { type BackendChoice, BACKEND_CHOICES } from '../../backend/select.js';
 import { runHandler, startBackend } from '../common.js';
 import { checkOutputFolder, makeDirs } from '../../util/dirs.js';
 import { ignoredIn, intFlag, numFlag, refuseIgnoredFlags } from '../options.js';
-import { loadModel } from '../../train/load-model.js';
+import { loadModel } from '../../io/load-model.js';
 import { ATTENTION_TYPES, type AttentionType, isAttentionType } from '../../config/head-id.js';
 import type { ResolvedConfig } from '../../config/schema.js';
 import { readParallelCorpus, type SentencePair } from '../../data/corpus.js';

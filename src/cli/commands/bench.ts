@@ -11,7 +11,7 @@ import { ignoredIn, intFlag, refuseIgnoredFlags } from '../options.js';
 import { MAX_BEAM_SIZE } from '../../config/schema.js';
 import { HeadsError } from '../../util/errors.js';
 import { benchDecode, benchTrain, formatBenchTable } from '../../train/bench.js';
-import { loadModel } from '../../train/load-model.js';
+import { loadModel } from '../../io/load-model.js';
 import { disposeGates } from '../../model/gate-tensors.js';
 import { readTextFile } from '../../util/fs.js';
 import { loadavg } from 'node:os';

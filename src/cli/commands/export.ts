@@ -9,7 +9,7 @@ import { runHandler, startBackend } from '../common.js';
 import { ignoredIn, refuseIgnoredFlags } from '../options.js';
 import { checkOutputFolder } from '../../util/dirs.js';
 import { type ExportFormat, type ExportOptions, type MaskInput, exportModel, formatExportSummary } from '../../export/export-model.js';
-import { readHeadMask } from '../../export/head-mask.js';
+import { readHeadMask } from '../../io/head-mask.js';
 import { ConfigError } from '../../util/errors.js';
 import { readJsonFile } from '../../util/fs.js';
 

@@ -11,8 +11,8 @@ import { type BackendChoice, BACKEND_CHOICES } from '../../backend/select.js';
 import { runHandler, startBackend } from '../common.js';
 import { checkOutputFolder } from '../../util/dirs.js';
 import { ignoredIn, numFlag, refuseIgnoredFlags } from '../options.js';
-import { readHeadMask } from '../../export/head-mask.js';
-import { loadModel } from '../../train/load-model.js';
+import { readHeadMask } from '../../io/head-mask.js';
+import { loadModel } from '../../io/load-model.js';
 import { ConfigError, DataError } from '../../util/errors.js';
 import { readJsonFile } from '../../util/fs.js';
 import {

@@ -5,7 +5,7 @@ import { type BackendChoice, BACKEND_CHOICES } from '../../backend/select.js';
 import { runHandler, startBackend } from '../common.js';
 import { intFlag, numFlag } from '../options.js';
 import { MAX_BEAM_SIZE } from '../../config/schema.js';
-import { loadModel } from '../../train/load-model.js';
+import { loadModel } from '../../io/load-model.js';
 import { translateSentences } from '../../eval/translate.js';
 import { firstInvalidUtf8Line, readTextFile, writeFileAtomic } from '../../util/fs.js';
 import { checkOutputFile } from '../../util/dirs.js';

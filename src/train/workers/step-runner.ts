@@ -14,7 +14,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { GateConfig, ResolvedConfig } from '../../config/schema.js';
 import type { Batch } from '../../data/batches.js';
 import type { ModelShape, Transformer } from '../../model/transformer.js';
-import type { WeightMasks } from '../../export/magnitude-pruning.js';
+import type { WeightMasks } from '../../compress/magnitude-pruning.js';
 import { activeKernelFixes, nativeBlasStatus, setBlasThreads } from '../../backend/ops.js';
 import { DROPOUT_KERNEL } from '../../backend/dropout.js';
 import type { Adam } from '../adam.js';

@@ -15,7 +15,7 @@ import { Rng } from '../../util/random.js';
 import { RunFolder } from '../../util/run-folder.js';
 import { useTestBackend } from '../../test-utils/backend.js';
 import { Trainer } from '../trainer.js';
-import { findLatestValidCheckpoint } from '../checkpoint.js';
+import { findLatestValidCheckpoint } from '../../io/checkpoint.js';
 import { ProgressLine } from '../progress.js';
 import { availableParallelism } from 'node:os';
 import { coresForThisProcess, resolveWorkerCount, reviveWorkerError } from './pool.js';

@@ -15,8 +15,8 @@ import { accessSync, constants, existsSync, readdirSync, readFileSync, rmSync } 
 import { join } from 'node:path';
 import { CheckpointError, isHeadsError } from '../util/errors.js';
 import { fileSystemError, removeQuietly, removeStaleTempFiles, statOrNull, verifyFile, writeJsonAtomic } from '../util/fs.js';
-import { type NamedArrays, type SafeTensor, readSafetensors, writeSafetensors } from '../export/safetensors.js';
-import { dequantizeTensors } from '../export/quantize.js';
+import { type NamedArrays, type SafeTensor, readSafetensors, writeSafetensors } from './safetensors.js';
+import { dequantizeTensors } from './quantized-tensors.js';
 import type { ResolvedConfig } from '../config/schema.js';
 
 export type { NamedArrays };
@@ -65,7 +65,7 @@ function toSafetensors(arrays: NamedArrays): Record<string, { dtype: 'F32'; shap
 
 function fromSafetensors(path: string): NamedArrays {
   const file = readSafetensors(path);
-  // an int8 export (export/quantize.ts): I8 matrices with float32 scales, dequantized to float32 here
+  // an int8 export (io/quantized-tensors.ts, compress/quantize.ts): I8 matrices with float32 scales, dequantized to float32 here
   if (Object.values(file.tensors).some((t) => t.dtype === 'I8')) return dequantizeTensors(file.tensors, path);
   const out: NamedArrays = {};
   for (const [k, t] of Object.entries(file.tensors)) {

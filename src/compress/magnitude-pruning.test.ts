@@ -4,7 +4,7 @@
  * request); bad sparsities are refused naming the flag.
  */
 import { describe, expect, it } from '@jest/globals';
-import type { NamedArrays } from '../train/checkpoint.js';
+import type { NamedArrays } from '../io/checkpoint.js';
 import { ConfigError } from '../util/errors.js';
 import { Rng } from '../util/random.js';
 import { isPrunableWeight, magnitudePrune, magnitudePruningMasks } from './magnitude-pruning.js';

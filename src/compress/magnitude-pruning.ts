@@ -7,8 +7,10 @@
  * deterministically: by |w|, then by tensor name (byte order), then by element index. Pure array
  * functions on NamedArrays ([dIn, dOut] row-major, the toolkit's layout); nothing here allocates tensors.
  */
-import type { NamedArrays } from '../train/checkpoint.js';
 import { ConfigError } from '../util/errors.js';
+
+/** Float32 weights by parameter name (the same shape as io/safetensors.ts's NamedArrays; compress/ imports nothing from io/). */
+export type NamedArrays = Record<string, { shape: number[]; data: Float32Array }>;
 
 export type SparsityScope = 'global' | 'per-layer';
 
