@@ -5,6 +5,8 @@ set -u
 cd "$(dirname "$0")/.."
 rc=0
 npx tsc -p tsconfig.json || rc=1
+# the translator page (browser code, DOM types): its own config
+npx tsc -p src/serve/page/tsconfig.json || rc=1
 npx tsc -p tsconfig.build.json || rc=1
 rm -f .jest-result.json
 NODE_OPTIONS=--experimental-vm-modules npx jest --json --outputFile=.jest-result.json "$@" || rc=1

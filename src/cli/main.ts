@@ -12,6 +12,7 @@ import * as experiment from './commands/experiment.js';
 import * as analyze from './commands/analyze.js';
 import * as exportCommand from './commands/export.js';
 import * as plot from './commands/plot.js';
+import * as serve from './commands/serve.js';
 import * as importCommand from './commands/import.js';
 import { strictCommand, usageErrorLine } from './options.js';
 import { isHeadsError } from '../util/errors.js';
@@ -26,6 +27,7 @@ await yargs(hideBin(process.argv))
   .command(strictCommand(analyze))
   .command(strictCommand(exportCommand))
   .command(strictCommand(plot))
+  .command(strictCommand(serve))
   .command(strictCommand(importCommand))
   .command(strictCommand(bleu))
   .command(strictCommand(bench))

@@ -1,0 +1,43 @@
+/**
+ * The README's screenshot of the translator page: opens a running `heads serve` page in headless
+ * Chromium, types the sentences of a file (one per line), translates, and saves a PNG of the page.
+ *
+ *   npx heads serve <export>... --port 8321 &
+ *   npx tsx scripts/serve-screenshot.ts http://127.0.0.1:8321/ sentences.txt docs/serve-page.png
+ */
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+import { chromiumMissingMessage, findChromium } from '../src/plots/write.js';
+
+const [url, sentencesFile, out] = process.argv.slice(2);
+if (!url || !sentencesFile || !out) {
+  console.error('usage: npx tsx scripts/serve-screenshot.ts <page url> <sentences file> <out.png>');
+  process.exit(2);
+}
+const executablePath = findChromium();
+if (!executablePath) {
+  console.error(chromiumMissingMessage());
+  process.exit(2);
+}
+const profile = mkdtempSync(join(tmpdir(), 'heads-screenshot-'));
+const args = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const context = await chromium.launchPersistentContext(profile, { executablePath, args, viewport: { width: 1280, height: 760 } });
+try {
+  const page = await context.newPage();
+  page.on('console', (m) => {
+    if (m.type() === 'error') console.error(`console: ${m.text()}`);
+  });
+  await page.goto(url);
+  await page.waitForSelector('body[data-state="ready"], body[data-state="error"]', { state: 'attached', timeout: 120000 });
+  if ((await page.getAttribute('body', 'data-state')) === 'error') throw new Error(`the page failed: ${await page.textContent('#error')}`);
+  await page.fill('#source', readFileSync(sentencesFile, 'utf8').trim());
+  await page.click('#translate');
+  await page.waitForSelector('body[data-state="done"], body[data-state="error"]', { state: 'attached', timeout: 300000 });
+  await page.screenshot({ path: out, fullPage: true });
+  console.error(`${out}: ${(statSync(out).size / 1000).toFixed(1)} kB; ${(await page.locator('.mean-latency').allTextContents()).join(' | ')}`);
+} finally {
+  await context.close();
+  rmSync(profile, { recursive: true, force: true });
+}
