@@ -1,7 +1,9 @@
 /**
  * Two rules of the layout (../shared/STYLE.md section 1), checked on the source text of src/:
  * - no import cycles: the graph of relative imports between .ts files (type-only imports included,
- *   `export ... from` included) has no cycle;
+ *   `export ... from` included) has no cycle, and neither has the graph of the folders of src/ (an edge
+ *   a -> b when a file in src/a/ imports one in src/b/; the files at the top, such as index.ts, are
+ *   the public API above every folder and stay out of it);
  * - nothing below the edges reads the environment or argv, exits the process or installs signal
  *   handlers. The edges are src/cli/ and a worker thread's entry point (its own process edge).
  * Tests (*.test.ts) and test helpers may set the environment of the processes they spawn.
@@ -106,6 +108,41 @@ describe('findCycles', () => {
   });
 });
 
+/** Folder -> the other folders its files import, from (file, imported files) pairs relative to src/; top-level files are left out. */
+export function folderGraph(imports: Array<[string, string[]]>): Map<string, string[]> {
+  const folderOf = (f: string): string | null => {
+    const parts = f.split(/[\\/]/);
+    return parts.length > 1 && parts[0] !== '..' ? parts[0]! : null;
+  };
+  const out = new Map<string, Set<string>>();
+  for (const [file, targets] of imports) {
+    const a = folderOf(file);
+    if (a === null) continue;
+    const set = out.get(a) ?? new Set<string>();
+    out.set(a, set);
+    for (const t of targets) {
+      const b = folderOf(t);
+      if (b !== null && b !== a) set.add(b);
+    }
+  }
+  return new Map([...out].map(([k, v]) => [k, [...v].sort()]));
+}
+
+describe('folderGraph', () => {
+  it('links folders by their files imports, without self-edges or the top-level files', () => {
+    const g = folderGraph([
+      ['train/trainer.ts', ['train/adam.ts', 'io/checkpoint.ts', 'util/fs.ts']],
+      ['export/export-model.ts', ['io/checkpoint.ts', 'train/trainer.ts']],
+      ['io/checkpoint.ts', ['util/fs.ts']],
+      ['index.ts', ['train/trainer.ts', 'export/export-model.ts']],
+    ]);
+    expect(g).toEqual(new Map([['train', ['io', 'util']], ['export', ['io', 'train']], ['io', ['util']]]));
+    expect(findCycles(g)).toEqual([]);
+    const cyclic = folderGraph([['train/checkpoint.ts', ['export/quantize.ts']], ['export/export-model.ts', ['train/load-model.ts']]]);
+    expect(findCycles(cyclic).map((c) => c.join(' -> '))).toEqual([expect.stringMatching(/^(train -> export -> train|export -> train -> export)$/)]);
+  });
+});
+
 describe('the source tree', () => {
   const files = sourceFiles(SRC);
 
@@ -114,6 +151,12 @@ describe('the source tree', () => {
     expect(graph.size).toBeGreaterThan(50);
     const cycles = findCycles(graph).map((c) => c.map((f) => relative(SRC, f)).join(' -> '));
     expect(cycles).toEqual([]);
+  });
+
+  it('has no import cycles between its folders', () => {
+    const graph = folderGraph(files.map((f) => [relative(SRC, f), importSpecifiers(readFileSync(f, 'utf8')).map((s) => relative(SRC, resolveSpecifier(f, s)))]));
+    expect(graph.size).toBeGreaterThan(10);
+    expect(findCycles(graph).map((c) => c.join(' -> '))).toEqual([]);
   });
 
   // the edges: the CLI, and a worker thread's entry point

@@ -19,9 +19,9 @@ import type { ParamStore } from '../model/params.js';
 import type { NamedArrays } from '../io/checkpoint.js';
 import { CheckpointError } from '../util/errors.js';
 import { Rng } from '../util/random.js';
-import { type HeadMask, type MaskShape, maskFromKeptSets, maskToKeptSets, validateMask, originalMaskShape } from '../io/head-mask.js';
+import { type HeadMask, type MaskShape, currentLayout, currentLayoutMask, maskFromKeptSets, maskToKeptSets, validateMask, originalMaskShape } from '../io/head-mask.js';
 
-export { originalMaskShape };
+export { originalMaskShape, currentLayout, currentLayoutMask };
 
 /** A head whose deterministic gate is neither 0 nor 1 (its value matters beyond keep/remove). */
 export interface FractionalGate {
@@ -55,37 +55,6 @@ export interface PrunedModel {
 }
 
 type Layout = Record<AttentionType, number[][]>;
-
-function range(n: number): number[] {
-  return Array.from({ length: n }, (_, i) => i);
-}
-
-function layerCounts(c: ModelConfig): Record<AttentionType, number> {
-  return { 'enc-self': c.encoderLayers, 'dec-self': c.decoderLayers, 'dec-enc': c.decoderLayers };
-}
-
-
-/**
- * The original id of the head at every position of every layer: `keptHeads` for a pruned model, 0..h-1
- * otherwise. Throws a CheckpointError when `keptHeads` does not fit the layer counts.
- */
-export function currentLayout(c: ModelConfig): Layout {
-  const n = layerCounts(c);
-  const out = {} as Layout;
-  for (const stack of ATTENTION_TYPES) {
-    const kept = c.keptHeads?.[stack];
-    if (kept && kept.length !== n[stack]) {
-      throw new CheckpointError(`model.keptHeads.${stack}: ${kept.length} layers, the model has ${n[stack]}`);
-    }
-    out[stack] = kept ? kept.map((ids) => [...ids].sort((a, b) => a - b)) : range(n[stack]).map(() => range(c.heads));
-  }
-  return out;
-}
-
-/** The current layout as a mask over the original model (every head kept for an unpruned model). */
-export function currentLayoutMask(c: ModelConfig, source = 'current layout'): HeadMask {
-  return maskFromKeptSets(currentLayout(c), originalMaskShape(c), source);
-}
 
 /** Deterministic gate values per stack, per layer, per POSITION (null: that stack is not gated). */
 function readTestGates(gates: HeadGates, c: ModelConfig): Partial<Record<AttentionType, Float32Array[]>> {

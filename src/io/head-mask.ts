@@ -30,7 +30,7 @@
  */
 import { ATTENTION_TYPES, isAttentionType, type AttentionType, type HeadId } from '../config/head-id.js';
 import type { ModelConfig } from '../config/schema.js';
-import { MaskError } from '../util/errors.js';
+import { CheckpointError, MaskError } from '../util/errors.js';
 import { readJsonFile, writeFileAtomic } from '../util/fs.js';
 
 export const HEAD_MASK_FORMAT = 'heads.head-mask';
@@ -593,4 +593,33 @@ export function originalMaskShape(c: Pick<ModelConfig, 'encoderLayers' | 'decode
     'dec-self': Array<number>(c.decoderLayers).fill(c.heads),
     'dec-enc': Array<number>(c.decoderLayers).fill(c.heads),
   };
+}
+
+/** Original head ids per position, per layer, for every attention type. */
+export type HeadPositions = Record<AttentionType, number[][]>;
+
+function layerCounts(c: ModelConfig): Record<AttentionType, number> {
+  return { 'enc-self': c.encoderLayers, 'dec-self': c.decoderLayers, 'dec-enc': c.decoderLayers };
+}
+
+/**
+ * The original id of the head at every position of every layer: `keptHeads` for a pruned model, 0..h-1
+ * otherwise. Throws a CheckpointError when `keptHeads` does not fit the layer counts.
+ */
+export function currentLayout(c: ModelConfig): HeadPositions {
+  const n = layerCounts(c);
+  const out = {} as HeadPositions;
+  for (const stack of ATTENTION_TYPES) {
+    const kept = c.keptHeads?.[stack];
+    if (kept && kept.length !== n[stack]) {
+      throw new CheckpointError(`model.keptHeads.${stack}: ${kept.length} layers, the model has ${n[stack]}`);
+    }
+    out[stack] = kept ? kept.map((ids) => [...ids].sort((a, b) => a - b)) : range(n[stack]).map(() => range(c.heads));
+  }
+  return out;
+}
+
+/** The current layout as a mask over the original model (every head kept for an unpruned model). */
+export function currentLayoutMask(c: ModelConfig, source = 'current layout'): HeadMask {
+  return maskFromKeptSets(currentLayout(c), originalMaskShape(c), source);
 }

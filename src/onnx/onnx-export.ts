@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { ModelConfig } from '../config/schema.js';
 import type { HeadMask } from '../io/head-mask.js';
 import type { NamedArrays } from '../io/safetensors.js';
-import { currentLayout } from '../export/prune-model.js';
+import { currentLayout } from '../io/head-mask.js';
 import { headsPerLayer } from '../model/transformer.js';
 import { BOS_ID, EOS_ID, PAD_ID } from '../eval/decode-rules.js';
 import { ConfigError } from '../util/errors.js';
