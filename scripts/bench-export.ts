@@ -15,6 +15,15 @@
  * The random model's </s> embedding is zeroed, so its logit is always 0 while the best of 8000 random
  * logits is positive: every variant decodes exactly --out-len steps and the times are comparable. A
  * trained model stops at </s>, so its output token counts are printed too.
+ *
+ * Then ONNX Runtime against tfjs (issue 19): the full model and pruned variants (--onnx-variants) are
+ * built as ONNX graphs in memory (src/onnx/, as `heads export --format onnx` writes them) and opened in
+ * onnxruntime-node; each translates the same sentences (--test-file, e.g. the DDTP test set, first
+ * --test-sentences lines; without it, random token ids) greedy and with beam 4, through
+ * `translateSentences` (heads translate's tfjs path) and through src/onnx/decode.ts (heads translate
+ * --engine onnx), in turns as above. The table prints sentences/s of both engines side by side, the
+ * pruned variants' speed-up over the full model in each engine, and how many translations the two
+ * engines agree on. --onnx-only skips the first table; --no-onnx skips this one.
  */
 import * as tf from '@tensorflow/tfjs';
 import { writeFileSync } from 'node:fs';
@@ -33,6 +42,12 @@ import type { NamedArrays } from '../src/io/checkpoint.js';
 import { type HeadMask, maskFromKeptSets } from '../src/io/head-mask.js';
 import { applyMaskToModel, createTransformerFromArrays, currentLayout, deriveMaskFromGates, originalMaskShape } from '../src/export/prune-model.js';
 import { Rng } from '../src/util/random.js';
+import { readFileSync } from 'node:fs';
+import { translateSentences, type TextCodec } from '../src/eval/translate.js';
+import { buildOnnxExport } from '../src/onnx/onnx-export.js';
+import { type OnnxModel, type OrtTensorClass, translateWithOnnx } from '../src/onnx/decode.js';
+import { loadOnnxRuntime } from '../src/onnx/load-node.js';
+import { loadavg } from 'node:os';
 
 const { values: args } = parseArgs({
   options: {
@@ -43,6 +58,12 @@ const { values: args } = parseArgs({
     reps: { type: 'string', default: '4' },
     backend: { type: 'string', default: 'auto' },
     json: { type: 'string' },
+    'test-file': { type: 'string' },
+    'test-sentences': { type: 'string', default: '100' },
+    'onnx-variants': { type: 'string', default: 'full,all 50%,all 12.5%' },
+    'onnx-only': { type: 'boolean', default: false },
+    'no-onnx': { type: 'boolean', default: false },
+    'onnx-reps': { type: 'string', default: '3' },
   },
 });
 const B = Number(args.sentences);
@@ -58,6 +79,8 @@ const BENCH_VOCAB = 8000;
 interface Variant {
   name: string;
   model: Transformer;
+  /** the pruned parameters and config (for the ONNX graphs) */
+  pruned: { params: NamedArrays; config: ModelConfig; mask: HeadMask };
   heads: Record<AttentionType, number>;
   params: number;
   /** decoder attention layers with no heads hit the wasm empty-gather bug in beam search */
@@ -159,11 +182,15 @@ async function main(): Promise<void> {
   let base: Transformer;
   let gates: HeadGates | null = null;
   let V: number;
+  let codec: TextCodec = idCodec;
+  let evalConfig: typeof DEFAULT_CONFIG.eval = DEFAULT_CONFIG.eval;
   if (args.model) {
     const loaded = loadModel(args.model);
     base = loaded.model;
     gates = loaded.gates;
     V = loaded.tokenizer.vocabSize;
+    codec = loaded.tokenizer;
+    evalConfig = loaded.config.eval;
   } else {
     V = BENCH_VOCAB;
     base = createTransformerFromArrays(BENCH_MODEL, V, randomModelArrays(BENCH_MODEL, V, 1));
@@ -196,10 +223,18 @@ async function main(): Promise<void> {
     const model = createTransformerFromArrays(p.config, V, p.params);
     const shape = headsPerLayer(model.config);
     const hasEmptyDecoderLayer = [...shape['dec-self'], ...shape['dec-enc']].some((n) => n === 0);
-    return { name, model, heads: total(shape), params: model.params.count(), canBeam: !(emptyGatherBug && hasEmptyDecoderLayer), times: { encoder: [], greedy: [], beam: [] }, outputTokens: { greedy: 0, beam: 0 } };
+    return { name, model, pruned: { params: p.params, config: p.config, mask: p.mask }, heads: total(shape), params: model.params.count(), canBeam: !(emptyGatherBug && hasEmptyDecoderLayer), times: { encoder: [], greedy: [], beam: [] }, outputTokens: { greedy: 0, beam: 0 } };
   });
   base.dispose();
   gates?.dispose();
+  if (!args['onnx-only']) await headCountTable(variants, V, t0);
+  if (!args['no-onnx']) await onnxTable(variants, V, codec, evalConfig);
+  console.log(`total ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+  for (const v of variants) v.model.dispose();
+}
+
+/** The first table: encoder, greedy and beam-4 times of every variant on one random batch, tfjs. */
+async function headCountTable(variants: Variant[], V: number, t0: number): Promise<void> {
 
   const rng = new Rng(7);
   const src = Int32Array.from({ length: B * S }, () => 4 + rng.int(V - 4));
@@ -262,10 +297,88 @@ async function main(): Promise<void> {
   console.log('\ntimes: best of the reps; x = time / full model time; (flop x) = the same ratio of matmul FLOPs, i.e. perfect scaling;');
   console.log('the control row is a second copy of the full model: how far its x is from 1.00 is the noise of this run.');
   if (variants.some((v) => !v.canBeam)) console.log('* beam search over a decoder attention layer with no heads fails on wasm (tfjs-wasm GatherV2 on empty tensors): see src/export/README.md');
-  console.log(`total ${((performance.now() - t0) / 1000).toFixed(0)} s`);
-  if (args.json) writeFileSync(args.json, JSON.stringify({ backend: backend.name, model: args.model ?? 'random', config: c, batch: { sentences: B, srcLen: S, outLen: OUT_LEN, beam: BEAM, reps: REPS }, results }, null, 2) + '\n');
+  if (args.json) writeFileSync(args.json, JSON.stringify({ model: args.model ?? 'random', config: variants[0]!.model.config, batch: { sentences: B, srcLen: S, outLen: OUT_LEN, beam: BEAM, reps: REPS }, results }, null, 2) + '\n');
+}
 
-  for (const v of variants) v.model.dispose();
+/** Token ids written as text: the random model's "tokenizer" (its sentences are random ids). */
+const idCodec: TextCodec = { encode: (t) => t.split(' ').filter(Boolean).map(Number), decode: (ids) => ids.join(' ') };
+
+/** The second table: sentences/s of tfjs and ONNX Runtime, full and pruned, greedy and beam 4. */
+async function onnxTable(variants: Variant[], V: number, codec: TextCodec, evalConfig: typeof DEFAULT_CONFIG.eval): Promise<void> {
+  const ort = await loadOnnxRuntime();
+  const names = args['onnx-variants']!.split(',').map((x) => x.trim());
+  const chosen = names.map((n) => {
+    const v = variants.find((x) => x.name === n);
+    if (!v) throw new Error(`--onnx-variants: no variant ${JSON.stringify(n)} (variants: ${variants.map((x) => x.name).join(', ')})`);
+    return v;
+  });
+  const n = Number(args['test-sentences']);
+  let sentences: string[];
+  if (args['test-file']) sentences = readFileSync(args['test-file'], 'utf8').split('\n').filter((l) => l.trim() !== '').slice(0, n);
+  else {
+    const rng = new Rng(8);
+    sentences = Array.from({ length: n }, () => Array.from({ length: 4 + rng.int(2 * S) }, () => 4 + rng.int(V - 4)).join(' '));
+  }
+  // the random model never emits </s>: cap its outputs at --out-len tokens, as above
+  const ev = args.model ? evalConfig : { ...evalConfig, maxLenA: 0, maxLenB: OUT_LEN };
+  const opts = { beamSize: 1, lengthPenalty: ev.lengthPenalty, maxLenA: ev.maxLenA, maxLenB: ev.maxLenB, batchSentences: ev.batchSentences, maxTokensPerBatch: ev.maxTokensPerBatch };
+  const rows = await Promise.all(
+    chosen.map(async (v) => {
+      const built = buildOnnxExport({ model: v.pruned.config, vocabSize: V, params: v.pruned.params, int8: false, tokenizerText: Buffer.from(''), generation: { ...opts, beamSize: BEAM }, source: { run: 'bench', checkpoint: 'bench', step: 0 }, mask: v.pruned.mask, maskDescriptor: '' });
+      const so = { graphOptimizationLevel: 'all' as const };
+      const m: OnnxModel = { encoder: await ort.InferenceSession.create(built.encoder, so), decoder: await ort.InferenceSession.create(built.decoder, so), metadata: built.metadata, Tensor: ort.Tensor as unknown as OrtTensorClass };
+      return { v, m, bytes: built.encoder.byteLength + built.decoder.byteLength, times: { tfjs1: [] as number[], tfjs4: [] as number[], ort1: [] as number[], ort4: [] as number[] }, same: { 1: 0, 4: 0 } };
+    }),
+  );
+  const warm = sentences.slice(0, 4);
+  for (const r of rows) {
+    await translateSentences(r.v.model, codec, warm, { ...ev, beamSize: BEAM });
+    await translateWithOnnx(r.m, codec, warm, { ...opts, beamSize: BEAM });
+  }
+  const reps = Number(args['onnx-reps']);
+  const t0 = performance.now();
+  for (let rep = 0; rep < reps; rep++) {
+    for (let i = 0; i < rows.length; i++) {
+      const r = rows[(i + rep) % rows.length]!;
+      for (const beam of [1, BEAM] as const) {
+        let t = performance.now();
+        const a = await translateSentences(r.v.model, codec, sentences, { ...ev, beamSize: beam });
+        r.times[beam === 1 ? 'tfjs1' : 'tfjs4'].push(performance.now() - t);
+        t = performance.now();
+        const b = await translateWithOnnx(r.m, codec, sentences, { ...opts, beamSize: beam });
+        r.times[beam === 1 ? 'ort1' : 'ort4'].push(performance.now() - t);
+        r.same[beam === 1 ? 1 : 4] = a.outputs.filter((x, j) => x === b.outputs[j]).length;
+      }
+    }
+    process.stderr.write(`onnx vs tfjs: rep ${rep + 1}/${reps} done (${((performance.now() - t0) / 1000).toFixed(0)} s, load ${loadavg()[0]!.toFixed(1)})\n`);
+  }
+  const sps = (ms: number[]) => (sentences.length / best(ms)) * 1000;
+  const full = rows[0]!;
+  const table: string[][] = [['variant', 'heads enc/dec/x', 'onnx MB', 'tfjs greedy', 'ORT greedy', 'ORT/tfjs', 'tfjs beam4', 'ORT beam4', 'ORT/tfjs', 'vs full: tfjs g/b', 'vs full: ORT g/b', 'same g/b']];
+  for (const r of rows) {
+    const f = (x: number) => x.toFixed(1);
+    table.push([
+      r.v.name,
+      `${r.v.heads['enc-self']}/${r.v.heads['dec-self']}/${r.v.heads['dec-enc']}`,
+      (r.bytes / 1e6).toFixed(2),
+      f(sps(r.times.tfjs1)),
+      f(sps(r.times.ort1)),
+      (sps(r.times.ort1) / sps(r.times.tfjs1)).toFixed(2),
+      f(sps(r.times.tfjs4)),
+      f(sps(r.times.ort4)),
+      (sps(r.times.ort4) / sps(r.times.tfjs4)).toFixed(2),
+      `${(sps(r.times.tfjs1) / sps(full.times.tfjs1)).toFixed(2)}/${(sps(r.times.tfjs4) / sps(full.times.tfjs4)).toFixed(2)}`,
+      `${(sps(r.times.ort1) / sps(full.times.ort1)).toFixed(2)}/${(sps(r.times.ort4) / sps(full.times.ort4)).toFixed(2)}`,
+      `${r.same[1]}/${r.same[4]} of ${sentences.length}`,
+    ]);
+  }
+  const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
+  console.log(`\nONNX Runtime (onnxruntime-node ${ort.env.versions.node}, default threads) vs tfjs: ${sentences.length} sentences (${args['test-file'] ?? 'random ids'}), sentences/s, best of ${reps} reps, load ${loadavg()[0]!.toFixed(1)}`);
+  for (const [i, r] of table.entries()) {
+    console.log(r.map((x, j) => (j === 0 ? x.padEnd(widths[j]!) : x.padStart(widths[j]!))).join('  '));
+    if (i === 0) console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  }
+  console.log('ORT/tfjs: ORT sentences/s over tfjs sentences/s; vs full: a variant\'s sentences/s over the full model\'s in the same engine (what removing heads saves); same: translations identical in both engines');
 }
 
 await main();

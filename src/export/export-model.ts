@@ -266,7 +266,7 @@ export async function exportModel(o: ExportOptions): Promise<ExportSummary> {
           params: finalParams,
           int8: o.int8 === true,
           tokenizerText: readFileSync(join(loaded.runPath, 'tokenizer.json')),
-          generation: { beamSize: config.eval.beamSize, lengthPenalty: config.eval.lengthPenalty, maxLenA: config.eval.maxLenA, maxLenB: config.eval.maxLenB },
+          generation: { beamSize: config.eval.beamSize, lengthPenalty: config.eval.lengthPenalty, maxLenA: config.eval.maxLenA, maxLenB: config.eval.maxLenB, batchSentences: config.eval.batchSentences, maxTokensPerBatch: config.eval.maxTokensPerBatch },
           source: { run: loaded.runPath, checkpoint: checkpoint.path, step: checkpoint.state.step },
           mask: pruned.mask,
           maskDescriptor: maskToDescriptor(pruned.mask),

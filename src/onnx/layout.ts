@@ -48,8 +48,11 @@ export interface OnnxExportMetadata {
   /** original ids of the remaining heads per layer */
   keptHeads: Record<AttentionType, number[][]>;
   specialIds: { pad: number; bos: number; eos: number };
-  /** the run's decoding defaults: max output length = max(1, min(floor(maxLenA * srcLen + maxLenB), maxPositions - 1)) */
-  generation: { beamSize: number; lengthPenalty: number; maxLenA: number; maxLenB: number };
+  /**
+   * the run's decoding defaults (config.eval): max output length = max(1, min(floor(maxLenA * srcLen +
+   * maxLenB), maxPositions - 1)); batches of at most batchSentences sentences and maxTokensPerBatch source tokens
+   */
+  generation: { beamSize: number; lengthPenalty: number; maxLenA: number; maxLenB: number; batchSentences: number; maxTokensPerBatch: number };
   quantization: null | { method: 'int8-matmul-integer'; weights: string; activations: string };
   tokenizer: { file: string; sha256: string; kind: 'heads-bpe' };
   source: { run: string; checkpoint: string; step: number };
@@ -69,7 +72,7 @@ export function metadataProblems(m: unknown): string[] {
   const hpl = o.headsPerLayer as Record<string, unknown> | undefined;
   for (const s of ['enc-self', 'dec-self', 'dec-enc']) if (!hpl || !Array.isArray(hpl[s])) problems.push(`headsPerLayer.${s}: expected an array of head counts`);
   const g = o.generation as Record<string, unknown> | undefined;
-  for (const k of ['beamSize', 'lengthPenalty', 'maxLenA', 'maxLenB']) if (!g || typeof g[k] !== 'number') problems.push(`generation.${k}: expected a number`);
+  for (const k of ['beamSize', 'lengthPenalty', 'maxLenA', 'maxLenB', 'batchSentences', 'maxTokensPerBatch']) if (!g || typeof g[k] !== 'number') problems.push(`generation.${k}: expected a number`);
   return problems;
 }
 

@@ -19,7 +19,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import { DEFAULT_CONFIG } from '../config/defaults.js';
 import type { HeadsConfig, ModelConfig } from '../config/schema.js';
 import { BpeTokenizer } from '../data/tokenizer.js';
@@ -40,6 +40,16 @@ import { readModelInfo } from './graph-builder.js';
 import { onnxBeam, onnxGreedy, onnxTeacherForcedLogits, translateWithOnnx } from './decode.js';
 import { type LoadedOnnxModel, loadOnnxModel } from './load-node.js';
 import { ONNX_FILES, type OnnxExportMetadata } from './layout.js';
+import * as exportCommand from '../cli/commands/export.js';
+import * as translateCommand from '../cli/commands/translate.js';
+
+// onnxruntime-node is an optional dependency: without it these tests skip, saying so
+const hasOrt = await import('onnxruntime-node').then(
+  () => true,
+  () => false,
+);
+if (!hasOrt) console.warn('src/onnx/onnx-export.test.ts: skipped: onnxruntime-node is not installed (npm install onnxruntime-node@1.30.0)');
+const describeOrt = hasOrt ? describe : describe.skip;
 
 const root = mkdtempSync(join(tmpdir(), 'heads-onnx-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -148,10 +158,10 @@ async function toolkitTranslations(dir: string, beamSize: number): Promise<strin
 
 async function onnxTranslations(m: LoadedOnnxModel, beamSize: number): Promise<string[]> {
   const g = m.metadata.generation;
-  return (await translateWithOnnx(m, m.tokenizer, SENTENCES, { beamSize, lengthPenalty: g.lengthPenalty, maxLenA: g.maxLenA, maxLenB: g.maxLenB, batchSentences: 3, maxTokensPerBatch: 4096 })).outputs;
+  return (await translateWithOnnx(m, m.tokenizer, SENTENCES, { ...g, beamSize })).outputs;
 }
 
-describe.each(VARIANTS)('ONNX export in onnxruntime-node: $name', (v) => {
+describeOrt.each(VARIANTS)('ONNX export in onnxruntime-node: $name', (v) => {
   let dir: string;
   let m: LoadedOnnxModel;
   beforeAll(async () => {
@@ -182,7 +192,7 @@ describe.each(VARIANTS)('ONNX export in onnxruntime-node: $name', (v) => {
   });
 });
 
-describe('the export folder', () => {
+describeOrt('the export folder', () => {
   let dir: string;
   beforeAll(async () => {
     dir = join(root, 'layout');
@@ -254,6 +264,40 @@ describe('the export folder', () => {
   });
 });
 
+describeOrt('heads export --format all and heads translate --engine onnx (CLI handlers, in-process)', () => {
+  const quiet = async (f: () => Promise<void>): Promise<string[]> => {
+    const err = jest.spyOn(console, 'error').mockImplementation(() => {});
+    const log = jest.spyOn(console, 'log').mockImplementation(() => {});
+    try {
+      await f();
+      return err.mock.calls.map((c) => String(c[0]));
+    } finally {
+      err.mockRestore();
+      log.mockRestore();
+    }
+  };
+
+  it('exports all three formats; translate --engine onnx writes what --engine tfjs writes; bad folders exit 2 with one line', async () => {
+    const out = join(root, 'cli-all');
+    const input = join(root, 'cli.en');
+    writeFileSync(input, SENTENCES.join('\n') + '\n');
+    await quiet(() => exportCommand.handler({ _: ['export'], $0: 'heads', model: postRun, 'mask-descriptor': 'E:1:2 D:2:1,2,3,4 A:1:1', out, 'runs-dir': root, format: 'all', verify: true, 'fold-gates': true, backend: tf.getBackend() as 'wasm' } as Parameters<typeof exportCommand.handler>[0]));
+    expect(process.exitCode ?? 0).toBe(0);
+    for (const f of ['checkpoints/latest.json', 'safetensors/model.safetensors', 'onnx/encoder.onnx', 'onnx/decoder.onnx']) expect(existsSync(join(out, f))).toBe(true);
+    const translate = (engine: 'tfjs' | 'onnx', model: string, output: string) =>
+      quiet(() => translateCommand.handler({ _: ['translate'], $0: 'heads', model, input, output, beam: 4, backend: 'auto', engine } as Parameters<typeof translateCommand.handler>[0]));
+    await translate('tfjs', out, join(root, 'cli.tfjs.de'));
+    await translate('onnx', out, join(root, 'cli.onnx.de'));
+    expect(process.exitCode ?? 0).toBe(0);
+    expect(readFileSync(join(root, 'cli.onnx.de'), 'utf8')).toBe(readFileSync(join(root, 'cli.tfjs.de'), 'utf8'));
+    const errors = await translate('onnx', postRun, join(root, 'cli.bad.de'));
+    expect(process.exitCode).toBe(2);
+    process.exitCode = 0;
+    expect(errors.filter((l) => l.startsWith('error:'))).toEqual([expect.stringMatching(/^error: .*post: not an ONNX export folder/)]);
+    expect(existsSync(join(root, 'cli.bad.de'))).toBe(false);
+  });
+});
+
 // ---- int8: an independent computation of the same quantized arithmetic ----
 
 type Mat = { rows: number; cols: number; data: Float64Array };
@@ -282,20 +326,24 @@ function qLinear(x: Mat, w: { q: Int8Array; scale: Float32Array; cols: number },
 }
 
 /** The whole teacher-forced forward in float64 with int8 products (one sentence at a time). */
+const quantizedCache = new WeakMap<NamedArrays, Map<string, ReturnType<typeof quantizeInt8>>>();
+
+/** quantize.ts's int8 numbers of a parameter (the input both computations share), per column or (embeddings) per row. */
+function quantized(p: NamedArrays, name: string, axis: 0 | 1): ReturnType<typeof quantizeInt8> {
+  let m = quantizedCache.get(p);
+  if (!m) quantizedCache.set(p, (m = new Map()));
+  let q = m.get(`${name}:${axis}`);
+  if (!q) m.set(`${name}:${axis}`, (q = quantizeInt8(p[name]!.data, p[name]!.shape, axis)));
+  return q;
+}
+
 function referenceInt8Logits(c: ModelConfig, vocab: number, p: NamedArrays, src: number[], tgt: number[]): Float64Array {
   const d = c.dModel;
   const dh = d / c.heads;
   const heads = headsPerLayer(c);
-  const qw = new Map<string, { q: Int8Array; scale: Float32Array; cols: number }>();
   const W = (name: string) => {
-    let w = qw.get(name);
-    if (!w) {
-      const t = p[name]!;
-      const qt = quantizeInt8(t.data, t.shape, 1);
-      w = { q: qt.q, scale: qt.scale, cols: t.shape[1]! };
-      qw.set(name, w);
-    }
-    return w;
+    const qt = quantized(p, name, 1);
+    return { q: qt.q, scale: qt.scale, cols: p[name]!.shape[1]! };
   };
   const vec = (name: string) => p[name]!.data;
   const add = (a: Mat, b: Mat): Mat => ({ ...a, data: a.data.map((v, i) => v + b.data[i]!) });
@@ -343,8 +391,7 @@ function referenceInt8Logits(c: ModelConfig, vocab: number, p: NamedArrays, src:
   const table = (side: 'src' | 'tgt') => (c.tieEmbeddings ? 'emb.shared' : side === 'src' ? 'emb.src' : 'emb.tgt');
   const pe = sinusoidalTable(c.maxPositions, d);
   const embed = (ids: number[], side: 'src' | 'tgt'): Mat => {
-    const t = p[table(side)]!;
-    const qt = quantizeInt8(t.data, t.shape, 0);
+    const qt = quantized(p, table(side), 0);
     const data = new Float64Array(ids.length * d);
     ids.forEach((id, r) => {
       for (let i = 0; i < d; i++) data[r * d + i] = qt.q[id * d + i]! * qt.scale[id]! * Math.sqrt(d) + pe[r * d + i]!;
@@ -366,8 +413,7 @@ function referenceInt8Logits(c: ModelConfig, vocab: number, p: NamedArrays, src:
   }
   if (c.norm === 'pre') y = ln(y, 'dec.ln');
   if (c.tieEmbeddings) {
-    const t = p['emb.shared']!;
-    const qt = quantizeInt8(t.data, t.shape, 0);
+    const qt = quantized(p, 'emb.shared', 0);
     // E^T [d, V] with one scale per token (column)
     const qT = new Int8Array(d * vocab);
     for (let v = 0; v < vocab; v++) for (let i = 0; i < d; i++) qT[i * vocab + v] = qt.q[v * d + i]!;
@@ -376,7 +422,7 @@ function referenceInt8Logits(c: ModelConfig, vocab: number, p: NamedArrays, src:
   return qLinear(y, W('out.proj'), null).data;
 }
 
-describe('int8: ONNX MatMulInteger graphs', () => {
+describeOrt('int8: ONNX MatMulInteger graphs', () => {
   let dir: string;
   let m: LoadedOnnxModel;
   let params: NamedArrays;

@@ -1,9 +1,12 @@
-/** `heads translate`: translate stdin or a file with a trained model (greedy or beam search). */
+/**
+ * `heads translate`: translate stdin or a file with a trained model (greedy or beam search), in tfjs or,
+ * with `--engine onnx`, through ONNX Runtime on an ONNX export folder (src/onnx/).
+ */
 import type { ArgumentsCamelCase, Argv } from 'yargs';
 import { existsSync, readFileSync } from 'node:fs';
 import { type BackendChoice, BACKEND_CHOICES } from '../../backend/select.js';
 import { runHandler, startBackend } from '../common.js';
-import { intFlag, numFlag } from '../options.js';
+import { ignoredIn, intFlag, numFlag, refuseIgnoredFlags } from '../options.js';
 import { MAX_BEAM_SIZE } from '../../config/schema.js';
 import { loadModel } from '../../io/load-model.js';
 import { translateSentences } from '../../eval/translate.js';
@@ -13,6 +16,10 @@ import { CheckpointError, DataError } from '../../util/errors.js';
 import { FOREIGN_TEXT_UNKNOWN_RATE, describeCoverage, unknownTokenRate } from '../../data/coverage.js';
 import { disposeGates } from '../../model/gate-tensors.js';
 import { ProgressLine, eta, formatDuration } from '../../train/progress.js';
+import { loadOnnxModel } from '../../onnx/load-node.js';
+import { translateWithOnnx } from '../../onnx/decode.js';
+
+export const ENGINES = ['tfjs', 'onnx'] as const;
 
 interface Args {
   model: string;
@@ -22,6 +29,7 @@ interface Args {
   'length-penalty'?: number;
   'batch-sentences'?: number;
   backend: BackendChoice;
+  engine: (typeof ENGINES)[number];
 }
 
 export const command = 'translate';
@@ -29,19 +37,23 @@ export const describe = 'Translate sentences (stdin or --input) with a trained m
 
 export function builder(y: Argv): Argv<Args> {
   return y
-    .option('model', { alias: 'm', type: 'string', demandOption: true, describe: 'run folder or checkpoint folder' })
+    .option('model', { alias: 'm', type: 'string', demandOption: true, describe: 'run folder or checkpoint folder (with --engine onnx: an export folder written with --format onnx, or its onnx/ folder)' })
     .option('input', { alias: 'i', type: 'string', describe: 'source file, one sentence per line, UTF-8 (default: stdin); blank lines stay blank, empty input is refused' })
     .option('output', { alias: 'o', type: 'string', describe: 'write translations here (default: stdout)' })
     .option('beam', { ...intFlag('beam', 1, MAX_BEAM_SIZE), describe: 'beam size (1 = greedy; default: the model config)' })
     .option('length-penalty', { ...numFlag('length-penalty', { min: 0 }), describe: 'GNMT length penalty alpha' })
     .option('batch-sentences', { ...intFlag('batch-sentences', 1), describe: 'sentences per decoding batch' })
-    .option('backend', { type: 'string', choices: BACKEND_CHOICES as BackendChoice[], default: 'auto' as BackendChoice }) as Argv<Args>;
+    .option('backend', { type: 'string', choices: BACKEND_CHOICES as BackendChoice[], default: 'auto' as BackendChoice, describe: 'tfjs backend (--engine tfjs)' })
+    .option('engine', { type: 'string', choices: ENGINES, default: 'tfjs' as const, describe: 'tfjs (the toolkit model) or onnx (encoder.onnx + decoder.onnx in onnxruntime-node)' })
+    .example('$0 translate -m runs/<export> --engine onnx -i test.en', 'decode the ONNX export through ONNX Runtime') as Argv<Args>;
 }
 
 export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
   await runHandler(async () => {
     // the output path is checked before anything loads, the input before any sentence is translated
+    refuseIgnoredFlags(ignoredIn(args.engine === 'onnx', 'not with --engine onnx, which runs ONNX Runtime instead of tfjs', ['backend']));
     if (args.output) checkOutputFile(args.output, '--output');
+    if (args.engine === 'onnx') return translateOnnx(args);
     if (!existsSync(args.model)) throw new CheckpointError(`${args.model}: no such run or checkpoint folder (--model)`);
     await startBackend(args.backend);
     const { model, tokenizer, gates, config, checkpoint } = loadModel(args.model, (m) => console.error(`warning: ${m}`));
@@ -72,6 +84,32 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
     else process.stdout.write(out);
     console.error(`${stats.sentences} sentences in ${(stats.elapsedMs / 1000).toFixed(1)}s (${stats.sentencesPerSec.toFixed(1)} sent/s)`);
   });
+}
+
+/** `heads translate --engine onnx`: the same input, output and messages, decoded by src/onnx/decode.ts in onnxruntime-node. */
+async function translateOnnx(args: ArgumentsCamelCase<Args>): Promise<void> {
+  const m = await loadOnnxModel(args.model);
+  const g = m.metadata.generation;
+  console.error(`model: ${m.folder} (ONNX Runtime, onnxruntime-node${m.metadata.quantization ? ', int8' : ''}; exported from ${m.metadata.source.checkpoint}, step ${m.metadata.source.step})`);
+  const source = args.input ?? 'stdin';
+  const lines = sourceLines(args.input ? readTextFile(args.input, 'source file') : decodeStdin(readFileSync(0)), source);
+  warnAboutSource(lines, source, m.metadata.maxPositions, m.tokenizer);
+  const todo = lines.flatMap((l, i) => (l.trim() === '' ? [] : [i]));
+  const progress = new ProgressLine(process.stderr, false, { everyMs: 10_000 });
+  const { outputs: translated, stats } = await translateWithOnnx(m, m.tokenizer, todo.map((i) => lines[i]!), {
+    ...g,
+    beamSize: args.beam ?? g.beamSize,
+    lengthPenalty: args['length-penalty'] ?? g.lengthPenalty,
+    batchSentences: args['batch-sentences'] ?? g.batchSentences,
+    onProgress: (done, total, ms) => progress.update(`translate ${done}/${total} | ${((done / ms) * 1000).toFixed(1)} sent/s | ETA ${formatDuration(eta(done, total, ms))}`),
+  });
+  progress.done();
+  const outputs = lines.map(() => '');
+  todo.forEach((i, k) => (outputs[i] = translated[k]!));
+  const out = outputs.join('\n') + '\n';
+  if (args.output) writeFileAtomic(args.output, out, { integrity: false });
+  else process.stdout.write(out);
+  console.error(`${stats.sentences} sentences in ${(stats.elapsedMs / 1000).toFixed(1)}s (${stats.sentencesPerSec.toFixed(1)} sent/s)`);
 }
 
 /** stdin as UTF-8, refusing invalid bytes with the line they are on (as readTextFile does for files). */
