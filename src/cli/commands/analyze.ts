@@ -28,7 +28,7 @@ import { type ImportanceForm, type ImportanceNormalization, importanceSettingPro
 import { importanceFlag } from '../importance-flags.js';
 import { type HeadReport, SCORE_COLUMNS, scoreColumn, topHeads, writeHeadReport, writeHeadReportCsv } from '../../analysis/report.js';
 import { attentionMaps } from '../../analysis/attention-pass.js';
-import { attentionMapFigure, rolesMap, scoreHeatmap, scoreOverview, writeFigure } from '../../analysis/figures.js';
+import { writeHeadReportFigures } from '../../plots/head-report.js';
 import { headLayout, parseHeadList, testGateMultipliers } from '../../analysis/head-layout.js';
 
 interface Args {
@@ -279,18 +279,10 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
       writeHeadReportCsv(run.file('head-report.csv'), report);
 
       if (args.figures) {
-        const plots = run.file('plots');
         // every score as a JSON spec; one standalone page holds them all (plotly.js is 4.8 MB per page)
-        const scores = SCORE_COLUMNS.filter((score) => Object.values(report.heads).some((e) => score.get(e) !== null));
-        for (const score of scores) writeFigure(plots, `heads-${score.name}`, scoreHeatmap(report, score), { isHtml: args['html-per-score'] });
-        writeFigure(plots, 'heads-overview', scoreOverview(report, scores));
-        writeFigure(plots, 'roles', rolesMap(report));
         const heads = mapHeads ?? topHeads(report, scoreColumn('confidence'), 4).map((t) => t.key);
         const maps = attentionMaps(model, layout, tokenizer, pairs, mapSentences, heads, testGateMultipliers(layout, gates));
-        for (const s of mapSentences) {
-          const forSentence = maps.filter((m) => m.sentence === s);
-          if (forSentence.length) writeFigure(plots, `attention-sentence-${s}`, attentionMapFigure(forSentence));
-        }
+        await writeHeadReportFigures(run.file('plots'), report, SCORE_COLUMNS, maps, { htmlPerScore: args['html-per-score'] });
       }
       console.log(summaryTable(report, args.top));
       console.log(`analysed ${report.data.sentences} sentences, ${Object.keys(report.heads).length} heads in ${((performance.now() - t0) / 1000).toFixed(1)}s`);
