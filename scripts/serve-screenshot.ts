@@ -1,9 +1,10 @@
 /**
  * The README's screenshot of the translator page: opens a running `heads serve` page in headless
- * Chromium, types the sentences of a file (one per line), translates, and saves a PNG of the page.
+ * Chromium, types the sentences of a file (one per line), translates (each sentence `runs` times, the
+ * latency shown is the median; default 1), and saves a PNG of the page.
  *
  *   npx heads serve <export>... --port 8321 &
- *   npx tsx scripts/serve-screenshot.ts http://127.0.0.1:8321/ sentences.txt docs/serve-page.png
+ *   npx tsx scripts/serve-screenshot.ts http://127.0.0.1:8321/ sentences.txt src/serve/screenshot.png [runs]
  */
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,9 +12,10 @@ import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { chromiumMissingMessage, findChromium } from '../src/plots/write.js';
 
-const [url, sentencesFile, out] = process.argv.slice(2);
-if (!url || !sentencesFile || !out) {
-  console.error('usage: npx tsx scripts/serve-screenshot.ts <page url> <sentences file> <out.png>');
+const [url, sentencesFile, out, runsArg = '1'] = process.argv.slice(2);
+const runs = Number(runsArg);
+if (!url || !sentencesFile || !out || !Number.isInteger(runs) || runs < 1) {
+  console.error('usage: npx tsx scripts/serve-screenshot.ts <page url> <sentences file> <out.png> [runs per sentence, an integer >= 1]');
   process.exit(2);
 }
 const executablePath = findChromium();
@@ -33,6 +35,7 @@ try {
   await page.waitForSelector('body[data-state="ready"], body[data-state="error"]', { state: 'attached', timeout: 120000 });
   if ((await page.getAttribute('body', 'data-state')) === 'error') throw new Error(`the page failed: ${await page.textContent('#error')}`);
   await page.fill('#source', readFileSync(sentencesFile, 'utf8').trim());
+  await page.fill('#runs', String(runs));
   await page.click('#translate');
   await page.waitForSelector('body[data-state="done"], body[data-state="error"]', { state: 'attached', timeout: 300000 });
   await page.screenshot({ path: out, fullPage: true });

@@ -46,7 +46,7 @@ export function pageHtml(ortModule = 'ort.webgpu.min.mjs'): string {
     '<h1>heads translator: full and pruned models side by side</h1>',
     '<div id="runtime">loading onnxruntime-web ...</div>',
     '<textarea id="source" rows="3" spellcheck="false" placeholder="one sentence per line"></textarea>',
-    '<div><button id="translate" disabled>Translate</button><label>beam <input id="beam" type="number" min="1" max="64" style="width:4em"></label> <span id="status"></span></div>',
+    '<div><button id="translate" disabled>Translate</button><label>beam <input id="beam" type="number" min="1" max="64" style="width:4em"></label> <label>runs per sentence <input id="runs" type="number" min="1" max="50" value="1" style="width:4em"></label> <span id="status"></span></div>',
     '<div id="error"></div>',
     '<div id="columns"></div>',
     '<div id="results"></div>',

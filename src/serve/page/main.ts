@@ -110,7 +110,7 @@ async function main(): Promise<void> {
   button.disabled = false;
   button.addEventListener('click', () => {
     fit();
-    void translateAll(columns, source.value, Number(beam.value)).catch(showError);
+    void translateAll(columns, source.value, Number(beam.value), Number($<HTMLInputElement>('runs').value)).catch(showError);
   });
   setState('ready');
 }
@@ -125,8 +125,19 @@ function resultsTable(columns: Column[]): { table: HTMLTableElement; body: HTMLT
   return { table, body, foot };
 }
 
-async function translateAll(columns: Column[], text: string, beamSize: number): Promise<void> {
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const h = s.length >> 1;
+  return s.length % 2 ? s[h]! : (s[h - 1]! + s[h]!) / 2;
+}
+
+/**
+ * Translate every line with every model. Each sentence runs `runs` times, the models taking turns within
+ * each run (so a change in the machine's load hits them alike); the latency shown is the median.
+ */
+async function translateAll(columns: Column[], text: string, beamSize: number, runs: number): Promise<void> {
   if (!Number.isInteger(beamSize) || beamSize < 1) throw new Error(`beam: expected an integer >= 1, got ${beamSize}`);
+  if (!Number.isInteger(runs) || runs < 1) throw new Error(`runs: expected an integer >= 1, got ${runs}`);
   setState('translating');
   $('error').textContent = '';
   const button = $<HTMLButtonElement>('translate');
@@ -141,16 +152,23 @@ async function translateAll(columns: Column[], text: string, beamSize: number): 
     const row = el('tr', {}, [el('td', { className: 'source', text: line })]);
     row.dataset.line = String(k);
     body.appendChild(row);
-    for (const [m, c] of columns.entries()) {
-      const t0 = performance.now();
-      const translation = await c.translator.translate(line, beamSize);
-      const ms = performance.now() - t0;
+    const times: number[][] = columns.map(() => []);
+    const outputs: string[] = columns.map(() => '');
+    for (let r = 0; r < runs; r++) {
+      for (const [m, c] of columns.entries()) {
+        const t0 = performance.now();
+        outputs[m] = await c.translator.translate(line, beamSize);
+        times[m]!.push(performance.now() - t0);
+      }
+    }
+    columns.forEach((_, m) => {
+      const ms = median(times[m]!);
       totals[m]! += ms;
-      const cell = el('td', { className: 'translation', text: translation });
-      const latency = el('td', { className: 'latency', text: `${ms.toFixed(1)} ms` });
+      const cell = el('td', { className: 'translation', text: outputs[m]! });
+      const latency = el('td', { className: 'latency', text: `${ms.toFixed(1)} ms`, title: runs > 1 ? `median of ${runs} runs: ${times[m]!.map((t) => t.toFixed(1)).join(', ')} ms` : '' });
       cell.dataset.model = latency.dataset.model = String(m);
       row.append(cell, latency);
-    }
+    });
   }
   const means = totals.map((t) => (lines.length ? `${(t / lines.length).toFixed(1)} ms / sentence` : ''));
   columns.forEach((c, m) => (c.mean.textContent = means[m]!));
@@ -161,7 +179,7 @@ async function translateAll(columns: Column[], text: string, beamSize: number): 
     meanRow.appendChild(td);
   }
   foot.appendChild(meanRow);
-  $('status').textContent = `${lines.length} sentence${lines.length === 1 ? '' : 's'}, beam ${beamSize}`;
+  $('status').textContent = `${lines.length} sentence${lines.length === 1 ? '' : 's'}, beam ${beamSize}${runs > 1 ? `, latency: median of ${runs} runs` : ''}`;
   button.disabled = false;
   setState('done');
 }
