@@ -208,6 +208,8 @@ export function marianToToolkit(m: MarianFolder): { config: HeadsConfig; params:
   const config: HeadsConfig = {
     ...structuredClone(DEFAULT_CONFIG),
     name: `marian-${basename(m.folder).replace(/[^A-Za-z0-9_.-]+/g, '-')}`,
+    // training pairs must fit the position table with their <s> or </s>
+    data: { ...DEFAULT_CONFIG.data, maxLen: Math.min(DEFAULT_CONFIG.data.maxLen, maxPos - 1) },
     model: {
       encoderLayers: c.encoder_layers as number,
       decoderLayers: c.decoder_layers as number,

@@ -12,6 +12,9 @@ import { type ExportFormat, type ExportOptions, type MaskInput, exportModel, for
 import { readHeadMask } from '../../io/head-mask.js';
 import { ConfigError } from '../../util/errors.js';
 import { readJsonFile } from '../../util/fs.js';
+import { join } from 'node:path';
+import { runFolderOf } from '../../io/load-model.js';
+import { findImportRecord, writeHfMarian } from '../../import/export-marian.js';
 
 interface Args {
   model: string;
@@ -20,7 +23,7 @@ interface Args {
   'hf-prune-dict'?: string;
   out?: string;
   'runs-dir': string;
-  format: 'heads' | 'safetensors' | 'onnx' | 'both' | 'all';
+  format: 'heads' | 'safetensors' | 'onnx' | 'both' | 'all' | 'hf-marian';
   verify: boolean;
   'fold-gates': boolean;
   'magnitude-sparsity'?: string;
@@ -43,7 +46,7 @@ export function builder(y: Argv): Argv<Args> {
     .option('hf-prune-dict', { type: 'string', describe: 'JSON file: { "enc-self": { "<layer>": [heads to prune] }, ... } (or a config with "pruned_heads")' })
     .option('out', { alias: 'o', type: 'string', describe: 'output folder (new or empty; default: a new run folder under --runs-dir)' })
     .option('runs-dir', { type: 'string', default: 'runs', describe: 'where the default output folder is created' })
-    .option('format', { type: 'string', choices: ['heads', 'safetensors', 'onnx', 'both', 'all'] as const, default: 'both' as const, describe: 'toolkit checkpoint, PyTorch safetensors, ONNX encoder + decoder graphs (onnx/), both (heads + safetensors) or all three' })
+    .option('format', { type: 'string', choices: ['heads', 'safetensors', 'onnx', 'both', 'all', 'hf-marian'] as const, default: 'both' as const, describe: 'toolkit checkpoint, PyTorch safetensors, ONNX encoder + decoder graphs (onnx/), both (heads + safetensors), all three, or hf-marian (an imported Marian model: the toolkit checkpoint + hf-marian/, a folder MarianMTModel.from_pretrained loads)' })
     .option('verify', { type: 'boolean', default: true, describe: 'compare masked and exported logits on random sentences' })
     .option('fold-gates', { type: 'boolean', default: true, describe: "fold kept heads' deterministic gates into W_O as `heads prune` scores the pruned model (--no-fold-gates: kept heads at gate 1)" })
     .option('magnitude-sparsity', { type: 'string', describe: 'unstructured magnitude pruning: zero this fraction in [0, 1) of the weight matrices (not biases or norms)' })
@@ -119,7 +122,7 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
     const compression = compressionOptionsOf(args);
     const { input, name } = maskInputOf(args, Object.keys(compression).length > 0);
     const backend = await startBackend(args.backend);
-    const formats: ExportFormat[] = args.format === 'both' ? ['heads', 'safetensors'] : args.format === 'all' ? ['heads', 'safetensors', 'onnx'] : [args.format];
+    const formats: ExportFormat[] = args.format === 'both' ? ['heads', 'safetensors'] : args.format === 'all' ? ['heads', 'safetensors', 'onnx'] : args.format === 'hf-marian' ? ['heads'] : [args.format];
     const summary = await exportModel({
       from: args.model,
       mask: input,
@@ -134,5 +137,11 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
       warn: (m) => console.error(`warning: ${m}`),
     });
     console.log(formatExportSummary(summary));
+    if (args.format === 'hf-marian') {
+      // the pruned toolkit model, back in Hugging Face's uniform layout (src/import/export-marian.ts)
+      const hf = join(summary.outDir, 'hf-marian');
+      const r = writeHfMarian(summary.outDir, hf, findImportRecord(runFolderOf(args.model)));
+      console.log(`  hf-marian: ${hf} (model.safetensors ${r.bytes} bytes; ${r.zeroedHeads} of ${r.heads} heads zeroed, shapes uniform)`);
+    }
   });
 }
