@@ -62,6 +62,10 @@ export { readHeadReport, writeHeadReport, topHeads, rankAgreement, SCORE_COLUMNS
 export { runImportancePruning, type PruningStep } from './analysis/importance-pruning.js';
 export { estimateMichelImportance, importanceScores, IMPORTANCE_FORMS, IMPORTANCE_NORMALIZATIONS, DEFAULT_IMPORTANCE, type ImportanceForm, type ImportanceNormalization, type MichelImportance } from './analysis/importance.js';
 export { exportModel } from './export/export-model.js';
+export { sentenceAttention, modelHeadKeys, type AttentionModel, type SentenceAttention, type SentenceAttentionOptions } from './analysis/sentence-attention.js';
+
+// the notebooks' small runs (train, prune, compare on the toy data)
+export { trainSmallRun, pruneSmallRun, smallPruningComparison, resultRowOfRun, SMALL_TRAIN_OVERRIDES, SMALL_PRUNE_OVERRIDES, type DemoRunOptions, type DemoPruneOptions, type SmallComparisonOptions } from './experiments/demo-runs.js';
 
 // figures
 export * from './plots/index.js';

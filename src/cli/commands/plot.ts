@@ -42,11 +42,11 @@ import {
   readMetrics,
   resolveInputFile,
   selectScore,
-  sentenceAttention,
   shapeFromConfig,
   trainingCurves,
   writeFigure,
 } from '../../plots/index.js';
+import { sentenceAttention } from '../../analysis/sentence-attention.js';
 import { readTextFile } from '../../util/fs.js';
 
 export const PLOT_KINDS = ['training', 'gates', 'heatmap', 'attention', 'bleu-vs-heads', 'heads-per-type', 'mask'] as const;

@@ -25,7 +25,7 @@ import { disposeGates } from '../model/gate-tensors.js';
 import { CheckpointError } from '../util/errors.js';
 import { readJsonFile, writeFileAtomic } from '../util/fs.js';
 import { RunFolder } from '../util/run-folder.js';
-import { EXPERIMENT_RESULT_COLUMNS, type ExperimentResultRow, shapeFromConfig } from './readers.js';
+import { EXPERIMENT_RESULT_COLUMNS, type ExperimentResultRow, shapeFromConfig } from '../plots/readers.js';
 
 /** The notebooks' small training run: about 2 minutes on 2 cores, dev BLEU well above zero. */
 export const SMALL_TRAIN_OVERRIDES: readonly string[] = [

@@ -1,5 +1,5 @@
 /**
- * The data behind an attention-map figure: one teacher-forced, eval-mode forward pass of a trained model
+ * The data behind an attention-map figure (plots/attention.ts draws it): one teacher-forced, eval-mode forward pass of a trained model
  * over one sentence pair (the target translated greedily first when none is given), reading each chosen
  * head's weights [query][key] through the model's `record` hook. Gated models run with their
  * deterministic test-time gates, as they are evaluated. Heads are named with original ids.
@@ -13,7 +13,6 @@ import type { BpeTokenizer } from '../data/tokenizer.js';
 import { translateSentences } from '../eval/translate.js';
 import type { GateTensors, Transformer } from '../model/transformer.js';
 import { ConfigError } from '../util/errors.js';
-import type { AttentionMapData } from './readers.js';
 
 /** What `loadModel` returns is enough: a model, its tokenizer and (for gated runs) its gates. */
 export interface AttentionModel {
@@ -31,12 +30,23 @@ export interface SentenceAttentionOptions {
   sentence?: number | string;
 }
 
+/** One head's attention over the sentence (the shape plots/attention.ts draws: plots/readers.ts AttentionMapData). */
+export interface SentenceAttentionMap {
+  /** head key, e.g. `dec-enc.1.3` */
+  key: string;
+  queryTokens: string[];
+  keyTokens: string[];
+  /** [query][key], rows sum to 1 */
+  weights: number[][];
+  sentence?: number | string;
+}
+
 export interface SentenceAttention {
   source: string;
   /** the reference given, or the model's greedy translation */
   target: string;
   isTranslated: boolean;
-  maps: AttentionMapData[];
+  maps: SentenceAttentionMap[];
 }
 
 /** Original id of the head at a position (a physically pruned layer lists its remaining ids). */
@@ -93,7 +103,7 @@ export async function sentenceAttention(m: AttentionModel, pair: { src: string; 
         },
       });
     });
-    const maps = wanted.flatMap(({ key, id }): AttentionMapData[] => {
+    const maps = wanted.flatMap(({ key, id }): SentenceAttentionMap[] => {
       const weights = found.get(key);
       if (!weights) return [];
       return [{ key, queryTokens: id.stack === 'enc-self' ? srcTokens : tgtTokens, keyTokens: id.stack === 'dec-self' ? tgtTokens : srcTokens, weights, sentence: opts.sentence ?? pair.src }];
