@@ -646,6 +646,58 @@ describe('seeds: replicates of a study', () => {
     expect(readFileSync(mdPath, 'utf8')).toBe(md);
   });
 
+  it('at each exact budget the report sets L0 against importance pruning and the fine-tuned importance mask, with per-seed differences and paired p-values', () => {
+    const runs = join(dir, 'runs-criterion-fixture');
+    const out = join(dir, 'criterion-fixture-results');
+    const p = spec('criterion-fixture', `name: criterion-fixture\nset: ${TINY_SET.replace('testPairs: 8', 'testPairs: 120')}\nseed: [1, 2]\nstages:\n  baseline: { kind: train }\n  imp: { kind: prune, from: baseline, method: importance, attention: [enc-self], testHeads: [2] }\n  ft: { kind: prune, method: fixed-mask, from: imp, attention: [enc-self], sweep: { maskHeads: [2] } }\n  budget: { kind: prune, from: baseline, attention: [enc-self], sweep: { targetHeads: [2] } }\n`);
+    const stages = resolveStages(loadSpec(p), expandStages(loadSpec(p)), runs);
+    // every stage drops the last word of every k-th test sentence: plain importance the most, L0 the least
+    const every: Record<string, number> = { baseline: 9, imp: 2, 'ft[maskHeads=2]': 3, 'budget[targetHeads=2]': 5 };
+    const hyps = new Map<string, string[]>();
+    const refs = new Map<number, string[]>();
+    for (const s of stages) {
+      const seed = s.instance.seed!;
+      if (!refs.has(seed)) refs.set(seed, loadCorpora(s.config.data, seed).test.map((x) => x.tgt));
+      const k = every[s.instance.baseId]! + seed - 1;
+      const h = refs.get(seed)!.map((r, i) => (i % k === 0 ? r.split(' ').slice(0, -1).join(' ') : r));
+      hyps.set(s.instance.id, h);
+      mkdirSync(s.folder, { recursive: true });
+      const score = { bleu: corpusBleu(h, [refs.get(seed)!]).score, bleuTokLc: tokenizedLowercaseBleu(h, [refs.get(seed)!]).score };
+      const kept = { 'enc-self': s.instance.baseId === 'baseline' ? 4 : 2, 'dec-self': 2, 'dec-enc': 2 };
+      if (s.instance.baseId === 'imp') {
+        mkdirSync(join(s.folder, 'test-hyps'), { recursive: true });
+        writeFileSync(join(s.folder, 'test-hyps', 'step-01.hyp'), h.join('\n') + '\n');
+        markDone(s, { curve: [{ keptHeads: kept, ...score, maskFile: 'masks/step-01.json', hyp: 'test-hyps/step-01.hyp' }] });
+      } else {
+        writeFileSync(join(s.folder, s.instance.baseId.startsWith('budget') ? 'test.pruned.hyp' : 'test.hyp'), h.join('\n') + '\n');
+        markDone(s, { ...score, devBleu: 10, keptHeads: kept });
+      }
+    }
+    const { mdPath } = writeReport(stages, out);
+    const md = readFileSync(mdPath, 'utf8');
+    const section = md.slice(md.indexOf('## The criterion at equal budgets'));
+    const line = section.split('\n').find((l) => l.startsWith('| 2 |'))!;
+    const bleuOf = (id: string) => corpusBleu(hyps.get(id)!, [refs.get(Number(id.match(/seed=(\d)/)![1]))!]).score;
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    const sd = (xs: number[]) => Math.sqrt(xs.reduce((a, b) => a + (b - mean(xs)) ** 2, 0) / (xs.length - 1));
+    const ids = (base: string) => [1, 2].map((seed) => (base === 'imp' ? `imp[seed=${seed}]#masks/step-01.json` : base.replace(']', `,seed=${seed}]`)));
+    const hypId = (id: string) => id.split('#')[0]!;
+    const diffs = (a: string, b: string) => [0, 1].map((i) => bleuOf(hypId(ids(a)[i]!)) - bleuOf(hypId(ids(b)[i]!)));
+    const cells = line.split('|').map((c) => c.trim());
+    expect(cells[2]).toBe(`${mean(ids('budget[targetHeads=2]').map((i) => bleuOf(hypId(i)))).toFixed(2)} ± ${sd(ids('budget[targetHeads=2]').map((i) => bleuOf(hypId(i)))).toFixed(2)} (n=2)`);
+    const d = diffs('budget[targetHeads=2]', 'ft[maskHeads=2]');
+    expect(cells[5]).toBe(`+${mean(d).toFixed(2)} ± ${sd(d).toFixed(2)} (n=2)`);
+    // the per-seed p of L0 against the fine-tuned importance mask: sacreBLEU's paired bootstrap on those translations
+    const pSeed1 = pairedBootstrap({ metric: 'bleu', baseline: hyps.get('ft[maskHeads=2,seed=1]')!, systems: [hyps.get('budget[targetHeads=2,seed=1]')!], refs: [refs.get(1)!] }).systems[0]!.pValue!;
+    expect(cells[6]!.startsWith(`${formatP(pSeed1)}, `)).toBe(true);
+    expect(cells[6]).toContain('pooled');
+    // fine-tuning helps the importance mask, and L0 beats plain importance by the sum of both
+    const dFt = diffs('ft[maskHeads=2]', 'imp');
+    expect(cells[7]).toBe(`+${mean(dFt).toFixed(2)} ± ${sd(dFt).toFixed(2)} (n=2)`);
+    const dAll = diffs('budget[targetHeads=2]', 'imp');
+    expect(cells[9]).toBe(`+${mean(dAll).toFixed(2)} ± ${sd(dAll).toFixed(2)} (n=2)`);
+  });
+
   it('a real two-seed chain: stages follow their baseline\'s seed, stage.json says how dev BLEU was decoded, and the report rebuilt from hyps/ matches', async () => {
     await useTestBackend();
     const runs = join(dir, 'runs-seeds');

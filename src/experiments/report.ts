@@ -249,6 +249,8 @@ export function writeReport(stages: readonly ResolvedStage[], outDir: string, op
   else sections.push(markdownTable(rows));
   const significance = significanceSection(stages, rows, outputs);
   if (significance) sections.push(significance);
+  const criterion = criterionTable(rows, outputs);
+  if (criterion) sections.push(`## The criterion at equal budgets (L0 against importance pruning, with and without the same fine-tuning)\n\n${criterion}`);
   const table2 = prunedVsScratchTable(stages, rows, outputs);
   if (table2) sections.push(`## Pruned against the same layout trained from scratch (Voita et al. 2019, Table 2)\n\n${table2}`);
   writeFileAtomic(mdPath, sections.join('\n'));
@@ -307,6 +309,48 @@ export function significanceSection(stages: readonly ResolvedStage[], rows: read
     '',
     '| stage | test BLEU | seeds | − baseline | p per seed | pooled p | − lambda-0 control | p per seed | pooled p |',
     '|---|---|---|---|---|---|---|---|---|',
+    ...lines,
+    '',
+  ].join('\n');
+}
+
+/**
+ * At every exact encoder budget an L0 stage reached (`l0-budget` rows): the L0 model, importance pruning's
+ * model at the same head count (no fine-tuning, Michel et al.), and that importance mask fine-tuned as the
+ * L0 stages fine-tune (`fixed-mask`), each mean ± sd over seeds; then the three paired differences, per
+ * seed: L0 - fine-tuned importance (what the criterion adds at equal fine-tuning), fine-tuned importance -
+ * importance (what the fine-tuning adds), L0 - importance (the comparison without the control). '' when no
+ * budget has an importance row.
+ */
+export function criterionTable(rows: readonly ResultRow[], outputs: ReadonlyMap<string, TestOutput> = new Map()): string {
+  const budgets = rows.filter((r) => r.method === 'l0-budget' && !r.id.endsWith(BINARISED) && r.keptEnc !== null);
+  const counts = [...new Set(budgets.map((r) => r.keptEnc!))].sort((a, b) => b - a);
+  const find = (method: string, n: number, seed: number | null) => rows.find((x) => x.method === method && x.keptEnc === n && (x.seed ?? null) === seed) ?? null;
+  const lines: string[] = [];
+  for (const n of counts) {
+    const l0 = budgets.filter((r) => r.keptEnc === n);
+    if (!l0.some((r) => find('importance', n, r.seed ?? null))) continue;
+    const side = (method: string) => l0.map((r) => find(method, n, r.seed ?? null)).filter((x): x is ResultRow => x !== null);
+    const cell = (rs: readonly ResultRow[]) => formatMeanSd(meanSd(rs.map((x) => x.bleu)));
+    const pair = (sys: readonly ResultRow[], refMethod: string) => {
+      const c = compare(sys, (r) => find(refMethod, n, r.seed ?? null)?.id ?? null, outputs);
+      const diffs = sys.map((r) => {
+        const ref = find(refMethod, n, r.seed ?? null);
+        return r.bleu !== null && ref?.bleu !== null && ref?.bleu !== undefined ? r.bleu - ref.bleu : null;
+      });
+      if (diffs.every((d) => d === null)) return '- | -';
+      const p = !c ? '-' : c.pooledP === null ? formatP(c.pValues[0]!) : `${c.pValues.map(formatP).join(', ')}; pooled ${formatP(c.pooledP)}${c.consistent ? '' : ' (sign differs between seeds)'}`;
+      return `${signed(meanSd(diffs))} | ${p}`;
+    };
+    const ft = side('fixed-mask');
+    lines.push(`| ${n} | ${cell(l0)} | ${cell(side('importance'))} | ${ft.length ? cell(ft) : '-'} | ${pair(l0, 'fixed-mask')} | ${ft.length ? pair(ft, 'importance') : '- | -'} | ${pair(l0, 'importance')} |`);
+  }
+  if (!lines.length) return '';
+  return [
+    `Test BLEU at each exact encoder budget (mean ± sd over seeds). Differences are taken per seed (mean ± sd); p is sacreBLEU's paired bootstrap (${REPORT_BOOTSTRAP.n} resamples) per seed, and pooled over the seeds' sentences.`,
+    '',
+    '| encoder heads | L0 (exact budget) | importance (no fine-tuning) | importance, fine-tuned as L0 | L0 - fine-tuned importance | p | fine-tuned - plain importance | p | L0 - plain importance | p |',
+    '|---|---|---|---|---|---|---|---|---|---|',
     ...lines,
     '',
   ].join('\n');
