@@ -16,13 +16,25 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Transformer } from '../model/transformer.js';
 import { type AttentionParams, gateForContext, mergeHeads, splitHeads } from '../model/attention.js';
-import { ForwardContext, causalBias, linear, paddingBias } from '../model/layers.js';
+import { type Activation, ForwardContext, activate, causalBias, linear, paddingBias } from '../model/layers.js';
 import type { GateTensors } from '../model/transformer.js';
 import { type MaskedLayer, gatesWithTokenMasks } from './importance.js';
 import type { PerHead } from './head-layout.js';
 
 interface NormRec { inv: tf.Tensor; g: tf.Tensor }
 interface AttnRec { kind: 'attn'; p: AttentionParams; weights: tf.Tensor; gated: tf.Tensor; gate: tf.Tensor | null; fromMemory: boolean }
+/** d act / dz at z (a linearisation's diagonal): ReLU's 0/1 mask, swish' = s(1 + z(1 - s)), gelu' = Phi(z) + z phi(z). */
+function activationDerivative(z: tf.Tensor, kind: Activation = 'relu'): tf.Tensor {
+  return tf.tidy(() => {
+    if (kind === 'swish') {
+      const s = tf.sigmoid(z);
+      return s.mul(z.mul(tf.sub(1, s)).add(1));
+    }
+    if (kind === 'gelu') return tf.erf(z.mul(Math.SQRT1_2)).add(1).mul(0.5).add(z.mul(tf.exp(z.square().mul(-0.5))).mul(1 / Math.sqrt(2 * Math.PI)));
+    return z.greater(0).cast('float32');
+  });
+}
+
 interface FfnRec { kind: 'ffn'; w1: tf.Tensor; w2: tf.Tensor; mask: tf.Tensor }
 type Sublayer = (AttnRec | FfnRec) & { norm: NormRec; stack: 'enc' | 'dec'; layer: number };
 
@@ -50,7 +62,8 @@ function recordForward(model: Transformer, src: tf.Tensor2D, tgtIn: tf.Tensor2D,
   };
   const ffn = (x: tf.Tensor, prefix: string): [tf.Tensor, FfnRec] => {
     const z = linear(x, p(`${prefix}.w1`), p(`${prefix}.b1`));
-    return [linear(tf.relu(z), p(`${prefix}.w2`), p(`${prefix}.b2`)), { kind: 'ffn', w1: p(`${prefix}.w1`), w2: p(`${prefix}.w2`), mask: z.greater(0).cast('float32') }];
+    // the activation's derivative at z: ReLU's 0/1 mask, or swish' / gelu' for imported models (model.activation)
+    return [linear(activate(z, c.activation), p(`${prefix}.w2`), p(`${prefix}.b2`)), { kind: 'ffn', w1: p(`${prefix}.w1`), w2: p(`${prefix}.w2`), mask: activationDerivative(z, c.activation) }];
   };
   const residual = (x: tf.Tensor, normName: string, f: (y: tf.Tensor) => [tf.Tensor, AttnRec | FfnRec]): [tf.Tensor, AttnRec | FfnRec, NormRec] => {
     if (c.norm === 'pre') {

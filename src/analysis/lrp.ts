@@ -84,7 +84,7 @@ export function relevanceForward(model: Transformer, src: tf.Tensor2D, tgtIn: tf
   const p = (n: string) => model.params.get(n);
   const norm = (x: tf.Tensor, prefix: string) => layerNormWith(x, p(`${prefix}.g`), p(`${prefix}.b`), isFrozen);
   const residual = (x: tf.Tensor, normName: string, f: (y: tf.Tensor) => tf.Tensor) => (c.norm === 'pre' ? x.add(f(norm(x, normName))) : norm(x.add(f(x)), normName));
-  const ffn = (x: tf.Tensor, prefix: string) => feedForward(x, p(`${prefix}.w1`), p(`${prefix}.b1`), p(`${prefix}.w2`), p(`${prefix}.b2`), ctx);
+  const ffn = (x: tf.Tensor, prefix: string) => feedForward(x, p(`${prefix}.w1`), p(`${prefix}.b1`), p(`${prefix}.w2`), p(`${prefix}.b2`), ctx, model.config.activation);
   const gate = (stack: AttentionType, l: number) => gates?.[stack]?.[l] ?? null;
 
   const srcBias = paddingBias(src);
