@@ -1,6 +1,8 @@
 /**
  * The public API of `heads`, for notebooks and scripts (`import { ... } from 'heads'`, or from
- * '../dist/index.js' inside the repository). Everything the CLI does is reachable from here.
+ * '../dist/index.js' inside the repository): what a notebook or a script calls, in pipeline order.
+ * Everything the CLI does is reachable from here; layout helpers of the figures and the internals of
+ * training (workers, kernels) are not part of it.
  */
 export const VERSION = '0.1.0';
 
@@ -27,8 +29,10 @@ export { hardConcrete, HARD_CONCRETE_LIMITS, REFERENCE_BETA, LOUIZOS_BETA } from
 export { HeadGates, type GateState } from './gates/head-gates.js';
 export { lagrangianPenalty, annealedTarget, selectTopHeads } from './gates/lagrangian.js';
 
-// training
-export { Trainer, type StepResult, type EvalResult } from './train/trainer.js';
+// training: the trainer, the gate-provider interface it trains, and the step (loss = CE + lambda * penalty, Adam)
+export { Trainer, NonFiniteError, type TrainerOptions, type GateProvider, type StepResult, type EvalResult, type StopRule } from './train/trainer.js';
+export { penaltyWeight, learningRate, type StepRunner } from './train/step.js';
+export type { RuntimeOptions } from './config/runtime.js';
 export { runTraining, scoreTranslations, type RunTrainingResult } from './train/run-training.js';
 export { runPruning, type PruneResult } from './train/prune.js';
 export { loadModel, type LoadedModel } from './io/load-model.js';
@@ -51,8 +55,28 @@ export {
 } from './eval/significance.js';
 
 // masks and files
-export * from './io/head-mask.js';
-export { readSafetensors, writeSafetensors } from './io/safetensors.js';
+export {
+  type HeadMask,
+  type MaskShape,
+  type KeptSets,
+  readHeadMask,
+  writeHeadMask,
+  parseHeadMask,
+  formatHeadMask,
+  createFullMask,
+  maskFromKeptSets,
+  maskToKeptSets,
+  maskFromDescriptor,
+  maskToDescriptor,
+  maskFromHfPruneDict,
+  maskToHfPruneDict,
+  composeMasks,
+  countKept,
+  isHeadKept,
+  originalMaskShape,
+  currentLayout,
+} from './io/head-mask.js';
+export { readSafetensors, writeSafetensors, type NamedArrays } from './io/safetensors.js';
 export { RunFolder } from './util/run-folder.js';
 export { HeadsError, ConfigError, DataError, CheckpointError, MaskError } from './util/errors.js';
 
@@ -64,8 +88,40 @@ export { estimateMichelImportance, importanceScores, IMPORTANCE_FORMS, IMPORTANC
 export { exportModel } from './export/export-model.js';
 export { sentenceAttention, modelHeadKeys, type AttentionModel, type SentenceAttention, type SentenceAttentionOptions } from './analysis/sentence-attention.js';
 
+// experiments: a spec's stages, run in order, and their report (what `heads experiment` does)
+export { loadSpec, expandStages, type ExperimentSpec, type StageInstance } from './experiments/spec.js';
+export { resolveStages, stageState, type ResolvedStage, type StageState } from './experiments/stage.js';
+export { runExperiment, planTable, type RunnerOptions } from './experiments/runner.js';
+export { writeReport, writeReportFigures, markdownTable, type ResultRow } from './experiments/report.js';
 // the notebooks' small runs (train, prune, compare on the toy data)
 export { trainSmallRun, pruneSmallRun, smallPruningComparison, resultRowOfRun, SMALL_TRAIN_OVERRIDES, SMALL_PRUNE_OVERRIDES, type DemoRunOptions, type DemoPruneOptions, type SmallComparisonOptions } from './experiments/demo-runs.js';
 
-// figures
-export * from './plots/index.js';
+// figures: read result files, build plotly.js specs, write them (JSON + HTML + PNG) or show them in a notebook
+export {
+  readMetrics,
+  readGateTrajectory,
+  readGateSettings,
+  readHeadScores,
+  selectScore,
+  headScoresOf,
+  readPruningCurve,
+  readExperimentResults,
+  readAttentionMaps,
+  type MetricsLog,
+  type GateTrajectory,
+  type HeadScores,
+  type HeadScoreTable,
+  type PruningCurveRow,
+  type ExperimentResultRow,
+  type AttentionMapData,
+} from './plots/readers.js';
+export type { FigureSpec } from './plots/figure.js';
+export { trainingCurves } from './plots/training.js';
+export { gateTrajectories, closingOrder, closingOrderFigure, expectedOpenHeadsFigure, keepRuleOf, type KeepRule, type HeadClosing } from './plots/gates.js';
+export { headHeatmap, headHeatmapGrid, agreementHeatmap, maskMap } from './plots/heatmap.js';
+export { attentionMapFigure } from './plots/attention.js';
+export { rolesMapFigure } from './plots/roles.js';
+export { headReportFigures, writeHeadReportFigures } from './plots/head-report.js';
+export { bleuVsHeadsFigure, keptPerTypeFigure, bleuPointsFromResults, bleuPointsFromPruningCurve, type BleuPoint } from './plots/experiments.js';
+export { writeFigure, figureHtml, PngRenderer, type WrittenFigure } from './plots/write.js';
+export { showFigure, latestRunFolder } from './plots/notebook.js';
