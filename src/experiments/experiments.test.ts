@@ -646,6 +646,38 @@ describe('seeds: replicates of a study', () => {
     expect(readFileSync(mdPath, 'utf8')).toBe(md);
   });
 
+  it('--merge: seeds run in different sessions give the report all of them at once; a row done here replaces the committed one', () => {
+    const runs = join(dir, 'runs-merge-fixture');
+    const { stages } = fakeFinishedStages(runs, { baseline: () => 7, 'l0[lambda=0]': () => 9, 'l0[lambda=0.5]': (seed) => (seed === 3 ? 1 : 2) });
+    const full = writeReport(stages, join(dir, 'merge-full'));
+    const [csvFull, mdFull] = [readFileSync(full.csvPath, 'utf8'), readFileSync(full.mdPath, 'utf8')];
+    const hide = (keep: (seed: number) => boolean) => {
+      for (const s of stages) if (!keep(s.instance.seed!) && existsSync(s.folder)) renameSync(s.folder, `${s.folder}.away`);
+      for (const s of stages) if (keep(s.instance.seed!) && existsSync(`${s.folder}.away`)) renameSync(`${s.folder}.away`, s.folder);
+    };
+    const out = join(dir, 'merge-sessions');
+    hide((seed) => seed !== 3); // session 1: seeds 1 and 2
+    writeReport(stages, out);
+    hide((seed) => seed === 3); // session 2, a new machine: seed 3 only, and the committed results of the first
+    const merged = writeReport(stages, out, { merge: true });
+    expect(merged.rescored).toEqual({ rows: 6, maxBleuChange: 0 });
+    expect(readFileSync(merged.csvPath, 'utf8')).toBe(csvFull);
+    expect(readFileSync(merged.mdPath, 'utf8')).toBe(mdFull);
+    // without --merge the committed seeds are dropped
+    const alone = writeReport(stages, join(dir, 'merge-alone'));
+    expect(alone.rows.map((r) => r.seed)).toEqual([3, 3, 3]);
+    // a stage done here again replaces its committed row (here: seed 3's pruned stage now drops more words)
+    const s3 = stages.find((x) => x.instance.id === 'l0[lambda=0.5,seed=3]')!;
+    const worse = readFileSync(join(s3.folder, 'test.pruned.hyp'), 'utf8').split('\n').map((l) => l.split(' ').slice(0, 1).join(' '));
+    writeFileSync(join(s3.folder, 'test.pruned.hyp'), worse.join('\n'));
+    const marker = JSON.parse(readFileSync(join(s3.folder, 'stage.json'), 'utf8')) as Record<string, unknown>;
+    markDone(s3, { ...marker, bleu: 1.5 });
+    const again = writeReport(stages, out, { merge: true });
+    expect(again.rows.find((r) => r.id === 'l0[lambda=0.5,seed=3]')!.bleu).toBe(1.5);
+    expect(again.rows).toHaveLength(9);
+    hide(() => true);
+  });
+
   it('at each exact budget the report sets L0 against importance pruning and the fine-tuned importance mask, with per-seed differences and paired p-values', () => {
     const runs = join(dir, 'runs-criterion-fixture');
     const out = join(dir, 'criterion-fixture-results');

@@ -231,7 +231,7 @@ export interface WrittenReport {
  * folders; with `fromHyps`, the same from `<outDir>/results.csv` and `<outDir>/hyps/` alone, every test score
  * and p-value recomputed from the translations (see rebuildRows).
  */
-export function writeReport(stages: readonly ResolvedStage[], outDir: string, opts: { fromHyps?: boolean } = {}): WrittenReport {
+export function writeReport(stages: readonly ResolvedStage[], outDir: string, opts: { fromHyps?: boolean; merge?: boolean } = {}): WrittenReport {
   let rows: ResultRow[];
   let outputs: Map<string, TestOutput & { seed: number | null }>;
   let rescored: WrittenReport['rescored'];
@@ -239,6 +239,7 @@ export function writeReport(stages: readonly ResolvedStage[], outDir: string, op
   else {
     rows = collectRows(stages);
     outputs = collectTestOutputs(stages, rows);
+    if (opts.merge && existsSync(join(outDir, 'results.csv')) && hasHyps(outDir)) ({ rows, outputs, rescored } = mergeCommitted(stages, outDir, rows, outputs));
     if (outputs.size) writeHyps(outDir, outputs);
   }
   const csvPath = join(outDir, 'results.csv');
@@ -451,6 +452,29 @@ export function rebuildRows(stages: readonly ResolvedStage[], outDir: string): {
     return row;
   });
   return { rows, outputs, rescored: { rows: n, maxBleuChange } };
+}
+
+/**
+ * The rows of this machine's finished stages, plus the committed rows (`<outDir>/results.csv`, re-scored from
+ * `<outDir>/hyps/`) of every stage instance whose row is not here: the seeds or stages another session or
+ * machine ran. A row here replaces the committed one of the same id, unless its translations are missing
+ * here and the committed ones exist. Rows keep the order of the spec's stage instances.
+ */
+function mergeCommitted(stages: readonly ResolvedStage[], outDir: string, local: readonly ResultRow[], localOutputs: ReadonlyMap<string, TestOutput & { seed: number | null }>): { rows: ResultRow[]; outputs: Map<string, TestOutput & { seed: number | null }>; rescored: { rows: number; maxBleuChange: number } } {
+  const committed = rebuildRows(stages, outDir);
+  const rows = new Map<string, ResultRow>(committed.rows.map((r) => [r.id, r]));
+  const outputs = new Map(committed.outputs);
+  for (const r of local) {
+    if (!localOutputs.has(r.id) && committed.outputs.has(r.id)) continue;
+    rows.set(r.id, r);
+    const o = localOutputs.get(r.id);
+    if (o) outputs.set(r.id, o);
+    else outputs.delete(r.id);
+  }
+  const order = new Map(stages.map((s, i) => [s.instance.id, i]));
+  const merged = [...rows.values()].map((r, i) => ({ r, i })).sort((a, b) => (order.get(instanceIdOf(a.r.id)) ?? 0) - (order.get(instanceIdOf(b.r.id)) ?? 0) || a.i - b.i).map((x) => x.r);
+  const kept = merged.filter((r) => !local.includes(r)).length;
+  return { rows: merged, outputs, rescored: { rows: kept, maxBleuChange: committed.rescored.maxBleuChange } };
 }
 
 export function readResultRows(csvPath: string): ResultRow[] {

@@ -36,6 +36,7 @@ interface Args {
   html?: boolean;
   seeds?: string;
   'from-hyps'?: boolean;
+  merge: boolean;
   emit?: 'sbatch';
   ready: boolean;
   report: boolean;
@@ -70,6 +71,7 @@ export function builder(y: Argv): Argv<Args> {
     .option('mem', { type: 'string', default: SLURM_DEFAULTS.mem, describe: '--emit sbatch: memory per stage job' })
     .option('report', { type: 'boolean', default: true, describe: 'run: write the report after the stages (--no-report: not, as Slurm stage jobs do)' })
     .option('seeds', { type: 'string', describe: 'run, status, report, run-stage: replicate the study over these seeds (comma-separated, e.g. 1,2,3; replaces the spec\'s seed:); each stage follows its parent\'s seed' })
+    .option('merge', { type: 'boolean', default: false, describe: 'report: keep the rows of <out>/results.csv (re-scored from <out>/hyps/) whose stages are not done here, e.g. the seeds another session ran; rows done here replace them' })
     .option('from-hyps', { type: 'boolean', describe: 'report: rebuild every score and p-value from <out>/hyps/ and <out>/results.csv, without the run folders (default: when no stage folder is done and <out>/hyps/ exists)' })
     .option('only', { type: 'string', describe: 'run, status, --emit-commands: only these stages (comma-separated names or instance ids) and the parents they need' })
     .example('$0 experiment run experiments/voita2019-ddtp-ende.yaml --jobs 2', 'run the study')
@@ -82,6 +84,7 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
       ...ignoredIn(args.action !== 'run-stage' && args.action !== 'adopt', 'only with experiment run-stage or adopt', ['id']),
       ...ignoredIn(args.action !== 'adopt', 'only with experiment adopt', ['run']),
       ...ignoredIn(args.action !== 'run', 'only with experiment run', ['jobs']),
+      ...ignoredIn(args.action !== 'report' && args.action !== 'run', 'only with experiment report or run', ['merge']),
     ]);
     const seeds = args.seeds === undefined ? undefined : args.seeds.split(',').map((x) => (/^\s*\d+\s*$/.test(x) ? Number(x) : NaN));
     if (seeds?.some(Number.isNaN)) throw new ConfigError([`--seeds: expected distinct non-negative integers separated by commas (e.g. 1,2,3), found '${args.seeds}'`]);
@@ -148,8 +151,9 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
     // without run folders (a fresh clone), the committed hypotheses rebuild the report
     const fromHyps = args['from-hyps'] ?? (args.action === 'report' && !stages.some((s) => stageState(s) === 'done') && hasHyps(reportDir));
     if (fromHyps && args['from-hyps'] === undefined) console.error(`report: no stage folder is done under ${args['runs-dir']}; rebuilding from ${join(reportDir, 'hyps')} (--no-from-hyps: from the run folders only)`);
-    const { rows, csvPath, mdPath, rescored } = writeReport(stages, reportDir, { fromHyps });
-    if (rescored) console.error(`report: re-scored ${rescored.rows} rows from ${join(reportDir, 'hyps')}; largest change of a test BLEU against results.csv: ${rescored.maxBleuChange.toFixed(6)}`);
+    if (args.merge && fromHyps) throw new ConfigError([`--merge: keeps the committed rows beside the rows of the stages done under ${args['runs-dir']}; with --from-hyps (or no stage done there) every row is a committed one already`]);
+    const { rows, csvPath, mdPath, rescored } = writeReport(stages, reportDir, { fromHyps, merge: args.merge });
+    if (rescored) console.error(`report: ${args.merge ? 'kept' : 're-scored'} ${rescored.rows} committed rows from ${join(reportDir, 'hyps')}; largest change of a test BLEU against results.csv: ${rescored.maxBleuChange.toFixed(6)}`);
     console.log(markdownTable(rows));
     console.error(`report: ${csvPath}, ${mdPath}`);
     const figures = await writeReportFigures(stages, rows, reportDir, { png: args.png, html: args.html });
