@@ -1,6 +1,7 @@
 /**
- * `heads serve` end to end. A tiny run (random weights, as the export tests make it) is exported twice with
- * --format onnx: in full, and pruned (one encoder layer left with no heads). Then:
+ * `heads serve` end to end. A tiny run (random weights, as the export tests make it) is exported three times
+ * with --format onnx: in full; pruned, one encoder layer left with no heads; and pruned to two decoder
+ * layers without heads, in int8. Then:
  * - readServedExport refuses what is not a complete, consistent export, one line naming the file;
  * - the server answers on 127.0.0.1 only what the page needs, refuses foreign Host headers (403) and files
  *   outside its list (404);
@@ -8,6 +9,9 @@
  * - in headless Chromium, the page served by the real command shows, for each model, the translations
  *   `heads translate` prints for the same export (beam 3, the export's default, and greedy), a latency per
  *   sentence, the graphs' size and the heads kept per layer, with no console error and no failed request.
+ *   For the int8 export the reference is `heads translate --engine onnx` (onnxruntime-node on the same
+ *   graphs): the toolkit's own int8 keeps activations in float32, and its wasm beam search cannot run
+ *   decoder layers without heads.
  * The Chromium part skips with a message where Chromium is not installed; the command-line parts need dist/
  * (npm test builds it first).
  */
@@ -46,6 +50,7 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 const TRAIN = ['the cat sat on the mat .', 'a dog ran in the park', 'the bird sings', 'cats and dogs are friends .', 'on the mat sat a cat'];
 const SENTENCES = ['the cat sat on the mat .', 'a dog sings', 'the bird ran in the park', 'cats sat on a dog .'];
 const PRUNED_KEPT = { 'enc-self': [[0, 2, 3], []], 'dec-self': [[0, 1, 2, 3], [2, 3]], 'dec-enc': [[1, 3], [0, 1, 2]] };
+const INT8_KEPT = { 'enc-self': [[0, 1, 2, 3], [1, 2]], 'dec-self': [[0, 1], []], 'dec-enc': [[], [0, 3]] };
 
 function tinyConfig(): HeadsConfig {
   return {
@@ -76,13 +81,17 @@ async function makeRun(dir: string): Promise<void> {
 const run = join(root, 'run');
 const full = join(root, 'export-full');
 const pruned = join(root, 'export-pruned');
+const int8 = join(root, 'export-int8');
 
 beforeAll(async () => {
   await useTestBackend();
   await makeRun(run);
-  await exportModel({ from: run, mask: 'none', outDir: full, formats: ['heads', 'onnx'] });
+  // the exporter's own self-check is tested with it (export-model.test.ts, onnx-export.test.ts)
+  await exportModel({ from: run, mask: 'none', outDir: full, formats: ['heads', 'onnx'], verify: false });
   const mask = maskFromKeptSets(PRUNED_KEPT, originalMaskShape(tinyConfig().model), 'manual');
-  await exportModel({ from: run, mask, outDir: pruned, formats: ['heads', 'onnx'] });
+  await exportModel({ from: run, mask, outDir: pruned, formats: ['heads', 'onnx'], verify: false });
+  const int8Mask = maskFromKeptSets(INT8_KEPT, originalMaskShape(tinyConfig().model), 'manual');
+  await exportModel({ from: run, mask: int8Mask, outDir: int8, formats: ['onnx'], int8: true, verify: false });
 }, 120000);
 
 describe('readServedExport', () => {
@@ -217,10 +226,10 @@ function heads(args: string[]): Promise<{ status: number | null; stdout: string;
 });
 
 /** The translations `heads translate` prints for the export, one per sentence. */
-async function cliTranslations(folder: string, beam: number): Promise<string[]> {
+async function cliTranslations(folder: string, beam: number, engine: 'tfjs' | 'onnx'): Promise<string[]> {
   const input = join(root, 'sentences.txt');
-  writeFileSync(input, SENTENCES.join('\n') + '\n');
-  const r = await heads(['translate', '-m', folder, '-i', input, '--beam', String(beam)]);
+  if (!existsSync(input)) writeFileSync(input, SENTENCES.join('\n') + '\n');
+  const r = await heads(['translate', '-m', folder, '-i', input, '--beam', String(beam), '--engine', engine]);
   expect(r.stderr).not.toMatch(/^error/m);
   expect(r.status).toBe(0);
   return r.stdout.replace(/\n$/, '').split('\n');
@@ -251,8 +260,14 @@ const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable
   const problems: string[] = [];
   const profile = join(root, 'chromium-profile');
 
+  /** the command line's translations per beam, started with the browser (child processes, in parallel) */
+  let reference: Map<number, Promise<string[][]>>;
+
   beforeAll(async () => {
-    served = await serveCommand([full, pruned]);
+    reference = new Map([3, 1].map((beam) => [beam, Promise.all([cliTranslations(full, beam, 'tfjs'), cliTranslations(pruned, beam, 'tfjs'), cliTranslations(int8, beam, 'onnx')])]));
+    // a failure surfaces in the test that awaits it
+    for (const p of reference.values()) p.catch(() => {});
+    served = await serveCommand([full, pruned, int8]);
     // a fresh profile: nothing cached from another run
     browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM!, args: CHROMIUM_ARGS, viewport: { width: 1100, height: 700 } });
     page = await browser.newPage();
@@ -281,7 +296,7 @@ const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable
     expect(await page.getAttribute('body', 'data-state')).toBe('done');
     const translations: string[][] = [];
     const latencies: number[][] = [];
-    for (const m of [0, 1]) {
+    for (const m of [0, 1, 2]) {
       translations.push(await page.locator(`#results td.translation[data-model="${m}"]`).allTextContents());
       latencies.push((await page.locator(`#results td.latency[data-model="${m}"]`).allTextContents()).map((t) => Number(/^(\d+\.\d) ms$/.exec(t)?.[1] ?? NaN)));
     }
@@ -289,7 +304,7 @@ const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable
     return { translations, latencies };
   }
 
-  it('loads both models with onnxruntime-web and shows each one size and its heads kept per layer', async () => {
+  it('loads the three models with onnxruntime-web and shows each one\'s size and heads kept per layer', async () => {
     expect(await page.getAttribute('body', 'data-state')).toBe('ready');
     const columns: { name: string; size: string; heads: string; grid: string[] }[] = [];
     for (const section of await page.locator('section.model').all()) {
@@ -300,7 +315,7 @@ const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable
       }
       columns.push({ name: await section.locator('h2').innerText(), size: await section.locator('.size').innerText(), heads: await section.locator('.heads-total').innerText(), grid });
     }
-    const expected = [full, pruned].map((f) => {
+    const expected = [full, pruned, int8].map((f) => {
       const { info } = readServedExport(f);
       const { kept, original } = headsKept(info);
       // one row per layer: enc-self 0, 1, dec-self 0, 1, dec-enc 0, 1; a 1 per kept head
@@ -309,20 +324,21 @@ const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable
     });
     expect(columns).toEqual(expected);
     expect(columns[1]!.grid).toEqual(['1011', '0000', '1111', '0011', '0101', '1110']);
+    expect(columns[2]!.grid).toEqual(['1111', '0110', '1100', '0000', '0000', '1001']);
     expect(await page.inputValue('#beam')).toBe('3');
     expect(await page.textContent('#runtime')).toMatch(/onnxruntime-web 1\.30\.0 .*wasm/);
   });
 
-  it('translates as heads translate does on the same exports (beam 3 and greedy), with a latency per sentence', async () => {
+  it('translates as heads translate does on the same exports (beam 3 and greedy; int8: --engine onnx), with a latency per sentence', async () => {
     for (const beam of [3, 1]) {
       const { translations, latencies } = await translateOnPage(beam);
-      const expected = await Promise.all([cliTranslations(full, beam), cliTranslations(pruned, beam)]);
+      const expected = await reference.get(beam)!;
       expect(translations).toEqual(expected);
       // not a vacuous match: the models say something, and removing heads changed some of it
       expect(expected.flat().filter((t) => t !== '').length).toBeGreaterThan(SENTENCES.length);
       expect(expected[0]).not.toEqual(expected[1]);
       for (const ms of latencies.flat()) expect(ms).toBeGreaterThanOrEqual(0);
-      expect(latencies.map((l) => l.length)).toEqual([SENTENCES.length, SENTENCES.length]);
+      expect(latencies.map((l) => l.length)).toEqual([SENTENCES.length, SENTENCES.length, SENTENCES.length]);
     }
     const means = await page.locator('.mean-latency').allTextContents();
     for (const m of means) expect(m).toMatch(/^\d+\.\d ms \/ sentence$/);
