@@ -4,6 +4,7 @@
  * attention statistics and roles (attention-pass.ts, attention-stats.ts, roles.ts, conllu.ts), Michel
  * importance (importance.ts), single-head ablation (dev-metrics.ts), LRP relevance (lrp.ts).
  */
+import { DEFAULT_ANALYSIS } from '../config/defaults.js';
 import { ATTENTION_TYPES, type AttentionType } from '../config/head-id.js';
 import type { ResolvedConfig } from '../config/schema.js';
 import type { Transformer } from '../model/transformer.js';
@@ -47,10 +48,10 @@ export interface AnalyzeOptions {
   importance?: { form?: ImportanceForm; normalize?: ImportanceNormalization };
   /**
    * single-head ablation (default on): the dev loss of every head removed alone, many heads per forward
-   * pass (batched-ablation.ts); with metric 'bleu' also greedy BLEU on the first 100 sentences, head by head
+   * pass (batched-ablation.ts); with metric 'bleu' also greedy BLEU on the first DEFAULT_ANALYSIS.ablation.bleuSentences (200), head by head
    */
   ablation?: { enabled?: boolean; metric?: AblationMetric; bleuSentences?: number; masksPerPass?: number };
-  /** LRP relevance (default on, rule 'lrp', first 200 sentences) */
+  /** LRP relevance (default on, rule and sentences: DEFAULT_ANALYSIS.lrp) */
   lrp?: { enabled?: boolean; rule?: RelevanceRule; sentences?: number };
   roles?: Partial<RoleOptions>;
   onProgress?: (msg: string) => void;
@@ -65,8 +66,8 @@ export class AnalysisStopped extends Error {
   }
 }
 
-export const DEFAULT_ABLATION_BLEU_SENTENCES = 100;
-export const DEFAULT_LRP_SENTENCES = 200;
+export const DEFAULT_ABLATION_BLEU_SENTENCES: number = DEFAULT_ANALYSIS.ablation.bleuSentences;
+export const DEFAULT_LRP_SENTENCES: number = DEFAULT_ANALYSIS.lrp.sentences;
 
 /** Pairs the model can take (no side longer than maxPositions with </s> or <s>). */
 export function encodeForModel(tokenizer: BpeTokenizer, pairs: readonly SentencePair[], maxPositions: number): { encoded: EncodedPair[]; skipped: number } {

@@ -10,6 +10,7 @@
  * output layer is the largest tensor) and at most `masksPerPass` replicas. Encoder heads and the others go in
  * separate passes: in a pass without encoder heads every replica has the same encoder, which runs once.
  */
+import { DEFAULT_ANALYSIS } from '../config/defaults.js';
 import * as tf from '@tensorflow/tfjs';
 import { ATTENTION_TYPES, type AttentionType } from '../config/head-id.js';
 import type { GateTensors, Transformer } from '../model/transformer.js';
@@ -20,7 +21,7 @@ import { ForwardContext, paddingBias } from '../model/layers.js';
 /** What a single-head ablation measures: the dev loss only (default; batched), or the loss and greedy dev BLEU. */
 export const ABLATION_METRICS = ['loss', 'bleu'] as const;
 export type AblationMetric = (typeof ABLATION_METRICS)[number];
-export const DEFAULT_ABLATION_METRIC: AblationMetric = 'loss';
+export const DEFAULT_ABLATION_METRIC: AblationMetric = DEFAULT_ANALYSIS.ablation.metric;
 
 export interface AblatedHead {
   stack: AttentionType;

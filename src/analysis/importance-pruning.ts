@@ -13,6 +13,7 @@
  * (masks/step-NN.json, readable by the exporter) and a row of pruning-curve.csv.
  * Masking multiplies the head by 0 on top of its test-time gate, as analysis does.
  */
+import { DEFAULT_ANALYSIS } from '../config/defaults.js';
 import Papa from 'papaparse';
 import { ATTENTION_TYPES, type AttentionType } from '../config/head-id.js';
 import type { ResolvedConfig } from '../config/schema.js';
@@ -125,7 +126,7 @@ export async function runImportancePruning(o: ImportancePruningOptions): Promise
   const { model, config, tokenizer } = o;
   const stepPercent = o.stepPercent ?? 10;
   const minHeads = o.minHeadsPerLayer ?? 0;
-  const bleuSentences = o.bleuSentences ?? 100;
+  const bleuSentences = o.bleuSentences ?? DEFAULT_ANALYSIS.pruning.bleuSentences;
   const maxTokens = o.maxTokensPerBatch ?? config.train.maxTokensPerBatch;
   const labelSmoothing = o.labelSmoothing ?? config.train.labelSmoothing;
   const form = o.importanceForm ?? DEFAULT_IMPORTANCE.form;

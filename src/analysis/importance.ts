@@ -19,6 +19,7 @@
  * `--normalize-by-layer`, passed by both of his MT scripts; default 'layer'): I_{l,h} / sqrt(Σ_h' I_{l,h'}^2).
  * src/analysis/README.md compares the three.
  */
+import { DEFAULT_ANALYSIS } from '../config/defaults.js';
 import * as tf from '@tensorflow/tfjs';
 import { ATTENTION_TYPES, type AttentionType } from '../config/head-id.js';
 import type { GateTensors, Transformer } from '../model/transformer.js';
@@ -74,7 +75,7 @@ export type ImportanceForm = (typeof IMPORTANCE_FORMS)[number];
 export const IMPORTANCE_NORMALIZATIONS = ['layer', 'none'] as const;
 export type ImportanceNormalization = (typeof IMPORTANCE_NORMALIZATIONS)[number];
 /** Michel et al.'s definition: the per-example expectation, normalised per layer as his MT scripts do. */
-export const DEFAULT_IMPORTANCE = { form: 'example', normalize: 'layer' } as const satisfies { form: ImportanceForm; normalize: ImportanceNormalization };
+export const DEFAULT_IMPORTANCE: { readonly form: ImportanceForm; readonly normalize: ImportanceNormalization } = DEFAULT_ANALYSIS.importance;
 
 /**
  * Problems with an importance form and normalisation given by a user (`names`: how the caller calls the

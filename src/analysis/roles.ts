@@ -16,6 +16,7 @@
  *   nsubj, obj, amod, advmod, each in both directions: `dep->head` (the dependent's query finds its
  *   head, e.g. s->v) and `head->dep` (the head finds one of its dependents of that relation, v->s).
  */
+import { DEFAULT_ANALYSIS } from '../config/defaults.js';
 import type { AttentionType } from '../config/head-id.js';
 import type { ConlluSentence, WordAlignment } from './conllu.js';
 import { type HeadStatsAccumulator, offsetShare } from './attention-stats.js';
@@ -50,12 +51,8 @@ export const DEFAULT_RELATIONS: readonly RelationSpec[] = [
 ];
 
 export const DEFAULT_ROLE_OPTIONS: Readonly<RoleOptions> = Object.freeze({
-  positionalMinFraction: 0.9,
+  ...DEFAULT_ANALYSIS.roles,
   positionalOffsets: [-1, 1],
-  rareMinRate: 0.5,
-  rareMinRank: 0,
-  syntacticMinGain: 0.1,
-  syntacticMinInstances: 20,
   relations: DEFAULT_RELATIONS.map((r) => ({ ...r, deprels: [...r.deprels] })),
 });
 

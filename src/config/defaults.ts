@@ -2,7 +2,7 @@
  * The defaults, and the only place they live. This is also the embedded quickstart: a small model on the
  * generated toy EN->DE corpus that trains in a few minutes on 2 cores. Config files list only differences.
  */
-import type { HeadsConfig } from './schema.js';
+import type { AnalysisConfig, ExportConfig, HeadsConfig } from './schema.js';
 
 export const DEFAULT_CONFIG: HeadsConfig = {
   name: 'quickstart',
@@ -79,3 +79,26 @@ export const DEFAULT_CONFIG: HeadsConfig = {
     maxTokensPerBatch: 4000,
   },
 };
+
+/**
+ * The head analysis. One number of dev sentences for every greedy BLEU scored after removing heads
+ * (single-head ablation with --ablation bleu, and each step of heuristic pruning): 200.
+ */
+export const DEFAULT_ANALYSIS = {
+  importance: { form: 'example', normalize: 'layer' },
+  ablation: { metric: 'loss', bleuSentences: 200 },
+  lrp: { rule: 'lrp', sentences: 200 },
+  roles: { positionalMinFraction: 0.9, rareMinRate: 0.5, rareMinRank: 0, syntacticMinGain: 0.1, syntacticMinInstances: 20 },
+  pruning: { stepPercent: 10, bleuSentences: 200, minHeadsPerLayer: 0 },
+} as const satisfies AnalysisConfig;
+
+/** `heads export`. */
+export const DEFAULT_EXPORT = {
+  format: 'both',
+  verify: true,
+  foldGates: true,
+  int8: false,
+  ffnScope: 'per-layer',
+  magnitudePerLayer: false,
+  pruneEmbeddings: false,
+} as const satisfies ExportConfig;

@@ -315,3 +315,39 @@ export type ModelConfig = ResolvedConfig['model'];
 export type GateConfig = ResolvedConfig['gates'];
 export type TrainConfig = ResolvedConfig['train'];
 export type EvalConfig = ResolvedConfig['eval'];
+
+/**
+ * Settings of the head analysis (`heads analyze`, the importance / confidence / random pruning of
+ * `heads prune`, the analyze and prune stages of experiments). Not part of a run's config tree (they do
+ * not change how a model is trained, and run folders and checkpoints keep their config.json); their
+ * defaults are DEFAULT_ANALYSIS in defaults.ts, and the CLI flags and library options fall back to them.
+ */
+export interface AnalysisConfig {
+  /** the importance reported as `importance` (analysis/importance.ts IMPORTANCE_FORMS, IMPORTANCE_NORMALIZATIONS) */
+  importance: { form: 'example' | 'batch' | 'token'; normalize: 'layer' | 'none' };
+  /** single-head ablation: what it measures, and the dev sentences its greedy BLEU is scored on (metric bleu) */
+  ablation: { metric: 'loss' | 'bleu'; bleuSentences: number };
+  /** LRP relevance: rule (analysis/lrp.ts RELEVANCE_RULES) and the first N sentences */
+  lrp: { rule: 'lrp' | 'gradient-x-input'; sentences: number };
+  /** role thresholds (analysis/roles.ts RoleOptions) */
+  roles: { positionalMinFraction: number; rareMinRate: number; rareMinRank: number; syntacticMinGain: number; syntacticMinInstances: number };
+  /** heuristic pruning (importance / confidence / random): share of heads per step, dev sentences scored after each, heads left per layer */
+  pruning: { stepPercent: number; bleuSentences: number; minHeadsPerLayer: number };
+}
+
+/** Settings of `heads export` that are not a mask or a compression amount; defaults: DEFAULT_EXPORT in defaults.ts. */
+export interface ExportConfig {
+  /** what is written: the toolkit checkpoint, PyTorch safetensors, ONNX, both (heads + safetensors), all, a Marian HF folder */
+  format: 'heads' | 'safetensors' | 'onnx' | 'both' | 'all' | 'hf-marian';
+  /** compare masked and exported logits on random sentences */
+  verify: boolean;
+  /** fold kept heads' deterministic gates into W_O */
+  foldGates: boolean;
+  /** store weight matrices as int8 with per-channel scales */
+  int8: boolean;
+  /** --ffn-prune: the fraction in every layer (per-layer) or over all layers (global) */
+  ffnScope: 'per-layer' | 'global';
+  /** --magnitude-sparsity: the fraction in every matrix instead of globally, and whether the embeddings are pruned */
+  magnitudePerLayer: boolean;
+  pruneEmbeddings: boolean;
+}

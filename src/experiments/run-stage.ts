@@ -3,6 +3,7 @@
  * child processes do): train (or resume) a model, prune it by L0 gates or by importance, analyze its
  * heads, or export it; then write `stage.json` with the figures the report collects.
  */
+import { DEFAULT_ANALYSIS } from '../config/defaults.js';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -132,7 +133,7 @@ async function runLocked(s: ResolvedStage, o: { progress: ProgressLine; isStopRe
       model: loaded.model, gates: loaded.gates, tokenizer: loaded.tokenizer, config: s.config,
       data: { estimate: corpora.valid, eval: corpora.valid }, method: st.method as Exclude<typeof st.method, 'l0' | 'fixed-mask'>, stepPercent: st.stepPercent, reestimate: st.reestimate,
       importanceForm: st.importanceForm, importanceNormalize: st.importanceNormalize,
-      stacks: attention, bleuSentences: Math.min(200, corpora.valid.length), run, seed: s.config.seed, onProgress: (m) => o.progress.log(m),
+      stacks: attention, bleuSentences: Math.min(DEFAULT_ANALYSIS.pruning.bleuSentences, corpora.valid.length), run, seed: s.config.seed, onProgress: (m) => o.progress.log(m),
     });
     // score the steps' masks on the test set exactly as the L0 stages are scored (beam search, sacreBLEU);
     // each score is saved as soon as it exists, so an interrupted stage does not translate it again

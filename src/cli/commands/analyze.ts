@@ -3,6 +3,7 @@
  * (a layer x head heatmap per score, the roles map, attention maps of chosen sentences) and a summary
  * table of the top heads per score. A thin shell over `analyzeHeads` (src/analysis/analyze.ts).
  */
+import { DEFAULT_ANALYSIS } from '../../config/defaults.js';
 import type { ArgumentsCamelCase, Argv } from 'yargs';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -84,19 +85,19 @@ export function builder(y: Argv): Argv<Args> {
     .option('train-data', { type: 'string', describe: 'training corpus for token frequencies (default: the model config\'s train split)' })
     .option('rare', { type: 'boolean', default: true, describe: 'rare-token statistics (needs the training corpus); --no-rare skips them' })
     .option('ablation', { type: 'string', default: DEFAULT_ABLATION_METRIC, describe: 'remove each head alone and measure: loss (dev loss, many heads per forward pass; default) or bleu (also greedy dev BLEU per head, one translation of the BLEU sentences per head: much slower); --no-ablation skips it' })
-    .option('bleu-sentences', { ...intFlag('bleu-sentences', 0), default: 100, describe: 'with --ablation bleu: greedy BLEU of ablations on the first N sentences' })
+    .option('bleu-sentences', { ...intFlag('bleu-sentences', 0), default: DEFAULT_ANALYSIS.ablation.bleuSentences, describe: 'with --ablation bleu: greedy BLEU of ablations on the first N sentences' })
     .option('lrp', { type: 'boolean', default: true, describe: 'LRP relevance of the top-1 logit; --no-lrp skips it' })
-    .option('lrp-rule', { type: 'string', choices: RELEVANCE_RULES as RelevanceRule[], default: 'lrp' as RelevanceRule, describe: 'lrp: frozen attention weights and LayerNorm scales (Ali et al. 2022); gradient-x-input: plain' })
-    .option('lrp-sentences', { ...intFlag('lrp-sentences', 0), default: 200, describe: 'LRP on the first N sentences' })
+    .option('lrp-rule', { type: 'string', choices: RELEVANCE_RULES as RelevanceRule[], default: DEFAULT_ANALYSIS.lrp.rule as RelevanceRule, describe: 'lrp: frozen attention weights and LayerNorm scales (Ali et al. 2022); gradient-x-input: plain' })
+    .option('lrp-sentences', { ...intFlag('lrp-sentences', 0), default: DEFAULT_ANALYSIS.lrp.sentences, describe: 'LRP on the first N sentences' })
     .option('max-tokens', { ...intFlag('max-tokens', 1), describe: 'padded tokens per batch (default: train.maxTokensPerBatch)' })
     .option('label-smoothing', { ...numFlag('label-smoothing', { min: 0, below: 1 }), describe: 'loss for Michel importance (default: train.labelSmoothing; 0 = NLL)' })
     .option('importance-form', importanceFlag('importance-form', `Michel importance reported as "importance": example (mean over sentences of |dL(x)/dxi|, the paper's eq. 2; default), token (Michel's MT code) or batch (HF bertology); every form is in the report`))
     .option('importance-normalize', importanceFlag('importance-normalize', 'layer (l2 over the heads of a layer, as Michel\'s MT scripts; default) or none'))
-    .option('positional-threshold', { ...numFlag('positional-threshold', { min: 0, max: 1 }), default: 0.9, describe: 'share at offset -1 or +1 for a positional head' })
-    .option('rare-threshold', { ...numFlag('rare-threshold', { min: 0, max: 1 }), default: 0.5, describe: 'rare-token rate above which a head is a rare-token head' })
-    .option('rare-min-rank', { ...intFlag('rare-min-rank', 0), default: 0, describe: 'count queries whose rarest token ranks beyond this (paper: 500)' })
-    .option('syntactic-gain', { ...numFlag('syntactic-gain', { min: 0, max: 1 }), default: 0.1, describe: 'accuracy gain over the best fixed-offset baseline (absolute)' })
-    .option('syntactic-min-instances', { ...intFlag('syntactic-min-instances', 0), default: 20, describe: 'fewest relation instances for a syntactic decision' })
+    .option('positional-threshold', { ...numFlag('positional-threshold', { min: 0, max: 1 }), default: DEFAULT_ANALYSIS.roles.positionalMinFraction, describe: 'share at offset -1 or +1 for a positional head' })
+    .option('rare-threshold', { ...numFlag('rare-threshold', { min: 0, max: 1 }), default: DEFAULT_ANALYSIS.roles.rareMinRate, describe: 'rare-token rate above which a head is a rare-token head' })
+    .option('rare-min-rank', { ...intFlag('rare-min-rank', 0), default: DEFAULT_ANALYSIS.roles.rareMinRank, describe: 'count queries whose rarest token ranks beyond this (paper: 500)' })
+    .option('syntactic-gain', { ...numFlag('syntactic-gain', { min: 0, max: 1 }), default: DEFAULT_ANALYSIS.roles.syntacticMinGain, describe: 'accuracy gain over the best fixed-offset baseline (absolute)' })
+    .option('syntactic-min-instances', { ...intFlag('syntactic-min-instances', 0), default: DEFAULT_ANALYSIS.roles.syntacticMinInstances, describe: 'fewest relation instances for a syntactic decision' })
     .option('figures', { type: 'boolean', default: true, describe: 'write plotly figures (HTML + JSON); --no-figures skips them' })
     .option('html-per-score', { type: 'boolean', default: false, describe: 'also a standalone HTML per score (4.8 MB each; the JSON specs are always written)' })
     .option('top', { ...intFlag('top', 1), default: 5, describe: 'heads per score in the summary table' })

@@ -2,6 +2,7 @@
  * `heads export <run or checkpoint> --mask <mask file | gates>`: physically prune a trained model and
  * write it in the toolkit's format and/or as PyTorch-ready safetensors (src/export/export-model.ts).
  */
+import { DEFAULT_EXPORT } from '../../config/defaults.js';
 import type { ArgumentsCamelCase, Argv } from 'yargs';
 import * as tf from '@tensorflow/tfjs';
 import { type BackendChoice, BACKEND_CHOICES } from '../../backend/select.js';
@@ -46,9 +47,9 @@ export function builder(y: Argv): Argv<Args> {
     .option('hf-prune-dict', { type: 'string', describe: 'JSON file: { "enc-self": { "<layer>": [heads to prune] }, ... } (or a config with "pruned_heads")' })
     .option('out', { alias: 'o', type: 'string', describe: 'output folder (new or empty; default: a new run folder under --runs-dir)' })
     .option('runs-dir', { type: 'string', default: 'runs', describe: 'where the default output folder is created' })
-    .option('format', { type: 'string', choices: ['heads', 'safetensors', 'onnx', 'both', 'all', 'hf-marian'] as const, default: 'both' as const, describe: 'toolkit checkpoint, PyTorch safetensors, ONNX encoder + decoder graphs (onnx/), both (heads + safetensors), all three, or hf-marian (an imported Marian model: the toolkit checkpoint + hf-marian/, a folder MarianMTModel.from_pretrained loads)' })
-    .option('verify', { type: 'boolean', default: true, describe: 'compare masked and exported logits on random sentences' })
-    .option('fold-gates', { type: 'boolean', default: true, describe: "fold kept heads' deterministic gates into W_O as `heads prune` scores the pruned model (--no-fold-gates: kept heads at gate 1)" })
+    .option('format', { type: 'string', choices: ['heads', 'safetensors', 'onnx', 'both', 'all', 'hf-marian'] as const, default: DEFAULT_EXPORT.format, describe: 'toolkit checkpoint, PyTorch safetensors, ONNX encoder + decoder graphs (onnx/), both (heads + safetensors), all three, or hf-marian (an imported Marian model: the toolkit checkpoint + hf-marian/, a folder MarianMTModel.from_pretrained loads)' })
+    .option('verify', { type: 'boolean', default: DEFAULT_EXPORT.verify, describe: 'compare masked and exported logits on random sentences' })
+    .option('fold-gates', { type: 'boolean', default: DEFAULT_EXPORT.foldGates, describe: "fold kept heads' deterministic gates into W_O as `heads prune` scores the pruned model (--no-fold-gates: kept heads at gate 1)" })
     .option('magnitude-sparsity', { type: 'string', describe: 'unstructured magnitude pruning: zero this fraction in [0, 1) of the weight matrices (not biases or norms)' })
     .option('per-layer', { type: 'boolean', describe: 'with --magnitude-sparsity: the fraction in every matrix instead of globally' })
     .option('prune-embeddings', { type: 'boolean', describe: 'with --magnitude-sparsity: include the embedding tables (default: left whole)' })
@@ -77,7 +78,7 @@ export function compressionOptionsOf(args: Pick<Args, 'magnitude-sparsity' | 'pe
     for (const f of ['per-layer', 'prune-embeddings'] as const) if (args[f] !== undefined) problems.push(`--${f}: only applies with --magnitude-sparsity, which was not given`);
   } else {
     try {
-      out.magnitude = { sparsity: fractionFlag(ms, 'magnitude-sparsity'), scope: args['per-layer'] ? 'per-layer' : 'global', includeEmbeddings: args['prune-embeddings'] ?? false };
+      out.magnitude = { sparsity: fractionFlag(ms, 'magnitude-sparsity'), scope: (args['per-layer'] ?? DEFAULT_EXPORT.magnitudePerLayer) ? 'per-layer' : 'global', includeEmbeddings: args['prune-embeddings'] ?? DEFAULT_EXPORT.pruneEmbeddings };
     } catch (e) {
       problems.push(...(e as ConfigError).problems);
     }
@@ -89,13 +90,13 @@ export function compressionOptionsOf(args: Pick<Args, 'magnitude-sparsity' | 'pe
     if (scope !== undefined) problems.push('--ffn-scope: only applies with --ffn-prune, which was not given');
   } else {
     try {
-      out.ffn = { fraction: fractionFlag(fp, 'ffn-prune'), scope: scope === 'global' ? 'global' : 'per-layer' };
+      out.ffn = { fraction: fractionFlag(fp, 'ffn-prune'), scope: scope === 'global' || scope === 'per-layer' ? scope : DEFAULT_EXPORT.ffnScope };
     } catch (e) {
       problems.push(...(e as ConfigError).problems);
     }
   }
   if (problems.length) throw new ConfigError(problems);
-  if (args.int8) out.int8 = true;
+  if (args.int8 ?? DEFAULT_EXPORT.int8) out.int8 = true;
   return out;
 }
 

@@ -3,6 +3,7 @@
  * to a lambda (`--lambda`) or to an exact head budget (`--target-heads`). The run starts from the
  * parent's config and weights; `-c` and `--set` change what differs.
  */
+import { DEFAULT_ANALYSIS } from '../../config/defaults.js';
 import type { ArgumentsCamelCase, Argv } from 'yargs';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -51,10 +52,10 @@ export function builder(y: Argv): Argv<Args> {
     .option('from', { type: 'string', describe: 'the converged model: a run folder or checkpoint folder (required unless --resume)' })
     .option('resume', { type: 'string', describe: 'continue an interrupted L0 prune run folder from its newest valid checkpoint, ending with its mask and pruned scores (same as heads train --resume)' })
     .option('method', { type: 'string', choices: ['l0', 'importance', 'confidence', 'random'] as const, default: 'l0' as const, describe: 'l0: Hard Concrete gates trained with an L0 penalty; importance (Michel et al.), confidence (Voita et al.) or random: remove the lowest-scoring heads step by step, no training' })
-    .option('step-percent', { ...numFlag('step-percent', { above: 0, max: 100 }), default: 10, describe: 'importance/confidence/random: share of heads removed per step (Michel: 10)' })
+    .option('step-percent', { ...numFlag('step-percent', { above: 0, max: 100 }), default: DEFAULT_ANALYSIS.pruning.stepPercent, describe: 'importance/confidence/random: share of heads removed per step (Michel: 10)' })
     .option('reestimate', { type: 'boolean', default: false, describe: 'importance/confidence: re-estimate scores under the current mask after each step' })
-    .option('min-heads-per-layer', { ...intFlag('min-heads-per-layer', 0), default: 0, describe: 'importance/confidence/random: never leave a layer with fewer heads' })
-    .option('bleu-sentences', { ...intFlag('bleu-sentences', 0), default: 200, describe: 'importance/confidence/random: dev sentences scored (greedy) after each step' })
+    .option('min-heads-per-layer', { ...intFlag('min-heads-per-layer', 0), default: DEFAULT_ANALYSIS.pruning.minHeadsPerLayer, describe: 'importance/confidence/random: never leave a layer with fewer heads' })
+    .option('bleu-sentences', { ...intFlag('bleu-sentences', 0), default: DEFAULT_ANALYSIS.pruning.bleuSentences, describe: 'importance/confidence/random: dev sentences scored (greedy) after each step' })
     .option('importance-form', importanceFlag('importance-form', `importance: example (mean over sentences of |dL(x)/dxi|, the paper's eq. 2; default), token (Michel's MT code) or batch (HF bertology)`))
     .option('importance-normalize', importanceFlag('importance-normalize', 'importance: layer (l2 over the heads of a layer, as Michel\'s MT scripts; default) or none'))
     .option('lambda', { ...numFlag('lambda', { min: 0 }), describe: 'weight of the expected-L0 penalty (train.l0Lambda)' })
