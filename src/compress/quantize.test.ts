@@ -17,9 +17,7 @@ import { createTransformer } from '../model/transformer.js';
 import { type NamedArrays, readCheckpoint, writeCheckpoint } from '../io/checkpoint.js';
 import { loadModel } from '../io/load-model.js';
 import { useTestBackend } from '../test-utils/backend.js';
-import { ConfigError } from '../util/errors.js';
 import { Rng } from '../util/random.js';
-import { compressionOptionsOf, maskInputOf } from '../cli/commands/export.js';
 import { exportModel, formatExportSummary } from '../export/export-model.js';
 import { createTransformerFromArrays } from '../export/prune-model.js';
 import { dequantizeInt8, quantizeInt8 } from './quantize.js';
@@ -185,35 +183,5 @@ describe('exportModel with weight compression', () => {
         for (let i = 0; i < t.data.length; i++) expect(Math.abs(t.data[i]! - after[n]!.data[i]!)).toBeLessThanOrEqual(m / 127 / 2 + 1e-6);
       }
     }
-  });
-});
-
-describe('CLI flags', () => {
-  it.each([
-    [{ 'magnitude-sparsity': '1' }, '--magnitude-sparsity: expected a fraction in [0, 1) (e.g. 0.5), got "1"'],
-    [{ 'magnitude-sparsity': '-0.2' }, '--magnitude-sparsity: expected a fraction in [0, 1) (e.g. 0.5), got "-0.2"'],
-    [{ 'magnitude-sparsity': 'half' }, '--magnitude-sparsity: expected a fraction in [0, 1) (e.g. 0.5), got "half"'],
-    [{ 'ffn-prune': '1.5' }, '--ffn-prune: expected a fraction in [0, 1) (e.g. 0.5), got "1.5"'],
-    [{ 'ffn-prune': '' }, '--ffn-prune: expected a fraction in [0, 1) (e.g. 0.5), got ""'],
-    [{ 'ffn-prune': '0.2', 'ffn-scope': 'layer' }, '--ffn-scope: expected per-layer or global, got "layer"'],
-    [{ 'ffn-scope': 'global' }, '--ffn-scope: only applies with --ffn-prune, which was not given'],
-    [{ 'per-layer': true }, '--per-layer: only applies with --magnitude-sparsity, which was not given'],
-    [{ 'prune-embeddings': true }, '--prune-embeddings: only applies with --magnitude-sparsity, which was not given'],
-  ])('%p -> %s', (args, message) => {
-    expect(() => compressionOptionsOf(args)).toThrow(ConfigError);
-    expect(() => compressionOptionsOf(args)).toThrow(message);
-  });
-
-  it('parses good values, and a head mask becomes optional only when compressing', () => {
-    expect(compressionOptionsOf({ 'magnitude-sparsity': '0.5', 'per-layer': true, 'ffn-prune': '0.25', 'ffn-scope': 'global', int8: true })).toEqual({
-      magnitude: { sparsity: 0.5, scope: 'per-layer', includeEmbeddings: false },
-      ffn: { fraction: 0.25, scope: 'global' },
-      int8: true,
-    });
-    expect(compressionOptionsOf({})).toEqual({});
-    expect(maskInputOf({}, true)).toEqual({ input: 'none' });
-    // two mask sources keep the message they always had
-    expect(() => maskInputOf({ mask: 'gates', 'mask-descriptor': 'E:1:1' }, true)).toThrow(/^export: expected exactly one of --mask, --mask-descriptor, --hf-prune-dict, got --mask, --mask-descriptor$/);
-    expect(() => maskInputOf({}, false)).toThrow(/expected exactly one of --mask, --mask-descriptor, --hf-prune-dict \(or a weight compression/);
   });
 });

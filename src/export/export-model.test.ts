@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { DEFAULT_CONFIG } from '../config/defaults.js';
 import { HeadsConfigSchema, type HeadsConfig } from '../config/schema.js';
 import { crossFieldProblems } from '../config/load.js';
@@ -30,7 +30,6 @@ import { readSafetensors } from '../io/safetensors.js';
 import { exportModel, formatExportSummary } from './export-model.js';
 import { deriveMaskFromGates, maskedGateTensors, originalMaskShape } from './prune-model.js';
 import { fromPytorchTensors, pytorchNameOf } from './pytorch-format.js';
-import * as exportCommand from '../cli/commands/export.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = mkdtempSync(join(tmpdir(), 'heads-export-'));
@@ -374,48 +373,20 @@ describe('exportModel: bad inputs give one clear error', () => {
   });
 });
 
-describe('heads export (CLI handler, in-process)', () => {
-  type HandlerArgs = Parameters<typeof exportCommand.handler>[0];
-  const args = (extra: Partial<HandlerArgs>): HandlerArgs =>
-    ({ _: ['export'], $0: 'heads', model: gatedRun, 'runs-dir': join(root, 'cli-runs'), format: 'both', verify: true, backend: tf.getBackend() as 'wasm', ...extra }) as HandlerArgs;
-
-  it('exports into a new run folder and prints the summary', async () => {
-    const log = jest.spyOn(console, 'log').mockImplementation(() => {});
-    const err = jest.spyOn(console, 'error').mockImplementation(() => {});
-    await exportCommand.handler(args({ mask: maskPath }));
-    const printed = log.mock.calls.map((c) => String(c[0])).join('\n');
-    log.mockRestore();
-    err.mockRestore();
-    expect(process.exitCode ?? 0).toBe(0);
-    expect(printed).toMatch(/^exported .*cli-runs\/\d{8}-\d{6}-export-tiny/);
+describe('exportModel as `heads export` calls it', () => {
+  it('exports into a folder and summarises the heads kept', async () => {
+    const outDir = join(root, 'lib-export');
+    const summary = await exportModel({ from: gatedRun, mask: readHeadMask(maskPath), outDir });
+    const printed = formatExportSummary(summary);
+    expect(printed.split('\n')[0]).toBe(`exported ${outDir}`);
     expect(printed).toMatch(/dec-enc +heads +5\/8/);
-    const outDir = /^exported (\S+)/.exec(printed)![1]!;
-    for (const f of ['command.txt', 'git.json', 'env.json', 'config.json', 'export.json', 'safetensors/model.safetensors']) expect(existsSync(join(outDir, f))).toBe(true);
+    for (const f of ['config.json', 'export.json', 'safetensors/model.safetensors']) expect({ f, exists: existsSync(join(outDir, f)) }).toEqual({ f, exists: true });
   });
 
-  it.each([
-    ['two mask sources', { mask: maskPath, 'mask-descriptor': 'E:1:1' }, /^error: export: expected exactly one of --mask, --mask-descriptor, --hf-prune-dict, got --mask, --mask-descriptor$/],
-    ['no mask source', {}, /^error: export: expected exactly one of .* got none$/],
-    ['a missing mask file', { mask: join(root, 'nope.json') }, /^error: .*nope\.json: head mask not found$/],
-    ['a descriptor that does not fit', { 'mask-descriptor': 'E:1:9' }, /^error: descriptor "E:1:9": "E:1:9": head 9 out of range 1\.\.4 \(1-based\)$/],
-  ] as Array<[string, Partial<HandlerArgs>, RegExp]>)('%s: one line on stderr, exit code 2', async (_name, extra, message) => {
-    const err = jest.spyOn(console, 'error').mockImplementation(() => {});
-    const log = jest.spyOn(console, 'log').mockImplementation(() => {});
-    await exportCommand.handler(args({ ...extra, out: join(root, `cli-bad-${Math.random().toString(36).slice(2)}`) }));
-    const lines = err.mock.calls.map((c) => String(c[0])).filter((l) => l.startsWith('error:'));
-    err.mockRestore();
-    log.mockRestore();
-    expect(process.exitCode).toBe(2);
-    process.exitCode = 0;
-    expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(message);
-  });
-
-  it('maps --mask gates, --mask-descriptor and --hf-prune-dict to mask inputs', () => {
-    const hf = join(root, 'hf.json');
-    writeFileSync(hf, JSON.stringify({ 'enc-self': { '0': [1] } }));
-    expect(exportCommand.maskInputOf({ mask: 'gates' })).toEqual({ input: 'gates' });
-    expect(exportCommand.maskInputOf({ 'mask-descriptor': 'E:1:1' })).toEqual({ input: { kind: 'descriptor', text: 'E:1:1' } });
-    expect(exportCommand.maskInputOf({ 'hf-prune-dict': hf })).toEqual({ input: { kind: 'hf-prune-dict', value: { 'enc-self': { '0': [1] } }, sourceName: hf }, name: hf });
+  it('a descriptor that does not fit the model is a MaskError naming the head and the range', async () => {
+    const outDir = join(root, 'lib-bad-descriptor');
+    const run = exportModel({ from: gatedRun, mask: { kind: 'descriptor', text: 'E:1:9' }, outDir });
+    await expect(run).rejects.toThrow(MaskError);
+    await expect(exportModel({ from: gatedRun, mask: { kind: 'descriptor', text: 'E:1:9' }, outDir })).rejects.toThrow(/"E:1:9": head 9 out of range 1\.\.4 \(1-based\)$/);
   });
 });

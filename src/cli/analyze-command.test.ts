@@ -9,9 +9,9 @@ import { createTransformer } from '../model/transformer.js';
 import { writeCheckpoint } from '../io/checkpoint.js';
 import { Rng } from '../util/random.js';
 import { useTestBackend } from '../test-utils/backend.js';
-import * as analyzeCommand from '../cli/commands/analyze.js';
-import { readHeadReport } from './report.js';
-import { tinyConfig } from './test-fixtures.js';
+import * as analyzeCommand from './commands/analyze.js';
+import { readHeadReport } from '../analysis/report.js';
+import { tinyConfig } from '../analysis/test-fixtures.js';
 
 type HandlerArgs = Parameters<typeof analyzeCommand.handler>[0];
 

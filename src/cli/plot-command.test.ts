@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ArgumentsCamelCase } from 'yargs';
 import { jest } from '@jest/globals';
-import { defaultOutDir, handler } from '../cli/commands/plot.js';
+import { defaultOutDir, handler } from './commands/plot.js';
 
-const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
+const FIXTURES = fileURLToPath(new URL('../plots/fixtures/', import.meta.url));
 
 type HandlerArgs = Parameters<typeof handler>[0];
 
