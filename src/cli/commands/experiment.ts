@@ -151,8 +151,8 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
     // without run folders (a fresh clone), the committed hypotheses rebuild the report
     const fromHyps = args['from-hyps'] ?? (args.action === 'report' && !stages.some((s) => stageState(s) === 'done') && hasHyps(reportDir));
     if (fromHyps && args['from-hyps'] === undefined) console.error(`report: no stage folder is done under ${args['runs-dir']}; rebuilding from ${join(reportDir, 'hyps')} (--no-from-hyps: from the run folders only)`);
-    if (args.merge && fromHyps) throw new ConfigError([`--merge: keeps the committed rows beside the rows of the stages done under ${args['runs-dir']}; with --from-hyps (or no stage done there) every row is a committed one already`]);
-    const { rows, csvPath, mdPath, rescored } = writeReport(stages, reportDir, { fromHyps, merge: args.merge });
+    // --merge with nothing done here is the committed report rebuilt (--from-hyps)
+    const { rows, csvPath, mdPath, rescored } = writeReport(stages, reportDir, { fromHyps, merge: args.merge && !fromHyps });
     if (rescored) console.error(`report: ${args.merge ? 'kept' : 're-scored'} ${rescored.rows} committed rows from ${join(reportDir, 'hyps')}; largest change of a test BLEU against results.csv: ${rescored.maxBleuChange.toFixed(6)}`);
     console.log(markdownTable(rows));
     console.error(`report: ${csvPath}, ${mdPath}`);
