@@ -33,6 +33,14 @@ export interface NativeBlas {
    */
   attentionForward(F: Float32Array, dims: Int32Array, offs: Float64Array): void;
   attentionBackward(F: Float32Array, dims: Int32Array, offs: Float64Array): void;
+  /**
+   * out = LN(x + drop(r)) g + b over rows (see src/native_blas.c): dims [rows, d, hasR, hasDrop]; forward offs
+   * [x, r, g, b, out, xhat, rstd, mask, 0], backward offs [dy, xhat, rstd, g, mask, dx, dr, dg, db, 0].
+   */
+  layerNormForward(F: Float32Array, dims: Int32Array, offs: Float64Array, eps: number, rate: number, seed: number): void;
+  layerNormBackward(F: Float32Array, dims: Int32Array, offs: Float64Array): void;
+  /** One Adam step over n elements of F: offs [p, m, v, g, pOut, mOut, vOut, 0], k [b1, 1-b1, b2, 1-b2, c1, lr, c2, eps] (float32 values). */
+  adamUpdate(F: Float32Array, n: number, offs: Float64Array, k: Float64Array): void;
   /** Sets OpenBLAS's thread count; returns the count now in effect. */
   setThreads(n: number): number;
   getThreads(): number;

@@ -39,6 +39,11 @@ export interface NativeBlas {
   /** One layer's multi-head attention forward / backward on one array (attention-kernel.ts); absent in older builds. */
   attentionForward?(F: Float32Array, dims: Int32Array, offs: Float64Array): void;
   attentionBackward?(F: Float32Array, dims: Int32Array, offs: Float64Array): void;
+  /** Post-norm residual layer norm forward / backward on one array (layer-norm-kernel.ts); absent in older builds. */
+  layerNormForward?(F: Float32Array, dims: Int32Array, offs: Float64Array, eps: number, rate: number, seed: number): void;
+  layerNormBackward?(F: Float32Array, dims: Int32Array, offs: Float64Array): void;
+  /** One Adam step over n elements on one array (adam-kernel.ts); absent in older builds. */
+  adamUpdate?(F: Float32Array, n: number, offs: Float64Array, k: Float64Array): void;
   setThreads(n: number): number;
   getThreads(): number;
   config(): { config: string; corename: string; numProcs: number; threads: number };

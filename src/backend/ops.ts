@@ -18,7 +18,9 @@
  *   which train/objective.ts uses where it is registered, and the fused dropout kernel `HeadsDropout`
  *   behind `fastDropout` (dropout.ts).
  * - wasm with the addon: multi-head attention as one native kernel per direction, `HeadsAttention` and
- *   `HeadsAttentionGrad` (attention-kernel.ts), which model/attention.ts uses where registered.
+ *   `HeadsAttentionGrad` (attention-kernel.ts), which model/attention.ts uses where registered; layer
+ *   norm with the post-norm residual and dropout, `HeadsLayerNorm(Grad)` (layer-norm-kernel.ts), used by
+ *   model/layers.ts; one Adam step per parameter, `HeadsAdam` (adam-kernel.ts), used by train/adam.ts.
  *
  * Installing is idempotent (a kernel already carrying the requested fix is left alone; tfjs would warn
  * or throw on a double registration), `restoreStockKernels` undoes everything for A/B benchmarks and
@@ -35,6 +37,8 @@ import { wasmGatherRows } from './gather-rows.js';
 import { wasmNativeSum } from './native-sum.js';
 import { DROPOUT_KERNEL, cpuDropout, wasmDropout } from './dropout.js';
 import { ATTENTION_GRAD_KERNEL, ATTENTION_KERNEL, nativeAttention, wasmAttention, wasmAttentionGrad } from './attention-kernel.js';
+import { ADAM_KERNEL, nativeAdam, wasmAdam } from './adam-kernel.js';
+import { LAYER_NORM_GRAD_KERNEL, LAYER_NORM_KERNEL, nativeLayerNorm, wasmLayerNorm, wasmLayerNormGrad } from './layer-norm-kernel.js';
 
 export type { InstalledFix } from './kernel-registry.js';
 export type { NativeBlasStatus } from './native-blas.js';
@@ -64,6 +68,10 @@ export interface BackendFixOptions {
   nativeLoss?: boolean;
   /** wasm with native BLAS: attention in one kernel per direction, HeadsAttention(Grad) (default true) */
   fusedAttention?: boolean;
+  /** wasm with native BLAS: layer norm (+ post-norm residual and dropout) in one kernel per direction (default true) */
+  fusedLayerNorm?: boolean;
+  /** wasm with native BLAS: each parameter's Adam step as one native kernel, HeadsAdam (default true) */
+  nativeAdam?: boolean;
   /** wasm: GatherV2 on axis 0 as row copies (default true) */
   rowGather?: boolean;
   /** wasm with native BLAS: Sum over leading/trailing axes as a product with ones (default true) */
@@ -123,6 +131,17 @@ export function installBackendFixes(backendName: string, opts: BackendFixOptions
       restoreKernel('wasm', ATTENTION_KERNEL);
       restoreKernel('wasm', ATTENTION_GRAD_KERNEL);
     }
+    const ln = (opts.fusedLayerNorm ?? true) ? nativeLayerNorm(blas) : null;
+    if (ln !== null) {
+      installKernelFix('wasm', LAYER_NORM_KERNEL, 'native-c', () => wasmLayerNorm(ln));
+      installKernelFix('wasm', LAYER_NORM_GRAD_KERNEL, 'native-c', () => wasmLayerNormGrad(ln));
+    } else {
+      restoreKernel('wasm', LAYER_NORM_KERNEL);
+      restoreKernel('wasm', LAYER_NORM_GRAD_KERNEL);
+    }
+    const adam = (opts.nativeAdam ?? true) ? nativeAdam(blas) : null;
+    if (adam !== null) installKernelFix('wasm', ADAM_KERNEL, 'native-c', () => wasmAdam(adam));
+    else restoreKernel('wasm', ADAM_KERNEL);
     if (opts.rowGather ?? true) {
       installKernelFix('wasm', 'GatherV2', 'js-row-copy', (stock) => wasmGatherRows(stock));
     } else {

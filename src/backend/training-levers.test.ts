@@ -1,7 +1,9 @@
 /**
  * Issue 18's native training kernels change no training run beyond float32 rounding: a tiny post-norm
- * model with gates on every attention trains 6 steps (1 worker, dropout on, same seeds) with the kernels
- * (native loss rows, fused attention) and without them, and the two loss curves and final parameters agree.
+ * model with gates on every attention trains 6 steps (1 worker, same seeds) with the kernels (native loss
+ * rows, fused attention, fused residual layer norm, native Adam) and without them, and the two loss curves and final
+ * parameters agree. Dropout is 0 here: the fused layer norm draws its masks from dropout.ts's hash, not
+ * tf.dropout's stream (that its masks are the hash's is tested in layer-norm-kernel.test.ts).
  * Skipped, with a message, when the addon (or its new functions) is not built.
  */
 import { afterAll, beforeAll, expect, it } from '@jest/globals';
@@ -11,6 +13,7 @@ import { installBackendFixes, restoreStockKernels } from './ops.js';
 import { loadNativeBlas } from './native-blas.js';
 import { nativeAttention } from './attention-kernel.js';
 import { nativeXentRows } from './softmax-xent.js';
+import { nativeLayerNorm } from './layer-norm-kernel.js';
 import { loadConfig } from '../config/load.js';
 import type { EncodedPair } from '../data/batches.js';
 import { createTransformer } from '../model/transformer.js';
@@ -18,7 +21,7 @@ import { Trainer } from '../train/trainer.js';
 import { Rng } from '../util/random.js';
 
 const blas = loadNativeBlas().blas;
-const available = nativeAttention(blas) !== null && nativeXentRows(blas) !== null;
+const available = nativeAttention(blas) !== null && nativeXentRows(blas) !== null && nativeLayerNorm(blas) !== null;
 if (!available) console.warn('training-levers test skipped: the addon (or its attention / smoothedXent functions) is not built; run scripts/setup-native.sh');
 const itNative = available ? it : it.skip;
 
@@ -32,7 +35,7 @@ afterAll(() => {
 });
 
 async function curve(kernels: boolean): Promise<{ losses: number[]; params: Float32Array; init: Float32Array }> {
-  installBackendFixes('wasm', { nativeLoss: kernels, fusedAttention: kernels, blasThreads: 1 });
+  installBackendFixes('wasm', { nativeLoss: kernels, fusedAttention: kernels, fusedLayerNorm: kernels, nativeAdam: kernels, blasThreads: 1 });
   const rng = new Rng(3);
   const vocab = 40;
   const pairs: EncodedPair[] = Array.from({ length: 48 }, (_, index) => {
@@ -40,7 +43,7 @@ async function curve(kernels: boolean): Promise<{ losses: number[]; params: Floa
     return { src: Array.from({ length: n }, () => 4 + rng.int(vocab - 4)), tgt: Array.from({ length: n + rng.int(3) }, () => 4 + rng.int(vocab - 4)), index };
   });
   const cfg = loadConfig(null, [
-    'model.encoderLayers=1', 'model.decoderLayers=1', 'model.heads=2', 'model.dModel=16', 'model.dFF=32', 'model.norm=post',
+    'model.encoderLayers=1', 'model.decoderLayers=1', 'model.heads=2', 'model.dModel=16', 'model.dFF=32', 'model.norm=post', 'model.dropout=0',
     'gates.attention=[enc-self,dec-self,dec-enc]', 'train.maxTokensPerBatch=120', 'train.workers=1', 'train.evalEverySteps=0',
     'train.maxSteps=6', 'train.warmupSteps=2',
   ]);

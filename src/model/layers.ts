@@ -6,6 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { deriveSeed } from '../util/random.js';
 import { fusedLayerNorm, hasFusedLayerNorm } from '../backend/layer-norm-kernel.js';
+import { fastDropout } from '../backend/dropout.js';
 
 /** Per-forward context: train/eval mode and a deterministic stream of dropout seeds. */
 export class ForwardContext {
@@ -55,9 +56,13 @@ export function residualLayerNorm(x: tf.Tensor, y: tf.Tensor, g: tf.Tensor, b: t
   return layerNorm(x.add(dropout(y, ctx.dropout, ctx)), g, b, eps);
 }
 
+/**
+ * Inverted dropout with the next seed of ctx: the fused `HeadsDropout` kernel where registered (wasm and
+ * cpu by default: one pass, masks from backend/dropout.ts's hash), else tf.dropout (seedrandom's stream).
+ */
 export function dropout(x: tf.Tensor, rate: number, ctx: ForwardContext): tf.Tensor {
   if (!ctx.isTraining || rate <= 0) return x;
-  return tf.dropout(x, rate, undefined, ctx.nextSeed());
+  return fastDropout(x, rate, ctx.nextSeed());
 }
 
 /** The FFN's activation (model.activation): relu (the default), swish = x sigmoid(x) (Marian), gelu (erf form). */

@@ -1,9 +1,12 @@
 /**
  * Adam (Kingma & Ba 2015) with bias correction, written out so its state (step, first and second moments)
  * is plain named tensors that checkpoints save and a resumed run restores exactly. Gradients are applied
- * to the variables whose names are given; the rest stay frozen.
+ * to the variables whose names are given; the rest stay frozen. Where the backend registers `HeadsAdam`
+ * (wasm with the OpenBLAS addon, backend/adam-kernel.ts) each parameter's step is that one kernel, with
+ * the same float32 operations in the same order as the ops below (the same bits, tested).
  */
 import * as tf from '@tensorflow/tfjs';
+import { adamStep, hasAdamKernel } from '../backend/adam-kernel.js';
 
 export interface AdamSettings {
   beta1: number;
@@ -33,12 +36,20 @@ export class Adam {
     const { beta1, beta2, eps } = this.settings;
     const c1 = 1 - Math.pow(beta1, this.step);
     const c2 = 1 - Math.pow(beta2, this.step);
+    const native = hasAdamKernel();
     tf.tidy(() => {
       for (const [name, g] of grads) {
         const p = params.get(name);
         if (!p) throw new Error(`gradient for unknown parameter ${name}`);
         const m = this.slot(this.m, name, p);
         const v = this.slot(this.v, name, p);
+        if (native && p.dtype === 'float32' && g.dtype === 'float32') {
+          const [pn, mn, vn] = adamStep(p, m, v, g, { beta1, beta2, c1, c2, lr: lr * lrScale(name), eps });
+          m.assign(mn);
+          v.assign(vn);
+          p.assign(pn);
+          continue;
+        }
         m.assign(m.mul(beta1).add(g.mul(1 - beta1)));
         v.assign(v.mul(beta2).add(g.square().mul(1 - beta2)));
         p.assign(p.sub(m.div(c1).mul(lr * lrScale(name)).div(v.div(c2).sqrt().add(eps))));

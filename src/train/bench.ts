@@ -69,12 +69,17 @@ export interface NewKernels {
   rowGather: boolean;
   nativeSum: boolean;
   fusedDropout: boolean;
-  /** the fused loss's rows in C (issue 18) */
+  /** issue 18: the fused loss's rows in C, attention / residual layer norm / Adam as native kernels */
   nativeLoss: boolean;
+  fusedAttention: boolean;
+  fusedLayerNorm: boolean;
+  nativeAdam: boolean;
 }
 
-const ALL_NEW: NewKernels = { fusedLoss: true, sharedIdentity: true, rowGather: true, nativeSum: true, fusedDropout: true, nativeLoss: true };
-const NONE_NEW: NewKernels = { fusedLoss: false, sharedIdentity: false, rowGather: false, nativeSum: false, fusedDropout: false, nativeLoss: false };
+const ALL_NEW: NewKernels = { fusedLoss: true, sharedIdentity: true, rowGather: true, nativeSum: true, fusedDropout: true, nativeLoss: true, fusedAttention: true, fusedLayerNorm: true, nativeAdam: true };
+const NONE_NEW: NewKernels = { fusedLoss: false, sharedIdentity: false, rowGather: false, nativeSum: false, fusedDropout: false, nativeLoss: false, fusedAttention: false, fusedLayerNorm: false, nativeAdam: false };
+/** the kernel set before issue 18's native kernels (fusedDropout then registered but unused by the model) */
+const BEFORE_18: NewKernels = { ...ALL_NEW, nativeLoss: false, fusedAttention: false, fusedLayerNorm: false, nativeAdam: false, fusedDropout: false };
 
 export interface BenchRow {
   config: BenchConfig;
@@ -185,6 +190,7 @@ export function benchConfigurations(opts: { backend: string; native: boolean; co
   if (opts.backend === 'wasm') out.push({ id: 'wrapper', label: 'wasm XNNPACK + transpose wrapper', workers: 1, nativeBlas: false, blasThreads: 1, ...base });
   if (opts.native) {
     out.push({ id: 'native-before', label: `native BLAS ${t}T, earlier kernel set`, workers: 1, nativeBlas: true, blasThreads: t, kernels: NONE_NEW });
+    out.push({ id: 'native-1t-before18', label: 'native BLAS 1T, kernels before issue 18', workers: 1, nativeBlas: true, blasThreads: 1, kernels: BEFORE_18 });
     out.push({ id: 'native-1t', label: 'native BLAS 1T', workers: 1, nativeBlas: true, blasThreads: 1, ...base });
     if (opts.ablation) {
       for (const k of Object.keys(ALL_NEW) as Array<keyof NewKernels>)

@@ -38,6 +38,19 @@
  *         ldq/ldk/ldv (so a fused [q|k|v] input gets one fused gradient), dGate [B or 1, h] summed over
  *         rows (and over b when gateStrideB is 0).
  *       Extents are checked against F; outputs must not overlap inputs.
+ *   layerNormForward(F, dims, offs, eps, rate, seed) / layerNormBackward(F, dims, offs)
+ *       out = LN(x + drop(r)) * g + b over rows of width d (post-norm residual; r absent: LN(x)), all
+ *       operands in one Float32Array F. dims = Int32Array [rows, d, hasR, hasDrop]. Dropout keeps an
+ *       element with probability 1 - rate, scaled by 1 / (1 - rate), drawn from the same hash of (seed,
+ *       element index) as src/backend/dropout.ts dropoutInto (so its masks are that kernel's masks).
+ *       forward offs (Float64Array) [x, r, g, b, out, xhat, rstd, mask]; backward offs
+ *       [dy, xhat, rstd, g, mask, dx, dr, dg, db]: dx = d/dx, dr = dx * mask, dg, db summed over rows.
+ *   adamUpdate(F, n, offs, k)
+ *       one Adam step over n elements in F: offs (Float64Array) [p, m, v, g, pOut, mOut, vOut], k
+ *       (Float64Array) [beta1, 1 - beta1, beta2, 1 - beta2, c1, lr, c2, eps] (taken as float32):
+ *       m' = m b1 + g (1 - b1), v' = v b2 + g^2 (1 - b2), p' = p - (m' / c1) lr / (sqrt(v' / c2) + eps),
+ *       each operation rounded to float32 in train/adam.ts's order (no contraction), so the result is
+ *       the tfjs ops' bit for bit.
  *   setThreads(n), getThreads(), config() -> { config, corename, numProcs, threads }
  */
 #define NAPI_VERSION 8
@@ -868,6 +881,242 @@ static napi_value AttentionBackward(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* ---- layer norm with residual and dropout ------------------------------------------------ */
+
+/* dropout.ts dropoutInto's mask: one 32-bit hash per pair of elements, 16 bits each */
+static inline float dropout_mask(uint32_t s, int64_t i, uint32_t threshold, float scale) {
+  uint32_t h = (uint32_t)(i >> 1) * 0x9e3779b9u + s;
+  h ^= h >> 16;
+  h *= 0x85ebca6bu;
+  h ^= h >> 13;
+  h *= 0xc2b2ae35u;
+  h ^= h >> 16;
+  const uint32_t bits = (i & 1) ? (h >> 16) : (h & 0xffffu);
+  return bits < threshold ? scale : 0.0f;
+}
+
+static napi_value LayerNormForward(napi_env env, napi_callback_info info) {
+  static const char *fn = "layerNormForward";
+  size_t argc = 6;
+  napi_value argv[6];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 6) {
+    throw_type(env, fn, "expected (F, dims, offs, eps, rate, seed)");
+    return NULL;
+  }
+  f32view F;
+  const int32_t *dm = NULL;
+  int64_t dlen = 0;
+  bool present = false;
+  double o[9];
+  double eps, rate, seedD;
+  if (!get_f32(env, fn, argv[0], "F", &F) || !get_i32_opt(env, fn, argv[1], "dims", &dm, &dlen, &present)) return NULL;
+  if (!present || dlen < 4 || dm[0] < 0 || dm[1] < 0) {
+    throw_type(env, fn, "dims must be an Int32Array [rows, d, hasR, hasDrop]");
+    return NULL;
+  }
+  if (!get_offsets(env, fn, argv[2], 9, o)) return NULL; /* 8 offsets + a pad slot */
+  if (napi_get_value_double(env, argv[3], &eps) != napi_ok || napi_get_value_double(env, argv[4], &rate) != napi_ok ||
+      napi_get_value_double(env, argv[5], &seedD) != napi_ok) {
+    throw_type(env, fn, "eps, rate and seed must be numbers");
+    return NULL;
+  }
+  const int64_t rows = dm[0], d = dm[1];
+  const bool hasR = dm[2] != 0, hasDrop = hasR && dm[3] != 0;
+  if (!(rate >= 0 && rate < 1) || !(eps >= 0)) {
+    throw_range(env, fn, "rate must be in [0, 1) and eps >= 0");
+    return NULL;
+  }
+  const int64_t oX = (int64_t)o[0], oR = (int64_t)o[1], oG = (int64_t)o[2], oB = (int64_t)o[3];
+  const int64_t oOut = (int64_t)o[4], oXh = (int64_t)o[5], oRs = (int64_t)o[6], oM = (int64_t)o[7];
+  const int64_t n = rows * d;
+  span in[4] = {{oX, oX + n}, {oG, oG + d}, {oB, oB + d}, {oR, oR + (hasR ? n : 0)}};
+  span out[4] = {{oOut, oOut + n}, {oXh, oXh + n}, {oRs, oRs + rows}, {oM, oM + (hasDrop ? n : 0)}};
+  if (n == 0) return NULL;
+  if (!check_spans(env, fn, F.len, in, 4, out, 4)) return NULL;
+  float *f = F.data;
+  const double keep = 1.0 - rate;
+  const float scale = (float)(1.0 / keep);
+  /* dropoutInto: Math.round(keep * 65536) and (imul(seed | 0, 0x85ebca77) + 0x165667b1) | 0 */
+  const uint32_t threshold = (uint32_t)floor(keep * 65536.0 + 0.5);
+  const uint32_t s = (uint32_t)(int64_t)fmod(seedD, 4294967296.0) * 0x85ebca77u + 0x165667b1u;
+  for (int64_t i = 0; i < rows; i++) {
+    float *xh = f + oXh + i * d;
+    const float *x = f + oX + i * d;
+    double sum = 0;
+    if (hasR) {
+      const float *r = f + oR + i * d;
+      if (hasDrop) {
+        float *m = f + oM + i * d;
+        for (int64_t j = 0; j < d; j++) {
+          m[j] = dropout_mask(s, i * d + j, threshold, scale);
+          xh[j] = x[j] + r[j] * m[j];
+        }
+      } else {
+        for (int64_t j = 0; j < d; j++) xh[j] = x[j] + r[j];
+      }
+    } else {
+      for (int64_t j = 0; j < d; j++) xh[j] = x[j];
+    }
+    for (int64_t j = 0; j < d; j++) sum += xh[j];
+    const double mean = sum / (double)d;
+    double var = 0;
+    for (int64_t j = 0; j < d; j++) {
+      const double c = (double)xh[j] - mean;
+      var += c * c;
+    }
+    var /= (double)d;
+    const float rs = (float)(1.0 / sqrt(var + eps));
+    f[oRs + i] = rs;
+    const float mf = (float)mean;
+    const float *g = f + oG, *b = f + oB;
+    float *y = f + oOut + i * d;
+    for (int64_t j = 0; j < d; j++) {
+      const float v = (xh[j] - mf) * rs;
+      xh[j] = v;
+      y[j] = v * g[j] + b[j];
+    }
+  }
+  return NULL;
+}
+
+static napi_value LayerNormBackward(napi_env env, napi_callback_info info) {
+  static const char *fn = "layerNormBackward";
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 3) {
+    throw_type(env, fn, "expected (F, dims, offs)");
+    return NULL;
+  }
+  f32view F;
+  const int32_t *dm = NULL;
+  int64_t dlen = 0;
+  bool present = false;
+  double o[10];
+  if (!get_f32(env, fn, argv[0], "F", &F) || !get_i32_opt(env, fn, argv[1], "dims", &dm, &dlen, &present)) return NULL;
+  if (!present || dlen < 4 || dm[0] < 0 || dm[1] < 0) {
+    throw_type(env, fn, "dims must be an Int32Array [rows, d, hasR, hasDrop]");
+    return NULL;
+  }
+  if (!get_offsets(env, fn, argv[2], 10, o)) return NULL;
+  const int64_t rows = dm[0], d = dm[1];
+  const bool hasR = dm[2] != 0, hasDrop = hasR && dm[3] != 0;
+  const int64_t oDy = (int64_t)o[0], oXh = (int64_t)o[1], oRs = (int64_t)o[2], oG = (int64_t)o[3], oM = (int64_t)o[4];
+  const int64_t oDx = (int64_t)o[5], oDr = (int64_t)o[6], oDg = (int64_t)o[7], oDb = (int64_t)o[8];
+  const int64_t n = rows * d;
+  span in[5] = {{oDy, oDy + n}, {oXh, oXh + n}, {oRs, oRs + rows}, {oG, oG + d}, {oM, oM + (hasDrop ? n : 0)}};
+  span out[4] = {{oDx, oDx + n}, {oDr, oDr + (hasR ? n : 0)}, {oDg, oDg + d}, {oDb, oDb + d}};
+  if (d == 0) return NULL;
+  if (!check_spans(env, fn, F.len, in, 5, out, 4)) return NULL;
+  float *f = F.data;
+  double *acc = (double *)calloc((size_t)(2 * d), sizeof(double));
+  if (acc == NULL) {
+    napi_throw_error(env, "ERR_NATIVE_BLAS_NOMEM", "layerNormBackward: out of memory");
+    return NULL;
+  }
+  const float *g = f + oG;
+  for (int64_t i = 0; i < rows; i++) {
+    const float *dy = f + oDy + i * d, *xh = f + oXh + i * d;
+    const float rs = f[oRs + i];
+    double s1 = 0, s2 = 0;
+    for (int64_t j = 0; j < d; j++) {
+      const float dxh = dy[j] * g[j];
+      s1 += dxh;
+      s2 += (double)dxh * xh[j];
+      acc[j] += (double)dy[j] * xh[j];
+      acc[d + j] += dy[j];
+    }
+    const float m1 = (float)(s1 / (double)d), m2 = (float)(s2 / (double)d);
+    float *dx = f + oDx + i * d;
+    for (int64_t j = 0; j < d; j++) dx[j] = rs * (dy[j] * g[j] - m1 - xh[j] * m2);
+    if (hasR) {
+      float *dr = f + oDr + i * d;
+      if (hasDrop) {
+        const float *m = f + oM + i * d;
+        for (int64_t j = 0; j < d; j++) dr[j] = dx[j] * m[j];
+      } else {
+        for (int64_t j = 0; j < d; j++) dr[j] = dx[j];
+      }
+    }
+  }
+  for (int64_t j = 0; j < d; j++) {
+    f[oDg + j] = (float)acc[j];
+    f[oDb + j] = (float)acc[d + j];
+  }
+  free(acc);
+  return NULL;
+}
+
+/* ---- Adam ---------------------------------------------------------------------------------- */
+
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+static void adam_rows(const float *p, const float *m, const float *v, const float *g, float *po, float *mo, float *vo,
+                      int64_t n, const float *k) {
+  const float b1 = k[0], omb1 = k[1], b2 = k[2], omb2 = k[3], c1 = k[4], lr = k[5], c2 = k[6], eps = k[7];
+  for (int64_t i = 0; i < n; i++) {
+    const float gi = g[i];
+    const float a = m[i] * b1;
+    const float b = gi * omb1;
+    const float mn = a + b;
+    const float c = v[i] * b2;
+    const float sq = gi * gi;
+    const float d = sq * omb2;
+    const float vn = c + d;
+    const float mh = mn / c1;
+    const float step = mh * lr;
+    const float vh = vn / c2;
+    const float den = sqrtf(vh) + eps;
+    const float upd = step / den;
+    po[i] = p[i] - upd;
+    mo[i] = mn;
+    vo[i] = vn;
+  }
+}
+#pragma GCC pop_options
+
+static napi_value AdamUpdate(napi_env env, napi_callback_info info) {
+  static const char *fn = "adamUpdate";
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 4) {
+    throw_type(env, fn, "expected (F, n, offs, k)");
+    return NULL;
+  }
+  f32view F;
+  int64_t n;
+  double o[8], kd[9];
+  if (!get_f32(env, fn, argv[0], "F", &F) || !get_count(env, fn, argv[1], "n", MAX_ELEMS, &n) ||
+      !get_offsets(env, fn, argv[2], 8, o))
+    return NULL;
+  {
+    bool is_ta = false;
+    napi_typedarray_type type;
+    size_t length = 0;
+    void *ptr = NULL;
+    if (napi_is_typedarray(env, argv[3], &is_ta) != napi_ok || !is_ta ||
+        napi_get_typedarray_info(env, argv[3], &type, &length, &ptr, NULL, NULL) != napi_ok ||
+        type != napi_float64_array || length < 8) {
+      throw_type(env, fn, "k must be a Float64Array of 8");
+      return NULL;
+    }
+    memcpy(kd, ptr, 8 * sizeof(double));
+  }
+  float k[8];
+  for (int i = 0; i < 8; i++) k[i] = (float)kd[i];
+  span in[4], out[3];
+  for (int i = 0; i < 4; i++) in[i] = (span){(int64_t)o[i], (int64_t)o[i] + n};
+  for (int i = 0; i < 3; i++) out[i] = (span){(int64_t)o[4 + i], (int64_t)o[4 + i] + n};
+  if (n == 0) return NULL;
+  if (!check_spans(env, fn, F.len, in, 4, out, 3)) return NULL;
+  float *f = F.data;
+  adam_rows(f + (int64_t)o[0], f + (int64_t)o[1], f + (int64_t)o[2], f + (int64_t)o[3], f + (int64_t)o[4], f + (int64_t)o[5],
+            f + (int64_t)o[6], n, k);
+  return NULL;
+}
+
 /* ---- threads and configuration ----------------------------------------------------------- */
 
 static napi_value SetThreads(napi_env env, napi_callback_info info) {
@@ -923,6 +1172,9 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"smoothedXent", NULL, SmoothedXent, NULL, NULL, NULL, napi_enumerable, NULL},
       {"attentionForward", NULL, AttentionForward, NULL, NULL, NULL, napi_enumerable, NULL},
       {"attentionBackward", NULL, AttentionBackward, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"layerNormForward", NULL, LayerNormForward, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"layerNormBackward", NULL, LayerNormBackward, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"adamUpdate", NULL, AdamUpdate, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setThreads", NULL, SetThreads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"getThreads", NULL, GetThreads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"config", NULL, Config, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -50,7 +50,7 @@ export function builder(y: Argv): Argv<Args> {
     .option('sentences', { ...intFlag('sentences', 1), default: 80, describe: 'sentences per step (the global batch, split over workers)' })
     .option('length', { ...intFlag('length', 1), default: 24, describe: 'tokens per sentence (plus </s>)' })
     .option('set', { type: 'string', array: true, describe: 'config overrides, e.g. model.norm=post' })
-    .option('configs', { type: 'string', array: true, describe: 'only these configurations: wrapper, native-before, native-1t, native-<N>t, wrapper-workers, native-workers (with --ablation: native-1t-no-<kernel>)' })
+    .option('configs', { type: 'string', array: true, describe: 'only these configurations: wrapper, native-before, native-1t-before18, native-1t, native-<N>t, wrapper-workers, native-workers (with --ablation: native-1t-no-<kernel>)' })
     .option('workers', { ...intFlag('workers', 1), describe: 'workers of the data-parallel configurations (default: the number of cores)' })
     .option('ablation', { type: 'boolean', default: false, describe: 'train: also native BLAS 1T with each new kernel switched off in turn' })
     .option('decoding', { type: 'boolean', default: true, describe: 'also measure greedy / beam decoding steps/s' })
