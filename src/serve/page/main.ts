@@ -81,6 +81,7 @@ function modelCard(info: ServedModelInfo, index: number, translator: Translator)
 async function main(): Promise<void> {
   setState('loading');
   ort.env.wasm.wasmPaths = '/ort/';
+  ort.env.logLevel = 'error';
   // one thread: latencies compare the models, not the machine's free cores
   ort.env.wasm.numThreads = 1;
   const gpu = (navigator as Navigator & { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;

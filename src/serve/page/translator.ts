@@ -31,7 +31,9 @@ export async function loadTranslator(ort: typeof Ort, info: ServedModelInfo, pro
     fetchOk(info.base + info.files.tokenizer).then((r) => r.json() as Promise<unknown>),
   ]);
   const tokenizer = BpeTokenizer.fromJSON(tokenizerJson, `${info.name}/${info.files.tokenizer}`);
-  const options: Ort.InferenceSession.SessionOptions = { executionProviders: providers, graphOptimizationLevel: 'all' };
+  // errors only: onnxruntime-web prints its warnings (e.g. "some nodes were not assigned to the preferred
+  // execution providers", normal with WebGPU, where shape ops run on the CPU) through console.error
+  const options: Ort.InferenceSession.SessionOptions = { executionProviders: providers, graphOptimizationLevel: 'all', logSeverityLevel: 3 };
   const encoder = await ort.InferenceSession.create(new Uint8Array(encoderBytes), options);
   const decoder = await ort.InferenceSession.create(new Uint8Array(decoderBytes), options);
   const model: OnnxModel = { encoder, decoder, metadata: info.metadata, Tensor: ort.Tensor as unknown as OrtTensorClass };
