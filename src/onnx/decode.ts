@@ -9,8 +9,8 @@
  * - each decoder step feeds the last tokens, their position, and `beam_rows` (which past row each row
  *   continues): the graph gathers the self-attention caches and appends one position, so reordering beams
  *   costs no copy here; the present caches are fed back unchanged;
- * - greedy: the argmax of the logits (lowest id on ties, as tf.argMax); beam search: log-softmax in float32
- *   (x - max - log Σ exp, rounded as tf.logSoftmax rounds), scores accumulated in float32, the 2k best
+ * - greedy: the argmax of the logits (lowest id on ties, as tf.argMax); beam search: the graph's log_probs
+ *   (LogSoftmax in float32, as tf.logSoftmax), scores accumulated in float32, the 2k best
  *   continuations per sentence in tf.topk's order (higher first, lower beam * V + token on ties), </s> or the
  *   length limit finishing a hypothesis with score / ((5 + len) / 6)^alpha, a sentence done when it has k
  *   finished hypotheses or no live continuation, the best finished hypothesis returned;
@@ -33,6 +33,8 @@ export interface OrtSessionLike {
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
   run(feeds: Record<string, OrtTensorLike>): Promise<Record<string, OrtTensorLike>>;
+  /** `fetches`: the outputs wanted (ORT copies only those out) */
+  run(feeds: Record<string, OrtTensorLike>, fetches: readonly string[]): Promise<Record<string, OrtTensorLike>>;
 }
 
 /** The runtime's Tensor class: `new Tensor('float32' | 'int32', data, dims)`. */
@@ -94,6 +96,8 @@ class StepRunner {
   private past: Record<string, OrtTensorLike> = {};
   private readonly dh: number;
   private readonly self: number[];
+  /** the graph's log_probs output (exports of version 1 written before it existed lack it) */
+  readonly hasLogProbs: boolean;
 
   constructor(
     private readonly m: OnnxModel,
@@ -103,6 +107,7 @@ class StepRunner {
     this.dh = m.metadata.headDim;
     this.self = cachedLayers(m.metadata).self;
     const N = ONNX_NAMES;
+    this.hasLogProbs = m.decoder.outputNames.includes(N.logProbs);
     // zero-length caches for the first step
     for (const l of this.self) {
       const h = m.metadata.headsPerLayer['dec-self'][l]!;
@@ -128,26 +133,31 @@ class StepRunner {
 
   /**
    * One step: row r continues past row `beamRows[r]` with `tokens[r]` at `position`, and belongs to
-   * sentence `sentence[r]`. Returns the logits [rows, V].
+   * sentence `sentence[r]`. Returns the logits [rows, V], or with `want` 'log_probs' (when the graph has
+   * it) their log-softmax.
    */
-  async step(tokens: Int32Array, position: number, beamRows: Int32Array, sentence: readonly number[]): Promise<Float32Array> {
+  async step(tokens: Int32Array, position: number, beamRows: Int32Array, sentence: readonly number[], want: 'logits' | 'log_probs' = 'logits'): Promise<Float32Array> {
     const N = ONNX_NAMES;
     this.setRows(sentence);
     const R = tokens.length;
-    const out = await this.m.decoder.run({
-      ...this.sourceFeeds,
-      ...this.past,
-      [N.tokens]: new this.m.Tensor('int32', tokens, [R]),
-      [N.position]: new this.m.Tensor('int32', Int32Array.of(position), [1]),
-      [N.beamRows]: new this.m.Tensor('int32', beamRows, [R]),
-    });
+    const wanted = want === 'log_probs' && this.hasLogProbs ? N.logProbs : N.logits;
+    const out = await this.m.decoder.run(
+      {
+        ...this.sourceFeeds,
+        ...this.past,
+        [N.tokens]: new this.m.Tensor('int32', tokens, [R]),
+        [N.position]: new this.m.Tensor('int32', Int32Array.of(position), [1]),
+        [N.beamRows]: new this.m.Tensor('int32', beamRows, [R]),
+      },
+      [wanted, ...this.self.flatMap((l) => [N.presentKey(l), N.presentValue(l)])],
+    );
     const past: Record<string, OrtTensorLike> = {};
     for (const l of this.self) {
       past[N.pastKey(l)] = out[N.presentKey(l)]!;
       past[N.pastValue(l)] = out[N.presentValue(l)]!;
     }
     this.past = past;
-    return f32(out[N.logits], N.logits);
+    return f32(out[wanted], wanted);
   }
 }
 
@@ -242,7 +252,9 @@ export async function onnxBeam(m: OnnxModel, src: Int32Array, B: number, S: numb
   const idx = new Int32Array(n);
   for (let t = 0; t < maxLen && live; t++) {
     const rowSentence = Array.from({ length: slots.length * width }, (_, r) => sentenceOfSlot[Math.floor(r / width)]!);
-    const logits = await runner.step(tokens, t, beamRows, rowSentence);
+    // log-probabilities from the graph (LogSoftmax), else the logits normalised here
+    const logits = await runner.step(tokens, t, beamRows, rowSentence, 'log_probs');
+    const normalised = runner.hasLogProbs;
     const nextRows: number[] = [];
     const nextTokens: number[] = [];
     const nextScores: number[] = [];
@@ -269,7 +281,7 @@ export async function onnxBeam(m: OnnxModel, src: Int32Array, B: number, S: numb
         const s = scores[r]!;
         if (s === -Infinity) continue;
         const off = r * V;
-        const lse = shiftRow(logits, off, V);
+        const lse = normalised ? 0 : shiftRow(logits, off, V);
         let min = vals[n - 1]!;
         for (let v = 0; v < V; v++) {
           const x = Math.fround(Math.fround(logits[off + v]! - lse) + s);

@@ -18,6 +18,7 @@ export const ONNX_NAMES = {
   position: 'position',
   beamRows: 'beam_rows',
   logits: 'logits',
+  logProbs: 'log_probs',
   crossKey: (l: number) => `cross_key_${l}`,
   crossValue: (l: number) => `cross_value_${l}`,
   pastKey: (l: number) => `past_key_${l}`,

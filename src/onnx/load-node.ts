@@ -107,7 +107,7 @@ export function expectedNames(m: OnnxExportMetadata, graph: 'encoder' | 'decoder
   if (graph === 'encoder') return { inputs: [N.srcIds], outputs: [N.srcBias, ...crossNames] };
   return {
     inputs: [N.tokens, N.position, N.beamRows, N.srcBias, ...self.flatMap((l) => [N.pastKey(l), N.pastValue(l)]), ...crossNames],
-    outputs: [N.logits, ...self.flatMap((l) => [N.presentKey(l), N.presentValue(l)])],
+    outputs: [N.logits, N.logProbs, ...self.flatMap((l) => [N.presentKey(l), N.presentValue(l)])],
   };
 }
 

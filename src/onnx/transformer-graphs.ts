@@ -9,8 +9,8 @@
  *                 (its position, = the number of tokens before it), beam_rows [rows] int32 (the row of the
  *                 past caches each row continues: beam reordering happens inside the graph), src_bias and
  *                 cross_key_l / cross_value_l for these rows, past_key_l / past_value_l [past_rows, h_l,
- *                 past_len, head_dim] -> logits [rows, vocab], present_key_l / present_value_l [rows, h_l,
- *                 past_len + 1, head_dim]
+ *                 past_len, head_dim] -> logits [rows, vocab], log_probs [rows, vocab] (their log-softmax),
+ *                 present_key_l / present_value_l [rows, h_l, past_len + 1, head_dim]
  *
  * A layer left with no heads has no cache inputs or outputs: its attention adds W_O's bias only, as in the
  * toolkit (attention.ts). Everything else follows transformer.ts op for op: embeddings × sqrt(d) plus
@@ -334,7 +334,10 @@ export function buildDecoderGraph(c: ModelConfig, vocab: number, params: NamedAr
   }
   if (c.norm === 'pre') x = t.layerNorm(x, 'dec.ln');
   const hidden = g.op('Reshape', [x, g.constant('shape', 'int64', [2], [-1, c.dModel])]);
-  g.output(N.logits, t.logits(hidden), 'float32', ['rows', vocab]);
+  const logits = t.logits(hidden);
+  g.output(N.logits, logits, 'float32', ['rows', vocab]);
+  // log-softmax in the runtime (vectorised) for beam search
+  g.output(N.logProbs, g.op('LogSoftmax', [logits], { axis: -1 }), 'float32', ['rows', vocab]);
   for (const [name, value, dims] of outputs) g.output(name, value, 'float32', dims);
   return g;
 }
