@@ -92,7 +92,7 @@ beforeAll(async () => {
   await exportModel({ from: run, mask, outDir: pruned, formats: ['heads', 'onnx'], verify: false });
   const int8Mask = maskFromKeptSets(INT8_KEPT, originalMaskShape(tinyConfig().model), 'manual');
   await exportModel({ from: run, mask: int8Mask, outDir: int8, formats: ['onnx'], int8: true, verify: false });
-}, 120000);
+}, 180000);
 
 describe('readServedExport', () => {
   it('reads an export folder or its onnx/ folder: graph sizes, heads kept, decoding defaults', () => {
@@ -280,8 +280,8 @@ const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable
       if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.url()}`);
     });
     await page.goto(served.url);
-    await page.waitForSelector('body[data-state="ready"], body[data-state="error"]', { state: 'attached', timeout: 60000 });
-  }, 120000);
+    await page.waitForSelector('body[data-state="ready"], body[data-state="error"]', { state: 'attached', timeout: 150000 });
+  }, 180000);
 
   afterAll(async () => {
     await browser?.close();
@@ -292,7 +292,7 @@ const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable
     await page.fill('#source', SENTENCES.join('\n'));
     await page.fill('#beam', String(beam));
     await page.click('#translate');
-    await page.waitForSelector('body[data-state="done"], body[data-state="error"]', { state: 'attached', timeout: 60000 });
+    await page.waitForSelector('body[data-state="done"], body[data-state="error"]', { state: 'attached', timeout: 100000 });
     expect(await page.getAttribute('body', 'data-state')).toBe('done');
     const translations: string[][] = [];
     const latencies: number[][] = [];
@@ -342,7 +342,7 @@ const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable
     }
     const means = await page.locator('.mean-latency').allTextContents();
     for (const m of means) expect(m).toMatch(/^\d+\.\d ms \/ sentence$/);
-  });
+  }, 240000);
 
   it('logged no console error, page error or failed request', () => {
     expect(problems).toEqual([]);
