@@ -261,7 +261,8 @@ export interface MarianImportRecord {
 
 /**
  * Write an imported model as a toolkit run folder: config.json, tokenizer.json (MarianTokenizer),
- * marian.json and checkpoints/step-0000000 (no optimizer state). `provenance` is the CLI's record.
+ * marian.json, checkpoints/step-0000000 (no optimizer state) and results.json (no scores: a finished run
+ * for `heads experiment adopt`). The CLI writes the provenance.
  */
 export function writeImportedRun(
   m: MarianFolder,
@@ -273,4 +274,6 @@ export function writeImportedRun(
   const record: MarianImportRecord = { format: 'heads.marian-import', version: 1, source: m.folder, weightsFile: basename(m.weightsFile), hfConfig: m.config, hfGeneration: m.generation };
   run.writeJson('marian.json', record);
   writeCheckpoint(run.path, converted.config, converted.params);
+  // the imported model counts as a finished run (experiment adopt takes it as a study's baseline); no scores yet
+  run.writeJson('results.json', { imported: { from: m.folder, weightsFile: basename(m.weightsFile) }, steps: 0, devBleu: null, test: null });
 }
