@@ -35,6 +35,13 @@ export function headsKept(info: Pick<ServedModelInfo, 'metadata'>): { kept: numb
   return { kept, original };
 }
 
+/** 301512 -> "301.5k", 6.1e7 -> "61.0M" (parameter counts). */
+export function formatCount(n: number): string {
+  if (n < 1000) return String(n);
+  if (n < 1e6) return `${(n / 1000).toFixed(1)}k`;
+  return `${(n / 1e6).toFixed(1)}M`;
+}
+
 /** 1536 -> "1.54 kB", 3.2e6 -> "3.20 MB" (decimal units, as file managers show them). */
 export function formatBytes(bytes: number): string {
   if (bytes < 1000) return `${bytes} B`;

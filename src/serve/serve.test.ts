@@ -34,7 +34,7 @@ import { chromiumMissingMessage, findChromium } from '../plots/write.js';
 import { useTestBackend } from '../test-utils/backend.js';
 import { Rng } from '../util/random.js';
 import { DataError } from '../util/errors.js';
-import { formatBytes, headsKept } from './model-info.js';
+import { formatBytes, formatCount, headsKept } from './model-info.js';
 import { readServedExport } from './served-export.js';
 import { type RunningServer, startServer } from './server.js';
 
@@ -306,23 +306,27 @@ const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable
 
   it('loads the three models with onnxruntime-web and shows each one\'s size and heads kept per layer', async () => {
     expect(await page.getAttribute('body', 'data-state')).toBe('ready');
-    const columns: { name: string; size: string; heads: string; grid: string[] }[] = [];
+    const columns: { name: string; size: string; parameters: string; heads: string; grid: string[] }[] = [];
     for (const section of await page.locator('section.model').all()) {
       const grid: string[] = [];
       for (const row of await section.locator('table.grid tr').all()) {
         const cells = await row.locator('td').all();
         grid.push((await Promise.all(cells.map((c) => c.getAttribute('class')))).map((c) => (c === 'kept' ? 1 : 0)).join(''));
       }
-      columns.push({ name: await section.locator('h2').innerText(), size: await section.locator('.size').innerText(), heads: await section.locator('.heads-total').innerText(), grid });
+      columns.push({ name: await section.locator('h2').innerText(), size: await section.locator('.size').innerText(), parameters: await section.locator('.parameters').innerText(), heads: await section.locator('.heads-total').innerText(), grid });
     }
     const expected = [full, pruned, int8].map((f) => {
       const { info } = readServedExport(f);
       const { kept, original } = headsKept(info);
       // one row per layer: enc-self 0, 1, dec-self 0, 1, dec-enc 0, 1; a 1 per kept head
       const grid = (['enc-self', 'dec-self', 'dec-enc'] as const).flatMap((t) => info.metadata.keptHeads[t].map((ids) => [0, 1, 2, 3].map((h) => (ids.includes(h) ? 1 : 0)).join('')));
-      return { name: info.name, size: formatBytes(info.sizeBytes), heads: `${kept} / ${original}`, grid };
+      return { name: info.name, size: formatBytes(info.sizeBytes), parameters: formatCount(info.metadata.parameters), heads: `${kept} / ${original}`, grid };
     });
     expect(columns).toEqual(expected);
+    // the parameter counts are the exporter's own (export.json), not only model.json's
+    const afterExport = [full, pruned, int8].map((f) => (JSON.parse(readFileSync(join(f, 'export.json'), 'utf8')) as { parameters: { after: number } }).parameters.after);
+    expect(columns.map((c) => c.parameters)).toEqual(afterExport.map(formatCount));
+    expect(afterExport[1]).toBeLessThan(afterExport[0]!);
     expect(columns[1]!.grid).toEqual(['1011', '0000', '1111', '0011', '0101', '1110']);
     expect(columns[2]!.grid).toEqual(['1111', '0110', '1100', '0000', '0000', '1001']);
     expect(await page.inputValue('#beam')).toBe('3');

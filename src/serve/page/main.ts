@@ -8,7 +8,7 @@
  */
 import * as ort from 'onnxruntime-web/webgpu';
 import type { ServedModelInfo } from '../model-info.js';
-import { ATTENTION_TYPES, formatBytes, headsKept } from '../model-info.js';
+import { ATTENTION_TYPES, formatBytes, formatCount, headsKept } from '../model-info.js';
 import { type Translator, loadTranslator } from './translator.js';
 
 const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
@@ -67,7 +67,9 @@ function modelCard(info: ServedModelInfo, index: number, translator: Translator)
     el('div', { className: 'figures' }, [
       document.createTextNode('size '),
       el('b', { className: 'size', text: formatBytes(info.sizeBytes) }),
-      document.createTextNode(' · heads '),
+      document.createTextNode(' · '),
+      el('b', { className: 'parameters', text: formatCount(info.metadata.parameters) }),
+      document.createTextNode(' parameters · heads '),
       el('b', { className: 'heads-total', text: `${kept} / ${original}` }),
       document.createTextNode(` · ${translator.executionProvider}${info.metadata.quantization ? ' · int8' : ''}`),
     ]),
