@@ -228,7 +228,13 @@ describe('export stage settings', () => {
     const quick = hashes('experiments/sparsity-methods.yaml', 'quick');
     expect(quick.get('baseline')).toBe(quickVoita.get('baseline[seed=1]'));
     expect(quick.get('l0-enc-lambda[lambda=0.005]')).toBe(quickVoita.get('l0-enc-lambda[lambda=0.005,seed=1]'));
-    expect([...sparsity.keys()]).toEqual(['baseline', 'float', 'l0-enc-lambda[lambda=0.01]', 'heads', 'magnitude', 'ffn', 'int8', 'heads-int8']);
+    expect([...sparsity.keys()].slice(0, 8)).toEqual(['baseline', 'float', 'l0-enc-lambda[lambda=0.01]', 'heads', 'magnitude', 'ffn', 'int8', 'heads-int8']);
+    // every fine-tuned row starts from the shared baseline with head pruning's step cap (600; quick: 120)
+    const resolved = resolveStages(loadSpec('experiments/sparsity-methods.yaml'), expandStages(loadSpec('experiments/sparsity-methods.yaml')), 'runs');
+    const l0Steps = resolved.find((x) => x.instance.stage === 'l0-enc-lambda')!.config.train.maxSteps;
+    const tuned = resolved.filter((x) => x.instance.spec.kind === 'finetune');
+    expect(tuned.length).toBeGreaterThanOrEqual(8);
+    for (const t of tuned) expect([t.parent!.instance.id, t.config.train.maxSteps]).toEqual(['baseline', l0Steps]);
   });
 });
 

@@ -10,6 +10,13 @@
  * the least disturbed by other work on the machine. Rows are comparable when run on one machine under a
  * similar load (`--jobs 1`); output token counts are recorded because a model that stops earlier decodes
  * fewer steps.
+ *
+ * Beside BLEU the row gets chrF (sacreBLEU's chrF2 defaults, eval/metric.ts) and the counted cost figures of
+ * model-cost.ts (parameters total, non-zero and active per token, FFN and attention FLOPs per token, the
+ * share of attention-product FLOPs a sparse kernel would compute, MoE expert load). With `engine: onnx`
+ * the export also writes onnx/ (`--format onnx`, with int8: MatMulInteger on int8 activations quantized at
+ * run time, ORT's dynamic quantization) and BLEU, bytes (encoder.onnx + decoder.onnx) and decode time are
+ * those of the graphs in onnxruntime-node on one intra-op thread, with the same sentences, beam and batching.
  */
 import { existsSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -23,7 +30,12 @@ import { loadModel } from '../io/load-model.js';
 import type { ProgressLine } from '../train/progress.js';
 import { scoreTranslations } from '../train/run-training.js';
 import { readJsonFile, writeFileAtomic } from '../util/fs.js';
+import { loadOnnxModel } from '../onnx/load-node.js';
+import { translateWithOnnx } from '../onnx/decode.js';
 import type { StageSpec } from './spec.js';
+import { makeMetric } from '../eval/metric.js';
+import { corpusBleu, tokenizedLowercaseBleu } from '../eval/bleu.js';
+import { type ModelCost, type MoeRouting, modelCost, moeRouting } from './model-cost.js';
 
 export type ExportStageSpec = Extract<StageSpec, { kind: 'export' }>;
 
@@ -37,7 +49,7 @@ export interface ExportMeasurement {
   keptHeads: Record<AttentionType, number>;
   /** parameters of the exported model (dense count) */
   params: number;
-  /** parameters that are not zero (fewer than params after magnitude pruning; counted only when the export compresses weights, else params) */
+  /** parameters that are not zero (fewer than params after magnitude pruning; int8 exports: the exporter's count before rounding) */
   nonZeroParams: number;
   /** bytes of the exported weights file (export/checkpoints/step-N/model.safetensors) */
   modelBytes: number;
@@ -48,6 +60,23 @@ export interface ExportMeasurement {
   testSeconds: number;
   /** the export's method label, e.g. `heads+int8`, `magnitude-0.5`, `ffn-0.5`, `float` */
   method: string;
+  /** corpus chrF2 of the test translations behind `bleu` */
+  chrf: number;
+  /** counted cost figures (model-cost.ts) */
+  cost: ModelCost;
+  activeParams: number;
+  /** MoE models: expert load on the test set (model-cost.ts) */
+  moeRouting?: MoeRouting;
+  /** `tfjs`, or `onnx` (onnxruntime-node, 1 intra-op thread) */
+  engine: 'tfjs' | 'onnx';
+}
+
+/** Corpus chrF2 (sacreBLEU defaults) of hypotheses against one reference each. */
+export function corpusChrf(hyps: readonly string[], refs: readonly string[]): number {
+  const m = makeMetric('chrf');
+  const total = new Array<number>(m.statsSize).fill(0);
+  hyps.forEach((h, i) => m.segmentStats(h, [refs[i]!]).forEach((v, k) => (total[k] = total[k]! + v)));
+  return m.scoreFromStats(total);
 }
 
 /** The mask an export stage uses (see ExportStage in spec.ts for the default). */
@@ -74,9 +103,20 @@ export function exportMethodLabel(st: ExportStageSpec, removedHeads: boolean): s
     removedHeads ? 'heads' : '',
     st.magnitudeSparsity !== undefined ? `magnitude-${st.magnitudeSparsity}${st.perLayer ? '-per-layer' : ''}` : '',
     st.ffnPrune !== undefined ? `ffn-${st.ffnPrune}` : '',
-    st.int8 ? 'int8' : '',
+    st.int8 ? (st.engine === 'onnx' ? 'int8-dynamic' : 'int8') : '',
   ].filter(Boolean);
   return parts.join('+') || 'float';
+}
+
+/**
+ * The formats an export stage writes: the exporter's defaults (heads + safetensors), plus onnx/ for
+ * `engine: onnx`; only heads for mixture-of-experts models, which the PyTorch-layout safetensors file
+ * has no names for (the row measures the heads format).
+ */
+export function exportFormatsOf(st: ExportStageSpec, parentConfig: ResolvedConfig): Pick<ExportOptions, 'formats'> {
+  if (st.engine === 'onnx') return { formats: ['heads', 'onnx'] };
+  if (parentConfig.model.moe) return { formats: ['heads'] };
+  return {};
 }
 
 /**
@@ -91,7 +131,7 @@ export async function runExportStage(o: { st: ExportStageSpec; parentFolder: str
     // a half-written export (killed mid-write) is redone from scratch
     rmSync(o.outDir, { recursive: true, force: true });
     const compression = exportCompressionOf(o.st);
-    summary = await exportModel({ from: o.parentFolder, mask: exportMaskOf(o.st, o.parentFolder, o.config), outDir: o.outDir, ...compression, warn: (m) => o.progress.log(`warning: ${m}`) });
+    summary = await exportModel({ from: o.parentFolder, mask: exportMaskOf(o.st, o.parentFolder, o.config), outDir: o.outDir, ...compression, ...exportFormatsOf(o.st, o.config), warn: (m) => o.progress.log(`warning: ${m}`) });
   }
   o.progress.log(`export: ${summary.parameters.after} parameters, model.safetensors ${summary.files.heads?.modelBytes ?? '?'} bytes`);
 
@@ -99,36 +139,68 @@ export async function runExportStage(o: { st: ExportStageSpec; parentFolder: str
   const loaded = loadModel(o.outDir, (m) => o.progress.log(`warning: ${m}`));
   try {
     const test = loadCorpora(o.config.data, o.config.seed).test;
-    const t0 = performance.now();
-    const { hyps, scores } = await scoreTranslations(loaded.model, loaded.tokenizer, test, loaded.config, undefined, { progress: o.progress, label: 'test' });
-    const testSeconds = (performance.now() - t0) / 1000;
-    o.progress.done();
-    writeFileAtomic(join(o.stageFolder, 'test.hyp'), hyps.join('\n') + '\n');
+    const cost = modelCost(loaded.model, loaded.tokenizer, test);
+    const routing = moeRouting(loaded.model, loaded.tokenizer, test, loaded.config);
     const batch = test.slice(0, DECODE_BENCH.sentences).map((p) => p.src);
+    const t0 = performance.now();
+    let hyps: string[];
+    let bleu: number;
+    let bleuTokLc: number;
     const samplesSeconds: number[] = [];
     let outputTokens = 0;
-    for (let r = 0; r < DECODE_BENCH.reps; r++) {
-      const { stats } = await translateSentences(loaded.model, loaded.tokenizer, batch, { ...loaded.config.eval });
-      samplesSeconds.push(stats.elapsedMs / 1000);
-      outputTokens = stats.outputTokens;
+    let modelBytes: number;
+    if (o.st.engine === 'onnx') {
+      const m = await loadOnnxModel(o.outDir, { threads: 1 });
+      const g = { ...loaded.config.eval, beamSize: loaded.config.eval.beamSize };
+      const out = await translateWithOnnx(m, m.tokenizer, test.map((p) => p.src), { ...g, onProgress: (done, total) => o.progress.update(`test (onnx) ${done}/${total} sentences`) });
+      hyps = out.outputs;
+      for (let r = 0; r < DECODE_BENCH.reps; r++) {
+        const { stats } = await translateWithOnnx(m, m.tokenizer, batch, g);
+        samplesSeconds.push(stats.elapsedMs / 1000);
+        outputTokens = stats.outputTokens;
+      }
+      modelBytes = m.files.encoderBytes + m.files.decoderBytes;
+      const refs = [test.map((p) => p.tgt)];
+      bleu = corpusBleu(hyps, refs).score;
+      bleuTokLc = tokenizedLowercaseBleu(hyps, refs).score;
+    } else {
+      const scored = await scoreTranslations(loaded.model, loaded.tokenizer, test, loaded.config, undefined, { progress: o.progress, label: 'test' });
+      hyps = scored.hyps;
+      bleu = scored.scores.bleu;
+      bleuTokLc = scored.scores.tokenizedLowercaseBleu;
+      for (let r = 0; r < DECODE_BENCH.reps; r++) {
+        const { stats } = await translateSentences(loaded.model, loaded.tokenizer, batch, { ...loaded.config.eval });
+        samplesSeconds.push(stats.elapsedMs / 1000);
+        outputTokens = stats.outputTokens;
+      }
+      modelBytes = summary.files.heads?.modelBytes ?? statSync(join(loaded.checkpoint.path, 'model.safetensors')).size;
     }
+    const testSeconds = (performance.now() - t0) / 1000 - samplesSeconds.reduce((a, b) => a + b, 0);
+    o.progress.done();
+    writeFileAtomic(join(o.stageFolder, 'test.hyp'), hyps.join('\n') + '\n');
+    const chrf = corpusChrf(hyps, test.map((p) => p.tgt));
     const decodeSeconds = Math.min(...samplesSeconds);
-    o.progress.log(`test BLEU ${scores.bleu.toFixed(2)}; decode ${batch.length} sentences (beam ${loaded.config.eval.beamSize}): best ${decodeSeconds.toFixed(2)} s of ${samplesSeconds.map((x) => x.toFixed(2)).join(', ')}`);
+    o.progress.log(`test BLEU ${bleu.toFixed(2)}, chrF ${chrf.toFixed(2)}; decode ${batch.length} sentences (beam ${loaded.config.eval.beamSize}${o.st.engine === 'onnx' ? ', onnxruntime-node' : ''}): best ${decodeSeconds.toFixed(2)} s of ${samplesSeconds.map((x) => x.toFixed(2)).join(', ')}`);
     const removedHeads = ATTENTION_TYPES.some((t) => summary.heads.after[t] < summary.heads.original[t]);
-    const modelBytes = summary.files.heads?.modelBytes ?? statSync(join(loaded.checkpoint.path, 'model.safetensors')).size;
     return {
       summary,
       measured: {
-        bleu: scores.bleu,
-        bleuTokLc: scores.tokenizedLowercaseBleu,
+        bleu,
+        bleuTokLc,
         keptHeads: summary.heads.after,
         params: summary.parameters.after,
-        nonZeroParams: summary.compression?.nonZeroParameters ?? summary.parameters.after,
+        // int8 rounds small weights to zero: those are not pruned weights, the exporter's count (before rounding) is kept
+        nonZeroParams: o.st.int8 ? (summary.compression?.nonZeroParameters ?? summary.parameters.after) : cost.nonZeroParams,
         modelBytes,
         decodeSeconds,
         decode: { sentences: batch.length, beamSize: loaded.config.eval.beamSize, batchSentences: loaded.config.eval.batchSentences, reps: DECODE_BENCH.reps, samplesSeconds, outputTokens },
         testSeconds,
         method: exportMethodLabel(o.st, removedHeads),
+        chrf,
+        cost,
+        activeParams: cost.activeParams,
+        ...(routing ? { moeRouting: routing } : {}),
+        engine: o.st.engine ?? 'tfjs',
       },
     };
   } finally {

@@ -22,6 +22,8 @@ import { readJsonFile, readTextFile, writeFileAtomic } from '../util/fs.js';
 import { EXPERIMENT_RESULT_COLUMNS, type ExperimentResultRow } from '../plots/readers.js';
 import { type ReplicatedRow, bleuPointsFromResults, bleuVsHeadsFigure, bleuVsModelBytesFigure, keptPerTypeFigure, roleCategory, survivingRolesFigure, type SurvivingLayout } from '../plots/experiments.js';
 import { writeFigure, type WrittenFigure } from '../plots/write.js';
+import { bleuVsCostFigure } from '../plots/methods.js';
+import { methodsSection, readMethodRows } from './methods-table.js';
 import { readHeadReport, type HeadReport, type HeadReportEntry } from '../analysis/report.js';
 import { headKey } from '../config/head-id.js';
 import { maskToKeptSets, originalMaskShape, readHeadMask } from '../io/head-mask.js';
@@ -254,6 +256,8 @@ export function writeReport(stages: readonly ResolvedStage[], outDir: string, op
   if (criterion) sections.push(`## The criterion at equal budgets (L0 against importance pruning, with and without the same fine-tuning)\n\n${criterion}`);
   const table2 = prunedVsScratchTable(stages, rows, outputs);
   if (table2) sections.push(`## Pruned against the same layout trained from scratch (Voita et al. 2019, Table 2)\n\n${table2}`);
+  const methods = methodsSection(stages, outDir);
+  if (methods) sections.push(methods);
   writeFileAtomic(mdPath, sections.join('\n'));
   return { rows, csvPath, mdPath, outputs, ...(rescored ? { rescored } : {}) };
 }
@@ -519,6 +523,10 @@ export async function writeReportFigures(stages: readonly ResolvedStage[], rows:
   const sizedRows = rows.filter((r) => r.modelBytes !== null && r.bleu !== null);
   if (sizedRows.length) await write('bleu-vs-model-bytes', bleuVsModelBytesFigure(plotRows(sizedRows), { title: 'Test BLEU against the size of the weights file, one point per compression method' }));
   else out.skipped.push('bleu-vs-model-bytes: no finished export stage');
+  // from methods.csv (writeReport writes it first, or it is the committed one)
+  const methodRows = readMethodRows(join(outDir, 'methods.csv'));
+  if (methodRows.length) await write('bleu-vs-cost', bleuVsCostFigure(methodRows));
+  else out.skipped.push('bleu-vs-cost: no methods.csv (no export stage with cost figures)');
 
   // roles of the surviving heads: the baseline's analysis, the L0 stages' masks
   const analysis = stages.find((s) => s.instance.spec.kind === 'analyze' && s.parent && !s.parent.parent && s.parent.instance.spec.kind === 'train' && stageState(s) === 'done');

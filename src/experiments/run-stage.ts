@@ -23,6 +23,7 @@ import { runImportancePruning } from '../analysis/importance-pruning.js';
 import { AnalysisStopped, analyzeHeads, trainingFrequencies } from '../analysis/analyze.js';
 import { type HeadReport, writeHeadReport, writeHeadReportCsv } from '../analysis/report.js';
 import { runExportStage } from './export-stage.js';
+import { initialWeights, trainingRouting } from './finetune-stage.js';
 import { applyMaskToModel } from '../export/prune-model.js';
 import { HeadsError } from '../util/errors.js';
 import { chooseMask, maskHeadsOf, stepsNearest } from './fixed-mask.js';
@@ -167,6 +168,15 @@ async function runLocked(s: ResolvedStage, o: { progress: ProgressLine; isStopRe
     loaded.model.dispose();
     loaded.gates?.dispose();
     summary = { curve, curvePath: r.curvePath };
+  } else if (st.kind === 'finetune') {
+    // the parent's weights (narrowed, or upcycled into experts) fine-tuned for st.steps (finetune-stage.ts)
+    const parentCk = findModelCheckpoint(s.parent!.folder);
+    const tokenizer = BpeTokenizer.load(join(s.parent!.folder, 'tokenizer.json'));
+    const { params, init } = initialWeights(parentCk.params, s.parent!.config.model, s.config, parentCk.path);
+    const r = await runTraining({ config: s.config, run, isResume, initFrom: isResume ? undefined : { path: parentCk.path, params }, tokenizer, progress: o.progress, isStopRequested: o.isStopRequested, runtime: o.runtime });
+    if (r.stoppedEarly) return null;
+    const routing = trainingRouting(run.readMetrics());
+    summary = { bleu: r.test?.bleu ?? null, bleuTokLc: r.test?.tokenizedLowercaseBleu ?? null, devBleu: r.devBleu, ...(r.devBleu !== null ? { devDecoding: decodingLabel(1) } : {}), keptHeads: keptOf(s.config), steps: r.steps, init, ...(routing ? { trainingRouting: routing } : {}) };
   } else if (st.kind === 'analyze') {
     const loaded = loadModel(s.parent!.folder);
     const cfg = loaded.config;

@@ -98,9 +98,28 @@ const ExportStage = z.strictObject({
   ffnPrune: fraction.optional(),
   /** store weight matrices as int8 with per-output-channel float32 scales (`--int8`) */
   int8: z.boolean().optional(),
+  /**
+   * decode with this engine: `onnx` exports `--format onnx` as well and measures the ONNX graphs in
+   * onnxruntime-node (with int8: MatMulInteger on int8 activations quantized at run time, i.e. dynamic
+   * quantization); absent: tfjs, as `heads translate` loads the export
+   */
+  engine: z.enum(['onnx']).optional(),
+});
+/**
+ * Fine-tune the parent's model for `steps` steps with the stage's `set` (src/experiments/finetune-stage.ts):
+ * sparse attention patterns, gradual magnitude pruning, quantization-aware training, or mixture-of-experts
+ * FFNs upcycled from the parent's FFN; `ffnPrune` removes FFN hidden units before fine-tuning.
+ */
+const FinetuneStage = z.strictObject({
+  kind: z.literal('finetune'),
+  ...common,
+  from: z.string(),
+  steps: z.number().int().positive(),
+  /** remove this fraction of the FFN hidden units of every layer (smallest L2 norm first), then fine-tune */
+  ffnPrune: fraction.optional(),
 });
 
-export const StageSchema = z.discriminatedUnion('kind', [TrainStage, PruneStage, AnalyzeStage, ExportStage]);
+export const StageSchema = z.discriminatedUnion('kind', [TrainStage, PruneStage, AnalyzeStage, ExportStage, FinetuneStage]);
 export const SpecSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, dot, dash and underscore'),
   description: z.string().optional(),
@@ -174,7 +193,7 @@ export function loadSpec(path: string, preset?: string, opts: { seeds?: readonly
   const spec = r.data;
   const problems: string[] = [];
   for (const [name, st] of Object.entries(spec.stages)) {
-    const deps = st.kind === 'prune' ? [st.from] : st.kind === 'analyze' || st.kind === 'export' ? [st.of] : st.fixedMaskFrom ? [st.fixedMaskFrom.split('[')[0]!] : [];
+    const deps = st.kind === 'prune' || st.kind === 'finetune' ? [st.from] : st.kind === 'analyze' || st.kind === 'export' ? [st.of] : st.fixedMaskFrom ? [st.fixedMaskFrom.split('[')[0]!] : [];
     for (const d of deps)
       if (!spec.stages[d.split('[')[0]!]) problems.push(`${path}: stages.${name}: depends on '${d}', which is not a stage (stages: ${Object.keys(spec.stages).join(', ')})`);
     if (st.kind === 'prune' && st.method === 'l0' && st.lambda === undefined && st.targetHeads === undefined && !st.sweep?.['lambda'] && !st.sweep?.['targetHeads'])
@@ -233,7 +252,7 @@ function applyPreset(spec: ExperimentSpec, preset: string): void {
 }
 
 function parentsOf(st: StageSpec): string[] {
-  if (st.kind === 'prune') return [st.from];
+  if (st.kind === 'prune' || st.kind === 'finetune') return [st.from];
   if (st.kind === 'analyze' || st.kind === 'export') return [st.of];
   return st.fixedMaskFrom ? [st.fixedMaskFrom] : [];
 }

@@ -15,6 +15,7 @@ import { readJsonFile, writeJsonAtomic } from '../util/fs.js';
 import { ConfigError, HeadsError } from '../util/errors.js';
 import type { ExperimentSpec, StageInstance } from './spec.js';
 import { chooseMask, maskHeadsOf } from './fixed-mask.js';
+import { finetuneDefaults } from './finetune-stage.js';
 
 export type StageState = 'done' | 'partial' | 'pending' | 'blocked';
 
@@ -132,7 +133,7 @@ export function resolveStages(spec: ExperimentSpec, instances: StageInstance[], 
           const shape = originalMaskShape(config.model);
           config = loadConfigOn(config, null, [`model.keptHeads=${JSON.stringify(chosen ? maskToKeptSets(chosen.mask, shape) : null)}`], where);
         }
-      }
+      } else if (inst.spec.kind === 'finetune') config = loadConfigOn(parent!.config, null, [...finetuneDefaults(inst, parent!.config, where), ...inst.overrides], where);
       else config = parent!.config;
     } catch (e) {
       if (e instanceof ConfigError) throw new ConfigError(e.problems.map((p) => `${where} (${inst.id}): ${p}`));

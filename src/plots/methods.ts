@@ -1,0 +1,70 @@
+/**
+ * The sparsity-methods figure: test BLEU against the bytes of the weights file (left) and against the
+ * decode time of the fixed batch (right), one series per method (a method's rows joined in order of
+ * bytes, e.g. two window sizes), and the unpruned baseline's BLEU as a dashed reference line on both
+ * panels. Rows come from an experiment report's methods.csv (src/experiments/methods-table.ts).
+ */
+import { type FigureSpec, SERIES_COLORS, type Trace, axis, baseLayout, columnDomains, panelAxes, setAxis } from './figure.js';
+
+/** One row of methods.csv. */
+export interface MethodRow {
+  stage: string;
+  method: string;
+  engine: string;
+  fineTuneSteps: number;
+  bleu: number;
+  chrf: number | null;
+  params: number;
+  nonZeroParams: number;
+  activeParams: number;
+  modelBytes: number;
+  ffnFlopsPerToken: number;
+  attnFlopsPerToken: number;
+  attnProductShare: number;
+  decodeSeconds: number;
+  outputTokens: number | null;
+  moeMaxLoadRatio: number | null;
+  moeDropped: number | null;
+  description: string;
+}
+
+/** The series a row belongs to: its method without sizes (`sparse-attention`, `magnitude-0.5` stays). */
+export type SeriesOf = (r: MethodRow) => string;
+
+/**
+ * `reference`: the row whose BLEU is the reference line (default: the row of method `float`, engine tfjs).
+ * `seriesOf`: how rows group into series (default: the stage name without its sweep point).
+ */
+export function bleuVsCostFigure(rows: readonly MethodRow[], opts: { title?: string; reference?: MethodRow | null; seriesOf?: SeriesOf } = {}): FigureSpec {
+  const seriesOf = opts.seriesOf ?? ((r: MethodRow) => r.stage.replace(/\[.*$/, ''));
+  const reference = opts.reference === undefined ? (rows.find((r) => r.method === 'float' && r.engine !== 'onnx') ?? null) : opts.reference;
+  const groups = new Map<string, MethodRow[]>();
+  for (const r of rows) if (Number.isFinite(r.bleu)) groups.set(seriesOf(r), [...(groups.get(seriesOf(r)) ?? []), r]);
+  const [left, right] = [panelAxes(0), panelAxes(1)];
+  const symbols = ['circle', 'square', 'diamond', 'triangle-up', 'x', 'cross', 'star', 'hexagon', 'pentagon', 'triangle-down', 'star-square', 'hourglass'];
+  const data: Trace[] = [];
+  let i = 0;
+  for (const [name, rs] of groups) {
+    const sorted = [...rs].sort((a, b) => a.modelBytes - b.modelBytes);
+    const color = SERIES_COLORS[i % SERIES_COLORS.length]!;
+    const marker = { size: 10, color, symbol: symbols[i % symbols.length] };
+    const text = sorted.map((r) => `${r.stage} (${r.method}${r.engine === 'onnx' ? ', ORT' : ''}, ${r.fineTuneSteps} fine-tuning steps)`);
+    const mode = sorted.length > 1 ? 'lines+markers' : 'markers';
+    data.push({ type: 'scatter', mode, name, legendgroup: name, x: sorted.map((r) => r.modelBytes / 1e6), y: sorted.map((r) => r.bleu), text, xaxis: left.x, yaxis: left.y, marker, line: { color, width: 1 }, hovertemplate: '%{text}<br>%{x:.2f} MB: BLEU %{y:.2f}<extra></extra>' });
+    const byTime = [...rs].sort((a, b) => a.decodeSeconds - b.decodeSeconds);
+    data.push({ type: 'scatter', mode, name, legendgroup: name, showlegend: false, x: byTime.map((r) => r.decodeSeconds), y: byTime.map((r) => r.bleu), text: byTime.map((r) => `${r.stage} (${r.method})`), xaxis: right.x, yaxis: right.y, marker, line: { color, width: 1 }, hovertemplate: '%{text}<br>%{x:.2f} s: BLEU %{y:.2f}<extra></extra>' });
+    i++;
+  }
+  const layout = baseLayout(opts.title ?? 'Test BLEU against size and decode time, one series per method', 1200, 540);
+  const [d0, d1] = columnDomains(2, 0.08);
+  setAxis(layout, left.xKey, axis('weights file (MB)', { domain: d0, rangemode: 'tozero' }));
+  setAxis(layout, left.yKey, axis('test BLEU', { anchor: left.x }));
+  setAxis(layout, right.xKey, axis('decode time of the fixed batch (s)', { domain: d1, rangemode: 'tozero', anchor: right.y }));
+  setAxis(layout, right.yKey, axis('test BLEU', { anchor: right.x, matches: left.y }));
+  if (reference) {
+    const line = (ax: typeof left) => ({ type: 'line' as const, xref: ax.xDomain, yref: ax.y, x0: 0, x1: 1, y0: reference.bleu, y1: reference.bleu, line: { dash: 'dash' as const, color: '#888888', width: 1.5 } });
+    layout.shapes = [line(left), line(right)];
+    layout.annotations = [{ text: `unpruned baseline ${reference.bleu.toFixed(2)}`, showarrow: false, xref: left.xDomain, yref: left.y, x: 0.02, y: reference.bleu, xanchor: 'left', yanchor: 'bottom', font: { color: '#666666' } }];
+  }
+  return { data, layout };
+}
