@@ -13,6 +13,7 @@ import { type ExportFormat, type ExportOptions, type MaskInput, exportModel, for
 import { readHeadMask } from '../../io/head-mask.js';
 import { ConfigError } from '../../util/errors.js';
 import { readJsonFile } from '../../util/fs.js';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { runFolderOf } from '../../io/load-model.js';
 import { findImportRecord, writeHfMarian } from '../../import/export-marian.js';
@@ -116,14 +117,30 @@ export function maskInputOf(args: Pick<Args, 'mask' | 'mask-descriptor' | 'hf-pr
   return { input: { kind: 'hf-prune-dict', value: readJsonFile(path, 'HF prune dict'), sourceName: path }, name: path };
 }
 
+/**
+ * The PyTorch safetensors layout (pytorch-format.ts) and the ONNX graphs know the toolkit's own model only:
+ * an imported model's options (model.activation, positions, embedScale, finalLogitsBias) would be dropped
+ * silently, so those formats are refused for it (`--format heads` and `hf-marian` carry them).
+ */
+function refuseUnportableOptions(model: string, formats: readonly ExportFormat[]): void {
+  const portable = formats.filter((f) => f === 'safetensors' || f === 'onnx');
+  if (!portable.length) return;
+  const cfgPath = join(runFolderOf(model), 'config.json');
+  if (!existsSync(cfgPath)) return;
+  const m = (readJsonFile(cfgPath, 'run config') as { model?: Record<string, unknown> }).model ?? {};
+  const set = (['activation', 'positions', 'embedScale', 'finalLogitsBias', 'neverGenerate'] as const).filter((k) => m[k] !== undefined && !(k === 'activation' && m[k] === 'relu') && !(k === 'positions' && m[k] === 'interleaved') && m[k] !== false);
+  if (set.length) throw new ConfigError([`--format: ${portable.join(' and ')} cannot carry model.${set.join(', model.')} of ${cfgPath} (an imported model); use --format hf-marian (a Hugging Face folder) or --format heads`]);
+}
+
 export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
   await runHandler(async () => {
     refuseIgnoredFlags(ignoredIn(args.out !== undefined, 'not with --out, which names the output folder itself', ['runs-dir']));
     if (args.out) checkOutputFolder(args.out, '--out');
     const compression = compressionOptionsOf(args);
     const { input, name } = maskInputOf(args, Object.keys(compression).length > 0);
-    const backend = await startBackend(args.backend);
     const formats: ExportFormat[] = args.format === 'both' ? ['heads', 'safetensors'] : args.format === 'all' ? ['heads', 'safetensors', 'onnx'] : args.format === 'hf-marian' ? ['heads'] : [args.format];
+    refuseUnportableOptions(args.model, formats);
+    const backend = await startBackend(args.backend);
     const summary = await exportModel({
       from: args.model,
       mask: input,
