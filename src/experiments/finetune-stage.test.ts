@@ -1,4 +1,7 @@
-import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
+/**
+ * @jest-environment ./src/test-utils/shared-typed-arrays-environment.mjs
+ */
+import { existsSync, mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -16,6 +19,8 @@ import { createTransformer } from '../model/transformer.js';
 import { Rng } from '../util/random.js';
 import { ConfigError } from '../util/errors.js';
 
+const hasOrt = existsSync(join(process.cwd(), 'node_modules', 'onnxruntime-node'));
+if (!hasOrt) console.warn('finetune-stage.test: onnxruntime-node is not installed; the engine: onnx rows are skipped (npm install onnxruntime-node@1.30.0)');
 const dir = mkdtempSync(join(tmpdir(), 'heads-finetune-'));
 const TINY_SET = `{ data.synthetic.task: reverse, data.synthetic.trainPairs: 300, data.synthetic.validPairs: 8, data.synthetic.testPairs: 8, data.bpeMerges: 20,
       model.dModel: 16, model.dFF: 32, model.heads: 2, model.encoderLayers: 2, model.decoderLayers: 1, train.maxTokensPerBatch: 200,
@@ -43,7 +48,7 @@ describe('finetune stages', () => {
     const p = spec(
       'family',
       `name: family\nset: ${TINY_SET}\nstages:
-  baseline: { kind: train, set: { train.maxSteps: 60, train.peakLr: 0.01, train.warmupSteps: 10 } }
+  baseline: { kind: train, set: { train.maxSteps: 40, train.peakLr: 0.01, train.warmupSteps: 10 } }
   float: { kind: export, of: baseline, mask: none }
   tune-moe: { kind: finetune, from: baseline, steps: 4, set: { model.moe: ${MOE} } }
   moe: { kind: export, of: tune-moe, mask: none }
@@ -51,7 +56,7 @@ describe('finetune stages', () => {
   local: { kind: export, of: tune-local, mask: none }
   tune-ffn: { kind: finetune, from: baseline, steps: 4, ffnPrune: 0.5 }
   ffn: { kind: export, of: tune-ffn, mask: none }
-`,
+${hasOrt ? '  float-onnx: { kind: export, of: baseline, mask: none, engine: onnx }\n  int8-dynamic: { kind: export, of: baseline, mask: none, int8: true, engine: onnx }\n' : ''}`,
     );
     const stages = resolveStages(loadSpec(p), expandStages(loadSpec(p)), runs);
     const byId = (id: string) => stages.find((s) => s.instance.id === id)!;
@@ -113,17 +118,27 @@ describe('finetune stages', () => {
     expect(local['cost'].attnProductShare).toBeLessThan(1);
     expect(local['cost'].attnFlopsPerToken).toBeLessThan(local['cost'].attnDenseFlopsPerToken);
 
+    if (hasOrt) {
+      // the float graphs in ORT translate as tfjs does (src/onnx tests: same outputs), so the same BLEU; int8 activations are the dynamic row
+      const fo = marker('float-onnx');
+      const dyn = marker('int8-dynamic');
+      expect(fo['engine']).toBe('onnx');
+      expect(fo['method']).toBe('float');
+      expect(fo['bleu']).toBeCloseTo(float['bleu'], 6);
+      expect(dyn['method']).toBe('int8-dynamic');
+      expect(dyn['modelBytes']).toBeLessThan(fo['modelBytes']);
+    }
     const root = experimentRoot(loadSpec(p), runs);
     const { mdPath } = writeReport(stages, root);
     const rows = readMethodRows(join(root, 'methods.csv'));
-    expect(rows.map((r) => r.stage)).toEqual(['float', 'moe', 'local', 'ffn']);
-    expect(rows.map((r) => r.fineTuneSteps)).toEqual([0, 4, 4, 4]);
+    expect(rows.map((r) => r.stage)).toEqual(['float', 'moe', 'local', 'ffn', ...(hasOrt ? ['float-onnx', 'int8-dynamic'] : [])]);
+    expect(rows.map((r) => r.fineTuneSteps).slice(0, 4)).toEqual([0, 4, 4, 4]);
     expect(rows[3]!.bleu).toBeCloseTo(ffn['bleu'], 6);
     expect(readFileSync(mdPath, 'utf8')).toContain('## Sparsity methods');
     const figures = await writeReportFigures(stages, [], root, { html: false });
     expect(figures.written.map((f) => f.name)).toContain('bleu-vs-cost');
     const fig = JSON.parse(readFileSync(join(root, 'figures', 'bleu-vs-cost.json'), 'utf8')) as { data: Array<{ name: string; xaxis: string }>; layout: { shapes: Array<{ y0: number }> } };
-    expect(fig.data.filter((t) => t.xaxis === 'x').map((t) => t.name)).toEqual(['float', 'moe', 'local', 'ffn']);
+    expect(fig.data.filter((t) => t.xaxis === 'x').map((t) => t.name)).toEqual(['float', 'moe', 'local', 'ffn', ...(hasOrt ? ['float-onnx', 'int8-dynamic'] : [])]);
     // the reference line is the float row's BLEU on both panels
     expect(fig.layout.shapes.map((s) => s.y0)).toEqual([float['bleu'], float['bleu']]);
   }, 240_000);
