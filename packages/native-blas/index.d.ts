@@ -39,6 +39,8 @@ export interface NativeBlas {
    */
   layerNormForward(F: Float32Array, dims: Int32Array, offs: Float64Array, eps: number, rate: number, seed: number): void;
   layerNormBackward(F: Float32Array, dims: Int32Array, offs: Float64Array): void;
+  /** y = x * mask over n elements of F (offs [x, y, mask, 0]) with src/backend/dropout.ts's hash masks, bit for bit. */
+  dropout(F: Float32Array, n: number, offs: Float64Array, rate: number, seed: number): void;
   /** One Adam step over n elements of F: offs [p, m, v, g, pOut, mOut, vOut, 0], k [b1, 1-b1, b2, 1-b2, c1, lr, c2, eps] (float32 values). */
   adamUpdate(F: Float32Array, n: number, offs: Float64Array, k: Float64Array): void;
   /** Sets OpenBLAS's thread count; returns the count now in effect. */

@@ -5,9 +5,12 @@
  * generator in JS (~16 ns per element) and runs add, floor, div and mul kernels, keeping about five floats
  * per element for the backward pass; this keeps two (output and mask). Same distribution (each element
  * kept independently with probability 1 - rate), different random stream, so it is not bit-compatible
- * with tf.dropout masks. Backends without the kernel fall back to tf.dropout.
+ * with tf.dropout masks. Backends without the kernel fall back to tf.dropout. With the OpenBLAS addon
+ * (built with `dropout`), the wasm kernel's loop runs in C (`wasmNativeDropout`): the same masks and
+ * values bit for bit (dropout.test in gather-dropout.test.ts).
  */
 import * as tf from '@tensorflow/tfjs';
+import type { NativeBlas } from './native-blas.js';
 import { type AnyKernelFunc, type KernelArgs, asCpuBackend, asWasmBackend, cpuValues, isFloat32Array, sizeOf, wasmHeapF32, wasmOffset4 } from './tfjs-internals.js';
 
 export const DROPOUT_KERNEL = 'HeadsDropout';
@@ -64,6 +67,26 @@ export function wasmDropout(): AnyKernelFunc {
     const mask = backend.makeOutput(x.shape, 'float32');
     const heap = wasmHeapF32(backend);
     dropoutInto(heap, wasmOffset4(backend, x), sizeOf(x.shape), rate, seed, heap, wasmOffset4(backend, y), heap, wasmOffset4(backend, mask));
+    return [y, mask];
+  };
+}
+
+/** The addon's dropout loop, or null when this build lacks it. */
+export function nativeDropoutLoop(blas: NativeBlas | null): NonNullable<NativeBlas['dropout']> | null {
+  return blas !== null && typeof blas.dropout === 'function' ? blas.dropout.bind(blas) : null;
+}
+
+/** wasm, the loop in C on the heap. */
+export function wasmNativeDropout(loop: NonNullable<NativeBlas['dropout']>): AnyKernelFunc {
+  return (args) => {
+    const x = args.inputs['x'];
+    if (x === undefined || x.dtype !== 'float32') throw new Error(`${DROPOUT_KERNEL}: a float32 input x is required`);
+    const { rate, seed } = attrsOf(args);
+    const backend = asWasmBackend(args.backend);
+    const y = backend.makeOutput(x.shape, 'float32');
+    const mask = backend.makeOutput(x.shape, 'float32');
+    const heap = wasmHeapF32(backend);
+    loop(heap, sizeOf(x.shape), Float64Array.from([wasmOffset4(backend, x), wasmOffset4(backend, y), wasmOffset4(backend, mask), 0]), rate, seed);
     return [y, mask];
   };
 }

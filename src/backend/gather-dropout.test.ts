@@ -6,7 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { activeKernelFixes, installBackendFixes, restoreStockKernels } from './ops.js';
-import { fastDropout, hashUniform } from './dropout.js';
+import { dropoutInto, fastDropout, hashUniform, nativeDropoutLoop } from './dropout.js';
+import { loadNativeBlas } from './native-blas.js';
+import { installedFix } from './kernel-registry.js';
 
 beforeAll(async () => {
   await tf.setBackend('wasm');
@@ -116,5 +118,31 @@ describe('native Sum (wasm, with the OpenBLAS addon)', () => {
     const av = a.dataSync(), bv = b.dataSync();
     for (let i = 0; i < av.length; i++) expect(Math.abs(av[i]! - bv[i]!)).toBeLessThan(1e-4 * (1 + Math.abs(bv[i]!)));
     tf.dispose([x, a, b]);
+  });
+});
+
+const dropLoop = nativeDropoutLoop(loadNativeBlas().blas);
+if (dropLoop === null) console.warn('native dropout test skipped: the addon (or its dropout) is not built; run scripts/setup-native.sh');
+(dropLoop !== null ? describe : describe.skip)('HeadsDropout in C (native-c)', () => {
+  it('gives dropoutInto\'s masks and values bit for bit (odd length, negative values, seeds beyond 2^31)', () => {
+    const n = 10001;
+    const x = Float32Array.from({ length: n }, (_, i) => Math.sin(i) * 3);
+    for (const [rate, seed] of [[0.1, 7], [0.5, 3_000_000_123], [0.3, -5]] as const) {
+      const F = new Float32Array(3 * n);
+      F.set(x, 0);
+      dropLoop!(F, n, Float64Array.from([0, n, 2 * n, 0]), rate, seed);
+      const y = new Float32Array(n), m = new Float32Array(n);
+      dropoutInto(x, 0, n, rate, seed, y, 0, m, 0);
+      expect(Array.from(F.subarray(2 * n))).toEqual(Array.from(m));
+      expect(Array.from(F.subarray(n, 2 * n))).toEqual(Array.from(y));
+    }
+  });
+
+  it('is the registered wasm kernel with the addon, the JS one without', () => {
+    installBackendFixes('wasm');
+    expect(installedFix('wasm', 'HeadsDropout')).toBe('native-c');
+    installBackendFixes('wasm', { nativeBlas: false });
+    expect(installedFix('wasm', 'HeadsDropout')).toBe('fused-js');
+    installBackendFixes('wasm');
   });
 });

@@ -42,6 +42,8 @@ export interface NativeBlas {
   /** Post-norm residual layer norm forward / backward on one array (layer-norm-kernel.ts); absent in older builds. */
   layerNormForward?(F: Float32Array, dims: Int32Array, offs: Float64Array, eps: number, rate: number, seed: number): void;
   layerNormBackward?(F: Float32Array, dims: Int32Array, offs: Float64Array): void;
+  /** dropout.ts's dropout loop over n elements of one array: offs [x, y, mask, 0]; absent in older builds. */
+  dropout?(F: Float32Array, n: number, offs: Float64Array, rate: number, seed: number): void;
   /** One Adam step over n elements on one array (adam-kernel.ts); absent in older builds. */
   adamUpdate?(F: Float32Array, n: number, offs: Float64Array, k: Float64Array): void;
   setThreads(n: number): number;

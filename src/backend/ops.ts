@@ -35,7 +35,7 @@ import { wasmSharedCast, wasmSharedIdentity } from './shared-identity.js';
 import { SMOOTHED_XENT_KERNEL, cpuNativeSmoothedXent, cpuSmoothedXent, nativeXentRows, wasmNativeSmoothedXent, wasmSmoothedXent } from './softmax-xent.js';
 import { wasmGatherRows } from './gather-rows.js';
 import { wasmNativeSum } from './native-sum.js';
-import { DROPOUT_KERNEL, cpuDropout, wasmDropout } from './dropout.js';
+import { DROPOUT_KERNEL, cpuDropout, nativeDropoutLoop, wasmDropout, wasmNativeDropout } from './dropout.js';
 import { ATTENTION_GRAD_KERNEL, ATTENTION_KERNEL, nativeAttention, wasmAttention, wasmAttentionGrad } from './attention-kernel.js';
 import { ADAM_KERNEL, nativeAdam, wasmAdam } from './adam-kernel.js';
 import { LAYER_NORM_GRAD_KERNEL, LAYER_NORM_KERNEL, nativeLayerNorm, wasmLayerNorm, wasmLayerNormGrad } from './layer-norm-kernel.js';
@@ -70,6 +70,8 @@ export interface BackendFixOptions {
   fusedAttention?: boolean;
   /** wasm with native BLAS: layer norm (+ post-norm residual and dropout) in one kernel per direction (default true) */
   fusedLayerNorm?: boolean;
+  /** wasm with native BLAS: the fused dropout kernel's loop in C (default true) */
+  nativeDropout?: boolean;
   /** wasm with native BLAS: each parameter's Adam step as one native kernel, HeadsAdam (default true) */
   nativeAdam?: boolean;
   /** wasm: GatherV2 on axis 0 as row copies (default true) */
@@ -168,7 +170,10 @@ export function installBackendFixes(backendName: string, opts: BackendFixOptions
   } else {
     restoreKernel(backendName, SMOOTHED_XENT_KERNEL);
   }
-  if (opts.fusedDropout ?? true) {
+  const dropLoop = backendName === 'wasm' && (opts.nativeDropout ?? true) ? nativeDropoutLoop(blas) : null;
+  if ((opts.fusedDropout ?? true) && dropLoop !== null) {
+    installKernelFix(backendName, DROPOUT_KERNEL, 'native-c', () => wasmNativeDropout(dropLoop));
+  } else if (opts.fusedDropout ?? true) {
     installKernelFix(backendName, DROPOUT_KERNEL, 'fused-js', () => (backendName === 'wasm' ? wasmDropout() : cpuDropout()));
   } else {
     restoreKernel(backendName, DROPOUT_KERNEL);

@@ -45,6 +45,9 @@
  *       element index) as src/backend/dropout.ts dropoutInto (so its masks are that kernel's masks).
  *       forward offs (Float64Array) [x, r, g, b, out, xhat, rstd, mask]; backward offs
  *       [dy, xhat, rstd, g, mask, dx, dr, dg, db]: dx = d/dx, dr = dx * mask, dg, db summed over rows.
+ *   dropout(F, n, offs, rate, seed)
+ *       y = x * mask over n elements of F, offs (Float64Array) [x, y, mask, 0]: dropout.ts dropoutInto's
+ *       masks and values (y rounded from the double product, as the JS loop does), bit for bit.
  *   adamUpdate(F, n, offs, k)
  *       one Adam step over n elements in F: offs (Float64Array) [p, m, v, g, pOut, mOut, vOut], k
  *       (Float64Array) [beta1, 1 - beta1, beta2, 1 - beta2, c1, lr, c2, eps] (taken as float32):
@@ -1048,6 +1051,49 @@ static napi_value LayerNormBackward(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+static napi_value Dropout(napi_env env, napi_callback_info info) {
+  static const char *fn = "dropout";
+  size_t argc = 5;
+  napi_value argv[5];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 5) {
+    throw_type(env, fn, "expected (F, n, offs, rate, seed)");
+    return NULL;
+  }
+  f32view F;
+  int64_t n;
+  double o[4], rate, seedD;
+  if (!get_f32(env, fn, argv[0], "F", &F) || !get_count(env, fn, argv[1], "n", MAX_ELEMS, &n) ||
+      !get_offsets(env, fn, argv[2], 4, o))
+    return NULL;
+  if (napi_get_value_double(env, argv[3], &rate) != napi_ok || napi_get_value_double(env, argv[4], &seedD) != napi_ok) {
+    throw_type(env, fn, "rate and seed must be numbers");
+    return NULL;
+  }
+  if (!(rate >= 0 && rate < 1)) {
+    throw_range(env, fn, "rate must be in [0, 1)");
+    return NULL;
+  }
+  const int64_t oX = (int64_t)o[0], oY = (int64_t)o[1], oM = (int64_t)o[2];
+  span in[1] = {{oX, oX + n}};
+  span out[2] = {{oY, oY + n}, {oM, oM + n}};
+  if (n == 0) return NULL;
+  if (!check_spans(env, fn, F.len, in, 1, out, 2)) return NULL;
+  const double keep = 1.0 - rate;
+  const double scale = 1.0 / keep;
+  const uint32_t threshold = (uint32_t)floor(keep * 65536.0 + 0.5);
+  const uint32_t s = (uint32_t)(int64_t)fmod(seedD, 4294967296.0) * 0x85ebca77u + 0x165667b1u;
+  const float *x = F.data + oX;
+  float *y = F.data + oY, *m = F.data + oM;
+  const float fscale = (float)scale;
+  for (int64_t i = 0; i < n; i++) {
+    const bool kept = dropout_mask(s, i, threshold, 1.0f) != 0.0f;
+    m[i] = kept ? fscale : 0.0f;
+    y[i] = kept ? (float)((double)x[i] * scale) : (float)((double)x[i] * 0.0);
+  }
+  return NULL;
+}
+
 /* ---- Adam ---------------------------------------------------------------------------------- */
 
 #pragma GCC push_options
@@ -1174,6 +1220,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"attentionBackward", NULL, AttentionBackward, NULL, NULL, NULL, napi_enumerable, NULL},
       {"layerNormForward", NULL, LayerNormForward, NULL, NULL, NULL, napi_enumerable, NULL},
       {"layerNormBackward", NULL, LayerNormBackward, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"dropout", NULL, Dropout, NULL, NULL, NULL, napi_enumerable, NULL},
       {"adamUpdate", NULL, AdamUpdate, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setThreads", NULL, SetThreads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"getThreads", NULL, GetThreads, NULL, NULL, NULL, napi_enumerable, NULL},

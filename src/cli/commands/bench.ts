@@ -75,7 +75,7 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
     const tokens = r.rows.find((x) => x.error === undefined)?.tokensPerStep ?? args.sentences * (args.length + 1);
     console.log(`bench model: d_model 256, 4 heads, 3+3 layers, d_ff 1024, vocab 8000, ${tokens} target tokens per step; ${r.cores} cores; load average ${r.loadBefore.map((x) => x.toFixed(2)).join(' ')} before, ${r.loadAfter.map((x) => x.toFixed(2)).join(' ')} after`);
     console.log(`model FLOPs: ${(r.flopsPerTargetToken / 1e6).toFixed(1)} MFLOP per target token per training step (3x forward)`);
-    if (r.peak) console.log(`matMul peak (native OpenBLAS, plain): ${r.peak.oneThread.toFixed(1)} GFLOP/s on 1 thread, ${r.peak.allThreads.toFixed(1)} GFLOP/s on ${r.peak.threads} (the machine peak below)`);
+    if (r.peak) console.log(`matMul peak (native OpenBLAS, plain): ${r.peak.oneThread.toFixed(1)} GFLOP/s on 1 thread, ${r.peak.allThreads.toFixed(1)} GFLOP/s on ${r.peak.threads} (the machine peak below; measured in this run, so low on a loaded machine); ${r.peak.oneThreadPerCpuSecond.toFixed(1)} GFLOP per CPU second on 1 thread (the load-independent reference of the last column)`);
     console.log(`matMul without native BLAS (${r.backend}): ${r.wasmMatMulGflops.toFixed(1)} GFLOP/s`);
     for (const line of formatBenchTable(r)) console.log(line);
     if (r.greedyStepsPerSec !== null && r.beamStepsPerSec !== null) console.log(`decoding (32 sentences): greedy ${r.greedyStepsPerSec.toFixed(1)} steps/s, beam 4 ${r.beamStepsPerSec.toFixed(1)} steps/s`);
