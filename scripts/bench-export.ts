@@ -23,7 +23,8 @@
  * `translateSentences` (heads translate's tfjs path) and through src/onnx/decode.ts (heads translate
  * --engine onnx), in turns as above. The table prints sentences/s of both engines side by side, the
  * pruned variants' speed-up over the full model in each engine, and how many translations the two
- * engines agree on. --onnx-only skips the first table; --no-onnx skips this one.
+ * engines agree on. --onnx-only skips the first table; --no-onnx skips this one; --onnx-int8 adds each
+ * variant's int8 graphs (MatMulInteger, --int8) in ORT.
  */
 import * as tf from '@tensorflow/tfjs';
 import { writeFileSync } from 'node:fs';
@@ -64,6 +65,7 @@ const { values: args } = parseArgs({
     'onnx-only': { type: 'boolean', default: false },
     'no-onnx': { type: 'boolean', default: false },
     'onnx-reps': { type: 'string', default: '3' },
+    'onnx-int8': { type: 'boolean', default: false },
   },
 });
 const B = Number(args.sentences);
@@ -324,10 +326,18 @@ async function onnxTable(variants: Variant[], V: number, codec: TextCodec, evalC
   const opts = { beamSize: 1, lengthPenalty: ev.lengthPenalty, maxLenA: ev.maxLenA, maxLenB: ev.maxLenB, batchSentences: ev.batchSentences, maxTokensPerBatch: ev.maxTokensPerBatch };
   const rows = await Promise.all(
     chosen.map(async (v) => {
-      const built = buildOnnxExport({ model: v.pruned.config, vocabSize: V, params: v.pruned.params, int8: false, tokenizerText: Buffer.from(''), generation: { ...opts, beamSize: BEAM }, source: { run: 'bench', checkpoint: 'bench', step: 0 }, mask: v.pruned.mask, maskDescriptor: '' });
-      const so = { graphOptimizationLevel: 'all' as const };
-      const m: OnnxModel = { encoder: await ort.InferenceSession.create(built.encoder, so), decoder: await ort.InferenceSession.create(built.decoder, so), metadata: built.metadata, Tensor: ort.Tensor as unknown as OrtTensorClass };
-      return { v, m, bytes: built.encoder.byteLength + built.decoder.byteLength, times: { tfjs1: [] as number[], tfjs4: [] as number[], ort1: [] as number[], ort4: [] as number[] }, same: { 1: 0, 4: 0 } };
+      const open = async (int8: boolean): Promise<{ m: OnnxModel; bytes: number }> => {
+        const built = buildOnnxExport({ model: v.pruned.config, vocabSize: V, params: v.pruned.params, int8, tokenizerText: Buffer.from(''), generation: { ...opts, beamSize: BEAM }, source: { run: 'bench', checkpoint: 'bench', step: 0 }, mask: v.pruned.mask, maskDescriptor: '' });
+        const so = { graphOptimizationLevel: 'all' as const };
+        const m: OnnxModel = { encoder: await ort.InferenceSession.create(built.encoder, so), decoder: await ort.InferenceSession.create(built.decoder, so), metadata: built.metadata, Tensor: ort.Tensor as unknown as OrtTensorClass };
+        return { m, bytes: built.encoder.byteLength + built.decoder.byteLength };
+      };
+      const f = await open(false);
+      const q = args['onnx-int8'] ? await open(true) : null;
+      // the same graphs with log_probs hidden: beam search normalises the logits in JS (exports before log_probs)
+      const d = f.m.decoder;
+      const jsSoftmax: OnnxModel = { ...f.m, decoder: { inputNames: d.inputNames, outputNames: d.outputNames.filter((n) => n !== 'log_probs'), run: d.run.bind(d) as OnnxModel['decoder']['run'] } };
+      return { v, m: f.m, jsSoftmax, bytes: f.bytes, m8: q?.m ?? null, times: { tfjs1: [] as number[], tfjs4: [] as number[], ort1: [] as number[], ort4: [] as number[], int81: [] as number[], int84: [] as number[], js4: [] as number[] }, same: { 1: 0, 4: 0 } };
     }),
   );
   const warm = sentences.slice(0, 4);
@@ -348,13 +358,24 @@ async function onnxTable(variants: Variant[], V: number, codec: TextCodec, evalC
         const b = await translateWithOnnx(r.m, codec, sentences, { ...opts, beamSize: beam });
         r.times[beam === 1 ? 'ort1' : 'ort4'].push(performance.now() - t);
         r.same[beam === 1 ? 1 : 4] = a.outputs.filter((x, j) => x === b.outputs[j]).length;
+        if (beam === BEAM) {
+          t = performance.now();
+          await translateWithOnnx(r.jsSoftmax, codec, sentences, { ...opts, beamSize: beam });
+          r.times.js4.push(performance.now() - t);
+        }
+        if (r.m8) {
+          t = performance.now();
+          await translateWithOnnx(r.m8, codec, sentences, { ...opts, beamSize: beam });
+          r.times[beam === 1 ? 'int81' : 'int84'].push(performance.now() - t);
+        }
       }
     }
     process.stderr.write(`onnx vs tfjs: rep ${rep + 1}/${reps} done (${((performance.now() - t0) / 1000).toFixed(0)} s, load ${loadavg()[0]!.toFixed(1)})\n`);
   }
   const sps = (ms: number[]) => (sentences.length / best(ms)) * 1000;
   const full = rows[0]!;
-  const table: string[][] = [['variant', 'heads enc/dec/x', 'onnx MB', 'tfjs greedy', 'ORT greedy', 'ORT/tfjs', 'tfjs beam4', 'ORT beam4', 'ORT/tfjs', 'vs full: tfjs g/b', 'vs full: ORT g/b', 'same g/b']];
+  const int8 = args['onnx-int8'];
+  const table: string[][] = [['variant', 'heads enc/dec/x', 'onnx MB', 'tfjs greedy', 'ORT greedy', 'ORT/tfjs', 'tfjs beam4', 'ORT beam4', 'ORT/tfjs', 'vs full: tfjs g/b', 'vs full: ORT g/b', 'same g/b', 'ORT beam4 JS softmax', ...(int8 ? ['ORT int8 g/b', 'int8/float g/b'] : [])]];
   for (const r of rows) {
     const f = (x: number) => x.toFixed(1);
     table.push([
@@ -370,6 +391,8 @@ async function onnxTable(variants: Variant[], V: number, codec: TextCodec, evalC
       `${(sps(r.times.tfjs1) / sps(full.times.tfjs1)).toFixed(2)}/${(sps(r.times.tfjs4) / sps(full.times.tfjs4)).toFixed(2)}`,
       `${(sps(r.times.ort1) / sps(full.times.ort1)).toFixed(2)}/${(sps(r.times.ort4) / sps(full.times.ort4)).toFixed(2)}`,
       `${r.same[1]}/${r.same[4]} of ${sentences.length}`,
+      f(sps(r.times.js4)),
+      ...(int8 ? [`${f(sps(r.times.int81))}/${f(sps(r.times.int84))}`, `${(sps(r.times.int81) / sps(r.times.ort1)).toFixed(2)}/${(sps(r.times.int84) / sps(r.times.ort4)).toFixed(2)}`] : []),
     ]);
   }
   const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
@@ -378,7 +401,7 @@ async function onnxTable(variants: Variant[], V: number, codec: TextCodec, evalC
     console.log(r.map((x, j) => (j === 0 ? x.padEnd(widths[j]!) : x.padStart(widths[j]!))).join('  '));
     if (i === 0) console.log(widths.map((w) => '-'.repeat(w)).join('  '));
   }
-  console.log('ORT/tfjs: ORT sentences/s over tfjs sentences/s; vs full: a variant\'s sentences/s over the full model\'s in the same engine (what removing heads saves); same: translations identical in both engines');
+  console.log(`ORT/tfjs: ORT sentences/s over tfjs sentences/s; vs full: a variant's sentences/s over the full model's in the same engine (what removing heads saves); same: translations identical in both engines; JS softmax: ORT beam search normalising the logits in JS instead of the graph's LogSoftmax output${int8 ? '; int8: the same variant exported with --int8 (MatMulInteger) in ORT, and its speed over the float graphs' : ''}`);
 }
 
 await main();
