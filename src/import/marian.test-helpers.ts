@@ -20,13 +20,14 @@ export function torchPython(): string | null {
 
 export const SENTENCES = ['the cat sees a dog.', 'a small red house and a big tree', 'the woman drinks water!', 'dog', 'the old man likes green bread?', 'Xylophone ＡＢＣ the child'];
 
-export function importFixture(dir: string, weights: 'safetensors' | 'bin'): string {
-  const src = join(dir, `hf-${weights}`);
+/** Import the fixture (or `from`, a folder of the same layout) through the library; returns the run folder. */
+export function importFixture(dir: string, weights: 'safetensors' | 'bin', from = FIXTURE, tag = ''): string {
+  const src = join(dir, `hf-${weights}${tag}`);
   mkdirSync(src, { recursive: true });
-  for (const f of ['config.json', 'generation_config.json', 'vocab.json', 'source.spm', 'target.spm', weights === 'bin' ? 'pytorch_model.bin' : 'model.safetensors']) copyFileSync(join(FIXTURE, f), join(src, f));
+  for (const f of ['config.json', 'generation_config.json', 'vocab.json', 'source.spm', 'target.spm', weights === 'bin' ? 'pytorch_model.bin' : 'model.safetensors']) copyFileSync(join(from, f), join(src, f));
   const m = readMarianFolder(src);
   const converted = marianToToolkit(m);
-  const runPath = join(dir, `run-${weights}`);
+  const runPath = join(dir, `run-${weights}${tag}`);
   mkdirSync(runPath);
   const run = RunFolder.open(runPath);
   run.writeJson('config.json', converted.config);
@@ -41,6 +42,25 @@ export interface Reference {
   logits: number[];
   greedy: number[][];
   beam: number[][];
+}
+
+/** The fixture with every tensor in half precision (model.safetensors F16 by hand, pytorch_model.bin by torch.save), in `out`. */
+export function halfPrecisionFixture(out: string): void {
+  mkdirSync(out, { recursive: true });
+  for (const f of ['config.json', 'generation_config.json', 'vocab.json', 'source.spm', 'target.spm']) copyFileSync(join(FIXTURE, f), join(out, f));
+  const script = `import json, struct, sys, torch
+sd = {k: v.half() for k, v in torch.load(sys.argv[1] + "/pytorch_model.bin").items()}
+torch.save(sd, sys.argv[2] + "/pytorch_model.bin")
+header, blobs, off = {}, [], 0
+for k, v in sd.items():
+    b = v.contiguous().numpy().tobytes()
+    header[k] = {"dtype": "F16", "shape": list(v.shape), "data_offsets": [off, off + len(b)]}
+    off += len(b)
+    blobs.append(b)
+h = json.dumps(header).encode()
+h += b" " * ((8 - len(h) % 8) % 8)
+open(sys.argv[2] + "/model.safetensors", "wb").write(struct.pack("<Q", len(h)) + h + b"".join(blobs))`;
+  execFileSync(torchPython()!, ['-c', script, FIXTURE, out]);
 }
 
 export function runReference(folder: string, req: unknown, dir: string): Reference {

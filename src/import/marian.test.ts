@@ -6,7 +6,7 @@
  * translations. Needs a python3 with torch (Debian python3-torch): skipped with a message otherwise.
  */
 import * as tf from '@tensorflow/tfjs';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
@@ -14,7 +14,7 @@ import { MarianTokenizer } from '../data/tokenizer.js';
 import { beamSearch, greedyDecode } from '../eval/decode.js';
 import { loadModel, type LoadedModel } from '../io/load-model.js';
 import { useTestBackend } from '../test-utils/backend.js';
-import { FIXTURE, SENTENCES, batches, importFixture, runReference, torchPython } from './marian.test-helpers.js';
+import { FIXTURE, SENTENCES, batches, halfPrecisionFixture, importFixture, runReference, torchPython } from './marian.test-helpers.js';
 
 const python = torchPython();
 if (!python) console.warn('skipping the Marian reference tests: no python3 with torch and sentencepiece (apt-get install python3-torch python3-sentencepiece)');
@@ -27,13 +27,22 @@ describe('heads import marian: the tiny HF checkpoint against the float64 PyTorc
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  for (const weights of ['safetensors', 'bin'] as const) {
-    (python ? it : it.skip)(`${weights}: logits within 1e-4, identical greedy and beam translations`, async () => {
-      const loaded: LoadedModel = loadModel(importFixture(dir, weights));
+  const variants = [
+    { weights: 'safetensors', half: false },
+    { weights: 'bin', half: false },
+    { weights: 'safetensors', half: true },
+    { weights: 'bin', half: true },
+  ] as const;
+  for (const { weights, half } of variants) {
+    (python ? it : it.skip)(`${weights}${half ? ' (float16)' : ''}: logits within 1e-4, identical greedy and beam translations`, async () => {
+      // half precision: both sides read the same float16 values (the import widens them to float32, the reference to float64)
+      const folder = half ? join(dir, 'hf-half') : FIXTURE;
+      if (half && !existsSync(join(folder, 'model.safetensors'))) halfPrecisionFixture(folder);
+      const loaded: LoadedModel = loadModel(importFixture(dir, weights, folder, half ? '-half' : ''));
       const tok = loaded.tokenizer as MarianTokenizer;
       expect(tok).toBeInstanceOf(MarianTokenizer);
       const b = batches(tok, SENTENCES, ['die katze sieht einen hund.', 'ein kleines rotes haus', 'die frau trinkt wasser!', 'hund', 'der alte mann', 'das kind']);
-      const ref = runReference(FIXTURE, { weights, src: b.srcMarian, tgt_in: b.tgtMarian }, dir);
+      const ref = runReference(folder, { weights, src: b.srcMarian, tgt_in: b.tgtMarian }, dir);
       const V = tok.marianVocab.length;
       expect(ref.shape).toEqual([SENTENCES.length, b.T, V]);
       const logits = tf.tidy(() =>

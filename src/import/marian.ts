@@ -149,7 +149,8 @@ export function marianToToolkit(m: MarianFolder): { config: HeadsConfig; params:
     need(t.shape.join(',') === `${maxPos},${d}`, `${src}: ${name}: expected shape [${maxPos},${d}], got [${t.shape}]`);
     let worst = 0;
     for (let i = 0; i < t.data.length; i++) worst = Math.max(worst, Math.abs(t.data[i]! - table[i]!));
-    need(worst < 1e-4, `${src}: ${name}: not Marian's sinusoidal table (sin on the first half of the features, cos on the second): max difference ${worst.toExponential(2)}`);
+    // 1e-3: a half-precision checkpoint stores the table rounded to float16 (2.4e-4 off); another layout is ~1 off
+    need(worst < 1e-3, `${src}: ${name}: not Marian's sinusoidal table (sin on the first half of the features, cos on the second): max difference ${worst.toExponential(2)}`);
   }
   const tok = m.tokenizer;
   const Vt = tok.vocabSize;
