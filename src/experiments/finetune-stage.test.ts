@@ -133,12 +133,13 @@ ${hasOrt ? '  float-onnx: { kind: export, of: baseline, mask: none, engine: onnx
     const rows = readMethodRows(join(root, 'methods.csv'));
     expect(rows.map((r) => r.stage)).toEqual(['float', 'moe', 'local', 'ffn', ...(hasOrt ? ['float-onnx', 'int8-dynamic'] : [])]);
     expect(rows.map((r) => r.fineTuneSteps).slice(0, 4)).toEqual([0, 4, 4, 4]);
+    expect(rows.map((r) => r.method).slice(0, 4)).toEqual(['float', 'moe-top2x2', 'local(1)', 'ffn-0.5-tuned']);
     expect(rows[3]!.bleu).toBeCloseTo(ffn['bleu'], 6);
     expect(readFileSync(mdPath, 'utf8')).toContain('## Sparsity methods');
     const figures = await writeReportFigures(stages, [], root, { html: false });
     expect(figures.written.map((f) => f.name)).toContain('bleu-vs-cost');
     const fig = JSON.parse(readFileSync(join(root, 'figures', 'bleu-vs-cost.json'), 'utf8')) as { data: Array<{ name: string; xaxis: string }>; layout: { shapes: Array<{ y0: number }> } };
-    expect(fig.data.filter((t) => t.xaxis === 'x').map((t) => t.name)).toEqual(['float', 'moe', 'local', 'ffn', ...(hasOrt ? ['float-onnx', 'int8-dynamic'] : [])]);
+    expect(fig.data.filter((t) => t.xaxis === 'x').map((t) => t.name)).toEqual(['float', 'moe-top2x2', 'local(w)', 'ffn-0.5-tuned', ...(hasOrt ? ['float (ORT)', 'int8-dynamic (ORT)'] : [])]);
     // the reference line is the float row's BLEU on both panels
     expect(fig.layout.shapes.map((s) => s.y0)).toEqual([float['bleu'], float['bleu']]);
   }, 240_000);

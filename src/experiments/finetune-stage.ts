@@ -18,6 +18,7 @@ import type { ResolvedConfig, ModelConfig } from '../config/schema.js';
 import type { NamedArrays } from '../compress/magnitude-pruning.js';
 import { planFfnPruning, pruneFfnUnits } from '../export/ffn-pruning.js';
 import { moeOf } from '../model/transformer.js';
+import { describePattern } from '../model/attention-patterns.js';
 import { Rng, deriveSeed } from '../util/random.js';
 import { ConfigError } from '../util/errors.js';
 import type { StageInstance, StageSpec } from './spec.js';
@@ -90,6 +91,22 @@ export function initialWeights(parentParams: NamedArrays, parent: ModelConfig, c
   }
   if (layers.length) init.upcycled = { layers, experts: config.model.moe!.experts, routerStd: UPCYCLE_ROUTER_STD };
   return { params, init };
+}
+
+/**
+ * What a finetune stage changed, for the methods table: `local(8)+sliding(8)`, `moe-top1x4`,
+ * `magnitude-0.5-gradual`, `ffn-0.5-tuned`, `qat`, joined by `+`; `tuned` when nothing (the control:
+ * the same steps of training with nothing made sparse).
+ */
+export function finetuneLabel(st: FinetuneStageSpec, c: ResolvedConfig): string {
+  const parts: string[] = [];
+  const p = c.model.attentionPatterns;
+  if (p) parts.push([p['enc-self'], p['dec-self']].filter((x) => x).map((x) => describePattern(x ?? null)).join('+'));
+  if (c.model.moe) parts.push(`moe-top${c.model.moe.topK}x${c.model.moe.experts}`);
+  if (c.train.magnitudePruning) parts.push(`magnitude-${c.train.magnitudePruning.sparsity}-gradual`);
+  if (st.ffnPrune !== undefined) parts.push(`ffn-${st.ffnPrune}-tuned`);
+  if (c.train.quantAware) parts.push('qat');
+  return parts.join('+') || 'tuned';
 }
 
 /** Mean of each `moe.*` share over the run's logged training windows (metrics.jsonl): load per expert, dropped claims. */

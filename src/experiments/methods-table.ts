@@ -13,6 +13,7 @@ import Papa from 'papaparse';
 import { readJsonFile, readTextFile, writeFileAtomic } from '../util/fs.js';
 import { type ResolvedStage, stageState } from './stage.js';
 import type { MethodRow } from '../plots/methods.js';
+import { finetuneLabel } from './finetune-stage.js';
 
 export const METHOD_COLUMNS: ReadonlyArray<keyof MethodRow> = [
   'stage', 'method', 'engine', 'fineTuneSteps', 'bleu', 'chrf', 'params', 'nonZeroParams', 'activeParams', 'modelBytes',
@@ -32,6 +33,14 @@ function fineTuneSteps(s: ResolvedStage): number {
   return n;
 }
 
+/** The export's label, after what its finetune parent changed (`local(8)+sliding(8)`, `qat+int8`). */
+function methodOf(s: ResolvedStage, exportLabel: string): string {
+  const p = s.parent!;
+  if (p.instance.spec.kind !== 'finetune') return exportLabel;
+  const tuned = finetuneLabel(p.instance.spec, p.config);
+  return exportLabel === 'float' ? tuned : `${tuned}+${exportLabel}`;
+}
+
 /** The rows of the finished export stages that have the cost figures (exports measured before them are left out). */
 export function collectMethodRows(stages: readonly ResolvedStage[]): MethodRow[] {
   const out: MethodRow[] = [];
@@ -42,7 +51,7 @@ export function collectMethodRows(stages: readonly ResolvedStage[]): MethodRow[]
     const c = j['cost'];
     out.push({
       stage: s.instance.id,
-      method: String(j['method'] ?? ''),
+      method: methodOf(s, String(j['method'] ?? '')),
       engine: String(j['engine'] ?? 'tfjs'),
       fineTuneSteps: fineTuneSteps(s.parent!),
       bleu: j['bleu'],

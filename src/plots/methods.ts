@@ -28,15 +28,20 @@ export interface MethodRow {
   description: string;
 }
 
-/** The series a row belongs to: its method without sizes (`sparse-attention`, `magnitude-0.5` stays). */
+/** The series a row belongs to. */
 export type SeriesOf = (r: MethodRow) => string;
+
+/** The default series: the method with its window sizes left out (`local(8)+sliding(8)` and `local(16)+sliding(16)` are one), ORT rows apart. */
+export function methodSeries(r: MethodRow): string {
+  return `${r.method.replace(/\((\d+)\)/g, '(w)')}${r.engine === 'onnx' ? ' (ORT)' : ''}`;
+}
 
 /**
  * `reference`: the row whose BLEU is the reference line (default: the row of method `float`, engine tfjs).
- * `seriesOf`: how rows group into series (default: the stage name without its sweep point).
+ * `seriesOf`: how rows group into series (default: methodSeries).
  */
 export function bleuVsCostFigure(rows: readonly MethodRow[], opts: { title?: string; reference?: MethodRow | null; seriesOf?: SeriesOf } = {}): FigureSpec {
-  const seriesOf = opts.seriesOf ?? ((r: MethodRow) => r.stage.replace(/\[.*$/, ''));
+  const seriesOf = opts.seriesOf ?? methodSeries;
   const reference = opts.reference === undefined ? (rows.find((r) => r.method === 'float' && r.engine !== 'onnx') ?? null) : opts.reference;
   const groups = new Map<string, MethodRow[]>();
   for (const r of rows) if (Number.isFinite(r.bleu)) groups.set(seriesOf(r), [...(groups.get(seriesOf(r)) ?? []), r]);
