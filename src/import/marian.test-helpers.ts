@@ -83,3 +83,9 @@ export function batches(tok: MarianTokenizer, sentences: readonly string[], targ
   return { srcMarian, tgtMarian, srcToolkit, tgtToolkit, S, T, tgtLens: tgtM.map((r) => r.length) };
 }
 
+/** torch.save of a state dict holding an object whose __reduce__ runs `touch <argv[2]>` */
+export const EVIL_SCRIPT = `import os, sys, torch
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("touch " + sys.argv[2],))
+torch.save({"model.shared.weight": torch.zeros(2, 2), "x": Evil()}, sys.argv[1])`;

@@ -1,12 +1,17 @@
 /**
  * `heads import marian` on broken folders: each problem is one line naming the file and field, what was
- * expected and what was found (exit 2), and nothing is written. No python needed.
+ * expected and what was found (exit 2), and nothing is written; a pytorch_model.bin whose pickle would run
+ * os.system is refused the same way and runs nothing (that case needs python3-torch to make the file).
  */
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
-import { FIXTURE } from './marian.test-helpers.js';
+import { execFileSync } from 'node:child_process';
+import { EVIL_SCRIPT, FIXTURE, torchPython } from '../import/marian.test-helpers.js';
+
+const python = torchPython();
+if (!python) console.warn('skipping the malicious pytorch_model.bin case: no python3 with torch (apt-get install python3-torch)');
 
 const FILES = ['config.json', 'generation_config.json', 'vocab.json', 'source.spm', 'target.spm', 'model.safetensors'];
 
@@ -35,7 +40,7 @@ describe('heads import marian: bad folders', () => {
     mkdirSync(folder);
     for (const f of FILES) copyFileSync(join(FIXTURE, f), join(folder, f));
     breakIt(folder);
-    const { handler } = await import('../cli/commands/import.js');
+    const { handler } = await import('./commands/import.js');
     const err = jest.spyOn(console, 'error').mockImplementation(() => {});
     const out = join(dir, `run-${Math.random().toString(36).slice(2)}`);
     try {
@@ -52,6 +57,29 @@ describe('heads import marian: bad folders', () => {
     }
     expect(existsSync(out)).toBe(false);
   });
+
+  (python ? it : it.skip)('a pytorch_model.bin whose pickle calls os.system: one line, exit 2, nothing written, nothing run', async () => {
+    const marker = join(dir, 'pwned');
+    const hf = join(dir, 'evil-marian');
+    mkdirSync(hf);
+    for (const f of ['config.json', 'vocab.json', 'source.spm', 'target.spm']) copyFileSync(join(FIXTURE, f), join(hf, f));
+    execFileSync(python!, ['-c', EVIL_SCRIPT, join(hf, 'pytorch_model.bin'), marker]);
+    const { handler } = await import('./commands/import.js');
+    const err = jest.spyOn(console, 'error').mockImplementation(() => {});
+    const out = join(dir, 'run-evil');
+    try {
+      await handler({ kind: 'marian', folder: hf, out, 'runs-dir': dir, _: [], $0: 'heads' } as never);
+      expect(process.exitCode).toBe(2);
+      expect(err.mock.calls.length).toBe(1);
+      expect(String(err.mock.calls[0]![0])).toMatch(/^error: .*pytorch_model\.bin: .*data\.pkl: global (posix|os)\.system at byte \d+: refused/);
+    } finally {
+      err.mockRestore();
+      process.exitCode = 0;
+    }
+    expect(existsSync(out)).toBe(false);
+    expect(existsSync(marker)).toBe(false);
+  });
+
 });
 
 function editJson(path: string, f: (o: Record<string, unknown>) => void): void {

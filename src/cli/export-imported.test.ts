@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
-import { importFixture } from './marian.test-helpers.js';
+import { importFixture } from '../import/marian.test-helpers.js';
 
 describe('heads export on an imported model', () => {
   let dir: string;
@@ -18,7 +18,7 @@ describe('heads export on an imported model', () => {
 
   it.each(['both', 'safetensors', 'onnx', 'all'])('--format %s is refused with one line (exit 2), nothing written', async (format) => {
     const run = importFixture(dir, 'safetensors');
-    const { handler } = await import('../cli/commands/export.js');
+    const { handler } = await import('./commands/export.js');
     const err = jest.spyOn(console, 'error').mockImplementation(() => {});
     const out = join(dir, `out-${format}`);
     try {
