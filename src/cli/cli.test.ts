@@ -72,7 +72,7 @@ describe('heads CLI handlers', () => {
     const test = generateSyntheticCorpus('reverse', { seed: 1, trainPairs: 300, validPairs: 10, testPairs: 12 }).test;
     writeFileSync(join(dir, 'test.src'), test.map((p) => p.src).join('\n') + '\n');
     writeFileSync(join(dir, 'test.ref'), test.map((p) => p.tgt).join('\n') + '\n');
-    const t = await capture(() => translate.handler(args({ model: runPath, input: join(dir, 'test.src'), output: join(dir, 'test.hyp'), backend: 'auto' as const })));
+    const t = await capture(() => translate.handler(args({ model: runPath, input: join(dir, 'test.src'), output: join(dir, 'test.hyp'), backend: 'auto' as const, engine: 'tfjs' as const })));
     expect(t.exitCode).toBeUndefined();
     expect(readFileSync(join(dir, 'test.hyp'), 'utf8')).toBe(readFileSync(join(runPath, 'test.hyp'), 'utf8'));
     const b = await capture(() => bleu.handler(args({ input: join(dir, 'test.hyp'), reference: [join(dir, 'test.ref')], tokenize: '13a' as const, 'smooth-method': 'exp' as const, lowercase: false, 'sentence-level': false, 'score-only': true, format: 'text' as const, width: 2, short: false })));
@@ -88,7 +88,7 @@ describe('heads CLI handlers', () => {
   });
 
   it('translate of a folder without checkpoints is a clear error', async () => {
-    const r = await capture(() => translate.handler(args({ model: dir, backend: 'auto' as const })));
+    const r = await capture(() => translate.handler(args({ model: dir, backend: 'auto' as const, engine: 'tfjs' as const })));
     expect(r.exitCode).toBe(2);
     expect(r.err).toContain('no checkpoints found');
   });
