@@ -4,26 +4,16 @@
  * for bit; no tensors leak; without the addon the kernel is absent and the ops run. Skipped, with a
  * message, when the addon (or its adamUpdate) is not built.
  */
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { describe, expect, it } from '@jest/globals';
 import * as tf from '@tensorflow/tfjs';
-import '@tensorflow/tfjs-backend-wasm';
-import { installBackendFixes, restoreStockKernels } from './ops.js';
+import { installBackendFixes } from './ops.js';
 import { loadNativeBlas } from './native-blas.js';
+import { nativeKernelSuite } from '../test-utils/native-kernels.js';
 import { ADAM_KERNEL, hasAdamKernel, nativeAdam } from './adam-kernel.js';
 import { Adam } from '../train/adam.js';
 
 const fn = nativeAdam(loadNativeBlas().blas);
-if (fn === null) console.warn('native Adam tests skipped: the addon (or its adamUpdate) is not built; run scripts/setup-native.sh');
-const describeNative = fn !== null ? describe : describe.skip;
-
-beforeAll(async () => {
-  await tf.setBackend('wasm');
-  await tf.ready();
-});
-afterAll(() => {
-  restoreStockKernels();
-  installBackendFixes('wasm');
-});
+const describeNative = nativeKernelSuite(fn !== null, 'native Adam tests skipped: the addon (or its adamUpdate) is not built; run scripts/setup-native.sh');
 
 function train(native: boolean): Record<string, number[]> {
   installBackendFixes('wasm', { nativeAdam: native });

@@ -5,28 +5,18 @@
  * masks and gates of shape [h], [B, h] or none; the fallbacks (per-token gate, attention dropout, records,
  * no addon); tensor leaks. Skipped, with a message, when the addon (or its attention functions) is not built.
  */
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { describe, expect, it } from '@jest/globals';
 import * as tf from '@tensorflow/tfjs';
-import '@tensorflow/tfjs-backend-wasm';
-import { installBackendFixes, restoreStockKernels } from './ops.js';
+import { installBackendFixes } from './ops.js';
 import { loadNativeBlas } from './native-blas.js';
+import { nativeKernelSuite } from '../test-utils/native-kernels.js';
 import { ATTENTION_KERNEL, hasFusedAttention, nativeAttention } from './attention-kernel.js';
 import { maxRelDiff } from './kernel-testing.js';
 import { type AttentionParams, attention } from '../model/attention.js';
 import { ForwardContext, causalBias, paddingBias } from '../model/layers.js';
 
 const fns = nativeAttention(loadNativeBlas().blas);
-if (fns === null) console.warn('fused attention tests skipped: the addon (or its attention functions) is not built; run scripts/setup-native.sh');
-const describeNative = fns !== null ? describe : describe.skip;
-
-beforeAll(async () => {
-  await tf.setBackend('wasm');
-  await tf.ready();
-});
-afterAll(() => {
-  restoreStockKernels();
-  installBackendFixes('wasm');
-});
+const describeNative = nativeKernelSuite(fns !== null, 'fused attention tests skipped: the addon (or its attention functions) is not built; run scripts/setup-native.sh');
 
 function params(d: number, h: number, seed: number): AttentionParams {
   const w = (s: number) => tf.randomNormal([d, d], 0, 0.3, 'float32', seed + s);

@@ -5,28 +5,18 @@
  * (the kernel draws that mask); tensor leaks; no kernels without the addon. Skipped, with a message, when
  * the addon (or its layer-norm functions) is not built.
  */
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { describe, expect, it } from '@jest/globals';
 import * as tf from '@tensorflow/tfjs';
-import '@tensorflow/tfjs-backend-wasm';
-import { installBackendFixes, restoreStockKernels } from './ops.js';
+import { installBackendFixes } from './ops.js';
 import { loadNativeBlas } from './native-blas.js';
+import { nativeKernelSuite } from '../test-utils/native-kernels.js';
 import { hasFusedLayerNorm, nativeLayerNorm } from './layer-norm-kernel.js';
 import { fastDropout } from './dropout.js';
 import { maxRelDiff } from './kernel-testing.js';
 import { ForwardContext, layerNorm, residualLayerNorm } from '../model/layers.js';
 
 const fns = nativeLayerNorm(loadNativeBlas().blas);
-if (fns === null) console.warn('fused layer-norm tests skipped: the addon (or its layer-norm functions) is not built; run scripts/setup-native.sh');
-const describeNative = fns !== null ? describe : describe.skip;
-
-beforeAll(async () => {
-  await tf.setBackend('wasm');
-  await tf.ready();
-});
-afterAll(() => {
-  restoreStockKernels();
-  installBackendFixes('wasm');
-});
+const describeNative = nativeKernelSuite(fns !== null, 'fused layer-norm tests skipped: the addon (or its layer-norm functions) is not built; run scripts/setup-native.sh');
 
 /** value and gradients of sum(f(x, y, g, b) * r) */
 function grads(f: (x: tf.Tensor, y: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.Tensor) {
