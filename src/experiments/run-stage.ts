@@ -71,16 +71,18 @@ export async function runStage(s: ResolvedStage, o: { progress: ProgressLine; is
 /** `compute.json` in a stage folder: the wall seconds of every attempt that ended (a killed one is not counted). */
 const COMPUTE_FILE = 'compute.json';
 
-function priorSeconds(folder: string): number {
+function attempts(folder: string): Array<{ endedAt: string; seconds: number }> {
   const f = join(folder, COMPUTE_FILE);
-  return existsSync(f) ? readJsonFile<{ attempts: Array<{ seconds: number }> }>(f, 'stage compute record').attempts.reduce((a, x) => a + x.seconds, 0) : 0;
+  return existsSync(f) ? readJsonFile<{ attempts: Array<{ endedAt: string; seconds: number }> }>(f, 'stage compute record').attempts : [];
+}
+
+function priorSeconds(folder: string): number {
+  return attempts(folder).reduce((a, x) => a + x.seconds, 0);
 }
 
 function recordAttempt(folder: string, seconds: number): void {
   if (!existsSync(folder)) return;
-  const f = join(folder, COMPUTE_FILE);
-  const prev = existsSync(f) ? readJsonFile<{ attempts: Array<{ endedAt: string; seconds: number }> }>(f, 'stage compute record').attempts : [];
-  writeJsonAtomic(f, { attempts: [...prev, { endedAt: new Date().toISOString(), seconds: Math.round(seconds * 10) / 10 }] });
+  writeJsonAtomic(join(folder, COMPUTE_FILE), { attempts: [...attempts(folder), { endedAt: new Date().toISOString(), seconds: Math.round(seconds * 10) / 10 }] });
 }
 
 async function runLocked(s: ResolvedStage, o: { progress: ProgressLine; isStopRequested: () => boolean; argv: readonly string[]; runtime?: RuntimeOptions }, attemptSeconds: () => number): Promise<StageSummary | null> {
