@@ -8,7 +8,7 @@ import { planTable } from './runner.js';
 import { survivorScores } from './report.js';
 import type { HeadReport } from '../analysis/report.js';
 import { runStage, stepsNearest } from './run-stage.js';
-import { prunedVsScratchRows, prunedVsScratchTable, writeReport, writeReportFigures } from './report.js';
+import { RESULT_COLUMNS, prunedVsScratchRows, prunedVsScratchTable, writeReport, writeReportFigures } from './report.js';
 import { EXPERIMENT_RESULT_COLUMNS } from '../plots/readers.js';
 import { runTraining } from '../train/run-training.js';
 import { RunFolder } from '../util/run-folder.js';
@@ -325,8 +325,13 @@ describe('export stages', () => {
     expect(float['method']).toBe('float');
     expect(int8['method']).toBe('int8');
     expect(sparse['method']).toBe('magnitude-0.5');
-    // the float export is the baseline unchanged: the baseline's BLEU; int8 stores about a quarter of the bytes
-    expect(marker('baseline')['bleu']).toBeGreaterThan(0);
+    // the float export is the baseline unchanged: its test translations byte for byte (a toy model this small
+    // may score BLEU 0, so the translations, not the score, carry the check), and so the baseline's BLEU;
+    // int8 stores about a quarter of the bytes
+    const folderOf = (id: string) => stages.find((s) => s.instance.id === id)!.folder;
+    const baselineHyp = readFileSync(join(folderOf('baseline'), 'test.hyp'), 'utf8');
+    expect(baselineHyp.split('\n').filter((l) => l.trim() !== '').length).toBeGreaterThan(0);
+    expect(readFileSync(join(folderOf('float'), 'test.hyp'), 'utf8')).toBe(baselineHyp);
     expect(float['bleu']).toBeCloseTo(marker('baseline')['bleu'] as number, 6);
     expect(int8['params']).toBe(float['params']);
     expect(int8['modelBytes'] as number).toBeLessThan((float['modelBytes'] as number) * 0.5);
@@ -338,13 +343,16 @@ describe('export stages', () => {
     const root = experimentRoot(loadSpec(p), runs);
     const { rows, csvPath, mdPath } = writeReport(stages, root);
     const csv = readFileSync(csvPath, 'utf8').trim().split('\n');
-    expect(csv[0]).toBe(`${EXPERIMENT_RESULT_COLUMNS.join(',')},devDecoding,seed`);
-    expect(csv[0]).toMatch(/,run,params,nonZeroParams,modelBytes,decodeSeconds,devDecoding,seed$/);
-    expect(csv).toHaveLength(8);
+    expect(csv[0]).toBe(RESULT_COLUMNS.join(','));
+    expect(csv[0]).toMatch(/,run,params,nonZeroParams,modelBytes,decodeSeconds,devDecoding,seed,steps,fractionalGates,wallSeconds$/);
+    // seven stages, and the l0 stage's binarised row where its kept gates are below 1
+    const hasBinarised = marker('l0')['binarised'] !== undefined;
+    expect(csv.some((l) => l.startsWith('l0,l0#binarised,'))).toBe(hasBinarised);
+    expect(csv).toHaveLength(8 + (hasBinarised ? 1 : 0));
     const int8Row = csv.find((l) => l.startsWith('int8,'))!.split(',');
     expect(Number(int8Row[16])).toBe(int8['modelBytes']);
     expect(Number(int8Row[17])).toBe(int8['decodeSeconds']);
-    expect(csv.find((l) => l.startsWith('baseline,'))!.split(',').slice(14)).toEqual(['', '', '', '', '', '']);
+    expect(csv.find((l) => l.startsWith('baseline,'))!.split(',').slice(14, 20)).toEqual(['', '', '', '', '', '']);
     expect(readFileSync(mdPath, 'utf8')).toContain('| params | weights MB | decode s |');
     const figures = await writeReportFigures(stages, rows, root);
     expect(figures.written.map((f) => f.name)).toContain('bleu-vs-model-bytes');
@@ -378,15 +386,18 @@ describe('export stages', () => {
     const stages = resolveStages(s, expandStages(s), runs);
     expect(stages.map(stageState)).toEqual(['done', 'done', 'done', 'done', 'done']);
     const csv = readFileSync(join(runs, 'experiments', 'two', 'results.csv'), 'utf8').trim().split('\n');
-    expect(csv[0]).toBe('stage,id,kind,method,attention,lambda,targetHeads,keptEnc,keptDecSelf,keptDecEnc,bleu,bleuTokLc,devBleu,run,params,nonZeroParams,modelBytes,decodeSeconds,devDecoding,seed');
-    // baseline, two l0 points, and the importance curve at its testHeads (4 encoder heads, 2 removed per step)
-    expect(csv).toHaveLength(6);
+    expect(csv[0]).toBe('stage,id,kind,method,attention,lambda,targetHeads,keptEnc,keptDecSelf,keptDecEnc,bleu,bleuTokLc,devBleu,run,params,nonZeroParams,modelBytes,decodeSeconds,devDecoding,seed,steps,fractionalGates,wallSeconds');
+    // baseline, two l0 points, and the importance curve at its testHeads (4 encoder heads, 2 removed per step);
+    // an l0 point whose kept gates are below 1 adds its binarised row (l0-binarised) right after it
+    const binarised = csv.filter((l) => l.split(',')[1]!.endsWith('#binarised'));
+    expect(binarised.every((l) => l.split(',')[3] === 'l0-binarised' && Number(l.split(',')[21]) > 0)).toBe(true);
+    expect(csv).toHaveLength(6 + binarised.length);
     expect(csv.filter((l) => l.startsWith('imp,')).map((l) => l.split(',')[7])).toEqual(['2', '0']);
     // the figures: Figure 7 (l0, importance and the full model), Figure 8 (roles of the survivors); no all-types stage
     const figDir = join(runs, 'experiments', 'two', 'figures');
     const fig7 = JSON.parse(readFileSync(join(figDir, 'bleu-vs-encoder-heads.json'), 'utf8')) as { data: Array<{ name: string; x: number[] }> };
-    expect(fig7.data.map((t) => t.name)).toEqual(['l0', 'importance', 'full model']);
-    expect(fig7.data[1]!.x).toEqual([0, 2]);
+    expect(fig7.data.map((t) => t.name)).toEqual(['l0', ...(binarised.length ? ['l0-binarised'] : []), 'importance', 'full model']);
+    expect(fig7.data.find((t) => t.name === 'importance')!.x).toEqual([0, 2]);
     expect(existsSync(join(figDir, 'bleu-vs-encoder-heads.html'))).toBe(true);
     const fig8 = JSON.parse(readFileSync(join(figDir, 'surviving-head-roles.json'), 'utf8')) as { data: Array<{ x: string[]; y: number[] }> };
     expect(fig8.data[0]!.x[0]).toBe('4 heads (baseline)');
@@ -397,7 +408,7 @@ describe('export stages', () => {
     const surv = readFileSync(join(runs, 'experiments', 'two', 'survivors.csv'), 'utf8').trim().split('\n');
     expect(surv[0]).toBe('stage,kept,removed,keptPositional,removedPositional,keptRare,removedRare,keptImportance,removedImportance,keptConfidence,removedConfidence,keptLrp,removedLrp,run');
     expect(surv).toHaveLength(3);
-    const l0Kept = Object.fromEntries(csv.filter((l) => l.startsWith('l0,')).map((l) => [l.split(',')[1], Number(l.split(',')[7])]));
+    const l0Kept = Object.fromEntries(csv.filter((l) => l.startsWith('l0,') && !l.includes('#binarised,')).map((l) => [l.split(',')[1], Number(l.split(',')[7])]));
     for (const line of surv.slice(1)) {
       const [stage, kept, removed] = line.split(',');
       expect(Number(kept) + Number(removed)).toBe(4);
@@ -418,7 +429,7 @@ describe('export stages', () => {
     const r3 = spawnSync('node', [bin, 'experiment', 'report', p, '--runs-dir', join(dir, 'no-runs'), '--out', outDir, '--no-html'], { encoding: 'utf8' });
     expect(r3.status).toBe(0);
     expect(r3.stderr).toContain(`rebuilding from ${join(outDir, 'hyps')}`);
-    expect(r3.stderr).toMatch(/re-scored 5 rows .*largest change of a test BLEU against results.csv: 0\.000000/);
+    expect(r3.stderr).toMatch(new RegExp(`re-scored ${5 + binarised.length} committed rows .*largest change of a test BLEU against results.csv: 0\\.000000`));
     expect(readFileSync(join(outDir, 'results.csv'), 'utf8')).toBe(before);
   }, 240000);
 
@@ -746,16 +757,19 @@ describe('seeds: replicates of a study', () => {
     expect(stages.map((s) => s.instance.id)).toEqual(['baseline[seed=1]', 'baseline[seed=2]', 'l0[seed=2]']);
     const quiet = new ProgressLine(process.stderr, true);
     for (const s of stages) expect(await runStage(s, { progress: quiet, isStopRequested: () => false, argv: [] })).not.toBeNull();
-    const marker = (s: (typeof stages)[number]) => JSON.parse(readFileSync(join(s.folder, 'stage.json'), 'utf8')) as { seed: number; devDecoding: string; devBleu: number };
+    const marker = (s: (typeof stages)[number]) => JSON.parse(readFileSync(join(s.folder, 'stage.json'), 'utf8')) as { seed: number; devDecoding: string; devBleu: number; binarised?: unknown };
     const runConfig = (s: (typeof stages)[number]) => JSON.parse(readFileSync(join(s.folder, 'config.json'), 'utf8')) as { seed: number };
     expect(stages.map((s) => [marker(s).seed, runConfig(s).seed])).toEqual([[1, 1], [2, 2], [2, 2]]);
     expect(stages.map((s) => marker(s).devDecoding)).toEqual(['greedy', 'greedy', 'beam 2']);
     const { rows, csvPath } = writeReport(stages, out);
-    expect(rows.map((r) => [r.devDecoding, r.seed])).toEqual([['greedy', 1], ['greedy', 2], ['beam 2', 2]]);
+    // the l0 stage's binarised row (if its kept gates are below 1) is decoded and seeded as the l0 row
+    const plain = rows.filter((r) => !r.id.endsWith('#binarised'));
+    expect(plain.map((r) => [r.devDecoding, r.seed])).toEqual([['greedy', 1], ['greedy', 2], ['beam 2', 2]]);
+    expect(rows.filter((r) => r.id.endsWith('#binarised')).map((r) => [r.devDecoding, r.seed])).toEqual(marker(stages[2]!).binarised ? [['beam 2', 2]] : []);
     expect(readFileSync(join(out, 'hyps', 'l0_seed=2_.hyp'), 'utf8')).toBe(readFileSync(join(stages[2]!.folder, 'test.pruned.hyp'), 'utf8'));
     const csv = readFileSync(csvPath, 'utf8');
     renameSync(runs, `${runs}-moved`);
-    expect(writeReport(stages, out, { fromHyps: true }).rescored).toEqual({ rows: 3, maxBleuChange: 0 });
+    expect(writeReport(stages, out, { fromHyps: true }).rescored).toEqual({ rows: rows.length, maxBleuChange: 0 });
     expect(readFileSync(csvPath, 'utf8')).toBe(csv);
   }, 120000);
 });
