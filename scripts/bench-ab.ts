@@ -53,10 +53,19 @@ async function main(): Promise<void> {
   }));
   const pairsN = Number(values.pairs);
   const cfg = loadConfig(null, [
-    'model.encoderLayers=3', 'model.decoderLayers=3', 'model.heads=4', 'model.dModel=256', 'model.dFF=1024',
-    'model.norm=post', 'gates.attention=[enc-self,dec-self,dec-enc]',
-    `train.maxTokensPerBatch=${sentences * (length + 1)}`, 'train.accumulateSteps=1', 'train.evalEverySteps=0', `train.maxSteps=${2 * pairsN + 4}`,
-    'train.workers=1', ...(values.set ?? []),
+    'model.encoderLayers=3',
+    'model.decoderLayers=3',
+    'model.heads=4',
+    'model.dModel=256',
+    'model.dFF=1024',
+    'model.norm=post',
+    'gates.attention=[enc-self,dec-self,dec-enc]',
+    `train.maxTokensPerBatch=${sentences * (length + 1)}`,
+    'train.accumulateSteps=1',
+    'train.evalEverySteps=0',
+    `train.maxSteps=${2 * pairsN + 4}`,
+    'train.workers=1',
+    ...(values.set ?? []),
   ]);
   const model = createTransformer(cfg.model, vocab, new Rng(2));
   const trainer = new Trainer({ config: cfg, model, train: pairs, valid: pairs.slice(0, 8), run: null });
@@ -72,15 +81,24 @@ async function main(): Promise<void> {
     const r = await trainer.trainStep();
     const c1 = process.cpuUsage(c0);
     tokens = r.tgtTokens;
-    console.error(`${which}: step ${s + 1}${s < 2 ? ' (warm-up)' : ''}: ${r.elapsedMs.toFixed(0)} ms, ${((c1.user + c1.system) / 1e6).toFixed(2)} CPU s, loss ${r.loss.toFixed(3)}, load ${loadavg()[0]!.toFixed(1)}`);
+    console.error(
+      `${which}: step ${s + 1}${s < 2 ? ' (warm-up)' : ''}: ${r.elapsedMs.toFixed(0)} ms, ${((c1.user + c1.system) / 1e6).toFixed(2)} CPU s, loss ${r.loss.toFixed(3)}, load ${loadavg()[0]!.toFixed(1)}`,
+    );
     if (s >= 2) {
       res[which].ms.push(r.elapsedMs);
       res[which].cpu.push((c1.user + c1.system) / 1e6);
     }
   }
   installBackendFixes(info.name);
-  const ma = median(res.A.ms), mb = median(res.B.ms), ca = median(res.A.cpu), cb = median(res.B.cpu);
-  console.log(`bench model (post-norm, gates), ${tokens} target tokens per step, 1 worker, native BLAS ${threads}T, ${pairsN} steps each (ABBA), load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+  const ma = median(res.A.ms),
+    mb = median(res.B.ms),
+    ca = median(res.A.cpu),
+    cb = median(res.B.cpu);
+  console.log(
+    `bench model (post-norm, gates), ${tokens} target tokens per step, 1 worker, native BLAS ${threads}T, ${pairsN} steps each (ABBA), load average ${loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')}`,
+  );
   console.log('| kernels | step ms (median) | target tokens/s | CPU s/step | tokens/CPU s |');
   console.log('|---|---|---|---|---|');
   console.log(`| A: defaults | ${ma.toFixed(0)} | ${((tokens / ma) * 1000).toFixed(0)} | ${ca.toFixed(2)} | ${(tokens / ca).toFixed(0)} |`);

@@ -83,7 +83,14 @@ if (shape.dModel % shape.heads) {
 const backend = await initBackendFromEnv(args.backend as BackendChoice);
 tf.env().set('PROD', true);
 console.log(describeBackendFixes(backend.name));
-const cfg = loadConfig(null, [`model.encoderLayers=${shape.enc}`, `model.decoderLayers=${shape.dec}`, `model.heads=${shape.heads}`, `model.dModel=${shape.dModel}`, `model.dFF=${shape.dFF}`, 'model.dropout=0']);
+const cfg = loadConfig(null, [
+  `model.encoderLayers=${shape.enc}`,
+  `model.decoderLayers=${shape.dec}`,
+  `model.heads=${shape.heads}`,
+  `model.dModel=${shape.dModel}`,
+  `model.dFF=${shape.dFF}`,
+  'model.dropout=0',
+]);
 const model = createTransformer(cfg.model, V, new Rng(2));
 const layout = headLayout(cfg.model);
 const stacks = ATTENTION_TYPES.filter((s) => model.shape[s].length > 0);
@@ -92,14 +99,22 @@ const base = fillPerHead(layout, () => 1);
 
 // sentences: random ids 4..V-1 with the word counts of the DDTP dev set
 const DEV = '../shared/data/ddtp/en-de/valid';
-const wordCounts = (path: string) => readFileSync(path, 'utf8').replace(/\n$/, '').split('\n').map((l) => Math.max(1, l.split(/\s+/).filter(Boolean).length));
+const wordCounts = (path: string) =>
+  readFileSync(path, 'utf8')
+    .replace(/\n$/, '')
+    .split('\n')
+    .map((l) => Math.max(1, l.split(/\s+/).filter(Boolean).length));
 const rng = new Rng(3);
 const hasDev = existsSync(`${DEV}.en`) && existsSync(`${DEV}.de`);
 const srcLens = hasDev ? wordCounts(`${DEV}.en`) : Array.from({ length: nSentences }, () => 3 + rng.int(38));
 const tgtLens = hasDev ? wordCounts(`${DEV}.de`) : Array.from({ length: nSentences }, () => 3 + rng.int(38));
 const cap = (n: number) => Math.min(n, cfg.model.maxPositions - 2);
 const ids = (n: number) => Array.from({ length: cap(n) }, () => 4 + rng.int(V - 4));
-const encoded: EncodedPair[] = Array.from({ length: nSentences }, (_, i) => ({ src: ids(srcLens[i % srcLens.length]!), tgt: ids(tgtLens[i % tgtLens.length]!), index: i }));
+const encoded: EncodedPair[] = Array.from({ length: nSentences }, (_, i) => ({
+  src: ids(srcLens[i % srcLens.length]!),
+  tgt: ids(tgtLens[i % tgtLens.length]!),
+  index: i,
+}));
 const codec: TextCodec = { encode: (s) => s.split(' ').map(Number), decode: (x) => x.join(' ') };
 const bleuPairs: SentencePair[] = encoded.slice(0, nBleu).map((p) => ({ src: p.src.join(' '), tgt: p.tgt.join(' ') }));
 
@@ -120,7 +135,10 @@ async function timed<T>(name: string, f: () => Promise<T>): Promise<{ value: T; 
 }
 
 // heads spread over the list (every attention type gets some)
-const sample = Array.from({ length: Math.min(nSample, heads.length) }, (_, i) => heads[Math.floor(((i + 0.5) * heads.length) / Math.min(nSample, heads.length))]!);
+const sample = Array.from(
+  { length: Math.min(nSample, heads.length) },
+  (_, i) => heads[Math.floor(((i + 0.5) * heads.length) / Math.min(nSample, heads.length))]!,
+);
 const scale = heads.length / sample.length;
 
 const oldLoss = await timed(`old loss ablation, ${sample.length} heads`, async () => {
@@ -139,14 +157,24 @@ const oldBleu = await timed(`old BLEU ablation part (greedy, ${bleuPairs.length}
     disposeGateTensors(g);
   }
 });
-const fresh = await timed(`new batched loss ablation, all ${heads.length} heads`, () => batchedAblationLosses(model, encoded, base, heads, { maxTokensPerBatch: maxTokens, masksPerPass: masks }));
+const fresh = await timed(`new batched loss ablation, all ${heads.length} heads`, () =>
+  batchedAblationLosses(model, encoded, base, heads, { maxTokensPerBatch: maxTokens, masksPerPass: masks }),
+);
 const maxRelDiff = Math.max(...sample.map((h, i) => Math.abs(fresh.value[heads.indexOf(h)]! - oldLoss.value[i]!) / oldLoss.value[i]!));
 
-const stats = await timed('attention statistics', () => collectAttentionStats(model, layout, encoded, base, { stacks, maxTokensPerBatch: maxTokens, rare: null, syntax: null }));
-const imp = await timed('importance', () => estimateMichelImportance(model, layout, encoded, base, { stacks, maxTokensPerBatch: maxTokens, labelSmoothing: cfg.train.labelSmoothing }));
+const stats = await timed('attention statistics', () =>
+  collectAttentionStats(model, layout, encoded, base, { stacks, maxTokensPerBatch: maxTokens, rare: null, syntax: null }),
+);
+const imp = await timed('importance', () =>
+  estimateMichelImportance(model, layout, encoded, base, { stacks, maxTokensPerBatch: maxTokens, labelSmoothing: cfg.train.labelSmoothing }),
+);
 const lrpOptions = { stacks, rule: 'lrp' as const, maxTokensPerBatch: maxTokens };
-const lrpOld = await timed(`old LRP (a backward pass per target position), ${nLrp} sentences`, () => estimateHeadRelevance(model, layout, encoded.slice(0, nLrp), base, { ...lrpOptions, legacy: true }));
-const lrp = await timed(`new LRP (a forward pass per batch, a linear pass per layer), ${nLrp} sentences`, () => estimateHeadRelevance(model, layout, encoded.slice(0, nLrp), base, lrpOptions));
+const lrpOld = await timed(`old LRP (a backward pass per target position), ${nLrp} sentences`, () =>
+  estimateHeadRelevance(model, layout, encoded.slice(0, nLrp), base, { ...lrpOptions, legacy: true }),
+);
+const lrp = await timed(`new LRP (a forward pass per batch, a linear pass per layer), ${nLrp} sentences`, () =>
+  estimateHeadRelevance(model, layout, encoded.slice(0, nLrp), base, lrpOptions),
+);
 const lrpDiff = Math.max(...stacks.map((st) => Math.max(...lrp.value.relevance[st].flat().map((v, i) => Math.abs(v - lrpOld.value.relevance[st].flat()[i]!)))));
 const loadAfter = loadavg();
 
@@ -154,22 +182,64 @@ type Pick = 'seconds' | 'cpuSeconds';
 const rest = (k: Pick) => stats[k] + imp[k];
 const oldBleuTotal = (k: Pick) => (oldLoss[k] + oldBleu[k]) * scale;
 const oldLossTotal = (k: Pick) => oldLoss[k] * scale;
-const row = (name: string, f: (k: Pick) => number, ref: (k: Pick) => number) => `| ${name} | ${f('seconds').toFixed(1)} | ${(ref('seconds') / f('seconds')).toFixed(2)}x | ${f('cpuSeconds').toFixed(1)} | ${(ref('cpuSeconds') / f('cpuSeconds')).toFixed(2)}x |`;
-console.log(`load average ${loadBefore.map((x) => x.toFixed(2)).join(' ')} before, ${loadAfter.map((x) => x.toFixed(2)).join(' ')} after; old paths timed on ${sample.length} heads and scaled x${scale.toFixed(1)} to ${heads.length}`);
-console.log(`largest relative difference of a sampled head's ablation loss, old vs new: ${maxRelDiff.toExponential(2)}; largest difference of an LRP relevance (shares of 1 per layer), old vs new: ${lrpDiff.toExponential(2)}`);
+const row = (name: string, f: (k: Pick) => number, ref: (k: Pick) => number) =>
+  `| ${name} | ${f('seconds').toFixed(1)} | ${(ref('seconds') / f('seconds')).toFixed(2)}x | ${f('cpuSeconds').toFixed(1)} | ${(ref('cpuSeconds') / f('cpuSeconds')).toFixed(2)}x |`;
+console.log(
+  `load average ${loadBefore.map((x) => x.toFixed(2)).join(' ')} before, ${loadAfter.map((x) => x.toFixed(2)).join(' ')} after; old paths timed on ${sample.length} heads and scaled x${scale.toFixed(1)} to ${heads.length}`,
+);
+console.log(
+  `largest relative difference of a sampled head's ablation loss, old vs new: ${maxRelDiff.toExponential(2)}; largest difference of an LRP relevance (shares of 1 per layer), old vs new: ${lrpDiff.toExponential(2)}`,
+);
 const newAbl = (k: Pick) => fresh[k];
 console.log('| what | wall s | new is faster by | CPU s | new is faster by (CPU) |');
 console.log('|---|---|---|---|---|');
 console.log(row('ablation: old, loss + greedy BLEU per head', oldBleuTotal, oldBleuTotal));
 console.log(row('ablation: old, loss per head', oldLossTotal, oldLossTotal));
 console.log(row('ablation: new, batched loss (default)', newAbl, oldBleuTotal));
-console.log(row(`LRP: old, ${nLrp} sentences`, (k) => lrpOld[k], (k) => lrpOld[k]));
-console.log(row(`LRP: new, ${nLrp} sentences`, (k) => lrp[k], (k) => lrpOld[k]));
+console.log(
+  row(
+    `LRP: old, ${nLrp} sentences`,
+    (k) => lrpOld[k],
+    (k) => lrpOld[k],
+  ),
+);
+console.log(
+  row(
+    `LRP: new, ${nLrp} sentences`,
+    (k) => lrp[k],
+    (k) => lrpOld[k],
+  ),
+);
 console.log(row('attention statistics + importance, unchanged', rest, rest));
 const oldReport = (k: Pick) => rest(k) + oldBleuTotal(k) + lrpOld[k];
 console.log(row('whole report: old (BLEU ablation, old LRP)', oldReport, oldReport));
 console.log(row('whole report: new (loss ablation, new LRP)', (k) => rest(k) + newAbl(k) + lrp[k], oldReport));
 console.log(row('whole report: new with --ablation bleu', (k) => rest(k) + newAbl(k) + oldBleu[k] * scale + lrp[k], oldReport));
-console.log(`batching alone (new loss vs old loss per head): ${(oldLossTotal('seconds') / newAbl('seconds')).toFixed(2)}x wall, ${(oldLossTotal('cpuSeconds') / newAbl('cpuSeconds')).toFixed(2)}x CPU`);
-if (args.json) writeFileSync(args.json, JSON.stringify({ label, loadBefore, loadAfter, sample: sample.map((h) => h.key), scale, maxRelDiff, oldLoss: { seconds: oldLoss.seconds, cpuSeconds: oldLoss.cpuSeconds }, oldBleu: { seconds: oldBleu.seconds, cpuSeconds: oldBleu.cpuSeconds }, fresh: { seconds: fresh.seconds, cpuSeconds: fresh.cpuSeconds }, stats: { seconds: stats.seconds, cpuSeconds: stats.cpuSeconds }, importance: { seconds: imp.seconds, cpuSeconds: imp.cpuSeconds }, lrp: { seconds: lrp.seconds, cpuSeconds: lrp.cpuSeconds }, lrpOld: { seconds: lrpOld.seconds, cpuSeconds: lrpOld.cpuSeconds }, lrpDiff }, null, 2));
+console.log(
+  `batching alone (new loss vs old loss per head): ${(oldLossTotal('seconds') / newAbl('seconds')).toFixed(2)}x wall, ${(oldLossTotal('cpuSeconds') / newAbl('cpuSeconds')).toFixed(2)}x CPU`,
+);
+if (args.json)
+  writeFileSync(
+    args.json,
+    JSON.stringify(
+      {
+        label,
+        loadBefore,
+        loadAfter,
+        sample: sample.map((h) => h.key),
+        scale,
+        maxRelDiff,
+        oldLoss: { seconds: oldLoss.seconds, cpuSeconds: oldLoss.cpuSeconds },
+        oldBleu: { seconds: oldBleu.seconds, cpuSeconds: oldBleu.cpuSeconds },
+        fresh: { seconds: fresh.seconds, cpuSeconds: fresh.cpuSeconds },
+        stats: { seconds: stats.seconds, cpuSeconds: stats.cpuSeconds },
+        importance: { seconds: imp.seconds, cpuSeconds: imp.cpuSeconds },
+        lrp: { seconds: lrp.seconds, cpuSeconds: lrp.cpuSeconds },
+        lrpOld: { seconds: lrpOld.seconds, cpuSeconds: lrpOld.cpuSeconds },
+        lrpDiff,
+      },
+      null,
+      2,
+    ),
+  );
 model.dispose();

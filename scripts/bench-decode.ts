@@ -81,7 +81,14 @@ function closingGates(model: Transformer, fractions: Record<string, number>): Ga
   const out: GateTensors = {};
   for (const stack of ATTENTION_TYPES) {
     const f = fractions[stack] ?? 0;
-    out[stack] = model.shape[stack].map((n) => (n === 0 ? null : tf.tensor1d(Array.from({ length: n }, (_, h) => (h < Math.round(n * f) ? 0 : 1)), 'float32')));
+    out[stack] = model.shape[stack].map((n) =>
+      n === 0
+        ? null
+        : tf.tensor1d(
+            Array.from({ length: n }, (_, h) => (h < Math.round(n * f) ? 0 : 1)),
+            'float32',
+          ),
+    );
   }
   return out;
 }
@@ -101,7 +108,15 @@ function setup(): Setup {
   if (args.model) {
     const { model, tokenizer, gates, config, checkpoint } = loadModel(args.model, (m) => console.error(`warning: ${m}`));
     const pruned = gates ? gates.testGates() : closingGates(model, fractions);
-    return { model, codec: tokenizer, sentences: lines!.slice(0, limit), evalConfig: config.eval, pruned, prunedLabel: gates ? 'its gates' : 'heads closed by gates', label: `${checkpoint.path} (step ${checkpoint.state.step}) on ${inputPath}` };
+    return {
+      model,
+      codec: tokenizer,
+      sentences: lines!.slice(0, limit),
+      evalConfig: config.eval,
+      pruned,
+      prunedLabel: gates ? 'its gates' : 'heads closed by gates',
+      label: `${checkpoint.path} (step ${checkpoint.state.step}) on ${inputPath}`,
+    };
   }
   const cfg = loadConfig(null, ['model.encoderLayers=3', 'model.decoderLayers=3', 'model.heads=4', 'model.dModel=256', 'model.dFF=1024', 'model.dropout=0']);
   const V = 8000;
@@ -113,9 +128,19 @@ function setup(): Setup {
   const rng = new Rng(3);
   const lengths = lines ? lines.map((l) => Math.max(1, l.split(/\s+/).filter(Boolean).length)) : Array.from({ length: 1500 }, () => 3 + rng.int(38));
   // synthetic sources: token ids 3..V-1, the codec is the identity on space-separated ids
-  const sentences = lengths.slice(0, limit ?? 256).map((n) => Array.from({ length: Math.min(n, cfg.model.maxPositions - 2) }, () => 3 + rng.int(V - 3)).join(' '));
+  const sentences = lengths
+    .slice(0, limit ?? 256)
+    .map((n) => Array.from({ length: Math.min(n, cfg.model.maxPositions - 2) }, () => 3 + rng.int(V - 3)).join(' '));
   const codec: TextCodec = { encode: (s) => s.split(' ').map(Number), decode: (ids) => ids.join(' ') };
-  return { model, codec, sentences, evalConfig: cfg.eval, pruned: closingGates(model, fractions), prunedLabel: 'heads closed by gates', label: `random bench model (d_model 256, 4 heads, 3+3 layers, d_ff 1024, vocab 8000), ${sentences.length} synthetic sources${lines ? ` with the word counts of ${inputPath}` : ''}` };
+  return {
+    model,
+    codec,
+    sentences,
+    evalConfig: cfg.eval,
+    pruned: closingGates(model, fractions),
+    prunedLabel: 'heads closed by gates',
+    label: `random bench model (d_model 256, 4 heads, 3+3 layers, d_ff 1024, vocab 8000), ${sentences.length} synthetic sources${lines ? ` with the word counts of ${inputPath}` : ''}`,
+  };
 }
 
 function fnv(text: string): string {
@@ -126,12 +151,37 @@ function fnv(text: string): string {
 
 const s = setup();
 const loadBefore = loadavg();
-console.log(`model: ${s.label}; pruned: ${s.prunedLabel} (${closedCount(s.pruned)} open); batches of ${s.evalConfig.batchSentences} sentences / ${s.evalConfig.maxTokensPerBatch} tokens`);
-interface Row { model: string; beam: number; decoder: Decoder; seconds: number[]; cpuSeconds: number[]; sentencesPerSec: number; sentencesPerCpuSec: number; outputTokens: number; hash: string }
+console.log(
+  `model: ${s.label}; pruned: ${s.prunedLabel} (${closedCount(s.pruned)} open); batches of ${s.evalConfig.batchSentences} sentences / ${s.evalConfig.maxTokensPerBatch} tokens`,
+);
+interface Row {
+  model: string;
+  beam: number;
+  decoder: Decoder;
+  seconds: number[];
+  cpuSeconds: number[];
+  sentencesPerSec: number;
+  sentencesPerCpuSec: number;
+  outputTokens: number;
+  hash: string;
+}
 const rows: Row[] = [];
-for (const [name, gates] of [['full', undefined], ['pruned', s.pruned]] as const) {
+for (const [name, gates] of [
+  ['full', undefined],
+  ['pruned', s.pruned],
+] as const) {
   for (const beamSize of beams) {
-    const cell: Row[] = decoders.map((decoder) => ({ model: name, beam: beamSize, decoder, seconds: [], cpuSeconds: [], sentencesPerSec: 0, sentencesPerCpuSec: 0, outputTokens: 0, hash: '' }));
+    const cell: Row[] = decoders.map((decoder) => ({
+      model: name,
+      beam: beamSize,
+      decoder,
+      seconds: [],
+      cpuSeconds: [],
+      sentencesPerSec: 0,
+      sentencesPerCpuSec: 0,
+      outputTokens: 0,
+      hash: '',
+    }));
     for (let r = 0; r < reps; r++) {
       for (const row of cell) {
         const cpu0 = process.cpuUsage();
@@ -141,7 +191,9 @@ for (const [name, gates] of [['full', undefined], ['pruned', s.pruned]] as const
         row.cpuSeconds.push((cpu.user + cpu.system) / 1e6);
         row.outputTokens = out.stats.outputTokens;
         row.hash = fnv(out.outputs.join('\n'));
-        console.error(`${name} ${beamSize === 1 ? 'greedy' : `beam ${beamSize}`} ${row.decoder}: ${(out.stats.elapsedMs / 1000).toFixed(1)} s, ${out.stats.sentencesPerSec.toFixed(1)} sentences/s, ${row.cpuSeconds.at(-1)!.toFixed(1)} CPU s (load ${loadavg()[0]!.toFixed(1)})`);
+        console.error(
+          `${name} ${beamSize === 1 ? 'greedy' : `beam ${beamSize}`} ${row.decoder}: ${(out.stats.elapsedMs / 1000).toFixed(1)} s, ${out.stats.sentencesPerSec.toFixed(1)} sentences/s, ${row.cpuSeconds.at(-1)!.toFixed(1)} CPU s (load ${loadavg()[0]!.toFixed(1)})`,
+        );
       }
     }
     for (const row of cell) {
@@ -152,15 +204,21 @@ for (const [name, gates] of [['full', undefined], ['pruned', s.pruned]] as const
   }
 }
 const loadAfter = loadavg();
-console.log(`${s.sentences.length} sentences; best of ${reps} run(s) each; load average ${loadBefore.map((x) => x.toFixed(2)).join(' ')} before, ${loadAfter.map((x) => x.toFixed(2)).join(' ')} after`);
+console.log(
+  `${s.sentences.length} sentences; best of ${reps} run(s) each; load average ${loadBefore.map((x) => x.toFixed(2)).join(' ')} before, ${loadAfter.map((x) => x.toFixed(2)).join(' ')} after`,
+);
 // wall time suffers from other processes on the machine; CPU time of this process much less (with one BLAS thread, no spinning)
 const pair = decoders.length > 1;
-console.log(`| model | decoding | ${decoders.map((d) => `${d} sentences/s`).join(' | ')} | ${pair ? `${decoders.at(-1)} / ${decoders[0]} | ` : ''}${decoders.map((d) => `${d} sentences/CPU s`).join(' | ')} | ${pair ? `${decoders.at(-1)} / ${decoders[0]} (CPU) | identical outputs | ` : ''}output tokens |`);
+console.log(
+  `| model | decoding | ${decoders.map((d) => `${d} sentences/s`).join(' | ')} | ${pair ? `${decoders.at(-1)} / ${decoders[0]} | ` : ''}${decoders.map((d) => `${d} sentences/CPU s`).join(' | ')} | ${pair ? `${decoders.at(-1)} / ${decoders[0]} (CPU) | identical outputs | ` : ''}output tokens |`,
+);
 console.log(`|---|---|${decoders.map(() => '---|').join('')}${pair ? '---|' : ''}${decoders.map(() => '---|').join('')}${pair ? '---|---|' : ''}---|`);
 for (let i = 0; i < rows.length; i += decoders.length) {
   const cell = rows.slice(i, i + decoders.length);
   const x = (f: (r: Row) => number) => (pair ? ` ${(f(cell.at(-1)!) / f(cell[0]!)).toFixed(2)}x |` : '');
   const same = pair ? ` ${cell.every((c) => c.hash === cell[0]!.hash) ? 'yes' : 'NO'} |` : '';
-  console.log(`| ${cell[0]!.model} | ${cell[0]!.beam === 1 ? 'greedy' : `beam ${cell[0]!.beam}`} | ${cell.map((c) => c.sentencesPerSec.toFixed(1)).join(' | ')} |${x((r) => r.sentencesPerSec)} ${cell.map((c) => c.sentencesPerCpuSec.toFixed(1)).join(' | ')} |${x((r) => r.sentencesPerCpuSec)}${same} ${cell[0]!.outputTokens} |`);
+  console.log(
+    `| ${cell[0]!.model} | ${cell[0]!.beam === 1 ? 'greedy' : `beam ${cell[0]!.beam}`} | ${cell.map((c) => c.sentencesPerSec.toFixed(1)).join(' | ')} |${x((r) => r.sentencesPerSec)} ${cell.map((c) => c.sentencesPerCpuSec.toFixed(1)).join(' | ')} |${x((r) => r.sentencesPerCpuSec)}${same} ${cell[0]!.outputTokens} |`,
+  );
 }
 if (args.json) writeFileSync(args.json, JSON.stringify({ label: s.label, sentences: s.sentences.length, loadBefore, loadAfter, rows }, null, 2));

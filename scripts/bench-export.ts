@@ -75,7 +75,18 @@ const REPS = Number(args.reps);
 const BEAM = 4;
 
 /** The bench shape: Transformer-base depth and heads at a width the 2-core machine decodes in seconds. */
-const BENCH_MODEL: ModelConfig = { ...DEFAULT_CONFIG.model, encoderLayers: 6, decoderLayers: 6, heads: 8, dModel: 256, dFF: 1024, dropout: 0, maxPositions: 256, norm: 'pre', tieEmbeddings: true };
+const BENCH_MODEL: ModelConfig = {
+  ...DEFAULT_CONFIG.model,
+  encoderLayers: 6,
+  decoderLayers: 6,
+  heads: 8,
+  dModel: 256,
+  dFF: 1024,
+  dropout: 0,
+  maxPositions: 256,
+  norm: 'pre',
+  tieEmbeddings: true,
+};
 const BENCH_VOCAB = 8000;
 
 interface Variant {
@@ -96,7 +107,8 @@ function randomModelArrays(c: ModelConfig, V: number, seed: number): NamedArrays
   const out: NamedArrays = {};
   const d = c.dModel;
   const h = headsPerLayer(c);
-  const add = (name: string, shape: number[], f: () => number) => (out[name] = { shape, data: Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, f) });
+  const add = (name: string, shape: number[], f: () => number) =>
+    (out[name] = { shape, data: Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, f) });
   const lin = (name: string, i: number, o: number) => add(name, [i, o], () => (rng.next() * 2 - 1) * Math.sqrt(6 / (i + o)));
   const vec = (name: string, n: number, v: number) => add(name, [n], () => v);
   const norm = (p: string) => (vec(`${p}.g`, d, 1), vec(`${p}.b`, d, 0));
@@ -131,14 +143,21 @@ function fractionMask(c: ModelConfig, stacks: readonly AttentionType[], fraction
     kept[stack] = layout[stack].map((ids) => {
       if (!stacks.includes(stack)) return [...ids];
       const n = Math.round(ids.length * fraction);
-      return rng.shuffle([...ids]).slice(0, n).sort((a, b) => a - b);
+      return rng
+        .shuffle([...ids])
+        .slice(0, n)
+        .sort((a, b) => a - b);
     });
   }
   return maskFromKeptSets(kept, originalMaskShape(c), source);
 }
 
 function total(h: Record<AttentionType, number[]>): Record<AttentionType, number> {
-  return { 'enc-self': h['enc-self'].reduce((a, b) => a + b, 0), 'dec-self': h['dec-self'].reduce((a, b) => a + b, 0), 'dec-enc': h['dec-enc'].reduce((a, b) => a + b, 0) };
+  return {
+    'enc-self': h['enc-self'].reduce((a, b) => a + b, 0),
+    'dec-self': h['dec-self'].reduce((a, b) => a + b, 0),
+    'dec-enc': h['dec-enc'].reduce((a, b) => a + b, 0),
+  };
 }
 
 /** Matmul FLOPs of the encoder forward and of decoding OUT_LEN steps (x beams), for the perfect-scaling column. */
@@ -154,7 +173,8 @@ function flops(c: ModelConfig, V: number, beams: number): { encoder: number; dec
     const ns = h['dec-self'][l]!;
     const nc = h['dec-enc'][l]!;
     dec += B * S * 2 * 2 * d * nc * dh; // cross keys/values, once per sentence
-    for (let t = 1; t <= OUT_LEN; t++) dec += rows * (2 * 4 * d * ns * dh + 2 * 2 * t * ns * dh + 2 * 2 * d * nc * dh + 2 * 2 * S * nc * dh + 2 * 2 * d * c.dFF);
+    for (let t = 1; t <= OUT_LEN; t++)
+      dec += rows * (2 * 4 * d * ns * dh + 2 * 2 * t * ns * dh + 2 * 2 * d * nc * dh + 2 * 2 * S * nc * dh + 2 * 2 * d * c.dFF);
   }
   dec += rows * OUT_LEN * 2 * d * V; // output layer
   return { encoder: enc, decode: dec + enc };
@@ -198,7 +218,9 @@ async function main(): Promise<void> {
     base = createTransformerFromArrays(BENCH_MODEL, V, randomModelArrays(BENCH_MODEL, V, 1));
   }
   const c = base.config;
-  console.log(`backend ${backend.name}${backend.fixes.length ? ` (${backend.fixes.join(', ')})` : ''} | model ${args.model ?? 'random'}: d_model ${c.dModel}, ${c.heads} heads, ${c.encoderLayers}+${c.decoderLayers} layers, d_ff ${c.dFF}, vocab ${V}`);
+  console.log(
+    `backend ${backend.name}${backend.fixes.length ? ` (${backend.fixes.join(', ')})` : ''} | model ${args.model ?? 'random'}: d_model ${c.dModel}, ${c.heads} heads, ${c.encoderLayers}+${c.decoderLayers} layers, d_ff ${c.dFF}, vocab ${V}`,
+  );
   console.log(`batch ${B} sentences x ${S} source tokens | ${args.model ? 'up to ' : ''}${OUT_LEN} output tokens | beam ${BEAM} | best of ${REPS} reps`);
 
   const all = ['enc-self', 'dec-self', 'dec-enc'] as const;
@@ -225,7 +247,16 @@ async function main(): Promise<void> {
     const model = createTransformerFromArrays(p.config, V, p.params);
     const shape = headsPerLayer(model.config);
     const hasEmptyDecoderLayer = [...shape['dec-self'], ...shape['dec-enc']].some((n) => n === 0);
-    return { name, model, pruned: { params: p.params, config: p.config, mask: p.mask }, heads: total(shape), params: model.params.count(), canBeam: !(emptyGatherBug && hasEmptyDecoderLayer), times: { encoder: [], greedy: [], beam: [] }, outputTokens: { greedy: 0, beam: 0 } };
+    return {
+      name,
+      model,
+      pruned: { params: p.params, config: p.config, mask: p.mask },
+      heads: total(shape),
+      params: model.params.count(),
+      canBeam: !(emptyGatherBug && hasEmptyDecoderLayer),
+      times: { encoder: [], greedy: [], beam: [] },
+      outputTokens: { greedy: 0, beam: 0 },
+    };
   });
   base.dispose();
   gates?.dispose();
@@ -237,7 +268,6 @@ async function main(): Promise<void> {
 
 /** The first table: encoder, greedy and beam-4 times of every variant on one random batch, tfjs. */
 async function headCountTable(variants: Variant[], V: number, t0: number): Promise<void> {
-
   const rng = new Rng(7);
   const src = Int32Array.from({ length: B * S }, () => 4 + rng.int(V - 4));
   const o = { lengthPenalty: 0.6, maxLenA: 0, maxLenB: OUT_LEN };
@@ -269,7 +299,9 @@ async function headCountTable(variants: Variant[], V: number, t0: number): Promi
   const fullFlops = { greedy: flops(full.model.config, V, 1), beam: flops(full.model.config, V, BEAM) };
   const fmt = (ms: number) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(0)} ms`);
   const ratio = (a: number, b: number) => (b > 0 ? `${(a / b).toFixed(2)}` : '-');
-  const rows: string[][] = [['variant', 'heads enc/dec/x', 'params', 'encoder', 'x (flop x)', 'greedy', 'x (flop x)', `beam-${BEAM}`, 'x (flop x)', 'out tok g/b']];
+  const rows: string[][] = [
+    ['variant', 'heads enc/dec/x', 'params', 'encoder', 'x (flop x)', 'greedy', 'x (flop x)', `beam-${BEAM}`, 'x (flop x)', 'out tok g/b'],
+  ];
   const results = variants.map((v) => {
     const enc = best(v.times.encoder);
     const greedy = best(v.times.greedy);
@@ -288,7 +320,16 @@ async function headCountTable(variants: Variant[], V: number, t0: number): Promi
       v.canBeam ? `${ratio(beam, best(full.times.beam))} (${ratio(f4.decode, fullFlops.beam.decode)})` : '',
       `${v.outputTokens.greedy}/${v.canBeam ? v.outputTokens.beam : '-'}`,
     ]);
-    return { name: v.name, heads: v.heads, params: v.params, best: { encoderMs: enc, greedyMs: greedy, beamMs: v.canBeam ? beam : null }, median: { encoderMs: median(v.times.encoder), greedyMs: median(v.times.greedy), beamMs: v.canBeam ? median(v.times.beam) : null }, outputTokens: v.outputTokens, samples: v.times, flops: { greedy: f1, beam: f4 } };
+    return {
+      name: v.name,
+      heads: v.heads,
+      params: v.params,
+      best: { encoderMs: enc, greedyMs: greedy, beamMs: v.canBeam ? beam : null },
+      median: { encoderMs: median(v.times.encoder), greedyMs: median(v.times.greedy), beamMs: v.canBeam ? median(v.times.beam) : null },
+      outputTokens: v.outputTokens,
+      samples: v.times,
+      flops: { greedy: f1, beam: f4 },
+    };
   });
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   console.log('');
@@ -298,8 +339,22 @@ async function headCountTable(variants: Variant[], V: number, t0: number): Promi
   }
   console.log('\ntimes: best of the reps; x = time / full model time; (flop x) = the same ratio of matmul FLOPs, i.e. perfect scaling;');
   console.log('the control row is a second copy of the full model: how far its x is from 1.00 is the noise of this run.');
-  if (variants.some((v) => !v.canBeam)) console.log('* beam search over a decoder attention layer with no heads fails on wasm (tfjs-wasm GatherV2 on empty tensors): see src/export/README.md');
-  if (args.json) writeFileSync(args.json, JSON.stringify({ model: args.model ?? 'random', config: variants[0]!.model.config, batch: { sentences: B, srcLen: S, outLen: OUT_LEN, beam: BEAM, reps: REPS }, results }, null, 2) + '\n');
+  if (variants.some((v) => !v.canBeam))
+    console.log('* beam search over a decoder attention layer with no heads fails on wasm (tfjs-wasm GatherV2 on empty tensors): see src/export/README.md');
+  if (args.json)
+    writeFileSync(
+      args.json,
+      JSON.stringify(
+        {
+          model: args.model ?? 'random',
+          config: variants[0]!.model.config,
+          batch: { sentences: B, srcLen: S, outLen: OUT_LEN, beam: BEAM, reps: REPS },
+          results,
+        },
+        null,
+        2,
+      ) + '\n',
+    );
 }
 
 /** Token ids written as text: the random model's "tokenizer" (its sentences are random ids). */
@@ -316,28 +371,73 @@ async function onnxTable(variants: Variant[], V: number, codec: TextCodec, evalC
   });
   const n = Number(args['test-sentences']);
   let sentences: string[];
-  if (args['test-file']) sentences = readFileSync(args['test-file'], 'utf8').split('\n').filter((l) => l.trim() !== '').slice(0, n);
+  if (args['test-file'])
+    sentences = readFileSync(args['test-file'], 'utf8')
+      .split('\n')
+      .filter((l) => l.trim() !== '')
+      .slice(0, n);
   else {
     const rng = new Rng(8);
     sentences = Array.from({ length: n }, () => Array.from({ length: 4 + rng.int(2 * S) }, () => 4 + rng.int(V - 4)).join(' '));
   }
   // the random model never emits </s>: cap its outputs at --out-len tokens, as above
   const ev = args.model ? evalConfig : { ...evalConfig, maxLenA: 0, maxLenB: OUT_LEN };
-  const opts = { beamSize: 1, lengthPenalty: ev.lengthPenalty, maxLenA: ev.maxLenA, maxLenB: ev.maxLenB, batchSentences: ev.batchSentences, maxTokensPerBatch: ev.maxTokensPerBatch };
+  const opts = {
+    beamSize: 1,
+    lengthPenalty: ev.lengthPenalty,
+    maxLenA: ev.maxLenA,
+    maxLenB: ev.maxLenB,
+    batchSentences: ev.batchSentences,
+    maxTokensPerBatch: ev.maxTokensPerBatch,
+  };
   const rows = await Promise.all(
     chosen.map(async (v) => {
       const open = async (int8: boolean): Promise<{ m: OnnxModel; bytes: number }> => {
-        const built = buildOnnxExport({ model: v.pruned.config, vocabSize: V, params: v.pruned.params, int8, tokenizerText: Buffer.from(''), generation: { ...opts, beamSize: BEAM }, source: { run: 'bench', checkpoint: 'bench', step: 0 }, mask: v.pruned.mask, maskDescriptor: '' });
+        const built = buildOnnxExport({
+          model: v.pruned.config,
+          vocabSize: V,
+          params: v.pruned.params,
+          int8,
+          tokenizerText: Buffer.from(''),
+          generation: { ...opts, beamSize: BEAM },
+          source: { run: 'bench', checkpoint: 'bench', step: 0 },
+          mask: v.pruned.mask,
+          maskDescriptor: '',
+        });
         const so = { graphOptimizationLevel: 'all' as const };
-        const m: OnnxModel = { encoder: await ort.InferenceSession.create(built.encoder, so), decoder: await ort.InferenceSession.create(built.decoder, so), metadata: built.metadata, Tensor: ort.Tensor as unknown as OrtTensorClass };
+        const m: OnnxModel = {
+          encoder: await ort.InferenceSession.create(built.encoder, so),
+          decoder: await ort.InferenceSession.create(built.decoder, so),
+          metadata: built.metadata,
+          Tensor: ort.Tensor as unknown as OrtTensorClass,
+        };
         return { m, bytes: built.encoder.byteLength + built.decoder.byteLength };
       };
       const f = await open(false);
       const q = args['onnx-int8'] ? await open(true) : null;
       // the same graphs with log_probs hidden: beam search normalises the logits in JS (exports before log_probs)
       const d = f.m.decoder;
-      const jsSoftmax: OnnxModel = { ...f.m, decoder: { inputNames: d.inputNames, outputNames: d.outputNames.filter((n) => n !== 'log_probs'), run: d.run.bind(d) as OnnxModel['decoder']['run'] } };
-      return { v, m: f.m, jsSoftmax, bytes: f.bytes, m8: q?.m ?? null, times: { tfjs1: [] as number[], tfjs4: [] as number[], ort1: [] as number[], ort4: [] as number[], int81: [] as number[], int84: [] as number[], js4: [] as number[] }, same: { 1: 0, 4: 0 } };
+      const jsSoftmax: OnnxModel = {
+        ...f.m,
+        decoder: { inputNames: d.inputNames, outputNames: d.outputNames.filter((n) => n !== 'log_probs'), run: d.run.bind(d) as OnnxModel['decoder']['run'] },
+      };
+      return {
+        v,
+        m: f.m,
+        jsSoftmax,
+        bytes: f.bytes,
+        m8: q?.m ?? null,
+        times: {
+          tfjs1: [] as number[],
+          tfjs4: [] as number[],
+          ort1: [] as number[],
+          ort4: [] as number[],
+          int81: [] as number[],
+          int84: [] as number[],
+          js4: [] as number[],
+        },
+        same: { 1: 0, 4: 0 },
+      };
     }),
   );
   const warm = sentences.slice(0, 4);
@@ -375,7 +475,24 @@ async function onnxTable(variants: Variant[], V: number, codec: TextCodec, evalC
   const sps = (ms: number[]) => (sentences.length / best(ms)) * 1000;
   const full = rows[0]!;
   const int8 = args['onnx-int8'];
-  const table: string[][] = [['variant', 'heads enc/dec/x', 'onnx MB', 'tfjs greedy', 'ORT greedy', 'ORT/tfjs', 'tfjs beam4', 'ORT beam4', 'ORT/tfjs', 'vs full: tfjs g/b', 'vs full: ORT g/b', 'same g/b', 'ORT beam4 JS softmax', ...(int8 ? ['ORT int8 g/b', 'int8/float g/b'] : [])]];
+  const table: string[][] = [
+    [
+      'variant',
+      'heads enc/dec/x',
+      'onnx MB',
+      'tfjs greedy',
+      'ORT greedy',
+      'ORT/tfjs',
+      'tfjs beam4',
+      'ORT beam4',
+      'ORT/tfjs',
+      'vs full: tfjs g/b',
+      'vs full: ORT g/b',
+      'same g/b',
+      'ORT beam4 JS softmax',
+      ...(int8 ? ['ORT int8 g/b', 'int8/float g/b'] : []),
+    ],
+  ];
   for (const r of rows) {
     const f = (x: number) => x.toFixed(1);
     table.push([
@@ -392,16 +509,25 @@ async function onnxTable(variants: Variant[], V: number, codec: TextCodec, evalC
       `${(sps(r.times.ort1) / sps(full.times.ort1)).toFixed(2)}/${(sps(r.times.ort4) / sps(full.times.ort4)).toFixed(2)}`,
       `${r.same[1]}/${r.same[4]} of ${sentences.length}`,
       f(sps(r.times.js4)),
-      ...(int8 ? [`${f(sps(r.times.int81))}/${f(sps(r.times.int84))}`, `${(sps(r.times.int81) / sps(r.times.ort1)).toFixed(2)}/${(sps(r.times.int84) / sps(r.times.ort4)).toFixed(2)}`] : []),
+      ...(int8
+        ? [
+            `${f(sps(r.times.int81))}/${f(sps(r.times.int84))}`,
+            `${(sps(r.times.int81) / sps(r.times.ort1)).toFixed(2)}/${(sps(r.times.int84) / sps(r.times.ort4)).toFixed(2)}`,
+          ]
+        : []),
     ]);
   }
   const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
-  console.log(`\nONNX Runtime (onnxruntime-node ${ort.env.versions.node}, default threads) vs tfjs: ${sentences.length} sentences (${args['test-file'] ?? 'random ids'}), sentences/s, best of ${reps} reps, load ${loadavg()[0]!.toFixed(1)}`);
+  console.log(
+    `\nONNX Runtime (onnxruntime-node ${ort.env.versions.node}, default threads) vs tfjs: ${sentences.length} sentences (${args['test-file'] ?? 'random ids'}), sentences/s, best of ${reps} reps, load ${loadavg()[0]!.toFixed(1)}`,
+  );
   for (const [i, r] of table.entries()) {
     console.log(r.map((x, j) => (j === 0 ? x.padEnd(widths[j]!) : x.padStart(widths[j]!))).join('  '));
     if (i === 0) console.log(widths.map((w) => '-'.repeat(w)).join('  '));
   }
-  console.log(`ORT/tfjs: ORT sentences/s over tfjs sentences/s; vs full: a variant's sentences/s over the full model's in the same engine (what removing heads saves); same: translations identical in both engines; JS softmax: ORT beam search normalising the logits in JS instead of the graph's LogSoftmax output${int8 ? '; int8: the same variant exported with --int8 (MatMulInteger) in ORT, and its speed over the float graphs' : ''}`);
+  console.log(
+    `ORT/tfjs: ORT sentences/s over tfjs sentences/s; vs full: a variant's sentences/s over the full model's in the same engine (what removing heads saves); same: translations identical in both engines; JS softmax: ORT beam search normalising the logits in JS instead of the graph's LogSoftmax output${int8 ? '; int8: the same variant exported with --int8 (MatMulInteger) in ORT, and its speed over the float graphs' : ''}`,
+  );
 }
 
 await main();

@@ -64,8 +64,21 @@ async function main(): Promise<void> {
   console.log(`median of up to ${reps} calls after 1 warm-up (10 for batched shapes), budget ${budgetMs} ms per shape\n`);
 
   const configs: Config[] = [
-    { name: 'wasm stock', setup: () => { restoreStockKernels('wasm'); return true; } },
-    { name: 'wasm + wrapper', setup: () => { restoreStockKernels('wasm'); installBackendFixes('wasm', { nativeBlas: false }); return true; } },
+    {
+      name: 'wasm stock',
+      setup: () => {
+        restoreStockKernels('wasm');
+        return true;
+      },
+    },
+    {
+      name: 'wasm + wrapper',
+      setup: () => {
+        restoreStockKernels('wasm');
+        installBackendFixes('wasm', { nativeBlas: false });
+        return true;
+      },
+    },
     { name: 'wasm + native 1T', setup: () => native.available && installBackendFixes('wasm', { blasThreads: 1 }).includes('BatchMatMul:native-blas') },
     { name: 'wasm + native 2T', setup: () => native.available && installBackendFixes('wasm', { blasThreads: 2 }).includes('BatchMatMul:native-blas') },
   ];
@@ -107,7 +120,10 @@ async function extraMeasurements(nativeAvailable: boolean): Promise<void> {
     const b = tf.randomUniform([256, 1024], -1, 1, 'float32', 2);
     const bias = tf.randomUniform([1024], -1, 1, 'float32', 3);
     const fused = () => tf.fused.matMul({ a, b, bias, activation: 'relu' }).dispose();
-    const unfused = () => tf.tidy(() => { tf.relu(tf.add(tf.matMul(a, b), bias)); });
+    const unfused = () =>
+      tf.tidy(() => {
+        tf.relu(tf.add(tf.matMul(a, b), bias));
+      });
     for (const threads of [1, 2]) {
       installBackendFixes('wasm', { blasThreads: threads, nativeFused: true });
       const f = medianMs(fused, { reps: reps * 2 });
@@ -124,7 +140,12 @@ async function extraMeasurements(nativeAvailable: boolean): Promise<void> {
   restoreStockKernels('wasm');
   installBackendFixes('wasm', { nativeBlas: false });
   console.log('\n## transpose wrapper: batched loop vs stock loop, small matrices (ms)');
-  for (const [m, k, batch] of [[8, 8, 1000], [16, 32, 610], [12, 64, 543], [25, 64, 320]] as const) {
+  for (const [m, k, batch] of [
+    [8, 8, 1000],
+    [16, 32, 610],
+    [12, 64, 543],
+    [25, 64, 320],
+  ] as const) {
     const opts = { m, n: m, k, batch: [batch], transposeB: true, reps, budgetMs, warmup: 10 };
     restoreStockKernels('wasm');
     const stock = measureMatMul(opts).medianMs;

@@ -43,9 +43,17 @@ async function main(): Promise<void> {
     index,
   }));
   const cfg = loadConfig(null, [
-    'model.encoderLayers=3', 'model.decoderLayers=3', 'model.heads=4', 'model.dModel=256', 'model.dFF=1024',
-    `train.maxTokensPerBatch=${sentences * (length + 1)}`, 'train.accumulateSteps=1', 'train.evalEverySteps=0', 'train.maxSteps=10',
-    'train.workers=1', ...(values.set ?? []),
+    'model.encoderLayers=3',
+    'model.decoderLayers=3',
+    'model.heads=4',
+    'model.dModel=256',
+    'model.dFF=1024',
+    `train.maxTokensPerBatch=${sentences * (length + 1)}`,
+    'train.accumulateSteps=1',
+    'train.evalEverySteps=0',
+    'train.maxSteps=10',
+    'train.workers=1',
+    ...(values.set ?? []),
   ]);
   const model = createTransformer(cfg.model, vocab, new Rng(2));
   const trainer = new Trainer({ config: cfg, model, train: pairs, valid: pairs.slice(0, 8), run: null });
@@ -70,7 +78,10 @@ async function main(): Promise<void> {
     byName.set(k.name, e);
     if (!WRAPPERS.has(k.name)) leaf += ms;
     if (k.name === 'BatchMatMul' || k.name === '_FusedMatMul') {
-      const shapes = k.inputShapes.slice(0, 2).map((s) => `[${s?.join(',')}]`).join('x');
+      const shapes = k.inputShapes
+        .slice(0, 2)
+        .map((s) => `[${s?.join(',')}]`)
+        .join('x');
       const a = k.outputShapes[0] ?? [];
       const sa = k.inputShapes[0] ?? [];
       const sb = k.inputShapes[1] ?? [];
@@ -90,8 +101,14 @@ async function main(): Promise<void> {
       byShape.set(key, s);
     }
   }
-  console.log(`bench model, ${sentences} x ${length + 1} target tokens, 1 worker; load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
-  console.log(`unprofiled step: ${plain.elapsedMs.toFixed(0)} ms (${((plain.tgtTokens / plain.elapsedMs) * 1000).toFixed(0)} tok/s); profiled step: ${stepMs.toFixed(0)} ms; leaf kernel time ${leaf.toFixed(0)} ms (${((leaf / stepMs) * 100).toFixed(0)}%), ${prof.kernels.length} kernel calls`);
+  console.log(
+    `bench model, ${sentences} x ${length + 1} target tokens, 1 worker; load average ${loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')}`,
+  );
+  console.log(
+    `unprofiled step: ${plain.elapsedMs.toFixed(0)} ms (${((plain.tgtTokens / plain.elapsedMs) * 1000).toFixed(0)} tok/s); profiled step: ${stepMs.toFixed(0)} ms; leaf kernel time ${leaf.toFixed(0)} ms (${((leaf / stepMs) * 100).toFixed(0)}%), ${prof.kernels.length} kernel calls`,
+  );
   console.log('| kernel | calls | ms | share of leaf kernel time |');
   console.log('|---|---|---|---|');
   for (const [name, e] of [...byName.entries()].sort((a, b) => b[1].ms - a[1].ms)) {

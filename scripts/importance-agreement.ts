@@ -22,7 +22,14 @@ import { spearman } from '../src/analysis/report.js';
 import { loadModel } from '../src/io/load-model.js';
 import { ConfigError } from '../src/util/errors.js';
 
-const { values } = parseArgs({ options: { model: { type: 'string' }, data: { type: 'string' }, sentences: { type: 'string', default: '300' }, 'max-tokens': { type: 'string', multiple: true } } });
+const { values } = parseArgs({
+  options: {
+    model: { type: 'string' },
+    data: { type: 'string' },
+    sentences: { type: 'string', default: '300' },
+    'max-tokens': { type: 'string', multiple: true },
+  },
+});
 const count = (flag: string, text: string) => {
   if (!/^[1-9]\d*$/.test(text)) throw new ConfigError([`--${flag}: expected an integer >= 1, got ${JSON.stringify(text)}`]);
   return Number(text);
@@ -38,12 +45,24 @@ try {
   const { encoded } = encodeForModel(tokenizer, readParallelCorpus(corpusSpec(source, config.data)).slice(0, n), config.model.maxPositions);
   const layout = headLayout(config.model);
   const heads = listHeads(layout, ATTENTION_TYPES);
-  console.log(`${checkpoint.path} (step ${checkpoint.state.step}), backend ${backend.name}: ${encoded.length} sentences of ${source}, ${heads.length} heads, label smoothing ${config.train.labelSmoothing}`);
-  const pairsOf: Array<[ImportanceForm, ImportanceForm]> = [['example', 'token'], ['example', 'batch'], ['token', 'batch']];
+  console.log(
+    `${checkpoint.path} (step ${checkpoint.state.step}), backend ${backend.name}: ${encoded.length} sentences of ${source}, ${heads.length} heads, label smoothing ${config.train.labelSmoothing}`,
+  );
+  const pairsOf: Array<[ImportanceForm, ImportanceForm]> = [
+    ['example', 'token'],
+    ['example', 'batch'],
+    ['token', 'batch'],
+  ];
   for (const maxTokens of budgets.length ? budgets : [config.train.maxTokensPerBatch]) {
     const t0 = Date.now();
-    const imp = await estimateMichelImportance(model, layout, encoded, testGateMultipliers(layout, gates), { stacks: ATTENTION_TYPES, maxTokensPerBatch: maxTokens, labelSmoothing: config.train.labelSmoothing });
-    console.log(`\n--max-tokens ${maxTokens}: ${imp.batches} batches (${(imp.sentences / imp.batches).toFixed(1)} sentences each on average), ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+    const imp = await estimateMichelImportance(model, layout, encoded, testGateMultipliers(layout, gates), {
+      stacks: ATTENTION_TYPES,
+      maxTokensPerBatch: maxTokens,
+      labelSmoothing: config.train.labelSmoothing,
+    });
+    console.log(
+      `\n--max-tokens ${maxTokens}: ${imp.batches} batches (${(imp.sentences / imp.batches).toFixed(1)} sentences each on average), ${((Date.now() - t0) / 1000).toFixed(0)} s`,
+    );
     console.log(`  ${'normalize'.padEnd(9)} ${'heads'.padEnd(14)} ${pairsOf.map(([a, b]) => `${a}~${b}`.padStart(14)).join('')}`);
     for (const normalize of IMPORTANCE_NORMALIZATIONS) {
       const score = (form: ImportanceForm, stacks: readonly AttentionType[]) => {

@@ -27,8 +27,19 @@ if (!executablePath) {
   process.exit(2);
 }
 const profile = mkdtempSync(join(tmpdir(), 'heads-screenshot-'));
-const common = ['--headless', '--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-const args = gpuArg === 'webgpu' ? [...common, '--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader', '--enable-features=Vulkan', '--use-angle=swiftshader'] : [...common, '--disable-gpu'];
+const common = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+const args =
+  gpuArg === 'webgpu'
+    ? [...common, '--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader', '--enable-features=Vulkan', '--use-angle=swiftshader']
+    : [...common, '--disable-gpu'];
 const context = await chromium.launchPersistentContext(profile, { executablePath, args, viewport: { width: 1280, height: 760 } });
 try {
   const page = await context.newPage();
@@ -43,7 +54,9 @@ try {
   await page.click('#translate');
   await page.waitForSelector('body[data-state="done"], body[data-state="error"]', { state: 'attached', timeout: 300000 });
   await page.screenshot({ path: out, fullPage: true });
-  console.error(`${out}: ${(statSync(out).size / 1000).toFixed(1)} kB; ${await page.textContent('#runtime')}; ${(await page.locator('.mean-latency').allTextContents()).join(' | ')}`);
+  console.error(
+    `${out}: ${(statSync(out).size / 1000).toFixed(1)} kB; ${await page.textContent('#runtime')}; ${(await page.locator('.mean-latency').allTextContents()).join(' | ')}`,
+  );
   for (const cell of await page.locator('#results tbody tr').all()) console.log((await cell.locator('td.translation').allTextContents()).join(' | '));
 } finally {
   await context.close();

@@ -93,17 +93,34 @@ export function findCycles(graph: Map<string, string[]>): string[][] {
 
 describe('findCycles', () => {
   it('finds a cycle through three files and none in a diamond', () => {
-    const [cycle, ...more] = findCycles(new Map([['a', ['b']], ['b', ['c']], ['c', ['a']], ['d', ['a']]]));
+    const [cycle, ...more] = findCycles(
+      new Map([
+        ['a', ['b']],
+        ['b', ['c']],
+        ['c', ['a']],
+        ['d', ['a']],
+      ]),
+    );
     expect(more).toEqual([]);
     expect(cycle).toHaveLength(4);
     expect(cycle![0]).toBe(cycle![3]);
     expect(new Set(cycle)).toEqual(new Set(['a', 'b', 'c']));
     for (let i = 0; i < 3; i++) expect({ a: 'b', b: 'c', c: 'a' }[cycle![i] as 'a' | 'b' | 'c']).toBe(cycle![i + 1]);
-    expect(findCycles(new Map([['a', ['b', 'c']], ['b', ['d']], ['c', ['d']], ['d', []]]))).toEqual([]);
+    expect(
+      findCycles(
+        new Map([
+          ['a', ['b', 'c']],
+          ['b', ['d']],
+          ['c', ['d']],
+          ['d', []],
+        ]),
+      ),
+    ).toEqual([]);
     expect(findCycles(new Map([['a', ['a']]]))).toEqual([['a', 'a']]);
   });
   it('reads the specifiers of multi-line, type-only, re-export and side-effect imports, not comments', () => {
-    const src = "import {\n  a,\n  b,\n} from './x.js';\nimport type { T } from '../y.js';\nexport { z } from './z.js';\nimport './side.js';\nimport * as tf from '@tensorflow/tfjs';\n// import { no } from './comment.js';\n";
+    const src =
+      "import {\n  a,\n  b,\n} from './x.js';\nimport type { T } from '../y.js';\nexport { z } from './z.js';\nimport './side.js';\nimport * as tf from '@tensorflow/tfjs';\n// import { no } from './comment.js';\n";
     expect(importSpecifiers(src)).toEqual(['./x.js', '../y.js', './z.js', './side.js']);
   });
 });
@@ -136,9 +153,18 @@ describe('folderGraph', () => {
       ['io/checkpoint.ts', ['util/fs.ts']],
       ['index.ts', ['train/trainer.ts', 'export/export-model.ts']],
     ]);
-    expect(g).toEqual(new Map([['train', ['io', 'util']], ['export', ['io', 'train']], ['io', ['util']]]));
+    expect(g).toEqual(
+      new Map([
+        ['train', ['io', 'util']],
+        ['export', ['io', 'train']],
+        ['io', ['util']],
+      ]),
+    );
     expect(findCycles(g)).toEqual([]);
-    const cyclic = folderGraph([['train/checkpoint.ts', ['export/quantize.ts']], ['export/export-model.ts', ['train/load-model.ts']]]);
+    const cyclic = folderGraph([
+      ['train/checkpoint.ts', ['export/quantize.ts']],
+      ['export/export-model.ts', ['train/load-model.ts']],
+    ]);
     expect(findCycles(cyclic).map((c) => c.join(' -> '))).toEqual([expect.stringMatching(/^(train -> export -> train|export -> train -> export)$/)]);
   });
 });
@@ -154,14 +180,17 @@ describe('the source tree', () => {
   });
 
   it('has no import cycles between its folders', () => {
-    const graph = folderGraph(files.map((f) => [relative(SRC, f), importSpecifiers(readFileSync(f, 'utf8')).map((s) => relative(SRC, resolveSpecifier(f, s)))]));
+    const graph = folderGraph(
+      files.map((f) => [relative(SRC, f), importSpecifiers(readFileSync(f, 'utf8')).map((s) => relative(SRC, resolveSpecifier(f, s)))]),
+    );
     expect(graph.size).toBeGreaterThan(10);
     expect(findCycles(graph).map((c) => c.join(' -> '))).toEqual([]);
   });
 
   // the edges: the CLI, and a worker thread's entry point
   const EDGES = [/^cli\//, /^train\/workers\/worker\.ts$/];
-  const PROCESS_STATE = /\bprocess\s*(?:\.\s*(?:env|argv|exit)\b|\[\s*['"](?:env|argv|exit)['"]\s*\]|\.\s*(?:on|once|addListener|prependListener)\s*\(\s*['"]SIG)/;
+  const PROCESS_STATE =
+    /\bprocess\s*(?:\.\s*(?:env|argv|exit)\b|\[\s*['"](?:env|argv|exit)['"]\s*\]|\.\s*(?:on|once|addListener|prependListener)\s*\(\s*['"]SIG)/;
 
   it('reads the environment and argv, exits and handles signals only at the edges', () => {
     const found: string[] = [];
@@ -177,7 +206,15 @@ describe('the source tree', () => {
     expect(found).toEqual([]);
   });
   it('the pattern catches each form it forbids', () => {
-    for (const line of ["process.env['X']", 'process.argv.slice(2)', 'process.exit(130)', "process.on('SIGINT', f)", "process.once(\"SIGTERM\", f)", "process['env'].X"]) expect(PROCESS_STATE.test(line)).toBe(true);
+    for (const line of [
+      "process.env['X']",
+      'process.argv.slice(2)',
+      'process.exit(130)',
+      "process.on('SIGINT', f)",
+      'process.once("SIGTERM", f)',
+      "process['env'].X",
+    ])
+      expect(PROCESS_STATE.test(line)).toBe(true);
     for (const line of ['process.exitCode = 2', 'process.pid', "process.on('exit', f)", 'process.execPath']) expect(PROCESS_STATE.test(line)).toBe(false);
   });
 });

@@ -9,7 +9,10 @@ function notebookImports(): Array<{ notebook: string; names: string[]; others: s
     .filter((f) => f.endsWith('.ipynb'))
     .map((f) => {
       const nb = JSON.parse(readFileSync(join(dir, f), 'utf8')) as { cells: Array<{ cell_type: string; source: string[] | string }> };
-      const code = nb.cells.filter((c) => c.cell_type === 'code').map((c) => (Array.isArray(c.source) ? c.source.join('') : c.source)).join('\n');
+      const code = nb.cells
+        .filter((c) => c.cell_type === 'code')
+        .map((c) => (Array.isArray(c.source) ? c.source.join('') : c.source))
+        .join('\n');
       const names: string[] = [];
       const others: string[] = [];
       for (const m of code.matchAll(/import\s*\{([^}]*)\}\s*from\s*'([^']+)'/g)) {
@@ -40,11 +43,23 @@ describe('public API', () => {
     }
   });
   it('names its exports one by one: no plot layout helpers or browser lookup', () => {
-    for (const internal of ['setAxis', 'findChromium', 'panelAxes', 'columnDomains', 'CHROMIUM_CANDIDATES', 'WorkerPool']) expect(internal in heads).toBe(false);
-    for (const name of ['Trainer', 'runExperiment', 'loadSpec', 'writeHeadReportFigures', 'penaltyWeight']) expect(typeof (heads as Record<string, unknown>)[name]).toBe('function');
+    for (const internal of ['setAxis', 'findChromium', 'panelAxes', 'columnDomains', 'CHROMIUM_CANDIDATES', 'WorkerPool'])
+      expect(internal in heads).toBe(false);
+    for (const name of ['Trainer', 'runExperiment', 'loadSpec', 'writeHeadReportFigures', 'penaltyWeight'])
+      expect(typeof (heads as Record<string, unknown>)[name]).toBe('function');
   });
   it('exports the pipeline entry points', () => {
-    for (const name of ['loadConfig', 'runTraining', 'runPruning', 'loadModel', 'corpusBleu', 'translateSentences', 'BpeTokenizer', 'createTransformer', 'readHeadMask'] as const)
+    for (const name of [
+      'loadConfig',
+      'runTraining',
+      'runPruning',
+      'loadModel',
+      'corpusBleu',
+      'translateSentences',
+      'BpeTokenizer',
+      'createTransformer',
+      'readHeadMask',
+    ] as const)
       expect(typeof heads[name]).toBe('function');
   });
 });

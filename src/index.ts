@@ -84,7 +84,16 @@ export { HeadsError, ConfigError, DataError, CheckpointError, MaskError } from '
 export { analyzeHeads, trainingFrequencies } from './analysis/analyze.js';
 export { readHeadReport, writeHeadReport, topHeads, rankAgreement, SCORE_COLUMNS, type HeadReport } from './analysis/report.js';
 export { runImportancePruning, type PruningStep } from './analysis/importance-pruning.js';
-export { estimateMichelImportance, importanceScores, IMPORTANCE_FORMS, IMPORTANCE_NORMALIZATIONS, DEFAULT_IMPORTANCE, type ImportanceForm, type ImportanceNormalization, type MichelImportance } from './analysis/importance.js';
+export {
+  estimateMichelImportance,
+  importanceScores,
+  IMPORTANCE_FORMS,
+  IMPORTANCE_NORMALIZATIONS,
+  DEFAULT_IMPORTANCE,
+  type ImportanceForm,
+  type ImportanceNormalization,
+  type MichelImportance,
+} from './analysis/importance.js';
 export { exportModel } from './export/export-model.js';
 export { sentenceAttention, modelHeadKeys, type AttentionModel, type SentenceAttention, type SentenceAttentionOptions } from './analysis/sentence-attention.js';
 
@@ -94,7 +103,17 @@ export { resolveStages, stageState, type ResolvedStage, type StageState } from '
 export { runExperiment, planTable, type RunnerOptions } from './experiments/runner.js';
 export { writeReport, writeReportFigures, markdownTable, type ResultRow } from './experiments/report.js';
 // the notebooks' small runs (train, prune, compare on the toy data)
-export { trainSmallRun, pruneSmallRun, smallPruningComparison, resultRowOfRun, SMALL_TRAIN_OVERRIDES, SMALL_PRUNE_OVERRIDES, type DemoRunOptions, type DemoPruneOptions, type SmallComparisonOptions } from './experiments/demo-runs.js';
+export {
+  trainSmallRun,
+  pruneSmallRun,
+  smallPruningComparison,
+  resultRowOfRun,
+  SMALL_TRAIN_OVERRIDES,
+  SMALL_PRUNE_OVERRIDES,
+  type DemoRunOptions,
+  type DemoPruneOptions,
+  type SmallComparisonOptions,
+} from './experiments/demo-runs.js';
 
 // figures: read result files, build plotly.js specs, write them (JSON + HTML + PNG) or show them in a notebook
 export {

@@ -16,8 +16,14 @@ import { tinyConfig } from './test-fixtures.js';
 
 // A physically pruned model: enc-self layer 0 keeps original heads 1 and 3, dec-enc layer 1 keeps head 2.
 const KEPT = {
-  'enc-self': [[1, 3], [0, 1, 2, 3]],
-  'dec-self': [[0, 1, 2, 3], [0, 1, 2, 3]],
+  'enc-self': [
+    [1, 3],
+    [0, 1, 2, 3],
+  ],
+  'dec-self': [
+    [0, 1, 2, 3],
+    [0, 1, 2, 3],
+  ],
   'dec-enc': [[0, 1, 2, 3], [2]],
 };
 const MODEL: Partial<ModelConfig> = { heads: 4, dModel: 16, dFF: 16, norm: 'post', keptHeads: KEPT };
@@ -70,7 +76,8 @@ let leaked = -1;
 
 const progress: string[] = [];
 /** gates on enc-self and dec-enc, all open */
-const gatedConfig = () => tinyConfig(MODEL, { gates: { ...DEFAULT_CONFIG.gates, attention: ['enc-self', 'dec-enc'], logAlphaInit: { kind: 'constant', value: 10 } } });
+const gatedConfig = () =>
+  tinyConfig(MODEL, { gates: { ...DEFAULT_CONFIG.gates, attention: ['enc-self', 'dec-enc'], logAlphaInit: { kind: 'constant', value: 10 } } });
 beforeAll(async () => {
   await useTestBackend();
   const config = gatedConfig();
@@ -109,7 +116,10 @@ describe('analyzeHeads stops on request', () => {
     let polls = 0;
     try {
       const run = analyzeHeads({
-        model, gates, tokenizer, config,
+        model,
+        gates,
+        tokenizer,
+        config,
         source: { runPath: 'runs/x', checkpoint: 'runs/x/checkpoints/step-0000001', step: 1 },
         split: { name: 'dev', source: 'test pairs', pairs },
         onProgress: (m) => seen.push(m),
@@ -193,7 +203,10 @@ describe('analyzeHeads on a model with planted heads', () => {
     expect(report.settings.importance.queryTokens['enc-self']).toBe(6 * 18);
     expect(report.baseline!.bleuSentences).toBe(2);
     // LRP sums to 1 over each layer that has an open head
-    const layerSum = (prefix: string) => Object.entries(report.heads).filter(([k]) => k.startsWith(prefix)).reduce((a, [, e]) => a + e.lrp!, 0);
+    const layerSum = (prefix: string) =>
+      Object.entries(report.heads)
+        .filter(([k]) => k.startsWith(prefix))
+        .reduce((a, [, e]) => a + e.lrp!, 0);
     expect(layerSum('enc-self.1.')).toBeCloseTo(1, 6);
     expect(layerSum('dec-enc.1.')).toBeCloseTo(1, 6);
   });

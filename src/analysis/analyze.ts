@@ -19,8 +19,26 @@ import { type AlignedSentence, collectAttentionStats } from './attention-pass.js
 import { type ConlluSentence, alignWordsToPieces } from './conllu.js';
 import { devLoss, greedyBleu } from './dev-metrics.js';
 import { type AblationMetric, DEFAULT_ABLATION_METRIC, DEFAULT_MASKS_PER_PASS, batchedAblationLosses } from './batched-ablation.js';
-import { type HeadLayout, type PerHead, disposeGateTensors, gateStates, gateTensorsOf, headLayout, listHeads, testGateMultipliers, withHeadsRemoved } from './head-layout.js';
-import { DEFAULT_IMPORTANCE, type ImportanceForm, type ImportanceNormalization, estimateMichelImportance, importanceScores, importanceSettingProblems, normalizeByLayer } from './importance.js';
+import {
+  type HeadLayout,
+  type PerHead,
+  disposeGateTensors,
+  gateStates,
+  gateTensorsOf,
+  headLayout,
+  listHeads,
+  testGateMultipliers,
+  withHeadsRemoved,
+} from './head-layout.js';
+import {
+  DEFAULT_IMPORTANCE,
+  type ImportanceForm,
+  type ImportanceNormalization,
+  estimateMichelImportance,
+  importanceScores,
+  importanceSettingProblems,
+  normalizeByLayer,
+} from './importance.js';
 import { ConfigError } from '../util/errors.js';
 import { type RelevanceRule, estimateHeadRelevance } from './lrp.js';
 import { type RoleOptions, addBaselineInstances, createBaselineTally, decideRoles, relationBaselines, relationInstances, resolveRoleOptions } from './roles.js';
@@ -117,7 +135,10 @@ export async function analyzeHeads(o: AnalyzeOptions): Promise<HeadReport> {
   const labelSmoothing = o.labelSmoothing ?? config.train.labelSmoothing;
   const importanceForm = o.importance?.form ?? DEFAULT_IMPORTANCE.form;
   const importanceNormalize = o.importance?.normalize ?? DEFAULT_IMPORTANCE.normalize;
-  const settingProblems = importanceSettingProblems(o.importance?.form, o.importance?.normalize, { form: 'importance.form', normalize: 'importance.normalize' });
+  const settingProblems = importanceSettingProblems(o.importance?.form, o.importance?.normalize, {
+    form: 'importance.form',
+    normalize: 'importance.normalize',
+  });
   if (settingProblems.length) throw new ConfigError(settingProblems);
   const isAblation = o.ablation?.enabled ?? true;
   const ablationMetric = o.ablation?.metric ?? DEFAULT_ABLATION_METRIC;
@@ -145,7 +166,10 @@ export async function analyzeHeads(o: AnalyzeOptions): Promise<HeadReport> {
     encoded.forEach((p, pos) => {
       const s = o.conllu!.sentences[p.index];
       if (!s) return;
-      const a = alignWordsToPieces(s, p.src.map((id) => o.tokenizer.pieceOf(id)));
+      const a = alignWordsToPieces(
+        s,
+        p.src.map((id) => o.tokenizer.pieceOf(id)),
+      );
       if (!a) {
         skippedSentences++;
         return;
@@ -155,8 +179,12 @@ export async function analyzeHeads(o: AnalyzeOptions): Promise<HeadReport> {
       addBaselineInstances(baselineTally, instances);
     });
     conlluInfo = { path: o.conllu.path, sentences: o.conllu.sentences.length, aligned: syntax.size, skipped: skippedSentences };
-    if (skippedSentences) notes.push(`${skippedSentences} CoNLL-U sentences did not match their source sentence character for character and were left out of the syntactic analysis`);
-    if (o.conllu.sentences.length !== o.split.pairs.length) notes.push(`the CoNLL-U file has ${o.conllu.sentences.length} sentences, the split ${o.split.pairs.length}; sentences are paired by order`);
+    if (skippedSentences)
+      notes.push(
+        `${skippedSentences} CoNLL-U sentences did not match their source sentence character for character and were left out of the syntactic analysis`,
+      );
+    if (o.conllu.sentences.length !== o.split.pairs.length)
+      notes.push(`the CoNLL-U file has ${o.conllu.sentences.length} sentences, the split ${o.split.pairs.length}; sentences are paired by order`);
   }
 
   log(`attention statistics: ${encoded.length} sentences, ${stacks.join(', ')}`);
@@ -169,8 +197,15 @@ export async function analyzeHeads(o: AnalyzeOptions): Promise<HeadReport> {
     onBatch: batchProgress('attention statistics'),
   });
 
-  log(`importance: gradients of each sentence's loss with respect to per-token head masks (reported: per ${importanceForm}, normalisation ${importanceNormalize})`);
-  const imp = await estimateMichelImportance(model, layout, encoded, base, { stacks, maxTokensPerBatch: maxTokens, labelSmoothing, onBatch: batchProgress('importance') });
+  log(
+    `importance: gradients of each sentence's loss with respect to per-token head masks (reported: per ${importanceForm}, normalisation ${importanceNormalize})`,
+  );
+  const imp = await estimateMichelImportance(model, layout, encoded, base, {
+    stacks,
+    maxTokensPerBatch: maxTokens,
+    labelSmoothing,
+    onBatch: batchProgress('importance'),
+  });
   const chosen = importanceScores(imp, importanceForm, importanceNormalize);
   const perExampleL2 = normalizeByLayer(imp.perExample);
   const perTokenL2 = normalizeByLayer(imp.perToken);
@@ -192,7 +227,11 @@ export async function analyzeHeads(o: AnalyzeOptions): Promise<HeadReport> {
     stopIfRequested();
     const masksPerPass = o.ablation?.masksPerPass ?? DEFAULT_MASKS_PER_PASS;
     log(`ablation: dev loss of ${open.length} heads removed one at a time, up to ${masksPerPass} heads per forward pass`);
-    const losses = await batchedAblationLosses(model, encoded, base, open, { maxTokensPerBatch: maxTokens, masksPerPass, onPass: batchProgress('ablation loss') });
+    const losses = await batchedAblationLosses(model, encoded, base, open, {
+      maxTokensPerBatch: maxTokens,
+      masksPerPass,
+      onPass: batchProgress('ablation loss'),
+    });
     let done = 0;
     for (const [i, h] of open.entries()) {
       done++;
@@ -212,8 +251,15 @@ export async function analyzeHeads(o: AnalyzeOptions): Promise<HeadReport> {
   let lrpSteps = 0;
   const lrpPairs = encoded.slice(0, lrpSentences);
   if (isLrp && lrpPairs.length) {
-    log(`LRP relevance (${lrpRule}): ${lrpPairs.length} sentences, ${lrpRule === 'lrp' ? 'one forward pass per batch and a linear pass per layer' : 'one backward pass per target position'}`);
-    const r = await estimateHeadRelevance(model, layout, lrpPairs, base, { stacks, rule: lrpRule, maxTokensPerBatch: maxTokens, onBatch: batchProgress('LRP relevance') });
+    log(
+      `LRP relevance (${lrpRule}): ${lrpPairs.length} sentences, ${lrpRule === 'lrp' ? 'one forward pass per batch and a linear pass per layer' : 'one backward pass per target position'}`,
+    );
+    const r = await estimateHeadRelevance(model, layout, lrpPairs, base, {
+      stacks,
+      rule: lrpRule,
+      maxTokensPerBatch: maxTokens,
+      onBatch: batchProgress('LRP relevance'),
+    });
     relevance = r.relevance;
     lrpSteps = r.steps;
   }
@@ -224,7 +270,13 @@ export async function analyzeHeads(o: AnalyzeOptions): Promise<HeadReport> {
     const acc = pass.stats[h.stack][h.layer]![h.position]!;
     const summary = summarizeHeadStats(acc, freq !== null);
     const st = states[h.stack][h.layer]![h.position];
-    const roles = decideRoles(h.stack, acc, summary.rare, syntax && baselines && pass.syntactic ? { tally: pass.syntactic[h.stack][h.layer]![h.position]!, baselines } : null, roleOptions);
+    const roles = decideRoles(
+      h.stack,
+      acc,
+      summary.rare,
+      syntax && baselines && pass.syntactic ? { tally: pass.syntactic[h.stack][h.layer]![h.position]!, baselines } : null,
+      roleOptions,
+    );
     const ab = ablation.get(h.key);
     entries[h.key] = {
       stack: h.stack,
@@ -241,18 +293,32 @@ export async function analyzeHeads(o: AnalyzeOptions): Promise<HeadReport> {
         perBatch: imp.perBatch[h.stack][h.layer]![h.position]!,
         perBatchLayerNorm: perBatchL2[h.stack][h.layer]![h.position]!,
       },
-      attention: { queries: summary.queries, confidence: summary.confidence, entropy: summary.entropy, offsetHistogram: summary.offsetHistogram, modeOffset: summary.modeOffset, modeFraction: summary.modeFraction },
+      attention: {
+        queries: summary.queries,
+        confidence: summary.confidence,
+        entropy: summary.entropy,
+        offsetHistogram: summary.offsetHistogram,
+        modeOffset: summary.modeOffset,
+        modeFraction: summary.modeFraction,
+      },
       ablation:
         ab && baseline
-          ? { loss: ab.loss, bleu: ab.bleu, deltaLoss: ab.loss - baseline.devLoss, deltaBleu: ab.bleu !== null && baseline.devBleu !== null ? ab.bleu - baseline.devBleu : null }
+          ? {
+              loss: ab.loss,
+              bleu: ab.bleu,
+              deltaLoss: ab.loss - baseline.devLoss,
+              deltaBleu: ab.bleu !== null && baseline.devBleu !== null ? ab.bleu - baseline.devBleu : null,
+            }
           : null,
       lrp: relevance ? relevance[h.stack][h.layer]![h.position]! : null,
       roles,
     };
   }
   if (!freq) notes.push('no training-corpus frequencies: the rare-token role was not evaluated');
-  if (isAblation && ablationMetric === 'bleu') notes.push(`ablation BLEU is greedy corpus BLEU on the first ${baseline?.bleuSentences ?? 0} analysed sentences; the loss uses all ${encoded.length}`);
-  if (isAblation && ablationMetric === 'loss') notes.push(`ablation measured the dev loss only (all ${encoded.length} analysed sentences); --ablation bleu adds greedy dev BLEU per head`);
+  if (isAblation && ablationMetric === 'bleu')
+    notes.push(`ablation BLEU is greedy corpus BLEU on the first ${baseline?.bleuSentences ?? 0} analysed sentences; the loss uses all ${encoded.length}`);
+  if (isAblation && ablationMetric === 'loss')
+    notes.push(`ablation measured the dev loss only (all ${encoded.length} analysed sentences); --ablation bleu adds greedy dev BLEU per head`);
 
   return {
     format: HEAD_REPORT_FORMAT,
@@ -277,8 +343,22 @@ export async function analyzeHeads(o: AnalyzeOptions): Promise<HeadReport> {
     stacks,
     settings: {
       maxTokensPerBatch: maxTokens,
-      importance: { form: importanceForm, normalize: importanceNormalize, loss: labelSmoothing > 0 ? 'label-smoothed' : 'nll', labelSmoothing, sentences: imp.sentences, batches: imp.batches, queryTokens: imp.queryTokens },
-      ablation: { enabled: isAblation, metric: ablationMetric, decoding: 'greedy', bleuSentences: baseline?.bleuSentences ?? 0, lossSentences: isAblation ? encoded.length : 0 },
+      importance: {
+        form: importanceForm,
+        normalize: importanceNormalize,
+        loss: labelSmoothing > 0 ? 'label-smoothed' : 'nll',
+        labelSmoothing,
+        sentences: imp.sentences,
+        batches: imp.batches,
+        queryTokens: imp.queryTokens,
+      },
+      ablation: {
+        enabled: isAblation,
+        metric: ablationMetric,
+        decoding: 'greedy',
+        bleuSentences: baseline?.bleuSentences ?? 0,
+        lossSentences: isAblation ? encoded.length : 0,
+      },
       lrp: { enabled: isLrp, rule: lrpRule, sentences: isLrp ? lrpPairs.length : 0, steps: lrpSteps },
       roles: roleOptions,
       frequencies: freq ? { source: freq.source } : null,

@@ -38,7 +38,13 @@ export interface AttentionPassResult {
   syntactic: PerHead<HeadSyntacticTally> | null;
 }
 
-export async function collectAttentionStats(model: Transformer, layout: HeadLayout, pairs: readonly EncodedPair[], base: PerHead, o: AttentionPassOptions): Promise<AttentionPassResult> {
+export async function collectAttentionStats(
+  model: Transformer,
+  layout: HeadLayout,
+  pairs: readonly EncodedPair[],
+  base: PerHead,
+  o: AttentionPassOptions,
+): Promise<AttentionPassResult> {
   const stats = fillPerHead(layout, () => createHeadStats());
   const syntactic = o.syntax ? fillPerHead(layout, (): HeadSyntacticTally => new Map()) : null;
   const plan = planEvalBatches(pairs, o.maxTokensPerBatch);
@@ -95,7 +101,15 @@ export interface AttentionMap {
  * Attention maps of the chosen sentences (indices into `pairs`) for the chosen heads (keys with original
  * ids). Source tokens end with `</s>`, decoder inputs start with `<s>`.
  */
-export function attentionMaps(model: Transformer, layout: HeadLayout, tokenizer: BpeTokenizer, pairs: readonly SentencePair[], sentences: readonly number[], heads: readonly string[], base: PerHead): AttentionMap[] {
+export function attentionMaps(
+  model: Transformer,
+  layout: HeadLayout,
+  tokenizer: BpeTokenizer,
+  pairs: readonly SentencePair[],
+  sentences: readonly number[],
+  heads: readonly string[],
+  base: PerHead,
+): AttentionMap[] {
   const out: AttentionMap[] = [];
   const ids = heads.map((k) => ({ key: k, id: parseHeadKey(k)! }));
   const gates = gateTensorsOf(base);
@@ -137,4 +151,3 @@ export function attentionMaps(model: Transformer, layout: HeadLayout, tokenizer:
   }
   return out;
 }
-

@@ -1,7 +1,9 @@
 import { type AttentionMatrix, accumulateAttention, argmaxKey, createHeadStats, frequencyRanks, summarizeHeadStats } from './attention-stats.js';
 
 // ids: 0 pad, 1 <s>, 2 </s>
-const PAD = 0, BOS = 1, EOS = 2;
+const PAD = 0,
+  BOS = 1,
+  EOS = 2;
 
 // Encoder self-attention over "5 6 7 </s>" (+1 pad), 4 real queries; the pad row must be ignored.
 const encWeights = [

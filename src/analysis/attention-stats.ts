@@ -60,7 +60,17 @@ export interface HeadStatsAccumulator {
 }
 
 export function createHeadStats(): HeadStatsAccumulator {
-  return { queries: 0, confidenceSum: 0, entropySum: 0, argmaxQueries: 0, offsetCounts: new Map(), rareQueries: 0, rareHits: 0, rareTop2Hits: 0, rareChanceSum: 0 };
+  return {
+    queries: 0,
+    confidenceSum: 0,
+    entropySum: 0,
+    argmaxQueries: 0,
+    offsetCounts: new Map(),
+    rareQueries: 0,
+    rareHits: 0,
+    rareTop2Hits: 0,
+    rareChanceSum: 0,
+  };
 }
 
 /** Ranks 1..V by decreasing frequency (ties: lower id first). */

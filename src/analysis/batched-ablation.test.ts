@@ -26,7 +26,15 @@ describe('batchedAblationLosses', () => {
   const config = tinyConfig(shape);
   const layout = headLayout(config.model);
   const vocab = 23;
-  const pairs = randomPairs(vocab, [[5, 3], [9, 7], [2, 4], [7, 9], [4, 2], [8, 8], [3, 6]]);
+  const pairs = randomPairs(vocab, [
+    [5, 3],
+    [9, 7],
+    [2, 4],
+    [7, 9],
+    [4, 2],
+    [8, 8],
+    [3, 6],
+  ]);
   // test-time multipliers with a half-open and a closed head, as a gated model has
   const base = fillPerHead(layout, (s, l, j) => (s === 'enc-self' && l === 1 && j === 2 ? 0.5 : s === 'dec-enc' && l === 0 && j === 1 ? 0 : 1));
   const heads = listHeads(layout, ['enc-self', 'dec-self', 'dec-enc']);
@@ -73,7 +81,7 @@ describe('analyzeHeads ablation metrics', () => {
   const tokenizer = BpeTokenizer.learn(sources.concat([letters]), { numMerges: 0 });
   const config = tinyConfig({ heads: 2, dModel: 8 });
 
-  it('--ablation bleu: every head\'s BLEU is greedy BLEU with that head removed, as head by head before; loss: the same losses, no BLEU', async () => {
+  it("--ablation bleu: every head's BLEU is greedy BLEU with that head removed, as head by head before; loss: the same losses, no BLEU", async () => {
     const model = createTransformer(config.model, tokenizer.vocabSize, new Rng(4));
     try {
       // references = the full model's own greedy translations: unablated BLEU 100, so removing a head that

@@ -90,13 +90,22 @@ function replicaNll(model: Transformer, b: Batch, k: number, gates: GateTensors,
     } else logits = model.forward(src, tgtIn, { isTraining: false, gates }) as tf.Tensor2D;
     const [N, V] = logits.shape;
     const idx = tf.range(0, N, 1, 'int32').mul(tf.scalar(V, 'int32')).add(tgtOut);
-    const nll = tf.logSumExp(logits, 1).sub(tf.gather(logits.reshape([-1]), idx)).mul(tgtOut.notEqual(0).cast('float32'));
+    const nll = tf
+      .logSumExp(logits, 1)
+      .sub(tf.gather(logits.reshape([-1]), idx))
+      .mul(tgtOut.notEqual(0).cast('float32'));
     return nll.reshape([k, -1]).sum(1) as tf.Tensor1D;
   });
 }
 
 /** Dev loss (NLL per non-pad target token, as `devLoss`) with each head of `heads` removed alone, in order. */
-export async function batchedAblationLosses(model: Transformer, pairs: readonly EncodedPair[], base: PerHead, heads: readonly AblatedHead[], o: BatchedAblationOptions): Promise<number[]> {
+export async function batchedAblationLosses(
+  model: Transformer,
+  pairs: readonly EncodedPair[],
+  base: PerHead,
+  heads: readonly AblatedHead[],
+  o: BatchedAblationOptions,
+): Promise<number[]> {
   const nll = new Float64Array(heads.length);
   let tokens = 0;
   const batches = planEvalBatches(pairs, o.maxTokensPerBatch).map((idx) => makeBatch(pairs, idx));
@@ -109,14 +118,22 @@ export async function batchedAblationLosses(model: Transformer, pairs: readonly 
   const total = batches.reduce((a, b) => a + chunksOf(b), 0);
   let done = 0;
   // encoder heads and the others in separate passes: a pass without encoder heads runs the encoder once
-  const groups = [heads.map((h, i) => ({ h, i })).filter((x) => x.h.stack === 'enc-self'), heads.map((h, i) => ({ h, i })).filter((x) => x.h.stack !== 'enc-self')];
+  const groups = [
+    heads.map((h, i) => ({ h, i })).filter((x) => x.h.stack === 'enc-self'),
+    heads.map((h, i) => ({ h, i })).filter((x) => x.h.stack !== 'enc-self'),
+  ];
   for (const b of batches) {
     tokens += b.tgtTokens;
     const k = replicasFor(b, V, heads.length, o);
     for (const [g, group] of groups.entries()) {
       for (let start = 0; start < group.length; start += k) {
         const chunk = group.slice(start, start + k);
-        const gates = replicaGates(model, base, chunk.map((x) => x.h), b.batchSize);
+        const gates = replicaGates(
+          model,
+          base,
+          chunk.map((x) => x.h),
+          b.batchSize,
+        );
         const sums = replicaNll(model, b, chunk.length, gates, g === 1);
         const data = await sums.data();
         sums.dispose();

@@ -6,7 +6,8 @@ import { alignWordsToPieces, parseConllu, readConllu } from './conllu.js';
 const FIXTURE = join(process.cwd(), 'data', 'conllu', 'sample.conllu');
 
 const row = (...f: string[]) => f.join('\t');
-const word = (id: number, form: string, head: number, deprel: string, misc = '_') => row(String(id), form, form.toLowerCase(), 'X', '_', '_', String(head), deprel, '_', misc);
+const word = (id: number, form: string, head: number, deprel: string, misc = '_') =>
+  row(String(id), form, form.toLowerCase(), 'X', '_', '_', String(head), deprel, '_', misc);
 
 describe('parseConllu', () => {
   it('reads the fixture: comments, a multi-word token, an empty node, SpaceAfter=No', () => {
@@ -43,8 +44,16 @@ describe('parseConllu', () => {
     ['HEAD out of range', [word(1, 'a', 0, 'root'), word(2, 'b', 7, 'dep'), word(3, 'c', 1, 'dep')], /^bad\.conllu:2: HEAD 7 out of range 0\.\.3$/],
     ['own head', [word(1, 'a', 1, 'root')], /^bad\.conllu:1: HEAD: word 1 cannot be its own head$/],
     ['missing DEPREL', [word(1, 'a', 0, '_')], /^bad\.conllu:1: DEPREL: missing$/],
-    ['MWT not at the next word', [word(1, 'a', 0, 'root'), row('3-4', 'cd', '_', '_', '_', '_', '_', '_', '_', '_')], /^bad\.conllu:2: multi-word token 3-4 must start at word 2$/],
-    ['MWT past the sentence', ['', row('1-2', 'ab', '_', '_', '_', '_', '_', '_', '_', '_'), word(1, 'a', 0, 'root')], /^bad\.conllu:2: multi-word token reaches word 2, but the sentence has 1 words$/],
+    [
+      'MWT not at the next word',
+      [word(1, 'a', 0, 'root'), row('3-4', 'cd', '_', '_', '_', '_', '_', '_', '_', '_')],
+      /^bad\.conllu:2: multi-word token 3-4 must start at word 2$/,
+    ],
+    [
+      'MWT past the sentence',
+      ['', row('1-2', 'ab', '_', '_', '_', '_', '_', '_', '_', '_'), word(1, 'a', 0, 'root')],
+      /^bad\.conllu:2: multi-word token reaches word 2, but the sentence has 1 words$/,
+    ],
   ];
   it.each(cases)('names the file and line: %s', (_name, lines, re) => {
     expect(() => parseConllu(lines.join('\n') + '\n', 'bad.conllu')).toThrow(DataError);
@@ -53,7 +62,18 @@ describe('parseConllu', () => {
 });
 
 describe('alignWordsToPieces', () => {
-  const [s1] = parseConllu([word(1, 'The', 2, 'det'), word(2, 'cat', 5, 'nsubj'), row('3-4', 'cannot', '_', '_', '_', '_', '_', '_', '_', '_'), word(3, 'can', 5, 'aux'), word(4, 'not', 5, 'advmod'), word(5, 'sleep', 0, 'root', 'SpaceAfter=No'), word(6, '.', 5, 'punct')].join('\n'), 't');
+  const [s1] = parseConllu(
+    [
+      word(1, 'The', 2, 'det'),
+      word(2, 'cat', 5, 'nsubj'),
+      row('3-4', 'cannot', '_', '_', '_', '_', '_', '_', '_', '_'),
+      word(3, 'can', 5, 'aux'),
+      word(4, 'not', 5, 'advmod'),
+      word(5, 'sleep', 0, 'root', 'SpaceAfter=No'),
+      word(6, '.', 5, 'punct'),
+    ].join('\n'),
+    't',
+  );
 
   it('maps words to BPE pieces; the two words of a multi-word token share theirs', () => {
     const a = alignWordsToPieces(s1!, ['▁The', '▁c', 'at', '▁can', 'not', '▁sleep', '.'])!;
@@ -70,7 +90,10 @@ describe('alignWordsToPieces', () => {
   it('lets <unk> stand for one character and a lone word-start marker join the next piece', () => {
     const [s] = parseConllu([word(1, 'naïve', 2, 'amod'), word(2, 'ïx', 0, 'root')].join('\n'), 't');
     const a = alignWordsToPieces(s!, ['▁na', '<unk>', 've', '▁', '<unk>', 'x'])!;
-    expect(a.wordPieces).toEqual([[0, 1, 2], [3, 4, 5]]);
+    expect(a.wordPieces).toEqual([
+      [0, 1, 2],
+      [3, 4, 5],
+    ]);
   });
 
   it('returns null when the characters differ', () => {

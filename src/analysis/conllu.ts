@@ -50,9 +50,20 @@ const FIELDS = 10;
 
 /** Parse CoNLL-U text; `sourceName` (the file) is used in error messages. */
 export function parseConllu(text: string, sourceName: string): ConlluSentence[] {
-  const lines = text.replace(/^\ufeff/, '').split('\n').map((l) => l.replace(/\r$/, ''));
+  const lines = text
+    .replace(/^\ufeff/, '')
+    .split('\n')
+    .map((l) => l.replace(/\r$/, ''));
   const out: ConlluSentence[] = [];
-  let cur: { start: number; sentId: string | null; text: string | null; words: ConlluWord[]; tokens: ConlluToken[]; heads: Array<{ line: number; word: ConlluWord }>; mwtEnd: number } | null = null;
+  let cur: {
+    start: number;
+    sentId: string | null;
+    text: string | null;
+    words: ConlluWord[];
+    tokens: ConlluToken[];
+    heads: Array<{ line: number; word: ConlluWord }>;
+    mwtEnd: number;
+  } | null = null;
   const fail = (lineNo: number, msg: string): never => {
     throw new DataError(`${sourceName}:${lineNo}: ${msg}`);
   };

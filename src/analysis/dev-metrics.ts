@@ -33,8 +33,19 @@ export async function devLoss(model: Transformer, pairs: readonly EncodedPair[],
 }
 
 /** Corpus BLEU of greedy translations of `pairs` (all of them: slice before calling). */
-export async function greedyBleu(model: Transformer, tokenizer: TextCodec, pairs: readonly SentencePair[], gates: GateTensors | undefined, config: ResolvedConfig): Promise<number> {
+export async function greedyBleu(
+  model: Transformer,
+  tokenizer: TextCodec,
+  pairs: readonly SentencePair[],
+  gates: GateTensors | undefined,
+  config: ResolvedConfig,
+): Promise<number> {
   if (!pairs.length) return 0;
-  const { outputs } = await translateSentences(model, tokenizer, pairs.map((p) => p.src), { ...config.eval, beamSize: 1, gates });
+  const { outputs } = await translateSentences(
+    model,
+    tokenizer,
+    pairs.map((p) => p.src),
+    { ...config.eval, beamSize: 1, gates },
+  );
   return corpusBleu(outputs, [pairs.map((p) => p.tgt)]).score;
 }

@@ -57,18 +57,26 @@ export function positionOf(layout: HeadLayout, stack: AttentionType, layer: numb
 }
 
 /** Every head the model has in `stacks`, with its position and original id, in stack/layer/id order. */
-export function listHeads(layout: HeadLayout, stacks: readonly AttentionType[]): Array<{ stack: AttentionType; layer: number; position: number; head: number; key: string }> {
+export function listHeads(
+  layout: HeadLayout,
+  stacks: readonly AttentionType[],
+): Array<{ stack: AttentionType; layer: number; position: number; head: number; key: string }> {
   const out: Array<{ stack: AttentionType; layer: number; position: number; head: number; key: string }> = [];
   for (const stack of ATTENTION_TYPES) {
     if (!stacks.includes(stack)) continue;
-    layout.originalIds[stack].forEach((ids, layer) => ids.forEach((head, position) => out.push({ stack, layer, position, head, key: headKey({ stack, layer, head }) })));
+    layout.originalIds[stack].forEach((ids, layer) =>
+      ids.forEach((head, position) => out.push({ stack, layer, position, head, key: headKey({ stack, layer, head }) })),
+    );
   }
   return out;
 }
 
 /** Parse `enc-self.0.1,dec-enc.1.0` into keys of heads the model has; ConfigError names unknown ones. */
 export function parseHeadList(text: string, layout: HeadLayout, what = '--heads'): string[] {
-  const keys = text.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  const keys = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
   const problems: string[] = [];
   for (const k of keys) {
     const id = parseHeadKey(k);

@@ -22,7 +22,10 @@ describe('selectHeadsToPrune', () => {
     return { key, stack, layer: Number(layer), score };
   };
   const cands = [c('enc-self.0.0', 0.1), c('enc-self.0.1', 0.2), c('enc-self.1.0', 0.3), c('enc-self.1.1', 0.05), c('enc-self.1.2', 0.05)];
-  const kept = new Map([['enc-self.0', 2], ['enc-self.1', 3]]);
+  const kept = new Map([
+    ['enc-self.0', 2],
+    ['enc-self.1', 3],
+  ]);
 
   it('takes the lowest scores first (ties by key)', () => {
     expect(selectHeadsToPrune(cands, kept, 3, 0)).toEqual(['enc-self.1.1', 'enc-self.1.2', 'enc-self.0.0']);
@@ -42,8 +45,14 @@ describe('selectHeadsToPrune', () => {
 });
 
 describe('runImportancePruning', () => {
-  const pairs: SentencePair[] = ['a b c', 'b c d e', 'c d', 'd e a b', 'e a b c d'].map((s, i) => ({ src: s, tgt: s.split(' ').reverse().join(' ') + (i % 2 ? ' a' : '') }));
-  const tokenizer = BpeTokenizer.learn(pairs.flatMap((p) => [p.src, p.tgt]), { numMerges: 2 });
+  const pairs: SentencePair[] = ['a b c', 'b c d e', 'c d', 'd e a b', 'e a b c d'].map((s, i) => ({
+    src: s,
+    tgt: s.split(' ').reverse().join(' ') + (i % 2 ? ' a' : ''),
+  }));
+  const tokenizer = BpeTokenizer.learn(
+    pairs.flatMap((p) => [p.src, p.tgt]),
+    { numMerges: 2 },
+  );
   const config = tinyConfig();
   const layout = headLayout(config.model);
   let model: Transformer;
@@ -89,11 +98,17 @@ describe('runImportancePruning', () => {
   ] as const)('the first step removes the heads with the lowest importance: %s', async (_name, settings, form, normalize) => {
     const r = run(`importance-once-${form}`);
     const res = await runImportancePruning({ ...base, model, run: r, method: 'importance', stepPercent: 25, minHeadsPerLayer: 0, ...settings });
-    const imp = await estimateMichelImportance(model, layout, encodeForModel(tokenizer, pairs, 48).encoded, fillPerHead(layout, () => 1), {
-      stacks: ['enc-self', 'dec-self', 'dec-enc'],
-      maxTokensPerBatch: config.train.maxTokensPerBatch,
-      labelSmoothing: config.train.labelSmoothing,
-    });
+    const imp = await estimateMichelImportance(
+      model,
+      layout,
+      encodeForModel(tokenizer, pairs, 48).encoded,
+      fillPerHead(layout, () => 1),
+      {
+        stacks: ['enc-self', 'dec-self', 'dec-enc'],
+        maxTokensPerBatch: config.train.maxTokensPerBatch,
+        labelSmoothing: config.train.labelSmoothing,
+      },
+    );
     const raw = form === 'example' ? imp.perExample : imp.perToken;
     // layer normalisation written out: each head over the l2 norm of its layer
     const score = (l: number[], v: number) => (normalize === 'layer' ? v / Math.hypot(...l) : v);
@@ -110,7 +125,11 @@ describe('runImportancePruning', () => {
   it('the forms rank the heads of this model differently (otherwise the option would be moot)', async () => {
     const order = async (settings: Partial<Parameters<typeof runImportancePruning>[0]>, name: string) =>
       (await runImportancePruning({ ...base, model, run: run(name), method: 'importance', stepPercent: 25, ...settings })).table.flatMap((s) => s.removed);
-    const orders = [await order({ importanceForm: 'example', importanceNormalize: 'none' }, 'order-example'), await order({ importanceForm: 'token', importanceNormalize: 'none' }, 'order-token'), await order({ importanceForm: 'batch', importanceNormalize: 'none' }, 'order-batch')];
+    const orders = [
+      await order({ importanceForm: 'example', importanceNormalize: 'none' }, 'order-example'),
+      await order({ importanceForm: 'token', importanceNormalize: 'none' }, 'order-token'),
+      await order({ importanceForm: 'batch', importanceNormalize: 'none' }, 'order-batch'),
+    ];
     expect(new Set(orders.map((o) => o.join(' '))).size).toBeGreaterThan(1);
   });
 
@@ -127,6 +146,8 @@ describe('runImportancePruning', () => {
     const res = await runImportancePruning({ ...base, model, run: run('confidence'), method: 'confidence', stepPercent: 50, minHeadsPerLayer: 2 });
     expect(res.table).toHaveLength(1); // every layer has exactly 2 heads: nothing may go
     await expect(runImportancePruning({ ...base, model, run: run('bad'), method: 'importance', stepPercent: 0 })).rejects.toThrow(ConfigError);
-    await expect(runImportancePruning({ ...base, model, run: run('bad-form'), method: 'importance', importanceForm: 'sentence' as 'example' })).rejects.toThrow('importanceForm: expected example, batch, token, got "sentence"');
+    await expect(runImportancePruning({ ...base, model, run: run('bad-form'), method: 'importance', importanceForm: 'sentence' as 'example' })).rejects.toThrow(
+      'importanceForm: expected example, batch, token, got "sentence"',
+    );
   });
 });

@@ -29,8 +29,24 @@ import { writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
 import { collectAttentionStats } from './attention-pass.js';
 import { summarizeHeadStats } from './attention-stats.js';
 import { devLoss, greedyBleu } from './dev-metrics.js';
-import { type HeadLayout, type PerHead, disposeGateTensors, gateTensorsOf, headLayout, listHeads, testGateMultipliers, withHeadsRemoved } from './head-layout.js';
-import { DEFAULT_IMPORTANCE, type ImportanceForm, type ImportanceNormalization, estimateMichelImportance, importanceScores, importanceSettingProblems } from './importance.js';
+import {
+  type HeadLayout,
+  type PerHead,
+  disposeGateTensors,
+  gateTensorsOf,
+  headLayout,
+  listHeads,
+  testGateMultipliers,
+  withHeadsRemoved,
+} from './head-layout.js';
+import {
+  DEFAULT_IMPORTANCE,
+  type ImportanceForm,
+  type ImportanceNormalization,
+  estimateMichelImportance,
+  importanceScores,
+  importanceSettingProblems,
+} from './importance.js';
 import { encodeForModel } from './analyze.js';
 
 export type PruningMethod = 'importance' | 'confidence' | 'random';
@@ -101,7 +117,12 @@ export interface PruneCandidate {
  * The `count` lowest-scoring candidates whose removal leaves every layer with at least `minHeadsPerLayer`
  * heads (`keptPerLayer` keyed `stack.layer`); ties by key order. Pure.
  */
-export function selectHeadsToPrune(candidates: readonly PruneCandidate[], keptPerLayer: ReadonlyMap<string, number>, count: number, minHeadsPerLayer: number): string[] {
+export function selectHeadsToPrune(
+  candidates: readonly PruneCandidate[],
+  keptPerLayer: ReadonlyMap<string, number>,
+  count: number,
+  minHeadsPerLayer: number,
+): string[] {
   const left = new Map(keptPerLayer);
   const out: string[] = [];
   const order = [...candidates].sort((a, b) => a.score - b.score || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
@@ -156,7 +177,11 @@ export async function runImportancePruning(o: ImportancePruningOptions): Promise
   }
 
   const removed = new Set<string>();
-  const maskOf = (): PerHead => withHeadsRemoved(base, pool.filter((h) => removed.has(h.key)));
+  const maskOf = (): PerHead =>
+    withHeadsRemoved(
+      base,
+      pool.filter((h) => removed.has(h.key)),
+    );
 
   const scoreHeads = async (): Promise<Map<string, number>> => {
     const scores = new Map<string, number>();
@@ -201,7 +226,9 @@ export async function runImportancePruning(o: ImportancePruningOptions): Promise
       isConstrained,
     };
     table.push(row);
-    log(`step ${step} | heads kept ${row.headsKept}/${pool.length} | dev loss ${loss.toFixed(4)} | BLEU ${bleu.toFixed(2)}${removedNow.length ? ` | removed ${removedNow.join(' ')}` : ''}`);
+    log(
+      `step ${step} | heads kept ${row.headsKept}/${pool.length} | dev loss ${loss.toFixed(4)} | BLEU ${bleu.toFixed(2)}${removedNow.length ? ` | removed ${removedNow.join(' ')}` : ''}`,
+    );
   };
 
   await evaluateStep(0, [], false);
@@ -222,7 +249,18 @@ export async function runImportancePruning(o: ImportancePruningOptions): Promise
 
   const rows = [
     ['step', 'heads_kept', 'heads_removed', 'heads_kept_total', 'percent_pruned', 'bleu', 'loss', 'mask_file', 'removed', 'constrained'],
-    ...table.map((r) => [r.step, r.headsKept, r.headsRemoved, r.headsKeptTotal, Number(r.percentPruned.toFixed(3)), Number(r.bleu.toFixed(4)), Number(r.loss.toFixed(6)), r.maskFile, r.removed.join(' '), String(r.isConstrained)]),
+    ...table.map((r) => [
+      r.step,
+      r.headsKept,
+      r.headsRemoved,
+      r.headsKeptTotal,
+      Number(r.percentPruned.toFixed(3)),
+      Number(r.bleu.toFixed(4)),
+      Number(r.loss.toFixed(6)),
+      r.maskFile,
+      r.removed.join(' '),
+      String(r.isConstrained),
+    ]),
   ];
   const curvePath = o.run.file('pruning-curve.csv');
   writeFileAtomic(curvePath, Papa.unparse(rows) + '\n');

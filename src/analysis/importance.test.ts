@@ -12,7 +12,12 @@ const V = 13;
 const EPS_LS = 0.1;
 const layout = headLayout(TINY_MODEL);
 const ones = fillPerHead(layout, () => 1);
-const pairs = randomPairs(V, [[4, 3], [2, 5], [5, 2], [3, 3]]);
+const pairs = randomPairs(V, [
+  [4, 3],
+  [2, 5],
+  [5, 2],
+  [3, 3],
+]);
 let model: Transformer;
 
 beforeAll(async () => {
@@ -101,7 +106,6 @@ describe('Michel importance against finite differences', () => {
     expect(checked).toBe(12 * 4);
   });
 
-
   it('per-batch form: the signed sum is dL/dgate_h of a per-head gate, for every attention type', async () => {
     const b = makeBatch(pairs, [0, 1, 2, 3]);
     const g = await headGateGradients(model, layout, b, ones, ['enc-self', 'dec-self', 'dec-enc'], EPS_LS);
@@ -121,7 +125,10 @@ describe('Michel importance against finite differences', () => {
   it('per-token form: mean over real query tokens of |dL/dgate[b,h,t]|, each token checked by finite differences', async () => {
     const b = makeBatch(pairs, [0, 1]);
     const g = await headGateGradients(model, layout, b, ones, ['dec-enc', 'enc-self'], EPS_LS);
-    for (const [stack, layer, head] of [['dec-enc', 1, 1], ['enc-self', 0, 0]] as Array<[AttentionType, number, number]>) {
+    for (const [stack, layer, head] of [
+      ['dec-enc', 1, 1],
+      ['enc-self', 0, 0],
+    ] as Array<[AttentionType, number, number]>) {
       const Tq = stack === 'enc-self' ? b.srcLen : b.tgtLen;
       const queries = stack === 'enc-self' ? b.src : b.tgtIn;
       let sumAbs = 0;
@@ -247,7 +254,14 @@ describe('Michel importance against finite differences', () => {
   });
 
   it('per-layer l2 normalisation gives unit-norm layers', () => {
-    const n = normalizeByLayer({ 'enc-self': [[3, 4], [0, 0]], 'dec-self': [], 'dec-enc': [[1]] });
+    const n = normalizeByLayer({
+      'enc-self': [
+        [3, 4],
+        [0, 0],
+      ],
+      'dec-self': [],
+      'dec-enc': [[1]],
+    });
     expect(n['enc-self'][0]).toEqual([0.6, 0.8]);
     expect(n['enc-self'][1]).toEqual([0, 0]);
     expect(n['dec-enc'][0]![0]).toBeCloseTo(1, 12);

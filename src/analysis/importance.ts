@@ -106,7 +106,14 @@ export interface GateGradientSums {
 }
 
 /** ∂L/∂ξ for one batch, reduced per head (see the module header). */
-export async function headGateGradients(model: Transformer, layout: HeadLayout, b: Batch, base: PerHead, stacks: readonly AttentionType[], labelSmoothing: number): Promise<GateGradientSums> {
+export async function headGateGradients(
+  model: Transformer,
+  layout: HeadLayout,
+  b: Batch,
+  base: PerHead,
+  stacks: readonly AttentionType[],
+  labelSmoothing: number,
+): Promise<GateGradientSums> {
   const layers = maskedLayers(model, stacks);
   const perTokenAbs = fillPerHead(layout, () => 0);
   const perExampleAbs = fillPerHead(layout, () => 0);
@@ -171,7 +178,13 @@ export interface ImportanceOptions {
 }
 
 /** Michel importance of every head of `stacks` over `pairs` (multipliers `base` applied). */
-export async function estimateMichelImportance(model: Transformer, layout: HeadLayout, pairs: readonly EncodedPair[], base: PerHead, o: ImportanceOptions): Promise<MichelImportance> {
+export async function estimateMichelImportance(
+  model: Transformer,
+  layout: HeadLayout,
+  pairs: readonly EncodedPair[],
+  base: PerHead,
+  o: ImportanceOptions,
+): Promise<MichelImportance> {
   const perTokenSum = fillPerHead(layout, () => 0);
   const perExampleSum = fillPerHead(layout, () => 0);
   const perBatchSum = fillPerHead(layout, () => 0);
@@ -196,7 +209,15 @@ export async function estimateMichelImportance(model: Transformer, layout: HeadL
   }
   const div = (m: PerHead) => fillPerHead(layout, (s, l, j) => (queryTokens[s] ? m[s][l]![j]! / queryTokens[s] : 0));
   const perExample = fillPerHead(layout, (s, l, j) => (sentences ? perExampleSum[s][l]![j]! / sentences : 0));
-  return { perExample, perToken: div(perTokenSum), perBatch: div(perBatchSum), queryTokens, sentences, batches: plan.length, lossPerToken: tgtTokens ? loss / tgtTokens : 0 };
+  return {
+    perExample,
+    perToken: div(perTokenSum),
+    perBatch: div(perBatchSum),
+    queryTokens,
+    sentences,
+    batches: plan.length,
+    lossPerToken: tgtTokens ? loss / tgtTokens : 0,
+  };
 }
 
 /** The raw scores of one form. */

@@ -21,8 +21,18 @@ import type { GateTensors } from '../model/transformer.js';
 import { type MaskedLayer, gatesWithTokenMasks } from './importance.js';
 import type { PerHead } from './head-layout.js';
 
-interface NormRec { inv: tf.Tensor; g: tf.Tensor }
-interface AttnRec { kind: 'attn'; p: AttentionParams; weights: tf.Tensor; gated: tf.Tensor; gate: tf.Tensor | null; fromMemory: boolean }
+interface NormRec {
+  inv: tf.Tensor;
+  g: tf.Tensor;
+}
+interface AttnRec {
+  kind: 'attn';
+  p: AttentionParams;
+  weights: tf.Tensor;
+  gated: tf.Tensor;
+  gate: tf.Tensor | null;
+  fromMemory: boolean;
+}
 /** d act / dz at z (a linearisation's diagonal): ReLU's 0/1 mask, swish' = s(1 + z(1 - s)), gelu' = Phi(z) + z phi(z). */
 function activationDerivative(z: tf.Tensor, kind: Activation = 'relu'): tf.Tensor {
   return tf.tidy(() => {
@@ -30,15 +40,31 @@ function activationDerivative(z: tf.Tensor, kind: Activation = 'relu'): tf.Tenso
       const s = tf.sigmoid(z);
       return s.mul(z.mul(tf.sub(1, s)).add(1));
     }
-    if (kind === 'gelu') return tf.erf(z.mul(Math.SQRT1_2)).add(1).mul(0.5).add(z.mul(tf.exp(z.square().mul(-0.5))).mul(1 / Math.sqrt(2 * Math.PI)));
+    if (kind === 'gelu')
+      return tf
+        .erf(z.mul(Math.SQRT1_2))
+        .add(1)
+        .mul(0.5)
+        .add(z.mul(tf.exp(z.square().mul(-0.5))).mul(1 / Math.sqrt(2 * Math.PI)));
     return z.greater(0).cast('float32');
   });
 }
 
-interface FfnRec { kind: 'ffn'; w1: tf.Tensor; w2: tf.Tensor; mask: tf.Tensor }
+interface FfnRec {
+  kind: 'ffn';
+  w1: tf.Tensor;
+  w2: tf.Tensor;
+  mask: tf.Tensor;
+}
 type Sublayer = (AttnRec | FfnRec) & { norm: NormRec; stack: 'enc' | 'dec'; layer: number };
 
-interface Tape { enc: Sublayer[]; dec: Sublayer[]; encNorm: NormRec | null; decNorm: NormRec | null; logits: tf.Tensor2D }
+interface Tape {
+  enc: Sublayer[];
+  dec: Sublayer[];
+  encNorm: NormRec | null;
+  decNorm: NormRec | null;
+  logits: tf.Tensor2D;
+}
 
 /** The eval forward of lrp.ts's relevanceForward, keeping what the linear pass needs. Inside a tidy. */
 function recordForward(model: Transformer, src: tf.Tensor2D, tgtIn: tf.Tensor2D, gates: GateTensors | undefined): Tape {
@@ -49,13 +75,32 @@ function recordForward(model: Transformer, src: tf.Tensor2D, tgtIn: tf.Tensor2D,
     const { mean, variance } = tf.moments(x, -1, true);
     const inv = tf.rsqrt(variance.add(1e-5));
     const g = p(`${prefix}.g`);
-    return [x.sub(mean).mul(inv).mul(g).add(p(`${prefix}.b`)), { inv, g }];
+    return [
+      x
+        .sub(mean)
+        .mul(inv)
+        .mul(g)
+        .add(p(`${prefix}.b`)),
+      { inv, g },
+    ];
   };
-  const attention = (ap: AttentionParams, xq: tf.Tensor, xkv: tf.Tensor, bias: tf.Tensor, gate: tf.Tensor | null, fromMemory: boolean): [tf.Tensor, AttnRec] => {
+  const attention = (
+    ap: AttentionParams,
+    xq: tf.Tensor,
+    xkv: tf.Tensor,
+    bias: tf.Tensor,
+    gate: tf.Tensor | null,
+    fromMemory: boolean,
+  ): [tf.Tensor, AttnRec] => {
     const q = splitHeads(linear(xq, ap.wq, ap.bq), ap.nHeads, ap.dHead);
     const k = splitHeads(linear(xkv, ap.wk, ap.bk), ap.nHeads, ap.dHead);
     const v = splitHeads(linear(xkv, ap.wv, ap.bv), ap.nHeads, ap.dHead);
-    const weights = tf.softmax(tf.matMul(q, k, false, true).mul(1 / Math.sqrt(ap.dHead)).add(bias));
+    const weights = tf.softmax(
+      tf
+        .matMul(q, k, false, true)
+        .mul(1 / Math.sqrt(ap.dHead))
+        .add(bias),
+    );
     const context = tf.matMul(weights, v) as tf.Tensor4D;
     const gated = gate ? context.mul(gateForContext(gate, ap.nHeads)) : context;
     return [linear(mergeHeads(gated as tf.Tensor4D), ap.wo, ap.bo), { kind: 'attn', p: ap, weights, gated, gate, fromMemory }];
@@ -63,7 +108,10 @@ function recordForward(model: Transformer, src: tf.Tensor2D, tgtIn: tf.Tensor2D,
   const ffn = (x: tf.Tensor, prefix: string): [tf.Tensor, FfnRec] => {
     const z = linear(x, p(`${prefix}.w1`), p(`${prefix}.b1`));
     // the activation's derivative at z: ReLU's 0/1 mask, or swish' / gelu' for imported models (model.activation)
-    return [linear(activate(z, c.activation), p(`${prefix}.w2`), p(`${prefix}.b2`)), { kind: 'ffn', w1: p(`${prefix}.w1`), w2: p(`${prefix}.w2`), mask: activationDerivative(z, c.activation) }];
+    return [
+      linear(activate(z, c.activation), p(`${prefix}.w2`), p(`${prefix}.b2`)),
+      { kind: 'ffn', w1: p(`${prefix}.w1`), w2: p(`${prefix}.w2`), mask: activationDerivative(z, c.activation) },
+    ];
   };
   const residual = (x: tf.Tensor, normName: string, f: (y: tf.Tensor) => [tf.Tensor, AttnRec | FfnRec]): [tf.Tensor, AttnRec | FfnRec, NormRec] => {
     if (c.norm === 'pre') {
@@ -129,9 +177,15 @@ function layerDerivative(model: Transformer, tape: Tape, layer: MaskedLayer, top
     if (dKv) {
       // the replicas side by side in the value's columns: one product with the forward's weights [B, h, Tq, Tk]
       const [, , Tk] = dKv.shape as number[];
-      const dv = linear(dKv, s.p.wv, null).reshape([K, B, Tk!, h, dh]).transpose([1, 3, 2, 0, 4]).reshape([B, h, Tk!, K * dh]);
+      const dv = linear(dKv, s.p.wv, null)
+        .reshape([K, B, Tk!, h, dh])
+        .transpose([1, 3, 2, 0, 4])
+        .reshape([B, h, Tk!, K * dh]);
       const Tq = s.weights.shape[2]!;
-      const dCtx = tf.matMul(s.weights as tf.Tensor4D, dv as tf.Tensor4D).reshape([B, h, Tq, K, dh]).transpose([3, 0, 1, 2, 4]);
+      const dCtx = tf
+        .matMul(s.weights as tf.Tensor4D, dv as tf.Tensor4D)
+        .reshape([B, h, Tq, K, dh])
+        .transpose([3, 0, 1, 2, 4]);
       dGated = s.gate ? dCtx.mul(gateForContext(s.gate, h)) : dCtx;
     }
     if (isInjected) {
@@ -186,7 +240,13 @@ function layerDerivative(model: Transformer, tape: Tape, layer: MaskedLayer, top
  * R[b, t] per head of every layer of `layers`: [B, T, sum of heads] (the heads of layers in order), and
  * the top-1 ids [B*T], with the test-time multipliers `base`. Rule 'lrp' only.
  */
-export function tangentRelevance(model: Transformer, src: tf.Tensor2D, tgtIn: tf.Tensor2D, base: PerHead, layers: readonly MaskedLayer[]): { relevance: tf.Tensor3D; top1: tf.Tensor1D } {
+export function tangentRelevance(
+  model: Transformer,
+  src: tf.Tensor2D,
+  tgtIn: tf.Tensor2D,
+  base: PerHead,
+  layers: readonly MaskedLayer[],
+): { relevance: tf.Tensor3D; top1: tf.Tensor1D } {
   return tf.tidy(() => {
     const [B, T] = tgtIn.shape;
     const tape = recordForward(model, src, tgtIn, gatesWithTokenMasks(model, base, [], []));

@@ -9,7 +9,12 @@ import { estimateHeadRelevance, relevanceForward } from './lrp.js';
 import { TINY_MODEL, randomPairs, tinyModel } from './test-fixtures.js';
 
 const V = 13;
-const pairs = randomPairs(V, [[4, 3], [2, 5], [5, 2], [3, 3]]);
+const pairs = randomPairs(V, [
+  [4, 3],
+  [2, 5],
+  [5, 2],
+  [3, 3],
+]);
 const layout = headLayout(TINY_MODEL);
 const ones = fillPerHead(layout, () => 1);
 const ALL = ['enc-self', 'dec-self', 'dec-enc'] as const;
@@ -19,7 +24,7 @@ beforeAll(async () => {
 });
 
 describe('relevanceForward', () => {
-  it.each(['pre', 'post'] as const)('gives the model\'s logits under both rules (%s-norm, with gates)', (norm) => {
+  it.each(['pre', 'post'] as const)("gives the model's logits under both rules (%s-norm, with gates)", (norm) => {
     const model = tinyModel(V, { norm } as Partial<ModelConfig>);
     const b = makeBatch(pairs, [0, 1, 2, 3]);
     const { src, tgtIn, tgtOut } = batchTensors(b);
@@ -40,12 +45,28 @@ describe('relevanceForward', () => {
     const { src, tgtIn, tgtOut } = batchTensors(b);
     const sel = (logits: tf.Tensor) => logits.max(1).sum();
     // d(sum of row maxima) / d(per-token gate of dec-self layer 1): the rebuilt forward vs the model's own
-    const viaModel = tf.tidy(() => tf.grad((g: tf.Tensor) => sel(model.forward(src, tgtIn, { isTraining: false, gates: { 'dec-self': [null, g] } })))(tf.ones([2, 2, b.tgtLen])).dataSync());
-    const viaCopy = tf.tidy(() => tf.grad((g: tf.Tensor) => sel(relevanceForward(model, src, tgtIn, { 'dec-self': [null, g] }, 'gradient-x-input')))(tf.ones([2, 2, b.tgtLen])).dataSync());
+    const viaModel = tf.tidy(() =>
+      tf
+        .grad((g: tf.Tensor) => sel(model.forward(src, tgtIn, { isTraining: false, gates: { 'dec-self': [null, g] } })))(tf.ones([2, 2, b.tgtLen]))
+        .dataSync(),
+    );
+    const viaCopy = tf.tidy(() =>
+      tf
+        .grad((g: tf.Tensor) => sel(relevanceForward(model, src, tgtIn, { 'dec-self': [null, g] }, 'gradient-x-input')))(tf.ones([2, 2, b.tgtLen]))
+        .dataSync(),
+    );
     expect(maxAbsDiff(viaCopy, viaModel)).toBeLessThan(1e-5);
     // the query projection only acts through the softmax weights: frozen under 'lrp', live otherwise
     const wq = model.params.get('dec.1.cross.wq');
-    const gradWq = (rule: 'lrp' | 'gradient-x-input') => tf.tidy(() => tf.variableGrads(() => sel(relevanceForward(model, src, tgtIn, undefined, rule)) as tf.Scalar, [wq]).grads[wq.name]!.abs().max().dataSync()[0]!);
+    const gradWq = (rule: 'lrp' | 'gradient-x-input') =>
+      tf.tidy(
+        () =>
+          tf
+            .variableGrads(() => sel(relevanceForward(model, src, tgtIn, undefined, rule)) as tf.Scalar, [wq])
+            .grads[wq.name]!.abs()
+            .max()
+            .dataSync()[0]!,
+      );
     expect(gradWq('lrp')).toBe(0);
     expect(gradWq('gradient-x-input')).toBeGreaterThan(1e-6);
     tf.dispose([src, tgtIn, tgtOut]);
@@ -97,7 +118,17 @@ describe('estimateHeadRelevance', () => {
   ] as const)('rule %s, %s, gives what a backward pass per step on the whole batch gave (%s-norm)', async (rule, _how, norm, extra) => {
     const m = norm === 'pre' ? model : tinyModel(V, { norm: 'post' }, 8);
     // sentences of different lengths in one batch (padding, rows that end early), a half-open and a closed gate
-    const mixed = randomPairs(V, [[6, 2], [2, 7], [4, 4], [7, 5], [3, 1]], 21);
+    const mixed = randomPairs(
+      V,
+      [
+        [6, 2],
+        [2, 7],
+        [4, 4],
+        [7, 5],
+        [3, 1],
+      ],
+      21,
+    );
     const base = fillPerHead(layout, (s, l, j) => (s === 'enc-self' && l === 0 && j === 1 ? 0.4 : s === 'dec-enc' && l === 1 && j === 0 ? 0 : 1));
     const o = { stacks: ALL, rule, maxTokensPerBatch: 64 };
     const now = await estimateHeadRelevance(m, layout, mixed, base, { ...o, ...extra });

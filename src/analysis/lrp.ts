@@ -55,7 +55,11 @@ function layerNormWith(x: tf.Tensor, g: tf.Tensor, b: tf.Tensor, isFrozen: boole
   // same maths as model/layers.ts layerNorm; with isFrozen the scale 1/sigma is a constant
   const { mean, variance } = tf.moments(x, -1, true);
   const inv = tf.rsqrt(variance.add(eps));
-  return x.sub(mean).mul(isFrozen ? stopGradient(inv) : inv).mul(g).add(b);
+  return x
+    .sub(mean)
+    .mul(isFrozen ? stopGradient(inv) : inv)
+    .mul(g)
+    .add(b);
 }
 
 function attentionWith(p: AttentionParams, xq: tf.Tensor, xkv: tf.Tensor, bias: tf.Tensor | null, gate: tf.Tensor | null, isFrozen: boolean): tf.Tensor {
@@ -77,14 +81,23 @@ function attentionWith(p: AttentionParams, xq: tf.Tensor, xkv: tf.Tensor, bias: 
  * The model's teacher-forced eval-mode forward (logits [B*T, V]), rebuilt from its parameters so that
  * rule 'lrp' can freeze attention weights and LayerNorm scales. Its values equal `model.forward` (tested).
  */
-export function relevanceForward(model: Transformer, src: tf.Tensor2D, tgtIn: tf.Tensor2D, gates: GateTensors | undefined, rule: RelevanceRule, atPosition?: number): tf.Tensor2D {
+export function relevanceForward(
+  model: Transformer,
+  src: tf.Tensor2D,
+  tgtIn: tf.Tensor2D,
+  gates: GateTensors | undefined,
+  rule: RelevanceRule,
+  atPosition?: number,
+): tf.Tensor2D {
   const c = model.config;
   const isFrozen = rule === 'lrp';
   const ctx = ForwardContext.eval();
   const p = (n: string) => model.params.get(n);
   const norm = (x: tf.Tensor, prefix: string) => layerNormWith(x, p(`${prefix}.g`), p(`${prefix}.b`), isFrozen);
-  const residual = (x: tf.Tensor, normName: string, f: (y: tf.Tensor) => tf.Tensor) => (c.norm === 'pre' ? x.add(f(norm(x, normName))) : norm(x.add(f(x)), normName));
-  const ffn = (x: tf.Tensor, prefix: string) => feedForward(x, p(`${prefix}.w1`), p(`${prefix}.b1`), p(`${prefix}.w2`), p(`${prefix}.b2`), ctx, model.config.activation);
+  const residual = (x: tf.Tensor, normName: string, f: (y: tf.Tensor) => tf.Tensor) =>
+    c.norm === 'pre' ? x.add(f(norm(x, normName))) : norm(x.add(f(x)), normName);
+  const ffn = (x: tf.Tensor, prefix: string) =>
+    feedForward(x, p(`${prefix}.w1`), p(`${prefix}.b1`), p(`${prefix}.w2`), p(`${prefix}.b2`), ctx, model.config.activation);
   const gate = (stack: AttentionType, l: number) => gates?.[stack]?.[l] ?? null;
 
   const srcBias = paddingBias(src);
@@ -131,7 +144,16 @@ export interface HeadRelevance {
 }
 
 /** One step on the whole batch and target: R[b, h] for every row of the batch (rows without a token at t are not read). */
-function legacyStep(model: Transformer, base: PerHead, layers: ReturnType<typeof maskedLayers>, b: ReturnType<typeof makeBatch>, src: tf.Tensor2D, tgtIn: tf.Tensor2D, idx: number[], rule: RelevanceRule): tf.Tensor {
+function legacyStep(
+  model: Transformer,
+  base: PerHead,
+  layers: ReturnType<typeof maskedLayers>,
+  b: ReturnType<typeof makeBatch>,
+  src: tf.Tensor2D,
+  tgtIn: tf.Tensor2D,
+  idx: number[],
+  rule: RelevanceRule,
+): tf.Tensor {
   return tf.tidy(() => {
     const flatIdx = tf.tensor1d(idx, 'int32');
     const xis = layers.map((m) => tf.ones([b.batchSize, m.heads, m.stack === 'enc-self' ? b.srcLen : b.tgtLen]));
@@ -142,12 +164,21 @@ function legacyStep(model: Transformer, base: PerHead, layers: ReturnType<typeof
     const grads = tf.grads(f)(xis);
     // R[b, h] = sum over positions of d logit / d xi; padded positions never reach a real logit
     // (their attention weight as keys is exactly 0, and causality hides later target positions)
-    return tf.concat(grads.map((g) => g.sum(2)), 1); // [B, sum of heads]
+    return tf.concat(
+      grads.map((g) => g.sum(2)),
+      1,
+    ); // [B, sum of heads]
   });
 }
 
 /** Per-step head relevance of the top-1 logit, averaged over every target position of `pairs`. */
-export async function estimateHeadRelevance(model: Transformer, layout: HeadLayout, pairs: readonly EncodedPair[], base: PerHead, o: RelevanceOptions): Promise<HeadRelevance> {
+export async function estimateHeadRelevance(
+  model: Transformer,
+  layout: HeadLayout,
+  pairs: readonly EncodedPair[],
+  base: PerHead,
+  o: RelevanceOptions,
+): Promise<HeadRelevance> {
   const layers = maskedLayers(model, o.stacks);
   const sums = fillPerHead(layout, () => 0);
   const counts = new Map<string, number>();
@@ -204,22 +235,39 @@ export async function estimateHeadRelevance(model: Transformer, layout: HeadLayo
       if (!rows.length) continue;
       steps += rows.length;
       if (!layers.length) continue;
-      const packed = o.legacy ? legacyStep(model, base, layers, b, src, tgtIn, rows.map((r) => (r * T + t) * V + top1[r * T + t]!), o.rule) : tf.tidy(() => {
-        // the rows with a token at t, their target prefix 0..t, the logits at t
-        const rowIdx = tf.tensor1d(rows, 'int32');
-        const subSrc = tf.gather(src, rowIdx);
-        const subTgt = tf.gather(tgtIn, rowIdx).slice([0, 0], [-1, t + 1]) as tf.Tensor2D;
-        const flatIdx = tf.tensor1d(rows.map((r, i) => i * V + top1[r * T + t]!), 'int32');
-        const xis = layers.map((m) => tf.ones([rows.length, m.heads, m.stack === 'enc-self' ? b.srcLen : t + 1]));
-        const f = (...xs: tf.Tensor[]) => {
-          const logits = relevanceForward(model, subSrc as tf.Tensor2D, subTgt, gatesWithTokenMasks(model, base, layers, xs), o.rule, t);
-          return tf.gather(logits.reshape([-1]), flatIdx).sum() as tf.Scalar;
-        };
-        const grads = tf.grads(f)(xis);
-        // R[row, h] = sum over positions of d logit / d xi (see legacyStep), scattered back to batch rows
-        const sums = tf.concat(grads.map((g) => g.sum(2)), 1); // [rows, sum of heads]
-        return tf.scatterND(rowIdx.expandDims(1), sums, [b.batchSize, sums.shape[1]!]);
-      });
+      const packed = o.legacy
+        ? legacyStep(
+            model,
+            base,
+            layers,
+            b,
+            src,
+            tgtIn,
+            rows.map((r) => (r * T + t) * V + top1[r * T + t]!),
+            o.rule,
+          )
+        : tf.tidy(() => {
+            // the rows with a token at t, their target prefix 0..t, the logits at t
+            const rowIdx = tf.tensor1d(rows, 'int32');
+            const subSrc = tf.gather(src, rowIdx);
+            const subTgt = tf.gather(tgtIn, rowIdx).slice([0, 0], [-1, t + 1]) as tf.Tensor2D;
+            const flatIdx = tf.tensor1d(
+              rows.map((r, i) => i * V + top1[r * T + t]!),
+              'int32',
+            );
+            const xis = layers.map((m) => tf.ones([rows.length, m.heads, m.stack === 'enc-self' ? b.srcLen : t + 1]));
+            const f = (...xs: tf.Tensor[]) => {
+              const logits = relevanceForward(model, subSrc as tf.Tensor2D, subTgt, gatesWithTokenMasks(model, base, layers, xs), o.rule, t);
+              return tf.gather(logits.reshape([-1]), flatIdx).sum() as tf.Scalar;
+            };
+            const grads = tf.grads(f)(xis);
+            // R[row, h] = sum over positions of d logit / d xi (see legacyStep), scattered back to batch rows
+            const sums = tf.concat(
+              grads.map((g) => g.sum(2)),
+              1,
+            ); // [rows, sum of heads]
+            return tf.scatterND(rowIdx.expandDims(1), sums, [b.batchSize, sums.shape[1]!]);
+          });
       const data = await packed.data();
       packed.dispose();
       const width = layers.reduce((a, m) => a + m.heads, 0);

@@ -56,7 +56,11 @@ describe('head report', () => {
     ['wrong format', { ...report, format: 'heads.head-mask' }, /^bad\.json: format: expected "heads\.head-report", got "heads\.head-mask"$/],
     ['another version', { ...report, version: 2 }, /^bad\.json: version: expected 1, got 2/],
     ['a bad key', { ...report, heads: { 'enc.0.1': report.heads['enc-self.0.1'] } }, /^bad\.json: heads\.enc\.0\.1: not a head key/],
-    ['a key that disagrees with its entry', { ...report, heads: { 'enc-self.0.0': report.heads['enc-self.0.1'] } }, /^bad\.json: heads\.enc-self\.0\.0: stack\/layer\/head fields do not match the key$/],
+    [
+      'a key that disagrees with its entry',
+      { ...report, heads: { 'enc-self.0.0': report.heads['enc-self.0.1'] } },
+      /^bad\.json: heads\.enc-self\.0\.0: stack\/layer\/head fields do not match the key$/,
+    ],
   ];
   it.each(bad)('refuses %s, naming the file', (_name, value, message) => {
     expect(() => parseHeadReport(value, 'bad.json')).toThrow(DataError);

@@ -22,20 +22,28 @@ export const HEAD_REPORT_VERSION = 1;
 /** Written into every report so a reader never has to guess what a number means. */
 export const DEFINITIONS = {
   gate: 'deterministic test-time gate clip(sigmoid(logAlpha)(zeta-gamma)+gamma, 0, 1); pOpen = P(g != 0); pOne = P(g = 1) (Hard Concrete, Voita et al. 2019 6.1)',
-  importance: 'the importance form and normalisation chosen for this report (settings.importance.form / .normalize; default the per-example form, layer-normalised, as Michel et al. define and normalise it)',
-  importancePerExample: 'Michel et al. 2019 eq. 2: mean over sentences x of |dL(x)/dxi_h|, L(x) the sentence\'s loss summed over its target tokens, xi_h a mask of ones on the gated head context (one per sentence)',
-  importancePerToken: "Michel et al.'s MT code: sum over batches and non-pad query tokens of |dL/dxi[b,h,t]| (per-token mask of ones on the gated head context), divided by the non-pad query tokens of the attention type",
-  importancePerBatch: 'HF bertology form: sum over batches of |sum over the batch\'s non-pad query tokens of dL/dxi[b,h,t]| (= |dL_batch/dxi_h|), divided by the same token count; depends on the batching',
-  importanceLayerNorm: 'I[l,h] / (sqrt(sum over the heads h\' of layer l of I[l,h\']^2) + 1e-20), per attention type (Michel --normalize-by-layer)',
-  confidence: 'Voita et al. 2019 4: per non-pad query token, the largest attention weight over keys that are not </s>, not padding and (decoder self-attention) not in the future, not renormalised; averaged over those query tokens',
+  importance:
+    'the importance form and normalisation chosen for this report (settings.importance.form / .normalize; default the per-example form, layer-normalised, as Michel et al. define and normalise it)',
+  importancePerExample:
+    "Michel et al. 2019 eq. 2: mean over sentences x of |dL(x)/dxi_h|, L(x) the sentence's loss summed over its target tokens, xi_h a mask of ones on the gated head context (one per sentence)",
+  importancePerToken:
+    "Michel et al.'s MT code: sum over batches and non-pad query tokens of |dL/dxi[b,h,t]| (per-token mask of ones on the gated head context), divided by the non-pad query tokens of the attention type",
+  importancePerBatch:
+    "HF bertology form: sum over batches of |sum over the batch's non-pad query tokens of dL/dxi[b,h,t]| (= |dL_batch/dxi_h|), divided by the same token count; depends on the batching",
+  importanceLayerNorm: "I[l,h] / (sqrt(sum over the heads h' of layer l of I[l,h']^2) + 1e-20), per attention type (Michel --normalize-by-layer)",
+  confidence:
+    'Voita et al. 2019 4: per non-pad query token, the largest attention weight over keys that are not </s>, not padding and (decoder self-attention) not in the future, not renormalised; averaged over those query tokens',
   entropy: 'per non-pad query token, -sum_k p_k ln p_k in nats over all keys (</s> included); averaged over query tokens',
   offsets: `share of query tokens whose argmax key (same key set as confidence) is at (key position - query position) = -${OFFSET_RANGE}..${OFFSET_RANGE}, or further ("other")`,
-  ablation: 'the head alone multiplied by 0 (on top of its test gate): dev loss (NLL per target token, all analysed sentences) and, with settings.ablation.metric bleu, greedy corpus BLEU on the first bleuSentences sentences, minus the unablated values',
-  lrp: 'relevance of the top-1 logit per decoding step (reference prefix) to each head\'s gated context, summed over its positions and neurons, |R_h| normalised over the heads of its layer, averaged over steps; see settings.lrp.rule',
+  ablation:
+    'the head alone multiplied by 0 (on top of its test gate): dev loss (NLL per target token, all analysed sentences) and, with settings.ablation.metric bleu, greedy corpus BLEU on the first bleuSentences sentences, minus the unablated values',
+  lrp: "relevance of the top-1 logit per decoding step (reference prefix) to each head's gated context, summed over its positions and neurons, |R_h| normalised over the heads of its layer, averaged over steps; see settings.lrp.rule",
   rare: 'share of query tokens whose argmax key holds the rarest token (training-corpus frequency) among the candidate keys; ties all count; top2Rate: the argmax frequency is at most the second smallest; chanceRate: uniform random choice',
   positional: 'self-attention only: the largest share of query tokens whose argmax key is at one of the positional offsets',
-  agreement: 'Spearman rank correlation (average ranks for ties) between two scores over all analysed heads having both; lrp is normalised within each layer, so its agreement compares within-layer shares',
-  syntactic: 'encoder self-attention with CoNLL-U parses: per relation and direction, accuracy of the argmax word (piece attention summed over the key word\'s pieces, averaged over the query word\'s pieces) at a related word, against the best fixed word offset',
+  agreement:
+    'Spearman rank correlation (average ranks for ties) between two scores over all analysed heads having both; lrp is normalised within each layer, so its agreement compares within-layer shares',
+  syntactic:
+    "encoder self-attention with CoNLL-U parses: per relation and direction, accuracy of the argmax word (piece attention summed over the key word's pieces, averaged over the query word's pieces) at a related word, against the best fixed word offset",
 } as const;
 
 export interface GateReport {
@@ -55,7 +63,15 @@ export interface HeadReportEntry {
   position: number;
   gate: GateReport | null;
   /** `score`: the form and normalisation of settings.importance; the others: every form, raw and layer-normalised */
-  importance: { score: number; perExample: number; perExampleLayerNorm: number; perToken: number; perTokenLayerNorm: number; perBatch: number; perBatchLayerNorm: number };
+  importance: {
+    score: number;
+    perExample: number;
+    perExampleLayerNorm: number;
+    perToken: number;
+    perTokenLayerNorm: number;
+    perBatch: number;
+    perBatchLayerNorm: number;
+  };
   attention: {
     queries: number;
     confidence: number;
@@ -87,7 +103,15 @@ export interface HeadReport {
   stacks: AttentionType[];
   settings: {
     maxTokensPerBatch: number;
-    importance: { form: ImportanceForm; normalize: ImportanceNormalization; loss: 'label-smoothed' | 'nll'; labelSmoothing: number; sentences: number; batches: number; queryTokens: Record<AttentionType, number> };
+    importance: {
+      form: ImportanceForm;
+      normalize: ImportanceNormalization;
+      loss: 'label-smoothed' | 'nll';
+      labelSmoothing: number;
+      sentences: number;
+      batches: number;
+      queryTokens: Record<AttentionType, number>;
+    };
     ablation: { enabled: boolean; metric: AblationMetric; decoding: 'greedy'; bleuSentences: number; lossSentences: number };
     lrp: { enabled: boolean; rule: RelevanceRule; sentences: number; steps: number };
     roles: RoleOptions;
@@ -161,7 +185,16 @@ export function topHeads(report: HeadReport, score: ScoreColumn, n: number): Arr
 }
 
 /** Scores whose rankings are compared in `agreement`. */
-export const AGREEMENT_SCORES: readonly string[] = ['gate_p_open', 'importance_per_example', 'importance_per_token', 'importance_per_batch', 'confidence', 'lrp', 'ablation_delta_loss', 'ablation_bleu_drop'];
+export const AGREEMENT_SCORES: readonly string[] = [
+  'gate_p_open',
+  'importance_per_example',
+  'importance_per_token',
+  'importance_per_batch',
+  'confidence',
+  'lrp',
+  'ablation_delta_loss',
+  'ablation_bleu_drop',
+];
 
 export interface RankAgreement {
   scores: string[];
@@ -173,7 +206,7 @@ export interface RankAgreement {
 export function averageRanks(x: readonly number[]): number[] {
   const order = x.map((v, i) => i).sort((a, b) => x[a]! - x[b]!);
   const ranks = new Array<number>(x.length);
-  for (let i = 0; i < order.length; ) {
+  for (let i = 0; i < order.length;) {
     let j = i;
     while (j + 1 < order.length && x[order[j + 1]!] === x[order[i]!]) j++;
     for (let k = i; k <= j; k++) ranks[order[k]!] = (i + j) / 2 + 1;
@@ -205,8 +238,13 @@ export function rankAgreement(heads: Record<string, HeadReportEntry>, names: rea
   const entries = Object.values(heads);
   const spearmanMatrix = cols.map((a) =>
     cols.map((b) => {
-      const pairs = entries.map((e) => [a.get(e), b.get(e)] as const).filter((p): p is readonly [number, number] => p[0] !== null && p[1] !== null && Number.isFinite(p[0]) && Number.isFinite(p[1]));
-      return spearman(pairs.map((p) => p[0]), pairs.map((p) => p[1]));
+      const pairs = entries
+        .map((e) => [a.get(e), b.get(e)] as const)
+        .filter((p): p is readonly [number, number] => p[0] !== null && p[1] !== null && Number.isFinite(p[0]) && Number.isFinite(p[1]));
+      return spearman(
+        pairs.map((p) => p[0]),
+        pairs.map((p) => p[1]),
+      );
     }),
   );
   return { scores: [...names], spearman: spearmanMatrix };
@@ -222,29 +260,63 @@ export function headReportCsv(report: HeadReport): string {
   const relationKeys = Object.keys(report.syntacticBaselines ?? {}).sort();
   const offsets = Array.from({ length: 2 * OFFSET_RANGE + 1 }, (_, i) => i - OFFSET_RANGE);
   const header = [
-    'key', 'stack', 'layer', 'head', 'position', 'gate_log_alpha',
+    'key',
+    'stack',
+    'layer',
+    'head',
+    'position',
+    'gate_log_alpha',
     ...SCORE_COLUMNS.map((c) => c.name),
-    'ablation_loss', 'ablation_bleu', 'ablation_delta_bleu', 'queries', 'offset_mode', 'offset_mode_fraction',
-    ...offsets.map((o) => `offset_${o}`), 'offset_other',
-    'rare_top2_rate', 'rare_chance_rate', 'rare_queries',
-    'is_positional', 'positional_offset', 'is_rare', 'is_syntactic', 'syntactic_relations', 'roles',
+    'ablation_loss',
+    'ablation_bleu',
+    'ablation_delta_bleu',
+    'queries',
+    'offset_mode',
+    'offset_mode_fraction',
+    ...offsets.map((o) => `offset_${o}`),
+    'offset_other',
+    'rare_top2_rate',
+    'rare_chance_rate',
+    'rare_queries',
+    'is_positional',
+    'positional_offset',
+    'is_rare',
+    'is_syntactic',
+    'syntactic_relations',
+    'roles',
     ...relationKeys.flatMap((k) => [`syn_${k}_accuracy`, `syn_${k}_gain`]),
   ];
   const rows: Array<Array<string | number>> = [header];
   for (const key of sortedHeadKeys(report)) {
     const e = report.heads[key]!;
     rows.push([
-      key, e.stack, e.layer, e.head, e.position, round(e.gate?.logAlpha),
+      key,
+      e.stack,
+      e.layer,
+      e.head,
+      e.position,
+      round(e.gate?.logAlpha),
       ...SCORE_COLUMNS.map((c) => round(c.get(e))),
-      round(e.ablation?.loss), round(e.ablation?.bleu), round(e.ablation?.deltaBleu), e.attention.queries, e.attention.modeOffset ?? '', round(e.attention.modeFraction),
+      round(e.ablation?.loss),
+      round(e.ablation?.bleu),
+      round(e.ablation?.deltaBleu),
+      e.attention.queries,
+      e.attention.modeOffset ?? '',
+      round(e.attention.modeFraction),
       ...offsets.map((o) => {
         const h = e.attention.offsetHistogram;
         return o >= h.from && o <= h.to ? round(h.shares[o - h.from]) : '';
       }),
       round(e.attention.offsetHistogram.other),
-      round(e.roles.rare?.top2Rate), round(e.roles.rare?.chanceRate), e.roles.rare?.queries ?? '',
-      e.roles.positional ? String(e.roles.positional.isPositional) : '', e.roles.positional?.offset ?? '', e.roles.rare ? String(e.roles.rare.isRare) : '',
-      e.roles.syntactic ? String(e.roles.syntactic.isSyntactic) : '', e.roles.syntactic?.matched.join(' ') ?? '', e.roles.labels.join('; '),
+      round(e.roles.rare?.top2Rate),
+      round(e.roles.rare?.chanceRate),
+      e.roles.rare?.queries ?? '',
+      e.roles.positional ? String(e.roles.positional.isPositional) : '',
+      e.roles.positional?.offset ?? '',
+      e.roles.rare ? String(e.roles.rare.isRare) : '',
+      e.roles.syntactic ? String(e.roles.syntactic.isSyntactic) : '',
+      e.roles.syntactic?.matched.join(' ') ?? '',
+      e.roles.labels.join('; '),
       ...relationKeys.flatMap((k) => [round(e.roles.syntactic?.relations[k]?.accuracy), round(e.roles.syntactic?.relations[k]?.gain)]),
     ]);
   }
@@ -267,13 +339,15 @@ export function parseHeadReport(value: unknown, sourceName: string): HeadReport 
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return fail('expected a head report JSON object');
   const o = value as Record<string, unknown>;
   if (o.format !== HEAD_REPORT_FORMAT) fail(`format: expected "${HEAD_REPORT_FORMAT}", got ${JSON.stringify(o.format)}`);
-  if (o.version !== HEAD_REPORT_VERSION) fail(`version: expected ${HEAD_REPORT_VERSION}, got ${JSON.stringify(o.version)} (written by another version of heads)`);
+  if (o.version !== HEAD_REPORT_VERSION)
+    fail(`version: expected ${HEAD_REPORT_VERSION}, got ${JSON.stringify(o.version)} (written by another version of heads)`);
   if (typeof o.heads !== 'object' || o.heads === null || Array.isArray(o.heads)) fail('heads: expected an object keyed like "enc-self.3.5"');
   for (const [k, e] of Object.entries(o.heads as Record<string, unknown>)) {
     const id = parseHeadKey(k);
     if (!id) fail(`heads.${k}: not a head key like enc-self.3.5`);
     const entry = e as Partial<HeadReportEntry> | null;
-    if (!entry || entry.stack !== id!.stack || entry.layer !== id!.layer || entry.head !== id!.head) fail(`heads.${k}: stack/layer/head fields do not match the key`);
+    if (!entry || entry.stack !== id!.stack || entry.layer !== id!.layer || entry.head !== id!.head)
+      fail(`heads.${k}: stack/layer/head fields do not match the key`);
   }
   return value as HeadReport;
 }

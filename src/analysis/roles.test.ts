@@ -24,8 +24,14 @@ describe('syntactic relations', () => {
     expect(byKey('nsubj:dep->head')).toEqual([[1, [2]]]);
     expect(byKey('nsubj:head->dep')).toEqual([[2, [1]]]);
     expect(byKey('obj:dep->head')).toEqual([[4, [2]]]);
-    expect(byKey('amod:dep->head')).toEqual([[0, [1]], [3, [4]]]);
-    expect(byKey('amod:head->dep')).toEqual([[1, [0]], [4, [3]]]);
+    expect(byKey('amod:dep->head')).toEqual([
+      [0, [1]],
+      [3, [4]],
+    ]);
+    expect(byKey('amod:head->dep')).toEqual([
+      [1, [0]],
+      [4, [3]],
+    ]);
     expect(byKey('advmod:head->dep')).toEqual([[2, [5]]]);
   });
 
@@ -56,7 +62,14 @@ describe('syntactic relations', () => {
     ].flat();
     expect(wordArgmax(w, 0, 5, a)).toEqual([1, 2, 1]);
     const tally: HeadSyntacticTally = new Map();
-    addHeadInstances(tally, [{ key: 'x:dep->head', query: 0, targets: [1] }, { key: 'x:dep->head', query: 2, targets: [0] }], [1, 2, 1]);
+    addHeadInstances(
+      tally,
+      [
+        { key: 'x:dep->head', query: 0, targets: [1] },
+        { key: 'x:dep->head', query: 2, targets: [0] },
+      ],
+      [1, 2, 1],
+    );
     expect(tally.get('x:dep->head')).toEqual({ instances: 2, hits: 1 });
   });
 });

@@ -57,7 +57,12 @@ export const DEFAULT_ROLE_OPTIONS: Readonly<RoleOptions> = Object.freeze({
 });
 
 export function resolveRoleOptions(o: Partial<RoleOptions> = {}): RoleOptions {
-  return { ...DEFAULT_ROLE_OPTIONS, ...o, positionalOffsets: [...(o.positionalOffsets ?? DEFAULT_ROLE_OPTIONS.positionalOffsets)], relations: (o.relations ?? DEFAULT_ROLE_OPTIONS.relations).map((r) => ({ ...r, deprels: [...r.deprels] })) };
+  return {
+    ...DEFAULT_ROLE_OPTIONS,
+    ...o,
+    positionalOffsets: [...(o.positionalOffsets ?? DEFAULT_ROLE_OPTIONS.positionalOffsets)],
+    relations: (o.relations ?? DEFAULT_ROLE_OPTIONS.relations).map((r) => ({ ...r, deprels: [...r.deprels] })),
+  };
 }
 
 export type Direction = 'dep->head' | 'head->dep';

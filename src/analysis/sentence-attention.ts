@@ -56,7 +56,9 @@ function originalId(model: Transformer, stack: (typeof ATTENTION_TYPES)[number],
 
 /** Every head key the model has, in stack / layer / head order. */
 export function modelHeadKeys(model: Transformer): string[] {
-  return ATTENTION_TYPES.flatMap((stack) => model.shape[stack].flatMap((n, layer) => Array.from({ length: n }, (_, pos) => headKey({ stack, layer, head: originalId(model, stack, layer, pos) }))));
+  return ATTENTION_TYPES.flatMap((stack) =>
+    model.shape[stack].flatMap((n, layer) => Array.from({ length: n }, (_, pos) => headKey({ stack, layer, head: originalId(model, stack, layer, pos) }))),
+  );
 }
 
 function disposeAll(g: GateTensors): void {
@@ -64,13 +66,18 @@ function disposeAll(g: GateTensors): void {
 }
 
 /** Attention weights of the chosen heads over one sentence pair. */
-export async function sentenceAttention(m: AttentionModel, pair: { src: string; tgt?: string }, opts: SentenceAttentionOptions = {}): Promise<SentenceAttention> {
+export async function sentenceAttention(
+  m: AttentionModel,
+  pair: { src: string; tgt?: string },
+  opts: SentenceAttentionOptions = {},
+): Promise<SentenceAttention> {
   const { model, tokenizer } = m;
   const available = modelHeadKeys(model);
   const lastDecEnc = model.shape['dec-enc'].length - 1;
   const heads = opts.heads ?? available.filter((k) => k.startsWith(`dec-enc.${lastDecEnc}.`));
   const unknown = heads.filter((k) => !available.includes(k));
-  if (unknown.length) throw new ConfigError([`heads: the model has no head ${unknown.join(', ')} (heads look like enc-self.0.1; this model has ${available.length})`]);
+  if (unknown.length)
+    throw new ConfigError([`heads: the model has no head ${unknown.join(', ')} (heads look like enc-self.0.1; this model has ${available.length})`]);
 
   const gates = m.gates?.testGates();
   try {
@@ -106,7 +113,15 @@ export async function sentenceAttention(m: AttentionModel, pair: { src: string; 
     const maps = wanted.flatMap(({ key, id }): SentenceAttentionMap[] => {
       const weights = found.get(key);
       if (!weights) return [];
-      return [{ key, queryTokens: id.stack === 'enc-self' ? srcTokens : tgtTokens, keyTokens: id.stack === 'dec-self' ? tgtTokens : srcTokens, weights, sentence: opts.sentence ?? pair.src }];
+      return [
+        {
+          key,
+          queryTokens: id.stack === 'enc-self' ? srcTokens : tgtTokens,
+          keyTokens: id.stack === 'dec-self' ? tgtTokens : srcTokens,
+          weights,
+          sentence: opts.sentence ?? pair.src,
+        },
+      ];
     });
     return { source: pair.src, target, isTranslated: pair.tgt === undefined, maps };
   } finally {

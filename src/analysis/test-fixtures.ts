@@ -7,7 +7,17 @@ import { createTransformer, type Transformer } from '../model/transformer.js';
 import { DEFAULT_ROLE_OPTIONS } from './roles.js';
 import { DEFINITIONS, type HeadReport, type HeadReportEntry } from './report.js';
 
-export const TINY_MODEL: ModelConfig = { ...DEFAULT_CONFIG.model, encoderLayers: 2, decoderLayers: 2, heads: 2, dModel: 8, dFF: 16, dropout: 0.1, attentionDropout: 0.1, maxPositions: 48 };
+export const TINY_MODEL: ModelConfig = {
+  ...DEFAULT_CONFIG.model,
+  encoderLayers: 2,
+  decoderLayers: 2,
+  heads: 2,
+  dModel: 8,
+  dFF: 16,
+  dropout: 0.1,
+  attentionDropout: 0.1,
+  maxPositions: 48,
+};
 
 /** A full config around a model config (eval settings small so greedy decoding stays short). */
 export function tinyConfig(model: Partial<ModelConfig> = {}, over: Partial<HeadsConfig> = {}): ResolvedConfig {
@@ -41,7 +51,15 @@ export function sampleEntry(stack: HeadReportEntry['stack'], layer: number, head
     head,
     position: head,
     gate: null,
-    importance: { score: perToken, perExample: perToken, perExampleLayerNorm: perToken, perToken, perTokenLayerNorm: perToken, perBatch: perToken / 2, perBatchLayerNorm: perToken / 2 },
+    importance: {
+      score: perToken,
+      perExample: perToken,
+      perExampleLayerNorm: perToken,
+      perToken,
+      perTokenLayerNorm: perToken,
+      perBatch: perToken / 2,
+      perBatchLayerNorm: perToken / 2,
+    },
     attention: { queries: 10, confidence, entropy: 1, offsetHistogram: { from: -5, to: 5, shares, other: 0.05 }, modeOffset: -1, modeFraction: 0.95 },
     ablation: null,
     lrp: null,
@@ -55,12 +73,27 @@ export function sampleReport(): HeadReport {
     format: 'heads.head-report',
     version: 1,
     createdAt: '2026-01-01T00:00:00.000Z',
-    model: { runPath: null, checkpoint: null, step: null, headsPerLayer: { 'enc-self': [2], 'dec-self': [2], 'dec-enc': [2] }, keptHeads: null, gatedStacks: [] },
+    model: {
+      runPath: null,
+      checkpoint: null,
+      step: null,
+      headsPerLayer: { 'enc-self': [2], 'dec-self': [2], 'dec-enc': [2] },
+      keptHeads: null,
+      gatedStacks: [],
+    },
     data: { split: 'dev', source: 'x', sentences: 1, skippedTooLong: 0, srcTokens: 3, tgtTokens: 3 },
     stacks: ['enc-self'],
     settings: {
       maxTokensPerBatch: 100,
-      importance: { form: 'example', normalize: 'layer', loss: 'nll', labelSmoothing: 0, sentences: 1, batches: 1, queryTokens: { 'enc-self': 3, 'dec-self': 3, 'dec-enc': 3 } },
+      importance: {
+        form: 'example',
+        normalize: 'layer',
+        loss: 'nll',
+        labelSmoothing: 0,
+        sentences: 1,
+        batches: 1,
+        queryTokens: { 'enc-self': 3, 'dec-self': 3, 'dec-enc': 3 },
+      },
       ablation: { enabled: false, metric: 'loss', decoding: 'greedy', bleuSentences: 0, lossSentences: 0 },
       lrp: { enabled: false, rule: 'lrp', sentences: 0, steps: 0 },
       roles: { ...DEFAULT_ROLE_OPTIONS },

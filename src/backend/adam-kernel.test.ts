@@ -18,8 +18,10 @@ const describeNative = nativeKernelSuite(fn !== null, 'native Adam tests skipped
 function train(native: boolean): Record<string, number[]> {
   installBackendFixes('wasm', { nativeAdam: native });
   expect(hasAdamKernel()).toBe(native);
-  const shapes: Record<string, number[]> = { 'w': [17, 9], 'b': [9], 'gate.x': [4] };
-  const params = new Map(Object.entries(shapes).map(([n, s], i) => [n, tf.tidy(() => tf.variable(tf.randomNormal(s, 0, 1, 'float32', i + 1), true, `adam-test-${native}-${n}`))]));
+  const shapes: Record<string, number[]> = { w: [17, 9], b: [9], 'gate.x': [4] };
+  const params = new Map(
+    Object.entries(shapes).map(([n, s], i) => [n, tf.tidy(() => tf.variable(tf.randomNormal(s, 0, 1, 'float32', i + 1), true, `adam-test-${native}-${n}`))]),
+  );
   const adam = new Adam({ beta1: 0.9, beta2: 0.98, eps: 1e-9 });
   for (let step = 0; step < 3; step++) {
     const grads = new Map(Object.entries(shapes).map(([n, s], i) => [n, tf.randomNormal(s, 0, step === 1 ? 1e-4 : 2, 'float32', 100 * step + i + 1)]));

@@ -20,7 +20,12 @@ export function nativeAdam(blas: NativeBlas | null): AdamFn | null {
 
 /** The float32 constants of one update, in the order the kernel takes them. */
 export interface AdamConstants {
-  beta1: number; beta2: number; c1: number; c2: number; lr: number; eps: number;
+  beta1: number;
+  beta2: number;
+  c1: number;
+  c2: number;
+  lr: number;
+  eps: number;
 }
 
 function input(args: KernelArgs, name: string) {
@@ -31,7 +36,10 @@ function input(args: KernelArgs, name: string) {
 
 export function wasmAdam(fn: AdamFn): AnyKernelFunc {
   return (args) => {
-    const p = input(args, 'p'), m = input(args, 'm'), v = input(args, 'v'), g = input(args, 'g');
+    const p = input(args, 'p'),
+      m = input(args, 'm'),
+      v = input(args, 'v'),
+      g = input(args, 'g');
     const n = sizeOf(p.shape);
     if (sizeOf(m.shape) !== n || sizeOf(v.shape) !== n || sizeOf(g.shape) !== n) throw new Error(`${ADAM_KERNEL}: p, m, v, g must have the same size`);
     const a = args.attrs ?? {};
@@ -41,7 +49,8 @@ export function wasmAdam(fn: AdamFn): AnyKernelFunc {
     const vo = backend.makeOutput(p.shape, 'float32');
     const heap = wasmHeapF32(backend);
     const off = (t: Parameters<typeof wasmOffset4>[1]) => wasmOffset4(backend, t);
-    const b1 = Number(a['beta1']), b2 = Number(a['beta2']);
+    const b1 = Number(a['beta1']),
+      b2 = Number(a['beta2']);
     // the tfjs ops see each JS number as a float32 scalar: 1 - beta1 etc. are computed in double first
     const k = Float64Array.from([b1, 1 - b1, b2, 1 - b2, Number(a['c1']), Number(a['lr']), Number(a['c2']), Number(a['eps'])].map(Math.fround));
     fn(heap, n, Float64Array.from([off(p), off(m), off(v), off(g), off(po), off(mo), off(vo), 0]), k);

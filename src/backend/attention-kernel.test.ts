@@ -16,7 +16,10 @@ import { type AttentionParams, attention } from '../model/attention.js';
 import { ForwardContext, causalBias, paddingBias } from '../model/layers.js';
 
 const fns = nativeAttention(loadNativeBlas().blas);
-const describeNative = nativeKernelSuite(fns !== null, 'fused attention tests skipped: the addon (or its attention functions) is not built; run scripts/setup-native.sh');
+const describeNative = nativeKernelSuite(
+  fns !== null,
+  'fused attention tests skipped: the addon (or its attention functions) is not built; run scripts/setup-native.sh',
+);
 
 function params(d: number, h: number, seed: number): AttentionParams {
   const w = (s: number) => tf.randomNormal([d, d], 0, 0.3, 'float32', seed + s);
@@ -35,12 +38,20 @@ interface Case {
 function run(c: Case, fused: boolean) {
   installBackendFixes('wasm', { fusedAttention: fused });
   expect(hasFusedAttention()).toBe(fused);
-  const B = 3, Tq = 7, Tk = c.self ? 7 : 5, d = 16, h = 4;
+  const B = 3,
+    Tq = 7,
+    Tk = c.self ? 7 : 5,
+    d = 16,
+    h = 4;
   return tf.tidy(() => {
     const p = params(d, h, 10);
     const xq = tf.randomNormal([B, Tq, d], 0, 1, 'float32', 1);
     const xkv = c.self ? xq : tf.randomNormal([B, Tk, d], 0, 1, 'float32', 2);
-    const ids = tf.tensor2d(Array.from({ length: B * Tk }, (_, i) => (i % Tk >= Tk - (i / Tk | 0) ? 0 : 5)), [B, Tk], 'int32');
+    const ids = tf.tensor2d(
+      Array.from({ length: B * Tk }, (_, i) => (i % Tk >= Tk - ((i / Tk) | 0) ? 0 : 5)),
+      [B, Tk],
+      'int32',
+    );
     let bias: tf.Tensor = paddingBias(ids);
     if (c.causal) bias = bias.add(causalBias(Tq));
     const gate = c.gate === 'none' ? null : c.gate === 'heads' ? tf.tensor1d([0.9, 0.3, 1, 0]) : tf.randomUniform([B, h], 0, 1, 'float32', 4);

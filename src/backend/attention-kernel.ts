@@ -34,8 +34,16 @@ export function nativeAttention(blas: NativeBlas | null): AttentionFns | null {
 }
 
 interface Layout {
-  B: number; h: number; Tq: number; Tk: number; dh: number;
-  bsb: number; bsq: number; gsb: number; hasBias: boolean; hasGate: boolean;
+  B: number;
+  h: number;
+  Tq: number;
+  Tk: number;
+  dh: number;
+  bsb: number;
+  bsq: number;
+  gsb: number;
+  hasBias: boolean;
+  hasGate: boolean;
 }
 
 /** Bias strides for [1 | B, 1, 1 | Tq, Tk], or null when the shape is another broadcast. */
@@ -81,12 +89,17 @@ function attrsOf(args: KernelArgs): { heads: number; scale: number } {
 /** wasm forward: inputs q, k, v[, bias][, gate]; outputs [out, p] or, with a gate, [out, p, ctx (ungated)]. */
 export function wasmAttention(fns: AttentionFns): AnyKernelFunc {
   return (args) => {
-    const q = input(args, 'q'), k = input(args, 'k'), v = input(args, 'v');
+    const q = input(args, 'q'),
+      k = input(args, 'k'),
+      v = input(args, 'v');
     const bias = args.inputs['bias'] ?? null;
     const gate = args.inputs['gate'] ?? null;
     const { heads, scale } = attrsOf(args);
     const l = layoutOf(q.shape, k.shape, heads, bias?.shape ?? null, gate?.shape ?? null);
-    if (l === null || v.shape.join() !== k.shape.join()) throw new Error(`${ATTENTION_KERNEL}: unsupported shapes q [${q.shape}] k [${k.shape}] v [${v.shape}] bias [${bias?.shape ?? ''}] gate [${gate?.shape ?? ''}]`);
+    if (l === null || v.shape.join() !== k.shape.join())
+      throw new Error(
+        `${ATTENTION_KERNEL}: unsupported shapes q [${q.shape}] k [${k.shape}] v [${v.shape}] bias [${bias?.shape ?? ''}] gate [${gate?.shape ?? ''}]`,
+      );
     const backend = asWasmBackend(args.backend);
     const out = backend.makeOutput(q.shape, 'float32');
     const p = backend.makeOutput([l.B, l.h, l.Tq, l.Tk], 'float32');
@@ -101,7 +114,11 @@ export function wasmAttention(fns: AttentionFns): AnyKernelFunc {
 /** wasm backward: inputs dy, q, k, v, p[, ctx, gate]; outputs [dq, dk, dv] or [dq, dk, dv, dgate ([h] or [B, h])]. */
 export function wasmAttentionGrad(fns: AttentionFns): AnyKernelFunc {
   return (args) => {
-    const dy = input(args, 'dy'), q = input(args, 'q'), k = input(args, 'k'), v = input(args, 'v'), p = input(args, 'p');
+    const dy = input(args, 'dy'),
+      q = input(args, 'q'),
+      k = input(args, 'k'),
+      v = input(args, 'v'),
+      p = input(args, 'p');
     const ctx = args.inputs['ctx'] ?? null;
     const gate = args.inputs['gate'] ?? null;
     const { heads, scale } = attrsOf(args);
@@ -114,7 +131,11 @@ export function wasmAttentionGrad(fns: AttentionFns): AnyKernelFunc {
     const dg = gate ? backend.makeOutput(gate.shape, 'float32') : null;
     const heap = wasmHeapF32(backend);
     const off = (t: TensorInfo | null) => (t ? wasmOffset4(backend, t) : 0);
-    fns.attentionBackward(heap, dimsOf(l), Float64Array.from([off(dy), off(q), off(k), off(v), off(p), off(ctx), off(gate), off(dq), off(dk), off(dv), off(dg), scale]));
+    fns.attentionBackward(
+      heap,
+      dimsOf(l),
+      Float64Array.from([off(dy), off(q), off(k), off(v), off(p), off(ctx), off(gate), off(dq), off(dk), off(dv), off(dg), scale]),
+    );
     return dg ? [dq, dk, dv, dg] : [dq, dk, dv];
   };
 }
@@ -126,7 +147,13 @@ export function hasFusedAttention(): boolean {
 }
 
 /** Whether fusedAttention takes these shapes (q [B, Tq, h*dHead], k/v [B, Tk, h*dHead]). */
-export function fusedAttentionSupports(qShape: readonly number[], kShape: readonly number[], heads: number, bias: tf.Tensor | null, gate: tf.Tensor | null): boolean {
+export function fusedAttentionSupports(
+  qShape: readonly number[],
+  kShape: readonly number[],
+  heads: number,
+  bias: tf.Tensor | null,
+  gate: tf.Tensor | null,
+): boolean {
   if ((bias && bias.dtype !== 'float32') || (gate && gate.dtype !== 'float32')) return false;
   return layoutOf(qShape, kShape, heads, bias?.shape ?? null, gate?.shape ?? null) !== null;
 }
@@ -135,10 +162,19 @@ export function fusedAttentionSupports(qShape: readonly number[], kShape: readon
  * gate * softmax(scale q k^T + bias) v per head, q [B, Tq, h*dHead], k and v [B, Tk, h*dHead] -> [B, Tq,
  * h*dHead], with gradients for q, k, v and the gate. Needs hasFusedAttention() and fusedAttentionSupports().
  */
-export function fusedAttention(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D, bias: tf.Tensor | null, gate: tf.Tensor | null, heads: number, scale: number): tf.Tensor3D {
+export function fusedAttention(
+  q: tf.Tensor3D,
+  k: tf.Tensor3D,
+  v: tf.Tensor3D,
+  bias: tf.Tensor | null,
+  gate: tf.Tensor | null,
+  heads: number,
+  scale: number,
+): tf.Tensor3D {
   const attrs = { heads, scale };
   const run = (inputs: Record<string, tf.Tensor>) => tf.engine().runKernel(ATTENTION_KERNEL, inputs as unknown as tf.NamedTensorMap, attrs) as tf.Tensor[];
-  const back = (inputs: Record<string, tf.Tensor>) => tf.engine().runKernel(ATTENTION_GRAD_KERNEL, inputs as unknown as tf.NamedTensorMap, attrs) as tf.Tensor[];
+  const back = (inputs: Record<string, tf.Tensor>) =>
+    tf.engine().runKernel(ATTENTION_GRAD_KERNEL, inputs as unknown as tf.NamedTensorMap, attrs) as tf.Tensor[];
   const withBias = (m: Record<string, tf.Tensor>) => (bias ? { ...m, bias } : m);
   if (gate === null) {
     const f = tf.customGrad(((qi: tf.Tensor, ki: tf.Tensor, vi: tf.Tensor, save: tf.GradSaveFunc) => {

@@ -11,7 +11,17 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { NativeBlas } from './native-blas.js';
-import { type AnyKernelFunc, type KernelArgs, asCpuBackend, asWasmBackend, cpuValues, isFloat32Array, sizeOf, wasmHeapF32, wasmOffset4 } from './tfjs-internals.js';
+import {
+  type AnyKernelFunc,
+  type KernelArgs,
+  asCpuBackend,
+  asWasmBackend,
+  cpuValues,
+  isFloat32Array,
+  sizeOf,
+  wasmHeapF32,
+  wasmOffset4,
+} from './tfjs-internals.js';
 
 export const DROPOUT_KERNEL = 'HeadsDropout';
 
@@ -30,7 +40,17 @@ export function hashUniform(seed: number, i: number): number {
  * y[i] = x[i] * mask[i], mask[i] = 1/keep with probability keep, else 0. One 32-bit hash serves two
  * elements (16 bits each: the keep probability is rounded to a multiple of 2^-16, an error below 1.6e-5).
  */
-export function dropoutInto(x: Float32Array, xo: number, n: number, rate: number, seed: number, y: Float32Array, yo: number, mask: Float32Array, mo: number): void {
+export function dropoutInto(
+  x: Float32Array,
+  xo: number,
+  n: number,
+  rate: number,
+  seed: number,
+  y: Float32Array,
+  yo: number,
+  mask: Float32Array,
+  mo: number,
+): void {
   const keep = 1 - rate;
   const scale = 1 / keep;
   const threshold = Math.round(keep * 65536);

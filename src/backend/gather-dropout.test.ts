@@ -75,7 +75,13 @@ describe('fused dropout', () => {
       const mask = yy.div(x); // 0 or 1/keep (x is never exactly 0 here)
       const keptFrac = yy.notEqual(0).cast('float32').mean().dataSync()[0]!;
       const g = tf.grad((a: tf.Tensor) => fastDropout(a, rate, 11).mul(3).sum())(x);
-      return { y: yy.dataSync(), kept: keptFrac, grad: g.sub(mask.mul(3)).abs().max().dataSync()[0]!, y2: fastDropout(x, rate, 11).dataSync(), y3: fastDropout(x, rate, 12).dataSync() };
+      return {
+        y: yy.dataSync(),
+        kept: keptFrac,
+        grad: g.sub(mask.mul(3)).abs().max().dataSync()[0]!,
+        y2: fastDropout(x, rate, 11).dataSync(),
+        y3: fastDropout(x, rate, 12).dataSync(),
+      };
     });
     expect(Math.abs(kept - 0.7)).toBeLessThan(0.01);
     const xs = x.dataSync();
@@ -115,7 +121,8 @@ describe('native Sum (wasm, with the OpenBLAS addon)', () => {
     const b = x.sum(axes, keepDims);
     installBackendFixes('wasm', { nativeBlas: false });
     expect(a.shape).toEqual(b.shape);
-    const av = a.dataSync(), bv = b.dataSync();
+    const av = a.dataSync(),
+      bv = b.dataSync();
     for (let i = 0; i < av.length; i++) expect(Math.abs(av[i]! - bv[i]!)).toBeLessThan(1e-4 * (1 + Math.abs(bv[i]!)));
     tf.dispose([x, a, b]);
   });
@@ -124,14 +131,19 @@ describe('native Sum (wasm, with the OpenBLAS addon)', () => {
 const dropLoop = nativeDropoutLoop(loadNativeBlas().blas);
 if (dropLoop === null) console.warn('native dropout test skipped: the addon (or its dropout) is not built; run scripts/setup-native.sh');
 (dropLoop !== null ? describe : describe.skip)('HeadsDropout in C (native-c)', () => {
-  it('gives dropoutInto\'s masks and values bit for bit (odd length, negative values, seeds beyond 2^31)', () => {
+  it("gives dropoutInto's masks and values bit for bit (odd length, negative values, seeds beyond 2^31)", () => {
     const n = 10001;
     const x = Float32Array.from({ length: n }, (_, i) => Math.sin(i) * 3);
-    for (const [rate, seed] of [[0.1, 7], [0.5, 3_000_000_123], [0.3, -5]] as const) {
+    for (const [rate, seed] of [
+      [0.1, 7],
+      [0.5, 3_000_000_123],
+      [0.3, -5],
+    ] as const) {
       const F = new Float32Array(3 * n);
       F.set(x, 0);
       dropLoop!(F, n, Float64Array.from([0, n, 2 * n, 0]), rate, seed);
-      const y = new Float32Array(n), m = new Float32Array(n);
+      const y = new Float32Array(n),
+        m = new Float32Array(n);
       dropoutInto(x, 0, n, rate, seed, y, 0, m, 0);
       expect(Array.from(F.subarray(2 * n))).toEqual(Array.from(m));
       expect(Array.from(F.subarray(n, 2 * n))).toEqual(Array.from(y));

@@ -27,7 +27,10 @@ export async function valuesOn(backend: string, fn: () => tf.Tensor): Promise<{ 
 
 /** Operand shapes for op(A) [.., m, k] @ op(B) [.., k, n] with the given batch dims. */
 export function matMulShapes(m: number, n: number, k: number, tA: boolean, tB: boolean, batchA: number[] = [], batchB: number[] = []): [number[], number[]] {
-  return [[...batchA, ...(tA ? [k, m] : [m, k])], [...batchB, ...(tB ? [n, k] : [k, n])]];
+  return [
+    [...batchA, ...(tA ? [k, m] : [m, k])],
+    [...batchB, ...(tB ? [n, k] : [k, n])],
+  ];
 }
 
 /** max |x - y| / (1 + |y|), Infinity on NaN or a length mismatch. */

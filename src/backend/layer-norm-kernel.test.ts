@@ -16,7 +16,10 @@ import { maxRelDiff } from './kernel-testing.js';
 import { ForwardContext, layerNorm, residualLayerNorm } from '../model/layers.js';
 
 const fns = nativeLayerNorm(loadNativeBlas().blas);
-const describeNative = nativeKernelSuite(fns !== null, 'fused layer-norm tests skipped: the addon (or its layer-norm functions) is not built; run scripts/setup-native.sh');
+const describeNative = nativeKernelSuite(
+  fns !== null,
+  'fused layer-norm tests skipped: the addon (or its layer-norm functions) is not built; run scripts/setup-native.sh',
+);
 
 /** value and gradients of sum(f(x, y, g, b) * r) */
 function grads(f: (x: tf.Tensor, y: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.Tensor) {

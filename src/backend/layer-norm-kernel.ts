@@ -35,12 +35,17 @@ function f32(args: KernelArgs, name: string): TensorInfo {
 /** wasm forward: inputs x[, r], g, b; attrs eps, rate, seed; outputs [out, xhat, rstd] (+ mask when rate > 0 and r given). */
 export function wasmLayerNorm(fns: LayerNormFns): AnyKernelFunc {
   return (args) => {
-    const x = f32(args, 'x'), g = f32(args, 'g'), b = f32(args, 'b');
+    const x = f32(args, 'x'),
+      g = f32(args, 'g'),
+      b = f32(args, 'b');
     const r = args.inputs['r'] ?? null;
-    const eps = Number(args.attrs?.['eps'] ?? 1e-5), rate = Number(args.attrs?.['rate'] ?? 0), seed = Number(args.attrs?.['seed'] ?? 0);
+    const eps = Number(args.attrs?.['eps'] ?? 1e-5),
+      rate = Number(args.attrs?.['rate'] ?? 0),
+      seed = Number(args.attrs?.['seed'] ?? 0);
     const d = x.shape[x.shape.length - 1] ?? 1;
     const rows = sizeOf(x.shape) / Math.max(1, d);
-    if (sizeOf(g.shape) !== d || sizeOf(b.shape) !== d || (r !== null && r.shape.join() !== x.shape.join())) throw new Error(`${LAYER_NORM_KERNEL}: shapes x [${x.shape}] r [${r?.shape ?? ''}] g [${g.shape}] b [${b.shape}]`);
+    if (sizeOf(g.shape) !== d || sizeOf(b.shape) !== d || (r !== null && r.shape.join() !== x.shape.join()))
+      throw new Error(`${LAYER_NORM_KERNEL}: shapes x [${x.shape}] r [${r?.shape ?? ''}] g [${g.shape}] b [${b.shape}]`);
     const drop = r !== null && rate > 0;
     const backend = asWasmBackend(args.backend);
     const out = backend.makeOutput(x.shape, 'float32');
@@ -49,7 +54,14 @@ export function wasmLayerNorm(fns: LayerNormFns): AnyKernelFunc {
     const mask = drop ? backend.makeOutput(x.shape, 'float32') : null;
     const heap = wasmHeapF32(backend);
     const off = (t: TensorInfo | null) => (t ? wasmOffset4(backend, t) : 0);
-    fns.layerNormForward(heap, Int32Array.from([rows, d, r ? 1 : 0, drop ? 1 : 0]), Float64Array.from([off(x), off(r), off(g), off(b), off(out), off(xhat), off(rstd), off(mask), 0]), eps, drop ? rate : 0, seed);
+    fns.layerNormForward(
+      heap,
+      Int32Array.from([rows, d, r ? 1 : 0, drop ? 1 : 0]),
+      Float64Array.from([off(x), off(r), off(g), off(b), off(out), off(xhat), off(rstd), off(mask), 0]),
+      eps,
+      drop ? rate : 0,
+      seed,
+    );
     return mask ? [out, xhat, rstd, mask] : [out, xhat, rstd];
   };
 }
@@ -57,7 +69,10 @@ export function wasmLayerNorm(fns: LayerNormFns): AnyKernelFunc {
 /** wasm backward: inputs dy, xhat, rstd, g[, mask]; attr hasR; outputs [dx, dg, db] or [dx, dr, dg, db]. */
 export function wasmLayerNormGrad(fns: LayerNormFns): AnyKernelFunc {
   return (args) => {
-    const dy = f32(args, 'dy'), xhat = f32(args, 'xhat'), rstd = f32(args, 'rstd'), g = f32(args, 'g');
+    const dy = f32(args, 'dy'),
+      xhat = f32(args, 'xhat'),
+      rstd = f32(args, 'rstd'),
+      g = f32(args, 'g');
     const mask = args.inputs['mask'] ?? null;
     const hasR = Boolean(args.attrs?.['hasR']);
     const d = dy.shape[dy.shape.length - 1] ?? 1;
@@ -69,7 +84,11 @@ export function wasmLayerNormGrad(fns: LayerNormFns): AnyKernelFunc {
     const db = backend.makeOutput(g.shape, 'float32');
     const heap = wasmHeapF32(backend);
     const off = (t: TensorInfo | null) => (t ? wasmOffset4(backend, t) : 0);
-    fns.layerNormBackward(heap, Int32Array.from([rows, d, hasR ? 1 : 0, mask ? 1 : 0]), Float64Array.from([off(dy), off(xhat), off(rstd), off(g), off(mask), off(dx), off(dr), off(dg), off(db), 0]));
+    fns.layerNormBackward(
+      heap,
+      Int32Array.from([rows, d, hasR ? 1 : 0, mask ? 1 : 0]),
+      Float64Array.from([off(dy), off(xhat), off(rstd), off(g), off(mask), off(dx), off(dr), off(dg), off(db), 0]),
+    );
     return dr ? [dx, dr, dg, db] : [dx, dg, db];
   };
 }
@@ -87,7 +106,8 @@ export function hasFusedLayerNorm(): boolean {
 export function fusedLayerNorm(x: tf.Tensor, r: tf.Tensor | null, g: tf.Tensor, b: tf.Tensor, eps: number, rate: number, seed: number): tf.Tensor {
   const attrs = { eps, rate, seed };
   const fwd = (inputs: Record<string, tf.Tensor>) => tf.engine().runKernel(LAYER_NORM_KERNEL, inputs as unknown as tf.NamedTensorMap, attrs) as tf.Tensor[];
-  const bwd = (inputs: Record<string, tf.Tensor>, hasR: boolean) => tf.engine().runKernel(LAYER_NORM_GRAD_KERNEL, inputs as unknown as tf.NamedTensorMap, { hasR }) as tf.Tensor[];
+  const bwd = (inputs: Record<string, tf.Tensor>, hasR: boolean) =>
+    tf.engine().runKernel(LAYER_NORM_GRAD_KERNEL, inputs as unknown as tf.NamedTensorMap, { hasR }) as tf.Tensor[];
   if (r === null) {
     const f = tf.customGrad(((xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor, save: tf.GradSaveFunc) => {
       const [out, xhat, rstd] = fwd({ x: xi, g: gi, b: bi });

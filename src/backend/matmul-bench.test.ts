@@ -6,7 +6,12 @@ import { measureMatMul, measureMatMulGflops, medianMs } from './matmul-bench.js'
 describe('medianMs', () => {
   test('runs warm-up plus reps and returns a finite median', () => {
     let calls = 0;
-    const ms = medianMs(() => { calls++; }, { reps: 4, warmup: 2 });
+    const ms = medianMs(
+      () => {
+        calls++;
+      },
+      { reps: 4, warmup: 2 },
+    );
     expect(calls).toBe(6);
     expect(Number.isFinite(ms)).toBe(true);
     expect(ms).toBeGreaterThanOrEqual(0);
@@ -14,8 +19,19 @@ describe('medianMs', () => {
 
   test('a budget stops early; a slow warm-up is the measurement', () => {
     let calls = 0;
-    const busy = (ms: number) => { const t = Date.now(); while (Date.now() - t < ms) { /* spin */ } };
-    const ms = medianMs(() => { calls++; busy(15); }, { reps: 50, warmup: 1, budgetMs: 10 });
+    const busy = (ms: number) => {
+      const t = Date.now();
+      while (Date.now() - t < ms) {
+        /* spin */
+      }
+    };
+    const ms = medianMs(
+      () => {
+        calls++;
+        busy(15);
+      },
+      { reps: 50, warmup: 1, budgetMs: 10 },
+    );
     expect(calls).toBe(1);
     expect(ms).toBeGreaterThanOrEqual(14);
   });

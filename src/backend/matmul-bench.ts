@@ -79,8 +79,12 @@ function describeShape(o: Required<Pick<MatMulBenchOptions, 'm' | 'n' | 'k' | 'b
 /** Times `tf.matMul` of random operands on the current backend. */
 export function measureMatMul(opts: MatMulBenchOptions = {}): MatMulBenchResult {
   const o = {
-    m: opts.m ?? 1024, n: opts.n ?? 1024, k: opts.k ?? 1024, batch: opts.batch ?? [],
-    transposeA: opts.transposeA ?? false, transposeB: opts.transposeB ?? false,
+    m: opts.m ?? 1024,
+    n: opts.n ?? 1024,
+    k: opts.k ?? 1024,
+    batch: opts.batch ?? [],
+    transposeA: opts.transposeA ?? false,
+    transposeB: opts.transposeB ?? false,
   };
   const seed = opts.seed ?? 1;
   const a = tf.randomUniform([...o.batch, ...(o.transposeA ? [o.k, o.m] : [o.m, o.k])], -1, 1, 'float32', seed);

@@ -61,25 +61,40 @@ describe('environment switches', () => {
 
 describeNative('native-blas addon', () => {
   test('sgemm matches the reference for all transpose combinations, padded ld, offsets, alpha and beta', () => {
-    for (const [m, n, k] of [[1, 1, 1], [7, 5, 3], [33, 17, 40], [64, 1, 9]] as const) {
+    for (const [m, n, k] of [
+      [1, 1, 1],
+      [7, 5, 3],
+      [33, 17, 40],
+      [64, 1, 9],
+    ] as const) {
       for (const tA of [false, true]) {
         for (const tB of [false, true]) {
           const pad = 3;
-          const aRows = tA ? k : m, aCols = tA ? m : k;
-          const bRows = tB ? n : k, bCols = tB ? k : n;
-          const lda = aCols + pad, ldb = bCols + pad, ldc = n + pad;
-          const offA = 5, offB = 2, offC = 7;
-          const A = rand(offA + aRows * lda, 1 + m), Bm = rand(offB + bRows * ldb, 2 + n);
+          const aRows = tA ? k : m,
+            aCols = tA ? m : k;
+          const bRows = tB ? n : k,
+            bCols = tB ? k : n;
+          const lda = aCols + pad,
+            ldb = bCols + pad,
+            ldc = n + pad;
+          const offA = 5,
+            offB = 2,
+            offC = 7;
+          const A = rand(offA + aRows * lda, 1 + m),
+            Bm = rand(offB + bRows * ldb, 2 + n);
           const C = rand(offC + m * ldc, 3 + k);
           const C0 = C.slice();
           // dense copies for the reference
-          const a = new Float32Array(aRows * aCols), b = new Float32Array(bRows * bCols);
+          const a = new Float32Array(aRows * aCols),
+            b = new Float32Array(bRows * bCols);
           for (let r = 0; r < aRows; r++) for (let c = 0; c < aCols; c++) a[r * aCols + c] = A[offA + r * lda + c]!;
           for (let r = 0; r < bRows; r++) for (let c = 0; c < bCols; c++) b[r * bCols + c] = Bm[offB + r * ldb + c]!;
-          const alpha = 0.7, beta = 0.5;
+          const alpha = 0.7,
+            beta = 0.5;
           B.sgemm(tA, tB, m, n, k, alpha, A, lda, Bm, ldb, beta, C, ldc, offA, offB, offC);
           const ref = referenceMatMul(tA, tB, m, n, k, a, b);
-          const got: number[] = [], want: number[] = [];
+          const got: number[] = [],
+            want: number[] = [];
           for (let i = 0; i < m; i++) {
             for (let j = 0; j < n; j++) {
               got.push(C[offC + i * ldc + j]!);
@@ -96,7 +111,9 @@ describeNative('native-blas addon', () => {
   });
 
   test('beta = 0 overwrites NaN garbage; K = 0 gives zeros', () => {
-    const m = 4, n = 3, k = 5;
+    const m = 4,
+      n = 3,
+      k = 5;
     const C = new Float32Array(m * n).fill(Number.NaN);
     B.sgemm(false, false, m, n, k, 1, rand(m * k, 1), k, rand(k * n, 2), n, 0, C, n);
     expect(C.every(Number.isFinite)).toBe(true);
@@ -106,10 +123,14 @@ describeNative('native-blas addon', () => {
   });
 
   test('sgemmBatched: strided, broadcast (stride 0) and index arrays', () => {
-    const m = 5, n = 4, k = 6, batch = 6;
+    const m = 5,
+      n = 4,
+      k = 6,
+      batch = 6;
     for (const tA of [false, true]) {
       for (const tB of [false, true]) {
-        const A = rand(3 * m * k, 11), Bm = rand(2 * k * n, 12);
+        const A = rand(3 * m * k, 11),
+          Bm = rand(2 * k * n, 12);
         const idxA = Int32Array.from([0, 1, 2, 0, 1, 2]);
         const idxB = Int32Array.from([0, 0, 0, 1, 1, 1]);
         const C = new Float32Array(2 + batch * m * n);
@@ -130,26 +151,43 @@ describeNative('native-blas addon', () => {
   });
 
   test('biasActivation: row and scalar bias with each activation', () => {
-    const rows = 3, cols = 4;
+    const rows = 3,
+      cols = 4;
     const base = rand(rows * cols, 21);
     const bias = rand(cols, 22);
     const acts: Array<[number, (v: number) => number]> = [
-      [0, (v) => v], [1, (v) => Math.max(0, v)], [2, (v) => Math.min(6, Math.max(0, v))],
-      [3, (v) => (v < 0 ? 0.1 * v : v)], [4, (v) => 1 / (1 + Math.exp(-v))], [5, (v) => (v < 0 ? Math.expm1(v) : v)],
+      [0, (v) => v],
+      [1, (v) => Math.max(0, v)],
+      [2, (v) => Math.min(6, Math.max(0, v))],
+      [3, (v) => (v < 0 ? 0.1 * v : v)],
+      [4, (v) => 1 / (1 + Math.exp(-v))],
+      [5, (v) => (v < 0 ? Math.expm1(v) : v)],
     ];
     for (const [code, f] of acts) {
       const C = base.slice();
       B.biasActivation(C, 0, rows, cols, bias, 0, cols, code, 0.1);
-      expectClose(C, Array.from(base, (v, i) => f(v + bias[i % cols]!)), 1e-6);
+      expectClose(
+        C,
+        Array.from(base, (v, i) => f(v + bias[i % cols]!)),
+        1e-6,
+      );
       const S = base.slice();
       B.biasActivation(S, 0, rows, cols, bias, 1, 1, code, 0.1);
-      expectClose(S, Array.from(base, (v) => f(v + bias[1]!)), 1e-6);
+      expectClose(
+        S,
+        Array.from(base, (v) => f(v + bias[1]!)),
+        1e-6,
+      );
     }
   });
 
   test('bounds: too-short arrays, small ld, offsets, strides and bad indices throw RangeError', () => {
-    const m = 4, n = 3, k = 5;
-    const a = rand(m * k, 1), b = rand(k * n, 2), c = new Float32Array(m * n);
+    const m = 4,
+      n = 3,
+      k = 5;
+    const a = rand(m * k, 1),
+      b = rand(k * n, 2),
+      c = new Float32Array(m * n);
     const short = (len: number) => new Float32Array(len);
     expectThrowsNamed(() => B.sgemm(false, false, m, n, k, 1, short(m * k - 1), k, b, n, 0, c, n), 'RangeError');
     expectThrowsNamed(() => B.sgemm(false, false, m, n, k, 1, a, k, short(k * n - 1), n, 0, c, n), 'RangeError');
@@ -161,16 +199,27 @@ describeNative('native-blas addon', () => {
     expectThrowsNamed(() => B.sgemm(false, false, 1.5, n, k, 1, a, k, b, n, 0, c, n), 'RangeError');
     expectThrowsNamed(() => B.sgemmBatched(false, false, m, n, k, 1, a, 0, m * k, b, 0, 0, 0, short(2 * m * n), 0, m * n, 2), 'RangeError');
     expectThrowsNamed(() => B.sgemmBatched(false, false, m, n, k, 1, a, 0, 0, b, 0, 0, 0, short(2 * m * n), 0, m * n - 1, 2), 'RangeError');
-    expectThrowsNamed(() => B.sgemmBatched(false, false, m, n, k, 1, a, 0, m * k, b, 0, 0, 0, short(2 * m * n), 0, m * n, 2, Int32Array.from([0, 1])), 'RangeError');
-    expectThrowsNamed(() => B.sgemmBatched(false, false, m, n, k, 1, a, 0, m * k, b, 0, 0, 0, short(2 * m * n), 0, m * n, 2, Int32Array.from([0, -1])), 'RangeError');
-    expectThrowsNamed(() => B.sgemmBatched(false, false, m, n, k, 1, a, 0, m * k, b, 0, 0, 0, short(2 * m * n), 0, m * n, 2, Int32Array.from([0])), 'RangeError');
+    expectThrowsNamed(
+      () => B.sgemmBatched(false, false, m, n, k, 1, a, 0, m * k, b, 0, 0, 0, short(2 * m * n), 0, m * n, 2, Int32Array.from([0, 1])),
+      'RangeError',
+    );
+    expectThrowsNamed(
+      () => B.sgemmBatched(false, false, m, n, k, 1, a, 0, m * k, b, 0, 0, 0, short(2 * m * n), 0, m * n, 2, Int32Array.from([0, -1])),
+      'RangeError',
+    );
+    expectThrowsNamed(
+      () => B.sgemmBatched(false, false, m, n, k, 1, a, 0, m * k, b, 0, 0, 0, short(2 * m * n), 0, m * n, 2, Int32Array.from([0])),
+      'RangeError',
+    );
     expectThrowsNamed(() => B.biasActivation(c, 0, m, n + 1, null, 0, 0, 1), 'RangeError');
     expectThrowsNamed(() => B.biasActivation(c, 0, m, n, short(n - 1), 0, n, 1), 'RangeError');
     expectThrowsNamed(() => B.biasActivation(c, 0, m, n, b, 0, 2, 1), 'RangeError');
   });
 
   test('wrong types throw TypeError; an output overlapping an input throws RangeError', () => {
-    const m = 2, n = 2, k = 2;
+    const m = 2,
+      n = 2,
+      k = 2;
     const c = new Float32Array(4);
     expectThrowsNamed(() => B.sgemm(false, false, m, n, k, 1, new Float64Array(4) as unknown as Float32Array, k, new Float32Array(4), n, 0, c, n), 'TypeError');
     expectThrowsNamed(() => B.sgemm(false, false, m, n, k, 1, [1, 2, 3, 4] as unknown as Float32Array, k, new Float32Array(4), n, 0, c, n), 'TypeError');

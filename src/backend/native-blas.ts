@@ -14,27 +14,73 @@ import { availableParallelism } from 'node:os';
 /** The addon's API (mirrors packages/native-blas/index.d.ts, which may be absent). */
 export interface NativeBlas {
   sgemm(
-    transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
-    A: Float32Array, lda: number, B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number,
-    offA?: number, offB?: number, offC?: number,
+    transA: boolean,
+    transB: boolean,
+    M: number,
+    N: number,
+    K: number,
+    alpha: number,
+    A: Float32Array,
+    lda: number,
+    B: Float32Array,
+    ldb: number,
+    beta: number,
+    C: Float32Array,
+    ldc: number,
+    offA?: number,
+    offB?: number,
+    offC?: number,
   ): void;
   sgemmBatched(
-    transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
-    A: Float32Array, offA: number, strideA: number, B: Float32Array, offB: number, strideB: number,
-    beta: number, C: Float32Array, offC: number, strideC: number, batch: number,
-    idxA?: Int32Array | null, idxB?: Int32Array | null,
+    transA: boolean,
+    transB: boolean,
+    M: number,
+    N: number,
+    K: number,
+    alpha: number,
+    A: Float32Array,
+    offA: number,
+    strideA: number,
+    B: Float32Array,
+    offB: number,
+    strideB: number,
+    beta: number,
+    C: Float32Array,
+    offC: number,
+    strideC: number,
+    batch: number,
+    idxA?: Int32Array | null,
+    idxB?: Int32Array | null,
   ): void;
   biasActivation(
-    C: Float32Array, offC: number, rows: number, cols: number, bias: Float32Array | null, offBias: number,
-    biasLen: number, activation: number, alpha?: number,
+    C: Float32Array,
+    offC: number,
+    rows: number,
+    cols: number,
+    bias: Float32Array | null,
+    offBias: number,
+    biasLen: number,
+    activation: number,
+    alpha?: number,
   ): void;
   /**
    * Label-smoothed softmax cross-entropy over logits L [n, v] (softmax-xent.ts's contract): per-row loss
    * into Loss, gradient into G. Absent in addons built before it (then the JS kernel is used).
    */
   smoothedXent?(
-    L: Float32Array, offL: number, Y: Int32Array, offY: number, W: Float32Array, offW: number, n: number, v: number, eps: number,
-    G: Float32Array, offG: number, Loss: Float32Array, offLoss: number,
+    L: Float32Array,
+    offL: number,
+    Y: Int32Array,
+    offY: number,
+    W: Float32Array,
+    offW: number,
+    n: number,
+    v: number,
+    eps: number,
+    G: Float32Array,
+    offG: number,
+    Loss: Float32Array,
+    offLoss: number,
   ): void;
   /** One layer's multi-head attention forward / backward on one array (attention-kernel.ts); absent in older builds. */
   attentionForward?(F: Float32Array, dims: Int32Array, offs: Float64Array): void;
@@ -127,7 +173,9 @@ export function referenceMatMul(tA: boolean, tB: boolean, m: number, n: number, 
 
 /** Start-up self-test: all transpose combinations, a broadcast batch, and the bounds check. Throws on failure. */
 export function selfTest(blas: NativeBlas): void {
-  const m = 7, n = 5, k = 6;
+  const m = 7,
+    n = 5,
+    k = 6;
   for (const tA of [false, true]) {
     for (const tB of [false, true]) {
       const a = lcg(m * k, 1 + (tA ? 2 : 0) + (tB ? 1 : 0));
@@ -193,9 +241,13 @@ export function loadNativeBlas(): { blas: NativeBlas | null; status: NativeBlasS
     }
   } catch (e) {
     const err = e as { code?: string; message?: string };
-    status = err.code === 'MODULE_NOT_FOUND'
-      ? { available: false, reason: `${ADDON_PACKAGE} is not installed (npm dropped the optional addon: no C toolchain or libopenblas-dev; run scripts/setup-native.sh)` }
-      : { available: false, reason: `native BLAS rejected: ${String(err.message ?? e)}` };
+    status =
+      err.code === 'MODULE_NOT_FOUND'
+        ? {
+            available: false,
+            reason: `${ADDON_PACKAGE} is not installed (npm dropped the optional addon: no C toolchain or libopenblas-dev; run scripts/setup-native.sh)`,
+          }
+        : { available: false, reason: `native BLAS rejected: ${String(err.message ?? e)}` };
     blas = null;
   }
   loaded = { blas, status };

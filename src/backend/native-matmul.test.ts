@@ -41,11 +41,23 @@ afterAll(() => {
   restoreStockKernels();
 });
 
-interface Case { name: string; a: number[]; b: number[]; tA: boolean; tB: boolean; tile?: [number[], number[]] }
+interface Case {
+  name: string;
+  a: number[];
+  b: number[];
+  tA: boolean;
+  tB: boolean;
+  tile?: [number[], number[]];
+}
 
 function cases(): Case[] {
   const out: Case[] = [];
-  for (const [tA, tB] of [[false, false], [false, true], [true, false], [true, true]] as Array<[boolean, boolean]>) {
+  for (const [tA, tB] of [
+    [false, false],
+    [false, true],
+    [true, false],
+    [true, true],
+  ] as Array<[boolean, boolean]>) {
     const add = (name: string, m: number, n: number, k: number, bA: number[] = [], bB: number[] = [], tile?: [number[], number[]]) => {
       const [a, b] = matMulShapes(m, n, k, tA, tB, bA, bB);
       out.push({ name: `${name} tA=${tA} tB=${tB}`, a, b, tA, tB, tile });
@@ -57,7 +69,18 @@ function cases(): Case[] {
     add('rank-4 [2,4]', 9, 11, 13, [2, 4], [2, 4]);
     add('broadcast [5] x [1]', 12, 10, 8, [5], [1]);
     add('broadcast [1] x [5]', 12, 10, 8, [1], [5]);
-    add('general broadcast [2,1] x [1,3]', 4, 6, 5, [2, 1], [1, 3], [[1, 3, 1, 1], [2, 1, 1, 1]]);
+    add(
+      'general broadcast [2,1] x [1,3]',
+      4,
+      6,
+      5,
+      [2, 1],
+      [1, 3],
+      [
+        [1, 3, 1, 1],
+        [2, 1, 1, 1],
+      ],
+    );
   }
   return out;
 }
@@ -72,8 +95,7 @@ describeNative('native BatchMatMul equals the stock cpu kernel', () => {
     const seedA = 200 + 2 * i;
     const f = () => tf.matMul(seeded(c.a, seedA), seeded(c.b, seedA + 1), c.tA, c.tB);
     // the stock kernels truncate general broadcasts: the reference tiles explicitly
-    const ref = c.tile === undefined ? f : () =>
-      tf.matMul(tf.tile(seeded(c.a, seedA), c.tile![0]), tf.tile(seeded(c.b, seedA + 1), c.tile![1]), c.tA, c.tB);
+    const ref = c.tile === undefined ? f : () => tf.matMul(tf.tile(seeded(c.a, seedA), c.tile![0]), tf.tile(seeded(c.b, seedA + 1), c.tile![1]), c.tA, c.tB);
     const want = await stockCpu(ref);
     resetMatMulRouteCounts();
     const wasm = await valuesOn('wasm', f);
@@ -95,7 +117,9 @@ describeNative('native BatchMatMul equals the stock cpu kernel', () => {
   test('a product whose output allocation grows the wasm heap is still correct', async () => {
     await tf.setBackend('wasm');
     const heap = () => asWasmBackend(tf.backend()).wasm.HEAPU8.buffer.byteLength;
-    const m = 1000, n = 2000, k = 8;
+    const m = 1000,
+      n = 2000,
+      k = 8;
     const a = seeded([m, k], 61);
     const b = seeded([n, k], 62);
     // fill the current heap so that the next allocation has to grow it
@@ -124,7 +148,16 @@ describeNative('native BatchMatMul equals the stock cpu kernel', () => {
 
 describeNative('native _FusedMatMul equals matMul + bias + activation on stock cpu', () => {
   const activations = ['linear', 'relu', 'relu6', 'leakyrelu', 'sigmoid', 'elu'] as const;
-  const shapes: Array<{ name: string; m: number; n: number; k: number; batch: number[]; tA: boolean; tB: boolean; bias: 'row' | 'scalar' | 'none' | 'matrix' }> = [
+  const shapes: Array<{
+    name: string;
+    m: number;
+    n: number;
+    k: number;
+    batch: number[];
+    tA: boolean;
+    tB: boolean;
+    bias: 'row' | 'scalar' | 'none' | 'matrix';
+  }> = [
     { name: '2-D row bias', m: 30, n: 20, k: 16, batch: [], tA: false, tB: false, bias: 'row' },
     { name: '2-D transposed B, scalar bias', m: 30, n: 20, k: 16, batch: [], tA: false, tB: true, bias: 'scalar' },
     { name: 'batched transposed A, row bias', m: 12, n: 9, k: 7, batch: [3], tA: true, tB: false, bias: 'row' },
@@ -137,22 +170,34 @@ describeNative('native _FusedMatMul equals matMul + bias + activation on stock c
       const biasShape = s.bias === 'row' ? [s.n] : s.bias === 'scalar' ? [1] : s.bias === 'matrix' ? [s.m, s.n] : null;
       const act = (x: tf.Tensor): tf.Tensor => {
         switch (activation) {
-          case 'linear': return x;
-          case 'relu': return tf.relu(x);
-          case 'relu6': return tf.relu6(x);
-          case 'leakyrelu': return tf.leakyRelu(x, 0.1);
-          case 'sigmoid': return tf.sigmoid(x);
-          case 'elu': return tf.elu(x);
+          case 'linear':
+            return x;
+          case 'relu':
+            return tf.relu(x);
+          case 'relu6':
+            return tf.relu6(x);
+          case 'leakyrelu':
+            return tf.leakyRelu(x, 0.1);
+          case 'sigmoid':
+            return tf.sigmoid(x);
+          case 'elu':
+            return tf.elu(x);
         }
       };
       const unfused = () => {
         const y = tf.matMul(seeded(as, 71), seeded(bs, 72), s.tA, s.tB);
         return act(biasShape === null ? y : tf.add(y, seeded(biasShape, 73)));
       };
-      const fused = () => tf.fused.matMul({
-        a: seeded(as, 71), b: seeded(bs, 72), transposeA: s.tA, transposeB: s.tB,
-        bias: biasShape === null ? undefined : seeded(biasShape, 73), activation, leakyreluAlpha: 0.1,
-      });
+      const fused = () =>
+        tf.fused.matMul({
+          a: seeded(as, 71),
+          b: seeded(bs, 72),
+          transposeA: s.tA,
+          transposeB: s.tB,
+          bias: biasShape === null ? undefined : seeded(biasShape, 73),
+          activation,
+          leakyreluAlpha: 0.1,
+        });
       const want = await stockCpu(unfused);
       for (const backend of ['cpu', 'wasm']) {
         if (backend === 'wasm' && s.bias === 'matrix') continue; // the stock wasm fused kernel takes rank-1 bias only

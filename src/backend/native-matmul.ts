@@ -18,8 +18,17 @@ import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs';
 import type { NativeBlas } from './native-blas.js';
 import { type MatMulPlan, planMatMul } from './matmul-plan.js';
 import {
-  type AnyKernelFunc, type KernelArgs, asCpuBackend, asWasmBackend, boolAttr, callKernel, cpuValues,
-  isFloat32Array, sizeOf, wasmHeapF32, wasmOffset4,
+  type AnyKernelFunc,
+  type KernelArgs,
+  asCpuBackend,
+  asWasmBackend,
+  boolAttr,
+  callKernel,
+  cpuValues,
+  isFloat32Array,
+  sizeOf,
+  wasmHeapF32,
+  wasmOffset4,
 } from './tfjs-internals.js';
 import { countRoute } from './wasm-matmul.js';
 
@@ -28,9 +37,12 @@ const ACTIVATIONS: Readonly<Record<string, number>> = { linear: 0, relu: 1, relu
 
 /** Where a kernel's float32 operands live: one array plus element offsets. */
 interface Operands {
-  heapA: Float32Array; offA: number;
-  heapB: Float32Array; offB: number;
-  heapC: Float32Array; offC: number;
+  heapA: Float32Array;
+  offA: number;
+  heapB: Float32Array;
+  offB: number;
+  heapC: Float32Array;
+  offC: number;
 }
 
 /** Runs op(A) @ op(B) for a plan into C (which must hold plan.batch * m * n elements at offC). */
@@ -43,9 +55,25 @@ export function runPlan(blas: NativeBlas, p: MatMulPlan, o: Operands): void {
     return;
   }
   blas.sgemmBatched(
-    p.transposeA, p.transposeB, p.m, p.n, p.k, 1,
-    o.heapA, o.offA, p.strideA, o.heapB, o.offB, p.strideB,
-    0, o.heapC, o.offC, p.m * p.n, p.batch, p.idxA, p.idxB,
+    p.transposeA,
+    p.transposeB,
+    p.m,
+    p.n,
+    p.k,
+    1,
+    o.heapA,
+    o.offA,
+    p.strideA,
+    o.heapB,
+    o.offB,
+    p.strideB,
+    0,
+    o.heapC,
+    o.offC,
+    p.m * p.n,
+    p.batch,
+    p.idxA,
+    p.idxB,
   );
 }
 
@@ -107,9 +135,12 @@ export function wasmNativeBatchMatMul(blas: NativeBlas, stock: KernelConfig | nu
     const out = backend.makeOutput(p.outShape, 'float32');
     const heap = wasmHeapF32(backend); // after makeOutput (heap growth detaches older views)
     runPlan(blas, p, {
-      heapA: heap, offA: wasmOffset4(backend, ab.a),
-      heapB: heap, offB: wasmOffset4(backend, ab.b),
-      heapC: heap, offC: wasmOffset4(backend, out),
+      heapA: heap,
+      offA: wasmOffset4(backend, ab.a),
+      heapB: heap,
+      offB: wasmOffset4(backend, ab.b),
+      heapC: heap,
+      offC: wasmOffset4(backend, out),
     });
     countRoute('native');
     return out;

@@ -164,7 +164,9 @@ export function installBackendFixes(backendName: string, opts: BackendFixOptions
   }
   const xentRows = (opts.nativeLoss ?? true) ? nativeXentRows(blas) : null;
   if ((opts.fusedLoss ?? true) && xentRows !== null) {
-    installKernelFix(backendName, SMOOTHED_XENT_KERNEL, 'native-c', () => (backendName === 'wasm' ? wasmNativeSmoothedXent(xentRows) : cpuNativeSmoothedXent(xentRows)));
+    installKernelFix(backendName, SMOOTHED_XENT_KERNEL, 'native-c', () =>
+      backendName === 'wasm' ? wasmNativeSmoothedXent(xentRows) : cpuNativeSmoothedXent(xentRows),
+    );
   } else if (opts.fusedLoss ?? true) {
     installKernelFix(backendName, SMOOTHED_XENT_KERNEL, 'fused-js', () => (backendName === 'wasm' ? wasmSmoothedXent() : cpuSmoothedXent()));
   } else {

@@ -63,7 +63,8 @@ describe('UnsortedSegmentSum scatter-add', () => {
     const f = await valuesOn(backend, () => tf.unsortedSegmentSum(seeded([6, 3], 5), tf.tensor1d([2, 0, 2, 1, 3, 0], 'int32'), 4));
     expect(maxRelDiff(f.values, stockRef['direct']!)).toBeLessThanOrEqual(1e-6);
     const i = await valuesOn(backend, () =>
-      tf.unsortedSegmentSum(tf.tensor2d([1, 2, 3, 4, 5, 6, 7, 8], [4, 2], 'int32'), tf.tensor1d([1, 1, 0, 9], 'int32'), 2).cast('float32'));
+      tf.unsortedSegmentSum(tf.tensor2d([1, 2, 3, 4, 5, 6, 7, 8], [4, 2], 'int32'), tf.tensor1d([1, 1, 0, 9], 'int32'), 2).cast('float32'),
+    );
     expect(Array.from(i.values)).toEqual([5, 6, 4, 6]);
   });
 
@@ -71,7 +72,9 @@ describe('UnsortedSegmentSum scatter-add', () => {
     await tf.setBackend('wasm');
     gatherGrad(0)().dispose();
     const before = tf.memory().numTensors;
-    tf.tidy(() => { gatherGrad(0)(); });
+    tf.tidy(() => {
+      gatherGrad(0)();
+    });
     expect(tf.memory().numTensors).toBe(before);
   });
 });

@@ -9,14 +9,30 @@
  */
 import type { DataType, TensorInfo } from '@tensorflow/tfjs';
 import {
-  type AnyKernelFunc, type KernelArgs, asCpuBackend, asWasmBackend, cpuValues, isFloat32Array, isInt32Array,
-  sizeOf, wasmHeapF32, wasmHeapI32, wasmOffset4,
+  type AnyKernelFunc,
+  type KernelArgs,
+  asCpuBackend,
+  asWasmBackend,
+  cpuValues,
+  isFloat32Array,
+  isInt32Array,
+  sizeOf,
+  wasmHeapF32,
+  wasmHeapI32,
+  wasmOffset4,
 } from './tfjs-internals.js';
 
 /** out[ids[i] * inner + j] += x[i * inner + j]; out must be zeroed by the caller. */
 export function scatterAdd(
-  x: Float32Array | Int32Array, xOff: number, ids: Int32Array, idsOff: number, n: number, inner: number,
-  numSegments: number, out: Float32Array | Int32Array, outOff: number,
+  x: Float32Array | Int32Array,
+  xOff: number,
+  ids: Int32Array,
+  idsOff: number,
+  n: number,
+  inner: number,
+  numSegments: number,
+  out: Float32Array | Int32Array,
+  outOff: number,
 ): void {
   for (let i = 0; i < n; i++) {
     const s = ids[idsOff + i]!;
@@ -29,8 +45,15 @@ export function scatterAdd(
 
 /** The float32 case of scatterAdd, kept monomorphic so V8 optimises its inner loop. */
 export function scatterAddF32(
-  x: Float32Array, xOff: number, ids: Int32Array, idsOff: number, n: number, inner: number,
-  numSegments: number, out: Float32Array, outOff: number,
+  x: Float32Array,
+  xOff: number,
+  ids: Int32Array,
+  idsOff: number,
+  n: number,
+  inner: number,
+  numSegments: number,
+  out: Float32Array,
+  outOff: number,
 ): void {
   for (let i = 0; i < n; i++) {
     const s = ids[idsOff + i]!;

@@ -59,7 +59,15 @@ export async function initBackend(requested: BackendChoice = 'auto', runtime: Pi
     ['tensorflow-gpu', '@tensorflow/tfjs-node-gpu', () => tryNative('@tensorflow/tfjs-node-gpu')],
     ['tensorflow', '@tensorflow/tfjs-node', () => tryNative('@tensorflow/tfjs-node')],
     ['wasm', '@tensorflow/tfjs-backend-wasm', tryWasm],
-    ['cpu', '@tensorflow/tfjs-backend-cpu', async () => { await tf.setBackend('cpu'); await tf.ready(); return true; }],
+    [
+      'cpu',
+      '@tensorflow/tfjs-backend-cpu',
+      async () => {
+        await tf.setBackend('cpu');
+        await tf.ready();
+        return true;
+      },
+    ],
   ];
   const candidates = requested === 'auto' ? order : order.filter(([c]) => c === requested);
   for (const [, packageName, load] of candidates) {

@@ -24,7 +24,13 @@ afterAll(() => {
   restoreStockKernels();
 });
 
-function valueAndGrad(f: typeof labelSmoothedCrossEntropySumOps, l: tf.Tensor2D, y: tf.Tensor1D, w: tf.Tensor1D, eps: number): { value: number; grad: Float32Array } {
+function valueAndGrad(
+  f: typeof labelSmoothedCrossEntropySumOps,
+  l: tf.Tensor2D,
+  y: tf.Tensor1D,
+  w: tf.Tensor1D,
+  eps: number,
+): { value: number; grad: Float32Array } {
   return tf.tidy(() => {
     const { value, grad } = tf.valueAndGrad((x: tf.Tensor) => f(x as tf.Tensor2D, y, w, eps).div(7) as tf.Scalar)(l);
     return { value: value.dataSync()[0]!, grad: Float32Array.from(grad.dataSync()) };
@@ -51,10 +57,17 @@ describe('HeadsSmoothedXent', () => {
   ])('%s, eps %p: value and gradient equal the plain loss', async (backend, eps) => {
     await tf.setBackend(backend);
     expect(hasSmoothedXentKernel()).toBe(true);
-    const N = 23, V = 301;
+    const N = 23,
+      V = 301;
     const l = tf.randomNormal([N, V], 0, 4, 'float32', 3) as tf.Tensor2D;
-    const y = tf.tensor1d(Array.from({ length: N }, (_, i) => (i * 37) % V), 'int32');
-    const w = tf.tensor1d(Array.from({ length: N }, (_, i) => (i % 5 === 4 ? 0 : 1)), 'float32');
+    const y = tf.tensor1d(
+      Array.from({ length: N }, (_, i) => (i * 37) % V),
+      'int32',
+    );
+    const w = tf.tensor1d(
+      Array.from({ length: N }, (_, i) => (i % 5 === 4 ? 0 : 1)),
+      'float32',
+    );
     const fused = valueAndGrad(labelSmoothedCrossEntropySumFused, l, y, w, eps);
     const plain = valueAndGrad(labelSmoothedCrossEntropySumOps, l, y, w, eps);
     expect(Math.abs(fused.value - plain.value)).toBeLessThan(1e-5 * Math.abs(plain.value));
@@ -79,7 +92,10 @@ describe('HeadsSmoothedXent', () => {
 
   it('is stable for large logits and leaks no tensors', () => {
     const before = tf.memory().numTensors;
-    const l = tf.tensor2d([[1000, 999, -1000], [0, 0, 0]]);
+    const l = tf.tensor2d([
+      [1000, 999, -1000],
+      [0, 0, 0],
+    ]);
     const y = tf.tensor1d([1, 2], 'int32');
     const w = tf.tensor1d([1, 1]);
     const fused = valueAndGrad(labelSmoothedCrossEntropySumFused, l, y, w, 0);
@@ -106,7 +122,9 @@ const describeNative = rows !== null ? describe : describe.skip;
 
 describeNative('HeadsSmoothedXent in C (native-c)', () => {
   it('rows equal the JS rows within float32 rounding (padding, eps, a vocabulary not a multiple of 8, extreme logits)', () => {
-    const n = 37, v = 8003, eps = 0.1;
+    const n = 37,
+      v = 8003,
+      eps = 0.1;
     const l = new Float32Array(n * v);
     let s = 7;
     for (let i = 0; i < l.length; i++) {
@@ -116,9 +134,11 @@ describeNative('HeadsSmoothedXent in C (native-c)', () => {
     l[5 * v + 17] = 95; // one dominant logit: exp underflow for the rest of the row
     const y = Int32Array.from({ length: n }, (_, i) => (i * 977) % v);
     const w = Float32Array.from({ length: n }, (_, i) => (i % 6 === 5 ? 0 : 1 + (i % 3) * 0.5));
-    const gJs = new Float32Array(n * v), lossJs = new Float32Array(n);
+    const gJs = new Float32Array(n * v),
+      lossJs = new Float32Array(n);
     smoothedXentRows(l, 0, y, 0, w, 0, n, v, eps, gJs, 0, lossJs, 0);
-    const gC = new Float32Array(n * v).fill(NaN), lossC = new Float32Array(n).fill(NaN);
+    const gC = new Float32Array(n * v).fill(NaN),
+      lossC = new Float32Array(n).fill(NaN);
     rows!(l, 0, y, 0, w, 0, n, v, eps, gC, 0, lossC, 0);
     expect(maxRelDiff(lossC, lossJs)).toBeLessThan(1e-6);
     // gradients are softmax - q, |g| <= 1: compare absolutely
@@ -132,7 +152,8 @@ describeNative('HeadsSmoothedXent in C (native-c)', () => {
     const l = Float32Array.from([0, 1, Infinity, 0, 1, 2]);
     const y = Int32Array.from([1, 2]);
     const w = Float32Array.from([1, 1]);
-    const g = new Float32Array(6), loss = new Float32Array(2);
+    const g = new Float32Array(6),
+      loss = new Float32Array(2);
     rows!(l, 0, y, 0, w, 0, 2, 3, 0.1, g, 0, loss, 0);
     expect(Number.isNaN(loss[0]!)).toBe(true);
     expect(Number.isFinite(loss[1]!)).toBe(true);
@@ -144,10 +165,17 @@ describeNative('HeadsSmoothedXent in C (native-c)', () => {
     await tf.setBackend(backend);
     installBackendFixes(backend);
     expect(installedFix(backend, SMOOTHED_XENT_KERNEL)).toBe('native-c');
-    const N = 23, V = 301;
+    const N = 23,
+      V = 301;
     const l = tf.randomNormal([N, V], 0, 4, 'float32', 3) as tf.Tensor2D;
-    const y = tf.tensor1d(Array.from({ length: N }, (_, i) => (i * 37) % V), 'int32');
-    const w = tf.tensor1d(Array.from({ length: N }, (_, i) => (i % 5 === 4 ? 0 : 1)), 'float32');
+    const y = tf.tensor1d(
+      Array.from({ length: N }, (_, i) => (i * 37) % V),
+      'int32',
+    );
+    const w = tf.tensor1d(
+      Array.from({ length: N }, (_, i) => (i % 5 === 4 ? 0 : 1)),
+      'float32',
+    );
     const fused = valueAndGrad(labelSmoothedCrossEntropySumFused, l, y, w, 0.1);
     const plain = valueAndGrad(labelSmoothedCrossEntropySumOps, l, y, w, 0.1);
     expect(Math.abs(fused.value - plain.value)).toBeLessThan(1e-5 * Math.abs(plain.value));

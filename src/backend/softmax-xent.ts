@@ -25,8 +25,16 @@ import * as tf from '@tensorflow/tfjs';
 import type { TensorInfo } from '@tensorflow/tfjs';
 import type { NativeBlas } from './native-blas.js';
 import {
-  type AnyKernelFunc, type KernelArgs, asCpuBackend, asWasmBackend, cpuValues, isFloat32Array, isInt32Array,
-  wasmHeapF32, wasmHeapI32, wasmOffset4,
+  type AnyKernelFunc,
+  type KernelArgs,
+  asCpuBackend,
+  asWasmBackend,
+  cpuValues,
+  isFloat32Array,
+  isInt32Array,
+  wasmHeapF32,
+  wasmHeapI32,
+  wasmOffset4,
 } from './tfjs-internals.js';
 
 export const SMOOTHED_XENT_KERNEL = 'HeadsSmoothedXent';
@@ -57,8 +65,19 @@ export function expNonPositive(x: number): number {
 
 /** The row loop, on any Float32Array/Int32Array pair with element offsets. */
 export function smoothedXentRows(
-  l: Float32Array, lOff: number, y: Int32Array, yOff: number, w: Float32Array, wOff: number,
-  n: number, v: number, eps: number, grad: Float32Array, gOff: number, loss: Float32Array, lossOff: number,
+  l: Float32Array,
+  lOff: number,
+  y: Int32Array,
+  yOff: number,
+  w: Float32Array,
+  wOff: number,
+  n: number,
+  v: number,
+  eps: number,
+  grad: Float32Array,
+  gOff: number,
+  loss: Float32Array,
+  lossOff: number,
 ): void {
   const uniform = eps / v;
   for (let i = 0; i < n; i++) {
@@ -114,11 +133,15 @@ function operands(args: KernelArgs): Operands {
   const logits = args.inputs['logits'];
   const targets = args.inputs['targets'];
   const weights = args.inputs['weights'];
-  if (logits === undefined || targets === undefined || weights === undefined) throw new Error(`${SMOOTHED_XENT_KERNEL}: inputs logits, targets, weights are required`);
-  if (logits.shape.length !== 2 || logits.dtype !== 'float32') throw new Error(`${SMOOTHED_XENT_KERNEL}: logits must be float32 [N, V], got ${logits.dtype} [${logits.shape}]`);
+  if (logits === undefined || targets === undefined || weights === undefined)
+    throw new Error(`${SMOOTHED_XENT_KERNEL}: inputs logits, targets, weights are required`);
+  if (logits.shape.length !== 2 || logits.dtype !== 'float32')
+    throw new Error(`${SMOOTHED_XENT_KERNEL}: logits must be float32 [N, V], got ${logits.dtype} [${logits.shape}]`);
   const [n, v] = logits.shape as [number, number];
-  if (targets.dtype !== 'int32' || targets.shape.length !== 1 || targets.shape[0] !== n) throw new Error(`${SMOOTHED_XENT_KERNEL}: targets must be int32 [${n}]`);
-  if (weights.dtype !== 'float32' || weights.shape.length !== 1 || weights.shape[0] !== n) throw new Error(`${SMOOTHED_XENT_KERNEL}: weights must be float32 [${n}]`);
+  if (targets.dtype !== 'int32' || targets.shape.length !== 1 || targets.shape[0] !== n)
+    throw new Error(`${SMOOTHED_XENT_KERNEL}: targets must be int32 [${n}]`);
+  if (weights.dtype !== 'float32' || weights.shape.length !== 1 || weights.shape[0] !== n)
+    throw new Error(`${SMOOTHED_XENT_KERNEL}: weights must be float32 [${n}]`);
   const eps = Number(args.attrs?.['eps'] ?? 0);
   return { logits, targets, weights, n, v, eps };
 }
@@ -133,8 +156,19 @@ export function wasmSmoothedXent(): AnyKernelFunc {
     const f = wasmHeapF32(backend);
     const i32 = wasmHeapI32(backend);
     smoothedXentRows(
-      f, wasmOffset4(backend, o.logits), i32, wasmOffset4(backend, o.targets), f, wasmOffset4(backend, o.weights),
-      o.n, o.v, o.eps, f, wasmOffset4(backend, grad), f, wasmOffset4(backend, loss),
+      f,
+      wasmOffset4(backend, o.logits),
+      i32,
+      wasmOffset4(backend, o.targets),
+      f,
+      wasmOffset4(backend, o.weights),
+      o.n,
+      o.v,
+      o.eps,
+      f,
+      wasmOffset4(backend, grad),
+      f,
+      wasmOffset4(backend, loss),
     );
     return [grad, loss];
   };
@@ -173,7 +207,21 @@ export function wasmNativeSmoothedXent(rows: NonNullable<NativeBlas['smoothedXen
     const loss = backend.makeOutput([o.n], 'float32');
     const f = wasmHeapF32(backend);
     const i32 = wasmHeapI32(backend);
-    rows(f, wasmOffset4(backend, o.logits), i32, wasmOffset4(backend, o.targets), f, wasmOffset4(backend, o.weights), o.n, o.v, o.eps, f, wasmOffset4(backend, grad), f, wasmOffset4(backend, loss));
+    rows(
+      f,
+      wasmOffset4(backend, o.logits),
+      i32,
+      wasmOffset4(backend, o.targets),
+      f,
+      wasmOffset4(backend, o.weights),
+      o.n,
+      o.v,
+      o.eps,
+      f,
+      wasmOffset4(backend, grad),
+      f,
+      wasmOffset4(backend, loss),
+    );
     return [grad, loss];
   };
 }

@@ -43,14 +43,25 @@ async function curve(kernels: boolean): Promise<{ losses: number[]; params: Floa
     return { src: Array.from({ length: n }, () => 4 + rng.int(vocab - 4)), tgt: Array.from({ length: n + rng.int(3) }, () => 4 + rng.int(vocab - 4)), index };
   });
   const cfg = loadConfig(null, [
-    'model.encoderLayers=1', 'model.decoderLayers=1', 'model.heads=2', 'model.dModel=16', 'model.dFF=32', 'model.norm=post', 'model.dropout=0',
-    'gates.attention=[enc-self,dec-self,dec-enc]', 'train.maxTokensPerBatch=120', 'train.workers=1', 'train.evalEverySteps=0',
-    'train.maxSteps=6', 'train.warmupSteps=2',
+    'model.encoderLayers=1',
+    'model.decoderLayers=1',
+    'model.heads=2',
+    'model.dModel=16',
+    'model.dFF=32',
+    'model.norm=post',
+    'model.dropout=0',
+    'gates.attention=[enc-self,dec-self,dec-enc]',
+    'train.maxTokensPerBatch=120',
+    'train.workers=1',
+    'train.evalEverySteps=0',
+    'train.maxSteps=6',
+    'train.warmupSteps=2',
   ]);
   const model = createTransformer(cfg.model, vocab, new Rng(5));
   // the key biases (*.bk) are left out: their true gradient is exactly 0 (softmax ignores a constant q.bk
   // added to a row of scores), so it is float noise either way, and Adam turns noise into steps of ~lr
-  const flat = () => Float32Array.from(tf.tidy(() => tf.concat([...model.params.vars].filter(([n]) => !n.endsWith('.bk')).map(([, t]) => t.reshape([-1])))).dataSync());
+  const flat = () =>
+    Float32Array.from(tf.tidy(() => tf.concat([...model.params.vars].filter(([n]) => !n.endsWith('.bk')).map(([, t]) => t.reshape([-1])))).dataSync());
   const init = flat();
   const trainer = new Trainer({ config: cfg, model, train: pairs, valid: pairs.slice(0, 4), run: null });
   const losses: number[] = [];
@@ -68,7 +79,8 @@ itNative('the loss curve and the trained parameters with the native kernels equa
   // the run trains, and every parameter (but the key biases, see flat) ends where the tfjs kernels put it
   expect(ref.losses[5]!).toBeLessThan(ref.losses[0]!);
   expect(Array.from(got.init)).toEqual(Array.from(ref.init));
-  let worst = 0, moved = 0;
+  let worst = 0,
+    moved = 0;
   for (let i = 0; i < ref.params.length; i++) {
     worst = Math.max(worst, Math.abs(got.params[i]! - ref.params[i]!));
     moved = Math.max(moved, Math.abs(ref.params[i]! - ref.init[i]!));

@@ -23,11 +23,22 @@ afterAll(() => {
   restoreStockKernels();
 });
 
-interface Case { name: string; a: number[]; b: number[]; tA: boolean; tB: boolean }
+interface Case {
+  name: string;
+  a: number[];
+  b: number[];
+  tA: boolean;
+  tB: boolean;
+}
 
 function cases(): Case[] {
   const out: Case[] = [];
-  const combos: Array<[boolean, boolean]> = [[false, false], [false, true], [true, false], [true, true]];
+  const combos: Array<[boolean, boolean]> = [
+    [false, false],
+    [false, true],
+    [true, false],
+    [true, true],
+  ];
   for (const [tA, tB] of combos) {
     const tag = `tA=${tA} tB=${tB}`;
     const add = (name: string, m: number, n: number, k: number, bA: number[] = [], bB: number[] = []) => {
@@ -66,8 +77,7 @@ describe('wasm BatchMatMul wrapper equals cpu', () => {
 
   test('general batch broadcast [2,1] x [1,3] equals the explicitly tiled product (stock kernels truncate it)', async () => {
     const [as, bs] = matMulShapes(4, 6, 5, false, true, [2, 1], [1, 3]);
-    const want = await valuesOn('cpu', () =>
-      tf.matMul(tf.tile(seeded(as, 7), [1, 3, 1, 1]), tf.tile(seeded(bs, 8), [2, 1, 1, 1]), false, true));
+    const want = await valuesOn('cpu', () => tf.matMul(tf.tile(seeded(as, 7), [1, 3, 1, 1]), tf.tile(seeded(bs, 8), [2, 1, 1, 1]), false, true));
     const got = await valuesOn('wasm', () => tf.matMul(seeded(as, 7), seeded(bs, 8), false, true));
     expect(got.shape).toEqual([2, 3, 4, 6]);
     expect(maxRelDiff(got.values, want.values)).toBeLessThanOrEqual(TOL);
@@ -82,7 +92,12 @@ describe('wasm BatchMatMul wrapper equals cpu', () => {
   // (batch-broadcast operands are left out: tfjs-core's BatchMatMul gradient does not reduce broadcast
   // batch dims and fails on every backend)
   test('gradients through transposed and batched matMul equal cpu', async () => {
-    for (const [tA, tB, bA, bB] of [[false, true, [], []], [true, false, [], []], [false, true, [4], [4]], [true, true, [3], [3]]] as Array<[boolean, boolean, number[], number[]]>) {
+    for (const [tA, tB, bA, bB] of [
+      [false, true, [], []],
+      [true, false, [], []],
+      [false, true, [4], [4]],
+      [true, true, [3], [3]],
+    ] as Array<[boolean, boolean, number[], number[]]>) {
       const [as, bs] = matMulShapes(10, 7, 6, tA, tB, bA, bB);
       const f = () => {
         const a = seeded(as, 31);
@@ -127,7 +142,11 @@ describe('routing (timing-free)', () => {
     const before = tf.memory().numTensors;
     const beforeBytes = tf.memory().numBytes;
     for (let i = 0; i < 5; i++) {
-      tf.tidy(() => { tf.matMul(a, b, false, true); tf.matMul(c, c, true, false); tf.matMul(b, a, false, true); });
+      tf.tidy(() => {
+        tf.matMul(a, b, false, true);
+        tf.matMul(c, c, true, false);
+        tf.matMul(b, a, false, true);
+      });
     }
     expect(tf.memory().numTensors).toBe(before);
     expect(tf.memory().numBytes).toBe(beforeBytes);

@@ -19,8 +19,15 @@ import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs';
 import { type MatMulPlan, planMatMul, sideIndex } from './matmul-plan.js';
 import {
-  type AnyKernelFunc, type WasmBackendInternals, asWasmBackend, boolAttr, callKernel, sizeOf, viewAs,
-  wasmHeapF32, wasmOffset4,
+  type AnyKernelFunc,
+  type WasmBackendInternals,
+  asWasmBackend,
+  boolAttr,
+  callKernel,
+  sizeOf,
+  viewAs,
+  wasmHeapF32,
+  wasmOffset4,
 } from './tfjs-internals.js';
 
 /**
@@ -53,8 +60,13 @@ export interface MatMulRouteCounts {
 }
 
 const counts: MatMulRouteCounts = {
-  wrapperPlain: 0, wrapperTransposed: 0, wrapperLoop: 0, wrapperStock: 0,
-  native: 0, nativeFused: 0, nativeFallback: 0,
+  wrapperPlain: 0,
+  wrapperTransposed: 0,
+  wrapperLoop: 0,
+  wrapperStock: 0,
+  native: 0,
+  nativeFused: 0,
+  nativeFallback: 0,
 };
 
 export function matMulRouteCounts(): MatMulRouteCounts {
@@ -75,7 +87,15 @@ interface Temps {
 }
 
 /** [batch, rows, cols] -> [batch, cols, rows] with the wasm Transpose kernel (no copy when a side is 1). */
-function swapLastTwo(backend: WasmBackendInternals, transpose: KernelConfig, t: TensorInfo, batch: number, rows: number, cols: number, temps: Temps): TensorInfo {
+function swapLastTwo(
+  backend: WasmBackendInternals,
+  transpose: KernelConfig,
+  t: TensorInfo,
+  batch: number,
+  rows: number,
+  cols: number,
+  temps: Temps,
+): TensorInfo {
   if (rows === 1 || cols === 1) return viewAs(t, batch === 1 ? [cols, rows] : [batch, cols, rows]);
   const x = batch === 1 ? viewAs(t, [rows, cols]) : viewAs(t, [batch, rows, cols]);
   const perm = batch === 1 ? [1, 0] : [0, 2, 1];

@@ -97,7 +97,18 @@ describe('heads analyze (CLI handler, in-process)', () => {
     expect(c.out()).toMatch(/top 3 heads per score \(dev, 3 sentences; importance: per example, normalisation layer\)/);
     expect(c.out()).toMatch(/importance_per_token +\S+\.\d+\.\d+ /);
     expect(c.out()).toMatch(/importance_per_example +\S+\.\d+\.\d+ /);
-    for (const f of ['head-report.json', 'head-report.csv', 'config.json', 'command.txt', 'env.json', 'plots/heads-overview.html', 'plots/heads-overview.json', 'plots/roles.html', 'plots/heads-confidence.json', 'plots/attention-sentence-1.html'])
+    for (const f of [
+      'head-report.json',
+      'head-report.csv',
+      'config.json',
+      'command.txt',
+      'env.json',
+      'plots/heads-overview.html',
+      'plots/heads-overview.json',
+      'plots/roles.html',
+      'plots/heads-confidence.json',
+      'plots/attention-sentence-1.html',
+    ])
       expect(existsSync(join(out, f))).toBe(true);
     // per-score pages only on request (plotly.js is 4.8 MB per page)
     expect(existsSync(join(out, 'plots/heads-confidence.html'))).toBe(false);
@@ -114,7 +125,10 @@ describe('heads analyze (CLI handler, in-process)', () => {
     expect(Object.keys(report.heads['enc-self.0.0']!.roles.syntactic!.relations)).toContain('obj:head->dep');
     expect(report.heads['dec-enc.0.0']!.roles.syntactic).toBeNull();
     expect(report.settings.frequencies!.source).toBe(join(root, 'train.tsv'));
-    const fig = JSON.parse(readFileSync(join(out, 'plots/attention-sentence-1.json'), 'utf8')) as { data: Array<{ z: number[][] }>; layout: Record<string, { ticktext?: string[] }> };
+    const fig = JSON.parse(readFileSync(join(out, 'plots/attention-sentence-1.json'), 'utf8')) as {
+      data: Array<{ z: number[][] }>;
+      layout: Record<string, { ticktext?: string[] }>;
+    };
     expect(fig.data).toHaveLength(2);
     expect(fig.layout.xaxis!.ticktext!.at(-1)).toBe('&lt;/s&gt;'); // enc-self keys: the source and </s>
     expect(fig.layout.yaxis2!.ticktext![0]).toBe('&lt;s&gt;'); // dec-enc queries: the decoder input
@@ -139,7 +153,12 @@ describe('heads analyze (CLI handler, in-process)', () => {
     process.exitCode = 0;
     expect(code).toBe(2);
     expect(existsSync(out)).toBe(false); // nothing written before the input is validated
-    expect(c.err().split('\n').filter((l) => l.startsWith('error:'))).toEqual([expect.stringMatching(message)]);
+    expect(
+      c
+        .err()
+        .split('\n')
+        .filter((l) => l.startsWith('error:')),
+    ).toEqual([expect.stringMatching(message)]);
   });
 
   it('--importance-form token --importance-normalize none reports the raw per-token form as the importance', async () => {

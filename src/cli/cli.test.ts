@@ -13,9 +13,24 @@ import { useTestBackend } from '../test-utils/backend.js';
 const dir = mkdtempSync(join(tmpdir(), 'heads-cli-'));
 const runs = join(dir, 'runs');
 const TINY = [
-  'name=tiny', 'data.synthetic.task=reverse', 'data.synthetic.trainPairs=300', 'data.synthetic.validPairs=10', 'data.synthetic.testPairs=12', 'data.bpeMerges=20',
-  'model.dModel=16', 'model.dFF=32', 'model.heads=2', 'model.encoderLayers=1', 'model.decoderLayers=1',
-  'train.maxSteps=6', 'train.logEverySteps=3', 'train.evalEverySteps=3', 'train.devBleuSentences=4', 'train.checkpointEverySteps=3', 'train.maxTokensPerBatch=300', 'eval.beamSize=2',
+  'name=tiny',
+  'data.synthetic.task=reverse',
+  'data.synthetic.trainPairs=300',
+  'data.synthetic.validPairs=10',
+  'data.synthetic.testPairs=12',
+  'data.bpeMerges=20',
+  'model.dModel=16',
+  'model.dFF=32',
+  'model.heads=2',
+  'model.encoderLayers=1',
+  'model.decoderLayers=1',
+  'train.maxSteps=6',
+  'train.logEverySteps=3',
+  'train.evalEverySteps=3',
+  'train.devBleuSentences=4',
+  'train.checkpointEverySteps=3',
+  'train.maxTokensPerBatch=300',
+  'eval.beamSize=2',
 ];
 
 function args<T>(a: T): ArgumentsCamelCase<T> {
@@ -54,28 +69,60 @@ describe('heads CLI handlers', () => {
     const folders = readdirSync(runs);
     expect(folders).toHaveLength(1);
     runPath = join(runs, folders[0]!);
-    for (const f of ['config.json', 'command.txt', 'git.json', 'env.json', 'metrics.jsonl', 'tokenizer.json', 'results.json', 'test.hyp', 'checkpoints/latest.json'])
+    for (const f of [
+      'config.json',
+      'command.txt',
+      'git.json',
+      'env.json',
+      'metrics.jsonl',
+      'tokenizer.json',
+      'results.json',
+      'test.hyp',
+      'checkpoints/latest.json',
+    ])
       expect([f, existsSync(join(runPath, f))]).toEqual([f, true]);
     const env = JSON.parse(readFileSync(join(runPath, 'env.json'), 'utf8'));
     expect(env.backend).toMatch(/wasm|cpu/);
     expect(env.seed).toBe(1);
-    const metrics = readFileSync(join(runPath, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const metrics = readFileSync(join(runPath, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(metrics.filter((m) => 'loss' in m).map((m) => m.step)).toEqual([3, 6]);
     expect(metrics.filter((m) => 'devLoss' in m).map((m) => m.step)).toEqual([3, 6]);
     expect(JSON.parse(readFileSync(join(runPath, 'config.json'), 'utf8')).train.maxSteps).toBe(6);
   });
 
-  it('translate reproduces the run\'s own test translations and bleu scores them', async () => {
+  it("translate reproduces the run's own test translations and bleu scores them", async () => {
     const cfg = JSON.parse(readFileSync(join(runPath, 'config.json'), 'utf8'));
     expect(cfg.data.train).toBeNull();
     const { generateSyntheticCorpus } = await import('../data/synthetic.js');
     const test = generateSyntheticCorpus('reverse', { seed: 1, trainPairs: 300, validPairs: 10, testPairs: 12 }).test;
     writeFileSync(join(dir, 'test.src'), test.map((p) => p.src).join('\n') + '\n');
     writeFileSync(join(dir, 'test.ref'), test.map((p) => p.tgt).join('\n') + '\n');
-    const t = await capture(() => translate.handler(args({ model: runPath, input: join(dir, 'test.src'), output: join(dir, 'test.hyp'), backend: 'auto' as const, engine: 'tfjs' as const })));
+    const t = await capture(() =>
+      translate.handler(
+        args({ model: runPath, input: join(dir, 'test.src'), output: join(dir, 'test.hyp'), backend: 'auto' as const, engine: 'tfjs' as const }),
+      ),
+    );
     expect(t.exitCode).toBeUndefined();
     expect(readFileSync(join(dir, 'test.hyp'), 'utf8')).toBe(readFileSync(join(runPath, 'test.hyp'), 'utf8'));
-    const b = await capture(() => bleu.handler(args({ input: join(dir, 'test.hyp'), reference: [join(dir, 'test.ref')], tokenize: '13a' as const, 'smooth-method': 'exp' as const, lowercase: false, 'sentence-level': false, 'score-only': true, format: 'text' as const, width: 2, short: false })));
+    const b = await capture(() =>
+      bleu.handler(
+        args({
+          input: join(dir, 'test.hyp'),
+          reference: [join(dir, 'test.ref')],
+          tokenize: '13a' as const,
+          'smooth-method': 'exp' as const,
+          lowercase: false,
+          'sentence-level': false,
+          'score-only': true,
+          format: 'text' as const,
+          width: 2,
+          short: false,
+        }),
+      ),
+    );
     const results = JSON.parse(readFileSync(join(runPath, 'results.json'), 'utf8'));
     expect(Number(b.out.trim())).toBeCloseTo(results.test.bleu, 2);
   });
@@ -95,7 +142,21 @@ describe('heads CLI handlers', () => {
 
   it('data synth writes the three splits', async () => {
     const out = join(dir, 'synth');
-    const r = await capture(() => data.handler(args({ action: 'synth' as const, task: 'toy-mt' as const, out, seed: 3, 'train-pairs': 20, 'valid-pairs': 5, 'test-pairs': 5, 'src-lang': 'en', 'tgt-lang': 'de' })));
+    const r = await capture(() =>
+      data.handler(
+        args({
+          action: 'synth' as const,
+          task: 'toy-mt' as const,
+          out,
+          seed: 3,
+          'train-pairs': 20,
+          'valid-pairs': 5,
+          'test-pairs': 5,
+          'src-lang': 'en',
+          'tgt-lang': 'de',
+        }),
+      ),
+    );
     expect(r.exitCode).toBeUndefined();
     expect(readFileSync(join(out, 'train.de'), 'utf8').trim().split('\n')).toHaveLength(20);
     expect(readFileSync(join(out, 'test.en'), 'utf8').trim().split('\n')).toHaveLength(5);

@@ -48,7 +48,12 @@ const createdRuns: RunFolder[] = [];
 export function createRun(args: CommonArgs, cfg: ResolvedConfig, backend: BackendInfo, kind: string): RunFolder {
   const run = RunFolder.create(args['runs-dir'], `${kind}-${cfg.name}`);
   createdRuns.push(run);
-  run.writeProvenance({ config: cfg, argv: process.argv.slice(1), seed: cfg.seed, env: { backend: backend.name, backendPackage: backend.packageName, kernelFixes: backend.fixes, tfjs: tf.version_core } });
+  run.writeProvenance({
+    config: cfg,
+    argv: process.argv.slice(1),
+    seed: cfg.seed,
+    env: { backend: backend.name, backendPackage: backend.packageName, kernelFixes: backend.fixes, tfjs: tf.version_core },
+  });
   return run;
 }
 

@@ -7,7 +7,14 @@ describe('runtimeFromEnv (the one reader of the HEADS_* variables)', () => {
     expect(runtimeFromEnv({})).toEqual({ nativeBlas: true, blasThreads: availableParallelism(), fusedLoss: true, cores: availableParallelism() });
   });
   it('reads each variable into its typed field', () => {
-    const env = { HEADS_NATIVE_BLAS: 'off', HEADS_BLAS_THREADS: '3', HEADS_FUSED_LOSS: ' No ', HEADS_CORES: '2', HEADS_HEAP_BUDGET_MB: '2.5', HEADS_FAULT_NONFINITE: '3,7:1' };
+    const env = {
+      HEADS_NATIVE_BLAS: 'off',
+      HEADS_BLAS_THREADS: '3',
+      HEADS_FUSED_LOSS: ' No ',
+      HEADS_CORES: '2',
+      HEADS_HEAP_BUDGET_MB: '2.5',
+      HEADS_FAULT_NONFINITE: '3,7:1',
+    };
     expect(runtimeFromEnv(env)).toEqual({ nativeBlas: false, blasThreads: 3, fusedLoss: false, cores: 2, heapBudgetMB: 2.5, faultNonFinite: '3,7:1' });
   });
   it('malformed values fall back to the defaults, as the old readers did', () => {
@@ -16,7 +23,7 @@ describe('runtimeFromEnv (the one reader of the HEADS_* variables)', () => {
   });
 });
 
-describe('forwardStopSignals (the experiment runner\'s signals)', () => {
+describe("forwardStopSignals (the experiment runner's signals)", () => {
   it('hands the first signal to the handler, exits 130 on the second, and unsubscribes', () => {
     const before = [process.listenerCount('SIGINT'), process.listenerCount('SIGTERM')];
     const exit = jest.spyOn(process, 'exit').mockImplementation((() => undefined) as never);

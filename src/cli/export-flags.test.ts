@@ -38,7 +38,9 @@ describe('heads export flags', () => {
     expect(compressionOptionsOf({})).toEqual({});
     expect(maskInputOf({}, true)).toEqual({ input: 'none' });
     // two mask sources keep the message they always had
-    expect(() => maskInputOf({ mask: 'gates', 'mask-descriptor': 'E:1:1' }, true)).toThrow(/^export: expected exactly one of --mask, --mask-descriptor, --hf-prune-dict, got --mask, --mask-descriptor$/);
+    expect(() => maskInputOf({ mask: 'gates', 'mask-descriptor': 'E:1:1' }, true)).toThrow(
+      /^export: expected exactly one of --mask, --mask-descriptor, --hf-prune-dict, got --mask, --mask-descriptor$/,
+    );
     expect(() => maskInputOf({}, false)).toThrow(/expected exactly one of --mask, --mask-descriptor, --hf-prune-dict \(or a weight compression/);
   });
 

@@ -24,7 +24,11 @@ describe('heads export on an imported model', () => {
     try {
       await handler({ model: run, 'mask-descriptor': 'E:1:1', format, out, verify: true, 'fold-gates': true, backend: 'auto', _: [], $0: 'heads' } as never);
       expect(process.exitCode).toBe(2);
-      expect(err.mock.calls.map((c) => String(c[0]))).toEqual([expect.stringMatching(/^error: --format: (safetensors|onnx)( and onnx)? cannot carry model\.activation, model\.positions, model\.embedScale, model\.finalLogitsBias, model\.neverGenerate of .*config\.json \(an imported model\); use --format hf-marian/)]);
+      expect(err.mock.calls.map((c) => String(c[0]))).toEqual([
+        expect.stringMatching(
+          /^error: --format: (safetensors|onnx)( and onnx)? cannot carry model\.activation, model\.positions, model\.embedScale, model\.finalLogitsBias, model\.neverGenerate of .*config\.json \(an imported model\); use --format hf-marian/,
+        ),
+      ]);
     } finally {
       err.mockRestore();
       process.exitCode = 0;

@@ -23,16 +23,48 @@ describe('heads import marian: bad folders', () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   const cases: Array<[string, (folder: string) => void, RegExp]> = [
-    ['no vocab.json', (f) => rmSync(join(f, 'vocab.json')), /vocab\.json: not found \(a MarianMT folder has config\.json, vocab\.json, source\.spm and target\.spm\)$/],
+    [
+      'no vocab.json',
+      (f) => rmSync(join(f, 'vocab.json')),
+      /vocab\.json: not found \(a MarianMT folder has config\.json, vocab\.json, source\.spm and target\.spm\)$/,
+    ],
     ['no weights', (f) => rmSync(join(f, 'model.safetensors')), /: no weights \(expected model\.safetensors or pytorch_model\.bin\)$/],
     ['another model type', (f) => editJson(join(f, 'config.json'), (c) => (c.model_type = 'bart')), /config\.json: model_type: expected "marian", got "bart"$/],
-    ['vocab_size off by one', (f) => editJson(join(f, 'config.json'), (c) => (c.vocab_size = 71)), /config\.json: vocab_size: expected 72 \(the entries of vocab\.json\), got 71$/],
-    ['pad not last', (f) => editJson(join(f, 'config.json'), (c) => (c.pad_token_id = 5)), /config\.json: pad_token_id: expected 71 \(vocab_size - 1\), got 5$/],
-    ['separate vocabularies', (f) => editJson(join(f, 'config.json'), (c) => (c.share_encoder_decoder_embeddings = false)), /share_encoder_decoder_embeddings: false .* is not supported, expected true$/],
-    ['unknown activation', (f) => editJson(join(f, 'config.json'), (c) => (c.activation_function = 'tanh')), /activation_function: expected one of swish, silu, relu, gelu, got "tanh"$/],
-    ['a vocab id twice', (f) => editJson(join(f, 'vocab.json'), (v) => (v['▁cat'] = v['▁dog'])), /vocab\.json: id \d+ is given to both "▁\w+" and "▁\w+"|vocab\.json: "[^"]+": expected an id in \[0, 72\)/],
-    ['a truncated .spm', (f) => writeFileSync(join(f, 'source.spm'), readFileSync(join(f, 'source.spm')).subarray(0, 100)), /source\.spm \/ target\.spm: not a usable SentencePiece model \(/],
-    ['a missing tensor', (f) => corruptSafetensorsName(join(f, 'model.safetensors')), /model\.safetensors: missing tensor model\.encoder\.layers\.0\.self_attn\.k_proj\.weight$/],
+    [
+      'vocab_size off by one',
+      (f) => editJson(join(f, 'config.json'), (c) => (c.vocab_size = 71)),
+      /config\.json: vocab_size: expected 72 \(the entries of vocab\.json\), got 71$/,
+    ],
+    [
+      'pad not last',
+      (f) => editJson(join(f, 'config.json'), (c) => (c.pad_token_id = 5)),
+      /config\.json: pad_token_id: expected 71 \(vocab_size - 1\), got 5$/,
+    ],
+    [
+      'separate vocabularies',
+      (f) => editJson(join(f, 'config.json'), (c) => (c.share_encoder_decoder_embeddings = false)),
+      /share_encoder_decoder_embeddings: false .* is not supported, expected true$/,
+    ],
+    [
+      'unknown activation',
+      (f) => editJson(join(f, 'config.json'), (c) => (c.activation_function = 'tanh')),
+      /activation_function: expected one of swish, silu, relu, gelu, got "tanh"$/,
+    ],
+    [
+      'a vocab id twice',
+      (f) => editJson(join(f, 'vocab.json'), (v) => (v['▁cat'] = v['▁dog'])),
+      /vocab\.json: id \d+ is given to both "▁\w+" and "▁\w+"|vocab\.json: "[^"]+": expected an id in \[0, 72\)/,
+    ],
+    [
+      'a truncated .spm',
+      (f) => writeFileSync(join(f, 'source.spm'), readFileSync(join(f, 'source.spm')).subarray(0, 100)),
+      /source\.spm \/ target\.spm: not a usable SentencePiece model \(/,
+    ],
+    [
+      'a missing tensor',
+      (f) => corruptSafetensorsName(join(f, 'model.safetensors')),
+      /model\.safetensors: missing tensor model\.encoder\.layers\.0\.self_attn\.k_proj\.weight$/,
+    ],
   ];
 
   it.each(cases)('%s', async (_name, breakIt, message) => {
@@ -79,7 +111,6 @@ describe('heads import marian: bad folders', () => {
     expect(existsSync(out)).toBe(false);
     expect(existsSync(marker)).toBe(false);
   });
-
 });
 
 function editJson(path: string, f: (o: Record<string, unknown>) => void): void {
@@ -92,7 +123,10 @@ function editJson(path: string, f: (o: Record<string, unknown>) => void): void {
 function corruptSafetensorsName(path: string): void {
   const b = readFileSync(path);
   const n = Number(b.readBigUInt64LE(0));
-  const header = b.subarray(8, 8 + n).toString('utf8').replace('"model.encoder.layers.0.self_attn.k_proj.weight"', '"model.encoder.layers.0.self_attn.x_proj.weight"');
+  const header = b
+    .subarray(8, 8 + n)
+    .toString('utf8')
+    .replace('"model.encoder.layers.0.self_attn.k_proj.weight"', '"model.encoder.layers.0.self_attn.x_proj.weight"');
   b.write(header, 8, 'utf8');
   writeFileSync(path, b);
 }

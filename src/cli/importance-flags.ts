@@ -13,7 +13,10 @@ export function importanceFlag(flag: 'importance-form' | 'importance-normalize',
     describe,
     coerce: (raw: unknown) => {
       if (raw === undefined) return undefined;
-      const [problem] = flag === 'importance-form' ? importanceSettingProblems(raw, undefined, { form: `--${flag}`, normalize: '' }) : importanceSettingProblems(undefined, raw, { form: '', normalize: `--${flag}` });
+      const [problem] =
+        flag === 'importance-form'
+          ? importanceSettingProblems(raw, undefined, { form: `--${flag}`, normalize: '' })
+          : importanceSettingProblems(undefined, raw, { form: '', normalize: `--${flag}` });
       if (problem) throw new Error(problem);
       return raw;
     },

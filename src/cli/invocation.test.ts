@@ -25,13 +25,17 @@ describe('npx heads', () => {
     expect(readFileSync(join(root, '.npmrc'), 'utf8')).toMatch(/^strict-allow-scripts=true$/m);
   });
 
-  (built ? it : it.skip)('runs from the repository root as the docs print it', () => {
-    const r = spawnSync('npx', ['heads', '--help'], { cwd: root, encoding: 'utf8', timeout: 120_000 });
-    expect(r.stderr).not.toContain('ESTRICTALLOWSCRIPTS');
-    expect(r.status).toBe(0);
-    // the usage lines print the same invocation
-    expect(r.stdout).toContain('npx heads train');
-  }, 150_000);
+  (built ? it : it.skip)(
+    'runs from the repository root as the docs print it',
+    () => {
+      const r = spawnSync('npx', ['heads', '--help'], { cwd: root, encoding: 'utf8', timeout: 120_000 });
+      expect(r.stderr).not.toContain('ESTRICTALLOWSCRIPTS');
+      expect(r.status).toBe(0);
+      // the usage lines print the same invocation
+      expect(r.stdout).toContain('npx heads train');
+    },
+    150_000,
+  );
 });
 
 (built ? describe : describe.skip)('experiment commands', () => {
@@ -62,7 +66,11 @@ describe('npx heads', () => {
     expect(before.trim().split('\n')).toHaveLength(2); // the finished base stage
     const quick = spawnSync('node', [bin, 'experiment', 'report', spec, '--preset', 'quick', '--runs-dir', runs, '--no-html'], { cwd: root, encoding: 'utf8' });
     expect(quick.status).toBe(0);
-    expect(readFileSync(join(study, 'preset-quick', 'results.csv'), 'utf8').trim().split('\n')).toHaveLength(1); // nothing of the preset done
+    expect(
+      readFileSync(join(study, 'preset-quick', 'results.csv'), 'utf8')
+        .trim()
+        .split('\n'),
+    ).toHaveLength(1); // nothing of the preset done
     expect(readFileSync(join(study, 'results.csv'), 'utf8')).toBe(before);
   }, 120_000);
 });
@@ -97,12 +105,23 @@ describe('analyze summary', () => {
   it('the rank-agreement table names every score in full (numbered columns), so similar names stay apart', () => {
     const report = sampleReport();
     const scores = ['importance_per_example', 'importance_per_token', 'confidence'];
-    report.agreement = { scores, spearman: [[1, 0.9, -0.5], [0.9, 1, -0.4], [-0.5, -0.4, 1]] };
+    report.agreement = {
+      scores,
+      spearman: [
+        [1, 0.9, -0.5],
+        [0.9, 1, -0.4],
+        [-0.5, -0.4, 1],
+      ],
+    };
     const text = summaryTable(report, 2);
     const table = text.slice(text.indexOf('rank agreement'));
     for (const s of scores) expect(table).toContain(s);
     const rows = table.split('\n').slice(2, 5);
-    expect(rows.map((r) => r.trim().split(/\s+/).slice(0, 2))).toEqual([['(1)', 'importance_per_example'], ['(2)', 'importance_per_token'], ['(3)', 'confidence']]);
+    expect(rows.map((r) => r.trim().split(/\s+/).slice(0, 2))).toEqual([
+      ['(1)', 'importance_per_example'],
+      ['(2)', 'importance_per_token'],
+      ['(3)', 'confidence'],
+    ]);
     expect(rows[0]!.trim().split(/\s+/).slice(2)).toEqual(['1.00', '0.90', '-0.50']);
     expect(table.split('\n')[1]!.trim().split(/\s+/)).toEqual(['(1)', '(2)', '(3)']);
   });

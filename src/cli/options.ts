@@ -25,7 +25,8 @@ export function describeRule(r: NumberRule): string {
   const kind = r.integer ? 'an integer' : 'a number';
   const lo = r.min !== undefined ? { v: r.min, open: false } : r.above !== undefined ? { v: r.above, open: true } : null;
   const hi = r.max !== undefined ? { v: r.max, open: false } : r.below !== undefined ? { v: r.below, open: true } : null;
-  if (lo && hi) return r.integer && !lo.open && !hi.open ? `${kind} from ${lo.v} to ${hi.v}` : `${kind} in ${lo.open ? '(' : '['}${lo.v}, ${hi.v}${hi.open ? ')' : ']'}`;
+  if (lo && hi)
+    return r.integer && !lo.open && !hi.open ? `${kind} from ${lo.v} to ${hi.v}` : `${kind} in ${lo.open ? '(' : '['}${lo.v}, ${hi.v}${hi.open ? ')' : ']'}`;
   if (lo) return `${kind} ${lo.open ? '>' : '>='} ${lo.v}`;
   if (hi) return `${kind} ${hi.open ? '<' : '<='} ${hi.v}`;
   return r.integer ? kind : 'a finite number';
@@ -37,7 +38,8 @@ export function parseNumberFlag(flag: string, raw: unknown, rule: NumberRule): n
   if (Array.isArray(raw)) throw new Error(`--${flag}: given ${raw.length} times (${raw.map((x) => JSON.stringify(x)).join(', ')}); expected one value`);
   const text = typeof raw === 'string' ? raw.trim() : raw;
   // yargs turns numeric-looking text into a number already; anything else stays text
-  const v = typeof text === 'number' ? text : typeof text === 'string' && text !== '' && /^[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i.test(text) ? Number(text) : NaN;
+  const v =
+    typeof text === 'number' ? text : typeof text === 'string' && text !== '' && /^[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i.test(text) ? Number(text) : NaN;
   const shown = typeof raw === 'string' ? JSON.stringify(raw) : String(raw);
   if (!Number.isFinite(v)) throw fail(shown);
   if (rule.integer && !Number.isInteger(v)) throw fail(shown);
@@ -96,7 +98,9 @@ export function positionalNames(command: string): string[] {
  */
 export function strictValues<T>(y: Argv<T>, positionals: readonly string[]): Argv<T> {
   const opts = (y as unknown as { getOptions(): YargsOptions }).getOptions();
-  const flags = Object.keys(opts.key).filter((k) => !opts.boolean.includes(k) && !opts.count.includes(k) && !positionals.includes(k) && k !== 'help' && k !== 'version');
+  const flags = Object.keys(opts.key).filter(
+    (k) => !opts.boolean.includes(k) && !opts.count.includes(k) && !positionals.includes(k) && k !== 'help' && k !== 'version',
+  );
   if (flags.length) y.requiresArg(flags);
   const names = [...flags, ...positionals];
   return y.check((argv) => {
@@ -104,7 +108,8 @@ export function strictValues<T>(y: Argv<T>, positionals: readonly string[]): Arg
       const v = (argv as Record<string, unknown>)[k];
       const shown = positionals.includes(k) ? `<${k}>` : `--${k}`;
       if (v === '' || (Array.isArray(v) && v.some((x) => x === ''))) throw new ConfigError([`${shown}: expected a value, got an empty string`]);
-      if (Array.isArray(v) && !opts.array.includes(k) && !positionals.includes(k)) throw new ConfigError([`${shown}: given ${v.length} times (${v.map((x) => JSON.stringify(x)).join(', ')}); expected one value`]);
+      if (Array.isArray(v) && !opts.array.includes(k) && !positionals.includes(k))
+        throw new ConfigError([`${shown}: given ${v.length} times (${v.map((x) => JSON.stringify(x)).join(', ')}); expected one value`]);
     }
     return true;
   }) as Argv<T>;
@@ -149,7 +154,9 @@ export function strictCommand<M extends CommandModuleLike>(m: M): M {
       declaredRules.clear();
       const built = m.builder(y);
       // --help shows each numeric flag's rule: "beam size (1 = greedy) [an integer from 1 to 1000]"
-      const usage = (built as unknown as { getInternalMethods(): { getUsageInstance(): { getDescriptions(): Record<string, string | undefined> } } }).getInternalMethods().getUsageInstance();
+      const usage = (built as unknown as { getInternalMethods(): { getUsageInstance(): { getDescriptions(): Record<string, string | undefined> } } })
+        .getInternalMethods()
+        .getUsageInstance();
       const descriptions = usage.getDescriptions();
       for (const [flag, rule] of declaredRules) built.describe(flag, `${descriptions[flag] ?? ''} (${rule})`.trim());
       return strictValues(built, positionalNames(m.command));
@@ -189,7 +196,10 @@ export function usageErrorLine(msg: string | null | undefined, err: Error | unde
   const choices = [...text.matchAll(/Argument: ([^,]+), Given: (.+?), Choices: (.+)$/gm)];
   if (/^Invalid values:/.test(text) && choices.length) {
     const lines = choices.map(([, name, given, allowed]) => {
-      const list = allowed!.split(', ').map((c) => c.replace(/^"(.*)"$/, '$1')).join(', ');
+      const list = allowed!
+        .split(', ')
+        .map((c) => c.replace(/^"(.*)"$/, '$1'))
+        .join(', ');
       return `${name!.length === 1 ? '-' : '--'}${name}: expected one of ${list}, got ${given}`;
     });
     return `${lines.join('; ')} ${help}`;
@@ -204,6 +214,10 @@ export function refuseIgnoredFlags(rules: Parameters<typeof refuseIgnored>[0]): 
 }
 
 /** Rules for flags that a mode ignores: each of `flags` is refused when `when` holds. */
-export function ignoredIn(when: boolean, because: string, flags: ReadonlyArray<string | [string, string]>): Array<{ flag: string; aliases?: string[]; when: boolean; because: string }> {
+export function ignoredIn(
+  when: boolean,
+  because: string,
+  flags: ReadonlyArray<string | [string, string]>,
+): Array<{ flag: string; aliases?: string[]; when: boolean; because: string }> {
   return flags.map((f) => (typeof f === 'string' ? { flag: f, when, because } : { flag: f[0], aliases: [f[1]], when, because }));
 }

@@ -12,7 +12,18 @@ const FIXTURES = fileURLToPath(new URL('../plots/fixtures/', import.meta.url));
 type HandlerArgs = Parameters<typeof handler>[0];
 
 function args(kind: string, inputs: string[], extra: Record<string, unknown> = {}): HandlerArgs {
-  return { _: ['plot'], $0: 'heads', kind, inputs, png: false, scale: 2, threshold: 0.5, metric: 'bleu', backend: 'auto', ...extra } as unknown as ArgumentsCamelCase<Parameters<typeof handler>[0]>;
+  return {
+    _: ['plot'],
+    $0: 'heads',
+    kind,
+    inputs,
+    png: false,
+    scale: 2,
+    threshold: 0.5,
+    metric: 'bleu',
+    backend: 'auto',
+    ...extra,
+  } as unknown as ArgumentsCamelCase<Parameters<typeof handler>[0]>;
 }
 
 let out: string;

@@ -53,7 +53,9 @@ export async function resumeRun(args: ResumeArgs, argv: readonly string[]): Prom
   const cfg = loadConfigOn(saved, null, overrides, configPath);
   const changes = modelChanges(saved, cfg);
   if (changes.length)
-    throw new ConfigError([`${configPath}: a resumed run keeps its model, but --set changes ${changes.join(', ')}; start a new run instead (heads train, or heads prune --from ${args.resume} to fine-tune from it)`]);
+    throw new ConfigError([
+      `${configPath}: a resumed run keeps its model, but --set changes ${changes.join(', ')}; start a new run instead (heads train, or heads prune --from ${args.resume} to fine-tune from it)`,
+    ]);
   const run = RunFolder.open(args.resume);
   const parentPath = run.file('parent.json');
   const isPruneRun = cfg.gates.attention.length > 0 && statOrNull(parentPath) !== null;
@@ -64,7 +66,16 @@ export async function resumeRun(args: ResumeArgs, argv: readonly string[]): Prom
   const onResumed = () => run.recordResume(cfg, argv);
   if (isPruneRun) {
     const tokenizer = BpeTokenizer.load(run.file('tokenizer.json'));
-    const result = await runPruning({ config: cfg, run, tokenizer, isResume: true, onResumed, isStopRequested, devSentences: parent?.devSentences, runtime: runtimeOptions() });
+    const result = await runPruning({
+      config: cfg,
+      run,
+      tokenizer,
+      isResume: true,
+      onResumed,
+      isStopRequested,
+      devSentences: parent?.devSentences,
+      runtime: runtimeOptions(),
+    });
     return { result, run };
   }
   return { result: await runTraining({ config: cfg, run, isResume: true, isStopRequested, onResumed, runtime: runtimeOptions() }), run };

@@ -8,9 +8,23 @@ import { join } from 'node:path';
 const bin = join(process.cwd(), 'bin', 'heads.js');
 const built = existsSync(join(process.cwd(), 'dist', 'cli', 'main.js'));
 const TINY = [
-  'name=sig', 'data.synthetic.task=reverse', 'data.synthetic.trainPairs=400', 'data.synthetic.validPairs=8', 'data.synthetic.testPairs=8', 'data.bpeMerges=20',
-  'model.dModel=16', 'model.dFF=32', 'model.heads=2', 'model.encoderLayers=1', 'model.decoderLayers=1',
-  'train.maxSteps=100000', 'train.logEverySteps=1', 'train.evalEverySteps=0', 'train.devBleuSentences=0', 'train.checkpointEverySteps=100000', 'train.maxTokensPerBatch=200',
+  'name=sig',
+  'data.synthetic.task=reverse',
+  'data.synthetic.trainPairs=400',
+  'data.synthetic.validPairs=8',
+  'data.synthetic.testPairs=8',
+  'data.bpeMerges=20',
+  'model.dModel=16',
+  'model.dFF=32',
+  'model.heads=2',
+  'model.encoderLayers=1',
+  'model.decoderLayers=1',
+  'train.maxSteps=100000',
+  'train.logEverySteps=1',
+  'train.evalEverySteps=0',
+  'train.devBleuSentences=0',
+  'train.checkpointEverySteps=100000',
+  'train.maxTokensPerBatch=200',
 ];
 
 /** Start a training child, wait until it has logged `steps` steps, send `signal`, collect its output. */
@@ -32,33 +46,45 @@ function trainAndSignal(runs: string, signal: NodeJS.Signals, steps: number): Pr
 }
 
 (built ? describe : describe.skip)('signals during training', () => {
-  it.each(['SIGTERM', 'SIGINT'] as const)('%s finishes the step, writes a checkpoint, names it, and the run resumes from it', async (sig) => {
-    const runs = mkdtempSync(join(tmpdir(), 'heads-sig-'));
-    const { code, err } = await trainAndSignal(runs, sig, 5);
-    expect(code).toBe(0);
-    expect(err).toContain(`${sig}: finishing the current step`);
-    const m = /stopped at step (\d+); checkpoint (\S+)/.exec(err);
-    expect(m).not.toBeNull();
-    const step = Number(m![1]);
-    expect(step).toBeGreaterThanOrEqual(5);
-    const run = join(runs, readdirSync(runs)[0]!);
-    expect(JSON.parse(readFileSync(join(run, 'checkpoints', 'latest.json'), 'utf8')).step).toBe(step);
-    expect(existsSync(join(m![2]!, 'state.json'))).toBe(true);
-    // resume to a few steps more: it starts exactly where the signal stopped it
-    const r = await new Promise<string>((resolve) => {
-      const c = spawn('node', [bin, 'train', '--resume', run, '--set', `train.maxSteps=${step + 2}`, 'data.synthetic.testPairs=2'], { stdio: ['ignore', 'ignore', 'pipe'] });
-      let e = '';
-      c.stderr.on('data', (d: Buffer) => (e += d.toString()));
-      c.on('exit', () => resolve(e));
-    });
-    expect(r).toContain(`resume: step ${step} from`);
-    expect(r).toContain(`step ${step + 2}/${step + 2}`);
-  }, 120000);
+  it.each(['SIGTERM', 'SIGINT'] as const)(
+    '%s finishes the step, writes a checkpoint, names it, and the run resumes from it',
+    async (sig) => {
+      const runs = mkdtempSync(join(tmpdir(), 'heads-sig-'));
+      const { code, err } = await trainAndSignal(runs, sig, 5);
+      expect(code).toBe(0);
+      expect(err).toContain(`${sig}: finishing the current step`);
+      const m = /stopped at step (\d+); checkpoint (\S+)/.exec(err);
+      expect(m).not.toBeNull();
+      const step = Number(m![1]);
+      expect(step).toBeGreaterThanOrEqual(5);
+      const run = join(runs, readdirSync(runs)[0]!);
+      expect(JSON.parse(readFileSync(join(run, 'checkpoints', 'latest.json'), 'utf8')).step).toBe(step);
+      expect(existsSync(join(m![2]!, 'state.json'))).toBe(true);
+      // resume to a few steps more: it starts exactly where the signal stopped it
+      const r = await new Promise<string>((resolve) => {
+        const c = spawn('node', [bin, 'train', '--resume', run, '--set', `train.maxSteps=${step + 2}`, 'data.synthetic.testPairs=2'], {
+          stdio: ['ignore', 'ignore', 'pipe'],
+        });
+        let e = '';
+        c.stderr.on('data', (d: Buffer) => (e += d.toString()));
+        c.on('exit', () => resolve(e));
+      });
+      expect(r).toContain(`resume: step ${step} from`);
+      expect(r).toContain(`step ${step + 2}/${step + 2}`);
+    },
+    120000,
+  );
 });
 
 (built ? describe : describe.skip)('a signal during the final test translation', () => {
   // 120 test sentences in batches of 10 with beam 4: the translation takes seconds on an untrained model
-  const EVAL = [...TINY.filter((a) => !/^(train\.maxSteps|data\.synthetic\.testPairs)=/.test(a)), 'train.maxSteps=2', 'data.synthetic.testPairs=120', 'eval.beamSize=4', 'eval.batchSentences=10'];
+  const EVAL = [
+    ...TINY.filter((a) => !/^(train\.maxSteps|data\.synthetic\.testPairs)=/.test(a)),
+    'train.maxSteps=2',
+    'data.synthetic.testPairs=120',
+    'eval.beamSize=4',
+    'eval.batchSentences=10',
+  ];
 
   it('stops it after the current batch (training is complete); a resume redoes only the evaluation', async () => {
     const runs = mkdtempSync(join(tmpdir(), 'heads-sig-eval-'));
@@ -78,7 +104,9 @@ function trainAndSignal(runs: string, signal: NodeJS.Signals, steps: number): Pr
     const stopMs = performance.now() - sentAt;
     expect(code).toBe(0);
     const run = join(runs, readdirSync(runs)[0]!);
-    expect(err).toContain(`stopped during the final evaluation; training is complete (checkpoint step 2): resume (heads train --resume ${run}) to redo only the evaluation`);
+    expect(err).toContain(
+      `stopped during the final evaluation; training is complete (checkpoint step 2): resume (heads train --resume ${run}) to redo only the evaluation`,
+    );
     const done = Math.max(...[...err.matchAll(/test (\d+)\/120 sentences/g)].map((m) => Number(m[1])));
     expect(done).toBeLessThan(120);
     const stopped = JSON.parse(readFileSync(join(run, 'results.json'), 'utf8'));

@@ -90,7 +90,9 @@ export function magnitudePruningMasks(params: NamedArrays, o: MagnitudePruningOp
   checkFraction(o.sparsity, '--magnitude-sparsity');
   const scope = o.scope ?? 'global';
   const includeEmbeddings = o.includeEmbeddings ?? false;
-  const names = Object.keys(params).filter((n) => isPrunableWeight(n, includeEmbeddings)).sort(byteOrder);
+  const names = Object.keys(params)
+    .filter((n) => isPrunableWeight(n, includeEmbeddings))
+    .sort(byteOrder);
   const masks: WeightMasks = {};
   for (const n of names) masks[n] = new Uint8Array(params[n]!.data.length).fill(1);
   const entries = names.map((n) => ({ data: params[n]!.data, mask: masks[n]! }));

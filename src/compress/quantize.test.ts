@@ -35,7 +35,12 @@ const MODEL: ModelConfig = { ...DEFAULT_CONFIG.model, encoderLayers: 2, decoderL
 async function tinyParams(vocab: number, seed: number): Promise<NamedArrays> {
   const m = createTransformer(MODEL, vocab, new Rng(seed));
   const rng = new Rng(seed + 1);
-  for (const [n, v] of m.params.vars) m.params.assign(n, v.shape, Float32Array.from({ length: v.size }, () => rng.normal() * 0.3 + (n.endsWith('.g') ? 1 : 0)));
+  for (const [n, v] of m.params.vars)
+    m.params.assign(
+      n,
+      v.shape,
+      Float32Array.from({ length: v.size }, () => rng.normal() * 0.3 + (n.endsWith('.g') ? 1 : 0)),
+    );
   const p = await m.params.toArrays();
   m.dispose();
   return p;
@@ -60,7 +65,15 @@ describe('per-channel int8', () => {
       expect(Math.abs(data[i]! - deq[i]!)).toBeLessThanOrEqual(s / 2 + Math.abs(deq[i]!) * 2 ** -24);
     }
     // the largest |w| of each channel maps to ±127
-    for (let c = 0; c < (axis === 0 ? 9 : 7); c++) if (scale[c]! > 0) expect(Math.max(...Array.from(q).filter((_, i) => (axis === 0 ? Math.floor(i / 7) : i % 7) === c).map(Math.abs))).toBe(127);
+    for (let c = 0; c < (axis === 0 ? 9 : 7); c++)
+      if (scale[c]! > 0)
+        expect(
+          Math.max(
+            ...Array.from(q)
+              .filter((_, i) => (axis === 0 ? Math.floor(i / 7) : i % 7) === c)
+              .map(Math.abs),
+          ),
+        ).toBe(127);
   });
 
   it('the quantized safetensors file has a valid header and round-trips', async () => {
@@ -74,7 +87,9 @@ describe('per-channel int8', () => {
     const header = JSON.parse(bytes.subarray(8, 8 + n).toString('utf8')) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
     const { __metadata__: meta, ...entries } = header as Record<string, never>;
     expect(meta).toEqual({ quantization: 'int8' });
-    const spans = Object.values(entries as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>).sort((a, b) => a.data_offsets[0] - b.data_offsets[0]);
+    const spans = Object.values(entries as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>).sort(
+      (a, b) => a.data_offsets[0] - b.data_offsets[0],
+    );
     let at = 0;
     for (const s of spans) {
       expect(s.data_offsets[0]).toBe(at);
@@ -102,7 +117,7 @@ describe('per-channel int8', () => {
     expect(() => dequantizeTensors(broken, 'x.safetensors')).toThrow(/x.safetensors: tensor enc.0.ffn.w1 is I8 but has no scale tensor/);
   });
 
-  it('a tiny model\'s logits move by less than 2% of their spread (max |diff| < 0.02 · (max - min))', async () => {
+  it("a tiny model's logits move by less than 2% of their spread (max |diff| < 0.02 · (max - min))", async () => {
     const V = 23;
     const params = await tinyParams(V, 4);
     const float = createTransformerFromArrays(MODEL, V, params);
@@ -112,7 +127,10 @@ describe('per-channel int8', () => {
     const [a, b] = tf.tidy(() => {
       const src = tf.tensor2d(ids(4 * 9), [4, 9], 'int32');
       const tgt = tf.tensor2d(ids(4 * 6), [4, 6], 'int32');
-      return [float.forward(src, tgt, { isTraining: false }).dataSync() as Float32Array, quant.forward(src, tgt, { isTraining: false }).dataSync() as Float32Array].map((x) => Float32Array.from(x));
+      return [
+        float.forward(src, tgt, { isTraining: false }).dataSync() as Float32Array,
+        quant.forward(src, tgt, { isTraining: false }).dataSync() as Float32Array,
+      ].map((x) => Float32Array.from(x));
     }) as [Float32Array, Float32Array];
     float.dispose();
     quant.dispose();
@@ -132,7 +150,12 @@ describe('exportModel with weight compression', () => {
     mkdirSync(run, { recursive: true });
     const tok = BpeTokenizer.learn(SENTENCES, { numMerges: 20 });
     tok.save(join(run, 'tokenizer.json'));
-    const config: HeadsConfig = { ...DEFAULT_CONFIG, name: 'tiny', model: { ...DEFAULT_CONFIG.model, ...MODEL, keptHeads: null, ffnWidths: null }, eval: { ...DEFAULT_CONFIG.eval, beamSize: 2, maxLenA: 1, maxLenB: 3 } };
+    const config: HeadsConfig = {
+      ...DEFAULT_CONFIG,
+      name: 'tiny',
+      model: { ...DEFAULT_CONFIG.model, ...MODEL, keptHeads: null, ffnWidths: null },
+      eval: { ...DEFAULT_CONFIG.eval, beamSize: 2, maxLenA: 1, maxLenB: 3 },
+    };
     writeFileSync(join(run, 'config.json'), JSON.stringify(config));
     writeCheckpoint(run, { step: 10, dataPosition: { epoch: 0, batch: 0 }, adamStep: 10, config, extra: {} }, await tinyParams(tok.vocabSize, 2), {}, 1);
   });

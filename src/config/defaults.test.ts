@@ -16,7 +16,10 @@ import * as pruneCommand from '../cli/commands/prune.js';
 /** The parsed defaults of a command's flags, run as `<name> [model]` without a handler. */
 function defaultsOf(cmd: { command: string; builder: unknown }, argv: string[]): Record<string, unknown> {
   const name = cmd.command.split(' ')[0]!;
-  return yargs([name, ...argv]).exitProcess(false).command(cmd.command, '', cmd.builder as never).parseSync() as Record<string, unknown>;
+  return yargs([name, ...argv])
+    .exitProcess(false)
+    .command(cmd.command, '', cmd.builder as never)
+    .parseSync() as Record<string, unknown>;
 }
 
 describe('analysis and export defaults', () => {
@@ -33,9 +36,24 @@ describe('analysis and export defaults', () => {
     expect(DEFAULT_LRP_SENTENCES).toBe(DEFAULT_ANALYSIS.lrp.sentences);
     expect(DEFAULT_ROLE_OPTIONS).toMatchObject(DEFAULT_ANALYSIS.roles);
     const a = defaultsOf(analyzeCommand, ['m']);
-    expect([a['lrp-rule'], a['lrp-sentences'], a['positional-threshold'], a['rare-threshold'], a['rare-min-rank'], a['syntactic-gain'], a['syntactic-min-instances'], a['ablation']]).toEqual([
-      DEFAULT_ANALYSIS.lrp.rule, DEFAULT_ANALYSIS.lrp.sentences, DEFAULT_ANALYSIS.roles.positionalMinFraction, DEFAULT_ANALYSIS.roles.rareMinRate,
-      DEFAULT_ANALYSIS.roles.rareMinRank, DEFAULT_ANALYSIS.roles.syntacticMinGain, DEFAULT_ANALYSIS.roles.syntacticMinInstances, DEFAULT_ANALYSIS.ablation.metric,
+    expect([
+      a['lrp-rule'],
+      a['lrp-sentences'],
+      a['positional-threshold'],
+      a['rare-threshold'],
+      a['rare-min-rank'],
+      a['syntactic-gain'],
+      a['syntactic-min-instances'],
+      a['ablation'],
+    ]).toEqual([
+      DEFAULT_ANALYSIS.lrp.rule,
+      DEFAULT_ANALYSIS.lrp.sentences,
+      DEFAULT_ANALYSIS.roles.positionalMinFraction,
+      DEFAULT_ANALYSIS.roles.rareMinRate,
+      DEFAULT_ANALYSIS.roles.rareMinRank,
+      DEFAULT_ANALYSIS.roles.syntacticMinGain,
+      DEFAULT_ANALYSIS.roles.syntacticMinInstances,
+      DEFAULT_ANALYSIS.ablation.metric,
     ]);
     const p = defaultsOf(pruneCommand, []);
     expect([p['step-percent'], p['min-heads-per-layer']]).toEqual([DEFAULT_ANALYSIS.pruning.stepPercent, DEFAULT_ANALYSIS.pruning.minHeadsPerLayer]);

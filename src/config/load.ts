@@ -32,8 +32,7 @@ export function editDistance(a: string, b: string): number {
   const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
   for (let j = 1; j <= b.length; j++) d[0]![j] = j;
   for (let i = 1; i <= a.length; i++)
-    for (let j = 1; j <= b.length; j++)
-      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    for (let j = 1; j <= b.length; j++) d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
   return d[a.length]![b.length]!;
 }
 
@@ -64,7 +63,12 @@ function show(v: unknown): string {
 }
 
 function dotPath(path: ReadonlyArray<PropertyKey>): string {
-  return path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '') || '(root)';
+  return (
+    path
+      .map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`))
+      .join('')
+      .replace(/^\./, '') || '(root)'
+  );
 }
 
 /** The keys the schema accepts at `path` (through nullable/optional), for objects whose default is null. */
@@ -119,7 +123,10 @@ export function prototypeKeyPaths(v: unknown, path: PropertyKey[] = []): string[
 
 export function refusePrototypeKeys(v: unknown, where: string): void {
   const bad = prototypeKeyPaths(v);
-  if (bad.length) throw new ConfigError(bad.map((p) => `${where}: ${p}: '${p.split('.').pop()}' is not a config key (it would change an object's prototype instead of setting a value)`));
+  if (bad.length)
+    throw new ConfigError(
+      bad.map((p) => `${where}: ${p}: '${p.split('.').pop()}' is not a config key (it would change an object's prototype instead of setting a value)`),
+    );
 }
 
 /**
@@ -133,7 +140,9 @@ export function parseYamlStrict(text: string): unknown {
   if (first) {
     const line = first.linePos?.[0]?.line;
     const tag = first.code === 'TAG_RESOLVE_FAILED' ? /Unresolved tag: (\S+)/.exec(first.message)?.[1] : undefined;
-    const what = tag ? `unknown YAML tag ${tag.replace(/^tag:yaml\.org,2002:/, '!!')} (config values are plain numbers, strings, booleans, null, lists and mappings)` : first.message.split('\n')[0]!;
+    const what = tag
+      ? `unknown YAML tag ${tag.replace(/^tag:yaml\.org,2002:/, '!!')} (config values are plain numbers, strings, booleans, null, lists and mappings)`
+      : first.message.split('\n')[0]!;
     throw new Error(line ? `line ${line}: ${what}` : what);
   }
   return doc.toJS({ maxAliasCount: 100 });
@@ -142,7 +151,8 @@ export function parseYamlStrict(text: string): unknown {
 /** Parse a `--set key=value` value as a YAML scalar (numbers, booleans, null, lists). */
 export function parseOverrideValue(raw: string): Json {
   const doc = YAML.parseDocument(raw);
-  if (doc.warnings.some((w) => w.code === 'TAG_RESOLVE_FAILED')) throw new ConfigError([`--set: ${JSON.stringify(raw)}: unknown YAML tag (config values are plain numbers, strings, booleans, null, lists and mappings)`]);
+  if (doc.warnings.some((w) => w.code === 'TAG_RESOLVE_FAILED'))
+    throw new ConfigError([`--set: ${JSON.stringify(raw)}: unknown YAML tag (config values are plain numbers, strings, booleans, null, lists and mappings)`]);
   if (doc.errors.length) return raw;
   return doc.toJS({ maxAliasCount: 100 }) as Json;
 }
@@ -154,9 +164,13 @@ export function applyOverrides(obj: unknown, overrides: readonly string[], sourc
     const eq = o.indexOf('=');
     if (eq <= 0) throw new ConfigError([`${source}: expected key=value, got ${JSON.stringify(o)}`]);
     const keys = o.slice(0, eq).split('.');
-    if (keys.some((k) => k.trim() === '')) throw new ConfigError([`${source}: ${JSON.stringify(o)}: expected a dotted key like train.maxSteps before '=', found an empty part`]);
+    if (keys.some((k) => k.trim() === ''))
+      throw new ConfigError([`${source}: ${JSON.stringify(o)}: expected a dotted key like train.maxSteps before '=', found an empty part`]);
     const proto = keys.find((k) => PROTOTYPE_KEYS.has(k));
-    if (proto) throw new ConfigError([`${source}: ${o.slice(0, eq)}: '${proto}' is not a config key (it would change an object's prototype instead of setting a value)`]);
+    if (proto)
+      throw new ConfigError([
+        `${source}: ${o.slice(0, eq)}: '${proto}' is not a config key (it would change an object's prototype instead of setting a value)`,
+      ]);
     const value = parseOverrideValue(o.slice(eq + 1));
     refusePrototypeKeys(value, `${source} ${o.slice(0, eq)}`);
     let patch: unknown = value;
@@ -178,7 +192,8 @@ export function readConfigFile(path: string): Record<string, unknown> {
     throw new ConfigError([`${path}: not valid ${path.endsWith('.json') ? 'JSON' : 'YAML'}: ${(e as Error).message.split('\n')[0]}`]);
   }
   // an empty file is a mistake (a wrong path, a file not yet written), not a request for the defaults
-  if (parsed === null || parsed === undefined) throw new ConfigError([`${path}: empty config file; expected a mapping of config keys (without -c the defaults are used)`]);
+  if (parsed === null || parsed === undefined)
+    throw new ConfigError([`${path}: empty config file; expected a mapping of config keys (without -c the defaults are used)`]);
   refusePrototypeKeys(parsed, path);
   if (!isPlainObject(parsed)) throw new ConfigError([`${path}: expected a mapping of config keys at the top level, got ${show(parsed)}`]);
   return parsed;
@@ -202,24 +217,33 @@ export function crossFieldProblems(c: HeadsConfig, file: string): string[] {
     }
   }
   if (m.ffnWidths) {
-    if (m.ffnWidths.encoder.length !== m.encoderLayers) p.push(`${file}: model.ffnWidths.encoder: expected ${m.encoderLayers} layers (model.encoderLayers), got ${m.ffnWidths.encoder.length}`);
-    if (m.ffnWidths.decoder.length !== m.decoderLayers) p.push(`${file}: model.ffnWidths.decoder: expected ${m.decoderLayers} layers (model.decoderLayers), got ${m.ffnWidths.decoder.length}`);
+    if (m.ffnWidths.encoder.length !== m.encoderLayers)
+      p.push(`${file}: model.ffnWidths.encoder: expected ${m.encoderLayers} layers (model.encoderLayers), got ${m.ffnWidths.encoder.length}`);
+    if (m.ffnWidths.decoder.length !== m.decoderLayers)
+      p.push(`${file}: model.ffnWidths.decoder: expected ${m.decoderLayers} layers (model.decoderLayers), got ${m.ffnWidths.decoder.length}`);
   }
   if (m.moe) {
     if (m.moe.topK > m.moe.experts) p.push(`${file}: model.moe.topK: ${m.moe.topK} is more than model.moe.experts = ${m.moe.experts}`);
     if (m.moe.layers === 'encoder' && m.encoderLayers === 0) p.push(`${file}: model.moe.layers: 'encoder', but model.encoderLayers is 0`);
     // FFN-neuron pruning (export/ffn-pruning.ts) knows plain FFNs only
-    if (m.ffnWidths) p.push(`${file}: model.moe: mixture-of-experts layers cannot be combined with model.ffnWidths (FFN-neuron pruning); set one of them to null`);
+    if (m.ffnWidths)
+      p.push(`${file}: model.moe: mixture-of-experts layers cannot be combined with model.ffnWidths (FFN-neuron pruning); set one of them to null`);
   }
   const mp = c.train.magnitudePruning;
   if (mp) {
-    if (mp.endStep < mp.startStep) p.push(`${file}: train.magnitudePruning.endStep: ${mp.endStep} is before train.magnitudePruning.startStep = ${mp.startStep}`);
-    if (mp.endStep > c.train.maxSteps) p.push(`${file}: train.magnitudePruning.endStep: ${mp.endStep} is after train.maxSteps = ${c.train.maxSteps} (the target sparsity would never be reached)`);
+    if (mp.endStep < mp.startStep)
+      p.push(`${file}: train.magnitudePruning.endStep: ${mp.endStep} is before train.magnitudePruning.startStep = ${mp.startStep}`);
+    if (mp.endStep > c.train.maxSteps)
+      p.push(
+        `${file}: train.magnitudePruning.endStep: ${mp.endStep} is after train.maxSteps = ${c.train.maxSteps} (the target sparsity would never be reached)`,
+      );
   }
   const es = c.train.earlyStopping;
   if (es) {
-    if (c.train.evalEverySteps === 0) p.push(`${file}: train.earlyStopping: set, but train.evalEverySteps is 0 (early stopping decides at evaluations; set it > 0)`);
-    if (es.metric === 'devBleu' && c.train.devBleuSentences === 0) p.push(`${file}: train.earlyStopping.metric: devBleu, but train.devBleuSentences is 0 (no dev BLEU is computed; use devLoss or set it > 0)`);
+    if (c.train.evalEverySteps === 0)
+      p.push(`${file}: train.earlyStopping: set, but train.evalEverySteps is 0 (early stopping decides at evaluations; set it > 0)`);
+    if (es.metric === 'devBleu' && c.train.devBleuSentences === 0)
+      p.push(`${file}: train.earlyStopping.metric: devBleu, but train.devBleuSentences is 0 (no dev BLEU is computed; use devLoss or set it > 0)`);
   }
   if (c.gates.settle && !c.gates.attention.length) p.push(`${file}: gates.settle: set, but gates.attention is empty (no gates to settle)`);
   if (c.model.encoderLayers === 0 && c.gates.attention.includes('enc-self'))
@@ -232,7 +256,8 @@ export function crossFieldProblems(c: HeadsConfig, file: string): string[] {
       for (const [stack, n] of Object.entries(perType)) {
         if (!c.gates.attention.includes(stack as 'enc-self')) p.push(`${file}: gates.targetHeads.${stack}: ${stack} is not in gates.attention`);
         const layers = stack === 'enc-self' ? c.model.encoderLayers : c.model.decoderLayers;
-        if (n !== undefined && n > layers * c.model.heads) p.push(`${file}: gates.targetHeads.${stack}: ${n} is more than the ${layers * c.model.heads} heads of ${stack}`);
+        if (n !== undefined && n > layers * c.model.heads)
+          p.push(`${file}: gates.targetHeads.${stack}: ${n} is more than the ${layers * c.model.heads} heads of ${stack}`);
       }
     else {
       const total = c.gates.attention.reduce((a, s) => a + (s === 'enc-self' ? c.model.encoderLayers : c.model.decoderLayers) * c.model.heads, 0);

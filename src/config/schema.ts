@@ -61,19 +61,19 @@ export const AttentionPatternsSchema = z
   .strictObject({
     'enc-self': z
       .discriminatedUnion('kind', [localPattern, blockPattern], {
-        error: (iss) => (iss.code === 'invalid_union' ? "expected kind 'local' or 'block' for encoder self-attention ('sliding' is causal: dec-self only)" : undefined),
+        error: (iss) =>
+          iss.code === 'invalid_union' ? "expected kind 'local' or 'block' for encoder self-attention ('sliding' is causal: dec-self only)" : undefined,
       })
       .nullable()
       .optional(),
     'dec-self': z
       .discriminatedUnion('kind', [slidingPattern, blockPattern], {
-        error: (iss) => (iss.code === 'invalid_union' ? "expected kind 'sliding' or 'block' for decoder self-attention (a causal 'local' window is 'sliding')" : undefined),
+        error: (iss) =>
+          iss.code === 'invalid_union' ? "expected kind 'sliding' or 'block' for decoder self-attention (a causal 'local' window is 'sliding')" : undefined,
       })
       .nullable()
       .optional(),
-    'dec-enc': z
-      .null({ error: 'expected null: no pattern applies to decoder-encoder attention (target and source positions are not aligned)' })
-      .optional(),
+    'dec-enc': z.null({ error: 'expected null: no pattern applies to decoder-encoder attention (target and source positions are not aligned)' }).optional(),
   })
   .nullable();
 
@@ -167,7 +167,9 @@ export const GatesSchema = z.strictObject({
    * heads to the target, annealed from the full count over `targetWarmupSteps`; the top heads by
    * P(open) are kept at the end.
    */
-  targetHeads: z.union([nonNegInt, z.strictObject({ 'enc-self': nonNegInt.optional(), 'dec-self': nonNegInt.optional(), 'dec-enc': nonNegInt.optional() })]).nullable(),
+  targetHeads: z
+    .union([nonNegInt, z.strictObject({ 'enc-self': nonNegInt.optional(), 'dec-self': nonNegInt.optional(), 'dec-enc': nonNegInt.optional() })])
+    .nullable(),
   /** steps over which the target falls from the full head count to targetHeads (null: half of train.maxSteps) */
   targetWarmupSteps: nonNegInt.nullable(),
   /** the gates' learning rate is train's times this (1: the reference; CoFiPruning trains its gates faster) */
@@ -183,7 +185,11 @@ export const GatesSchema = z.strictObject({
   settle: z
     .strictObject({
       checkEvery: z.number({ error: 'expected an integer >= 1' }).int({ error: 'expected an integer >= 1' }).min(1, { error: 'expected an integer >= 1' }),
-      minSteps: z.number({ error: 'expected an integer >= 0' }).int({ error: 'expected an integer >= 0' }).nonnegative({ error: 'expected an integer >= 0' }).default(0),
+      minSteps: z
+        .number({ error: 'expected an integer >= 0' })
+        .int({ error: 'expected an integer >= 0' })
+        .nonnegative({ error: 'expected an integer >= 0' })
+        .default(0),
     })
     .nullable(),
 });
@@ -201,7 +207,10 @@ const stepCount = z.number({ error: 'expected an integer >= 0' }).int({ error: '
 export const MagnitudePruningSchema = z
   .strictObject({
     /** the final sparsity s_f, a fraction of the prunable weights in [0, 1) */
-    sparsity: z.number({ error: 'expected a fraction in [0, 1) (0.5 zeroes half)' }).min(0, { error: 'expected a fraction in [0, 1) (0.5 zeroes half)' }).lt(1, { error: 'expected a fraction in [0, 1) (0.5 zeroes half)' }),
+    sparsity: z
+      .number({ error: 'expected a fraction in [0, 1) (0.5 zeroes half)' })
+      .min(0, { error: 'expected a fraction in [0, 1) (0.5 zeroes half)' })
+      .lt(1, { error: 'expected a fraction in [0, 1) (0.5 zeroes half)' }),
     /** rank all prunable matrices together (global) or prune each matrix to the same sparsity (per-layer) */
     scope: z.enum(['global', 'per-layer'], { error: "expected 'global' or 'per-layer'" }).default('global'),
     /** t0: the schedule starts here (sparsity 0 at t0) */
@@ -237,7 +246,10 @@ export type QuantAwareConfig = z.infer<typeof QuantAwareSchema>;
 export const EarlyStoppingSchema = z
   .strictObject({
     metric: z.enum(['devBleu', 'devLoss'], { error: "expected 'devBleu' or 'devLoss'" }),
-    patience: z.number({ error: 'expected an integer >= 1 (evaluations)' }).int({ error: 'expected an integer >= 1 (evaluations)' }).min(1, { error: 'expected an integer >= 1 (evaluations)' }),
+    patience: z
+      .number({ error: 'expected an integer >= 1 (evaluations)' })
+      .int({ error: 'expected an integer >= 1 (evaluations)' })
+      .min(1, { error: 'expected an integer >= 1 (evaluations)' }),
     minDelta: z.number({ error: 'expected a number >= 0' }).nonnegative({ error: 'expected a number >= 0' }).default(0),
   })
   .nullable();

@@ -19,7 +19,11 @@ const BYTES_PER_PARAMETER = 16;
 const MAX_TENSOR_ELEMENTS = 2 ** 31 - 1;
 
 /** Parameters of the model a config describes (a lower bound; see the header). */
-export function estimateParameters(c: HeadsConfig): { parameters: number; largestMatrix: { name: string; elements: number; key: string }; positionValues: number } {
+export function estimateParameters(c: HeadsConfig): {
+  parameters: number;
+  largestMatrix: { name: string; elements: number; key: string };
+  positionValues: number;
+} {
   const m = c.model;
   const d = m.dModel;
   const vocab = 4; // the special tokens: all the vocabulary known before BPE runs (see the header)
@@ -29,11 +33,24 @@ export function estimateParameters(c: HeadsConfig): { parameters: number; larges
     const units = widths ? widths.reduce((a, b) => a + b, 0) : layers * m.dFF;
     return 2 * d * units * ffnCopies(stack);
   };
-  const parameters = vocab * d * (m.tieEmbeddings ? 1 : 2) + m.encoderLayers * 4 * d * d + ffn('encoder', m.encoderLayers) + m.decoderLayers * 8 * d * d + ffn('decoder', m.decoderLayers);
+  const parameters =
+    vocab * d * (m.tieEmbeddings ? 1 : 2) +
+    m.encoderLayers * 4 * d * d +
+    ffn('encoder', m.encoderLayers) +
+    m.decoderLayers * 8 * d * d +
+    ffn('decoder', m.decoderLayers);
   const candidates = [
     // blamed on the factor furthest above its default (dModel 64, dFF 256, maxPositions 512)
-    { name: 'an FFN matrix (model.dModel x model.dFF)', elements: d * Math.max(m.dFF, ...(m.ffnWidths ? [...m.ffnWidths.encoder, ...m.ffnWidths.decoder] : [])), key: d / 64 >= m.dFF / 256 ? 'model.dModel' : 'model.dFF' },
-    { name: 'the position table (model.maxPositions x model.dModel)', elements: m.maxPositions * d, key: d / 64 >= m.maxPositions / 512 ? 'model.dModel' : 'model.maxPositions' },
+    {
+      name: 'an FFN matrix (model.dModel x model.dFF)',
+      elements: d * Math.max(m.dFF, ...(m.ffnWidths ? [...m.ffnWidths.encoder, ...m.ffnWidths.decoder] : [])),
+      key: d / 64 >= m.dFF / 256 ? 'model.dModel' : 'model.dFF',
+    },
+    {
+      name: 'the position table (model.maxPositions x model.dModel)',
+      elements: m.maxPositions * d,
+      key: d / 64 >= m.maxPositions / 512 ? 'model.dModel' : 'model.maxPositions',
+    },
   ];
   const largestMatrix = candidates.reduce((a, b) => (b.elements > a.elements ? b : a));
   return { parameters, largestMatrix, positionValues: m.maxPositions * d };
@@ -55,20 +72,29 @@ export function sizeProblems(c: HeadsConfig, file: string): string[] {
   const { parameters, largestMatrix, positionValues } = estimateParameters(c);
   const shape = `model.dModel ${m.dModel}, model.dFF ${m.dFF}, ${m.encoderLayers}+${m.decoderLayers} layers`;
   if (largestMatrix.elements > MAX_TENSOR_ELEMENTS) {
-    p.push(`${file}: ${largestMatrix.key}: ${largestMatrix.name} would have ${count(largestMatrix.elements)} values, more than one tensor can hold (${count(MAX_TENSOR_ELEMENTS)}); ${shape}`);
+    p.push(
+      `${file}: ${largestMatrix.key}: ${largestMatrix.name} would have ${count(largestMatrix.elements)} values, more than one tensor can hold (${count(MAX_TENSOR_ELEMENTS)}); ${shape}`,
+    );
   } else {
     const bytes = parameters * BYTES_PER_PARAMETER + 4 * positionValues;
     const onWasm = c.backend === 'wasm' || c.backend === 'auto';
     if (onWasm && bytes > WASM_HEAP_MAX_BYTES)
-      p.push(`${file}: model.dModel: the model has at least ${count(parameters)} parameters (${shape}), whose weights, gradients and Adam moments (and the position table) need ${gib(bytes)}; the wasm backend's heap holds at most 4 GiB (backend: tensorflow, with @tensorflow/tfjs-node installed, has no such limit)`);
+      p.push(
+        `${file}: model.dModel: the model has at least ${count(parameters)} parameters (${shape}), whose weights, gradients and Adam moments (and the position table) need ${gib(bytes)}; the wasm backend's heap holds at most 4 GiB (backend: tensorflow, with @tensorflow/tfjs-node installed, has no such limit)`,
+      );
   }
   // every pair up to data.maxLen tokens (+ </s>) may be drawn; a micro-batch budget below one of them is never met
   const t = c.train;
   const microBatches = typeof t.workers === 'number' && t.workers > 1 ? t.workers * Math.ceil(t.accumulateSteps / t.workers) : t.accumulateSteps;
   const need = (c.data.maxLen + 1) * microBatches;
   if (t.maxTokensPerBatch < need) {
-    const split = microBatches > 1 ? ` x ${microBatches} micro-batches (train.accumulateSteps${typeof t.workers === 'number' && t.workers > 1 ? ' over train.workers' : ''})` : '';
-    p.push(`${file}: train.maxTokensPerBatch: ${t.maxTokensPerBatch} cannot hold one pair of data.maxLen = ${c.data.maxLen} tokens (+ </s>)${split}; expected at least ${need}, or lower data.maxLen`);
+    const split =
+      microBatches > 1
+        ? ` x ${microBatches} micro-batches (train.accumulateSteps${typeof t.workers === 'number' && t.workers > 1 ? ' over train.workers' : ''})`
+        : '';
+    p.push(
+      `${file}: train.maxTokensPerBatch: ${t.maxTokensPerBatch} cannot hold one pair of data.maxLen = ${c.data.maxLen} tokens (+ </s>)${split}; expected at least ${need}, or lower data.maxLen`,
+    );
   }
   return p;
 }

@@ -4,16 +4,7 @@
  */
 import { describe, expect, test } from '@jest/globals';
 import { Rng } from '../util/random.js';
-import {
-  describePlan,
-  filterByLength,
-  makeBatch,
-  planBatches,
-  planEvalBatches,
-  restoreOrder,
-  type BatchPlan,
-  type EncodedPair,
-} from './batches.js';
+import { describePlan, filterByLength, makeBatch, planBatches, planEvalBatches, restoreOrder, type BatchPlan, type EncodedPair } from './batches.js';
 
 describe('makeBatch', () => {
   test('layout worked by hand', () => {

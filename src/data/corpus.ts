@@ -133,9 +133,7 @@ function readTsvCorpus(spec: TsvCorpusSpec): SentencePair[] {
   const expectedFields = rows[0]!.length;
   const explicitColumns = spec.srcColumn !== undefined || spec.tgtColumn !== undefined;
   if (!explicitColumns && expectedFields !== 2) {
-    throw new DataError(
-      `${path}:1: expected 2 tab-separated fields (source, target), found ${expectedFields}; choose columns with srcColumn/tgtColumn`,
-    );
+    throw new DataError(`${path}:1: expected 2 tab-separated fields (source, target), found ${expectedFields}; choose columns with srcColumn/tgtColumn`);
   }
   const header = hasHeader ? rows[0]! : undefined;
   const resolve = (col: number | string, role: string): number => {
@@ -216,8 +214,6 @@ export function describeCorpus(pairs: readonly SentencePair[]): CorpusStats {
   const n = pairs.length;
   const avgSrcWords = n ? srcWords / n : 0;
   const avgTgtWords = n ? tgtWords / n : 0;
-  const text =
-    `${n} pairs | words/sentence src ${avgSrcWords.toFixed(2)} (max ${maxSrcWords})` +
-    ` tgt ${avgTgtWords.toFixed(2)} (max ${maxTgtWords})`;
+  const text = `${n} pairs | words/sentence src ${avgSrcWords.toFixed(2)} (max ${maxSrcWords})` + ` tgt ${avgTgtWords.toFixed(2)} (max ${maxTgtWords})`;
   return { pairs: n, srcWords, tgtWords, avgSrcWords, avgTgtWords, maxSrcWords, maxTgtWords, text };
 }

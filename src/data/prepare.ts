@@ -51,11 +51,7 @@ export function encodePairs(tok: BpeTokenizer, pairs: readonly SentencePair[]): 
   return pairs.map((p, index) => ({ src: tok.encode(p.src), tgt: tok.encodeTarget(p.tgt), index }));
 }
 
-export function prepareData(
-  data: DataConfig,
-  seed: number,
-  opts: { tokenizer?: BpeTokenizer; onProgress?: (msg: string) => void } = {},
-): PreparedData {
+export function prepareData(data: DataConfig, seed: number, opts: { tokenizer?: BpeTokenizer; onProgress?: (msg: string) => void } = {}): PreparedData {
   const log = opts.onProgress ?? (() => {});
   const corpora = loadCorpora(data, seed);
   log(`data: ${corpora.train.length} train / ${corpora.valid.length} valid / ${corpora.test.length} test pairs from ${corpora.sources.train}`);

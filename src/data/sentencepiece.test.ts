@@ -18,12 +18,21 @@ const FIXTURE = join(dirname(fileURLToPath(import.meta.url)), '..', 'import', 'f
 const python = ['python3', '/usr/bin/python3'].find((py) => spawnSync(py, ['-c', 'import sentencepiece'], { stdio: 'ignore' }).status === 0) ?? null;
 if (!python) console.warn('skipping the SentencePiece cross-check: no python3 with sentencepiece (apt-get install python3-sentencepiece)');
 
-const ALPHABET = [...'the cat sees a dog house tree grün der die das ÄÖÜ é ß ＡＢＣ ﬁ ① ..!?,;  \t\u3000\u00a0xyzqj', '\u2581', '\u0301', '😀', 'ｶ', '\u200b', '\ufeff'];
+const ALPHABET = [
+  ...'the cat sees a dog house tree grün der die das ÄÖÜ é ß ＡＢＣ ﬁ ① ..!?,;  \t\u3000\u00a0xyzqj',
+  '\u2581',
+  '\u0301',
+  '😀',
+  'ｶ',
+  '\u200b',
+  '\ufeff',
+];
 
 function sentences(n: number): string[] {
   const rng = new Rng(21);
   const out = ['', ' ', 'the cat sees a dog.', '  The  Cat ist  grün!  ', 'xyz ＡＢＣ é', 'der hund trinkt wasser'];
-  for (let i = 0; i < n; i++) out.push(Array.from({ length: 1 + Math.floor(rng.next() * 30) }, () => ALPHABET[Math.floor(rng.next() * ALPHABET.length)]).join(''));
+  for (let i = 0; i < n; i++)
+    out.push(Array.from({ length: 1 + Math.floor(rng.next() * 30) }, () => ALPHABET[Math.floor(rng.next() * ALPHABET.length)]).join(''));
   return out;
 }
 
@@ -40,7 +49,10 @@ for side in ("source", "target"):
     sp = spm.SentencePieceProcessor(model_file=sys.argv[2] + "/" + side + ".spm")
     out[side] = {"pieces": [sp.encode(t, out_type=str) for t in texts], "ids": [sp.encode(t) for t in texts], "decoded": [sp.decode(sp.encode(t, out_type=str)) for t in texts]}
 json.dump(out, sys.stdout, ensure_ascii=False)`;
-      const ref = JSON.parse(execFileSync(python!, ['-c', script, join(dir, 'in.json'), FIXTURE], { encoding: 'utf8' })) as Record<string, { pieces: string[][]; ids: number[][]; decoded: string[] }>;
+      const ref = JSON.parse(execFileSync(python!, ['-c', script, join(dir, 'in.json'), FIXTURE], { encoding: 'utf8' })) as Record<
+        string,
+        { pieces: string[][]; ids: number[][]; decoded: string[] }
+      >;
       for (const side of ['source', 'target']) {
         const sp = SentencePiece.fromBytes(readFileSync(join(FIXTURE, `${side}.spm`)));
         const r = ref[side]!;

@@ -35,7 +35,10 @@ export interface SentencePieceModel {
 
 class Reader {
   pos = 0;
-  constructor(readonly buf: Uint8Array, readonly end = buf.length) {}
+  constructor(
+    readonly buf: Uint8Array,
+    readonly end = buf.length,
+  ) {}
   varint(): number {
     let result = 0;
     let shift = 0;
@@ -80,7 +83,15 @@ const utf8 = new TextDecoder('utf-8');
 
 /** Parse a ModelProto; throws Error with the reason on a malformed file. */
 export function parseSentencePieceModel(buf: Uint8Array): SentencePieceModel {
-  const m: SentencePieceModel = { pieces: [], modelType: 1, byteFallback: false, addDummyPrefix: true, removeExtraWhitespaces: true, escapeWhitespaces: true, charsmap: null };
+  const m: SentencePieceModel = {
+    pieces: [],
+    modelType: 1,
+    byteFallback: false,
+    addDummyPrefix: true,
+    removeExtraWhitespaces: true,
+    escapeWhitespaces: true,
+    charsmap: null,
+  };
   new Reader(buf).fields((field, wire, r) => {
     if (field === 1 && wire === 2) {
       const b = r.bytes();

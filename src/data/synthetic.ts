@@ -32,10 +32,7 @@ export function isSyntheticTask(s: string): s is SyntheticTask {
 // ---------------------------------------------------------------------------------------------------
 // copy / reverse
 
-const PSEUDO_WORDS = [
-  'blick', 'dorn', 'fasel', 'gump', 'hiro', 'jank', 'kolb', 'lupe',
-  'mirt', 'nock', 'pras', 'quon', 'rilk', 'sapo', 'tweb', 'vusk',
-];
+const PSEUDO_WORDS = ['blick', 'dorn', 'fasel', 'gump', 'hiro', 'jank', 'kolb', 'lupe', 'mirt', 'nock', 'pras', 'quon', 'rilk', 'sapo', 'tweb', 'vusk'];
 
 function generateSequencePair(rng: Rng, isReversed: boolean): SentencePair {
   const n = 3 + rng.int(8); // 3..10 words
@@ -264,11 +261,14 @@ function sampleNounPhrase(rng: Rng): ToyMtNounPhrase {
   let modifier: string | undefined;
   if (rng.next() < 0.1) {
     noun = pick(rng, COMPOUND_HEADS);
-    modifier = pick(rng, NOUNS.filter((n) => n.mod !== undefined && n.en !== noun)).en;
+    modifier = pick(
+      rng,
+      NOUNS.filter((n) => n.mod !== undefined && n.en !== noun),
+    ).en;
   } else noun = pick(rng, NOUNS).en;
   const u = rng.next();
   let det: ToyMtDeterminer;
-  if (isPlural) det = u < 0.4 ? 'the' : u < 0.5 ? 'this' : u < 0.65 ? 'my' : u < 0.7 ? 'no' : pick(rng, NUMBERS)[0] as ToyMtDeterminer;
+  if (isPlural) det = u < 0.4 ? 'the' : u < 0.5 ? 'this' : u < 0.65 ? 'my' : u < 0.7 ? 'no' : (pick(rng, NUMBERS)[0] as ToyMtDeterminer);
   else det = u < 0.45 ? 'the' : u < 0.75 ? 'a' : u < 0.85 ? 'this' : u < 0.95 ? 'my' : 'no';
   const v = rng.next();
   const numAdjs = v < 0.55 ? 0 : v < 0.9 ? 1 : 2;

@@ -10,17 +10,7 @@ import { DataError } from '../util/errors.js';
 import { Rng } from '../util/random.js';
 import { readParallelCorpus } from './corpus.js';
 import { generateSyntheticCorpus } from './synthetic.js';
-import {
-  BOS_ID,
-  BpeTokenizer,
-  EOS_ID,
-  normalizeWhitespace,
-  PAD_ID,
-  pretokenize,
-  tokenFrequencies,
-  UNK_ID,
-  WORD_START as W,
-} from './tokenizer.js';
+import { BOS_ID, BpeTokenizer, EOS_ID, normalizeWhitespace, PAD_ID, pretokenize, tokenFrequencies, UNK_ID, WORD_START as W } from './tokenizer.js';
 
 let dir: string;
 beforeAll(() => {
@@ -32,16 +22,7 @@ afterAll(() => {
 
 describe('pretokenize', () => {
   test('word-start markers and punctuation runs', () => {
-    expect(pretokenize('  The package. (common)  files... ')).toEqual([
-      `${W}The`,
-      `${W}package`,
-      '.',
-      `${W}(`,
-      'common',
-      ')',
-      `${W}files`,
-      '...',
-    ]);
+    expect(pretokenize('  The package. (common)  files... ')).toEqual([`${W}The`, `${W}package`, '.', `${W}(`, 'common', ')', `${W}files`, '...']);
     expect(pretokenize('Echtzeit-Strategiespiel 0.9')).toEqual([`${W}Echtzeit`, '-', 'Strategiespiel', `${W}0`, '.', '9']);
     expect(pretokenize('')).toEqual([]);
   });
@@ -73,13 +54,7 @@ describe('BPE learning, worked by hand', () => {
     expect(BpeTokenizer.learn(texts, { numMerges: 2 }).toJSON().merges).toEqual(['a b', `${W} ab`]);
     expect(BpeTokenizer.learn(texts, { numMerges: 0 }).vocabSize).toBe(8);
     // with minPairCount 1 the count-1 pair (▁ab,c) is merged fifth
-    expect(BpeTokenizer.learn(texts, { numMerges: 10, minPairCount: 1 }).toJSON().merges).toEqual([
-      'a b',
-      `${W} ab`,
-      'b c',
-      `${W} bc`,
-      `${W}ab c`,
-    ]);
+    expect(BpeTokenizer.learn(texts, { numMerges: 10, minPairCount: 1 }).toJSON().merges).toEqual(['a b', `${W} ab`, 'b c', `${W} bc`, `${W}ab c`]);
   });
 
   test('punctuation is split off, so "ab." shares "▁ab" with "ab"', () => {
@@ -126,7 +101,7 @@ function naiveBpe(texts: string[], numMerges: number): string[] {
     merges.push(`${l} ${r}`);
     words = words.map((w) => {
       const out: string[] = [];
-      for (let i = 0; i < w.syms.length; ) {
+      for (let i = 0; i < w.syms.length;) {
         if (i + 1 < w.syms.length && w.syms[i] === l && w.syms[i + 1] === r) {
           out.push(l + r);
           i += 2;

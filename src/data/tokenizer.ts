@@ -313,7 +313,7 @@ export class BpeTokenizer {
         }
         if (!hasPair) continue; // stale index entry
         const out: number[] = [];
-        for (let i = 0; i < s.length; ) {
+        for (let i = 0; i < s.length;) {
           if (i + 1 < s.length && s[i] === a && s[i + 1] === b) {
             out.push(c);
             i += 2;
@@ -396,7 +396,7 @@ export class BpeTokenizer {
       const b = this.mergeRight[bestRank]!;
       const c = this.mergeResult[bestRank]!;
       const next: number[] = [];
-      for (let i = 0; i < syms.length; ) {
+      for (let i = 0; i < syms.length;) {
         if (i + 1 < syms.length && syms[i] === a && syms[i + 1] === b) {
           next.push(c);
           i += 2;
@@ -638,12 +638,19 @@ export class MarianTokenizer extends BpeTokenizer {
   }
 
   override checkVocabSize(vocabSize: number, sourceName: string): void {
-    if (vocabSize !== this.vocabSize) throw new DataError(`${sourceName}: vocabulary size mismatch: expected ${vocabSize}, the tokenizer has ${this.vocabSize}`);
+    if (vocabSize !== this.vocabSize)
+      throw new DataError(`${sourceName}: vocabulary size mismatch: expected ${vocabSize}, the tokenizer has ${this.vocabSize}`);
   }
 
   toMarianJSON(): MarianTokenizerJson {
     const b64 = (b: Uint8Array) => Buffer.from(b).toString('base64');
-    return { version: TOKENIZER_FILE_VERSION, type: MARIAN_TOKENIZER_TYPE, vocab: [...this.marianVocab], source: b64(this.sourceModel), target: b64(this.targetModel) };
+    return {
+      version: TOKENIZER_FILE_VERSION,
+      type: MARIAN_TOKENIZER_TYPE,
+      vocab: [...this.marianVocab],
+      source: b64(this.sourceModel),
+      target: b64(this.targetModel),
+    };
   }
 
   override toJSON(): BpeTokenizerJson {
@@ -661,7 +668,8 @@ export class MarianTokenizer extends BpeTokenizer {
     if (o.version !== TOKENIZER_FILE_VERSION) fail(`version: expected ${TOKENIZER_FILE_VERSION}, got ${JSON.stringify(o.version)}`);
     if (!Array.isArray(o.vocab) || o.vocab.length < 3 || o.vocab.some((p) => typeof p !== 'string')) fail('vocab: expected an array of at least 3 strings');
     const vocab = o.vocab as string[];
-    if (vocab[0] !== '</s>' || vocab[1] !== '<unk>' || vocab[vocab.length - 1] !== '<pad>') fail(`vocab: expected "</s>" at 0, "<unk>" at 1 and "<pad>" last, got ${JSON.stringify([vocab[0], vocab[1], vocab[vocab.length - 1]])}`);
+    if (vocab[0] !== '</s>' || vocab[1] !== '<unk>' || vocab[vocab.length - 1] !== '<pad>')
+      fail(`vocab: expected "</s>" at 0, "<unk>" at 1 and "<pad>" last, got ${JSON.stringify([vocab[0], vocab[1], vocab[vocab.length - 1]])}`);
     const model = (field: 'source' | 'target'): Uint8Array => {
       if (typeof o[field] !== 'string') return fail(`${field}: expected the base64 text of a SentencePiece model`);
       return new Uint8Array(Buffer.from(o[field] as string, 'base64'));

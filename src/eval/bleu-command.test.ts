@@ -45,13 +45,31 @@ beforeAll(() => {
   writeFileSync(f('chrf.hyp'), CHRF_HYP.join('\n') + '\n');
   writeFileSync(f('chrf.ref'), CHRF_REF.join('\n') + '\n');
   // a system made much worse: every second word dropped
-  writeFileSync(f('worse.hyp'), TER_HYP.map((l) => l.split(' ').filter((_, i) => i % 2 === 0).join(' ')).join('\n') + '\n');
+  writeFileSync(
+    f('worse.hyp'),
+    TER_HYP.map((l) =>
+      l
+        .split(' ')
+        .filter((_, i) => i % 2 === 0)
+        .join(' '),
+    ).join('\n') + '\n',
+  );
   writeFileSync(f('four.hyp'), TER_HYP.slice(0, 4).join('\n') + '\n');
   // 20 sentences for approximate randomization: with 5 there are only 2^5 swap patterns and p >= 2/32 exactly
   const x4 = (lines: string[]): string => [...lines, ...lines, ...lines, ...lines].join('\n') + '\n';
   writeFileSync(f('ter4.hyp'), x4(TER_HYP));
   writeFileSync(f('ter4.ref'), x4(TER_REF));
-  writeFileSync(f('worse4.hyp'), x4(TER_HYP.map((l) => l.split(' ').filter((_, i) => i % 2 === 0).join(' '))));
+  writeFileSync(
+    f('worse4.hyp'),
+    x4(
+      TER_HYP.map((l) =>
+        l
+          .split(' ')
+          .filter((_, i) => i % 2 === 0)
+          .join(' '),
+      ),
+    ),
+  );
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -88,10 +106,17 @@ describe('metrics', () => {
   });
 
   it('sentence-level chrF lines: sacreBLEU test_chrf.py values (epsilon smoothing)', () => {
-    const out = runBleuCommand(opts({ hypothesisPaths: [f('chrf.hyp')], referencePaths: [f('chrf.ref')], metrics: ['chrf'], chrf: { epsSmoothing: true }, sentenceLevel: true, width: 4 }));
-    expect(out.split('\n')).toEqual(
-      ['39.1408', '31.2256', '57.1570'].map((v) => `chrF2|nrefs:1|case:mixed|eff:no|nc:6|nw:0|space:no|version:${V} = ${v}`),
+    const out = runBleuCommand(
+      opts({
+        hypothesisPaths: [f('chrf.hyp')],
+        referencePaths: [f('chrf.ref')],
+        metrics: ['chrf'],
+        chrf: { epsSmoothing: true },
+        sentenceLevel: true,
+        width: 4,
+      }),
     );
+    expect(out.split('\n')).toEqual(['39.1408', '31.2256', '57.1570'].map((v) => `chrF2|nrefs:1|case:mixed|eff:no|nc:6|nw:0|space:no|version:${V} = ${v}`));
   });
 
   it('sentence-level BLEU has effective order on by default and --no-effective-order turns it off', () => {
@@ -108,7 +133,9 @@ describe('metrics', () => {
 describe('--confidence', () => {
   it("prints sacreBLEU's μ = mean ± half-width and bs/seed in the signature", () => {
     const out = runBleuCommand(opts({ metrics: ['ter'], confidence: true, confidenceN: 200 }));
-    expect(out).toMatch(new RegExp(`^TER\\|nrefs:1\\|bs:200\\|seed:12345\\|case:lc\\|.*version:${V.replace(/\+/g, '\\+')} = 13\\.6 \\(μ = [0-9.]+ ± [0-9.]+\\)$`));
+    expect(out).toMatch(
+      new RegExp(`^TER\\|nrefs:1\\|bs:200\\|seed:12345\\|case:lc\\|.*version:${V.replace(/\+/g, '\\+')} = 13\\.6 \\(μ = [0-9.]+ ± [0-9.]+\\)$`),
+    );
     const json = JSON.parse(runBleuCommand(opts({ metrics: ['ter'], confidence: true, format: 'json', width: 2 }))) as Record<string, unknown>;
     expect(json).toMatchObject({ name: 'TER', score: 13.6, bs: '1000', seed: '12345' });
     expect(typeof json.confidence_mean).toBe('number');
@@ -125,7 +152,11 @@ describe('paired tests', () => {
     opts({ hypothesisPaths: [f('ter.hyp'), f('ter.hyp'), f('worse.hyp')], metrics: ['bleu', 'ter'], pairedBs: true, pairedBsN: 300, ...over });
 
   it('JSON: sacreBLEU shape, p = 1 for a copy of the baseline, p < 0.05 for a much worse system, CI around the score', () => {
-    const json = JSON.parse(runBleuCommand(paired({ format: 'json' }))) as { system: string; BLEU: Record<string, number | null | string>; TER: Record<string, number | null | string> }[];
+    const json = JSON.parse(runBleuCommand(paired({ format: 'json' }))) as {
+      system: string;
+      BLEU: Record<string, number | null | string>;
+      TER: Record<string, number | null | string>;
+    }[];
     expect(json.map((s) => s.system)).toEqual([`Baseline: ${f('ter.hyp')}`, f('ter.hyp'), f('worse.hyp')]);
     expect(json[0]!.BLEU.p_value).toBeNull();
     expect(json[1]!.BLEU.p_value).toBe(1);
@@ -154,7 +185,16 @@ describe('paired tests', () => {
   it('approximate randomization: ar and bs (its CI) in the signature, p = 1 for the copy', () => {
     const json = JSON.parse(
       runBleuCommand(
-        paired({ hypothesisPaths: [f('ter4.hyp'), f('ter4.hyp'), f('worse4.hyp')], referencePaths: [f('ter4.ref')], pairedBs: false, pairedAr: true, pairedArN: 500, confidenceN: 100, metrics: ['chrf'], format: 'json' }),
+        paired({
+          hypothesisPaths: [f('ter4.hyp'), f('ter4.hyp'), f('worse4.hyp')],
+          referencePaths: [f('ter4.ref')],
+          pairedBs: false,
+          pairedAr: true,
+          pairedArN: 500,
+          confidenceN: 100,
+          metrics: ['chrf'],
+          format: 'json',
+        }),
       ),
     ) as { chrF2: Record<string, unknown> }[];
     expect(json[1]!.chrF2.p_value).toBe(1);

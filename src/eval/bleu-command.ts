@@ -86,7 +86,9 @@ function readFileText(path: string, what: string): string {
     try {
       bytes = gunzipSync(bytes);
     } catch (e) {
-      throw new DataError(`${path}: expected a gzip-compressed ${what} (name ends in .gz), but it does not decompress (${e instanceof Error ? e.message : String(e)})`);
+      throw new DataError(
+        `${path}: expected a gzip-compressed ${what} (name ends in .gz), but it does not decompress (${e instanceof Error ? e.message : String(e)})`,
+      );
     }
   }
   try {
@@ -230,7 +232,12 @@ function joinSingleResults(lines: readonly string[], json: boolean, scoreOnly: b
 function table(rows: readonly (readonly string[])[], rightAlign: readonly boolean[]): string {
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
   return rows
-    .map((r) => r.map((cell, c) => (rightAlign[c] ? cell.padStart(widths[c]!) : cell.padEnd(widths[c]!))).join('  ').trimEnd())
+    .map((r) =>
+      r
+        .map((cell, c) => (rightAlign[c] ? cell.padStart(widths[c]!) : cell.padEnd(widths[c]!)))
+        .join('  ')
+        .trimEnd(),
+    )
     .join('\n');
 }
 
@@ -244,8 +251,7 @@ export function runBleuCommand(opts: BleuCommandOptions): string {
   const { width } = plan;
   const log = opts.log ?? ((): void => undefined);
 
-  const systems =
-    plan.hypPaths.length > 0 ? plan.hypPaths.map((p) => readSystem(p, undefined)) : [readSystem(undefined, opts.hypothesisText)];
+  const systems = plan.hypPaths.length > 0 ? plan.hypPaths.map((p) => readSystem(p, undefined)) : [readSystem(undefined, opts.hypothesisText)];
   for (const s of systems) if (s.lines.length === 0) throw new DataError(`${s.name}: expected hypothesis lines, found an empty input`);
   const refs = opts.referencePaths.map((p) => splitLines(readFileText(p, 'reference file')));
   const nLines = systems[0]!.lines.length;
@@ -256,13 +262,14 @@ export function runBleuCommand(opts: BleuCommandOptions): string {
   }
   refs.forEach((stream, k) => {
     if (stream.length !== nLines) {
-      throw new DataError(`line counts differ: hypothesis ${systems[0]!.name} has ${nLines} lines but reference ${opts.referencePaths[k]} has ${stream.length} lines`);
+      throw new DataError(
+        `line counts differ: hypothesis ${systems[0]!.name} has ${nLines} lines but reference ${opts.referencePaths[k]} has ${stream.length} lines`,
+      );
     }
   });
 
   const nrefs = refs.length;
-  const build = (id: MetricName, sentence: boolean): Metric =>
-    makeMetric(id, { bleu: bleuOptions(opts, sentence), chrf: opts.chrf, ter: opts.ter }, sentence);
+  const build = (id: MetricName, sentence: boolean): Metric => makeMetric(id, { bleu: bleuOptions(opts, sentence), chrf: opts.chrf, ter: opts.ter }, sentence);
   const sig = (m: Metric, test: TestSignatureFields | undefined, forText: boolean): string =>
     m.signature(nrefs, test, forText && opts.format !== 'json' ? (opts.short ?? false) : false);
 
@@ -273,7 +280,13 @@ export function runBleuCommand(opts: BleuCommandOptions): string {
       const segRefs = refs.map((stream) => stream[i]!);
       for (const m of metrics) {
         const st = m.segmentStats(h, segRefs);
-        out.push(formatScoreLine(m.name, m.scoreFromStats(st), m.verboseFromStats(st), { width, scoreOnly: opts.scoreOnly, signature: m.signature(nrefs, undefined, opts.short ?? false) }));
+        out.push(
+          formatScoreLine(m.name, m.scoreFromStats(st), m.verboseFromStats(st), {
+            width,
+            scoreOnly: opts.scoreOnly,
+            signature: m.signature(nrefs, undefined, opts.short ?? false),
+          }),
+        );
       }
     });
     return out.join('\n');
@@ -296,7 +309,9 @@ export function runBleuCommand(opts: BleuCommandOptions): string {
       if (verbose) {
         const rate = nLines / Math.max((performance.now() - t) / 1000, 1e-6);
         const eta = ((performance.now() - t0) / step) * (steps - step);
-        log(`bleu: [${step}/${steps}] ${m.name} statistics of ${s.name}: ${nLines} sentences in ${elapsed(t)} (${rate.toFixed(0)} sentences/s), ETA ${(eta / 1000).toFixed(1)} s`);
+        log(
+          `bleu: [${step}/${steps}] ${m.name} statistics of ${s.name}: ${nLines} sentences in ${elapsed(t)} (${rate.toFixed(0)} sentences/s), ETA ${(eta / 1000).toFixed(1)} s`,
+        );
       }
     }
     stats.set(m, perSystem);
@@ -307,7 +322,12 @@ export function runBleuCommand(opts: BleuCommandOptions): string {
       const st = stats.get(m)![0]!;
       const sum = sumAll(st);
       if (!opts.confidence) {
-        return formatScoreLine(m.name, m.scoreFromStats(sum), m.verboseFromStats(sum), { width, scoreOnly: opts.scoreOnly, json: opts.format === 'json', signature: sig(m, undefined, true) });
+        return formatScoreLine(m.name, m.scoreFromStats(sum), m.verboseFromStats(sum), {
+          width,
+          scoreOnly: opts.scoreOnly,
+          json: opts.format === 'json',
+          signature: sig(m, undefined, true),
+        });
       }
       const r = bootstrapConfidenceFromStats(m, st, plan.confidenceN, plan.seed);
       const test = { bs: plan.confidenceN, seed: plan.seed };
@@ -322,7 +342,15 @@ export function runBleuCommand(opts: BleuCommandOptions): string {
     return joinSingleResults(lines, opts.format === 'json', opts.scoreOnly);
   }
 
-  if (plan.test === undefined) return scoreTable(systems.map((s) => s.name), metrics, stats, opts, plan, sig);
+  if (plan.test === undefined)
+    return scoreTable(
+      systems.map((s) => s.name),
+      metrics,
+      stats,
+      opts,
+      plan,
+      sig,
+    );
 
   const tTests = performance.now();
   const results = metrics.map((m, k): PairedResult => {
@@ -334,10 +362,19 @@ export function runBleuCommand(opts: BleuCommandOptions): string {
         : pairedApproximateRandomizationFromStats(m, base!, rest, plan.testN, plan.seed, plan.confidenceN);
     const what = plan.test === 'bs' ? 'bootstrap resamples' : 'randomization trials';
     const done = performance.now() - tTests;
-    log(`bleu: [${k + 1}/${metrics.length}] ${m.name} paired test, ${rest.length} system(s) x ${plan.testN} ${what} in ${elapsed(t)}, ETA ${(((done / (k + 1)) * (metrics.length - k - 1)) / 1000).toFixed(1)} s`);
+    log(
+      `bleu: [${k + 1}/${metrics.length}] ${m.name} paired test, ${rest.length} system(s) x ${plan.testN} ${what} in ${elapsed(t)}, ETA ${(((done / (k + 1)) * (metrics.length - k - 1)) / 1000).toFixed(1)} s`,
+    );
     return r;
   });
-  return pairedReport(systems.map((s) => s.name), metrics, results, opts, plan, sig);
+  return pairedReport(
+    systems.map((s) => s.name),
+    metrics,
+    results,
+    opts,
+    plan,
+    sig,
+  );
 }
 
 function sumAll(st: SegmentStats): Float64Array {
@@ -349,7 +386,14 @@ function sumAll(st: SegmentStats): Float64Array {
 type SigFn = (m: Metric, test: TestSignatureFields | undefined, forText: boolean) => string;
 
 /** Several systems without a test: sacreBLEU's table of scores (JSON: one object per system). */
-function scoreTable(names: readonly string[], metrics: readonly Metric[], stats: Map<Metric, SegmentStats[]>, opts: BleuCommandOptions, plan: Plan, sig: SigFn): string {
+function scoreTable(
+  names: readonly string[],
+  metrics: readonly Metric[],
+  stats: Map<Metric, SegmentStats[]>,
+  opts: BleuCommandOptions,
+  plan: Plan,
+  sig: SigFn,
+): string {
   const scores = metrics.map((m) => stats.get(m)!.map((st) => scoreFromSegmentStats(m, st)));
   if (opts.format === 'json') {
     return JSON.stringify(
@@ -359,7 +403,10 @@ function scoreTable(names: readonly string[], metrics: readonly Metric[], stats:
     );
   }
   const rows = [['System', ...metrics.map((m) => m.name)], ...names.map((name, s) => [name, ...metrics.map((_, k) => pyFixed(scores[k]![s]!, plan.width))])];
-  return `${table(rows, rows[0]!.map((_, c) => c > 0))}\n\n${signatureBlock(metrics, (m) => sig(m, undefined, true))}`;
+  return `${table(
+    rows,
+    rows[0]!.map((_, c) => c > 0),
+  )}\n\n${signatureBlock(metrics, (m) => sig(m, undefined, true))}`;
 }
 
 function signatureBlock(metrics: readonly Metric[], sigOf: (m: Metric) => string): string {
@@ -367,7 +414,14 @@ function signatureBlock(metrics: readonly Metric[], sigOf: (m: Metric) => string
 }
 
 /** The paired tests as a table (one row per system and metric) with a legend, or as sacreBLEU-shaped JSON. */
-function pairedReport(names: readonly string[], metrics: readonly Metric[], results: readonly PairedResult[], opts: BleuCommandOptions, plan: Plan, sig: SigFn): string {
+function pairedReport(
+  names: readonly string[],
+  metrics: readonly Metric[],
+  results: readonly PairedResult[],
+  opts: BleuCommandOptions,
+  plan: Plan,
+  sig: SigFn,
+): string {
   const w = plan.width;
   const testFields = (r: PairedResult): TestSignatureFields =>
     r.test === 'bs' ? { bs: r.n, seed: r.seed } : { ...(r.bootstrapN > 0 ? { bs: r.bootstrapN } : {}), ar: r.n, seed: r.seed };
@@ -428,5 +482,11 @@ function pairedReport(names: readonly string[], metrics: readonly Metric[], resu
     '   |system - baseline|. * marks p < 0.05: the difference is unlikely to be chance. It says the systems differ,',
     '   not which one is better (TER: lower is better).',
   ];
-  return [table(rows, [false, false, true, true, false, true, true]), '', ...legend, '', signatureBlock(metrics, (m) => sig(m, testFields(results[metrics.indexOf(m)]!), true))].join('\n');
+  return [
+    table(rows, [false, false, true, true, false, true, true]),
+    '',
+    ...legend,
+    '',
+    signatureBlock(metrics, (m) => sig(m, testFields(results[metrics.indexOf(m)]!), true)),
+  ].join('\n');
 }

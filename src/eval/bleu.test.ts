@@ -27,7 +27,11 @@ import { pyRstrip, pySplit, tokenize13a } from './tokenizer-13a.js';
 
 const V = BLEU_SIGNATURE_VERSION;
 /** BLEU from per-order precisions in percent: the geometric mean, as a plain product (independent of the code). */
-const geo = (ps: number[]): number => Math.pow(ps.reduce((a, b) => a * b, 1), 1 / ps.length);
+const geo = (ps: number[]): number =>
+  Math.pow(
+    ps.reduce((a, b) => a * b, 1),
+    1 / ps.length,
+  );
 
 describe('tokenize13a (sacreBLEU tokenizer_13a)', () => {
   it.each([
@@ -42,7 +46,10 @@ describe('tokenize13a (sacreBLEU tokenizer_13a)', () => {
     ['a,b 1,a a.1', 'a , b 1 , a a . 1'],
     // the apostrophe (0x27) is not in the symbol class, so contractions stay whole
     ["don't", "don't"],
-    ['(a) [b] {c} a/b a:b a;b a?b a_b a^b a`b a|b a~b a@b a#b a%b a*b a+b a=b', '( a ) [ b ] { c } a / b a : b a ; b a ? b a _ b a ^ b a ` b a | b a ~ b a @ b a # b a % b a * b a + b a = b'],
+    [
+      '(a) [b] {c} a/b a:b a;b a?b a_b a^b a`b a|b a~b a@b a#b a%b a*b a+b a=b',
+      '( a ) [ b ] { c } a / b a : b a ; b a ? b a _ b a ^ b a ` b a | b a ~ b a @ b a # b a % b a * b a + b a = b',
+    ],
     // the four mteval entities are unescaped before splitting; the resulting symbols are then split off
     ['&quot;Tom &amp; Jerry&quot; &lt;3 &gt;', '" Tom & Jerry " < 3 >'],
     // &quot; is replaced before &amp;, so a double-escaped quote comes out as the literal text &quot;, split up
@@ -322,7 +329,10 @@ describe('known sacreBLEU results', () => {
     // 1-grams am (clipped 1), I, a, sequence -> 4/6; 2-grams "I am", "am a" -> 2/5; "I am a" -> 1/4; 0/3
     const opts: BleuOptions = { tokenize: 'none', smoothMethod: 'floor', smoothValue: 0.1 };
     const s = corpusBleu(['am I am a character sequence'], [['I am a symbol string sequence a a']], opts);
-    expect([s.counts, s.totals]).toEqual([[4, 2, 1, 0], [6, 5, 4, 3]]);
+    expect([s.counts, s.totals]).toEqual([
+      [4, 2, 1, 0],
+      [6, 5, 4, 3],
+    ]);
     // BP = exp(1 - 8/6), p4 = 100 * 0.1 / 3
     expect(s.score / 100).toBeCloseTo(0.1555722182, 9);
     expect(s.score).toBeCloseTo(Math.exp(1 - 8 / 6) * geo([400 / 6, 40, 25, 10 / 3]), 10);
@@ -364,7 +374,11 @@ describe('signature', () => {
     [{ smoothMethod: 'add-k' }, false, `nrefs:1|case:mixed|eff:no|tok:13a|smooth:add-k[1.00]|version:${V}`],
     [{ smoothMethod: 'add-k', smoothValue: 2 }, false, `nrefs:1|case:mixed|eff:no|tok:13a|smooth:add-k[2.00]|version:${V}`],
     [{ smoothMethod: 'exp', smoothValue: 2 }, false, `nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:${V}`],
-    [{ smoothMethod: 'none', tokenize: 'none', lowercase: true, effectiveOrder: true, nrefs: 3 }, false, `nrefs:3|case:lc|eff:yes|tok:none|smooth:none|version:${V}`],
+    [
+      { smoothMethod: 'none', tokenize: 'none', lowercase: true, effectiveOrder: true, nrefs: 3 },
+      false,
+      `nrefs:3|case:lc|eff:yes|tok:none|smooth:none|version:${V}`,
+    ],
   ] as const)('%j short=%s', (over, short, expected) => {
     expect(bleuSignature({ ...base, ...over }, short)).toBe(expected);
   });
@@ -447,9 +461,19 @@ describe('API errors', () => {
     ['no reference stream', () => corpusBleu(['a'], []), DataError, /at least one reference stream/],
     ['no reference (sentence)', () => sentenceBleu('a', []), DataError, /at least one reference stream/],
     ['Voita shape', () => tokenizedLowercaseBleu(['a'], [[]]), DataError, /tokenizedLowercaseBleu: reference stream 1 has 0 segments/],
-    ['unknown smoothing', () => corpusBleu(['a'], [['a']], { smoothMethod: 'foo' as SmoothMethod }), ConfigError, /smoothMethod: expected one of exp, floor, add-k, none, got "foo"/],
+    [
+      'unknown smoothing',
+      () => corpusBleu(['a'], [['a']], { smoothMethod: 'foo' as SmoothMethod }),
+      ConfigError,
+      /smoothMethod: expected one of exp, floor, add-k, none, got "foo"/,
+    ],
     ['unknown tokenizer', () => corpusBleu(['a'], [['a']], { tokenize: 'intl' as '13a' }), ConfigError, /tokenize: expected one of 13a, none, got "intl"/],
-    ['negative smooth value', () => corpusBleu(['a'], [['a']], { smoothMethod: 'floor', smoothValue: -1 }), ConfigError, /smoothValue: expected a finite number >= 0, got -1/],
+    [
+      'negative smooth value',
+      () => corpusBleu(['a'], [['a']], { smoothMethod: 'floor', smoothValue: -1 }),
+      ConfigError,
+      /smoothValue: expected a finite number >= 0, got -1/,
+    ],
     ['NaN smooth value', () => corpusBleu(['a'], [['a']], { smoothValue: NaN }), ConfigError, /got NaN/],
     ['bad order', () => corpusBleu(['a'], [['a']], { maxNgramOrder: 0 }), ConfigError, /maxNgramOrder: expected an integer >= 1, got 0/],
   ])('%s', (_name, fn, cls, msg) => {
@@ -545,14 +569,24 @@ describe('runBleuCommand', () => {
   });
 
   it.each<[string, Partial<BleuCommandOptions>, typeof DataError | typeof ConfigError, RegExp]>([
-    ['line counts differ', { referencePaths: ['refA.txt', 'short.txt'] }, DataError, /hypothesis .*hyp\.txt has 3 lines but reference .*short\.txt has 2 lines/],
+    [
+      'line counts differ',
+      { referencePaths: ['refA.txt', 'short.txt'] },
+      DataError,
+      /hypothesis .*hyp\.txt has 3 lines but reference .*short\.txt has 2 lines/,
+    ],
     ['missing reference', { referencePaths: ['nope.txt'] }, DataError, /nope\.txt: reference file not found/],
     ['missing hypothesis', { hypothesisPath: 'nope.txt' }, DataError, /nope\.txt: hypothesis file not found/],
     ['reference is a folder', { referencePaths: ['folder'] }, DataError, /folder: expected a reference file, found a directory/],
     ['invalid UTF-8', { referencePaths: ['bad-utf8.txt'] }, DataError, /bad-utf8\.txt:3: reference file is not valid UTF-8/],
     ['bad gzip', { referencePaths: ['fake.gz'] }, DataError, /fake\.gz: expected a gzip-compressed reference file/],
     ['empty hypothesis', { hypothesisPath: 'empty.txt' }, DataError, /empty\.txt: expected hypothesis lines, found an empty input/],
-    ['stdin line count', { hypothesisPath: undefined, hypothesisText: 'a\n' }, DataError, /hypothesis <stdin> has 1 lines but reference .*refA\.txt has 3 lines/],
+    [
+      'stdin line count',
+      { hypothesisPath: undefined, hypothesisText: 'a\n' },
+      DataError,
+      /hypothesis <stdin> has 1 lines but reference .*refA\.txt has 3 lines/,
+    ],
     ['stdin tab', { hypothesisPath: undefined, hypothesisText: 'a\nb\tc\nd\n' }, DataError, /<stdin>:2: expected one hypothesis per line, found a tab/],
     ['no references', { referencePaths: [] }, ConfigError, /expected at least one reference file \(-r\), got none/],
     ['no hypothesis', { hypothesisPath: undefined }, ConfigError, /expected a hypothesis file \(-i\) or text on stdin, got neither/],

@@ -300,7 +300,10 @@ function segmentStats(hypTokens: readonly string[], refTokens: readonly (readonl
       if (r !== undefined) correct[n]! += Math.min(c, r);
     }
   }
-  const refLen = closestRefLen(hypTokens.length, refTokens.map((r) => r.length));
+  const refLen = closestRefLen(
+    hypTokens.length,
+    refTokens.map((r) => r.length),
+  );
   return [hypTokens.length, refLen, ...correct, ...total];
 }
 
@@ -387,7 +390,12 @@ export function corpusBleu(hyps: readonly string[], refs: readonly (readonly str
  */
 export function sentenceBleu(hyp: string, refs: readonly string[], opts: BleuOptions = {}): BleuScore {
   const cfg = resolveConfig(opts, { ...CORPUS_DEFAULTS, effectiveOrder: true });
-  return scoreWith([hyp], refs.map((r) => [r]), cfg, 'sentenceBleu');
+  return scoreWith(
+    [hyp],
+    refs.map((r) => [r]),
+    cfg,
+    'sentenceBleu',
+  );
 }
 
 /** sacreBLEU's `_preprocess_segment`: lowercase (optional), strip trailing whitespace, tokenize, split. */
@@ -407,15 +415,7 @@ function scoreWith(hyps: readonly string[], refs: readonly (readonly string[])[]
     for (let j = 0; j < sums.length; j++) sums[j]! += st[j]!;
   }
   const sigFields: BleuSignatureFields = { ...cfg, nrefs: refs.length };
-  return computeBleu(
-    sums.slice(2, 2 + N),
-    sums.slice(2 + N),
-    sums[0]!,
-    sums[1]!,
-    cfg,
-    bleuSignature(sigFields),
-    bleuSignature(sigFields, true),
-  );
+  return computeBleu(sums.slice(2, 2 + N), sums.slice(2 + N), sums[0]!, sums[1]!, cfg, bleuSignature(sigFields), bleuSignature(sigFields, true));
 }
 
 /**

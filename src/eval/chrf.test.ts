@@ -75,9 +75,21 @@ describe('chrF: sacreBLEU test_chrf.py, whitespace kept', () => {
 
 describe('sentence chrF: sacreBLEU test_chrf.py (beta 2, epsilon smoothing)', () => {
   it.each([
-    ['Co nás nejvíc trápí, protože lékaři si vybírají, kdo bude žít a kdo zemře.', 'Nejvíce smutní jsme z toho, že musíme rozhodovat o tom, kdo bude žít a kdo zemře.', 39.14078509],
-    ['Nebo prostě nemají vybavení, které by jim pomohlo, uvedli lékaři.', 'A někdy nemáme ani potřebný materiál, abychom jim pomohli, popsali lékaři.', 31.22557079],
-    ['Lapali po dechu, jejich životy skončily dřív, než skutečně začaly.', 'Lapali po dechu a pak jejich život skončil - dřív, než skutečně mohl začít, připomněli.', 57.15704367],
+    [
+      'Co nás nejvíc trápí, protože lékaři si vybírají, kdo bude žít a kdo zemře.',
+      'Nejvíce smutní jsme z toho, že musíme rozhodovat o tom, kdo bude žít a kdo zemře.',
+      39.14078509,
+    ],
+    [
+      'Nebo prostě nemají vybavení, které by jim pomohlo, uvedli lékaři.',
+      'A někdy nemáme ani potřebný materiál, abychom jim pomohli, popsali lékaři.',
+      31.22557079,
+    ],
+    [
+      'Lapali po dechu, jejich životy skončily dřív, než skutečně začaly.',
+      'Lapali po dechu a pak jejich život skončil - dřív, než skutečně mohl začít, připomněli.',
+      57.15704367,
+    ],
   ])('%s', (h, r, expected) => {
     const cfg = resolveChrfConfig({ epsSmoothing: true });
     expect(Math.abs(chrfFromStats(chrfSegmentStats(h, [r], cfg), cfg) - expected)).toBeLessThan(EPS);

@@ -50,7 +50,19 @@ describe('batched beam search', () => {
   beforeAll(async () => {
     await useTestBackend();
     // briefly trained on the reverse task: outputs depend on the input and vary (random models repeat one token)
-    const cfg = loadConfig(null, ['model.dModel=16', 'model.dFF=32', 'model.heads=2', 'model.encoderLayers=1', 'model.decoderLayers=2', 'model.dropout=0', 'train.maxSteps=80', 'train.peakLr=5e-3', 'train.warmupSteps=10', 'train.maxTokensPerBatch=300', 'train.evalEverySteps=0']);
+    const cfg = loadConfig(null, [
+      'model.dModel=16',
+      'model.dFF=32',
+      'model.heads=2',
+      'model.encoderLayers=1',
+      'model.decoderLayers=2',
+      'model.dropout=0',
+      'train.maxSteps=80',
+      'train.peakLr=5e-3',
+      'train.warmupSteps=10',
+      'train.maxTokensPerBatch=300',
+      'train.evalEverySteps=0',
+    ]);
     const r = new Rng(1);
     const pairs = Array.from({ length: 400 }, (_, index) => {
       const src = Array.from({ length: 3 + r.int(5) }, () => 3 + r.int(V - 3));

@@ -57,7 +57,6 @@ function limitsOf(model: Transformer, src: Int32Array, B: number, S: number, o: 
   return lengthsOf(src, B, S).map((l) => maxOutputLength(l, o, model.config.maxPositions));
 }
 
-
 /** tf.tidy for functions returning a decoder state (tidy keeps every tensor nested in the returned object). */
 function tidyState(fn: () => DecoderState): DecoderState {
   return tf.tidy(fn as unknown as () => tf.TensorContainer) as unknown as DecoderState;
@@ -68,12 +67,22 @@ function disposeSelfCaches(s: DecoderState): void {
 }
 
 /** One step under tidy: returns the new state (its self caches are new tensors) and the step's output. */
-function step<T extends tf.TensorContainer>(model: Transformer, state: DecoderState, tokens: Int32Array, gates: GateTensors | undefined, pick: (lp: tf.Tensor2D) => T): { state: DecoderState; out: T } {
+function step<T extends tf.TensorContainer>(
+  model: Transformer,
+  state: DecoderState,
+  tokens: Int32Array,
+  gates: GateTensors | undefined,
+  pick: (lp: tf.Tensor2D) => T,
+): { state: DecoderState; out: T } {
   const result = tf.tidy(() => {
     const r = model.decodeStep(state, tf.tensor1d(tokens, 'int32'), gates);
     return { self: r.state.self.map((c) => (c ? [c.k, c.v] : [])), out: pick(r.logProbs) };
   });
-  const next: DecoderState = { ...state, step: state.step + 1, self: result.self.map((kv) => (kv.length ? { k: kv[0] as tf.Tensor4D, v: kv[1] as tf.Tensor4D } : null)) };
+  const next: DecoderState = {
+    ...state,
+    step: state.step + 1,
+    self: result.self.map((kv) => (kv.length ? { k: kv[0] as tf.Tensor4D, v: kv[1] as tf.Tensor4D } : null)),
+  };
   disposeSelfCaches(state);
   return { state: next, out: result.out as T };
 }
@@ -126,7 +135,6 @@ interface Hypothesis {
   score: number;
 }
 
-
 /** The first beam search: B x k rows every step (dead ones too) until the last sentence ends. */
 export async function legacyBeamSearch(model: Transformer, src: Int32Array, B: number, S: number, o: DecodeOptions): Promise<number[][]> {
   const k = o.beamSize;
@@ -139,7 +147,10 @@ export async function legacyBeamSearch(model: Transformer, src: Int32Array, B: n
   const srcT = tf.tensor2d(src, [B, S], 'int32');
   const start = tidyState(() => model.startDecoding(srcT, o.gates));
   srcT.dispose();
-  const tileIdx = tf.tensor1d(Array.from({ length: B * k }, (_, i) => Math.floor(i / k)), 'int32');
+  const tileIdx = tf.tensor1d(
+    Array.from({ length: B * k }, (_, i) => Math.floor(i / k)),
+    'int32',
+  );
   let state = tidyState(() => model.selectRows(start, tileIdx));
   tf.dispose([...stateTensors(start), tileIdx]);
 

@@ -24,9 +24,18 @@ describe('fast decoders', () => {
   beforeAll(async () => {
     await useTestBackend();
     const cfg = loadConfig(null, [
-      'model.dModel=16', 'model.dFF=32', 'model.heads=2', 'model.encoderLayers=2', 'model.decoderLayers=2', 'model.dropout=0',
+      'model.dModel=16',
+      'model.dFF=32',
+      'model.heads=2',
+      'model.encoderLayers=2',
+      'model.decoderLayers=2',
+      'model.dropout=0',
       'model.keptHeads={"enc-self":[[0,1],[]],"dec-self":[[1],[0,1]],"dec-enc":[[0,1],[0,1]]}',
-      'train.maxSteps=50', 'train.peakLr=5e-3', 'train.warmupSteps=10', 'train.maxTokensPerBatch=300', 'train.evalEverySteps=0',
+      'train.maxSteps=50',
+      'train.peakLr=5e-3',
+      'train.warmupSteps=10',
+      'train.maxTokensPerBatch=300',
+      'train.evalEverySteps=0',
     ]);
     const r = new Rng(1);
     // reverse, and stop early after a 3: output lengths differ from the input lengths and between sentences
@@ -55,7 +64,13 @@ describe('fast decoders', () => {
   }
 
   it.each([
-    [1, 1], [1, 4], [1, 14], [4, 1], [4, 5], [4, 14], [2, 14],
+    [1, 1],
+    [1, 4],
+    [1, 14],
+    [4, 1],
+    [4, 5],
+    [4, 14],
+    [2, 14],
   ])('beam %p, batches of %p sentences: the same outputs as the legacy decoder', async (k, size) => {
     const o = { beamSize: k, lengthPenalty: 0.6, maxLenA: 1.2, maxLenB: 2 };
     const lengths = new Set<number>();
@@ -109,7 +124,10 @@ describe('fast decoders', () => {
   });
 
   it('reads a tensor in place with its values', () => {
-    const t = tf.tensor2d([[1.5, -2], [3, 4.25]]);
+    const t = tf.tensor2d([
+      [1.5, -2],
+      [3, 4.25],
+    ]);
     const { data, offset } = readF32(t);
     expect(Array.from(data.subarray(offset, offset + 4))).toEqual([1.5, -2, 3, 4.25]);
     t.dispose();

@@ -26,7 +26,6 @@ import { type DecoderState, type GateTensors, type Transformer, gatherRows, stat
 import { BOS_ID, EOS_ID, lengthPenalty } from './decode-rules.js';
 import { asCpuBackend, asWasmBackend, cpuValues, isFloat32Array, wasmHeapF32, wasmOffset4 } from '../backend/tfjs-internals.js';
 
-
 export interface FastDecodeOptions {
   beamSize: number;
   lengthPenalty: number;
@@ -79,7 +78,14 @@ function keepRows(state: DecoderState, idx: Int32Array, withSource: boolean): De
 }
 
 /** One decoder step under tidy: the new state (old self caches disposed) and what `pick` returns of the logits. */
-function step<T extends tf.TensorContainer>(model: Transformer, state: DecoderState, tokens: Int32Array, gates: GateTensors | undefined, pick: (logits: tf.Tensor2D) => T, rows?: Int32Array): { state: DecoderState; out: T } {
+function step<T extends tf.TensorContainer>(
+  model: Transformer,
+  state: DecoderState,
+  tokens: Int32Array,
+  gates: GateTensors | undefined,
+  pick: (logits: tf.Tensor2D) => T,
+  rows?: Int32Array,
+): { state: DecoderState; out: T } {
   const r = tf.tidy(() => {
     const s = model.decodeStepLogits(state, tf.tensor1d(tokens, 'int32'), gates, rows ? tf.tensor1d(rows, 'int32') : undefined);
     return { self: s.state.self.map((c) => (c ? [c.k, c.v] : [])), out: pick(s.logits) };
@@ -105,7 +111,7 @@ export function argMaxOfLogSoftmax(logits: tf.Tensor2D): Int32Array {
     const o = offset + r * V;
     let best = 0;
     let m = data[o]!;
-    for (let v = 1; v < V; v++) if (data[o + v]! > m) (m = data[o + v]!), (best = v);
+    for (let v = 1; v < V; v++) if (data[o + v]! > m) ((m = data[o + v]!), (best = v));
     ids[r] = best;
     // a smaller logit with a lower index, within NEAR_TIE of the maximum
     for (let v = 0; v < best && safe; v++) if (data[o + v]! < m && m - data[o + v]! <= NEAR_TIE) safe = false;
@@ -167,7 +173,18 @@ export async function fastGreedy(model: Transformer, src: tf.Tensor2D, o: FastDe
  * the flat index is beam * V + token, in tf.topk's order: rows and tokens are visited in index order and
  * only a strictly greater value displaces, so equal values keep the lower index first.
  */
-function topCandidates(shifted: Float32Array, base: number, rows: readonly number[], at: Int32Array, scores: Float32Array, lse: Float32Array, V: number, n: number, vals: Float32Array, idx: Int32Array): void {
+function topCandidates(
+  shifted: Float32Array,
+  base: number,
+  rows: readonly number[],
+  at: Int32Array,
+  scores: Float32Array,
+  lse: Float32Array,
+  V: number,
+  n: number,
+  vals: Float32Array,
+  idx: Int32Array,
+): void {
   vals.fill(-Infinity);
   idx.fill(-1);
   for (let beam = 0; beam < rows.length; beam++) {
@@ -221,10 +238,17 @@ export async function fastBeam(model: Transformer, src: tf.Tensor2D, o: FastDeco
         if (sc > -Infinity && slots[Math.floor(row / width)]! >= 0) at[row] = liveRows.push(row) - 1;
       });
       // tf.logSoftmax's own ops, up to its last one (shifted - c), which topCandidates does per value read
-      const r = step(model, state, tokens, o.gates, (logits) => {
-        const shifted = tf.sub(logits, tf.max(logits, 1, true));
-        return [shifted, tf.log(tf.sum(tf.exp(shifted), 1, true))];
-      }, liveRows.length < scores.length ? Int32Array.from(liveRows) : undefined);
+      const r = step(
+        model,
+        state,
+        tokens,
+        o.gates,
+        (logits) => {
+          const shifted = tf.sub(logits, tf.max(logits, 1, true));
+          return [shifted, tf.log(tf.sum(tf.exp(shifted), 1, true))];
+        },
+        liveRows.length < scores.length ? Int32Array.from(liveRows) : undefined,
+      );
       state = r.state;
       const [lp, lseT] = r.out as [tf.Tensor2D, tf.Tensor2D];
       const lse = lseT.dataSync() as Float32Array;

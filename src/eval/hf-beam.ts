@@ -39,12 +39,20 @@ function addHyp(hyps: Hyp[], k: number, h: Hyp): void {
 }
 
 /** HF-rule beam search of a padded source batch [B, S]; `limits[b]`: most tokens before </s>. */
-export async function hfBeamSearch(model: Transformer, srcT: tf.Tensor2D, limits: readonly number[], o: { beamSize: number; lengthPenalty: number; gates?: GateTensors }): Promise<number[][]> {
+export async function hfBeamSearch(
+  model: Transformer,
+  srcT: tf.Tensor2D,
+  limits: readonly number[],
+  o: { beamSize: number; lengthPenalty: number; gates?: GateTensors },
+): Promise<number[][]> {
   const k = o.beamSize;
   const B = srcT.shape[0];
   const V = model.vocabSize;
   const start = tidyState(() => model.startDecoding(srcT, o.gates));
-  const tile = tf.tensor1d(Array.from({ length: B * k }, (_, i) => Math.floor(i / k)), 'int32');
+  const tile = tf.tensor1d(
+    Array.from({ length: B * k }, (_, i) => Math.floor(i / k)),
+    'int32',
+  );
   let state = tidyState(() => model.selectRows(start, tile));
   tf.dispose([...stateTensors(start), tile]);
   let beams: number[][] = Array.from({ length: B * k }, () => []);

@@ -10,16 +10,7 @@
  *   m.signature(nrefs)                                    // 'nrefs:1|case:mixed|eff:yes|nc:6|nw:2|space:no|version:...'
  */
 import { ConfigError } from '../util/errors.js';
-import {
-  BLEU_SIGNATURE_VERSION,
-  bleuFromStats,
-  bleuSegmentStats,
-  pyFixed,
-  pyFloatRepr,
-  resolveBleuConfig,
-  SMOOTH_DEFAULTS,
-  type BleuOptions,
-} from './bleu.js';
+import { BLEU_SIGNATURE_VERSION, bleuFromStats, bleuSegmentStats, pyFixed, pyFloatRepr, resolveBleuConfig, SMOOTH_DEFAULTS, type BleuOptions } from './bleu.js';
 import { chrfFromStats, chrfSegmentStats, resolveChrfConfig, type ChrfOptions } from './chrf.js';
 import { resolveTerConfig, terFromStats, terSegmentStats, type TerOptions } from './ter.js';
 
@@ -189,7 +180,10 @@ export function formatScoreLine(name: string, score: number, verbose: string, o:
     entries.push(['confidence_mean', pyFloatRepr(Number(mean))], ['confidence_var', pyFloatRepr(Number(hw))], ['confidence', JSON.stringify(text)]);
     // not in sacreBLEU's JSON, which only has the half-width: the percentile interval it comes from
     if (o.confidence.ci !== undefined) {
-      entries.push(['ci_low', pyFloatRepr(Number(pyFixed(o.confidence.ci[0], o.width)))], ['ci_high', pyFloatRepr(Number(pyFixed(o.confidence.ci[1], o.width)))]);
+      entries.push(
+        ['ci_low', pyFloatRepr(Number(pyFixed(o.confidence.ci[0], o.width)))],
+        ['ci_high', pyFloatRepr(Number(pyFixed(o.confidence.ci[1], o.width)))],
+      );
     }
   }
   if (o.scoreOnly) return sc;

@@ -17,13 +17,53 @@ const sacrebleuVersion = probe.status === 0 ? probe.stdout.trim() : undefined;
 const describeIf = sacrebleuVersion !== undefined ? describe : describe.skip;
 if (sacrebleuVersion === undefined) {
   // jest shows skipped tests only as a count; say why
-  console.warn("sacrebleu-crosscheck: SKIPPED, python3 cannot import sacrebleu (pip install sacrebleu==2.6.0; .ci/run installs it)");
+  console.warn('sacrebleu-crosscheck: SKIPPED, python3 cannot import sacrebleu (pip install sacrebleu==2.6.0; .ci/run installs it)');
 }
 
 const WORDS = [
-  'the', 'The', 'cat', 'CAT', 'sat', 'on', 'mat', 'Hello,', 'world!', '(hi)', "don't", 'U.S.', '1,000.50', '3.14',
-  'state-of-the-art', '1990-1995', "Jim's", 'über', 'Straße', 'ÄÖÜ', '美国', '众院', 'りの', 'カタカナ', '😀', '"quoted"',
-  'end.', "Nima's,", "Jim's.", 'a', 'b', 'c', '&amp;', '&quot;x&quot;', '<skipped>', 'e.g.', ';', '-', '...', '¿Qué?', 'naïve', '、', '。',
+  'the',
+  'The',
+  'cat',
+  'CAT',
+  'sat',
+  'on',
+  'mat',
+  'Hello,',
+  'world!',
+  '(hi)',
+  "don't",
+  'U.S.',
+  '1,000.50',
+  '3.14',
+  'state-of-the-art',
+  '1990-1995',
+  "Jim's",
+  'über',
+  'Straße',
+  'ÄÖÜ',
+  '美国',
+  '众院',
+  'りの',
+  'カタカナ',
+  '😀',
+  '"quoted"',
+  'end.',
+  "Nima's,",
+  "Jim's.",
+  'a',
+  'b',
+  'c',
+  '&amp;',
+  '&quot;x&quot;',
+  '<skipped>',
+  'e.g.',
+  ';',
+  '-',
+  '...',
+  '¿Qué?',
+  'naïve',
+  '、',
+  '。',
 ];
 
 function sentence(rng: Rng, len: number): string {
@@ -69,7 +109,11 @@ interface Case {
 
 const CASES: Case[] = [
   { id: 'bleu', heads: {}, py: {} },
-  { id: 'bleu', heads: { bleu: { tokenize: 'none', lowercase: true, smoothMethod: 'floor', smoothValue: 0.2 } }, py: { tokenize: 'none', lowercase: true, smooth_method: 'floor', smooth_value: 0.2 } },
+  {
+    id: 'bleu',
+    heads: { bleu: { tokenize: 'none', lowercase: true, smoothMethod: 'floor', smoothValue: 0.2 } },
+    py: { tokenize: 'none', lowercase: true, smooth_method: 'floor', smooth_value: 0.2 },
+  },
   { id: 'bleu', heads: { bleu: { smoothMethod: 'add-k' } }, py: { smooth_method: 'add-k' } },
   { id: 'chrf', heads: {}, py: {} },
   { id: 'chrf', heads: { chrf: { wordOrder: 2 } }, py: { word_order: 2 } },
@@ -125,7 +169,13 @@ describeIf(`cross-check against sacreBLEU ${sacrebleuVersion ?? '(not installed:
       // sentence level: BLEU with its sentence defaults (effective order); chrF and TER are the same metric
       const ms = c.id === 'bleu' ? makeMetric(c.id, c.heads, true) : m;
       hyps.forEach((h, i) => {
-        const st = c.id === 'bleu' ? ms.segmentStats(h, refs.map((s) => s[i]!)) : stats.data.subarray(i * stats.k, (i + 1) * stats.k);
+        const st =
+          c.id === 'bleu'
+            ? ms.segmentStats(
+                h,
+                refs.map((s) => s[i]!),
+              )
+            : stats.data.subarray(i * stats.k, (i + 1) * stats.k);
         expect([label, i, ms.scoreFromStats(st)]).toEqual([label, i, expect.closeTo(py[k]!.sentence[i]!, 9)]);
       });
     });

@@ -47,7 +47,11 @@ describe('corpus scores from per-sentence statistics', () => {
     const m = makeMetric(id);
     const [idx] = bootstrapIndices(hyps.length, 1, 7);
     const one = bootstrapConfidence({ metric: m, hyps, refs: [refs], n: 1, seed: 7 });
-    const direct = scoreCorpus(m, [...idx!].map((i) => hyps[i]!), [[...idx!].map((i) => refs[i]!)]);
+    const direct = scoreCorpus(
+      m,
+      [...idx!].map((i) => hyps[i]!),
+      [[...idx!].map((i) => refs[i]!)],
+    );
     expect(one.mean).toBeCloseTo(direct, 9);
   });
 });
@@ -137,12 +141,16 @@ describe('bad input', () => {
   const h = noisy(0.2, 32);
   it('rejects mismatched line counts, naming both counts', () => {
     expect(() => pairedBootstrap({ metric: 'bleu', baseline: h, systems: [h.slice(1)], refs: [refs] })).toThrow(DataError);
-    expect(() => pairedBootstrap({ metric: 'bleu', baseline: h, systems: [h.slice(1)], refs: [refs] })).toThrow(/system 1 has 9 lines but the references have 10/);
+    expect(() => pairedBootstrap({ metric: 'bleu', baseline: h, systems: [h.slice(1)], refs: [refs] })).toThrow(
+      /system 1 has 9 lines but the references have 10/,
+    );
     expect(() => segmentStatistics('ter', h, [refs.slice(2)])).toThrow(/reference stream 1 has 8 lines but the hypotheses have 10/);
   });
   it('rejects zero or fractional resample counts', () => {
     expect(() => pairedBootstrap({ metric: 'bleu', baseline: h, systems: [h], refs: [refs], n: 0 })).toThrow(ConfigError);
-    expect(() => pairedApproximateRandomization({ metric: 'bleu', baseline: h, systems: [h], refs: [refs], n: 2.5 })).toThrow(/expected an integer >= 1, got 2.5/);
+    expect(() => pairedApproximateRandomization({ metric: 'bleu', baseline: h, systems: [h], refs: [refs], n: 2.5 })).toThrow(
+      /expected an integer >= 1, got 2.5/,
+    );
     expect(() => bootstrapConfidence({ metric: 'bleu', hyps: h, refs: [refs], n: -1 })).toThrow(ConfigError);
   });
   it('rejects an unknown metric', () => {

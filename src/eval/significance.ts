@@ -102,7 +102,10 @@ export function segmentStatistics(metric: MetricArg, hyps: readonly string[], re
   const k = m.statsSize;
   const data = new Float64Array(hyps.length * k);
   for (let i = 0; i < hyps.length; i++) {
-    const row = m.segmentStats(hyps[i]!, refs.map((s) => s[i]!));
+    const row = m.segmentStats(
+      hyps[i]!,
+      refs.map((s) => s[i]!),
+    );
     data.set(row, i * k);
   }
   return { n: hyps.length, k, data };

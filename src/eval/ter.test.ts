@@ -75,7 +75,7 @@ describe('translationEditRate: shifts', () => {
   it('an empty reference costs one edit per hypothesis word and has length 0', () => {
     expect(translationEditRate(['a', 'b'], [])).toEqual([2, 0]);
   });
-  it("tokenizes references twice as sacreBLEU does: with normalisation a text against itself is not 0", () => {
+  it('tokenizes references twice as sacreBLEU does: with normalisation a text against itself is not 0', () => {
     // hyp "nima's , ok" (3 tokens); ref tokenized again: "nima 's , ok" (4); 1 substitution + 1 insertion = 2 edits.
     // sacreBLEU 2.6.0 gives the same: TER(normalized=True) statistics [2, 4.0], TER = 50.00
     const cfg = resolveTerConfig({ normalized: true });

@@ -218,12 +218,7 @@ function performShift(words: readonly string[], start: number, length: number, t
   if (target > start + length) {
     return [...words.slice(0, start), ...words.slice(start + length, target), ...words.slice(start, start + length), ...words.slice(target)];
   }
-  return [
-    ...words.slice(0, start),
-    ...words.slice(start + length, length + target),
-    ...words.slice(start, start + length),
-    ...words.slice(length + target),
-  ];
+  return [...words.slice(0, start), ...words.slice(start + length, length + target), ...words.slice(start, start + length), ...words.slice(length + target)];
 }
 
 interface ShiftResult {
@@ -293,8 +288,7 @@ function bestShift(hyp: readonly string[], ref: readonly string[], ed: BeamEditD
                 best === undefined ||
                 gain > best.gain ||
                 (gain === best.gain &&
-                  (length > best.length ||
-                    (length === best.length && (-startH > best.negStart || (-startH === best.negStart && -idx > best.negIdx)))))
+                  (length > best.length || (length === best.length && (-startH > best.negStart || (-startH === best.negStart && -idx > best.negIdx)))))
               ) {
                 best = { gain, length, negStart: -startH, negIdx: -idx, words: shifted };
               }

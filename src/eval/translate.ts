@@ -22,7 +22,10 @@ export interface TranslateStats {
 
 /** Thrown by translateSentences when `isStopRequested` answers true between batches. */
 export class TranslationStopped extends Error {
-  constructor(readonly done: number, readonly total: number) {
+  constructor(
+    readonly done: number,
+    readonly total: number,
+  ) {
     super(`translation stopped on request after ${done} of ${total} sentences`);
   }
 }
@@ -31,7 +34,12 @@ export async function translateSentences(
   model: Transformer,
   codec: TextCodec,
   sentences: readonly string[],
-  o: EvalConfig & { gates?: GateTensors; onProgress?: (done: number, total: number, elapsedMs: number) => void; isStopRequested?: () => boolean; decoder?: Decoder },
+  o: EvalConfig & {
+    gates?: GateTensors;
+    onProgress?: (done: number, total: number, elapsedMs: number) => void;
+    isStopRequested?: () => boolean;
+    decoder?: Decoder;
+  },
 ): Promise<{ outputs: string[]; stats: TranslateStats }> {
   const t0 = performance.now();
   const maxSrc = model.config.maxPositions - 1;
@@ -39,7 +47,7 @@ export async function translateSentences(
   const order = encoded.map((_, i) => i).sort((a, b) => encoded[a]!.length - encoded[b]!.length);
   const outputs: string[] = new Array(sentences.length).fill('');
   let outputTokens = 0;
-  for (let start = 0; start < order.length; ) {
+  for (let start = 0; start < order.length;) {
     if (o.isStopRequested) {
       // decoding awaits only microtasks: without this the signal handler would wait for the whole set
       await new Promise<void>((resolve) => setImmediate(resolve));
@@ -54,7 +62,15 @@ export async function translateSentences(
     const S = Math.max(...idx.map((i) => encoded[i]!.length));
     const src = new Int32Array(B * S);
     idx.forEach((i, b) => src.set(encoded[i]!, b * S));
-    const hyps = await beamSearch(model, src, B, S, { beamSize: o.beamSize, lengthPenalty: o.lengthPenalty, maxLenA: o.maxLenA, maxLenB: o.maxLenB, gates: o.gates, ...(o.decoder ? { decoder: o.decoder } : {}), ...(o.beamRules ? { beamRules: o.beamRules } : {}) });
+    const hyps = await beamSearch(model, src, B, S, {
+      beamSize: o.beamSize,
+      lengthPenalty: o.lengthPenalty,
+      maxLenA: o.maxLenA,
+      maxLenB: o.maxLenB,
+      gates: o.gates,
+      ...(o.decoder ? { decoder: o.decoder } : {}),
+      ...(o.beamRules ? { beamRules: o.beamRules } : {}),
+    });
     idx.forEach((i, b) => {
       outputs[i] = codec.decode(hyps[b]!);
       outputTokens += hyps[b]!.length;

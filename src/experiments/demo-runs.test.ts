@@ -18,15 +18,41 @@ describe('resultRowOfRun', () => {
     writeJsonAtomic(join(dir, 'config.json'), { model, gates: { attention: [], targetHeads: null }, train: { l0Lambda: 0 } });
     writeJsonAtomic(join(dir, 'results.json'), { devBleu: 30, test: { bleu: 31.5, tokenizedLowercaseBleu: 32 }, gates: null });
     expect(resultRowOfRun(dir, { stage: 'baseline' })).toEqual({
-      stage: 'baseline', id: 'baseline', kind: 'train', method: 'baseline', attention: '-', lambda: null, targetHeads: null,
-      keptEnc: 8, keptDecSelf: 4, keptDecEnc: 4, bleu: 31.5, bleuTokLc: 32, devBleu: 30, run: dir,
+      stage: 'baseline',
+      id: 'baseline',
+      kind: 'train',
+      method: 'baseline',
+      attention: '-',
+      lambda: null,
+      targetHeads: null,
+      keptEnc: 8,
+      keptDecSelf: 4,
+      keptDecEnc: 4,
+      bleu: 31.5,
+      bleuTokLc: 32,
+      devBleu: 30,
+      run: dir,
     });
   });
 
-  it('a prune run: the heads it keeps and the pruned model\'s test BLEU; lambda or budget', () => {
+  it("a prune run: the heads it keeps and the pruned model's test BLEU; lambda or budget", () => {
     writeJsonAtomic(join(dir, 'config.json'), { model, gates: { attention: ['enc-self'], targetHeads: null }, train: { l0Lambda: 0.05 } });
-    writeJsonAtomic(join(dir, 'results.json'), { test: null, pruning: { keptHeads: { 'enc-self': 3, 'dec-self': 4, 'dec-enc': 4 }, devBleuPruned: 28, testScores: { bleu: 29.25, tokenizedLowercaseBleu: 30 } } });
-    expect(resultRowOfRun(dir, { stage: 'l0' })).toMatchObject({ kind: 'prune', method: 'l0', attention: 'enc-self', lambda: 0.05, targetHeads: null, keptEnc: 3, keptDecSelf: 4, bleu: 29.25, bleuTokLc: 30, devBleu: 28 });
+    writeJsonAtomic(join(dir, 'results.json'), {
+      test: null,
+      pruning: { keptHeads: { 'enc-self': 3, 'dec-self': 4, 'dec-enc': 4 }, devBleuPruned: 28, testScores: { bleu: 29.25, tokenizedLowercaseBleu: 30 } },
+    });
+    expect(resultRowOfRun(dir, { stage: 'l0' })).toMatchObject({
+      kind: 'prune',
+      method: 'l0',
+      attention: 'enc-self',
+      lambda: 0.05,
+      targetHeads: null,
+      keptEnc: 3,
+      keptDecSelf: 4,
+      bleu: 29.25,
+      bleuTokLc: 30,
+      devBleu: 28,
+    });
     writeJsonAtomic(join(dir, 'config.json'), { model, gates: { attention: ['enc-self', 'dec-enc'], targetHeads: 6 }, train: { l0Lambda: 0 } });
     expect(resultRowOfRun(dir, { stage: 'b' })).toMatchObject({ method: 'l0-budget', attention: 'enc-self+dec-enc', lambda: null, targetHeads: '6' });
   });

@@ -41,7 +41,14 @@ export const SMALL_TRAIN_OVERRIDES: readonly string[] = [
 ];
 
 /** The notebooks' small pruning run: every attention type gated, half the heads kept, a few hundred steps. */
-export const SMALL_PRUNE_OVERRIDES: readonly string[] = ['train.maxSteps=300', 'train.logEverySteps=10', 'train.evalEverySteps=0', 'train.checkpointEverySteps=300', 'gates.targetWarmupSteps=150', 'gates.lrScale=10'];
+export const SMALL_PRUNE_OVERRIDES: readonly string[] = [
+  'train.maxSteps=300',
+  'train.logEverySteps=10',
+  'train.evalEverySteps=0',
+  'train.checkpointEverySteps=300',
+  'gates.targetWarmupSteps=150',
+  'gates.lrScale=10',
+];
 
 export interface DemoRunOptions {
   /** where the run folder is created (e.g. `../runs` from notebooks/) */
@@ -87,9 +94,20 @@ export async function pruneSmallRun(parentPath: string, o: DemoPruneOptions): Pr
   const gated = attention.reduce((a, t) => a + (t === 'enc-self' ? m.encoderLayers : m.decoderLayers) * m.heads, 0);
   // encoder-only pruning trains only the encoder and the gates (the reference recipe, as `heads prune`)
   const isEncoderOnly = attention.length === 1 && attention[0] === 'enc-self';
-  const base = loadConfigOn(parent.state.config, null, [`name=${parent.state.config.name}-prune`, `gates.attention=${JSON.stringify(attention)}`, `train.trainOnly=${isEncoderOnly ? '[encoder, gates]' : 'null'}`], `${parent.path}/state.json`);
-  const objective = o.lambda !== undefined ? [`train.l0Lambda=${o.lambda}`, 'gates.targetHeads=null'] : [`gates.targetHeads=${o.targetHeads ?? Math.round(gated / 2)}`];
-  const steps = o.steps !== undefined ? [`train.maxSteps=${o.steps}`, `train.checkpointEverySteps=${o.steps}`, `gates.targetWarmupSteps=${Math.round(o.steps / 2)}`] : [];
+  const base = loadConfigOn(
+    parent.state.config,
+    null,
+    [
+      `name=${parent.state.config.name}-prune`,
+      `gates.attention=${JSON.stringify(attention)}`,
+      `train.trainOnly=${isEncoderOnly ? '[encoder, gates]' : 'null'}`,
+    ],
+    `${parent.path}/state.json`,
+  );
+  const objective =
+    o.lambda !== undefined ? [`train.l0Lambda=${o.lambda}`, 'gates.targetHeads=null'] : [`gates.targetHeads=${o.targetHeads ?? Math.round(gated / 2)}`];
+  const steps =
+    o.steps !== undefined ? [`train.maxSteps=${o.steps}`, `train.checkpointEverySteps=${o.steps}`, `gates.targetWarmupSteps=${Math.round(o.steps / 2)}`] : [];
   const config = loadConfigOn(base, null, [...SMALL_PRUNE_OVERRIDES, ...objective, ...steps, ...(o.overrides ?? [])], `${parent.path}/state.json`);
   const run = RunFolder.create(o.runsDir, `prune-${config.name}`);
   provenance(run, config, config.seed, o.argv ?? ['notebook']);
@@ -167,11 +185,21 @@ export async function smallPruningComparison(parentPath: string, o: SmallCompari
   const log = o.onProgress ?? (() => {});
   const rows: ExperimentResultRow[] = [resultRowOfRun(parentPath, { stage: 'baseline', method: 'baseline' })];
   const name = `${String(readJsonFile<{ name?: unknown }>(join(parentPath, 'config.json'), 'run config').name ?? 'run')}-l0-enc`;
-  const settings = [...(o.budgets ?? [2, 4, 6]).map((b) => ({ targetHeads: b, lambda: undefined })), ...(o.lambdas ?? []).map((l) => ({ targetHeads: undefined, lambda: l }))];
+  const settings = [
+    ...(o.budgets ?? [2, 4, 6]).map((b) => ({ targetHeads: b, lambda: undefined })),
+    ...(o.lambdas ?? []).map((l) => ({ targetHeads: undefined, lambda: l })),
+  ];
   for (const x of settings) {
     const label = x.lambda !== undefined ? `lambda=${x.lambda}` : `budget=${x.targetHeads}`;
     log(`L0 gates on the encoder heads, ${label}`);
-    const { path } = await pruneSmallRun(parentPath, { runsDir: o.runsDir, ...x, attention: ['enc-self'], steps: o.steps ?? 150, overrides: [`name=${name}`, 'gates.lrScale=25', ...(o.overrides ?? [])], argv: o.argv });
+    const { path } = await pruneSmallRun(parentPath, {
+      runsDir: o.runsDir,
+      ...x,
+      attention: ['enc-self'],
+      steps: o.steps ?? 150,
+      overrides: [`name=${name}`, 'gates.lrScale=25', ...(o.overrides ?? [])],
+      argv: o.argv,
+    });
     rows.push(resultRowOfRun(path, { stage: `l0-enc@${label}`, method: 'l0' }));
   }
   const loaded = loadModel(parentPath);
@@ -185,9 +213,17 @@ export async function smallPruningComparison(parentPath: string, o: SmallCompari
       const sub = RunFolder.open(run.file(method));
       const encHeads = shape['enc-self'].reduce((a, h) => a + h, 0);
       const r = await runImportancePruning({
-        model: loaded.model, gates: loaded.gates, tokenizer: loaded.tokenizer, config: loaded.config,
-        data: { estimate: corpora.valid, eval: corpora.valid }, method, stepPercent: 100 / encHeads, stacks: ['enc-self'],
-        bleuSentences: Math.min(50, corpora.valid.length), run: sub, seed: loaded.config.seed,
+        model: loaded.model,
+        gates: loaded.gates,
+        tokenizer: loaded.tokenizer,
+        config: loaded.config,
+        data: { estimate: corpora.valid, eval: corpora.valid },
+        method,
+        stepPercent: 100 / encHeads,
+        stacks: ['enc-self'],
+        bleuSentences: Math.min(50, corpora.valid.length),
+        run: sub,
+        seed: loaded.config.seed,
       });
       // every step's mask scored on the test set the way the L0 runs are (beam search, sacreBLEU)
       for (const step of r.table) {
@@ -197,9 +233,20 @@ export async function smallPruningComparison(parentPath: string, o: SmallCompari
         const { scores } = await scoreTranslations(loaded.model, loaded.tokenizer, corpora.test, loaded.config, gates);
         disposeGates(gates);
         rows.push({
-          stage: `${method}-enc`, id: `${method}-enc#${step.maskFile}`, kind: 'prune', method, attention: 'enc-self', lambda: null, targetHeads: null,
-          keptEnc: countKept(mask, shape, 'enc-self'), keptDecSelf: countKept(mask, shape, 'dec-self'), keptDecEnc: countKept(mask, shape, 'dec-enc'),
-          bleu: scores.bleu, bleuTokLc: scores.tokenizedLowercaseBleu, devBleu: step.bleu, run: join(sub.path, step.maskFile),
+          stage: `${method}-enc`,
+          id: `${method}-enc#${step.maskFile}`,
+          kind: 'prune',
+          method,
+          attention: 'enc-self',
+          lambda: null,
+          targetHeads: null,
+          keptEnc: countKept(mask, shape, 'enc-self'),
+          keptDecSelf: countKept(mask, shape, 'dec-self'),
+          keptDecEnc: countKept(mask, shape, 'dec-enc'),
+          bleu: scores.bleu,
+          bleuTokLc: scores.tokenizedLowercaseBleu,
+          devBleu: step.bleu,
+          run: join(sub.path, step.maskFile),
         });
       }
     }
@@ -207,6 +254,9 @@ export async function smallPruningComparison(parentPath: string, o: SmallCompari
     loaded.model.dispose();
     loaded.gates?.dispose();
   }
-  writeFileAtomic(run.file('results.csv'), Papa.unparse({ fields: [...EXPERIMENT_RESULT_COLUMNS], data: rows.map((r) => EXPERIMENT_RESULT_COLUMNS.map((c) => r[c] ?? '')) }) + '\n');
+  writeFileAtomic(
+    run.file('results.csv'),
+    Papa.unparse({ fields: [...EXPERIMENT_RESULT_COLUMNS], data: rows.map((r) => EXPERIMENT_RESULT_COLUMNS.map((c) => r[c] ?? '')) }) + '\n',
+  );
   return { path: run.path, rows };
 }

@@ -3,7 +3,17 @@ import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, existsSync, readdi
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { loadSpec, expandStages } from './spec.js';
-import { resolveStages, stageState, adoptRun, selectStages, stageIdentity, FEATURE_KEYS_OFF_BY_DEFAULT, acquireStageLock, experimentRoot, markDone } from './stage.js';
+import {
+  resolveStages,
+  stageState,
+  adoptRun,
+  selectStages,
+  stageIdentity,
+  FEATURE_KEYS_OFF_BY_DEFAULT,
+  acquireStageLock,
+  experimentRoot,
+  markDone,
+} from './stage.js';
 import { planTable } from './runner.js';
 import { survivorScores } from './report.js';
 import type { HeadReport } from '../analysis/report.js';
@@ -53,12 +63,24 @@ describe('experiment specs', () => {
     ['unknown kind', 'name: x\nstages:\n  a: { kind: fly }\n', ['stages.a.kind']],
     ['missing dependency', 'name: x\nstages:\n  p: { kind: prune, from: base, lambda: 0.1 }\n', ['stages.p', "'base', which is not a stage"]],
     ['l0 without lambda', 'name: x\nstages:\n  b: { kind: train }\n  p: { kind: prune, from: b }\n', ['stages.p', 'needs lambda or targetHeads']],
-    ['bad attention', 'name: x\nstages:\n  b: { kind: train }\n  p: { kind: prune, from: b, lambda: 1, attention: [encoder] }\n', ['stages.p.attention[0]', '"encoder"']],
+    [
+      'bad attention',
+      'name: x\nstages:\n  b: { kind: train }\n  p: { kind: prune, from: b, lambda: 1, attention: [encoder] }\n',
+      ['stages.p.attention[0]', '"encoder"'],
+    ],
     ['cycle', 'name: x\nstages:\n  a: { kind: analyze, of: b }\n  b: { kind: export, of: a }\n', ['dependency cycle']],
     ['bad name', 'name: "a b"\nstages: {}\n', ['name']],
     ['missing base', 'name: x\nbase: configs/none.yaml\nstages: {}\n', ['base: config file configs/none.yaml not found']],
-    ['testHeads on an l0 stage', 'name: x\nstages:\n  b: { kind: train }\n  p: { kind: prune, from: b, lambda: 1, testHeads: [4] }\n', ['stages.p.testHeads', 'only for importance']],
-    ['testHeads not integers', 'name: x\nstages:\n  b: { kind: train }\n  p: { kind: prune, from: b, method: importance, testHeads: [2.5] }\n', ['stages.p.testHeads[0]']],
+    [
+      'testHeads on an l0 stage',
+      'name: x\nstages:\n  b: { kind: train }\n  p: { kind: prune, from: b, lambda: 1, testHeads: [4] }\n',
+      ['stages.p.testHeads', 'only for importance'],
+    ],
+    [
+      'testHeads not integers',
+      'name: x\nstages:\n  b: { kind: train }\n  p: { kind: prune, from: b, method: importance, testHeads: [2.5] }\n',
+      ['stages.p.testHeads[0]'],
+    ],
   ];
   it.each(bad)('%s is refused with the file and key', (_l, text, fragments) => {
     const p = spec(`bad-${fragments[0]!.replace(/\W/g, '')}`, text);
@@ -66,7 +88,10 @@ describe('experiment specs', () => {
   });
 
   it('--only keeps the named stages (every instance of a sweep, or one id) and their ancestors', () => {
-    const p = spec('only', `name: only\nset: ${TINY_SET}\nstages:\n  base: { kind: train }\n  l0: { kind: prune, from: base, sweep: { lambda: [0.1, 0.2] } }\n  an: { kind: analyze, of: l0 }\n  imp: { kind: prune, from: base, method: importance }\n`);
+    const p = spec(
+      'only',
+      `name: only\nset: ${TINY_SET}\nstages:\n  base: { kind: train }\n  l0: { kind: prune, from: base, sweep: { lambda: [0.1, 0.2] } }\n  an: { kind: analyze, of: l0 }\n  imp: { kind: prune, from: base, method: importance }\n`,
+    );
     const r = resolveStages(loadSpec(p), expandStages(loadSpec(p)), join(dir, 'runs'));
     expect(selectStages(r, ['l0'], p).map((s) => s.instance.id)).toEqual(['base', 'l0[lambda=0.1]', 'l0[lambda=0.2]']);
     expect(selectStages(r, ['an<l0[lambda=0.2]>'], p).map((s) => s.instance.id)).toEqual(['base', 'l0[lambda=0.2]', 'an<l0[lambda=0.2]>']);
@@ -105,16 +130,21 @@ describe('experiment specs', () => {
 
   it('survivor scores average the baseline scores over kept and removed encoder heads', () => {
     const head = (stack: string, pos: number | null, rare: number | null, imp: number, conf: number, lrp: number | null) => ({
-      stack, importance: { perToken: imp }, attention: { confidence: conf }, lrp,
+      stack,
+      importance: { perToken: imp },
+      attention: { confidence: conf },
+      lrp,
       roles: { positional: pos === null ? null : { fraction: pos }, rare: rare === null ? null : { rate: rare }, labels: [] },
     });
-    const report = { heads: {
-      'enc-self.0.0': head('enc-self', 0.9, 0.1, 1, 0.5, 0.4),
-      'enc-self.0.1': head('enc-self', 0.5, 0.3, 3, 0.7, null),
-      'enc-self.1.0': head('enc-self', 0.1, 0.2, 0.5, 0.2, 0.1),
-      'enc-self.1.1': head('enc-self', null, 0.0, 0.1, 0.4, 0.3),
-      'dec-self.0.0': head('dec-self', 1, 1, 9, 1, 1),
-    } } as unknown as HeadReport;
+    const report = {
+      heads: {
+        'enc-self.0.0': head('enc-self', 0.9, 0.1, 1, 0.5, 0.4),
+        'enc-self.0.1': head('enc-self', 0.5, 0.3, 3, 0.7, null),
+        'enc-self.1.0': head('enc-self', 0.1, 0.2, 0.5, 0.2, 0.1),
+        'enc-self.1.1': head('enc-self', null, 0.0, 0.1, 0.4, 0.3),
+        'dec-self.0.0': head('dec-self', 1, 1, 9, 1, 1),
+      },
+    } as unknown as HeadReport;
     const r = survivorScores(report, new Set(['enc-self.0.0', 'enc-self.0.1']), { stage: 's', run: 'r' });
     expect([r.kept, r.removed]).toEqual([2, 2]);
     expect(r.keptPositional).toBeCloseTo(0.7, 12);
@@ -138,10 +168,20 @@ describe('experiment specs', () => {
 
   it('expands sweeps, repeats dependants per parent instance, and hashes resolved configs', () => {
     // a batch budget that holds a pair per micro-batch with 2 workers too (p3)
-    const p = spec('expand', `name: expand\nset: ${TINY_SET.replace('maxTokensPerBatch: 200', 'maxTokensPerBatch: 400')}\nstages:\n  base: { kind: train, sweep: { seed: [1, 2] } }\n  l0: { kind: prune, from: base, sweep: { lambda: [0.1, 0.2] } }\n`);
+    const p = spec(
+      'expand',
+      `name: expand\nset: ${TINY_SET.replace('maxTokensPerBatch: 200', 'maxTokensPerBatch: 400')}\nstages:\n  base: { kind: train, sweep: { seed: [1, 2] } }\n  l0: { kind: prune, from: base, sweep: { lambda: [0.1, 0.2] } }\n`,
+    );
     const s = loadSpec(p);
     const inst = expandStages(s);
-    expect(inst.map((i) => i.id)).toEqual(['base[seed=1]', 'base[seed=2]', 'l0[lambda=0.1]<base[seed=1]>', 'l0[lambda=0.2]<base[seed=1]>', 'l0[lambda=0.1]<base[seed=2]>', 'l0[lambda=0.2]<base[seed=2]>']);
+    expect(inst.map((i) => i.id)).toEqual([
+      'base[seed=1]',
+      'base[seed=2]',
+      'l0[lambda=0.1]<base[seed=1]>',
+      'l0[lambda=0.2]<base[seed=1]>',
+      'l0[lambda=0.1]<base[seed=2]>',
+      'l0[lambda=0.2]<base[seed=2]>',
+    ]);
     const r = resolveStages(s, inst, join(dir, 'runs'));
     expect(new Set(r.map((x) => x.hash)).size).toBe(6);
     expect(r[2]!.config.train.l0Lambda).toBe(0.1);
@@ -155,7 +195,10 @@ describe('experiment specs', () => {
     expect(r2[1]!.hash).not.toBe(r[1]!.hash);
     expect(r2[5]!.hash).not.toBe(r[5]!.hash);
     // execution settings (workers, backend, logging, checkpoint cadence) are not part of a stage's identity
-    const p3 = spec('expand3', readFileSync(p, 'utf8').replace('set: {', 'set: { train.workers: 2, backend: cpu, train.keepCheckpoints: 1, train.checkpointEverySteps: 3,'));
+    const p3 = spec(
+      'expand3',
+      readFileSync(p, 'utf8').replace('set: {', 'set: { train.workers: 2, backend: cpu, train.keepCheckpoints: 1, train.checkpointEverySteps: 3,'),
+    );
     const r3 = resolveStages(loadSpec(p3), expandStages(loadSpec(p3)), join(dir, 'runs'));
     expect(r3[0]!.config.train.workers).toBe(2);
     expect(r3.map((x) => x.hash)).toEqual(r.map((x) => x.hash));
@@ -187,13 +230,33 @@ describe('adopting an existing run', () => {
 
 describe('export stage settings', () => {
   const bad: Array<[string, string, string[]]> = [
-    ['magnitudeSparsity of 1', 'name: x\nstages:\n  b: { kind: train }\n  c: { kind: export, of: b, magnitudeSparsity: 1 }\n', ['stages.c.magnitudeSparsity', 'expected a fraction in [0, 1)', 'got 1']],
-    ['negative ffnPrune', 'name: x\nstages:\n  b: { kind: train }\n  c: { kind: export, of: b, ffnPrune: -0.1 }\n', ['stages.c.ffnPrune', 'expected a fraction in [0, 1)', 'got -0.1']],
-    ['magnitudeSparsity as text', 'name: x\nstages:\n  b: { kind: train }\n  c: { kind: export, of: b, magnitudeSparsity: half }\n', ['stages.c.magnitudeSparsity', 'expected a fraction', '"half"']],
-    ['perLayer alone', 'name: x\nstages:\n  b: { kind: train }\n  c: { kind: export, of: b, perLayer: true }\n', ['stages.c.perLayer', 'only applies with magnitudeSparsity']],
+    [
+      'magnitudeSparsity of 1',
+      'name: x\nstages:\n  b: { kind: train }\n  c: { kind: export, of: b, magnitudeSparsity: 1 }\n',
+      ['stages.c.magnitudeSparsity', 'expected a fraction in [0, 1)', 'got 1'],
+    ],
+    [
+      'negative ffnPrune',
+      'name: x\nstages:\n  b: { kind: train }\n  c: { kind: export, of: b, ffnPrune: -0.1 }\n',
+      ['stages.c.ffnPrune', 'expected a fraction in [0, 1)', 'got -0.1'],
+    ],
+    [
+      'magnitudeSparsity as text',
+      'name: x\nstages:\n  b: { kind: train }\n  c: { kind: export, of: b, magnitudeSparsity: half }\n',
+      ['stages.c.magnitudeSparsity', 'expected a fraction', '"half"'],
+    ],
+    [
+      'perLayer alone',
+      'name: x\nstages:\n  b: { kind: train }\n  c: { kind: export, of: b, perLayer: true }\n',
+      ['stages.c.perLayer', 'only applies with magnitudeSparsity'],
+    ],
     ['unknown mask', 'name: x\nstages:\n  b: { kind: train }\n  c: { kind: export, of: b, mask: heads }\n', ['stages.c.mask', '"heads"']],
     ['int8 not a boolean', 'name: x\nstages:\n  b: { kind: train }\n  c: { kind: export, of: b, int8: 8 }\n', ['stages.c.int8']],
-    ['a misspelt setting', 'name: x\nstages:\n  b: { kind: train }\n  c: { kind: export, of: b, magnitudeSparsty: 0.5 }\n', ['stages.c.magnitudeSparsty', 'unknown key']],
+    [
+      'a misspelt setting',
+      'name: x\nstages:\n  b: { kind: train }\n  c: { kind: export, of: b, magnitudeSparsty: 0.5 }\n',
+      ['stages.c.magnitudeSparsty', 'unknown key'],
+    ],
   ];
   it.each(bad)('%s is refused with the file and key', (_l, text, fragments) => {
     const p = spec(`bad-export-${fragments[0]!.replace(/\W/g, '')}-${_l.replace(/\W/g, '')}`, text);
@@ -207,7 +270,10 @@ describe('export stage settings', () => {
 
   it('settings left out do not enter the stage identity; each one given changes it', () => {
     const hashes = (extra: string) => {
-      const p = spec(`export-hash-${extra.replace(/\W/g, '')}`, `name: export-hash\nset: ${TINY_SET}\nstages:\n  b: { kind: train }\n  c: { kind: export, of: b${extra} }\n`);
+      const p = spec(
+        `export-hash-${extra.replace(/\W/g, '')}`,
+        `name: export-hash\nset: ${TINY_SET}\nstages:\n  b: { kind: train }\n  c: { kind: export, of: b${extra} }\n`,
+      );
       return resolveStages(loadSpec(p), expandStages(loadSpec(p)), join(dir, 'runs')).map((x) => x.hash);
     };
     const plain = hashes('');
@@ -218,7 +284,8 @@ describe('export stage settings', () => {
   });
 
   it('sparsity-methods.yaml shares its baseline and head-pruning stages with voita2019-ddtp-ende.yaml', () => {
-    const hashes = (file: string, preset?: string) => new Map(resolveStages(loadSpec(file, preset), expandStages(loadSpec(file, preset)), 'runs').map((x) => [x.instance.id, x.hash]));
+    const hashes = (file: string, preset?: string) =>
+      new Map(resolveStages(loadSpec(file, preset), expandStages(loadSpec(file, preset)), 'runs').map((x) => [x.instance.id, x.hash]));
     const voita = hashes('experiments/voita2019-ddtp-ende.yaml');
     const sparsity = hashes('experiments/sparsity-methods.yaml');
     // voita's stages carry their seed; sparsity-methods has one replicate, seed 1
@@ -239,7 +306,7 @@ describe('export stage settings', () => {
 });
 
 describe('a layout trained from scratch (Table 2)', () => {
-  it('copies the pruned stage\'s surviving heads as a fixed mask, keeps its identity when the mask appears, and the report pairs it with the pruned model and both references', async () => {
+  it("copies the pruned stage's surviving heads as a fixed mask, keeps its identity when the mask appears, and the report pairs it with the pruned model and both references", async () => {
     await useTestBackend();
     const runs = join(dir, 'runs-scratch');
     const p = spec(
@@ -259,7 +326,9 @@ describe('a layout trained from scratch (Table 2)', () => {
     const scratch = stages[3]!;
     const prunedMarker = JSON.parse(readFileSync(join(stages[2]!.folder, 'stage.json'), 'utf8')) as { keptHeads: Record<string, number>; bleu: number };
     const kept = scratch.config.model.keptHeads!;
-    expect({ 'enc-self': kept['enc-self'].flat().length, 'dec-self': kept['dec-self'].flat().length, 'dec-enc': kept['dec-enc'].flat().length }).toEqual(prunedMarker.keptHeads);
+    expect({ 'enc-self': kept['enc-self'].flat().length, 'dec-self': kept['dec-self'].flat().length, 'dec-enc': kept['dec-enc'].flat().length }).toEqual(
+      prunedMarker.keptHeads,
+    );
     const total = prunedMarker.keptHeads['enc-self'] + prunedMarker.keptHeads['dec-self'] + prunedMarker.keptHeads['dec-enc'];
     expect(total).toBeLessThan(8); // lambda 0.5 on 8 heads closes some
     expect(await runStage(scratch, { progress: quiet, isStopRequested: () => false, argv: [] })).not.toBeNull();
@@ -283,9 +352,16 @@ describe('a layout trained from scratch (Table 2)', () => {
     const section = md.slice(md.indexOf('## Pruned against the same layout trained from scratch'));
     expect(section).toContain(`| ${prunedMarker.keptHeads['enc-self']} / ${prunedMarker.keptHeads['dec-self']} / ${prunedMarker.keptHeads['dec-enc']} |`);
     const diff = prunedMarker.bleu - scratchMarker.bleu;
-    expect(section).toContain(`| ${prunedMarker.bleu.toFixed(2)} | \`${pair!.scratch.run}\` | ${scratchMarker.bleu.toFixed(2)} | ${diff >= 0 ? '+' : ''}${diff.toFixed(2)} |`);
+    expect(section).toContain(
+      `| ${prunedMarker.bleu.toFixed(2)} | \`${pair!.scratch.run}\` | ${scratchMarker.bleu.toFixed(2)} | ${diff >= 0 ? '+' : ''}${diff.toFixed(2)} |`,
+    );
     // a report without a scratch stage has no such section
-    expect(prunedVsScratchTable(stages.slice(0, 3), rows.filter((r) => r.id !== 'fromScratch'))).toBe('');
+    expect(
+      prunedVsScratchTable(
+        stages.slice(0, 3),
+        rows.filter((r) => r.id !== 'fromScratch'),
+      ),
+    ).toBe('');
   }, 240000);
 });
 
@@ -293,12 +369,18 @@ describe('export stages', () => {
   it('export stages (float, int8, magnitude sparsity) write BLEU, parameters, bytes and decode time; the report has the columns and the figure; another study adopts the finished stages', async () => {
     await useTestBackend();
     const runs = join(dir, 'runs-export');
-    const p = spec('compress', `name: compress\nset: ${TINY_SET}\nstages:\n  baseline: { kind: train, set: { train.maxSteps: 120, train.peakLr: 0.01, train.warmupSteps: 20 } }\n  float: { kind: export, of: baseline }\n  int8: { kind: export, of: baseline, int8: true }\n  sparse: { kind: export, of: baseline, mask: none, magnitudeSparsity: 0.5 }\n  ffn: { kind: export, of: baseline, mask: none, ffnPrune: 0.5 }\n  l0: { kind: prune, from: baseline, steps: 8, targetHeads: 2, set: { gates.lrScale: 20 } }\n  heads: { kind: export, of: l0, mask: gates, int8: true }\n`);
+    const p = spec(
+      'compress',
+      `name: compress\nset: ${TINY_SET}\nstages:\n  baseline: { kind: train, set: { train.maxSteps: 120, train.peakLr: 0.01, train.warmupSteps: 20 } }\n  float: { kind: export, of: baseline }\n  int8: { kind: export, of: baseline, int8: true }\n  sparse: { kind: export, of: baseline, mask: none, magnitudeSparsity: 0.5 }\n  ffn: { kind: export, of: baseline, mask: none, ffnPrune: 0.5 }\n  l0: { kind: prune, from: baseline, steps: 8, targetHeads: 2, set: { gates.lrScale: 20 } }\n  heads: { kind: export, of: l0, mask: gates, int8: true }\n`,
+    );
     const stages = resolveStages(loadSpec(p), expandStages(loadSpec(p)), runs);
     const quiet = new ProgressLine(process.stderr, true);
     for (const s of stages) expect(await runStage(s, { progress: quiet, isStopRequested: () => false, argv: [] })).not.toBeNull();
     expect(stages.map(stageState)).toEqual(stages.map(() => 'done'));
-    const marker = (id: string) => JSON.parse(readFileSync(join(stages.find((s) => s.instance.id === id)!.folder, 'stage.json'), 'utf8')) as Record<string, unknown> & { decode: { sentences: number; samplesSeconds: number[] } };
+    const marker = (id: string) =>
+      JSON.parse(readFileSync(join(stages.find((s) => s.instance.id === id)!.folder, 'stage.json'), 'utf8')) as Record<string, unknown> & {
+        decode: { sentences: number; samplesSeconds: number[] };
+      };
     const float = marker('float');
     const int8 = marker('int8');
     const sparse = marker('sparse');
@@ -352,7 +434,12 @@ describe('export stages', () => {
     const int8Row = csv.find((l) => l.startsWith('int8,'))!.split(',');
     expect(Number(int8Row[16])).toBe(int8['modelBytes']);
     expect(Number(int8Row[17])).toBe(int8['decodeSeconds']);
-    expect(csv.find((l) => l.startsWith('baseline,'))!.split(',').slice(14, 20)).toEqual(['', '', '', '', '', '']);
+    expect(
+      csv
+        .find((l) => l.startsWith('baseline,'))!
+        .split(',')
+        .slice(14, 20),
+    ).toEqual(['', '', '', '', '', '']);
     expect(readFileSync(mdPath, 'utf8')).toContain('| params | weights MB | decode s |');
     const figures = await writeReportFigures(stages, rows, root);
     expect(figures.written.map((f) => f.name)).toContain('bleu-vs-model-bytes');
@@ -362,7 +449,12 @@ describe('export stages', () => {
 
     // a second study with the same baseline (its config name pinned to the first study's, as in
     // sparsity-methods.yaml) has the same hashes and adopts the finished stages instead of running them again
-    const p2 = spec('compress2', readFileSync(p, 'utf8').replace('name: compress\n', 'name: compress2\n').replace('train.warmupSteps: 20 }', 'train.warmupSteps: 20, name: compress-baseline }'));
+    const p2 = spec(
+      'compress2',
+      readFileSync(p, 'utf8')
+        .replace('name: compress\n', 'name: compress2\n')
+        .replace('train.warmupSteps: 20 }', 'train.warmupSteps: 20, name: compress-baseline }'),
+    );
     const other = resolveStages(loadSpec(p2), expandStages(loadSpec(p2)), runs);
     expect(other.map((s) => s.hash)).toEqual(stages.map((s) => s.hash));
     expect(() => adoptRun(other[1]!, stages[1]!.folder)).toThrow(/parent baseline is not done; adopt it first/);
@@ -374,7 +466,11 @@ describe('export stages', () => {
 
 (built ? describe : describe.skip)('experiment runner', () => {
   const runs = join(dir, 'runs');
-  const two = () => spec('two', `name: two\nset: ${TINY_SET}\nstages:\n  baseline: { kind: train, set: { train.maxSteps: 20, train.checkpointEverySteps: 10 } }\n  l0: { kind: prune, from: baseline, steps: 8, sweep: { lambda: [0.01, 0.5] }, set: { gates.lrScale: 20 } }\n  imp: { kind: prune, from: baseline, method: importance, stepPercent: 50, testHeads: [2, 0] }\n  an: { kind: analyze, of: baseline }\n`);
+  const two = () =>
+    spec(
+      'two',
+      `name: two\nset: ${TINY_SET}\nstages:\n  baseline: { kind: train, set: { train.maxSteps: 20, train.checkpointEverySteps: 10 } }\n  l0: { kind: prune, from: baseline, steps: 8, sweep: { lambda: [0.01, 0.5] }, set: { gates.lrScale: 20 } }\n  imp: { kind: prune, from: baseline, method: importance, stepPercent: 50, testHeads: [2, 0] }\n  an: { kind: analyze, of: baseline }\n`,
+    );
 
   it('runs a two-stage spec, skips done stages on a second run, and reports', () => {
     const p = two();
@@ -385,8 +481,12 @@ describe('export stages', () => {
     const s = loadSpec(p);
     const stages = resolveStages(s, expandStages(s), runs);
     expect(stages.map(stageState)).toEqual(['done', 'done', 'done', 'done', 'done']);
-    const csv = readFileSync(join(runs, 'experiments', 'two', 'results.csv'), 'utf8').trim().split('\n');
-    expect(csv[0]).toBe('stage,id,kind,method,attention,lambda,targetHeads,keptEnc,keptDecSelf,keptDecEnc,bleu,bleuTokLc,devBleu,run,params,nonZeroParams,modelBytes,decodeSeconds,devDecoding,seed,steps,fractionalGates,wallSeconds');
+    const csv = readFileSync(join(runs, 'experiments', 'two', 'results.csv'), 'utf8')
+      .trim()
+      .split('\n');
+    expect(csv[0]).toBe(
+      'stage,id,kind,method,attention,lambda,targetHeads,keptEnc,keptDecSelf,keptDecEnc,bleu,bleuTokLc,devBleu,run,params,nonZeroParams,modelBytes,decodeSeconds,devDecoding,seed,steps,fractionalGates,wallSeconds',
+    );
     // baseline, two l0 points, and the importance curve at its testHeads (4 encoder heads, 2 removed per step);
     // an l0 point whose kept gates are below 1 adds its binarised row (l0-binarised) right after it
     const binarised = csv.filter((l) => l.split(',')[1]!.endsWith('#binarised'));
@@ -405,10 +505,16 @@ describe('export stages', () => {
     expect(fig8.data.reduce((a, t) => a + t.y[0]!, 0)).toBe(4);
     expect(r1.stderr).toContain('figure skipped: heads-per-type-vs-bleu');
     // the kept and removed encoder heads' baseline scores, one row per finished L0 stage
-    const surv = readFileSync(join(runs, 'experiments', 'two', 'survivors.csv'), 'utf8').trim().split('\n');
-    expect(surv[0]).toBe('stage,kept,removed,keptPositional,removedPositional,keptRare,removedRare,keptImportance,removedImportance,keptConfidence,removedConfidence,keptLrp,removedLrp,run');
+    const surv = readFileSync(join(runs, 'experiments', 'two', 'survivors.csv'), 'utf8')
+      .trim()
+      .split('\n');
+    expect(surv[0]).toBe(
+      'stage,kept,removed,keptPositional,removedPositional,keptRare,removedRare,keptImportance,removedImportance,keptConfidence,removedConfidence,keptLrp,removedLrp,run',
+    );
     expect(surv).toHaveLength(3);
-    const l0Kept = Object.fromEntries(csv.filter((l) => l.startsWith('l0,') && !l.includes('#binarised,')).map((l) => [l.split(',')[1], Number(l.split(',')[7])]));
+    const l0Kept = Object.fromEntries(
+      csv.filter((l) => l.startsWith('l0,') && !l.includes('#binarised,')).map((l) => [l.split(',')[1], Number(l.split(',')[7])]),
+    );
     for (const line of surv.slice(1)) {
       const [stage, kept, removed] = line.split(',');
       expect(Number(kept) + Number(removed)).toBe(4);
@@ -434,7 +540,10 @@ describe('export stages', () => {
   }, 240000);
 
   it('a runner killed mid-stage (with its child) resumes the stage from its last checkpoint', async () => {
-    const p = spec('killed', `name: killed\nset: ${TINY_SET}\nstages:\n  baseline: { kind: train, set: { train.maxSteps: 300, train.checkpointEverySteps: 10 } }\n`);
+    const p = spec(
+      'killed',
+      `name: killed\nset: ${TINY_SET}\nstages:\n  baseline: { kind: train, set: { train.maxSteps: 300, train.checkpointEverySteps: 10 } }\n`,
+    );
     const s = loadSpec(p);
     const [stage] = resolveStages(s, expandStages(s), runs);
     const runner = spawn('node', [bin, 'experiment', 'run', p, '--runs-dir', runs], { detached: true, stdio: 'ignore' });
@@ -459,7 +568,10 @@ describe('export stages', () => {
   }, 240000);
 
   it('--emit-commands prints commands that run the remaining stages', () => {
-    const p = spec('emit', `name: emit\nset: ${TINY_SET}\nstages:\n  baseline: { kind: train, set: { train.maxSteps: 6 } }\n  l0: { kind: prune, from: baseline, steps: 3, lambda: 0.1 }\n`);
+    const p = spec(
+      'emit',
+      `name: emit\nset: ${TINY_SET}\nstages:\n  baseline: { kind: train, set: { train.maxSteps: 6 } }\n  l0: { kind: prune, from: baseline, steps: 3, lambda: 0.1 }\n`,
+    );
     const out = execSync(`node ${bin} experiment run ${p} --runs-dir ${runs} --emit-commands`, { encoding: 'utf8' }).trim().split('\n');
     expect(out).toHaveLength(2);
     // lines that run as printed from the repository root (heads itself is not on PATH)
@@ -471,15 +583,24 @@ describe('export stages', () => {
 });
 
 describe('seeds: replicates of a study', () => {
-  const chain = (top: string, extra = '') => `name: seeds\nset: ${TINY_SET}\n${top}stages:\n  baseline: { kind: train }\n  l0: { kind: prune, from: baseline, sweep: { lambda: [0, 0.5] } }\n  an: { kind: analyze, of: l0${extra} }\n  scratch: { kind: train, fixedMaskFrom: 'l0[lambda=0.5]' }\n`;
+  const chain = (top: string, extra = '') =>
+    `name: seeds\nset: ${TINY_SET}\n${top}stages:\n  baseline: { kind: train }\n  l0: { kind: prune, from: baseline, sweep: { lambda: [0, 0.5] } }\n  an: { kind: analyze, of: l0${extra} }\n  scratch: { kind: train, fixedMaskFrom: 'l0[lambda=0.5]' }\n`;
 
-  it('a spec-level seed list repeats every chain; children follow their parent\'s seed; a stage can follow a subset', () => {
+  it("a spec-level seed list repeats every chain; children follow their parent's seed; a stage can follow a subset", () => {
     const p = spec('seeds-expand', chain('seed: [1, 2]\n', ', seed: 2'));
     const plain = spec('seeds-expand-plain', chain('seed: [1, 2]\n'));
     const r = resolveStages(loadSpec(p), expandStages(loadSpec(p)), join(dir, 'runs'));
     expect(r.map((s) => s.instance.id)).toEqual([
-      'baseline[seed=1]', 'baseline[seed=2]', 'l0[lambda=0,seed=1]', 'l0[lambda=0.5,seed=1]', 'l0[lambda=0,seed=2]', 'l0[lambda=0.5,seed=2]',
-      'an[seed=2]<l0[lambda=0]>', 'an[seed=2]<l0[lambda=0.5]>', 'scratch[seed=1]', 'scratch[seed=2]',
+      'baseline[seed=1]',
+      'baseline[seed=2]',
+      'l0[lambda=0,seed=1]',
+      'l0[lambda=0.5,seed=1]',
+      'l0[lambda=0,seed=2]',
+      'l0[lambda=0.5,seed=2]',
+      'an[seed=2]<l0[lambda=0]>',
+      'an[seed=2]<l0[lambda=0.5]>',
+      'scratch[seed=1]',
+      'scratch[seed=2]',
     ]);
     for (const s of r) {
       expect(s.config.seed).toBe(s.instance.seed);
@@ -488,12 +609,21 @@ describe('seeds: replicates of a study', () => {
     expect(r.find((s) => s.instance.id === 'scratch[seed=2]')!.parent!.instance.id).toBe('l0[lambda=0.5,seed=2]');
     expect(r.find((s) => s.instance.id === 'l0[lambda=0.5,seed=2]')!.instance.baseId).toBe('l0[lambda=0.5]');
     // --seeds replaces the spec's list
-    expect(expandStages(loadSpec(plain, undefined, { seeds: [7] })).filter((i) => i.stage === 'baseline').map((i) => i.id)).toEqual(['baseline[seed=7]']);
+    expect(
+      expandStages(loadSpec(plain, undefined, { seeds: [7] }))
+        .filter((i) => i.stage === 'baseline')
+        .map((i) => i.id),
+    ).toEqual(['baseline[seed=7]']);
     expect(() => loadSpec(p, undefined, { seeds: [1, 1] })).toThrow(/--seeds: expected distinct non-negative integers/);
   });
 
   it('without seeds ids and hashes are unchanged; the seed enters a stage only through its config', () => {
-    const hashes = (top: string) => resolveStages(loadSpec(spec(`seeds-hash-${top.replace(/\W/g, '')}`, chain(top))), expandStages(loadSpec(spec(`seeds-hash-${top.replace(/\W/g, '')}`, chain(top)))), join(dir, 'runs'));
+    const hashes = (top: string) =>
+      resolveStages(
+        loadSpec(spec(`seeds-hash-${top.replace(/\W/g, '')}`, chain(top))),
+        expandStages(loadSpec(spec(`seeds-hash-${top.replace(/\W/g, '')}`, chain(top)))),
+        join(dir, 'runs'),
+      );
     const plain = hashes('');
     expect(plain.map((s) => s.instance.id)).toEqual(['baseline', 'l0[lambda=0]', 'l0[lambda=0.5]', 'an<l0[lambda=0]>', 'an<l0[lambda=0.5]>', 'scratch']);
     expect(plain.every((s) => s.instance.seed === null && s.instance.baseId === s.instance.id)).toBe(true);
@@ -509,7 +639,11 @@ describe('seeds: replicates of a study', () => {
     ['a seed twice', chain('seed: [1, 1]\n'), /seed: a seed is listed twice/],
     ['a stage seed its parent does not have', chain('seed: [1, 2]\n', ', seed: 3'), /stages\.an\.seed: 3 not among its parent's seeds \(1, 2\)/],
     ['an analyze stage with seeds of its own', chain('', ', seed: [1, 2]'), /stages\.an\.seed: an analyze stage has no seed of its own/],
-    ['seed: and a sweep over seed', chain('seed: [1, 2]\n').replace('baseline: { kind: train }', 'baseline: { kind: train, sweep: { seed: [3] } }'), /stages\.baseline\.sweep\.seed: seeds are given by seed:/],
+    [
+      'seed: and a sweep over seed',
+      chain('seed: [1, 2]\n').replace('baseline: { kind: train }', 'baseline: { kind: train, sweep: { seed: [3] } }'),
+      /stages\.baseline\.sweep\.seed: seeds are given by seed:/,
+    ],
   ];
   it.each(refused)('%s is refused, naming the file and key', (_l, text, re) => {
     const p = spec(`seeds-bad-${_l.replace(/\W/g, '')}`, text);
@@ -530,19 +664,31 @@ describe('seeds: replicates of a study', () => {
    * stage drops, the lower its BLEU, so the ordering of the stages is known without training any model.
    */
   function fakeFinishedStages(runs: string, drops: Record<string, (seed: number) => number>) {
-    const p = spec('seeds-fixture', `name: seeds-fixture\nset: ${TINY_SET.replace('testPairs: 8', 'testPairs: 120')}\nseed: [1, 2, 3]\nstages:\n  baseline: { kind: train }\n  l0: { kind: prune, from: baseline, sweep: { lambda: [0, 0.5] } }\n`);
+    const p = spec(
+      'seeds-fixture',
+      `name: seeds-fixture\nset: ${TINY_SET.replace('testPairs: 8', 'testPairs: 120')}\nseed: [1, 2, 3]\nstages:\n  baseline: { kind: train }\n  l0: { kind: prune, from: baseline, sweep: { lambda: [0, 0.5] } }\n`,
+    );
     const stages = resolveStages(loadSpec(p), expandStages(loadSpec(p)), runs);
     const refs = new Map<number, string[]>();
     for (const s of stages) {
       const seed = s.instance.seed!;
-      if (!refs.has(seed)) refs.set(seed, loadCorpora(s.config.data, seed).test.map((x) => x.tgt));
+      if (!refs.has(seed))
+        refs.set(
+          seed,
+          loadCorpora(s.config.data, seed).test.map((x) => x.tgt),
+        );
       const every = drops[s.instance.baseId]!(seed);
       // drop the last word of every `every`-th sentence (every 0: none)
       const hyps = refs.get(seed)!.map((r, i) => (every && i % every === 0 ? r.split(' ').slice(0, -1).join(' ') : r));
       mkdirSync(s.folder, { recursive: true });
       writeFileSync(join(s.folder, s.instance.spec.kind === 'train' ? 'test.hyp' : 'test.pruned.hyp'), hyps.join('\n') + '\n');
       const kept = s.instance.point['lambda'] === 0.5 ? 1 + seed : 4;
-      markDone(s, { bleu: corpusBleu(hyps, [refs.get(seed)!]).score, bleuTokLc: tokenizedLowercaseBleu(hyps, [refs.get(seed)!]).score, devBleu: 10 + seed, keptHeads: { 'enc-self': kept, 'dec-self': 2, 'dec-enc': 2 } });
+      markDone(s, {
+        bleu: corpusBleu(hyps, [refs.get(seed)!]).score,
+        bleuTokLc: tokenizedLowercaseBleu(hyps, [refs.get(seed)!]).score,
+        devBleu: 10 + seed,
+        keptHeads: { 'enc-self': kept, 'dec-self': 2, 'dec-enc': 2 },
+      });
     }
     return { p, stages, refs };
   }
@@ -572,9 +718,18 @@ describe('seeds: replicates of a study', () => {
     expect(md.split('\n').filter((l) => l.startsWith('| l0[lambda=0.5,seed='))).toHaveLength(3);
 
     // p-values: sacreBLEU's paired bootstrap on the run folders' translations, per seed and on all seeds' sentences at once
-    const pOf = (base: string[], sys: string[], r: string[]) => pairedBootstrap({ metric: 'bleu', baseline: base, systems: [sys], refs: [r] }).systems[0]!.pValue!;
-    const perSeed = (ref: string) => [1, 2, 3].map((seed) => pOf(hypOf(`${ref}[${ref === 'baseline' ? '' : 'lambda=0,'}seed=${seed}]`), hypOf(`l0[lambda=0.5,seed=${seed}]`), refs.get(seed)!));
-    const pooled = (ref: string) => pOf([1, 2, 3].flatMap((seed) => hypOf(`${ref}[${ref === 'baseline' ? '' : 'lambda=0,'}seed=${seed}]`)), [1, 2, 3].flatMap((seed) => hypOf(`l0[lambda=0.5,seed=${seed}]`)), [1, 2, 3].flatMap((seed) => refs.get(seed)!));
+    const pOf = (base: string[], sys: string[], r: string[]) =>
+      pairedBootstrap({ metric: 'bleu', baseline: base, systems: [sys], refs: [r] }).systems[0]!.pValue!;
+    const perSeed = (ref: string) =>
+      [1, 2, 3].map((seed) =>
+        pOf(hypOf(`${ref}[${ref === 'baseline' ? '' : 'lambda=0,'}seed=${seed}]`), hypOf(`l0[lambda=0.5,seed=${seed}]`), refs.get(seed)!),
+      );
+    const pooled = (ref: string) =>
+      pOf(
+        [1, 2, 3].flatMap((seed) => hypOf(`${ref}[${ref === 'baseline' ? '' : 'lambda=0,'}seed=${seed}]`)),
+        [1, 2, 3].flatMap((seed) => hypOf(`l0[lambda=0.5,seed=${seed}]`)),
+        [1, 2, 3].flatMap((seed) => refs.get(seed)!),
+      );
     const vsBase = perSeed('baseline');
     const vsControl = perSeed('l0');
     // the pruned stage drops a word in half the sentences or more: clearly worse in every seed
@@ -590,7 +745,10 @@ describe('seeds: replicates of a study', () => {
     expect(sig.split('\n').find((l) => l.startsWith('| l0[lambda=0] |'))).toMatch(/\| \+\d+\.\d\d ± \d+\.\d\d \(n=3\) \|.*\| - \| - \| - \|$/);
 
     // the committed translations: one file per row, the references once per distinct test set (each seed generates its own)
-    const index = JSON.parse(readFileSync(join(out, 'hyps', 'index.json'), 'utf8')) as { references: Array<{ file: string }>; stages: Array<{ id: string; hyp: string; ref: string }> };
+    const index = JSON.parse(readFileSync(join(out, 'hyps', 'index.json'), 'utf8')) as {
+      references: Array<{ file: string }>;
+      stages: Array<{ id: string; hyp: string; ref: string }>;
+    };
     expect(index.stages.map((x) => x.id)).toEqual(rows.map((r) => r.id));
     expect(index.references).toHaveLength(3);
     const entry = index.stages.find((x) => x.id === 'l0[lambda=0.5,seed=2]')!;
@@ -600,7 +758,9 @@ describe('seeds: replicates of a study', () => {
 
     // figures: the seeds' mean with one-sd error bars (BLEU and heads kept), the full model's band
     await writeReportFigures(stages, rows, out, { html: false });
-    const fig = JSON.parse(readFileSync(join(out, 'figures', 'bleu-vs-encoder-heads.json'), 'utf8')) as { data: Array<{ name: string; x: number[]; y: number[]; error_y?: { array: number[] }; error_x?: { array: number[] } }> };
+    const fig = JSON.parse(readFileSync(join(out, 'figures', 'bleu-vs-encoder-heads.json'), 'utf8')) as {
+      data: Array<{ name: string; x: number[]; y: number[]; error_y?: { array: number[] }; error_x?: { array: number[] } }>;
+    };
     const l0Trace = fig.data.find((t) => t.name === 'l0')!;
     const at = l0Trace.y.findIndex((y) => Math.abs(y - mean) < 1e-9);
     expect(l0Trace.x[at]).toBeCloseTo(3, 12);
@@ -620,7 +780,9 @@ describe('seeds: replicates of a study', () => {
     // (written through heads' own writer: a file changed behind its back fails its integrity record)
     writeFileAtomic(join(out, 'hyps', entry.hyp), readFileSync(join(out, 'hyps', index.stages.find((x) => x.id === 'baseline[seed=2]')!.hyp)));
     const tampered = writeReport(gone, out, { fromHyps: true });
-    const movedBaseline = JSON.parse(readFileSync(join(`${runs}-moved`, relative(runs, byId.get('baseline[seed=2]')!.folder), 'stage.json'), 'utf8')) as { bleu: number };
+    const movedBaseline = JSON.parse(readFileSync(join(`${runs}-moved`, relative(runs, byId.get('baseline[seed=2]')!.folder), 'stage.json'), 'utf8')) as {
+      bleu: number;
+    };
     expect(tampered.rows.find((r) => r.id === 'l0[lambda=0.5,seed=2]')!.bleu).toBe(movedBaseline.bleu);
     expect(() => writeReport(gone, join(dir, 'nowhere'), { fromHyps: true })).toThrow(/results\.csv: not found/);
   });
@@ -636,9 +798,26 @@ describe('seeds: replicates of a study', () => {
     const binHyps = ref.map((r, i) => (i % 5 === 0 ? r.split(' ').slice(0, -1).join(' ') : r));
     writeFileSync(join(s.folder, 'test.binarised.hyp'), binHyps.join('\n') + '\n');
     const binBleu = corpusBleu(binHyps, [ref]).score;
-    markDone(s, { ...folded, steps: 600, fractionalGates: 2, wallSeconds: 300, binarised: { foldedBelowOne: ['enc-self.0.1'], devBleu: 9, testBleu: binBleu, testBleuTokLc: tokenizedLowercaseBleu(binHyps, [ref]).score, hyp: 'test.binarised.hyp' } });
+    markDone(s, {
+      ...folded,
+      steps: 600,
+      fractionalGates: 2,
+      wallSeconds: 300,
+      binarised: {
+        foldedBelowOne: ['enc-self.0.1'],
+        devBleu: 9,
+        testBleu: binBleu,
+        testBleuTokLc: tokenizedLowercaseBleu(binHyps, [ref]).score,
+        hyp: 'test.binarised.hyp',
+      },
+    });
     const settled = stages.find((x) => x.instance.id === 'l0[lambda=0.5,seed=2]')!;
-    markDone(settled, { ...(JSON.parse(readFileSync(join(settled.folder, 'stage.json'), 'utf8')) as Record<string, unknown>), steps: 250, fractionalGates: 0, wallSeconds: 120 });
+    markDone(settled, {
+      ...(JSON.parse(readFileSync(join(settled.folder, 'stage.json'), 'utf8')) as Record<string, unknown>),
+      steps: 250,
+      fractionalGates: 0,
+      wallSeconds: 120,
+    });
     const { rows, mdPath } = writeReport(stages, out);
     const bin = rows.find((r) => r.id === 'l0[lambda=0.5,seed=1]#binarised')!;
     expect(bin.method).toBe('l0-binarised');
@@ -648,9 +827,14 @@ describe('seeds: replicates of a study', () => {
     expect(rows.filter((r) => r.id.endsWith('#binarised'))).toHaveLength(1);
     const md = readFileSync(mdPath, 'utf8');
     // its own line in the paired tests, against seed 1's baseline, with the bootstrap p of its own translations
-    const baseHyps = readFileSync(join(stages.find((x) => x.instance.id === 'baseline[seed=1]')!.folder, 'test.hyp'), 'utf8').replace(/\n$/, '').split('\n');
+    const baseHyps = readFileSync(join(stages.find((x) => x.instance.id === 'baseline[seed=1]')!.folder, 'test.hyp'), 'utf8')
+      .replace(/\n$/, '')
+      .split('\n');
     const p = pairedBootstrap({ metric: 'bleu', baseline: baseHyps, systems: [binHyps], refs: [ref] }).systems[0]!.pValue!;
-    const sigLine = md.slice(md.indexOf('## Paired significance')).split('\n').find((l) => l.startsWith('| l0[lambda=0.5]#binarised |'))!;
+    const sigLine = md
+      .slice(md.indexOf('## Paired significance'))
+      .split('\n')
+      .find((l) => l.startsWith('| l0[lambda=0.5]#binarised |'))!;
     expect(sigLine).toContain(`| ${formatP(p)} |`);
     // per seed: steps and whether the gates settled, wall minutes; over seeds: settled in k of n
     expect(md).toMatch(/\| l0\[lambda=0\.5,seed=1\] \| 1 \| l0 \|.*\| 600 \(2 fractional\) \| 5\.0 \|/);
@@ -685,7 +869,9 @@ describe('seeds: replicates of a study', () => {
     expect(alone.rows.map((r) => r.seed)).toEqual([3, 3, 3]);
     // a stage done here again replaces its committed row (here: seed 3's pruned stage now drops more words)
     const s3 = stages.find((x) => x.instance.id === 'l0[lambda=0.5,seed=3]')!;
-    const worse = readFileSync(join(s3.folder, 'test.pruned.hyp'), 'utf8').split('\n').map((l) => l.split(' ').slice(0, 1).join(' '));
+    const worse = readFileSync(join(s3.folder, 'test.pruned.hyp'), 'utf8')
+      .split('\n')
+      .map((l) => l.split(' ').slice(0, 1).join(' '));
     writeFileSync(join(s3.folder, 'test.pruned.hyp'), worse.join('\n'));
     const marker = JSON.parse(readFileSync(join(s3.folder, 'stage.json'), 'utf8')) as Record<string, unknown>;
     markDone(s3, { ...marker, bleu: 1.5 });
@@ -698,7 +884,10 @@ describe('seeds: replicates of a study', () => {
   it('at each exact budget the report sets L0 against importance pruning and the fine-tuned importance mask, with per-seed differences and paired p-values', () => {
     const runs = join(dir, 'runs-criterion-fixture');
     const out = join(dir, 'criterion-fixture-results');
-    const p = spec('criterion-fixture', `name: criterion-fixture\nset: ${TINY_SET.replace('testPairs: 8', 'testPairs: 120')}\nseed: [1, 2]\nstages:\n  baseline: { kind: train }\n  imp: { kind: prune, from: baseline, method: importance, attention: [enc-self], testHeads: [2] }\n  ft: { kind: prune, method: fixed-mask, from: imp, attention: [enc-self], sweep: { maskHeads: [2] } }\n  budget: { kind: prune, from: baseline, attention: [enc-self], sweep: { targetHeads: [2] } }\n`);
+    const p = spec(
+      'criterion-fixture',
+      `name: criterion-fixture\nset: ${TINY_SET.replace('testPairs: 8', 'testPairs: 120')}\nseed: [1, 2]\nstages:\n  baseline: { kind: train }\n  imp: { kind: prune, from: baseline, method: importance, attention: [enc-self], testHeads: [2] }\n  ft: { kind: prune, method: fixed-mask, from: imp, attention: [enc-self], sweep: { maskHeads: [2] } }\n  budget: { kind: prune, from: baseline, attention: [enc-self], sweep: { targetHeads: [2] } }\n`,
+    );
     const stages = resolveStages(loadSpec(p), expandStages(loadSpec(p)), runs);
     // every stage drops the last word of every k-th test sentence: plain importance the most, L0 the least
     const every: Record<string, number> = { baseline: 9, imp: 2, 'ft[maskHeads=2]': 3, 'budget[targetHeads=2]': 5 };
@@ -706,7 +895,11 @@ describe('seeds: replicates of a study', () => {
     const refs = new Map<number, string[]>();
     for (const s of stages) {
       const seed = s.instance.seed!;
-      if (!refs.has(seed)) refs.set(seed, loadCorpora(s.config.data, seed).test.map((x) => x.tgt));
+      if (!refs.has(seed))
+        refs.set(
+          seed,
+          loadCorpora(s.config.data, seed).test.map((x) => x.tgt),
+        );
       const k = every[s.instance.baseId]! + seed - 1;
       const h = refs.get(seed)!.map((r, i) => (i % k === 0 ? r.split(' ').slice(0, -1).join(' ') : r));
       hyps.set(s.instance.id, h);
@@ -733,11 +926,18 @@ describe('seeds: replicates of a study', () => {
     const hypId = (id: string) => id.split('#')[0]!;
     const diffs = (a: string, b: string) => [0, 1].map((i) => bleuOf(hypId(ids(a)[i]!)) - bleuOf(hypId(ids(b)[i]!)));
     const cells = line.split('|').map((c) => c.trim());
-    expect(cells[2]).toBe(`${mean(ids('budget[targetHeads=2]').map((i) => bleuOf(hypId(i)))).toFixed(2)} ± ${sd(ids('budget[targetHeads=2]').map((i) => bleuOf(hypId(i)))).toFixed(2)} (n=2)`);
+    expect(cells[2]).toBe(
+      `${mean(ids('budget[targetHeads=2]').map((i) => bleuOf(hypId(i)))).toFixed(2)} ± ${sd(ids('budget[targetHeads=2]').map((i) => bleuOf(hypId(i)))).toFixed(2)} (n=2)`,
+    );
     const d = diffs('budget[targetHeads=2]', 'ft[maskHeads=2]');
     expect(cells[5]).toBe(`+${mean(d).toFixed(2)} ± ${sd(d).toFixed(2)} (n=2)`);
     // the per-seed p of L0 against the fine-tuned importance mask: sacreBLEU's paired bootstrap on those translations
-    const pSeed1 = pairedBootstrap({ metric: 'bleu', baseline: hyps.get('ft[maskHeads=2,seed=1]')!, systems: [hyps.get('budget[targetHeads=2,seed=1]')!], refs: [refs.get(1)!] }).systems[0]!.pValue!;
+    const pSeed1 = pairedBootstrap({
+      metric: 'bleu',
+      baseline: hyps.get('ft[maskHeads=2,seed=1]')!,
+      systems: [hyps.get('budget[targetHeads=2,seed=1]')!],
+      refs: [refs.get(1)!],
+    }).systems[0]!.pValue!;
     expect(cells[6]!.startsWith(`${formatP(pSeed1)}, `)).toBe(true);
     expect(cells[6]).toContain('pooled');
     // fine-tuning helps the importance mask, and L0 beats plain importance by the sum of both
@@ -747,24 +947,36 @@ describe('seeds: replicates of a study', () => {
     expect(cells[9]).toBe(`+${mean(dAll).toFixed(2)} ± ${sd(dAll).toFixed(2)} (n=2)`);
   });
 
-  it('a real two-seed chain: stages follow their baseline\'s seed, stage.json says how dev BLEU was decoded, and the report rebuilt from hyps/ matches', async () => {
+  it("a real two-seed chain: stages follow their baseline's seed, stage.json says how dev BLEU was decoded, and the report rebuilt from hyps/ matches", async () => {
     await useTestBackend();
     const runs = join(dir, 'runs-seeds');
     const out = join(dir, 'seeds-results');
-    const p = spec('seeds-run', `name: seeds-run\nset: ${TINY_SET}\nseed: [1, 2]\nstages:\n  baseline: { kind: train, set: { train.maxSteps: 4, train.evalEverySteps: 2, train.devBleuSentences: 2 } }\n  l0: { kind: prune, from: baseline, steps: 2, lambda: 0.5, seed: 2, set: { eval.beamSize: 2, train.evalEverySteps: 0 } }\n`);
+    const p = spec(
+      'seeds-run',
+      `name: seeds-run\nset: ${TINY_SET}\nseed: [1, 2]\nstages:\n  baseline: { kind: train, set: { train.maxSteps: 4, train.evalEverySteps: 2, train.devBleuSentences: 2 } }\n  l0: { kind: prune, from: baseline, steps: 2, lambda: 0.5, seed: 2, set: { eval.beamSize: 2, train.evalEverySteps: 0 } }\n`,
+    );
     const stages = resolveStages(loadSpec(p), expandStages(loadSpec(p)), runs);
     // l0 follows only seed 2 of its parent's seeds
     expect(stages.map((s) => s.instance.id)).toEqual(['baseline[seed=1]', 'baseline[seed=2]', 'l0[seed=2]']);
     const quiet = new ProgressLine(process.stderr, true);
     for (const s of stages) expect(await runStage(s, { progress: quiet, isStopRequested: () => false, argv: [] })).not.toBeNull();
-    const marker = (s: (typeof stages)[number]) => JSON.parse(readFileSync(join(s.folder, 'stage.json'), 'utf8')) as { seed: number; devDecoding: string; devBleu: number; binarised?: unknown };
+    const marker = (s: (typeof stages)[number]) =>
+      JSON.parse(readFileSync(join(s.folder, 'stage.json'), 'utf8')) as { seed: number; devDecoding: string; devBleu: number; binarised?: unknown };
     const runConfig = (s: (typeof stages)[number]) => JSON.parse(readFileSync(join(s.folder, 'config.json'), 'utf8')) as { seed: number };
-    expect(stages.map((s) => [marker(s).seed, runConfig(s).seed])).toEqual([[1, 1], [2, 2], [2, 2]]);
+    expect(stages.map((s) => [marker(s).seed, runConfig(s).seed])).toEqual([
+      [1, 1],
+      [2, 2],
+      [2, 2],
+    ]);
     expect(stages.map((s) => marker(s).devDecoding)).toEqual(['greedy', 'greedy', 'beam 2']);
     const { rows, csvPath } = writeReport(stages, out);
     // the l0 stage's binarised row (if its kept gates are below 1) is decoded and seeded as the l0 row
     const plain = rows.filter((r) => !r.id.endsWith('#binarised'));
-    expect(plain.map((r) => [r.devDecoding, r.seed])).toEqual([['greedy', 1], ['greedy', 2], ['beam 2', 2]]);
+    expect(plain.map((r) => [r.devDecoding, r.seed])).toEqual([
+      ['greedy', 1],
+      ['greedy', 2],
+      ['beam 2', 2],
+    ]);
     expect(rows.filter((r) => r.id.endsWith('#binarised')).map((r) => [r.devDecoding, r.seed])).toEqual(marker(stages[2]!).binarised ? [['beam 2', 2]] : []);
     expect(readFileSync(join(out, 'hyps', 'l0_seed=2_.hyp'), 'utf8')).toBe(readFileSync(join(stages[2]!.folder, 'test.pruned.hyp'), 'utf8'));
     const csv = readFileSync(csvPath, 'utf8');
@@ -773,4 +985,3 @@ describe('seeds: replicates of a study', () => {
     expect(readFileSync(csvPath, 'utf8')).toBe(csv);
   }, 120000);
 });
-

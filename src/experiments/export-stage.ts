@@ -91,7 +91,9 @@ export function exportMaskOf(st: ExportStageSpec, parentFolder: string, parentCo
 /** The exporter's compression options from the stage's settings. */
 export function exportCompressionOf(st: ExportStageSpec): Pick<ExportOptions, 'magnitude' | 'ffn' | 'int8'> {
   return {
-    ...(st.magnitudeSparsity !== undefined ? { magnitude: { sparsity: st.magnitudeSparsity, scope: st.perLayer ? 'per-layer' : 'global', includeEmbeddings: false } } : {}),
+    ...(st.magnitudeSparsity !== undefined
+      ? { magnitude: { sparsity: st.magnitudeSparsity, scope: st.perLayer ? 'per-layer' : 'global', includeEmbeddings: false } }
+      : {}),
     ...(st.ffnPrune !== undefined ? { ffn: { fraction: st.ffnPrune, scope: 'per-layer' } } : {}),
     ...(st.int8 ? { int8: true } : {}),
   } as Pick<ExportOptions, 'magnitude' | 'ffn' | 'int8'>;
@@ -123,7 +125,14 @@ export function exportFormatsOf(st: ExportStageSpec, parentConfig: ResolvedConfi
  * Export the parent (or reuse a finished export in `outDir`: an interrupted stage does not export twice)
  * and measure the exported model on the config's test set.
  */
-export async function runExportStage(o: { st: ExportStageSpec; parentFolder: string; config: ResolvedConfig; outDir: string; stageFolder: string; progress: ProgressLine }): Promise<{ summary: ExportSummary; measured: ExportMeasurement }> {
+export async function runExportStage(o: {
+  st: ExportStageSpec;
+  parentFolder: string;
+  config: ResolvedConfig;
+  outDir: string;
+  stageFolder: string;
+  progress: ProgressLine;
+}): Promise<{ summary: ExportSummary; measured: ExportMeasurement }> {
   const summaryPath = join(o.outDir, 'export.json');
   let summary: ExportSummary;
   if (existsSync(summaryPath)) summary = readJsonFile<ExportSummary>(summaryPath, 'export summary');
@@ -131,7 +140,14 @@ export async function runExportStage(o: { st: ExportStageSpec; parentFolder: str
     // a half-written export (killed mid-write) is redone from scratch
     rmSync(o.outDir, { recursive: true, force: true });
     const compression = exportCompressionOf(o.st);
-    summary = await exportModel({ from: o.parentFolder, mask: exportMaskOf(o.st, o.parentFolder, o.config), outDir: o.outDir, ...compression, ...exportFormatsOf(o.st, o.config), warn: (m) => o.progress.log(`warning: ${m}`) });
+    summary = await exportModel({
+      from: o.parentFolder,
+      mask: exportMaskOf(o.st, o.parentFolder, o.config),
+      outDir: o.outDir,
+      ...compression,
+      ...exportFormatsOf(o.st, o.config),
+      warn: (m) => o.progress.log(`warning: ${m}`),
+    });
   }
   o.progress.log(`export: ${summary.parameters.after} parameters, model.safetensors ${summary.files.heads?.modelBytes ?? '?'} bytes`);
 
@@ -152,7 +168,12 @@ export async function runExportStage(o: { st: ExportStageSpec; parentFolder: str
     if (o.st.engine === 'onnx') {
       const m = await loadOnnxModel(o.outDir, { threads: 1 });
       const g = { ...loaded.config.eval, beamSize: loaded.config.eval.beamSize };
-      const out = await translateWithOnnx(m, m.tokenizer, test.map((p) => p.src), { ...g, onProgress: (done, total) => o.progress.update(`test (onnx) ${done}/${total} sentences`) });
+      const out = await translateWithOnnx(
+        m,
+        m.tokenizer,
+        test.map((p) => p.src),
+        { ...g, onProgress: (done, total) => o.progress.update(`test (onnx) ${done}/${total} sentences`) },
+      );
       hyps = out.outputs;
       for (let r = 0; r < DECODE_BENCH.reps; r++) {
         const { stats } = await translateWithOnnx(m, m.tokenizer, batch, g);
@@ -178,9 +199,14 @@ export async function runExportStage(o: { st: ExportStageSpec; parentFolder: str
     const testSeconds = (performance.now() - t0) / 1000 - samplesSeconds.reduce((a, b) => a + b, 0);
     o.progress.done();
     writeFileAtomic(join(o.stageFolder, 'test.hyp'), hyps.join('\n') + '\n');
-    const chrf = corpusChrf(hyps, test.map((p) => p.tgt));
+    const chrf = corpusChrf(
+      hyps,
+      test.map((p) => p.tgt),
+    );
     const decodeSeconds = Math.min(...samplesSeconds);
-    o.progress.log(`test BLEU ${bleu.toFixed(2)}, chrF ${chrf.toFixed(2)}; decode ${batch.length} sentences (beam ${loaded.config.eval.beamSize}${o.st.engine === 'onnx' ? ', onnxruntime-node' : ''}): best ${decodeSeconds.toFixed(2)} s of ${samplesSeconds.map((x) => x.toFixed(2)).join(', ')}`);
+    o.progress.log(
+      `test BLEU ${bleu.toFixed(2)}, chrF ${chrf.toFixed(2)}; decode ${batch.length} sentences (beam ${loaded.config.eval.beamSize}${o.st.engine === 'onnx' ? ', onnxruntime-node' : ''}): best ${decodeSeconds.toFixed(2)} s of ${samplesSeconds.map((x) => x.toFixed(2)).join(', ')}`,
+    );
     const removedHeads = ATTENTION_TYPES.some((t) => summary.heads.after[t] < summary.heads.original[t]);
     return {
       summary,
@@ -193,7 +219,14 @@ export async function runExportStage(o: { st: ExportStageSpec; parentFolder: str
         nonZeroParams: o.st.int8 ? (summary.compression?.nonZeroParameters ?? summary.parameters.after) : cost.nonZeroParams,
         modelBytes,
         decodeSeconds,
-        decode: { sentences: batch.length, beamSize: loaded.config.eval.beamSize, batchSentences: loaded.config.eval.batchSentences, reps: DECODE_BENCH.reps, samplesSeconds, outputTokens },
+        decode: {
+          sentences: batch.length,
+          beamSize: loaded.config.eval.beamSize,
+          batchSentences: loaded.config.eval.batchSentences,
+          reps: DECODE_BENCH.reps,
+          samplesSeconds,
+          outputTokens,
+        },
         testSeconds,
         method: exportMethodLabel(o.st, removedHeads),
         chrf,

@@ -35,9 +35,14 @@ function spec(name: string, text: string): string {
 
 describe('finetune stages', () => {
   it('refuse a parent with head gates and a bad ffnPrune, naming the stage', () => {
-    const gated = spec('gated', `name: gated\nset: ${TINY_SET}\nstages:\n  b: { kind: train }\n  l0: { kind: prune, from: b, lambda: 0.1, steps: 2 }\n  t: { kind: finetune, from: l0, steps: 2 }\n`);
+    const gated = spec(
+      'gated',
+      `name: gated\nset: ${TINY_SET}\nstages:\n  b: { kind: train }\n  l0: { kind: prune, from: b, lambda: 0.1, steps: 2 }\n  t: { kind: finetune, from: l0, steps: 2 }\n`,
+    );
     expect(() => resolveStages(loadSpec(gated), expandStages(loadSpec(gated)), join(dir, 'r0'))).toThrow(ConfigError);
-    expect(() => resolveStages(loadSpec(gated), expandStages(loadSpec(gated)), join(dir, 'r0'))).toThrow(/stages\.t\.from: a finetune stage starts from a model without head gates/);
+    expect(() => resolveStages(loadSpec(gated), expandStages(loadSpec(gated)), join(dir, 'r0'))).toThrow(
+      /stages\.t\.from: a finetune stage starts from a model without head gates/,
+    );
     const bad = spec('bad', `name: bad\nstages:\n  b: { kind: train }\n  t: { kind: finetune, from: b, steps: 2, ffnPrune: 1 }\n`);
     expect(() => loadSpec(bad)).toThrow(/stages\.t\.ffnPrune/);
   });
@@ -75,8 +80,22 @@ ${hasOrt ? '  float-onnx: { kind: export, of: baseline, mask: none, engine: onnx
     expect(Array.from(params['enc.1.moe.e1.w1']!.data)).toEqual(Array.from(ck.params['enc.1.ffn.w1']!.data));
     const moeModel = createTransformer(byId('tune-moe').config.model, parent.tokenizer.vocabSize, new Rng(1));
     for (const name of moeModel.params.names()) moeModel.params.assign(name, params[name]!.shape, params[name]!.data);
-    const src = tf.tensor2d([[5, 6, 7, 2], [8, 9, 2, 0]], [2, 4], 'int32');
-    const tgt = tf.tensor2d([[1, 7, 6], [1, 9, 8]], [2, 3], 'int32');
+    const src = tf.tensor2d(
+      [
+        [5, 6, 7, 2],
+        [8, 9, 2, 0],
+      ],
+      [2, 4],
+      'int32',
+    );
+    const tgt = tf.tensor2d(
+      [
+        [1, 7, 6],
+        [1, 9, 8],
+      ],
+      [2, 3],
+      'int32',
+    );
     const a = parent.model.forward(src, tgt, { isTraining: false });
     const b = moeModel.forward(src, tgt, { isTraining: false });
     expect(tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]).toBeLessThan(1e-4);
@@ -109,7 +128,7 @@ ${hasOrt ? '  float-onnx: { kind: export, of: baseline, mask: none, engine: onnx
     expect(ffn['params']).toBe(float['params'] - 3 * (2 * d * 16 + 16));
     // top-2 of 2 experts: every expert is active, twice the FFN work plus the router
     expect(moe['cost'].activeParams).toBe(moe['params']);
-    expect(moe['params']).toBe(float['params'] + 3 * ((2 * d * 32 + 32 + d) + d * 2));
+    expect(moe['params']).toBe(float['params'] + 3 * (2 * d * 32 + 32 + d + d * 2));
     expect(moe['cost'].ffnFlopsPerToken).toBe(3 * (2 * 4 * d * 32 + 2 * d * 2));
     expect(moe['moeRouting'].load['enc.0'].reduce((x: number, y: number) => x + y, 0)).toBeCloseTo(1, 3);
     expect(float['moeRouting']).toBeUndefined();
@@ -138,10 +157,18 @@ ${hasOrt ? '  float-onnx: { kind: export, of: baseline, mask: none, engine: onnx
     expect(readFileSync(mdPath, 'utf8')).toContain('## Sparsity methods');
     const figures = await writeReportFigures(stages, [], root, { html: false });
     expect(figures.written.map((f) => f.name)).toContain('bleu-vs-cost');
-    const fig = JSON.parse(readFileSync(join(root, 'figures', 'bleu-vs-cost.json'), 'utf8')) as { data: Array<{ name: string; xaxis: string }>; layout: { shapes: Array<{ y0: number }> } };
-    expect(fig.data.filter((t) => t.xaxis === 'x').map((t) => t.name)).toEqual(['float', 'moe-top2x2', 'local(w)', 'ffn-0.5-tuned', ...(hasOrt ? ['float (ORT)', 'int8-dynamic (ORT)'] : [])]);
+    const fig = JSON.parse(readFileSync(join(root, 'figures', 'bleu-vs-cost.json'), 'utf8')) as {
+      data: Array<{ name: string; xaxis: string }>;
+      layout: { shapes: Array<{ y0: number }> };
+    };
+    expect(fig.data.filter((t) => t.xaxis === 'x').map((t) => t.name)).toEqual([
+      'float',
+      'moe-top2x2',
+      'local(w)',
+      'ffn-0.5-tuned',
+      ...(hasOrt ? ['float (ORT)', 'int8-dynamic (ORT)'] : []),
+    ]);
     // the reference line is the float row's BLEU on both panels
     expect(fig.layout.shapes.map((s) => s.y0)).toEqual([float['bleu'], float['bleu']]);
   }, 240_000);
 });
-

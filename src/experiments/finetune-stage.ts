@@ -34,13 +34,19 @@ export function ffnWidthsAfter(c: ModelConfig, fraction: number): { encoder: num
     const width = c.ffnWidths ? c.ffnWidths[stack][l]! : c.dFF;
     return width - Math.round(fraction * width);
   };
-  return { encoder: Array.from({ length: c.encoderLayers }, (_, l) => w('encoder', l)), decoder: Array.from({ length: c.decoderLayers }, (_, l) => w('decoder', l)) };
+  return {
+    encoder: Array.from({ length: c.encoderLayers }, (_, l) => w('encoder', l)),
+    decoder: Array.from({ length: c.decoderLayers }, (_, l) => w('decoder', l)),
+  };
 }
 
 /** The overrides a finetune stage puts on its parent's config before its own `set`. */
 export function finetuneDefaults(inst: StageInstance, parent: ResolvedConfig, where: string): string[] {
   const st = inst.spec as FinetuneStageSpec;
-  if (parent.gates.attention.length) throw new ConfigError([`${where}.from: a finetune stage starts from a model without head gates; its parent has gates on ${parent.gates.attention.join(', ')}`]);
+  if (parent.gates.attention.length)
+    throw new ConfigError([
+      `${where}.from: a finetune stage starts from a model without head gates; its parent has gates on ${parent.gates.attention.join(', ')}`,
+    ]);
   const out = [`name=${JSON.stringify(`${parent.name}-${inst.stage}`)}`, `train.maxSteps=${st.steps}`, 'train.earlyStopping=null', 'train.trainOnly=null'];
   if (st.ffnPrune !== undefined) out.push(`model.ffnWidths=${JSON.stringify(ffnWidthsAfter(parent.model, st.ffnPrune))}`);
   return out;
@@ -55,15 +61,25 @@ export interface FinetuneInit {
 }
 
 /** The parent's parameters made to fit the stage's model (see the module header). */
-export function initialWeights(parentParams: NamedArrays, parent: ModelConfig, config: ResolvedConfig, fromPath: string): { params: NamedArrays; init: FinetuneInit } {
+export function initialWeights(
+  parentParams: NamedArrays,
+  parent: ModelConfig,
+  config: ResolvedConfig,
+  fromPath: string,
+): { params: NamedArrays; init: FinetuneInit } {
   let params = parentParams;
   const init: FinetuneInit = { from: fromPath };
   if (config.model.ffnWidths && JSON.stringify(config.model.ffnWidths) !== JSON.stringify(parent.ffnWidths)) {
-    const fraction = 1 - config.model.ffnWidths.encoder.concat(config.model.ffnWidths.decoder).reduce((a, b) => a + b, 0) / ((parent.encoderLayers + parent.decoderLayers) * parent.dFF);
+    const fraction =
+      1 -
+      config.model.ffnWidths.encoder.concat(config.model.ffnWidths.decoder).reduce((a, b) => a + b, 0) /
+        ((parent.encoderLayers + parent.decoderLayers) * parent.dFF);
     const plans = planFfnPruning(params, parent, { fraction: Math.round(fraction * 1e6) / 1e6, scope: 'per-layer' });
     const pruned = pruneFfnUnits(params, parent, plans);
     if (JSON.stringify(pruned.config.ffnWidths) !== JSON.stringify(config.model.ffnWidths))
-      throw new ConfigError([`${fromPath}: FFN pruning gave widths ${JSON.stringify(pruned.config.ffnWidths)}, the stage's config has ${JSON.stringify(config.model.ffnWidths)}`]);
+      throw new ConfigError([
+        `${fromPath}: FFN pruning gave widths ${JSON.stringify(pruned.config.ffnWidths)}, the stage's config has ${JSON.stringify(config.model.ffnWidths)}`,
+      ]);
     params = pruned.params;
     init.ffnPrune = { fraction, widthsAfter: { encoder: [...config.model.ffnWidths.encoder], decoder: [...config.model.ffnWidths.decoder] } };
   }
@@ -101,7 +117,13 @@ export function initialWeights(parentParams: NamedArrays, parent: ModelConfig, c
 export function finetuneLabel(st: FinetuneStageSpec, c: ResolvedConfig): string {
   const parts: string[] = [];
   const p = c.model.attentionPatterns;
-  if (p) parts.push([p['enc-self'], p['dec-self']].filter((x) => x).map((x) => describePattern(x ?? null)).join('+'));
+  if (p)
+    parts.push(
+      [p['enc-self'], p['dec-self']]
+        .filter((x) => x)
+        .map((x) => describePattern(x ?? null))
+        .join('+'),
+    );
   if (c.model.moe) parts.push(`moe-top${c.model.moe.topK}x${c.model.moe.experts}`);
   if (c.train.magnitudePruning) parts.push(`magnitude-${c.train.magnitudePruning.sparsity}-gradual`);
   if (st.ffnPrune !== undefined) parts.push(`ffn-${st.ffnPrune}-tuned`);

@@ -30,8 +30,16 @@ beforeAll(() => useTestBackend());
 
 describe('fixed-mask prune stages', () => {
   it.each([
-    ['from an l0 stage', 'p: { kind: prune, from: b, lambda: 0.1 }\n  f: { kind: prune, method: fixed-mask, from: p, maskHeads: 2 }', ['stages.f.from', "'p' is a l0 prune stage"]],
-    ['without maskHeads', 'p: { kind: prune, from: b, method: importance }\n  f: { kind: prune, method: fixed-mask, from: p }', ['stages.f', 'needs maskHeads']],
+    [
+      'from an l0 stage',
+      'p: { kind: prune, from: b, lambda: 0.1 }\n  f: { kind: prune, method: fixed-mask, from: p, maskHeads: 2 }',
+      ['stages.f.from', "'p' is a l0 prune stage"],
+    ],
+    [
+      'without maskHeads',
+      'p: { kind: prune, from: b, method: importance }\n  f: { kind: prune, method: fixed-mask, from: p }',
+      ['stages.f', 'needs maskHeads'],
+    ],
     ['maskHeads elsewhere', 'p: { kind: prune, from: b, method: importance, maskHeads: 2 }', ['stages.p.maskHeads', 'only for method fixed-mask']],
   ])('%s is refused with the file and key', (_l, stages, fragments) => {
     const p = spec(`bad-${fragments[0]!.replace(/\W/g, '')}`, `name: x\nstages:\n  b: { kind: train }\n  ${stages}\n`);
@@ -54,7 +62,13 @@ describe('fixed-mask prune stages', () => {
         `  imp: { kind: prune, from: b, method: importance }\n  ft: { kind: prune, method: fixed-mask, from: imp, maskHeads: 2 }\n`,
     );
     const stages = resolveStages(loadSpec(p), expandStages(loadSpec(p)), join(dir, 'runs-es'));
-    expect(stages.map((s) => [s.instance.id, s.config.train.earlyStopping?.patience ?? null])).toEqual([['b', 2], ['l0', null], ['l0es', 3], ['imp', null], ['ft', null]]);
+    expect(stages.map((s) => [s.instance.id, s.config.train.earlyStopping?.patience ?? null])).toEqual([
+      ['b', 2],
+      ['l0', null],
+      ['l0es', 3],
+      ['imp', null],
+      ['ft', null],
+    ]);
   });
 
   it('fine-tunes the baseline with the importance mask at maskHeads heads fixed', async () => {
@@ -72,7 +86,11 @@ describe('fixed-mask prune stages', () => {
     expect(stages[2]!.config.model.keptHeads).toBeNull();
     expect(stages[2]!.hash).not.toBe(stages[3]!.hash);
     const before = stages.map((s) => s.hash);
-    for (const id of ['base', 'imp']) await runStage(stages.find((s) => s.instance.id === id)!, { progress: quiet, isStopRequested: () => false, argv: [] });
+    for (const id of ['base', 'imp'])
+      await runStage(
+        stages.find((s) => s.instance.id === id)!,
+        { progress: quiet, isStopRequested: () => false, argv: [] },
+      );
     stages = plan();
     // the layout is now known, and the identity did not change with it
     expect(stages.map((s) => s.hash)).toEqual(before);
@@ -95,6 +113,8 @@ describe('fixed-mask prune stages', () => {
     expect(hyps).toBe(readFileSync(join(stages[1]!.folder, point.hyp!), 'utf8'));
     expect(hyps).not.toBe(readFileSync(join(stages[0]!.folder, 'test.hyp'), 'utf8'));
     expect(summary.bleu).toBeCloseTo(point.bleu, 6);
-    console.log(`fixed-mask at 2 of 4 encoder heads: test BLEU ${summary.bleu!.toFixed(2)} (importance stage, same mask: ${point.bleu.toFixed(2)}; baseline ${(JSON.parse(readFileSync(join(stages[0]!.folder, 'stage.json'), 'utf8')) as StageSummary).bleu!.toFixed(2)})`);
+    console.log(
+      `fixed-mask at 2 of 4 encoder heads: test BLEU ${summary.bleu!.toFixed(2)} (importance stage, same mask: ${point.bleu.toFixed(2)}; baseline ${(JSON.parse(readFileSync(join(stages[0]!.folder, 'stage.json'), 'utf8')) as StageSummary).bleu!.toFixed(2)})`,
+    );
   }, 120_000);
 });

@@ -16,11 +16,21 @@ import type { StageInstance } from './spec.js';
  * The pruning steps to score on test: for every requested head count the step that leaves the nearest
  * count (the larger one on a tie), each step once, in curve order.
  */
-export function stepsNearest<T extends { step: number; headsKept: number }>(table: readonly T[], counts: readonly number[], log: (m: string) => void = () => {}): T[] {
+export function stepsNearest<T extends { step: number; headsKept: number }>(
+  table: readonly T[],
+  counts: readonly number[],
+  log: (m: string) => void = () => {},
+): T[] {
   const chosen = new Set<T>();
   for (const c of counts) {
     let best: T | null = null;
-    for (const row of table) if (!best || Math.abs(row.headsKept - c) < Math.abs(best.headsKept - c) || (Math.abs(row.headsKept - c) === Math.abs(best.headsKept - c) && row.headsKept > best.headsKept)) best = row;
+    for (const row of table)
+      if (
+        !best ||
+        Math.abs(row.headsKept - c) < Math.abs(best.headsKept - c) ||
+        (Math.abs(row.headsKept - c) === Math.abs(best.headsKept - c) && row.headsKept > best.headsKept)
+      )
+        best = row;
     if (!best) continue;
     if (best.headsKept !== c) log(`testHeads ${c}: no step leaves exactly ${c} heads; scoring step ${best.step} (${best.headsKept} heads)`);
     chosen.add(best);
@@ -49,7 +59,12 @@ export interface ChosenMask {
  * The mask of the step of an importance-style stage (its folder) that leaves `heads` heads, or the
  * nearest count (`log` says so); null while the stage has not written its pruning-result.json.
  */
-export function chooseMask(folder: string, model: Pick<ModelConfig, 'encoderLayers' | 'decoderLayers' | 'heads'>, heads: number, log: (m: string) => void = () => {}): ChosenMask | null {
+export function chooseMask(
+  folder: string,
+  model: Pick<ModelConfig, 'encoderLayers' | 'decoderLayers' | 'heads'>,
+  heads: number,
+  log: (m: string) => void = () => {},
+): ChosenMask | null {
   const path = join(folder, 'pruning-result.json');
   if (!existsSync(path)) return null;
   const { table } = readJsonFile<{ table: Array<{ step: number; headsKept: number; maskFile: string }> }>(path, 'pruning result');

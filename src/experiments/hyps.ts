@@ -52,7 +52,9 @@ export function testReferences(cfg: ResolvedConfig): string[] {
 export function referenceCache(): (cfg: ResolvedConfig) => string[] {
   const cache = new Map<string, string[]>();
   return (cfg) => {
-    const key = JSON.stringify(cfg.data.train === null ? { data: cfg.data, seed: cfg.seed } : { test: cfg.data.test, src: cfg.data.srcLang, tgt: cfg.data.tgtLang });
+    const key = JSON.stringify(
+      cfg.data.train === null ? { data: cfg.data, seed: cfg.seed } : { test: cfg.data.test, src: cfg.data.srcLang, tgt: cfg.data.tgtLang },
+    );
     if (!cache.has(key)) cache.set(key, testReferences(cfg));
     return cache.get(key)!;
   };
@@ -73,7 +75,11 @@ export function writeHyps(outDir: string, outputs: ReadonlyMap<string, TestOutpu
     if (!refFiles.has(digest)) refFiles.set(digest, { file: '', sentences: o.refs.length, sha256: digest, text });
   }
   for (const r of refFiles.values()) r.file = refFiles.size === 1 ? 'test.ref' : `test-${r.sha256.slice(0, 10)}.ref`;
-  const index: HypIndex = { version: 1, references: [...refFiles.values()].map(({ file, sentences, sha256: d }) => ({ file, sentences, sha256: d })), stages: [] };
+  const index: HypIndex = {
+    version: 1,
+    references: [...refFiles.values()].map(({ file, sentences, sha256: d }) => ({ file, sentences, sha256: d })),
+    stages: [],
+  };
   const names = new Set<string>();
   for (const [id, o] of outputs) {
     const hyp = hypFileName(id);
@@ -95,7 +101,8 @@ export function hasHyps(outDir: string): boolean {
 export function readHyps(outDir: string): Map<string, TestOutput & { seed: number | null }> {
   const dir = join(outDir, HYPS_DIR);
   const index = readJsonFile<HypIndex>(join(dir, INDEX), 'hypotheses index');
-  if (index.version !== 1 || !Array.isArray(index.stages) || !Array.isArray(index.references)) throw new DataError(`${join(dir, INDEX)}: expected a version 1 hypotheses index (stages, references)`);
+  if (index.version !== 1 || !Array.isArray(index.stages) || !Array.isArray(index.references))
+    throw new DataError(`${join(dir, INDEX)}: expected a version 1 hypotheses index (stages, references)`);
   const refs = new Map<string, string[]>();
   for (const r of index.references) {
     const lines = readLines(join(dir, r.file), 'references');

@@ -29,7 +29,12 @@ function problems(p: string): string[] {
 
 describe('importanceForm / importanceNormalize in experiment specs', () => {
   it('an importance prune stage gets the defaults (example, layer); an analyze stage keeps what it is given', () => {
-    const s = loadSpec(spec('defaults', '  imp: { kind: prune, from: b, method: importance }\n  tok: { kind: prune, from: b, method: importance, importanceForm: token, importanceNormalize: none }\n  an: { kind: analyze, of: b }\n  an2: { kind: analyze, of: b, importanceForm: batch }\n'));
+    const s = loadSpec(
+      spec(
+        'defaults',
+        '  imp: { kind: prune, from: b, method: importance }\n  tok: { kind: prune, from: b, method: importance, importanceForm: token, importanceNormalize: none }\n  an: { kind: analyze, of: b }\n  an2: { kind: analyze, of: b, importanceForm: batch }\n',
+      ),
+    );
     expect(s.stages['imp']).toMatchObject({ importanceForm: 'example', importanceNormalize: 'layer' });
     expect(s.stages['tok']).toMatchObject({ importanceForm: 'token', importanceNormalize: 'none' });
     expect(s.stages['an']).not.toHaveProperty('importanceForm');
@@ -50,8 +55,16 @@ describe('importanceForm / importanceNormalize in experiment specs', () => {
   it.each([
     ['an unknown form', '  imp: { kind: prune, from: b, method: importance, importanceForm: sentence }\n', /stages\.imp\.importanceForm.*"sentence"/],
     ['an unknown normalisation', '  an: { kind: analyze, of: b, importanceNormalize: l2 }\n', /stages\.an\.importanceNormalize.*"l2"/],
-    ['a form on an l0 stage', '  p: { kind: prune, from: b, lambda: 0.1, importanceForm: token }\n', /stages\.p\.importanceForm: only for method: importance \(this stage has method: l0\)$/],
-    ['a normalisation on a confidence stage', '  p: { kind: prune, from: b, method: confidence, importanceNormalize: none }\n', /stages\.p\.importanceNormalize: only for method: importance \(this stage has method: confidence\)$/],
+    [
+      'a form on an l0 stage',
+      '  p: { kind: prune, from: b, lambda: 0.1, importanceForm: token }\n',
+      /stages\.p\.importanceForm: only for method: importance \(this stage has method: l0\)$/,
+    ],
+    [
+      'a normalisation on a confidence stage',
+      '  p: { kind: prune, from: b, method: confidence, importanceNormalize: none }\n',
+      /stages\.p\.importanceNormalize: only for method: importance \(this stage has method: confidence\)$/,
+    ],
   ])('refuses %s with one line naming the file and the key', (name, stages, line) => {
     const p = spec(`bad-${name.replace(/\W+/g, '-')}`, stages);
     const found = problems(p);

@@ -16,8 +16,24 @@ import type { MethodRow } from '../plots/methods.js';
 import { finetuneLabel } from './finetune-stage.js';
 
 export const METHOD_COLUMNS: ReadonlyArray<keyof MethodRow> = [
-  'stage', 'method', 'engine', 'fineTuneSteps', 'bleu', 'chrf', 'params', 'nonZeroParams', 'activeParams', 'modelBytes',
-  'ffnFlopsPerToken', 'attnFlopsPerToken', 'attnProductShare', 'decodeSeconds', 'outputTokens', 'moeMaxLoadRatio', 'moeDropped', 'description',
+  'stage',
+  'method',
+  'engine',
+  'fineTuneSteps',
+  'bleu',
+  'chrf',
+  'params',
+  'nonZeroParams',
+  'activeParams',
+  'modelBytes',
+  'ffnFlopsPerToken',
+  'attnFlopsPerToken',
+  'attnProductShare',
+  'decodeSeconds',
+  'outputTokens',
+  'moeMaxLoadRatio',
+  'moeDropped',
+  'description',
 ];
 
 /** Steps of fine-tuning (finetune and prune stages) between the root train stage and `s`. */
@@ -81,7 +97,8 @@ export function readMethodRows(csvPath: string): MethodRow[] {
 export function methodsMarkdown(rows: readonly MethodRow[]): string {
   const m = (x: number | null) => (x === null || x === undefined ? '-' : `${(x / 1e6).toFixed(2)}M`);
   const f = (x: number | null, d = 2) => (x === null || x === undefined ? '-' : x.toFixed(d));
-  const head = '| stage | method | fine-tuning steps | test BLEU | chrF | params (non-zero; active per token) | weights file (MB) | FFN MFLOP/token | attention MFLOP/token (product share) | decode s (output tokens) | MoE max load / dropped |\n|---|---|---|---|---|---|---|---|---|---|---|';
+  const head =
+    '| stage | method | fine-tuning steps | test BLEU | chrF | params (non-zero; active per token) | weights file (MB) | FFN MFLOP/token | attention MFLOP/token (product share) | decode s (output tokens) | MoE max load / dropped |\n|---|---|---|---|---|---|---|---|---|---|---|';
   const body = rows.map((r) => {
     const params = `${m(r.params)}${r.nonZeroParams !== null && r.nonZeroParams < r.params ? ` (${m(r.nonZeroParams)} non-zero)` : ''}${r.activeParams !== null && r.activeParams < r.params ? `; ${m(r.activeParams)} active` : ''}`;
     const moe = r.moeMaxLoadRatio === null || r.moeMaxLoadRatio === undefined ? '-' : `${f(r.moeMaxLoadRatio)}x / ${(100 * (r.moeDropped ?? 0)).toFixed(1)}%`;
@@ -97,7 +114,8 @@ export function methodsMarkdown(rows: readonly MethodRow[]): string {
 export function methodsSection(stages: readonly ResolvedStage[], outDir: string): string | null {
   const csvPath = join(outDir, 'methods.csv');
   let rows = collectMethodRows(stages);
-  if (rows.length) writeFileAtomic(csvPath, Papa.unparse({ fields: [...METHOD_COLUMNS], data: rows.map((r) => METHOD_COLUMNS.map((c) => r[c])) }, { newline: '\n' }) + '\n');
+  if (rows.length)
+    writeFileAtomic(csvPath, Papa.unparse({ fields: [...METHOD_COLUMNS], data: rows.map((r) => METHOD_COLUMNS.map((c) => r[c])) }, { newline: '\n' }) + '\n');
   else rows = readMethodRows(csvPath);
   if (!rows.length) return null;
   return `## Sparsity methods: quality against size, cost per token and decode time\n\nOne row per export stage (src/experiments/export-stage.ts, model-cost.ts): test BLEU and chrF (sacreBLEU defaults), parameters (non-zero ones after magnitude pruning; active per token for mixtures of experts), bytes of the weights file (ONNX rows: encoder.onnx + decoder.onnx), FLOPs per token (2 per multiply-add; a source token through the encoder plus a target token through the decoder, over the test set's lengths), the share of attention-product FLOPs a sparse kernel would compute (counted from the pattern, not measured: the toolkit's kernels are dense and masked), and the best of ${'3'} decode times of one fixed batch. MoE: the busiest expert's load against an even share, and the share of claims the training capacity would drop, teacher-forced on the test set.\n\n${methodsMarkdown(rows)}`;

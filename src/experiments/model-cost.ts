@@ -147,10 +147,17 @@ export function moeRouting(model: Transformer, tok: BpeTokenizer, pairs: readonl
       });
     });
   }
-  const load = Object.fromEntries(Object.entries(assigned).map(([k, a]) => {
-    const total = a.reduce((x, y) => x + y, 0);
-    return [k, a.map((v) => (total > 0 ? Number((v / total).toFixed(4)) : 0))];
-  }));
+  const load = Object.fromEntries(
+    Object.entries(assigned).map(([k, a]) => {
+      const total = a.reduce((x, y) => x + y, 0);
+      return [k, a.map((v) => (total > 0 ? Number((v / total).toFixed(4)) : 0))];
+    }),
+  );
   const ratios = Object.values(load).map((a) => Math.max(...a) * a.length);
-  return { load, maxLoadRatio: ratios.length ? ratios.reduce((x, y) => x + y, 0) / ratios.length : 1, droppedAtTrainingCapacity: claims > 0 ? dropped / claims : 0, capacityFactor: moe.capacityFactor };
+  return {
+    load,
+    maxLoadRatio: ratios.length ? ratios.reduce((x, y) => x + y, 0) / ratios.length : 1,
+    droppedAtTrainingCapacity: claims > 0 ? dropped / claims : 0,
+    capacityFactor: moe.capacityFactor,
+  };
 }

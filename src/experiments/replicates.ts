@@ -70,7 +70,10 @@ export function pairedTestSetPValues(pairs: ReadonlyArray<{ system: TestOutput; 
     diffs.push(res.systems[0]!.score - res.baseline.score);
     pValues.push(res.systems[0]!.pValue!);
   }
-  const pooledP = pairs.length > 1 ? pairedBootstrapFromStats('bleu', concatStats(ref), [concatStats(sys)], REPORT_BOOTSTRAP.n, REPORT_BOOTSTRAP.seed).systems[0]!.pValue! : null;
+  const pooledP =
+    pairs.length > 1
+      ? pairedBootstrapFromStats('bleu', concatStats(ref), [concatStats(sys)], REPORT_BOOTSTRAP.n, REPORT_BOOTSTRAP.seed).systems[0]!.pValue!
+      : null;
   const consistent = !(diffs.some((d) => d > 0) && diffs.some((d) => d < 0));
   return { diffs, pValues, pooledP, consistent };
 }

@@ -20,7 +20,16 @@ import { corpusBleu, tokenizedLowercaseBleu } from '../eval/bleu.js';
 import { DataError } from '../util/errors.js';
 import { readJsonFile, readTextFile, writeFileAtomic } from '../util/fs.js';
 import { EXPERIMENT_RESULT_COLUMNS, type ExperimentResultRow } from '../plots/readers.js';
-import { type ReplicatedRow, bleuPointsFromResults, bleuVsHeadsFigure, bleuVsModelBytesFigure, keptPerTypeFigure, roleCategory, survivingRolesFigure, type SurvivingLayout } from '../plots/experiments.js';
+import {
+  type ReplicatedRow,
+  bleuPointsFromResults,
+  bleuVsHeadsFigure,
+  bleuVsModelBytesFigure,
+  keptPerTypeFigure,
+  roleCategory,
+  survivingRolesFigure,
+  type SurvivingLayout,
+} from '../plots/experiments.js';
 import { writeFigure, type WrittenFigure } from '../plots/write.js';
 import { bleuVsCostFigure } from '../plots/methods.js';
 import { methodsSection, readMethodRows } from './methods-table.js';
@@ -107,7 +116,18 @@ export function collectRows(stages: readonly ResolvedStage[], root = process.cwd
       stage: s.instance.stage,
       id: s.instance.id,
       kind: st.kind,
-      method: st.kind === 'prune' ? (st.method === 'l0' && s.config.gates.targetHeads !== null ? 'l0-budget' : st.method) : st.kind === 'train' ? (s.parent ? 'scratch-fixed-mask' : 'baseline') : st.kind === 'export' && typeof sum['method'] === 'string' ? sum['method'] : st.kind,
+      method:
+        st.kind === 'prune'
+          ? st.method === 'l0' && s.config.gates.targetHeads !== null
+            ? 'l0-budget'
+            : st.method
+          : st.kind === 'train'
+            ? s.parent
+              ? 'scratch-fixed-mask'
+              : 'baseline'
+            : st.kind === 'export' && typeof sum['method'] === 'string'
+              ? sum['method']
+              : st.kind,
       // a fixed-mask stage has no gates: its attention types are the ones its mask pruned
       attention: (st.kind === 'prune' && st.method === 'fixed-mask' ? st.attention : s.config.gates.attention).join('+') || '-',
       lambda: st.kind === 'prune' && st.method === 'l0' && s.config.gates.targetHeads === null ? s.config.train.l0Lambda : null,
@@ -125,14 +145,48 @@ export function collectRows(stages: readonly ResolvedStage[], root = process.cwd
     };
     if (sum.curve)
       for (const p of sum.curve)
-        rows.push({ ...base, id: `${s.instance.id}#${p.maskFile}`, group: `${s.instance.baseId}#${p.maskFile}`, keptEnc: p.keptHeads['enc-self'], keptDecSelf: p.keptHeads['dec-self'], keptDecEnc: p.keptHeads['dec-enc'], bleu: p.bleu, bleuTokLc: p.bleuTokLc, devBleu: null, devDecoding: null, run: join(base.run, p.maskFile), hypPath: p.hyp ? join(s.folder, p.hyp) : null });
+        rows.push({
+          ...base,
+          id: `${s.instance.id}#${p.maskFile}`,
+          group: `${s.instance.baseId}#${p.maskFile}`,
+          keptEnc: p.keptHeads['enc-self'],
+          keptDecSelf: p.keptHeads['dec-self'],
+          keptDecEnc: p.keptHeads['dec-enc'],
+          bleu: p.bleu,
+          bleuTokLc: p.bleuTokLc,
+          devBleu: null,
+          devDecoding: null,
+          run: join(base.run, p.maskFile),
+          hypPath: p.hyp ? join(s.folder, p.hyp) : null,
+        });
     else if (sum.keptHeads) {
       const kept = { keptEnc: sum.keptHeads['enc-self'], keptDecSelf: sum.keptHeads['dec-self'], keptDecEnc: sum.keptHeads['dec-enc'] };
-      rows.push({ ...base, ...kept, bleu: sum.bleu ?? null, bleuTokLc: sum.bleuTokLc ?? null, devBleu: sum.devBleu ?? null, devDecoding: devDecodingOf(s, sum), hypPath: testHypFile(s) });
+      rows.push({
+        ...base,
+        ...kept,
+        bleu: sum.bleu ?? null,
+        bleuTokLc: sum.bleuTokLc ?? null,
+        devBleu: sum.devBleu ?? null,
+        devDecoding: devDecodingOf(s, sum),
+        hypPath: testHypFile(s),
+      });
       // an L0 stage whose kept gates are not all 1 is also scored binarised (kept heads at 1, the paper's way):
       // its own row, compared with the same references
       const b = sum['binarised'] as { devBleu: number | null; testBleu: number | null; testBleuTokLc: number | null; hyp: string | null } | undefined;
-      if (b) rows.push({ ...base, ...kept, id: `${s.instance.id}${BINARISED}`, group: `${s.instance.baseId}${BINARISED}`, method: `${base.method}-binarised`, run: b.hyp ? join(base.run, b.hyp) : base.run, bleu: b.testBleu, bleuTokLc: b.testBleuTokLc, devBleu: b.devBleu, devDecoding: devDecodingOf(s, sum), hypPath: b.hyp ? join(s.folder, b.hyp) : null });
+      if (b)
+        rows.push({
+          ...base,
+          ...kept,
+          id: `${s.instance.id}${BINARISED}`,
+          group: `${s.instance.baseId}${BINARISED}`,
+          method: `${base.method}-binarised`,
+          run: b.hyp ? join(base.run, b.hyp) : base.run,
+          bleu: b.testBleu,
+          bleuTokLc: b.testBleuTokLc,
+          devBleu: b.devBleu,
+          devDecoding: devDecodingOf(s, sum),
+          hypPath: b.hyp ? join(s.folder, b.hyp) : null,
+        });
     }
   }
   return rows;
@@ -173,7 +227,8 @@ function fmtParams(r: ResultRow): string {
   return r.nonZeroParams !== null && r.nonZeroParams < r.params ? `${m(r.params)} (${m(r.nonZeroParams)} non-zero)` : m(r.params);
 }
 
-const devCell = (bleu: MeanSd | null, decoding: string | null | undefined): string => (bleu ? `${formatMeanSd(bleu, 2, false)}${decoding ? ` (${decoding})` : ''}` : '-');
+const devCell = (bleu: MeanSd | null, decoding: string | null | undefined): string =>
+  bleu ? `${formatMeanSd(bleu, 2, false)}${decoding ? ` (${decoding})` : ''}` : '-';
 
 /** Steps, and for an L0 stage whether its gates settled (`400 (settled)`, `600 (3 fractional)`). */
 function stepsCell(r: ResultRow): string {
@@ -186,7 +241,10 @@ function stepsCell(r: ResultRow): string {
 export function markdownTable(rows: readonly ResultRow[]): string {
   const seeds = hasSeeds(rows);
   const head = `| stage |${seeds ? ' seed |' : ''} method | attention | lambda / target | heads kept (enc / dec-self / dec-enc) | test BLEU | tok. lc. BLEU | dev BLEU (decoding) | steps (gates) | wall min | params | weights MB | decode s | run |\n|---|${seeds ? '---|' : ''}---|---|---|---|---|---|---|---|---|---|---|---|---|`;
-  const body = rows.map((r) => `| ${r.id} |${seeds ? ` ${r.seed ?? '-'} |` : ''} ${r.method} | ${r.attention} | ${r.lambda ?? (r.targetHeads || '-')} | ${r.keptEnc ?? '-'} / ${r.keptDecSelf ?? '-'} / ${r.keptDecEnc ?? '-'} | ${fmt(r.bleu)} | ${fmt(r.bleuTokLc)} | ${devCell(meanSd([r.devBleu]), r.devDecoding)} | ${stepsCell(r)} | ${r.wallSeconds === null || r.wallSeconds === undefined ? '-' : (r.wallSeconds / 60).toFixed(1)} | ${fmtParams(r)} | ${r.modelBytes === null ? '-' : (r.modelBytes / 1e6).toFixed(2)} | ${fmt(r.decodeSeconds)} | \`${r.run}\` |`);
+  const body = rows.map(
+    (r) =>
+      `| ${r.id} |${seeds ? ` ${r.seed ?? '-'} |` : ''} ${r.method} | ${r.attention} | ${r.lambda ?? (r.targetHeads || '-')} | ${r.keptEnc ?? '-'} / ${r.keptDecSelf ?? '-'} / ${r.keptDecEnc ?? '-'} | ${fmt(r.bleu)} | ${fmt(r.bleuTokLc)} | ${devCell(meanSd([r.devBleu]), r.devDecoding)} | ${stepsCell(r)} | ${r.wallSeconds === null || r.wallSeconds === undefined ? '-' : (r.wallSeconds / 60).toFixed(1)} | ${fmtParams(r)} | ${r.modelBytes === null ? '-' : (r.modelBytes / 1e6).toFixed(2)} | ${fmt(r.decodeSeconds)} | \`${r.run}\` |`,
+  );
   return [head, ...body].join('\n') + '\n';
 }
 
@@ -196,7 +254,8 @@ function fmtKept(values: ReadonlyArray<number | null>): string {
   return !m ? '-' : m.n === 1 || (m.sd === 0 && Number.isInteger(m.mean)) ? m.mean.toFixed(0) : `${m.mean.toFixed(1)} ± ${m.sd.toFixed(1)}`;
 }
 
-const layoutOf = (rs: readonly ResultRow[]): string => `${fmtKept(rs.map((r) => r.keptEnc))} / ${fmtKept(rs.map((r) => r.keptDecSelf))} / ${fmtKept(rs.map((r) => r.keptDecEnc))}`;
+const layoutOf = (rs: readonly ResultRow[]): string =>
+  `${fmtKept(rs.map((r) => r.keptEnc))} / ${fmtKept(rs.map((r) => r.keptDecSelf))} / ${fmtKept(rs.map((r) => r.keptDecEnc))}`;
 
 /** L0 settings: in how many seeds the gates settled (`2 of 3`); '-' for stages without gates. */
 function settledCell(rs: readonly ResultRow[]): string {
@@ -206,7 +265,8 @@ function settledCell(rs: readonly ResultRow[]): string {
 
 /** One row per setting: mean ± sd over its seeds (n), the seeds and their run folders. */
 export function replicatesTable(rows: readonly ResultRow[]): string {
-  const head = '| stage | method | attention | lambda / target | heads kept (enc / dec-self / dec-enc) | test BLEU | tok. lc. BLEU | dev BLEU (decoding) | gates settled | wall min | seeds | runs |\n|---|---|---|---|---|---|---|---|---|---|---|---|';
+  const head =
+    '| stage | method | attention | lambda / target | heads kept (enc / dec-self / dec-enc) | test BLEU | tok. lc. BLEU | dev BLEU (decoding) | gates settled | wall min | seeds | runs |\n|---|---|---|---|---|---|---|---|---|---|---|---|';
   const body = replicateGroups(rows).map(({ group, rows: rs }) => {
     const r = rs[0]!;
     const decodings = [...new Set(rs.map((x) => x.devDecoding).filter(Boolean))].join(', ');
@@ -248,7 +308,11 @@ export function writeReport(stages: readonly ResolvedStage[], outDir: string, op
   const mdPath = join(outDir, 'results.md');
   writeFileAtomic(csvPath, Papa.unparse({ fields: [...RESULT_COLUMNS], data: rows.map((r) => RESULT_COLUMNS.map((c) => r[c])) }, { newline: '\n' }) + '\n');
   const sections: string[] = [];
-  if (hasSeeds(rows)) sections.push(`## Mean ± sd over seeds\n\nTest BLEU (sacreBLEU) and heads kept as mean ± sample sd over the seeds (n); one row per setting, the seeds' run folders in the last column.\n\n${replicatesTable(rows)}`, `## Per seed\n\n${markdownTable(rows)}`);
+  if (hasSeeds(rows))
+    sections.push(
+      `## Mean ± sd over seeds\n\nTest BLEU (sacreBLEU) and heads kept as mean ± sample sd over the seeds (n); one row per setting, the seeds' run folders in the last column.\n\n${replicatesTable(rows)}`,
+      `## Per seed\n\n${markdownTable(rows)}`,
+    );
   else sections.push(markdownTable(rows));
   const significance = significanceSection(stages, rows, outputs);
   if (significance) sections.push(significance);
@@ -267,13 +331,28 @@ export function referenceStages(s: ResolvedStage, stages: readonly ResolvedStage
   let root = s;
   while (root.parent) root = root.parent;
   const st = s.instance.spec;
-  const isControl = (x: ResolvedStage) => x.instance.spec.kind === 'prune' && x.instance.spec.method === 'l0' && x.config.gates.targetHeads === null && x.config.train.l0Lambda === 0;
-  const control = st.kind === 'prune' && !isControl(s) ? (stages.find((x) => x !== s && x.instance.stage === s.instance.stage && x.parent === s.parent && isControl(x) && x.config.gates.attention.join('+') === s.config.gates.attention.join('+')) ?? null) : null;
+  const isControl = (x: ResolvedStage) =>
+    x.instance.spec.kind === 'prune' && x.instance.spec.method === 'l0' && x.config.gates.targetHeads === null && x.config.train.l0Lambda === 0;
+  const control =
+    st.kind === 'prune' && !isControl(s)
+      ? (stages.find(
+          (x) =>
+            x !== s &&
+            x.instance.stage === s.instance.stage &&
+            x.parent === s.parent &&
+            isControl(x) &&
+            x.config.gates.attention.join('+') === s.config.gates.attention.join('+'),
+        ) ?? null)
+      : null;
   return { baseline: root !== s && root.instance.spec.kind === 'train' ? root : null, control };
 }
 
 /** A comparison of one setting with one reference over its seeds (null when no seed has both translations). */
-function compare(rows: readonly ResultRow[], refIdOf: (r: ResultRow) => string | null, outputs: ReadonlyMap<string, TestOutput>): (PairedComparison & { seeds: number }) | null {
+function compare(
+  rows: readonly ResultRow[],
+  refIdOf: (r: ResultRow) => string | null,
+  outputs: ReadonlyMap<string, TestOutput>,
+): (PairedComparison & { seeds: number }) | null {
   const pairs: Array<{ system: TestOutput; reference: TestOutput }> = [];
   for (const r of rows) {
     const refId = refIdOf(r);
@@ -304,7 +383,9 @@ export function significanceSection(stages: readonly ResolvedStage[], rows: read
     const vsBase = compare(rs, refOf('baseline'), outputs);
     const vsControl = compare(rs, refOf('control'), outputs);
     if (!vsBase && !vsControl) continue;
-    lines.push(`| ${group} | ${formatMeanSd(meanSd(rs.map((r) => r.bleu)), 2, false)} | ${Math.max(vsBase?.seeds ?? 0, vsControl?.seeds ?? 0)} | ${comparisonCells(vsBase)} | ${comparisonCells(vsControl)} |`);
+    lines.push(
+      `| ${group} | ${formatMeanSd(meanSd(rs.map((r) => r.bleu)), 2, false)} | ${Math.max(vsBase?.seeds ?? 0, vsControl?.seeds ?? 0)} | ${comparisonCells(vsBase)} | ${comparisonCells(vsControl)} |`,
+    );
   }
   if (!lines.length) return '';
   return [
@@ -330,7 +411,8 @@ export function significanceSection(stages: readonly ResolvedStage[], rows: read
 export function criterionTable(rows: readonly ResultRow[], outputs: ReadonlyMap<string, TestOutput> = new Map()): string {
   const budgets = rows.filter((r) => r.method === 'l0-budget' && !r.id.endsWith(BINARISED) && r.keptEnc !== null);
   const counts = [...new Set(budgets.map((r) => r.keptEnc!))].sort((a, b) => b - a);
-  const find = (method: string, n: number, seed: number | null) => rows.find((x) => x.method === method && x.keptEnc === n && (x.seed ?? null) === seed) ?? null;
+  const find = (method: string, n: number, seed: number | null) =>
+    rows.find((x) => x.method === method && x.keptEnc === n && (x.seed ?? null) === seed) ?? null;
   const lines: string[] = [];
   for (const n of counts) {
     const l0 = budgets.filter((r) => r.keptEnc === n);
@@ -344,11 +426,17 @@ export function criterionTable(rows: readonly ResultRow[], outputs: ReadonlyMap<
         return r.bleu !== null && ref?.bleu !== null && ref?.bleu !== undefined ? r.bleu - ref.bleu : null;
       });
       if (diffs.every((d) => d === null)) return '- | -';
-      const p = !c ? '-' : c.pooledP === null ? formatP(c.pValues[0]!) : `${c.pValues.map(formatP).join(', ')}; pooled ${formatP(c.pooledP)}${c.consistent ? '' : ' (sign differs between seeds)'}`;
+      const p = !c
+        ? '-'
+        : c.pooledP === null
+          ? formatP(c.pValues[0]!)
+          : `${c.pValues.map(formatP).join(', ')}; pooled ${formatP(c.pooledP)}${c.consistent ? '' : ' (sign differs between seeds)'}`;
       return `${signed(meanSd(diffs))} | ${p}`;
     };
     const ft = side('fixed-mask');
-    lines.push(`| ${n} | ${cell(l0)} | ${cell(side('importance'))} | ${ft.length ? cell(ft) : '-'} | ${pair(l0, 'fixed-mask')} | ${ft.length ? pair(ft, 'importance') : '- | -'} | ${pair(l0, 'importance')} |`);
+    lines.push(
+      `| ${n} | ${cell(l0)} | ${cell(side('importance'))} | ${ft.length ? cell(ft) : '-'} | ${pair(l0, 'fixed-mask')} | ${ft.length ? pair(ft, 'importance') : '- | -'} | ${pair(l0, 'importance')} |`,
+    );
   }
   if (!lines.length) return '';
   return [
@@ -388,7 +476,13 @@ export function prunedVsScratchRows(stages: readonly ResolvedStage[], rows: read
     if (!scratch || !pruned) continue;
     const refs = referenceStages(s.parent, stages);
     const control = refs.control ? (byId.get(refs.control.instance.id) ?? null) : null;
-    out.push({ layout: `${pruned.keptEnc ?? '-'} / ${pruned.keptDecSelf ?? '-'} / ${pruned.keptDecEnc ?? '-'}`, pruned, scratch, baseline: refs.baseline ? (byId.get(refs.baseline.instance.id) ?? null) : null, control });
+    out.push({
+      layout: `${pruned.keptEnc ?? '-'} / ${pruned.keptDecSelf ?? '-'} / ${pruned.keptDecEnc ?? '-'}`,
+      pruned,
+      scratch,
+      baseline: refs.baseline ? (byId.get(refs.baseline.instance.id) ?? null) : null,
+      control,
+    });
   }
   return out;
 }
@@ -398,22 +492,51 @@ export function prunedVsScratchRows(stages: readonly ResolvedStage[], rows: read
  * differences taken per seed; and the paired-bootstrap p of pruned against scratch when the translations
  * are there ('' when there is no finished fixed-mask stage).
  */
-export function prunedVsScratchTable(stages: readonly ResolvedStage[], rows: readonly ResultRow[], outputs: ReadonlyMap<string, TestOutput> = new Map()): string {
+export function prunedVsScratchTable(
+  stages: readonly ResolvedStage[],
+  rows: readonly ResultRow[],
+  outputs: ReadonlyMap<string, TestOutput> = new Map(),
+): string {
   const pairs = prunedVsScratchRows(stages, rows);
   if (!pairs.length) return '';
   const diff = (ps: readonly PrunedVsScratchRow[], a: (p: PrunedVsScratchRow) => ResultRow | null, b: (p: PrunedVsScratchRow) => ResultRow | null) =>
-    signed(meanSd(ps.map((p) => (a(p)?.bleu ?? null) !== null && (b(p)?.bleu ?? null) !== null ? a(p)!.bleu! - b(p)!.bleu! : null)));
+    signed(meanSd(ps.map((p) => ((a(p)?.bleu ?? null) !== null && (b(p)?.bleu ?? null) !== null ? a(p)!.bleu! - b(p)!.bleu! : null))));
   const bleu = (ps: readonly PrunedVsScratchRow[], f: (p: PrunedVsScratchRow) => ResultRow | null) => formatMeanSd(meanSd(ps.map((p) => f(p)?.bleu ?? null)));
-  const runs = (ps: readonly PrunedVsScratchRow[], f: (p: PrunedVsScratchRow) => ResultRow | null) => ps.map((p) => f(p)).filter((r): r is ResultRow => r !== null).map((r) => `\`${r.run}\``).join('<br>');
+  const runs = (ps: readonly PrunedVsScratchRow[], f: (p: PrunedVsScratchRow) => ResultRow | null) =>
+    ps
+      .map((p) => f(p))
+      .filter((r): r is ResultRow => r !== null)
+      .map((r) => `\`${r.run}\``)
+      .join('<br>');
   const byGroup = new Map<string, PrunedVsScratchRow[]>();
   for (const p of pairs) byGroup.set(p.scratch.group ?? p.scratch.id, [...(byGroup.get(p.scratch.group ?? p.scratch.id) ?? []), p]);
   const head =
     '| heads kept (enc / dec-self / dec-enc) | pruned | test BLEU | from scratch, mask fixed | test BLEU | pruned - scratch | full model, same fine-tuning (lambda 0) | pruned - that | baseline | scratch - baseline | p (pruned vs scratch) |\n|---|---|---|---|---|---|---|---|---|---|---|';
   const body = [...byGroup.values()].map((ps) => {
-    const vs = compare(ps.map((p) => p.pruned), (r) => ps.find((p) => p.pruned === r)!.scratch.id, outputs);
+    const vs = compare(
+      ps.map((p) => p.pruned),
+      (r) => ps.find((p) => p.pruned === r)!.scratch.id,
+      outputs,
+    );
     const p = !vs ? '-' : vs.pooledP === null ? formatP(vs.pValues[0]!) : `${vs.pValues.map(formatP).join(', ')}; pooled ${formatP(vs.pooledP)}`;
     const hasControl = ps.some((x) => x.control);
-    return `| ${layoutOf(ps.map((x) => x.pruned))} | ${runs(ps, (x) => x.pruned)} | ${bleu(ps, (x) => x.pruned)} | ${runs(ps, (x) => x.scratch)} | ${bleu(ps, (x) => x.scratch)} | ${diff(ps, (x) => x.pruned, (x) => x.scratch)} | ${hasControl ? `${bleu(ps, (x) => x.control)} (${runs(ps, (x) => x.control)})` : '-'} | ${hasControl ? diff(ps, (x) => x.pruned, (x) => x.control) : '-'} | ${ps.some((x) => x.baseline) ? bleu(ps, (x) => x.baseline) : '-'} | ${diff(ps, (x) => x.scratch, (x) => x.baseline)} | ${p} |`;
+    return `| ${layoutOf(ps.map((x) => x.pruned))} | ${runs(ps, (x) => x.pruned)} | ${bleu(ps, (x) => x.pruned)} | ${runs(ps, (x) => x.scratch)} | ${bleu(ps, (x) => x.scratch)} | ${diff(
+      ps,
+      (x) => x.pruned,
+      (x) => x.scratch,
+    )} | ${hasControl ? `${bleu(ps, (x) => x.control)} (${runs(ps, (x) => x.control)})` : '-'} | ${
+      hasControl
+        ? diff(
+            ps,
+            (x) => x.pruned,
+            (x) => x.control,
+          )
+        : '-'
+    } | ${ps.some((x) => x.baseline) ? bleu(ps, (x) => x.baseline) : '-'} | ${diff(
+      ps,
+      (x) => x.scratch,
+      (x) => x.baseline,
+    )} | ${p} |`;
   });
   return [head, ...body].join('\n') + '\n';
 }
@@ -424,10 +547,16 @@ export function prunedVsScratchTable(stages: readonly ResolvedStage[], rows: rea
  * translations in hyps/ keep their numbers. The rows' settings (heads kept, lambda, dev BLEU, folders)
  * are those results.csv recorded; each is matched to the spec's stage instance by id.
  */
-export function rebuildRows(stages: readonly ResolvedStage[], outDir: string): { rows: ResultRow[]; outputs: Map<string, TestOutput & { seed: number | null }>; rescored: { rows: number; maxBleuChange: number } } {
+export function rebuildRows(
+  stages: readonly ResolvedStage[],
+  outDir: string,
+): { rows: ResultRow[]; outputs: Map<string, TestOutput & { seed: number | null }>; rescored: { rows: number; maxBleuChange: number } } {
   const csvPath = join(outDir, 'results.csv');
   if (!existsSync(csvPath)) throw new DataError(`${csvPath}: not found; rebuilding from hyps needs the results.csv written with them`);
-  if (!hasHyps(outDir)) throw new DataError(`${join(outDir, 'hyps', 'index.json')}: not found; write the report once from the run folders (heads experiment report <spec> --out ${outDir})`);
+  if (!hasHyps(outDir))
+    throw new DataError(
+      `${join(outDir, 'hyps', 'index.json')}: not found; write the report once from the run folders (heads experiment report <spec> --out ${outDir})`,
+    );
   const outputs = readHyps(outDir);
   const byId = new Map(stages.map((s) => [s.instance.id, s]));
   const str = (v: unknown) => (v === null || v === undefined ? '' : String(v));
@@ -440,10 +569,30 @@ export function rebuildRows(stages: readonly ResolvedStage[], outDir: string): {
     const s = byId.get(instanceIdOf(id));
     if (!s) throw new DataError(`${csvPath}: row ${id} is not a stage instance of the spec (instances: ${stages.map((x) => x.instance.id).join(', ')})`);
     const row: ResultRow = {
-      stage: str(r['stage']), id, kind: str(r['kind']), method: str(r['method']), attention: str(r['attention']), lambda: num('lambda'), targetHeads: str(r['targetHeads']),
-      keptEnc: num('keptEnc'), keptDecSelf: num('keptDecSelf'), keptDecEnc: num('keptDecEnc'), bleu: num('bleu'), bleuTokLc: num('bleuTokLc'), devBleu: num('devBleu'), run: str(r['run']),
-      params: num('params'), nonZeroParams: num('nonZeroParams'), modelBytes: num('modelBytes'), decodeSeconds: num('decodeSeconds'),
-      devDecoding: str(r['devDecoding']) || null, seed: num('seed'), steps: num('steps'), fractionalGates: num('fractionalGates'), wallSeconds: num('wallSeconds'), group: `${s.instance.baseId}${id.includes('#') ? id.slice(id.indexOf('#')) : ''}`,
+      stage: str(r['stage']),
+      id,
+      kind: str(r['kind']),
+      method: str(r['method']),
+      attention: str(r['attention']),
+      lambda: num('lambda'),
+      targetHeads: str(r['targetHeads']),
+      keptEnc: num('keptEnc'),
+      keptDecSelf: num('keptDecSelf'),
+      keptDecEnc: num('keptDecEnc'),
+      bleu: num('bleu'),
+      bleuTokLc: num('bleuTokLc'),
+      devBleu: num('devBleu'),
+      run: str(r['run']),
+      params: num('params'),
+      nonZeroParams: num('nonZeroParams'),
+      modelBytes: num('modelBytes'),
+      decodeSeconds: num('decodeSeconds'),
+      devDecoding: str(r['devDecoding']) || null,
+      seed: num('seed'),
+      steps: num('steps'),
+      fractionalGates: num('fractionalGates'),
+      wallSeconds: num('wallSeconds'),
+      group: `${s.instance.baseId}${id.includes('#') ? id.slice(id.indexOf('#')) : ''}`,
     };
     const o = outputs.get(id);
     if (o) {
@@ -464,7 +613,12 @@ export function rebuildRows(stages: readonly ResolvedStage[], outDir: string): {
  * machine ran. A row here replaces the committed one of the same id, unless its translations are missing
  * here and the committed ones exist. Rows keep the order of the spec's stage instances.
  */
-function mergeCommitted(stages: readonly ResolvedStage[], outDir: string, local: readonly ResultRow[], localOutputs: ReadonlyMap<string, TestOutput & { seed: number | null }>): { rows: ResultRow[]; outputs: Map<string, TestOutput & { seed: number | null }>; rescored: { rows: number; maxBleuChange: number } } {
+function mergeCommitted(
+  stages: readonly ResolvedStage[],
+  outDir: string,
+  local: readonly ResultRow[],
+  localOutputs: ReadonlyMap<string, TestOutput & { seed: number | null }>,
+): { rows: ResultRow[]; outputs: Map<string, TestOutput & { seed: number | null }>; rescored: { rows: number; maxBleuChange: number } } {
   const committed = rebuildRows(stages, outDir);
   const rows = new Map<string, ResultRow>(committed.rows.map((r) => [r.id, r]));
   const outputs = new Map(committed.outputs);
@@ -476,7 +630,10 @@ function mergeCommitted(stages: readonly ResolvedStage[], outDir: string, local:
     else outputs.delete(r.id);
   }
   const order = new Map(stages.map((s, i) => [s.instance.id, i]));
-  const merged = [...rows.values()].map((r, i) => ({ r, i })).sort((a, b) => (order.get(instanceIdOf(a.r.id)) ?? 0) - (order.get(instanceIdOf(b.r.id)) ?? 0) || a.i - b.i).map((x) => x.r);
+  const merged = [...rows.values()]
+    .map((r, i) => ({ r, i }))
+    .sort((a, b) => (order.get(instanceIdOf(a.r.id)) ?? 0) - (order.get(instanceIdOf(b.r.id)) ?? 0) || a.i - b.i)
+    .map((x) => x.r);
   const kept = merged.filter((r) => !local.includes(r)).length;
   return { rows: merged, outputs, rescored: { rows: kept, maxBleuChange: committed.rescored.maxBleuChange } };
 }
@@ -506,22 +663,40 @@ function plotRows(rows: readonly ResultRow[]): ReplicatedRow[] {
  * export stages (one point per compression method); and the roles (from an analyze stage of the unpruned
  * baseline) of the encoder heads each L0 stage keeps (Figure 8).
  */
-export async function writeReportFigures(stages: readonly ResolvedStage[], rows: readonly ResultRow[], outDir: string, opts: { png?: boolean; html?: boolean } = {}): Promise<ReportFigures> {
+export async function writeReportFigures(
+  stages: readonly ResolvedStage[],
+  rows: readonly ResultRow[],
+  outDir: string,
+  opts: { png?: boolean; html?: boolean } = {},
+): Promise<ReportFigures> {
   const out: ReportFigures = { written: [], skipped: [] };
   const dir = join(outDir, 'figures');
-  const write = async (name: string, fig: Parameters<typeof writeFigure>[0]) => out.written.push({ name, files: await writeFigure(fig, join(dir, name), { png: opts.png ?? false, html: opts.html ?? true }) });
+  const write = async (name: string, fig: Parameters<typeof writeFigure>[0]) =>
+    out.written.push({ name, files: await writeFigure(fig, join(dir, name), { png: opts.png ?? false, html: opts.html ?? true }) });
 
   const encRows = rows.filter((r) => r.method === 'baseline' || (r.kind === 'prune' && r.attention === 'enc-self'));
   const points = bleuPointsFromResults(plotRows(encRows), { types: ['enc-self'] });
-  if (points.some((p) => p.method !== 'baseline')) await write('bleu-vs-encoder-heads', bleuVsHeadsFigure(points, { title: 'Test BLEU against encoder heads kept (Voita et al. 2019, Fig. 7)', headsLabel: 'encoder heads kept' }));
+  if (points.some((p) => p.method !== 'baseline'))
+    await write(
+      'bleu-vs-encoder-heads',
+      bleuVsHeadsFigure(points, { title: 'Test BLEU against encoder heads kept (Voita et al. 2019, Fig. 7)', headsLabel: 'encoder heads kept' }),
+    );
   else out.skipped.push('bleu-vs-encoder-heads: no finished encoder-only pruning stage');
 
   const allRows = rows.filter((r) => r.kind === 'prune' && r.attention.split('+').length === 3);
-  if (allRows.length) await write('heads-per-type-vs-bleu', keptPerTypeFigure(plotRows(allRows), { title: 'Heads kept per attention type against test BLEU (Voita et al. 2019, Figs. 9-10)' }));
+  if (allRows.length)
+    await write(
+      'heads-per-type-vs-bleu',
+      keptPerTypeFigure(plotRows(allRows), { title: 'Heads kept per attention type against test BLEU (Voita et al. 2019, Figs. 9-10)' }),
+    );
   else out.skipped.push('heads-per-type-vs-bleu: no finished stage pruning all three attention types');
 
   const sizedRows = rows.filter((r) => r.modelBytes !== null && r.bleu !== null);
-  if (sizedRows.length) await write('bleu-vs-model-bytes', bleuVsModelBytesFigure(plotRows(sizedRows), { title: 'Test BLEU against the size of the weights file, one point per compression method' }));
+  if (sizedRows.length)
+    await write(
+      'bleu-vs-model-bytes',
+      bleuVsModelBytesFigure(plotRows(sizedRows), { title: 'Test BLEU against the size of the weights file, one point per compression method' }),
+    );
   else out.skipped.push('bleu-vs-model-bytes: no finished export stage');
   // from methods.csv (writeReport writes it first, or it is the committed one)
   const methodRows = readMethodRows(join(outDir, 'methods.csv'));
@@ -529,7 +704,9 @@ export async function writeReportFigures(stages: readonly ResolvedStage[], rows:
   else out.skipped.push('bleu-vs-cost: no methods.csv (no export stage with cost figures)');
 
   // roles of the surviving heads: the baseline's analysis, the L0 stages' masks
-  const analysis = stages.find((s) => s.instance.spec.kind === 'analyze' && s.parent && !s.parent.parent && s.parent.instance.spec.kind === 'train' && stageState(s) === 'done');
+  const analysis = stages.find(
+    (s) => s.instance.spec.kind === 'analyze' && s.parent && !s.parent.parent && s.parent.instance.spec.kind === 'train' && stageState(s) === 'done',
+  );
   if (!analysis) out.skipped.push('surviving-head-roles: no finished analyze stage of the baseline');
   else {
     const report = readHeadReport(join(analysis.folder, 'head-report.json'));
@@ -537,7 +714,14 @@ export async function writeReportFigures(stages: readonly ResolvedStage[], rows:
     const survivors: SurvivorRow[] = [];
     for (const s of stages) {
       const st = s.instance.spec;
-      if (st.kind !== 'prune' || st.method !== 'l0' || s.parent !== analysis.parent || stageState(s) !== 'done' || s.config.gates.attention.join('+') !== 'enc-self') continue;
+      if (
+        st.kind !== 'prune' ||
+        st.method !== 'l0' ||
+        s.parent !== analysis.parent ||
+        stageState(s) !== 'done' ||
+        s.config.gates.attention.join('+') !== 'enc-self'
+      )
+        continue;
       const maskPath = join(s.folder, 'mask.json');
       if (!existsSync(maskPath)) continue;
       const shape = originalMaskShape(s.config.model);
@@ -550,12 +734,24 @@ export async function writeReportFigures(stages: readonly ResolvedStage[], rows:
     }
     // not a figure, but made from the same analysis and masks: the survivors' scores against the removed heads'
     if (survivors.length) {
-      writeFileAtomic(join(outDir, 'survivors.csv'), Papa.unparse({ fields: [...SURVIVOR_COLUMNS], data: survivors.map((r) => SURVIVOR_COLUMNS.map((c) => r[c])) }, { newline: '\n' }) + '\n');
+      writeFileAtomic(
+        join(outDir, 'survivors.csv'),
+        Papa.unparse({ fields: [...SURVIVOR_COLUMNS], data: survivors.map((r) => SURVIVOR_COLUMNS.map((c) => r[c])) }, { newline: '\n' }) + '\n',
+      );
       writeFileAtomic(join(outDir, 'survivors.md'), survivorsMarkdown(survivors));
     }
-    const all = Object.entries(report.heads).filter(([, h]) => h.stack === 'enc-self').map(([, h]) => roleCategory(h.roles.labels));
+    const all = Object.entries(report.heads)
+      .filter(([, h]) => h.stack === 'enc-self')
+      .map(([, h]) => roleCategory(h.roles.labels));
     layouts.unshift({ label: `${all.length} heads (baseline)`, headsKept: all.length, roles: all });
-    if (layouts.length > 1) await write('surviving-head-roles', survivingRolesFigure(layouts, { title: 'Roles (in the baseline) of the encoder heads each L0 stage keeps (Voita et al. 2019, Fig. 8)', xLabel: 'model' }));
+    if (layouts.length > 1)
+      await write(
+        'surviving-head-roles',
+        survivingRolesFigure(layouts, {
+          title: 'Roles (in the baseline) of the encoder heads each L0 stage keeps (Voita et al. 2019, Fig. 8)',
+          xLabel: 'model',
+        }),
+      );
     else out.skipped.push('surviving-head-roles: no finished encoder-only L0 stage');
   }
   return out;
@@ -581,7 +777,22 @@ export interface SurvivorRow {
   run: string;
 }
 
-export const SURVIVOR_COLUMNS: ReadonlyArray<keyof SurvivorRow> = ['stage', 'kept', 'removed', 'keptPositional', 'removedPositional', 'keptRare', 'removedRare', 'keptImportance', 'removedImportance', 'keptConfidence', 'removedConfidence', 'keptLrp', 'removedLrp', 'run'];
+export const SURVIVOR_COLUMNS: ReadonlyArray<keyof SurvivorRow> = [
+  'stage',
+  'kept',
+  'removed',
+  'keptPositional',
+  'removedPositional',
+  'keptRare',
+  'removedRare',
+  'keptImportance',
+  'removedImportance',
+  'keptConfidence',
+  'removedConfidence',
+  'keptLrp',
+  'removedLrp',
+  'run',
+];
 
 /**
  * The paper's roles need thresholds (90% at one offset, ...) that small models may never reach; the
@@ -603,12 +814,31 @@ export function survivorScores(report: HeadReport, kept: ReadonlySet<string>, wh
   const [keptImportance, removedImportance] = both((h) => h.importance.score ?? h.importance.perToken);
   const [keptConfidence, removedConfidence] = both((h) => h.attention.confidence);
   const [keptLrp, removedLrp] = both((h) => h.lrp);
-  return { stage: where.stage, kept: k.length, removed: r.length, keptPositional, removedPositional, keptRare, removedRare, keptImportance, removedImportance, keptConfidence, removedConfidence, keptLrp, removedLrp, run: where.run };
+  return {
+    stage: where.stage,
+    kept: k.length,
+    removed: r.length,
+    keptPositional,
+    removedPositional,
+    keptRare,
+    removedRare,
+    keptImportance,
+    removedImportance,
+    keptConfidence,
+    removedConfidence,
+    keptLrp,
+    removedLrp,
+    run: where.run,
+  };
 }
 
 export function survivorsMarkdown(rows: readonly SurvivorRow[]): string {
   const f = (x: number | null) => (x === null ? '-' : x.toFixed(3));
-  const head = '| stage | heads kept / removed | share at offset ±1 (kept / removed) | rare-token rate | importance | confidence | LRP | run |\n|---|---|---|---|---|---|---|---|';
-  const body = rows.map((r) => `| ${r.stage} | ${r.kept} / ${r.removed} | ${f(r.keptPositional)} / ${f(r.removedPositional)} | ${f(r.keptRare)} / ${f(r.removedRare)} | ${f(r.keptImportance)} / ${f(r.removedImportance)} | ${f(r.keptConfidence)} / ${f(r.removedConfidence)} | ${f(r.keptLrp)} / ${f(r.removedLrp)} | \`${r.run}\` |`);
+  const head =
+    '| stage | heads kept / removed | share at offset ±1 (kept / removed) | rare-token rate | importance | confidence | LRP | run |\n|---|---|---|---|---|---|---|---|';
+  const body = rows.map(
+    (r) =>
+      `| ${r.stage} | ${r.kept} / ${r.removed} | ${f(r.keptPositional)} / ${f(r.removedPositional)} | ${f(r.keptRare)} / ${f(r.removedRare)} | ${f(r.keptImportance)} / ${f(r.removedImportance)} | ${f(r.keptConfidence)} / ${f(r.removedConfidence)} | ${f(r.keptLrp)} / ${f(r.removedLrp)} | \`${r.run}\` |`,
+  );
   return [head, ...body].join('\n') + '\n';
 }

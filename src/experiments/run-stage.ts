@@ -52,11 +52,17 @@ export function curveHypFile(maskFile: string): string {
 
 function keptOf(cfg: ResolvedStage['config']): Record<AttentionType, number> {
   const out = {} as Record<AttentionType, number>;
-  for (const s of ATTENTION_TYPES) out[s] = cfg.model.keptHeads ? cfg.model.keptHeads[s].reduce((a, l) => a + l.length, 0) : (s === 'enc-self' ? cfg.model.encoderLayers : cfg.model.decoderLayers) * cfg.model.heads;
+  for (const s of ATTENTION_TYPES)
+    out[s] = cfg.model.keptHeads
+      ? cfg.model.keptHeads[s].reduce((a, l) => a + l.length, 0)
+      : (s === 'enc-self' ? cfg.model.encoderLayers : cfg.model.decoderLayers) * cfg.model.heads;
   return out;
 }
 
-export async function runStage(s: ResolvedStage, o: { progress: ProgressLine; isStopRequested: () => boolean; argv: readonly string[]; runtime?: RuntimeOptions }): Promise<StageSummary | null> {
+export async function runStage(
+  s: ResolvedStage,
+  o: { progress: ProgressLine; isStopRequested: () => boolean; argv: readonly string[]; runtime?: RuntimeOptions },
+): Promise<StageSummary | null> {
   requireParentDone(s);
   const release = acquireStageLock(s);
   const t0 = Date.now();
@@ -82,33 +88,69 @@ function priorSeconds(folder: string): number {
 
 function recordAttempt(folder: string, seconds: number): void {
   if (!existsSync(folder)) return;
-  writeJsonAtomic(join(folder, COMPUTE_FILE), { attempts: [...attempts(folder), { endedAt: new Date().toISOString(), seconds: Math.round(seconds * 10) / 10 }] });
+  writeJsonAtomic(join(folder, COMPUTE_FILE), {
+    attempts: [...attempts(folder), { endedAt: new Date().toISOString(), seconds: Math.round(seconds * 10) / 10 }],
+  });
 }
 
-async function runLocked(s: ResolvedStage, o: { progress: ProgressLine; isStopRequested: () => boolean; argv: readonly string[]; runtime?: RuntimeOptions }, attemptSeconds: () => number): Promise<StageSummary | null> {
+async function runLocked(
+  s: ResolvedStage,
+  o: { progress: ProgressLine; isStopRequested: () => boolean; argv: readonly string[]; runtime?: RuntimeOptions },
+  attemptSeconds: () => number,
+): Promise<StageSummary | null> {
   const earlier = priorSeconds(s.folder);
   const isResume = existsSync(join(s.folder, 'checkpoints'));
   mkdirSync(s.folder, { recursive: true });
   const run = RunFolder.open(s.folder);
-  if (!existsSync(run.file('config.json'))) run.writeProvenance({ config: s.config, argv: o.argv, seed: s.config.seed, env: { backend: tf.getBackend(), tfjs: tf.version_core, stage: s.instance.id, hash: s.hash } });
+  if (!existsSync(run.file('config.json')))
+    run.writeProvenance({
+      config: s.config,
+      argv: o.argv,
+      seed: s.config.seed,
+      env: { backend: tf.getBackend(), tfjs: tf.version_core, stage: s.instance.id, hash: s.hash },
+    });
   const st = s.instance.spec;
   let summary: StageSummary;
   if (st.kind === 'train') {
     const r = await runTraining({ config: s.config, run, isResume, progress: o.progress, isStopRequested: o.isStopRequested, runtime: o.runtime });
     if (r.stoppedEarly) return null;
     // the trainer's dev BLEU is greedy (src/train/run-training.ts)
-    summary = { bleu: r.test?.bleu ?? null, bleuTokLc: r.test?.tokenizedLowercaseBleu ?? null, devBleu: r.devBleu, ...(r.devBleu !== null ? { devDecoding: decodingLabel(1) } : {}), keptHeads: keptOf(s.config) };
+    summary = {
+      bleu: r.test?.bleu ?? null,
+      bleuTokLc: r.test?.tokenizedLowercaseBleu ?? null,
+      devBleu: r.devBleu,
+      ...(r.devBleu !== null ? { devDecoding: decodingLabel(1) } : {}),
+      keptHeads: keptOf(s.config),
+    };
   } else if (st.kind === 'prune' && st.method === 'l0') {
     const parent = findModelCheckpoint(s.parent!.folder);
     const tokenizer = BpeTokenizer.load(join(s.parent!.folder, 'tokenizer.json'));
-    const r = await runPruning({ config: s.config, run, parent, tokenizer, isResume, devSentences: s.config.train.devBleuSentences, progress: o.progress, isStopRequested: o.isStopRequested, runtime: o.runtime });
+    const r = await runPruning({
+      config: s.config,
+      run,
+      parent,
+      tokenizer,
+      isResume,
+      devSentences: s.config.train.devBleuSentences,
+      progress: o.progress,
+      isStopRequested: o.isStopRequested,
+      runtime: o.runtime,
+    });
     if (r.stoppedEarly) return null;
     const p = (r.extra?.['pruning'] ?? {}) as { testScores?: { tokenizedLowercaseBleu: number } | null };
     // the pruned model's dev score is decoded as the test set is (src/train/prune.ts)
     // settled: no deterministic gate strictly between 0 and 1 (a run with fractional gates is never called settled)
     const settle = { steps: r.steps, fractionalGates: r.undecidedHeads.length, settled: r.undecidedHeads.length === 0, stoppedBy: r.stoppedBy };
     // binarised: kept heads at gate 1 (the paper's scoring), only where a kept head's gate is below 1
-    summary = { bleu: r.testBleuPruned, bleuTokLc: p.testScores?.tokenizedLowercaseBleu ?? null, devBleu: r.devBleuPruned, ...(r.devBleuPruned !== null ? { devDecoding: decodingLabel(s.config.eval.beamSize) } : {}), keptHeads: r.keptHeads, ...settle, ...(r.binarised ? { binarised: r.binarised } : {}) };
+    summary = {
+      bleu: r.testBleuPruned,
+      bleuTokLc: p.testScores?.tokenizedLowercaseBleu ?? null,
+      devBleu: r.devBleuPruned,
+      ...(r.devBleuPruned !== null ? { devDecoding: decodingLabel(s.config.eval.beamSize) } : {}),
+      keptHeads: r.keptHeads,
+      ...settle,
+      ...(r.binarised ? { binarised: r.binarised } : {}),
+    };
   } else if (st.kind === 'prune' && st.method === 'fixed-mask') {
     // the control of the pruning criterion: the model the importance stage pruned, with that stage's mask
     // at maskHeads heads fixed (the heads physically removed), fine-tuned as the L0 stages fine-tune
@@ -124,19 +166,47 @@ async function runLocked(s: ResolvedStage, o: { progress: ProgressLine; isStopRe
       loaded.model.dispose();
       loaded.gates?.dispose();
     }
-    const r = await runTraining({ config: s.config, run, isResume, initFrom, tokenizer: loaded.tokenizer, progress: o.progress, isStopRequested: o.isStopRequested, runtime: o.runtime });
+    const r = await runTraining({
+      config: s.config,
+      run,
+      isResume,
+      initFrom,
+      tokenizer: loaded.tokenizer,
+      progress: o.progress,
+      isStopRequested: o.isStopRequested,
+      runtime: o.runtime,
+    });
     if (r.stoppedEarly) return null;
-    summary = { bleu: r.test?.bleu ?? null, bleuTokLc: r.test?.tokenizedLowercaseBleu ?? null, devBleu: r.devBleu, ...(r.devBleu !== null ? { devDecoding: decodingLabel(1) } : {}), keptHeads: keptOf(s.config), maskFrom: { stage: s.parent!.instance.id, step: chosen.step, maskFile: chosen.maskFile }, steps: r.steps };
+    summary = {
+      bleu: r.test?.bleu ?? null,
+      bleuTokLc: r.test?.tokenizedLowercaseBleu ?? null,
+      devBleu: r.devBleu,
+      ...(r.devBleu !== null ? { devDecoding: decodingLabel(1) } : {}),
+      keptHeads: keptOf(s.config),
+      maskFrom: { stage: s.parent!.instance.id, step: chosen.step, maskFile: chosen.maskFile },
+      steps: r.steps,
+    };
   } else if (st.kind === 'prune') {
     // importance / confidence / random: masks per step on the converged parent (no fine-tuning, as Michel et al.)
     const loaded = loadModel(s.parent!.folder);
     const corpora = loadCorpora(s.config.data, s.config.seed);
     const attention = (s.instance.point['attention'] as AttentionType[] | undefined) ?? st.attention;
     const r = await runImportancePruning({
-      model: loaded.model, gates: loaded.gates, tokenizer: loaded.tokenizer, config: s.config,
-      data: { estimate: corpora.valid, eval: corpora.valid }, method: st.method as Exclude<typeof st.method, 'l0' | 'fixed-mask'>, stepPercent: st.stepPercent, reestimate: st.reestimate,
-      importanceForm: st.importanceForm, importanceNormalize: st.importanceNormalize,
-      stacks: attention, bleuSentences: Math.min(DEFAULT_ANALYSIS.pruning.bleuSentences, corpora.valid.length), run, seed: s.config.seed, onProgress: (m) => o.progress.log(m),
+      model: loaded.model,
+      gates: loaded.gates,
+      tokenizer: loaded.tokenizer,
+      config: s.config,
+      data: { estimate: corpora.valid, eval: corpora.valid },
+      method: st.method as Exclude<typeof st.method, 'l0' | 'fixed-mask'>,
+      stepPercent: st.stepPercent,
+      reestimate: st.reestimate,
+      importanceForm: st.importanceForm,
+      importanceNormalize: st.importanceNormalize,
+      stacks: attention,
+      bleuSentences: Math.min(DEFAULT_ANALYSIS.pruning.bleuSentences, corpora.valid.length),
+      run,
+      seed: s.config.seed,
+      onProgress: (m) => o.progress.log(m),
     });
     // score the steps' masks on the test set exactly as the L0 stages are scored (beam search, sacreBLEU);
     // each score is saved as soon as it exists, so an interrupted stage does not translate it again
@@ -152,7 +222,10 @@ async function runLocked(s: ResolvedStage, o: { progress: ProgressLine; isStopRe
       if (!scored) {
         const values = maskToGateValues(mask, shape);
         const gates = Object.fromEntries(ATTENTION_TYPES.map((t) => [t, values[t].map((l) => tf.tensor1d(l))]));
-        const { scores, hyps } = await scoreTranslations(loaded.model, loaded.tokenizer, corpora.test, s.config, gates, { progress: o.progress, label: `test (${step.headsKept} heads)` });
+        const { scores, hyps } = await scoreTranslations(loaded.model, loaded.tokenizer, corpora.test, s.config, gates, {
+          progress: o.progress,
+          label: `test (${step.headsKept} heads)`,
+        });
         disposeGates(gates);
         // the translations behind the score, so the committed results can be re-scored (experiment report)
         const hyp = curveHypFile(step.maskFile);
@@ -163,7 +236,13 @@ async function runLocked(s: ResolvedStage, o: { progress: ProgressLine; isStopRe
         writeJsonAtomic(cachePath, cache);
         if (o.isStopRequested()) return null;
       }
-      curve.push({ keptHeads: Object.fromEntries(ATTENTION_TYPES.map((t) => [t, countKept(mask, shape, t)])) as Record<AttentionType, number>, bleu: scored.bleu, bleuTokLc: scored.bleuTokLc, maskFile: step.maskFile, ...(scored.hyp ? { hyp: scored.hyp } : {}) });
+      curve.push({
+        keptHeads: Object.fromEntries(ATTENTION_TYPES.map((t) => [t, countKept(mask, shape, t)])) as Record<AttentionType, number>,
+        bleu: scored.bleu,
+        bleuTokLc: scored.bleuTokLc,
+        maskFile: step.maskFile,
+        ...(scored.hyp ? { hyp: scored.hyp } : {}),
+      });
       o.progress.log(`${st.method} step ${step.step}: ${step.headsKept} heads, test BLEU ${scored.bleu.toFixed(2)}`);
     }
     o.progress.done();
@@ -175,10 +254,28 @@ async function runLocked(s: ResolvedStage, o: { progress: ProgressLine; isStopRe
     const parentCk = findModelCheckpoint(s.parent!.folder);
     const tokenizer = BpeTokenizer.load(join(s.parent!.folder, 'tokenizer.json'));
     const { params, init } = initialWeights(parentCk.params, s.parent!.config.model, s.config, parentCk.path);
-    const r = await runTraining({ config: s.config, run, isResume, initFrom: isResume ? undefined : { path: parentCk.path, params }, tokenizer, progress: o.progress, isStopRequested: o.isStopRequested, runtime: o.runtime });
+    const r = await runTraining({
+      config: s.config,
+      run,
+      isResume,
+      initFrom: isResume ? undefined : { path: parentCk.path, params },
+      tokenizer,
+      progress: o.progress,
+      isStopRequested: o.isStopRequested,
+      runtime: o.runtime,
+    });
     if (r.stoppedEarly) return null;
     const routing = trainingRouting(run.readMetrics());
-    summary = { bleu: r.test?.bleu ?? null, bleuTokLc: r.test?.tokenizedLowercaseBleu ?? null, devBleu: r.devBleu, ...(r.devBleu !== null ? { devDecoding: decodingLabel(1) } : {}), keptHeads: keptOf(s.config), steps: r.steps, init, ...(routing ? { trainingRouting: routing } : {}) };
+    summary = {
+      bleu: r.test?.bleu ?? null,
+      bleuTokLc: r.test?.tokenizedLowercaseBleu ?? null,
+      devBleu: r.devBleu,
+      ...(r.devBleu !== null ? { devDecoding: decodingLabel(1) } : {}),
+      keptHeads: keptOf(s.config),
+      steps: r.steps,
+      init,
+      ...(routing ? { trainingRouting: routing } : {}),
+    };
   } else if (st.kind === 'analyze') {
     const loaded = loadModel(s.parent!.folder);
     const cfg = loaded.config;
@@ -189,7 +286,19 @@ async function runLocked(s: ResolvedStage, o: { progress: ProgressLine; isStopRe
     const f = trainingFrequencies(loaded.tokenizer, corpora.train);
     let report: HeadReport;
     try {
-      report = await analyzeHeads({ frequencies: { src: f.src, tgt: f.tgt, source: corpora.sources.train }, model: loaded.model, gates: loaded.gates, tokenizer: loaded.tokenizer, config: cfg, source: { runPath: loaded.runPath, checkpoint: loaded.checkpoint.path, step: loaded.checkpoint.state.step }, split: { name: 'dev', source: corpora.sources.valid, pairs }, importance: { form: st.importanceForm, normalize: st.importanceNormalize }, ablation: { metric: st.ablation }, onProgress: (m) => o.progress.log(m), isStopRequested: o.isStopRequested });
+      report = await analyzeHeads({
+        frequencies: { src: f.src, tgt: f.tgt, source: corpora.sources.train },
+        model: loaded.model,
+        gates: loaded.gates,
+        tokenizer: loaded.tokenizer,
+        config: cfg,
+        source: { runPath: loaded.runPath, checkpoint: loaded.checkpoint.path, step: loaded.checkpoint.state.step },
+        split: { name: 'dev', source: corpora.sources.valid, pairs },
+        importance: { form: st.importanceForm, normalize: st.importanceNormalize },
+        ablation: { metric: st.ablation },
+        onProgress: (m) => o.progress.log(m),
+        isStopRequested: o.isStopRequested,
+      });
     } catch (e) {
       if (!(e instanceof AnalysisStopped)) throw e;
       o.progress.log(e.message);
@@ -202,7 +311,14 @@ async function runLocked(s: ResolvedStage, o: { progress: ProgressLine; isStopRe
     writeHeadReportCsv(run.file('head-report.csv'), report);
     summary = { report: 'head-report.json' };
   } else {
-    const { summary: r, measured } = await runExportStage({ st, parentFolder: s.parent!.folder, config: s.config, outDir: join(s.folder, 'export'), stageFolder: s.folder, progress: o.progress });
+    const { summary: r, measured } = await runExportStage({
+      st,
+      parentFolder: s.parent!.folder,
+      config: s.config,
+      outDir: join(s.folder, 'export'),
+      stageFolder: s.folder,
+      progress: o.progress,
+    });
     summary = { ...measured, export: r };
   }
   // the stage's wall time over its attempts (this one included; compute.json lists them)

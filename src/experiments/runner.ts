@@ -40,7 +40,18 @@ export function headsBin(): string {
 
 /** The command that runs one stage (also what --emit-commands prints). */
 export function stageCommand(s: ResolvedStage, o: Pick<RunnerOptions, 'specPath' | 'preset' | 'runsDir' | 'seeds'>, bin = 'heads'): string[] {
-  return [bin, 'experiment', 'run-stage', o.specPath, '--id', s.instance.id, '--runs-dir', o.runsDir, ...(o.preset ? ['--preset', o.preset] : []), ...(o.seeds?.length ? ['--seeds', o.seeds.join(',')] : [])];
+  return [
+    bin,
+    'experiment',
+    'run-stage',
+    o.specPath,
+    '--id',
+    s.instance.id,
+    '--runs-dir',
+    o.runsDir,
+    ...(o.preset ? ['--preset', o.preset] : []),
+    ...(o.seeds?.length ? ['--seeds', o.seeds.join(',')] : []),
+  ];
 }
 
 export function shellQuote(args: readonly string[]): string {
@@ -91,22 +102,30 @@ export async function runExperiment(stages: readonly ResolvedStage[], o: RunnerO
   };
   const unsubscribe = o.onStopSignal?.(onSignal) ?? (() => {});
   const isBlockedByFailure = (s: ResolvedStage): boolean => (s.parent ? failed.has(s.parent.instance.id) || isBlockedByFailure(s.parent) : false);
-  const status = setInterval(() => {
-    for (const [id, r] of running) o.log(`[${id}] ${formatDuration((Date.now() - r.startedAt) / 1000)}: ${lastLine(join(r.stage.folder, 'stage.log'))}`);
-  }, (o.statusEverySec ?? 60) * 1000);
+  const status = setInterval(
+    () => {
+      for (const [id, r] of running) o.log(`[${id}] ${formatDuration((Date.now() - r.startedAt) / 1000)}: ${lastLine(join(r.stage.folder, 'stage.log'))}`);
+    },
+    (o.statusEverySec ?? 60) * 1000,
+  );
   try {
     for (;;) {
       const states = new Map<string, StageState>(stages.map((s) => [s.instance.id, stageState(s)]));
       const isRunnable = (s: ResolvedStage) => states.get(s.instance.id) === 'pending' || states.get(s.instance.id) === 'partial';
       // a stage locked by a live process (an earlier runner's orphan finishing its step) is left alone
-      const ready = stages.filter((s) => !running.has(s.instance.id) && !failed.has(s.instance.id) && lockHolder(s) === null && isRunnable(s) && !isBlockedByFailure(s));
+      const ready = stages.filter(
+        (s) => !running.has(s.instance.id) && !failed.has(s.instance.id) && lockHolder(s) === null && isRunnable(s) && !isBlockedByFailure(s),
+      );
       while (!stopping && running.size < o.jobs && ready.length) {
         const s = ready.shift()!;
         mkdirSync(s.folder, { recursive: true });
         const out = createWriteStream(join(s.folder, 'stage.log'), { flags: 'a' });
         const args = stageCommand(s, o, bin).slice(1);
         // HEADS_PARENT_PID: the child checkpoints and stops if this runner dies (it would be orphaned)
-        const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...o.env, ...shareCores(o.jobs, o.env), HEADS_PARENT_PID: String(process.pid) } });
+        const child = spawn(process.execPath, [bin, ...args], {
+          stdio: ['ignore', 'pipe', 'pipe'],
+          env: { ...o.env, ...shareCores(o.jobs, o.env), HEADS_PARENT_PID: String(process.pid) },
+        });
         child.stdout!.pipe(out);
         child.stderr!.pipe(out);
         running.set(s.instance.id, { child, startedAt: Date.now(), stage: s });
@@ -122,7 +141,9 @@ export async function runExperiment(stages: readonly ResolvedStage[], o: RunnerO
         await new Promise((r) => setTimeout(r, 1000));
         continue;
       }
-      const [id, code] = await Promise.race([...running].map(([id, r]) => new Promise<[string, number | null]>((res) => r.child.once('exit', (c) => res([id, c])))));
+      const [id, code] = await Promise.race(
+        [...running].map(([id, r]) => new Promise<[string, number | null]>((res) => r.child.once('exit', (c) => res([id, c])))),
+      );
       const r = running.get(id)!;
       running.delete(id);
       const took = formatDuration((Date.now() - r.startedAt) / 1000);

@@ -59,14 +59,17 @@ export function sbatchScript(todo: readonly ResolvedStage[], o: SlurmOptions): s
   const logDir = join(o.root, 'slurm');
   const common = [
     ...(o.partition ? [`--partition=${o.partition}`] : []),
-    `--time=${o.time}`, `--cpus-per-task=${o.cpus}`, `--mem=${o.mem}`,
-    '--chdir="$PWD"', '--kill-on-invalid-dep=yes',
+    `--time=${o.time}`,
+    `--cpus-per-task=${o.cpus}`,
+    `--mem=${o.mem}`,
+    '--chdir="$PWD"',
+    '--kill-on-invalid-dep=yes',
   ];
   const preset = o.preset ? ['--preset', o.preset] : [];
   const lines = [
     '#!/usr/bin/env bash',
     `# Slurm jobs for ${o.specPath}${o.preset ? ` (preset ${o.preset})` : ''}: one job per stage still to run (${todo.length}), each`,
-    '# held until its parent stage\'s job succeeded (--dependency=afterok), then a report job.',
+    "# held until its parent stage's job succeeded (--dependency=afterok), then a report job.",
     '# Written by `heads experiment run ... --emit sbatch`. Submit from the repository root: bash <this file>',
     `# The runs folder (${o.runsDir}) must be on a disk every node sees. Job logs: ${logDir}/<stage>-<jobid>.out`,
     'set -euo pipefail',

@@ -23,14 +23,17 @@ function onPath(cmd: string): boolean {
 /** A base model, then two pruning runs from it (a sweep): two levels of the stage graph, two stages side by side. */
 function tinySpec(name: string): string {
   const p = join(dir, `${name}.yaml`);
-  writeFileSync(p, `name: ${name}
+  writeFileSync(
+    p,
+    `name: ${name}
 set: { data.synthetic.task: reverse, data.synthetic.trainPairs: 200, data.synthetic.validPairs: 4, data.synthetic.testPairs: 4, data.bpeMerges: 20,
   model.dModel: 16, model.dFF: 32, model.heads: 2, model.encoderLayers: 1, model.decoderLayers: 1, train.maxTokensPerBatch: 200,
   train.evalEverySteps: 0, train.devBleuSentences: 0, train.logEverySteps: 2, train.workers: 1, eval.beamSize: 1 }
 stages:
   base: { kind: train, set: { train.maxSteps: 4 } }
   l0: { kind: prune, from: base, steps: 2, sweep: { lambda: [0.1, 0.2] } }
-`);
+`,
+  );
   return p;
 }
 
@@ -75,14 +78,20 @@ describe('--emit sbatch script', () => {
     if (!built) return;
     const r = spawnSync('node', [bin, 'experiment', 'run', tinySpec('bad'), '--emit', 'sbatch', '--time', 'soon'], { encoding: 'utf8' });
     expect(r.status).toBe(2);
-    expect(r.stderr).toContain("--time: expected a Slurm time limit");
+    expect(r.stderr).toContain('--time: expected a Slurm time limit');
     expect(r.stdout).toBe('');
   });
 });
 
 const slurmTools = ['slurmctld', 'slurmd', 'sbatch', 'squeue', 'scontrol', 'sinfo', 'munged', 'munge', 'unmunge'];
 const missingSlurm = slurmTools.filter((t) => !onPath(t));
-const slurmSkip = !built ? 'dist/ is not built (npm run build)' : missingSlurm.length ? `not installed: ${missingSlurm.join(', ')} (apt-get install slurmctld slurmd slurm-client munge)` : process.getuid?.() !== 0 ? 'needs root to start slurmd' : null;
+const slurmSkip = !built
+  ? 'dist/ is not built (npm run build)'
+  : missingSlurm.length
+    ? `not installed: ${missingSlurm.join(', ')} (apt-get install slurmctld slurmd slurm-client munge)`
+    : process.getuid?.() !== 0
+      ? 'needs root to start slurmd'
+      : null;
 if (slurmSkip) console.warn(`Slurm test skipped: ${slurmSkip}`);
 
 (slurmSkip ? describe.skip : describe)('a real single-node Slurm', () => {
@@ -100,14 +109,32 @@ if (slurmSkip) console.warn(`Slurm test skipped: ${slurmSkip}`);
       execSync('su -s /bin/sh munge -c munged');
       started.push('/run/munge/munged.pid');
     }
-    writeFileSync(env.SLURM_CONF, [
-      'ClusterName=headstest', `SlurmctldHost=${host}`, 'AuthType=auth/munge', 'CredType=cred/munge',
-      'ProctrackType=proctrack/linuxproc', 'TaskPlugin=task/none', 'SlurmUser=root', 'ReturnToService=2',
-      `SlurmctldPidFile=${conf}/slurmctld.pid`, `SlurmdPidFile=${conf}/slurmd.pid`, `SlurmdSpoolDir=${conf}/spool`,
-      `StateSaveLocation=${conf}/state`, `SlurmctldLogFile=${conf}/slurmctld.log`, `SlurmdLogFile=${conf}/slurmd.log`,
-      'SchedulerType=sched/backfill', 'SelectType=select/cons_tres', 'SelectTypeParameters=CR_Core', 'MinJobAge=600',
-      `NodeName=${host} CPUs=2 RealMemory=8000 State=UNKNOWN`, `PartitionName=debug Nodes=${host} Default=YES MaxTime=INFINITE State=UP`, '',
-    ].join('\n'));
+    writeFileSync(
+      env.SLURM_CONF,
+      [
+        'ClusterName=headstest',
+        `SlurmctldHost=${host}`,
+        'AuthType=auth/munge',
+        'CredType=cred/munge',
+        'ProctrackType=proctrack/linuxproc',
+        'TaskPlugin=task/none',
+        'SlurmUser=root',
+        'ReturnToService=2',
+        `SlurmctldPidFile=${conf}/slurmctld.pid`,
+        `SlurmdPidFile=${conf}/slurmd.pid`,
+        `SlurmdSpoolDir=${conf}/spool`,
+        `StateSaveLocation=${conf}/state`,
+        `SlurmctldLogFile=${conf}/slurmctld.log`,
+        `SlurmdLogFile=${conf}/slurmd.log`,
+        'SchedulerType=sched/backfill',
+        'SelectType=select/cons_tres',
+        'SelectTypeParameters=CR_Core',
+        'MinJobAge=600',
+        `NodeName=${host} CPUs=2 RealMemory=8000 State=UNKNOWN`,
+        `PartitionName=debug Nodes=${host} Default=YES MaxTime=INFINITE State=UP`,
+        '',
+      ].join('\n'),
+    );
     execFileSync('slurmctld', ['-f', env.SLURM_CONF], { env });
     started.push(join(conf, 'slurmctld.pid'));
     execFileSync('slurmd', ['-f', env.SLURM_CONF], { env });
@@ -136,10 +163,20 @@ if (slurmSkip) console.warn(`Slurm test skipped: ${slurmSkip}`);
     const p = tinySpec('slurm');
     const runs = join(dir, 'runs-slurm');
     const script = join(dir, 'submit.sh');
-    writeFileSync(script, execFileSync('node', [bin, 'experiment', 'run', p, '--runs-dir', runs, '--emit', 'sbatch', '--cpus', '1', '--mem', '1G', '--time', '10:00'], { encoding: 'utf8' }));
+    writeFileSync(
+      script,
+      execFileSync('node', [bin, 'experiment', 'run', p, '--runs-dir', runs, '--emit', 'sbatch', '--cpus', '1', '--mem', '1G', '--time', '10:00'], {
+        encoding: 'utf8',
+      }),
+    );
     // as documented: from the repository root
     const out = execFileSync('bash', [script], { cwd: repo, env, encoding: 'utf8' });
-    const jobs = new Map(out.trim().split('\n').map((l) => l.match(/^(.*): job (\d+)/)!.slice(1, 3) as [string, string]));
+    const jobs = new Map(
+      out
+        .trim()
+        .split('\n')
+        .map((l) => l.match(/^(.*): job (\d+)/)!.slice(1, 3) as [string, string]),
+    );
     expect([...jobs.keys()]).toEqual(['base', 'l0[lambda=0.1]', 'l0[lambda=0.2]', 'report']);
     const ids = [...jobs.values()];
     for (let i = 0; i < 240 && spawnSync('squeue', ['-h', '-j', ids.join(',')], { env, encoding: 'utf8' }).stdout.trim(); i++) execSync('sleep 0.5');
@@ -157,9 +194,17 @@ if (slurmSkip) console.warn(`Slurm test skipped: ${slurmSkip}`);
     // the stages are done in the shared runs folder, and the report job collected them
     const stages = stagesOf(p, runs);
     expect(stages.map(stageState)).toEqual(['done', 'done', 'done']);
-    const csv = readFileSync(join(runs, 'experiments', 'slurm', 'results.csv'), 'utf8').trim().split('\n');
+    const csv = readFileSync(join(runs, 'experiments', 'slurm', 'results.csv'), 'utf8')
+      .trim()
+      .split('\n');
     // one row a stage (an l0 stage whose kept gates are below 1 adds its #binarised row)
-    expect(csv.slice(1).filter((l) => !l.split(',')[1]!.endsWith('#binarised')).map((l) => l.split(',')[0]).sort()).toEqual(['base', 'l0', 'l0']);
+    expect(
+      csv
+        .slice(1)
+        .filter((l) => !l.split(',')[1]!.endsWith('#binarised'))
+        .map((l) => l.split(',')[0])
+        .sort(),
+    ).toEqual(['base', 'l0', 'l0']);
     // the pruned stages began after the base stage had finished
     for (const s of stages.slice(1)) expect(startedAt(s.folder)).toBeGreaterThanOrEqual(finishedAt(stages[0]!.folder));
     // submitting again: nothing left but the report
@@ -186,7 +231,10 @@ node bin/heads.js experiment report ${p} --runs-dir ${runs}`;
     const stages = stagesOf(p, runs);
     expect(stages.map(stageState)).toEqual(['done', 'done', 'done']);
     for (const s of stages.slice(1)) expect(startedAt(s.folder)).toBeGreaterThanOrEqual(finishedAt(stages[0]!.folder));
-    const rows = readFileSync(join(runs, 'experiments', 'par', 'results.csv'), 'utf8').trim().split('\n').slice(1);
+    const rows = readFileSync(join(runs, 'experiments', 'par', 'results.csv'), 'utf8')
+      .trim()
+      .split('\n')
+      .slice(1);
     expect(rows.filter((l) => !l.split(',')[1]!.endsWith('#binarised')).map((l) => l.split(',')[1])).toEqual(['base', 'l0[lambda=0.1]', 'l0[lambda=0.2]']);
   }, 120000);
 });

@@ -76,8 +76,18 @@ const PruneStage = z.strictObject({
   ...importanceSettings,
 });
 // ablation: what single-head ablation measures (default loss, batched; bleu adds greedy dev BLEU per head)
-const AnalyzeStage = z.strictObject({ kind: z.literal('analyze'), ...common, of: z.string(), sentences: z.number().int().positive().optional(), ...importanceSettings, ablation: z.enum(ABLATION_METRICS).optional() });
-const fraction = z.number('expected a fraction in [0, 1) (e.g. 0.5)').min(0, 'expected a fraction in [0, 1) (e.g. 0.5)').lt(1, 'expected a fraction in [0, 1) (e.g. 0.5)');
+const AnalyzeStage = z.strictObject({
+  kind: z.literal('analyze'),
+  ...common,
+  of: z.string(),
+  sentences: z.number().int().positive().optional(),
+  ...importanceSettings,
+  ablation: z.enum(ABLATION_METRICS).optional(),
+});
+const fraction = z
+  .number('expected a fraction in [0, 1) (e.g. 0.5)')
+  .min(0, 'expected a fraction in [0, 1) (e.g. 0.5)')
+  .lt(1, 'expected a fraction in [0, 1) (e.g. 0.5)');
 /**
  * `heads export` as a stage, then measured: test BLEU of the exported model (as `heads translate` loads
  * it), parameters, bytes of its weights file and decode time. The compression settings mirror the CLI
@@ -128,7 +138,17 @@ export const SpecSchema = z.strictObject({
   /** the study once per seed: every stage without a parent runs per seed, every other stage follows its parent's */
   seed: seeds.optional(),
   stages: z.record(z.string().regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, dash and underscore'), StageSchema),
-  presets: z.record(z.string(), z.strictObject({ set: setMap.optional(), seed: seeds.optional(), stages: z.record(z.string(), z.strictObject({ set: setMap.optional(), sweep: common.sweep, seed: seeds.optional() })).optional(), only: z.array(z.string()).optional() })).optional(),
+  presets: z
+    .record(
+      z.string(),
+      z.strictObject({
+        set: setMap.optional(),
+        seed: seeds.optional(),
+        stages: z.record(z.string(), z.strictObject({ set: setMap.optional(), sweep: common.sweep, seed: seeds.optional() })).optional(),
+        only: z.array(z.string()).optional(),
+      }),
+    )
+    .optional(),
 });
 
 export type StageSpec = z.infer<typeof StageSchema>;
@@ -189,31 +209,54 @@ export function loadSpec(path: string, preset?: string, opts: { seeds?: readonly
   }
   refusePrototypeKeys(raw, path);
   const r = SpecSchema.safeParse(raw);
-  if (!r.success) throw new ConfigError(describeIssues(r.error.issues, raw, path, { name: '', description: '', base: '', set: {}, seed: [], stages: {}, presets: {} }));
+  if (!r.success)
+    throw new ConfigError(describeIssues(r.error.issues, raw, path, { name: '', description: '', base: '', set: {}, seed: [], stages: {}, presets: {} }));
   const spec = r.data;
   const problems: string[] = [];
   for (const [name, st] of Object.entries(spec.stages)) {
-    const deps = st.kind === 'prune' || st.kind === 'finetune' ? [st.from] : st.kind === 'analyze' || st.kind === 'export' ? [st.of] : st.fixedMaskFrom ? [st.fixedMaskFrom.split('[')[0]!] : [];
+    const deps =
+      st.kind === 'prune' || st.kind === 'finetune'
+        ? [st.from]
+        : st.kind === 'analyze' || st.kind === 'export'
+          ? [st.of]
+          : st.fixedMaskFrom
+            ? [st.fixedMaskFrom.split('[')[0]!]
+            : [];
     for (const d of deps)
-      if (!spec.stages[d.split('[')[0]!]) problems.push(`${path}: stages.${name}: depends on '${d}', which is not a stage (stages: ${Object.keys(spec.stages).join(', ')})`);
-    if (st.kind === 'prune' && st.method === 'l0' && st.lambda === undefined && st.targetHeads === undefined && !st.sweep?.['lambda'] && !st.sweep?.['targetHeads'])
+      if (!spec.stages[d.split('[')[0]!])
+        problems.push(`${path}: stages.${name}: depends on '${d}', which is not a stage (stages: ${Object.keys(spec.stages).join(', ')})`);
+    if (
+      st.kind === 'prune' &&
+      st.method === 'l0' &&
+      st.lambda === undefined &&
+      st.targetHeads === undefined &&
+      !st.sweep?.['lambda'] &&
+      !st.sweep?.['targetHeads']
+    )
       problems.push(`${path}: stages.${name}: an l0 prune stage needs lambda or targetHeads (or a sweep over one)`);
     if (st.kind === 'export' && st.perLayer !== undefined && st.magnitudeSparsity === undefined)
       problems.push(`${path}: stages.${name}.perLayer: only applies with magnitudeSparsity, which is not set`);
     const own = seedList(st.seed);
     if (own && new Set(own).size !== own.length) problems.push(`${path}: stages.${name}.seed: a seed is listed twice (${own.join(', ')})`);
     if (st.sweep?.['seed'] && (own || spec.seed !== undefined))
-      problems.push(`${path}: stages.${name}.sweep.seed: seeds are given by seed: (replicates the report aggregates); a sweep over seed as well would repeat them`);
+      problems.push(
+        `${path}: stages.${name}.sweep.seed: seeds are given by seed: (replicates the report aggregates); a sweep over seed as well would repeat them`,
+      );
     if (st.kind === 'prune' && st.method === 'fixed-mask') {
       const from = spec.stages[st.from.split('[')[0]!];
       if (from && !(from.kind === 'prune' && ['importance', 'confidence', 'random'].includes(from.method)))
-        problems.push(`${path}: stages.${name}.from: a fixed-mask stage fine-tunes with a mask of an importance, confidence or random prune stage; '${st.from}' is ${from.kind === 'prune' ? `a ${from.method} prune stage` : `a ${from.kind} stage`}`);
-      if (st.maskHeads === undefined && !st.sweep?.['maskHeads']) problems.push(`${path}: stages.${name}: a fixed-mask stage needs maskHeads (or a sweep over it): which of the parent's masks to fine-tune with`);
-    } else if (st.kind === 'prune' && (st.maskHeads !== undefined || st.sweep?.['maskHeads'])) problems.push(`${path}: stages.${name}.maskHeads: only for method fixed-mask`);
+        problems.push(
+          `${path}: stages.${name}.from: a fixed-mask stage fine-tunes with a mask of an importance, confidence or random prune stage; '${st.from}' is ${from.kind === 'prune' ? `a ${from.method} prune stage` : `a ${from.kind} stage`}`,
+        );
+      if (st.maskHeads === undefined && !st.sweep?.['maskHeads'])
+        problems.push(`${path}: stages.${name}: a fixed-mask stage needs maskHeads (or a sweep over it): which of the parent's masks to fine-tune with`);
+    } else if (st.kind === 'prune' && (st.maskHeads !== undefined || st.sweep?.['maskHeads']))
+      problems.push(`${path}: stages.${name}.maskHeads: only for method fixed-mask`);
     if (st.kind === 'prune' && st.method === 'l0' && st.testHeads)
       problems.push(`${path}: stages.${name}.testHeads: only for importance, confidence or random pruning (an l0 stage is scored once, on its final mask)`);
     if (st.kind === 'prune' && st.method !== 'importance')
-      for (const k of ['importanceForm', 'importanceNormalize'] as const) if (st[k] !== undefined) problems.push(`${path}: stages.${name}.${k}: only for method: importance (this stage has method: ${st.method})`);
+      for (const k of ['importanceForm', 'importanceNormalize'] as const)
+        if (st[k] !== undefined) problems.push(`${path}: stages.${name}.${k}: only for method: importance (this stage has method: ${st.method})`);
     if (st.kind === 'prune' && st.method === 'importance') {
       st.importanceForm ??= DEFAULT_IMPORTANCE.form;
       st.importanceNormalize ??= DEFAULT_IMPORTANCE.normalize;
@@ -221,7 +264,8 @@ export function loadSpec(path: string, preset?: string, opts: { seeds?: readonly
   }
   const top = seedList(spec.seed);
   if (top && new Set(top).size !== top.length) problems.push(`${path}: seed: a seed is listed twice (${top.join(', ')})`);
-  if (preset && !spec.presets?.[preset]) problems.push(`${path}: --preset ${preset}: no such preset (presets: ${Object.keys(spec.presets ?? {}).join(', ') || 'none'})`);
+  if (preset && !spec.presets?.[preset])
+    problems.push(`${path}: --preset ${preset}: no such preset (presets: ${Object.keys(spec.presets ?? {}).join(', ') || 'none'})`);
   const baseConfig = spec.base ? resolve(dirname(path), '..', spec.base) : null;
   if (spec.base && !existsSync(spec.base) && !existsSync(baseConfig!)) problems.push(`${path}: base: config file ${spec.base} not found`);
   if (problems.length) throw new ConfigError(problems);
@@ -243,7 +287,12 @@ function applyPreset(spec: ExperimentSpec, preset: string): void {
   for (const [name, ov] of Object.entries(p.stages ?? {})) {
     const st = spec.stages[name];
     if (!st) throw new ConfigError([`${spec.file}: presets.${preset}.stages.${name}: not a stage`]);
-    spec.stages[name] = { ...st, set: { ...(st.set ?? {}), ...(ov.set ?? {}) }, ...(ov.sweep ? { sweep: ov.sweep } : {}), ...(ov.seed !== undefined ? { seed: ov.seed } : {}) } as StageSpec;
+    spec.stages[name] = {
+      ...st,
+      set: { ...(st.set ?? {}), ...(ov.set ?? {}) },
+      ...(ov.sweep ? { sweep: ov.sweep } : {}),
+      ...(ov.seed !== undefined ? { seed: ov.seed } : {}),
+    } as StageSpec;
   }
   if (p.only) {
     for (const name of p.only) if (!spec.stages[name]) throw new ConfigError([`${spec.file}: presets.${preset}.only: '${name}' is not a stage`]);
@@ -277,7 +326,16 @@ function cartesian(sweep: Record<string, unknown[]>): Array<Record<string, unkno
 }
 
 function pointLabel(point: Record<string, unknown>): string {
-  const parts = Object.entries(point).map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v).replace(/[{}"\s]/g, '').replace(/:/g, '-') : String(v)}`);
+  const parts = Object.entries(point).map(
+    ([k, v]) =>
+      `${k}=${
+        typeof v === 'object'
+          ? JSON.stringify(v)
+              .replace(/[{}"\s]/g, '')
+              .replace(/:/g, '-')
+          : String(v)
+      }`,
+  );
   return parts.length ? `[${parts.join(',')}]` : '';
 }
 
@@ -308,13 +366,17 @@ export function expandStages(spec: ExperimentSpec): StageInstance[] {
     // a parent reference may pin one instance: `l0-all[targetHeads=24]` (each seed's instance of it)
     const candidates = parentName ? byStage.get(parentName.split('[')[0]!)! : [];
     const pinned: Array<StageInstance | null> = parentName ? candidates.filter((p) => !parentName.includes('[') || p.baseId === parentName) : [null];
-    if (parentName && !pinned.length) throw new ConfigError([`${where}: no instance '${parentName}' (instances: ${[...new Set(candidates.map((p) => p.baseId))].join(', ')})`]);
+    if (parentName && !pinned.length)
+      throw new ConfigError([`${where}: no instance '${parentName}' (instances: ${[...new Set(candidates.map((p) => p.baseId))].join(', ')})`]);
     const own = seedList(st.seed);
     if (own && st.sweep?.['seed']) throw new ConfigError([`${where}.sweep.seed: the stage has seed: as well; give the seeds once, as seed:`]);
     const parentSeeds = [...new Set(pinned.map((p) => p?.seed ?? null).filter((x): x is number => x !== null))];
     if (own && parentSeeds.length) {
       const missing = own.filter((x) => !parentSeeds.includes(x));
-      if (missing.length) throw new ConfigError([`${where}.seed: ${missing.join(', ')} not among its parent's seeds (${parentSeeds.join(', ')}); a stage follows its parent's seed`]);
+      if (missing.length)
+        throw new ConfigError([
+          `${where}.seed: ${missing.join(', ')} not among its parent's seeds (${parentSeeds.join(', ')}); a stage follows its parent's seed`,
+        ]);
     } else if (own && parentName && (st.kind === 'analyze' || st.kind === 'export'))
       throw new ConfigError([`${where}.seed: an ${st.kind} stage has no seed of its own (it reports its parent's model); give the parent seeds`]);
     // a stage's children follow it: keep the parents of the seeds this stage follows
@@ -322,10 +384,13 @@ export function expandStages(spec: ExperimentSpec): StageInstance[] {
     const distinctParents = new Set(parents.map((p) => p?.baseId)).size;
     const instances: StageInstance[] = [];
     for (const parent of parents) {
-      const seeds: Array<number | null> = parent === null ? (own ?? (st.sweep?.['seed'] ? null : specSeeds) ?? [null]) : parent.seed !== null ? [parent.seed] : (own ?? [null]);
+      const seeds: Array<number | null> =
+        parent === null ? (own ?? (st.sweep?.['seed'] ? null : specSeeds) ?? [null]) : parent.seed !== null ? [parent.seed] : (own ?? [null]);
       for (const seed of seeds)
         for (const point of cartesian((st.sweep ?? {}) as Record<string, unknown[]>)) {
-          const sweepSets = Object.entries(point).filter(([k]) => !STAGE_SWEEP_KEYS.has(k)).map(([k, v]) => `${SWEEP_SHORTCUTS[k] ?? k}=${JSON.stringify(v)}`);
+          const sweepSets = Object.entries(point)
+            .filter(([k]) => !STAGE_SWEEP_KEYS.has(k))
+            .map(([k, v]) => `${SWEEP_SHORTCUTS[k] ?? k}=${JSON.stringify(v)}`);
           const parentLabel = parent && distinctParents > 1 ? `<${parent.baseId}>` : '';
           const baseId = `${name}${pointLabel(point)}${parentLabel}`;
           instances.push({
@@ -336,7 +401,12 @@ export function expandStages(spec: ExperimentSpec): StageInstance[] {
             spec: st,
             point,
             // spec-level `set` shapes the base config: train stages take it, the others inherit it from their parent
-            overrides: [...(st.kind === 'train' ? setToOverrides(spec.set) : []), ...setToOverrides(st.set), ...sweepSets, ...(seed !== null && (st.kind === 'train' || st.kind === 'prune') ? [`seed=${seed}`] : [])],
+            overrides: [
+              ...(st.kind === 'train' ? setToOverrides(spec.set) : []),
+              ...setToOverrides(st.set),
+              ...sweepSets,
+              ...(seed !== null && (st.kind === 'train' || st.kind === 'prune') ? [`seed=${seed}`] : []),
+            ],
             dependsOn: parent ? [parent.id] : [],
           });
         }

@@ -79,8 +79,19 @@ export function stageIdentity(config: ResolvedConfig): Record<string, unknown> {
 
 function stableHash(value: unknown): string {
   const canon = (v: unknown): unknown =>
-    v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, canon((v as Record<string, unknown>)[k])])) : Array.isArray(v) ? v.map(canon) : v;
-  return createHash('sha256').update(JSON.stringify(canon(value))).digest('hex').slice(0, 10);
+    v && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(
+          Object.keys(v)
+            .sort()
+            .map((k) => [k, canon((v as Record<string, unknown>)[k])]),
+        )
+      : Array.isArray(v)
+        ? v.map(canon)
+        : v;
+  return createHash('sha256')
+    .update(JSON.stringify(canon(value)))
+    .digest('hex')
+    .slice(0, 10);
 }
 
 /** The settings a prune stage adds on top of its parent's config. */
@@ -91,7 +102,12 @@ function pruneDefaults(inst: StageInstance, parent: ResolvedConfig): string[] {
   const encoderOnly = attention.length === 1 && attention[0] === 'enc-self';
   if (st.method === 'fixed-mask') {
     // no gates: the mask is fixed by removing the pruned heads (model.keptHeads, set by resolveStages)
-    const out = [`name=${JSON.stringify(`${parent.name}-${inst.stage}`)}`, 'gates.attention=[]', `train.trainOnly=${encoderOnly && st.freezeDecoder ? '[encoder]' : 'null'}`, 'train.earlyStopping=null'];
+    const out = [
+      `name=${JSON.stringify(`${parent.name}-${inst.stage}`)}`,
+      'gates.attention=[]',
+      `train.trainOnly=${encoderOnly && st.freezeDecoder ? '[encoder]' : 'null'}`,
+      'train.earlyStopping=null',
+    ];
     if (st.steps !== undefined) out.push(`train.maxSteps=${st.steps}`);
     return out;
   }
@@ -122,7 +138,9 @@ export function resolveStages(spec: ExperimentSpec, instances: StageInstance[], 
         if (parent) {
           // trained from scratch with the parent's surviving heads (physically: model.keptHeads)
           const maskPath = join(parent.folder, 'mask.json');
-          const kept = existsSync(maskPath) ? maskToKeptSets(readHeadMask(maskPath, originalMaskShape(parent.config.model)), originalMaskShape(parent.config.model)) : null;
+          const kept = existsSync(maskPath)
+            ? maskToKeptSets(readHeadMask(maskPath, originalMaskShape(parent.config.model)), originalMaskShape(parent.config.model))
+            : null;
           config = loadConfigOn(config, null, [`model.keptHeads=${JSON.stringify(kept)}`], where);
         }
       } else if (inst.spec.kind === 'prune') {
@@ -133,14 +151,17 @@ export function resolveStages(spec: ExperimentSpec, instances: StageInstance[], 
           const shape = originalMaskShape(config.model);
           config = loadConfigOn(config, null, [`model.keptHeads=${JSON.stringify(chosen ? maskToKeptSets(chosen.mask, shape) : null)}`], where);
         }
-      } else if (inst.spec.kind === 'finetune') config = loadConfigOn(parent!.config, null, [...finetuneDefaults(inst, parent!.config, where), ...inst.overrides], where);
+      } else if (inst.spec.kind === 'finetune')
+        config = loadConfigOn(parent!.config, null, [...finetuneDefaults(inst, parent!.config, where), ...inst.overrides], where);
       else config = parent!.config;
     } catch (e) {
       if (e instanceof ConfigError) throw new ConfigError(e.problems.map((p) => `${where} (${inst.id}): ${p}`));
       throw e;
     }
     if (inst.spec.kind === 'export' && inst.spec.mask === 'gates' && !parent!.config.gates.attention.length)
-      throw new ConfigError([`${where}.mask: gates, but its parent ${parent!.instance.id} has no gates (gates.attention is []); use mask: none, or export a prune stage`]);
+      throw new ConfigError([
+        `${where}.mask: gates, but its parent ${parent!.instance.id} has no gates (gates.attention is []); use mask: none, or export a prune stage`,
+      ]);
     // the seed enters through the config (`seed=N`), not as a stage setting
     const { set: _s, sweep: _w, description: _d, seed: _seed, ...settings } = inst.spec;
     // a fixed-mask stage's identity includes its parent (the mask it copies), not the mask's contents
@@ -148,7 +169,12 @@ export function resolveStages(spec: ExperimentSpec, instances: StageInstance[], 
     const identity = stageIdentity(isFixedMask ? { ...config, model: { ...config.model, keptHeads: null } } : config);
     // a swept maskHeads is a stage setting, not a config key: it enters the identity here
     const maskHeads = maskHeadsOf(inst);
-    const hash = stableHash({ kind: inst.spec.kind, settings: maskHeads !== null ? { ...settings, maskHeads } : settings, config: identity, parent: parent?.hash ?? null });
+    const hash = stableHash({
+      kind: inst.spec.kind,
+      settings: maskHeads !== null ? { ...settings, maskHeads } : settings,
+      config: identity,
+      parent: parent?.hash ?? null,
+    });
     const folder = join(root, `${safeName(inst.id)}-${hash}`);
     byId.set(inst.id, { instance: inst, config, hash, folder, parent });
   }
@@ -175,11 +201,24 @@ export function decodingLabel(beamSize: number): string {
 }
 
 export function markDone(s: ResolvedStage, summary: Record<string, unknown>): void {
-  writeJsonAtomic(join(s.folder, 'stage.json'), { id: s.instance.id, stage: s.instance.stage, kind: s.instance.spec.kind, hash: s.hash, point: s.instance.point, ...(s.instance.seed !== null ? { seed: s.instance.seed } : {}), parent: s.parent?.folder ?? null, finishedAt: new Date().toISOString(), ...summary });
+  writeJsonAtomic(join(s.folder, 'stage.json'), {
+    id: s.instance.id,
+    stage: s.instance.stage,
+    kind: s.instance.spec.kind,
+    hash: s.hash,
+    point: s.instance.point,
+    ...(s.instance.seed !== null ? { seed: s.instance.seed } : {}),
+    parent: s.parent?.folder ?? null,
+    finishedAt: new Date().toISOString(),
+    ...summary,
+  });
 }
 
 export function requireParentDone(s: ResolvedStage): void {
-  if (s.parent && stageState(s.parent) !== 'done') throw new HeadsError(`stage ${s.instance.id}: its parent ${s.parent.instance.id} is not done (run it first: npx heads experiment run-stage ... --id '${s.parent.instance.id}')`);
+  if (s.parent && stageState(s.parent) !== 'done')
+    throw new HeadsError(
+      `stage ${s.instance.id}: its parent ${s.parent.instance.id} is not done (run it first: npx heads experiment run-stage ... --id '${s.parent.instance.id}')`,
+    );
 }
 
 function isAlive(pid: number): boolean {
@@ -226,7 +265,10 @@ export function acquireStageLock(s: ResolvedStage): () => void {
  */
 export function adoptRun(s: ResolvedStage, runPath: string): void {
   if (existsSync(join(runPath, 'stage.json'))) return adoptStage(s, runPath);
-  if (s.instance.spec.kind !== 'train') throw new HeadsError(`stage ${s.instance.id}: only train stages can adopt a run (other kinds adopt a finished stage folder of another study with the same hash)`);
+  if (s.instance.spec.kind !== 'train')
+    throw new HeadsError(
+      `stage ${s.instance.id}: only train stages can adopt a run (other kinds adopt a finished stage folder of another study with the same hash)`,
+    );
   const cfgPath = join(runPath, 'config.json');
   const resPath = join(runPath, 'results.json');
   if (!existsSync(cfgPath)) throw new HeadsError(`${runPath}: not a run folder (no config.json)`);
@@ -237,7 +279,8 @@ export function adoptRun(s: ResolvedStage, runPath: string): void {
   const diffs: string[] = [];
   const walk = (a: unknown, b: unknown, path: string) => {
     if (a && b && typeof a === 'object' && typeof b === 'object' && !Array.isArray(a)) {
-      for (const k of new Set([...Object.keys(a), ...Object.keys(b as object)])) walk((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], path ? `${path}.${k}` : k);
+      for (const k of new Set([...Object.keys(a), ...Object.keys(b as object)]))
+        walk((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], path ? `${path}.${k}` : k);
     } else if (JSON.stringify(a) !== JSON.stringify(b)) diffs.push(`${path}: stage ${JSON.stringify(a)}, run ${JSON.stringify(b)}`);
   };
   walk(ours, theirs, '');
@@ -252,7 +295,11 @@ export function adoptRun(s: ResolvedStage, runPath: string): void {
     devBleu: results.devBleu ?? null,
     // a run's dev BLEU is the trainer's, which decodes greedily
     ...(typeof results.devBleu === 'number' ? { devDecoding: decodingLabel(1) } : {}),
-    keptHeads: { 'enc-self': s.config.model.encoderLayers * heads, 'dec-self': s.config.model.decoderLayers * heads, 'dec-enc': s.config.model.decoderLayers * heads },
+    keptHeads: {
+      'enc-self': s.config.model.encoderLayers * heads,
+      'dec-self': s.config.model.decoderLayers * heads,
+      'dec-enc': s.config.model.decoderLayers * heads,
+    },
   });
 }
 
@@ -274,8 +321,11 @@ function linkStageFolder(s: ResolvedStage, target: string): void {
 export function adoptStage(s: ResolvedStage, stagePath: string): void {
   const theirs = readJsonFile<{ hash?: string; id?: string }>(join(stagePath, 'stage.json'), 'stage marker');
   if (theirs.hash !== s.hash)
-    throw new HeadsError(`${stagePath}: a finished stage (${theirs.id ?? '?'}, hash ${theirs.hash ?? 'none'}) that is not stage ${s.instance.id} (hash ${s.hash}): its kind, settings, config or parent differ`);
-  if (s.parent && stageState(s.parent) !== 'done') throw new HeadsError(`stage ${s.instance.id}: its parent ${s.parent.instance.id} is not done; adopt it first`);
+    throw new HeadsError(
+      `${stagePath}: a finished stage (${theirs.id ?? '?'}, hash ${theirs.hash ?? 'none'}) that is not stage ${s.instance.id} (hash ${s.hash}): its kind, settings, config or parent differ`,
+    );
+  if (s.parent && stageState(s.parent) !== 'done')
+    throw new HeadsError(`stage ${s.instance.id}: its parent ${s.parent.instance.id} is not done; adopt it first`);
   linkStageFolder(s, stagePath);
 }
 
@@ -286,7 +336,9 @@ export function adoptStage(s: ResolvedStage, stagePath: string): void {
 export function selectStages(stages: readonly ResolvedStage[], names: readonly string[], specPath: string): ResolvedStage[] {
   const unknown = names.filter((n) => !stages.some((s) => s.instance.stage === n || s.instance.id === n));
   if (unknown.length)
-    throw new ConfigError([`${specPath}: --only ${unknown.join(', ')}: no such stage (stages: ${[...new Set(stages.map((s) => s.instance.stage))].join(', ')}; or an instance id, see status)`]);
+    throw new ConfigError([
+      `${specPath}: --only ${unknown.join(', ')}: no such stage (stages: ${[...new Set(stages.map((s) => s.instance.stage))].join(', ')}; or an instance id, see status)`,
+    ]);
   const keep = new Set<ResolvedStage>();
   const add = (s: ResolvedStage | null) => {
     for (let x = s; x && !keep.has(x); x = x.parent) keep.add(x);

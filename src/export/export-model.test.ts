@@ -58,7 +58,12 @@ async function makeRun(name: string, gated: boolean): Promise<string> {
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
   const model = createTransformer(config.model, tok.vocabSize, new Rng(1));
   const rng = new Rng(2);
-  for (const [n, v] of model.params.vars) model.params.assign(n, v.shape, Float32Array.from({ length: v.size }, () => rng.normal() * 0.5 + (n.endsWith('.g') ? 1 : 0)));
+  for (const [n, v] of model.params.vars)
+    model.params.assign(
+      n,
+      v.shape,
+      Float32Array.from({ length: v.size }, () => rng.normal() * 0.5 + (n.endsWith('.g') ? 1 : 0)),
+    );
   const params: NamedArrays = await model.params.toArrays();
   if (gated) {
     const gates = new HeadGates(config.gates, model.shape, config.seed);
@@ -75,7 +80,17 @@ async function makeRun(name: string, gated: boolean): Promise<string> {
   return dir;
 }
 
-const MASK_KEPT = { 'enc-self': [[0, 2, 3], [1]], 'dec-self': [[0, 1, 2, 3], [2, 3]], 'dec-enc': [[1, 3], [0, 1, 2]] };
+const MASK_KEPT = {
+  'enc-self': [[0, 2, 3], [1]],
+  'dec-self': [
+    [0, 1, 2, 3],
+    [2, 3],
+  ],
+  'dec-enc': [
+    [1, 3],
+    [0, 1, 2],
+  ],
+};
 
 let gatedRun: string;
 let plainRun: string;
@@ -123,7 +138,19 @@ describe('exportModel: the toolkit folder', () => {
   });
 
   it('writes a run-like folder, a safetensors folder, the mask and export.json', () => {
-    for (const f of ['config.json', 'tokenizer.json', 'mask.json', 'export.json', 'checkpoints/latest.json', 'checkpoints/step-0000120/model.safetensors', 'checkpoints/step-0000120/optimizer.safetensors', 'checkpoints/step-0000120/state.json', 'safetensors/model.safetensors', 'safetensors/config.json', 'safetensors/tokenizer.json']) {
+    for (const f of [
+      'config.json',
+      'tokenizer.json',
+      'mask.json',
+      'export.json',
+      'checkpoints/latest.json',
+      'checkpoints/step-0000120/model.safetensors',
+      'checkpoints/step-0000120/optimizer.safetensors',
+      'checkpoints/step-0000120/state.json',
+      'safetensors/model.safetensors',
+      'safetensors/config.json',
+      'safetensors/tokenizer.json',
+    ]) {
       expect(existsSync(join(out, f))).toBe(true);
     }
     expect(readHeadMask(join(out, 'mask.json')).stacks).toEqual(mask.stacks);
@@ -238,18 +265,30 @@ describe('exportModel: the PyTorch safetensors file', () => {
 
   const python = spawnSync('python3', ['-c', 'import numpy'], { stdio: 'ignore' }).status === 0;
   (python ? it : it.skip)('an independent numpy forward pass over the files gives the toolkit logits (pytorch_reference.py)', () => {
-    const src = [[5, 9, 12, 7, 2], [8, 6, 2, 0, 0]];
-    const tgtIn = [[1, 10, 4, 11], [1, 13, 3, 0]];
+    const src = [
+      [5, 9, 12, 7, 2],
+      [8, 6, 2, 0, 0],
+    ];
+    const tgtIn = [
+      [1, 10, 4, 11],
+      [1, 13, 3, 0],
+    ];
     const idsPath = join(root, 'ids.json');
     writeFileSync(idsPath, JSON.stringify({ src, tgt_in: tgtIn }));
-    const res = JSON.parse(execFileSync('python3', [join(here, 'pytorch_reference.py'), join(out, 'safetensors'), idsPath], { encoding: 'utf8' })) as { shape: number[]; logits: number[] };
+    const res = JSON.parse(execFileSync('python3', [join(here, 'pytorch_reference.py'), join(out, 'safetensors'), idsPath], { encoding: 'utf8' })) as {
+      shape: number[];
+      logits: number[];
+    };
     const ex = loadModel(join(root, 'out-mask'));
-    const ours = tf.tidy(() => ex.model.forward(tf.tensor2d(src, undefined, 'int32'), tf.tensor2d(tgtIn, undefined, 'int32'), { isTraining: false }).dataSync() as Float32Array);
+    const ours = tf.tidy(
+      () => ex.model.forward(tf.tensor2d(src, undefined, 'int32'), tf.tensor2d(tgtIn, undefined, 'int32'), { isTraining: false }).dataSync() as Float32Array,
+    );
     ex.model.dispose();
     expect(res.shape).toEqual([8, ex.tokenizer.vocabSize]);
     // padded target positions are garbage in both; compare the real ones
     const V = ex.tokenizer.vocabSize;
-    for (const row of [0, 1, 2, 3, 4, 5, 6]) expect(maxAbsDiff(res.logits.slice(row * V, (row + 1) * V), ours.slice(row * V, (row + 1) * V))).toBeLessThan(1e-4);
+    for (const row of [0, 1, 2, 3, 4, 5, 6])
+      expect(maxAbsDiff(res.logits.slice(row * V, (row + 1) * V), ours.slice(row * V, (row + 1) * V))).toBeLessThan(1e-4);
   });
 });
 
@@ -297,14 +336,26 @@ describe('exportModel: masks from the gates, descriptors and HF dicts; idempoten
   });
 
   it('pruning an exported model again equals exporting once with the composed mask', async () => {
-    const m2 = maskFromKeptSets({ 'enc-self': [[0, 1], [1, 2]], 'dec-enc': [[1, 2, 3], [0]] }, SHAPE, 'step 2');
+    const m2 = maskFromKeptSets(
+      {
+        'enc-self': [
+          [0, 1],
+          [1, 2],
+        ],
+        'dec-enc': [[1, 2, 3], [0]],
+      },
+      SHAPE,
+      'step 2',
+    );
     const first = join(root, 'chain-1');
     const second = join(root, 'chain-2');
     const once = join(root, 'chain-once');
     await exportModel({ from: gatedRun, mask, outDir: first });
     const s2 = await exportModel({ from: first, mask: m2, outDir: second });
     await exportModel({ from: gatedRun, mask: composeMasks(mask, m2), outDir: once });
-    expect(fileBytes(join(second, 'checkpoints/step-0000120/model.safetensors')).equals(fileBytes(join(once, 'checkpoints/step-0000120/model.safetensors')))).toBe(true);
+    expect(
+      fileBytes(join(second, 'checkpoints/step-0000120/model.safetensors')).equals(fileBytes(join(once, 'checkpoints/step-0000120/model.safetensors'))),
+    ).toBe(true);
     expect(s2.heads.before).toEqual({ 'enc-self': 4, 'dec-self': 6, 'dec-enc': 5 });
     expect(s2.heads.keptPerLayer['enc-self']).toEqual([[0], [1]]);
     expect(s2.notes.join(' ')).toMatch(/already pruned/);
@@ -336,16 +387,63 @@ describe('exportModel: masks from the gates, descriptors and HF dicts; idempoten
 });
 
 describe('exportModel: bad inputs give one clear error', () => {
-  const wrongLayers: HeadMask = { format: 'heads.head-mask', version: 1, source: 'x', stacks: { 'dec-self': { layers: [{ kept: [0, 1, 2, 3], removed: [] }] } } };
-  const outOfRange: HeadMask = { format: 'heads.head-mask', version: 1, source: 'x', stacks: { 'enc-self': { layers: [{ kept: [0, 1, 2, 3], removed: [] }, { kept: [0, 1, 2], removed: [3, 4] }] } } };
+  const wrongLayers: HeadMask = {
+    format: 'heads.head-mask',
+    version: 1,
+    source: 'x',
+    stacks: { 'dec-self': { layers: [{ kept: [0, 1, 2, 3], removed: [] }] } },
+  };
+  const outOfRange: HeadMask = {
+    format: 'heads.head-mask',
+    version: 1,
+    source: 'x',
+    stacks: {
+      'enc-self': {
+        layers: [
+          { kept: [0, 1, 2, 3], removed: [] },
+          { kept: [0, 1, 2], removed: [3, 4] },
+        ],
+      },
+    },
+  };
   const cases: Array<[string, () => Parameters<typeof exportModel>[0], typeof MaskError | typeof ConfigError, RegExp]> = [
     ['--mask gates on an ungated model', () => ({ from: plainRun, mask: 'gates' }), MaskError, /--mask gates: .*has no gates/],
-    ['wrong layer count, named by the mask file', () => ({ from: gatedRun, mask: wrongLayers, maskName: 'masks/m.json' }), MaskError, /^masks\/m\.json: stacks\.dec-self\.layers: the mask has 1 layers, the model has 2$/],
-    ['head id out of range', () => ({ from: gatedRun, mask: outOfRange, maskName: 'm.json' }), MaskError, /m\.json: stacks\.enc-self\.layers\[1\]: head 4 out of range 0\.\.3/],
-    ['descriptor layer out of range', () => ({ from: gatedRun, mask: { kind: 'descriptor', text: 'D:3:1' } }), MaskError, /"D:3:1": layer 3 out of range 1\.\.2 \(dec-self, 1-based\)/],
-    ['HF dict with a bad layer key', () => ({ from: gatedRun, mask: { kind: 'hf-prune-dict', value: { 'enc-self': { '5': [0] } }, sourceName: 'hf.json' } }), MaskError, /hf\.json: enc-self\["5"\]: layer 5 out of range 0\.\.1/],
-    ['HF dict with an unknown attention type', () => ({ from: gatedRun, mask: { kind: 'hf-prune-dict', value: { encoder: { '0': [0] } }, sourceName: 'hf.json' } }), MaskError, /hf\.json: encoder: unknown attention type/],
-    ['unknown format', () => ({ from: gatedRun, mask, formats: ['tflite' as 'heads'] }), ConfigError, /--format: expected some of heads, safetensors, onnx, got \["tflite"\]/],
+    [
+      'wrong layer count, named by the mask file',
+      () => ({ from: gatedRun, mask: wrongLayers, maskName: 'masks/m.json' }),
+      MaskError,
+      /^masks\/m\.json: stacks\.dec-self\.layers: the mask has 1 layers, the model has 2$/,
+    ],
+    [
+      'head id out of range',
+      () => ({ from: gatedRun, mask: outOfRange, maskName: 'm.json' }),
+      MaskError,
+      /m\.json: stacks\.enc-self\.layers\[1\]: head 4 out of range 0\.\.3/,
+    ],
+    [
+      'descriptor layer out of range',
+      () => ({ from: gatedRun, mask: { kind: 'descriptor', text: 'D:3:1' } }),
+      MaskError,
+      /"D:3:1": layer 3 out of range 1\.\.2 \(dec-self, 1-based\)/,
+    ],
+    [
+      'HF dict with a bad layer key',
+      () => ({ from: gatedRun, mask: { kind: 'hf-prune-dict', value: { 'enc-self': { '5': [0] } }, sourceName: 'hf.json' } }),
+      MaskError,
+      /hf\.json: enc-self\["5"\]: layer 5 out of range 0\.\.1/,
+    ],
+    [
+      'HF dict with an unknown attention type',
+      () => ({ from: gatedRun, mask: { kind: 'hf-prune-dict', value: { encoder: { '0': [0] } }, sourceName: 'hf.json' } }),
+      MaskError,
+      /hf\.json: encoder: unknown attention type/,
+    ],
+    [
+      'unknown format',
+      () => ({ from: gatedRun, mask, formats: ['tflite' as 'heads'] }),
+      ConfigError,
+      /--format: expected some of heads, safetensors, onnx, got \["tflite"\]/,
+    ],
   ];
   it.each(cases)('%s', async (_name, opts, type, message) => {
     const outDir = join(root, `bad-${Math.random().toString(36).slice(2)}`);
@@ -380,13 +478,16 @@ describe('exportModel as `heads export` calls it', () => {
     const printed = formatExportSummary(summary);
     expect(printed.split('\n')[0]).toBe(`exported ${outDir}`);
     expect(printed).toMatch(/dec-enc +heads +5\/8/);
-    for (const f of ['config.json', 'export.json', 'safetensors/model.safetensors']) expect({ f, exists: existsSync(join(outDir, f)) }).toEqual({ f, exists: true });
+    for (const f of ['config.json', 'export.json', 'safetensors/model.safetensors'])
+      expect({ f, exists: existsSync(join(outDir, f)) }).toEqual({ f, exists: true });
   });
 
   it('a descriptor that does not fit the model is a MaskError naming the head and the range', async () => {
     const outDir = join(root, 'lib-bad-descriptor');
     const run = exportModel({ from: gatedRun, mask: { kind: 'descriptor', text: 'E:1:9' }, outDir });
     await expect(run).rejects.toThrow(MaskError);
-    await expect(exportModel({ from: gatedRun, mask: { kind: 'descriptor', text: 'E:1:9' }, outDir })).rejects.toThrow(/"E:1:9": head 9 out of range 1\.\.4 \(1-based\)$/);
+    await expect(exportModel({ from: gatedRun, mask: { kind: 'descriptor', text: 'E:1:9' }, outDir })).rejects.toThrow(
+      /"E:1:9": head 9 out of range 1\.\.4 \(1-based\)$/,
+    );
   });
 });

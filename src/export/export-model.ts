@@ -22,8 +22,26 @@ import { ConfigError, MaskError } from '../util/errors.js';
 import { writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
 import { RunFolder } from '../util/run-folder.js';
 import { Rng, deriveSeed } from '../util/random.js';
-import { type HeadMask, type HfPruneDicts, maskFromDescriptor, maskFromHfPruneDict, maskToDescriptor, maskToHfPruneDict, writeHeadMask } from '../io/head-mask.js';
-import { type FoldedGate, type FractionalGate, applyMaskToModel, createTransformerFromArrays, currentLayoutMask, deriveMaskFromGates, headCounts, maskedGateTensors, originalMaskShape } from './prune-model.js';
+import {
+  type HeadMask,
+  type HfPruneDicts,
+  maskFromDescriptor,
+  maskFromHfPruneDict,
+  maskToDescriptor,
+  maskToHfPruneDict,
+  writeHeadMask,
+} from '../io/head-mask.js';
+import {
+  type FoldedGate,
+  type FractionalGate,
+  applyMaskToModel,
+  createTransformerFromArrays,
+  currentLayoutMask,
+  deriveMaskFromGates,
+  headCounts,
+  maskedGateTensors,
+  originalMaskShape,
+} from './prune-model.js';
 import { pytorchConfig, toPytorchTensors } from './pytorch-format.js';
 import { type SafeTensor, writeSafetensors } from '../io/safetensors.js';
 import { type MagnitudePruningOptions, type MagnitudePruningReport, magnitudePrune } from '../compress/magnitude-pruning.js';
@@ -164,7 +182,12 @@ function hfDictsOf(value: unknown): unknown {
 }
 
 /** Max |logit difference| between `a` run with `gates` and `b` run ungated, on seeded random sentences. */
-function compareLogits(a: Transformer, gates: GateTensors, b: Transformer, seed: number): { maxAbsLogitDiff: number; sentences: number; tokensPerSentence: number } {
+function compareLogits(
+  a: Transformer,
+  gates: GateTensors,
+  b: Transformer,
+  seed: number,
+): { maxAbsLogitDiff: number; sentences: number; tokensPerSentence: number } {
   const B = 4;
   const T = Math.max(2, Math.min(12, a.config.maxPositions));
   const rng = new Rng(deriveSeed(seed, 'export-verify'));
@@ -190,7 +213,9 @@ function resolveMask(input: MaskInput, loaded: ReturnType<typeof loadModel>): { 
   if (input === 'none') return { mask: currentLayoutMask(loaded.config.model, 'none (every head the model has)'), fractional: [] };
   if (input === 'gates') {
     if (!loaded.gates) {
-      throw new MaskError(`--mask gates: ${loaded.checkpoint.path} has no gates (gates.attention is [${loaded.config.gates.attention.join(', ')}] and the checkpoint ${Object.keys(loaded.checkpoint.params).some((k) => k.startsWith('gate.')) ? 'has' : 'has no'} gate.* tensors); give a mask file instead`);
+      throw new MaskError(
+        `--mask gates: ${loaded.checkpoint.path} has no gates (gates.attention is [${loaded.config.gates.attention.join(', ')}] and the checkpoint ${Object.keys(loaded.checkpoint.params).some((k) => k.startsWith('gate.')) ? 'has' : 'has no'} gate.* tensors); give a mask file instead`,
+      );
     }
     return deriveMaskFromGates(loaded.gates, loaded.config.model, 'gates');
   }
@@ -227,7 +252,9 @@ export async function exportModel(o: ExportOptions): Promise<ExportSummary> {
       exported = createTransformerFromArrays(pruned.config, model.vocabSize, structural);
       const g = maskedGateTensors(model, foldFrom, mask, o.maskName ?? mask.source);
       // with FFN pruning the reference is the loaded model with those units masked (zeroed)
-      const reference = ffnPlans ? createTransformerFromArrays(config.model, model.vocabSize, maskFfnUnits(await model.params.toArrays(), config.model, ffnPlans)) : model;
+      const reference = ffnPlans
+        ? createTransformerFromArrays(config.model, model.vocabSize, maskFfnUnits(await model.params.toArrays(), config.model, ffnPlans))
+        : model;
       try {
         verification = compareLogits(reference, g, exported, config.seed);
       } finally {
@@ -235,7 +262,10 @@ export async function exportModel(o: ExportOptions): Promise<ExportSummary> {
         if (reference !== model) reference.dispose();
       }
       // float32 folding moves logits by ~1e-6; anything near 1e-3 is a bug, not rounding
-      if (!(verification.maxAbsLogitDiff < 1e-3)) pruned.notes.push(`the exported model's logits differ from the masked model's by up to ${verification.maxAbsLogitDiff} (expected < 1e-5): please report this`);
+      if (!(verification.maxAbsLogitDiff < 1e-3))
+        pruned.notes.push(
+          `the exported model's logits differ from the masked model's by up to ${verification.maxAbsLogitDiff} (expected < 1e-5): please report this`,
+        );
     }
     // unstructured magnitude pruning, then int8: what gets written
     const magnitude = o.magnitude ? magnitudePrune(structural, o.magnitude) : null;
@@ -266,7 +296,14 @@ export async function exportModel(o: ExportOptions): Promise<ExportSummary> {
           params: finalParams,
           int8: o.int8 === true,
           tokenizerText: readFileSync(join(loaded.runPath, 'tokenizer.json')),
-          generation: { beamSize: config.eval.beamSize, lengthPenalty: config.eval.lengthPenalty, maxLenA: config.eval.maxLenA, maxLenB: config.eval.maxLenB, batchSentences: config.eval.batchSentences, maxTokensPerBatch: config.eval.maxTokensPerBatch },
+          generation: {
+            beamSize: config.eval.beamSize,
+            lengthPenalty: config.eval.lengthPenalty,
+            maxLenA: config.eval.maxLenA,
+            maxLenB: config.eval.maxLenB,
+            batchSentences: config.eval.batchSentences,
+            maxTokensPerBatch: config.eval.maxTokensPerBatch,
+          },
           source: { run: loaded.runPath, checkpoint: checkpoint.path, step: checkpoint.state.step },
           mask: pruned.mask,
           maskDescriptor: maskToDescriptor(pruned.mask),
@@ -308,11 +345,17 @@ export async function exportModel(o: ExportOptions): Promise<ExportSummary> {
       const torchTensors = toPytorchTensors(finalParams);
       const meta: Record<string, string> = { format: 'heads.pytorch-export', version: '1', layout: 'torch.nn.Linear [out, in]' };
       if (o.int8) meta.quantization = 'int8 weight-only, per output channel, symmetric: weight = weight(I8) * weight_scale(F32, [out, 1])';
-      writeSafetensors(path, o.int8 ? quantizeTensors(torchTensors as Record<string, { shape: number[]; data: Float32Array }>, 'pytorch').tensors : torchTensors, meta);
+      writeSafetensors(
+        path,
+        o.int8 ? quantizeTensors(torchTensors as Record<string, { shape: number[]; data: Float32Array }>, 'pytorch').tensors : torchTensors,
+        meta,
+      );
       const torchConfig = pytorchConfig(exportedConfig, model.vocabSize, pruned.mask, { checkpoint: checkpoint.path, step: checkpoint.state.step });
       const extra = {
         ...(pruned.config.ffnWidths ? { ffn_widths: pruned.config.ffnWidths } : {}),
-        ...(o.int8 ? { quantization: { method: 'int8-weight-only', scheme: 'symmetric per output channel', scale_suffix: '_scale', activations: 'float32' } } : {}),
+        ...(o.int8
+          ? { quantization: { method: 'int8-weight-only', scheme: 'symmetric per output channel', scale_suffix: '_scale', activations: 'float32' } }
+          : {}),
       };
       writeJsonAtomic(join(dir, 'config.json'), { ...torchConfig, ...extra });
       writeFileAtomic(join(dir, 'tokenizer.json'), tokenizerText);
@@ -320,10 +363,13 @@ export async function exportModel(o: ExportOptions): Promise<ExportSummary> {
     }
     const onnxFiles: OnnxFiles | null = onnx ? { ...writeOnnxExport(join(outDir, 'onnx'), onnx, tokenizerText), int8: o.int8 === true } : null;
 
-
-    const emptyDecoderLayers = (['dec-self', 'dec-enc'] as const).flatMap((stack) => (pruned.config.keptHeads?.[stack] ?? []).flatMap((ids, l) => (ids.length ? [] : [`${stack}.${l}`])));
+    const emptyDecoderLayers = (['dec-self', 'dec-enc'] as const).flatMap((stack) =>
+      (pruned.config.keptHeads?.[stack] ?? []).flatMap((ids, l) => (ids.length ? [] : [`${stack}.${l}`])),
+    );
     if (emptyDecoderLayers.length) {
-      pruned.notes.push(`decoder attention layer(s) ${emptyDecoderLayers.join(', ')} have no heads: forward passes and greedy decoding work, but beam search over them fails on the wasm backend (tfjs-backend-wasm 4.22 GatherV2 mis-shapes empty tensors, which beam search gathers in Transformer.selectRows and reorderSelfCaches); use --beam 1 there until that is fixed (the ONNX export, --format onnx, decodes them with beam search in ONNX Runtime)`);
+      pruned.notes.push(
+        `decoder attention layer(s) ${emptyDecoderLayers.join(', ')} have no heads: forward passes and greedy decoding work, but beam search over them fails on the wasm backend (tfjs-backend-wasm 4.22 GatherV2 mis-shapes empty tensors, which beam search gathers in Transformer.selectRows and reorderSelfCaches); use --beam 1 there until that is fixed (the ONNX export, --format onnx, decodes them with beam search in ONNX Runtime)`,
+      );
     }
     const before = headCounts(config.model);
     const after = headCounts(pruned.config);
@@ -338,10 +384,23 @@ export async function exportModel(o: ExportOptions): Promise<ExportSummary> {
       outDir,
       formats,
       mask: { source: mask.source, file: 'mask.json', descriptor: maskToDescriptor(pruned.mask), prunedHeads: maskToHfPruneDict(pruned.mask) },
-      heads: { original, before, after, keptPerLayer: { 'enc-self': pruned.mask.stacks['enc-self']!.layers.map((l) => l.kept), 'dec-self': pruned.mask.stacks['dec-self']!.layers.map((l) => l.kept), 'dec-enc': pruned.mask.stacks['dec-enc']!.layers.map((l) => l.kept) } },
+      heads: {
+        original,
+        before,
+        after,
+        keptPerLayer: {
+          'enc-self': pruned.mask.stacks['enc-self']!.layers.map((l) => l.kept),
+          'dec-self': pruned.mask.stacks['dec-self']!.layers.map((l) => l.kept),
+          'dec-enc': pruned.mask.stacks['dec-enc']!.layers.map((l) => l.kept),
+        },
+      },
       parameters: { before: pruned.parameters.before, gateLogAlphas, after: parametersAfter, ratio: parametersAfter / pruned.parameters.before },
       files: {
-        before: { modelBytes: checkpoint.state.files['model.safetensors']?.bytes ?? statSync(join(checkpoint.path, 'model.safetensors')).size, checkpointBytes: dirBytes(checkpoint.path), path: checkpoint.path },
+        before: {
+          modelBytes: checkpoint.state.files['model.safetensors']?.bytes ?? statSync(join(checkpoint.path, 'model.safetensors')).size,
+          checkpointBytes: dirBytes(checkpoint.path),
+          path: checkpoint.path,
+        },
         heads: headsFiles,
         safetensors: torchFiles,
         ...(formats.includes('onnx') ? { onnx: onnxFiles } : {}),
@@ -353,7 +412,15 @@ export async function exportModel(o: ExportOptions): Promise<ExportSummary> {
         ? {
             compression: {
               ffn: shrunk ? { fraction: o.ffn!.fraction, scope: o.ffn!.scope ?? 'per-layer', ...shrunk.report } : null,
-              magnitude: magnitude ? { sparsity: magnitude.report.sparsity, scope: magnitude.report.scope, includeEmbeddings: magnitude.report.includeEmbeddings, prunable: magnitude.report.prunable, zeroed: magnitude.report.zeroed } : null,
+              magnitude: magnitude
+                ? {
+                    sparsity: magnitude.report.sparsity,
+                    scope: magnitude.report.scope,
+                    includeEmbeddings: magnitude.report.includeEmbeddings,
+                    prunable: magnitude.report.prunable,
+                    zeroed: magnitude.report.zeroed,
+                  }
+                : null,
               int8,
               nonZeroParameters: countNonZero(finalParams),
             },
@@ -408,21 +475,58 @@ export function formatExportSummary(s: ExportSummary): string {
   for (const stack of ATTENTION_TYPES) {
     if (s.heads.original[stack] === 0) continue;
     const perLayer = s.heads.keptPerLayer[stack].map((ids) => ids.length).join(' ');
-    lines.push(`  ${stack.padEnd(8)} heads ${String(s.heads.after[stack]).padStart(4)}/${s.heads.original[stack]}${s.heads.before[stack] !== s.heads.original[stack] ? ` (was ${s.heads.before[stack]})` : ''} | per layer: ${perLayer}`);
+    lines.push(
+      `  ${stack.padEnd(8)} heads ${String(s.heads.after[stack]).padStart(4)}/${s.heads.original[stack]}${s.heads.before[stack] !== s.heads.original[stack] ? ` (was ${s.heads.before[stack]})` : ''} | per layer: ${perLayer}`,
+    );
   }
-  lines.push(`  parameters: ${formatCount(s.parameters.before)} -> ${formatCount(s.parameters.after)}${percentChange(s.parameters.before, s.parameters.after)}${s.parameters.gateLogAlphas ? ` (plus ${s.parameters.gateLogAlphas} gate log-alphas before, folded)` : ''}`);
+  lines.push(
+    `  parameters: ${formatCount(s.parameters.before)} -> ${formatCount(s.parameters.after)}${percentChange(s.parameters.before, s.parameters.after)}${s.parameters.gateLogAlphas ? ` (plus ${s.parameters.gateLogAlphas} gate log-alphas before, folded)` : ''}`,
+  );
   const b = s.files.before;
-  if (s.files.heads) lines.push(`  heads checkpoint: model.safetensors ${formatBytes(b.modelBytes)} -> ${formatBytes(s.files.heads.modelBytes)}${percentChange(b.modelBytes, s.files.heads.modelBytes)}; checkpoint folder ${formatBytes(b.checkpointBytes ?? 0)} -> ${formatBytes(s.files.heads.checkpointBytes ?? 0)} (no optimizer state)`);
-  if (s.files.onnx) lines.push(`  onnx${s.files.onnx.int8 ? ' (int8 MatMulInteger)' : ''}: ${s.files.onnx.path} encoder.onnx ${formatBytes(s.files.onnx.encoderBytes)}, decoder.onnx ${formatBytes(s.files.onnx.decoderBytes)}`);
-  if (s.files.safetensors) lines.push(`  pytorch: ${s.files.safetensors.path} ${formatBytes(s.files.safetensors.modelBytes)}${percentChange(b.modelBytes, s.files.safetensors.modelBytes)}`);
+  if (s.files.heads)
+    lines.push(
+      `  heads checkpoint: model.safetensors ${formatBytes(b.modelBytes)} -> ${formatBytes(s.files.heads.modelBytes)}${percentChange(b.modelBytes, s.files.heads.modelBytes)}; checkpoint folder ${formatBytes(b.checkpointBytes ?? 0)} -> ${formatBytes(s.files.heads.checkpointBytes ?? 0)} (no optimizer state)`,
+    );
+  if (s.files.onnx)
+    lines.push(
+      `  onnx${s.files.onnx.int8 ? ' (int8 MatMulInteger)' : ''}: ${s.files.onnx.path} encoder.onnx ${formatBytes(s.files.onnx.encoderBytes)}, decoder.onnx ${formatBytes(s.files.onnx.decoderBytes)}`,
+    );
+  if (s.files.safetensors)
+    lines.push(
+      `  pytorch: ${s.files.safetensors.path} ${formatBytes(s.files.safetensors.modelBytes)}${percentChange(b.modelBytes, s.files.safetensors.modelBytes)}`,
+    );
   const fractionalRemoved = s.fractionalGates.filter((g) => !g.isKept);
-  if (s.foldedGates.length) lines.push(`  folded gates: ${s.foldedGates.length} kept head(s) with gate < 1 (${s.foldedGates.slice(0, 6).map((g) => `${g.key}=${g.gate.toFixed(3)}`).join(', ')}${s.foldedGates.length > 6 ? ', ...' : ''})`);
-  if (fractionalRemoved.length) lines.push(`  removed with a fractional gate: ${fractionalRemoved.length} (${fractionalRemoved.slice(0, 6).map((g) => `${g.key}=${g.testGate.toFixed(3)}`).join(', ')}${fractionalRemoved.length > 6 ? ', ...' : ''})`);
-  if (s.verification) lines.push(`  check: max |logit difference| masked vs exported = ${s.verification.maxAbsLogitDiff.toExponential(2)} (${s.verification.sentences} random sentences x ${s.verification.tokensPerSentence} tokens)`);
+  if (s.foldedGates.length)
+    lines.push(
+      `  folded gates: ${s.foldedGates.length} kept head(s) with gate < 1 (${s.foldedGates
+        .slice(0, 6)
+        .map((g) => `${g.key}=${g.gate.toFixed(3)}`)
+        .join(', ')}${s.foldedGates.length > 6 ? ', ...' : ''})`,
+    );
+  if (fractionalRemoved.length)
+    lines.push(
+      `  removed with a fractional gate: ${fractionalRemoved.length} (${fractionalRemoved
+        .slice(0, 6)
+        .map((g) => `${g.key}=${g.testGate.toFixed(3)}`)
+        .join(', ')}${fractionalRemoved.length > 6 ? ', ...' : ''})`,
+    );
+  if (s.verification)
+    lines.push(
+      `  check: max |logit difference| masked vs exported = ${s.verification.maxAbsLogitDiff.toExponential(2)} (${s.verification.sentences} random sentences x ${s.verification.tokensPerSentence} tokens)`,
+    );
   const c = s.compression;
-  if (c?.ffn) lines.push(`  FFN units: ${c.ffn.before} -> ${c.ffn.after} (${c.ffn.scope}, fraction ${c.ffn.fraction}) | per layer: enc ${c.ffn.widthsAfter.encoder.join(' ')} | dec ${c.ffn.widthsAfter.decoder.join(' ')}`);
-  if (c?.magnitude) lines.push(`  magnitude pruning (${c.magnitude.scope}${c.magnitude.includeEmbeddings ? ', embeddings included' : ''}): zeroed ${c.magnitude.zeroed}/${c.magnitude.prunable} weights (${((c.magnitude.zeroed / Math.max(1, c.magnitude.prunable)) * 100).toFixed(1)}%); stored dense`);
-  if (c?.int8) lines.push(`  int8: ${c.int8.tensors} matrices (${formatCount(c.int8.int8Parameters)} weights) + ${c.int8.scales} float32 scales, ${formatCount(c.int8.float32Parameters)} float32 (biases, norms); tensor bytes ${formatBytes(c.int8.payloadBytesBefore)} -> ${formatBytes(c.int8.payloadBytesAfter)}${c.int8.maxAbsLogitDiff !== null ? `; max |logit difference| float vs int8 = ${c.int8.maxAbsLogitDiff.toExponential(2)}` : ''}`);
+  if (c?.ffn)
+    lines.push(
+      `  FFN units: ${c.ffn.before} -> ${c.ffn.after} (${c.ffn.scope}, fraction ${c.ffn.fraction}) | per layer: enc ${c.ffn.widthsAfter.encoder.join(' ')} | dec ${c.ffn.widthsAfter.decoder.join(' ')}`,
+    );
+  if (c?.magnitude)
+    lines.push(
+      `  magnitude pruning (${c.magnitude.scope}${c.magnitude.includeEmbeddings ? ', embeddings included' : ''}): zeroed ${c.magnitude.zeroed}/${c.magnitude.prunable} weights (${((c.magnitude.zeroed / Math.max(1, c.magnitude.prunable)) * 100).toFixed(1)}%); stored dense`,
+    );
+  if (c?.int8)
+    lines.push(
+      `  int8: ${c.int8.tensors} matrices (${formatCount(c.int8.int8Parameters)} weights) + ${c.int8.scales} float32 scales, ${formatCount(c.int8.float32Parameters)} float32 (biases, norms); tensor bytes ${formatBytes(c.int8.payloadBytesBefore)} -> ${formatBytes(c.int8.payloadBytesAfter)}${c.int8.maxAbsLogitDiff !== null ? `; max |logit difference| float vs int8 = ${c.int8.maxAbsLogitDiff.toExponential(2)}` : ''}`,
+    );
   if (c) lines.push(`  non-zero parameters: ${formatCount(c.nonZeroParameters)} of ${formatCount(s.parameters.after)}`);
   for (const n of s.notes) lines.push(`  note: ${n}`);
   return lines.join('\n');

@@ -29,7 +29,12 @@ beforeAll(async () => {
   const m = createTransformer(CONFIG, V, new Rng(1));
   const rng = new Rng(5);
   // random weights (and biases) with a spread of unit norms, so the order is not an accident of init
-  for (const [n, v] of m.params.vars) m.params.assign(n, v.shape, Float32Array.from({ length: v.size }, (_, i) => (n.endsWith('.g') ? 1 : 0) + rng.normal() * 0.5 * (n.includes('ffn.w') ? 0.2 + (i % 7) / 3 : 1)));
+  for (const [n, v] of m.params.vars)
+    m.params.assign(
+      n,
+      v.shape,
+      Float32Array.from({ length: v.size }, (_, i) => (n.endsWith('.g') ? 1 : 0) + rng.normal() * 0.5 * (n.includes('ffn.w') ? 0.2 + (i % 7) / 3 : 1)),
+    );
   params = await m.params.toArrays();
   m.dispose();
 });
@@ -38,14 +43,19 @@ function logitsOf(config: ModelConfig, p: NamedArrays): Float32Array {
   const model = createTransformerFromArrays(config, V, p);
   const rng = new Rng(9);
   const ids = (n: number) => Int32Array.from({ length: n }, () => 3 + rng.int(V - 3));
-  const out = tf.tidy(() => model.forward(tf.tensor2d(ids(3 * 7), [3, 7], 'int32'), tf.tensor2d(ids(3 * 5), [3, 5], 'int32'), { isTraining: false }).dataSync() as Float32Array);
+  const out = tf.tidy(
+    () => model.forward(tf.tensor2d(ids(3 * 7), [3, 7], 'int32'), tf.tensor2d(ids(3 * 5), [3, 5], 'int32'), { isTraining: false }).dataSync() as Float32Array,
+  );
   model.dispose();
   return Float32Array.from(out);
 }
 
 describe('FFN neuron pruning', () => {
   it('scores a unit by the L2 norm of its W1 column and W2 row', () => {
-    const p: NamedArrays = { 'x.w1': { shape: [2, 3], data: Float32Array.from([1, 0, 2, 2, 0, 0]) }, 'x.w2': { shape: [3, 2], data: Float32Array.from([0, 2, 0, 0, 1, 1]) } };
+    const p: NamedArrays = {
+      'x.w1': { shape: [2, 3], data: Float32Array.from([1, 0, 2, 2, 0, 0]) },
+      'x.w2': { shape: [3, 2], data: Float32Array.from([0, 2, 0, 0, 1, 1]) },
+    };
     expect(Array.from(ffnUnitScores(p, 'x', 2, 3))).toEqual([3, 0, Math.sqrt(6)]);
   });
 
@@ -68,7 +78,7 @@ describe('FFN neuron pruning', () => {
     expect(Math.max(...all.filter((u) => u.removed).map((u) => u.s))).toBeLessThan(Math.min(...all.filter((u) => !u.removed).map((u) => u.s)));
   });
 
-  it.each(['per-layer', 'global'] as const)('%s: the shrunk model gives the masked model\'s logits (max |diff| < 1e-5)', (scope) => {
+  it.each(['per-layer', 'global'] as const)("%s: the shrunk model gives the masked model's logits (max |diff| < 1e-5)", (scope) => {
     const plans = planFfnPruning(params, CONFIG, { fraction: 0.5, scope });
     const shrunk = pruneFfnUnits(params, CONFIG, plans);
     expect(shrunk.config.ffnWidths).not.toBeNull();
@@ -102,7 +112,9 @@ describe('FFN neuron pruning', () => {
     expect(crossFieldProblems(ok, 'x.yaml')).toEqual([]);
     const bad = HeadsConfigSchema.parse({ ...DEFAULT_CONFIG, model: { ...DEFAULT_CONFIG.model, ffnWidths: { encoder: [10], decoder: [3, 4] } } });
     expect(crossFieldProblems(bad, 'x.yaml')).toEqual(['x.yaml: model.ffnWidths.encoder: expected 2 layers (model.encoderLayers), got 1']);
-    expect(HeadsConfigSchema.safeParse({ ...DEFAULT_CONFIG, model: { ...DEFAULT_CONFIG.model, ffnWidths: { encoder: [0, 1], decoder: [3, 4] } } }).success).toBe(false);
+    expect(
+      HeadsConfigSchema.safeParse({ ...DEFAULT_CONFIG, model: { ...DEFAULT_CONFIG.model, ffnWidths: { encoder: [0, 1], decoder: [3, 4] } } }).success,
+    ).toBe(false);
   });
 
   it('a model config without the key (saved before it existed) builds dFF-wide FFNs', () => {

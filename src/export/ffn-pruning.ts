@@ -74,13 +74,18 @@ export function planFfnPruning(params: NamedArrays, c: ModelConfig, o: FfnPrunin
   if (scope === 'per-layer') {
     plans.forEach((p, i) => {
       const k = Math.round(o.fraction * p.width);
-      p.removed = byScore(scores[i]!).slice(0, k).sort((a, b) => a - b);
+      p.removed = byScore(scores[i]!)
+        .slice(0, k)
+        .sort((a, b) => a - b);
     });
     return plans;
   }
   const total = layers.reduce((a, L) => a + L.width, 0);
   const k = Math.round(o.fraction * total);
-  if (k > total - layers.length) throw new ConfigError([`--ffn-prune: ${o.fraction} globally removes ${k} of ${total} units, which would empty a layer (at most ${total - layers.length} can go: every layer keeps one)`]);
+  if (k > total - layers.length)
+    throw new ConfigError([
+      `--ffn-prune: ${o.fraction} globally removes ${k} of ${total} units, which would empty a layer (at most ${total - layers.length} can go: every layer keeps one)`,
+    ]);
   const all: Array<{ s: number; layer: number; unit: number }> = [];
   scores.forEach((s, layer) => s.forEach((v, unit) => all.push({ s: v, layer, unit })));
   all.sort((a, b) => a.s - b.s || a.layer - b.layer || a.unit - b.unit);
@@ -115,7 +120,11 @@ export function maskFfnUnits(params: NamedArrays, c: ModelConfig, plans: readonl
 }
 
 /** Delete the removed units: the shrunk params and the config with per-layer `ffnWidths`. */
-export function pruneFfnUnits(params: NamedArrays, c: ModelConfig, plans: readonly FfnLayerPlan[]): { config: ModelConfig; params: NamedArrays; report: Omit<FfnPruningReport, 'fraction' | 'scope'> } {
+export function pruneFfnUnits(
+  params: NamedArrays,
+  c: ModelConfig,
+  plans: readonly FfnLayerPlan[],
+): { config: ModelConfig; params: NamedArrays; report: Omit<FfnPruningReport, 'fraction' | 'scope'> } {
   const d = c.dModel;
   const out: NamedArrays = {};
   for (const [n, a] of Object.entries(params)) out[n] = { shape: a.shape.slice(), data: Float32Array.from(a.data) };

@@ -80,7 +80,9 @@ function disposeGateTensors(g: GateTensors): void {
 }
 
 function logits(model: Transformer, src: Int32Array, tgt: Int32Array, gates?: GateTensors): Float32Array {
-  return tf.tidy(() => model.forward(tf.tensor2d(src, [B, S], 'int32'), tf.tensor2d(tgt, [B, T], 'int32'), { isTraining: false, gates }).dataSync() as Float32Array);
+  return tf.tidy(
+    () => model.forward(tf.tensor2d(src, [B, S], 'int32'), tf.tensor2d(tgt, [B, T], 'int32'), { isTraining: false, gates }).dataSync() as Float32Array,
+  );
 }
 
 /**
@@ -104,7 +106,11 @@ function expectSameArrays(a: NamedArrays, b: NamedArrays): void {
   expect(Object.keys(a).sort()).toEqual(Object.keys(b).sort());
   for (const k of Object.keys(a)) {
     expect(b[k]!.shape).toEqual(a[k]!.shape);
-    expect(Buffer.from(b[k]!.data.buffer, b[k]!.data.byteOffset, b[k]!.data.byteLength).equals(Buffer.from(a[k]!.data.buffer, a[k]!.data.byteOffset, a[k]!.data.byteLength))).toBe(true);
+    expect(
+      Buffer.from(b[k]!.data.buffer, b[k]!.data.byteOffset, b[k]!.data.byteLength).equals(
+        Buffer.from(a[k]!.data.buffer, a[k]!.data.byteOffset, a[k]!.data.byteLength),
+      ),
+    ).toBe(true);
   }
 }
 
@@ -298,7 +304,25 @@ describe('idempotence and composition (original head ids throughout)', () => {
   });
 
   it('a pruned model can be gated again: gate positions map to original ids, and pruning by them composes', () => {
-    const first = applyMaskToModel(model, null, maskFromKeptSets({ 'enc-self': [[1, 2, 3], [0, 3]], 'dec-self': [[0, 1, 2, 3], [2]], 'dec-enc': [[0, 2], [1, 2, 3]] }, SHAPE, 'step 1'));
+    const first = applyMaskToModel(
+      model,
+      null,
+      maskFromKeptSets(
+        {
+          'enc-self': [
+            [1, 2, 3],
+            [0, 3],
+          ],
+          'dec-self': [[0, 1, 2, 3], [2]],
+          'dec-enc': [
+            [0, 2],
+            [1, 2, 3],
+          ],
+        },
+        SHAPE,
+        'step 1',
+      ),
+    );
     const p1 = createTransformerFromArrays(first.config, V, first.params);
     const g1 = new HeadGates(gateCfg, p1.shape, 9);
     // close position 0 of enc-self layer 0 (original head 1) and position 1 of dec-enc layer 1 (original 2)
@@ -315,7 +339,7 @@ describe('idempotence and composition (original head ids throughout)', () => {
     expect(mask.stacks['dec-self']!.layers[1]).toEqual({ kept: [2], removed: [0, 1, 3] });
     // logAlpha 0.5 -> gate sigmoid(0.5)*1.2-0.1 = 0.6337: kept, fractional; -0.2 -> 0.4402 removed, fractional
     expect(fractional.find((f) => f.key === 'enc-self.0.2')).toMatchObject({ isKept: true });
-    expect(fractional.find((f) => f.key === 'enc-self.0.2')!.testGate).toBeCloseTo(1 / (1 + Math.exp(-0.5)) * 1.2 - 0.1, 6);
+    expect(fractional.find((f) => f.key === 'enc-self.0.2')!.testGate).toBeCloseTo((1 / (1 + Math.exp(-0.5))) * 1.2 - 0.1, 6);
     expect(fractional.find((f) => f.key === 'dec-enc.1.2')).toMatchObject({ isKept: false });
     expect(fractional.some((f) => f.key === 'enc-self.0.3')).toBe(false); // logAlpha 4 -> gate 1
     // pruning the pruned model by its gates = the original model masked with (step 1 ∘ gates) and gates folded
@@ -348,9 +372,35 @@ describe('bad masks and bad inputs', () => {
   const cases: Array<[string, HeadMask, RegExp]> = [
     ['too many layers', base({ 'enc-self': { layers: layers(3) } }), /bad\.json: stacks\.enc-self\.layers\[2\]: the model has 2 enc-self layers/],
     ['too few layers', base({ 'dec-enc': { layers: layers(1) } }), /bad\.json: stacks\.dec-enc\.layers: the mask has 1 layers, the model has 2/],
-    ['head out of range', base({ 'dec-self': { layers: [{ kept: [0, 1, 2, 3], removed: [] }, { kept: [0, 1, 2], removed: [3, 7] }] } }), /stacks\.dec-self\.layers\[1\]: head 7 out of range 0\.\.3/],
-    ['head missing', base({ 'enc-self': { layers: [{ kept: [0, 1], removed: [2] }, { kept: [0, 1, 2, 3], removed: [] }] } }), /stacks\.enc-self\.layers\[0\]: head 3 is neither kept nor removed/],
-    ['mask for another model', { ...base({}), model: { headsPerLayer: { 'enc-self': [8, 8], 'dec-self': [8, 8], 'dec-enc': [8, 8] } } }, /model\.headsPerLayer\.enc-self: the mask was made for \[8, 8\], the model has \[4, 4\]/],
+    [
+      'head out of range',
+      base({
+        'dec-self': {
+          layers: [
+            { kept: [0, 1, 2, 3], removed: [] },
+            { kept: [0, 1, 2], removed: [3, 7] },
+          ],
+        },
+      }),
+      /stacks\.dec-self\.layers\[1\]: head 7 out of range 0\.\.3/,
+    ],
+    [
+      'head missing',
+      base({
+        'enc-self': {
+          layers: [
+            { kept: [0, 1], removed: [2] },
+            { kept: [0, 1, 2, 3], removed: [] },
+          ],
+        },
+      }),
+      /stacks\.enc-self\.layers\[0\]: head 3 is neither kept nor removed/,
+    ],
+    [
+      'mask for another model',
+      { ...base({}), model: { headsPerLayer: { 'enc-self': [8, 8], 'dec-self': [8, 8], 'dec-enc': [8, 8] } } },
+      /model\.headsPerLayer\.enc-self: the mask was made for \[8, 8\], the model has \[4, 4\]/,
+    ],
   ];
   it.each(cases)('%s', (_name, mask, message) => {
     expect(() => applyMaskToModel(model, gates, mask)).toThrow(MaskError);
@@ -358,7 +408,9 @@ describe('bad masks and bad inputs', () => {
   });
 
   it('names the source given by the caller (e.g. the mask file path)', () => {
-    expect(() => applyMaskToModel(model, null, base({ 'enc-self': { layers: layers(3) } }), { sourceName: 'masks/m.json' })).toThrow(/^masks\/m\.json: stacks\.enc-self/);
+    expect(() => applyMaskToModel(model, null, base({ 'enc-self': { layers: layers(3) } }), { sourceName: 'masks/m.json' })).toThrow(
+      /^masks\/m\.json: stacks\.enc-self/,
+    );
   });
 
   it('descriptor errors name the token', () => {

@@ -19,7 +19,16 @@ import type { ParamStore } from '../model/params.js';
 import type { NamedArrays } from '../io/checkpoint.js';
 import { CheckpointError } from '../util/errors.js';
 import { Rng } from '../util/random.js';
-import { type HeadMask, type MaskShape, currentLayout, currentLayoutMask, maskFromKeptSets, maskToKeptSets, validateMask, originalMaskShape } from '../io/head-mask.js';
+import {
+  type HeadMask,
+  type MaskShape,
+  currentLayout,
+  currentLayoutMask,
+  maskFromKeptSets,
+  maskToKeptSets,
+  validateMask,
+  originalMaskShape,
+} from '../io/head-mask.js';
 
 export { originalMaskShape, currentLayout, currentLayoutMask };
 
@@ -136,7 +145,10 @@ export function maskedGateTensors(model: Transformer, gates: HeadGates | null, m
       if (ids.length === 0) return null;
       const keep = new Set(keptSets[stack][layer]);
       const g = testGates[stack]?.[layer];
-      return tf.tensor1d(ids.map((id, position) => (keep.has(id) ? (g ? g[position]! : 1) : 0)), 'float32');
+      return tf.tensor1d(
+        ids.map((id, position) => (keep.has(id) ? (g ? g[position]! : 1) : 0)),
+        'float32',
+      );
     });
   }
   return out;
@@ -212,7 +224,9 @@ export function applyMaskToModel(model: Transformer, gates: HeadGates | null, ma
     });
   }
   if (alreadyPruned.length) {
-    notes.push(`the mask keeps ${alreadyPruned.length} head(s) the model had already pruned (they stay pruned): ${alreadyPruned.slice(0, 10).join(', ')}${alreadyPruned.length > 10 ? ', ...' : ''}`);
+    notes.push(
+      `the mask keeps ${alreadyPruned.length} head(s) the model had already pruned (they stay pruned): ${alreadyPruned.slice(0, 10).join(', ')}${alreadyPruned.length > 10 ? ', ...' : ''}`,
+    );
   }
 
   const testGates = gates ? readTestGates(gates, c) : {};
@@ -240,7 +254,9 @@ export function applyMaskToModel(model: Transformer, gates: HeadGates | null, ma
     });
   }
   if (zeroGateKept.length) {
-    notes.push(`the mask keeps ${zeroGateKept.length} head(s) whose deterministic gate is 0: they are kept with zeroed W_O rows (they contribute nothing; a mask derived from the gates would remove them): ${zeroGateKept.slice(0, 10).join(', ')}${zeroGateKept.length > 10 ? ', ...' : ''}`);
+    notes.push(
+      `the mask keeps ${zeroGateKept.length} head(s) whose deterministic gate is 0: they are kept with zeroed W_O rows (they contribute nothing; a mask derived from the gates would remove them): ${zeroGateKept.slice(0, 10).join(', ')}${zeroGateKept.length > 10 ? ', ...' : ''}`,
+    );
   }
 
   const params: NamedArrays = {};
@@ -306,7 +322,9 @@ export function createTransformerFromArrays(config: ModelConfig, vocabSize: numb
   for (const name of Object.keys(params)) if (!store.has(name)) problems.push(`unexpected tensor ${name}`);
   if (problems.length) {
     store.dispose();
-    throw new CheckpointError(`parameters do not fit the model config: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? ` (+${problems.length - 5} more)` : ''}`);
+    throw new CheckpointError(
+      `parameters do not fit the model config: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? ` (+${problems.length - 5} more)` : ''}`,
+    );
   }
   for (const name of store.names()) store.assign(name, params[name]!.shape, params[name]!.data);
   return new Transformer(config, vocabSize, store);

@@ -43,10 +43,20 @@ const DECODER_LAYER: Record<string, string> = {
   ffn: '',
 };
 const LEAF: Record<string, string> = {
-  wq: 'q_proj.weight', bq: 'q_proj.bias', wk: 'k_proj.weight', bk: 'k_proj.bias', wv: 'v_proj.weight', bv: 'v_proj.bias',
-  wo: 'out_proj.weight', bo: 'out_proj.bias',
-  w1: 'fc1.weight', b1: 'fc1.bias', w2: 'fc2.weight', b2: 'fc2.bias',
-  g: 'weight', b: 'bias',
+  wq: 'q_proj.weight',
+  bq: 'q_proj.bias',
+  wk: 'k_proj.weight',
+  bk: 'k_proj.bias',
+  wv: 'v_proj.weight',
+  bv: 'v_proj.bias',
+  wo: 'out_proj.weight',
+  bo: 'out_proj.bias',
+  w1: 'fc1.weight',
+  b1: 'fc1.bias',
+  w2: 'fc2.weight',
+  b2: 'fc2.bias',
+  g: 'weight',
+  b: 'bias',
 };
 
 /** The exported name of a toolkit parameter, and whether its matrix is transposed to [dOut, dIn]. */
@@ -111,7 +121,10 @@ export function fromPytorchTensors(tensors: Record<string, SafeTensor>, expected
     else out[name] = { shape: shape.slice(), data: t.isTransposed ? transpose(src.data, want[0]!, want[1]!) : Float32Array.from(src.data) };
   }
   for (const name of Object.keys(tensors)) if (!used.has(name)) problems.push(`unexpected tensor ${name}`);
-  if (problems.length) throw new CheckpointError(`pytorch tensors do not fit the model: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? ` (+${problems.length - 5} more)` : ''}`);
+  if (problems.length)
+    throw new CheckpointError(
+      `pytorch tensors do not fit the model: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? ` (+${problems.length - 5} more)` : ''}`,
+    );
   return out;
 }
 
@@ -180,7 +193,8 @@ export function pytorchConfig(config: ResolvedConfig, vocabSize: number, mask: H
     tie_word_embeddings: m.tieEmbeddings,
     embed_scale: Math.sqrt(m.dModel),
     max_position_embeddings: m.maxPositions,
-    position_embedding: 'sinusoidal: pe[pos, i] = sin(pos / 10000^(i / d_model)) for even i, pe[pos, i] = cos(pos / 10000^((i - 1) / d_model)) for odd i; positions start at 0 on both sides',
+    position_embedding:
+      'sinusoidal: pe[pos, i] = sin(pos / 10000^(i / d_model)) for even i, pe[pos, i] = cos(pos / 10000^((i - 1) / d_model)) for odd i; positions start at 0 on both sides',
     pad_token_id: PAD_ID,
     bos_token_id: BOS_ID,
     eos_token_id: EOS_ID,
@@ -189,7 +203,8 @@ export function pytorchConfig(config: ResolvedConfig, vocabSize: number, mask: H
     pruned_heads: pruned,
     attention_modules: { ...ATTENTION_MODULES },
     generation: { num_beams: config.eval.beamSize, length_penalty: config.eval.lengthPenalty, max_len_a: config.eval.maxLenA, max_len_b: config.eval.maxLenB },
-    layout: 'torch.nn.Linear: weight [out_features, in_features], y = x @ weight.T + bias; q/k/v_proj rows and out_proj columns are grouped per head, head_dim each, in kept_heads order; see src/export/README.md',
+    layout:
+      'torch.nn.Linear: weight [out_features, in_features], y = x @ weight.T + bias; q/k/v_proj rows and out_proj columns are grouped per head, head_dim each, in kept_heads order; see src/export/README.md',
     source: { checkpoint: source.checkpoint, step: source.step, mask: mask.source },
   };
 }

@@ -13,7 +13,16 @@ import { type AttentionType, ATTENTION_TYPES, headKey } from '../config/head-id.
 import { Rng, deriveSeed } from '../util/random.js';
 import { appendLine } from '../util/fs.js';
 import { annealedTarget, lagrangianGradients, selectTopHeads } from './lagrangian.js';
-import { constantLogAlpha, glorotUniformLogAlpha, probNonZeroTensor, probOneTensor, probZeroTensor, sampleGateTensor, samplePerHeadNoise, testGateTensor } from './hard-concrete.js';
+import {
+  constantLogAlpha,
+  glorotUniformLogAlpha,
+  probNonZeroTensor,
+  probOneTensor,
+  probZeroTensor,
+  sampleGateTensor,
+  samplePerHeadNoise,
+  testGateTensor,
+} from './hard-concrete.js';
 
 /** Per attention type, per layer: one tensor per layer or null (ungated). Same shape as model GateTensors. */
 export type GateValues = Partial<Record<AttentionType, ReadonlyArray<tf.Tensor | null>>>;
@@ -65,13 +74,17 @@ export class HeadGates {
         const name = `gate.${stack}.${layer}`;
         const init = config.logAlphaInit.kind === 'glorot' ? glorotUniformLogAlpha(heads, rng) : constantLogAlpha(heads, config.logAlphaInit.value);
         // tidy frees the initial tensor; the variable keeps its own reference to the data
-        this.variables.set(name, tf.tidy(() => tf.variable(tf.tensor1d(init), true, `${name}#${seed}#${HeadGates.counter++}`)));
+        this.variables.set(
+          name,
+          tf.tidy(() => tf.variable(tf.tensor1d(init), true, `${name}#${seed}#${HeadGates.counter++}`)),
+        );
         this.names.push({ stack, layer, name, heads });
       });
     }
     const t = config.targetHeads;
     const countOf = (stacks: AttentionType[]) => this.names.filter((n) => stacks.includes(n.stack)).reduce((a, n) => a + n.heads, 0);
-    if (typeof t === 'number') this.groups.push({ name: 'all', stacks: [...config.attention], target: t, fullCount: countOf([...config.attention]), lambda1: 0, lambda2: 0 });
+    if (typeof t === 'number')
+      this.groups.push({ name: 'all', stacks: [...config.attention], target: t, fullCount: countOf([...config.attention]), lambda1: 0, lambda2: 0 });
     else if (t)
       for (const stack of ATTENTION_TYPES) {
         const n = t[stack];
@@ -123,7 +136,9 @@ export class HeadGates {
 
   /** Per-layer sums of P(open) (differentiable), with the layer's stack. */
   private openPerLayer(): Array<{ stack: AttentionType; open: tf.Scalar }> {
-    return this.names.filter((n) => n.heads > 0).map((n) => ({ stack: n.stack, open: probNonZeroTensor(this.variables.get(n.name)!, this.opts).sum() as tf.Scalar }));
+    return this.names
+      .filter((n) => n.heads > 0)
+      .map((n) => ({ stack: n.stack, open: probNonZeroTensor(this.variables.get(n.name)!, this.opts).sum() as tf.Scalar }));
   }
 
   /**
@@ -154,7 +169,9 @@ export class HeadGates {
 
   /** Expected open heads per group, as numbers. */
   private expectedOpen(stacks: readonly AttentionType[]): number {
-    return this.states().filter((s) => stacks.some((st) => s.key.startsWith(`${st}.`))).reduce((a, s) => a + s.pOpen, 0);
+    return this.states()
+      .filter((s) => stacks.some((st) => s.key.startsWith(`${st}.`)))
+      .reduce((a, s) => a + s.pOpen, 0);
   }
 
   /** Gradient ascent on the Lagrange multipliers (d/dlambda1 = E - N, d/dlambda2 = (E - N)^2). */
@@ -231,7 +248,11 @@ export class HeadGates {
     for (const n of this.names) {
       if (!n.heads) continue;
       const la = this.variables.get(n.name)!;
-      const [pOpen, pZero, pOne, tg, raw] = tf.tidy(() => [probNonZeroTensor(la, this.opts), probZeroTensor(la, this.opts), probOneTensor(la, this.opts), testGateTensor(la, this.opts), la.clone()].map((t) => t.dataSync()));
+      const [pOpen, pZero, pOne, tg, raw] = tf.tidy(() =>
+        [probNonZeroTensor(la, this.opts), probZeroTensor(la, this.opts), probOneTensor(la, this.opts), testGateTensor(la, this.opts), la.clone()].map((t) =>
+          t.dataSync(),
+        ),
+      );
       for (let h = 0; h < n.heads; h++)
         out.push({ key: this.keyOf(n.stack, n.layer, h), logAlpha: raw![h]!, pOpen: pOpen![h]!, pZero: pZero![h]!, pOne: pOne![h]!, testGate: tg![h]! });
     }
@@ -240,7 +261,9 @@ export class HeadGates {
 
   /** Heads whose deterministic gate is strictly between 0 and 1: not settled (gates.settle waits for none). */
   fractionalGates(): string[] {
-    return this.states().filter((s) => s.testGate > 0 && s.testGate < 1).map((s) => s.key);
+    return this.states()
+      .filter((s) => s.testGate > 0 && s.testGate < 1)
+      .map((s) => s.key);
   }
 
   /** The first step at which the gates may count as settled: after the budget's target warm-up (0 without a budget). */

@@ -5,13 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from '@jest/globals';
-import {
-  annealedTarget,
-  lagrangianGradients,
-  lagrangianPenalty,
-  lagrangianPenaltyTensor,
-  selectTopHeads,
-} from './lagrangian.js';
+import { annealedTarget, lagrangianGradients, lagrangianPenalty, lagrangianPenaltyTensor, selectTopHeads } from './lagrangian.js';
 import { hardConcrete } from './hard-concrete.js';
 
 beforeAll(async () => {

@@ -51,12 +51,7 @@ export function lagrangianGradients(
  * Tensor version for autodiff inside the trainer's loss closure. `expected` is a scalar (e.g.
  * `expectedL0Tensor(logAlpha)` summed over all gated layers); the λs are scalar variables.
  */
-export function lagrangianPenaltyTensor(
-  expected: tf.Tensor,
-  target: number | tf.Tensor,
-  lambda1: tf.Tensor,
-  lambda2: tf.Tensor,
-): tf.Scalar {
+export function lagrangianPenaltyTensor(expected: tf.Tensor, target: number | tf.Tensor, lambda1: tf.Tensor, lambda2: tf.Tensor): tf.Scalar {
   const d = tf.sub(expected, target);
   return tf.sum(tf.add(tf.mul(lambda1, d), tf.mul(lambda2, tf.square(d))));
 }

@@ -23,7 +23,10 @@ import { FIXTURE, SENTENCES, batches, runReference, torchPython } from './marian
 const root = process.cwd();
 const built = existsSync(join(root, 'dist', 'cli', 'main.js'));
 const python = torchPython();
-if (!built || !python) console.warn(`skipping the import -> prune -> export hf-marian test: ${!built ? 'no dist/ (npm run build)' : 'no python3 with torch (apt-get install python3-torch python3-sentencepiece)'}`);
+if (!built || !python)
+  console.warn(
+    `skipping the import -> prune -> export hf-marian test: ${!built ? 'no dist/ (npm run build)' : 'no python3 with torch (apt-get install python3-torch python3-sentencepiece)'}`,
+  );
 
 function heads(args: string[]): string {
   const r = spawnSync('node', [join(root, 'bin', 'heads.js'), ...args], { cwd: root, encoding: 'utf8', timeout: 240_000 });
@@ -43,14 +46,32 @@ function heads(args: string[]): string {
     const run = join(dir, 'opus-mt-tiny');
     heads(['import', 'marian', FIXTURE, '--out', run]);
     const data = ['train', 'valid', 'test'].map((s) => `--set=data.${s}=${join(FIXTURE, `${s}.tsv`)}`);
-    const out = heads(['prune', '--from', run, '--lambda', '0.05', '--steps', '4', '--attention', 'enc-self,dec-self,dec-enc', '--runs-dir', join(dir, 'runs'), ...data,
-      '--set=train.workers=1', '--set=train.evalEverySteps=0', '--set=train.maxTokensPerBatch=300', '--set=train.peakLr=0.01', '--set=train.logEverySteps=2']);
+    const out = heads([
+      'prune',
+      '--from',
+      run,
+      '--lambda',
+      '0.05',
+      '--steps',
+      '4',
+      '--attention',
+      'enc-self,dec-self,dec-enc',
+      '--runs-dir',
+      join(dir, 'runs'),
+      ...data,
+      '--set=train.workers=1',
+      '--set=train.evalEverySteps=0',
+      '--set=train.maxTokensPerBatch=300',
+      '--set=train.peakLr=0.01',
+      '--set=train.logEverySteps=2',
+    ]);
     const maskLine = out.split('\n').find((l) => l.startsWith('mask: '))!;
     const pruneRun = join(maskLine.slice('mask: '.length), '..');
     const exp = join(dir, 'exported');
     heads(['export', pruneRun, '--mask', 'gates', '--format', 'hf-marian', '--out', exp]);
     const hf = join(exp, 'hf-marian');
-    for (const f of ['config.json', 'generation_config.json', 'vocab.json', 'source.spm', 'target.spm', 'model.safetensors']) expect(existsSync(join(hf, f))).toBe(true);
+    for (const f of ['config.json', 'generation_config.json', 'vocab.json', 'source.spm', 'target.spm', 'model.safetensors'])
+      expect(existsSync(join(hf, f))).toBe(true);
 
     const loaded = loadModel(exp);
     const tok = loaded.tokenizer as MarianTokenizer;
@@ -63,7 +84,11 @@ function heads(args: string[]): string {
     expect(hfCfg.encoder_attention_heads).toBe(4);
     const d = 16;
     const dh = 4;
-    const layerName = { 'enc-self': (l: number) => `model.encoder.layers.${l}.self_attn`, 'dec-self': (l: number) => `model.decoder.layers.${l}.self_attn`, 'dec-enc': (l: number) => `model.decoder.layers.${l}.encoder_attn` };
+    const layerName = {
+      'enc-self': (l: number) => `model.encoder.layers.${l}.self_attn`,
+      'dec-self': (l: number) => `model.decoder.layers.${l}.self_attn`,
+      'dec-enc': (l: number) => `model.decoder.layers.${l}.encoder_attn`,
+    };
     for (const stack of ['enc-self', 'dec-self', 'dec-enc'] as const)
       kept[stack].forEach((ids, l) => {
         const q = st[`${layerName[stack](l)}.q_proj.weight`]!;
@@ -78,10 +103,23 @@ function heads(args: string[]): string {
         }
       });
 
-    const b = batches(tok, SENTENCES, ['die katze sieht einen hund.', 'ein kleines rotes haus', 'die frau trinkt wasser!', 'hund', 'der alte mann', 'das kind']);
+    const b = batches(tok, SENTENCES, [
+      'die katze sieht einen hund.',
+      'ein kleines rotes haus',
+      'die frau trinkt wasser!',
+      'hund',
+      'der alte mann',
+      'das kind',
+    ]);
     const ref = runReference(hf, { weights: 'safetensors', src: b.srcMarian, tgt_in: b.tgtMarian }, dir);
     const V = tok.marianVocab.length;
-    const logits = tf.tidy(() => loaded.model.forward(tf.tensor2d(b.srcToolkit.flat(), [SENTENCES.length, b.S], 'int32'), tf.tensor2d(b.tgtToolkit.flat(), [SENTENCES.length, b.T], 'int32'), { isTraining: false }));
+    const logits = tf.tidy(() =>
+      loaded.model.forward(
+        tf.tensor2d(b.srcToolkit.flat(), [SENTENCES.length, b.S], 'int32'),
+        tf.tensor2d(b.tgtToolkit.flat(), [SENTENCES.length, b.T], 'int32'),
+        { isTraining: false },
+      ),
+    );
     const ours = (await logits.data()) as Float32Array;
     logits.dispose();
     let worst = 0;

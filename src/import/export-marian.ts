@@ -44,9 +44,15 @@ export function findImportRecord(runPath: string): MarianImportRecord | null {
 export function writeHfMarian(modelPath: string, outDir: string, record: MarianImportRecord | null): { heads: number; zeroedHeads: number; bytes: number } {
   const { model, tokenizer, config, runPath } = loadModel(modelPath);
   try {
-    if (!(tokenizer instanceof MarianTokenizer)) throw new CheckpointError(`${runPath}: not an imported Marian model (its tokenizer.json is not ${'marian-spm'}): --format hf-marian needs a model made by heads import marian`);
+    if (!(tokenizer instanceof MarianTokenizer))
+      throw new CheckpointError(
+        `${runPath}: not an imported Marian model (its tokenizer.json is not ${'marian-spm'}): --format hf-marian needs a model made by heads import marian`,
+      );
     const c = config.model;
-    if (!c.finalLogitsBias || !c.tieEmbeddings || c.norm !== 'post' || c.positions !== 'split' || c.moe) throw new CheckpointError(`${runPath}: model options are not Marian's (finalLogitsBias, tied embeddings, post-norm, split positions, no MoE): cannot write an HF Marian folder`);
+    if (!c.finalLogitsBias || !c.tieEmbeddings || c.norm !== 'post' || c.positions !== 'split' || c.moe)
+      throw new CheckpointError(
+        `${runPath}: model options are not Marian's (finalLogitsBias, tied embeddings, post-norm, split positions, no MoE): cannot write an HF Marian folder`,
+      );
     const d = c.dModel;
     const H = c.heads;
     const dh = d / H;
@@ -78,7 +84,11 @@ export function writeHfMarian(modelPath: string, outDir: string, record: MarianI
       const kept = c.keptHeads ? [...c.keptHeads[stack][layer]!] : Array.from({ length: H }, (_, h) => h);
       heads += H;
       zeroed += H - kept.length;
-      for (const [m, hf] of [['q', 'q_proj'], ['k', 'k_proj'], ['v', 'v_proj']] as const) {
+      for (const [m, hf] of [
+        ['q', 'q_proj'],
+        ['k', 'k_proj'],
+        ['v', 'v_proj'],
+      ] as const) {
         const w = get(`${from}.w${m}`); // [d, kept*dh]
         const b = get(`${from}.b${m}`);
         const W = new Float32Array(d * d); // HF [out = H*dh, in = d]
@@ -167,12 +177,31 @@ export function writeHfMarian(modelPath: string, outDir: string, record: MarianI
     makeDirs(outDir);
     const digest = writeSafetensors(join(outDir, 'model.safetensors'), t, { format: 'pt' });
     writeJsonAtomic(join(outDir, 'config.json'), hfConfig);
-    const generation = record?.hfGeneration && Object.keys(record.hfGeneration).length ? record.hfGeneration : { bad_words_ids: [[pad]], bos_token_id: 0, decoder_start_token_id: pad, eos_token_id: 0, forced_eos_token_id: 0, max_length: config.eval.maxLenB + 2, num_beams: config.eval.beamSize, pad_token_id: pad, renormalize_logits: true };
+    const generation =
+      record?.hfGeneration && Object.keys(record.hfGeneration).length
+        ? record.hfGeneration
+        : {
+            bad_words_ids: [[pad]],
+            bos_token_id: 0,
+            decoder_start_token_id: pad,
+            eos_token_id: 0,
+            forced_eos_token_id: 0,
+            max_length: config.eval.maxLenB + 2,
+            num_beams: config.eval.beamSize,
+            pad_token_id: pad,
+            renormalize_logits: true,
+          };
     writeJsonAtomic(join(outDir, 'generation_config.json'), generation);
     writeJsonAtomic(join(outDir, 'vocab.json'), Object.fromEntries(tokenizer.marianVocab.map((p, i) => [p, i])));
     writeFileAtomic(join(outDir, 'source.spm'), tokenizer.sourceModel);
     writeFileAtomic(join(outDir, 'target.spm'), tokenizer.targetModel);
-    writeJsonAtomic(join(outDir, 'tokenizer_config.json'), { model_max_length: c.maxPositions, tokenizer_class: 'MarianTokenizer', eos_token: '</s>', unk_token: '<unk>', pad_token: '<pad>' });
+    writeJsonAtomic(join(outDir, 'tokenizer_config.json'), {
+      model_max_length: c.maxPositions,
+      tokenizer_class: 'MarianTokenizer',
+      eos_token: '</s>',
+      unk_token: '<unk>',
+      pad_token: '<pad>',
+    });
     return { heads, zeroedHeads: zeroed, bytes: digest.bytes };
   } finally {
     model.dispose();

@@ -29,7 +29,11 @@ describe('LRP on an imported Marian model', () => {
     const { model, tokenizer } = loadModel(importFixture(dir, 'safetensors'));
     expect(model.config.activation).toBe('swish');
     const tok = tokenizer as MarianTokenizer;
-    const pairs = [['the cat sees a dog.', 'die katze sieht einen hund.'], ['a small tree', 'ein kleiner baum'], ['the woman drinks water and eats bread', 'die frau trinkt wasser und isst brot']].map(([s, t], index) => ({ src: tok.encode(s!), tgt: tok.encodeTarget(t!), index }));
+    const pairs = [
+      ['the cat sees a dog.', 'die katze sieht einen hund.'],
+      ['a small tree', 'ein kleiner baum'],
+      ['the woman drinks water and eats bread', 'die frau trinkt wasser und isst brot'],
+    ].map(([s, t], index) => ({ src: tok.encode(s!), tgt: tok.encodeTarget(t!), index }));
     const layout = headLayout(model.config);
     const base = fillPerHead(layout, (s, l, j) => (s === 'enc-self' && l === 0 && j === 1 ? 0.4 : 1));
     const o = { stacks: [...ALL_ATTENTION], rule: 'lrp' as const, maxTokensPerBatch: 200 };

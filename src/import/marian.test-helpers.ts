@@ -18,13 +18,28 @@ export function torchPython(): string | null {
   return null;
 }
 
-export const SENTENCES = ['the cat sees a dog.', 'a small red house and a big tree', 'the woman drinks water!', 'dog', 'the old man likes green bread?', 'Xylophone ＡＢＣ the child'];
+export const SENTENCES = [
+  'the cat sees a dog.',
+  'a small red house and a big tree',
+  'the woman drinks water!',
+  'dog',
+  'the old man likes green bread?',
+  'Xylophone ＡＢＣ the child',
+];
 
 /** Import the fixture (or `from`, a folder of the same layout) through the library; returns the run folder. */
 export function importFixture(dir: string, weights: 'safetensors' | 'bin', from = FIXTURE, tag = ''): string {
   const src = join(dir, `hf-${weights}${tag}`);
   mkdirSync(src, { recursive: true });
-  for (const f of ['config.json', 'generation_config.json', 'vocab.json', 'source.spm', 'target.spm', weights === 'bin' ? 'pytorch_model.bin' : 'model.safetensors']) copyFileSync(join(from, f), join(src, f));
+  for (const f of [
+    'config.json',
+    'generation_config.json',
+    'vocab.json',
+    'source.spm',
+    'target.spm',
+    weights === 'bin' ? 'pytorch_model.bin' : 'model.safetensors',
+  ])
+    copyFileSync(join(from, f), join(src, f));
   const m = readMarianFolder(src);
   const converted = marianToToolkit(m);
   const runPath = join(dir, `run-${weights}${tag}`);
@@ -78,8 +93,16 @@ export function batches(tok: MarianTokenizer, sentences: readonly string[], targ
   const pad = (rows: number[][], n: number, v: number) => rows.map((r) => [...r, ...Array<number>(n - r.length).fill(v)]);
   const srcMarian = pad(srcM, S, tok.marianPad);
   const tgtMarian = pad(tgtM, T, tok.marianPad);
-  const srcToolkit = pad(srcM.map((r) => r.map((m) => tok.fromMarian(m))), S, 0);
-  const tgtToolkit = pad(tgtM.map((r) => r.map((m) => tok.fromMarian(m))), T, 0);
+  const srcToolkit = pad(
+    srcM.map((r) => r.map((m) => tok.fromMarian(m))),
+    S,
+    0,
+  );
+  const tgtToolkit = pad(
+    tgtM.map((r) => r.map((m) => tok.fromMarian(m))),
+    T,
+    0,
+  );
   return { srcMarian, tgtMarian, srcToolkit, tgtToolkit, S, T, tgtLens: tgtM.map((r) => r.length) };
 }
 

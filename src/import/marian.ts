@@ -59,7 +59,10 @@ function intField(cfg: Record<string, unknown>, key: string, file: string, min =
 
 /** Read and validate a Marian folder (nothing is written). */
 export function readMarianFolder(folder: string): MarianFolder {
-  need(existsSync(folder) && statSync(folder).isDirectory(), `${folder}: no such folder (expected a Hugging Face MarianMT folder: config.json, model.safetensors or pytorch_model.bin, source.spm, target.spm, vocab.json)`);
+  need(
+    existsSync(folder) && statSync(folder).isDirectory(),
+    `${folder}: no such folder (expected a Hugging Face MarianMT folder: config.json, model.safetensors or pytorch_model.bin, source.spm, target.spm, vocab.json)`,
+  );
   const file = (n: string) => join(folder, n);
   for (const n of ['config.json', 'vocab.json', 'source.spm', 'target.spm'])
     need(existsSync(file(n)), `${file(n)}: not found (a MarianMT folder has config.json, vocab.json, source.spm and target.spm)`);
@@ -67,7 +70,9 @@ export function readMarianFolder(folder: string): MarianFolder {
   const config = readJsonFile<Record<string, unknown>>(cfgPath, 'Marian config');
   need(typeof config === 'object' && config !== null && !Array.isArray(config), `${cfgPath}: expected a JSON object`);
   need(config.model_type === 'marian', `${cfgPath}: model_type: expected "marian", got ${JSON.stringify(config.model_type)}`);
-  const generation = existsSync(file('generation_config.json')) ? readJsonFile<Record<string, unknown>>(file('generation_config.json'), 'generation config') : {};
+  const generation = existsSync(file('generation_config.json'))
+    ? readJsonFile<Record<string, unknown>>(file('generation_config.json'), 'generation config')
+    : {};
 
   const vocabPath = file('vocab.json');
   const vocabObj = readJsonFile<Record<string, unknown>>(vocabPath, 'Marian vocabulary');
@@ -75,26 +80,62 @@ export function readMarianFolder(folder: string): MarianFolder {
   const entries = Object.entries(vocabObj);
   const vocab: string[] = new Array(entries.length);
   for (const [piece, id] of entries) {
-    need(Number.isInteger(id) && (id as number) >= 0 && (id as number) < entries.length, `${vocabPath}: "${piece}": expected an id in [0, ${entries.length}), got ${JSON.stringify(id)}`);
-    need(vocab[id as number] === undefined, `${vocabPath}: id ${String(id)} is given to both ${JSON.stringify(vocab[id as number])} and ${JSON.stringify(piece)}`);
+    need(
+      Number.isInteger(id) && (id as number) >= 0 && (id as number) < entries.length,
+      `${vocabPath}: "${piece}": expected an id in [0, ${entries.length}), got ${JSON.stringify(id)}`,
+    );
+    need(
+      vocab[id as number] === undefined,
+      `${vocabPath}: id ${String(id)} is given to both ${JSON.stringify(vocab[id as number])} and ${JSON.stringify(piece)}`,
+    );
     vocab[id as number] = piece;
   }
   const V = vocab.length;
   const vocabSize = intField(config, 'vocab_size', cfgPath, 3);
   need(vocabSize === V, `${cfgPath}: vocab_size: expected ${V} (the entries of vocab.json), got ${vocabSize}`);
-  need(vocab[0] === '</s>' && vocab[1] === '<unk>' && vocab[V - 1] === '<pad>', `${vocabPath}: expected "</s>" = 0, "<unk>" = 1, "<pad>" = ${V - 1}, got ${JSON.stringify([vocab[0], vocab[1], vocab[V - 1]])}`);
+  need(
+    vocab[0] === '</s>' && vocab[1] === '<unk>' && vocab[V - 1] === '<pad>',
+    `${vocabPath}: expected "</s>" = 0, "<unk>" = 1, "<pad>" = ${V - 1}, got ${JSON.stringify([vocab[0], vocab[1], vocab[V - 1]])}`,
+  );
   const gen = (k: string) => generation[k] ?? config[k];
   need(config.pad_token_id === V - 1, `${cfgPath}: pad_token_id: expected ${V - 1} (vocab_size - 1), got ${JSON.stringify(config.pad_token_id)}`);
-  need(gen('decoder_start_token_id') === V - 1, `${cfgPath}: decoder_start_token_id: expected ${V - 1} (= pad_token_id), got ${JSON.stringify(gen('decoder_start_token_id'))}`);
+  need(
+    gen('decoder_start_token_id') === V - 1,
+    `${cfgPath}: decoder_start_token_id: expected ${V - 1} (= pad_token_id), got ${JSON.stringify(gen('decoder_start_token_id'))}`,
+  );
   need(gen('eos_token_id') === 0, `${cfgPath}: eos_token_id: expected 0, got ${JSON.stringify(gen('eos_token_id'))}`);
-  need(config.share_encoder_decoder_embeddings !== false, `${cfgPath}: share_encoder_decoder_embeddings: false (separate source and target vocabularies) is not supported, expected true`);
+  need(
+    config.share_encoder_decoder_embeddings !== false,
+    `${cfgPath}: share_encoder_decoder_embeddings: false (separate source and target vocabularies) is not supported, expected true`,
+  );
   need(config.normalize_before !== true, `${cfgPath}: normalize_before: true (pre-norm Marian) is not supported, expected false`);
-  need(typeof config.activation_function === 'string' && config.activation_function in ACTIVATIONS, `${cfgPath}: activation_function: expected one of ${Object.keys(ACTIVATIONS).join(', ')}, got ${JSON.stringify(config.activation_function)}`);
+  need(
+    typeof config.activation_function === 'string' && config.activation_function in ACTIVATIONS,
+    `${cfgPath}: activation_function: expected one of ${Object.keys(ACTIVATIONS).join(', ')}, got ${JSON.stringify(config.activation_function)}`,
+  );
   const d = intField(config, 'd_model', cfgPath);
-  for (const k of ['encoder_layers', 'decoder_layers', 'encoder_attention_heads', 'decoder_attention_heads', 'encoder_ffn_dim', 'decoder_ffn_dim', 'max_position_embeddings']) intField(config, k, cfgPath, k === 'encoder_layers' ? 0 : 1);
-  need(config.encoder_attention_heads === config.decoder_attention_heads, `${cfgPath}: decoder_attention_heads: expected ${String(config.encoder_attention_heads)} (= encoder_attention_heads; the toolkit has one head count), got ${String(config.decoder_attention_heads)}`);
-  need(config.encoder_ffn_dim === config.decoder_ffn_dim, `${cfgPath}: decoder_ffn_dim: expected ${String(config.encoder_ffn_dim)} (= encoder_ffn_dim), got ${String(config.decoder_ffn_dim)}`);
-  need(d % (config.encoder_attention_heads as number) === 0, `${cfgPath}: d_model ${d} is not a multiple of encoder_attention_heads ${String(config.encoder_attention_heads)}`);
+  for (const k of [
+    'encoder_layers',
+    'decoder_layers',
+    'encoder_attention_heads',
+    'decoder_attention_heads',
+    'encoder_ffn_dim',
+    'decoder_ffn_dim',
+    'max_position_embeddings',
+  ])
+    intField(config, k, cfgPath, k === 'encoder_layers' ? 0 : 1);
+  need(
+    config.encoder_attention_heads === config.decoder_attention_heads,
+    `${cfgPath}: decoder_attention_heads: expected ${String(config.encoder_attention_heads)} (= encoder_attention_heads; the toolkit has one head count), got ${String(config.decoder_attention_heads)}`,
+  );
+  need(
+    config.encoder_ffn_dim === config.decoder_ffn_dim,
+    `${cfgPath}: decoder_ffn_dim: expected ${String(config.encoder_ffn_dim)} (= encoder_ffn_dim), got ${String(config.decoder_ffn_dim)}`,
+  );
+  need(
+    d % (config.encoder_attention_heads as number) === 0,
+    `${cfgPath}: d_model ${d} is not a multiple of encoder_attention_heads ${String(config.encoder_attention_heads)}`,
+  );
 
   let tokenizer: MarianTokenizer;
   try {
@@ -109,7 +150,8 @@ export function readMarianFolder(folder: string): MarianFolder {
   const weightsFile = existsSync(st) ? st : bin;
   const weights: NamedArrays = {};
   if (weightsFile === st) {
-    for (const [name, t] of Object.entries(readSafetensors(st).tensors)) weights[name] = { shape: t.shape.slice(), data: toFloat32(t.dtype, t.data, `${st}: tensor ${name}`) };
+    for (const [name, t] of Object.entries(readSafetensors(st).tensors))
+      weights[name] = { shape: t.shape.slice(), data: toFloat32(t.dtype, t.data, `${st}: tensor ${name}`) };
   } else Object.assign(weights, readTorchCheckpoint(bin));
   return { folder, config, generation, tokenizer, weights, weightsFile };
 }
@@ -139,7 +181,11 @@ export function marianToToolkit(m: MarianFolder): { config: HeadsConfig; params:
   const shared = get(sharedName, [V, d]);
   for (const tied of ['model.encoder.embed_tokens.weight', 'model.decoder.embed_tokens.weight', 'lm_head.weight']) {
     const t = w[tied];
-    if (t && tied !== sharedName) need(t.data.every((x, i) => x === shared.data[i]), `${src}: ${tied} differs from ${sharedName} (untied embeddings are not supported)`);
+    if (t && tied !== sharedName)
+      need(
+        t.data.every((x, i) => x === shared.data[i]),
+        `${src}: ${tied} differs from ${sharedName} (untied embeddings are not supported)`,
+      );
   }
   const maxPos = c.max_position_embeddings as number;
   const table = sinusoidalTable(maxPos, d, 'split');
@@ -150,7 +196,10 @@ export function marianToToolkit(m: MarianFolder): { config: HeadsConfig; params:
     let worst = 0;
     for (let i = 0; i < t.data.length; i++) worst = Math.max(worst, Math.abs(t.data[i]! - table[i]!));
     // 1e-3: a half-precision checkpoint stores the table rounded to float16 (2.4e-4 off); another layout is ~1 off
-    need(worst < 1e-3, `${src}: ${name}: not Marian's sinusoidal table (sin on the first half of the features, cos on the second): max difference ${worst.toExponential(2)}`);
+    need(
+      worst < 1e-3,
+      `${src}: ${name}: not Marian's sinusoidal table (sin on the first half of the features, cos on the second): max difference ${worst.toExponential(2)}`,
+    );
   }
   const tok = m.tokenizer;
   const Vt = tok.vocabSize;
@@ -166,7 +215,12 @@ export function marianToToolkit(m: MarianFolder): { config: HeadsConfig; params:
   const params: NamedArrays = { 'emb.shared': { shape: [Vt, d], data: emb }, 'out.bias': { shape: [Vt], data: bias } };
   const ffn = c.encoder_ffn_dim as number;
   const attn = (to: string, from: string) => {
-    for (const [m2, hf] of [['q', 'q_proj'], ['k', 'k_proj'], ['v', 'v_proj'], ['o', 'out_proj']] as const) {
+    for (const [m2, hf] of [
+      ['q', 'q_proj'],
+      ['k', 'k_proj'],
+      ['v', 'v_proj'],
+      ['o', 'out_proj'],
+    ] as const) {
       params[`${to}.w${m2}`] = transpose(get(`${from}.${hf}.weight`, [d, d]));
       params[`${to}.b${m2}`] = get(`${from}.${hf}.bias`, [d]);
     }
@@ -201,7 +255,9 @@ export function marianToToolkit(m: MarianFolder): { config: HeadsConfig; params:
   const gen = (k: string) => m.generation[k] ?? c[k];
   const banned = new Set<number>([0, 1]);
   const bad = gen('bad_words_ids');
-  if (Array.isArray(bad)) for (const seq of bad) if (Array.isArray(seq) && seq.length === 1 && Number.isInteger(seq[0]) && seq[0] >= 0 && seq[0] < V) banned.add(tok.fromMarian(seq[0] as number));
+  if (Array.isArray(bad))
+    for (const seq of bad)
+      if (Array.isArray(seq) && seq.length === 1 && Number.isInteger(seq[0]) && seq[0] >= 0 && seq[0] < V) banned.add(tok.fromMarian(seq[0] as number));
   const maxLength = Number.isInteger(gen('max_length')) ? (gen('max_length') as number) : 512;
   const beams = Number.isInteger(gen('num_beams')) ? (gen('num_beams') as number) : 1;
   const lp = typeof gen('length_penalty') === 'number' ? (gen('length_penalty') as number) : 1;
@@ -245,7 +301,10 @@ export function marianToToolkit(m: MarianFolder): { config: HeadsConfig; params:
     train: { ...DEFAULT_CONFIG.train, peakLr: 5e-5, warmupSteps: 0, labelSmoothing: 0.1 },
   };
   const parsed = HeadsConfigSchema.safeParse(config);
-  need(parsed.success, `${m.folder}: the converted config does not validate: ${parsed.success ? '' : parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  need(
+    parsed.success,
+    `${m.folder}: the converted config does not validate: ${parsed.success ? '' : parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+  );
   return { config, params };
 }
 
@@ -272,7 +331,14 @@ export function writeImportedRun(
   writeCheckpoint: (runPath: string, config: HeadsConfig, params: NamedArrays) => void,
 ): void {
   m.tokenizer.save(run.file('tokenizer.json'));
-  const record: MarianImportRecord = { format: 'heads.marian-import', version: 1, source: m.folder, weightsFile: basename(m.weightsFile), hfConfig: m.config, hfGeneration: m.generation };
+  const record: MarianImportRecord = {
+    format: 'heads.marian-import',
+    version: 1,
+    source: m.folder,
+    weightsFile: basename(m.weightsFile),
+    hfConfig: m.config,
+    hfGeneration: m.generation,
+  };
   run.writeJson('marian.json', record);
   writeCheckpoint(run.path, converted.config, converted.params);
   // the imported model counts as a finished run (experiment adopt takes it as a study's baseline); no scores yet

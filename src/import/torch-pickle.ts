@@ -27,7 +27,10 @@ export function readZip(buf: Uint8Array, where: string): Map<string, Uint8Array>
       break;
     }
   }
-  if (eocd < 0) throw new DataError(`${where}: not a zip archive (torch.save's format since PyTorch 1.6; the legacy format is not supported: save it again with torch.save or use model.safetensors)`);
+  if (eocd < 0)
+    throw new DataError(
+      `${where}: not a zip archive (torch.save's format since PyTorch 1.6; the legacy format is not supported: save it again with torch.save or use model.safetensors)`,
+    );
   let count = v.getUint16(eocd + 10, true);
   let cdOffset = v.getUint32(eocd + 16, true);
   if (cdOffset === 0xffffffff || count === 0xffff) {
@@ -60,7 +63,7 @@ export function readZip(buf: Uint8Array, where: string): Map<string, Uint8Array>
         let q = e + 4;
         const usize32 = v.getUint32(p + 24, true);
         if (usize32 === 0xffffffff) q += 8;
-        if (csize === 0xffffffff) (csize = Number(v.getBigUint64(q, true))), (q += 8);
+        if (csize === 0xffffffff) ((csize = Number(v.getBigUint64(q, true))), (q += 8));
         if (local === 0xffffffff) local = Number(v.getBigUint64(q, true));
       }
       e += 4 + len;
@@ -107,11 +110,41 @@ const STORAGES: Record<string, string> = {
 const ALLOWED = new Set(['collections.OrderedDict', 'torch._utils._rebuild_tensor_v2', 'torch._utils._rebuild_parameter', ...Object.keys(STORAGES)]);
 
 const OPCODE_NAMES: Record<number, string> = {
-  0x80: 'PROTO', 0x7d: 'EMPTY_DICT', 0x71: 'BINPUT', 0x72: 'LONG_BINPUT', 0x28: 'MARK', 0x58: 'BINUNICODE', 0x63: 'GLOBAL',
-  0x51: 'BINPERSID', 0x4b: 'BININT1', 0x4d: 'BININT2', 0x4a: 'BININT', 0x8a: 'LONG1', 0x74: 'TUPLE', 0x85: 'TUPLE1',
-  0x86: 'TUPLE2', 0x87: 'TUPLE3', 0x29: 'EMPTY_TUPLE', 0x89: 'NEWFALSE', 0x88: 'NEWTRUE', 0x4e: 'NONE', 0x52: 'REDUCE',
-  0x68: 'BINGET', 0x6a: 'LONG_BINGET', 0x75: 'SETITEMS', 0x73: 'SETITEM', 0x5d: 'EMPTY_LIST', 0x65: 'APPENDS', 0x61: 'APPEND',
-  0x62: 'BUILD', 0x2e: 'STOP', 0x47: 'BINFLOAT', 0x55: 'SHORT_BINSTRING', 0x8c: 'SHORT_BINUNICODE', 0x94: 'MEMOIZE', 0x95: 'FRAME',
+  0x80: 'PROTO',
+  0x7d: 'EMPTY_DICT',
+  0x71: 'BINPUT',
+  0x72: 'LONG_BINPUT',
+  0x28: 'MARK',
+  0x58: 'BINUNICODE',
+  0x63: 'GLOBAL',
+  0x51: 'BINPERSID',
+  0x4b: 'BININT1',
+  0x4d: 'BININT2',
+  0x4a: 'BININT',
+  0x8a: 'LONG1',
+  0x74: 'TUPLE',
+  0x85: 'TUPLE1',
+  0x86: 'TUPLE2',
+  0x87: 'TUPLE3',
+  0x29: 'EMPTY_TUPLE',
+  0x89: 'NEWFALSE',
+  0x88: 'NEWTRUE',
+  0x4e: 'NONE',
+  0x52: 'REDUCE',
+  0x68: 'BINGET',
+  0x6a: 'LONG_BINGET',
+  0x75: 'SETITEMS',
+  0x73: 'SETITEM',
+  0x5d: 'EMPTY_LIST',
+  0x65: 'APPENDS',
+  0x61: 'APPEND',
+  0x62: 'BUILD',
+  0x2e: 'STOP',
+  0x47: 'BINFLOAT',
+  0x55: 'SHORT_BINSTRING',
+  0x8c: 'SHORT_BINUNICODE',
+  0x94: 'MEMOIZE',
+  0x95: 'FRAME',
 };
 
 /** Unpickle `data` allowing only plain-tensor opcodes and globals; throws DataError naming what it refused. */
@@ -140,23 +173,73 @@ export function restrictedUnpickle(data: Uint8Array, where: string): unknown {
     const at = p;
     const op = data[p++]!;
     switch (op) {
-      case 0x80: p++; break; // PROTO n
-      case 0x95: p += 8; break; // FRAME
-      case 0x7d: stack.push(new Map()); break;
-      case 0x5d: stack.push([]); break;
-      case 0x29: stack.push([]); break;
-      case 0x28: stack.push(MARK); break;
-      case 0x71: memo.set(data[p]!, stack[stack.length - 1]); p += 1; break;
-      case 0x72: memo.set(v.getUint32(p, true), stack[stack.length - 1]); p += 4; break;
-      case 0x94: memo.set(memo.size, stack[stack.length - 1]); break;
-      case 0x68: stack.push(memo.get(data[p]!)); p += 1; break;
-      case 0x6a: stack.push(memo.get(v.getUint32(p, true))); p += 4; break;
-      case 0x58: { const n = v.getUint32(p, true); stack.push(dec.decode(data.subarray(p + 4, p + 4 + n))); p += 4 + n; break; }
-      case 0x8c: { const n = data[p]!; stack.push(dec.decode(data.subarray(p + 1, p + 1 + n))); p += 1 + n; break; }
-      case 0x55: { const n = data[p]!; stack.push(dec.decode(data.subarray(p + 1, p + 1 + n))); p += 1 + n; break; }
-      case 0x4b: stack.push(data[p]!); p += 1; break;
-      case 0x4d: stack.push(v.getUint16(p, true)); p += 2; break;
-      case 0x4a: stack.push(v.getInt32(p, true)); p += 4; break;
+      case 0x80:
+        p++;
+        break; // PROTO n
+      case 0x95:
+        p += 8;
+        break; // FRAME
+      case 0x7d:
+        stack.push(new Map());
+        break;
+      case 0x5d:
+        stack.push([]);
+        break;
+      case 0x29:
+        stack.push([]);
+        break;
+      case 0x28:
+        stack.push(MARK);
+        break;
+      case 0x71:
+        memo.set(data[p]!, stack[stack.length - 1]);
+        p += 1;
+        break;
+      case 0x72:
+        memo.set(v.getUint32(p, true), stack[stack.length - 1]);
+        p += 4;
+        break;
+      case 0x94:
+        memo.set(memo.size, stack[stack.length - 1]);
+        break;
+      case 0x68:
+        stack.push(memo.get(data[p]!));
+        p += 1;
+        break;
+      case 0x6a:
+        stack.push(memo.get(v.getUint32(p, true)));
+        p += 4;
+        break;
+      case 0x58: {
+        const n = v.getUint32(p, true);
+        stack.push(dec.decode(data.subarray(p + 4, p + 4 + n)));
+        p += 4 + n;
+        break;
+      }
+      case 0x8c: {
+        const n = data[p]!;
+        stack.push(dec.decode(data.subarray(p + 1, p + 1 + n)));
+        p += 1 + n;
+        break;
+      }
+      case 0x55: {
+        const n = data[p]!;
+        stack.push(dec.decode(data.subarray(p + 1, p + 1 + n)));
+        p += 1 + n;
+        break;
+      }
+      case 0x4b:
+        stack.push(data[p]!);
+        p += 1;
+        break;
+      case 0x4d:
+        stack.push(v.getUint16(p, true));
+        p += 2;
+        break;
+      case 0x4a:
+        stack.push(v.getInt32(p, true));
+        p += 4;
+        break;
       case 0x8a: {
         const n = data[p]!;
         let x = 0n;
@@ -166,14 +249,31 @@ export function restrictedUnpickle(data: Uint8Array, where: string): unknown {
         p += 1 + n;
         break;
       }
-      case 0x47: stack.push(v.getFloat64(p, false)); p += 8; break;
-      case 0x89: stack.push(false); break;
-      case 0x88: stack.push(true); break;
-      case 0x4e: stack.push(null); break;
-      case 0x74: stack.push(popMark()); break;
-      case 0x85: stack.push(stack.splice(-1)); break;
-      case 0x86: stack.push(stack.splice(-2)); break;
-      case 0x87: stack.push(stack.splice(-3)); break;
+      case 0x47:
+        stack.push(v.getFloat64(p, false));
+        p += 8;
+        break;
+      case 0x89:
+        stack.push(false);
+        break;
+      case 0x88:
+        stack.push(true);
+        break;
+      case 0x4e:
+        stack.push(null);
+        break;
+      case 0x74:
+        stack.push(popMark());
+        break;
+      case 0x85:
+        stack.push(stack.splice(-1));
+        break;
+      case 0x86:
+        stack.push(stack.splice(-2));
+        break;
+      case 0x87:
+        stack.push(stack.splice(-3));
+        break;
       case 0x63: {
         const nl1 = data.indexOf(0x0a, p);
         const nl2 = data.indexOf(0x0a, nl1 + 1);
@@ -185,7 +285,8 @@ export function restrictedUnpickle(data: Uint8Array, where: string): unknown {
       }
       case 0x51: {
         const pid = stack.pop();
-        if (!Array.isArray(pid) || pid[0] !== 'storage' || !(pid[1] instanceof Global) || !(pid[1].name in STORAGES)) refuse(`persistent id at byte ${at} that is not a tensor storage`);
+        if (!Array.isArray(pid) || pid[0] !== 'storage' || !(pid[1] instanceof Global) || !(pid[1].name in STORAGES))
+          refuse(`persistent id at byte ${at} that is not a tensor storage`);
         const [, type, key, , numel] = pid as [string, Global, string, string, number];
         stack.push({ kind: 'storage', dtype: STORAGES[type.name]!, key: String(key), numel } satisfies StorageRef);
         break;
@@ -209,11 +310,31 @@ export function restrictedUnpickle(data: Uint8Array, where: string): unknown {
         if (!(stack[stack.length - 1] instanceof Map)) refuse(`BUILD at byte ${at} on something that is not a dict`);
         break;
       }
-      case 0x73: { const val = stack.pop(); const key = stack.pop(); setItems(stack[stack.length - 1], [key, val]); break; }
-      case 0x75: { const items = popMark(); setItems(stack[stack.length - 1], items); break; }
-      case 0x61: { const x = stack.pop(); (stack[stack.length - 1] as unknown[]).push(x); break; }
-      case 0x65: { const items = popMark(); const l = stack[stack.length - 1]; if (!Array.isArray(l)) refuse('APPENDS on something that is not a list'); (l as unknown[]).push(...items); break; }
-      case 0x2e: return stack.pop();
+      case 0x73: {
+        const val = stack.pop();
+        const key = stack.pop();
+        setItems(stack[stack.length - 1], [key, val]);
+        break;
+      }
+      case 0x75: {
+        const items = popMark();
+        setItems(stack[stack.length - 1], items);
+        break;
+      }
+      case 0x61: {
+        const x = stack.pop();
+        (stack[stack.length - 1] as unknown[]).push(x);
+        break;
+      }
+      case 0x65: {
+        const items = popMark();
+        const l = stack[stack.length - 1];
+        if (!Array.isArray(l)) refuse('APPENDS on something that is not a list');
+        (l as unknown[]).push(...items);
+        break;
+      }
+      case 0x2e:
+        return stack.pop();
       default:
         refuse(`opcode 0x${op.toString(16).padStart(2, '0')}${OPCODE_NAMES[op] ? ` (${OPCODE_NAMES[op]})` : ''} at byte ${at}`);
     }

@@ -121,7 +121,10 @@ function writeCheckpointFiles(
   masks?: Record<string, { shape: number[]; data: Uint8Array }>,
 ): void {
   const files: CheckpointState['files'] = {};
-  for (const [name, arrays] of [['model.safetensors', params], ['optimizer.safetensors', optimizer]] as const) {
+  for (const [name, arrays] of [
+    ['model.safetensors', params],
+    ['optimizer.safetensors', optimizer],
+  ] as const) {
     const p = join(dir, name);
     // the digest of the bytes just written (not a second read and hash of the file)
     files[name] = writeSafetensors(p, name === 'model.safetensors' && encodeModel ? encodeModel(arrays) : toSafetensors(arrays), { step: String(s.step) });
@@ -186,7 +189,8 @@ export function findModelCheckpoint(path: string, warn: (msg: string) => void = 
   } catch (e) {
     throw new CheckpointError(`${pointer}: corrupt (${(e as Error).message})`);
   }
-  if (typeof best.dir !== 'string' || !/^step-\d+$/.test(best.dir)) throw new CheckpointError(`${pointer}: expected { "dir": "step-N" }, found ${JSON.stringify(best.dir)}`);
+  if (typeof best.dir !== 'string' || !/^step-\d+$/.test(best.dir))
+    throw new CheckpointError(`${pointer}: expected { "dir": "step-N" }, found ${JSON.stringify(best.dir)}`);
   for (const d of [path, join(path, 'checkpoints'), join(path, 'checkpoints', best.dir)]) removeStaleTempFiles(d);
   return readCheckpoint(join(path, 'checkpoints', best.dir));
 }
@@ -202,7 +206,8 @@ export function checkWritableAfter(runPath: string, fromStep: number, willWrite:
       accessSync(dir, constants.R_OK | constants.W_OK | constants.X_OK);
     } catch (e) {
       const err = fileSystemError(e, dir, 'write the checkpoint into');
-      if (err instanceof Error) err.message += `; resuming from step ${fromStep} would write step ${step} there: fix its permissions or move it out of ${join(runPath, 'checkpoints')}, then resume`;
+      if (err instanceof Error)
+        err.message += `; resuming from step ${fromStep} would write step ${step} there: fix its permissions or move it out of ${join(runPath, 'checkpoints')}, then resume`;
       throw err;
     }
   }
@@ -236,7 +241,8 @@ function readCheckpointFiles(dir: string): LoadedCheckpoint {
   }
   // its step, data position and config decide every later loss: it must be what heads wrote
   verifyFile(statePath, bytes);
-  if (state.format !== 'heads.checkpoint' || state.version !== 1) throw new CheckpointError(`${statePath}: expected format heads.checkpoint version 1, got ${String(state.format)} ${String(state.version)}`);
+  if (state.format !== 'heads.checkpoint' || state.version !== 1)
+    throw new CheckpointError(`${statePath}: expected format heads.checkpoint version 1, got ${String(state.format)} ${String(state.version)}`);
   for (const [name, want] of Object.entries(state.files ?? {})) {
     const p = join(dir, name);
     const st = statOrNull(p);
@@ -244,7 +250,12 @@ function readCheckpointFiles(dir: string): LoadedCheckpoint {
     if (st.size !== want.bytes) throw new CheckpointError(`${p}: expected ${want.bytes} bytes, found ${st.size} (truncated or overwritten)`);
     if (sha256(p) !== want.sha256) throw new CheckpointError(`${p}: checksum mismatch (corrupt file)`);
   }
-  const out: LoadedCheckpoint = { path: dir, state, params: fromSafetensors(join(dir, 'model.safetensors')), optimizer: fromSafetensors(join(dir, 'optimizer.safetensors')) };
+  const out: LoadedCheckpoint = {
+    path: dir,
+    state,
+    params: fromSafetensors(join(dir, 'model.safetensors')),
+    optimizer: fromSafetensors(join(dir, 'optimizer.safetensors')),
+  };
   if (state.files?.['masks.safetensors']) out.masks = readMasks(join(dir, 'masks.safetensors'));
   return out;
 }
@@ -274,7 +285,8 @@ export function findLatestValidCheckpoint(path: string, warn: (msg: string) => v
   if (!dirs.length) throw new CheckpointError(`${path}: no checkpoints found (expected ${join(path, 'checkpoints', 'step-N')})`);
   const named = latestNamed(path);
   const problems: string[] = [];
-  if (named !== null && !dirs.some((d) => d.step === named)) problems.push(`${join(path, 'checkpoints', 'latest.json')} names step ${named}, but ${join(path, 'checkpoints', checkpointDirName(named))} is missing`);
+  if (named !== null && !dirs.some((d) => d.step === named))
+    problems.push(`${join(path, 'checkpoints', 'latest.json')} names step ${named}, but ${join(path, 'checkpoints', checkpointDirName(named))} is missing`);
   for (const { dir } of dirs) {
     try {
       const c = readCheckpoint(dir);

@@ -75,7 +75,20 @@ describe('construction and queries', () => {
   });
 
   it('countKept on a mask that omits stacks: 0 without a shape, full with one', () => {
-    const m: HeadMask = { format: 'heads.head-mask', version: 1, source: 'manual', stacks: { 'enc-self': { layers: [{ kept: [1], removed: [0, 2, 3] }, { kept: [0, 1], removed: [] }, { kept: [], removed: [0, 1, 2] }] } } };
+    const m: HeadMask = {
+      format: 'heads.head-mask',
+      version: 1,
+      source: 'manual',
+      stacks: {
+        'enc-self': {
+          layers: [
+            { kept: [1], removed: [0, 2, 3] },
+            { kept: [0, 1], removed: [] },
+            { kept: [], removed: [0, 1, 2] },
+          ],
+        },
+      },
+    };
     validateMask(m, SMALL, 'm');
     expect(countKept(m)).toBe(3);
     expect(countKept(m, BASE, 'dec-self')).toBe(48);
@@ -90,7 +103,11 @@ describe('construction and queries', () => {
 
 describe('file round trip', () => {
   it('write → read gives the same mask, and the file is readable JSON with one-line id lists', () => {
-    const m = maskFromKeptSets({ 'enc-self': notebookKept, 'dec-enc': BASE['dec-enc'].map((_, i) => (i === 2 ? [1, 4] : [0, 1, 2, 3, 4, 5, 6, 7])) }, BASE, 'gates');
+    const m = maskFromKeptSets(
+      { 'enc-self': notebookKept, 'dec-enc': BASE['dec-enc'].map((_, i) => (i === 2 ? [1, 4] : [0, 1, 2, 3, 4, 5, 6, 7])) },
+      BASE,
+      'gates',
+    );
     const path = join(dir, 'sub', 'mask.json');
     writeHeadMask(path, m);
     expect(readHeadMask(path, BASE)).toEqual(m);
@@ -104,7 +121,23 @@ describe('file round trip', () => {
 
   it('list order in the file does not matter; the reader sorts', () => {
     const path = join(dir, 'unsorted.json');
-    writeFileSync(path, JSON.stringify({ format: 'heads.head-mask', version: 1, source: 'manual', stacks: { 'enc-self': { layers: [{ kept: [3, 1], removed: [2, 0] }, { kept: [1, 0], removed: [] }, { kept: [2], removed: [1, 0] }] } } }));
+    writeFileSync(
+      path,
+      JSON.stringify({
+        format: 'heads.head-mask',
+        version: 1,
+        source: 'manual',
+        stacks: {
+          'enc-self': {
+            layers: [
+              { kept: [3, 1], removed: [2, 0] },
+              { kept: [1, 0], removed: [] },
+              { kept: [2], removed: [1, 0] },
+            ],
+          },
+        },
+      }),
+    );
     expect(readHeadMask(path, SMALL).stacks['enc-self']!.layers[0]).toEqual({ kept: [1, 3], removed: [0, 2] });
   });
 
@@ -136,21 +169,37 @@ describe('validation errors name the entry (table)', () => {
   const arr = (x: unknown): unknown[] => x as unknown[];
   const enc = (m: HeadMask) => m.stacks['enc-self']!.layers;
   const cases: Array<[string, (m: HeadMask) => void, string]> = [
-    ['too many layers', (m) => enc(m).push({ kept: [0], removed: [1, 2, 3, 4, 5, 6, 7] }, { kept: [], removed: [] }), 'mask.json: stacks.enc-self.layers[6]: the model has 6 enc-self layers'],
+    [
+      'too many layers',
+      (m) => enc(m).push({ kept: [0], removed: [1, 2, 3, 4, 5, 6, 7] }, { kept: [], removed: [] }),
+      'mask.json: stacks.enc-self.layers[6]: the model has 6 enc-self layers',
+    ],
     ['too few layers', (m) => enc(m).pop(), 'mask.json: stacks.enc-self.layers: the mask has 5 layers, the model has 6'],
     ['head out of range', (m) => (enc(m)[3]!.removed = [1, 3, 6, 7, 9]), 'mask.json: stacks.enc-self.layers[3]: head 9 out of range 0..7'],
     ['kept and removed', (m) => enc(m)[1]!.kept.push(1), 'mask.json: stacks.enc-self.layers[1]: head 1 is both kept and removed'],
     ['duplicate', (m) => enc(m)[2]!.removed.push(0), 'mask.json: stacks.enc-self.layers[2]: head 0 is listed twice in removed'],
     ['missing head', (m) => enc(m)[2]!.removed.splice(0, 2), 'mask.json: stacks.enc-self.layers[2]: heads 0, 1 are neither kept nor removed'],
-    ['unknown stack', (m) => (obj(m.stacks)['enc-dec'] = { layers: [] }), 'mask.json: stacks.enc-dec: unknown attention type (expected enc-self, dec-self, dec-enc)'],
+    [
+      'unknown stack',
+      (m) => (obj(m.stacks)['enc-dec'] = { layers: [] }),
+      'mask.json: stacks.enc-dec: unknown attention type (expected enc-self, dec-self, dec-enc)',
+    ],
     ['non-integer id', (m) => (enc(m)[0]!.kept[0] = 2.5), 'mask.json: stacks.enc-self.layers[0].kept[0]: expected a non-negative integer head id, got 2.5'],
-    ['string id', (m) => (arr(m.stacks['dec-self']!.layers[4]!.kept)[0] = '0'), 'mask.json: stacks.dec-self.layers[4].kept[0]: expected a non-negative integer head id, got "0"'],
+    [
+      'string id',
+      (m) => (arr(m.stacks['dec-self']!.layers[4]!.kept)[0] = '0'),
+      'mask.json: stacks.dec-self.layers[4].kept[0]: expected a non-negative integer head id, got "0"',
+    ],
     ['typo field', (m) => (obj(enc(m)[0])['keep'] = []), 'mask.json: stacks.enc-self.layers[0].keep: unknown field'],
     ['layers missing', (m) => (obj(m.stacks)['dec-enc'] = {}), 'mask.json: stacks.dec-enc: expected { "layers": [...] }'],
     ['wrong format', (m) => (obj(m)['format'] = 'hf'), 'mask.json: format: expected "heads.head-mask", got "hf"'],
     ['newer version', (m) => (obj(m)['version'] = 2), 'mask.json: version: expected 1, got 2 (written by a newer toolkit)'],
     ['no source', (m) => delete obj(m)['source'], 'mask.json: source: expected a string, got undefined'],
-    ['other model', (m) => (m.model!.headsPerLayer['enc-self'] = [16, 16, 16, 16, 16, 16]), 'mask.json: model.headsPerLayer.enc-self: the mask was made for [16, 16, 16, 16, 16, 16], the model has [8, 8, 8, 8, 8, 8]'],
+    [
+      'other model',
+      (m) => (m.model!.headsPerLayer['enc-self'] = [16, 16, 16, 16, 16, 16]),
+      'mask.json: model.headsPerLayer.enc-self: the mask was made for [16, 16, 16, 16, 16, 16], the model has [8, 8, 8, 8, 8, 8]',
+    ],
     ['not an object', (m) => (obj(m)['stacks'] = [1]), 'mask.json: stacks: expected an object keyed by attention type, got an array'],
   ];
   it.each(cases)('%s', (_name, edit, message) => {
@@ -194,7 +243,17 @@ describe('validation errors name the entry (table)', () => {
 });
 
 describe('composition and idempotence', () => {
-  const a = maskFromKeptSets({ 'enc-self': [[0, 1, 3], [0, 1], [0, 1, 2]] }, SMALL, 'step 1');
+  const a = maskFromKeptSets(
+    {
+      'enc-self': [
+        [0, 1, 3],
+        [0, 1],
+        [0, 1, 2],
+      ],
+    },
+    SMALL,
+    'step 1',
+  );
   const b = maskFromKeptSets({ 'enc-self': [[1, 2, 3], [1], [0, 1, 2]] }, SMALL, 'step 2');
 
   it('a head is kept iff both masks keep it', () => {
@@ -229,7 +288,11 @@ describe('composition and idempotence', () => {
 
   it('already-pruned model: second-round ids are original ids, and the position map follows the layout', () => {
     // round 1 prunes heads 1 and 5 of encoder layer 0; the pruned model stores layout [0,2,3,4,6,7]
-    const round1 = maskFromKeptSets({ 'enc-self': BASE['enc-self'].map((h, i) => (i === 0 ? [0, 2, 3, 4, 6, 7] : Array.from({ length: h }, (_, j) => j))) }, BASE, 'round 1');
+    const round1 = maskFromKeptSets(
+      { 'enc-self': BASE['enc-self'].map((h, i) => (i === 0 ? [0, 2, 3, 4, 6, 7] : Array.from({ length: h }, (_, j) => j))) },
+      BASE,
+      'round 1',
+    );
     const layout = maskToKeptSets(round1, BASE)['enc-self'][0]!;
     expect(layout).toEqual([0, 2, 3, 4, 6, 7]);
     // the pruned layer's position 3 is original head 4
@@ -237,15 +300,25 @@ describe('composition and idempotence', () => {
     // round 2 (computed on the pruned model) removes positions 0 and 3 → original ids 0 and 4
     const positionsRemoved = [0, 3];
     const keptOriginal = layout.filter((_, pos) => !positionsRemoved.includes(pos));
-    const round2 = maskFromKeptSets({ 'enc-self': BASE['enc-self'].map((h, i) => (i === 0 ? keptOriginal : Array.from({ length: h }, (_, j) => j))) }, BASE, 'round 2');
+    const round2 = maskFromKeptSets(
+      { 'enc-self': BASE['enc-self'].map((h, i) => (i === 0 ? keptOriginal : Array.from({ length: h }, (_, j) => j))) },
+      BASE,
+      'round 2',
+    );
     validateMask(round2, BASE, 'round2', { current: round1 });
     const after = composeMasks(round1, round2);
     expect(after.stacks['enc-self']!.layers[0]).toEqual({ kept: [2, 3, 6, 7], removed: [0, 1, 4, 5] });
     expect(maskToDescriptor(after)).toBe('E:1:1,2,5,6');
     expect(maskToHfPruneDict(after)['enc-self']).toEqual({ '0': [0, 1, 4, 5] });
     // a mask that keeps an already-pruned head is refused against the current layout
-    const revive = maskFromKeptSets({ 'enc-self': BASE['enc-self'].map((h, i) => (i === 0 ? [1, 2] : Array.from({ length: h }, (_, j) => j))) }, BASE, 'revive');
-    expect(() => validateMask(revive, BASE, 'revive.json', { current: round1 })).toThrow('revive.json: stacks.enc-self.layers[0]: keeps head 1, which the model has already pruned');
+    const revive = maskFromKeptSets(
+      { 'enc-self': BASE['enc-self'].map((h, i) => (i === 0 ? [1, 2] : Array.from({ length: h }, (_, j) => j))) },
+      BASE,
+      'revive',
+    );
+    expect(() => validateMask(revive, BASE, 'revive.json', { current: round1 })).toThrow(
+      'revive.json: stacks.enc-self.layers[0]: keeps head 1, which the model has already pruned',
+    );
     // ... while composing simply leaves it pruned
     expect(maskToKeptSets(composeMasks(round1, revive), BASE)['enc-self'][0]).toEqual([2]);
   });
@@ -265,7 +338,10 @@ describe('Hugging Face prune dicts', () => {
   it("HF's integration-test dict {0: [0], 1: [1, 2]} on a 2-layer, 4-head model", () => {
     const shape: MaskShape = { 'enc-self': [4, 4], 'dec-self': [], 'dec-enc': [] };
     const m = maskFromHfPruneDict({ 'enc-self': { '0': [0], '1': [1, 2, 2] } }, shape);
-    expect(maskToKeptSets(m, shape)['enc-self']).toEqual([[1, 2, 3], [0, 3]]);
+    expect(maskToKeptSets(m, shape)['enc-self']).toEqual([
+      [1, 2, 3],
+      [0, 3],
+    ]);
     expect(m.source).toBe('hf pruned_heads');
   });
 

@@ -453,7 +453,18 @@ export function formatHeadMask(mask: HeadMask): string {
   const text = JSON.stringify(mask, null, 2);
   // Only arrays spread over several lines are collapsed; a JSON string can hold no raw newline, so text
   // inside `source` is never touched.
-  return text.replace(/\[\n[\d\s,-]*\]/g, (m) => `[${m.slice(1, -1).split(',').map((s) => s.trim()).filter((s) => s.length > 0).join(', ')}]`) + '\n';
+  return (
+    text.replace(
+      /\[\n[\d\s,-]*\]/g,
+      (m) =>
+        `[${m
+          .slice(1, -1)
+          .split(',')
+          .map((s) => s.trim())
+          .filter((s) => s.length > 0)
+          .join(', ')}]`,
+    ) + '\n'
+  );
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -539,7 +550,12 @@ export function maskToDescriptor(mask: HeadMask): string {
     const entry = mask.stacks[stack];
     if (!entry) continue;
     entry.layers.forEach((l, i) => {
-      if (l.removed.length > 0) parts.push(`${DESCRIPTOR_LETTER[stack]}:${i + 1}:${ascending(l.removed).map((h) => h + 1).join(',')}`);
+      if (l.removed.length > 0)
+        parts.push(
+          `${DESCRIPTOR_LETTER[stack]}:${i + 1}:${ascending(l.removed)
+            .map((h) => h + 1)
+            .join(',')}`,
+        );
     });
   }
   return parts.join(' ');
@@ -566,9 +582,7 @@ export function maskFromDescriptor(text: string, shape: MaskShape, source = `des
     const layer = Number(m[2]);
     const n = shape[stack].length;
     if (layer < 1 || layer > n) {
-      problems.push(
-        n === 0 ? `"${token}": the model has no ${stack} layers` : `"${token}": layer ${layer} out of range 1..${n} (${stack}, 1-based)`,
-      );
+      problems.push(n === 0 ? `"${token}": the model has no ${stack} layers` : `"${token}": layer ${layer} out of range 1..${n} (${stack}, 1-based)`);
       continue;
     }
     const h = shape[stack][layer - 1]!;

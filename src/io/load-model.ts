@@ -30,7 +30,12 @@ export function runFolderOf(path: string): string {
 }
 
 /** Assign checkpoint arrays to a model (and gates), checking every name and shape. */
-export function assignWeights(model: Transformer, gates: HeadGates | null, c: Pick<LoadedCheckpoint, 'path' | 'params'>, opts: { allowMissingGates?: boolean; tokenizerSource?: string } = {}): void {
+export function assignWeights(
+  model: Transformer,
+  gates: HeadGates | null,
+  c: Pick<LoadedCheckpoint, 'path' | 'params'>,
+  opts: { allowMissingGates?: boolean; tokenizerSource?: string } = {},
+): void {
   // the vocabulary first: a tokenizer.json that is not the model's would otherwise surface as a shape error
   for (const name of ['emb.shared', 'emb.src', 'emb.tgt']) {
     const a = c.params[name];
@@ -53,7 +58,10 @@ export function assignWeights(model: Transformer, gates: HeadGates | null, c: Pi
         if (!opts.allowMissingGates) problems.push(`missing gate tensor ${name}`);
       } else if (a.shape.join(',') !== v.shape.join(',')) problems.push(`${name}: checkpoint shape [${a.shape}] but the gates expect [${v.shape}]`);
     }
-  if (problems.length) throw new CheckpointError(`${c.path}: does not fit the model: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? ` (+${problems.length - 5} more)` : ''}`);
+  if (problems.length)
+    throw new CheckpointError(
+      `${c.path}: does not fit the model: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? ` (+${problems.length - 5} more)` : ''}`,
+    );
   for (const [name] of model.params.vars) model.params.assign(name, c.params[name]!.shape, c.params[name]!.data);
   if (gates)
     for (const [name, v] of gates.variables) {

@@ -27,9 +27,21 @@ export interface QuantizationReport {
  * The safetensors tensors of a weight-only int8 model: matrices as I8 + F32 scales, everything else F32.
  * `tensors` are float32 in `layout` (toolkit [dIn, dOut] names, or PyTorch [out, in] names).
  */
-export function quantizeTensors(tensors: Record<string, { shape: number[]; data: Float32Array }>, layout: TensorLayout): { tensors: Record<string, SafeTensor>; report: QuantizationReport } {
+export function quantizeTensors(
+  tensors: Record<string, { shape: number[]; data: Float32Array }>,
+  layout: TensorLayout,
+): { tensors: Record<string, SafeTensor>; report: QuantizationReport } {
   const out: Record<string, SafeTensor> = {};
-  const r: QuantizationReport = { tensors: 0, int8Parameters: 0, float32Parameters: 0, scales: 0, payloadBytesBefore: 0, payloadBytesAfter: 0, maxAbsError: 0, maxErrorInScales: 0 };
+  const r: QuantizationReport = {
+    tensors: 0,
+    int8Parameters: 0,
+    float32Parameters: 0,
+    scales: 0,
+    payloadBytesBefore: 0,
+    payloadBytesAfter: 0,
+    maxAbsError: 0,
+    maxErrorInScales: 0,
+  };
   for (const [name, t] of Object.entries(tensors)) {
     r.payloadBytesBefore += 4 * t.data.length;
     if (!isQuantizable(name, t.shape)) {
@@ -78,14 +90,24 @@ export function dequantizeTensors(tensors: Record<string, SafeTensor>, where: st
       out[name] = { shape: t.shape.slice(), data: t.data };
       continue;
     }
-    if (t.dtype !== 'I8' || !(t.data instanceof Int8Array)) throw new CheckpointError(`${where}: tensor ${name}: expected F32 (or I8 with a scale tensor), found ${t.dtype}`);
+    if (t.dtype !== 'I8' || !(t.data instanceof Int8Array))
+      throw new CheckpointError(`${where}: tensor ${name}: expected F32 (or I8 with a scale tensor), found ${t.dtype}`);
     const sName = [scaleNameOf(name, 'heads'), scaleNameOf(name, 'pytorch')].find((n) => tensors[n]);
-    if (!sName) throw new CheckpointError(`${where}: tensor ${name} is I8 but has no scale tensor (expected ${scaleNameOf(name, 'heads')} or ${scaleNameOf(name, 'pytorch')})`);
+    if (!sName)
+      throw new CheckpointError(
+        `${where}: tensor ${name} is I8 but has no scale tensor (expected ${scaleNameOf(name, 'heads')} or ${scaleNameOf(name, 'pytorch')})`,
+      );
     const s = tensors[sName]!;
     const [rows, cols] = t.shape as [number, number];
-    const fits = t.shape.length === 2 && s.dtype === 'F32' && s.shape.length === 2 && ((s.shape[0] === rows && s.shape[1] === 1) || (s.shape[0] === 1 && s.shape[1] === cols));
+    const fits =
+      t.shape.length === 2 &&
+      s.dtype === 'F32' &&
+      s.shape.length === 2 &&
+      ((s.shape[0] === rows && s.shape[1] === 1) || (s.shape[0] === 1 && s.shape[1] === cols));
     if (!fits || !(s.data instanceof Float32Array)) {
-      throw new CheckpointError(`${where}: scale ${sName}: expected F32 of shape [${rows}, 1] or [1, ${cols}] for I8 matrix ${name} [${t.shape}], found ${s.dtype} [${s.shape}]`);
+      throw new CheckpointError(
+        `${where}: scale ${sName}: expected F32 of shape [${rows}, 1] or [1, ${cols}] for I8 matrix ${name} [${t.shape}], found ${s.dtype} [${s.shape}]`,
+      );
     }
     out[name] = { shape: t.shape.slice(), data: dequantizeInt8(t.data, t.shape, s.data, s.shape) };
   }

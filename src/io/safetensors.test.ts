@@ -18,19 +18,19 @@ function sample(): Record<string, SafeTensor> {
   return {
     'enc.0.attn.w_q': { dtype: 'F32', shape: [2, 3], data: new Float32Array([1, -2.5, 3.25, 0, 1e-8, -7]) },
     'gates.log_alpha': { dtype: 'F32', shape: [8], data: new Float32Array([0.1, -0.2, 0.3, -0.4, 0.5, -0.6, 0.61, -0.612]) },
-    'step': { dtype: 'I64', shape: [], data: new BigInt64Array([123456789012345n]) },
-    'ids': { dtype: 'I32', shape: [3], data: new Int32Array([-1, 0, 2147483647]) },
-    'f64': { dtype: 'F64', shape: [2], data: new Float64Array([Math.PI, -Math.E]) },
-    'half': { dtype: 'F16', shape: [2], data: new Uint16Array([0x3c00, 0xc000]) }, // 1.0, -2.0
-    'brain': { dtype: 'BF16', shape: [1], data: new Uint16Array([0x3f80]) }, // 1.0
-    'bytes': { dtype: 'U8', shape: [3], data: new Uint8Array([0, 7, 255]) }, // odd length before aligned types?
-    'signed': { dtype: 'I8', shape: [2], data: new Int8Array([-128, 127]) },
-    'mask': { dtype: 'BOOL', shape: [2, 2], data: new Uint8Array([1, 0, 0, 1]) },
-    'u64': { dtype: 'U64', shape: [1], data: new BigUint64Array([18446744073709551615n]) },
-    'i16': { dtype: 'I16', shape: [1], data: new Int16Array([-300]) },
-    'u16': { dtype: 'U16', shape: [1], data: new Uint16Array([65535]) },
-    'u32': { dtype: 'U32', shape: [1], data: new Uint32Array([4294967295]) },
-    'empty': { dtype: 'F32', shape: [0, 4], data: new Float32Array(0) },
+    step: { dtype: 'I64', shape: [], data: new BigInt64Array([123456789012345n]) },
+    ids: { dtype: 'I32', shape: [3], data: new Int32Array([-1, 0, 2147483647]) },
+    f64: { dtype: 'F64', shape: [2], data: new Float64Array([Math.PI, -Math.E]) },
+    half: { dtype: 'F16', shape: [2], data: new Uint16Array([0x3c00, 0xc000]) }, // 1.0, -2.0
+    brain: { dtype: 'BF16', shape: [1], data: new Uint16Array([0x3f80]) }, // 1.0
+    bytes: { dtype: 'U8', shape: [3], data: new Uint8Array([0, 7, 255]) }, // odd length before aligned types?
+    signed: { dtype: 'I8', shape: [2], data: new Int8Array([-128, 127]) },
+    mask: { dtype: 'BOOL', shape: [2, 2], data: new Uint8Array([1, 0, 0, 1]) },
+    u64: { dtype: 'U64', shape: [1], data: new BigUint64Array([18446744073709551615n]) },
+    i16: { dtype: 'I16', shape: [1], data: new Int16Array([-300]) },
+    u16: { dtype: 'U16', shape: [1], data: new Uint16Array([65535]) },
+    u32: { dtype: 'U32', shape: [1], data: new Uint32Array([4294967295]) },
+    empty: { dtype: 'F32', shape: [0, 4], data: new Float32Array(0) },
   };
 }
 
@@ -100,7 +100,9 @@ describe('round trip', () => {
 
   it('writer refuses bad input', () => {
     expect(() => encodeSafetensors({ a: { dtype: 'F32', shape: [3], data: new Float32Array(2) } })).toThrow('tensor "a": shape [3] needs 3 values, got 2');
-    expect(() => encodeSafetensors({ a: { dtype: 'F32', shape: [2], data: new Float64Array(2) } })).toThrow(/F32 data must be a Float32Array, got Float64Array/);
+    expect(() => encodeSafetensors({ a: { dtype: 'F32', shape: [2], data: new Float64Array(2) } })).toThrow(
+      /F32 data must be a Float32Array, got Float64Array/,
+    );
     expect(() => encodeSafetensors({ a: { dtype: 'Q4' as never, shape: [1], data: new Uint8Array(1) } })).toThrow(/unknown dtype "Q4"/);
     expect(() => encodeSafetensors({ __metadata__: { dtype: 'U8', shape: [1], data: new Uint8Array(1) } })).toThrow(/reserved/);
     expect(() => encodeSafetensors({ a: { dtype: 'U8', shape: [-1], data: new Uint8Array(0) } })).toThrow(/shape/);
@@ -123,7 +125,9 @@ describe('the bytes, parsed by hand', () => {
   });
 
   it('offsets are contiguous from 0 to the end of the file, sizes = product(shape) × dtype size', () => {
-    const entries = Object.entries(header).filter(([k]) => k !== '__metadata__') as Array<[string, { dtype: string; shape: number[]; data_offsets: [number, number] }]>;
+    const entries = Object.entries(header).filter(([k]) => k !== '__metadata__') as Array<
+      [string, { dtype: string; shape: number[]; data_offsets: [number, number] }]
+    >;
     let pos = 0;
     for (const [, e] of entries) {
       expect(e.data_offsets[0]).toBe(pos);
@@ -137,7 +141,23 @@ describe('the bytes, parsed by hand', () => {
 
   it('order: by dtype as the reference writer (wider types first), then by name', () => {
     const names = Object.keys(header).filter((k) => k !== '__metadata__');
-    expect(names).toEqual(['u64', 'step', 'f64', 'empty', 'enc.0.attn.w_q', 'gates.log_alpha', 'u32', 'ids', 'brain', 'half', 'u16', 'i16', 'signed', 'bytes', 'mask']);
+    expect(names).toEqual([
+      'u64',
+      'step',
+      'f64',
+      'empty',
+      'enc.0.attn.w_q',
+      'gates.log_alpha',
+      'u32',
+      'ids',
+      'brain',
+      'half',
+      'u16',
+      'i16',
+      'signed',
+      'bytes',
+      'mask',
+    ]);
   });
 
   it('F32 values are little-endian IEEE at the stated offsets', () => {
@@ -220,17 +240,42 @@ describe('truncated or corrupted files are refused with a clear message', () => 
   const data12 = new Uint8Array(12);
   const headers: Array<[string, string, Uint8Array, RegExp]> = [
     ['unknown dtype', '{"a":{"dtype":"F8","shape":[3],"data_offsets":[0,12]}}', data12, /tensor "a": unknown dtype "F8"/],
-    ['size mismatch', '{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,12]}}', data12, /tensor "a": F32 \[2\] needs 8 bytes but data_offsets \[0, 12\] hold 12/],
-    ['overlap', '{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}', data12, /tensor "b": data_offsets \[4, 12\] overlap tensor "a"/],
-    ['hole', '{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}', data12, /hole in the data: no tensor covers bytes \[4, 8\)/],
+    [
+      'size mismatch',
+      '{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,12]}}',
+      data12,
+      /tensor "a": F32 \[2\] needs 8 bytes but data_offsets \[0, 12\] hold 12/,
+    ],
+    [
+      'overlap',
+      '{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}',
+      data12,
+      /tensor "b": data_offsets \[4, 12\] overlap tensor "a"/,
+    ],
+    [
+      'hole',
+      '{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}',
+      data12,
+      /hole in the data: no tensor covers bytes \[4, 8\)/,
+    ],
     ['not starting at 0', '{"a":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}', data12, /hole in the data: no tensor covers bytes \[0, 4\)/],
     ['trailing bytes', '{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}', data12, /4 trailing bytes after the last tensor/],
-    ['duplicate key', '{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,12]},"a":{"dtype":"F32","shape":[3],"data_offsets":[0,12]}}', data12, /duplicate key "a"/],
+    [
+      'duplicate key',
+      '{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,12]},"a":{"dtype":"F32","shape":[3],"data_offsets":[0,12]}}',
+      data12,
+      /duplicate key "a"/,
+    ],
     ['duplicate nested key', '{"a":{"dtype":"F32","dtype":"I32","shape":[3],"data_offsets":[0,12]}}', data12, /duplicate key "dtype"/],
     ['end before begin', '{"a":{"dtype":"F32","shape":[0],"data_offsets":[8,4]}}', data12, /end before they begin/],
     ['negative shape', '{"a":{"dtype":"F32","shape":[-3],"data_offsets":[0,12]}}', data12, /shape must be an array of non-negative integers/],
     ['offsets not a pair', '{"a":{"dtype":"F32","shape":[3],"data_offsets":[0]}}', data12, /data_offsets must be \[begin, end\]/],
-    ['metadata not strings', '{"__metadata__":{"epoch":3},"a":{"dtype":"F32","shape":[3],"data_offsets":[0,12]}}', data12, /__metadata__\.epoch must be a string/],
+    [
+      'metadata not strings',
+      '{"__metadata__":{"epoch":3},"a":{"dtype":"F32","shape":[3],"data_offsets":[0,12]}}',
+      data12,
+      /__metadata__\.epoch must be a string/,
+    ],
     ['array header', '[1, 2]', new Uint8Array(0), /header must start with '\{'/],
     ['unknown field', '{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,12],"stride":[1]}}', data12, /tensor "a": unknown field stride/],
   ];

@@ -34,16 +34,7 @@ export type NamedArrays = Record<string, { shape: number[]; data: Float32Array }
 export type SafetensorsDtype = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'U64' | 'I32' | 'U32' | 'I16' | 'U16' | 'I8' | 'U8' | 'BOOL';
 
 export type SafetensorsData =
-  | Float64Array
-  | Float32Array
-  | Uint16Array
-  | BigInt64Array
-  | BigUint64Array
-  | Int32Array
-  | Uint32Array
-  | Int16Array
-  | Int8Array
-  | Uint8Array;
+  Float64Array | Float32Array | Uint16Array | BigInt64Array | BigUint64Array | Int32Array | Uint32Array | Int16Array | Int8Array | Uint8Array;
 
 export interface SafeTensor {
   dtype: SafetensorsDtype;
@@ -124,7 +115,8 @@ export function encodeSafetensors(tensors: Record<string, SafeTensor>, metadata?
       throw new CheckpointError(`${where}: shape must be non-negative integers, got ${JSON.stringify(t.shape)}`);
     }
     const info = DTYPES[t.dtype];
-    if (!info.accepts(t.data)) throw new CheckpointError(`${where}: ${t.dtype} data must be a ${info.make(new ArrayBuffer(0)).constructor.name}, got ${t.data.constructor.name}`);
+    if (!info.accepts(t.data))
+      throw new CheckpointError(`${where}: ${t.dtype} data must be a ${info.make(new ArrayBuffer(0)).constructor.name}, got ${t.data.constructor.name}`);
     const n = elementCount(t.shape);
     if (t.data.length !== n) throw new CheckpointError(`${where}: shape [${t.shape.join(', ')}] needs ${n} values, got ${t.data.length}`);
   }

@@ -122,7 +122,9 @@ describe('pattern masks', () => {
 });
 
 describe('patterns in the Transformer', () => {
-  const B = 3, S = 7, T = 6;
+  const B = 3,
+    S = 7,
+    T = 6;
   const rng = new Rng(11);
   const srcIds = randomIds(rng, B, S, [7, 5, 3]);
   const tgtIds = randomIds(rng, B, T, [6, 6, 4]);
@@ -148,7 +150,8 @@ describe('patterns in the Transformer', () => {
     const m = patterned(pats);
     const recs: Array<[AttentionType, number[][][][]]> = [];
     tf.tidy(() => m.forward(src, tgtIn, { isTraining: false, record: (s, _l, r: AttentionRecord) => recs.push([s, r.weights.arraySync()]) })).dispose();
-    const srcLen = [7, 5, 3], tgtLen = [6, 6, 4];
+    const srcLen = [7, 5, 3],
+      tgtLen = [6, 6, 4];
     let checked = 0;
     for (const [stack, w] of recs) {
       const qLen = stack === 'enc-self' ? srcLen : tgtLen;
@@ -177,12 +180,20 @@ describe('patterns in the Transformer', () => {
     const m = patterned(pats);
     const full = new FullRecomputeTransformer(withPatterns(pats), V, dense.params);
     // step by step: cached log-probs equal the teacher-forced forward's rows
-    const ref = tf.tidy(() => tf.logSoftmax(m.forward(src, tgtIn, { isTraining: false })).reshape([B, T, V]).arraySync()) as number[][][];
+    const ref = tf.tidy(() =>
+      tf
+        .logSoftmax(m.forward(src, tgtIn, { isTraining: false }))
+        .reshape([B, T, V])
+        .arraySync(),
+    ) as number[][][];
     const tin = tgtIn.arraySync();
     let state = tf.tidy(() => m.startDecoding(src) as unknown as tf.TensorContainer) as unknown as DecoderState;
     for (let t = 0; t < 4; t++) {
       // rows 0..3 have no target padding up to step 3
-      const tok = tf.tensor1d(tin.map((row) => row[t]!), 'int32');
+      const tok = tf.tensor1d(
+        tin.map((row) => row[t]!),
+        'int32',
+      );
       const r = tf.tidy(() => m.decodeStep(state, tok) as unknown as tf.TensorContainer) as unknown as { logProbs: tf.Tensor2D; state: DecoderState };
       const lp = r.logProbs.arraySync();
       for (let b = 0; b < B; b++) expect(maxAbsDiff(lp[b]!, ref[b]![t]!)).toBeLessThan(1e-4);
@@ -199,7 +210,9 @@ describe('patterns in the Transformer', () => {
     const beam = await beamSearch(m, srcIds, B, S, { ...o, beamSize: 3 });
     expect(beam).toEqual(await beamSearch(full, srcIds, B, S, { ...o, beamSize: 3 }));
     // and the pattern matters for what is decoded here (not vacuous)
-    expect(tf.tidy(() => maxAbsDiff(m.forward(src, tgtIn, { isTraining: false }).dataSync(), dense.forward(src, tgtIn, { isTraining: false }).dataSync()))).toBeGreaterThan(1e-4);
+    expect(
+      tf.tidy(() => maxAbsDiff(m.forward(src, tgtIn, { isTraining: false }).dataSync(), dense.forward(src, tgtIn, { isTraining: false }).dataSync())),
+    ).toBeGreaterThan(1e-4);
   });
 
   it('does not leak tensors in forward, greedy and beam decoding under patterns', async () => {
@@ -254,7 +267,9 @@ describe('model.attentionPatterns in configs', () => {
     const c = loadConfig(null, ['model.attentionPatterns={enc-self: {kind: local, window: 4}, dec-self: {kind: sliding, window: 8}, dec-enc: null}']);
     expect(c.model.attentionPatterns).toEqual({ 'enc-self': { kind: 'local', window: 4 }, 'dec-self': { kind: 'sliding', window: 8 }, 'dec-enc': null });
     expect(hasAttentionPatterns(c.model)).toBe(true);
-    expect(loadConfig(null, ['model.attentionPatterns.dec-self={kind: block, block: 16}']).model.attentionPatterns).toEqual({ 'dec-self': { kind: 'block', block: 16 } });
+    expect(loadConfig(null, ['model.attentionPatterns.dec-self={kind: block, block: 16}']).model.attentionPatterns).toEqual({
+      'dec-self': { kind: 'block', block: 16 },
+    });
     expect(DEFAULT_CONFIG.model.attentionPatterns).toBeNull();
     expect(FEATURE_KEYS_OFF_BY_DEFAULT['model.attentionPatterns']).toBe(DEFAULT_CONFIG.model.attentionPatterns);
     expect('attentionPatterns' in (stageIdentity(loadConfig(null))['model'] as object)).toBe(false);
@@ -311,9 +326,22 @@ describe('training under patterns', () => {
       }
     })(process.stderr, true);
     const cfg = loadConfig(null, [
-      'data.synthetic.task=reverse', 'data.synthetic.trainPairs=200', 'data.synthetic.validPairs=4', 'data.synthetic.testPairs=4', 'data.bpeMerges=20',
-      'model.dModel=16', 'model.dFF=32', 'model.heads=2', 'model.encoderLayers=1', 'model.decoderLayers=1',
-      'train.maxSteps=2', 'train.maxTokensPerBatch=300', 'train.workers=1', 'train.evalEverySteps=0', 'train.devBleuSentences=0', 'train.checkpointEverySteps=1000',
+      'data.synthetic.task=reverse',
+      'data.synthetic.trainPairs=200',
+      'data.synthetic.validPairs=4',
+      'data.synthetic.testPairs=4',
+      'data.bpeMerges=20',
+      'model.dModel=16',
+      'model.dFF=32',
+      'model.heads=2',
+      'model.encoderLayers=1',
+      'model.decoderLayers=1',
+      'train.maxSteps=2',
+      'train.maxTokensPerBatch=300',
+      'train.workers=1',
+      'train.evalEverySteps=0',
+      'train.devBleuSentences=0',
+      'train.checkpointEverySteps=1000',
       'model.attentionPatterns={enc-self: {kind: local, window: 2}, dec-self: {kind: block, block: 3}}',
     ]);
     const run = RunFolder.create(mkdtempSync(join(tmpdir(), 'heads-patterns-')), 'patterns');
@@ -321,8 +349,12 @@ describe('training under patterns', () => {
     expect(r.steps).toBe(2);
     const flopLines = lines.filter((l) => l.startsWith('attention patterns:'));
     expect(flopLines).toHaveLength(1);
-    expect(flopLines[0]).toMatch(/^attention patterns: enc-self local\(2\) \d+% of dense, dec-self block\(3\) \d+% of dense; total [\d.]+ of [\d.]+ GFLOP QK\^T\+AV \(\d+%\) per epoch/);
-    const results = JSON.parse(readFileSync(join(run.path, 'results.json'), 'utf8')) as { attentionPatterns: { patterns: unknown; flopsPerEpoch: Record<string, { dense: { pairs: number }; pattern: { pairs: number } }> } };
+    expect(flopLines[0]).toMatch(
+      /^attention patterns: enc-self local\(2\) \d+% of dense, dec-self block\(3\) \d+% of dense; total [\d.]+ of [\d.]+ GFLOP QK\^T\+AV \(\d+%\) per epoch/,
+    );
+    const results = JSON.parse(readFileSync(join(run.path, 'results.json'), 'utf8')) as {
+      attentionPatterns: { patterns: unknown; flopsPerEpoch: Record<string, { dense: { pairs: number }; pattern: { pairs: number } }> };
+    };
     expect(results.attentionPatterns.patterns).toEqual(cfg.model.attentionPatterns);
     const enc = results.attentionPatterns.flopsPerEpoch['enc-self']!;
     expect(enc.pattern.pairs).toBeLessThan(enc.dense.pairs);

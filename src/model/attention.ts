@@ -11,7 +11,14 @@ import { ForwardContext, dropout, linear } from './layers.js';
 import { fusedAttention, fusedAttentionSupports, hasFusedAttention } from '../backend/attention-kernel.js';
 
 export interface AttentionParams {
-  wq: tf.Tensor; bq: tf.Tensor; wk: tf.Tensor; bk: tf.Tensor; wv: tf.Tensor; bv: tf.Tensor; wo: tf.Tensor; bo: tf.Tensor;
+  wq: tf.Tensor;
+  bq: tf.Tensor;
+  wk: tf.Tensor;
+  bk: tf.Tensor;
+  wv: tf.Tensor;
+  bv: tf.Tensor;
+  wo: tf.Tensor;
+  bo: tf.Tensor;
   /** heads in this layer (columns of wq / dHead) */
   nHeads: number;
   dHead: number;
@@ -70,8 +77,14 @@ export function attention(
   record?: (r: AttentionRecord) => void,
 ): tf.Tensor3D {
   const d = p.nHeads * p.dHead;
-  const fused = p.nHeads > 0 && !record && !(ctx.isTraining && ctx.attentionDropout > 0) && xq.rank === 3 && xkv.rank === 3 && hasFusedAttention()
-    && fusedAttentionSupports([xq.shape[0]!, xq.shape[1]!, d], [xkv.shape[0]!, xkv.shape[1]!, d], p.nHeads, bias, gate);
+  const fused =
+    p.nHeads > 0 &&
+    !record &&
+    !(ctx.isTraining && ctx.attentionDropout > 0) &&
+    xq.rank === 3 &&
+    xkv.rank === 3 &&
+    hasFusedAttention() &&
+    fusedAttentionSupports([xq.shape[0]!, xq.shape[1]!, d], [xkv.shape[0]!, xkv.shape[1]!, d], p.nHeads, bias, gate);
   if (fused) {
     const q = linear(xq, p.wq, p.bq) as tf.Tensor3D;
     const k = linear(xkv, p.wk, p.bk) as tf.Tensor3D;

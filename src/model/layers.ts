@@ -40,7 +40,11 @@ export function linear(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor | null): tf.Tens
 export function layerNorm(x: tf.Tensor, g: tf.Tensor, b: tf.Tensor, eps = 1e-5): tf.Tensor {
   if (x.dtype === 'float32' && hasFusedLayerNorm()) return fusedLayerNorm(x, null, g, b, eps, 0, 0);
   const { mean, variance } = tf.moments(x, -1, true);
-  return x.sub(mean).mul(tf.rsqrt(variance.add(eps))).mul(g).add(b);
+  return x
+    .sub(mean)
+    .mul(tf.rsqrt(variance.add(eps)))
+    .mul(g)
+    .add(b);
 }
 
 /**
@@ -75,7 +79,15 @@ export function activate(x: tf.Tensor, kind: Activation = 'relu'): tf.Tensor {
 }
 
 /** Position-wise FFN: act(x W1 + b1) W2 + b2 (act: relu unless given), with dropout on the hidden layer. */
-export function feedForward(x: tf.Tensor, w1: tf.Tensor, b1: tf.Tensor, w2: tf.Tensor, b2: tf.Tensor, ctx: ForwardContext, activation: Activation = 'relu'): tf.Tensor {
+export function feedForward(
+  x: tf.Tensor,
+  w1: tf.Tensor,
+  b1: tf.Tensor,
+  w2: tf.Tensor,
+  b2: tf.Tensor,
+  ctx: ForwardContext,
+  activation: Activation = 'relu',
+): tf.Tensor {
   const h = dropout(activate(linear(x, w1, b1), activation), ctx.dropout, ctx);
   return linear(h, w2, b2);
 }

@@ -25,7 +25,8 @@ beforeAll(() => useTestBackend());
 // ---- plain-JS reference ----
 
 type Mat = number[][];
-const randMat = (rng: Rng, r: number, c: number, scale = 1): Mat => Array.from({ length: r }, () => Array.from({ length: c }, () => (rng.next() * 2 - 1) * scale));
+const randMat = (rng: Rng, r: number, c: number, scale = 1): Mat =>
+  Array.from({ length: r }, () => Array.from({ length: c }, () => (rng.next() * 2 - 1) * scale));
 const matVec = (v: number[], m: Mat): number[] => m[0]!.map((_, j) => v.reduce((s, x, i) => s + x * m[i]![j]!, 0));
 
 interface JsExpert {
@@ -47,7 +48,10 @@ const softmaxJs = (z: number[]): number[] => {
 /** top-k experts by probability (ties: lower index), weights: p (k = 1) or renormalised (k = 2) */
 function routeJs(x: number[], router: Mat, k: number): Array<{ e: number; w: number }> {
   const p = softmaxJs(matVec(x, router));
-  const order = p.map((v, e) => ({ v, e })).sort((a, b) => b.v - a.v || a.e - b.e).slice(0, k);
+  const order = p
+    .map((v, e) => ({ v, e }))
+    .sort((a, b) => b.v - a.v || a.e - b.e)
+    .slice(0, k);
   const norm = k === 1 ? 1 : order.reduce((s, o) => s + o.v, 0);
   return order.map((o) => ({ e: o.e, w: o.v / norm }));
 }
@@ -64,7 +68,12 @@ function moeJs(xs: Mat, router: Mat, experts: JsExpert[], k: number, keep?: (tok
 }
 
 function makeExperts(rng: Rng, E: number, d: number, H: number): JsExpert[] {
-  return Array.from({ length: E }, () => ({ w1: randMat(rng, d, H), b1: randMat(rng, 1, H, 0.1)[0]!, w2: randMat(rng, H, d), b2: randMat(rng, 1, d, 0.1)[0]! }));
+  return Array.from({ length: E }, () => ({
+    w1: randMat(rng, d, H),
+    b1: randMat(rng, 1, H, 0.1)[0]!,
+    w2: randMat(rng, H, d),
+    b2: randMat(rng, 1, d, 0.1)[0]!,
+  }));
 }
 const toTf = (e: JsExpert): FfnWeights => ({ w1: tf.tensor2d(e.w1), b1: tf.tensor1d(e.b1), w2: tf.tensor2d(e.w2), b2: tf.tensor1d(e.b2) });
 const flat = (m: Mat) => m.flat();
@@ -206,7 +215,14 @@ describe('mixtureOfExperts', () => {
     const c = addRoutingCounts(a, b);
     expect(c).toEqual({ 'enc.0': { assigned: [4, 4], kept: [3, 3] }, 'dec.1': { assigned: [2, 2], kept: [2, 2] } });
     expect(a['enc.0'].assigned).toEqual([3, 1]); // inputs untouched
-    expect(routingSummary(c)).toEqual({ 'moe.enc.0.e0': 0.5, 'moe.enc.0.e1': 0.5, 'moe.enc.0.dropped': 0.25, 'moe.dec.1.e0': 0.5, 'moe.dec.1.e1': 0.5, 'moe.dec.1.dropped': 0 });
+    expect(routingSummary(c)).toEqual({
+      'moe.enc.0.e0': 0.5,
+      'moe.enc.0.e1': 0.5,
+      'moe.enc.0.dropped': 0.25,
+      'moe.dec.1.e0': 0.5,
+      'moe.dec.1.e1': 0.5,
+      'moe.dec.1.dropped': 0,
+    });
   });
 });
 
@@ -268,7 +284,8 @@ describe('Transformer with model.moe', () => {
     const src = ids(rng, 2, 6, [6, 3]); // 9 real tokens
     const tgt = ids(rng, 2, 5, [5, 5]); // 10
     const seen: Array<{ stack: string; layer: number; r: Omit<RoutingRecord, 'auxLoss'> }> = [];
-    const hook = (stack: string, layer: number, r: RoutingRecord) => seen.push({ stack, layer, r: { assigned: r.assigned, kept: r.kept, tokens: r.tokens, capacity: r.capacity } });
+    const hook = (stack: string, layer: number, r: RoutingRecord) =>
+      seen.push({ stack, layer, r: { assigned: r.assigned, kept: r.kept, tokens: r.tokens, capacity: r.capacity } });
     tf.tidy(() => m.forward(src, tgt, { isTraining: true, seed: 1, routing: hook }));
     expect(seen.map((s) => `${s.stack}.${s.layer}`)).toEqual(['encoder.0', 'encoder.1', 'decoder.0', 'decoder.1']);
     expect(seen[0]!.r.tokens).toBe(9);
@@ -294,7 +311,10 @@ describe('Transformer with model.moe', () => {
     let state = m.startDecoding(src);
     const tgtRows = tgt.arraySync();
     for (let t = 0; t < 4; t++) {
-      const last = tf.tensor1d(tgtRows.map((row) => row[t]!), 'int32');
+      const last = tf.tensor1d(
+        tgtRows.map((row) => row[t]!),
+        'int32',
+      );
       const { logProbs, state: next } = m.decodeStep(state, last);
       const want = full.slice([0, t, 0], [2, 1, V]);
       expect(maxAbsDiff(logProbs.dataSync(), want.dataSync())).toBeLessThan(1e-4);
@@ -353,18 +373,35 @@ describe('training with model.moe', () => {
       const src = Array.from({ length: 2 + rng.int(5) }, () => 3 + rng.int(V - 3));
       return { src, tgt: [...src].reverse(), index };
     });
-    const b = makeBatch(pairs, pairs.map((_, i) => i));
+    const b = makeBatch(
+      pairs,
+      pairs.map((_, i) => i),
+    );
     const results: Array<{ aux?: number; grads: Map<string, tf.Tensor> }> = [];
     for (const weight of [0, 0.5]) {
       const m = createTransformer(moeCfg({ auxLossWeight: weight }), V, new Rng(13));
       const vars = [...m.params.vars.values()];
       const varNameToParam = new Map([...m.params.vars].map(([n, v]) => [v.name, n]));
-      const ctx = { model: m, gates: null, varList: vars, varNameToParam, seed: 1, labelSmoothing: 0.1, step: 1, stepTgtTokens: 2 * b.tgtTokens, chunkRows: 100 };
+      const ctx = {
+        model: m,
+        gates: null,
+        varList: vars,
+        varNameToParam,
+        seed: 1,
+        labelSmoothing: 0.1,
+        step: 1,
+        stepTgtTokens: 2 * b.tgtTokens,
+        chunkRows: 100,
+      };
       const r = await microBatchGradients(ctx, b, 0);
       // the layers' aux losses of the same (dropout-free) forward
       const aux = tf.tidy(() => {
         const all: tf.Scalar[] = [];
-        m.forward(tf.tensor2d(b.src, [b.batchSize, b.srcLen], 'int32'), tf.tensor2d(b.tgtIn, [b.batchSize, b.tgtLen], 'int32'), { isTraining: true, seed: 0, routing: (_s, _l, rec) => all.push(rec.auxLoss) });
+        m.forward(tf.tensor2d(b.src, [b.batchSize, b.srcLen], 'int32'), tf.tensor2d(b.tgtIn, [b.batchSize, b.tgtLen], 'int32'), {
+          isTraining: true,
+          seed: 0,
+          routing: (_s, _l, rec) => all.push(rec.auxLoss),
+        });
         expect(all).toHaveLength(4);
         return tf.addN(all).dataSync()[0]!;
       });
@@ -382,15 +419,33 @@ describe('training with model.moe', () => {
 
   it('runTraining trains a tiny MoE model, logs expert usage to metrics.jsonl and checkpoints router and experts', async () => {
     const cfg = loadConfig(null, [
-      'data.synthetic.task=reverse', 'data.synthetic.trainPairs=200', 'data.synthetic.validPairs=4', 'data.synthetic.testPairs=4', 'data.bpeMerges=20',
-      'model.dModel=16', 'model.dFF=32', 'model.heads=2', 'model.encoderLayers=1', 'model.decoderLayers=1',
-      'train.maxSteps=4', 'train.logEverySteps=2', 'train.maxTokensPerBatch=300', 'train.workers=1', 'train.evalEverySteps=0', 'train.devBleuSentences=0', 'train.checkpointEverySteps=1000',
+      'data.synthetic.task=reverse',
+      'data.synthetic.trainPairs=200',
+      'data.synthetic.validPairs=4',
+      'data.synthetic.testPairs=4',
+      'data.bpeMerges=20',
+      'model.dModel=16',
+      'model.dFF=32',
+      'model.heads=2',
+      'model.encoderLayers=1',
+      'model.decoderLayers=1',
+      'train.maxSteps=4',
+      'train.logEverySteps=2',
+      'train.maxTokensPerBatch=300',
+      'train.workers=1',
+      'train.evalEverySteps=0',
+      'train.devBleuSentences=0',
+      'train.checkpointEverySteps=1000',
       'model.moe={experts: 3, topK: 2, capacityFactor: 1, auxLossWeight: 0.01, layers: all}',
     ]);
     const run = RunFolder.create(mkdtempSync(join(tmpdir(), 'heads-moe-')), 'moe');
     const r = await runTraining({ config: cfg, run, progress: new ProgressLine(process.stderr, false), evaluateTest: false });
     expect(r.steps).toBe(4);
-    const logs = readFileSync(join(run.path, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>).filter((x) => 'loss' in x);
+    const logs = readFileSync(join(run.path, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, number>)
+      .filter((x) => 'loss' in x);
     expect(logs.map((l) => l['step'])).toEqual([2, 4]);
     for (const l of logs) {
       expect(Number.isFinite(l['loss'])).toBe(true);
@@ -417,8 +472,17 @@ describe('training with model.moe', () => {
     });
     const runSteps = async (workers: number) => {
       const cfg = loadConfig(null, [
-        'model.dModel=16', 'model.dFF=32', 'model.heads=2', 'model.encoderLayers=1', 'model.decoderLayers=1', 'model.dropout=0',
-        'train.maxTokensPerBatch=300', 'train.accumulateSteps=2', 'train.evalEverySteps=0', 'train.maxSteps=2', `train.workers=${workers}`,
+        'model.dModel=16',
+        'model.dFF=32',
+        'model.heads=2',
+        'model.encoderLayers=1',
+        'model.decoderLayers=1',
+        'model.dropout=0',
+        'train.maxTokensPerBatch=300',
+        'train.accumulateSteps=2',
+        'train.evalEverySteps=0',
+        'train.maxSteps=2',
+        `train.workers=${workers}`,
         'model.moe={experts: 3, topK: 1, capacityFactor: 1, auxLossWeight: 0.1, layers: all}',
       ]);
       const model = createTransformer(cfg.model, V, new Rng(15));
@@ -461,12 +525,21 @@ describe('model.moe config', () => {
     [[`model.moe={experts: 4, topK: 3, ${ok}}`], ['model.moe.topK', 'expected 1 or 2', 'got 3']],
     [['model.moe={experts: 4, topK: 1, capacityFactor: 0, auxLossWeight: 0.01, layers: all}'], ['model.moe.capacityFactor', 'number > 0', 'got 0']],
     [['model.moe={experts: 4, topK: 1, capacityFactor: 1, auxLossWeight: -1, layers: all}'], ['model.moe.auxLossWeight', 'number >= 0', 'got -1']],
-    [['model.moe={experts: 4, topK: 1, capacityFactor: 1, auxLossWeight: 0, layers: middle}'], ['model.moe.layers', "'encoder', 'decoder' or 'all'", '"middle"']],
+    [
+      ['model.moe={experts: 4, topK: 1, capacityFactor: 1, auxLossWeight: 0, layers: middle}'],
+      ['model.moe.layers', "'encoder', 'decoder' or 'all'", '"middle"'],
+    ],
     [[`model.moe={expert: 4, topK: 1, ${ok}}`], ['model.moe.expert', 'unknown key', "did you mean 'experts'"]],
     [['model.moe={experts: 4}'], ['model.moe.topK', 'expected 1 or 2', 'got nothing']],
     [[`model.moe={experts: 1, topK: 2, ${ok}}`], ['model.moe.topK', '2 is more than model.moe.experts = 1']],
-    [['model.encoderLayers=0', 'model.moe={experts: 2, topK: 1, capacityFactor: 1, auxLossWeight: 0, layers: encoder}'], ['model.moe.layers', 'model.encoderLayers is 0']],
-    [[`model.moe={experts: 2, topK: 1, ${ok}}`, 'model.ffnWidths={encoder: [8, 8], decoder: [8, 8]}'], ['model.moe', 'model.ffnWidths']],
+    [
+      ['model.encoderLayers=0', 'model.moe={experts: 2, topK: 1, capacityFactor: 1, auxLossWeight: 0, layers: encoder}'],
+      ['model.moe.layers', 'model.encoderLayers is 0'],
+    ],
+    [
+      [`model.moe={experts: 2, topK: 1, ${ok}}`, 'model.ffnWidths={encoder: [8, 8], decoder: [8, 8]}'],
+      ['model.moe', 'model.ffnWidths'],
+    ],
     [['model.moe=4'], ['model.moe', 'got 4']],
   ];
   it.each(bad)('%j', (set, fragments) => {

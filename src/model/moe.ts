@@ -87,7 +87,10 @@ function offTape(t: tf.Tensor): tf.Tensor {
 
 /** One-hot rows [N, depth] as float32 (tf.oneHot refuses depth 1, i.e. a single expert). */
 function oneHotF(indices: tf.Tensor1D, depth: number): tf.Tensor2D {
-  return indices.reshape([-1, 1]).equal(tf.range(0, depth, 1, 'int32').reshape([1, depth])).cast('float32') as tf.Tensor2D;
+  return indices
+    .reshape([-1, 1])
+    .equal(tf.range(0, depth, 1, 'int32').reshape([1, depth]))
+    .cast('float32') as tf.Tensor2D;
 }
 
 /**
@@ -95,7 +98,13 @@ function oneHotF(indices: tf.Tensor1D, depth: number): tf.Tensor2D {
  * [N] (1 real, 0 padding; N = rows of x) defaults to all real. Dropout on the experts' hidden layer as in
  * the plain FFN. Call inside a tidy (or a gradient closure): intermediates are not freed here.
  */
-export function mixtureOfExperts(x: tf.Tensor, w: MoeWeights, opts: RoutingOptions, ctx: ForwardContext, tokenMask: tf.Tensor | null = null): { y: tf.Tensor; record: RoutingRecord } {
+export function mixtureOfExperts(
+  x: tf.Tensor,
+  w: MoeWeights,
+  opts: RoutingOptions,
+  ctx: ForwardContext,
+  tokenMask: tf.Tensor | null = null,
+): { y: tf.Tensor; record: RoutingRecord } {
   const shape = x.shape;
   const d = shape[shape.length - 1]!;
   const E = w.experts.length;
@@ -136,7 +145,12 @@ export function mixtureOfExperts(x: tf.Tensor, w: MoeWeights, opts: RoutingOptio
     const position = tf.cumsum(m, 0, true).add(offset).mul(m).sum(1); // [N]
     const isKept = position.less(Math.min(cap, C)).cast('float32').mul(m.sum(1)); // [N] 0/1 (0 for padding)
     const slot = choices[j]!.cast('float32').mul(C).add(position);
-    slots.push(slot.mul(isKept).add(tf.sub(1, isKept).mul(E * C)).cast('int32') as tf.Tensor1D);
+    slots.push(
+      slot
+        .mul(isKept)
+        .add(tf.sub(1, isKept).mul(E * C))
+        .cast('int32') as tf.Tensor1D,
+    );
     offset = offset.add(m.sum(0, true)) as tf.Tensor2D;
   }
   // the token in each buffer slot (+1; 0 = empty): a scatter of token ids into slots (dropped claims land
@@ -154,22 +168,31 @@ export function mixtureOfExperts(x: tf.Tensor, w: MoeWeights, opts: RoutingOptio
   const b1 = stack((e) => e.b1.reshape([1, -1])); // [E, 1, H]
   const b2 = stack((e) => e.b2.reshape([1, -1])); // [E, 1, d]
   const h = dropout(tf.relu(tf.matMul(xe, w1).add(b1)), ctx.dropout, ctx) as tf.Tensor3D; // [E, C, H]
-  const out = tf.matMul(h, w2).add(b2).reshape([E * C, d]);
+  const out = tf
+    .matMul(h, w2)
+    .add(b2)
+    .reshape([E * C, d]);
   const outPad = tf.concat([out, tf.zeros([1, d])]); // row E * C: a dropped claim's output
 
   // ---- combine: each token gathers its kept expert outputs, weighted ----
   const pChosen = choices.map((c) => probs.mul(oneHotF(c, E)).sum(1)); // [N] each, on the tape
-  const weights = k === 1 ? pChosen : (() => {
-    const norm = pChosen[0]!.add(pChosen[1]!);
-    return pChosen.map((q) => q.div(norm));
-  })();
+  const weights =
+    k === 1
+      ? pChosen
+      : (() => {
+          const norm = pChosen[0]!.add(pChosen[1]!);
+          return pChosen.map((q) => q.div(norm));
+        })();
   let y: tf.Tensor = tf.gather(outPad, slots[0]!).mul(weights[0]!.reshape([N, 1]));
   if (k === 2) y = y.add(tf.gather(outPad, slots[1]!).mul(weights[1]!.reshape([N, 1])));
 
   // ---- load balancing (Switch): E * sum_e f_e P_e over the non-pad tokens ----
   const denom = Math.max(tokens, 1);
   const f = masks[0]!.sum(0).div(denom); // [E], no gradient
-  const P = probs.mul(valid.reshape([N, 1])).sum(0).div(denom); // [E]
+  const P = probs
+    .mul(valid.reshape([N, 1]))
+    .sum(0)
+    .div(denom); // [E]
   const auxLoss = f.mul(P).sum().mul(E) as tf.Scalar;
 
   return { y: y.reshape(shape), record: { auxLoss, assigned, kept, tokens, capacity: opts.capacity === null ? null : cap } };

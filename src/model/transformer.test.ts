@@ -24,7 +24,9 @@ beforeAll(async () => {
 afterAll(() => model.dispose());
 
 describe('Transformer', () => {
-  const B = 3, S = 6, T = 5;
+  const B = 3,
+    S = 6,
+    T = 5;
   const rng = new Rng(11);
   const src = tf.tensor2d(randomIds(rng, B, S, [6, 4, 2]), [B, S], 'int32');
   const tgtIn = tf.tensor2d(randomIds(rng, B, T), [B, T], 'int32');
@@ -48,7 +50,9 @@ describe('Transformer', () => {
     const masked = createTransformer(cfg, V, new Rng(7));
     for (const name of ['enc.1.self.wo', 'dec.0.cross.wo']) {
       const wo = masked.params.get(name);
-      const rowMask = tf.tidy(() => tf.concat([tf.ones([head * dHead, cfg.dModel]), tf.zeros([dHead, cfg.dModel]), tf.ones([(cfg.heads - head - 1) * dHead, cfg.dModel])]));
+      const rowMask = tf.tidy(() =>
+        tf.concat([tf.ones([head * dHead, cfg.dModel]), tf.zeros([dHead, cfg.dModel]), tf.ones([(cfg.heads - head - 1) * dHead, cfg.dModel])]),
+      );
       tf.tidy(() => wo.assign(wo.mul(rowMask)));
       rowMask.dispose();
     }
@@ -60,7 +64,9 @@ describe('Transformer', () => {
 
   it('attention rows sum to one; causal and padded positions get no weight', () => {
     const recs: Array<[string, number, AttentionRecord]> = [];
-    const logits = tf.tidy(() => model.forward(src, tgtIn, { isTraining: false, record: (s, l, r) => recs.push([s, l, { weights: tf.keep(r.weights), context: tf.keep(r.context) }]) }));
+    const logits = tf.tidy(() =>
+      model.forward(src, tgtIn, { isTraining: false, record: (s, l, r) => recs.push([s, l, { weights: tf.keep(r.weights), context: tf.keep(r.context) }]) }),
+    );
     expect(recs.map(([s, l]) => `${s}.${l}`)).toEqual(['enc-self.0', 'enc-self.1', 'dec-self.0', 'dec-enc.0', 'dec-self.1', 'dec-enc.1']);
     const srcLen = [6, 4, 2];
     for (const [stack, , r] of recs) {
@@ -82,11 +88,19 @@ describe('Transformer', () => {
   });
 
   it('incremental decoding with cached keys/values equals the teacher-forced forward', () => {
-    const full = tf.tidy(() => tf.logSoftmax(model.forward(src, tgtIn, { isTraining: false })).reshape([B, T, V]).arraySync()) as number[][][];
+    const full = tf.tidy(() =>
+      tf
+        .logSoftmax(model.forward(src, tgtIn, { isTraining: false }))
+        .reshape([B, T, V])
+        .arraySync(),
+    ) as number[][][];
     const tin = tgtIn.arraySync();
     let state = model.startDecoding(src);
     for (let t = 0; t < T; t++) {
-      const tok = tf.tensor1d(tin.map((row) => row[t]!), 'int32');
+      const tok = tf.tensor1d(
+        tin.map((row) => row[t]!),
+        'int32',
+      );
       const r = model.decodeStep(state, tok);
       const lp = r.logProbs.arraySync();
       for (let b = 0; b < B; b++) expect(maxAbsDiff(lp[b]!, full[b]![t]!)).toBeLessThan(1e-4);

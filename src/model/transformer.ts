@@ -73,8 +73,7 @@ interface MoeInput {
 
 /** Heads per layer for each attention type, honouring physical pruning (`keptHeads`). */
 export function headsPerLayer(c: ModelConfig): ModelShape {
-  const count = (stack: AttentionType, layers: number) =>
-    c.keptHeads ? c.keptHeads[stack].map((ids) => ids.length) : Array<number>(layers).fill(c.heads);
+  const count = (stack: AttentionType, layers: number) => (c.keptHeads ? c.keptHeads[stack].map((ids) => ids.length) : Array<number>(layers).fill(c.heads));
   return {
     'enc-self': count('enc-self', c.encoderLayers),
     'dec-self': count('dec-self', c.decoderLayers),
@@ -222,8 +221,7 @@ export class Transformer {
   /** Token embedding * sqrt(d) (or model.embedScale) + sinusoidal position (starting at `offset`), then dropout. */
   embed(ids: tf.Tensor2D, side: 'src' | 'tgt', ctx: ForwardContext, offset = 0): tf.Tensor3D {
     const [B, T] = ids.shape;
-    if (offset + T > this.config.maxPositions)
-      throw new Error(`sequence of length ${offset + T} exceeds model.maxPositions = ${this.config.maxPositions}`);
+    if (offset + T > this.config.maxPositions) throw new Error(`sequence of length ${offset + T} exceeds model.maxPositions = ${this.config.maxPositions}`);
     const table = this.config.tieEmbeddings ? this.p('emb.shared') : this.p(side === 'src' ? 'emb.src' : 'emb.tgt');
     const e = tf.gather(table, ids.reshape([B * T])).mul(this.config.embedScale ?? Math.sqrt(this.config.dModel));
     const pos = this.positions.slice([offset, 0], [T, this.config.dModel]);
@@ -234,13 +232,35 @@ export class Transformer {
    * The feed-forward sub-layer of `stack`'s layer `layer`: the plain FFN, or the mixture of experts with
    * `tokenMask` [B*T] (1 for real tokens) and, in training, the per-expert capacity of this batch.
    */
-  private ffn(x: tf.Tensor, stack: 'encoder' | 'decoder', layer: number, ctx: ForwardContext, moeInput: MoeInput | null, routing: ForwardOptions['routing']): tf.Tensor {
+  private ffn(
+    x: tf.Tensor,
+    stack: 'encoder' | 'decoder',
+    layer: number,
+    ctx: ForwardContext,
+    moeInput: MoeInput | null,
+    routing: ForwardOptions['routing'],
+  ): tf.Tensor {
     const prefix = `${stack === 'encoder' ? 'enc' : 'dec'}.${layer}`;
     const moe = moeOf(this.config, stack);
-    if (!moe) return feedForward(x, this.p(`${prefix}.ffn.w1`), this.p(`${prefix}.ffn.b1`), this.p(`${prefix}.ffn.w2`), this.p(`${prefix}.ffn.b2`), ctx, this.config.activation);
+    if (!moe)
+      return feedForward(
+        x,
+        this.p(`${prefix}.ffn.w1`),
+        this.p(`${prefix}.ffn.b1`),
+        this.p(`${prefix}.ffn.w2`),
+        this.p(`${prefix}.ffn.b2`),
+        ctx,
+        this.config.activation,
+      );
     const g = (n: string) => this.p(`${prefix}.moe.${n}`);
     const experts = Array.from({ length: moe.experts }, (_, e) => ({ w1: g(`e${e}.w1`), b1: g(`e${e}.b1`), w2: g(`e${e}.w2`), b2: g(`e${e}.b2`) }));
-    const { y, record } = mixtureOfExperts(x, { router: g('router.w'), experts }, { topK: moe.topK, capacity: moeInput?.capacity ?? null }, ctx, moeInput?.tokenMask ?? null);
+    const { y, record } = mixtureOfExperts(
+      x,
+      { router: g('router.w'), experts },
+      { topK: moe.topK, capacity: moeInput?.capacity ?? null },
+      ctx,
+      moeInput?.tokenMask ?? null,
+    );
     routing?.(stack, layer, record);
     return y;
   }
@@ -279,7 +299,13 @@ export class Transformer {
   }
 
   /** Decoder over a whole target prefix (teacher forcing): tgtIn [B, T] -> hidden [B, T, d]. */
-  decode(tgtIn: tf.Tensor2D, memory: tf.Tensor3D, srcBias: tf.Tensor4D, ctx: ForwardContext, opts: Pick<ForwardOptions, 'gates' | 'record' | 'routing'> = {}): tf.Tensor3D {
+  decode(
+    tgtIn: tf.Tensor2D,
+    memory: tf.Tensor3D,
+    srcBias: tf.Tensor4D,
+    ctx: ForwardContext,
+    opts: Pick<ForwardOptions, 'gates' | 'record' | 'routing'> = {},
+  ): tf.Tensor3D {
     const T = tgtIn.shape[1];
     // a dec-self pattern's bias includes the causal mask
     const selfPattern = patternOf(this.config, 'dec-self');
@@ -323,9 +349,7 @@ export class Transformer {
 
   /** Teacher-forced forward: logits [B*T, V] for tgtIn. */
   forward(src: tf.Tensor2D, tgtIn: tf.Tensor2D, opts: ForwardOptions): tf.Tensor2D {
-    const ctx = opts.isTraining
-      ? new ForwardContext(true, this.config.dropout, this.config.attentionDropout, opts.seed ?? 0)
-      : ForwardContext.eval();
+    const ctx = opts.isTraining ? new ForwardContext(true, this.config.dropout, this.config.attentionDropout, opts.seed ?? 0) : ForwardContext.eval();
     const view = opts.weightView ? { f: opts.weightView, made: new Map<string, tf.Tensor>(), owned: [] as tf.Tensor[], isTraining: opts.isTraining } : null;
     this.view = view;
     try {

@@ -75,7 +75,8 @@ async function encode(m: OnnxModel, src: Int32Array, B: number, S: number): Prom
   const N = ONNX_NAMES;
   const out = await m.encoder.run({ [N.srcIds]: new m.Tensor('int32', src, [B, S]) });
   const cross = new Map<number, { k: Float32Array; v: Float32Array; heads: number }>();
-  for (const l of cachedLayers(m.metadata).cross) cross.set(l, { k: f32(out[N.crossKey(l)], N.crossKey(l)), v: f32(out[N.crossValue(l)], N.crossValue(l)), heads: m.metadata.headsPerLayer['dec-enc'][l]! });
+  for (const l of cachedLayers(m.metadata).cross)
+    cross.set(l, { k: f32(out[N.crossKey(l)], N.crossKey(l)), v: f32(out[N.crossValue(l)], N.crossValue(l)), heads: m.metadata.headsPerLayer['dec-enc'][l]! });
   return { B, S, bias: f32(out[N.srcBias], N.srcBias), cross };
 }
 
@@ -136,7 +137,13 @@ class StepRunner {
    * sentence `sentence[r]`. Returns the logits [rows, V], or with `want` 'log_probs' (when the graph has
    * it) their log-softmax.
    */
-  async step(tokens: Int32Array, position: number, beamRows: Int32Array, sentence: readonly number[], want: 'logits' | 'log_probs' = 'logits'): Promise<Float32Array> {
+  async step(
+    tokens: Int32Array,
+    position: number,
+    beamRows: Int32Array,
+    sentence: readonly number[],
+    want: 'logits' | 'log_probs' = 'logits',
+  ): Promise<Float32Array> {
     const N = ONNX_NAMES;
     this.setRows(sentence);
     const R = tokens.length;
@@ -355,7 +362,12 @@ export async function onnxTeacherForcedLogits(m: OnnxModel, src: Int32Array, B: 
   const rows = Array.from({ length: B }, (_, b) => b);
   const out = new Float32Array(B * T * V);
   for (let t = 0; t < T; t++) {
-    const logits = await runner.step(Int32Array.from(rows, (b) => tgtIn[b * T + t]!), t, Int32Array.from(rows), rows);
+    const logits = await runner.step(
+      Int32Array.from(rows, (b) => tgtIn[b * T + t]!),
+      t,
+      Int32Array.from(rows),
+      rows,
+    );
     for (let b = 0; b < B; b++) out.set(logits.subarray(b * V, (b + 1) * V), (b * T + t) * V);
   }
   return out;
@@ -383,7 +395,7 @@ export async function translateWithOnnx(
   const order = encoded.map((_, i) => i).sort((a, b) => encoded[a]!.length - encoded[b]!.length);
   const outputs: string[] = new Array(sentences.length).fill('');
   let outputTokens = 0;
-  for (let start = 0; start < order.length; ) {
+  for (let start = 0; start < order.length;) {
     let end = start + 1;
     while (end < order.length && end - start < o.batchSentences && (end - start + 1) * encoded[order[end]!]!.length <= o.maxTokensPerBatch) end++;
     const idx = order.slice(start, end);

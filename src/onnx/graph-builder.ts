@@ -78,7 +78,8 @@ export class GraphBuilder {
   /** A constant initializer with a fresh name. */
   constant(hint: string, type: ElemType, dims: readonly number[], values: readonly number[] | Float32Array | Int32Array): string {
     const n = this.fresh(hint);
-    const data = type === 'int64' ? BigInt64Array.from(Array.from(values, (v) => BigInt(v))) : type === 'int32' ? Int32Array.from(values) : Float32Array.from(values);
+    const data =
+      type === 'int64' ? BigInt64Array.from(Array.from(values, (v) => BigInt(v))) : type === 'int32' ? Int32Array.from(values) : Float32Array.from(values);
     return this.initializer(n, type, dims, data);
   }
 
@@ -130,7 +131,9 @@ function valueInfo(name: string, type: ElemType, dims: readonly Dim[]): onnxProt
     type: onnx.TypeProto.create({
       tensorType: onnx.TypeProto.Tensor.create({
         elemType: ELEM[type],
-        shape: onnx.TensorShapeProto.create({ dim: dims.map((d) => onnx.TensorShapeProto.Dimension.create(typeof d === 'number' ? { dimValue: d } : { dimParam: d })) }),
+        shape: onnx.TensorShapeProto.create({
+          dim: dims.map((d) => onnx.TensorShapeProto.Dimension.create(typeof d === 'number' ? { dimValue: d } : { dimParam: d })),
+        }),
       }),
     }),
   });

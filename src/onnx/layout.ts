@@ -69,11 +69,14 @@ export function metadataProblems(m: unknown): string[] {
   const problems: string[] = [];
   if (o.format !== ONNX_EXPORT_FORMAT) problems.push(`format: expected "${ONNX_EXPORT_FORMAT}", found ${JSON.stringify(o.format)}`);
   else if (o.version !== ONNX_EXPORT_VERSION) problems.push(`version: expected ${ONNX_EXPORT_VERSION}, found ${JSON.stringify(o.version)}`);
-  for (const k of ['vocabSize', 'dModel', 'headDim', 'decoderLayers', 'encoderLayers', 'maxPositions'] as const) if (!Number.isInteger(o[k])) problems.push(`${k}: expected an integer, found ${JSON.stringify(o[k])}`);
+  for (const k of ['vocabSize', 'dModel', 'headDim', 'decoderLayers', 'encoderLayers', 'maxPositions'] as const)
+    if (!Number.isInteger(o[k])) problems.push(`${k}: expected an integer, found ${JSON.stringify(o[k])}`);
   const hpl = o.headsPerLayer as Record<string, unknown> | undefined;
-  for (const s of ['enc-self', 'dec-self', 'dec-enc']) if (!hpl || !Array.isArray(hpl[s])) problems.push(`headsPerLayer.${s}: expected an array of head counts`);
+  for (const s of ['enc-self', 'dec-self', 'dec-enc'])
+    if (!hpl || !Array.isArray(hpl[s])) problems.push(`headsPerLayer.${s}: expected an array of head counts`);
   const g = o.generation as Record<string, unknown> | undefined;
-  for (const k of ['beamSize', 'lengthPenalty', 'maxLenA', 'maxLenB', 'batchSentences', 'maxTokensPerBatch']) if (!g || typeof g[k] !== 'number') problems.push(`generation.${k}: expected a number`);
+  for (const k of ['beamSize', 'lengthPenalty', 'maxLenA', 'maxLenB', 'batchSentences', 'maxTokensPerBatch'])
+    if (!g || typeof g[k] !== 'number') problems.push(`generation.${k}: expected a number`);
   return problems;
 }
 

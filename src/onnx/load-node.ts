@@ -20,17 +20,22 @@ let ortModule: Promise<OrtModule> | null = null;
 export async function loadOnnxRuntime(): Promise<OrtModule> {
   ortModule ??= import('onnxruntime-node').catch((e: unknown) => {
     ortModule = null;
-    throw new CheckpointError(`onnxruntime-node is not installed (an optional dependency of heads: npm install onnxruntime-node@1.30.0): ${(e as Error).message.split('\n')[0]}`);
+    throw new CheckpointError(
+      `onnxruntime-node is not installed (an optional dependency of heads: npm install onnxruntime-node@1.30.0): ${(e as Error).message.split('\n')[0]}`,
+    );
   });
   return ortModule;
 }
 
 /** The folder holding model.json: `dir` itself, or `dir/onnx` (an export folder written with --format onnx). */
 export function onnxFolderOf(dir: string): string {
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new CheckpointError(`${dir}: no such export folder (-m expects the folder heads export wrote, or its onnx/ subfolder)`);
+  if (!existsSync(dir) || !statSync(dir).isDirectory())
+    throw new CheckpointError(`${dir}: no such export folder (-m expects the folder heads export wrote, or its onnx/ subfolder)`);
   if (existsSync(join(dir, ONNX_FILES.metadata))) return dir;
   if (existsSync(join(dir, 'onnx', ONNX_FILES.metadata))) return join(dir, 'onnx');
-  throw new CheckpointError(`${dir}: not an ONNX export folder (expected ${ONNX_FILES.metadata} in it or in ${join(dir, 'onnx')}; export one with heads export <run> --format onnx)`);
+  throw new CheckpointError(
+    `${dir}: not an ONNX export folder (expected ${ONNX_FILES.metadata} in it or in ${join(dir, 'onnx')}; export one with heads export <run> --format onnx)`,
+  );
 }
 
 /** Whether `dir` is (or holds) an ONNX export folder. */
@@ -82,21 +87,34 @@ export async function loadOnnxModel(dir: string, opts: OnnxSessionOptions = {}):
   } catch (e) {
     throw e instanceof HeadsError ? new CheckpointError(e.message) : e;
   }
-  if (tokenizer.vocabSize !== metadata.vocabSize) throw new CheckpointError(`${join(folder, ONNX_FILES.tokenizer)}: ${tokenizer.vocabSize} tokens, but ${metaPath} says vocabSize ${metadata.vocabSize}`);
+  if (tokenizer.vocabSize !== metadata.vocabSize)
+    throw new CheckpointError(`${join(folder, ONNX_FILES.tokenizer)}: ${tokenizer.vocabSize} tokens, but ${metaPath} says vocabSize ${metadata.vocabSize}`);
   const ort = await loadOnnxRuntime();
   const options = { graphOptimizationLevel: 'all' as const, ...(opts.threads ? { intraOpNumThreads: opts.threads, interOpNumThreads: 1 } : {}) };
   const open = async (bytes: Uint8Array, file: string): Promise<OrtSessionLike> => {
     try {
       return await ort.InferenceSession.create(bytes, options);
     } catch (e) {
-      throw new CheckpointError(`${join(folder, file)}: not a valid ONNX model (onnxruntime-node: ${String((e as Error).message ?? e).split('\n')[0]!.slice(0, 300)})`);
+      throw new CheckpointError(
+        `${join(folder, file)}: not a valid ONNX model (onnxruntime-node: ${String((e as Error).message ?? e)
+          .split('\n')[0]!
+          .slice(0, 300)})`,
+      );
     }
   };
   const encoder = await open(encoderBytes, ONNX_FILES.encoder);
   const decoder = await open(decoderBytes, ONNX_FILES.decoder);
   checkNames(encoder, expectedNames(metadata, 'encoder'), join(folder, ONNX_FILES.encoder));
   checkNames(decoder, expectedNames(metadata, 'decoder'), join(folder, ONNX_FILES.decoder));
-  return { encoder, decoder, metadata, Tensor: ort.Tensor as unknown as OrtTensorClass, tokenizer, folder, files: { encoderBytes: encoderBytes.byteLength, decoderBytes: decoderBytes.byteLength } };
+  return {
+    encoder,
+    decoder,
+    metadata,
+    Tensor: ort.Tensor as unknown as OrtTensorClass,
+    tokenizer,
+    folder,
+    files: { encoderBytes: encoderBytes.byteLength, decoderBytes: decoderBytes.byteLength },
+  };
 }
 
 /** The input and output names a graph must have for the head counts of model.json. */
@@ -118,6 +136,8 @@ function checkNames(s: OrtSessionLike, want: { inputs: string[]; outputs: string
     return [...missing.map((n) => `missing ${n}`), ...extra.map((n) => `unexpected ${n}`)];
   };
   // log_probs came after the first exports: without it beam search normalises the logits itself
-  const problems = [...diff(s.inputNames, want.inputs).map((p) => `input ${p}`), ...diff(s.outputNames, want.outputs).map((p) => `output ${p}`)].filter((p) => p !== `output missing ${ONNX_NAMES.logProbs}`);
+  const problems = [...diff(s.inputNames, want.inputs).map((p) => `input ${p}`), ...diff(s.outputNames, want.outputs).map((p) => `output ${p}`)].filter(
+    (p) => p !== `output missing ${ONNX_NAMES.logProbs}`,
+  );
   if (problems.length) throw new CheckpointError(`${path}: does not fit its model.json (head counts per layer): ${problems.slice(0, 4).join('; ')}`);
 }

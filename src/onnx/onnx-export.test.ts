@@ -54,14 +54,33 @@ const describeOrt = hasOrt ? describe : describe.skip;
 const root = mkdtempSync(join(tmpdir(), 'heads-onnx-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-const SENTENCES = ['the cat sat on the mat .', 'a dog ran in the park', 'the bird sings', 'cats and dogs are friends .', 'on the mat sat a cat', 'dogs sat', 'a bird in the park sings on the mat .'];
+const SENTENCES = [
+  'the cat sat on the mat .',
+  'a dog ran in the park',
+  'the bird sings',
+  'cats and dogs are friends .',
+  'on the mat sat a cat',
+  'dogs sat',
+  'a bird in the park sings on the mat .',
+];
 
 function tinyConfig(model: Partial<HeadsConfig['model']>): HeadsConfig {
   return {
     ...DEFAULT_CONFIG,
     name: 'tiny',
     seed: 3,
-    model: { ...DEFAULT_CONFIG.model, encoderLayers: 2, decoderLayers: 2, heads: 4, dModel: 16, dFF: 32, maxPositions: 64, norm: 'post', tieEmbeddings: true, ...model },
+    model: {
+      ...DEFAULT_CONFIG.model,
+      encoderLayers: 2,
+      decoderLayers: 2,
+      heads: 4,
+      dModel: 16,
+      dFF: 32,
+      maxPositions: 64,
+      norm: 'post',
+      tieEmbeddings: true,
+      ...model,
+    },
     gates: { ...DEFAULT_CONFIG.gates, attention: ['enc-self', 'dec-self', 'dec-enc'] },
     eval: { ...DEFAULT_CONFIG.eval, beamSize: 4, maxLenA: 1, maxLenB: 4, batchSentences: 3 },
   };
@@ -77,10 +96,16 @@ async function makeRun(name: string, model: Partial<HeadsConfig['model']>): Prom
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
   const m = createTransformer(config.model, tok.vocabSize, new Rng(1));
   const rng = new Rng(2);
-  for (const [n, v] of m.params.vars) m.params.assign(n, v.shape, Float32Array.from({ length: v.size }, () => rng.normal() * 0.5 + (n.endsWith('.g') ? 1 : 0)));
+  for (const [n, v] of m.params.vars)
+    m.params.assign(
+      n,
+      v.shape,
+      Float32Array.from({ length: v.size }, () => rng.normal() * 0.5 + (n.endsWith('.g') ? 1 : 0)),
+    );
   const params: NamedArrays = await m.params.toArrays();
   const gates = new HeadGates(config.gates, m.shape, config.seed);
-  for (const [n, v] of gates.variables) params[n] = { shape: v.shape.slice(), data: Float32Array.from({ length: v.size }, (_, i) => [20, 1.2, -0.7, 0.4, 20][(i + n.length) % 5]!) };
+  for (const [n, v] of gates.variables)
+    params[n] = { shape: v.shape.slice(), data: Float32Array.from({ length: v.size }, (_, i) => [20, 1.2, -0.7, 0.4, 20][(i + n.length) % 5]!) };
   gates.dispose();
   writeCheckpoint(dir, { step: 50, dataPosition: { epoch: 0, batch: 0 }, adamStep: 0, config, extra: {} }, params, {}, 1);
   m.dispose();
@@ -88,7 +113,17 @@ async function makeRun(name: string, model: Partial<HeadsConfig['model']>): Prom
 }
 
 const SHAPE = originalMaskShape(tinyConfig({}).model);
-const PRUNED = { 'enc-self': [[0, 2, 3], [1]], 'dec-self': [[0, 1, 2, 3], [2, 3]], 'dec-enc': [[1, 3], [0, 1, 2]] };
+const PRUNED = {
+  'enc-self': [[0, 2, 3], [1]],
+  'dec-self': [
+    [0, 1, 2, 3],
+    [2, 3],
+  ],
+  'dec-enc': [
+    [1, 3],
+    [0, 1, 2],
+  ],
+};
 const ZERO_HEADS = { 'enc-self': [[0, 1], []], 'dec-self': [[], [1, 2]], 'dec-enc': [[3], []] };
 
 let postRun: string;
@@ -115,7 +150,14 @@ const VARIANTS: Variant[] = [
 ];
 
 async function exportVariant(v: Variant, dir: string): Promise<void> {
-  await exportModel({ from: v.run(), mask: v.mask, outDir: dir, formats: ['heads', 'onnx'], ...(v.int8 ? { int8: true } : {}), ...(v.ffn ? { ffn: { fraction: v.ffn, scope: 'per-layer' } } : {}) });
+  await exportModel({
+    from: v.run(),
+    mask: v.mask,
+    outDir: dir,
+    formats: ['heads', 'onnx'],
+    ...(v.int8 ? { int8: true } : {}),
+    ...(v.ffn ? { ffn: { fraction: v.ffn, scope: 'per-layer' } } : {}),
+  });
 }
 
 /** A padded batch of source ids and random target prefixes (ids >= 3, <s> first). */
@@ -141,7 +183,10 @@ function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 async function toolkitLogits(dir: string, x: ReturnType<typeof batch>): Promise<Float32Array> {
   const ex = loadModel(dir);
   try {
-    return tf.tidy(() => ex.model.forward(tf.tensor2d(x.src, [x.B, x.S], 'int32'), tf.tensor2d(x.tgt, [x.B, x.T], 'int32'), { isTraining: false }).dataSync() as Float32Array);
+    return tf.tidy(
+      () =>
+        ex.model.forward(tf.tensor2d(x.src, [x.B, x.S], 'int32'), tf.tensor2d(x.tgt, [x.B, x.T], 'int32'), { isTraining: false }).dataSync() as Float32Array,
+    );
   } finally {
     ex.model.dispose();
   }
@@ -178,7 +223,7 @@ describeOrt.each(VARIANTS)('ONNX export in onnxruntime-node: $name', (v) => {
     expect(d).toBeLessThan(1e-4);
   });
 
-  it('greedy and beam-4 translations are the toolkit translate path\'s', async () => {
+  it("greedy and beam-4 translations are the toolkit translate path's", async () => {
     for (const beam of [1, 4]) expect(await onnxTranslations(m, beam)).toEqual(await toolkitTranslations(dir, beam));
   });
 
@@ -220,7 +265,10 @@ describeOrt('the export folder', () => {
 
   it('refuses bad folders with one line naming the file', async () => {
     const expectOneLine = async (p: Promise<unknown>, re: RegExp) => {
-      const e = await p.then(() => null, (x: unknown) => x);
+      const e = await p.then(
+        () => null,
+        (x: unknown) => x,
+      );
       expect(e).toBeInstanceOf(CheckpointError);
       expect((e as Error).message).toMatch(re);
       expect((e as Error).message).not.toContain('\n');
@@ -281,11 +329,29 @@ describeOrt('heads export --format all and heads translate --engine onnx (CLI ha
     const out = join(root, 'cli-all');
     const input = join(root, 'cli.en');
     writeFileSync(input, SENTENCES.join('\n') + '\n');
-    await quiet(() => exportCommand.handler({ _: ['export'], $0: 'heads', model: postRun, 'mask-descriptor': 'E:1:2 D:2:1,2,3,4 A:1:1', out, 'runs-dir': root, format: 'all', verify: true, 'fold-gates': true, backend: tf.getBackend() as 'wasm' } as Parameters<typeof exportCommand.handler>[0]));
+    await quiet(() =>
+      exportCommand.handler({
+        _: ['export'],
+        $0: 'heads',
+        model: postRun,
+        'mask-descriptor': 'E:1:2 D:2:1,2,3,4 A:1:1',
+        out,
+        'runs-dir': root,
+        format: 'all',
+        verify: true,
+        'fold-gates': true,
+        backend: tf.getBackend() as 'wasm',
+      } as Parameters<typeof exportCommand.handler>[0]),
+    );
     expect(process.exitCode ?? 0).toBe(0);
-    for (const f of ['checkpoints/latest.json', 'safetensors/model.safetensors', 'onnx/encoder.onnx', 'onnx/decoder.onnx']) expect(existsSync(join(out, f))).toBe(true);
+    for (const f of ['checkpoints/latest.json', 'safetensors/model.safetensors', 'onnx/encoder.onnx', 'onnx/decoder.onnx'])
+      expect(existsSync(join(out, f))).toBe(true);
     const translate = (engine: 'tfjs' | 'onnx', model: string, output: string) =>
-      quiet(() => translateCommand.handler({ _: ['translate'], $0: 'heads', model, input, output, beam: 4, backend: 'auto', engine } as Parameters<typeof translateCommand.handler>[0]));
+      quiet(() =>
+        translateCommand.handler({ _: ['translate'], $0: 'heads', model, input, output, beam: 4, backend: 'auto', engine } as Parameters<
+          typeof translateCommand.handler
+        >[0]),
+      );
     await translate('tfjs', out, join(root, 'cli.tfjs.de'));
     await translate('onnx', out, join(root, 'cli.onnx.de'));
     expect(process.exitCode ?? 0).toBe(0);
@@ -466,7 +532,9 @@ describeOrt('int8: ONNX MatMulInteger graphs', () => {
     expect(maxDiff(got, want)).toBeLessThan(1e-4);
     const floatLogits = await toolkitLogits(dir, x); // the toolkit int8 export: weight-only, float activations
     const vsFloat = maxDiff(got, floatLogits);
-    console.log(`int8 ONNX vs independent int8 reference: max |logit diff| ${maxDiff(got, want).toExponential(2)}; vs the weight-only int8 toolkit model: ${vsFloat.toExponential(2)}`);
+    console.log(
+      `int8 ONNX vs independent int8 reference: max |logit diff| ${maxDiff(got, want).toExponential(2)}; vs the weight-only int8 toolkit model: ${vsFloat.toExponential(2)}`,
+    );
     expect(vsFloat).toBeGreaterThan(1e-4);
   });
 
@@ -497,4 +565,3 @@ describeOrt('int8: ONNX MatMulInteger graphs', () => {
     expect(beam).toHaveLength(ids.length);
   });
 });
-

@@ -56,7 +56,11 @@ export function buildOnnxExport(i: OnnxExportInput): { encoder: Uint8Array; deco
     specialIds: { pad: PAD_ID, bos: BOS_ID, eos: EOS_ID },
     generation: i.generation,
     quantization: i.int8
-      ? { method: 'int8-matmul-integer', weights: 'int8, symmetric per output channel (scale = max|w| / 127), as heads export --int8', activations: 'int8, symmetric per row (token) on the fly: s = max|x| / 127; MatMulInteger int8 x int8 -> int32, times s * weight scale' }
+      ? {
+          method: 'int8-matmul-integer',
+          weights: 'int8, symmetric per output channel (scale = max|w| / 127), as heads export --int8',
+          activations: 'int8, symmetric per row (token) on the fly: s = max|x| / 127; MatMulInteger int8 x int8 -> int32, times s * weight scale',
+        }
       : null,
     tokenizer: { file: ONNX_FILES.tokenizer, sha256: createHash('sha256').update(i.tokenizerText).digest('hex'), kind: 'heads-bpe' },
     source: i.source,
@@ -65,8 +69,14 @@ export function buildOnnxExport(i: OnnxExportInput): { encoder: Uint8Array; deco
   };
   const props = metadataProps(metadata);
   const o = { int8: i.int8 };
-  const encoder = buildEncoderGraph(c, i.vocabSize, i.params, o).toBytes({ ...props, graph: 'encoder' }, 'heads Transformer encoder: src_ids -> src_bias, cross keys/values per decoder layer (see src/onnx/README.md)');
-  const decoder = buildDecoderGraph(c, i.vocabSize, i.params, o).toBytes({ ...props, graph: 'decoder' }, 'heads Transformer decoder step with key/value cache (see src/onnx/README.md)');
+  const encoder = buildEncoderGraph(c, i.vocabSize, i.params, o).toBytes(
+    { ...props, graph: 'encoder' },
+    'heads Transformer encoder: src_ids -> src_bias, cross keys/values per decoder layer (see src/onnx/README.md)',
+  );
+  const decoder = buildDecoderGraph(c, i.vocabSize, i.params, o).toBytes(
+    { ...props, graph: 'decoder' },
+    'heads Transformer decoder step with key/value cache (see src/onnx/README.md)',
+  );
   return { encoder, decoder, metadata };
 }
 
@@ -78,7 +88,11 @@ export function metadataProps(m: OnnxExportMetadata): Record<string, string> {
 }
 
 /** Write `dir` (created): encoder.onnx, decoder.onnx, model.json, tokenizer.json. Returns the file sizes. */
-export function writeOnnxExport(dir: string, built: ReturnType<typeof buildOnnxExport>, tokenizerText: Buffer): { encoderBytes: number; decoderBytes: number; path: string } {
+export function writeOnnxExport(
+  dir: string,
+  built: ReturnType<typeof buildOnnxExport>,
+  tokenizerText: Buffer,
+): { encoderBytes: number; decoderBytes: number; path: string } {
   makeDirs(dir);
   writeFileAtomic(join(dir, ONNX_FILES.encoder), Buffer.from(built.encoder.buffer, built.encoder.byteOffset, built.encoder.byteLength));
   writeFileAtomic(join(dir, ONNX_FILES.decoder), Buffer.from(built.decoder.buffer, built.decoder.byteOffset, built.decoder.byteLength));

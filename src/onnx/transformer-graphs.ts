@@ -40,8 +40,22 @@ export interface GraphOptions {
   int8: boolean;
 }
 
-
-const MODEL_KEYS_SUPPORTED = new Set(['encoderLayers', 'decoderLayers', 'heads', 'dModel', 'dFF', 'dropout', 'attentionDropout', 'norm', 'tieEmbeddings', 'maxPositions', 'keptHeads', 'attentionPatterns', 'ffnWidths', 'moe']);
+const MODEL_KEYS_SUPPORTED = new Set([
+  'encoderLayers',
+  'decoderLayers',
+  'heads',
+  'dModel',
+  'dFF',
+  'dropout',
+  'attentionDropout',
+  'norm',
+  'tieEmbeddings',
+  'maxPositions',
+  'keptHeads',
+  'attentionPatterns',
+  'ffnWidths',
+  'moe',
+]);
 
 /** Options of imported models (src/import/) that the graphs support at their default value only. */
 function isDefaultValue(c: ModelConfig, key: string, v: unknown): boolean {
@@ -68,7 +82,9 @@ export function onnxUnsupported(c: ModelConfig): string[] {
   if (c.attentionPatterns) problems.push('model.attentionPatterns (sparse attention masks) is not supported by the ONNX export');
   for (const [k, v] of Object.entries(c as Record<string, unknown>)) {
     if (MODEL_KEYS_SUPPORTED.has(k) || v === null || v === undefined || isDefaultValue(c, k, v)) continue;
-    problems.push(`model.${k} = ${JSON.stringify(v)} is not supported by the ONNX export (it builds the toolkit's own Transformer: ReLU FFNs, interleaved sinusoidal positions, embeddings x sqrt(dModel), no logits bias)`);
+    problems.push(
+      `model.${k} = ${JSON.stringify(v)} is not supported by the ONNX export (it builds the toolkit's own Transformer: ReLU FFNs, interleaved sinusoidal positions, embeddings x sqrt(dModel), no logits bias)`,
+    );
   }
   return problems;
 }
@@ -246,14 +262,22 @@ class TransformerGraph {
 /** Sizes the graphs are built for, checked against the parameters. */
 function checkParams(c: ModelConfig, vocab: number, params: NamedArrays): void {
   const table = params[c.tieEmbeddings ? 'emb.shared' : 'emb.src'];
-  if (!table || table.shape[0] !== vocab || table.shape[1] !== c.dModel) throw new CheckpointError(`onnx export: embedding table of shape [${table?.shape ?? 'missing'}], expected [${vocab}, ${c.dModel}]`);
+  if (!table || table.shape[0] !== vocab || table.shape[1] !== c.dModel)
+    throw new CheckpointError(`onnx export: embedding table of shape [${table?.shape ?? 'missing'}], expected [${vocab}, ${c.dModel}]`);
   const h = headsPerLayer(c);
   const dHead = c.dModel / c.heads;
-  for (const [stack, prefix, layers] of [['enc-self', 'enc', c.encoderLayers], ['dec-self', 'dec', c.decoderLayers], ['dec-enc', 'dec', c.decoderLayers]] as const) {
+  for (const [stack, prefix, layers] of [
+    ['enc-self', 'enc', c.encoderLayers],
+    ['dec-self', 'dec', c.decoderLayers],
+    ['dec-enc', 'dec', c.decoderLayers],
+  ] as const) {
     for (let l = 0; l < layers; l++) {
       const name = `${prefix}.${l}.${stack === 'dec-enc' ? 'cross' : 'self'}.wq`;
       const w = params[name];
-      if (!w || w.shape[1] !== h[stack][l]! * dHead) throw new CheckpointError(`onnx export: ${name} has shape [${w?.shape ?? 'missing'}], expected [${c.dModel}, ${h[stack][l]! * dHead}] (${h[stack][l]} heads)`);
+      if (!w || w.shape[1] !== h[stack][l]! * dHead)
+        throw new CheckpointError(
+          `onnx export: ${name} has shape [${w?.shape ?? 'missing'}], expected [${c.dModel}, ${h[stack][l]! * dHead}] (${h[stack][l]} heads)`,
+        );
     }
   }
 }

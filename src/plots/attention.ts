@@ -70,21 +70,64 @@ export function attentionMapFigure(maps: AttentionMapData | readonly AttentionMa
       ygap: 1,
       customdata: m.queryTokens.map((q) => m.keyTokens.map((k) => `${escapeLabel(q)} → ${escapeLabel(k)}`)),
       hovertemplate: `${m.key}<br>%{customdata}: %{z:.3f}<extra></extra>`,
-      ...(threshold !== undefined ? { text: m.weights.map((row) => row.map((w) => (w >= threshold ? w.toFixed(2) : ''))), texttemplate: '%{text}', textfont: { size: 9 } } : {}),
+      ...(threshold !== undefined
+        ? { text: m.weights.map((row) => row.map((w) => (w >= threshold ? w.toFixed(2) : ''))), texttemplate: '%{text}', textfont: { size: 9 } }
+        : {}),
       name: m.key,
     };
   });
   const sentence = list[0]?.sentence;
-  const about = typeof sentence === 'number' ? ` (sentence ${sentence})` : typeof sentence === 'string' ? ` of "${escapeLabel(sentence.length > 60 ? `${sentence.slice(0, 57)}...` : sentence)}"` : '';
+  const about =
+    typeof sentence === 'number'
+      ? ` (sentence ${sentence})`
+      : typeof sentence === 'string'
+        ? ` of "${escapeLabel(sentence.length > 60 ? `${sentence.slice(0, 57)}...` : sentence)}"`
+        : '';
   const layout = baseLayout(opts.title ?? `Attention${about}`, width, Math.round(Math.max(420, longest * cell + 230)));
   layout.margin = { l: 110, r: 40, t: 80, b: 130 };
   layout.annotations = [];
   list.forEach((m, i) => {
     const ax = panelAxes(i);
     const s = sides(m.key);
-    setAxis(layout, ax.xKey, axis(s.key, { domain: domains[i], anchor: ax.y, tickmode: 'array', tickvals: m.keyTokens.map((_, k) => k), ticktext: m.keyTokens.map(escapeLabel), tickangle: -60, showgrid: false, zeroline: false, tickfont: { size: 11 } }));
-    setAxis(layout, ax.yKey, axis(s.query, { anchor: ax.x, tickmode: 'array', tickvals: m.queryTokens.map((_, q) => q), ticktext: m.queryTokens.map(escapeLabel), autorange: 'reversed', showgrid: false, zeroline: false, tickfont: { size: 11 } }));
-    layout.annotations!.push({ text: `<b>${m.key}</b>`, showarrow: false, xref: ax.xDomain, yref: ax.yDomain, x: 0.5, y: 1.01, xanchor: 'center', yanchor: 'bottom' });
+    setAxis(
+      layout,
+      ax.xKey,
+      axis(s.key, {
+        domain: domains[i],
+        anchor: ax.y,
+        tickmode: 'array',
+        tickvals: m.keyTokens.map((_, k) => k),
+        ticktext: m.keyTokens.map(escapeLabel),
+        tickangle: -60,
+        showgrid: false,
+        zeroline: false,
+        tickfont: { size: 11 },
+      }),
+    );
+    setAxis(
+      layout,
+      ax.yKey,
+      axis(s.query, {
+        anchor: ax.x,
+        tickmode: 'array',
+        tickvals: m.queryTokens.map((_, q) => q),
+        ticktext: m.queryTokens.map(escapeLabel),
+        autorange: 'reversed',
+        showgrid: false,
+        zeroline: false,
+        tickfont: { size: 11 },
+      }),
+    );
+    layout.annotations!.push({
+      text: `<b>${m.key}</b>`,
+      showarrow: false,
+      xref: ax.xDomain,
+      yref: ax.yDomain,
+      x: 0.5,
+      y: 1.01,
+      xanchor: 'center',
+      yanchor: 'bottom',
+    });
   });
   return { data, layout };
 }

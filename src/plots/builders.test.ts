@@ -3,12 +3,29 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readHeadMask } from '../io/head-mask.js';
 import { attentionMapFigure } from './attention.js';
-import { bleuPointsFromPruningCurve, bleuPointsFromResults, bleuVsHeadsFigure, keptPerTypeFigure, prunedTypes, roleCategory, survivingRolesFigure } from './experiments.js';
+import {
+  bleuPointsFromPruningCurve,
+  bleuPointsFromResults,
+  bleuVsHeadsFigure,
+  keptPerTypeFigure,
+  prunedTypes,
+  roleCategory,
+  survivingRolesFigure,
+} from './experiments.js';
 import type { FigureSpec, Trace } from './figure.js';
 import { closingOrder, closingOrderFigure, expectedOpenHeadsFigure, gateTrajectories, headLineStyle, keepRuleOf } from './gates.js';
 import { hardConcrete, LOUIZOS_BETA } from '../gates/hard-concrete.js';
 import { agreementHeatmap, headHeatmap, headHeatmapGrid, maskMap } from './heatmap.js';
-import { headScoresOf, readAttentionMaps, readExperimentResults, readGateTrajectory, readHeadScores, readMetrics, readPruningCurve, selectScore } from './readers.js';
+import {
+  headScoresOf,
+  readAttentionMaps,
+  readExperimentResults,
+  readGateTrajectory,
+  readHeadScores,
+  readMetrics,
+  readPruningCurve,
+  selectScore,
+} from './readers.js';
 import { trainingCurves } from './training.js';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
@@ -139,7 +156,12 @@ describe('gate figures', () => {
 
   it('many heads of several types: one panel per type, the same y range, the threshold on each', () => {
     const fig = gateTrajectories(traj, { arrangement: 'by-type' });
-    expect(fig.data.map((d) => [d.name, field(d, 'xaxis')])).toEqual([['enc-self.0.0', 'x'], ['enc-self.0.1', 'x'], ['dec-enc.0.0', 'x2'], ['dec-enc.0.1', 'x2']]);
+    expect(fig.data.map((d) => [d.name, field(d, 'xaxis')])).toEqual([
+      ['enc-self.0.0', 'x'],
+      ['enc-self.0.1', 'x'],
+      ['dec-enc.0.0', 'x2'],
+      ['dec-enc.0.1', 'x2'],
+    ]);
     expect((fig.layout.yaxis2 as { range: number[] }).range).toEqual([0, 1.02]);
     expect(axisTitle(fig, 'xaxis2')).toBe('training step');
     expect(fig.layout.shapes).toHaveLength(2);
@@ -166,7 +188,13 @@ describe('gate figures', () => {
 
   it('expected open heads per type, kept heads and lambda1 on a second panel', () => {
     const fig = expectedOpenHeadsFigure(readMetrics(FIXTURES), { targetHeads: 2 });
-    expect(fig.data.map((d) => d.name)).toEqual(['all gated heads', 'encoder self-attention', 'decoder-encoder attention', 'heads kept (P(g=1) > P(g=0))', 'λ1 (all)']);
+    expect(fig.data.map((d) => d.name)).toEqual([
+      'all gated heads',
+      'encoder self-attention',
+      'decoder-encoder attention',
+      'heads kept (P(g=1) > P(g=0))',
+      'λ1 (all)',
+    ]);
     expect(field(fig.data[0], 'y')).toEqual([3.6, 3.1, 2.4, 2.1]);
     expect(field(fig.data[4], 'yaxis')).toBe('y2');
     expect(field(fig.data[4], 'y')).toEqual([0.01, 0.03, 0.05, 0.06]);
@@ -179,10 +207,19 @@ describe('layer x head grids', () => {
     const fig = headHeatmap(selectScore(readHeadScores(FIXTURES), 'importance_per_token'));
     expect(fig.data).toHaveLength(2); // enc-self and dec-enc have values; dec-self none
     expect(fig.data.map((d) => d.name)).toEqual(['enc-self', 'dec-enc']);
-    expect(field(fig.data[0], 'z')).toEqual([[0.12, 0.02], [0.33, 0.05]]);
+    expect(field(fig.data[0], 'z')).toEqual([
+      [0.12, 0.02],
+      [0.33, 0.05],
+    ]);
     expect(field(fig.data[1], 'z')).toEqual([[0.5, -0.01]]);
-    expect(field(fig.data[0], 'customdata')).toEqual([['enc-self.0.0', 'enc-self.0.1'], ['enc-self.1.0', 'enc-self.1.1']]);
-    expect(field(fig.data[0], 'text')).toEqual([['0.12', '0.02'], ['0.33', '0.05']]);
+    expect(field(fig.data[0], 'customdata')).toEqual([
+      ['enc-self.0.0', 'enc-self.0.1'],
+      ['enc-self.1.0', 'enc-self.1.1'],
+    ]);
+    expect(field(fig.data[0], 'text')).toEqual([
+      ['0.12', '0.02'],
+      ['0.33', '0.05'],
+    ]);
     // a signed score gets a diverging scale centred on 0
     expect(field(fig.data[0], 'zmin')).toBe(-0.5);
     expect(field(fig.data[0], 'zmax')).toBe(0.5);
@@ -196,14 +233,20 @@ describe('layer x head grids', () => {
 
   it('a probability keeps the [0, 1] range and empty cells stay null', () => {
     const fig = headHeatmap(selectScore(readHeadScores(FIXTURES), 'gate_p_open'));
-    expect(field(fig.data[0], 'z')).toEqual([[0.9, 0.2], [0.7, null]]);
+    expect(field(fig.data[0], 'z')).toEqual([
+      [0.9, 0.2],
+      [0.7, null],
+    ]);
     expect([field(fig.data[0], 'zmin'), field(fig.data[0], 'zmax'), field(fig.data[0], 'colorscale')]).toEqual([0, 1, 'Viridis']);
     expect((field(fig.data[0], 'colorbar') as { title: { text: string } }).title.text).toBe('P(gate open) = P(g ≠ 0)');
   });
 
   it('without a shape the grid spans the heads present', () => {
     const fig = headHeatmap({ name: 's', label: 's', values: { 'dec-self.1.2': 1 } });
-    expect(field(fig.data[0], 'z')).toEqual([[null, null, null], [null, null, 1]]);
+    expect(field(fig.data[0], 'z')).toEqual([
+      [null, null, null],
+      [null, null, 1],
+    ]);
   });
 
   it('a grid of scores: one row per score, one column per attention type, each row on its own range', () => {
@@ -213,7 +256,12 @@ describe('layer x head grids', () => {
       { name: 'confidence', label: 'confidence', get: (e: { b: number | null }) => e.b },
     ];
     const fig = headHeatmapGrid(cols.map((c) => headScoresOf(heads, c)));
-    expect(fig.data.map((d) => [d.name, field(d, 'xaxis'), field(d, 'yaxis')])).toEqual([['a enc-self', 'x', 'y'], ['a dec-enc', 'x2', 'y2'], ['confidence enc-self', 'x3', 'y3'], ['confidence dec-enc', 'x4', 'y4']]);
+    expect(fig.data.map((d) => [d.name, field(d, 'xaxis'), field(d, 'yaxis')])).toEqual([
+      ['a enc-self', 'x', 'y'],
+      ['a dec-enc', 'x2', 'y2'],
+      ['confidence enc-self', 'x3', 'y3'],
+      ['confidence dec-enc', 'x4', 'y4'],
+    ]);
     expect(field(fig.data[0], 'z')).toEqual([[1, 3]]);
     expect(field(fig.data[2], 'z')).toEqual([[0.5, null]]);
     expect([field(fig.data[0], 'zmin'), field(fig.data[0], 'zmax')]).toEqual([1, 3]);
@@ -224,19 +272,37 @@ describe('layer x head grids', () => {
   });
 
   it('the agreement matrix is square on [-1, 1] with the values in the cells', () => {
-    const fig = agreementHeatmap(['a', 'b'], [[1, -0.25], [-0.25, null]]);
-    expect(field(fig.data[0], 'z')).toEqual([[1, -0.25], [-0.25, null]]);
-    expect(field(fig.data[0], 'text')).toEqual([['1.00', '-0.25'], ['-0.25', '']]);
+    const fig = agreementHeatmap(
+      ['a', 'b'],
+      [
+        [1, -0.25],
+        [-0.25, null],
+      ],
+    );
+    expect(field(fig.data[0], 'z')).toEqual([
+      [1, -0.25],
+      [-0.25, null],
+    ]);
+    expect(field(fig.data[0], 'text')).toEqual([
+      ['1.00', '-0.25'],
+      ['-0.25', ''],
+    ]);
     expect([field(fig.data[0], 'zmin'), field(fig.data[0], 'zmax'), field(fig.data[0], 'x'), field(fig.data[0], 'y')]).toEqual([-1, 1, ['a', 'b'], ['a', 'b']]);
   });
 
   it('the mask map marks kept (1) and pruned (0) heads; untouched types are all kept', () => {
     const fig = maskMap(readHeadMask(fx('mask.json')));
     expect(fig.data.map((d) => d.name)).toEqual(['enc-self', 'dec-self', 'dec-enc']);
-    expect(field(fig.data[0], 'z')).toEqual([[1, 0], [1, 1]]);
+    expect(field(fig.data[0], 'z')).toEqual([
+      [1, 0],
+      [1, 1],
+    ]);
     expect(field(fig.data[1], 'z')).toEqual([[1, 1]]);
     expect(field(fig.data[2], 'z')).toEqual([[0, 0]]);
-    expect(field(fig.data[0], 'text')).toEqual([['0.0', '0.1'], ['1.0', '1.1']]);
+    expect(field(fig.data[0], 'text')).toEqual([
+      ['0.0', '0.1'],
+      ['1.0', '1.1'],
+    ]);
     expect(layoutTitle(fig)).toBe('Head mask: 5 of 8 heads kept (gates (budget 2))');
     expect((fig.layout.annotations ?? []).map((a) => a.text)).toContain('dec-self: 2 of 2 kept (not pruned)');
   });
@@ -246,7 +312,11 @@ describe('attention maps', () => {
   it('tokens on both axes (escaped for plotly), weights as z, one panel per head', () => {
     const fig = attentionMapFigure(readAttentionMaps(fx('attention-maps.json')));
     expect(fig.data).toHaveLength(2);
-    expect(field(fig.data[0], 'z')).toEqual([[0.7, 0.2, 0.1], [0.9, 0.05, 0.05], [0.1, 0.85, 0.05]]);
+    expect(field(fig.data[0], 'z')).toEqual([
+      [0.7, 0.2, 0.1],
+      [0.9, 0.05, 0.05],
+      [0.1, 0.85, 0.05],
+    ]);
     const layout = fig.layout as Record<string, { ticktext?: string[] }>;
     expect(layout.xaxis!.ticktext).toEqual(['▁the', '▁house', '&lt;/s&gt;']);
     expect(layout.yaxis!.ticktext).toEqual(['&lt;s&gt;', '▁Das', '▁Haus']);
@@ -263,7 +333,12 @@ describe('experiment figures', () => {
 
   it('BLEU against heads kept: near-equal scores get at least a 2-BLEU y range (not 0.06 stretched over the plot)', () => {
     const yRange = (bleus: number[], base?: number) =>
-      (bleuVsHeadsFigure([...bleus.map((b, i) => ({ method: 'l0', headsKept: 10 - i, bleu: b })), ...(base === undefined ? [] : [{ method: 'baseline', headsKept: 12, bleu: base }])]).layout.yaxis as { range?: number[] }).range;
+      (
+        bleuVsHeadsFigure([
+          ...bleus.map((b, i) => ({ method: 'l0', headsKept: 10 - i, bleu: b })),
+          ...(base === undefined ? [] : [{ method: 'baseline', headsKept: 12, bleu: base }]),
+        ]).layout.yaxis as { range?: number[] }
+      ).range;
     const r = yRange([19.03, 19.07, 19.09], 19.05)!;
     expect(r[1]! - r[0]!).toBeCloseTo(2, 9);
     expect(r[0]!).toBeLessThan(19.03);
@@ -295,7 +370,14 @@ describe('experiment figures', () => {
 
   it('heads kept per attention type against BLEU: one line per type', () => {
     const fig = keptPerTypeFigure(rows);
-    expect(fig.data.map((d) => d.name)).toEqual(['encoder self-attention (l0)', 'decoder self-attention (l0)', 'decoder-encoder attention (l0)', 'encoder self-attention (importance)', 'decoder self-attention (importance)', 'decoder-encoder attention (importance)']);
+    expect(fig.data.map((d) => d.name)).toEqual([
+      'encoder self-attention (l0)',
+      'decoder self-attention (l0)',
+      'decoder-encoder attention (l0)',
+      'encoder self-attention (importance)',
+      'decoder self-attention (importance)',
+      'decoder-encoder attention (importance)',
+    ]);
     expect(field(fig.data[0], 'x')).toEqual([27.5, 28.9, 30.1]); // sorted by BLEU
     expect(field(fig.data[0], 'y')).toEqual([4, 3, 6]);
     expect(axisTitle(fig, 'xaxis')).toBe('BLEU');

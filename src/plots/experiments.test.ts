@@ -2,8 +2,25 @@ import { bleuVsModelBytesFigure } from './experiments.js';
 import { EXPERIMENT_RESULT_COLUMNS, type ExperimentResultRow, parseExperimentResults } from './readers.js';
 
 const row = (o: Partial<ExperimentResultRow>): ExperimentResultRow => ({
-  stage: 's', id: null, kind: 'export', method: 'float', attention: '-', lambda: null, targetHeads: null, keptEnc: 4, keptDecSelf: 2, keptDecEnc: 2,
-  bleu: 30, bleuTokLc: 31, devBleu: null, run: null, params: null, nonZeroParams: null, modelBytes: null, decodeSeconds: null, ...o,
+  stage: 's',
+  id: null,
+  kind: 'export',
+  method: 'float',
+  attention: '-',
+  lambda: null,
+  targetHeads: null,
+  keptEnc: 4,
+  keptDecSelf: 2,
+  keptDecEnc: 2,
+  bleu: 30,
+  bleuTokLc: 31,
+  devBleu: null,
+  run: null,
+  params: null,
+  nonZeroParams: null,
+  modelBytes: null,
+  decodeSeconds: null,
+  ...o,
 });
 
 describe('bleuVsModelBytesFigure', () => {
@@ -17,7 +34,11 @@ describe('bleuVsModelBytesFigure', () => {
     ];
     const fig = bleuVsModelBytesFigure(rows);
     expect(fig.data.map((t) => t.name)).toEqual(['float', 'magnitude-0.5', 'int8']);
-    expect(fig.data.map((t) => [(t as { x: number[] }).x[0], (t as { y: number[] }).y[0]])).toEqual([[4, 30.4], [4, 28], [1.25, 30.1]]);
+    expect(fig.data.map((t) => [(t as { x: number[] }).x[0], (t as { y: number[] }).y[0]])).toEqual([
+      [4, 30.4],
+      [4, 28],
+      [1.25, 30.1],
+    ]);
     expect((fig.data[1] as { text: string[] }).text[0]).toBe('magnitude: 1.00M params (0.60M non-zero)<br>decode 2.40 s');
     expect((fig.data[2] as { text: string[] }).text[0]).toBe('int8: 1.00M params');
     expect(new Set(fig.data.map((t) => (t as { marker: { symbol: string } }).marker.symbol)).size).toBe(3);
@@ -33,14 +54,21 @@ describe('bleuVsModelBytesFigure', () => {
 
 describe('results.csv columns', () => {
   it('reads a results.csv written before the size and speed columns existed: they are empty', () => {
-    const old = 'stage,id,kind,method,attention,lambda,targetHeads,keptEnc,keptDecSelf,keptDecEnc,bleu,bleuTokLc,devBleu,run\nbaseline,baseline,train,baseline,-,,,4,2,2,30.5,31.2,29.9,runs/x\n';
+    const old =
+      'stage,id,kind,method,attention,lambda,targetHeads,keptEnc,keptDecSelf,keptDecEnc,bleu,bleuTokLc,devBleu,run\nbaseline,baseline,train,baseline,-,,,4,2,2,30.5,31.2,29.9,runs/x\n';
     const [r] = parseExperimentResults(old, 'old.csv');
     expect(r).toMatchObject({ stage: 'baseline', bleu: 30.5, run: 'runs/x', params: null, nonZeroParams: null, modelBytes: null, decodeSeconds: null });
   });
 
   it('reads the new columns', () => {
     const text = `${EXPERIMENT_RESULT_COLUMNS.join(',')}\nint8,int8,export,int8,-,,,4,2,2,30.1,31,,runs/y,1000,1000,1250,0.75\n`;
-    expect(parseExperimentResults(text, 'new.csv')[0]).toMatchObject({ method: 'int8', params: 1000, nonZeroParams: 1000, modelBytes: 1250, decodeSeconds: 0.75 });
+    expect(parseExperimentResults(text, 'new.csv')[0]).toMatchObject({
+      method: 'int8',
+      params: 1000,
+      nonZeroParams: 1000,
+      modelBytes: 1250,
+      decodeSeconds: 0.75,
+    });
     expect(EXPERIMENT_RESULT_COLUMNS.slice(-4)).toEqual(['params', 'nonZeroParams', 'modelBytes', 'decodeSeconds']);
   });
 });

@@ -29,8 +29,13 @@ export interface BleuPoint {
 export type ReplicatedRow = ExperimentResultRow & { replicates?: readonly ExperimentResultRow[] };
 
 /** Error bars of one sd when any point has several replicates (undefined otherwise). */
-function errorBars(sds: ReadonlyArray<number | undefined>, color: string): { type: 'data'; array: number[]; visible: true; color: string; thickness: number; width: number } | undefined {
-  return sds.some((x) => x !== undefined && x > 0) ? { type: 'data', array: sds.map((x) => x ?? 0), visible: true, color, thickness: 1.2, width: 4 } : undefined;
+function errorBars(
+  sds: ReadonlyArray<number | undefined>,
+  color: string,
+): { type: 'data'; array: number[]; visible: true; color: string; thickness: number; width: number } | undefined {
+  return sds.some((x) => x !== undefined && x > 0)
+    ? { type: 'data', array: sds.map((x) => x ?? 0), visible: true, color, thickness: 1.2, width: 4 }
+    : undefined;
 }
 
 /** Methods whose rows are the unpruned reference, drawn as a dashed line instead of a series. */
@@ -89,7 +94,12 @@ export function bleuPointsFromResults(rows: readonly ExperimentResultRow[], opts
 
 /** Points of one importance-pruning run (heads kept in the pruned pool). */
 export function bleuPointsFromPruningCurve(rows: readonly PruningCurveRow[], method: string): BleuPoint[] {
-  return rows.map((r) => ({ method, headsKept: r.headsKept, bleu: r.bleu, label: `step ${r.step}${r.removed.length ? `: removed ${r.removed.join(' ')}` : ''}` }));
+  return rows.map((r) => ({
+    method,
+    headsKept: r.headsKept,
+    bleu: r.bleu,
+    label: `step ${r.step}${r.removed.length ? `: removed ${r.removed.join(' ')}` : ''}`,
+  }));
 }
 
 export interface BleuVsHeadsOptions {
@@ -119,10 +129,18 @@ export function bleuVsHeadsFigure(points: readonly BleuPoint[], opts: BleuVsHead
       name: method,
       x: mine.map((p) => p.headsKept),
       y: mine.map((p) => p.bleu),
-      text: mine.map((p) => `${p.label ?? ''}${p.n && p.n > 1 ? `<br>± ${(p.bleuSd ?? 0).toFixed(2)} BLEU, ± ${(p.headsSd ?? 0).toFixed(1)} heads (1 sd)` : ''}`),
+      text: mine.map(
+        (p) => `${p.label ?? ''}${p.n && p.n > 1 ? `<br>± ${(p.bleuSd ?? 0).toFixed(2)} BLEU, ± ${(p.headsSd ?? 0).toFixed(1)} heads (1 sd)` : ''}`,
+      ),
       hovertemplate: `${method}<br>%{x} heads: BLEU %{y:.2f}<br>%{text}<extra></extra>`,
-      error_y: errorBars(mine.map((p) => p.bleuSd), SERIES_COLORS[i % SERIES_COLORS.length]!),
-      error_x: errorBars(mine.map((p) => p.headsSd), SERIES_COLORS[i % SERIES_COLORS.length]!),
+      error_y: errorBars(
+        mine.map((p) => p.bleuSd),
+        SERIES_COLORS[i % SERIES_COLORS.length]!,
+      ),
+      error_x: errorBars(
+        mine.map((p) => p.headsSd),
+        SERIES_COLORS[i % SERIES_COLORS.length]!,
+      ),
       line: { color: SERIES_COLORS[i % SERIES_COLORS.length]!, width: 2 },
       marker: { size: 8, symbol: ['circle', 'square', 'diamond', 'triangle-up', 'x', 'cross'][i % 6] },
     };
@@ -136,11 +154,37 @@ export function bleuVsHeadsFigure(points: readonly BleuPoint[], opts: BleuVsHead
   if (baseline !== null && baselineSd && xs.length) {
     // the full model's ± 1 sd over seeds: a band between two invisible lines
     const xr = [0, Math.max(...xs)];
-    data.push({ type: 'scatter', mode: 'lines', x: xr, y: [baseline - baselineSd, baseline - baselineSd], line: { width: 0 }, showlegend: false, hoverinfo: 'skip' });
-    data.push({ type: 'scatter', mode: 'lines', name: 'full model ± 1 sd', x: xr, y: [baseline + baselineSd, baseline + baselineSd], fill: 'tonexty', fillcolor: 'rgba(119,119,119,0.18)', line: { width: 0 }, hoverinfo: 'skip' });
+    data.push({
+      type: 'scatter',
+      mode: 'lines',
+      x: xr,
+      y: [baseline - baselineSd, baseline - baselineSd],
+      line: { width: 0 },
+      showlegend: false,
+      hoverinfo: 'skip',
+    });
+    data.push({
+      type: 'scatter',
+      mode: 'lines',
+      name: 'full model ± 1 sd',
+      x: xr,
+      y: [baseline + baselineSd, baseline + baselineSd],
+      fill: 'tonexty',
+      fillcolor: 'rgba(119,119,119,0.18)',
+      line: { width: 0 },
+      hoverinfo: 'skip',
+    });
   }
   if (baseline !== null && xs.length) {
-    data.push({ type: 'scatter', mode: 'lines', name: 'full model', x: [0, Math.max(...xs)], y: [baseline, baseline], line: { color: '#777777', dash: 'dash', width: 1.5 }, hovertemplate: `full model: BLEU ${baseline.toFixed(2)}<extra></extra>` });
+    data.push({
+      type: 'scatter',
+      mode: 'lines',
+      name: 'full model',
+      x: [0, Math.max(...xs)],
+      y: [baseline, baseline],
+      line: { color: '#777777', dash: 'dash', width: 1.5 },
+      hovertemplate: `full model: BLEU ${baseline.toFixed(2)}<extra></extra>`,
+    });
   }
   const ys = [
     ...points.flatMap((p) => [p.bleu - (p.bleuSd ?? 0), p.bleu + (p.bleuSd ?? 0)]),
@@ -194,8 +238,14 @@ export function keptPerTypeFigure(rows: readonly ExperimentResultRow[], opts: { 
         name: methods.length > 1 ? `${ATTENTION_LABELS[t]} (${method})` : ATTENTION_LABELS[t],
         x: pts.map((p) => p.b.mean),
         y: pts.map((p) => p.k.mean),
-        error_x: errorBars(pts.map((p) => p.b.sd), ATTENTION_COLORS[t]),
-        error_y: errorBars(pts.map((p) => p.k.sd), ATTENTION_COLORS[t]),
+        error_x: errorBars(
+          pts.map((p) => p.b.sd),
+          ATTENTION_COLORS[t],
+        ),
+        error_y: errorBars(
+          pts.map((p) => p.k.sd),
+          ATTENTION_COLORS[t],
+        ),
         text: pts.map((p) => `${p.r.id ?? p.r.stage}${p.b.n > 1 ? ` (mean of ${p.b.n} seeds)` : ''}`),
         hovertemplate: `${t} (${method})<br>BLEU %{x:.2f}: %{y} heads<br>%{text}<extra></extra>`,
         line: { color: ATTENTION_COLORS[t], width: 2, dash: dashes[mi % dashes.length] },
@@ -261,7 +311,10 @@ export function bleuVsModelBytesFigure(rows: readonly ExperimentResultRow[], opt
   const usable = rows.filter((r) => r[metric] !== null && r.modelBytes !== null && r.modelBytes !== undefined);
   const symbols = ['circle', 'square', 'diamond', 'triangle-up', 'x', 'cross', 'star', 'hexagon'];
   const data: Trace[] = usable.map((r, i) => {
-    const params = r.params === null || r.params === undefined ? 'params ?' : `${(r.params / 1e6).toFixed(2)}M params${r.nonZeroParams !== null && r.nonZeroParams !== undefined && r.nonZeroParams < r.params ? ` (${(r.nonZeroParams / 1e6).toFixed(2)}M non-zero)` : ''}`;
+    const params =
+      r.params === null || r.params === undefined
+        ? 'params ?'
+        : `${(r.params / 1e6).toFixed(2)}M params${r.nonZeroParams !== null && r.nonZeroParams !== undefined && r.nonZeroParams < r.params ? ` (${(r.nonZeroParams / 1e6).toFixed(2)}M non-zero)` : ''}`;
     const decode = r.decodeSeconds === null || r.decodeSeconds === undefined ? '' : `<br>decode ${r.decodeSeconds.toFixed(2)} s`;
     return {
       type: 'scatter',

@@ -77,7 +77,14 @@ export function panelAxes(i: number): PanelAxes {
   if (!Number.isInteger(i) || i < 0 || i >= MAX_PANELS) throw new RangeError(`panel ${i}: a figure has at most ${MAX_PANELS} panels`);
   const s = i === 0 ? '' : String(i + 1);
   // `x${2..99}` is an XAxisName; TypeScript cannot see that through String()
-  return { x: `x${s}` as XAxisName, y: `y${s}` as YAxisName, xDomain: `x${s} domain` as XAxisName, yDomain: `y${s} domain` as YAxisName, xKey: `xaxis${s}`, yKey: `yaxis${s}` };
+  return {
+    x: `x${s}` as XAxisName,
+    y: `y${s}` as YAxisName,
+    xDomain: `x${s} domain` as XAxisName,
+    yDomain: `y${s} domain` as YAxisName,
+    xKey: `xaxis${s}`,
+    yKey: `yaxis${s}`,
+  };
 }
 
 /**

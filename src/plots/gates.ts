@@ -7,7 +7,19 @@ import { ATTENTION_TYPES, type AttentionType } from '../config/head-id.js';
 import { keepThresholdProbNonZero } from '../gates/hard-concrete.js';
 import { selectTopHeads } from '../gates/lagrangian.js';
 import type { GateTrajectory, MetricsLog } from './readers.js';
-import { ATTENTION_COLORS, ATTENTION_LABELS, type FigureSpec, SERIES_COLORS, type Trace, axis, baseLayout, columnDomains, panelAxes, rowDomains, setAxis } from './figure.js';
+import {
+  ATTENTION_COLORS,
+  ATTENTION_LABELS,
+  type FigureSpec,
+  SERIES_COLORS,
+  type Trace,
+  axis,
+  baseLayout,
+  columnDomains,
+  panelAxes,
+  rowDomains,
+  setAxis,
+} from './figure.js';
 
 /** Lighter and darker variants of a hex colour (at most 30% towards black or white), so heads of one type stay apart but keep their hue. */
 export function shadeColor(hex: string, i: number, n: number): string {
@@ -41,10 +53,16 @@ export function keptAtStep(traj: GateTrajectory, rule: KeepRule, at: number): bo
   const t = rule.targetHeads;
   const groups: Array<{ members: number[]; target: number }> = [];
   if (typeof t === 'number') groups.push({ members: traj.heads.map((_, i) => i), target: t });
-  else if (t) for (const [stack, n] of Object.entries(t)) if (n !== undefined) groups.push({ members: traj.heads.flatMap((h, i) => (h.id.stack === stack ? [i] : [])), target: n });
+  else if (t)
+    for (const [stack, n] of Object.entries(t))
+      if (n !== undefined) groups.push({ members: traj.heads.flatMap((h, i) => (h.id.stack === stack ? [i] : [])), target: n });
   for (const g of groups) {
     for (const i of g.members) kept[i] = false;
-    for (const j of selectTopHeads(g.members.map((i) => p[i]!), Math.min(g.target, g.members.length))) kept[g.members[j]!] = true;
+    for (const j of selectTopHeads(
+      g.members.map((i) => p[i]!),
+      Math.min(g.target, g.members.length),
+    ))
+      kept[g.members[j]!] = true;
   }
   return kept;
 }
@@ -53,7 +71,10 @@ export function keptAtStep(traj: GateTrajectory, rule: KeepRule, at: number): bo
 export function describeKeepRule(rule: KeepRule): string {
   const t = rule.targetHeads;
   if (typeof t === 'number') return `the top ${t} by P(open)`;
-  if (t) return `the top ${Object.entries(t).map(([k, n]) => `${n} ${k}`).join(', ')} by P(open)`;
+  if (t)
+    return `the top ${Object.entries(t)
+      .map(([k, n]) => `${n} ${k}`)
+      .join(', ')} by P(open)`;
   return `P(g=1) > P(g=0), i.e. P(open) > ${rule.pOpen.toFixed(3)}`;
 }
 
@@ -94,7 +115,12 @@ export function gateTrajectories(traj: GateTrajectory, opts: GateTrajectoryOptio
   // many heads: the legend goes below the plot in rows, and the figure grows by those rows
   const isWideLegend = traj.heads.length > 16;
   const legendRows = isWideLegend ? Math.ceil(traj.heads.length / Math.floor(width / 125)) + stacks.length : 0;
-  const layout = baseLayout(opts.title ?? `Gate trajectories: P(open) of ${traj.heads.length} heads; kept: ${threshold === null && rule.targetHeads !== null ? describeKeepRule(rule) : `P(open) > ${(threshold ?? rule.pOpen).toFixed(3)}${opts.threshold === undefined ? ' (P(g=1) > P(g=0))' : ''}`}`, width, 560 + 19 * legendRows);
+  const layout = baseLayout(
+    opts.title ??
+      `Gate trajectories: P(open) of ${traj.heads.length} heads; kept: ${threshold === null && rule.targetHeads !== null ? describeKeepRule(rule) : `P(open) > ${(threshold ?? rule.pOpen).toFixed(3)}${opts.threshold === undefined ? ' (P(g=1) > P(g=0))' : ''}`}`,
+    width,
+    560 + 19 * legendRows,
+  );
   const data: Trace[] = [];
   layout.annotations = [];
   layout.shapes = [];
@@ -124,10 +150,40 @@ export function gateTrajectories(traj: GateTrajectory, opts: GateTrajectoryOptio
     setAxis(layout, ax.xKey, axis('training step', { domain: domains[isByType ? si : 0], anchor: ax.y }));
     setAxis(layout, ax.yKey, axis(si === 0 ? 'P(gate open) = P(g ≠ 0)' : '', { range: [0, 1.02], anchor: ax.x, showticklabels: si === 0 }));
     if (isByType)
-      layout.annotations!.push({ text: `<span style="color:${ATTENTION_COLORS[stack]}">■</span> ${ATTENTION_LABELS[stack]} (${heads.length} heads)`, showarrow: false, xref: ax.xDomain, yref: ax.yDomain, x: 0.5, y: 1.01, xanchor: 'center', yanchor: 'bottom' });
+      layout.annotations!.push({
+        text: `<span style="color:${ATTENTION_COLORS[stack]}">■</span> ${ATTENTION_LABELS[stack]} (${heads.length} heads)`,
+        showarrow: false,
+        xref: ax.xDomain,
+        yref: ax.yDomain,
+        x: 0.5,
+        y: 1.01,
+        xanchor: 'center',
+        yanchor: 'bottom',
+      });
     if (threshold !== null && traj.steps.length) {
-      layout.shapes!.push({ type: 'line', xref: ax.x, yref: ax.y, x0: traj.steps[0]!, x1: traj.steps[traj.steps.length - 1]!, y0: threshold, y1: threshold, line: { color: '#555555', dash: 'dash', width: 1.2 } });
-      if (si === 0) layout.annotations!.push({ text: opts.threshold === undefined ? 'kept above: P(g=1) > P(g=0)' : `P(open) = ${threshold}`, showarrow: false, xref: ax.x, yref: ax.y, x: traj.steps[traj.steps.length - 1]!, y: threshold, xanchor: 'right', yanchor: 'bottom', bgcolor: 'rgba(255,255,255,0.8)', font: { size: 10, color: '#555555' } });
+      layout.shapes!.push({
+        type: 'line',
+        xref: ax.x,
+        yref: ax.y,
+        x0: traj.steps[0]!,
+        x1: traj.steps[traj.steps.length - 1]!,
+        y0: threshold,
+        y1: threshold,
+        line: { color: '#555555', dash: 'dash', width: 1.2 },
+      });
+      if (si === 0)
+        layout.annotations!.push({
+          text: opts.threshold === undefined ? 'kept above: P(g=1) > P(g=0)' : `P(open) = ${threshold}`,
+          showarrow: false,
+          xref: ax.x,
+          yref: ax.y,
+          x: traj.steps[traj.steps.length - 1]!,
+          y: threshold,
+          xanchor: 'right',
+          yanchor: 'bottom',
+          bgcolor: 'rgba(255,255,255,0.8)',
+          font: { size: 10, color: '#555555' },
+        });
     }
   });
   layout.showlegend = true;
@@ -187,12 +243,18 @@ export function closingOrderFigure(closings: readonly HeadClosing[], opts: { tit
   }
   const still = closings.length - closed.length;
   const rule = describeKeepRule(opts.rule ?? keepRuleOf());
-  const layout = baseLayout(opts.title ?? `Order in which heads close: ${closed.length} closed, ${still} kept<br><sub>closed at: the logged step from which the run's rule removes the head at every later step; kept: ${rule}</sub>`, 900, Math.max(300, 140 + 22 * closed.length));
+  const layout = baseLayout(
+    opts.title ??
+      `Order in which heads close: ${closed.length} closed, ${still} kept<br><sub>closed at: the logged step from which the run's rule removes the head at every later step; kept: ${rule}</sub>`,
+    900,
+    Math.max(300, 140 + 22 * closed.length),
+  );
   layout.margin = { l: 110, r: 30, t: 80, b: 60 };
   layout.xaxis = axis('training step when the head closed', { rangemode: 'tozero' });
   layout.yaxis = axis('head', { type: 'category', categoryorder: 'array', categoryarray: closed.map((c) => c.key), autorange: 'reversed' });
   layout.barmode = 'overlay';
-  if (!closed.length) layout.annotations = [{ text: 'no head has closed yet', showarrow: false, xref: 'paper', yref: 'paper', x: 0.5, y: 0.5, font: { color: '#888888' } }];
+  if (!closed.length)
+    layout.annotations = [{ text: 'no head has closed yet', showarrow: false, xref: 'paper', yref: 'paper', x: 0.5, y: 0.5, font: { color: '#888888' } }];
   return { data, layout };
 }
 
@@ -208,17 +270,54 @@ export function expectedOpenHeadsFigure(log: MetricsLog, opts: { title?: string;
   const data: Trace[] = [];
   const steps = rows.map((r) => r.step);
   const gatedTypes = ATTENTION_TYPES.filter((t) => rows.some((r) => r.expectedOpen[t] !== undefined));
-  data.push({ type: 'scatter', mode: 'lines', name: gatedTypes.length === 1 ? `all gated heads (${gatedTypes[0]})` : 'all gated heads', x: steps, y: rows.map((r) => r.expectedOpenHeads!), line: { color: '#000000', width: 2.5 }, xaxis: top.x, yaxis: top.y });
+  data.push({
+    type: 'scatter',
+    mode: 'lines',
+    name: gatedTypes.length === 1 ? `all gated heads (${gatedTypes[0]})` : 'all gated heads',
+    x: steps,
+    y: rows.map((r) => r.expectedOpenHeads!),
+    line: { color: '#000000', width: 2.5 },
+    xaxis: top.x,
+    yaxis: top.y,
+  });
   // one line per type only when several are gated (with one, it is the total line)
   for (const stack of gatedTypes.length > 1 ? gatedTypes : []) {
     const sub = rows.filter((r) => r.expectedOpen[stack] !== undefined);
-    data.push({ type: 'scatter', mode: 'lines', name: ATTENTION_LABELS[stack], x: sub.map((r) => r.step), y: sub.map((r) => r.expectedOpen[stack]!), line: { color: ATTENTION_COLORS[stack], width: 1.8 }, xaxis: top.x, yaxis: top.y });
+    data.push({
+      type: 'scatter',
+      mode: 'lines',
+      name: ATTENTION_LABELS[stack],
+      x: sub.map((r) => r.step),
+      y: sub.map((r) => r.expectedOpen[stack]!),
+      line: { color: ATTENTION_COLORS[stack], width: 1.8 },
+      xaxis: top.x,
+      yaxis: top.y,
+    });
   }
   const kept = rows.filter((r) => r.keptHeads !== undefined);
-  if (kept.length) data.push({ type: 'scatter', mode: 'lines', name: 'heads kept (P(g=1) > P(g=0))', x: kept.map((r) => r.step), y: kept.map((r) => r.keptHeads!), line: { color: '#888888', dash: 'dot', width: 1.5, shape: 'hv' }, xaxis: top.x, yaxis: top.y });
+  if (kept.length)
+    data.push({
+      type: 'scatter',
+      mode: 'lines',
+      name: 'heads kept (P(g=1) > P(g=0))',
+      x: kept.map((r) => r.step),
+      y: kept.map((r) => r.keptHeads!),
+      line: { color: '#888888', dash: 'dot', width: 1.5, shape: 'hv' },
+      xaxis: top.x,
+      yaxis: top.y,
+    });
   groups.forEach((g, i) => {
     const sub = rows.filter((r) => r.lambda1[g] !== undefined);
-    data.push({ type: 'scatter', mode: 'lines', name: `λ1 (${g})`, x: sub.map((r) => r.step), y: sub.map((r) => r.lambda1[g]!), line: { color: SERIES_COLORS[(i + 1) % SERIES_COLORS.length]!, width: 1.5 }, xaxis: bottom.x, yaxis: bottom.y });
+    data.push({
+      type: 'scatter',
+      mode: 'lines',
+      name: `λ1 (${g})`,
+      x: sub.map((r) => r.step),
+      y: sub.map((r) => r.lambda1[g]!),
+      line: { color: SERIES_COLORS[(i + 1) % SERIES_COLORS.length]!, width: 1.5 },
+      xaxis: bottom.x,
+      yaxis: bottom.y,
+    });
   });
   const layout = baseLayout(opts.title ?? 'Expected open heads during pruning', 900, hasLambda ? 640 : 460);
   const domains = hasLambda ? rowDomains(2, 0.12) : [[0, 1] as [number, number]];
@@ -229,6 +328,17 @@ export function expectedOpenHeadsFigure(log: MetricsLog, opts: { title?: string;
     setAxis(layout, bottom.yKey, axis('Lagrange multiplier λ1', { domain: domains[1], anchor: bottom.x }));
   }
   if (typeof opts.targetHeads === 'number' && steps.length)
-    layout.shapes = [{ type: 'line', xref: top.x, yref: top.y, x0: steps[0]!, x1: steps[steps.length - 1]!, y0: opts.targetHeads, y1: opts.targetHeads, line: { color: '#999999', dash: 'dash', width: 1 } }];
+    layout.shapes = [
+      {
+        type: 'line',
+        xref: top.x,
+        yref: top.y,
+        x0: steps[0]!,
+        x1: steps[steps.length - 1]!,
+        y0: opts.targetHeads,
+        y1: opts.targetHeads,
+        line: { color: '#999999', dash: 'dash', width: 1 },
+      },
+    ];
   return { data, layout };
 }

@@ -49,9 +49,29 @@ describe('head report figures', () => {
 
   it('writes JSON for every figure, standalone HTML for all but the per-score heatmaps unless asked', async () => {
     const r = sampleReport();
-    const maps = [{ sentence: 3, key: 'enc-self.0.1', queryTokens: ['▁a', '</s>'], keyTokens: ['▁a', '</s>'], weights: [[0.2, 0.8], [0.5, 0.5]] }];
+    const maps = [
+      {
+        sentence: 3,
+        key: 'enc-self.0.1',
+        queryTokens: ['▁a', '</s>'],
+        keyTokens: ['▁a', '</s>'],
+        weights: [
+          [0.2, 0.8],
+          [0.5, 0.5],
+        ],
+      },
+    ];
     await writeHeadReportFigures(join(dir, 'a'), r, [scoreColumn('importance_per_token')], maps);
-    for (const f of ['heads-importance_per_token.json', 'heads-overview.json', 'heads-overview.html', 'roles.json', 'roles.html', 'attention-sentence-3.json', 'attention-sentence-3.html']) expect({ f, exists: existsSync(join(dir, 'a', f)) }).toEqual({ f, exists: true });
+    for (const f of [
+      'heads-importance_per_token.json',
+      'heads-overview.json',
+      'heads-overview.html',
+      'roles.json',
+      'roles.html',
+      'attention-sentence-3.json',
+      'attention-sentence-3.html',
+    ])
+      expect({ f, exists: existsSync(join(dir, 'a', f)) }).toEqual({ f, exists: true });
     expect(existsSync(join(dir, 'a', 'heads-importance_per_token.html'))).toBe(false);
     const att = JSON.parse(readFileSync(join(dir, 'a', 'attention-sentence-3.json'), 'utf8')) as { layout: { xaxis: { ticktext: string[] } } };
     expect(att.layout.xaxis.ticktext).toEqual(['▁a', '&lt;/s&gt;']); // escaped: plotly reads labels as HTML

@@ -7,7 +7,19 @@
 import { ATTENTION_TYPES, type AttentionType, parseHeadKey } from '../config/head-id.js';
 import type { HeadMask, MaskShape } from '../io/head-mask.js';
 import type { HeadScores } from './readers.js';
-import { ATTENTION_LABELS, type FigureLayout, type FigureSpec, type Trace, axis, baseLayout, columnDomains, formatValue, MAX_PANELS, panelAxes, setAxis } from './figure.js';
+import {
+  ATTENTION_LABELS,
+  type FigureLayout,
+  type FigureSpec,
+  type Trace,
+  axis,
+  baseLayout,
+  columnDomains,
+  formatValue,
+  MAX_PANELS,
+  panelAxes,
+  setAxis,
+} from './figure.js';
 
 /** Heads per layer of each type: the given shape, else the extent of the keys present. */
 function gridShape(keys: readonly string[], shape: MaskShape | null | undefined): MaskShape {
@@ -48,9 +60,44 @@ function gridLayout(title: string, panels: readonly GridPanel[], extraRight: num
   panels.forEach((p, i) => {
     const ax = panelAxes(i);
     const heads = Math.max(0, ...p.z.map((r) => r.length));
-    setAxis(layout, ax.xKey, axis('head', { domain: domains[i], anchor: ax.y, tickmode: 'array', tickvals: Array.from({ length: heads }, (_, h) => h), ticktext: Array.from({ length: heads }, (_, h) => String(h)), showgrid: false, zeroline: false, range: [-0.5, heads - 0.5] }));
-    setAxis(layout, ax.yKey, axis(i === 0 ? 'layer' : '', { anchor: ax.x, tickmode: 'array', tickvals: p.z.map((_, l) => l), ticktext: p.z.map((_, l) => String(l)), autorange: 'reversed', showgrid: false, zeroline: false }));
-    layout.annotations!.push({ text: p.title, showarrow: false, xref: ax.xDomain, yref: ax.yDomain, x: 0.5, y: 1.02, xanchor: 'center', yanchor: 'bottom', font: { size: 13 } });
+    setAxis(
+      layout,
+      ax.xKey,
+      axis('head', {
+        domain: domains[i],
+        anchor: ax.y,
+        tickmode: 'array',
+        tickvals: Array.from({ length: heads }, (_, h) => h),
+        ticktext: Array.from({ length: heads }, (_, h) => String(h)),
+        showgrid: false,
+        zeroline: false,
+        range: [-0.5, heads - 0.5],
+      }),
+    );
+    setAxis(
+      layout,
+      ax.yKey,
+      axis(i === 0 ? 'layer' : '', {
+        anchor: ax.x,
+        tickmode: 'array',
+        tickvals: p.z.map((_, l) => l),
+        ticktext: p.z.map((_, l) => String(l)),
+        autorange: 'reversed',
+        showgrid: false,
+        zeroline: false,
+      }),
+    );
+    layout.annotations!.push({
+      text: p.title,
+      showarrow: false,
+      xref: ax.xDomain,
+      yref: ax.yDomain,
+      x: 0.5,
+      y: 1.02,
+      xanchor: 'center',
+      yanchor: 'bottom',
+      font: { size: 13 },
+    });
   });
   return layout;
 }
@@ -85,11 +132,19 @@ export function headHeatmap(scores: HeadScores, opts: HeadHeatmapOptions = {}): 
 
   const panels: GridPanel[] = stacks.map((stack) => {
     const keysGrid = shape[stack].map((h, l) => Array.from({ length: h }, (_, head) => `${stack}.${l}.${head}`));
-    const z = keysGrid.map((row) => row.map((k) => {
-      const v = scores.values[k];
-      return v === undefined || v === null || !Number.isFinite(v) ? null : v;
-    }));
-    return { stack, z, keys: keysGrid, text: z.map((row) => row.map((v) => (v === null || !showValues ? '' : formatValue(v)))), title: `${ATTENTION_LABELS[stack]} (${stack}.<i>layer</i>.<i>head</i>)` };
+    const z = keysGrid.map((row) =>
+      row.map((k) => {
+        const v = scores.values[k];
+        return v === undefined || v === null || !Number.isFinite(v) ? null : v;
+      }),
+    );
+    return {
+      stack,
+      z,
+      keys: keysGrid,
+      text: z.map((row) => row.map((v) => (v === null || !showValues ? '' : formatValue(v)))),
+      title: `${ATTENTION_LABELS[stack]} (${stack}.<i>layer</i>.<i>head</i>)`,
+    };
   });
   const data: Trace[] = panels.map((p, i) => {
     const ax = panelAxes(i);
@@ -134,7 +189,9 @@ export interface HeatmapGridOptions {
 export function headHeatmapGrid(scoresList: readonly HeadScores[], opts: HeatmapGridOptions = {}): FigureSpec {
   const keys = [...new Set(scoresList.flatMap((s) => Object.keys(s.values)))];
   const shape = gridShape(keys, scoresList.find((s) => s.shape)?.shape);
-  const stacks = (opts.stacks ?? ATTENTION_TYPES.filter((t) => scoresList.some((sc) => Object.entries(sc.values).some(([k, v]) => k.startsWith(`${t}.`) && v !== null)))).filter((t) => shape[t].length > 0);
+  const stacks = (
+    opts.stacks ?? ATTENTION_TYPES.filter((t) => scoresList.some((sc) => Object.entries(sc.values).some(([k, v]) => k.startsWith(`${t}.`) && v !== null)))
+  ).filter((t) => shape[t].length > 0);
   const nRows = scoresList.length;
   const nCols = Math.max(1, stacks.length);
   if (nRows * nCols > MAX_PANELS) throw new RangeError(`headHeatmapGrid: ${nRows} scores x ${nCols} attention types is more than ${MAX_PANELS} panels`);
@@ -158,19 +215,61 @@ export function headHeatmapGrid(scoresList: readonly HeadScores[], opts: Heatmap
     stacks.forEach((stack, c) => {
       const ax = panelAxes(r * nCols + c);
       const keysGrid = shape[stack].map((n, l) => Array.from({ length: n }, (_, head) => `${stack}.${l}.${head}`));
-      const z = keysGrid.map((row) => row.map((k) => {
-        const v = sc.values[k];
-        return v === undefined || v === null || !Number.isFinite(v) ? null : v;
-      }));
+      const z = keysGrid.map((row) =>
+        row.map((k) => {
+          const v = sc.values[k];
+          return v === undefined || v === null || !Number.isFinite(v) ? null : v;
+        }),
+      );
       data.push({
-        type: 'heatmap', z, x: z[0]?.map((_, hh) => hh) ?? [], y: z.map((_, l) => l), xaxis: ax.x, yaxis: ax.y,
-        zmin, zmax: zmax === zmin ? zmin + 1 : zmax, colorscale: 'Viridis', showscale: false, xgap: 2, ygap: 2,
-        text: z.map((row) => row.map((v) => (v === null ? '' : formatValue(v)))), texttemplate: '%{text}', textfont: { size: 10 },
-        customdata: keysGrid, hovertemplate: `%{customdata}<br>${sc.label}: %{z:.4g}<extra></extra>`, name: `${sc.name} ${stack}`,
+        type: 'heatmap',
+        z,
+        x: z[0]?.map((_, hh) => hh) ?? [],
+        y: z.map((_, l) => l),
+        xaxis: ax.x,
+        yaxis: ax.y,
+        zmin,
+        zmax: zmax === zmin ? zmin + 1 : zmax,
+        colorscale: 'Viridis',
+        showscale: false,
+        xgap: 2,
+        ygap: 2,
+        text: z.map((row) => row.map((v) => (v === null ? '' : formatValue(v)))),
+        texttemplate: '%{text}',
+        textfont: { size: 10 },
+        customdata: keysGrid,
+        hovertemplate: `%{customdata}<br>${sc.label}: %{z:.4g}<extra></extra>`,
+        name: `${sc.name} ${stack}`,
       });
-      setAxis(layout, ax.xKey, axis(r === nRows - 1 ? `${stack}: head` : '', { domain: xDomains[c], anchor: ax.y, dtick: 1, showgrid: false, zeroline: false, showticklabels: r === nRows - 1 }));
-      setAxis(layout, ax.yKey, axis(c === 0 ? 'layer' : '', { domain: [Math.max(0, top - h), top], anchor: ax.x, dtick: 1, autorange: 'reversed', showgrid: false, zeroline: false }));
-      if (c === 0) layout.annotations!.push({ text: `<b>${sc.label}</b>`, showarrow: false, xref: 'paper', yref: ax.yDomain, x: 0, y: 1.03, xanchor: 'left', yanchor: 'bottom', font: { size: 12 } });
+      setAxis(
+        layout,
+        ax.xKey,
+        axis(r === nRows - 1 ? `${stack}: head` : '', {
+          domain: xDomains[c],
+          anchor: ax.y,
+          dtick: 1,
+          showgrid: false,
+          zeroline: false,
+          showticklabels: r === nRows - 1,
+        }),
+      );
+      setAxis(
+        layout,
+        ax.yKey,
+        axis(c === 0 ? 'layer' : '', { domain: [Math.max(0, top - h), top], anchor: ax.x, dtick: 1, autorange: 'reversed', showgrid: false, zeroline: false }),
+      );
+      if (c === 0)
+        layout.annotations!.push({
+          text: `<b>${sc.label}</b>`,
+          showarrow: false,
+          xref: 'paper',
+          yref: ax.yDomain,
+          x: 0,
+          y: 1.03,
+          xanchor: 'left',
+          yanchor: 'bottom',
+          font: { size: 12 },
+        });
     });
   });
   return { data, layout };
@@ -180,24 +279,45 @@ export function headHeatmapGrid(scoresList: readonly HeadScores[], opts: Heatmap
  * A square matrix of rank correlations between scores (e.g. Spearman over heads), -1 red to +1 blue,
  * values in the cells, null cells left empty.
  */
-export function agreementHeatmap(labels: readonly string[], matrix: ReadonlyArray<ReadonlyArray<number | null>>, opts: { title?: string; what?: string } = {}): FigureSpec {
+export function agreementHeatmap(
+  labels: readonly string[],
+  matrix: ReadonlyArray<ReadonlyArray<number | null>>,
+  opts: { title?: string; what?: string } = {},
+): FigureSpec {
   const n = labels.length;
   const longest = Math.max(0, ...labels.map((l) => l.length));
   const margin = Math.min(320, 30 + 7 * longest);
   const size = Math.max(300, 60 * n);
-  const layout = baseLayout(opts.title ?? 'Agreement between head scores (Spearman rank correlation over heads)', Math.max(700, size + margin + 150), size + margin + 80);
+  const layout = baseLayout(
+    opts.title ?? 'Agreement between head scores (Spearman rank correlation over heads)',
+    Math.max(700, size + margin + 150),
+    size + margin + 80,
+  );
   layout.margin = { l: margin, r: 40, t: 70, b: Math.round(margin * 0.8) };
   layout.xaxis = axis('', { tickangle: -40, showgrid: false, zeroline: false, type: 'category' });
   layout.yaxis = axis('', { autorange: 'reversed', showgrid: false, zeroline: false, type: 'category' });
   const z = matrix.map((row) => row.map((v) => (v === null || !Number.isFinite(v) ? null : v)));
   return {
-    data: [{
-      // reversed RdBu as in headHeatmap: blue for positive (agreement), red for negative
-      type: 'heatmap', z, x: [...labels], y: [...labels], zmin: -1, zmax: 1, colorscale: 'RdBu', reversescale: true, xgap: 2, ygap: 2,
-      colorbar: { title: { text: opts.what ?? 'Spearman ρ', side: 'right' }, thickness: 14 },
-      text: z.map((row) => row.map((v) => (v === null ? '' : v.toFixed(2)))), texttemplate: '%{text}', textfont: { size: 11 },
-      hovertemplate: '%{y} vs %{x}: %{z:.3f}<extra></extra>',
-    }],
+    data: [
+      {
+        // reversed RdBu as in headHeatmap: blue for positive (agreement), red for negative
+        type: 'heatmap',
+        z,
+        x: [...labels],
+        y: [...labels],
+        zmin: -1,
+        zmax: 1,
+        colorscale: 'RdBu',
+        reversescale: true,
+        xgap: 2,
+        ygap: 2,
+        colorbar: { title: { text: opts.what ?? 'Spearman ρ', side: 'right' }, thickness: 14 },
+        text: z.map((row) => row.map((v) => (v === null ? '' : v.toFixed(2)))),
+        texttemplate: '%{text}',
+        textfont: { size: 11 },
+        hovertemplate: '%{y} vs %{x}: %{z:.3f}<extra></extra>',
+      },
+    ],
     layout,
   };
 }
@@ -213,9 +333,10 @@ export interface MaskMapOptions {
 
 /** The heads a mask keeps (blue) and prunes (grey), one panel per attention type, cells labelled layer.head. */
 export function maskMap(mask: HeadMask, opts: MaskMapOptions = {}): FigureSpec {
-  const shape: MaskShape = mask.model?.headsPerLayer ?? opts.shape ?? (Object.fromEntries(
-    ATTENTION_TYPES.map((t) => [t, (mask.stacks[t]?.layers ?? []).map((l) => l.kept.length + l.removed.length)]),
-  ) as MaskShape);
+  const shape: MaskShape =
+    mask.model?.headsPerLayer ??
+    opts.shape ??
+    (Object.fromEntries(ATTENTION_TYPES.map((t) => [t, (mask.stacks[t]?.layers ?? []).map((l) => l.kept.length + l.removed.length)])) as MaskShape);
   const stacks = ATTENTION_TYPES.filter((t) => shape[t].length > 0);
   let keptTotal = 0;
   let total = 0;
@@ -226,7 +347,13 @@ export function maskMap(mask: HeadMask, opts: MaskMapOptions = {}): FigureSpec {
     const kept = z.flat().filter((v) => v === 1).length;
     keptTotal += kept;
     total += z.flat().length;
-    return { stack, z, keys: keysGrid, text: z.map((row, l) => row.map((_, h) => `${l}.${h}`)), title: `${stack}: ${kept} of ${z.flat().length} kept${mask.stacks[stack] ? '' : ' (not pruned)'}` };
+    return {
+      stack,
+      z,
+      keys: keysGrid,
+      text: z.map((row, l) => row.map((_, h) => `${l}.${h}`)),
+      title: `${stack}: ${kept} of ${z.flat().length} kept${mask.stacks[stack] ? '' : ' (not pruned)'}`,
+    };
   });
   const data: Trace[] = panels.map((p, i) => {
     const ax = panelAxes(i);
@@ -239,7 +366,12 @@ export function maskMap(mask: HeadMask, opts: MaskMapOptions = {}): FigureSpec {
       yaxis: ax.y,
       zmin: 0,
       zmax: 1,
-      colorscale: [[0, PRUNED_COLOR], [0.5, PRUNED_COLOR], [0.5, KEPT_COLOR], [1, KEPT_COLOR]],
+      colorscale: [
+        [0, PRUNED_COLOR],
+        [0.5, PRUNED_COLOR],
+        [0.5, KEPT_COLOR],
+        [1, KEPT_COLOR],
+      ],
       showscale: false,
       xgap: 3,
       ygap: 3,
@@ -252,8 +384,16 @@ export function maskMap(mask: HeadMask, opts: MaskMapOptions = {}): FigureSpec {
     };
   });
   const layout = gridLayout(opts.title ?? `Head mask: ${keptTotal} of ${total} heads kept (${mask.source})`, panels, 0);
-  layout.annotations!.push(
-    { text: `<span style="color:${KEPT_COLOR}">■</span> kept   <span style="color:#b0b0b0">■</span> pruned`, showarrow: false, xref: 'paper', yref: 'paper', x: 1, y: 1.0, yshift: 50, xanchor: 'right', yanchor: 'bottom' },
-  );
+  layout.annotations!.push({
+    text: `<span style="color:${KEPT_COLOR}">■</span> kept   <span style="color:#b0b0b0">■</span> pruned`,
+    showarrow: false,
+    xref: 'paper',
+    yref: 'paper',
+    x: 1,
+    y: 1.0,
+    yshift: 50,
+    xanchor: 'right',
+    yanchor: 'bottom',
+  });
   return { data, layout };
 }

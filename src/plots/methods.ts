@@ -55,9 +55,36 @@ export function bleuVsCostFigure(rows: readonly MethodRow[], opts: { title?: str
     const marker = { size: 10, color, symbol: symbols[i % symbols.length] };
     const text = sorted.map((r) => `${r.stage} (${r.method}${r.engine === 'onnx' ? ', ORT' : ''}, ${r.fineTuneSteps} fine-tuning steps)`);
     const mode = sorted.length > 1 ? 'lines+markers' : 'markers';
-    data.push({ type: 'scatter', mode, name, legendgroup: name, x: sorted.map((r) => r.modelBytes / 1e6), y: sorted.map((r) => r.bleu), text, xaxis: left.x, yaxis: left.y, marker, line: { color, width: 1 }, hovertemplate: '%{text}<br>%{x:.2f} MB: BLEU %{y:.2f}<extra></extra>' });
+    data.push({
+      type: 'scatter',
+      mode,
+      name,
+      legendgroup: name,
+      x: sorted.map((r) => r.modelBytes / 1e6),
+      y: sorted.map((r) => r.bleu),
+      text,
+      xaxis: left.x,
+      yaxis: left.y,
+      marker,
+      line: { color, width: 1 },
+      hovertemplate: '%{text}<br>%{x:.2f} MB: BLEU %{y:.2f}<extra></extra>',
+    });
     const byTime = [...rs].sort((a, b) => a.decodeSeconds - b.decodeSeconds);
-    data.push({ type: 'scatter', mode, name, legendgroup: name, showlegend: false, x: byTime.map((r) => r.decodeSeconds), y: byTime.map((r) => r.bleu), text: byTime.map((r) => `${r.stage} (${r.method})`), xaxis: right.x, yaxis: right.y, marker, line: { color, width: 1 }, hovertemplate: '%{text}<br>%{x:.2f} s: BLEU %{y:.2f}<extra></extra>' });
+    data.push({
+      type: 'scatter',
+      mode,
+      name,
+      legendgroup: name,
+      showlegend: false,
+      x: byTime.map((r) => r.decodeSeconds),
+      y: byTime.map((r) => r.bleu),
+      text: byTime.map((r) => `${r.stage} (${r.method})`),
+      xaxis: right.x,
+      yaxis: right.y,
+      marker,
+      line: { color, width: 1 },
+      hovertemplate: '%{text}<br>%{x:.2f} s: BLEU %{y:.2f}<extra></extra>',
+    });
     i++;
   }
   const layout = baseLayout(opts.title ?? 'Test BLEU against size and decode time, one series per method', 1200, 540);
@@ -67,9 +94,30 @@ export function bleuVsCostFigure(rows: readonly MethodRow[], opts: { title?: str
   setAxis(layout, right.xKey, axis('decode time of the fixed batch (s)', { domain: d1, rangemode: 'tozero', anchor: right.y }));
   setAxis(layout, right.yKey, axis('test BLEU', { anchor: right.x, matches: left.y }));
   if (reference) {
-    const line = (ax: typeof left) => ({ type: 'line' as const, xref: ax.xDomain, yref: ax.y, x0: 0, x1: 1, y0: reference.bleu, y1: reference.bleu, line: { dash: 'dash' as const, color: '#888888', width: 1.5 } });
+    const line = (ax: typeof left) => ({
+      type: 'line' as const,
+      xref: ax.xDomain,
+      yref: ax.y,
+      x0: 0,
+      x1: 1,
+      y0: reference.bleu,
+      y1: reference.bleu,
+      line: { dash: 'dash' as const, color: '#888888', width: 1.5 },
+    });
     layout.shapes = [line(left), line(right)];
-    layout.annotations = [{ text: `unpruned baseline ${reference.bleu.toFixed(2)}`, showarrow: false, xref: left.xDomain, yref: left.y, x: 0.02, y: reference.bleu, xanchor: 'left', yanchor: 'bottom', font: { color: '#666666' } }];
+    layout.annotations = [
+      {
+        text: `unpruned baseline ${reference.bleu.toFixed(2)}`,
+        showarrow: false,
+        xref: left.xDomain,
+        yref: left.y,
+        x: 0.02,
+        y: reference.bleu,
+        xanchor: 'left',
+        yanchor: 'bottom',
+        font: { color: '#666666' },
+      },
+    ];
   }
   return { data, layout };
 }

@@ -30,12 +30,23 @@ describe('metrics.jsonl', () => {
       { step: 20, devLoss: 4.2, devPerplexity: 66.7, devBleu: 3.5 },
       { step: 40, devLoss: 3.1, devPerplexity: 22.2, devBleu: 12.25 },
     ]);
-    expect(log.train[1]).toMatchObject({ loss: 5, tgtTokensPerSec: 6000, expectedOpenHeads: 3.1, keptHeads: 3, expectedOpen: { 'enc-self': 1.6, 'dec-enc': 1.5 }, lambda1: { all: 0.03 } });
+    expect(log.train[1]).toMatchObject({
+      loss: 5,
+      tgtTokensPerSec: 6000,
+      expectedOpenHeads: 3.1,
+      keptHeads: 3,
+      expectedOpen: { 'enc-self': 1.6, 'dec-enc': 1.5 },
+      lambda1: { all: 0.03 },
+    });
   });
 
   it('a resumed run supersedes the records from its restart step', () => {
     const text = ['{"step":10,"loss":3}', '{"step":20,"loss":2}', '{"step":30,"loss":1}', '{"step":20,"loss":2.5}', '{"step":30,"loss":1.5}'].join('\n');
-    expect(parseMetrics(text, 'm').train.map((r) => [r.step, r.loss])).toEqual([[10, 3], [20, 2.5], [30, 1.5]]);
+    expect(parseMetrics(text, 'm').train.map((r) => [r.step, r.loss])).toEqual([
+      [10, 3],
+      [20, 2.5],
+      [30, 1.5],
+    ]);
   });
 
   it.each([
@@ -92,7 +103,16 @@ describe('head scores', () => {
     const report = {
       format: 'heads.head-report',
       model: { headsPerLayer: { 'enc-self': [2], 'dec-self': [], 'dec-enc': [] } },
-      heads: { 'enc-self.0.1': { stack: 'enc-self', layer: 0, head: 1, position: 1, importance: { perToken: 0.4 }, attention: { confidence: 0.7, offsetHistogram: { shares: [0.1, 0.9] } } } },
+      heads: {
+        'enc-self.0.1': {
+          stack: 'enc-self',
+          layer: 0,
+          head: 1,
+          position: 1,
+          importance: { perToken: 0.4 },
+          attention: { confidence: 0.7, offsetHistogram: { shares: [0.1, 0.9] } },
+        },
+      },
     };
     const t = parseHeadScoresJson(report, 'r.json');
     expect(t.rows['enc-self.0.1']).toEqual({ 'importance.perToken': 0.4, 'attention.confidence': 0.7 });
@@ -100,7 +120,9 @@ describe('head scores', () => {
   });
 
   it('an unknown score lists the available ones; bad keys name the line', () => {
-    expect(() => selectScore(readHeadScores(fx('results.json')), 'importance')).toThrow('no score "importance" (available: logAlpha, pOpen, pZero, pOne, testGate)');
+    expect(() => selectScore(readHeadScores(fx('results.json')), 'importance')).toThrow(
+      'no score "importance" (available: logAlpha, pOpen, pZero, pOne, testGate)',
+    );
     expect(() => parseHeadScoresCsv('key,x\nenc-self.0.0,1\nfoo,2\n', 'h.csv')).toThrow('h.csv:3: key: expected a head key');
     expect(() => parseHeadScoresCsv('head,x\n0,1\n', 'h.csv')).toThrow('h.csv:1: per-head CSV: missing column key');
     expect(() => parseHeadScoresJson({ gates: null }, 'res.json')).toThrow('this run has no gates');
@@ -111,13 +133,38 @@ describe('pruning-curve.csv and results.csv', () => {
   it('reads a pruning curve', () => {
     const rows = readPruningCurve(fx('pruning-curve.csv'));
     expect(rows).toHaveLength(4);
-    expect(rows[3]).toEqual({ step: 3, headsKept: 5, headsRemoved: 3, headsKeptTotal: 21, percentPruned: 37.5, bleu: 25.25, loss: 1.7, maskFile: 'masks/step-03.json', removed: ['enc-self.0.0', 'enc-self.1.1'], isConstrained: true });
+    expect(rows[3]).toEqual({
+      step: 3,
+      headsKept: 5,
+      headsRemoved: 3,
+      headsKeptTotal: 21,
+      percentPruned: 37.5,
+      bleu: 25.25,
+      loss: 1.7,
+      maskFile: 'masks/step-03.json',
+      removed: ['enc-self.0.0', 'enc-self.1.1'],
+      isConstrained: true,
+    });
   });
 
   it('reads experiment results with empty cells as null', () => {
     const rows = readExperimentResults(fx('results.csv'));
     expect(rows).toHaveLength(8);
-    expect(rows[1]).toMatchObject({ stage: 'l0', id: 'l0@lambda=0.01', kind: 'prune', method: 'l0', attention: 'enc-self', lambda: 0.01, targetHeads: null, keptEnc: 6, keptDecSelf: 8, keptDecEnc: 8, bleu: 30.1, bleuTokLc: 30.8, devBleu: null });
+    expect(rows[1]).toMatchObject({
+      stage: 'l0',
+      id: 'l0@lambda=0.01',
+      kind: 'prune',
+      method: 'l0',
+      attention: 'enc-self',
+      lambda: 0.01,
+      targetHeads: null,
+      keptEnc: 6,
+      keptDecSelf: 8,
+      keptDecEnc: 8,
+      bleu: 30.1,
+      bleuTokLc: 30.8,
+      devBleu: null,
+    });
     expect(rows[0]!.lambda).toBeNull();
   });
 
@@ -138,7 +185,9 @@ describe('attention maps', () => {
   });
 
   it('weights must be queries x keys', () => {
-    expect(() => parseAttentionMaps({ key: 'enc-self.0.0', queryTokens: ['a'], keyTokens: ['a', 'b'], weights: [[1]] }, 'a.json')).toThrow('a.json: weights: expected 1 rows of 2 numbers');
+    expect(() => parseAttentionMaps({ key: 'enc-self.0.0', queryTokens: ['a'], keyTokens: ['a', 'b'], weights: [[1]] }, 'a.json')).toThrow(
+      'a.json: weights: expected 1 rows of 2 numbers',
+    );
   });
 
   it('a folder without the file says what it looked for', () => {

@@ -42,16 +42,15 @@ function csvRows(text: string, sourceName: string): Array<{ line: number; cells:
   const parsed = Papa.parse<string[]>(text, { header: false, skipEmptyLines: false });
   const bad = parsed.errors.find((e) => e.code !== 'UndetectableDelimiter');
   if (bad) throw new DataError(`${sourceName}:${(bad.row ?? 0) + 1}: ${bad.message}`);
-  return parsed.data
-    .map((cells, i) => ({ line: i + 1, cells }))
-    .filter((r) => r.cells.some((c) => c.trim() !== ''));
+  return parsed.data.map((cells, i) => ({ line: i + 1, cells })).filter((r) => r.cells.some((c) => c.trim() !== ''));
 }
 
 /** A header -> column index map; missing required columns are one DataError. */
 function columnIndex(header: readonly string[], required: readonly string[], sourceName: string, what: string): Map<string, number> {
   const idx = new Map(header.map((h, i) => [h.trim(), i] as const));
   const missing = required.filter((c) => !idx.has(c));
-  if (missing.length) throw new DataError(`${sourceName}:1: ${what}: missing column${missing.length > 1 ? 's' : ''} ${missing.join(', ')} (found: ${header.join(', ')})`);
+  if (missing.length)
+    throw new DataError(`${sourceName}:1: ${what}: missing column${missing.length > 1 ? 's' : ''} ${missing.join(', ')} (found: ${header.join(', ')})`);
   return idx;
 }
 
@@ -139,7 +138,13 @@ export function parseMetrics(text: string, sourceName: string): MetricsLog {
     if (typeof step !== 'number' || !Number.isFinite(step)) throw new DataError(`${sourceName}:${i + 1}: step: expected a number, got ${JSON.stringify(step)}`);
     if ('devLoss' in v || 'devBleu' in v) {
       const stopping = { bestStep: finiteOrUndefined(v.bestStep), patienceLeft: finiteOrUndefined(v.patienceLeft) };
-      evals.push({ step, devLoss: finiteOrUndefined(v.devLoss), devPerplexity: finiteOrUndefined(v.devPerplexity), devBleu: finiteOrUndefined(v.devBleu), ...(stopping.bestStep !== undefined ? stopping : {}) });
+      evals.push({
+        step,
+        devLoss: finiteOrUndefined(v.devLoss),
+        devPerplexity: finiteOrUndefined(v.devPerplexity),
+        devBleu: finiteOrUndefined(v.devBleu),
+        ...(stopping.bestStep !== undefined ? stopping : {}),
+      });
       return;
     }
     if (!('loss' in v)) return; // another kind of record: not drawn
@@ -200,7 +205,8 @@ export function parseGateTrajectory(text: string, sourceName: string): GateTraje
   const rows = csvRows(text, sourceName);
   const header = rows[0];
   if (!header) throw new DataError(`${sourceName}: empty gate trajectory (expected a header "step,enc-self.0.0,...")`);
-  if (header.cells[0]?.trim() !== 'step') throw new DataError(`${sourceName}:${header.line}: first column: expected "step", got ${JSON.stringify(header.cells[0] ?? '')}`);
+  if (header.cells[0]?.trim() !== 'step')
+    throw new DataError(`${sourceName}:${header.line}: first column: expected "step", got ${JSON.stringify(header.cells[0] ?? '')}`);
   const keys = header.cells.slice(1).map((k) => k.trim());
   const ids = keys.map((k) => {
     const id = parseHeadKey(k);
@@ -214,7 +220,8 @@ export function parseGateTrajectory(text: string, sourceName: string): GateTraje
     if (step === null) throw new DataError(`${sourceName}:${r.line}: step: expected a number, got an empty cell`);
     const values = keys.map((k, j) => {
       const v = numberCell(r.cells[j + 1], sourceName, r.line, k);
-      if (v === null || v < 0 || v > 1) throw new DataError(`${sourceName}:${r.line}: ${k}: expected a probability in [0, 1], got ${JSON.stringify(r.cells[j + 1] ?? '')}`);
+      if (v === null || v < 0 || v > 1)
+        throw new DataError(`${sourceName}:${r.line}: ${k}: expected a probability in [0, 1], got ${JSON.stringify(r.cells[j + 1] ?? '')}`);
       return v;
     });
     parsed.push({ step, values });
@@ -293,7 +300,9 @@ export function parseHeadScoresCsv(text: string, sourceName: string): HeadScoreT
   const names = header.cells.map((c) => c.trim());
   const idx = columnIndex(names, ['key'], sourceName, 'per-head CSV');
   const keyCol = idx.get('key')!;
-  const isNumeric = names.map((n, j) => j !== keyCol && !NOT_SCORES.has(n) && rows.slice(1).every((r) => (r.cells[j] ?? '').trim() === '' || Number.isFinite(Number(r.cells[j]))));
+  const isNumeric = names.map(
+    (n, j) => j !== keyCol && !NOT_SCORES.has(n) && rows.slice(1).every((r) => (r.cells[j] ?? '').trim() === '' || Number.isFinite(Number(r.cells[j]))),
+  );
   const columns = names.filter((_, j) => isNumeric[j] && rows.slice(1).some((r) => (r.cells[j] ?? '').trim() !== ''));
   const out: Record<string, Record<string, number>> = {};
   for (const r of rows.slice(1)) {
@@ -337,7 +346,12 @@ export function readGateSettings(path: string): { beta?: number; targetHeads?: n
   const cfg = readJsonFile(file, 'run config');
   const g = isRecord(cfg) && isRecord(cfg.gates) ? cfg.gates : {};
   const t = g.targetHeads;
-  const targetHeads = typeof t === 'number' ? t : isRecord(t) ? Object.fromEntries(Object.entries(t).filter(([k, v]) => isAttentionType(k) && typeof v === 'number')) as Partial<Record<AttentionType, number>> : null;
+  const targetHeads =
+    typeof t === 'number'
+      ? t
+      : isRecord(t)
+        ? (Object.fromEntries(Object.entries(t).filter(([k, v]) => isAttentionType(k) && typeof v === 'number')) as Partial<Record<AttentionType, number>>)
+        : null;
   return { ...(typeof g.beta === 'number' ? { beta: g.beta } : {}), targetHeads };
 }
 
@@ -372,7 +386,8 @@ export function parseHeadScoresJson(value: unknown, sourceName: string): HeadSco
     shape = isRecord(value.model) ? shapeOf(value.model.headsPerLayer) : null;
   } else if (isRecord(value.gates) && Array.isArray(value.gates.heads)) {
     value.gates.heads.forEach((h: unknown, i: number) => {
-      if (!isRecord(h) || typeof h.key !== 'string' || !parseHeadKey(h.key)) throw new DataError(`${sourceName}: gates.heads[${i}]: expected { key: "enc-self.0.1", pOpen, ... }`);
+      if (!isRecord(h) || typeof h.key !== 'string' || !parseHeadKey(h.key))
+        throw new DataError(`${sourceName}: gates.heads[${i}]: expected { key: "enc-self.0.1", pOpen, ... }`);
       const row: Record<string, number> = {};
       flattenNumbers({ ...h, key: undefined }, '', row);
       rows[h.key] = row;
@@ -434,7 +449,11 @@ export function selectScore(table: HeadScoreTable, column: string, label?: strin
  * One score of an in-memory per-head table, e.g. a HeadReport's `heads` with one of its SCORE_COLUMNS
  * (`{ name, label, get }`): what a notebook uses when it holds the report object.
  */
-export function headScoresOf<E>(heads: Readonly<Record<string, E>>, column: { name: string; label: string; get: (e: E) => number | null }, shape?: MaskShape | null): HeadScores {
+export function headScoresOf<E>(
+  heads: Readonly<Record<string, E>>,
+  column: { name: string; label: string; get: (e: E) => number | null },
+  shape?: MaskShape | null,
+): HeadScores {
   const values: Record<string, number | null> = {};
   for (const [k, e] of Object.entries(heads)) values[k] = column.get(e);
   return { name: column.name, label: column.label, values, shape: shape ?? null, range: KNOWN_SCORES[column.name]?.range };
@@ -464,7 +483,12 @@ export function parsePruningCurve(text: string, sourceName: string): PruningCurv
   const rows = csvRows(text, sourceName);
   const header = rows[0];
   if (!header) throw new DataError(`${sourceName}: empty pruning curve`);
-  const idx = columnIndex(header.cells.map((c) => c.trim()), ['step', 'heads_kept', 'bleu'], sourceName, 'pruning curve');
+  const idx = columnIndex(
+    header.cells.map((c) => c.trim()),
+    ['step', 'heads_kept', 'bleu'],
+    sourceName,
+    'pruning curve',
+  );
   const cell = (r: { cells: string[] }, c: string): string | undefined => (idx.has(c) ? r.cells[idx.get(c)!] : undefined);
   return rows.slice(1).map((r) => {
     const num = (c: string) => numberCell(cell(r, c), sourceName, r.line, c);
@@ -535,13 +559,37 @@ export interface ExperimentResultRow {
  * The columns src/experiments/report.ts writes (only stage, method and bleu are required here; files
  * written before a column existed read it as empty).
  */
-export const EXPERIMENT_RESULT_COLUMNS = ['stage', 'id', 'kind', 'method', 'attention', 'lambda', 'targetHeads', 'keptEnc', 'keptDecSelf', 'keptDecEnc', 'bleu', 'bleuTokLc', 'devBleu', 'run', 'params', 'nonZeroParams', 'modelBytes', 'decodeSeconds'] as const;
+export const EXPERIMENT_RESULT_COLUMNS = [
+  'stage',
+  'id',
+  'kind',
+  'method',
+  'attention',
+  'lambda',
+  'targetHeads',
+  'keptEnc',
+  'keptDecSelf',
+  'keptDecEnc',
+  'bleu',
+  'bleuTokLc',
+  'devBleu',
+  'run',
+  'params',
+  'nonZeroParams',
+  'modelBytes',
+  'decodeSeconds',
+] as const;
 
 export function parseExperimentResults(text: string, sourceName: string): ExperimentResultRow[] {
   const rows = csvRows(text, sourceName);
   const header = rows[0];
   if (!header) throw new DataError(`${sourceName}: empty results table`);
-  const idx = columnIndex(header.cells.map((c) => c.trim()), ['stage', 'method', 'bleu'], sourceName, 'experiment results');
+  const idx = columnIndex(
+    header.cells.map((c) => c.trim()),
+    ['stage', 'method', 'bleu'],
+    sourceName,
+    'experiment results',
+  );
   const cell = (r: { cells: string[] }, c: string): string => (idx.has(c) ? (r.cells[idx.get(c)!] ?? '').trim() : '');
   return rows.slice(1).map((r) => {
     const num = (c: string) => numberCell(cell(r, c), sourceName, r.line, c);
@@ -595,15 +643,23 @@ export function parseAttentionMaps(value: unknown, sourceName: string): Attentio
     const at = Array.isArray(value) ? `[${i}]` : '';
     if (!isRecord(m)) throw new DataError(`${sourceName}: ${at || 'map'}: expected { key, queryTokens, keyTokens, weights }`);
     const strings = (x: unknown, f: string): string[] => {
-      if (!Array.isArray(x) || !x.every((t): t is string => typeof t === 'string')) throw new DataError(`${sourceName}: ${at}${at ? '.' : ''}${f}: expected an array of strings`);
+      if (!Array.isArray(x) || !x.every((t): t is string => typeof t === 'string'))
+        throw new DataError(`${sourceName}: ${at}${at ? '.' : ''}${f}: expected an array of strings`);
       return x;
     };
-    if (typeof m.key !== 'string' || !parseHeadKey(m.key)) throw new DataError(`${sourceName}: ${at}${at ? '.' : ''}key: expected a head key like enc-self.3.5, got ${JSON.stringify(m.key)}`);
+    if (typeof m.key !== 'string' || !parseHeadKey(m.key))
+      throw new DataError(`${sourceName}: ${at}${at ? '.' : ''}key: expected a head key like enc-self.3.5, got ${JSON.stringify(m.key)}`);
     const queryTokens = strings(m.queryTokens, 'queryTokens');
     const keyTokens = strings(m.keyTokens, 'keyTokens');
     const w = m.weights;
-    const isGrid = Array.isArray(w) && w.length === queryTokens.length && w.every((row: unknown) => Array.isArray(row) && row.length === keyTokens.length && row.every((x: unknown) => typeof x === 'number' && Number.isFinite(x)));
-    if (!isGrid) throw new DataError(`${sourceName}: ${at}${at ? '.' : ''}weights: expected ${queryTokens.length} rows of ${keyTokens.length} numbers (queries x keys)`);
+    const isGrid =
+      Array.isArray(w) &&
+      w.length === queryTokens.length &&
+      w.every(
+        (row: unknown) => Array.isArray(row) && row.length === keyTokens.length && row.every((x: unknown) => typeof x === 'number' && Number.isFinite(x)),
+      );
+    if (!isGrid)
+      throw new DataError(`${sourceName}: ${at}${at ? '.' : ''}weights: expected ${queryTokens.length} rows of ${keyTokens.length} numbers (queries x keys)`);
     const sentence = typeof m.sentence === 'number' || typeof m.sentence === 'string' ? m.sentence : undefined;
     return { key: m.key, queryTokens, keyTokens, weights: w as number[][], sentence };
   });

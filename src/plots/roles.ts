@@ -41,19 +41,40 @@ export interface RolesMapOptions {
  * The roles map: `heads` by key (`enc-self.3.5`), `shape` the original heads per layer, `stacks` the
  * attention types to draw. Cell z is the role's index + 0.5 on a discrete colour scale.
  */
-export function rolesMapFigure(heads: Readonly<Record<string, HeadRoles>>, shape: MaskShape, stacks: readonly AttentionType[], opts: RolesMapOptions = {}): FigureSpec {
+export function rolesMapFigure(
+  heads: Readonly<Record<string, HeadRoles>>,
+  shape: MaskShape,
+  stacks: readonly AttentionType[],
+  opts: RolesMapOptions = {},
+): FigureSpec {
   const n = ROLE_NAMES.length;
   // a discrete colour scale: role i fills [i/n, (i+1)/n]
-  const colorscale = ROLE_NAMES.flatMap((name, i): Array<[number, string]> => [[i / n, ROLE_COLORS[name]], [(i + 1) / n, ROLE_COLORS[name]]]);
+  const colorscale = ROLE_NAMES.flatMap((name, i): Array<[number, string]> => [
+    [i / n, ROLE_COLORS[name]],
+    [(i + 1) / n, ROLE_COLORS[name]],
+  ]);
   const maxHeads = Math.max(1, ...stacks.map((s) => Math.max(0, ...shape[s])));
   const maxLayers = Math.max(1, ...stacks.map((s) => shape[s].length));
   const cell = Math.max(44, Math.min(80, 480 / maxHeads));
-  const layout = baseLayout(opts.title ?? 'Head roles', Math.max(520, Math.round(stacks.length * (maxHeads * cell + 70) + 90)), Math.max(360, Math.round(maxLayers * cell + 220)));
+  const layout = baseLayout(
+    opts.title ?? 'Head roles',
+    Math.max(520, Math.round(stacks.length * (maxHeads * cell + 70) + 90)),
+    Math.max(360, Math.round(maxLayers * cell + 220)),
+  );
   layout.margin = { l: 60, r: 30, t: 120, b: 60 };
   layout.plot_bgcolor = '#f2f2f2';
   const domains = columnDomains(Math.max(1, stacks.length), 0.25 / Math.max(1, stacks.length));
   // the colour key in one line under the title, then one title per panel
-  layout.annotations = ROLE_NAMES.map((name, i) => ({ text: `<span style="color:${ROLE_COLORS[name]}">■</span> ${name}`, showarrow: false, xref: 'paper' as const, yref: 'paper' as const, x: i / n, y: 1.1, xanchor: 'left' as const, yanchor: 'bottom' as const }));
+  layout.annotations = ROLE_NAMES.map((name, i) => ({
+    text: `<span style="color:${ROLE_COLORS[name]}">■</span> ${name}`,
+    showarrow: false,
+    xref: 'paper' as const,
+    yref: 'paper' as const,
+    x: i / n,
+    y: 1.1,
+    xanchor: 'left' as const,
+    yanchor: 'bottom' as const,
+  }));
   const data: Trace[] = stacks.map((stack, i) => {
     const ax = panelAxes(i);
     const keys = shape[stack].map((h, l) => Array.from({ length: h }, (_, head) => `${stack}.${l}.${head}`));
@@ -62,11 +83,35 @@ export function rolesMapFigure(heads: Readonly<Record<string, HeadRoles>>, shape
     const width = Math.max(0, ...shape[stack]);
     setAxis(layout, ax.xKey, axis('head', { domain: domains[i], anchor: ax.y, dtick: 1, showgrid: false, zeroline: false, range: [-0.5, width - 0.5] }));
     setAxis(layout, ax.yKey, axis(i === 0 ? 'layer' : '', { anchor: ax.x, dtick: 1, autorange: 'reversed', showgrid: false, zeroline: false }));
-    layout.annotations!.push({ text: `${ATTENTION_LABELS[stack]} (${stack})`, showarrow: false, xref: ax.xDomain, yref: ax.yDomain, x: 0.5, y: 1.02, xanchor: 'center', yanchor: 'bottom', font: { size: 13 } });
+    layout.annotations!.push({
+      text: `${ATTENTION_LABELS[stack]} (${stack})`,
+      showarrow: false,
+      xref: ax.xDomain,
+      yref: ax.yDomain,
+      x: 0.5,
+      y: 1.02,
+      xanchor: 'center',
+      yanchor: 'bottom',
+      font: { size: 13 },
+    });
     return {
-      type: 'heatmap', z, x: Array.from({ length: width }, (_, h) => h), y: keys.map((_, l) => l), xaxis: ax.x, yaxis: ax.y,
-      zmin: 0, zmax: n, colorscale, showscale: false, xgap: 2, ygap: 2, text, texttemplate: '%{text}', customdata: keys,
-      hovertemplate: '%{customdata}: %{text}<extra></extra>', name: stack,
+      type: 'heatmap',
+      z,
+      x: Array.from({ length: width }, (_, h) => h),
+      y: keys.map((_, l) => l),
+      xaxis: ax.x,
+      yaxis: ax.y,
+      zmin: 0,
+      zmax: n,
+      colorscale,
+      showscale: false,
+      xgap: 2,
+      ygap: 2,
+      text,
+      texttemplate: '%{text}',
+      customdata: keys,
+      hovertemplate: '%{customdata}: %{text}<extra></extra>',
+      name: stack,
     };
   });
   return { data, layout };

@@ -47,12 +47,42 @@ export function trainingCurves(log: MetricsLog, opts: TrainingCurvesOptions = {}
   const devBleu = points(log.eval, (r) => r.devBleu);
   const rate = points(log.train, (r) => r.tgtTokensPerSec);
 
-  if (trainLoss.x.length) data.push({ type: 'scatter', mode: 'lines', name: 'training loss (label-smoothed CE)', ...trainLoss, xaxis: lossAx.x, yaxis: lossAx.y, line: { color: '#0072B2', width: 2 } });
-  if (devLoss.x.length) data.push({ type: 'scatter', mode: 'lines+markers', name: 'dev loss (NLL)', ...devLoss, xaxis: lossAx.x, yaxis: lossAx.y, line: { color: '#D55E00', width: 2 }, marker: { size: 7 } });
+  if (trainLoss.x.length)
+    data.push({
+      type: 'scatter',
+      mode: 'lines',
+      name: 'training loss (label-smoothed CE)',
+      ...trainLoss,
+      xaxis: lossAx.x,
+      yaxis: lossAx.y,
+      line: { color: '#0072B2', width: 2 },
+    });
+  if (devLoss.x.length)
+    data.push({
+      type: 'scatter',
+      mode: 'lines+markers',
+      name: 'dev loss (NLL)',
+      ...devLoss,
+      xaxis: lossAx.x,
+      yaxis: lossAx.y,
+      line: { color: '#D55E00', width: 2 },
+      marker: { size: 7 },
+    });
   if (!trainLoss.x.length && !devLoss.x.length) notes.push(panelNote('no loss logged', lossAx));
-  if (devBleu.x.length) data.push({ type: 'scatter', mode: 'lines+markers', name: 'dev BLEU (greedy)', ...devBleu, xaxis: bleuAx.x, yaxis: bleuAx.y, line: { color: '#009E73', width: 2 }, marker: { size: 7 } });
+  if (devBleu.x.length)
+    data.push({
+      type: 'scatter',
+      mode: 'lines+markers',
+      name: 'dev BLEU (greedy)',
+      ...devBleu,
+      xaxis: bleuAx.x,
+      yaxis: bleuAx.y,
+      line: { color: '#009E73', width: 2 },
+      marker: { size: 7 },
+    });
   else notes.push(panelNote('no dev BLEU logged (train.evalEverySteps / devBleuSentences)', bleuAx));
-  if (rate.x.length) data.push({ type: 'scatter', mode: 'lines', name: 'target tokens/s', ...rate, xaxis: rateAx.x, yaxis: rateAx.y, line: { color: '#666666', width: 1.5 } });
+  if (rate.x.length)
+    data.push({ type: 'scatter', mode: 'lines', name: 'target tokens/s', ...rate, xaxis: rateAx.x, yaxis: rateAx.y, line: { color: '#666666', width: 1.5 } });
   else notes.push(panelNote('no throughput logged', rateAx));
 
   const stopping = earlyStoppingMarks(log);
@@ -60,12 +90,34 @@ export function trainingCurves(log: MetricsLog, opts: TrainingCurvesOptions = {}
     const best = log.eval.find((r) => r.step === stopping.bestStep);
     const star = { symbol: 'star', size: 16, color: '#000000' };
     const name = `best checkpoint (step ${stopping.bestStep})`;
-    if (best?.devBleu !== undefined) data.push({ type: 'scatter', mode: 'markers', name, x: [best.step], y: [best.devBleu], xaxis: bleuAx.x, yaxis: bleuAx.y, marker: star });
-    if (best?.devLoss !== undefined) data.push({ type: 'scatter', mode: 'markers', name, showlegend: best.devBleu === undefined, x: [best.step], y: [best.devLoss], xaxis: lossAx.x, yaxis: lossAx.y, marker: star });
+    if (best?.devBleu !== undefined)
+      data.push({ type: 'scatter', mode: 'markers', name, x: [best.step], y: [best.devBleu], xaxis: bleuAx.x, yaxis: bleuAx.y, marker: star });
+    if (best?.devLoss !== undefined)
+      data.push({
+        type: 'scatter',
+        mode: 'markers',
+        name,
+        showlegend: best.devBleu === undefined,
+        x: [best.step],
+        y: [best.devLoss],
+        xaxis: lossAx.x,
+        yaxis: lossAx.y,
+        marker: star,
+      });
     if (stopping.stoppedAt !== null) {
       const at = log.eval.find((r) => r.step === stopping.stoppedAt)!;
       const [ax, y] = at.devBleu !== undefined ? [bleuAx, at.devBleu] : [lossAx, at.devLoss];
-      if (y !== undefined) data.push({ type: 'scatter', mode: 'markers', name: `early stop: no improvement since step ${stopping.bestStep} (step ${at.step})`, x: [at.step], y: [y], xaxis: ax.x, yaxis: ax.y, marker: { symbol: 'x', size: 14, color: '#CC79A7' } });
+      if (y !== undefined)
+        data.push({
+          type: 'scatter',
+          mode: 'markers',
+          name: `early stop: no improvement since step ${stopping.bestStep} (step ${at.step})`,
+          x: [at.step],
+          y: [y],
+          xaxis: ax.x,
+          yaxis: ax.y,
+          marker: { symbol: 'x', size: 14, color: '#CC79A7' },
+        });
     }
   }
   const lastStep = Math.max(0, ...log.train.map((r) => r.step), ...log.eval.map((r) => r.step));

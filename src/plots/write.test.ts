@@ -76,7 +76,9 @@ describe('writeFigure', () => {
   it('without Chromium the PNG is skipped with a one-line note', async () => {
     const w = await writeFigure(trainingCurves(readMetrics(FIXTURES)), join(dir, 'nochrome'), { png: true, chromiumPath: join(dir, 'no-such-chromium') });
     expect(w.png).toBeNull();
-    expect(w.note).toMatch(/^PNG skipped: Chromium not found \(looked for .*no-such-chromium\); install it with "apt-get install -y --no-install-recommends chromium"/);
+    expect(w.note).toMatch(
+      /^PNG skipped: Chromium not found \(looked for .*no-such-chromium\); install it with "apt-get install -y --no-install-recommends chromium"/,
+    );
     expect(w.note).not.toContain('\n');
     expect(existsSync(w.html!)).toBe(true);
   });

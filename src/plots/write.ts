@@ -20,7 +20,12 @@ export interface FigureLike {
 }
 
 /** Where Chromium is looked for when no path is given. */
-export const CHROMIUM_CANDIDATES: readonly string[] = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome', '/usr/bin/google-chrome-stable'];
+export const CHROMIUM_CANDIDATES: readonly string[] = [
+  '/usr/bin/chromium',
+  '/usr/bin/chromium-browser',
+  '/usr/bin/google-chrome',
+  '/usr/bin/google-chrome-stable',
+];
 
 /** The first installed Chromium of `candidates`, or null. */
 export function findChromium(candidates: readonly string[] = CHROMIUM_CANDIDATES): string | null {
@@ -39,7 +44,10 @@ export function plotlySource(): string {
 
 /** JSON that is safe inside a <script> element. */
 function scriptJson(value: unknown): string {
-  return JSON.stringify(value).replace(/</g, '\\u003c').replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
+  return JSON.stringify(value)
+    .replace(/</g, '\\u003c')
+    .replace(/\u2028/g, '\\u2028')
+    .replace(/\u2029/g, '\\u2029');
 }
 
 function escapeHtml(s: string): string {
@@ -66,7 +74,16 @@ export function figureHtml(fig: FigureLike, opts: { title?: string; plotly?: str
   ].join('\n');
 }
 
-const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'];
+const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--disable-dev-shm-usage',
+];
 
 export interface PngRendererOptions {
   /** default: the first of CHROMIUM_CANDIDATES that exists */
@@ -104,7 +121,8 @@ async function launchPlaywright(executablePath: string): Promise<PlaywrightBrows
 function runChromium(chromium: string, args: string[], timeoutMs: number): Promise<void> {
   return new Promise((resolve, reject) => {
     execFile(chromium, args, { timeout: timeoutMs }, (err, _stdout, stderr) => {
-      if (err) reject(new Error(`${basename(chromium)} failed: ${err.message.split('\n')[0]}${stderr ? ` (${String(stderr).trim().split('\n').slice(-1)[0]})` : ''}`));
+      if (err)
+        reject(new Error(`${basename(chromium)} failed: ${err.message.split('\n')[0]}${stderr ? ` (${String(stderr).trim().split('\n').slice(-1)[0]})` : ''}`));
       else resolve();
     });
   });
@@ -165,7 +183,17 @@ export class PngRenderer {
       writeFileSync(html, figureHtml(fig));
       await runChromium(
         this.chromiumPath,
-        ['--headless', ...CHROMIUM_ARGS, `--user-data-dir=${join(dir, 'profile')}`, '--hide-scrollbars', `--window-size=${width},${height}`, `--force-device-scale-factor=${scale}`, '--virtual-time-budget=10000', `--screenshot=${png}`, `file://${html}`],
+        [
+          '--headless',
+          ...CHROMIUM_ARGS,
+          `--user-data-dir=${join(dir, 'profile')}`,
+          '--hide-scrollbars',
+          `--window-size=${width},${height}`,
+          `--force-device-scale-factor=${scale}`,
+          '--virtual-time-budget=10000',
+          `--screenshot=${png}`,
+          `file://${html}`,
+        ],
         60_000,
       );
       if (!existsSync(png)) throw new Error(`${basename(this.chromiumPath)} wrote no screenshot`);

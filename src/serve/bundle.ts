@@ -56,7 +56,8 @@ export interface PageBundle {
 
 /** Bundle the page (ES2022, minified identifiers kept readable, an inline source map for the browser's devtools). */
 export async function bundlePage(entry: string = PAGE_ENTRY): Promise<PageBundle> {
-  if (!existsSync(entry)) throw new DataError(`${entry}: the translator page's source is missing (heads serve bundles it from the repository's src/serve/page/)`);
+  if (!existsSync(entry))
+    throw new DataError(`${entry}: the translator page's source is missing (heads serve bundles it from the repository's src/serve/page/)`);
   const t0 = performance.now();
   const result = await build({
     entryPoints: [entry],

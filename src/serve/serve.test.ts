@@ -49,8 +49,25 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 const TRAIN = ['the cat sat on the mat .', 'a dog ran in the park', 'the bird sings', 'cats and dogs are friends .', 'on the mat sat a cat'];
 const SENTENCES = ['the cat sat on the mat .', 'a dog sings', 'the bird ran in the park', 'cats sat on a dog .'];
-const PRUNED_KEPT = { 'enc-self': [[0, 2, 3], []], 'dec-self': [[0, 1, 2, 3], [2, 3]], 'dec-enc': [[1, 3], [0, 1, 2]] };
-const INT8_KEPT = { 'enc-self': [[0, 1, 2, 3], [1, 2]], 'dec-self': [[0, 1], []], 'dec-enc': [[], [0, 3]] };
+const PRUNED_KEPT = {
+  'enc-self': [[0, 2, 3], []],
+  'dec-self': [
+    [0, 1, 2, 3],
+    [2, 3],
+  ],
+  'dec-enc': [
+    [1, 3],
+    [0, 1, 2],
+  ],
+};
+const INT8_KEPT = {
+  'enc-self': [
+    [0, 1, 2, 3],
+    [1, 2],
+  ],
+  'dec-self': [[0, 1], []],
+  'dec-enc': [[], [0, 3]],
+};
 
 function tinyConfig(): HeadsConfig {
   return {
@@ -72,7 +89,12 @@ async function makeRun(dir: string): Promise<void> {
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
   const model = createTransformer(config.model, tok.vocabSize, new Rng(1));
   const rng = new Rng(2);
-  for (const [n, v] of model.params.vars) model.params.assign(n, v.shape, Float32Array.from({ length: v.size }, () => rng.normal() * 0.5 + (n.endsWith('.g') ? 1 : 0)));
+  for (const [n, v] of model.params.vars)
+    model.params.assign(
+      n,
+      v.shape,
+      Float32Array.from({ length: v.size }, () => rng.normal() * 0.5 + (n.endsWith('.g') ? 1 : 0)),
+    );
   const params: NamedArrays = await model.params.toArrays();
   writeCheckpoint(dir, { step: 10, dataPosition: { epoch: 1, batch: 0 }, adamStep: 10, config, extra: {} }, params, {}, 1);
   model.dispose();
@@ -188,13 +210,16 @@ describe('startServer', () => {
   });
 
   it('answers 404 outside its list and 403 to a foreign Host header', async () => {
-    for (const path of ['/models/0/model.json', '/models/0/../export.json', '/models/2/encoder.onnx', '/ort/ort.min.js', '/ort/../package.json', '/etc/passwd']) expect((await get(server.port, path)).status).toBe(404);
+    for (const path of ['/models/0/model.json', '/models/0/../export.json', '/models/2/encoder.onnx', '/ort/ort.min.js', '/ort/../package.json', '/etc/passwd'])
+      expect((await get(server.port, path)).status).toBe(404);
     expect((await get(server.port, '/', 'evil.example:80')).status).toBe(403);
     expect((await get(server.port, '/', `localhost:${server.port}`)).status).toBe(200);
   });
 
   it('refuses a port in use with one line', async () => {
-    await expect(startServer([readServedExport(full)], { port: server.port })).rejects.toThrow(new RegExp(`^--port ${server.port}: the port is in use on 127\\.0\\.0\\.1`));
+    await expect(startServer([readServedExport(full)], { port: server.port })).rejects.toThrow(
+      new RegExp(`^--port ${server.port}: the port is in use on 127\\.0\\.0\\.1`),
+    );
   });
 });
 
@@ -219,7 +244,12 @@ function heads(args: string[]): Promise<{ status: number | null; stdout: string;
     ];
     const results = await Promise.all(cases.map(([args]) => heads(args)));
     results.forEach((r, i) => {
-      expect({ args: cases[i]![0], status: r.status, lines: r.stderr.trim().split('\n').length, stdout: r.stdout }).toEqual({ args: cases[i]![0], status: 2, lines: 1, stdout: '' });
+      expect({ args: cases[i]![0], status: r.status, lines: r.stderr.trim().split('\n').length, stdout: r.stdout }).toEqual({
+        args: cases[i]![0],
+        status: 2,
+        lines: 1,
+        stdout: '',
+      });
       expect(r.stderr).toMatch(cases[i]![1]);
     });
   });
@@ -251,7 +281,16 @@ function serveCommand(folders: string[]): Promise<{ child: ChildProcess; url: st
   });
 }
 
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
 (CHROMIUM && built ? describe : describe.skip)('the page in headless Chromium', () => {
   let browser: BrowserContext;
@@ -264,7 +303,12 @@ const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable
   let reference: Map<number, Promise<string[][]>>;
 
   beforeAll(async () => {
-    reference = new Map([3, 1].map((beam) => [beam, Promise.all([cliTranslations(full, beam, 'tfjs'), cliTranslations(pruned, beam, 'tfjs'), cliTranslations(int8, beam, 'onnx')])]));
+    reference = new Map(
+      [3, 1].map((beam) => [
+        beam,
+        Promise.all([cliTranslations(full, beam, 'tfjs'), cliTranslations(pruned, beam, 'tfjs'), cliTranslations(int8, beam, 'onnx')]),
+      ]),
+    );
     // a failure surfaces in the test that awaits it
     for (const p of reference.values()) p.catch(() => {});
     served = await serveCommand([full, pruned, int8]);
@@ -304,7 +348,7 @@ const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable
     return { translations, latencies };
   }
 
-  it('loads the three models with onnxruntime-web and shows each one\'s size and heads kept per layer', async () => {
+  it("loads the three models with onnxruntime-web and shows each one's size and heads kept per layer", async () => {
     expect(await page.getAttribute('body', 'data-state')).toBe('ready');
     const columns: { name: string; size: string; parameters: string; heads: string; grid: string[] }[] = [];
     for (const section of await page.locator('section.model').all()) {
@@ -313,18 +357,28 @@ const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable
         const cells = await row.locator('td').all();
         grid.push((await Promise.all(cells.map((c) => c.getAttribute('class')))).map((c) => (c === 'kept' ? 1 : 0)).join(''));
       }
-      columns.push({ name: await section.locator('h2').innerText(), size: await section.locator('.size').innerText(), parameters: await section.locator('.parameters').innerText(), heads: await section.locator('.heads-total').innerText(), grid });
+      columns.push({
+        name: await section.locator('h2').innerText(),
+        size: await section.locator('.size').innerText(),
+        parameters: await section.locator('.parameters').innerText(),
+        heads: await section.locator('.heads-total').innerText(),
+        grid,
+      });
     }
     const expected = [full, pruned, int8].map((f) => {
       const { info } = readServedExport(f);
       const { kept, original } = headsKept(info);
       // one row per layer: enc-self 0, 1, dec-self 0, 1, dec-enc 0, 1; a 1 per kept head
-      const grid = (['enc-self', 'dec-self', 'dec-enc'] as const).flatMap((t) => info.metadata.keptHeads[t].map((ids) => [0, 1, 2, 3].map((h) => (ids.includes(h) ? 1 : 0)).join('')));
+      const grid = (['enc-self', 'dec-self', 'dec-enc'] as const).flatMap((t) =>
+        info.metadata.keptHeads[t].map((ids) => [0, 1, 2, 3].map((h) => (ids.includes(h) ? 1 : 0)).join('')),
+      );
       return { name: info.name, size: formatBytes(info.sizeBytes), parameters: formatCount(info.metadata.parameters), heads: `${kept} / ${original}`, grid };
     });
     expect(columns).toEqual(expected);
     // the parameter counts are the exporter's own (export.json), not only model.json's
-    const afterExport = [full, pruned, int8].map((f) => (JSON.parse(readFileSync(join(f, 'export.json'), 'utf8')) as { parameters: { after: number } }).parameters.after);
+    const afterExport = [full, pruned, int8].map(
+      (f) => (JSON.parse(readFileSync(join(f, 'export.json'), 'utf8')) as { parameters: { after: number } }).parameters.after,
+    );
     expect(columns.map((c) => c.parameters)).toEqual(afterExport.map(formatCount));
     expect(afterExport[1]).toBeLessThan(afterExport[0]!);
     expect(columns[1]!.grid).toEqual(['1011', '0000', '1111', '0011', '0101', '1110']);

@@ -68,10 +68,13 @@ export function readServedExport(folder: string): ServedExport {
   verifyFile(tokPath, tokText);
   const sha = createHash('sha256').update(tokText).digest('hex');
   if (metadata.tokenizer?.sha256 && sha !== metadata.tokenizer.sha256) {
-    throw new DataError(`${tokPath}: not the tokenizer ${metaPath} names (sha256 ${sha.slice(0, 12)}..., expected ${metadata.tokenizer.sha256.slice(0, 12)}...)`);
+    throw new DataError(
+      `${tokPath}: not the tokenizer ${metaPath} names (sha256 ${sha.slice(0, 12)}..., expected ${metadata.tokenizer.sha256.slice(0, 12)}...)`,
+    );
   }
   const tokenizer = BpeTokenizer.load(tokPath);
-  if (tokenizer.vocabSize !== metadata.vocabSize) throw new DataError(`${tokPath}: vocabulary of ${tokenizer.vocabSize} entries, but ${metaPath} says vocabSize ${metadata.vocabSize}`);
+  if (tokenizer.vocabSize !== metadata.vocabSize)
+    throw new DataError(`${tokPath}: vocabulary of ${tokenizer.vocabSize} entries, but ${metaPath} says vocabSize ${metadata.vocabSize}`);
   files.set(ONNX_FILES.tokenizer, tokPath);
   // the export folder names the column: <export>/onnx -> <export>
   const root = basename(resolve(dir)) === 'onnx' ? dirname(resolve(dir)) : resolve(dir);

@@ -116,7 +116,8 @@ export async function startServer(exports: readonly ServedExport[], opts: ServeO
   await new Promise<void>((done, fail) => {
     server.once('error', (e: NodeJS.ErrnoException) => {
       if (e.code === 'EADDRINUSE') fail(new ServeError(`--port ${opts.port}: the port is in use on ${SERVE_HOST}: choose another (--port 0 picks a free one)`));
-      else if (e.code === 'EACCES') fail(new ServeError(`--port ${opts.port}: not allowed to listen on it (ports below 1024 need privileges): choose one from 1024 to 65535`));
+      else if (e.code === 'EACCES')
+        fail(new ServeError(`--port ${opts.port}: not allowed to listen on it (ports below 1024 need privileges): choose one from 1024 to 65535`));
       else fail(e);
     });
     server.listen(opts.port, SERVE_HOST, () => done());

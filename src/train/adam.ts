@@ -52,7 +52,14 @@ export class Adam {
         }
         m.assign(m.mul(beta1).add(g.mul(1 - beta1)));
         v.assign(v.mul(beta2).add(g.square().mul(1 - beta2)));
-        p.assign(p.sub(m.div(c1).mul(lr * lrScale(name)).div(v.div(c2).sqrt().add(eps))));
+        p.assign(
+          p.sub(
+            m
+              .div(c1)
+              .mul(lr * lrScale(name))
+              .div(v.div(c2).sqrt().add(eps)),
+          ),
+        );
       }
     });
   }
@@ -60,7 +67,10 @@ export class Adam {
   /** State for checkpoints: `m.<name>` and `v.<name>` arrays plus the step. */
   async state(): Promise<{ step: number; tensors: Record<string, { shape: number[]; data: Float32Array }> }> {
     const tensors: Record<string, { shape: number[]; data: Float32Array }> = {};
-    for (const [prefix, map] of [['m', this.m], ['v', this.v]] as const)
+    for (const [prefix, map] of [
+      ['m', this.m],
+      ['v', this.v],
+    ] as const)
       for (const [name, t] of map) tensors[`${prefix}.${name}`] = { shape: t.shape.slice(), data: (await t.data()) as Float32Array };
     return { step: this.step, tensors };
   }
@@ -91,7 +101,10 @@ export function clipByGlobalNorm(grads: Map<string, tf.Tensor>, clipNorm: number
   const scale = clipNorm / (norm + 1e-6);
   const out = new Map<string, tf.Tensor>();
   for (const [k, g] of grads) {
-    out.set(k, tf.tidy(() => g.mul(scale)));
+    out.set(
+      k,
+      tf.tidy(() => g.mul(scale)),
+    );
     g.dispose();
   }
   return { grads: out, norm };

@@ -76,8 +76,28 @@ export interface NewKernels {
   nativeAdam: boolean;
 }
 
-const ALL_NEW: NewKernels = { fusedLoss: true, sharedIdentity: true, rowGather: true, nativeSum: true, fusedDropout: true, nativeLoss: true, fusedAttention: true, fusedLayerNorm: true, nativeAdam: true };
-const NONE_NEW: NewKernels = { fusedLoss: false, sharedIdentity: false, rowGather: false, nativeSum: false, fusedDropout: false, nativeLoss: false, fusedAttention: false, fusedLayerNorm: false, nativeAdam: false };
+const ALL_NEW: NewKernels = {
+  fusedLoss: true,
+  sharedIdentity: true,
+  rowGather: true,
+  nativeSum: true,
+  fusedDropout: true,
+  nativeLoss: true,
+  fusedAttention: true,
+  fusedLayerNorm: true,
+  nativeAdam: true,
+};
+const NONE_NEW: NewKernels = {
+  fusedLoss: false,
+  sharedIdentity: false,
+  rowGather: false,
+  nativeSum: false,
+  fusedDropout: false,
+  nativeLoss: false,
+  fusedAttention: false,
+  fusedLayerNorm: false,
+  nativeAdam: false,
+};
 /** the kernel set before issue 18's native kernels (fusedDropout then registered but unused by the model) */
 const BEFORE_18: NewKernels = { ...ALL_NEW, nativeLoss: false, fusedAttention: false, fusedLayerNorm: false, nativeAdam: false, fusedDropout: false };
 
@@ -148,18 +168,48 @@ export function findTorchPython(): string | null {
  * on all attentions or none) at each thread count; its progress goes to `log`.
  */
 export function runTorchPeer(
-  cfg: ModelConfig, gates: boolean, o: { steps: number; warmupSteps: number; sentences: number; length: number; vocab: number; threads: number[]; log: (l: string) => void },
+  cfg: ModelConfig,
+  gates: boolean,
+  o: { steps: number; warmupSteps: number; sentences: number; length: number; vocab: number; threads: number[]; log: (l: string) => void },
 ): { rows: PeerRow[]; note: string | null } {
   if (!existsSync(PEER_SCRIPT)) return { rows: [], note: `no PyTorch peer: ${PEER_SCRIPT} not found` };
   const py = findTorchPython();
-  if (py === null) return { rows: [], note: "no PyTorch peer: neither /usr/bin/python3 nor python3 can import torch (Debian: apt-get install python3-torch libopenblas0-openmp)" };
+  if (py === null)
+    return {
+      rows: [],
+      note: 'no PyTorch peer: neither /usr/bin/python3 nor python3 can import torch (Debian: apt-get install python3-torch libopenblas0-openmp)',
+    };
   const rows: PeerRow[] = [];
   for (const t of o.threads) {
     const args = [
-      PEER_SCRIPT, '--threads', String(t), '--steps', String(o.steps), '--warmup', String(o.warmupSteps), '--sentences', String(o.sentences),
-      '--length', String(o.length), '--vocab', String(o.vocab), '--d-model', String(cfg.dModel), '--heads', String(cfg.heads),
-      '--encoder-layers', String(cfg.encoderLayers), '--decoder-layers', String(cfg.decoderLayers), '--d-ff', String(cfg.dFF),
-      '--dropout', String(cfg.dropout), '--norm', cfg.norm, gates ? '--gates' : '--no-gates',
+      PEER_SCRIPT,
+      '--threads',
+      String(t),
+      '--steps',
+      String(o.steps),
+      '--warmup',
+      String(o.warmupSteps),
+      '--sentences',
+      String(o.sentences),
+      '--length',
+      String(o.length),
+      '--vocab',
+      String(o.vocab),
+      '--d-model',
+      String(cfg.dModel),
+      '--heads',
+      String(cfg.heads),
+      '--encoder-layers',
+      String(cfg.encoderLayers),
+      '--decoder-layers',
+      String(cfg.decoderLayers),
+      '--d-ff',
+      String(cfg.dFF),
+      '--dropout',
+      String(cfg.dropout),
+      '--norm',
+      cfg.norm,
+      gates ? '--gates' : '--no-gates',
     ];
     const r = spawnSync(py, args, { encoding: 'utf8', maxBuffer: 16 << 20 });
     for (const line of (r.stderr ?? '').split('\n')) if (line.trim()) o.log(line);
@@ -194,12 +244,20 @@ export function benchConfigurations(opts: { backend: string; native: boolean; co
     out.push({ id: 'native-1t', label: 'native BLAS 1T', workers: 1, nativeBlas: true, blasThreads: 1, ...base });
     if (opts.ablation) {
       for (const k of Object.keys(ALL_NEW) as Array<keyof NewKernels>)
-        out.push({ id: `native-1t-no-${k}`, label: `native BLAS 1T without ${k}`, workers: 1, nativeBlas: true, blasThreads: 1, kernels: { ...ALL_NEW, [k]: false } });
+        out.push({
+          id: `native-1t-no-${k}`,
+          label: `native BLAS 1T without ${k}`,
+          workers: 1,
+          nativeBlas: true,
+          blasThreads: 1,
+          kernels: { ...ALL_NEW, [k]: false },
+        });
     }
     if (t > 1) out.push({ id: `native-${t}t`, label: `native BLAS ${t}T`, workers: 1, nativeBlas: true, blasThreads: t, ...base });
   }
   if (opts.backend === 'wasm' || opts.backend === 'cpu') {
-    if (opts.backend === 'wasm') out.push({ id: 'wrapper-workers', label: `${n} workers x wasm XNNPACK + wrapper`, workers: n, nativeBlas: false, blasThreads: 1, ...base });
+    if (opts.backend === 'wasm')
+      out.push({ id: 'wrapper-workers', label: `${n} workers x wasm XNNPACK + wrapper`, workers: n, nativeBlas: false, blasThreads: 1, ...base });
     if (opts.native) out.push({ id: 'native-workers', label: `${n} workers x native BLAS 1T`, workers: n, nativeBlas: true, blasThreads: 1, ...base });
   }
   if (out.length === 0) out.push({ id: 'current', label: `${opts.backend} as configured`, workers: 1, nativeBlas: false, blasThreads: 1, ...base });
@@ -223,7 +281,8 @@ export async function benchTrain(o: BenchOptions): Promise<BenchResult> {
   const native = nativeBlasStatus().available && (backend === 'wasm' || backend === 'cpu');
   const all = benchConfigurations({ backend, native, cores, ...(o.workers !== undefined ? { workers: o.workers } : {}), ablation: o.ablation ?? false });
   const configs = o.configs?.length ? all.filter((c) => o.configs!.includes(c.id)) : all;
-  if (o.configs?.length && configs.length === 0) throw new Error(`bench: no configuration among ${o.configs.join(', ')}; available: ${all.map((c) => c.id).join(', ')}`);
+  if (o.configs?.length && configs.length === 0)
+    throw new Error(`bench: no configuration among ${o.configs.join(', ')}; available: ${all.map((c) => c.id).join(', ')}`);
   const restore = () => {
     installBackendFixes(backend);
     setLossImplementation('fused');
@@ -231,11 +290,15 @@ export async function benchTrain(o: BenchOptions): Promise<BenchResult> {
 
   // the machine's matMul peak: native plain matMul, 1 thread and all cores (best of two shapes)
   let peak: BenchResult['peak'] = null;
-  const peakOf = () => Math.max(measureMatMul({ m: 1024, k: 1024, n: 1024, reps: 5, warmup: 2 }).gflops, measureMatMul({ m: 2000, k: 256, n: 1024, reps: 5, warmup: 2 }).gflops);
+  const peakOf = () =>
+    Math.max(measureMatMul({ m: 1024, k: 1024, n: 1024, reps: 5, warmup: 2 }).gflops, measureMatMul({ m: 2000, k: 256, n: 1024, reps: 5, warmup: 2 }).gflops);
   // the same products per CPU second of this process: what one core does when it runs, whatever the load
   const cpuPeakOf = () => {
     let best = 0;
-    for (const [m, k, n] of [[1024, 1024, 1024], [2000, 256, 1024]] as const) {
+    for (const [m, k, n] of [
+      [1024, 1024, 1024],
+      [2000, 256, 1024],
+    ] as const) {
       const a = tf.randomUniform([m, k], -1, 1, 'float32', 1);
       const b = tf.randomUniform([k, n], -1, 1, 'float32', 2);
       tf.matMul(a, b).dispose();
@@ -254,7 +317,9 @@ export async function benchTrain(o: BenchOptions): Promise<BenchResult> {
     installBackendFixes(backend, { nativeBlas: true, blasThreads: cores });
     const allThreads = peakOf();
     peak = { oneThread, allThreads, threads: cores, oneThreadPerCpuSecond };
-    o.log(`matMul peak (native, plain 1024^3 / 2000x256x1024): ${oneThread.toFixed(1)} GFLOP/s on 1 thread, ${allThreads.toFixed(1)} on ${cores}; ${oneThreadPerCpuSecond.toFixed(1)} GFLOP per CPU second on 1 thread`);
+    o.log(
+      `matMul peak (native, plain 1024^3 / 2000x256x1024): ${oneThread.toFixed(1)} GFLOP/s on 1 thread, ${allThreads.toFixed(1)} on ${cores}; ${oneThreadPerCpuSecond.toFixed(1)} GFLOP per CPU second on 1 thread`,
+    );
   }
   installBackendFixes(backend, { nativeBlas: false });
   const wasmMatMulGflops = measureMatMul({ m: 2000, k: 256, n: 1024, reps: 5, warmup: 2 }).gflops;
@@ -272,9 +337,17 @@ export async function benchTrain(o: BenchOptions): Promise<BenchResult> {
   // the bench model of the performance notes and issue 18: post-norm, tied embeddings, a Hard Concrete
   // gate on every head of every attention (sampled each step; no penalty), label-smoothed loss, Adam
   const baseSettings = [
-    'model.encoderLayers=3', 'model.decoderLayers=3', 'model.heads=4', 'model.dModel=256', 'model.dFF=1024',
-    'model.norm=post', 'gates.attention=[enc-self,dec-self,dec-enc]',
-    `train.maxTokensPerBatch=${tokensBudget}`, 'train.accumulateSteps=1', 'train.evalEverySteps=0', `train.maxSteps=${o.steps + o.warmupSteps}`,
+    'model.encoderLayers=3',
+    'model.decoderLayers=3',
+    'model.heads=4',
+    'model.dModel=256',
+    'model.dFF=1024',
+    'model.norm=post',
+    'gates.attention=[enc-self,dec-self,dec-enc]',
+    `train.maxTokensPerBatch=${tokensBudget}`,
+    'train.accumulateSteps=1',
+    'train.evalEverySteps=0',
+    `train.maxSteps=${o.steps + o.warmupSteps}`,
   ];
   const benchCfg = loadConfig(null, [...baseSettings, ...o.overrides]);
   const flops = forwardFlopsPerToken(benchCfg.model, L, o.vocab);
@@ -299,16 +372,41 @@ export async function benchTrain(o: BenchOptions): Promise<BenchResult> {
             tokens = r.tgtTokens;
           }
           const ph = trainer.lastWorkerPhases;
-          const phases = ph ? ` (workers: compute ${ph.compute.toFixed(0)}, reduce ${ph.reduce.toFixed(0)}, update ${ph.update.toFixed(0)}, load ${ph.load.toFixed(0)} ms)` : '';
-          o.log(`${c.id}: ${s < o.warmupSteps ? 'warm-up' : 'step'} ${s + 1}: ${r.elapsedMs.toFixed(0)} ms, ${((r.tgtTokens / r.elapsedMs) * 1000).toFixed(0)} tok/s${phases}`);
+          const phases = ph
+            ? ` (workers: compute ${ph.compute.toFixed(0)}, reduce ${ph.reduce.toFixed(0)}, update ${ph.update.toFixed(0)}, load ${ph.load.toFixed(0)} ms)`
+            : '';
+          o.log(
+            `${c.id}: ${s < o.warmupSteps ? 'warm-up' : 'step'} ${s + 1}: ${r.elapsedMs.toFixed(0)} ms, ${((r.tgtTokens / r.elapsedMs) * 1000).toFixed(0)} tok/s${phases}`,
+          );
         }
         const stepMs = median(times);
         const tps = (tokens / stepMs) * 1000;
         const achieved = (tps * 3 * flops) / 1e9;
         const cpuS = median(cpu);
-        rows.push({ config: c, tokensPerStep: tokens, stepMsMedian: stepMs, trainTokensPerSec: tps, achievedGflops: achieved, cpuSecondsPerStep: cpuS, tokensPerCpuSecond: tokens / cpuS, fractionOfPeak: peak ? achieved / peak.allThreads : null, load: loadavg()[0]! });
+        rows.push({
+          config: c,
+          tokensPerStep: tokens,
+          stepMsMedian: stepMs,
+          trainTokensPerSec: tps,
+          achievedGflops: achieved,
+          cpuSecondsPerStep: cpuS,
+          tokensPerCpuSecond: tokens / cpuS,
+          fractionOfPeak: peak ? achieved / peak.allThreads : null,
+          load: loadavg()[0]!,
+        });
       } catch (e) {
-        rows.push({ config: c, tokensPerStep: 0, stepMsMedian: NaN, trainTokensPerSec: NaN, achievedGflops: NaN, cpuSecondsPerStep: NaN, tokensPerCpuSecond: NaN, fractionOfPeak: null, load: loadavg()[0]!, error: e instanceof Error ? e.message : String(e) });
+        rows.push({
+          config: c,
+          tokensPerStep: 0,
+          stepMsMedian: NaN,
+          trainTokensPerSec: NaN,
+          achievedGflops: NaN,
+          cpuSecondsPerStep: NaN,
+          tokensPerCpuSecond: NaN,
+          fractionOfPeak: null,
+          load: loadavg()[0]!,
+          error: e instanceof Error ? e.message : String(e),
+        });
         o.log(`${c.id}: failed: ${e instanceof Error ? e.message : String(e)}`);
       } finally {
         trainer.dispose();
@@ -323,7 +421,15 @@ export async function benchTrain(o: BenchOptions): Promise<BenchResult> {
   let peer: BenchResult['peer'] = { rows: [], note: 'PyTorch peer not run (--no-peer)' };
   if (o.peer ?? true) {
     const threads = [...new Set([1, cores])];
-    peer = runTorchPeer(benchCfg.model, benchCfg.gates.attention.length > 0, { steps: o.steps, warmupSteps: o.warmupSteps, sentences: o.sentences, length: o.length, vocab: o.vocab, threads, log: o.log });
+    peer = runTorchPeer(benchCfg.model, benchCfg.gates.attention.length > 0, {
+      steps: o.steps,
+      warmupSteps: o.warmupSteps,
+      sentences: o.sentences,
+      length: o.length,
+      vocab: o.vocab,
+      threads,
+      log: o.log,
+    });
   }
 
   let greedyStepsPerSec: number | null = null;
@@ -347,7 +453,19 @@ export async function benchTrain(o: BenchOptions): Promise<BenchResult> {
     beamStepsPerSec = ((Math.max(...bm.map((x) => x.length)) + 1) / beamMs) * 1000;
     model.dispose();
   }
-  return { backend, cores, rows, flopsPerTargetToken: 3 * flops, peak, wasmMatMulGflops, greedyStepsPerSec, beamStepsPerSec, loadBefore, loadAfter: loadavg(), peer };
+  return {
+    backend,
+    cores,
+    rows,
+    flopsPerTargetToken: 3 * flops,
+    peak,
+    wasmMatMulGflops,
+    greedyStepsPerSec,
+    beamStepsPerSec,
+    loadBefore,
+    loadAfter: loadavg(),
+    peer,
+  };
 }
 
 /** The side-by-side table (markdown). */
@@ -357,18 +475,23 @@ export function formatBenchTable(r: BenchResult): string[] {
     '|---|---|---|---|---|---|---|---|---|---|',
   ];
   // load-independent efficiency: training FLOPs per CPU second against the 1-thread matMul's FLOPs per CPU second
-  const perCpu = (tokensPerCpuS: number) => (r.peak ? `${(((tokensPerCpuS * r.flopsPerTargetToken) / 1e9 / r.peak.oneThreadPerCpuSecond) * 100).toFixed(0)}%` : 'n/a');
+  const perCpu = (tokensPerCpuS: number) =>
+    r.peak ? `${(((tokensPerCpuS * r.flopsPerTargetToken) / 1e9 / r.peak.oneThreadPerCpuSecond) * 100).toFixed(0)}%` : 'n/a';
   for (const row of r.rows) {
     if (row.error !== undefined) {
       lines.push(`| ${row.config.label} | ${row.config.workers} | failed: ${row.error.slice(0, 60)} | | | | | | | ${row.load.toFixed(1)} |`);
       continue;
     }
     const pct = row.fractionOfPeak === null ? 'n/a' : `${(row.fractionOfPeak * 100).toFixed(0)}%`;
-    lines.push(`| ${row.config.label} | ${row.config.workers} | ${row.stepMsMedian.toFixed(0)} | ${row.trainTokensPerSec.toFixed(0)} | ${row.achievedGflops.toFixed(1)} | ${pct} | ${row.cpuSecondsPerStep.toFixed(2)} | ${row.tokensPerCpuSecond.toFixed(0)} | ${perCpu(row.tokensPerCpuSecond)} | ${row.load.toFixed(1)} |`);
+    lines.push(
+      `| ${row.config.label} | ${row.config.workers} | ${row.stepMsMedian.toFixed(0)} | ${row.trainTokensPerSec.toFixed(0)} | ${row.achievedGflops.toFixed(1)} | ${pct} | ${row.cpuSecondsPerStep.toFixed(2)} | ${row.tokensPerCpuSecond.toFixed(0)} | ${perCpu(row.tokensPerCpuSecond)} | ${row.load.toFixed(1)} |`,
+    );
   }
   for (const p of r.peer.rows) {
     const pct = r.peak ? `${((p.achievedGflops / r.peak.allThreads) * 100).toFixed(0)}%` : 'n/a';
-    lines.push(`| PyTorch peer (${p.engine}), ${p.threads} thread${p.threads > 1 ? 's' : ''} | 1 | ${p.stepMsMedian.toFixed(0)} | ${p.trainTokensPerSec.toFixed(0)} | ${p.achievedGflops.toFixed(1)} | ${pct} | ${p.cpuSecondsPerStep.toFixed(2)} | ${(p.tokensPerStep / p.cpuSecondsPerStep).toFixed(0)} | ${perCpu(p.tokensPerStep / p.cpuSecondsPerStep)} | ${p.load.toFixed(1)} |`);
+    lines.push(
+      `| PyTorch peer (${p.engine}), ${p.threads} thread${p.threads > 1 ? 's' : ''} | 1 | ${p.stepMsMedian.toFixed(0)} | ${p.trainTokensPerSec.toFixed(0)} | ${p.achievedGflops.toFixed(1)} | ${pct} | ${p.cpuSecondsPerStep.toFixed(2)} | ${(p.tokensPerStep / p.cpuSecondsPerStep).toFixed(0)} | ${perCpu(p.tokensPerStep / p.cpuSecondsPerStep)} | ${p.load.toFixed(1)} |`,
+    );
   }
   const cmp = comparePeer(r);
   if (cmp !== null) lines.push('', cmp);
@@ -399,14 +522,26 @@ export interface DecodeBenchRow {
 
 /** Translates `sentences` with each beam size and reports sentences/s (the load average is the caller's to print). */
 export async function benchDecode(
-  model: Transformer, codec: TextCodec, sentences: readonly string[], evalConfig: EvalConfig, beamSizes: number[], gates?: GateTensors,
+  model: Transformer,
+  codec: TextCodec,
+  sentences: readonly string[],
+  evalConfig: EvalConfig,
+  beamSizes: number[],
+  gates?: GateTensors,
 ): Promise<DecodeBenchRow[]> {
   const rows: DecodeBenchRow[] = [];
   for (const beamSize of beamSizes) {
     const { outputs, stats } = await translateSentences(model, codec, sentences, { ...evalConfig, beamSize, ...(gates ? { gates } : {}) });
     let h = 0x811c9dc5;
     for (const ch of outputs.join('\n')) h = Math.imul(h ^ ch.charCodeAt(0), 0x01000193);
-    rows.push({ beamSize, sentences: stats.sentences, seconds: stats.elapsedMs / 1000, sentencesPerSec: stats.sentencesPerSec, outputTokens: stats.outputTokens, outputHash: (h >>> 0).toString(16).padStart(8, '0') });
+    rows.push({
+      beamSize,
+      sentences: stats.sentences,
+      seconds: stats.elapsedMs / 1000,
+      sentencesPerSec: stats.sentencesPerSec,
+      outputTokens: stats.outputTokens,
+      outputHash: (h >>> 0).toString(16).padStart(8, '0'),
+    });
   }
   return rows;
 }

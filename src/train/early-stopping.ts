@@ -71,7 +71,14 @@ export class EarlyStopping {
 
   /** What results.json reports. */
   report(): { metric: string; patience: number; minDelta: number; evaluations: number; evaluationsSinceBest: number; best: BestEval | null } {
-    return { metric: this.rule.metric, patience: this.rule.patience, minDelta: this.rule.minDelta, evaluations: this.evaluations, evaluationsSinceBest: this.sinceBest, best: this.best };
+    return {
+      metric: this.rule.metric,
+      patience: this.rule.patience,
+      minDelta: this.rule.minDelta,
+      evaluations: this.evaluations,
+      evaluationsSinceBest: this.sinceBest,
+      best: this.best,
+    };
   }
 
   /** The state as checkpoint numbers. */

@@ -29,14 +29,21 @@ describe('fakeQuantInt8', () => {
     const g = tf.tidy(() => {
       const w = tf.tensor2d(W, [6, 5]);
       const dy = tf.tensor2d(up, [6, 5]);
-      return tf.grad((x: tf.Tensor) => fakeQuantInt8(x, 1).mul(dy).sum())(w).dataSync() as Float32Array;
+      return tf
+        .grad((x: tf.Tensor) => fakeQuantInt8(x, 1).mul(dy).sum())(w)
+        .dataSync() as Float32Array;
     });
     expect(Array.from(g)).toEqual(Array.from(up));
   });
 
   it('outside the clipping range |w| > 127·scale the gradient is zero', () => {
     const scale = tf.tensor2d([0.005, 0.01, 0.02, 0.5, 1], [1, 5]); // range ±127·scale per column
-    const g = tf.tidy(() => tf.grad((x: tf.Tensor) => fakeQuantInt8(x, 1, scale).sum())(tf.tensor2d(W, [6, 5])).dataSync() as Float32Array);
+    const g = tf.tidy(
+      () =>
+        tf
+          .grad((x: tf.Tensor) => fakeQuantInt8(x, 1, scale).sum())(tf.tensor2d(W, [6, 5]))
+          .dataSync() as Float32Array,
+    );
     const s = [0.005, 0.01, 0.02, 0.5, 1];
     for (let i = 0; i < 30; i++) expect(g[i]).toBe(Math.abs(W[i]!) <= 127 * Math.fround(s[i % 5]!) ? 1 : 0);
     expect(Array.from(g).some((v) => v === 0)).toBe(true);

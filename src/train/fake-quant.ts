@@ -29,7 +29,13 @@ export function fakeQuantInt8(w: tf.Tensor, axis: number, scale?: tf.Tensor): tf
   const op = tf.customGrad(((x: tf.Tensor, save: tf.GradSaveFunc) => {
     const sc = scale ? scale.clone() : int8Scales(x, axis);
     // a channel of zeros has scale 0: divide by 1 there (q = 0 either way)
-    const value = tf.tidy(() => x.div(tf.where(sc.greater(0), sc, tf.onesLike(sc))).round().clipByValue(-INT8_QMAX, INT8_QMAX).mul(sc));
+    const value = tf.tidy(() =>
+      x
+        .div(tf.where(sc.greater(0), sc, tf.onesLike(sc)))
+        .round()
+        .clipByValue(-INT8_QMAX, INT8_QMAX)
+        .mul(sc),
+    );
     save([x, sc]);
     return {
       value,

@@ -18,9 +18,27 @@ const bin = join(process.cwd(), 'bin', 'heads.js');
 const built = existsSync(join(process.cwd(), 'dist', 'cli', 'main.js'));
 const STEPS = 60;
 const TINY = [
-  'name=fault', 'data.synthetic.task=reverse', 'data.synthetic.trainPairs=300', 'data.synthetic.validPairs=6', 'data.synthetic.testPairs=4', 'data.bpeMerges=20', 'data.maxLen=20',
-  'model.dModel=16', 'model.dFF=32', 'model.heads=2', 'model.encoderLayers=1', 'model.decoderLayers=1', 'model.dropout=0.1',
-  `train.maxSteps=${STEPS}`, 'train.logEverySteps=1', 'train.evalEverySteps=0', 'train.devBleuSentences=0', 'train.checkpointEverySteps=3', 'train.keepCheckpoints=2', 'train.maxTokensPerBatch=150', 'eval.beamSize=1',
+  'name=fault',
+  'data.synthetic.task=reverse',
+  'data.synthetic.trainPairs=300',
+  'data.synthetic.validPairs=6',
+  'data.synthetic.testPairs=4',
+  'data.bpeMerges=20',
+  'data.maxLen=20',
+  'model.dModel=16',
+  'model.dFF=32',
+  'model.heads=2',
+  'model.encoderLayers=1',
+  'model.decoderLayers=1',
+  'model.dropout=0.1',
+  `train.maxSteps=${STEPS}`,
+  'train.logEverySteps=1',
+  'train.evalEverySteps=0',
+  'train.devBleuSentences=0',
+  'train.checkpointEverySteps=3',
+  'train.keepCheckpoints=2',
+  'train.maxTokensPerBatch=150',
+  'eval.beamSize=1',
 ];
 
 /** step -> loss from metrics.jsonl; a step logged twice (re-done after a resume) keeps its last value. */
@@ -88,7 +106,10 @@ function runToEnd(args: string[]): { status: number | null; stderr: string } {
 (built ? describe : describe.skip)('fault injection: non-finite losses', () => {
   const SHORT = [...TINY.filter((a) => !a.startsWith('train.maxSteps')), 'train.maxSteps=12', 'train.workers=1'];
   const records = (run: string) =>
-    readFileSync(join(run, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { step: number; loss?: number; skipped?: string; skippedNonFinite?: number });
+    readFileSync(join(run, 'metrics.jsonl'), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { step: number; loss?: number; skipped?: string; skippedNonFinite?: number });
   const train = (root: string, extra: string[], env: Record<string, string>) => {
     const r = spawnSync('node', [bin, 'train', '--runs-dir', root, '--set', ...SHORT, ...extra], { encoding: 'utf8', env: { ...process.env, ...env } });
     return { ...r, run: join(root, readdirSync(root)[0]!) };
@@ -110,13 +131,20 @@ function runToEnd(args: string[]): { status: number | null; stderr: string } {
     const ok = train(join(root, 'ok'), ['train.skipNonFinite=2'], { HEADS_FAULT_NONFINITE: '5,9' });
     expect(ok.status).toBe(0);
     const recs = records(ok.run);
-    expect(recs.filter((x) => x.skipped === 'non-finite').map((x) => [x.step, x.skippedNonFinite])).toEqual([[5, 1], [9, 2]]);
+    expect(recs.filter((x) => x.skipped === 'non-finite').map((x) => [x.step, x.skippedNonFinite])).toEqual([
+      [5, 1],
+      [9, 2],
+    ]);
     expect(recs.filter((x) => x.loss !== undefined).map((x) => x.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
     expect(recs.every((x) => x.loss === undefined || Number.isFinite(x.loss))).toBe(true);
     // the skipped batches were consumed: steps 1-4 match a clean run, step 5 trains on the clean run's step-6 batch
     const clean = train(join(root, 'clean'), [], {});
     expect(clean.status).toBe(0);
-    const cleanLoss = new Map(records(clean.run).filter((x) => x.loss !== undefined).map((x) => [x.step, x.loss!]));
+    const cleanLoss = new Map(
+      records(clean.run)
+        .filter((x) => x.loss !== undefined)
+        .map((x) => [x.step, x.loss!]),
+    );
     const okLoss = new Map(recs.filter((x) => x.loss !== undefined).map((x) => [x.step, x.loss!]));
     for (const st of [1, 2, 3, 4]) expect(okLoss.get(st)).toBeCloseTo(cleanLoss.get(st)!, 6);
     expect(okLoss.get(5)).not.toBeCloseTo(cleanLoss.get(5)!, 6);
@@ -132,7 +160,11 @@ function runToEnd(args: string[]): { status: number | null; stderr: string } {
     const root = mkdtempSync(join(tmpdir(), 'heads-nan-'));
     const r = train(root, ['train.workers=2', 'train.accumulateSteps=2', 'train.skipNonFinite=1'], { HEADS_FAULT_NONFINITE: '4:1' });
     expect(r.status).toBe(0);
-    expect(records(r.run).filter((x) => x.skipped === 'non-finite').map((x) => x.step)).toEqual([4]);
+    expect(
+      records(r.run)
+        .filter((x) => x.skipped === 'non-finite')
+        .map((x) => x.step),
+    ).toEqual([4]);
     expect(findLatestValidCheckpoint(r.run).state.step).toBe(12);
   }, 120000);
 });
@@ -234,6 +266,8 @@ function runToEnd(args: string[]): { status: number | null; stderr: string } {
     const theirs = JSON.parse(readFileSync(join(otherRun, 'tokenizer.json'), 'utf8')).vocab.length as number;
     const ours = JSON.parse(readFileSync(join(run, 'tokenizer.json'), 'utf8')).vocab.length as number;
     expect(theirs).not.toBe(ours);
-    expect(() => loadModel(mixed)).toThrow(`the model was trained with a vocabulary of ${ours} entries, but the tokenizer ${join(mixed, 'tokenizer.json')} has ${theirs}`);
+    expect(() => loadModel(mixed)).toThrow(
+      `the model was trained with a vocabulary of ${ours} entries, but the tokenizer ${join(mixed, 'tokenizer.json')} has ${theirs}`,
+    );
   });
 });

@@ -15,9 +15,22 @@ import { findLatestValidCheckpoint } from '../io/checkpoint.js';
 const bin = join(process.cwd(), 'bin', 'heads.js');
 const built = existsSync(join(process.cwd(), 'dist', 'cli', 'main.js'));
 const TINY = [
-  'name=faults', 'data.synthetic.task=reverse', 'data.synthetic.trainPairs=300', 'data.synthetic.validPairs=6', 'data.synthetic.testPairs=4', 'data.bpeMerges=20',
-  'model.dModel=16', 'model.dFF=32', 'model.heads=2', 'model.encoderLayers=1', 'model.decoderLayers=1',
-  'train.logEverySteps=1', 'train.evalEverySteps=0', 'train.devBleuSentences=2', 'train.maxTokensPerBatch=150', 'eval.beamSize=1',
+  'name=faults',
+  'data.synthetic.task=reverse',
+  'data.synthetic.trainPairs=300',
+  'data.synthetic.validPairs=6',
+  'data.synthetic.testPairs=4',
+  'data.bpeMerges=20',
+  'model.dModel=16',
+  'model.dFF=32',
+  'model.heads=2',
+  'model.encoderLayers=1',
+  'model.decoderLayers=1',
+  'train.logEverySteps=1',
+  'train.evalEverySteps=0',
+  'train.devBleuSentences=2',
+  'train.maxTokensPerBatch=150',
+  'eval.beamSize=1',
 ];
 
 function heads(args: string[], opts: { prefix?: string[] } = {}): { status: number | null; stderr: string; stdout: string } {
@@ -116,7 +129,8 @@ if (!canDropCaps) console.warn('faults.test: skipping the EACCES test: setpriv c
       expect(findLatestValidCheckpoint(full.run).state.step).toBe(last);
       // no temp file, no half-written checkpoint folder
       expect(tempFiles(full.run)).toEqual([]);
-      for (const d of readdirSync(join(full.run, 'checkpoints')).filter((n) => n.startsWith('step-'))) expect(existsSync(join(full.run, 'checkpoints', d, 'state.json'))).toBe(true);
+      for (const d of readdirSync(join(full.run, 'checkpoints')).filter((n) => n.startsWith('step-')))
+        expect(existsSync(join(full.run, 'checkpoints', d, 'state.json'))).toBe(true);
 
       const again = heads(['train', '--resume', full.run]);
       expect(again.status).toBe(2);
@@ -232,7 +246,9 @@ if (!canDropCaps) console.warn('faults.test: skipping the EACCES test: setpriv c
     rmSync(join(copy, 'checkpoints', 'step-0000004'), { recursive: true });
     const warnings: string[] = [];
     expect(findLatestValidCheckpoint(copy, (m) => warnings.push(m)).state.step).toBe(2);
-    expect(warnings.join('\n')).toContain(`${join(copy, 'checkpoints', 'latest.json')} names step 4, but ${join(copy, 'checkpoints', 'step-0000004')} is missing`);
+    expect(warnings.join('\n')).toContain(
+      `${join(copy, 'checkpoints', 'latest.json')} names step 4, but ${join(copy, 'checkpoints', 'step-0000004')} is missing`,
+    );
   });
 
   it('an L0 prune run of it resumes with heads prune --resume and ends as a prune run: mask and pruned scores', () => {
@@ -267,7 +283,9 @@ if (!canDropCaps) console.warn('faults.test: skipping the EACCES test: setpriv c
     chmodSync(locked, 0);
     try {
       const res = heads(['train', '--resume', r.run, '--set', 'train.maxSteps=6'], { prefix: NO_DAC });
-      expect(res.stderr).toContain(`warning: skipped invalid checkpoint(s): ${join(locked, 'state.json')}: cannot read: permission denied (EACCES); using ${join(r.run, 'checkpoints', 'step-0000002')}`);
+      expect(res.stderr).toContain(
+        `warning: skipped invalid checkpoint(s): ${join(locked, 'state.json')}: cannot read: permission denied (EACCES); using ${join(r.run, 'checkpoints', 'step-0000002')}`,
+      );
       expect(res.stderr).not.toContain('no state.json');
       expect(res.status).toBe(2);
       // refused before training a step, not when the run reaches step 4

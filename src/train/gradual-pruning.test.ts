@@ -28,8 +28,17 @@ import { reversePairs } from '../test-utils/pairs.js';
 const V = 24;
 
 const TINY = [
-  'model.dModel=16', 'model.dFF=32', 'model.heads=2', 'model.encoderLayers=1', 'model.decoderLayers=1', 'model.dropout=0.1',
-  'train.maxTokensPerBatch=300', 'train.evalEverySteps=0', 'train.peakLr=3e-3', 'train.warmupSteps=3', 'train.workers=1',
+  'model.dModel=16',
+  'model.dFF=32',
+  'model.heads=2',
+  'model.encoderLayers=1',
+  'model.decoderLayers=1',
+  'model.dropout=0.1',
+  'train.maxTokensPerBatch=300',
+  'train.evalEverySteps=0',
+  'train.peakLr=3e-3',
+  'train.warmupSteps=3',
+  'train.workers=1',
 ];
 // 5120 prunable weights (tied embeddings): 12 attention matrices 16x16 and 4 FFN matrices 16x32
 const PRUNABLE = 12 * 256 + 4 * 512;
@@ -56,7 +65,8 @@ describe('the cubic schedule (Zhu & Gupta 2017 with s_i = 0)', () => {
   });
 
   it('prunes at t0 + k dt up to endStep, and at endStep', () => {
-    const steps = (cfg: { startStep: number; endStep: number; everySteps: number }) => Array.from({ length: 20 }, (_, t) => t).filter((t) => isPruningStep(t, cfg));
+    const steps = (cfg: { startStep: number; endStep: number; everySteps: number }) =>
+      Array.from({ length: 20 }, (_, t) => t).filter((t) => isPruningStep(t, cfg));
     expect(steps(c)).toEqual([2, 4, 6, 8]);
     expect(steps({ startStep: 2, endStep: 7, everySteps: 2 })).toEqual([2, 4, 6, 7]);
     expect(steps({ startStep: 0, endStep: 6, everySteps: 3 })).toEqual([3, 6]); // step 0 has no update
@@ -78,13 +88,24 @@ async function trainRun(extra: string[], opts: { run?: RunFolder | null; stopAft
   const model = createTransformer(cfg.model, V, new Rng(opts.init ?? 3));
   let t: Trainer | null = null;
   t = new Trainer({
-    config: cfg, model, train: reversePairs(300, 1), valid: reversePairs(10, 2), run: opts.run ?? null, progress: quiet(),
+    config: cfg,
+    model,
+    train: reversePairs(300, 1),
+    valid: reversePairs(10, 2),
+    run: opts.run ?? null,
+    progress: quiet(),
     ...(opts.stopAfter !== undefined ? { isStopRequested: () => t!.step >= opts.stopAfter! } : {}),
   });
   if (opts.resumeFrom) t.restore(findLatestValidCheckpoint(opts.resumeFrom));
   await t.run();
   await t.syncModel();
-  const out = { losses: t.history.map((h) => h.loss), masks: t.pruningMasks(), params: await model.params.toArrays(), sparsity: t.currentSparsity(), workerCount: t.workerCount };
+  const out = {
+    losses: t.history.map((h) => h.loss),
+    masks: t.pruningMasks(),
+    params: await model.params.toArrays(),
+    sparsity: t.currentSparsity(),
+    workerCount: t.workerCount,
+  };
   t.dispose();
   model.dispose();
   return out;
@@ -101,7 +122,11 @@ describe('gradual magnitude pruning in training', () => {
     expect(r.sparsity).toBe(0.5);
     const zeroed = Object.values(r.masks!).reduce((a, m) => a + m.filter((x) => x === 0).length, 0);
     expect(zeroed).toBe(Math.round(0.5 * PRUNABLE));
-    expect(Object.keys(r.masks!).sort()).toEqual(Object.keys(r.params).filter((n) => isPrunableWeight(n)).sort());
+    expect(Object.keys(r.masks!).sort()).toEqual(
+      Object.keys(r.params)
+        .filter((n) => isPrunableWeight(n))
+        .sort(),
+    );
 
     // the checkpoint at step 8 (the last pruning step) and at step 12 (4 more updates): same masks, zeros
     const at8 = findLatestValidCheckpoint(join(run.path, 'checkpoints', 'step-0000008'));
@@ -128,7 +153,12 @@ describe('gradual magnitude pruning in training', () => {
     expect(changed).toBe(true);
 
     // metrics.jsonl: the masks' sparsity at log steps, following the schedule (k = round(s_t * n) global)
-    const logged = new Map(run.readMetrics().filter((m) => 'sparsity' in m).map((m) => [m['step'] as number, m['sparsity'] as number]));
+    const logged = new Map(
+      run
+        .readMetrics()
+        .filter((m) => 'sparsity' in m)
+        .map((m) => [m['step'] as number, m['sparsity'] as number]),
+    );
     expect(logged.get(2)).toBe(0);
     expect(logged.get(4)).toBe(Math.round((19 / 54) * PRUNABLE) / PRUNABLE);
     expect(logged.get(6)).toBe(Math.round((13 / 27) * PRUNABLE) / PRUNABLE);
@@ -143,7 +173,12 @@ describe('gradual magnitude pruning in training', () => {
 
   it('a resumed run gives the same losses, masks and weights as an uninterrupted one', async () => {
     // pruning steps 1, 4, 7; the run is interrupted after step 5, so step 6 needs the checkpoint's masks
-    const cfg = ['train.magnitudePruning={sparsity: 0.6, startStep: 1, endStep: 7, everySteps: 3}', 'train.maxSteps=9', 'train.checkpointEverySteps=100', 'train.logEverySteps=100'];
+    const cfg = [
+      'train.magnitudePruning={sparsity: 0.6, startStep: 1, endStep: 7, everySteps: 3}',
+      'train.maxSteps=9',
+      'train.checkpointEverySteps=100',
+      'train.logEverySteps=100',
+    ];
     const root = mkdtempSync(join(tmpdir(), 'heads-gmp-resume-'));
     const full = await trainRun(cfg, { run: RunFolder.create(root, 'full') });
     const runB = RunFolder.create(root, 'b');
@@ -158,7 +193,13 @@ describe('gradual magnitude pruning in training', () => {
   });
 
   it('in-process and 2-worker runs give the same masks, with the pruned weights zero on both', async () => {
-    const cfg = ['train.magnitudePruning={sparsity: 0.5, startStep: 1, endStep: 5, everySteps: 2}', 'train.maxSteps=6', 'train.accumulateSteps=2', 'train.logEverySteps=100', 'train.checkpointEverySteps=100'];
+    const cfg = [
+      'train.magnitudePruning={sparsity: 0.5, startStep: 1, endStep: 5, everySteps: 2}',
+      'train.maxSteps=6',
+      'train.accumulateSteps=2',
+      'train.logEverySteps=100',
+      'train.checkpointEverySteps=100',
+    ];
     const a = await trainRun([...cfg, 'train.workers=1']);
     const b = await trainRun([...cfg, 'train.workers=2']);
     expect([a.workerCount, b.workerCount]).toEqual([1, 2]);
@@ -188,7 +229,10 @@ describe('train.magnitudePruning config', () => {
     ['train.magnitudePruning={sparsity: 0.5, endStep: 8, everySteps: 0}', /train\.magnitudePruning\.everySteps: expected an integer >= 1/],
     ['train.magnitudePruning={sparsity: 0.5, endStep: 8, everySteps: 2, scope: local}', /train\.magnitudePruning\.scope: expected 'global' or 'per-layer'/],
     ['train.magnitudePruning={sparsity: 0.5, endStep: 8, everySteps: 2, spars: 1}', /train\.magnitudePruning\.spars: unknown key/],
-    ['train.magnitudePruning={sparsity: 0.5, startStep: 9, endStep: 8, everySteps: 2}', /train\.magnitudePruning\.endStep: 8 is before train\.magnitudePruning\.startStep = 9/],
+    [
+      'train.magnitudePruning={sparsity: 0.5, startStep: 9, endStep: 8, everySteps: 2}',
+      /train\.magnitudePruning\.endStep: 8 is before train\.magnitudePruning\.startStep = 9/,
+    ],
     ['train.magnitudePruning={sparsity: 0.5, endStep: 800, everySteps: 2}', /train\.magnitudePruning\.endStep: 800 is after train\.maxSteps = 700/],
     ['train.magnitudePruning=0.5', /train\.magnitudePruning: expected object/],
   ])('%s is refused naming the key', (set, want) => {

@@ -26,7 +26,16 @@ function pairs(n: number, seed: number): EncodedPair[] {
     index,
   }));
 }
-const TINY = ['model.dModel=32', 'model.dFF=64', 'model.heads=2', 'model.encoderLayers=2', 'model.decoderLayers=2', 'model.dropout=0', 'train.evalEverySteps=0', 'train.logEverySteps=100'];
+const TINY = [
+  'model.dModel=32',
+  'model.dFF=64',
+  'model.heads=2',
+  'model.encoderLayers=2',
+  'model.decoderLayers=2',
+  'model.dropout=0',
+  'train.evalEverySteps=0',
+  'train.logEverySteps=100',
+];
 
 beforeAll(() => useTestBackend());
 
@@ -36,10 +45,25 @@ describe('memory splitter', () => {
     const model = createTransformer(cfg.model, V, new Rng(4));
     const gates = new HeadGates(cfg.gates, model.shape, cfg.seed);
     const data = pairs(13, 9);
-    const b = makeBatch(data, data.map((_, i) => i));
+    const b = makeBatch(
+      data,
+      data.map((_, i) => i),
+    );
     const varList = [...model.params.vars.values(), ...gates.variables.values()];
-    const names = new Map<string, string>([...model.params.vars].map(([n, v]) => [v.name, n] as [string, string]).concat([...gates.variables].map(([n, v]) => [v.name, n] as [string, string])));
-    const ctx = { model, gates, varList, varNameToParam: names, seed: 7, labelSmoothing: 0.1, step: 3, stepTgtTokens: b.tgtTokens, penalty: () => gates.penalty().mul(0.01) as tf.Scalar };
+    const names = new Map<string, string>(
+      [...model.params.vars].map(([n, v]) => [v.name, n] as [string, string]).concat([...gates.variables].map(([n, v]) => [v.name, n] as [string, string])),
+    );
+    const ctx = {
+      model,
+      gates,
+      varList,
+      varNameToParam: names,
+      seed: 7,
+      labelSmoothing: 0.1,
+      step: 3,
+      stepTgtTokens: b.tgtTokens,
+      penalty: () => gates.penalty().mul(0.01) as tf.Scalar,
+    };
     const whole = await microBatchGradients({ ...ctx, chunkRows: b.batchSize }, b, 1);
     const split = await microBatchGradients({ ...ctx, chunkRows: 4 }, b, 1); // 4 chunks: 3, 3, 3, 4 rows
     expect(Math.abs(split.ce - whole.ce)).toBeLessThan(1e-6 * whole.ce); // float32 sums in another order
@@ -59,7 +83,10 @@ describe('memory splitter', () => {
 
   it('slices rows and trims their padding', () => {
     const data = pairs(6, 2);
-    const b = makeBatch(data, data.map((_, i) => i));
+    const b = makeBatch(
+      data,
+      data.map((_, i) => i),
+    );
     const part = sliceBatchRows(b, 2, 4);
     expect(part.batchSize).toBe(2);
     expect(part.indices).toEqual(b.indices.slice(2, 4));
@@ -71,7 +98,11 @@ describe('memory splitter', () => {
   });
 
   it('estimates the bench model near the measured heap and splits what exceeds the budget', () => {
-    const bench = { model: { encoderLayers: 3, decoderLayers: 3, heads: 4, dModel: 256, dFF: 1024, dropout: 0.1, attentionDropout: 0 }, vocabSize: 8000, parameters: 7578624 };
+    const bench = {
+      model: { encoderLayers: 3, decoderLayers: 3, heads: 4, dModel: 256, dFF: 1024, dropout: 0.1, attentionDropout: 0 },
+      vocabSize: 8000,
+      parameters: 7578624,
+    };
     const gib = (rows: number) => estimateStepBytes(bench, rows, 25, 25) / 2 ** 30;
     // measured on wasm (memory-split.ts header): 1.07 / 1.98 / 2.91 GiB for 40 / 80 / 120 sentences
     expect(gib(40)).toBeGreaterThan(1.0);
@@ -93,9 +124,20 @@ describe('memory splitter', () => {
     const run = async (heapBudgetMB?: number) => {
       const model = createTransformer(cfg.model, V, new Rng(5));
       const runtime = heapBudgetMB === undefined ? {} : { heapBudgetMB };
-      const t = new Trainer({ config: cfg, model, train: pairs(200, 3), valid: pairs(5, 4), run: null, progress: new ProgressLine(process.stderr, true), runtime });
+      const t = new Trainer({
+        config: cfg,
+        model,
+        train: pairs(200, 3),
+        valid: pairs(5, 4),
+        run: null,
+        progress: new ProgressLine(process.stderr, true),
+        runtime,
+      });
       for (let i = 0; i < 5; i++) await t.trainStep();
-      const rows = makeBatch(pairs(30, 3), Array.from({ length: 30 }, (_, i) => i));
+      const rows = makeBatch(
+        pairs(30, 3),
+        Array.from({ length: 30 }, (_, i) => i),
+      );
       const chunk = t.chunkRows(rows);
       const losses = t.history.map((h) => h.loss);
       t.dispose();
@@ -112,13 +154,16 @@ describe('memory splitter', () => {
   it('reports a wasm heap failure as out of memory, naming the batch', () => {
     const data = pairs(3, 1);
     const b = makeBatch(data, [0, 1, 2]);
-    const boom = () => guardWasmHeap(b, () => {
-      throw Object.assign(new Error('memory access out of bounds'), { name: 'RuntimeError' });
-    });
+    const boom = () =>
+      guardWasmHeap(b, () => {
+        throw Object.assign(new Error('memory access out of bounds'), { name: 'RuntimeError' });
+      });
     expect(boom).toThrow(OutOfMemoryError);
     expect(boom).toThrow(/micro-batch of 3 sentences/);
-    expect(() => guardWasmHeap(b, () => {
-      throw new TypeError('unrelated');
-    })).toThrow(TypeError);
+    expect(() =>
+      guardWasmHeap(b, () => {
+        throw new TypeError('unrelated');
+      }),
+    ).toThrow(TypeError);
   });
 });

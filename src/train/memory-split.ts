@@ -50,9 +50,7 @@ export function estimateStepBytes(h: HeapModel, rows: number, srcLen: number, tg
   const S = srcLen;
   const T = tgtLen;
   const perSrc =
-    ACTIVATION_FACTOR * (le * (31 * d + 3 * f) + ld * 6 * d + 3 * d) +
-    (ATTENTION_VALUES_PER_KEY + attDrop) * heads * le * S +
-    drop * (le * (2 * d + f) + d);
+    ACTIVATION_FACTOR * (le * (31 * d + 3 * f) + ld * 6 * d + 3 * d) + (ATTENTION_VALUES_PER_KEY + attDrop) * heads * le * S + drop * (le * (2 * d + f) + d);
   const perTgt =
     ACTIVATION_FACTOR * (ld * (47 * d + 3 * f) + 3 * d) +
     (ATTENTION_VALUES_PER_KEY + attDrop) * heads * ld * (T + S) +

@@ -32,7 +32,9 @@ export function lossImplementation(): LossImplementation {
 
 /** Sum over tokens of the label-smoothed cross-entropy (a scalar); gradient flows to `logits` only. */
 export function labelSmoothedCrossEntropySum(logits: tf.Tensor2D, targets: tf.Tensor1D, weights: tf.Tensor1D, eps: number): tf.Scalar {
-  return lossImplementation() === 'fused' ? labelSmoothedCrossEntropySumFused(logits, targets, weights, eps) : labelSmoothedCrossEntropySumOps(logits, targets, weights, eps);
+  return lossImplementation() === 'fused'
+    ? labelSmoothedCrossEntropySumFused(logits, targets, weights, eps)
+    : labelSmoothedCrossEntropySumOps(logits, targets, weights, eps);
 }
 
 /** The fused-kernel version (needs `HeadsSmoothedXent` on the active backend). */
@@ -72,8 +74,14 @@ export function labelSmoothedCrossEntropySumOps(logits: tf.Tensor2D, targets: tf
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [ls, lseS, y, w] = saved as [tf.Tensor2D, tf.Tensor1D, tf.Tensor1D, tf.Tensor1D];
         const probs = tf.exp(ls.sub(lseS.reshape([N, 1])));
-        const target = tf.oneHot(y.cast('int32'), V).mul(1 - eps).add(eps / V);
-        return probs.sub(target).mul(w.reshape([N, 1])).mul(dy);
+        const target = tf
+          .oneHot(y.cast('int32'), V)
+          .mul(1 - eps)
+          .add(eps / V);
+        return probs
+          .sub(target)
+          .mul(w.reshape([N, 1]))
+          .mul(dy);
       },
     };
   }) as unknown as Parameters<typeof tf.customGrad>[0]);

@@ -21,9 +21,22 @@ import { readGateSettings, readGateTrajectory } from '../plots/readers.js';
 const quiet = new ProgressLine(process.stderr, true);
 const root = mkdtempSync(join(tmpdir(), 'heads-prune-'));
 const BASE = [
-  'data.synthetic.task=reverse', 'data.synthetic.trainPairs=2000', 'data.synthetic.validPairs=30', 'data.synthetic.testPairs=30', 'data.bpeMerges=40',
-  'model.dModel=32', 'model.dFF=64', 'model.heads=4', 'model.encoderLayers=2', 'model.decoderLayers=1', 'model.dropout=0',
-  'train.maxTokensPerBatch=600', 'train.evalEverySteps=0', 'train.devBleuSentences=0', 'train.logEverySteps=50', 'train.checkpointEverySteps=1000',
+  'data.synthetic.task=reverse',
+  'data.synthetic.trainPairs=2000',
+  'data.synthetic.validPairs=30',
+  'data.synthetic.testPairs=30',
+  'data.bpeMerges=40',
+  'model.dModel=32',
+  'model.dFF=64',
+  'model.heads=4',
+  'model.encoderLayers=2',
+  'model.decoderLayers=1',
+  'model.dropout=0',
+  'train.maxTokensPerBatch=600',
+  'train.evalEverySteps=0',
+  'train.devBleuSentences=0',
+  'train.logEverySteps=50',
+  'train.checkpointEverySteps=1000',
   'eval.beamSize=2',
 ];
 
@@ -39,7 +52,16 @@ beforeAll(async () => {
 async function prune(name: string, sets: string[]) {
   const parent = findLatestValidCheckpoint(parentPath);
   const tokenizer = BpeTokenizer.load(join(parentPath, 'tokenizer.json'));
-  const cfg = loadConfigOn(parent.state.config, null, ['gates.attention=[enc-self]', 'train.trainOnly=[encoder, gates]', 'train.maxSteps=120', 'train.peakLr=2e-3', 'train.warmupSteps=10', 'gates.lrScale=25', 'gates.logAlphaInit={kind: constant, value: 1}', ...sets]);
+  const cfg = loadConfigOn(parent.state.config, null, [
+    'gates.attention=[enc-self]',
+    'train.trainOnly=[encoder, gates]',
+    'train.maxSteps=120',
+    'train.peakLr=2e-3',
+    'train.warmupSteps=10',
+    'gates.lrScale=25',
+    'gates.logAlphaInit={kind: constant, value: 1}',
+    ...sets,
+  ]);
   const run = RunFolder.create(root, name);
   run.writeJson('config.json', cfg); // as the CLI's run folder has it (the gate figures read its rule there)
   const r = await runPruning({ config: cfg, run, parent, tokenizer, progress: quiet, devSentences: 10 });
@@ -49,7 +71,9 @@ async function prune(name: string, sets: string[]) {
 
 /** What `heads plot gates` draws as closed at the end (by the run's own rule) is what mask.json removed. */
 function expectGateFiguresAgreeWithMask(runPath: string): void {
-  const closed = closingOrder(readGateTrajectory(runPath), keepRuleOf(readGateSettings(runPath))).filter((c) => c.closedAtStep !== null).map((c) => c.key);
+  const closed = closingOrder(readGateTrajectory(runPath), keepRuleOf(readGateSettings(runPath)))
+    .filter((c) => c.closedAtStep !== null)
+    .map((c) => c.key);
   const mask = JSON.parse(readFileSync(join(runPath, 'mask.json'), 'utf8')) as { stacks: Record<string, { layers: Array<{ removed: number[] }> }> };
   const removed = Object.entries(mask.stacks).flatMap(([stack, st]) => st.layers.flatMap((l, layer) => l.removed.map((h) => `${stack}.${layer}.${h}`)));
   expect(closed.sort()).toEqual(removed.sort());
@@ -64,7 +88,9 @@ describe('pruning by fine-tuning', () => {
     const summaryLarge = (await import('node:fs')).readFileSync(join(large.run.path, 'results.json'), 'utf8');
     const eSmall = JSON.parse(summarySmall).gates.summary.expectedOpenHeads as number;
     const eLarge = JSON.parse(summaryLarge).gates.summary.expectedOpenHeads as number;
-    console.log(`E[open]: lambda 0.001 -> ${eSmall.toFixed(2)}, lambda 0.3 -> ${eLarge.toFixed(2)}; kept ${small.r.keptHeads['enc-self']} vs ${large.r.keptHeads['enc-self']}`);
+    console.log(
+      `E[open]: lambda 0.001 -> ${eSmall.toFixed(2)}, lambda 0.3 -> ${eLarge.toFixed(2)}; kept ${small.r.keptHeads['enc-self']} vs ${large.r.keptHeads['enc-self']}`,
+    );
     expect(eLarge).toBeLessThan(eSmall - 1);
     expect(large.r.keptHeads['enc-self']).toBeLessThan(small.r.keptHeads['enc-self']);
     expect(openSmall.keptHeads['dec-self']).toBe(4); // ungated types keep every head
@@ -91,7 +117,9 @@ describe('pruning by fine-tuning', () => {
   it('where kept gates are below 1, the run also scores the binarised model (kept heads at gate 1), equal to decoding with the mask as 0/1 gates', async () => {
     // 10 steps from log alpha 1: every gate is still near sigmoid(1) x 1.2 - 0.1 = 0.78, every head kept
     const { r, run, cfg } = await prune('binarised', ['train.l0Lambda=0.001', 'train.maxSteps=10', 'gates.lrScale=1']);
-    const results = JSON.parse(readFileSync(join(run.path, 'results.json'), 'utf8')) as { pruning: { binarised: { foldedBelowOne: string[]; testBleu: number; hyp: string } | null } };
+    const results = JSON.parse(readFileSync(join(run.path, 'results.json'), 'utf8')) as {
+      pruning: { binarised: { foldedBelowOne: string[]; testBleu: number; hyp: string } | null };
+    };
     expect(r.binarised).not.toBeNull();
     expect(results.pruning.binarised).toEqual(r.binarised);
     expect(r.binarised!.foldedBelowOne).toHaveLength(8);
@@ -112,7 +140,12 @@ describe('pruning by fine-tuning', () => {
 
   it('with every kept gate at 1 the two scorings agree and no binarised score is written', async () => {
     // log alpha 5: deterministic gates clip to 1 (5 > 2.4), and 10 small steps do not move them below
-    const { r, run } = await prune('all-open', ['train.l0Lambda=0.001', 'train.maxSteps=10', 'gates.lrScale=1', 'gates.logAlphaInit={kind: constant, value: 5}']);
+    const { r, run } = await prune('all-open', [
+      'train.l0Lambda=0.001',
+      'train.maxSteps=10',
+      'gates.lrScale=1',
+      'gates.logAlphaInit={kind: constant, value: 5}',
+    ]);
     expect(r.keptHeads['enc-self']).toBe(8);
     expect(r.binarised).toBeNull();
     expect(existsSync(join(run.path, 'test.binarised.hyp'))).toBe(false);

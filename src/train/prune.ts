@@ -84,19 +84,27 @@ export async function runPruning(o: {
     const keptIds = {} as Record<AttentionType, number[][]>;
     for (const stack of ATTENTION_TYPES) keptIds[stack] = kept[stack].map((l, layer) => l.map((pos) => gates.originalHead(stack, layer, pos)));
     const shape = originalMaskShape(cfg.model);
-    const mask = maskFromKeptSets(keptIds, shape, cfg.gates.targetHeads !== null ? `gates (budget ${JSON.stringify(cfg.gates.targetHeads)})` : `gates (lambda ${cfg.train.l0Lambda})`);
+    const mask = maskFromKeptSets(
+      keptIds,
+      shape,
+      cfg.gates.targetHeads !== null ? `gates (budget ${JSON.stringify(cfg.gates.targetHeads)})` : `gates (lambda ${cfg.train.l0Lambda})`,
+    );
     const maskPath = run.file('mask.json');
     writeHeadMask(maskPath, mask);
     const undecidedHeads = gates.fractionalGates();
     const keptHeads = Object.fromEntries(ATTENTION_TYPES.map((s) => [s, countKept(mask, shape, s)])) as Record<AttentionType, number>;
-    progress.log(`pruned: kept ${ATTENTION_TYPES.map((s) => `${s} ${keptHeads[s]}`).join(', ')}; undecided gates (strictly between 0 and 1): ${undecidedHeads.length ? undecidedHeads.join(', ') : 'none'}`);
+    progress.log(
+      `pruned: kept ${ATTENTION_TYPES.map((s) => `${s} ${keptHeads[s]}`).join(', ')}; undecided gates (strictly between 0 and 1): ${undecidedHeads.length ? undecidedHeads.join(', ') : 'none'}`,
+    );
     const folded = gates.prunedGates(kept);
     const binary = gates.binaryGates(kept);
     const foldedBelowOne = keptBelowOne(folded, binary, (stack, layer, pos) => headKey({ stack, layer, head: gates.originalHead(stack, layer, pos) }));
     const devPairs = data.corpora.valid.slice(0, o.devSentences ?? data.corpora.valid.length);
     const score = async (g: GateValues, what: string) => ({
       dev: devPairs.length ? await scoreTranslations(model, data.tokenizer, devPairs, cfg, g, { progress, label: `dev (${what})`, isStopRequested }) : null,
-      test: data.corpora.test.length ? await scoreTranslations(model, data.tokenizer, data.corpora.test, cfg, g, { progress, label: `test (${what})`, isStopRequested }) : null,
+      test: data.corpora.test.length
+        ? await scoreTranslations(model, data.tokenizer, data.corpora.test, cfg, g, { progress, label: `test (${what})`, isStopRequested })
+        : null,
     });
     let dev, test, bin;
     try {
@@ -112,14 +120,43 @@ export async function runPruning(o: {
     if (dev) progress.log(`dev BLEU with pruned heads removed: ${dev.scores.bleu.toFixed(2)}`);
     if (test) progress.log(`test ${test.scores.formatted}`);
     const binarised: BinarisedScores | null = bin
-      ? { foldedBelowOne, devBleu: bin.dev?.scores.bleu ?? null, testBleu: bin.test?.scores.bleu ?? null, testBleuTokLc: bin.test?.scores.tokenizedLowercaseBleu ?? null, hyp: bin.test ? 'test.binarised.hyp' : null }
+      ? {
+          foldedBelowOne,
+          devBleu: bin.dev?.scores.bleu ?? null,
+          testBleu: bin.test?.scores.bleu ?? null,
+          testBleuTokLc: bin.test?.scores.tokenizedLowercaseBleu ?? null,
+          hyp: bin.test ? 'test.binarised.hyp' : null,
+        }
       : null;
-    if (binarised) progress.log(`binarised (${foldedBelowOne.length} kept heads at gate 1 instead of below it: ${foldedBelowOne.join(', ')}): dev BLEU ${binarised.devBleu?.toFixed(2) ?? '-'}, test BLEU ${binarised.testBleu?.toFixed(2) ?? '-'}`);
+    if (binarised)
+      progress.log(
+        `binarised (${foldedBelowOne.length} kept heads at gate 1 instead of below it: ${foldedBelowOne.join(', ')}): dev BLEU ${binarised.devBleu?.toFixed(2) ?? '-'}, test BLEU ${binarised.testBleu?.toFixed(2) ?? '-'}`,
+      );
     summary = { keptHeads, undecidedHeads, maskPath, devBleuPruned: dev?.scores.bleu ?? null, testBleuPruned: test?.scores.bleu ?? null, binarised };
     return { pruning: { ...summary, devScores: dev?.scores ?? null, testScores: test?.scores ?? null } };
   };
   if (!o.parent && !o.isResume) throw new Error('runPruning: a parent checkpoint is needed unless resuming');
-  const r = await runTraining({ config: o.config, run: o.run, initFrom: o.isResume ? undefined : o.parent, isResume: o.isResume, onResumed: o.onResumed, tokenizer: o.tokenizer, progress: o.progress, isStopRequested: o.isStopRequested, evaluateTest: false, finish, runtime: o.runtime });
+  const r = await runTraining({
+    config: o.config,
+    run: o.run,
+    initFrom: o.isResume ? undefined : o.parent,
+    isResume: o.isResume,
+    onResumed: o.onResumed,
+    tokenizer: o.tokenizer,
+    progress: o.progress,
+    isStopRequested: o.isStopRequested,
+    evaluateTest: false,
+    finish,
+    runtime: o.runtime,
+  });
   const s = summary as Omit<PruneResult, keyof RunTrainingResult> | null;
-  return { ...r, keptHeads: s?.keptHeads ?? ({} as Record<AttentionType, number>), undecidedHeads: s?.undecidedHeads ?? [], maskPath: s?.maskPath ?? '', devBleuPruned: s?.devBleuPruned ?? null, testBleuPruned: s?.testBleuPruned ?? null, binarised: s?.binarised ?? null };
+  return {
+    ...r,
+    keptHeads: s?.keptHeads ?? ({} as Record<AttentionType, number>),
+    undecidedHeads: s?.undecidedHeads ?? [],
+    maskPath: s?.maskPath ?? '',
+    devBleuPruned: s?.devBleuPruned ?? null,
+    testBleuPruned: s?.testBleuPruned ?? null,
+    binarised: s?.binarised ?? null,
+  };
 }

@@ -22,8 +22,18 @@ import { reversePairs } from '../test-utils/pairs.js';
 const V = 24;
 
 const TINY = [
-  'model.dModel=16', 'model.dFF=32', 'model.heads=2', 'model.encoderLayers=1', 'model.decoderLayers=1', 'model.dropout=0.1',
-  'train.maxTokensPerBatch=300', 'train.evalEverySteps=0', 'train.logEverySteps=100', 'train.peakLr=3e-3', 'train.warmupSteps=3', 'train.workers=1',
+  'model.dModel=16',
+  'model.dFF=32',
+  'model.heads=2',
+  'model.encoderLayers=1',
+  'model.decoderLayers=1',
+  'model.dropout=0.1',
+  'train.maxTokensPerBatch=300',
+  'train.evalEverySteps=0',
+  'train.logEverySteps=100',
+  'train.peakLr=3e-3',
+  'train.warmupSteps=3',
+  'train.workers=1',
 ];
 const quiet = () => new ProgressLine(process.stderr, true);
 
@@ -44,7 +54,7 @@ async function trainRun(extra: string[], steps: number) {
 }
 
 describe('quantization-aware training (train.quantAware)', () => {
-  it("the training forward sees every matrix as the int8 export stores it, and nothing else changes", async () => {
+  it('the training forward sees every matrix as the int8 export stores it, and nothing else changes', async () => {
     const cfg = loadConfig(null, [...TINY, 'model.dropout=0', 'model.tieEmbeddings=false']);
     const model = createTransformer(cfg.model, V, new Rng(5));
     const view = quantAwareWeights({ bits: 8 })!;
@@ -93,7 +103,14 @@ describe('quantization-aware training (train.quantAware)', () => {
     expect(maxAbsDiff(qatEval, direct)).toBeLessThan(1e-5); // an eval-mode forward may take the view too
     expect(maxAbsDiff(qat, float)).toBeGreaterThan(1e-4); // and it is not the float model
     const n = tf.memory().numTensors;
-    tf.tidy(() => model.forward(tf.tensor2d(b.src, [b.batchSize, b.srcLen], 'int32'), tf.tensor2d(b.tgtIn, [b.batchSize, b.tgtLen], 'int32'), { isTraining: false, weightView: view }).dispose());
+    tf.tidy(() =>
+      model
+        .forward(tf.tensor2d(b.src, [b.batchSize, b.srcLen], 'int32'), tf.tensor2d(b.tgtIn, [b.batchSize, b.tgtLen], 'int32'), {
+          isTraining: false,
+          weightView: view,
+        })
+        .dispose(),
+    );
     expect(tf.memory().numTensors).toBe(n);
     model.dispose();
     viewed.dispose();

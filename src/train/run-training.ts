@@ -95,19 +95,34 @@ export async function scoreTranslations(
   gates: GateTensors | undefined,
   opts: { beamSize?: number; progress?: ProgressLine; label?: string; isStopRequested?: () => boolean } = {},
 ): Promise<{ hyps: string[]; scores: TestScores }> {
-  const { outputs, stats } = await translateSentences(model, tok, pairs.map((p) => p.src), {
-    ...cfg.eval,
-    beamSize: opts.beamSize ?? cfg.eval.beamSize,
-    gates,
-    isStopRequested: opts.isStopRequested,
-    onProgress: (done, total, ms) => opts.progress?.update(`${opts.label ?? 'translate'} ${done}/${total} sentences | ${((done / ms) * 1000).toFixed(1)} sent/s | ETA ${formatDuration(eta(done, total, ms))}`),
-  });
+  const { outputs, stats } = await translateSentences(
+    model,
+    tok,
+    pairs.map((p) => p.src),
+    {
+      ...cfg.eval,
+      beamSize: opts.beamSize ?? cfg.eval.beamSize,
+      gates,
+      isStopRequested: opts.isStopRequested,
+      onProgress: (done, total, ms) =>
+        opts.progress?.update(
+          `${opts.label ?? 'translate'} ${done}/${total} sentences | ${((done / ms) * 1000).toFixed(1)} sent/s | ETA ${formatDuration(eta(done, total, ms))}`,
+        ),
+    },
+  );
   const refs = [pairs.map((p) => p.tgt)];
   const b = corpusBleu(outputs, refs);
   const tl = tokenizedLowercaseBleu(outputs, refs);
   return {
     hyps: outputs,
-    scores: { bleu: b.score, signature: b.signature, formatted: b.format(), tokenizedLowercaseBleu: tl.score, sentences: pairs.length, sentencesPerSec: stats.sentencesPerSec },
+    scores: {
+      bleu: b.score,
+      signature: b.signature,
+      formatted: b.format(),
+      tokenizedLowercaseBleu: tl.score,
+      sentences: pairs.length,
+      sentencesPerSec: stats.sentencesPerSec,
+    },
   };
 }
 
@@ -115,14 +130,21 @@ export async function scoreTranslations(
  * How settled a gated run's gates are at the end: the heads whose deterministic gate is still strictly
  * between 0 and 1 (such a run is never called settled), and when gates.settle ended training.
  */
-export function settleReport(gates: HeadGates, settledAtStep: number | null, cfg: ResolvedConfig): { settled: boolean; fractionalGates: number; fractional: string[]; settledAtStep: number | null; rule: ResolvedConfig['gates']['settle'] } {
+export function settleReport(
+  gates: HeadGates,
+  settledAtStep: number | null,
+  cfg: ResolvedConfig,
+): { settled: boolean; fractionalGates: number; fractional: string[]; settledAtStep: number | null; rule: ResolvedConfig['gates']['settle'] } {
   const fractional = gates.fractionalGates();
   return { settled: fractional.length === 0, fractionalGates: fractional.length, fractional, settledAtStep, rule: cfg.gates.settle ?? null };
 }
 
 /** The dev evaluation metrics.jsonl logged at `step` (the newest such record), or null. */
 function loggedEval(run: RunFolder, step: number): EvalResult | null {
-  const rec = run.readMetrics().filter((m) => m['step'] === step && typeof m['devLoss'] === 'number').pop();
+  const rec = run
+    .readMetrics()
+    .filter((m) => m['step'] === step && typeof m['devLoss'] === 'number')
+    .pop();
   if (!rec) return null;
   const out: EvalResult = { devLoss: rec['devLoss'] as number, devPerplexity: rec['devPerplexity'] as number };
   if (typeof rec['devBleu'] === 'number') out.devBleu = rec['devBleu'];
@@ -139,14 +161,23 @@ export async function runTraining(o: RunTrainingOptions): Promise<RunTrainingRes
   if (data.droppedTooLong) progress.log(`data: dropped ${data.droppedTooLong} training pairs longer than ${cfg.data.maxLen} tokens`);
 
   const model = createTransformer(cfg.model, data.tokenizer.vocabSize, new Rng(deriveSeed(cfg.seed, 'init')));
-  const gates = cfg.gates.attention.length ? new HeadGates(cfg.gates, model.shape, cfg.seed, { layout: cfg.model.keptHeads, maxSteps: cfg.train.maxSteps }) : null;
+  const gates = cfg.gates.attention.length
+    ? new HeadGates(cfg.gates, model.shape, cfg.seed, { layout: cfg.model.keptHeads, maxSteps: cfg.train.maxSteps })
+    : null;
   gates?.setTrajectoryFile(run.file('gate-trajectory.csv'));
-  progress.log(`model: ${(model.params.count() / 1e6).toFixed(2)}M parameters, ${cfg.model.encoderLayers}+${cfg.model.decoderLayers} layers, ${cfg.model.heads} heads, d_model ${cfg.model.dModel}${gates ? `, ${gates.gatedHeadCount} gated heads (${cfg.gates.attention.join(', ')})` : ''}`);
+  progress.log(
+    `model: ${(model.params.count() / 1e6).toFixed(2)}M parameters, ${cfg.model.encoderLayers}+${cfg.model.decoderLayers} layers, ${cfg.model.heads} heads, d_model ${cfg.model.dModel}${gates ? `, ${gates.gatedHeadCount} gated heads (${cfg.gates.attention.join(', ')})` : ''}`,
+  );
 
   // sparse attention patterns: the attention-product work they save over one pass of the training data
   let savings: AttentionSavings | null = null;
   if (hasAttentionPatterns(cfg.model)) {
-    savings = attentionSavings(cfg.model, model.shape, model.dHead, data.train.map((p) => ({ src: p.src.length + 1, tgt: p.tgt.length + 1 })));
+    savings = attentionSavings(
+      cfg.model,
+      model.shape,
+      model.dHead,
+      data.train.map((p) => ({ src: p.src.length + 1, tgt: p.tgt.length + 1 })),
+    );
     progress.log(formatAttentionSavings(savings, 'per epoch (allowed pairs only: what a sparse kernel would compute)'));
   }
 
@@ -180,7 +211,8 @@ export async function runTraining(o: RunTrainingOptions): Promise<RunTrainingRes
   try {
     r = await trainer.run();
   } catch (e) {
-    if (e instanceof FileSystemError && !e.message.includes('the last checkpoint')) e.message += `; the last checkpoint (step ${trainer.lastCheckpoint ?? 'none'}) is intact`;
+    if (e instanceof FileSystemError && !e.message.includes('the last checkpoint'))
+      e.message += `; the last checkpoint (step ${trainer.lastCheckpoint ?? 'none'}) is intact`;
     throw e;
   }
   // a resume with nothing left to train (a finished run, or one stopped in its final evaluation): the
@@ -190,7 +222,10 @@ export async function runTraining(o: RunTrainingOptions): Promise<RunTrainingRes
   const bestStep = r.stoppedEarly ? null : trainer.restoreBestWeights();
   if (bestStep !== null) {
     writeBestPointer(run.path, bestStep);
-    const why = r.stoppedBy === 'early-stopping' ? `stopped at step ${trainer.step} after ${cfg.train.earlyStopping!.patience} evaluations without improvement` : `reached train.maxSteps = ${cfg.train.maxSteps} still improving or within patience`;
+    const why =
+      r.stoppedBy === 'early-stopping'
+        ? `stopped at step ${trainer.step} after ${cfg.train.earlyStopping!.patience} evaluations without improvement`
+        : `reached train.maxSteps = ${cfg.train.maxSteps} still improving or within patience`;
     progress.log(`early stopping: ${why}; using the best checkpoint, step ${bestStep}`);
   }
   const best = trainer.earlyStopping?.bestEval ?? null;
@@ -200,7 +235,11 @@ export async function runTraining(o: RunTrainingOptions): Promise<RunTrainingRes
     if (!r.stoppedEarly && o.evaluateTest !== false && data.corpora.test.length) {
       const g = gates?.testGates();
       try {
-        const { hyps, scores } = await scoreTranslations(model, data.tokenizer, data.corpora.test, cfg, g, { progress, label: 'test', isStopRequested: o.isStopRequested });
+        const { hyps, scores } = await scoreTranslations(model, data.tokenizer, data.corpora.test, cfg, g, {
+          progress,
+          label: 'test',
+          isStopRequested: o.isStopRequested,
+        });
         writeFileAtomic(run.file('test.hyp'), hyps.join('\n') + '\n');
         test = scores;
       } finally {
@@ -211,7 +250,9 @@ export async function runTraining(o: RunTrainingOptions): Promise<RunTrainingRes
     if (!r.stoppedEarly && o.finish) extra = await o.finish({ model, gates, data, config: cfg, run, progress, isStopRequested: o.isStopRequested });
   } catch (e) {
     if (!(e instanceof TranslationStopped)) throw e;
-    progress.log(`stopped during the final evaluation; training is complete (checkpoint step ${trainer.lastCheckpoint ?? trainer.step}): resume (heads train --resume ${run.path}) to redo only the evaluation`);
+    progress.log(
+      `stopped during the final evaluation; training is complete (checkpoint step ${trainer.lastCheckpoint ?? trainer.step}): resume (heads train --resume ${run.path}) to redo only the evaluation`,
+    );
     r = { ...r, stoppedEarly: true };
     test = null;
   }
@@ -228,8 +269,23 @@ export async function runTraining(o: RunTrainingOptions): Promise<RunTrainingRes
     extra,
   };
   const patterns = savings ? { attentionPatterns: { patterns: cfg.model.attentionPatterns, flopsPerEpoch: savings } } : {};
-  const stopping = trainer.earlyStopping ? { earlyStopping: { ...trainer.earlyStopping.report(), stoppedAtStep: trainer.step, stoppedBy: r.stoppedBy === 'early-stopping' ? 'patience' : 'maxSteps' } } : {};
-  run.writeJson('results.json', { ...result, ...extra, gates: gates ? { summary: gates.summary(), heads: gates.states(), settle: settleReport(gates, trainer.settledAtStep, cfg) } : null, backend: tf.getBackend(), ...patterns, ...stopping });
+  const stopping = trainer.earlyStopping
+    ? {
+        earlyStopping: {
+          ...trainer.earlyStopping.report(),
+          stoppedAtStep: trainer.step,
+          stoppedBy: r.stoppedBy === 'early-stopping' ? 'patience' : 'maxSteps',
+        },
+      }
+    : {};
+  run.writeJson('results.json', {
+    ...result,
+    ...extra,
+    gates: gates ? { summary: gates.summary(), heads: gates.states(), settle: settleReport(gates, trainer.settledAtStep, cfg) } : null,
+    backend: tf.getBackend(),
+    ...patterns,
+    ...stopping,
+  });
   trainer.dispose();
   gates?.dispose();
   model.dispose();

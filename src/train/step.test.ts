@@ -25,8 +25,19 @@ import { Trainer } from './trainer.js';
 
 const V = 24;
 const TINY = [
-  'model.dModel=16', 'model.dFF=32', 'model.heads=2', 'model.encoderLayers=1', 'model.decoderLayers=1', 'model.dropout=0',
-  'train.maxTokensPerBatch=200', 'data.maxLen=20', 'train.accumulateSteps=1', 'train.evalEverySteps=0', 'train.logEverySteps=100', 'train.peakLr=3e-3', 'train.warmupSteps=2',
+  'model.dModel=16',
+  'model.dFF=32',
+  'model.heads=2',
+  'model.encoderLayers=1',
+  'model.decoderLayers=1',
+  'model.dropout=0',
+  'train.maxTokensPerBatch=200',
+  'data.maxLen=20',
+  'train.accumulateSteps=1',
+  'train.evalEverySteps=0',
+  'train.logEverySteps=100',
+  'train.peakLr=3e-3',
+  'train.warmupSteps=2',
 ];
 const GATED = ['gates.attention=[enc-self]', 'gates.noise=sentence', 'train.l0Lambda=0.2', 'gates.lrScale=3'];
 const quiet = () => new ProgressLine(process.stderr, true);
@@ -110,7 +121,15 @@ describe('one training step', () => {
 
 /** The checkpoint files of a fixed-seed run, state.json without its creation time. */
 async function checkpointFiles(root: string, name: string, workers: number): Promise<Map<string, Buffer>> {
-  const cfg = loadConfig(null, [...TINY, ...GATED, 'model.dropout=0.1', 'train.accumulateSteps=2', 'train.maxSteps=3', 'train.checkpointEverySteps=2', `train.workers=${workers}`]);
+  const cfg = loadConfig(null, [
+    ...TINY,
+    ...GATED,
+    'model.dropout=0.1',
+    'train.accumulateSteps=2',
+    'train.maxSteps=3',
+    'train.checkpointEverySteps=2',
+    `train.workers=${workers}`,
+  ]);
   const model = createTransformer(cfg.model, V, new Rng(5));
   const gates = new HeadGates(cfg.gates, model.shape, cfg.seed, { maxSteps: 3 });
   const run = RunFolder.create(root, name);
@@ -131,11 +150,22 @@ async function checkpointFiles(root: string, name: string, workers: number): Pro
 }
 
 describe('reproducibility', () => {
-  it.each([1, 2])('a fixed-seed run with %i worker(s) writes byte-identical checkpoints when repeated', async (workers) => {
-    const root = mkdtempSync(join(tmpdir(), 'heads-step-'));
-    const a = await checkpointFiles(root, 'a', workers);
-    const b = await checkpointFiles(root, 'b', workers);
-    expect([...a.keys()].sort()).toEqual(['step-0000002/model.safetensors', 'step-0000002/optimizer.safetensors', 'step-0000002/state.json', 'step-0000003/model.safetensors', 'step-0000003/optimizer.safetensors', 'step-0000003/state.json']);
-    for (const [k, bytes] of a) expect({ k, same: bytes.equals(b.get(k)!) }).toEqual({ k, same: true });
-  }, 60_000);
+  it.each([1, 2])(
+    'a fixed-seed run with %i worker(s) writes byte-identical checkpoints when repeated',
+    async (workers) => {
+      const root = mkdtempSync(join(tmpdir(), 'heads-step-'));
+      const a = await checkpointFiles(root, 'a', workers);
+      const b = await checkpointFiles(root, 'b', workers);
+      expect([...a.keys()].sort()).toEqual([
+        'step-0000002/model.safetensors',
+        'step-0000002/optimizer.safetensors',
+        'step-0000002/state.json',
+        'step-0000003/model.safetensors',
+        'step-0000003/optimizer.safetensors',
+        'step-0000003/state.json',
+      ]);
+      for (const [k, bytes] of a) expect({ k, same: bytes.equals(b.get(k)!) }).toEqual({ k, same: true });
+    },
+    60_000,
+  );
 });

@@ -87,7 +87,13 @@ export function learningRate(step: number, t: { peakLr: number; warmupSteps: num
  * log-alphas (`gate.*`) at lr * gateScale. Takes ownership of `grads`. Returns the norm before clipping,
  * or null (and no update) when the norm or `loss` is not finite.
  */
-export function applyUpdate(adam: Adam, params: Map<string, tf.Variable>, sum: Map<string, tf.Tensor>, loss: number, o: { lr: number; clipNorm: number; gateScale: number }): { norm: number; applied: boolean } {
+export function applyUpdate(
+  adam: Adam,
+  params: Map<string, tf.Variable>,
+  sum: Map<string, tf.Tensor>,
+  loss: number,
+  o: { lr: number; clipNorm: number; gateScale: number },
+): { norm: number; applied: boolean } {
   const { grads, norm } = clipByGlobalNorm(sum, o.clipNorm);
   if (!Number.isFinite(norm) || !Number.isFinite(loss)) {
     tf.dispose([...grads.values()]);
@@ -143,7 +149,13 @@ export interface StepRunner {
 }
 
 /** One step: its learning rate and penalty, the runner's update, a NonFiniteError when nothing was applied. */
-export async function optimizerStep(runner: StepRunner, step: number, batches: Batch[], gates: PenaltySource | null | undefined, t: { l0Lambda: number; peakLr: number; warmupSteps: number }): Promise<StepOutcome> {
+export async function optimizerStep(
+  runner: StepRunner,
+  step: number,
+  batches: Batch[],
+  gates: PenaltySource | null | undefined,
+  t: { l0Lambda: number; peakLr: number; warmupSteps: number },
+): Promise<StepOutcome> {
   const stepTgtTokens = batches.reduce((a, b) => a + b.tgtTokens, 0);
   const out = await runner.run({ step, batches, stepTgtTokens, lr: learningRate(step, t), penalty: weightedPenalty(gates, step, t.l0Lambda) });
   if (!out.applied) throw new NonFiniteError(step, out.loss, out.gradNorm, batches.flatMap((b) => b.indices).slice(0, 10));
@@ -151,7 +163,14 @@ export async function optimizerStep(runner: StepRunner, step: number, batches: B
 }
 
 export class NonFiniteError extends HeadsError {
-  constructor(readonly step: number, loss: number, gradNorm: number, readonly sentenceIndices: number[]) {
-    super(`non-finite ${Number.isFinite(loss) ? 'gradient' : 'loss'} at step ${step} (loss ${loss}, gradient norm ${gradNorm}); batch sentences ${sentenceIndices.join(',')}...`);
+  constructor(
+    readonly step: number,
+    loss: number,
+    gradNorm: number,
+    readonly sentenceIndices: number[],
+  ) {
+    super(
+      `non-finite ${Number.isFinite(loss) ? 'gradient' : 'loss'} at step ${step} (loss ${loss}, gradient norm ${gradNorm}); batch sentences ${sentenceIndices.join(',')}...`,
+    );
   }
 }

@@ -27,7 +27,17 @@ import { useTestBackend } from '../test-utils/backend.js';
 const V = 24;
 const quiet = new ProgressLine(process.stderr, true);
 const root = mkdtempSync(join(tmpdir(), 'heads-stop-'));
-const TINY = ['model.dModel=16', 'model.dFF=32', 'model.heads=2', 'model.encoderLayers=1', 'model.decoderLayers=1', 'train.maxTokensPerBatch=200', 'train.logEverySteps=100', 'train.workers=1', 'train.warmupSteps=4'];
+const TINY = [
+  'model.dModel=16',
+  'model.dFF=32',
+  'model.heads=2',
+  'model.encoderLayers=1',
+  'model.decoderLayers=1',
+  'train.maxTokensPerBatch=200',
+  'train.logEverySteps=100',
+  'train.workers=1',
+  'train.warmupSteps=4',
+];
 
 beforeAll(() => useTestBackend());
 
@@ -66,7 +76,12 @@ describe('EarlyStopping', () => {
 
   it('its state survives the checkpoint numbers exactly', () => {
     const a = new EarlyStopping({ metric: 'devBleu', patience: 4, minDelta: 0 });
-    for (const [step, b] of [[5, 1], [10, 3.25], [15, 2]] as const) a.observe(step, { devLoss: 10 - b, devBleu: b });
+    for (const [step, b] of [
+      [5, 1],
+      [10, 3.25],
+      [15, 2],
+    ] as const)
+      a.observe(step, { devLoss: 10 - b, devBleu: b });
     const b = new EarlyStopping(a.rule);
     b.restore(a.toExtra());
     expect(b.report()).toEqual(a.report());
@@ -80,18 +95,34 @@ describe('EarlyStopping', () => {
   });
 
   it('the config needs evaluations, and dev BLEU for the devBleu metric; names the key on bad input', () => {
-    expect(() => loadConfig(null, ['train.earlyStopping={metric: devBleu, patience: 3}', 'train.evalEverySteps=0'])).toThrow(/train\.earlyStopping: set, but train\.evalEverySteps is 0/);
-    expect(() => loadConfig(null, ['train.earlyStopping={metric: devBleu, patience: 3}', 'train.devBleuSentences=0'])).toThrow(/train\.earlyStopping\.metric: devBleu, but train\.devBleuSentences is 0/);
+    expect(() => loadConfig(null, ['train.earlyStopping={metric: devBleu, patience: 3}', 'train.evalEverySteps=0'])).toThrow(
+      /train\.earlyStopping: set, but train\.evalEverySteps is 0/,
+    );
+    expect(() => loadConfig(null, ['train.earlyStopping={metric: devBleu, patience: 3}', 'train.devBleuSentences=0'])).toThrow(
+      /train\.earlyStopping\.metric: devBleu, but train\.devBleuSentences is 0/,
+    );
     expect(() => loadConfig(null, ['train.earlyStopping={metric: bleu, patience: 3}'])).toThrow(ConfigError);
     expect(() => loadConfig(null, ['train.earlyStopping={metric: devLoss, patience: 0}'])).toThrow(/train\.earlyStopping\.patience/);
-    expect(loadConfig(null, ['train.earlyStopping={metric: devLoss, patience: 2}']).train.earlyStopping).toEqual({ metric: 'devLoss', patience: 2, minDelta: 0 });
+    expect(loadConfig(null, ['train.earlyStopping={metric: devLoss, patience: 2}']).train.earlyStopping).toEqual({
+      metric: 'devLoss',
+      patience: 2,
+      minDelta: 0,
+    });
   });
 });
 
 describe('early stopping in the trainer', () => {
   // dev BLEU by step (evaluations every 2 steps): best at step 8, then 3 evaluations without improvement
   const BLEU: Record<number, number> = { 2: 5, 4: 7, 6: 6, 8: 9, 10: 8.5, 12: 8.9, 14: 9, 16: 20 };
-  const SETS = [...TINY, 'train.maxSteps=40', 'train.evalEverySteps=2', 'train.devBleuSentences=5', 'train.checkpointEverySteps=6', 'train.keepCheckpoints=1', 'train.earlyStopping={metric: devBleu, patience: 3}'];
+  const SETS = [
+    ...TINY,
+    'train.maxSteps=40',
+    'train.evalEverySteps=2',
+    'train.devBleuSentences=5',
+    'train.checkpointEverySteps=6',
+    'train.keepCheckpoints=1',
+    'train.earlyStopping={metric: devBleu, patience: 3}',
+  ];
   const train = reversePairs(200, 11);
   const valid = reversePairs(10, 12);
   const runs = new Map<string, string>();
@@ -104,7 +135,16 @@ describe('early stopping in the trainer', () => {
     runs.set(runName, run.path);
     let t: Trainer;
     const devBleu = async () => BLEU[t.step]!;
-    t = new Trainer({ config: cfg, model, train, valid, run, progress: quiet, devBleu, isStopRequested: () => opts.stopAt !== undefined && t.step >= opts.stopAt });
+    t = new Trainer({
+      config: cfg,
+      model,
+      train,
+      valid,
+      run,
+      progress: quiet,
+      devBleu,
+      isStopRequested: () => opts.stopAt !== undefined && t.step >= opts.stopAt,
+    });
     return { t, model, run };
   }
 
@@ -115,7 +155,11 @@ describe('early stopping in the trainer', () => {
     expect(a.t.step).toBe(14);
     expect(a.t.earlyStopping!.bestEval).toMatchObject({ step: 8, value: 9 });
     // keepCheckpoints 1 keeps the newest (14) and the protected best (8)
-    expect(readdirSync(join(a.run.path, 'checkpoints')).filter((d) => d.startsWith('step-')).sort()).toEqual(['step-0000008', 'step-0000014']);
+    expect(
+      readdirSync(join(a.run.path, 'checkpoints'))
+        .filter((d) => d.startsWith('step-'))
+        .sort(),
+    ).toEqual(['step-0000008', 'step-0000014']);
     const last = await a.model.params.toArrays();
     expect(a.t.restoreBestWeights()).toBe(8);
     const best = readCheckpoint(join(a.run.path, 'checkpoints', 'step-0000008'));
@@ -123,8 +167,20 @@ describe('early stopping in the trainer', () => {
     for (const [name, { data }] of Object.entries(best.params)) expect(Array.from(restored[name]!.data)).toEqual(Array.from(data));
     expect(Object.keys(last).some((n) => last[n]!.data.some((x, i) => x !== restored[n]!.data[i]))).toBe(true);
     // the eval records carry the best step and the patience left
-    const evals = readFileSync(join(a.run.path, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>).filter((r) => 'devBleu' in r);
-    expect(evals.map((r) => [r['step'], r['bestStep'], r['patienceLeft']])).toEqual([[2, 2, 3], [4, 4, 3], [6, 4, 2], [8, 8, 3], [10, 8, 2], [12, 8, 1], [14, 8, 0]]);
+    const evals = readFileSync(join(a.run.path, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((r) => 'devBleu' in r);
+    expect(evals.map((r) => [r['step'], r['bestStep'], r['patienceLeft']])).toEqual([
+      [2, 2, 3],
+      [4, 4, 3],
+      [6, 4, 2],
+      [8, 8, 3],
+      [10, 8, 2],
+      [12, 8, 1],
+      [14, 8, 0],
+    ]);
     a.t.dispose();
     a.model.dispose();
 
@@ -160,8 +216,19 @@ describe('early stopping in the trainer', () => {
   it('runTraining scores test with the best step, says which in results.json, and loadModel delivers it', async () => {
     // minDelta 100: only the first evaluation (step 3) is ever an improvement, so patience 2 stops at step 9
     const cfg = loadConfig(null, [
-      ...TINY, 'data.synthetic.task=reverse', 'data.synthetic.trainPairs=300', 'data.synthetic.validPairs=8', 'data.synthetic.testPairs=6', 'data.bpeMerges=20', 'eval.beamSize=1',
-      'train.maxSteps=30', 'train.evalEverySteps=3', 'train.devBleuSentences=0', 'train.checkpointEverySteps=100', 'train.keepCheckpoints=1', 'train.earlyStopping={metric: devLoss, patience: 2, minDelta: 100}',
+      ...TINY,
+      'data.synthetic.task=reverse',
+      'data.synthetic.trainPairs=300',
+      'data.synthetic.validPairs=8',
+      'data.synthetic.testPairs=6',
+      'data.bpeMerges=20',
+      'eval.beamSize=1',
+      'train.maxSteps=30',
+      'train.evalEverySteps=3',
+      'train.devBleuSentences=0',
+      'train.checkpointEverySteps=100',
+      'train.keepCheckpoints=1',
+      'train.earlyStopping={metric: devLoss, patience: 2, minDelta: 100}',
     ]);
     const run = RunFolder.create(root, 'es-run');
     const r = await runTraining({ config: cfg, run, progress: quiet });
@@ -202,7 +269,15 @@ describe('gates.settle', () => {
   const train = reversePairs(200, 21);
   const valid = reversePairs(10, 22);
   async function gatedRun(sets: string[]) {
-    const cfg = loadConfig(null, [...TINY, 'train.evalEverySteps=0', 'train.devBleuSentences=0', 'train.checkpointEverySteps=100', 'gates.attention=[enc-self]', 'model.heads=4', ...sets]);
+    const cfg = loadConfig(null, [
+      ...TINY,
+      'train.evalEverySteps=0',
+      'train.devBleuSentences=0',
+      'train.checkpointEverySteps=100',
+      'gates.attention=[enc-self]',
+      'model.heads=4',
+      ...sets,
+    ]);
     const model = createTransformer(cfg.model, V, new Rng(3));
     const gates = new HeadGates(cfg.gates, model.shape, cfg.seed, { maxSteps: cfg.train.maxSteps });
     const t = new Trainer({ config: cfg, model, train, valid, run: null, gates, progress: quiet });
@@ -216,14 +291,35 @@ describe('gates.settle', () => {
 
   it('ends at the first check with every deterministic gate at 0 or 1, and never before a budget is annealed', async () => {
     // log alpha 8: every deterministic gate is clipped to 1 from the start
-    expect(await gatedRun(['train.maxSteps=20', 'gates.logAlphaInit={kind: constant, value: 8}', 'gates.settle={checkEvery: 3}'])).toEqual({ steps: 3, settledAtStep: 3, stoppedBy: 'settled', fractional: 0 });
-    expect(await gatedRun(['train.maxSteps=20', 'gates.logAlphaInit={kind: constant, value: 8}', 'gates.settle={checkEvery: 3, minSteps: 7}'])).toMatchObject({ steps: 9, settledAtStep: 9 });
-    expect(await gatedRun(['train.maxSteps=20', 'gates.logAlphaInit={kind: constant, value: 8}', 'gates.settle={checkEvery: 2}', 'gates.targetHeads=2', 'gates.targetWarmupSteps=8'])).toMatchObject({ steps: 8, settledAtStep: 8 });
+    expect(await gatedRun(['train.maxSteps=20', 'gates.logAlphaInit={kind: constant, value: 8}', 'gates.settle={checkEvery: 3}'])).toEqual({
+      steps: 3,
+      settledAtStep: 3,
+      stoppedBy: 'settled',
+      fractional: 0,
+    });
+    expect(await gatedRun(['train.maxSteps=20', 'gates.logAlphaInit={kind: constant, value: 8}', 'gates.settle={checkEvery: 3, minSteps: 7}'])).toMatchObject({
+      steps: 9,
+      settledAtStep: 9,
+    });
+    expect(
+      await gatedRun([
+        'train.maxSteps=20',
+        'gates.logAlphaInit={kind: constant, value: 8}',
+        'gates.settle={checkEvery: 2}',
+        'gates.targetHeads=2',
+        'gates.targetWarmupSteps=8',
+      ]),
+    ).toMatchObject({ steps: 8, settledAtStep: 8 });
   });
 
   it('runs to the cap when gates stay fractional, and says how many are', async () => {
     // log alpha 0: deterministic gate 0.5, far from settling in 6 steps
-    expect(await gatedRun(['train.maxSteps=6', 'gates.logAlphaInit={kind: constant, value: 0}', 'gates.settle={checkEvery: 2}'])).toEqual({ steps: 6, settledAtStep: null, stoppedBy: null, fractional: 4 });
+    expect(await gatedRun(['train.maxSteps=6', 'gates.logAlphaInit={kind: constant, value: 0}', 'gates.settle={checkEvery: 2}'])).toEqual({
+      steps: 6,
+      settledAtStep: null,
+      stoppedBy: null,
+      fractional: 4,
+    });
     expect(() => loadConfig(null, ['gates.settle={checkEvery: 2}'])).toThrow(/gates\.settle: set, but gates\.attention is empty/);
   });
 });

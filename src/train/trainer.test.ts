@@ -17,7 +17,16 @@ import { reversePairs } from '../test-utils/pairs.js';
 const V = 24;
 /** reverse task: target = source reversed, tokens 4..V-1, lengths 3..8 */
 
-const TINY = ['model.dModel=32', 'model.dFF=64', 'model.heads=2', 'model.encoderLayers=2', 'model.decoderLayers=2', 'train.maxTokensPerBatch=400', 'train.evalEverySteps=0', 'train.logEverySteps=10'];
+const TINY = [
+  'model.dModel=32',
+  'model.dFF=64',
+  'model.heads=2',
+  'model.encoderLayers=2',
+  'model.decoderLayers=2',
+  'train.maxTokensPerBatch=400',
+  'train.evalEverySteps=0',
+  'train.logEverySteps=10',
+];
 
 beforeAll(() => useTestBackend());
 
@@ -32,7 +41,10 @@ describe('Trainer', () => {
     const model = createTransformer(cfg.model, V, new Rng(3));
     const trainer = new Trainer({ config: cfg, model, train, valid, run: null });
     await trainer.run();
-    const b = makeBatch(valid, valid.map((_, i) => i));
+    const b = makeBatch(
+      valid,
+      valid.map((_, i) => i),
+    );
     const out = await greedyDecode(model, b.src, b.batchSize, b.srcLen, { beamSize: 1, lengthPenalty: 0, maxLenA: 1, maxLenB: 2 });
     const exact = out.filter((o, i) => o.join() === valid[b.indices[i]!]!.tgt.join()).length / out.length;
     const seconds = (performance.now() - t0) / 1000;
@@ -43,7 +55,15 @@ describe('Trainer', () => {
   });
 
   it('a resumed run gives the same losses as an uninterrupted one', async () => {
-    const cfg = loadConfig(null, [...TINY, 'model.dropout=0.1', 'train.maxSteps=16', 'train.checkpointEverySteps=8', 'train.accumulateSteps=2', 'train.peakLr=1e-3', 'train.warmupSteps=4']);
+    const cfg = loadConfig(null, [
+      ...TINY,
+      'model.dropout=0.1',
+      'train.maxSteps=16',
+      'train.checkpointEverySteps=8',
+      'train.accumulateSteps=2',
+      'train.peakLr=1e-3',
+      'train.warmupSteps=4',
+    ]);
     const train = reversePairs(300, 5);
     const valid = reversePairs(20, 6);
     const root = mkdtempSync(join(tmpdir(), 'heads-resume-'));
@@ -56,7 +76,15 @@ describe('Trainer', () => {
 
     // a second run killed after step 8 (simulated: train to 8, then a fresh process restores)
     const runB = RunFolder.create(root, 'b');
-    const cfg8 = loadConfig(null, [...TINY, 'model.dropout=0.1', 'train.maxSteps=8', 'train.checkpointEverySteps=8', 'train.accumulateSteps=2', 'train.peakLr=1e-3', 'train.warmupSteps=4']);
+    const cfg8 = loadConfig(null, [
+      ...TINY,
+      'model.dropout=0.1',
+      'train.maxSteps=8',
+      'train.checkpointEverySteps=8',
+      'train.accumulateSteps=2',
+      'train.peakLr=1e-3',
+      'train.warmupSteps=4',
+    ]);
     const mB = createTransformer(cfg.model, V, new Rng(1));
     const b1 = new Trainer({ config: cfg8, model: mB, train, valid, run: runB });
     await b1.run();

@@ -166,15 +166,34 @@ export class Trainer {
     this.runner =
       this.workerCount > 1
         ? new WorkerStepRunner({
-            workers: this.workerCount, config: o.config, model: o.model, gateVariables: o.gates?.variables ?? new Map(), gateSpec: o.gates ? gateSpec(o.gates) : null,
-            trainable: this.trainable, adam: this.adam, chunkRows, masks: () => this.masks, faultNonFinite: o.runtime?.faultNonFinite,
+            workers: this.workerCount,
+            config: o.config,
+            model: o.model,
+            gateVariables: o.gates?.variables ?? new Map(),
+            gateSpec: o.gates ? gateSpec(o.gates) : null,
+            trainable: this.trainable,
+            adam: this.adam,
+            chunkRows,
+            masks: () => this.masks,
+            faultNonFinite: o.runtime?.faultNonFinite,
           })
         : new InProcessRunner({
             context: {
-              model: o.model, gates: o.gates ?? null, varList: [...this.trainable.values()], varNameToParam: this.varNameToParam, seed: o.config.seed,
-              labelSmoothing: t.labelSmoothing, weightView: quantAwareWeights(t.quantAware), faultNonFinite: o.runtime?.faultNonFinite,
+              model: o.model,
+              gates: o.gates ?? null,
+              varList: [...this.trainable.values()],
+              varNameToParam: this.varNameToParam,
+              seed: o.config.seed,
+              labelSmoothing: t.labelSmoothing,
+              weightView: quantAwareWeights(t.quantAware),
+              faultNonFinite: o.runtime?.faultNonFinite,
             },
-            trainable: this.trainable, adam: this.adam, clipNorm: t.clipNorm, gateScale: o.config.gates.lrScale, chunkRows, masks: () => this.maskTensors,
+            trainable: this.trainable,
+            adam: this.adam,
+            clipNorm: t.clipNorm,
+            gateScale: o.config.gates.lrScale,
+            chunkRows,
+            masks: () => this.maskTensors,
           });
   }
 
@@ -240,7 +259,17 @@ export class Trainer {
     const tgtTokens = batches.reduce((a, b) => a + b.tgtTokens, 0);
     const srcTokens = batches.reduce((a, b) => a + b.srcTokens, 0);
     const lr = learningRate(step, this.o.config.train);
-    const res: StepResult = { step, loss: r.loss, penalty: r.penalty, gradNorm: r.gradNorm, lr, tgtTokens, srcTokens, elapsedMs: performance.now() - t0, ...moeFields(r.moeAux, r.routing) };
+    const res: StepResult = {
+      step,
+      loss: r.loss,
+      penalty: r.penalty,
+      gradNorm: r.gradNorm,
+      lr,
+      tgtTokens,
+      srcTokens,
+      elapsedMs: performance.now() - t0,
+      ...moeFields(r.moeAux, r.routing),
+    };
     this.history.push(res);
     return res;
   }
@@ -331,7 +360,13 @@ export class Trainer {
   private writeCheckpointOf(runPath: string, params: NamedArrays, adam: { step: number; tensors: NamedArrays }): string {
     return writeCheckpoint(
       runPath,
-      { step: this.step, dataPosition: this.position, adamStep: adam.step, config: this.o.config, extra: { ...(this.o.gates?.extraState() ?? {}), 'trainer.skippedNonFinite': this.skippedNonFinite, ...this.stopRuleState() } },
+      {
+        step: this.step,
+        dataPosition: this.position,
+        adamStep: adam.step,
+        config: this.o.config,
+        extra: { ...(this.o.gates?.extraState() ?? {}), 'trainer.skippedNonFinite': this.skippedNonFinite, ...this.stopRuleState() },
+      },
       params,
       adam.tensors,
       this.o.config.train.keepCheckpoints,
@@ -364,7 +399,9 @@ export class Trainer {
     const fractional = g.fractionalGates();
     this.o.run?.appendMetrics({ step: this.step, fractionalGates: fractional.length });
     if (fractional.length) {
-      this.progress.log(`step ${this.step} | gates: ${fractional.length} still fractional (${fractional.slice(0, 6).join(', ')}${fractional.length > 6 ? ', ...' : ''}); next settle check at step ${this.step + rule.checkEvery}`);
+      this.progress.log(
+        `step ${this.step} | gates: ${fractional.length} still fractional (${fractional.slice(0, 6).join(', ')}${fractional.length > 6 ? ', ...' : ''}); next settle check at step ${this.step + rule.checkEvery}`,
+      );
       return false;
     }
     this.settledAtStep = this.step;
@@ -409,7 +446,8 @@ export class Trainer {
     // gradual magnitude pruning continues from the checkpoint's masks (none: before the first pruning step)
     if (this.o.config.train.magnitudePruning && c.masks) {
       for (const [name, m] of Object.entries(c.masks))
-        if (!this.o.model.params.has(name) || this.o.model.params.get(name).size !== m.length) throw new CheckpointError(`${c.path}: masks.safetensors: mask ${name} does not match a parameter of the model`);
+        if (!this.o.model.params.has(name) || this.o.model.params.get(name).size !== m.length)
+          throw new CheckpointError(`${c.path}: masks.safetensors: mask ${name} does not match a parameter of the model`);
       this.setMasks(c.masks);
     } else this.setMasks(null);
     this.lastCheckpointStep = c.state.step;
@@ -467,11 +505,25 @@ export class Trainer {
         const moe = windowRouting ? { 'moe.aux': windowAux / windowN, ...routingSummary(windowRouting) } : {};
         // gradual magnitude pruning: the share of the prunable weights the current masks zero
         const pruning = this.o.config.train.magnitudePruning ? { sparsity: this.sparsity } : {};
-        const record = { step: this.step, loss: windowLoss / windowN, penalty: r.penalty, lr: r.lr, gradNorm: r.gradNorm, tgtTokensPerSec: tokPerSec, epoch: this.position.epoch, elapsedMs: Math.round(elapsed), ...summary, ...moe, ...pruning };
+        const record = {
+          step: this.step,
+          loss: windowLoss / windowN,
+          penalty: r.penalty,
+          lr: r.lr,
+          gradNorm: r.gradNorm,
+          tgtTokensPerSec: tokPerSec,
+          epoch: this.position.epoch,
+          elapsedMs: Math.round(elapsed),
+          ...summary,
+          ...moe,
+          ...pruning,
+        };
         this.o.run?.appendMetrics(record);
         this.o.gates?.logStep?.(this.step);
         const gateText =
-          ('expectedOpenHeads' in summary ? ` | E[open] ${summary['expectedOpenHeads']!.toFixed(1)}` : '') + ('sparsity' in pruning ? ` | sparsity ${this.sparsity.toFixed(3)}` : '') + (this.earlyStopping ? ` | ${this.earlyStopping.describe()}` : '');
+          ('expectedOpenHeads' in summary ? ` | E[open] ${summary['expectedOpenHeads']!.toFixed(1)}` : '') +
+          ('sparsity' in pruning ? ` | sparsity ${this.sparsity.toFixed(3)}` : '') +
+          (this.earlyStopping ? ` | ${this.earlyStopping.describe()}` : '');
         this.progress.update(
           `step ${this.step}/${cfg.maxSteps} | loss ${record.loss.toFixed(3)}${gateText} | ${formatRate(tokPerSec)} tok/s | lr ${r.lr.toExponential(1)} | ETA ${formatDuration(eta(this.step - startStep, cfg.maxSteps - startStep, elapsed))}`,
         );
@@ -489,7 +541,9 @@ export class Trainer {
         this.o.run?.appendMetrics({ step: this.step, ...lastEval, ...(es ? { bestStep: es.bestEval?.step ?? null, patienceLeft: es.patienceLeft } : {}) });
         this.progress.log(
           `step ${this.step} | dev loss ${lastEval.devLoss.toFixed(3)} | dev ppl ${lastEval.devPerplexity.toFixed(2)}${lastEval.devBleu !== undefined ? ` | dev BLEU ${lastEval.devBleu.toFixed(2)}` : ''}` +
-            (es ? ` | ${isBest ? 'new best' : es.describe()}${es.shouldStop ? ` | early stopping: no improvement in ${es.rule.patience} evaluations, best step ${es.bestEval?.step ?? '-'}` : ''}` : ''),
+            (es
+              ? ` | ${isBest ? 'new best' : es.describe()}${es.shouldStop ? ` | early stopping: no improvement in ${es.rule.patience} evaluations, best step ${es.bestEval?.step ?? '-'}` : ''}`
+              : ''),
         );
       }
       // the best evaluation's weights are kept as a checkpoint (protected from pruning while it is the best)

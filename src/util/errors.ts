@@ -31,7 +31,11 @@ export class MaskError extends HeadsError {}
  * names the file and the reason. Files written before are intact (every write is atomic).
  */
 export class FileSystemError extends HeadsError {
-  constructor(readonly path: string, readonly code: string, action: string) {
+  constructor(
+    readonly path: string,
+    readonly code: string,
+    action: string,
+  ) {
     super(`${path}: cannot ${action}: ${describeCode(code)}`);
   }
 }

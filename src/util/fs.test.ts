@@ -8,7 +8,18 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync, truncateSync, existsSync, readdirSync, renameSync, rmSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { INTEGRITY_FILE, STALE_TEMP_AGE_MS, appendLine, readJsonFile, readTextFile, removeStaleTempFiles, verifyFile, verifyFolder, writeFileAtomic, writeJsonAtomic } from './fs.js';
+import {
+  INTEGRITY_FILE,
+  STALE_TEMP_AGE_MS,
+  appendLine,
+  readJsonFile,
+  readTextFile,
+  removeStaleTempFiles,
+  verifyFile,
+  verifyFolder,
+  writeFileAtomic,
+  writeJsonAtomic,
+} from './fs.js';
 import { DataError, FileSystemError } from './errors.js';
 import { Rng } from './random.js';
 
@@ -28,7 +39,11 @@ describe('integrity records', () => {
     // an opted-out write returns its digest too, and records nothing
     const unrecorded = writeFileAtomic(join(dir, 'c.bin'), new Uint8Array([1, 2, 3]), { integrity: false });
     expect(unrecorded.bytes).toBe(3);
-    expect(unrecorded.sha256).toBe(createHash('sha256').update(new Uint8Array([1, 2, 3])).digest('hex'));
+    expect(unrecorded.sha256).toBe(
+      createHash('sha256')
+        .update(new Uint8Array([1, 2, 3]))
+        .digest('hex'),
+    );
     expect(Object.keys(rec.files).sort()).toEqual(['a.json', 'b.csv']);
     expect(rec.files['a.json'].bytes).toBe(readFileSync(join(dir, 'a.json')).length);
     expect(rec.files['a.json'].pending).toBeUndefined();
@@ -144,7 +159,7 @@ describe('faults', () => {
     }
   });
 
-  it('removeStaleTempFiles removes the temp files of dead writers and old ones, never a live writer\'s fresh one', () => {
+  it("removeStaleTempFiles removes the temp files of dead writers and old ones, never a live writer's fresh one", () => {
     const dir = fresh();
     const deadPid = Number(spawnSync('node', ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
     const names = {

@@ -16,7 +16,21 @@
  * left behind (writer no longer alive, or older than an hour), never one a live process is writing.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, renameSync, writeSync, existsSync, readFileSync, statSync, appendFileSync, readSync, readdirSync, rmSync, type Stats } from 'node:fs';
+import {
+  closeSync,
+  fsyncSync,
+  openSync,
+  renameSync,
+  writeSync,
+  existsSync,
+  readFileSync,
+  statSync,
+  appendFileSync,
+  readSync,
+  readdirSync,
+  rmSync,
+  type Stats,
+} from 'node:fs';
 import { dirname, basename, join } from 'node:path';
 import { makeDirs } from './dirs.js';
 import { DataError, FileSystemError } from './errors.js';
@@ -203,7 +217,12 @@ export function verifyFile(path: string, bytes?: Uint8Array): void {
   const found = digestOf(bytes ?? readFileSync(path));
   const ok = (d: Digest | undefined) => d !== undefined && d.bytes === found.bytes && d.sha256 === found.sha256;
   if (ok(entry) || ok(entry.pending)) return;
-  const what = found.bytes < entry.bytes ? `cut short: ${found.bytes} of ${entry.bytes} bytes` : found.bytes !== entry.bytes ? `${found.bytes} bytes, ${entry.bytes} recorded` : `same length, different content (sha256 ${found.sha256.slice(0, 12)}..., ${entry.sha256.slice(0, 12)}... recorded)`;
+  const what =
+    found.bytes < entry.bytes
+      ? `cut short: ${found.bytes} of ${entry.bytes} bytes`
+      : found.bytes !== entry.bytes
+        ? `${found.bytes} bytes, ${entry.bytes} recorded`
+        : `same length, different content (sha256 ${found.sha256.slice(0, 12)}..., ${entry.sha256.slice(0, 12)}... recorded)`;
   throw new DataError(
     `${path}: damaged or changed since heads wrote it (${what}). If you edited it on purpose, remove its entry "${basename(path)}" from ${recordPath}`,
   );

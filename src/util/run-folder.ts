@@ -19,7 +19,9 @@ export interface GitInfo {
 export function readGitInfo(cwd = process.cwd()): GitInfo {
   const git = (...args: string[]) => {
     try {
-      return execFileSync('git', args, { cwd, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+      return execFileSync('git', args, { cwd, stdio: ['ignore', 'pipe', 'ignore'] })
+        .toString()
+        .trim();
     } catch {
       return null;
     }

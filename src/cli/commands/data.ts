@@ -39,7 +39,12 @@ export function builder(y: Argv): Argv<Args> {
 export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
   await runHandler(async () => {
     checkOutputFolder(args.out, '--out');
-    const c = generateSyntheticCorpus(args.task, { seed: args.seed, trainPairs: args['train-pairs'], validPairs: args['valid-pairs'], testPairs: args['test-pairs'] });
+    const c = generateSyntheticCorpus(args.task, {
+      seed: args.seed,
+      trainPairs: args['train-pairs'],
+      validPairs: args['valid-pairs'],
+      testPairs: args['test-pairs'],
+    });
     for (const split of ['train', 'valid', 'test'] as const) {
       writeMosesCorpus({ prefix: join(args.out, split), srcLang: args['src-lang'], tgtLang: args['tgt-lang'] }, c[split]);
       console.log(`${join(args.out, split)}.{${args['src-lang']},${args['tgt-lang']}}: ${describeCorpus(c[split]).text}`);

@@ -56,24 +56,68 @@ export function builder(y: Argv): Argv<Args> {
     .option('preset', { type: 'string', describe: 'a preset of the spec, e.g. quick' })
     .option('jobs', { ...intFlag('jobs', 1), default: 1, describe: 'stages run side by side' })
     .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan and stop' })
-    .option('emit-commands', { type: 'boolean', default: false, describe: 'print one command per stage still to run (`node bin/heads.js experiment run-stage ...`, runs as printed from here), parents first (for Slurm arrays, GNU parallel)' })
+    .option('emit-commands', {
+      type: 'boolean',
+      default: false,
+      describe:
+        'print one command per stage still to run (`node bin/heads.js experiment run-stage ...`, runs as printed from here), parents first (for Slurm arrays, GNU parallel)',
+    })
     .option('id', { type: 'string', describe: 'run-stage, adopt: the stage instance id (see status)' })
-    .option('run', { type: 'string', describe: 'adopt: an existing run folder whose config equals the stage\'s (apart from its name), or a finished stage folder of another study with the same hash (any kind; parents first)' })
+    .option('run', {
+      type: 'string',
+      describe:
+        "adopt: an existing run folder whose config equals the stage's (apart from its name), or a finished stage folder of another study with the same hash (any kind; parents first)",
+    })
     .option('runs-dir', { type: 'string', default: 'runs', describe: 'where stage folders go' })
-    .option('out', { type: 'string', describe: 'report: output folder (default: the experiment folder, runs/experiments/<study>/; with --preset P its subfolder preset-P/)' })
+    .option('out', {
+      type: 'string',
+      describe: 'report: output folder (default: the experiment folder, runs/experiments/<study>/; with --preset P its subfolder preset-P/)',
+    })
     .option('png', { type: 'boolean', default: false, describe: 'report: also render the figures as PNG (needs Chromium)' })
-    .option('html', { type: 'boolean', default: true, describe: 'report: write each figure\'s standalone HTML page (4.8 MB each); --no-html for results you commit' })
-    .option('ready', { type: 'boolean', default: false, describe: '--emit-commands: only stages whose parents are done (a round for GNU parallel; see experiments/README.md)' })
-    .option('emit', { type: 'string', choices: ['sbatch'] as const, describe: 'run: print a Slurm submission script (one job per stage, --dependency=afterok along the stage graph) instead of running' })
-    .option('partition', { type: 'string', describe: '--emit sbatch: Slurm partition (default: the cluster\'s default)' })
+    .option('html', {
+      type: 'boolean',
+      default: true,
+      describe: "report: write each figure's standalone HTML page (4.8 MB each); --no-html for results you commit",
+    })
+    .option('ready', {
+      type: 'boolean',
+      default: false,
+      describe: '--emit-commands: only stages whose parents are done (a round for GNU parallel; see experiments/README.md)',
+    })
+    .option('emit', {
+      type: 'string',
+      choices: ['sbatch'] as const,
+      describe: 'run: print a Slurm submission script (one job per stage, --dependency=afterok along the stage graph) instead of running',
+    })
+    .option('partition', { type: 'string', describe: "--emit sbatch: Slurm partition (default: the cluster's default)" })
     .option('time', { type: 'string', default: SLURM_DEFAULTS.time, describe: '--emit sbatch: time limit per stage job' })
-    .option('cpus', { ...intFlag('cpus', 1), default: SLURM_DEFAULTS.cpus, describe: '--emit sbatch: cores per stage job (also its training workers and BLAS threads)' })
+    .option('cpus', {
+      ...intFlag('cpus', 1),
+      default: SLURM_DEFAULTS.cpus,
+      describe: '--emit sbatch: cores per stage job (also its training workers and BLAS threads)',
+    })
     .option('mem', { type: 'string', default: SLURM_DEFAULTS.mem, describe: '--emit sbatch: memory per stage job' })
     .option('report', { type: 'boolean', default: true, describe: 'run: write the report after the stages (--no-report: not, as Slurm stage jobs do)' })
-    .option('seeds', { type: 'string', describe: 'run, status, report, run-stage: replicate the study over these seeds (comma-separated, e.g. 1,2,3; replaces the spec\'s seed:); each stage follows its parent\'s seed' })
-    .option('merge', { type: 'boolean', default: false, describe: 'report: keep the rows of <out>/results.csv (re-scored from <out>/hyps/) whose stages are not done here, e.g. the seeds another session ran; rows done here replace them' })
-    .option('from-hyps', { type: 'boolean', describe: 'report: rebuild every score and p-value from <out>/hyps/ and <out>/results.csv, without the run folders (default: when no stage folder is done and <out>/hyps/ exists)' })
-    .option('only', { type: 'string', describe: 'run, status, --emit-commands: only these stages (comma-separated names or instance ids) and the parents they need' })
+    .option('seeds', {
+      type: 'string',
+      describe:
+        "run, status, report, run-stage: replicate the study over these seeds (comma-separated, e.g. 1,2,3; replaces the spec's seed:); each stage follows its parent's seed",
+    })
+    .option('merge', {
+      type: 'boolean',
+      default: false,
+      describe:
+        'report: keep the rows of <out>/results.csv (re-scored from <out>/hyps/) whose stages are not done here, e.g. the seeds another session ran; rows done here replace them',
+    })
+    .option('from-hyps', {
+      type: 'boolean',
+      describe:
+        'report: rebuild every score and p-value from <out>/hyps/ and <out>/results.csv, without the run folders (default: when no stage folder is done and <out>/hyps/ exists)',
+    })
+    .option('only', {
+      type: 'string',
+      describe: 'run, status, --emit-commands: only these stages (comma-separated names or instance ids) and the parents they need',
+    })
     .example('$0 experiment run experiments/voita2019-ddtp-ende.yaml --jobs 2', 'run the study')
     .example('$0 experiment status experiments/voita2019-ddtp-ende.yaml', 'what is done') as unknown as Argv<Args>;
 }
@@ -87,11 +131,15 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
       ...ignoredIn(args.action !== 'report' && args.action !== 'run', 'only with experiment report or run', ['merge']),
     ]);
     const seeds = args.seeds === undefined ? undefined : args.seeds.split(',').map((x) => (/^\s*\d+\s*$/.test(x) ? Number(x) : NaN));
-    if (seeds?.some(Number.isNaN)) throw new ConfigError([`--seeds: expected distinct non-negative integers separated by commas (e.g. 1,2,3), found '${args.seeds}'`]);
+    if (seeds?.some(Number.isNaN))
+      throw new ConfigError([`--seeds: expected distinct non-negative integers separated by commas (e.g. 1,2,3), found '${args.seeds}'`]);
     const spec = loadSpec(args.spec, args.preset, { seeds });
     const all = resolveStages(spec, expandStages(spec), args['runs-dir']);
     // commas inside an instance id's brackets (`l0[lambda=0.1,seed=2]`) do not separate names
-    const only = (args.only ?? '').split(/,(?![^[]*\])/).map((x) => x.trim()).filter(Boolean);
+    const only = (args.only ?? '')
+      .split(/,(?![^[]*\])/)
+      .map((x) => x.trim())
+      .filter(Boolean);
     const stages = only.length && args.action !== 'report' ? selectStages(all, only, args.spec) : all;
     const root = experimentRoot(spec, args['runs-dir']);
     // where this action writes must be able to exist before any stage starts
@@ -104,17 +152,25 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
     }
     if (args.emit === 'sbatch') {
       // the Slurm jobs resolve the spec as written
-      if (seeds) throw new ConfigError([`--seeds: not with --emit sbatch (its jobs read the spec); give the seeds in ${args.spec} as seed: [${seeds.join(', ')}]`]);
+      if (seeds)
+        throw new ConfigError([`--seeds: not with --emit sbatch (its jobs read the spec); give the seeds in ${args.spec} as seed: [${seeds.join(', ')}]`]);
       const o = { partition: args.partition ?? null, time: args.time, cpus: args.cpus, mem: args.mem };
       const problems = slurmOptionProblems(o);
       if (problems.length) throw new HeadsError(problems.join('; '));
-      process.stdout.write(sbatchScript(stages.filter((s) => stageState(s) !== 'done'), { ...o, specPath: args.spec, preset: args.preset, runsDir: args['runs-dir'], root }));
+      process.stdout.write(
+        sbatchScript(
+          stages.filter((s) => stageState(s) !== 'done'),
+          { ...o, specPath: args.spec, preset: args.preset, runsDir: args['runs-dir'], root },
+        ),
+      );
       return;
     }
     if (args['emit-commands']) {
       // `node bin/heads.js ...` from the repository root (a bare `heads` is not on PATH): each line runs as printed from here
       const bin = relative(process.cwd(), headsBin());
-      for (const s of stages) if (stageState(s) !== 'done' && (!args.ready || stageState(s) !== 'blocked')) console.log(shellQuote(['node', ...stageCommand(s, { specPath: args.spec, preset: args.preset, runsDir: args['runs-dir'], seeds }, bin)]));
+      for (const s of stages)
+        if (stageState(s) !== 'done' && (!args.ready || stageState(s) !== 'blocked'))
+          console.log(shellQuote(['node', ...stageCommand(s, { specPath: args.spec, preset: args.preset, runsDir: args['runs-dir'], seeds }, bin)]));
       return;
     }
     if (args.action === 'adopt') {
@@ -142,7 +198,16 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
     }
     if (args.action === 'run') {
       console.error(planTable(stages));
-      const failed = await runExperiment(stages, { specPath: args.spec, preset: args.preset, seeds, runsDir: args['runs-dir'], jobs: args.jobs, log: (l) => console.error(l), env: process.env, onStopSignal: forwardStopSignals });
+      const failed = await runExperiment(stages, {
+        specPath: args.spec,
+        preset: args.preset,
+        seeds,
+        runsDir: args['runs-dir'],
+        jobs: args.jobs,
+        log: (l) => console.error(l),
+        env: process.env,
+        onStopSignal: forwardStopSignals,
+      });
       if (failed) throw new HeadsError(`${failed} stage(s) failed; see their stage.log`);
       if (!args.report) return;
     }
@@ -150,14 +215,21 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
     const reportDir = args.out ?? (args.preset ? join(root, `preset-${args.preset}`) : root);
     // without run folders (a fresh clone), the committed hypotheses rebuild the report
     const fromHyps = args['from-hyps'] ?? (args.action === 'report' && !stages.some((s) => stageState(s) === 'done') && hasHyps(reportDir));
-    if (fromHyps && args['from-hyps'] === undefined) console.error(`report: no stage folder is done under ${args['runs-dir']}; rebuilding from ${join(reportDir, 'hyps')} (--no-from-hyps: from the run folders only)`);
+    if (fromHyps && args['from-hyps'] === undefined)
+      console.error(
+        `report: no stage folder is done under ${args['runs-dir']}; rebuilding from ${join(reportDir, 'hyps')} (--no-from-hyps: from the run folders only)`,
+      );
     // --merge with nothing done here is the committed report rebuilt (--from-hyps)
     const { rows, csvPath, mdPath, rescored } = writeReport(stages, reportDir, { fromHyps, merge: args.merge && !fromHyps });
-    if (rescored) console.error(`report: ${args.merge ? 'kept' : 're-scored'} ${rescored.rows} committed rows from ${join(reportDir, 'hyps')}; largest change of a test BLEU against results.csv: ${rescored.maxBleuChange.toFixed(6)}`);
+    if (rescored)
+      console.error(
+        `report: ${args.merge ? 'kept' : 're-scored'} ${rescored.rows} committed rows from ${join(reportDir, 'hyps')}; largest change of a test BLEU against results.csv: ${rescored.maxBleuChange.toFixed(6)}`,
+      );
     console.log(markdownTable(rows));
     console.error(`report: ${csvPath}, ${mdPath}`);
     const figures = await writeReportFigures(stages, rows, reportDir, { png: args.png, html: args.html });
-    for (const f of figures.written) console.error(`figure: ${[f.files.json, f.files.html, f.files.png].filter(Boolean).join(', ')}${f.files.note ? ` (${f.files.note})` : ''}`);
+    for (const f of figures.written)
+      console.error(`figure: ${[f.files.json, f.files.html, f.files.png].filter(Boolean).join(', ')}${f.files.note ? ` (${f.files.note})` : ''}`);
     for (const s of figures.skipped) console.error(`figure skipped: ${s}`);
   });
 }

@@ -23,14 +23,19 @@ export const describe = 'Import a Hugging Face model folder (kind: marian, i.e. 
 export function builder(y: Argv): Argv<Args> {
   return y
     .positional('kind', { type: 'string', choices: ['marian'], demandOption: true, describe: 'the model family' })
-    .positional('folder', { type: 'string', demandOption: true, describe: 'the downloaded folder (config.json, model.safetensors or pytorch_model.bin, source.spm, target.spm, vocab.json)' })
+    .positional('folder', {
+      type: 'string',
+      demandOption: true,
+      describe: 'the downloaded folder (config.json, model.safetensors or pytorch_model.bin, source.spm, target.spm, vocab.json)',
+    })
     .option('out', { type: 'string', describe: 'the run folder to write (new or empty; default: a new folder under --runs-dir)' })
     .option('runs-dir', { type: 'string', default: 'runs', describe: 'where the run folder is created without --out' }) as Argv<Args>;
 }
 
 export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
   await runHandler(async () => {
-    if (args.out && existsSync(args.out) && readdirSync(args.out).length > 0) throw new ConfigError([`--out: ${args.out} exists and is not empty (expected a new or empty folder)`]);
+    if (args.out && existsSync(args.out) && readdirSync(args.out).length > 0)
+      throw new ConfigError([`--out: ${args.out} exists and is not empty (expected a new or empty folder)`]);
     // everything is read and checked before anything is written
     const m = readMarianFolder(args.folder);
     const converted = marianToToolkit(m);
@@ -39,7 +44,12 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
       makeDirs(args.out);
       run = RunFolder.open(args.out);
     } else run = RunFolder.create(args['runs-dir'], `import-${converted.config.name}`);
-    run.writeProvenance({ config: converted.config, argv: process.argv.slice(1), seed: converted.config.seed, env: { tfjs: tf.version_core, importedFrom: resolve(args.folder) } });
+    run.writeProvenance({
+      config: converted.config,
+      argv: process.argv.slice(1),
+      seed: converted.config.seed,
+      env: { tfjs: tf.version_core, importedFrom: resolve(args.folder) },
+    });
     writeImportedRun(m, converted, run, (path, config, params) => {
       writeCheckpoint(path, { step: 0, dataPosition: { epoch: 0, batch: 0 }, adamStep: 0, config, extra: {} }, params, {}, 1);
     });

@@ -85,7 +85,10 @@ export function builder(y: Argv): Argv<Args> {
     .option('chromium', { type: 'string', describe: 'Chromium executable (default: /usr/bin/chromium, ...)' })
     .option('title', { type: 'string', describe: 'figure title (default: per kind)' })
     .option('score', { type: 'string', describe: 'heatmap: the score column (e.g. pOpen, importance_per_token)' })
-    .option('threshold', { ...numFlag('threshold', { min: 0, max: 1 }), describe: "gates: count a head closed below this P(open) (default: the run's own rule, P(g=1) > P(g=0) or its head budget)" })
+    .option('threshold', {
+      ...numFlag('threshold', { min: 0, max: 1 }),
+      describe: "gates: count a head closed below this P(open) (default: the run's own rule, P(g=1) > P(g=0) or its head budget)",
+    })
     .option('sentence', { type: 'string', describe: 'attention: the source sentence' })
     .option('target', { type: 'string', describe: 'attention: the target sentence (default: the greedy translation)' })
     .option('heads', { type: 'string', describe: 'attention: head keys, e.g. enc-self.0.1,dec-enc.1.0 (default: last dec-enc layer)' })
@@ -159,12 +162,16 @@ async function buildFigures(args: ArgumentsCamelCase<Args>): Promise<Figure[]> {
       return [{ name: `heatmap-${args.score.replace(/[^A-Za-z0-9_.-]+/g, '-')}`, spec: headHeatmap(scores, { title }) }];
     }
     case 'attention': {
-      if (existsSync(input) && statSync(input).isFile() && input.endsWith('.json')) return [{ name: 'attention', spec: attentionMapFigure(readAttentionMaps(input), { title }) }];
+      if (existsSync(input) && statSync(input).isFile() && input.endsWith('.json'))
+        return [{ name: 'attention', spec: attentionMapFigure(readAttentionMaps(input), { title }) }];
       if (!args.sentence) throw new ConfigError(['--sentence: give the source sentence whose attention to draw (or pass an attention-map JSON file)']);
       await startBackend(args.backend);
       const loaded = loadModel(input, (m) => console.error(`warning: ${m}`));
       try {
-        const heads = args.heads?.split(',').map((s) => s.trim()).filter(Boolean);
+        const heads = args.heads
+          ?.split(',')
+          .map((s) => s.trim())
+          .filter(Boolean);
         const r = await sentenceAttention(loaded, { src: args.sentence, tgt: args.target }, { heads, eval: loaded.config.eval });
         console.error(`source: ${r.source}\ntarget${r.isTranslated ? ' (greedy translation)' : ''}: ${r.target}`);
         return [{ name: 'attention', spec: attentionMapFigure(r.maps, { title }) }];
@@ -176,7 +183,12 @@ async function buildFigures(args: ArgumentsCamelCase<Args>): Promise<Figure[]> {
     case 'bleu-vs-heads': {
       const points = args.inputs.flatMap((p, i) => bleuPointsOf(p, args.method?.[i], args.metric));
       if (!points.length) throw new DataError(`${args.inputs.join(', ')}: no rows with BLEU and heads kept`);
-      return [{ name: 'bleu-vs-heads', spec: bleuVsHeadsFigure(points, { title, bleuLabel: args.metric === 'bleu' ? 'test BLEU' : 'test BLEU (tokenized, lower-cased)' }) }];
+      return [
+        {
+          name: 'bleu-vs-heads',
+          spec: bleuVsHeadsFigure(points, { title, bleuLabel: args.metric === 'bleu' ? 'test BLEU' : 'test BLEU (tokenized, lower-cased)' }),
+        },
+      ];
     }
     case 'heads-per-type':
       return [{ name: 'heads-per-type', spec: keptPerTypeFigure(readExperimentResults(input), { title, metric: args.metric }) }];
@@ -200,7 +212,8 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
       ...ignoredIn(!args.png, 'only with --png', ['scale', 'chromium']),
     ]);
     if (args.out) checkOutputFolder(args.out, '--out');
-    if (args.inputs.length > 1 && args.kind !== 'bleu-vs-heads') throw new ConfigError([`${args.kind}: takes one run folder or file, got ${args.inputs.length}`]);
+    if (args.inputs.length > 1 && args.kind !== 'bleu-vs-heads')
+      throw new ConfigError([`${args.kind}: takes one run folder or file, got ${args.inputs.length}`]);
     const figures = await buildFigures(args);
     const outDir = args.out ?? defaultOutDir(args.inputs[0]!);
     const renderer = args.png ? await PngRenderer.open({ chromiumPath: args.chromium }) : null;

@@ -26,6 +26,8 @@ export async function handler(args: ArgumentsCamelCase<CommonArgs>): Promise<voi
     console.log(r.test.formatted);
     console.log(`signature: ${r.test.signature}`);
     console.log(`BLEU(tok,lc,no-smooth) = ${r.test.tokenizedLowercaseBleu.toFixed(2)}`);
-    console.error(`quickstart done in ${((performance.now() - t0) / 1000).toFixed(0)}s: ${r.test.sentences} test sentences, translations in ${run.file('test.hyp')}`);
+    console.error(
+      `quickstart done in ${((performance.now() - t0) / 1000).toFixed(0)}s: ${r.test.sentences} test sentences, translations in ${run.file('test.hyp')}`,
+    );
   });
 }

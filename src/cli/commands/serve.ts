@@ -19,7 +19,12 @@ export const describe = `Serve a translator page on ${SERVE_HOST} that runs ONNX
 
 export function builder(y: Argv): Argv<Args> {
   return y
-    .positional('exports', { type: 'string', array: true, demandOption: true, describe: 'export folders written by heads export --format onnx (e.g. the full model and a pruned one)' })
+    .positional('exports', {
+      type: 'string',
+      array: true,
+      demandOption: true,
+      describe: 'export folders written by heads export --format onnx (e.g. the full model and a pruned one)',
+    })
     .option('port', { ...intFlag('port', 0, 65535), default: DEFAULT_PORT, describe: `port on ${SERVE_HOST} (0: any free port)` })
     .example('$0 serve runs/export-full runs/export-pruned', 'compare the full and the pruned model in the browser')
     .example('$0 serve runs/export-pruned --port 9000', 'one model, another port') as unknown as Argv<Args>;

@@ -16,15 +16,28 @@ export const describe = 'Train a Transformer translation model (gated heads when
 
 export function builder(y: Argv): Argv<Args> {
   return withCommonOptions(y)
-    .option('resume', { type: 'string', describe: 'continue this run folder from its newest valid checkpoint (--set may change e.g. train.maxSteps, not the model); also resumes an L0 `heads prune` run' })
+    .option('resume', {
+      type: 'string',
+      describe:
+        'continue this run folder from its newest valid checkpoint (--set may change e.g. train.maxSteps, not the model); also resumes an L0 `heads prune` run',
+    })
     .example('$0 train -c configs/ddtp-ende-small.yaml', 'train on the real EN-DE corpus')
-    .example(`$0 train -c configs/ddtp-ende-small.yaml --set 'train.earlyStopping={metric: devBleu, patience: 4}' --set train.maxSteps=12000`, 'train until dev BLEU has not improved for 4 evaluations (the best checkpoint is the model)')
+    .example(
+      `$0 train -c configs/ddtp-ende-small.yaml --set 'train.earlyStopping={metric: devBleu, patience: 4}' --set train.maxSteps=12000`,
+      'train until dev BLEU has not improved for 4 evaluations (the best checkpoint is the model)',
+    )
     .example('$0 train --resume runs/20261124-101500-train-ddtp', 'continue an interrupted run') as Argv<Args>;
 }
 
 export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
   await runHandler(async () => {
-    refuseIgnoredFlags(ignoredIn(args.resume !== undefined, 'not with --resume, which continues the run with its own config.json (change a setting with --set, e.g. --set train.maxSteps=N)', [['config', 'c'], 'runs-dir']));
+    refuseIgnoredFlags(
+      ignoredIn(
+        args.resume !== undefined,
+        'not with --resume, which continues the run with its own config.json (change a setting with --set, e.g. --set train.maxSteps=N)',
+        [['config', 'c'], 'runs-dir'],
+      ),
+    );
     let r: RunTrainingResult;
     let run: RunFolder;
     if (args.resume) {

@@ -37,14 +37,33 @@ export const describe = 'Translate sentences (stdin or --input) with a trained m
 
 export function builder(y: Argv): Argv<Args> {
   return y
-    .option('model', { alias: 'm', type: 'string', demandOption: true, describe: 'run folder or checkpoint folder (with --engine onnx: an export folder written with --format onnx, or its onnx/ folder)' })
-    .option('input', { alias: 'i', type: 'string', describe: 'source file, one sentence per line, UTF-8 (default: stdin); blank lines stay blank, empty input is refused' })
+    .option('model', {
+      alias: 'm',
+      type: 'string',
+      demandOption: true,
+      describe: 'run folder or checkpoint folder (with --engine onnx: an export folder written with --format onnx, or its onnx/ folder)',
+    })
+    .option('input', {
+      alias: 'i',
+      type: 'string',
+      describe: 'source file, one sentence per line, UTF-8 (default: stdin); blank lines stay blank, empty input is refused',
+    })
     .option('output', { alias: 'o', type: 'string', describe: 'write translations here (default: stdout)' })
     .option('beam', { ...intFlag('beam', 1, MAX_BEAM_SIZE), describe: 'beam size (1 = greedy; default: the model config)' })
     .option('length-penalty', { ...numFlag('length-penalty', { min: 0 }), describe: 'GNMT length penalty alpha' })
     .option('batch-sentences', { ...intFlag('batch-sentences', 1), describe: 'sentences per decoding batch' })
-    .option('backend', { type: 'string', choices: BACKEND_CHOICES as BackendChoice[], default: 'auto' as BackendChoice, describe: 'tfjs backend (--engine tfjs)' })
-    .option('engine', { type: 'string', choices: ENGINES, default: 'tfjs' as const, describe: 'tfjs (the toolkit model) or onnx (encoder.onnx + decoder.onnx in onnxruntime-node)' })
+    .option('backend', {
+      type: 'string',
+      choices: BACKEND_CHOICES as BackendChoice[],
+      default: 'auto' as BackendChoice,
+      describe: 'tfjs backend (--engine tfjs)',
+    })
+    .option('engine', {
+      type: 'string',
+      choices: ENGINES,
+      default: 'tfjs' as const,
+      describe: 'tfjs (the toolkit model) or onnx (encoder.onnx + decoder.onnx in onnxruntime-node)',
+    })
     .example('$0 translate -m runs/<export> --engine onnx -i test.en', 'decode the ONNX export through ONNX Runtime') as Argv<Args>;
 }
 
@@ -66,14 +85,20 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
     const g = gates?.testGates();
     // one rewritten line on a terminal; in a log file (not a TTY) a plain line every 10 s
     const progress = new ProgressLine(process.stderr, false, { everyMs: 10_000 });
-    const { outputs: translated, stats } = await translateSentences(model, tokenizer, todo.map((i) => lines[i]!), {
-      ...config.eval,
-      beamSize: args.beam ?? config.eval.beamSize,
-      lengthPenalty: args['length-penalty'] ?? config.eval.lengthPenalty,
-      batchSentences: args['batch-sentences'] ?? config.eval.batchSentences,
-      gates: g,
-      onProgress: (done, total, ms) => progress.update(`translate ${done}/${total} | ${((done / ms) * 1000).toFixed(1)} sent/s | ETA ${formatDuration(eta(done, total, ms))}`),
-    });
+    const { outputs: translated, stats } = await translateSentences(
+      model,
+      tokenizer,
+      todo.map((i) => lines[i]!),
+      {
+        ...config.eval,
+        beamSize: args.beam ?? config.eval.beamSize,
+        lengthPenalty: args['length-penalty'] ?? config.eval.lengthPenalty,
+        batchSentences: args['batch-sentences'] ?? config.eval.batchSentences,
+        gates: g,
+        onProgress: (done, total, ms) =>
+          progress.update(`translate ${done}/${total} | ${((done / ms) * 1000).toFixed(1)} sent/s | ETA ${formatDuration(eta(done, total, ms))}`),
+      },
+    );
     progress.done();
     if (g) disposeGates(g);
     const outputs = lines.map(() => '');
@@ -90,19 +115,27 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
 async function translateOnnx(args: ArgumentsCamelCase<Args>): Promise<void> {
   const m = await loadOnnxModel(args.model);
   const g = m.metadata.generation;
-  console.error(`model: ${m.folder} (ONNX Runtime, onnxruntime-node${m.metadata.quantization ? ', int8' : ''}; exported from ${m.metadata.source.checkpoint}, step ${m.metadata.source.step})`);
+  console.error(
+    `model: ${m.folder} (ONNX Runtime, onnxruntime-node${m.metadata.quantization ? ', int8' : ''}; exported from ${m.metadata.source.checkpoint}, step ${m.metadata.source.step})`,
+  );
   const source = args.input ?? 'stdin';
   const lines = sourceLines(args.input ? readTextFile(args.input, 'source file') : decodeStdin(readFileSync(0)), source);
   warnAboutSource(lines, source, m.metadata.maxPositions, m.tokenizer);
   const todo = lines.flatMap((l, i) => (l.trim() === '' ? [] : [i]));
   const progress = new ProgressLine(process.stderr, false, { everyMs: 10_000 });
-  const { outputs: translated, stats } = await translateWithOnnx(m, m.tokenizer, todo.map((i) => lines[i]!), {
-    ...g,
-    beamSize: args.beam ?? g.beamSize,
-    lengthPenalty: args['length-penalty'] ?? g.lengthPenalty,
-    batchSentences: args['batch-sentences'] ?? g.batchSentences,
-    onProgress: (done, total, ms) => progress.update(`translate ${done}/${total} | ${((done / ms) * 1000).toFixed(1)} sent/s | ETA ${formatDuration(eta(done, total, ms))}`),
-  });
+  const { outputs: translated, stats } = await translateWithOnnx(
+    m,
+    m.tokenizer,
+    todo.map((i) => lines[i]!),
+    {
+      ...g,
+      beamSize: args.beam ?? g.beamSize,
+      lengthPenalty: args['length-penalty'] ?? g.lengthPenalty,
+      batchSentences: args['batch-sentences'] ?? g.batchSentences,
+      onProgress: (done, total, ms) =>
+        progress.update(`translate ${done}/${total} | ${((done / ms) * 1000).toFixed(1)} sent/s | ETA ${formatDuration(eta(done, total, ms))}`),
+    },
+  );
   progress.done();
   const outputs = lines.map(() => '');
   todo.forEach((i, k) => (outputs[i] = translated[k]!));
@@ -139,7 +172,9 @@ function warnAboutSource(lines: readonly string[], source: string, maxPositions:
     return n > limit ? [`${i + 1} (${n} tokens)`] : [];
   });
   if (long.length)
-    console.error(`warning: ${source}: ${long.length} line${long.length > 1 ? 's' : ''} longer than the model reads (${limit} tokens, model.maxPositions ${maxPositions}), translated from the first ${limit} tokens only: line ${long.slice(0, 5).join(', ')}${long.length > 5 ? `, ... (${long.length - 5} more)` : ''}`);
+    console.error(
+      `warning: ${source}: ${long.length} line${long.length > 1 ? 's' : ''} longer than the model reads (${limit} tokens, model.maxPositions ${maxPositions}), translated from the first ${limit} tokens only: line ${long.slice(0, 5).join(', ')}${long.length > 5 ? `, ... (${long.length - 5} more)` : ''}`,
+    );
   const coverage = unknownTokenRate(codec, lines);
   if (coverage.rate > FOREIGN_TEXT_UNKNOWN_RATE) console.error(`warning: ${source}: ${describeCoverage(coverage)}: is it in the model's source language?`);
 }

@@ -24,7 +24,11 @@ function showError(e: unknown): void {
   console.error(`heads page: ${msg}`);
 }
 
-function el<K extends keyof HTMLElementTagNameMap>(tag: K, props: { className?: string; text?: string; title?: string } = {}, children: Node[] = []): HTMLElementTagNameMap[K] {
+function el<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  props: { className?: string; text?: string; title?: string } = {},
+  children: Node[] = [],
+): HTMLElementTagNameMap[K] {
   const e = document.createElement(tag);
   if (props.className) e.className = props.className;
   if (props.text !== undefined) e.textContent = props.text;
@@ -168,7 +172,11 @@ async function translateAll(columns: Column[], text: string, beamSize: number, r
       const ms = median(times[m]!);
       totals[m]! += ms;
       const cell = el('td', { className: 'translation', text: outputs[m]! });
-      const latency = el('td', { className: 'latency', text: `${ms.toFixed(1)} ms`, title: runs > 1 ? `median of ${runs} runs: ${times[m]!.map((t) => t.toFixed(1)).join(', ')} ms` : '' });
+      const latency = el('td', {
+        className: 'latency',
+        text: `${ms.toFixed(1)} ms`,
+        title: runs > 1 ? `median of ${runs} runs: ${times[m]!.map((t) => t.toFixed(1)).join(', ')} ms` : '',
+      });
       cell.dataset.model = latency.dataset.model = String(m);
       row.append(cell, latency);
     });

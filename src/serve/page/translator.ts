@@ -40,7 +40,12 @@ export async function loadTranslator(ort: typeof Ort, info: ServedModelInfo, pro
   const g = info.metadata.generation;
   const translate = async (sentence: string, beamSize: number): Promise<string> => {
     // one sentence per call: the latency shown is that sentence's
-    const { outputs } = await translateWithOnnx(model, tokenizer, [sentence], { ...g, beamSize, batchSentences: 1, maxTokensPerBatch: Number.MAX_SAFE_INTEGER });
+    const { outputs } = await translateWithOnnx(model, tokenizer, [sentence], {
+      ...g,
+      beamSize,
+      batchSentences: 1,
+      maxTokensPerBatch: Number.MAX_SAFE_INTEGER,
+    });
     return outputs[0]!;
   };
   const loadMs = performance.now() - t0;

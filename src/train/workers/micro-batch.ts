@@ -116,25 +116,34 @@ export async function microBatchGradients(ctx: MicroBatchContext, b: Batch, inde
     const tgtOut = tf.tensor2d(part.tgtOut, [part.batchSize, part.tgtLen], 'int32');
     const parts: { ce?: tf.Scalar; pen?: tf.Scalar; aux?: tf.Scalar } = {};
     const withPenalty = c === 0 && ctx.penalty !== undefined;
-    const { value, grads } = guardWasmHeap(part, () => tf.variableGrads(() => {
-      let gates = ctx.gates?.sampleGates(gateSeed, b.batchSize);
-      if (gates && chunks > 1) gates = sliceGates(gates, b.batchSize, r0, r1);
-      const auxLosses: tf.Scalar[] = [];
-      const routingHook = moe
-        ? (stack: 'encoder' | 'decoder', layer: number, r: RoutingRecord) => {
-            auxLosses.push(r.auxLoss);
-            routing = addRoutingCounts(routing, { [`${stack === 'encoder' ? 'enc' : 'dec'}.${layer}`]: { assigned: r.assigned, kept: r.kept } });
-          }
-        : undefined;
-      const logits = ctx.model.forward(src, tgtIn, { isTraining: true, seed, gates, routing: routingHook, ...(ctx.weightView ? { weightView: ctx.weightView } : {}) });
-      const ceSum = labelSmoothedCrossEntropySum(logits, tgtOut.reshape([-1]) as tf.Tensor1D, targetWeights(tgtOut), ctx.labelSmoothing);
-      const auxTerm = moe && auxLosses.length > 0 ? () => tf.addN(auxLosses).mul(moe.auxLossWeight * (part.tgtTokens / ctx.stepTgtTokens)) as tf.Scalar : undefined;
-      const r = chunkLoss(ceSum, ctx.stepTgtTokens, { aux: auxTerm, penalty: withPenalty ? ctx.penalty : undefined, poisoned: isPoisoned });
-      parts.ce = r.ce;
-      if (r.aux) parts.aux = r.aux;
-      if (r.penalty) parts.pen = r.penalty;
-      return r.loss;
-    }, ctx.varList));
+    const { value, grads } = guardWasmHeap(part, () =>
+      tf.variableGrads(() => {
+        let gates = ctx.gates?.sampleGates(gateSeed, b.batchSize);
+        if (gates && chunks > 1) gates = sliceGates(gates, b.batchSize, r0, r1);
+        const auxLosses: tf.Scalar[] = [];
+        const routingHook = moe
+          ? (stack: 'encoder' | 'decoder', layer: number, r: RoutingRecord) => {
+              auxLosses.push(r.auxLoss);
+              routing = addRoutingCounts(routing, { [`${stack === 'encoder' ? 'enc' : 'dec'}.${layer}`]: { assigned: r.assigned, kept: r.kept } });
+            }
+          : undefined;
+        const logits = ctx.model.forward(src, tgtIn, {
+          isTraining: true,
+          seed,
+          gates,
+          routing: routingHook,
+          ...(ctx.weightView ? { weightView: ctx.weightView } : {}),
+        });
+        const ceSum = labelSmoothedCrossEntropySum(logits, tgtOut.reshape([-1]) as tf.Tensor1D, targetWeights(tgtOut), ctx.labelSmoothing);
+        const auxTerm =
+          moe && auxLosses.length > 0 ? () => tf.addN(auxLosses).mul(moe.auxLossWeight * (part.tgtTokens / ctx.stepTgtTokens)) as tf.Scalar : undefined;
+        const r = chunkLoss(ceSum, ctx.stepTgtTokens, { aux: auxTerm, penalty: withPenalty ? ctx.penalty : undefined, poisoned: isPoisoned });
+        parts.ce = r.ce;
+        if (r.aux) parts.aux = r.aux;
+        if (r.penalty) parts.pen = r.penalty;
+        return r.loss;
+      }, ctx.varList),
+    );
     ce += (await parts.ce!.data())[0]!;
     if (parts.pen) penalty = (await parts.pen.data())[0]!;
     if (parts.aux) aux += (await parts.aux.data())[0]!;

@@ -146,8 +146,10 @@ export class WorkerPool {
               w.unref();
               resolve(m);
             };
-            const onError = (e: Error) => done({ type: 'step-error', error: { name: e.name, message: e.message, ...(e.stack !== undefined ? { stack: e.stack } : {}) }, peer: false });
-            const onExit = (code: number) => done({ type: 'step-error', error: { name: 'Error', message: `worker ${i} exited with code ${code} during a step` }, peer: false });
+            const onError = (e: Error) =>
+              done({ type: 'step-error', error: { name: e.name, message: e.message, ...(e.stack !== undefined ? { stack: e.stack } : {}) }, peer: false });
+            const onExit = (code: number) =>
+              done({ type: 'step-error', error: { name: 'Error', message: `worker ${i} exited with code ${code} during a step` }, peer: false });
             w.on('message', done);
             w.once('error', onError);
             w.once('exit', onExit);

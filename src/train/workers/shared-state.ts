@@ -211,7 +211,11 @@ export function adamRange(s: SharedViews, layout: ParamLayout, got: Uint8Array, 
   const c1 = 1 - Math.pow(h.beta1, h.t);
   const c2 = 1 - Math.pow(h.beta2, h.t);
   const { beta1: b1, beta2: b2, eps } = h;
-  const p = s.params, m = s.m, v = s.v, g = s.slots, keep = h.isMasked ? s.keep : null;
+  const p = s.params,
+    m = s.m,
+    v = s.v,
+    g = s.slots,
+    keep = h.isMasked ? s.keep : null;
   for (let k = 0; k < layout.entries.length; k++) {
     const e = layout.entries[k]!;
     if (!e.trainable || got[k] === 0) continue;

@@ -97,8 +97,17 @@ export class WorkerStepRunner implements StepRunner {
     const jobs = batches.map((batch, index) => ({ index, batch, chunkRows: this.o.chunkRows(batch) }));
     const reload = this.reload;
     const r = await pool.step((w) => ({
-      type: 'step', step, stepTgtTokens, jobs: jobs.filter((j) => j.index % n === w), reload, withExtra,
-      lr, gateScale: cfg.gates.lrScale, clipNorm: cfg.train.clipNorm, adamStep: this.o.adam.step + 1, isMasked: this.o.masks() !== null,
+      type: 'step',
+      step,
+      stepTgtTokens,
+      jobs: jobs.filter((j) => j.index % n === w),
+      reload,
+      withExtra,
+      lr,
+      gateScale: cfg.gates.lrScale,
+      clipNorm: cfg.train.clipNorm,
+      adamStep: this.o.adam.step + 1,
+      isMasked: this.o.masks() !== null,
     }));
     this.reload = null;
     this.lastPhases = r.ms;
@@ -132,7 +141,10 @@ export class WorkerStepRunner implements StepRunner {
     const tensors: Record<string, { shape: number[]; data: Float32Array }> = {};
     const s = this.pool.views;
     const seen = this.pool.layout.entries.filter((e, k) => e.trainable && s.seen[k]);
-    for (const [prefix, arr] of [['m', s.m], ['v', s.v]] as const)
+    for (const [prefix, arr] of [
+      ['m', s.m],
+      ['v', s.v],
+    ] as const)
       for (const e of seen) tensors[`${prefix}.${e.name}`] = { shape: e.shape.slice(), data: arr.slice(e.offset, e.offset + e.size) };
     return { step: this.o.adam.step, tensors };
   }
@@ -233,14 +245,24 @@ export class WorkerStepRunner implements StepRunner {
     this.pushParams = this.pushAdam = true;
     this.pool = await WorkerPool.start(
       {
-        workers: this.o.workers, backend, nativeBlas: has('BatchMatMul', 'native-blas'),
+        workers: this.o.workers,
+        backend,
+        nativeBlas: has('BatchMatMul', 'native-blas'),
         kernels: {
-          sharedIdentity: has('Identity', 'shared-data'), fusedLoss: lossImplementation() === 'fused', rowGather: has('GatherV2', 'js-row-copy'),
-          nativeSum: has('Sum', 'native-blas'), fusedDropout: fixes.some((f) => f.kernel === DROPOUT_KERNEL),
+          sharedIdentity: has('Identity', 'shared-data'),
+          fusedLoss: lossImplementation() === 'fused',
+          rowGather: has('GatherV2', 'js-row-copy'),
+          nativeSum: has('Sum', 'native-blas'),
+          fusedDropout: fixes.some((f) => f.kernel === DROPOUT_KERNEL),
         },
-        modelConfig: this.o.model.config, vocabSize: this.o.model.vocabSize,
-        gates: this.o.gateSpec, layout, seed: cfg.seed, labelSmoothing: cfg.train.labelSmoothing,
-        adam: { beta1: cfg.train.adamBeta1, beta2: cfg.train.adamBeta2, eps: cfg.train.adamEps }, quantAware: cfg.train.quantAware,
+        modelConfig: this.o.model.config,
+        vocabSize: this.o.model.vocabSize,
+        gates: this.o.gateSpec,
+        layout,
+        seed: cfg.seed,
+        labelSmoothing: cfg.train.labelSmoothing,
+        adam: { beta1: cfg.train.adamBeta1, beta2: cfg.train.adamBeta2, eps: cfg.train.adamEps },
+        quantAware: cfg.train.quantAware,
         faultNonFinite: this.o.faultNonFinite,
       },
       (views) => {

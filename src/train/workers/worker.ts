@@ -87,9 +87,17 @@ async function step(r: Replica, req: StepRequest): Promise<WorkerReply> {
   let ceSum = 0;
   let moe: { aux: number; routing: RoutingCounts } | undefined;
   const ctx = {
-    model: r.model, gates: r.gates, varList: r.varList, varNameToParam: r.varNameToParam, seed: init.seed,
-    labelSmoothing: init.labelSmoothing, step: req.step, stepTgtTokens: req.stepTgtTokens, chunkRows: Infinity,
-    weightView: quantAwareWeights(init.quantAware), faultNonFinite: init.faultNonFinite,
+    model: r.model,
+    gates: r.gates,
+    varList: r.varList,
+    varNameToParam: r.varNameToParam,
+    seed: init.seed,
+    labelSmoothing: init.labelSmoothing,
+    step: req.step,
+    stepTgtTokens: req.stepTgtTokens,
+    chunkRows: Infinity,
+    weightView: quantAwareWeights(init.quantAware),
+    faultNonFinite: init.faultNonFinite,
   };
   for (let j = 0; j < req.jobs.length; j++) {
     const job = req.jobs[j]!;

@@ -27,8 +27,18 @@ import { reversePairs } from '../../test-utils/pairs.js';
 const V = 24;
 
 const TINY = [
-  'model.dModel=32', 'model.dFF=64', 'model.heads=2', 'model.encoderLayers=2', 'model.decoderLayers=2', 'model.dropout=0.1',
-  'train.maxTokensPerBatch=400', 'train.accumulateSteps=2', 'train.evalEverySteps=0', 'train.logEverySteps=100', 'train.peakLr=3e-3', 'train.warmupSteps=5',
+  'model.dModel=32',
+  'model.dFF=64',
+  'model.heads=2',
+  'model.encoderLayers=2',
+  'model.decoderLayers=2',
+  'model.dropout=0.1',
+  'train.maxTokensPerBatch=400',
+  'train.accumulateSteps=2',
+  'train.evalEverySteps=0',
+  'train.logEverySteps=100',
+  'train.peakLr=3e-3',
+  'train.warmupSteps=5',
 ];
 const GATED = ['gates.attention=[enc-self,dec-enc]', 'gates.noise=sentence', 'train.l0Lambda=0.05'];
 const quiet = () => new ProgressLine(process.stderr, true);
@@ -44,7 +54,12 @@ async function train(workers: number, steps: number, extra: string[] = []) {
   expect(t.workerCount).toBe(workers);
   for (let i = 0; i < steps; i++) await t.trainStep();
   await t.syncModel();
-  const out = { history: t.history.map((h) => ({ ...h })), params: await model.params.toArrays(), logAlpha: gates.states().map((s) => s.logAlpha), adamStep: t.adam.step };
+  const out = {
+    history: t.history.map((h) => ({ ...h })),
+    params: await model.params.toArrays(),
+    logAlpha: gates.states().map((s) => s.logAlpha),
+    adamStep: t.adam.step,
+  };
   t.dispose();
   model.dispose();
   gates.dispose();
@@ -110,7 +125,10 @@ describe('training workers', () => {
     const full = (() => {
       const cfg = loadConfig(null, [...TINY, 'train.maxSteps=8', 'train.workers=2', 'train.checkpointEverySteps=4']);
       const model = createTransformer(cfg.model, V, new Rng(1));
-      return { model, t: new Trainer({ config: cfg, model, train: reversePairs(300, 5), valid: reversePairs(20, 6), run: RunFolder.create(root, 'full'), progress: quiet() }) };
+      return {
+        model,
+        t: new Trainer({ config: cfg, model, train: reversePairs(300, 5), valid: reversePairs(20, 6), run: RunFolder.create(root, 'full'), progress: quiet() }),
+      };
     })();
     await full.t.run();
     const lossesFull = full.t.history.map((h) => h.loss);
