@@ -5,6 +5,8 @@ set -u
 cd "$(dirname "$0")/.."
 rc=0
 npx tsc -p tsconfig.json || rc=1
+# the formatter (.prettierrc.json): `npm run format` rewrites, this only checks
+npx prettier --check --log-level warn "src/**/*.ts" "scripts/**/*.ts" "bin/*.js" || { echo "formatting: run 'npm run format'"; rc=1; }
 # the translator page (browser code, DOM types): its own config
 npx tsc -p src/serve/page/tsconfig.json || rc=1
 npx tsc -p tsconfig.build.json || rc=1
