@@ -16,6 +16,7 @@ import { runStage } from '../../experiments/run-stage.js';
 import { SLURM_DEFAULTS, sbatchScript, slurmOptionProblems } from '../../experiments/sbatch.js';
 import { writeReport, writeReportFigures, markdownTable } from '../../experiments/report.js';
 import { hasHyps } from '../../experiments/hyps.js';
+import { applyRestore, planRestore, restoredParentProblems, writeStageRecords } from '../../experiments/records.js';
 import { ProgressLine } from '../../train/progress.js';
 import { ConfigError, HeadsError } from '../../util/errors.js';
 import { forwardStopSignals, runtimeOptions } from '../environment.js';
@@ -37,6 +38,7 @@ interface Args {
   seeds?: string;
   'from-hyps'?: boolean;
   merge: boolean;
+  restore?: string;
   emit?: 'sbatch';
   ready: boolean;
   report: boolean;
@@ -109,6 +111,11 @@ export function builder(y: Argv): Argv<Args> {
       describe:
         'report: keep the rows of <out>/results.csv (re-scored from <out>/hyps/) whose stages are not done here, e.g. the seeds another session ran; rows done here replace them',
     })
+    .option('restore', {
+      type: 'string',
+      describe:
+        "run: first copy the committed stage records of an earlier report (<dir>/stages/, written by 'experiment report --out <dir>') into the runs folder where a stage is not done, so stages that need only a parent's record (layouts trained from scratch) run without re-running it",
+    })
     .option('from-hyps', {
       type: 'boolean',
       describe:
@@ -129,6 +136,9 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
       ...ignoredIn(args.action !== 'adopt', 'only with experiment adopt', ['run']),
       ...ignoredIn(args.action !== 'run', 'only with experiment run', ['jobs']),
       ...ignoredIn(args.action !== 'report' && args.action !== 'run', 'only with experiment report or run', ['merge']),
+      ...ignoredIn(args.action !== 'run' || args['emit-commands'] || args.emit !== undefined, 'only with experiment run (not --emit-commands or --emit)', [
+        'restore',
+      ]),
     ]);
     const seeds = args.seeds === undefined ? undefined : args.seeds.split(',').map((x) => (/^\s*\d+\s*$/.test(x) ? Number(x) : NaN));
     if (seeds?.some(Number.isNaN))
@@ -146,6 +156,15 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
     const writes = args.action !== 'status' && !args['dry-run'] && !args['emit-commands'] && args.emit === undefined;
     if (writes) checkOutputFolder(args['runs-dir'], '--runs-dir');
     if (writes && args.out !== undefined) checkOutputFolder(args.out, '--out');
+    // --restore: validated (records that belong to their stages, no stage left needing a restored parent's
+    // weights) before anything is written
+    const restore = args.restore !== undefined ? planRestore(stages, args.restore) : null;
+    if (args.action === 'run' || args.action === 'run-stage') {
+      const toRun = args.action === 'run' ? stages : stages.filter((x) => x.instance.id === args.id);
+      const problems = restoredParentProblems(toRun, new Set(restore?.restore.map((r) => r.stage.instance.id) ?? []));
+      if (problems.length) throw new ConfigError(problems);
+    }
+    if (restore && args['dry-run']) for (const r of restore.restore) console.error(`[${r.stage.instance.id}] would be restored from ${r.from}`);
     if (args.action === 'status' || args['dry-run']) {
       console.log(planTable(stages));
       return;
@@ -197,6 +216,7 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
       return;
     }
     if (args.action === 'run') {
+      if (restore) applyRestore(restore, (l) => console.error(l));
       console.error(planTable(stages));
       const failed = await runExperiment(stages, {
         specPath: args.spec,
@@ -231,5 +251,8 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
     for (const f of figures.written)
       console.error(`figure: ${[f.files.json, f.files.html, f.files.png].filter(Boolean).join(', ')}${f.files.note ? ` (${f.files.note})` : ''}`);
     for (const s of figures.skipped) console.error(`figure skipped: ${s}`);
+    // what a later session needs to go on from here (experiment run --restore <out>)
+    const records = writeStageRecords(stages, reportDir);
+    if (records) console.error(`report: ${records} stage record(s) in ${join(reportDir, 'stages')} (config, seed, commit, masks, curves; no checkpoints)`);
   });
 }

@@ -1,0 +1,141 @@
+/**
+ * Stage records: what a finished stage leaves that is small enough to commit, so a study can go on in a
+ * later session on a fresh machine. A record is the top-level files of the stage folder (stage.json with
+ * its hash, config.json with the seed, git.json with the commit, command.txt, env.json, compute.json,
+ * mask.json, metrics.jsonl, gate trajectories, head reports) without its checkpoints, tokenizer, log or
+ * test translations (those go to `hyps/`). `heads experiment report --out <dir>` writes them to
+ * `<dir>/stages/<stage folder name>/`; `heads experiment run --restore <dir>` copies them back into a
+ * runs folder where a stage is not done, and marks them `restored.json`.
+ *
+ * A restored stage counts as done without its weights: a stage that needs only a parent's record (a
+ * layout trained from scratch reads its parent's mask.json) runs on it, so the scratch layouts of Table 2
+ * need neither the baseline nor the pruning run again; a stage that needs a parent's checkpoint (every
+ * other kind) is refused before anything is written. The report keeps a restored stage's committed row
+ * (`--merge`), because its test translations are in `<dir>/hyps/`, not in the folder.
+ */
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { ConfigError } from '../util/errors.js';
+import { INTEGRITY_FILE, readJsonFile, verifyFile, writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
+import { type ResolvedStage, stageState } from './stage.js';
+
+export const RECORDS_DIR = 'stages';
+export const RESTORED_MARKER = 'restored.json';
+/** Left out of a record: weights, the tokenizer (a later stage trains or loads its own), logs, translations. */
+const NOT_RECORDED = /(\.hyp|\.tmp)$|^(stage\.log|tokenizer\.json|restored\.json)$/;
+/** A top-level file larger than this is not a record's business (nothing a stage writes there comes close). */
+const MAX_RECORD_FILE_BYTES = 8_000_000;
+
+/** The files of a finished stage folder that go into its record, by name. */
+export function recordFiles(folder: string): string[] {
+  return readdirSync(folder)
+    .filter((name) => name !== INTEGRITY_FILE && !name.startsWith('.') && !NOT_RECORDED.test(name))
+    .filter((name) => {
+      const st = statSync(join(folder, name));
+      return st.isFile() && st.size <= MAX_RECORD_FILE_BYTES;
+    })
+    .sort();
+}
+
+/** Done here from a committed record (a restore killed before its stage.json landed is not). */
+export function isRestored(s: ResolvedStage): boolean {
+  return existsSync(join(s.folder, RESTORED_MARKER)) && stageState(s) === 'done';
+}
+
+/**
+ * Write the record of every stage done here (restored ones came from a record already) to
+ * `<outDir>/stages/<folder name>/`; records of other stages already there are kept. Returns how many.
+ */
+export function writeStageRecords(stages: readonly ResolvedStage[], outDir: string): number {
+  let n = 0;
+  for (const s of stages) {
+    if (stageState(s) !== 'done' || isRestored(s)) continue;
+    const dest = join(outDir, RECORDS_DIR, basename(s.folder));
+    for (const name of recordFiles(s.folder)) {
+      const src = join(s.folder, name);
+      const bytes = readFileSync(src);
+      verifyFile(src, bytes);
+      writeFileAtomic(join(dest, name), bytes);
+    }
+    n++;
+  }
+  return n;
+}
+
+/** A kind of stage that reads its parent's checkpoint (all but a layout trained from scratch, which reads its mask). */
+export function needsParentCheckpoint(s: ResolvedStage): boolean {
+  return s.parent !== null && s.instance.spec.kind !== 'train';
+}
+
+export interface RestorePlan {
+  /** stages to restore, with the record folder each comes from */
+  restore: Array<{ stage: ResolvedStage; from: string; files: string[] }>;
+  /** stages with a record that are partly run here: they resume instead */
+  partial: ResolvedStage[];
+}
+
+/**
+ * Which of `stages` to restore from `fromDir` (the --out folder of an earlier report): every stage not
+ * done here whose record is there. Nothing is written. ConfigError (the folder, file and field) when
+ * `fromDir` holds no records or a record does not belong to its stage.
+ */
+export function planRestore(stages: readonly ResolvedStage[], fromDir: string): RestorePlan {
+  const recordsDir = join(fromDir, RECORDS_DIR);
+  if (!existsSync(recordsDir) || !statSync(recordsDir).isDirectory())
+    throw new ConfigError([
+      `--restore: ${fromDir} has no ${RECORDS_DIR}/ folder (expected the --out folder of an earlier 'heads experiment report', which writes the stage records there)`,
+    ]);
+  const problems: string[] = [];
+  const plan: RestorePlan = { restore: [], partial: [] };
+  for (const s of stages) {
+    const from = join(recordsDir, basename(s.folder));
+    const marker = join(from, 'stage.json');
+    if (stageState(s) === 'done' || !existsSync(marker)) continue;
+    let hash: unknown;
+    try {
+      hash = readJsonFile<{ hash?: unknown }>(marker, 'stage record').hash;
+    } catch (e) {
+      problems.push(`--restore: ${(e as Error).message}`);
+      continue;
+    }
+    if (hash !== s.hash) {
+      problems.push(`--restore: ${marker}: field hash: expected ${s.hash} (stage ${s.instance.id} as the spec resolves it), found ${JSON.stringify(hash)}`);
+      continue;
+    }
+    if (stageState(s) === 'partial') plan.partial.push(s);
+    else plan.restore.push({ stage: s, from, files: recordFiles(from) });
+  }
+  if (problems.length) throw new ConfigError(problems);
+  return plan;
+}
+
+/**
+ * Stages that would run on a parent restored without its checkpoint (`restoring`: ids about to be
+ * restored; folders restored earlier count too): one message each, naming the stage and the parent.
+ */
+export function restoredParentProblems(stages: readonly ResolvedStage[], restoring: ReadonlySet<string>): string[] {
+  const restored = (s: ResolvedStage) => restoring.has(s.instance.id) || isRestored(s);
+  return stages
+    .filter((s) => !restored(s) && stageState(s) !== 'done' && s.parent !== null && restored(s.parent) && needsParentCheckpoint(s))
+    .map(
+      (s) =>
+        `stage ${s.instance.id} needs the checkpoint of ${s.parent!.instance.id}, which is restored from its committed record without weights: run ${s.parent!.instance.id} here (without --restore, in a runs folder where it was not restored), or leave ${s.instance.id} out with --only`,
+    );
+}
+
+/** Copy each planned record into its stage folder and mark it restored. */
+export function applyRestore(plan: RestorePlan, log: (line: string) => void = () => {}): void {
+  for (const { stage, from, files } of plan.restore) {
+    for (const name of files) {
+      const src = join(from, name);
+      const bytes = readFileSync(src);
+      verifyFile(src, bytes);
+      // stage.json last: until it is in place the stage is not done, so a kill mid-copy restores it again
+      if (name !== 'stage.json') writeFileAtomic(join(stage.folder, name), bytes);
+    }
+    writeJsonAtomic(join(stage.folder, RESTORED_MARKER), { from, files, at: new Date().toISOString(), checkpoints: false });
+    writeFileAtomic(join(stage.folder, 'stage.json'), readFileSync(join(from, 'stage.json')));
+    log(`[${stage.instance.id}] restored from ${from} (its record, no checkpoints)`);
+  }
+  for (const s of plan.partial) log(`[${s.instance.id}] partly run here: it resumes instead of being restored`);
+}
