@@ -5,9 +5,11 @@
  * baseline or the pruning, while a stage that needs a restored parent's weights is refused up front.
  */
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../util/fs.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'heads-records-'));
 const bin = join(process.cwd(), 'bin', 'heads.js');
@@ -54,9 +56,15 @@ const folderOf = (runs: string, prefix: string) => {
       expect(files).toEqual(expect.arrayContaining(['stage.json', 'config.json', 'git.json', 'command.txt', 'compute.json']));
       expect(files.filter((f) => f === 'checkpoints' || f === 'tokenizer.json' || f === 'stage.log' || f.endsWith('.hyp'))).toEqual([]);
       // byte copies of the stage folder's files
-      for (const f of files.filter((x) => !x.startsWith('.')))
+      for (const f of files.filter((x) => !x.startsWith('.') && x !== 'weights.json'))
         expect(readFileSync(join(out, 'stages', r, f)).equals(readFileSync(join(folderOf(a, r.replace(/-[0-9a-f]+$/, '')), f)))).toBe(true);
     }
+    // the digest of each model, as its children load it (the baseline's last checkpoint here: no early stopping)
+    const sha = (f: string) => createHash('sha256').update(readFileSync(f)).digest('hex');
+    const baseWeights = JSON.parse(readFileSync(join(out, 'stages', records[0]!, 'weights.json'), 'utf8')) as { checkpoint: string; sha256: string };
+    expect(baseWeights).toEqual(
+      expect.objectContaining({ checkpoint: 'step-0000020', sha256: sha(join(folderOf(a, 'baseline'), 'checkpoints', 'step-0000020', 'model.safetensors')) }),
+    );
     const l0Record = join(out, 'stages', records[1]!);
     expect(existsSync(join(l0Record, 'mask.json'))).toBe(true);
     const committedCsv = readFileSync(join(out, 'results.csv'), 'utf8').trim().split('\n');
@@ -98,7 +106,21 @@ const folderOf = (runs: string, prefix: string) => {
         .map((n) => n.replace(/-[0-9a-f]+$/, ''))
         .sort(),
     ).toEqual(['baseline', 'l0', 'scratch']);
-  }, 240000);
+
+    // session 3 trains the baseline again: the same model bit for bit (fixed seed, one BLAS thread), so no warning
+    const d = join(dir, 'runs-d');
+    expect(heads(['experiment', 'run', spec, '--runs-dir', d, '--only', 'baseline', '--no-report']).status).toBe(0);
+    const rep3 = heads(['experiment', 'report', spec, '--runs-dir', d, '--out', out, '--merge', '--no-html']);
+    expect([rep3.status, rep3.stderr.match(/warning.*/g)]).toEqual([0, null]);
+    // had an earlier session committed another model for it, the report says the stages are not comparable
+    writeFileAtomic(join(out, 'stages', records[0]!, 'weights.json'), JSON.stringify({ ...baseWeights, sha256: '0'.repeat(64) }));
+    const rep4 = heads(['experiment', 'report', spec, '--runs-dir', d, '--out', out, '--merge', '--no-html']);
+    expect(rep4.status).toBe(0);
+    expect(rep4.stderr).toMatch(
+      /warning: baseline: its model \(step-0000020, sha256 \w{12}\.\.\.\) is not the one of its committed record \(step-0000020, sha256 000000000000\.\.\.\); stages run on the committed model in other sessions are not comparable/,
+    );
+    expect(JSON.parse(readFileSync(join(out, 'stages', records[0]!, 'weights.json'), 'utf8'))).toEqual(baseWeights);
+  }, 300000);
 
   it("refuses, with one line and exit 2 before writing anything: a stage needing a restored parent's weights, a missing records folder, a record of another stage, --restore outside run", () => {
     const c = join(dir, 'runs-c');

@@ -4,8 +4,9 @@
  * its hash, config.json with the seed, git.json with the commit, command.txt, env.json, compute.json,
  * mask.json, metrics.jsonl, gate trajectories, head reports) without its checkpoints, tokenizer, log or
  * test translations (those go to `hyps/`). `heads experiment report --out <dir>` writes them to
- * `<dir>/stages/<stage folder name>/`; `heads experiment run --restore <dir>` copies them back into a
- * runs folder where a stage is not done, and marks them `restored.json`.
+ * `<dir>/stages/<stage folder name>/`, with the digest of the stage's model (`weights.json`), so a stage
+ * run again in another session can be checked to give the same model; `heads experiment run --restore <dir>`
+ * copies them back into a runs folder where a stage is not done, and marks them `restored.json`.
  *
  * A restored stage counts as done without its weights: a stage that needs only a parent's record (a
  * layout trained from scratch reads its parent's mask.json) runs on it, so the scratch layouts of Table 2
@@ -13,8 +14,10 @@
  * other kind) is refused before anything is written. The report keeps a restored stage's committed row
  * (`--merge`), because its test translations are in `<dir>/hyps/`, not in the folder.
  */
+import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
+import { findModelCheckpoint } from '../io/checkpoint.js';
 import { ConfigError } from '../util/errors.js';
 import { INTEGRITY_FILE, readJsonFile, verifyFile, writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
 import { type ResolvedStage, stageState } from './stage.js';
@@ -22,7 +25,7 @@ import { type ResolvedStage, stageState } from './stage.js';
 export const RECORDS_DIR = 'stages';
 export const RESTORED_MARKER = 'restored.json';
 /** Left out of a record: weights, the tokenizer (a later stage trains or loads its own), logs, translations. */
-const NOT_RECORDED = /(\.hyp|\.tmp)$|^(stage\.log|tokenizer\.json|restored\.json)$/;
+const NOT_RECORDED = /(\.hyp|\.tmp)$|^(stage\.log|tokenizer\.json|restored\.json|weights\.json)$/;
 /** A top-level file larger than this is not a record's business (nothing a stage writes there comes close). */
 const MAX_RECORD_FILE_BYTES = 8_000_000;
 
@@ -42,24 +45,50 @@ export function isRestored(s: ResolvedStage): boolean {
   return existsSync(join(s.folder, RESTORED_MARKER)) && stageState(s) === 'done';
 }
 
+/** The record's digest of the stage's model (the checkpoint its children load), or null for a stage without one. */
+export const WEIGHTS_FILE = 'weights.json';
+export interface WeightsDigest {
+  checkpoint: string;
+  bytes: number;
+  sha256: string;
+}
+
+export function weightsDigest(folder: string): WeightsDigest | null {
+  if (!existsSync(join(folder, 'checkpoints'))) return null;
+  const dir = findModelCheckpoint(folder).path;
+  const bytes = readFileSync(join(dir, 'model.safetensors'));
+  return { checkpoint: basename(dir), bytes: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') };
+}
+
 /**
  * Write the record of every stage done here (restored ones came from a record already) to
- * `<outDir>/stages/<folder name>/`; records of other stages already there are kept. Returns how many.
+ * `<outDir>/stages/<folder name>/`, with the digest of its model (`weights.json`); records of other stages
+ * already there are kept. A stage run again here whose model differs from its committed record's (other
+ * code, other arithmetic) is named in `changed`: stages that other sessions ran on the committed model are
+ * then not comparable with stages run on this one.
  */
-export function writeStageRecords(stages: readonly ResolvedStage[], outDir: string): number {
-  let n = 0;
+export function writeStageRecords(stages: readonly ResolvedStage[], outDir: string): { written: number; changed: string[] } {
+  let written = 0;
+  const changed: string[] = [];
   for (const s of stages) {
     if (stageState(s) !== 'done' || isRestored(s)) continue;
     const dest = join(outDir, RECORDS_DIR, basename(s.folder));
+    const weights = weightsDigest(s.folder);
+    const before = existsSync(join(dest, WEIGHTS_FILE)) ? readJsonFile<WeightsDigest>(join(dest, WEIGHTS_FILE), 'stage record') : null;
+    if (before && weights && before.sha256 !== weights.sha256)
+      changed.push(
+        `${s.instance.id}: its model (${weights.checkpoint}, sha256 ${weights.sha256.slice(0, 12)}...) is not the one of its committed record (${before.checkpoint}, sha256 ${before.sha256.slice(0, 12)}...); stages run on the committed model in other sessions are not comparable with stages run on this one`,
+      );
     for (const name of recordFiles(s.folder)) {
       const src = join(s.folder, name);
       const bytes = readFileSync(src);
       verifyFile(src, bytes);
       writeFileAtomic(join(dest, name), bytes);
     }
-    n++;
+    if (weights) writeJsonAtomic(join(dest, WEIGHTS_FILE), weights);
+    written++;
   }
-  return n;
+  return { written, changed };
 }
 
 /** A kind of stage that reads its parent's checkpoint (all but a layout trained from scratch, which reads its mask). */

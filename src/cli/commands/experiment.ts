@@ -253,6 +253,10 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
     for (const s of figures.skipped) console.error(`figure skipped: ${s}`);
     // what a later session needs to go on from here (experiment run --restore <out>)
     const records = writeStageRecords(stages, reportDir);
-    if (records) console.error(`report: ${records} stage record(s) in ${join(reportDir, 'stages')} (config, seed, commit, masks, curves; no checkpoints)`);
+    if (records.written)
+      console.error(
+        `report: ${records.written} stage record(s) in ${join(reportDir, 'stages')} (config, seed, commit, masks, curves, weights digest; no checkpoints)`,
+      );
+    for (const c of records.changed) console.error(`warning: ${c}`);
   });
 }
