@@ -36,7 +36,9 @@ import { createTransformer } from '../src/model/transformer.js';
 import { Rng } from '../src/util/random.js';
 import { batchedAblationLosses } from '../src/analysis/batched-ablation.js';
 import { devLoss, greedyBleu } from '../src/analysis/dev-metrics.js';
-import { disposeGateTensors, fillPerHead, gateTensorsOf, headLayout, listHeads, withHeadsRemoved } from '../src/analysis/head-layout.js';
+import { fillPerHead, headLayout, listHeads } from '../src/config/head-layout.js';
+import { gateTensorsOf, withHeadsRemoved } from '../src/analysis/multipliers.js';
+import { disposeGates } from '../src/model/gate-tensors.js';
 import { collectAttentionStats } from '../src/analysis/attention-pass.js';
 import { estimateMichelImportance } from '../src/analysis/importance.js';
 import { estimateHeadRelevance } from '../src/analysis/lrp.js';
@@ -146,7 +148,7 @@ const oldLoss = await timed(`old loss ablation, ${sample.length} heads`, async (
   for (const h of sample) {
     const g = gateTensorsOf(withHeadsRemoved(base, [h]));
     out.push(await devLoss(model, encoded, g, maxTokens));
-    disposeGateTensors(g);
+    disposeGates(g);
   }
   return out;
 });
@@ -154,7 +156,7 @@ const oldBleu = await timed(`old BLEU ablation part (greedy, ${bleuPairs.length}
   for (const h of sample) {
     const g = gateTensorsOf(withHeadsRemoved(base, [h]));
     await greedyBleu(model, codec, bleuPairs, g, cfg);
-    disposeGateTensors(g);
+    disposeGates(g);
   }
 });
 const fresh = await timed(`new batched loss ablation, all ${heads.length} heads`, () =>

@@ -36,12 +36,13 @@ import { ATTENTION_TYPES, type AttentionType } from '../src/config/head-id.js';
 import type { ModelConfig } from '../src/config/schema.js';
 import { EOS_ID, beamSearch, greedyDecode } from '../src/eval/decode.js';
 import { ForwardContext } from '../src/model/layers.js';
-import { type Transformer, headsPerLayer } from '../src/model/transformer.js';
+import { type Transformer } from '../src/model/transformer.js';
 import type { HeadGates } from '../src/gates/head-gates.js';
 import { loadModel } from '../src/io/load-model.js';
 import type { NamedArrays } from '../src/io/checkpoint.js';
 import { type HeadMask, maskFromKeptSets } from '../src/io/head-mask.js';
-import { applyMaskToModel, createTransformerFromArrays, currentLayout, deriveMaskFromGates, originalMaskShape } from '../src/export/prune-model.js';
+import { type HeadShape, type PerHead, headLayout, headsPerLayer, originalMaskShape } from '../src/config/head-layout.js';
+import { applyMaskToModel, createTransformerFromArrays, deriveMaskFromGates } from '../src/export/prune-model.js';
 import { Rng } from '../src/util/random.js';
 import { readFileSync } from 'node:fs';
 import { translateSentences, type TextCodec } from '../src/eval/translate.js';
@@ -137,8 +138,8 @@ function randomModelArrays(c: ModelConfig, V: number, seed: number): NamedArrays
 /** Keep round(fraction x heads) of the heads each layer of `stacks` has, chosen at random (seeded). */
 function fractionMask(c: ModelConfig, stacks: readonly AttentionType[], fraction: number, seed: number, source: string): HeadMask {
   const rng = new Rng(seed);
-  const layout = currentLayout(c);
-  const kept: Record<AttentionType, number[][]> = { 'enc-self': [], 'dec-self': [], 'dec-enc': [] };
+  const layout = headLayout(c).originalIds;
+  const kept: PerHead = { 'enc-self': [], 'dec-self': [], 'dec-enc': [] };
   for (const stack of ATTENTION_TYPES) {
     kept[stack] = layout[stack].map((ids) => {
       if (!stacks.includes(stack)) return [...ids];
@@ -152,7 +153,7 @@ function fractionMask(c: ModelConfig, stacks: readonly AttentionType[], fraction
   return maskFromKeptSets(kept, originalMaskShape(c), source);
 }
 
-function total(h: Record<AttentionType, number[]>): Record<AttentionType, number> {
+function total(h: HeadShape): Record<AttentionType, number> {
   return {
     'enc-self': h['enc-self'].reduce((a, b) => a + b, 0),
     'dec-self': h['dec-self'].reduce((a, b) => a + b, 0),

@@ -24,7 +24,7 @@ export { generateSyntheticCorpus } from './data/synthetic.js';
 export { prepareData, loadCorpora, type PreparedData } from './data/prepare.js';
 
 // model and gates
-export { Transformer, createTransformer, headsPerLayer, type GateTensors, type ForwardOptions } from './model/transformer.js';
+export { Transformer, createTransformer, type GateTensors, type ForwardOptions } from './model/transformer.js';
 export { hardConcrete, HARD_CONCRETE_LIMITS, REFERENCE_BETA, LOUIZOS_BETA } from './gates/hard-concrete.js';
 export { HeadGates, type GateState } from './gates/head-gates.js';
 export { lagrangianPenalty, annealedTarget, selectTopHeads } from './gates/lagrangian.js';
@@ -57,8 +57,6 @@ export {
 // masks and files
 export {
   type HeadMask,
-  type MaskShape,
-  type KeptSets,
   readHeadMask,
   writeHeadMask,
   parseHeadMask,
@@ -73,9 +71,8 @@ export {
   composeMasks,
   countKept,
   isHeadKept,
-  originalMaskShape,
-  currentLayout,
 } from './io/head-mask.js';
+export { type HeadShape, type PerHead, type HeadLayout, headLayout, headsPerLayer, originalMaskShape, listHeads } from './config/head-layout.js';
 export { readSafetensors, writeSafetensors, type NamedArrays } from './io/safetensors.js';
 export { RunFolder } from './util/run-folder.js';
 export { HeadsError, ConfigError, DataError, CheckpointError, MaskError } from './util/errors.js';

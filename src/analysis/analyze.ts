@@ -19,17 +19,9 @@ import { type AlignedSentence, collectAttentionStats } from './attention-pass.js
 import { type ConlluSentence, alignWordsToPieces } from './conllu.js';
 import { devLoss, greedyBleu } from './dev-metrics.js';
 import { type AblationMetric, DEFAULT_ABLATION_METRIC, DEFAULT_MASKS_PER_PASS, batchedAblationLosses } from './batched-ablation.js';
-import {
-  type HeadLayout,
-  type PerHead,
-  disposeGateTensors,
-  gateStates,
-  gateTensorsOf,
-  headLayout,
-  listHeads,
-  testGateMultipliers,
-  withHeadsRemoved,
-} from './head-layout.js';
+import { type HeadLayout, type PerHead, headLayout, listHeads } from '../config/head-layout.js';
+import { gateStates, gateTensorsOf, testGateMultipliers, withHeadsRemoved } from './multipliers.js';
+import { disposeGates } from '../model/gate-tensors.js';
 import {
   DEFAULT_IMPORTANCE,
   type ImportanceForm,
@@ -219,7 +211,7 @@ export async function analyzeHeads(o: AnalyzeOptions): Promise<HeadReport> {
     const g = gateTensorsOf(base);
     const baseLoss = await devLoss(model, encoded, g, maxTokens);
     const baseBleu = bleuPairs.length ? await greedyBleu(model, o.tokenizer, bleuPairs, g, config) : null;
-    disposeGateTensors(g);
+    disposeGates(g);
     baseline = { devLoss: baseLoss, devBleu: baseBleu, bleuSentences: bleuPairs.length };
     // closed gates: removing the head changes nothing
     const open = heads.filter((h) => base[h.stack][h.layer]![h.position] !== 0);
@@ -241,7 +233,7 @@ export async function analyzeHeads(o: AnalyzeOptions): Promise<HeadReport> {
         log(`ablation BLEU ${done}/${open.length}: ${h.key}`);
         const gh = gateTensorsOf(withHeadsRemoved(base, [h]));
         bleu = await greedyBleu(model, o.tokenizer, bleuPairs, gh, config);
-        disposeGateTensors(gh);
+        disposeGates(gh);
       }
       ablation.set(h.key, { loss: losses[i]!, bleu });
     }

@@ -14,7 +14,9 @@ import type { BpeTokenizer } from '../data/tokenizer.js';
 import { type HeadStatsAccumulator, type RareTokenOptions, accumulateAttention, createHeadStats } from './attention-stats.js';
 import { type HeadSyntacticTally, type RelationInstance, addHeadInstances, wordArgmax } from './roles.js';
 import type { WordAlignment } from './conllu.js';
-import { type HeadLayout, type PerHead, disposeGateTensors, fillPerHead, gateTensorsOf, positionOf } from './head-layout.js';
+import { type HeadLayout, type PerHead, fillPerHead, positionOf } from '../config/head-layout.js';
+import { gateTensorsOf } from './multipliers.js';
+import { disposeGates } from '../model/gate-tensors.js';
 import { batchTensors } from './importance.js';
 
 export interface AlignedSentence {
@@ -81,7 +83,7 @@ export async function collectAttentionStats(
       o.onBatch?.(bi + 1, plan.length);
     }
   } finally {
-    disposeGateTensors(gates);
+    disposeGates(gates);
   }
   return { stats, syntactic };
 }
@@ -147,7 +149,7 @@ export function attentionMaps(
       }
     }
   } finally {
-    disposeGateTensors(gates);
+    disposeGates(gates);
   }
   return out;
 }

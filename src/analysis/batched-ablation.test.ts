@@ -13,7 +13,9 @@ import { translateSentences } from '../eval/translate.js';
 import { analyzeHeads } from './analyze.js';
 import { batchedAblationLosses } from './batched-ablation.js';
 import { devLoss, greedyBleu } from './dev-metrics.js';
-import { disposeGateTensors, fillPerHead, gateTensorsOf, headLayout, listHeads, withHeadsRemoved } from './head-layout.js';
+import { fillPerHead, headLayout, listHeads } from '../config/head-layout.js';
+import { gateTensorsOf, withHeadsRemoved } from './multipliers.js';
+import { disposeGates } from '../model/gate-tensors.js';
 import { randomPairs, tinyConfig, tinyModel } from './test-fixtures.js';
 
 beforeAll(async () => {
@@ -46,11 +48,11 @@ describe('batchedAblationLosses', () => {
       for (const h of heads) {
         const g = gateTensorsOf(withHeadsRemoved(base, [h]));
         reference.push(await devLoss(model, pairs, g, 40));
-        disposeGateTensors(g);
+        disposeGates(g);
       }
       const gb = gateTensorsOf(base);
       const baseLoss = await devLoss(model, pairs, gb, 40);
-      disposeGateTensors(gb);
+      disposeGates(gb);
       const before = tf.memory().numTensors;
       let passes = 0;
       // 4 heads per pass, encoder heads apart: 3 passes for the 9 encoder heads (4, 4, 1), 3 for the 12 others
@@ -98,7 +100,7 @@ describe('analyzeHeads ablation metrics', () => {
       for (const h of listHeads(layout, ['enc-self', 'dec-self', 'dec-enc'])) {
         const g = gateTensorsOf(withHeadsRemoved(ones, [h]));
         const bleu = await greedyBleu(model, tokenizer, bleuPairs, g, config);
-        disposeGateTensors(g);
+        disposeGates(g);
         expect(withBleu.heads[h.key]!.ablation!.bleu).toBe(bleu);
         bleus.push(bleu);
         expect(lossOnly.heads[h.key]!.ablation!.bleu).toBeNull();

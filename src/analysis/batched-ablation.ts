@@ -15,7 +15,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ATTENTION_TYPES, type AttentionType } from '../config/head-id.js';
 import type { GateTensors, Transformer } from '../model/transformer.js';
 import { type Batch, type EncodedPair, makeBatch, planEvalBatches } from '../data/batches.js';
-import type { PerHead } from './head-layout.js';
+import type { PerHead } from '../config/head-layout.js';
 import { ForwardContext, paddingBias } from '../model/layers.js';
 
 /** What a single-head ablation measures: the dev loss only (default; batched), or the loss and greedy dev BLEU. */

@@ -11,7 +11,7 @@ import { ConfigError } from '../util/errors.js';
 import type { Transformer } from '../model/transformer.js';
 import { useTestBackend } from '../test-utils/backend.js';
 import { encodeForModel } from './analyze.js';
-import { fillPerHead, headLayout } from './head-layout.js';
+import { fillPerHead, headLayout } from '../config/head-layout.js';
 import { estimateMichelImportance } from './importance.js';
 import { type PruneCandidate, headsPerStep, runImportancePruning, selectHeadsToPrune } from './importance-pruning.js';
 import { tinyConfig, tinyModel } from './test-fixtures.js';

@@ -15,13 +15,13 @@
  */
 import { DEFAULT_ANALYSIS } from '../config/defaults.js';
 import Papa from 'papaparse';
-import { ATTENTION_TYPES, type AttentionType } from '../config/head-id.js';
+import { ATTENTION_TYPES, type AttentionType, headKey } from '../config/head-id.js';
 import type { ResolvedConfig } from '../config/schema.js';
 import type { Transformer } from '../model/transformer.js';
 import type { HeadGates } from '../gates/head-gates.js';
 import type { SentencePair } from '../data/corpus.js';
 import type { BpeTokenizer } from '../data/tokenizer.js';
-import { maskFromKeptSets, writeHeadMask, type KeptSets } from '../io/head-mask.js';
+import { maskFromKeptSets, writeHeadMask } from '../io/head-mask.js';
 import type { RunFolder } from '../util/run-folder.js';
 import { ConfigError } from '../util/errors.js';
 import { Rng, deriveSeed } from '../util/random.js';
@@ -29,16 +29,9 @@ import { writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
 import { collectAttentionStats } from './attention-pass.js';
 import { summarizeHeadStats } from './attention-stats.js';
 import { devLoss, greedyBleu } from './dev-metrics.js';
-import {
-  type HeadLayout,
-  type PerHead,
-  disposeGateTensors,
-  gateTensorsOf,
-  headLayout,
-  listHeads,
-  testGateMultipliers,
-  withHeadsRemoved,
-} from './head-layout.js';
+import { type HeadLayout, type PerHead, headLayout, listHeads } from '../config/head-layout.js';
+import { gateTensorsOf, testGateMultipliers, withHeadsRemoved } from './multipliers.js';
+import { disposeGates } from '../model/gate-tensors.js';
 import {
   DEFAULT_IMPORTANCE,
   type ImportanceForm,
@@ -198,9 +191,10 @@ export async function runImportancePruning(o: ImportancePruningOptions): Promise
     return scores;
   };
 
-  const keptSets = (): KeptSets => {
-    const out: KeptSets = {};
-    for (const stack of ATTENTION_TYPES) out[stack] = layout.originalIds[stack].map((ids, l) => ids.filter((id) => !removed.has(`${stack}.${l}.${id}`)));
+  const keptSets = (): Partial<PerHead> => {
+    const out: Partial<PerHead> = {};
+    for (const stack of ATTENTION_TYPES)
+      out[stack] = layout.originalIds[stack].map((ids, l) => ids.filter((id) => !removed.has(headKey({ stack, layer: l, head: id }))));
     return out;
   };
 
@@ -209,7 +203,7 @@ export async function runImportancePruning(o: ImportancePruningOptions): Promise
     const g = gateTensorsOf(maskOf());
     const loss = await devLoss(model, evalEnc.encoded, g, maxTokens);
     const bleu = await greedyBleu(model, tokenizer, bleuPairs, g, config);
-    disposeGateTensors(g);
+    disposeGates(g);
     const maskFile = `masks/step-${String(step).padStart(2, '0')}.json`;
     const source = `${o.method} pruning step ${step} (${stepPercent}% per step${o.reestimate ? ', re-estimated' : ''}${minHeads ? `, >= ${minHeads} per layer` : ''})`;
     writeHeadMask(o.run.file(maskFile), maskFromKeptSets(keptSets(), layout.originalShape, source));

@@ -4,7 +4,8 @@ import { makeBatch, planEvalBatches, type Batch } from '../data/batches.js';
 import type { GateTensors, Transformer } from '../model/transformer.js';
 import { labelSmoothedCrossEntropySum, targetWeights } from '../train/objective.js';
 import { useTestBackend } from '../test-utils/backend.js';
-import { fillPerHead, headLayout, withHeadsRemoved } from './head-layout.js';
+import { fillPerHead, headLayout } from '../config/head-layout.js';
+import { withHeadsRemoved } from './multipliers.js';
 import { IMPORTANCE_FORMS, estimateMichelImportance, headGateGradients, importanceScores, importanceSettingProblems, normalizeByLayer } from './importance.js';
 import { TINY_MODEL, randomPairs, tinyModel } from './test-fixtures.js';
 

@@ -25,7 +25,7 @@ import { ATTENTION_TYPES, type AttentionType } from '../config/head-id.js';
 import type { GateTensors, Transformer } from '../model/transformer.js';
 import { type Batch, type EncodedPair, makeBatch, planEvalBatches } from '../data/batches.js';
 import { labelSmoothedCrossEntropySum, targetWeights } from '../train/objective.js';
-import { type HeadLayout, type PerHead, fillPerHead } from './head-layout.js';
+import { type HeadLayout, type PerHead, fillPerHead } from '../config/head-layout.js';
 
 /** The three int32 tensors of a batch: src [B, S], tgtIn [B, T], tgtOut [B, T]. */
 export function batchTensors(b: Batch): { src: tf.Tensor2D; tgtIn: tf.Tensor2D; tgtOut: tf.Tensor2D } {

@@ -19,7 +19,7 @@ import { type AttentionParams, gateForContext, mergeHeads, splitHeads } from '..
 import { type Activation, ForwardContext, activate, causalBias, linear, paddingBias } from '../model/layers.js';
 import type { GateTensors } from '../model/transformer.js';
 import { type MaskedLayer, gatesWithTokenMasks } from './importance.js';
-import type { PerHead } from './head-layout.js';
+import type { PerHead } from '../config/head-layout.js';
 
 interface NormRec {
   inv: tf.Tensor;

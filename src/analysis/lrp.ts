@@ -38,7 +38,7 @@ import type { GateTensors, Transformer } from '../model/transformer.js';
 import { type AttentionParams, gateForContext, mergeHeads, projectKeysValues, splitHeads } from '../model/attention.js';
 import { ForwardContext, causalBias, feedForward, linear, paddingBias } from '../model/layers.js';
 import { type EncodedPair, makeBatch, planEvalBatches } from '../data/batches.js';
-import { type HeadLayout, type PerHead, fillPerHead } from './head-layout.js';
+import { type HeadLayout, type PerHead, fillPerHead } from '../config/head-layout.js';
 import { batchTensors, gatesWithTokenMasks, maskedLayers } from './importance.js';
 import { tangentRelevance } from './lrp-tangent.js';
 

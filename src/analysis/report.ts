@@ -7,7 +7,7 @@
  */
 import Papa from 'papaparse';
 import { ATTENTION_TYPES, type AttentionType, parseHeadKey } from '../config/head-id.js';
-import type { MaskShape } from '../io/head-mask.js';
+import type { PerHead, HeadShape } from '../config/head-layout.js';
 import { DataError } from '../util/errors.js';
 import { readJsonFile, writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
 import { OFFSET_RANGE, type OffsetHistogram } from './attention-stats.js';
@@ -94,9 +94,9 @@ export interface HeadReport {
     checkpoint: string | null;
     step: number | null;
     /** original heads per layer (the unpruned model) */
-    headsPerLayer: MaskShape;
+    headsPerLayer: HeadShape;
     /** original ids of the heads the model still has, per layer (null: unpruned) */
-    keptHeads: Record<AttentionType, number[][]> | null;
+    keptHeads: PerHead | null;
     gatedStacks: AttentionType[];
   };
   data: { split: string; source: string; sentences: number; skippedTooLong: number; srcTokens: number; tgtTokens: number };

@@ -5,13 +5,15 @@
  * deterministic test-time gates, as they are evaluated. Heads are named with original ids.
  */
 import * as tf from '@tensorflow/tfjs';
-import { ATTENTION_TYPES, headKey, parseHeadKey } from '../config/head-id.js';
+import { parseHeadKey } from '../config/head-id.js';
+import { headLayout, listHeads, originalKey } from '../config/head-layout.js';
 import { DEFAULT_CONFIG } from '../config/defaults.js';
 import type { EvalConfig } from '../config/schema.js';
 import { makeBatch } from '../data/batches.js';
 import type { BpeTokenizer } from '../data/tokenizer.js';
 import { translateSentences } from '../eval/translate.js';
 import type { GateTensors, Transformer } from '../model/transformer.js';
+import { disposeGates } from '../model/gate-tensors.js';
 import { ConfigError } from '../util/errors.js';
 
 /** What `loadModel` returns is enough: a model, its tokenizer and (for gated runs) its gates. */
@@ -49,20 +51,9 @@ export interface SentenceAttention {
   maps: SentenceAttentionMap[];
 }
 
-/** Original id of the head at a position (a physically pruned layer lists its remaining ids). */
-function originalId(model: Transformer, stack: (typeof ATTENTION_TYPES)[number], layer: number, position: number): number {
-  return model.config.keptHeads?.[stack][layer]?.[position] ?? position;
-}
-
 /** Every head key the model has, in stack / layer / head order. */
 export function modelHeadKeys(model: Transformer): string[] {
-  return ATTENTION_TYPES.flatMap((stack) =>
-    model.shape[stack].flatMap((n, layer) => Array.from({ length: n }, (_, pos) => headKey({ stack, layer, head: originalId(model, stack, layer, pos) }))),
-  );
-}
-
-function disposeAll(g: GateTensors): void {
-  for (const list of Object.values(g)) for (const t of list ?? []) t?.dispose();
+  return listHeads(headLayout(model.config)).map((h) => h.key);
 }
 
 /** Attention weights of the chosen heads over one sentence pair. */
@@ -72,7 +63,8 @@ export async function sentenceAttention(
   opts: SentenceAttentionOptions = {},
 ): Promise<SentenceAttention> {
   const { model, tokenizer } = m;
-  const available = modelHeadKeys(model);
+  const layout = headLayout(model.config);
+  const available = listHeads(layout).map((h) => h.key);
   const lastDecEnc = model.shape['dec-enc'].length - 1;
   const heads = opts.heads ?? available.filter((k) => k.startsWith(`dec-enc.${lastDecEnc}.`));
   const unknown = heads.filter((k) => !available.includes(k));
@@ -104,7 +96,7 @@ export async function sentenceAttention(
           if (!mine.length) return;
           const w = r.weights.arraySync()[0]!; // [heads, Tq, Tk] of the one sentence
           w.forEach((grid, pos) => {
-            const key = headKey({ stack, layer, head: originalId(model, stack, layer, pos) });
+            const key = originalKey(layout, stack, layer, pos);
             if (mine.some((x) => x.key === key)) found.set(key, grid);
           });
         },
@@ -125,6 +117,6 @@ export async function sentenceAttention(
     });
     return { source: pair.src, target, isTranslated: pair.tgt === undefined, maps };
   } finally {
-    if (gates) disposeAll(gates);
+    if (gates) disposeGates(gates);
   }
 }

@@ -19,7 +19,7 @@ import { countKept, maskToGateValues, readHeadMask } from '../io/head-mask.js';
 import { findLatestValidCheckpoint } from '../io/checkpoint.js';
 import { loadModel, runFolderOf } from '../io/load-model.js';
 import { type PruneResult, runPruning } from '../train/prune.js';
-import { originalMaskShape } from '../io/head-mask.js';
+import { originalMaskShape } from '../config/head-layout.js';
 import { type RunTrainingResult, runTraining, scoreTranslations } from '../train/run-training.js';
 import { disposeGates } from '../model/gate-tensors.js';
 import { CheckpointError } from '../util/errors.js';

@@ -12,7 +12,8 @@ import { resolveStages, stageState } from './stage.js';
 import { runStage, type StageSummary } from './run-stage.js';
 import { ProgressLine } from '../train/progress.js';
 import { ConfigError } from '../util/errors.js';
-import { readHeadMask, maskToKeptSets, originalMaskShape } from '../io/head-mask.js';
+import { originalMaskShape } from '../config/head-layout.js';
+import { readHeadMask, maskToKeptSets } from '../io/head-mask.js';
 import { useTestBackend } from '../test-utils/backend.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'heads-fixed-mask-'));

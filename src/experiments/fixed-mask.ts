@@ -7,7 +7,8 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ModelConfig } from '../config/schema.js';
-import { type HeadMask, readHeadMask, originalMaskShape } from '../io/head-mask.js';
+import { originalMaskShape } from '../config/head-layout.js';
+import { type HeadMask, readHeadMask } from '../io/head-mask.js';
 import { readJsonFile } from '../util/fs.js';
 import { HeadsError } from '../util/errors.js';
 import type { StageInstance } from './spec.js';

@@ -35,7 +35,8 @@ import { bleuVsCostFigure } from '../plots/methods.js';
 import { methodsSection, readMethodRows } from './methods-table.js';
 import { readHeadReport, type HeadReport, type HeadReportEntry } from '../analysis/report.js';
 import { headKey } from '../config/head-id.js';
-import { maskToKeptSets, originalMaskShape, readHeadMask } from '../io/head-mask.js';
+import { originalMaskShape } from '../config/head-layout.js';
+import { maskToKeptSets, readHeadMask } from '../io/head-mask.js';
 
 /** One line of results.csv. */
 export interface ResultRow {

@@ -16,7 +16,8 @@ import { findModelCheckpoint } from '../io/checkpoint.js';
 import { loadModel } from '../io/load-model.js';
 import type { ProgressLine } from '../train/progress.js';
 import { disposeGates } from '../model/gate-tensors.js';
-import { countKept, readHeadMask, maskToGateValues, maskToKeptSets, originalMaskShape } from '../io/head-mask.js';
+import { originalMaskShape } from '../config/head-layout.js';
+import { countKept, readHeadMask, maskToGateValues, maskToKeptSets } from '../io/head-mask.js';
 import { readJsonFile, writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
 import { ATTENTION_TYPES, type AttentionType } from '../config/head-id.js';
 import { runImportancePruning } from '../analysis/importance-pruning.js';
@@ -24,7 +25,7 @@ import { AnalysisStopped, analyzeHeads, trainingFrequencies } from '../analysis/
 import { type HeadReport, writeHeadReport, writeHeadReportCsv } from '../analysis/report.js';
 import { runExportStage } from './export-stage.js';
 import { initialWeights, trainingRouting } from './finetune-stage.js';
-import { applyMaskToModel } from '../export/prune-model.js';
+import { applyMaskToModel, headCounts } from '../export/prune-model.js';
 import { HeadsError } from '../util/errors.js';
 import { chooseMask, maskHeadsOf, stepsNearest } from './fixed-mask.js';
 import { type ResolvedStage, markDone, requireParentDone, acquireStageLock, decodingLabel } from './stage.js';
@@ -51,12 +52,7 @@ export function curveHypFile(maskFile: string): string {
 }
 
 function keptOf(cfg: ResolvedStage['config']): Record<AttentionType, number> {
-  const out = {} as Record<AttentionType, number>;
-  for (const s of ATTENTION_TYPES)
-    out[s] = cfg.model.keptHeads
-      ? cfg.model.keptHeads[s].reduce((a, l) => a + l.length, 0)
-      : (s === 'enc-self' ? cfg.model.encoderLayers : cfg.model.decoderLayers) * cfg.model.heads;
-  return out;
+  return headCounts(cfg.model);
 }
 
 export async function runStage(

@@ -28,7 +28,8 @@ import { ConfigError, MaskError } from '../util/errors.js';
 import { composeMasks, maskFromKeptSets, maskToHfPruneDict, readHeadMask, writeHeadMask, type HeadMask } from '../io/head-mask.js';
 import { readSafetensors } from '../io/safetensors.js';
 import { exportModel, formatExportSummary } from './export-model.js';
-import { deriveMaskFromGates, maskedGateTensors, originalMaskShape } from './prune-model.js';
+import { originalMaskShape } from '../config/head-layout.js';
+import { deriveMaskFromGates, maskedGateTensors } from './prune-model.js';
 import { fromPytorchTensors, pytorchNameOf } from './pytorch-format.js';
 
 const here = dirname(fileURLToPath(import.meta.url));

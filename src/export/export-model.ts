@@ -30,17 +30,17 @@ import {
   maskToDescriptor,
   maskToHfPruneDict,
   writeHeadMask,
+  currentLayoutMask,
 } from '../io/head-mask.js';
+import { type PerHead, originalMaskShape } from '../config/head-layout.js';
 import {
   type FoldedGate,
   type FractionalGate,
   applyMaskToModel,
   createTransformerFromArrays,
-  currentLayoutMask,
   deriveMaskFromGates,
   headCounts,
   maskedGateTensors,
-  originalMaskShape,
 } from './prune-model.js';
 import { pytorchConfig, toPytorchTensors } from './pytorch-format.js';
 import { type SafeTensor, writeSafetensors } from '../io/safetensors.js';
@@ -122,7 +122,7 @@ export interface ExportSummary {
     before: Record<AttentionType, number>;
     after: Record<AttentionType, number>;
     /** original ids kept per layer */
-    keptPerLayer: Record<AttentionType, number[][]>;
+    keptPerLayer: PerHead;
   };
   parameters: { before: number; gateLogAlphas: number; after: number; ratio: number };
   files: { before: FileSizes; heads: FileSizes | null; safetensors: FileSizes | null; onnx?: OnnxFiles | null };

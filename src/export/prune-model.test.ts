@@ -16,15 +16,17 @@ import { beamSearch, greedyDecode } from '../eval/decode.js';
 import { useTestBackend, maxAbsDiff } from '../test-utils/backend.js';
 import { Rng } from '../util/random.js';
 import { MaskError, CheckpointError } from '../util/errors.js';
-import { type HeadMask, type MaskShape, composeMasks, createFullMask, maskFromKeptSets, maskToGateValues, maskFromDescriptor } from '../io/head-mask.js';
-import { applyMaskToModel, createTransformerFromArrays, currentLayout, deriveMaskFromGates, maskedGateTensors, originalMaskShape } from './prune-model.js';
+import { type HeadShape, headLayout, originalMaskShape } from '../config/head-layout.js';
+import { disposeGates } from '../model/gate-tensors.js';
+import { type HeadMask, composeMasks, createFullMask, maskFromKeptSets, maskToGateValues, maskFromDescriptor } from '../io/head-mask.js';
+import { applyMaskToModel, createTransformerFromArrays, deriveMaskFromGates, maskedGateTensors } from './prune-model.js';
 import type { NamedArrays } from '../io/checkpoint.js';
 
 const V = 23;
 const H = 4;
 const cfg: ModelConfig = { ...DEFAULT_CONFIG.model, encoderLayers: 2, decoderLayers: 2, heads: H, dModel: 16, dFF: 32, dropout: 0, maxPositions: 64 };
 const gateCfg: GateConfig = { ...DEFAULT_CONFIG.gates, attention: ['enc-self', 'dec-self', 'dec-enc'] };
-const SHAPE: MaskShape = originalMaskShape(cfg);
+const SHAPE: HeadShape = originalMaskShape(cfg);
 const B = 3;
 const S = 7;
 const T = 6;
@@ -57,7 +59,7 @@ function randomizeGates(g: HeadGates, seed: number): void {
 }
 
 /** The masked model's gates, for an UNPRUNED model: test gate (tf) x mask 0/1 (head-mask.ts). */
-function referenceGates(gates: HeadGates | null, mask: HeadMask, shape: MaskShape = SHAPE): GateTensors {
+function referenceGates(gates: HeadGates | null, mask: HeadMask, shape: HeadShape = SHAPE): GateTensors {
   const m01 = maskToGateValues(mask, shape);
   const tg = gates?.testGates();
   const out: Partial<Record<AttentionType, Array<tf.Tensor | null>>> = {};
@@ -73,10 +75,6 @@ function referenceGates(gates: HeadGates | null, mask: HeadMask, shape: MaskShap
   }
   if (tg) for (const list of Object.values(tg)) for (const t of list ?? []) t?.dispose();
   return out;
-}
-
-function disposeGateTensors(g: GateTensors): void {
-  for (const list of Object.values(g)) for (const t of list ?? []) t?.dispose();
 }
 
 function logits(model: Transformer, src: Int32Array, tgt: Int32Array, gates?: GateTensors): Float32Array {
@@ -163,7 +161,7 @@ describe('applyMaskToModel: the pruned model computes the masked model', () => {
     // it is smaller: the removed heads' blocks are gone
     const removed = ATTENTION_TYPES.reduce((a, s) => a + mask.stacks[s]!.layers.reduce((n, l) => n + l.removed.length, 0), 0);
     expect(pruned.parameters.before - pruned.parameters.after).toBe(removed * 4 * (cfg.dModel / H) * cfg.dModel + removed * 3 * (cfg.dModel / H));
-    disposeGateTensors(ref);
+    disposeGates(ref);
     small.dispose();
   });
 
@@ -174,7 +172,7 @@ describe('applyMaskToModel: the pruned model computes the masked model', () => {
     const small = createTransformerFromArrays(pruned.config, V, pruned.params);
     const ref = referenceGates(null, mask);
     expect(maxAbsDiff(logits(small, src, tgt), logits(model, src, tgt, ref))).toBeLessThan(1e-5);
-    disposeGateTensors(ref);
+    disposeGates(ref);
     small.dispose();
   });
 
@@ -197,7 +195,7 @@ describe('applyMaskToModel: the pruned model computes the masked model', () => {
     const small = createTransformerFromArrays(pruned.config, V, pruned.params);
     const tg = gates.testGates();
     expect(maxAbsDiff(logits(small, src, tgt), logits(model, src, tgt, tg))).toBeLessThan(1e-5);
-    disposeGateTensors(tg);
+    disposeGates(tg);
     small.dispose();
   });
 
@@ -217,7 +215,7 @@ describe('applyMaskToModel: the pruned model computes the masked model', () => {
     expect(maxAbsDiff(logits(small, src, tgt), logits(model, src, tgt, ref))).toBeLessThan(1e-5);
     const o = { beamSize: 1, lengthPenalty: 0.6, maxLenA: 1, maxLenB: 5 };
     expect(await greedyDecode(small, src, B, S, o)).toEqual(await greedyDecode(model, src, B, S, { ...o, gates: ref }));
-    disposeGateTensors(ref);
+    disposeGates(ref);
     small.dispose();
   });
 
@@ -228,7 +226,7 @@ describe('applyMaskToModel: the pruned model computes the masked model', () => {
     const ref = referenceGates(gates, mask);
     const o = { beamSize: 3, lengthPenalty: 0.6, maxLenA: 1, maxLenB: 5 };
     expect(await beamSearch(small, src, B, S, o)).toEqual(await beamSearch(model, src, B, S, { ...o, gates: ref }));
-    disposeGateTensors(ref);
+    disposeGates(ref);
     small.dispose();
   });
 
@@ -245,7 +243,7 @@ describe('applyMaskToModel: the pruned model computes the masked model', () => {
       expect(await beamSearch(small, src, B, S, o)).toEqual(expected);
       if (tf.getBackend() === 'wasm') expect(EMPTY_GATHER_BUG).toBe(true);
     } finally {
-      disposeGateTensors(ref);
+      disposeGates(ref);
       small.dispose();
     }
   });
@@ -256,7 +254,7 @@ describe('applyMaskToModel: the pruned model computes the masked model', () => {
     const small = createTransformerFromArrays(pruned.config, V, pruned.params);
     const ref = referenceGates(gates, none);
     expect(maxAbsDiff(logits(small, src, tgt), logits(model, src, tgt, ref))).toBeLessThan(1e-5);
-    disposeGateTensors(ref);
+    disposeGates(ref);
     small.dispose();
   });
 
@@ -265,8 +263,8 @@ describe('applyMaskToModel: the pruned model computes the masked model', () => {
     const a = maskedGateTensors(model, gates, mask);
     const b = referenceGates(gates, mask);
     for (const stack of ATTENTION_TYPES) for (let l = 0; l < 2; l++) expect(Array.from(a[stack]![l]!.dataSync())).toEqual(Array.from(b[stack]![l]!.dataSync()));
-    disposeGateTensors(a);
-    disposeGateTensors(b);
+    disposeGates(a);
+    disposeGates(b);
   });
 });
 
@@ -298,7 +296,7 @@ describe('idempotence and composition (original head ids throughout)', () => {
     const p12 = createTransformerFromArrays(second.config, V, second.params);
     const ref = referenceGates(gates, composed);
     expect(maxAbsDiff(logits(p12, src, tgt), logits(model, src, tgt, ref))).toBeLessThan(1e-5);
-    disposeGateTensors(ref);
+    disposeGates(ref);
     p1.dispose();
     p12.dispose();
   });
@@ -344,11 +342,11 @@ describe('idempotence and composition (original head ids throughout)', () => {
     expect(fractional.some((f) => f.key === 'enc-self.0.3')).toBe(false); // logAlpha 4 -> gate 1
     // pruning the pruned model by its gates = the original model masked with (step 1 ∘ gates) and gates folded
     const second = applyMaskToModel(p1, g1, mask);
-    expect(currentLayout(second.config)['enc-self'][0]).toEqual([2, 3]);
+    expect(headLayout(second.config).originalIds['enc-self'][0]).toEqual([2, 3]);
     const p2 = createTransformerFromArrays(second.config, V, second.params);
     const viaGates = maskedGateTensors(p1, g1, mask);
     expect(maxAbsDiff(logits(p2, src, tgt), logits(p1, src, tgt, viaGates))).toBeLessThan(1e-5);
-    disposeGateTensors(viaGates);
+    disposeGates(viaGates);
     g1.dispose();
     p1.dispose();
     p2.dispose();
@@ -438,7 +436,7 @@ describe('memory', () => {
     const before = tf.memory().numTensors;
     applyMaskToModel(model, gates, mask);
     deriveMaskFromGates(gates, cfg);
-    disposeGateTensors(maskedGateTensors(model, gates, mask));
+    disposeGates(maskedGateTensors(model, gates, mask));
     expect(tf.memory().numTensors).toBe(before);
   });
 });

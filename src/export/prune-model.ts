@@ -14,23 +14,13 @@ import * as tf from '@tensorflow/tfjs';
 import { ATTENTION_TYPES, type AttentionType, headKey } from '../config/head-id.js';
 import type { ModelConfig } from '../config/schema.js';
 import type { HeadGates } from '../gates/head-gates.js';
-import { type GateTensors, Transformer, headsPerLayer, initParams } from '../model/transformer.js';
+import { type PerHead, headLayout, headsPerLayer, originalMaskShape } from '../config/head-layout.js';
+import { type GateTensors, Transformer, initParams } from '../model/transformer.js';
 import type { ParamStore } from '../model/params.js';
 import type { NamedArrays } from '../io/checkpoint.js';
 import { CheckpointError } from '../util/errors.js';
 import { Rng } from '../util/random.js';
-import {
-  type HeadMask,
-  type MaskShape,
-  currentLayout,
-  currentLayoutMask,
-  maskFromKeptSets,
-  maskToKeptSets,
-  validateMask,
-  originalMaskShape,
-} from '../io/head-mask.js';
-
-export { originalMaskShape, currentLayout, currentLayoutMask };
+import { type HeadMask, maskFromKeptSets, maskToKeptSets, validateMask } from '../io/head-mask.js';
 
 /** A head whose deterministic gate is neither 0 nor 1 (its value matters beyond keep/remove). */
 export interface FractionalGate {
@@ -62,8 +52,6 @@ export interface PrunedModel {
   notes: string[];
   parameters: { before: number; after: number };
 }
-
-type Layout = Record<AttentionType, number[][]>;
 
 /** Deterministic gate values per stack, per layer, per POSITION (null: that stack is not gated). */
 function readTestGates(gates: HeadGates, c: ModelConfig): Partial<Record<AttentionType, Float32Array[]>> {
@@ -99,10 +87,10 @@ function readTestGates(gates: HeadGates, c: ModelConfig): Partial<Record<Attenti
  * one it is the part of the gated model's output that binarisation discards.
  */
 export function deriveMaskFromGates(gates: HeadGates, config: ModelConfig, source = 'gates'): { mask: HeadMask; fractional: FractionalGate[] } {
-  const layout = currentLayout(config);
+  const layout = headLayout(config).originalIds;
   const testGates = readTestGates(gates, config);
   const keptPositions = gates.keptPositions();
-  const kept: Layout = { 'enc-self': [], 'dec-self': [], 'dec-enc': [] };
+  const kept: PerHead = { 'enc-self': [], 'dec-self': [], 'dec-enc': [] };
   const fractional: FractionalGate[] = [];
   for (const stack of ATTENTION_TYPES) {
     layout[stack].forEach((ids, layer) => {
@@ -136,7 +124,7 @@ export function deriveMaskFromGates(gates: HeadGates, config: ModelConfig, sourc
 export function maskedGateTensors(model: Transformer, gates: HeadGates | null, mask: HeadMask, sourceName = mask.source): GateTensors {
   const shape = originalMaskShape(model.config);
   validateMask(mask, shape, sourceName);
-  const layout = currentLayout(model.config);
+  const layout = headLayout(model.config).originalIds;
   const keptSets = maskToKeptSets(mask, shape);
   const testGates = gates ? readTestGates(gates, model.config) : {};
   const out: Partial<Record<AttentionType, Array<tf.Tensor | null>>> = {};
@@ -210,10 +198,10 @@ export function applyMaskToModel(model: Transformer, gates: HeadGates | null, ma
   const c = model.config;
   const shape = originalMaskShape(c);
   validateMask(mask, shape, opts.sourceName ?? mask.source);
-  const layout = currentLayout(c);
+  const layout = headLayout(c).originalIds;
   const requested = maskToKeptSets(mask, shape);
   const notes: string[] = [];
-  const kept: Layout = { 'enc-self': [], 'dec-self': [], 'dec-enc': [] };
+  const kept: PerHead = { 'enc-self': [], 'dec-self': [], 'dec-enc': [] };
   const alreadyPruned: string[] = [];
   for (const stack of ATTENTION_TYPES) {
     layout[stack].forEach((ids, layer) => {

@@ -9,13 +9,12 @@
  */
 import { ATTENTION_TYPES, type AttentionType } from '../config/head-id.js';
 import type { ResolvedConfig } from '../config/schema.js';
-import { headsPerLayer } from '../model/transformer.js';
+import { type HeadShape, type PerHead, headLayout, layoutShape } from '../config/head-layout.js';
 import type { NamedArrays } from '../io/checkpoint.js';
 import { CheckpointError } from '../util/errors.js';
 import { BOS_ID, EOS_ID, PAD_ID } from '../eval/decode.js';
 import type { SafeTensor } from '../io/safetensors.js';
 import { type HeadMask, maskToHfPruneDict } from '../io/head-mask.js';
-import { currentLayout } from './prune-model.js';
 
 export const PYTORCH_EXPORT_FORMAT = 'heads.pytorch-export';
 export const PYTORCH_EXPORT_VERSION = 1;
@@ -156,9 +155,9 @@ export interface PytorchExportConfig {
   bos_token_id: number;
   eos_token_id: number;
   /** heads remaining per layer, per attention type */
-  heads_per_layer: Record<AttentionType, number[]>;
+  heads_per_layer: HeadShape;
   /** the ORIGINAL ids of the remaining heads, per layer, in the order their blocks appear in q/k/v/out_proj */
-  kept_heads: Record<AttentionType, number[][]>;
+  kept_heads: PerHead;
   /** Hugging Face `config.pruned_heads` style: per attention type, { "<layer>": [original heads removed] } */
   pruned_heads: Partial<Record<AttentionType, Record<string, number[]>>>;
   /** state-dict prefix of each attention type */
@@ -172,8 +171,8 @@ export interface PytorchExportConfig {
 /** Build the PyTorch config.json for an (exported) toolkit config. */
 export function pytorchConfig(config: ResolvedConfig, vocabSize: number, mask: HeadMask, source: { checkpoint: string; step: number }): PytorchExportConfig {
   const m = config.model;
-  const perLayer = headsPerLayer(m);
-  const layout = currentLayout(m);
+  const layout = headLayout(m);
+  const perLayer = layoutShape(layout);
   const pruned = maskToHfPruneDict(mask);
   for (const stack of ATTENTION_TYPES) pruned[stack] ??= {};
   return {
@@ -199,7 +198,7 @@ export function pytorchConfig(config: ResolvedConfig, vocabSize: number, mask: H
     bos_token_id: BOS_ID,
     eos_token_id: EOS_ID,
     heads_per_layer: { 'enc-self': [...perLayer['enc-self']], 'dec-self': [...perLayer['dec-self']], 'dec-enc': [...perLayer['dec-enc']] },
-    kept_heads: layout,
+    kept_heads: layout.originalIds,
     pruned_heads: pruned,
     attention_modules: { ...ATTENTION_MODULES },
     generation: { num_beams: config.eval.beamSize, length_penalty: config.eval.lengthPenalty, max_len_a: config.eval.maxLenA, max_len_b: config.eval.maxLenB },

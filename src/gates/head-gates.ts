@@ -10,6 +10,8 @@ import { existsSync } from 'node:fs';
 import Papa from 'papaparse';
 import type { GateConfig } from '../config/schema.js';
 import { type AttentionType, ATTENTION_TYPES, headKey } from '../config/head-id.js';
+import { type PerHead, type HeadLayout, originalId } from '../config/head-layout.js';
+import type { GateTensors } from '../model/transformer.js';
 import { Rng, deriveSeed } from '../util/random.js';
 import { appendLine } from '../util/fs.js';
 import { annealedTarget, lagrangianGradients, selectTopHeads } from './lagrangian.js';
@@ -23,9 +25,6 @@ import {
   samplePerHeadNoise,
   testGateTensor,
 } from './hard-concrete.js';
-
-/** Per attention type, per layer: one tensor per layer or null (ungated). Same shape as model GateTensors. */
-export type GateValues = Partial<Record<AttentionType, ReadonlyArray<tf.Tensor | null>>>;
 
 export interface GateState {
   key: string;
@@ -60,8 +59,8 @@ export class HeadGates {
     readonly shape: Record<AttentionType, readonly number[]>,
     seed: number,
     opts: {
-      /** for a physically pruned model: the original id of each head position (config.model.keptHeads) */
-      layout?: Readonly<Record<AttentionType, ReadonlyArray<ReadonlyArray<number>>>> | null;
+      /** where each head position sits in the original model (absent: position = original id) */
+      layout?: HeadLayout | null;
       /** train.maxSteps, for the default target warm-up (half of it) */
       maxSteps?: number;
     } = {},
@@ -93,7 +92,7 @@ export class HeadGates {
     this.targetWarmupSteps = config.targetWarmupSteps ?? Math.floor((opts.maxSteps ?? 0) / 2);
   }
   private static counter = 0;
-  private readonly layout: Readonly<Record<AttentionType, ReadonlyArray<ReadonlyArray<number>>>> | null;
+  private readonly layout: HeadLayout | null;
 
   /** True when an exact head budget (Lagrangian controller) replaces the lambda penalty. */
   get isBudgeted(): boolean {
@@ -102,7 +101,7 @@ export class HeadGates {
 
   /** The original head id of position `pos` in a layer (differs from pos in a physically pruned model). */
   originalHead(stack: AttentionType, layer: number, pos: number): number {
-    return this.layout ? this.layout[stack][layer]![pos]! : pos;
+    return this.layout ? originalId(this.layout, stack, layer, pos) : pos;
   }
 
   private get opts() {
@@ -114,7 +113,7 @@ export class HeadGates {
     return this.names.reduce((a, n) => a + n.heads, 0);
   }
 
-  private build(f: (logAlpha: tf.Variable, n: { stack: AttentionType; layer: number; heads: number }) => tf.Tensor): GateValues {
+  private build(f: (logAlpha: tf.Variable, n: { stack: AttentionType; layer: number; heads: number }) => tf.Tensor): GateTensors {
     const out: Partial<Record<AttentionType, Array<tf.Tensor | null>>> = {};
     for (const stack of this.config.attention) out[stack] = this.shape[stack].map(() => null);
     for (const n of this.names) out[n.stack]![n.layer] = n.heads ? f(this.variables.get(n.name)!, n) : null;
@@ -122,7 +121,7 @@ export class HeadGates {
   }
 
   /** Hard Concrete samples: one noise draw per head per batch ([h]) or per sentence ([B, h]). */
-  sampleGates(seed: number, batchSize: number): GateValues {
+  sampleGates(seed: number, batchSize: number): GateTensors {
     return this.build((la, n) => {
       const shape = this.config.noise === 'batch' ? [n.heads] : [batchSize, n.heads];
       return sampleGateTensor(la, samplePerHeadNoise(shape, deriveSeed(seed, `${n.stack}.${n.layer}`)), this.opts);
@@ -130,8 +129,8 @@ export class HeadGates {
   }
 
   /** Deterministic test-time gates clip(sigmoid(logAlpha)(zeta-gamma)+gamma, 0, 1). */
-  testGates(): GateValues {
-    return tf.tidy((() => this.build((la) => testGateTensor(la, this.opts))) as () => tf.TensorContainer) as GateValues;
+  testGates(): GateTensors {
+    return tf.tidy((() => this.build((la) => testGateTensor(la, this.opts))) as () => tf.TensorContainer) as GateTensors;
   }
 
   /** Per-layer sums of P(open) (differentiable), with the layer's stack. */
@@ -187,8 +186,8 @@ export class HeadGates {
    * The heads kept at the end, as positions per stack per layer: the paper's rule P(g=1) > P(g=0)
    * (log alpha > 0), or, with a budget, exactly the target number by P(open) in each group.
    */
-  keptPositions(): Record<AttentionType, number[][]> {
-    const out = {} as Record<AttentionType, number[][]>;
+  keptPositions(): PerHead {
+    const out = {} as PerHead;
     for (const stack of ATTENTION_TYPES) out[stack] = this.shape[stack].map((h) => Array.from({ length: h }, (_, i) => i));
     const byKey = new Map(this.states().map((st) => [st.key, st]));
     const stateOf = (stack: AttentionType, layer: number, pos: number) => byKey.get(this.keyOf(stack, layer, pos))!;
@@ -217,7 +216,7 @@ export class HeadGates {
    * gate (1 once converged). This is exactly what the exporter folds into W_O, so the BLEU of a pruning
    * run equals the BLEU of its exported model.
    */
-  prunedGates(kept: Record<AttentionType, number[][]>): GateValues {
+  prunedGates(kept: PerHead): GateTensors {
     const out: Partial<Record<AttentionType, Array<tf.Tensor | null>>> = {};
     for (const n of this.names) {
       out[n.stack] ??= this.shape[n.stack].map(() => null);
@@ -229,7 +228,7 @@ export class HeadGates {
   }
 
   /** 0/1 gates keeping exactly `kept` positions (kept heads at 1, whatever their gate value). */
-  binaryGates(kept: Record<AttentionType, number[][]>): GateValues {
+  binaryGates(kept: PerHead): GateTensors {
     const out: Partial<Record<AttentionType, Array<tf.Tensor | null>>> = {};
     for (const stack of ATTENTION_TYPES) {
       if (!this.config.attention.includes(stack)) continue;

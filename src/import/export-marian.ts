@@ -12,6 +12,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { AttentionType } from '../config/head-id.js';
+import { headLayout } from '../config/head-layout.js';
 import { MarianTokenizer } from '../data/tokenizer.js';
 import { loadModel } from '../io/load-model.js';
 import { type SafeTensor, writeSafetensors } from '../io/safetensors.js';
@@ -53,6 +54,7 @@ export function writeHfMarian(modelPath: string, outDir: string, record: MarianI
       throw new CheckpointError(
         `${runPath}: model options are not Marian's (finalLogitsBias, tied embeddings, post-norm, split positions, no MoE): cannot write an HF Marian folder`,
       );
+    const layout = headLayout(c);
     const d = c.dModel;
     const H = c.heads;
     const dh = d / H;
@@ -81,7 +83,7 @@ export function writeHfMarian(modelPath: string, outDir: string, record: MarianI
     let heads = 0;
     let zeroed = 0;
     const attn = (to: string, from: string, stack: AttentionType, layer: number) => {
-      const kept = c.keptHeads ? [...c.keptHeads[stack][layer]!] : Array.from({ length: H }, (_, h) => h);
+      const kept = layout.originalIds[stack][layer]!;
       heads += H;
       zeroed += H - kept.length;
       for (const [m, hf] of [

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { fillPerHead, headLayout } from '../analysis/head-layout.js';
+import { fillPerHead, headLayout } from '../config/head-layout.js';
 import { estimateHeadRelevance } from '../analysis/lrp.js';
 import { MarianTokenizer } from '../data/tokenizer.js';
 import { loadModel } from '../io/load-model.js';

@@ -7,6 +7,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from '@jest/globals';
+import type { HeadShape } from '../config/head-layout.js';
 import {
   composeMasks,
   countKept,
@@ -24,7 +25,6 @@ import {
   validateMask,
   writeHeadMask,
   type HeadMask,
-  type MaskShape,
 } from './head-mask.js';
 import { MaskError, DataError } from '../util/errors.js';
 
@@ -32,9 +32,9 @@ const dir = mkdtempSync(join(tmpdir(), 'heads-mask-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** 6+6 layers, 8 heads: the Transformer-base NMT shape. */
-const BASE: MaskShape = { 'enc-self': [8, 8, 8, 8, 8, 8], 'dec-self': [8, 8, 8, 8, 8, 8], 'dec-enc': [8, 8, 8, 8, 8, 8] };
+const BASE: HeadShape = { 'enc-self': [8, 8, 8, 8, 8, 8], 'dec-self': [8, 8, 8, 8, 8, 8], 'dec-enc': [8, 8, 8, 8, 8, 8] };
 /** A small irregular shape: encoder-only model (0 decoder layers) with uneven head counts. */
-const SMALL: MaskShape = { 'enc-self': [4, 2, 3], 'dec-self': [], 'dec-enc': [] };
+const SMALL: HeadShape = { 'enc-self': [4, 2, 3], 'dec-self': [], 'dec-enc': [] };
 
 /** The notebook-3 encoder pattern from the reference (anchor-story-of-heads.md §2): 19 of 48 alive. */
 const NOTEBOOK_GATES = [
@@ -336,7 +336,7 @@ describe('Hugging Face prune dicts', () => {
   });
 
   it("HF's integration-test dict {0: [0], 1: [1, 2]} on a 2-layer, 4-head model", () => {
-    const shape: MaskShape = { 'enc-self': [4, 4], 'dec-self': [], 'dec-enc': [] };
+    const shape: HeadShape = { 'enc-self': [4, 4], 'dec-self': [], 'dec-enc': [] };
     const m = maskFromHfPruneDict({ 'enc-self': { '0': [0], '1': [1, 2, 2] } }, shape);
     expect(maskToKeptSets(m, shape)['enc-self']).toEqual([
       [1, 2, 3],
@@ -345,7 +345,7 @@ describe('Hugging Face prune dicts', () => {
     expect(m.source).toBe('hf pruned_heads');
   });
 
-  const shape: MaskShape = { 'enc-self': [4, 4], 'dec-self': [], 'dec-enc': [4] };
+  const shape: HeadShape = { 'enc-self': [4, 4], 'dec-self': [], 'dec-enc': [4] };
   const bad: Array<[string, unknown, string]> = [
     ['negative key', { 'enc-self': { '-1': [0] } }, 'hf: enc-self["-1"]: layer key must be a non-negative integer'],
     ['padded key', { 'enc-self': { '01': [0] } }, 'hf: enc-self["01"]: layer key must be a non-negative integer'],

@@ -15,7 +15,7 @@
  *   - Head ids are ORIGINAL ids: the index of the head in the unpruned model, 0-based. Every layer
  *     entry lists every original head exactly once, in `kept` or in `removed`, sorted ascending.
  *   - A stack missing from `stacks` is untouched (all its heads kept).
- *   - `MaskShape` is always the ORIGINAL heads per layer (`model.headsPerLayer`, optional in the file,
+ *   - The shape a mask is checked against is always the ORIGINAL heads per layer (`model.headsPerLayer`, optional in the file,
  *     checked when present).
  *
  * Already-pruned models. A physically pruned model stores, per stack and layer, the sorted list of the
@@ -30,7 +30,8 @@
  */
 import { ATTENTION_TYPES, isAttentionType, type AttentionType, type HeadId } from '../config/head-id.js';
 import type { ModelConfig } from '../config/schema.js';
-import { CheckpointError, MaskError } from '../util/errors.js';
+import { type HeadShape, type PerHead, headLayout } from '../config/head-layout.js';
+import { MaskError } from '../util/errors.js';
 import { readJsonFile, writeFileAtomic } from '../util/fs.js';
 
 export const HEAD_MASK_FORMAT = 'heads.head-mask';
@@ -45,21 +46,15 @@ export interface HeadMaskStack {
   layers: HeadMaskLayer[];
 }
 
-/** Original heads per layer, per attention type; a stack may have 0 layers. */
-export type MaskShape = Record<AttentionType, number[]>;
-
 export interface HeadMask {
   format: typeof HEAD_MASK_FORMAT;
   version: typeof HEAD_MASK_VERSION;
   /** Where the mask came from, e.g. 'gates', 'importance step 3', 'manual'. */
   source: string;
   /** The original model the mask was made for. */
-  model?: { headsPerLayer: MaskShape };
+  model?: { headsPerLayer: HeadShape };
   stacks: Partial<Record<AttentionType, HeadMaskStack>>;
 }
-
-/** Kept original head ids per layer, per stack (also the layout of a pruned model). */
-export type KeptSets = Partial<Record<AttentionType, number[][]>>;
 
 /** HF `pruned_heads`-style dicts, one per attention type: layer (string key) → original heads to prune. */
 export type HfPruneDicts = Partial<Record<AttentionType, Record<string, number[]>>>;
@@ -109,7 +104,7 @@ function throwProblems(sourceName: string, problems: string[]): void {
   throw new MaskError(lines.length === 1 ? lines[0]! : `${sourceName}: ${problems.length} problems in the head mask:\n  ${lines.join('\n  ')}`);
 }
 
-function checkShape(shape: MaskShape): void {
+function checkShape(shape: HeadShape): void {
   for (const stack of ATTENTION_TYPES) {
     const layers = shape[stack];
     if (!Array.isArray(layers) || !layers.every((h) => isHeadIndex(h))) {
@@ -118,7 +113,7 @@ function checkShape(shape: MaskShape): void {
   }
 }
 
-function sameShape(a: MaskShape, b: MaskShape): boolean {
+function sameShape(a: HeadShape, b: HeadShape): boolean {
   return ATTENTION_TYPES.every((s) => a[s].length === b[s].length && a[s].every((h, i) => h === b[s][i]));
 }
 
@@ -201,7 +196,7 @@ function layerProblems(layer: unknown, path: string): string[] {
 }
 
 /** Problems of a structurally sound mask against the model's original shape (and current layout). */
-function shapeProblems(mask: HeadMask, shape: MaskShape, current?: HeadMask): string[] {
+function shapeProblems(mask: HeadMask, shape: HeadShape, current?: HeadMask): string[] {
   const problems: string[] = [];
   if (mask.model && !sameShape(mask.model.headsPerLayer, shape)) {
     for (const stack of ATTENTION_TYPES) {
@@ -270,7 +265,7 @@ function normalized(mask: HeadMask): HeadMask {
  * Throws a MaskError whose lines read `<sourceName>: <path>: <problem>`. Returns the mask normalised
  * (ids sorted, stacks in canonical order).
  */
-export function parseHeadMask(value: unknown, sourceName: string, shape?: MaskShape, opts: ValidateOptions = {}): HeadMask {
+export function parseHeadMask(value: unknown, sourceName: string, shape?: HeadShape, opts: ValidateOptions = {}): HeadMask {
   throwProblems(sourceName, structuralProblems(value));
   const mask = normalized(value as HeadMask);
   if (shape) {
@@ -285,7 +280,7 @@ export function parseHeadMask(value: unknown, sourceName: string, shape?: MaskSh
  * `mask.json: stacks.enc-self.layers[7]: the model has 6 enc-self layers` or
  * `mask.json: stacks.dec-enc.layers[2]: head 9 out of range 0..7`.
  */
-export function validateMask(mask: HeadMask, shape: MaskShape, sourceName: string, opts: ValidateOptions = {}): void {
+export function validateMask(mask: HeadMask, shape: HeadShape, sourceName: string, opts: ValidateOptions = {}): void {
   parseHeadMask(mask, sourceName, shape, opts);
 }
 
@@ -293,7 +288,7 @@ export function validateMask(mask: HeadMask, shape: MaskShape, sourceName: strin
 // Construction and queries
 
 /** Every head kept, every stack present (a 0-layer stack has `layers: []`). */
-export function createFullMask(shape: MaskShape, source = 'full'): HeadMask {
+export function createFullMask(shape: HeadShape, source = 'full'): HeadMask {
   checkShape(shape);
   return maskFromKeptSets({}, shape, source);
 }
@@ -303,7 +298,7 @@ export function createFullMask(shape: MaskShape, source = 'full'): HeadMask {
  * lists all stacks and records `model.headsPerLayer`. Throws a MaskError on out-of-range or duplicate
  * ids and wrong layer counts.
  */
-export function maskFromKeptSets(kept: KeptSets, shape: MaskShape, source: string): HeadMask {
+export function maskFromKeptSets(kept: Partial<PerHead>, shape: HeadShape, source: string): HeadMask {
   checkShape(shape);
   const stacks: Partial<Record<AttentionType, HeadMaskStack>> = {};
   const problems: string[] = [];
@@ -327,9 +322,9 @@ export function maskFromKeptSets(kept: KeptSets, shape: MaskShape, source: strin
 }
 
 /** Kept original ids per layer for every stack (stacks absent from the mask: all heads of `shape`). */
-export function maskToKeptSets(mask: HeadMask, shape: MaskShape): Record<AttentionType, number[][]> {
+export function maskToKeptSets(mask: HeadMask, shape: HeadShape): PerHead {
   checkShape(shape);
-  const out = {} as Record<AttentionType, number[][]>;
+  const out = {} as PerHead;
   for (const stack of ATTENTION_TYPES) {
     const entry = mask.stacks[stack];
     out[stack] = entry ? entry.layers.map((l) => ascending(l.kept)) : shape[stack].map((h) => range(h));
@@ -338,9 +333,9 @@ export function maskToKeptSets(mask: HeadMask, shape: MaskShape): Record<Attenti
 }
 
 /** 0/1 multipliers per original head (index = original id), per layer, per stack. */
-export function maskToGateValues(mask: HeadMask, shape: MaskShape): Record<AttentionType, number[][]> {
+export function maskToGateValues(mask: HeadMask, shape: HeadShape): PerHead {
   const kept = maskToKeptSets(mask, shape);
-  const out = {} as Record<AttentionType, number[][]>;
+  const out = {} as PerHead;
   for (const stack of ATTENTION_TYPES) {
     out[stack] = shape[stack].map((h, i) => {
       const k = new Set(kept[stack][i] ?? []);
@@ -365,7 +360,7 @@ export function isHeadKept(mask: HeadMask, id: HeadId): boolean {
  * Number of kept heads. Stacks absent from the mask count as fully kept when `shape` is given and as 0
  * otherwise; pass `stack` to count one attention type.
  */
-export function countKept(mask: HeadMask, shape?: MaskShape, stack?: AttentionType): number {
+export function countKept(mask: HeadMask, shape?: HeadShape, stack?: AttentionType): number {
   let n = 0;
   for (const s of stack ? [stack] : ATTENTION_TYPES) {
     const entry = mask.stacks[s];
@@ -437,7 +432,7 @@ function composeSources(a: string, b: string): string {
 // Files
 
 /** Read and validate a mask file (MaskError / DataError name the file and the entry). */
-export function readHeadMask(path: string, shape?: MaskShape, opts: ValidateOptions = {}): HeadMask {
+export function readHeadMask(path: string, shape?: HeadShape, opts: ValidateOptions = {}): HeadMask {
   const value = readJsonFile(path, 'head mask');
   return parseHeadMask(value, path, shape, opts);
 }
@@ -494,10 +489,10 @@ export function maskToHfPruneDict(mask: HeadMask): HfPruneDicts {
  * or "-1"); a head listed twice is pruned once (HF unions the lists as sets). All stacks are present in
  * the result.
  */
-export function maskFromHfPruneDict(dicts: HfPruneDicts, shape: MaskShape, source = 'hf pruned_heads'): HeadMask {
+export function maskFromHfPruneDict(dicts: HfPruneDicts, shape: HeadShape, source = 'hf pruned_heads'): HeadMask {
   checkShape(shape);
   const problems: string[] = [];
-  const kept: KeptSets = {};
+  const kept: Partial<PerHead> = {};
   if (!isRecord(dicts)) throwProblems(source, [`expected an object keyed by attention type, got ${describeValue(dicts)}`]);
   for (const [stack, dict] of Object.entries(dicts as Record<string, unknown>)) {
     if (!isAttentionType(stack)) {
@@ -566,7 +561,7 @@ export function maskToDescriptor(mask: HeadMask): string {
  * Repeated entries for one layer are merged, as Michel's parser does (`E:1:1 E:1:2`), but a head named
  * twice is refused, as in a mask file. All stacks are present in the result.
  */
-export function maskFromDescriptor(text: string, shape: MaskShape, source = `descriptor "${text.trim()}"`): HeadMask {
+export function maskFromDescriptor(text: string, shape: HeadShape, source = `descriptor "${text.trim()}"`): HeadMask {
   checkShape(shape);
   const problems: string[] = [];
   const pruned = {} as Record<AttentionType, Array<Set<number>>>;
@@ -595,45 +590,15 @@ export function maskFromDescriptor(text: string, shape: MaskShape, source = `des
     }
   }
   throwProblems(source, problems);
-  const kept: KeptSets = {};
+  const kept: Partial<PerHead> = {};
   for (const stack of ATTENTION_TYPES) kept[stack] = shape[stack].map((h, i) => range(h).filter((id) => !pruned[stack][i]!.has(id)));
   return maskFromKeptSets(kept, shape, source);
 }
 
-/** Heads per layer of the ORIGINAL (unpruned) model: the shape every mask is written against. */
-export function originalMaskShape(c: Pick<ModelConfig, 'encoderLayers' | 'decoderLayers' | 'heads'>): MaskShape {
-  return {
-    'enc-self': Array<number>(c.encoderLayers).fill(c.heads),
-    'dec-self': Array<number>(c.decoderLayers).fill(c.heads),
-    'dec-enc': Array<number>(c.decoderLayers).fill(c.heads),
-  };
-}
-
-/** Original head ids per position, per layer, for every attention type. */
-export type HeadPositions = Record<AttentionType, number[][]>;
-
-function layerCounts(c: ModelConfig): Record<AttentionType, number> {
-  return { 'enc-self': c.encoderLayers, 'dec-self': c.decoderLayers, 'dec-enc': c.decoderLayers };
-}
-
-/**
- * The original id of the head at every position of every layer: `keptHeads` for a pruned model, 0..h-1
- * otherwise. Throws a CheckpointError when `keptHeads` does not fit the layer counts.
- */
-export function currentLayout(c: ModelConfig): HeadPositions {
-  const n = layerCounts(c);
-  const out = {} as HeadPositions;
-  for (const stack of ATTENTION_TYPES) {
-    const kept = c.keptHeads?.[stack];
-    if (kept && kept.length !== n[stack]) {
-      throw new CheckpointError(`model.keptHeads.${stack}: ${kept.length} layers, the model has ${n[stack]}`);
-    }
-    out[stack] = kept ? kept.map((ids) => [...ids].sort((a, b) => a - b)) : range(n[stack]).map(() => range(c.heads));
-  }
-  return out;
-}
-
 /** The current layout as a mask over the original model (every head kept for an unpruned model). */
 export function currentLayoutMask(c: ModelConfig, source = 'current layout'): HeadMask {
-  return maskFromKeptSets(currentLayout(c), originalMaskShape(c), source);
+  const layout = headLayout(c);
+  const kept: Partial<PerHead> = {};
+  for (const stack of ATTENTION_TYPES) kept[stack] = layout.originalIds[stack].map(ascending);
+  return maskFromKeptSets(kept, layout.originalShape, source);
 }

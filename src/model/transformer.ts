@@ -11,6 +11,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { ModelConfig } from '../config/schema.js';
 import type { AttentionType } from '../config/head-id.js';
+import { type HeadShape, headsPerLayer } from '../config/head-layout.js';
 import { Rng } from '../util/random.js';
 import { ParamStore } from './params.js';
 import { ForwardContext, causalBias, dropout, feedForward, layerNorm, linear, paddingBias, residualLayerNorm, sinusoidalTable } from './layers.js';
@@ -63,22 +64,10 @@ export interface DecoderState {
   selfQkv?: Array<{ w: tf.Tensor2D; b: tf.Tensor1D } | null>;
 }
 
-export type ModelShape = Record<AttentionType, number[]>;
-
 /** The MoE layers' per-batch input: which rows are real tokens, and the capacity (null: no limit). */
 interface MoeInput {
   tokenMask: tf.Tensor1D;
   capacity: number | null;
-}
-
-/** Heads per layer for each attention type, honouring physical pruning (`keptHeads`). */
-export function headsPerLayer(c: ModelConfig): ModelShape {
-  const count = (stack: AttentionType, layers: number) => (c.keptHeads ? c.keptHeads[stack].map((ids) => ids.length) : Array<number>(layers).fill(c.heads));
-  return {
-    'enc-self': count('enc-self', c.encoderLayers),
-    'dec-self': count('dec-self', c.decoderLayers),
-    'dec-enc': count('dec-enc', c.decoderLayers),
-  };
 }
 
 function addAttentionParams(ps: ParamStore, prefix: string, d: number, h: number, dHead: number, rng: Rng): void {
@@ -161,7 +150,7 @@ export function initParams(c: ModelConfig, vocabSize: number, rng: Rng): ParamSt
 }
 
 export class Transformer {
-  readonly shape: ModelShape;
+  readonly shape: HeadShape;
   readonly dHead: number;
   private readonly positions: tf.Tensor2D;
   /** the weight view of the forward in progress and the views it made (forward is synchronous) */

@@ -3,7 +3,7 @@
  * (transformer-graphs.ts), the decode loop (decode.ts) and any page that loads the files: file names, graph
  * input/output names, and model.json (also in every graph's metadata_props). Pure: no Node-only imports.
  */
-import type { AttentionType } from '../config/head-id.js';
+import type { PerHead, HeadShape } from '../config/head-layout.js';
 
 export const ONNX_EXPORT_FORMAT = 'heads.onnx-export';
 export const ONNX_EXPORT_VERSION = 1;
@@ -45,9 +45,9 @@ export interface OnnxExportMetadata {
   maxPositions: number;
   ffnWidths: { encoder: number[]; decoder: number[] };
   /** heads remaining per layer */
-  headsPerLayer: Record<AttentionType, number[]>;
+  headsPerLayer: HeadShape;
   /** original ids of the remaining heads per layer */
-  keptHeads: Record<AttentionType, number[][]>;
+  keptHeads: PerHead;
   specialIds: { pad: number; bos: number; eos: number };
   /**
    * the run's decoding defaults (config.eval): max output length = max(1, min(floor(maxLenA * srcLen +

@@ -8,8 +8,7 @@ import { join } from 'node:path';
 import type { ModelConfig } from '../config/schema.js';
 import type { HeadMask } from '../io/head-mask.js';
 import type { NamedArrays } from '../io/safetensors.js';
-import { currentLayout } from '../io/head-mask.js';
-import { headsPerLayer } from '../model/transformer.js';
+import { headLayout, headsPerLayer } from '../config/head-layout.js';
 import { BOS_ID, EOS_ID, PAD_ID } from '../eval/decode-rules.js';
 import { ConfigError } from '../util/errors.js';
 import { makeDirs } from '../util/dirs.js';
@@ -52,7 +51,7 @@ export function buildOnnxExport(i: OnnxExportInput): { encoder: Uint8Array; deco
     maxPositions: c.maxPositions,
     ffnWidths: ffnWidthsOf(c),
     headsPerLayer: headsPerLayer(c),
-    keptHeads: currentLayout(c),
+    keptHeads: headLayout(c).originalIds,
     specialIds: { pad: PAD_ID, bos: BOS_ID, eos: EOS_ID },
     generation: i.generation,
     quantization: i.int8

@@ -29,7 +29,8 @@
  */
 import type { ModelConfig } from '../config/schema.js';
 import type { NamedArrays } from '../io/safetensors.js';
-import { headsPerLayer, ffnWidth } from '../model/transformer.js';
+import { type HeadShape, headsPerLayer } from '../config/head-layout.js';
+import { ffnWidth } from '../model/transformer.js';
 import { sinusoidalTable } from '../model/layers.js';
 import { quantizeInt8 } from '../compress/quantize.js';
 import { CheckpointError } from '../util/errors.js';
@@ -93,7 +94,7 @@ export function onnxUnsupported(c: ModelConfig): string[] {
 class TransformerGraph {
   readonly d: number;
   readonly dHead: number;
-  readonly heads: ReturnType<typeof headsPerLayer>;
+  readonly heads: HeadShape;
   private readonly used = new Set<string>();
   private readonly quantized = new Map<string, { q: string; scale: string }>();
 

@@ -5,7 +5,8 @@
  * `enc-self.3.5`; hovering shows that key and the value.
  */
 import { ATTENTION_TYPES, type AttentionType, parseHeadKey } from '../config/head-id.js';
-import type { HeadMask, MaskShape } from '../io/head-mask.js';
+import { type HeadShape, shapeKeys } from '../config/head-layout.js';
+import type { HeadMask } from '../io/head-mask.js';
 import type { HeadScores } from './readers.js';
 import {
   ATTENTION_LABELS,
@@ -22,9 +23,9 @@ import {
 } from './figure.js';
 
 /** Heads per layer of each type: the given shape, else the extent of the keys present. */
-function gridShape(keys: readonly string[], shape: MaskShape | null | undefined): MaskShape {
+function gridShape(keys: readonly string[], shape: HeadShape | null | undefined): HeadShape {
   if (shape) return shape;
-  const out: MaskShape = { 'enc-self': [], 'dec-self': [], 'dec-enc': [] };
+  const out: HeadShape = { 'enc-self': [], 'dec-self': [], 'dec-enc': [] };
   for (const k of keys) {
     const id = parseHeadKey(k);
     if (!id) continue;
@@ -131,7 +132,7 @@ export function headHeatmap(scores: HeadScores, opts: HeadHeatmapOptions = {}): 
   const showValues = opts.showValues ?? true;
 
   const panels: GridPanel[] = stacks.map((stack) => {
-    const keysGrid = shape[stack].map((h, l) => Array.from({ length: h }, (_, head) => `${stack}.${l}.${head}`));
+    const keysGrid = shapeKeys(shape, stack);
     const z = keysGrid.map((row) =>
       row.map((k) => {
         const v = scores.values[k];
@@ -214,7 +215,7 @@ export function headHeatmapGrid(scoresList: readonly HeadScores[], opts: Heatmap
     const top = 1 - r * (h + gapY);
     stacks.forEach((stack, c) => {
       const ax = panelAxes(r * nCols + c);
-      const keysGrid = shape[stack].map((n, l) => Array.from({ length: n }, (_, head) => `${stack}.${l}.${head}`));
+      const keysGrid = shapeKeys(shape, stack);
       const z = keysGrid.map((row) =>
         row.map((k) => {
           const v = sc.values[k];
@@ -328,21 +329,21 @@ const PRUNED_COLOR = '#e3e3e3';
 export interface MaskMapOptions {
   title?: string;
   /** original heads per layer when the mask file does not carry `model.headsPerLayer` */
-  shape?: MaskShape;
+  shape?: HeadShape;
 }
 
 /** The heads a mask keeps (blue) and prunes (grey), one panel per attention type, cells labelled layer.head. */
 export function maskMap(mask: HeadMask, opts: MaskMapOptions = {}): FigureSpec {
-  const shape: MaskShape =
+  const shape: HeadShape =
     mask.model?.headsPerLayer ??
     opts.shape ??
-    (Object.fromEntries(ATTENTION_TYPES.map((t) => [t, (mask.stacks[t]?.layers ?? []).map((l) => l.kept.length + l.removed.length)])) as MaskShape);
+    (Object.fromEntries(ATTENTION_TYPES.map((t) => [t, (mask.stacks[t]?.layers ?? []).map((l) => l.kept.length + l.removed.length)])) as HeadShape);
   const stacks = ATTENTION_TYPES.filter((t) => shape[t].length > 0);
   let keptTotal = 0;
   let total = 0;
   const panels: GridPanel[] = stacks.map((stack) => {
     const layers = mask.stacks[stack]?.layers;
-    const keysGrid = shape[stack].map((h, l) => Array.from({ length: h }, (_, head) => `${stack}.${l}.${head}`));
+    const keysGrid = shapeKeys(shape, stack);
     const z = shape[stack].map((h, l) => Array.from({ length: h }, (_, head) => (layers?.[l] ? (layers[l].kept.includes(head) ? 1 : 0) : 1)));
     const kept = z.flat().filter((v) => v === 1).length;
     keptTotal += kept;

@@ -9,7 +9,7 @@ import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import Papa from 'papaparse';
 import { ATTENTION_TYPES, type AttentionType, type HeadId, isAttentionType, parseHeadKey } from '../config/head-id.js';
-import type { MaskShape } from '../io/head-mask.js';
+import type { HeadShape } from '../config/head-layout.js';
 import { DataError } from '../util/errors.js';
 import { readJsonFile, readTextFile } from '../util/fs.js';
 
@@ -249,7 +249,7 @@ export interface HeadScoreTable {
   columns: string[];
   rows: Record<string, Record<string, number>>;
   /** original heads per layer when the file says (head report JSON, run config) */
-  shape: MaskShape | null;
+  shape: HeadShape | null;
 }
 
 /** One score of every head, what `headHeatmap` draws. */
@@ -261,7 +261,7 @@ export interface HeadScores {
   /** by head key `enc-self.3.5`; null or missing: no value (drawn empty) */
   values: Record<string, number | null>;
   /** original heads per layer; without it the grid spans the heads present */
-  shape?: MaskShape | null;
+  shape?: HeadShape | null;
   /** the score's natural range (probabilities: [0, 1]); default: the values' extent */
   range?: [number, number];
 }
@@ -324,9 +324,9 @@ function flattenNumbers(value: unknown, prefix: string, out: Record<string, numb
   else if (isRecord(value)) for (const [k, v] of Object.entries(value)) flattenNumbers(v, prefix ? `${prefix}.${k}` : k, out);
 }
 
-function shapeOf(value: unknown): MaskShape | null {
+function shapeOf(value: unknown): HeadShape | null {
   if (!isRecord(value)) return null;
-  const out = {} as MaskShape;
+  const out = {} as HeadShape;
   for (const t of ATTENTION_TYPES) {
     const counts = value[t];
     if (!Array.isArray(counts) || !counts.every((c): c is number => typeof c === 'number' && Number.isInteger(c) && c >= 0)) return null;
@@ -356,7 +356,7 @@ export function readGateSettings(path: string): { beta?: number; targetHeads?: n
 }
 
 /** Original heads per layer from a run's resolved config (config.json `model`), or null. */
-export function shapeFromConfig(config: unknown): MaskShape | null {
+export function shapeFromConfig(config: unknown): HeadShape | null {
   if (!isRecord(config) || !isRecord(config.model)) return null;
   const m = config.model;
   const enc = m.encoderLayers;
@@ -374,7 +374,7 @@ export function shapeFromConfig(config: unknown): MaskShape | null {
 export function parseHeadScoresJson(value: unknown, sourceName: string): HeadScoreTable {
   if (!isRecord(value)) throw new DataError(`${sourceName}: expected a JSON object (a head report or a run's results.json)`);
   const rows: Record<string, Record<string, number>> = {};
-  let shape: MaskShape | null = null;
+  let shape: HeadShape | null = null;
   if (isRecord(value.heads) && !Array.isArray(value.heads)) {
     for (const [key, entry] of Object.entries(value.heads)) {
       if (!parseHeadKey(key)) throw new DataError(`${sourceName}: heads.${key}: expected a head key like enc-self.3.5`);
@@ -452,7 +452,7 @@ export function selectScore(table: HeadScoreTable, column: string, label?: strin
 export function headScoresOf<E>(
   heads: Readonly<Record<string, E>>,
   column: { name: string; label: string; get: (e: E) => number | null },
-  shape?: MaskShape | null,
+  shape?: HeadShape | null,
 ): HeadScores {
   const values: Record<string, number | null> = {};
   for (const [k, e] of Object.entries(heads)) values[k] = column.get(e);

@@ -5,7 +5,7 @@
  * model has no such head (pruned).
  */
 import type { AttentionType } from '../config/head-id.js';
-import type { MaskShape } from '../io/head-mask.js';
+import { type HeadShape, shapeKeys } from '../config/head-layout.js';
 import { ATTENTION_LABELS, type FigureSpec, type Trace, axis, baseLayout, columnDomains, panelAxes, setAxis } from './figure.js';
 import { escapeLabel } from './attention.js';
 
@@ -43,7 +43,7 @@ export interface RolesMapOptions {
  */
 export function rolesMapFigure(
   heads: Readonly<Record<string, HeadRoles>>,
-  shape: MaskShape,
+  shape: HeadShape,
   stacks: readonly AttentionType[],
   opts: RolesMapOptions = {},
 ): FigureSpec {
@@ -77,7 +77,7 @@ export function rolesMapFigure(
   }));
   const data: Trace[] = stacks.map((stack, i) => {
     const ax = panelAxes(i);
-    const keys = shape[stack].map((h, l) => Array.from({ length: h }, (_, head) => `${stack}.${l}.${head}`));
+    const keys = shapeKeys(shape, stack);
     const z = keys.map((row) => row.map((k) => (heads[k] ? ROLE_NAMES.indexOf(roleOf(heads[k])) + 0.5 : null)));
     const text = keys.map((row) => row.map((k) => (heads[k]?.roles.labels ?? []).map(escapeLabel).join('<br>')));
     const width = Math.max(0, ...shape[stack]);

@@ -29,7 +29,7 @@ import { createTransformer } from '../model/transformer.js';
 import { type NamedArrays, writeCheckpoint } from '../io/checkpoint.js';
 import { exportModel } from '../export/export-model.js';
 import { maskFromKeptSets } from '../io/head-mask.js';
-import { originalMaskShape } from '../export/prune-model.js';
+import { originalMaskShape } from '../config/head-layout.js';
 import { chromiumMissingMessage, findChromium } from '../plots/write.js';
 import { useTestBackend } from '../test-utils/backend.js';
 import { Rng } from '../util/random.js';

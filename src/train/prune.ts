@@ -12,10 +12,11 @@
 import type { RuntimeOptions } from '../config/runtime.js';
 import type { ResolvedConfig } from '../config/schema.js';
 import { ATTENTION_TYPES, type AttentionType } from '../config/head-id.js';
-import { maskFromKeptSets, writeHeadMask, countKept, originalMaskShape } from '../io/head-mask.js';
+import { type PerHead, originalMaskShape } from '../config/head-layout.js';
+import { maskFromKeptSets, writeHeadMask, countKept } from '../io/head-mask.js';
 import type { BpeTokenizer } from '../data/tokenizer.js';
 import { headKey } from '../config/head-id.js';
-import type { GateValues } from '../gates/head-gates.js';
+import type { GateTensors } from '../model/transformer.js';
 import type { RunFolder } from '../util/run-folder.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { disposeGates } from '../model/gate-tensors.js';
@@ -44,7 +45,7 @@ export interface BinarisedScores {
 }
 
 /** Kept heads whose folded gate is below 1: where the folded and the binarised model differ. */
-function keptBelowOne(folded: GateValues, binary: GateValues, keyOf: (stack: AttentionType, layer: number, pos: number) => string): string[] {
+function keptBelowOne(folded: GateTensors, binary: GateTensors, keyOf: (stack: AttentionType, layer: number, pos: number) => string): string[] {
   const out: string[] = [];
   for (const stack of ATTENTION_TYPES)
     (binary[stack] ?? []).forEach((b, layer) => {
@@ -81,7 +82,7 @@ export async function runPruning(o: {
     if (!gates) throw new Error('pruning run without gates');
     const kept = gates.keptPositions();
     // positions -> original ids (a physically pruned parent keeps its own head ids)
-    const keptIds = {} as Record<AttentionType, number[][]>;
+    const keptIds = {} as PerHead;
     for (const stack of ATTENTION_TYPES) keptIds[stack] = kept[stack].map((l, layer) => l.map((pos) => gates.originalHead(stack, layer, pos)));
     const shape = originalMaskShape(cfg.model);
     const mask = maskFromKeptSets(
@@ -100,7 +101,7 @@ export async function runPruning(o: {
     const binary = gates.binaryGates(kept);
     const foldedBelowOne = keptBelowOne(folded, binary, (stack, layer, pos) => headKey({ stack, layer, head: gates.originalHead(stack, layer, pos) }));
     const devPairs = data.corpora.valid.slice(0, o.devSentences ?? data.corpora.valid.length);
-    const score = async (g: GateValues, what: string) => ({
+    const score = async (g: GateTensors, what: string) => ({
       dev: devPairs.length ? await scoreTranslations(model, data.tokenizer, devPairs, cfg, g, { progress, label: `dev (${what})`, isStopRequested }) : null,
       test: data.corpora.test.length
         ? await scoreTranslations(model, data.tokenizer, data.corpora.test, cfg, g, { progress, label: `test (${what})`, isStopRequested })

@@ -10,6 +10,7 @@ import * as tf from '@tensorflow/tfjs';
 import { existsSync } from 'node:fs';
 import type { ResolvedConfig } from '../config/schema.js';
 import type { RuntimeOptions } from '../config/runtime.js';
+import { headLayout } from '../config/head-layout.js';
 import { BpeTokenizer } from '../data/tokenizer.js';
 import { prepareData, type PreparedData } from '../data/prepare.js';
 import { createTransformer, type GateTensors, type Transformer } from '../model/transformer.js';
@@ -162,7 +163,7 @@ export async function runTraining(o: RunTrainingOptions): Promise<RunTrainingRes
 
   const model = createTransformer(cfg.model, data.tokenizer.vocabSize, new Rng(deriveSeed(cfg.seed, 'init')));
   const gates = cfg.gates.attention.length
-    ? new HeadGates(cfg.gates, model.shape, cfg.seed, { layout: cfg.model.keptHeads, maxSteps: cfg.train.maxSteps })
+    ? new HeadGates(cfg.gates, model.shape, cfg.seed, { layout: headLayout(cfg.model), maxSteps: cfg.train.maxSteps })
     : null;
   gates?.setTrajectoryFile(run.file('gate-trajectory.csv'));
   progress.log(

@@ -30,7 +30,8 @@ import { importanceFlag } from '../importance-flags.js';
 import { type HeadReport, SCORE_COLUMNS, scoreColumn, topHeads, writeHeadReport, writeHeadReportCsv } from '../../analysis/report.js';
 import { attentionMaps } from '../../analysis/attention-pass.js';
 import { writeHeadReportFigures } from '../../plots/head-report.js';
-import { headLayout, parseHeadList, testGateMultipliers } from '../../analysis/head-layout.js';
+import { headLayout, parseHeadList } from '../../config/head-layout.js';
+import { testGateMultipliers } from '../../analysis/multipliers.js';
 
 interface Args {
   model: string;

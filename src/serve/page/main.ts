@@ -7,6 +7,7 @@
  * translating -> done (or error, with the message in #error and on the console).
  */
 import * as ort from 'onnxruntime-web/webgpu';
+import { headKey } from '../../config/head-id.js';
 import type { ServedModelInfo } from '../model-info.js';
 import { ATTENTION_TYPES, formatBytes, formatCount, headsKept } from '../model-info.js';
 import { type Translator, loadTranslator } from './translator.js';
@@ -47,7 +48,9 @@ function headGrid(info: ServedModelInfo): HTMLTableElement {
       const keptSet = new Set(ids);
       for (let h = 0; h < original; h++) {
         const isKept = keptSet.has(h);
-        row.appendChild(el('td', { className: isKept ? 'kept' : 'removed', title: `${type}.${layer}.${h} ${isKept ? 'kept' : 'removed'}` }));
+        row.appendChild(
+          el('td', { className: isKept ? 'kept' : 'removed', title: `${headKey({ stack: type, layer, head: h })} ${isKept ? 'kept' : 'removed'}` }),
+        );
       }
       row.appendChild(el('th', { className: 'count', text: `${ids.length}` }));
       table.appendChild(row);

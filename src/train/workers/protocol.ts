@@ -3,7 +3,7 @@
  * Everything here is structured-cloneable: plain objects, typed arrays and SharedArrayBuffers.
  */
 import type { GateConfig, ModelConfig, QuantAwareConfig } from '../../config/schema.js';
-import type { ModelShape } from '../../model/transformer.js';
+import type { HeadShape } from '../../config/head-layout.js';
 import type { Batch } from '../../data/batches.js';
 import type { RoutingCounts } from '../../model/moe.js';
 import type { ParamLayout, SharedBuffers } from './shared-state.js';
@@ -20,7 +20,7 @@ export interface WorkerInit {
   modelConfig: ModelConfig;
   vocabSize: number;
   /** the HeadGates to rebuild for sampling (null: no gates) */
-  gates: { config: GateConfig; shape: ModelShape } | null;
+  gates: { config: GateConfig; shape: HeadShape } | null;
   layout: ParamLayout;
   buffers: SharedBuffers;
   /** config.seed, train.labelSmoothing, Adam's constants */

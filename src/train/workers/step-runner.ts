@@ -13,7 +13,8 @@
 import * as tf from '@tensorflow/tfjs';
 import type { GateConfig, ResolvedConfig } from '../../config/schema.js';
 import type { Batch } from '../../data/batches.js';
-import type { ModelShape, Transformer } from '../../model/transformer.js';
+import type { HeadShape } from '../../config/head-layout.js';
+import type { Transformer } from '../../model/transformer.js';
 import type { WeightMasks } from '../../compress/magnitude-pruning.js';
 import { activeKernelFixes, nativeBlasStatus, setBlasThreads } from '../../backend/ops.js';
 import { DROPOUT_KERNEL } from '../../backend/dropout.js';
@@ -28,7 +29,7 @@ import { assignFrom, readInto, writeFrom } from './tensor-io.js';
 /** What a worker needs to rebuild the gates (a HeadGates: its config and the model shape). */
 export interface GateSpec {
   config: GateConfig;
-  shape: ModelShape;
+  shape: HeadShape;
 }
 
 export interface WorkerSetup {
