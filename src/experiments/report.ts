@@ -20,6 +20,7 @@ import { corpusBleu, tokenizedLowercaseBleu } from '../eval/bleu.js';
 import { DataError } from '../util/errors.js';
 import { readJsonFile, readTextFile, writeFileAtomic } from '../util/fs.js';
 import { EXPERIMENT_RESULT_COLUMNS, type ExperimentResultRow } from '../plots/readers.js';
+import { computeSection } from './compute-summary.js';
 import {
   type ReplicatedRow,
   bleuPointsFromResults,
@@ -323,6 +324,8 @@ export function writeReport(stages: readonly ResolvedStage[], outDir: string, op
   if (table2) sections.push(`## Pruned against the same layout trained from scratch (Voita et al. 2019, Table 2)\n\n${table2}`);
   const methods = methodsSection(stages, outDir);
   if (methods) sections.push(methods);
+  const compute = computeSection(rows);
+  if (compute) sections.push(compute);
   writeFileAtomic(mdPath, sections.join('\n'));
   return { rows, csvPath, mdPath, outputs, ...(rescored ? { rescored } : {}) };
 }
