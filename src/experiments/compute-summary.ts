@@ -4,17 +4,13 @@
  * steps) count it once. With `--jobs 2` two stages run side by side, so the elapsed time of a session is
  * less than these sums (at best half); each stage's own figure is its row's `wall min`.
  */
+import { instanceIdOf } from './stage.js';
+
 export interface ComputeRow {
   id: string;
   seed: number | null;
   kind: string;
   wallSeconds: number | null;
-}
-
-/** `l0[lambda=0.5]#binarised` -> `l0[lambda=0.5]`: the stage instance a row belongs to. */
-function instanceOf(id: string): string {
-  const i = id.indexOf('#');
-  return i < 0 ? id : id.slice(0, i);
 }
 
 const hours = (s: number) => (s / 3600).toFixed(2);
@@ -23,7 +19,7 @@ const hours = (s: number) => (s / 3600).toFixed(2);
 export function computeSection(rows: readonly ComputeRow[]): string | null {
   const stages = new Map<string, ComputeRow & { wallSeconds: number }>();
   for (const r of rows) {
-    const key = instanceOf(r.id);
+    const key = instanceIdOf(r.id);
     if (r.wallSeconds === null || r.wallSeconds === undefined || !Number.isFinite(r.wallSeconds) || stages.has(key)) continue;
     stages.set(key, { ...r, wallSeconds: r.wallSeconds });
   }

@@ -40,6 +40,15 @@ export function recordFiles(folder: string): string[] {
     .sort();
 }
 
+/** Copy `names` from one folder to another, each checked against its source folder's integrity record. */
+function copyVerified(fromDir: string, toDir: string, names: readonly string[]): void {
+  for (const name of names) {
+    const bytes = readFileSync(join(fromDir, name));
+    verifyFile(join(fromDir, name), bytes);
+    writeFileAtomic(join(toDir, name), bytes);
+  }
+}
+
 /** Done here from a committed record (a restore killed before its stage.json landed is not). */
 export function isRestored(s: ResolvedStage): boolean {
   return existsSync(join(s.folder, RESTORED_MARKER)) && stageState(s) === 'done';
@@ -79,12 +88,7 @@ export function writeStageRecords(stages: readonly ResolvedStage[], outDir: stri
       changed.push(
         `${s.instance.id}: its model (${weights.checkpoint}, sha256 ${weights.sha256.slice(0, 12)}...) is not the one of its committed record (${before.checkpoint}, sha256 ${before.sha256.slice(0, 12)}...); stages run on the committed model in other sessions are not comparable with stages run on this one`,
       );
-    for (const name of recordFiles(s.folder)) {
-      const src = join(s.folder, name);
-      const bytes = readFileSync(src);
-      verifyFile(src, bytes);
-      writeFileAtomic(join(dest, name), bytes);
-    }
+    copyVerified(s.folder, dest, recordFiles(s.folder));
     if (weights) writeJsonAtomic(join(dest, WEIGHTS_FILE), weights);
     written++;
   }
@@ -119,7 +123,8 @@ export function planRestore(stages: readonly ResolvedStage[], fromDir: string): 
   for (const s of stages) {
     const from = join(recordsDir, basename(s.folder));
     const marker = join(from, 'stage.json');
-    if (stageState(s) === 'done' || !existsSync(marker)) continue;
+    const state = stageState(s);
+    if (state === 'done' || !existsSync(marker)) continue;
     let hash: unknown;
     try {
       hash = readJsonFile<{ hash?: unknown }>(marker, 'stage record').hash;
@@ -131,7 +136,7 @@ export function planRestore(stages: readonly ResolvedStage[], fromDir: string): 
       problems.push(`--restore: ${marker}: field hash: expected ${s.hash} (stage ${s.instance.id} as the spec resolves it), found ${JSON.stringify(hash)}`);
       continue;
     }
-    if (stageState(s) === 'partial') plan.partial.push(s);
+    if (state === 'partial') plan.partial.push(s);
     else plan.restore.push({ stage: s, from, files: recordFiles(from) });
   }
   if (problems.length) throw new ConfigError(problems);
@@ -155,15 +160,14 @@ export function restoredParentProblems(stages: readonly ResolvedStage[], restori
 /** Copy each planned record into its stage folder and mark it restored. */
 export function applyRestore(plan: RestorePlan, log: (line: string) => void = () => {}): void {
   for (const { stage, from, files } of plan.restore) {
-    for (const name of files) {
-      const src = join(from, name);
-      const bytes = readFileSync(src);
-      verifyFile(src, bytes);
-      // stage.json last: until it is in place the stage is not done, so a kill mid-copy restores it again
-      if (name !== 'stage.json') writeFileAtomic(join(stage.folder, name), bytes);
-    }
+    // stage.json last: until it is in place the stage is not done, so a kill mid-copy restores it again
+    copyVerified(
+      from,
+      stage.folder,
+      files.filter((name) => name !== 'stage.json'),
+    );
     writeJsonAtomic(join(stage.folder, RESTORED_MARKER), { from, files, at: new Date().toISOString(), checkpoints: false });
-    writeFileAtomic(join(stage.folder, 'stage.json'), readFileSync(join(from, 'stage.json')));
+    copyVerified(from, stage.folder, ['stage.json']);
     log(`[${stage.instance.id}] restored from ${from} (its record, no checkpoints)`);
   }
   for (const s of plan.partial) log(`[${s.instance.id}] partly run here: it resumes instead of being restored`);

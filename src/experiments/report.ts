@@ -12,7 +12,7 @@ import Papa from 'papaparse';
 import { existsSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import type { ResolvedStage } from './stage.js';
-import { decodingLabel, stageState } from './stage.js';
+import { decodingLabel, instanceIdOf, stageState } from './stage.js';
 import type { StageSummary } from './run-stage.js';
 import { hasHyps, readHyps, readLines, referenceCache, writeHyps, type TestOutput } from './hyps.js';
 import { formatMeanSd, formatP, meanSd, pairedTestSetPValues, REPORT_BOOTSTRAP, type MeanSd, type PairedComparison } from './replicates.js';
@@ -87,7 +87,6 @@ const numberOrNull = (v: unknown): number | null => (typeof v === 'number' ? v :
 export const BINARISED = '#binarised';
 
 /** A result row's stage instance id (a curve row's id is `<instance>#<mask file>`, a binarised row's `<instance>#binarised`). */
-const instanceIdOf = (rowId: string): string => rowId.split('#')[0]!;
 
 /** How a finished stage's dev BLEU was decoded: from stage.json, else (older stages) from the kind that wrote it. */
 function devDecodingOf(s: ResolvedStage, sum: StageSummary): string | null {

@@ -33,6 +33,11 @@ export function experimentRoot(spec: ExperimentSpec, runsDir = 'runs'): string {
   return join(runsDir, 'experiments', spec.name);
 }
 
+/** The stage instance a report row belongs to: `l0[lambda=0.5]#binarised` -> `l0[lambda=0.5]` (its #binarised and importance-step rows). */
+export function instanceIdOf(rowId: string): string {
+  return rowId.split('#')[0]!;
+}
+
 export function safeName(id: string): string {
   return id.replace(/[^A-Za-z0-9_.=,-]+/g, '_').slice(0, 80);
 }
