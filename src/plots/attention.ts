@@ -5,7 +5,7 @@
  */
 import { parseHeadKey } from '../config/head-id.js';
 import type { AttentionMapData } from './readers.js';
-import { type FigureSpec, MAX_PANELS, type Trace, axis, baseLayout, columnDomains, panelAxes, setAxis } from './figure.js';
+import { type FigureSpec, MAX_PANELS, type Trace, axis, baseLayout, columnDomains, panelAxes, panelTitle, setAxis } from './figure.js';
 
 /** Which tokens a head's queries and keys are, for axis titles. */
 function sides(key: string): { query: string; key: string } {
@@ -118,16 +118,7 @@ export function attentionMapFigure(maps: AttentionMapData | readonly AttentionMa
         tickfont: { size: 11 },
       }),
     );
-    layout.annotations!.push({
-      text: `<b>${m.key}</b>`,
-      showarrow: false,
-      xref: ax.xDomain,
-      yref: ax.yDomain,
-      x: 0.5,
-      y: 1.01,
-      xanchor: 'center',
-      yanchor: 'bottom',
-    });
+    layout.annotations!.push(panelTitle(`<b>${m.key}</b>`, ax, 1.01));
   });
   return { data, layout };
 }

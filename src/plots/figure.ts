@@ -126,6 +126,21 @@ export function panelNote(text: string, axes: PanelAxes): NonNullable<FigureLayo
   return { text, showarrow: false, xref: axes.xDomain, yref: axes.yDomain, x: 0.5, y: 0.5, font: { color: '#888888' } };
 }
 
+/** A panel's title, centred above it (`y` in the panel's domain; a font size where given). */
+export function panelTitle(text: string, axes: PanelAxes, y = 1.02, size?: number): NonNullable<FigureLayout['annotations']>[number] {
+  return {
+    text,
+    showarrow: false,
+    xref: axes.xDomain,
+    yref: axes.yDomain,
+    x: 0.5,
+    y,
+    xanchor: 'center',
+    yanchor: 'bottom',
+    ...(size ? { font: { size } } : {}),
+  };
+}
+
 /** Shorten a number for cell labels: 3 significant digits, no exponent for ordinary magnitudes. */
 export function formatValue(v: number): string {
   if (!Number.isFinite(v)) return String(v);

@@ -17,6 +17,7 @@ import {
   baseLayout,
   columnDomains,
   panelAxes,
+  panelTitle,
   rowDomains,
   setAxis,
 } from './figure.js';
@@ -150,16 +151,9 @@ export function gateTrajectories(traj: GateTrajectory, opts: GateTrajectoryOptio
     setAxis(layout, ax.xKey, axis('training step', { domain: domains[isByType ? si : 0], anchor: ax.y }));
     setAxis(layout, ax.yKey, axis(si === 0 ? 'P(gate open) = P(g ≠ 0)' : '', { range: [0, 1.02], anchor: ax.x, showticklabels: si === 0 }));
     if (isByType)
-      layout.annotations!.push({
-        text: `<span style="color:${ATTENTION_COLORS[stack]}">■</span> ${ATTENTION_LABELS[stack]} (${heads.length} heads)`,
-        showarrow: false,
-        xref: ax.xDomain,
-        yref: ax.yDomain,
-        x: 0.5,
-        y: 1.01,
-        xanchor: 'center',
-        yanchor: 'bottom',
-      });
+      layout.annotations!.push(
+        panelTitle(`<span style="color:${ATTENTION_COLORS[stack]}">■</span> ${ATTENTION_LABELS[stack]} (${heads.length} heads)`, ax, 1.01),
+      );
     if (threshold !== null && traj.steps.length) {
       layout.shapes!.push({
         type: 'line',

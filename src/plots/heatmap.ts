@@ -19,6 +19,7 @@ import {
   formatValue,
   MAX_PANELS,
   panelAxes,
+  panelTitle,
   setAxis,
 } from './figure.js';
 
@@ -88,17 +89,7 @@ function gridLayout(title: string, panels: readonly GridPanel[], extraRight: num
         zeroline: false,
       }),
     );
-    layout.annotations!.push({
-      text: p.title,
-      showarrow: false,
-      xref: ax.xDomain,
-      yref: ax.yDomain,
-      x: 0.5,
-      y: 1.02,
-      xanchor: 'center',
-      yanchor: 'bottom',
-      font: { size: 13 },
-    });
+    layout.annotations!.push(panelTitle(p.title, ax, 1.02, 13));
   });
   return layout;
 }

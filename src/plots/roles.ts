@@ -6,7 +6,7 @@
  */
 import type { AttentionType } from '../config/head-id.js';
 import { type HeadShape, shapeKeys } from '../config/head-layout.js';
-import { ATTENTION_LABELS, type FigureSpec, type Trace, axis, baseLayout, columnDomains, panelAxes, setAxis } from './figure.js';
+import { ATTENTION_LABELS, type FigureSpec, type Trace, axis, baseLayout, columnDomains, panelAxes, panelTitle, setAxis } from './figure.js';
 import { escapeLabel } from './attention.js';
 
 /** What the roles map reads of a head report's entry (analysis/report.ts HeadReportEntry has these fields). */
@@ -83,17 +83,7 @@ export function rolesMapFigure(
     const width = Math.max(0, ...shape[stack]);
     setAxis(layout, ax.xKey, axis('head', { domain: domains[i], anchor: ax.y, dtick: 1, showgrid: false, zeroline: false, range: [-0.5, width - 0.5] }));
     setAxis(layout, ax.yKey, axis(i === 0 ? 'layer' : '', { anchor: ax.x, dtick: 1, autorange: 'reversed', showgrid: false, zeroline: false }));
-    layout.annotations!.push({
-      text: `${ATTENTION_LABELS[stack]} (${stack})`,
-      showarrow: false,
-      xref: ax.xDomain,
-      yref: ax.yDomain,
-      x: 0.5,
-      y: 1.02,
-      xanchor: 'center',
-      yanchor: 'bottom',
-      font: { size: 13 },
-    });
+    layout.annotations!.push(panelTitle(`${ATTENTION_LABELS[stack]} (${stack})`, ax, 1.02, 13));
     return {
       type: 'heatmap',
       z,
