@@ -617,6 +617,29 @@ describe('seeds: replicates of a study', () => {
     expect(() => loadSpec(p, undefined, { seeds: [1, 1] })).toThrow(/--seeds: expected distinct non-negative integers/);
   });
 
+  it('--seeds narrows stages pinned to a seed: a stage (and its children) without a seed of the run has no instance; --only naming it says why', () => {
+    // l0 follows only seed 2 of the baselines; scratch trains l0's layout, so it follows seed 2 too
+    const p = spec(
+      'seeds-narrow',
+      `name: seeds-narrow\nset: ${TINY_SET}\nseed: [1, 2]\nstages:\n  baseline: { kind: train }\n  l0: { kind: prune, from: baseline, lambda: 0.5, seed: 2 }\n  an: { kind: analyze, of: l0 }\n  scratch: { kind: train, fixedMaskFrom: l0 }\n  imp: { kind: prune, from: baseline, method: importance }\n`,
+    );
+    const full = resolveStages(loadSpec(p), expandStages(loadSpec(p)), join(dir, 'runs-narrow'));
+    const idsOf = (seeds: number[]) => expandStages(loadSpec(p, undefined, { seeds })).map((i) => i.id);
+    // before the fix, --seeds 1 was refused: "stages.l0.seed: 2 not among its parent's seeds (1)"
+    expect(idsOf([1])).toEqual(['baseline[seed=1]', 'imp[seed=1]']);
+    expect(idsOf([2])).toEqual(['baseline[seed=2]', 'l0[seed=2]', 'an[seed=2]', 'scratch[seed=2]', 'imp[seed=2]']);
+    // the same instances as in the full run: same hashes, so a narrowed run resumes the full study's folders
+    const one = loadSpec(p, undefined, { seeds: [1] });
+    const narrowed = resolveStages(one, expandStages(one), join(dir, 'runs-narrow'));
+    for (const s of narrowed) expect(s.hash).toBe(full.find((f) => f.instance.id === s.instance.id)!.hash);
+    expect(() => selectStages(narrowed, ['l0'], p, one)).toThrow(/--only l0: no instance at --seeds 1 \(l0 runs at seed 2\); add its seeds to --seeds/);
+    expect(() => selectStages(narrowed, ['scratch'], p, one)).toThrow(/--only scratch: no instance at --seeds 1 \(the stage scratch follows has none\)/);
+    expect(() => selectStages(narrowed, ['nope'], p, one)).toThrow(/--only nope: no such stage/);
+    // without --seeds a seed the parent lacks stays an error (a typo, not a narrowed run)
+    const typo = spec('seeds-narrow-typo', readFileSync(p, 'utf8').replace('seed: 2 }', 'seed: 3 }'));
+    expect(() => expandStages(loadSpec(typo))).toThrow(/stages\.l0\.seed: 3 not among its parent's seeds \(1, 2\)/);
+  });
+
   it('without seeds ids and hashes are unchanged; the seed enters a stage only through its config', () => {
     const hashes = (top: string) =>
       resolveStages(

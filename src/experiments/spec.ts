@@ -152,7 +152,12 @@ export const SpecSchema = z.strictObject({
 });
 
 export type StageSpec = z.infer<typeof StageSchema>;
-export type ExperimentSpec = z.infer<typeof SpecSchema> & { file: string; baseConfig: string | null };
+export type ExperimentSpec = z.infer<typeof SpecSchema> & {
+  file: string;
+  baseConfig: string | null;
+  /** the CLI's `--seeds`, when given: a stage's own seeds outside it have no instance in this run */
+  cliSeeds?: readonly number[];
+};
 
 /** A concrete stage after sweep expansion. */
 export interface StageInstance {
@@ -194,8 +199,9 @@ export function seedList(v: number | readonly number[] | undefined): number[] | 
 }
 
 /**
- * `opts.seeds` (the CLI's `--seeds 1,2,3`) replaces the spec-level (and preset) seeds; stage-level seeds
- * stay as written.
+ * `opts.seeds` (the CLI's `--seeds 1,2,3`) replaces the spec-level (and preset) seeds; a stage's own seeds
+ * keep only those among them (`analyze-l0-enc: { seed: 1 }` has no instance under `--seeds 2`), and a
+ * stage left without one has no instance in that run (nor have its children).
  */
 export function loadSpec(path: string, preset?: string, opts: { seeds?: readonly number[] } = {}): ExperimentSpec {
   if (!existsSync(path)) throw new ConfigError([`${path}: experiment spec not found`]);
@@ -275,6 +281,7 @@ export function loadSpec(path: string, preset?: string, opts: { seeds?: readonly
     if (!opts.seeds.length || new Set(opts.seeds).size !== opts.seeds.length || opts.seeds.some((x) => !Number.isInteger(x) || x < 0))
       throw new ConfigError([`--seeds: expected distinct non-negative integers (e.g. 1,2,3), found ${opts.seeds.join(',') || 'none'}`]);
     out.seed = [...opts.seeds];
+    out.cliSeeds = [...opts.seeds];
   }
   detectCycles(out);
   return out;
@@ -365,10 +372,22 @@ export function expandStages(spec: ExperimentSpec): StageInstance[] {
     const parentName = parentsOf(st)[0];
     // a parent reference may pin one instance: `l0-all[targetHeads=24]` (each seed's instance of it)
     const candidates = parentName ? byStage.get(parentName.split('[')[0]!)! : [];
+    // a parent the CLI's --seeds left without instances: so is this stage
+    if (parentName && !candidates.length && spec.cliSeeds) {
+      byStage.set(name, []);
+      continue;
+    }
     const pinned: Array<StageInstance | null> = parentName ? candidates.filter((p) => !parentName.includes('[') || p.baseId === parentName) : [null];
     if (parentName && !pinned.length)
       throw new ConfigError([`${where}: no instance '${parentName}' (instances: ${[...new Set(candidates.map((p) => p.baseId))].join(', ')})`]);
-    const own = seedList(st.seed);
+    const written = seedList(st.seed);
+    // under --seeds, a stage's own seeds are those of its seeds the run has (parentless stages: --seeds
+    // replaces them like the spec-level list; following stages keep those the CLI names)
+    const own = written && spec.cliSeeds ? written.filter((x) => spec.cliSeeds!.includes(x)) : written;
+    if (own && !own.length) {
+      byStage.set(name, []);
+      continue;
+    }
     if (own && st.sweep?.['seed']) throw new ConfigError([`${where}.sweep.seed: the stage has seed: as well; give the seeds once, as seed:`]);
     const parentSeeds = [...new Set(pinned.map((p) => p?.seed ?? null).filter((x): x is number => x !== null))];
     if (own && parentSeeds.length) {

@@ -14,7 +14,7 @@ import { originalMaskShape } from '../config/head-layout.js';
 import { readHeadMask, maskToKeptSets } from '../io/head-mask.js';
 import { readJsonFile, writeJsonAtomic } from '../util/fs.js';
 import { ConfigError, HeadsError } from '../util/errors.js';
-import type { ExperimentSpec, StageInstance } from './spec.js';
+import { seedList, type ExperimentSpec, type StageInstance } from './spec.js';
 import { chooseMask, maskHeadsOf } from './fixed-mask.js';
 import { finetuneDefaults } from './finetune-stage.js';
 
@@ -339,8 +339,19 @@ export function adoptStage(s: ResolvedStage, stagePath: string): void {
  * The stage instances named by `names` (stage names, matching every instance of a sweep, or instance ids)
  * together with the ancestors they need, in plan order. An unknown name is an error naming the choices.
  */
-export function selectStages(stages: readonly ResolvedStage[], names: readonly string[], specPath: string): ResolvedStage[] {
+export function selectStages(stages: readonly ResolvedStage[], names: readonly string[], specPath: string, spec?: ExperimentSpec): ResolvedStage[] {
   const unknown = names.filter((n) => !stages.some((s) => s.instance.stage === n || s.instance.id === n));
+  // a stage of the spec that the CLI's --seeds left without an instance (e.g. one pinned to seed 1)
+  const seedless = unknown.filter((n) => spec?.stages[n] && spec.cliSeeds);
+  if (seedless.length)
+    throw new ConfigError([
+      `${specPath}: --only ${seedless.join(', ')}: no instance at --seeds ${spec!.cliSeeds!.join(',')} (${seedless
+        .map((n) => {
+          const own = seedList(spec!.stages[n]!.seed);
+          return own ? `${n} runs at seed ${own.join(', ')}` : `the stage ${n} follows has none`;
+        })
+        .join('; ')}); add its seeds to --seeds`,
+    ]);
   if (unknown.length)
     throw new ConfigError([
       `${specPath}: --only ${unknown.join(', ')}: no such stage (stages: ${[...new Set(stages.map((s) => s.instance.stage))].join(', ')}; or an instance id, see status)`,

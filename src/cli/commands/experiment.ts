@@ -150,7 +150,7 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
       .split(/,(?![^[]*\])/)
       .map((x) => x.trim())
       .filter(Boolean);
-    const stages = only.length && args.action !== 'report' ? selectStages(all, only, args.spec) : all;
+    const stages = only.length && args.action !== 'report' ? selectStages(all, only, args.spec, spec) : all;
     const root = experimentRoot(spec, args['runs-dir']);
     // where this action writes must be able to exist before any stage starts
     const writes = args.action !== 'status' && !args['dry-run'] && !args['emit-commands'] && args.emit === undefined;
