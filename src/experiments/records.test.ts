@@ -151,6 +151,35 @@ const folderOf = (runs: string, prefix: string) => {
     );
     expect(existsSync(c)).toBe(false);
 
+    // damaged records: a mask cut short (its integrity entry says so) and a metrics line that does not parse
+    // (its entry removed, as after a hand edit): every problem named, nothing copied, not even the sound records
+    const damaged = join(dir, 'damaged');
+    cpSync(out, damaged, { recursive: true });
+    const l0Dir = join(damaged, 'stages', l0Name);
+    const baseDir = join(
+      damaged,
+      'stages',
+      names.find((n) => n.startsWith('baseline'))!,
+    );
+    writeFileSync(join(l0Dir, 'mask.json'), readFileSync(join(l0Dir, 'mask.json'), 'utf8').slice(0, 20));
+    const integrity = JSON.parse(readFileSync(join(baseDir, '.heads-integrity.json'), 'utf8'));
+    delete integrity.files['metrics.jsonl'];
+    writeFileSync(join(baseDir, '.heads-integrity.json'), JSON.stringify(integrity));
+    writeFileSync(join(baseDir, 'metrics.jsonl'), readFileSync(join(baseDir, 'metrics.jsonl'), 'utf8') + '{"step": 3, "loss\n');
+    const nLines = readFileSync(join(baseDir, 'metrics.jsonl'), 'utf8').split('\n').length - 1;
+    const bad = heads(['experiment', 'run', spec, '--runs-dir', c, '--restore', damaged, '--only', 'scratch']);
+    expect(bad.status).toBe(2);
+    const lines = bad.stderr.trim().split('\n');
+    expect(lines).toHaveLength(3);
+    expect(lines[0]).toBe('error: 2 problems:');
+    expect(
+      lines.some((l) => new RegExp(`--restore: .*${l0Name}/mask.json: damaged or changed since heads wrote it \\(cut short: 20 of \\d+ bytes\\)`).test(l)),
+    ).toBe(true);
+    expect(
+      lines.some((l) => new RegExp(`--restore: .*/metrics.jsonl:${nLines}: expected a JSON object per line, found text that does not parse`).test(l)),
+    ).toBe(true);
+    expect(existsSync(c)).toBe(false);
+
     const report = heads(['experiment', 'report', spec, '--runs-dir', c, '--out', join(dir, 'other'), '--restore', out]);
     expect(report.status).toBe(2);
     expect(report.stderr).toMatch(/--restore/);

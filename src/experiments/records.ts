@@ -137,10 +137,48 @@ export function planRestore(stages: readonly ResolvedStage[], fromDir: string): 
       continue;
     }
     if (state === 'partial') plan.partial.push(s);
-    else plan.restore.push({ stage: s, from, files: recordFiles(from) });
+    else {
+      const files = recordFiles(from);
+      problems.push(...recordProblems(from, files));
+      plan.restore.push({ stage: s, from, files });
+    }
   }
   if (problems.length) throw new ConfigError(problems);
   return plan;
+}
+
+/**
+ * What is wrong with the files of one record before any is copied: a file damaged since heads wrote it
+ * (its integrity entry) or a JSON / JSON-lines file that does not parse, each one line naming the file
+ * (and the line). A restore copies nothing unless every record it needs reads.
+ */
+function recordProblems(from: string, files: readonly string[]): string[] {
+  const problems: string[] = [];
+  for (const name of files) {
+    const path = join(from, name);
+    let text: string;
+    try {
+      const bytes = readFileSync(path);
+      verifyFile(path, bytes);
+      text = bytes.toString('utf8');
+    } catch (e) {
+      problems.push(`--restore: ${(e as Error).message}`);
+      continue;
+    }
+    const lines = name.endsWith('.jsonl') ? text.split('\n').map((l, i) => [l, i + 1] as const) : name.endsWith('.json') ? [[text, 0] as const] : [];
+    for (const [line, no] of lines) {
+      if (no > 0 && line.trim() === '') continue;
+      try {
+        JSON.parse(line);
+      } catch (e) {
+        problems.push(
+          `--restore: ${path}${no > 0 ? `:${no}` : ''}: expected ${no > 0 ? 'a JSON object per line' : 'JSON'}, found text that does not parse (${(e as Error).message})`,
+        );
+        break;
+      }
+    }
+  }
+  return problems;
 }
 
 /**
