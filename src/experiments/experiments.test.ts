@@ -935,20 +935,34 @@ describe('seeds: replicates of a study', () => {
         markDone(s, { curve: [{ keptHeads: kept, ...score, maskFile: 'masks/step-01.json', hyp: 'test-hyps/step-01.hyp' }] });
       } else {
         writeFileSync(join(s.folder, s.instance.baseId.startsWith('budget') ? 'test.pruned.hyp' : 'test.hyp'), h.join('\n') + '\n');
-        markDone(s, { ...score, devBleu: 10, keptHeads: kept });
+        if (!s.instance.baseId.startsWith('budget')) markDone(s, { ...score, devBleu: 10, keptHeads: kept });
+        else {
+          // the budget runs end unsettled: also scored binarised (its own translations, every 4th sentence short)
+          const hb = refs.get(seed)!.map((r, i) => (i % (4 + seed - 1) === 0 ? r.split(' ').slice(0, -1).join(' ') : r));
+          hyps.set(`${s.instance.id}#binarised`, hb);
+          writeFileSync(join(s.folder, 'test.binarised.hyp'), hb.join('\n') + '\n');
+          const bScore = { testBleu: corpusBleu(hb, [refs.get(seed)!]).score, testBleuTokLc: tokenizedLowercaseBleu(hb, [refs.get(seed)!]).score };
+          markDone(s, { ...score, devBleu: 10, keptHeads: kept, fractionalGates: 3, binarised: { devBleu: 9, ...bScore, hyp: 'test.binarised.hyp' } });
+        }
       }
     }
     const { mdPath } = writeReport(stages, out);
     const md = readFileSync(mdPath, 'utf8');
     const section = md.slice(md.indexOf('## The criterion at equal budgets'));
-    const line = section.split('\n').find((l) => l.startsWith('| 2 |'))!;
+    const budgetLines = section.split('\n').filter((l) => l.startsWith('| 2 |'));
+    expect(budgetLines).toHaveLength(2);
+    const line = budgetLines[0]!;
     const bleuOf = (id: string) => corpusBleu(hyps.get(id)!, [refs.get(Number(id.match(/seed=(\d)/)![1]))!]).score;
     const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
     const sd = (xs: number[]) => Math.sqrt(xs.reduce((a, b) => a + (b - mean(xs)) ** 2, 0) / (xs.length - 1));
     const ids = (base: string) => [1, 2].map((seed) => (base === 'imp' ? `imp[seed=${seed}]#masks/step-01.json` : base.replace(']', `,seed=${seed}]`)));
     const hypId = (id: string) => id.split('#')[0]!;
     const diffs = (a: string, b: string) => [0, 1].map((i) => bleuOf(hypId(ids(a)[i]!)) - bleuOf(hypId(ids(b)[i]!)));
-    const cells = line.split('|').map((c) => c.trim());
+    const cells = line
+      .split('|')
+      .map((c) => c.trim())
+      .filter((_, i) => i !== 2);
+    expect(line.split('|')[2]!.trim()).toBe('folded (gates settled 0 of 2)');
     expect(cells[2]).toBe(
       `${mean(ids('budget[targetHeads=2]').map((i) => bleuOf(hypId(i)))).toFixed(2)} ± ${sd(ids('budget[targetHeads=2]').map((i) => bleuOf(hypId(i)))).toFixed(2)} (n=2)`,
     );
@@ -968,6 +982,23 @@ describe('seeds: replicates of a study', () => {
     expect(cells[7]).toBe(`+${mean(dFt).toFixed(2)} ± ${sd(dFt).toFixed(2)} (n=2)`);
     const dAll = diffs('budget[targetHeads=2]', 'imp');
     expect(cells[9]).toBe(`+${mean(dAll).toFixed(2)} ± ${sd(dAll).toFixed(2)} (n=2)`);
+    // the binarised line: the same budget scored with the kept heads at 1, against the same references
+    const bin = budgetLines[1]!.split('|').map((c) => c.trim());
+    expect(bin[2]).toBe('binarised (kept heads at 1; 2 of 2 seeds unsettled)');
+    const binIds = [1, 2].map((seed) => `budget[targetHeads=2,seed=${seed}]#binarised`);
+    const binBleu = binIds.map((id) => corpusBleu(hyps.get(id)!, [refs.get(Number(id.match(/seed=(\d)/)![1]))!]).score);
+    expect(bin[3]).toBe(`${mean(binBleu).toFixed(2)} ± ${sd(binBleu).toFixed(2)} (n=2)`);
+    const dBin = [0, 1].map((i) => binBleu[i]! - bleuOf(`ft[maskHeads=2,seed=${i + 1}]`));
+    expect(bin[6]).toBe(`${mean(dBin) >= 0 ? '+' : ''}${mean(dBin).toFixed(2)} ± ${sd(dBin).toFixed(2)} (n=2)`);
+    const pBin1 = pairedBootstrap({
+      metric: 'bleu',
+      baseline: hyps.get('ft[maskHeads=2,seed=1]')!,
+      systems: [hyps.get(binIds[0]!)!],
+      refs: [refs.get(1)!],
+    }).systems[0]!.pValue!;
+    expect(bin[7]!.startsWith(`${formatP(pBin1)}, `)).toBe(true);
+    // the importance columns are the same on both lines
+    expect(bin[4]).toBe(cells[3]);
   });
 
   it("a real two-seed chain: stages follow their baseline's seed, stage.json says how dev BLEU was decoded, and the report rebuilt from hyps/ matches", async () => {

@@ -408,8 +408,10 @@ export function significanceSection(stages: readonly ResolvedStage[], rows: read
  * model at the same head count (no fine-tuning, Michel et al.), and that importance mask fine-tuned as the
  * L0 stages fine-tune (`fixed-mask`), each mean ± sd over seeds; then the three paired differences, per
  * seed: L0 - fine-tuned importance (what the criterion adds at equal fine-tuning), fine-tuned importance -
- * importance (what the fine-tuning adds), L0 - importance (the comparison without the control). '' when no
- * budget has an importance row.
+ * importance (what the fine-tuning adds), L0 - importance (the comparison without the control). An L0 budget
+ * whose gates did not all end at 0 or 1 is scored both ways, one line each: folded (kept heads at their
+ * fractional gates, the model as trained) and binarised (kept heads at 1, the paper's way); the scoring
+ * column says how many seeds' gates settled. '' when no budget has an importance row.
  */
 export function criterionTable(rows: readonly ResultRow[], outputs: ReadonlyMap<string, TestOutput> = new Map()): string {
   const budgets = rows.filter((r) => r.method === 'l0-budget' && !r.id.endsWith(BINARISED) && r.keptEnc !== null);
@@ -418,35 +420,41 @@ export function criterionTable(rows: readonly ResultRow[], outputs: ReadonlyMap<
     rows.find((x) => x.method === method && x.keptEnc === n && (x.seed ?? null) === seed) ?? null;
   const lines: string[] = [];
   for (const n of counts) {
-    const l0 = budgets.filter((r) => r.keptEnc === n);
-    if (!l0.some((r) => find('importance', n, r.seed ?? null))) continue;
-    const side = (method: string) => l0.map((r) => find(method, n, r.seed ?? null)).filter((x): x is ResultRow => x !== null);
-    const cell = (rs: readonly ResultRow[]) => formatMeanSd(meanSd(rs.map((x) => x.bleu)));
-    const pair = (sys: readonly ResultRow[], refMethod: string) => {
-      const c = compare(sys, (r) => find(refMethod, n, r.seed ?? null)?.id ?? null, outputs);
-      const diffs = sys.map((r) => {
-        const ref = find(refMethod, n, r.seed ?? null);
-        return r.bleu !== null && ref?.bleu !== null && ref?.bleu !== undefined ? r.bleu - ref.bleu : null;
-      });
-      if (diffs.every((d) => d === null)) return '- | -';
-      const p = !c
-        ? '-'
-        : c.pooledP === null
-          ? formatP(c.pValues[0]!)
-          : `${c.pValues.map(formatP).join(', ')}; pooled ${formatP(c.pooledP)}${c.consistent ? '' : ' (sign differs between seeds)'}`;
-      return `${signed(meanSd(diffs))} | ${p}`;
-    };
-    const ft = side('fixed-mask');
-    lines.push(
-      `| ${n} | ${cell(l0)} | ${cell(side('importance'))} | ${ft.length ? cell(ft) : '-'} | ${pair(l0, 'fixed-mask')} | ${ft.length ? pair(ft, 'importance') : '- | -'} | ${pair(l0, 'importance')} |`,
-    );
+    const folded = budgets.filter((r) => r.keptEnc === n);
+    if (!folded.some((r) => find('importance', n, r.seed ?? null))) continue;
+    const settled = settledCell(folded);
+    const binarised = folded.map((r) => rows.find((x) => x.id === `${r.id}${BINARISED}`) ?? null).filter((x): x is ResultRow => x !== null);
+    const scorings: Array<[string, ResultRow[]]> = [[binarised.length ? `folded (gates settled ${settled})` : `gates settled ${settled}`, folded]];
+    if (binarised.length) scorings.push([`binarised (kept heads at 1; ${binarised.length} of ${folded.length} seeds unsettled)`, binarised]);
+    for (const [scoring, l0] of scorings) {
+      const side = (method: string) => l0.map((r) => find(method, n, r.seed ?? null)).filter((x): x is ResultRow => x !== null);
+      const cell = (rs: readonly ResultRow[]) => formatMeanSd(meanSd(rs.map((x) => x.bleu)));
+      const pair = (sys: readonly ResultRow[], refMethod: string) => {
+        const c = compare(sys, (r) => find(refMethod, n, r.seed ?? null)?.id ?? null, outputs);
+        const diffs = sys.map((r) => {
+          const ref = find(refMethod, n, r.seed ?? null);
+          return r.bleu !== null && ref?.bleu !== null && ref?.bleu !== undefined ? r.bleu - ref.bleu : null;
+        });
+        if (diffs.every((d) => d === null)) return '- | -';
+        const p = !c
+          ? '-'
+          : c.pooledP === null
+            ? formatP(c.pValues[0]!)
+            : `${c.pValues.map(formatP).join(', ')}; pooled ${formatP(c.pooledP)}${c.consistent ? '' : ' (sign differs between seeds)'}`;
+        return `${signed(meanSd(diffs))} | ${p}`;
+      };
+      const ft = side('fixed-mask');
+      lines.push(
+        `| ${n} | ${scoring} | ${cell(l0)} | ${cell(side('importance'))} | ${ft.length ? cell(ft) : '-'} | ${pair(l0, 'fixed-mask')} | ${ft.length ? pair(ft, 'importance') : '- | -'} | ${pair(l0, 'importance')} |`,
+      );
+    }
   }
   if (!lines.length) return '';
   return [
-    `Test BLEU at each exact encoder budget (mean ± sd over seeds). Differences are taken per seed (mean ± sd); p is sacreBLEU's paired bootstrap (${REPORT_BOOTSTRAP.n} resamples) per seed, and pooled over the seeds' sentences.`,
+    `Test BLEU at each exact encoder budget (mean ± sd over seeds). Differences are taken per seed (mean ± sd); p is sacreBLEU's paired bootstrap (${REPORT_BOOTSTRAP.n} resamples) per seed, and pooled over the seeds' sentences. An L0 run whose gates did not all settle at 0 or 1 is scored both ways: folded (the kept heads at their fractional gates, as trained) and binarised (the kept heads at 1, the paper's way).`,
     '',
-    '| encoder heads | L0 (exact budget) | importance (no fine-tuning) | importance, fine-tuned as L0 | L0 - fine-tuned importance | p | fine-tuned - plain importance | p | L0 - plain importance | p |',
-    '|---|---|---|---|---|---|---|---|---|---|',
+    '| encoder heads | L0 scoring | L0 (exact budget) | importance (no fine-tuning) | importance, fine-tuned as L0 | L0 - fine-tuned importance | p | fine-tuned - plain importance | p | L0 - plain importance | p |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
     ...lines,
     '',
   ].join('\n');
