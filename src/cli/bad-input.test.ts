@@ -177,6 +177,41 @@ function heads(args: string[]): { status: number | null; stderr: string; stdout:
       },
       [/damaged-run\/tokenizer\.json: damaged or changed since heads wrote it \(cut short/, /remove its entry "tokenizer\.json"/],
     ],
+    [
+      'experiment adopt naming a stage with several instances (seeds) instead of one',
+      () => [
+        'experiment',
+        'adopt',
+        file('s3.yaml', 'name: s3\nseed: [1, 2]\nstages:\n  base: { kind: train }\n'),
+        '--id',
+        'base',
+        '--run',
+        run,
+        '--runs-dir',
+        join(dir, 'r-s3'),
+      ],
+      [/adopt: --id base: expected one stage instance, found a stage with 2 \(base\[seed=1\], base\[seed=2\]\); give one of them/],
+    ],
+    [
+      'experiment adopt with an --id that is no instance',
+      () => [
+        'experiment',
+        'adopt',
+        file('s4.yaml', 'name: s4\nstages:\n  base: { kind: train }\n'),
+        '--id',
+        'bsae',
+        '--run',
+        run,
+        '--runs-dir',
+        join(dir, 'r-s4'),
+      ],
+      [/adopt: --id bsae: no such stage instance \(instances: base\)/],
+    ],
+    [
+      'experiment adopt without --run',
+      () => ['experiment', 'adopt', file('s5.yaml', 'name: s5\nstages:\n  base: { kind: train }\n'), '--id', 'base', '--runs-dir', join(dir, 'r-s5')],
+      [/adopt: --run: expected the finished run folder to adopt for base/],
+    ],
     ['a negative lambda', () => ['prune', '--from', run, '--lambda', '-1'], [/--lambda: expected a number >= 0, got -1/]],
     ['a model folder that does not exist', () => ['translate', '--model', join(dir, 'no-such-run')], [/no-such-run/]],
     ['a missing required option (a usage error)', () => ['translate', join(dir, 'no-such-run')], [/Missing required argument: model/, /--help/]],
@@ -187,6 +222,7 @@ function heads(args: string[]): { status: number | null; stderr: string; stdout:
     const r = heads(argv());
     expect({ status: r.status, stderr: r.stderr }).toEqual({ status: 2, stderr: expect.any(String) });
     for (const p of patterns) expect(r.stderr).toMatch(p);
+    if (argv()[0] === 'experiment') expect(readdirSync(dir).filter((n) => n.startsWith('r-s'))).toEqual([]);
     expect(r.stderr).not.toMatch(/\n\s+at .+:\d+:\d+/); // no stack trace
     expect(r.stderr).toMatch(/^error: /m);
   });

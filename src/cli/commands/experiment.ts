@@ -194,7 +194,16 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
     }
     if (args.action === 'adopt') {
       const s = stages.find((x) => x.instance.id === args.id);
-      if (!s || !args.run) throw new HeadsError(`adopt: give --id <stage> (instances: ${stages.map((x) => x.instance.id).join(', ')}) and --run <folder>`);
+      const ofStage = stages.filter((x) => x.instance.stage === args.id).map((x) => x.instance.id);
+      if (!s)
+        throw new HeadsError(
+          args.id === undefined
+            ? `adopt: --id: expected the stage instance to adopt a run for (instances: ${stages.map((x) => x.instance.id).join(', ')})`
+            : ofStage.length
+              ? `adopt: --id ${args.id}: expected one stage instance, found a stage with ${ofStage.length} (${ofStage.join(', ')}); give one of them`
+              : `adopt: --id ${args.id}: no such stage instance (instances: ${stages.map((x) => x.instance.id).join(', ')})`,
+        );
+      if (!args.run) throw new HeadsError(`adopt: --run: expected the finished run folder to adopt for ${s.instance.id}`);
       adoptRun(s, args.run);
       console.error(`${s.instance.id}: adopted ${args.run}`);
       return;
