@@ -504,6 +504,22 @@ describe('export stages', () => {
     expect(fig8.data[0]!.x).toHaveLength(3);
     expect(fig8.data.reduce((a, t) => a + t.y[0]!, 0)).toBe(4);
     expect(r1.stderr).toContain('figure skipped: heads-per-type-vs-bleu');
+    // claim (d): the baseline's encoder heads by role, from the analysis's own head report
+    const md = readFileSync(join(runs, 'experiments', 'two', 'results.md'), 'utf8');
+    const roleLine = md
+      .slice(md.indexOf('## Head roles in the baseline'))
+      .split('\n')
+      .find((l) => l.startsWith('| - |'))!;
+    const headReport = JSON.parse(readFileSync(join(stages.find((x) => x.instance.stage === 'an')!.folder, 'head-report.json'), 'utf8')) as HeadReport;
+    const enc = Object.entries(headReport.heads).filter(([, h]) => h.stack === 'enc-self');
+    const positional = enc.filter(([, h]) => (h.roles.positional?.fraction ?? 0) >= 0.9).length;
+    const top = enc.reduce((a, b) => ((b[1].roles.positional?.fraction ?? -1) > (a[1].roles.positional?.fraction ?? -1) ? b : a));
+    const cells = roleLine.split('|').map((c) => c.trim());
+    expect(cells.slice(2, 5)).toEqual([
+      '4',
+      String(positional),
+      `${top[0]} ${(100 * top[1].roles.positional!.fraction).toFixed(1)}% (offset ${top[1].roles.positional!.offset! > 0 ? '+' : ''}${top[1].roles.positional!.offset})`,
+    ]);
     // the kept and removed encoder heads' baseline scores, one row per finished L0 stage
     const surv = readFileSync(join(runs, 'experiments', 'two', 'survivors.csv'), 'utf8')
       .trim()

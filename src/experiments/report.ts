@@ -13,6 +13,7 @@ import { existsSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import type { ResolvedStage } from './stage.js';
 import { decodingLabel, instanceIdOf, stageState } from './stage.js';
+import { baselineRoleReports, rolesSection } from './roles-summary.js';
 import type { StageSummary } from './run-stage.js';
 import { hasHyps, readHyps, readLines, referenceCache, writeHyps, type TestOutput } from './hyps.js';
 import { formatMeanSd, formatP, meanSd, pairedTestSetPValues, REPORT_BOOTSTRAP, type MeanSd, type PairedComparison } from './replicates.js';
@@ -323,6 +324,8 @@ export function writeReport(stages: readonly ResolvedStage[], outDir: string, op
   if (table2) sections.push(`## Pruned against the same layout trained from scratch (Voita et al. 2019, Table 2)\n\n${table2}`);
   const methods = methodsSection(stages, outDir);
   if (methods) sections.push(methods);
+  const roles = rolesSection(baselineRoleReports(stages, outDir));
+  if (roles) sections.push(roles);
   const compute = computeSection(rows);
   if (compute) sections.push(compute);
   writeFileAtomic(mdPath, sections.join('\n'));
