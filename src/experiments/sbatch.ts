@@ -14,6 +14,8 @@ import { shellQuote } from './runner.js';
 export interface SlurmOptions {
   specPath: string;
   preset?: string;
+  /** the CLI's --seeds: every job (and the report) resolves the spec with them, as this run did */
+  seeds?: readonly number[];
   runsDir: string;
   /** experiment folder (runs/experiments/<name>): job logs go to its slurm/ subfolder */
   root: string;
@@ -65,10 +67,10 @@ export function sbatchScript(todo: readonly ResolvedStage[], o: SlurmOptions): s
     '--chdir="$PWD"',
     '--kill-on-invalid-dep=yes',
   ];
-  const preset = o.preset ? ['--preset', o.preset] : [];
+  const preset = [...(o.preset ? ['--preset', o.preset] : []), ...(o.seeds?.length ? ['--seeds', o.seeds.join(',')] : [])];
   const lines = [
     '#!/usr/bin/env bash',
-    `# Slurm jobs for ${o.specPath}${o.preset ? ` (preset ${o.preset})` : ''}: one job per stage still to run (${todo.length}), each`,
+    `# Slurm jobs for ${o.specPath}${o.preset ? ` (preset ${o.preset})` : ''}${o.seeds?.length ? ` (seeds ${o.seeds.join(',')})` : ''}: one job per stage still to run (${todo.length}), each`,
     "# held until its parent stage's job succeeded (--dependency=afterok), then a report job.",
     '# Written by `heads experiment run ... --emit sbatch`. Submit from the repository root: bash <this file>',
     `# The runs folder (${o.runsDir}) must be on a disk every node sees. Job logs: ${logDir}/<stage>-<jobid>.out`,

@@ -67,6 +67,12 @@ describe('--emit sbatch script', () => {
     expect(later).not.toContain('--dependency=afterok:$j1 ');
     expect(later).not.toContain('--partition');
     expect(spawnSync('bash', ['-n'], { input: text }).status).toBe(0);
+    // --seeds: every job and the report resolve the spec with the same seeds as the run that wrote the script
+    const seeded = sbatchScript(stages, { specPath: p, runsDir: 'runs', root: 'r', partition: null, time: '1:00', cpus: 1, mem: '1G', seeds: [2, 3] });
+    const execs = seeded.split('\n').filter((l) => l.startsWith('exec '));
+    expect(execs).toHaveLength(4);
+    for (const e of execs) expect(e).toMatch(/ --seeds 2,3( |$)/);
+    expect(seeded).toContain('(seeds 2,3)');
   });
 
   it('refuses malformed Slurm options, naming the option', () => {

@@ -170,16 +170,14 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
       return;
     }
     if (args.emit === 'sbatch') {
-      // the Slurm jobs resolve the spec as written
-      if (seeds)
-        throw new ConfigError([`--seeds: not with --emit sbatch (its jobs read the spec); give the seeds in ${args.spec} as seed: [${seeds.join(', ')}]`]);
+      // every Slurm job resolves the spec as this run did (the same --preset and --seeds)
       const o = { partition: args.partition ?? null, time: args.time, cpus: args.cpus, mem: args.mem };
       const problems = slurmOptionProblems(o);
       if (problems.length) throw new HeadsError(problems.join('; '));
       process.stdout.write(
         sbatchScript(
           stages.filter((s) => stageState(s) !== 'done'),
-          { ...o, specPath: args.spec, preset: args.preset, runsDir: args['runs-dir'], root },
+          { ...o, specPath: args.spec, preset: args.preset, ...(seeds ? { seeds } : {}), runsDir: args['runs-dir'], root },
         ),
       );
       return;
