@@ -21,7 +21,7 @@ import { corpusBleu, tokenizedLowercaseBleu } from '../eval/bleu.js';
 import { DataError } from '../util/errors.js';
 import { readJsonFile, readTextFile, writeFileAtomic } from '../util/fs.js';
 import { EXPERIMENT_RESULT_COLUMNS, type ExperimentResultRow } from '../plots/readers.js';
-import { computeSection } from './compute-summary.js';
+import { computeSection, stageAttempts } from './compute-summary.js';
 import {
   type ReplicatedRow,
   bleuPointsFromResults,
@@ -326,7 +326,7 @@ export function writeReport(stages: readonly ResolvedStage[], outDir: string, op
   if (methods) sections.push(methods);
   const roles = rolesSection(baselineRoleReports(stages, outDir));
   if (roles) sections.push(roles);
-  const compute = computeSection(rows);
+  const compute = computeSection(rows, stageAttempts(stages, outDir));
   if (compute) sections.push(compute);
   writeFileAtomic(mdPath, sections.join('\n'));
   return { rows, csvPath, mdPath, outputs, ...(rescored ? { rescored } : {}) };
