@@ -43,6 +43,12 @@ export interface NativeBlas {
   dropout(F: Float32Array, n: number, offs: Float64Array, rate: number, seed: number): void;
   /** One Adam step over n elements of F: offs [p, m, v, g, pOut, mOut, vOut, 0], k [b1, 1-b1, b2, 1-b2, c1, lr, c2, eps] (float32 values). */
   adamUpdate(F: Float32Array, n: number, offs: Float64Array, k: Float64Array): void;
+  /**
+   * One beam-search step on one array F: dims [R, V, G, W, N], offs [logits, score, rowOf, lse, vals, idx, 0]:
+   * lse of each of R rows of logits [R, V] as tfjs-wasm's log-softmax ops give it, and the N best
+   * (float)((float)(logits - max - lse) + score) per group of W beams with beam * V + token (int32), tf.topk's order.
+   */
+  beamTopk(F: Float32Array, dims: Int32Array, offs: Float64Array): void;
   /** Sets OpenBLAS's thread count; returns the count now in effect. */
   setThreads(n: number): number;
   getThreads(): number;

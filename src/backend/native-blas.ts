@@ -92,6 +92,8 @@ export interface NativeBlas {
   dropout?(F: Float32Array, n: number, offs: Float64Array, rate: number, seed: number): void;
   /** One Adam step over n elements on one array (adam-kernel.ts); absent in older builds. */
   adamUpdate?(F: Float32Array, n: number, offs: Float64Array, k: Float64Array): void;
+  /** One beam-search step's log-softmax and best continuations on one array (beam-kernel.ts); absent in older builds. */
+  beamTopk?(F: Float32Array, dims: Int32Array, offs: Float64Array): void;
   setThreads(n: number): number;
   getThreads(): number;
   config(): { config: string; corename: string; numProcs: number; threads: number };

@@ -20,7 +20,9 @@
  * - wasm with the addon: multi-head attention as one native kernel per direction, `HeadsAttention` and
  *   `HeadsAttentionGrad` (attention-kernel.ts), which model/attention.ts uses where registered; layer
  *   norm with the post-norm residual and dropout, `HeadsLayerNorm(Grad)` (layer-norm-kernel.ts), used by
- *   model/layers.ts; one Adam step per parameter, `HeadsAdam` (adam-kernel.ts), used by train/adam.ts.
+ *   model/layers.ts; one Adam step per parameter, `HeadsAdam` (adam-kernel.ts), used by train/adam.ts;
+ *   a beam step's log-softmax and best continuations, `HeadsBeamTopk` (beam-kernel.ts), used by
+ *   eval/fast-decode.ts fastBeam (with the native Sum only: its sums are that Sum's bits).
  *
  * Installing is idempotent (a kernel already carrying the requested fix is left alone; tfjs would warn
  * or throw on a double registration), `restoreStockKernels` undoes everything for A/B benchmarks and
@@ -38,6 +40,7 @@ import { wasmNativeSum } from './native-sum.js';
 import { DROPOUT_KERNEL, cpuDropout, nativeDropoutLoop, wasmDropout, wasmNativeDropout } from './dropout.js';
 import { ATTENTION_GRAD_KERNEL, ATTENTION_KERNEL, nativeAttention, wasmAttention, wasmAttentionGrad } from './attention-kernel.js';
 import { ADAM_KERNEL, nativeAdam, wasmAdam } from './adam-kernel.js';
+import { BEAM_TOPK_KERNEL, nativeBeamTopk, wasmBeamTopk } from './beam-kernel.js';
 import { LAYER_NORM_GRAD_KERNEL, LAYER_NORM_KERNEL, nativeLayerNorm, wasmLayerNorm, wasmLayerNormGrad } from './layer-norm-kernel.js';
 
 export type { InstalledFix } from './kernel-registry.js';
@@ -78,6 +81,8 @@ export interface BackendFixOptions {
   rowGather?: boolean;
   /** wasm with native BLAS: Sum over leading/trailing axes as a product with ones (default true) */
   nativeSum?: boolean;
+  /** wasm with native BLAS and nativeSum: a beam step's log-softmax and best continuations in one kernel, HeadsBeamTopk (default true) */
+  nativeBeam?: boolean;
   /** register the fused dropout kernel used by backend/dropout.ts fastDropout (default true) */
   fusedDropout?: boolean;
 }
@@ -125,6 +130,10 @@ export function installBackendFixes(backendName: string, opts: BackendFixOptions
     } else {
       restoreKernel('wasm', 'Sum');
     }
+    // its row sums are the native Sum's bits: only beside that Sum (else fastBeam's ops use the stock one)
+    const beam = (opts.nativeBeam ?? true) && (opts.nativeSum ?? true) ? nativeBeamTopk(blas) : null;
+    if (beam !== null) installKernelFix('wasm', BEAM_TOPK_KERNEL, 'native-c', () => wasmBeamTopk(beam));
+    else restoreKernel('wasm', BEAM_TOPK_KERNEL);
     const attn = (opts.fusedAttention ?? true) ? nativeAttention(blas) : null;
     if (attn !== null) {
       installKernelFix('wasm', ATTENTION_KERNEL, 'native-c', () => wasmAttention(attn));

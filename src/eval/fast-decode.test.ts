@@ -7,6 +7,9 @@ import { useTestBackend } from '../test-utils/backend.js';
 import { loadConfig } from '../config/load.js';
 import { Trainer } from '../train/trainer.js';
 import { argMaxOfLogSoftmax, readF32 } from './fast-decode.js';
+import { BEAM_TOPK_KERNEL, hasBeamTopk, nativeBeamTopk } from '../backend/beam-kernel.js';
+import { loadNativeBlas } from '../backend/native-blas.js';
+import { installBackendFixes } from '../backend/ops.js';
 
 const V = 13;
 
@@ -98,6 +101,40 @@ describe('fast decoders', () => {
     const legacy = await translateSentences(model, codec, text, { ...o, decoder: 'legacy' });
     expect(fast.outputs).toEqual(legacy.outputs);
     expect(fast.outputs.filter((x) => x.length > 0).length).toBeGreaterThan(sentences.length / 2);
+  });
+
+  it.each([4, 2])("beam %p: the native beam kernel (HeadsBeamTopk) gives the JS path's translations and the legacy decoder's", async (k) => {
+    if (tf.getBackend() !== 'wasm' || nativeBeamTopk(loadNativeBlas().blas) === null) {
+      console.warn('native beam kernel case skipped: not on wasm with the addon (its beamTopk)');
+      return;
+    }
+    const codec = { encode: (s: string) => s.split(' ').map(Number), decode: (ids: number[]) => ids.join(' ') };
+    const r = new Rng(8);
+    const text = Array.from({ length: 60 }, () => Array.from({ length: 1 + r.int(11) }, () => 3 + r.int(V - 3)).join(' '));
+    const o = { beamSize: k, lengthPenalty: 0.6, maxLenA: 1.5, maxLenB: 3, batchSentences: 16, maxTokensPerBatch: 120 };
+    const run = async (g: GateTensors | undefined) => {
+      const p = await tf.profile(async () => (await translateSentences(model, codec, text, { ...o, decoder: 'fast', ...(g ? { gates: g } : {}) })).outputs);
+      return { outputs: p.result as string[], kernels: new Set(p.kernelNames) };
+    };
+    try {
+      for (const g of [undefined, gates]) {
+        installBackendFixes('wasm');
+        expect(hasBeamTopk()).toBe(true);
+        const native = await run(g);
+        installBackendFixes('wasm', { nativeBeam: false });
+        expect(hasBeamTopk()).toBe(false);
+        const js = await run(g);
+        // the kernel is used where registered, the ops path (and its Exp) where not
+        expect(native.kernels.has(BEAM_TOPK_KERNEL) && !native.kernels.has('Exp')).toBe(true);
+        expect(js.kernels.has('Exp') && !js.kernels.has(BEAM_TOPK_KERNEL)).toBe(true);
+        expect(native.outputs).toEqual(js.outputs);
+        const legacy = await translateSentences(model, codec, text, { ...o, decoder: 'legacy', ...(g ? { gates: g } : {}) });
+        expect(native.outputs).toEqual(legacy.outputs);
+        expect(new Set(native.outputs.map((x) => x.split(' ').length)).size).toBeGreaterThan(3);
+      }
+    } finally {
+      installBackendFixes('wasm');
+    }
   });
 
   it('greedy picks what tf.logSoftmax(...).argMax(1) picks, near ties and exact ties included', () => {

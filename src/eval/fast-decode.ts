@@ -12,6 +12,8 @@
  *   one pass over the values, read in place from the backend's memory, in tf.topk's order (higher value
  *   first, lower index on a tie); the legacy search subtracts, adds the scores, reshapes and runs tf.topk
  *   over k x V values per sentence on the device.
+ *   With the native kernel HeadsBeamTopk (wasm + the addon: backend/beam-kernel.ts) the whole log-softmax
+ *   and that choice run in C over the logits, with the same numbers.
  * - greedy: the argmax of the logits, which is the argmax of their log-softmax unless two logits are
  *   near-tied (then that step's log-softmax is computed as before): no log-softmax pass over V.
  * - one product for each decoder layer's self-attention queries, keys and values instead of three
@@ -25,6 +27,7 @@ import * as tf from '@tensorflow/tfjs';
 import { type DecoderState, type GateTensors, type Transformer, gatherRows, stateTensors } from '../model/transformer.js';
 import { BOS_ID, EOS_ID, lengthPenalty } from './decode-rules.js';
 import { asCpuBackend, asWasmBackend, cpuValues, isFloat32Array, wasmHeapF32, wasmOffset4 } from '../backend/tfjs-internals.js';
+import { beamTopk, hasBeamTopk } from '../backend/beam-kernel.js';
 
 export interface FastDecodeOptions {
   beamSize: number;
@@ -173,7 +176,7 @@ export async function fastGreedy(model: Transformer, src: tf.Tensor2D, o: FastDe
  * the flat index is beam * V + token, in tf.topk's order: rows and tokens are visited in index order and
  * only a strictly greater value displaces, so equal values keep the lower index first.
  */
-function topCandidates(
+export function topCandidates(
   shifted: Float32Array,
   base: number,
   rows: readonly number[],
@@ -237,22 +240,25 @@ export async function fastBeam(model: Transformer, src: tf.Tensor2D, o: FastDeco
       scores.forEach((sc, row) => {
         if (sc > -Infinity && slots[Math.floor(row / width)]! >= 0) at[row] = liveRows.push(row) - 1;
       });
-      // tf.logSoftmax's own ops, up to its last one (shifted - c), which topCandidates does per value read
+      // tf.logSoftmax's own ops, up to its last one (shifted - c), which topCandidates does per value read;
+      // or all of it and the choice of candidates in one native kernel (HeadsBeamTopk, the same numbers)
+      const native = hasBeamTopk();
       const r = step(
         model,
         state,
         tokens,
         o.gates,
         (logits) => {
+          if (native) return [logits];
           const shifted = tf.sub(logits, tf.max(logits, 1, true));
           return [shifted, tf.log(tf.sum(tf.exp(shifted), 1, true))];
         },
         liveRows.length < scores.length ? Int32Array.from(liveRows) : undefined,
       );
       state = r.state;
-      const [lp, lseT] = r.out as [tf.Tensor2D, tf.Tensor2D];
-      const lse = lseT.dataSync() as Float32Array;
-      lseT.dispose();
+      const [lp, lseT] = r.out as [tf.Tensor2D, tf.Tensor2D | undefined];
+      const lse = lseT ? (lseT.dataSync() as Float32Array) : new Float32Array(0);
+      lseT?.dispose();
       const nextRows: number[] = [];
       const nextTokens: number[] = [];
       const nextScores: number[] = [];
@@ -266,7 +272,9 @@ export async function fastBeam(model: Transformer, src: tf.Tensor2D, o: FastDeco
         nextBeamTokens.push([]);
       };
       try {
-        const { data, offset } = readF32(lp);
+        // native: every slot's candidates at once (a done slot's and a dead beam's `at` is -1: no candidates)
+        const top = native ? beamTopk(lp, scores, at, width, 2 * k) : null;
+        const { data, offset } = top ? { data: new Float32Array(0), offset: 0 } : readF32(lp);
         const rows = Array.from({ length: width }, () => 0);
         for (let i = 0; i < slots.length; i++) {
           const b = slots[i]!;
@@ -275,8 +283,13 @@ export async function fastBeam(model: Transformer, src: tf.Tensor2D, o: FastDeco
             nextSlots.push(-1);
             continue;
           }
-          for (let j = 0; j < width; j++) rows[j] = i * width + j;
-          topCandidates(data, offset, rows, at, scores, lse, V, 2 * k, vals, idx);
+          if (top) {
+            vals.set(top.values.subarray(i * 2 * k, (i + 1) * 2 * k));
+            idx.set(top.indices.subarray(i * 2 * k, (i + 1) * 2 * k));
+          } else {
+            for (let j = 0; j < width; j++) rows[j] = i * width + j;
+            topCandidates(data, offset, rows, at, scores, lse, V, 2 * k, vals, idx);
+          }
           let filled = 0;
           const start = nextRows.length;
           for (let j = 0; j < 2 * k && filled < k; j++) {

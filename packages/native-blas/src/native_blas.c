@@ -54,6 +54,14 @@
  *       m' = m b1 + g (1 - b1), v' = v b2 + g^2 (1 - b2), p' = p - (m' / c1) lr / (sqrt(v' / c2) + eps),
  *       each operation rounded to float32 in train/adam.ts's order (no contraction), so the result is
  *       the tfjs ops' bit for bit.
+ *   beamTopk(F, dims, offs)
+ *       one beam-search step over the live rows' logits L [R, V], all operands in F: dims = Int32Array
+ *       [R, V, G, W, N], offs (Float64Array) [L, score, rowOf, lse, vals, idx, 0]. lse[r] = log(sum(exp(
+ *       L[r] - max L[r]))) as tfjs-wasm's Max, Sub, Exp, native Sum (E @ ones by cblas_sgemm over all R
+ *       rows) and Log give it, bit for bit; then for each of G groups (a sentence) of W beams (score
+ *       [G*W] float32, rowOf [G*W] int32: the beam's row of L, or -1 for none) the N best values
+ *       (float)((float)((L - max) - lse) + score) into vals [G, N] with beam * V + token into idx [G, N]
+ *       (int32), higher value first, lower index on a tie, beams with score -inf skipped, -inf / -1 padding.
  *   setThreads(n), getThreads(), config() -> { config, corename, numProcs, threads }
  */
 #define NAPI_VERSION 8
@@ -1094,6 +1102,134 @@ static napi_value Dropout(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* ---- beam search: log-softmax over the vocabulary and the 2k best continuations ------------- */
+
+/* E = exp(x - max) of the last call's rows, grown on demand (the addon runs on the JS thread only). */
+static float *beam_scratch = NULL;
+static size_t beam_scratch_cap = 0;
+static float *beam_ones = NULL;
+static size_t beam_ones_cap = 0;
+
+static bool beam_reserve(float **buf, size_t *cap, size_t n, float fill, bool filled) {
+  if (n <= *cap) return true;
+  size_t want = n > 2 * *cap ? n : 2 * *cap;
+  float *p = (float *)malloc(want * sizeof(float));
+  if (p == NULL) return false;
+  free(*buf);
+  *buf = p;
+  *cap = want;
+  if (filled)
+    for (size_t i = 0; i < want; i++) p[i] = fill;
+  return true;
+}
+
+enum { BD_R, BD_V, BD_G, BD_W, BD_N, BD_COUNT };
+
+static napi_value BeamTopk(napi_env env, napi_callback_info info) {
+  static const char *fn = "beamTopk";
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 3) {
+    throw_type(env, fn, "expected (F, dims, offs)");
+    return NULL;
+  }
+  f32view F;
+  const int32_t *dp = NULL;
+  int64_t dlen = 0;
+  bool present = false;
+  double o[7];
+  if (!get_f32(env, fn, argv[0], "F", &F) || !get_i32_opt(env, fn, argv[1], "dims", &dp, &dlen, &present)) return NULL;
+  if (!present || dlen < BD_COUNT) {
+    throw_type(env, fn, "dims must be an Int32Array of 5");
+    return NULL;
+  }
+  if (!get_offsets(env, fn, argv[2], 7, o)) return NULL;
+  for (int i = 0; i < BD_COUNT; i++)
+    if (dp[i] < 0) {
+      throw_range(env, fn, "dims must be non-negative");
+      return NULL;
+    }
+  const int64_t R = dp[BD_R], V = dp[BD_V], G = dp[BD_G], W = dp[BD_W], N = dp[BD_N];
+  const int64_t oL = (int64_t)o[0], oS = (int64_t)o[1], oRow = (int64_t)o[2], oLse = (int64_t)o[3], oVal = (int64_t)o[4],
+                oIdx = (int64_t)o[5];
+  if ((R > 0 && V == 0) || (G > 0 && (W == 0 || N == 0)) || (W > 0 && V > 0 && W > INT32_MAX / V)) {
+    throw_range(env, fn, "empty rows, beams or candidates (or beam * V overflows int32)");
+    return NULL;
+  }
+  span in[3] = {{oL, oL + R * V}, {oS, oS + G * W}, {oRow, oRow + G * W}};
+  span out[3] = {{oLse, oLse + R}, {oVal, oVal + G * N}, {oIdx, oIdx + G * N}};
+  if (!check_spans(env, fn, F.len, in, 3, out, 3)) return NULL;
+  float *f = F.data;
+  const float *L = f + oL;
+  const float *score = f + oS;
+  const int32_t *rowOf = (const int32_t *)(f + oRow);
+  for (int64_t i = 0; i < G * W; i++)
+    if (rowOf[i] < -1 || rowOf[i] >= R) {
+      throw_range(env, fn, "a beam's row is outside [-1, R)");
+      return NULL;
+    }
+  float *lse = f + oLse, *vals = f + oVal;
+  int32_t *idx = (int32_t *)(f + oIdx);
+  float *mx = NULL;
+  if (R > 0) {
+    if (!beam_reserve(&beam_scratch, &beam_scratch_cap, (size_t)(R * V + R), 0.0f, false) ||
+        !beam_reserve(&beam_ones, &beam_ones_cap, (size_t)V, 1.0f, true)) {
+      throw_range(env, fn, "out of memory for the scratch rows");
+      return NULL;
+    }
+    float *E = beam_scratch;
+    mx = beam_scratch + R * V;
+    /* tf.logSoftmax's ops as the wasm backend runs them: Max, Sub, Exp (glibc expf = tfjs-wasm's Exp),
+       Sum (the native Sum: E [R, V] @ ones [V, 1], the same sgemm call), Log */
+    for (int64_t r = 0; r < R; r++) {
+      const float *x = L + r * V;
+      float m = x[0];
+      for (int64_t v = 1; v < V; v++)
+        if (x[v] > m) m = x[v];
+      mx[r] = m;
+      float *e = E + r * V;
+      for (int64_t v = 0; v < V; v++) e[v] = expf(x[v] - m);
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)R, 1, (int)V, 1.0f, E, (int)V, beam_ones, 1, 0.0f, lse, 1);
+    for (int64_t r = 0; r < R; r++) lse[r] = logf(lse[r]);
+  }
+  /* fast-decode.ts topCandidates per group of W beams: value (float)((float)((x - max) - lse) + score),
+     the N best in tf.topk's order (higher value first, lower beam * V + token on a tie) */
+  for (int64_t g = 0; g < G; g++) {
+    float *gv = vals + g * N;
+    int32_t *gi = idx + g * N;
+    for (int64_t j = 0; j < N; j++) {
+      gv[j] = -INFINITY;
+      gi[j] = -1;
+    }
+    for (int64_t beam = 0; beam < W; beam++) {
+      const float s = score[g * W + beam];
+      const int32_t r = rowOf[g * W + beam];
+      if (s == -INFINITY || r < 0) continue;
+      const float c = lse[r], m = mx[r];
+      const float *x = L + (int64_t)r * V;
+      float min = gv[N - 1];
+      for (int64_t v = 0; v < V; v++) {
+        const float sh = x[v] - m;
+        const float lp = sh - c;
+        const float y = lp + s;
+        if (!(y > min)) continue;
+        int64_t j = N - 1;
+        while (j > 0 && y > gv[j - 1]) {
+          gv[j] = gv[j - 1];
+          gi[j] = gi[j - 1];
+          j--;
+        }
+        gv[j] = y;
+        gi[j] = (int32_t)(beam * V + v);
+        min = gv[N - 1];
+      }
+    }
+  }
+  return NULL;
+}
+
 /* ---- Adam ---------------------------------------------------------------------------------- */
 
 #pragma GCC push_options
@@ -1222,6 +1358,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"layerNormBackward", NULL, LayerNormBackward, NULL, NULL, NULL, napi_enumerable, NULL},
       {"dropout", NULL, Dropout, NULL, NULL, NULL, napi_enumerable, NULL},
       {"adamUpdate", NULL, AdamUpdate, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"beamTopk", NULL, BeamTopk, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setThreads", NULL, SetThreads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"getThreads", NULL, GetThreads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"config", NULL, Config, NULL, NULL, NULL, napi_enumerable, NULL},
