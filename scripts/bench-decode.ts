@@ -6,6 +6,9 @@
  *   npm run bench:decode                                     # random bench model, synthetic sources
  *   npm run bench:decode -- --model runs/<run>               # a trained model on ../shared/data/ddtp/en-de/test.en
  *   options: --input <file> --limit N --beams 1,4 --decoders legacy,fast --reps 1 --backend auto --json <file>
+ *            --off <BackendFixOptions key> (repeatable): each fast decoder also runs, just before, with those
+ *            kernel fixes switched off (a column "fast -key"), e.g. `--decoders fast --off nativeBeam` compares
+ *            fastBeam with and without the native beam kernel (the ratio is the last column over the first)
  *
  * Without --model: the issue's bench shape (d_model 256, 4 heads, 3+3 layers, d_ff 1024, vocab 8000), randomly
  * initialised, with the </s> embedding zeroed (its logit is always 0, never among the best of 8000 random
@@ -23,7 +26,7 @@ import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import type { BackendChoice } from '../src/backend/select.js';
 import { initBackendFromEnv } from '../src/cli/environment.js';
-import { describeBackendFixes } from '../src/backend/ops.js';
+import { type BackendFixOptions, describeBackendFixes, installBackendFixes } from '../src/backend/ops.js';
 import { loadConfig } from '../src/config/load.js';
 import type { EvalConfig } from '../src/config/schema.js';
 import { ATTENTION_TYPES } from '../src/config/head-id.js';
@@ -43,6 +46,7 @@ const { values: args } = parseArgs({
     reps: { type: 'string', default: '1' },
     backend: { type: 'string', default: 'auto' },
     json: { type: 'string' },
+    off: { type: 'string', multiple: true, default: [] },
   },
 });
 const fail = (m: string): never => {
@@ -51,8 +55,24 @@ const fail = (m: string): never => {
 };
 const beams = args.beams!.split(',').map(Number);
 if (beams.some((b) => !Number.isInteger(b) || b < 1)) fail(`--beams: expected beam sizes such as 1,4, found '${args.beams}'`);
-const decoders = args.decoders!.split(',') as Decoder[];
-if (decoders.some((d) => !DECODERS.includes(d))) fail(`--decoders: expected some of ${DECODERS.join(', ')}, found '${args.decoders}'`);
+const decoderList = args.decoders!.split(',') as Decoder[];
+if (decoderList.some((d) => !DECODERS.includes(d))) fail(`--decoders: expected some of ${DECODERS.join(', ')}, found '${args.decoders}'`);
+const off = args.off ?? [];
+/** the columns: a decoder, with some kernel fixes switched off (--off) or all on */
+interface Variant {
+  label: string;
+  decoder: Decoder;
+  off: string[];
+}
+const variants: Variant[] = decoderList.flatMap((d): Variant[] =>
+  d === 'fast' && off.length
+    ? [
+        { label: `fast -${off.join(' -')}`, decoder: d, off },
+        { label: d, decoder: d, off: [] },
+      ]
+    : [{ label: d, decoder: d, off: [] }],
+);
+const decoders = variants.map((v) => v.label);
 const reps = Number(args.reps);
 if (!Number.isInteger(reps) || reps < 1) fail(`--reps: expected a positive integer, found '${args.reps}'`);
 const limit = args.limit === undefined ? undefined : Number(args.limit);
@@ -157,7 +177,7 @@ console.log(
 interface Row {
   model: string;
   beam: number;
-  decoder: Decoder;
+  decoder: string;
   seconds: number[];
   cpuSeconds: number[];
   sentencesPerSec: number;
@@ -183,10 +203,13 @@ for (const [name, gates] of [
       hash: '',
     }));
     for (let r = 0; r < reps; r++) {
-      for (const row of cell) {
+      for (const [c, row] of cell.entries()) {
+        const v = variants[c]!;
+        if (v.off.length) installBackendFixes(backend.name, Object.fromEntries(v.off.map((k) => [k, false])) as BackendFixOptions);
         const cpu0 = process.cpuUsage();
-        const out = await translateSentences(s.model, s.codec, s.sentences, { ...s.evalConfig, beamSize, decoder: row.decoder, ...(gates ? { gates } : {}) });
+        const out = await translateSentences(s.model, s.codec, s.sentences, { ...s.evalConfig, beamSize, decoder: v.decoder, ...(gates ? { gates } : {}) });
         const cpu = process.cpuUsage(cpu0);
+        if (v.off.length) installBackendFixes(backend.name);
         row.seconds.push(out.stats.elapsedMs / 1000);
         row.cpuSeconds.push((cpu.user + cpu.system) / 1e6);
         row.outputTokens = out.stats.outputTokens;
