@@ -143,7 +143,25 @@ describeNative('HeadsBeamTopk (native beam step)', () => {
     installBackendFixes('wasm');
   });
 
+  it('rows whose maximum is a zero (-0 before +0, or +0 only) or a logit far above the rest', () => {
+    installBackendFixes('wasm');
+    const c = makeCase(3, 4, 8146, 9);
+    for (let row = 0; row < c.R; row++) {
+      const o = row * c.V;
+      for (let v = 0; v < c.V; v++) c.logits[o + v] = -Math.abs(c.logits[o + v]!) - 1;
+      if (row % 3 === 0) ((c.logits[o + 40] = -0), (c.logits[o + 8000] = 0));
+      else if (row % 3 === 1) c.logits[o + 77] = 0;
+      else c.logits[o + 5] = 200; // every other exp underflows: lse 0
+    }
+    const want = reference(c, 8);
+    const got = native(c, 8);
+    expect(bits(got.lse)).toEqual(bits(want.lse));
+    expect(Array.from(got.indices)).toEqual(Array.from(want.indices));
+    expect(bits(got.values)).toEqual(bits(want.values));
+  });
+
   it('candidates include exact ties, kept in index order', () => {
+    installBackendFixes('wasm');
     const c = makeCase(4, 4, 8146, 7);
     const got = native(c, 8);
     const g0 = Array.from(got.values.subarray(0, 8));

@@ -1125,6 +1125,44 @@ static bool beam_reserve(float **buf, size_t *cap, size_t n, float fill, bool fi
 
 enum { BD_R, BD_V, BD_G, BD_W, BD_N, BD_COUNT };
 
+/* The first maximal value of x[0..n) as the sequential `if (x[v] > m) m = x[v]` from m = x[0] finds it
+   (tfjs-wasm's Max); with SSE in 4 lanes of maxps (lane = x > lane ? x : lane: no arithmetic, and a
+   maximum is the same in any order) except where the order shows: a leading NaN, or a zero maximum
+   (+0 and -0 tie). */
+#define BEAM_LANES 16
+#ifdef __SSE__
+#include <xmmintrin.h>
+#endif
+static float beam_row_max(const float *x, int64_t n) {
+  float m = x[0];
+#ifdef __SSE__
+  if (n >= 16 && m == m) {
+    __m128 a = _mm_set1_ps(m), b = a, c = a, d = a;
+    int64_t v = 0;
+    for (; v + 16 <= n; v += 16) {
+      a = _mm_max_ps(_mm_loadu_ps(x + v), a);
+      b = _mm_max_ps(_mm_loadu_ps(x + v + 4), b);
+      c = _mm_max_ps(_mm_loadu_ps(x + v + 8), c);
+      d = _mm_max_ps(_mm_loadu_ps(x + v + 12), d);
+    }
+    float lane[16];
+    _mm_storeu_ps(lane, a);
+    _mm_storeu_ps(lane + 4, b);
+    _mm_storeu_ps(lane + 8, c);
+    _mm_storeu_ps(lane + 12, d);
+    for (int j = 0; j < 16; j++)
+      if (lane[j] > m) m = lane[j];
+    for (; v < n; v++)
+      if (x[v] > m) m = x[v];
+    if (m != 0.0f) return m;
+    m = x[0];
+  }
+#endif
+  for (int64_t v = 1; v < n; v++)
+    if (x[v] > m) m = x[v];
+  return m;
+}
+
 static napi_value BeamTopk(napi_env env, napi_callback_info info) {
   static const char *fn = "beamTopk";
   size_t argc = 3;
@@ -1184,9 +1222,7 @@ static napi_value BeamTopk(napi_env env, napi_callback_info info) {
        Sum (the native Sum: E [R, V] @ ones [V, 1], the same sgemm call), Log */
     for (int64_t r = 0; r < R; r++) {
       const float *x = L + r * V;
-      float m = x[0];
-      for (int64_t v = 1; v < V; v++)
-        if (x[v] > m) m = x[v];
+      const float m = beam_row_max(x, V);
       mx[r] = m;
       float *e = E + r * V;
       for (int64_t v = 0; v < V; v++) e[v] = expf(x[v] - m);
@@ -1210,20 +1246,38 @@ static napi_value BeamTopk(napi_env env, napi_callback_info info) {
       const float c = lse[r], m = mx[r];
       const float *x = L + (int64_t)r * V;
       float min = gv[N - 1];
-      for (int64_t v = 0; v < V; v++) {
-        const float sh = x[v] - m;
-        const float lp = sh - c;
-        const float y = lp + s;
-        if (!(y > min)) continue;
-        int64_t j = N - 1;
-        while (j > 0 && y > gv[j - 1]) {
-          gv[j] = gv[j - 1];
-          gi[j] = gi[j - 1];
-          j--;
+      float ys[BEAM_LANES];
+      for (int64_t v0 = 0; v0 < V; v0 += BEAM_LANES) {
+        /* a block's values (vectorised, the same float ops per value), then the sequential pass only
+           over blocks with a value above the current cut */
+        const int64_t nb = V - v0 < BEAM_LANES ? V - v0 : BEAM_LANES;
+        int above = 0;
+        if (nb == BEAM_LANES) {
+          for (int j = 0; j < BEAM_LANES; j++) {
+            ys[j] = ((x[v0 + j] - m) - c) + s;
+            above |= ys[j] > min;
+          }
+        } else {
+          for (int64_t j = 0; j < nb; j++) {
+            ys[j] = ((x[v0 + j] - m) - c) + s;
+            above |= ys[j] > min;
+          }
         }
-        gv[j] = y;
-        gi[j] = (int32_t)(beam * V + v);
-        min = gv[N - 1];
+        if (!above) continue;
+        for (int64_t jj = 0; jj < nb; jj++) {
+          const int64_t v = v0 + jj;
+          const float y = ys[jj];
+          if (!(y > min)) continue;
+          int64_t j = N - 1;
+          while (j > 0 && y > gv[j - 1]) {
+            gv[j] = gv[j - 1];
+            gi[j] = gi[j - 1];
+            j--;
+          }
+          gv[j] = y;
+          gi[j] = (int32_t)(beam * V + v);
+          min = gv[N - 1];
+        }
       }
     }
   }
