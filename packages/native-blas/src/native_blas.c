@@ -151,6 +151,23 @@ static bool get_i32_opt(napi_env env, const char *fn, napi_value v, const char *
   return true;
 }
 
+/* The first n arguments of a call into `argv`; `usage` names them when fewer were given. */
+static bool get_args(napi_env env, napi_callback_info info, const char *fn, size_t n, napi_value *argv, const char *usage) {
+  size_t argc = n;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < n) return throw_type(env, fn, usage);
+  return true;
+}
+
+/* A required Int32Array `dims` of at least `min` entries; `msg` when it is absent or shorter. */
+static bool get_dims(napi_env env, const char *fn, napi_value v, int64_t min, const char *msg, const int32_t **out) {
+  int64_t len = 0;
+  bool present = false;
+  if (!get_i32_opt(env, fn, v, "dims", out, &len, &present)) return false;
+  if (!present || len < min) return throw_type(env, fn, msg);
+  return true;
+}
+
 /* A non-negative integer number below 2^53, optionally capped. */
 static bool get_count(napi_env env, const char *fn, napi_value v, const char *name, int64_t cap,
                       int64_t *out) {
@@ -709,17 +726,11 @@ static bool check_spans(napi_env env, const char *fn, int64_t len, const span *i
 
 static napi_value AttentionForward(napi_env env, napi_callback_info info) {
   static const char *fn = "attentionForward";
-  size_t argc = 3;
   napi_value argv[3];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 3) {
-    throw_type(env, fn, "expected (F, dims, offs)");
-    return NULL;
-  }
   f32view F;
   attn_dims d;
   double o[9];
-  if (!get_f32(env, fn, argv[0], "F", &F) || !get_attn_dims(env, fn, argv[1], &d) || !get_offsets(env, fn, argv[2], 9, o))
+  if (!get_args(env, info, fn, 3, argv, "expected (F, dims, offs)") || !get_f32(env, fn, argv[0], "F", &F) || !get_attn_dims(env, fn, argv[1], &d) || !get_offsets(env, fn, argv[2], 9, o))
     return NULL;
   const int64_t B = d.B, h = d.h, Tq = d.Tq, Tk = d.Tk, dh = d.dh, hd = h * dh;
   const int64_t oQ = (int64_t)o[0], oK = (int64_t)o[1], oV = (int64_t)o[2], oBias = (int64_t)o[3], oGate = (int64_t)o[4];
@@ -785,17 +796,11 @@ static napi_value AttentionForward(napi_env env, napi_callback_info info) {
 
 static napi_value AttentionBackward(napi_env env, napi_callback_info info) {
   static const char *fn = "attentionBackward";
-  size_t argc = 3;
   napi_value argv[3];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 3) {
-    throw_type(env, fn, "expected (F, dims, offs)");
-    return NULL;
-  }
   f32view F;
   attn_dims d;
   double o[12];
-  if (!get_f32(env, fn, argv[0], "F", &F) || !get_attn_dims(env, fn, argv[1], &d) || !get_offsets(env, fn, argv[2], 12, o))
+  if (!get_args(env, info, fn, 3, argv, "expected (F, dims, offs)") || !get_f32(env, fn, argv[0], "F", &F) || !get_attn_dims(env, fn, argv[1], &d) || !get_offsets(env, fn, argv[2], 12, o))
     return NULL;
   const int64_t B = d.B, h = d.h, Tq = d.Tq, Tk = d.Tk, dh = d.dh, hd = h * dh;
   const int64_t oDy = (int64_t)o[0], oQ = (int64_t)o[1], oK = (int64_t)o[2], oV = (int64_t)o[3], oP = (int64_t)o[4];
@@ -908,22 +913,17 @@ static inline float dropout_mask(uint32_t s, int64_t i, uint32_t threshold, floa
 
 static napi_value LayerNormForward(napi_env env, napi_callback_info info) {
   static const char *fn = "layerNormForward";
-  size_t argc = 6;
+  static const char *dims_msg = "dims must be an Int32Array [rows, d, hasR, hasDrop]";
   napi_value argv[6];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 6) {
-    throw_type(env, fn, "expected (F, dims, offs, eps, rate, seed)");
-    return NULL;
-  }
   f32view F;
   const int32_t *dm = NULL;
-  int64_t dlen = 0;
-  bool present = false;
   double o[9];
   double eps, rate, seedD;
-  if (!get_f32(env, fn, argv[0], "F", &F) || !get_i32_opt(env, fn, argv[1], "dims", &dm, &dlen, &present)) return NULL;
-  if (!present || dlen < 4 || dm[0] < 0 || dm[1] < 0) {
-    throw_type(env, fn, "dims must be an Int32Array [rows, d, hasR, hasDrop]");
+  if (!get_args(env, info, fn, 6, argv, "expected (F, dims, offs, eps, rate, seed)") || !get_f32(env, fn, argv[0], "F", &F) ||
+      !get_dims(env, fn, argv[1], 4, dims_msg, &dm))
+    return NULL;
+  if (dm[0] < 0 || dm[1] < 0) {
+    throw_type(env, fn, dims_msg);
     return NULL;
   }
   if (!get_offsets(env, fn, argv[2], 9, o)) return NULL; /* 8 offsets + a pad slot */
@@ -993,21 +993,16 @@ static napi_value LayerNormForward(napi_env env, napi_callback_info info) {
 
 static napi_value LayerNormBackward(napi_env env, napi_callback_info info) {
   static const char *fn = "layerNormBackward";
-  size_t argc = 3;
+  static const char *dims_msg = "dims must be an Int32Array [rows, d, hasR, hasDrop]";
   napi_value argv[3];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 3) {
-    throw_type(env, fn, "expected (F, dims, offs)");
-    return NULL;
-  }
   f32view F;
   const int32_t *dm = NULL;
-  int64_t dlen = 0;
-  bool present = false;
   double o[10];
-  if (!get_f32(env, fn, argv[0], "F", &F) || !get_i32_opt(env, fn, argv[1], "dims", &dm, &dlen, &present)) return NULL;
-  if (!present || dlen < 4 || dm[0] < 0 || dm[1] < 0) {
-    throw_type(env, fn, "dims must be an Int32Array [rows, d, hasR, hasDrop]");
+  if (!get_args(env, info, fn, 3, argv, "expected (F, dims, offs)") || !get_f32(env, fn, argv[0], "F", &F) ||
+      !get_dims(env, fn, argv[1], 4, dims_msg, &dm))
+    return NULL;
+  if (dm[0] < 0 || dm[1] < 0) {
+    throw_type(env, fn, dims_msg);
     return NULL;
   }
   if (!get_offsets(env, fn, argv[2], 10, o)) return NULL;
@@ -1165,23 +1160,13 @@ static float beam_row_max(const float *x, int64_t n) {
 
 static napi_value BeamTopk(napi_env env, napi_callback_info info) {
   static const char *fn = "beamTopk";
-  size_t argc = 3;
   napi_value argv[3];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 3) {
-    throw_type(env, fn, "expected (F, dims, offs)");
-    return NULL;
-  }
   f32view F;
   const int32_t *dp = NULL;
-  int64_t dlen = 0;
-  bool present = false;
   double o[7];
-  if (!get_f32(env, fn, argv[0], "F", &F) || !get_i32_opt(env, fn, argv[1], "dims", &dp, &dlen, &present)) return NULL;
-  if (!present || dlen < BD_COUNT) {
-    throw_type(env, fn, "dims must be an Int32Array of 5");
+  if (!get_args(env, info, fn, 3, argv, "expected (F, dims, offs)") || !get_f32(env, fn, argv[0], "F", &F) ||
+      !get_dims(env, fn, argv[1], BD_COUNT, "dims must be an Int32Array of 5", &dp))
     return NULL;
-  }
   if (!get_offsets(env, fn, argv[2], 7, o)) return NULL;
   for (int i = 0; i < BD_COUNT; i++)
     if (dp[i] < 0) {
