@@ -6,11 +6,9 @@
  * wall time is the busy time: the union of every attempt's interval (its end and length in compute.json),
  * the time during which at least one of its stages ran, without the gaps between sessions.
  */
-import { existsSync } from 'node:fs';
-import { basename, join } from 'node:path';
 import { readJsonFile } from '../util/fs.js';
-import { RECORDS_DIR } from './records.js';
-import { type ResolvedStage, instanceIdOf, stageState } from './stage.js';
+import { stageFile } from './records.js';
+import { type ResolvedStage, instanceIdOf } from './stage.js';
 
 /** One attempt of one stage, in ms since the epoch. */
 export interface Attempt {
@@ -26,9 +24,7 @@ export interface Attempt {
 export function stageAttempts(stages: readonly ResolvedStage[], outDir: string): Attempt[] {
   const out: Attempt[] = [];
   for (const s of stages) {
-    const own = join(s.folder, 'compute.json');
-    const record = join(outDir, RECORDS_DIR, basename(s.folder), 'compute.json');
-    const path = stageState(s) === 'done' && existsSync(own) ? own : existsSync(record) ? record : null;
+    const path = stageFile(s, outDir, 'compute.json');
     if (!path) continue;
     const { attempts } = readJsonFile<{ attempts?: Array<{ endedAt?: unknown; seconds?: unknown }> }>(path, 'stage compute record');
     for (const a of attempts ?? []) {

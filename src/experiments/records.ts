@@ -49,6 +49,17 @@ function copyVerified(fromDir: string, toDir: string, names: readonly string[]):
   }
 }
 
+/**
+ * Where a finished stage's small file `name` is: its run folder when the stage is done here, else its
+ * committed record under `<outDir>/stages/` (a report rebuilt without the run folders); null for neither.
+ */
+export function stageFile(s: ResolvedStage, outDir: string, name: string): string | null {
+  const own = join(s.folder, name);
+  if (stageState(s) === 'done' && existsSync(own)) return own;
+  const record = join(outDir, RECORDS_DIR, basename(s.folder), name);
+  return existsSync(record) ? record : null;
+}
+
 /** Done here from a committed record (a restore killed before its stage.json landed is not). */
 export function isRestored(s: ResolvedStage): boolean {
   return existsSync(join(s.folder, RESTORED_MARKER)) && stageState(s) === 'done';

@@ -7,13 +7,10 @@
  * source). Where no head reaches a threshold, the closest head and its score say how far the model is from
  * the paper's role, instead of only "none".
  */
-import { existsSync } from 'node:fs';
-import { basename, join } from 'node:path';
 import { type HeadReport, type HeadReportEntry, readHeadReport } from '../analysis/report.js';
-import { RECORDS_DIR } from './records.js';
+import { stageFile } from './records.js';
 import { formatMeanSd, meanSd } from './replicates.js';
 import type { ResolvedStage } from './stage.js';
-import { stageState } from './stage.js';
 
 export interface SeedRoles {
   seed: number | null;
@@ -31,9 +28,7 @@ export function baselineRoleReports(stages: readonly ResolvedStage[], outDir: st
   const out: SeedRoles[] = [];
   for (const s of stages) {
     if (s.instance.spec.kind !== 'analyze' || !s.parent || s.parent.parent || s.parent.instance.spec.kind !== 'train') continue;
-    const own = join(s.folder, 'head-report.json');
-    const record = join(outDir, RECORDS_DIR, basename(s.folder), 'head-report.json');
-    const path = stageState(s) === 'done' && existsSync(own) ? own : existsSync(record) ? record : null;
+    const path = stageFile(s, outDir, 'head-report.json');
     if (path) out.push({ seed: s.instance.seed, stage: s.instance.id, source: path, report: readHeadReport(path) });
   }
   return out.sort((a, b) => (a.seed ?? -1) - (b.seed ?? -1));
