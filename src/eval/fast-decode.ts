@@ -231,6 +231,8 @@ export async function fastBeam(model: Transformer, src: tf.Tensor2D, o: FastDeco
   let tokens = new Int32Array(B).fill(BOS_ID);
   const vals = new Float32Array(2 * k);
   const idx = new Int32Array(2 * k);
+  // the backend's kernels do not change during a search: look the native beam step up once
+  const native = hasBeamTopk();
   try {
     for (let t = 0; t < maxLen && liveCount; t++) {
       // logits only for live rows (not a done sentence's rows nor dead padding rows, whose scores are
@@ -242,7 +244,6 @@ export async function fastBeam(model: Transformer, src: tf.Tensor2D, o: FastDeco
       });
       // tf.logSoftmax's own ops, up to its last one (shifted - c), which topCandidates does per value read;
       // or all of it and the choice of candidates in one native kernel (HeadsBeamTopk, the same numbers)
-      const native = hasBeamTopk();
       const r = step(
         model,
         state,
