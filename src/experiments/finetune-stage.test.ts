@@ -10,7 +10,11 @@ import { resolveStages, stageState, experimentRoot } from './stage.js';
 import { runStage } from './run-stage.js';
 import { writeReport, writeReportFigures } from './report.js';
 import { initialWeights } from './finetune-stage.js';
-import { readMethodRows } from './methods-table.js';
+import { readDecodeBench, readMethodRows } from './methods-table.js';
+import { DECODE_BENCH_FILE, benchExportStages, decodeBenchMarkdown, fnv1a } from './methods-bench.js';
+import { translateSentences } from '../eval/translate.js';
+import { loadCorpora } from '../data/prepare.js';
+import { writeJsonAtomic } from '../util/fs.js';
 import { ProgressLine } from '../train/progress.js';
 import { useTestBackend } from '../test-utils/backend.js';
 import { loadModel } from '../io/load-model.js';
@@ -148,12 +152,48 @@ ${hasOrt ? '  float-onnx: { kind: export, of: baseline, mask: none, engine: onnx
       expect(dyn['modelBytes']).toBeLessThan(fo['modelBytes']);
     }
     const root = experimentRoot(loadSpec(p), runs);
+    // the decode bench: every finished export in turns, best of the repetitions, the same translations each time
+    const logged: string[] = [];
+    let load = 0;
+    const bench = await benchExportStages(stages, {
+      spec: p,
+      seeds: null,
+      sentences: 3,
+      reps: 2,
+      blasThreads: '1',
+      log: (l) => logged.push(l),
+      loadavg: () => [load++, 0, 0],
+    });
+    const exportIds = stages.filter((s) => s.instance.spec.kind === 'export').map((s) => s.instance.id);
+    expect(bench.rows.map((r) => r.stage)).toEqual(exportIds);
+    for (const r of bench.rows) {
+      expect(r.samplesCpuSeconds).toHaveLength(2);
+      expect(r.bestCpuSeconds).toBe(Math.min(...r.samplesCpuSeconds));
+      expect(r.bestSeconds).toBe(Math.min(...r.samplesSeconds));
+      expect(r.bestCpuSeconds).toBeGreaterThan(0);
+    }
+    // turns: repetition 2 starts one row later
+    const order = logged.filter((l) => l.startsWith('rep ')).map((l) => l.split(': ')[1]!.split(' ')[0]);
+    expect(order).toEqual([...exportIds, ...exportIds.slice(1), exportIds[0]]);
+    // the float row's hash is the hash of the exported model's own translation of the same 3 sentences
+    const floatModel = loadModel(join(byId('float').folder, 'export'));
+    const three = loadCorpora(byId('float').config.data, byId('float').config.seed)
+      .test.slice(0, 3)
+      .map((x) => x.src);
+    const direct = await translateSentences(floatModel.model, floatModel.tokenizer, three, floatModel.config.eval);
+    floatModel.model.dispose();
+    expect(bench.rows[0]!.hash).toBe(fnv1a(direct.outputs.join('\n')));
+    expect(bench.rows[0]!.outputTokens).toBe(direct.stats.outputTokens);
+    expect(decodeBenchMarkdown(bench).split('\n')[2]).toMatch(/^\| float \|.*\| 1\.00x \|/);
+    writeJsonAtomic(join(root, DECODE_BENCH_FILE), bench);
     const { mdPath } = writeReport(stages, root);
     const rows = readMethodRows(join(root, 'methods.csv'));
     expect(rows.map((r) => r.stage)).toEqual(['float', 'moe', 'local', 'ffn', ...(hasOrt ? ['float-onnx', 'int8-dynamic'] : [])]);
     expect(rows.map((r) => r.fineTuneSteps).slice(0, 4)).toEqual([0, 4, 4, 4]);
     expect(rows.map((r) => r.method).slice(0, 4)).toEqual(['float', 'moe-top2x2', 'local(1)', 'ffn-0.5-tuned']);
     expect(rows[3]!.bleu).toBeCloseTo(ffn['bleu'], 6);
+    expect(rows.map((r) => r.benchCpuSeconds)).toEqual(bench.rows.map((r) => Number(r.bestCpuSeconds.toFixed(4))));
+    expect(readFileSync(mdPath, 'utf8')).toContain('bench decode CPU s (wall s)');
     expect(readFileSync(mdPath, 'utf8')).toContain('## Sparsity methods');
     const figures = await writeReportFigures(stages, [], root, { html: false });
     expect(figures.written.map((f) => f.name)).toContain('bleu-vs-cost');
@@ -168,7 +208,30 @@ ${hasOrt ? '  float-onnx: { kind: export, of: baseline, mask: none, engine: onnx
       'ffn-0.5-tuned',
       ...(hasOrt ? ['float (ORT)', 'int8-dynamic (ORT)'] : []),
     ]);
+    // the time panel is the bench's CPU seconds once every row has them
+    const timeX = (fig.data as unknown as Array<{ xaxis: string; x: number[] }>).filter((t) => t.xaxis !== 'x').flatMap((t) => t.x);
+    expect(timeX.sort()).toEqual(rows.map((r) => r.benchCpuSeconds!).sort());
     // the reference line is the float row's BLEU on both panels
     expect(fig.layout.shapes.map((s) => s.y0)).toEqual([float['bleu'], float['bleu']]);
   }, 240_000);
+
+  it('a malformed decode-bench.json is named by file and field, never half-used', () => {
+    const d = mkdtempSync(join(tmpdir(), 'heads-bench-'));
+    expect(readDecodeBench(d)).toBeNull();
+    const good = { what: 'decode-bench', sentences: 3, beamSize: 1, reps: 2, rows: [{ stage: 'float', bestSeconds: 0.5, bestCpuSeconds: 0.4 }] };
+    for (const [bad, field] of [
+      [{ ...good, what: 'other' }, 'what'],
+      [{ ...good, reps: 0 }, 'reps'],
+      [{ ...good, rows: {} }, 'rows'],
+      [{ ...good, rows: [{ stage: '', bestSeconds: 1, bestCpuSeconds: 1 }] }, 'rows\\[0\\]\\.stage'],
+      [{ ...good, rows: [{ stage: 'float', bestSeconds: 1, bestCpuSeconds: -1 }] }, 'rows\\[0\\]\\.bestCpuSeconds'],
+    ] as const) {
+      writeFileSync(join(d, DECODE_BENCH_FILE), JSON.stringify(bad));
+      expect(() => readDecodeBench(d)).toThrow(new RegExp(`decode-bench\\.json: ${field}: expected`));
+    }
+    writeFileSync(join(d, DECODE_BENCH_FILE), '{ not json');
+    expect(() => readDecodeBench(d)).toThrow(/decode-bench\.json: invalid JSON/);
+    writeFileSync(join(d, DECODE_BENCH_FILE), JSON.stringify(good));
+    expect(readDecodeBench(d)!.rows[0]!.bestCpuSeconds).toBe(0.4);
+  });
 });

@@ -1,6 +1,7 @@
 /**
  * The sparsity-methods figure: test BLEU against the bytes of the weights file (left) and against the
- * decode time of the fixed batch (right), one series per method (a method's rows joined in order of
+ * decode time of the fixed batch (right: the decode bench's CPU seconds when every row has them, else the
+ * wall seconds each export stage measured), one series per method (a method's rows joined in order of
  * bytes, e.g. two window sizes), and the unpruned baseline's BLEU as a dashed reference line on both
  * panels. Rows come from an experiment report's methods.csv (src/experiments/methods-table.ts).
  */
@@ -22,6 +23,9 @@ export interface MethodRow {
   attnFlopsPerToken: number;
   attnProductShare: number;
   decodeSeconds: number;
+  /** the decode bench's best wall and CPU seconds for the same batch (experiments/methods-bench.ts), null without one */
+  benchSeconds: number | null;
+  benchCpuSeconds: number | null;
   outputTokens: number | null;
   moeMaxLoadRatio: number | null;
   moeDropped: number | null;
@@ -46,6 +50,8 @@ export function bleuVsCostFigure(rows: readonly MethodRow[], opts: { title?: str
   const groups = new Map<string, MethodRow[]>();
   for (const r of rows) if (Number.isFinite(r.bleu)) groups.set(seriesOf(r), [...(groups.get(seriesOf(r)) ?? []), r]);
   const [left, right] = [panelAxes(0), panelAxes(1)];
+  const fromBench = rows.length > 0 && rows.every((r) => typeof r.benchCpuSeconds === 'number');
+  const time = (r: MethodRow) => (fromBench ? r.benchCpuSeconds! : r.decodeSeconds);
   const symbols = ['circle', 'square', 'diamond', 'triangle-up', 'x', 'cross', 'star', 'hexagon', 'pentagon', 'triangle-down', 'star-square', 'hourglass'];
   const data: Trace[] = [];
   let i = 0;
@@ -69,14 +75,14 @@ export function bleuVsCostFigure(rows: readonly MethodRow[], opts: { title?: str
       line: { color, width: 1 },
       hovertemplate: '%{text}<br>%{x:.2f} MB: BLEU %{y:.2f}<extra></extra>',
     });
-    const byTime = [...rs].sort((a, b) => a.decodeSeconds - b.decodeSeconds);
+    const byTime = [...rs].sort((a, b) => time(a) - time(b));
     data.push({
       type: 'scatter',
       mode,
       name,
       legendgroup: name,
       showlegend: false,
-      x: byTime.map((r) => r.decodeSeconds),
+      x: byTime.map(time),
       y: byTime.map((r) => r.bleu),
       text: byTime.map((r) => `${r.stage} (${r.method})`),
       xaxis: right.x,
@@ -91,7 +97,15 @@ export function bleuVsCostFigure(rows: readonly MethodRow[], opts: { title?: str
   const [d0, d1] = columnDomains(2, 0.08);
   setAxis(layout, left.xKey, axis('weights file (MB)', { domain: d0, rangemode: 'tozero' }));
   setAxis(layout, left.yKey, axis('test BLEU', { anchor: left.x }));
-  setAxis(layout, right.xKey, axis('decode time of the fixed batch (s)', { domain: d1, rangemode: 'tozero', anchor: right.y }));
+  setAxis(
+    layout,
+    right.xKey,
+    axis(fromBench ? 'decode CPU time of the fixed batch, decode bench (s)' : 'decode time of the fixed batch, measured by each stage (s)', {
+      domain: d1,
+      rangemode: 'tozero',
+      anchor: right.y,
+    }),
+  );
   setAxis(layout, right.yKey, axis('test BLEU', { anchor: right.x, matches: left.y }));
   if (reference) {
     const line = (ax: typeof left) => ({
