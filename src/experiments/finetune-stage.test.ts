@@ -194,6 +194,15 @@ ${hasOrt ? '  float-onnx: { kind: export, of: baseline, mask: none, engine: onnx
     expect(rows[3]!.bleu).toBeCloseTo(ffn['bleu'], 6);
     expect(rows.map((r) => r.benchCpuSeconds)).toEqual(bench.rows.map((r) => Number(r.bestCpuSeconds.toFixed(4))));
     expect(readFileSync(mdPath, 'utf8')).toContain('bench decode CPU s (wall s)');
+    // each row against the float row of its seed: the BLEU difference, with a paired-bootstrap p (none for float itself)
+    expect(rows[0]!.vsFloat).toBeNull();
+    for (const r of rows.slice(1)) {
+      expect(r.vsFloat).toBeCloseTo(r.bleu - rows[0]!.bleu, 3);
+      expect(r.pVsFloat).toBeGreaterThan(0);
+      expect(r.pVsFloat).toBeLessThanOrEqual(1);
+    }
+    // no row of this spec is the tuned control (a finetune stage changing nothing), so no second comparison
+    expect(rows.every((r) => r.vsTuned === null)).toBe(true);
     expect(readFileSync(mdPath, 'utf8')).toContain('## Sparsity methods');
     const figures = await writeReportFigures(stages, [], root, { html: false });
     expect(figures.written.map((f) => f.name)).toContain('bleu-vs-cost');

@@ -18,6 +18,8 @@ import type { MethodRow } from '../plots/methods.js';
 import { finetuneLabel } from './finetune-stage.js';
 import { DECODE_BENCH_FILE, type DecodeBenchRecord } from './methods-bench.js';
 import { DataError } from '../util/errors.js';
+import type { TestOutput } from './hyps.js';
+import { REPORT_BOOTSTRAP, formatP, pairedTestSetPValues } from './replicates.js';
 
 export const METHOD_COLUMNS: ReadonlyArray<keyof MethodRow> = [
   'stage',
@@ -37,6 +39,10 @@ export const METHOD_COLUMNS: ReadonlyArray<keyof MethodRow> = [
   'benchSeconds',
   'benchCpuSeconds',
   'outputTokens',
+  'vsFloat',
+  'pVsFloat',
+  'vsTuned',
+  'pVsTuned',
   'moeMaxLoadRatio',
   'moeDropped',
   'description',
@@ -89,6 +95,10 @@ export function collectMethodRows(stages: readonly ResolvedStage[]): MethodRow[]
       benchSeconds: null,
       benchCpuSeconds: null,
       outputTokens: j['decode']?.outputTokens ?? null,
+      vsFloat: null,
+      pVsFloat: null,
+      vsTuned: null,
+      pVsTuned: null,
       moeMaxLoadRatio: j['moeRouting'] ? Number(j['moeRouting'].maxLoadRatio.toFixed(3)) : null,
       moeDropped: j['moeRouting'] ? Number(j['moeRouting'].droppedAtTrainingCapacity.toFixed(4)) : null,
       description: s.instance.spec.description ?? '',
@@ -101,7 +111,43 @@ export function readMethodRows(csvPath: string): MethodRow[] {
   if (!existsSync(csvPath)) return [];
   const rows = Papa.parse<MethodRow>(readTextFile(csvPath, 'methods table'), { header: true, dynamicTyping: true, skipEmptyLines: true }).data;
   // a methods.csv written before the decode bench existed has no bench columns
-  return rows.map((r) => ({ ...r, benchSeconds: r.benchSeconds ?? null, benchCpuSeconds: r.benchCpuSeconds ?? null }));
+  return rows.map((r) => ({
+    ...r,
+    benchSeconds: r.benchSeconds ?? null,
+    benchCpuSeconds: r.benchCpuSeconds ?? null,
+    vsFloat: r.vsFloat ?? null,
+    pVsFloat: r.pVsFloat ?? null,
+    vsTuned: r.vsTuned ?? null,
+    pVsTuned: r.pVsTuned ?? null,
+  }));
+}
+
+const seedOf = (stageId: string) => /seed=(\d+)/.exec(stageId)?.[1] ?? '';
+
+/**
+ * Each row's test BLEU against the two references of its seed, by the report's paired bootstrap
+ * (replicates.ts): the float row (the baseline exported unchanged, method `float`, tfjs) and the tuned
+ * control (the baseline fine-tuned with the same budget, nothing made sparse, method `tuned`). Rows
+ * whose translations are not in `outputs` keep what they had.
+ */
+export function withComparisons(rows: readonly MethodRow[], outputs: ReadonlyMap<string, TestOutput>): MethodRow[] {
+  const ref = (r: MethodRow, method: string) => rows.find((x) => x.method === method && x.engine !== 'onnx' && seedOf(x.stage) === seedOf(r.stage)) ?? null;
+  const cmp = (r: MethodRow, reference: MethodRow | null) => {
+    const system = outputs.get(r.stage);
+    const base = reference && reference !== r ? outputs.get(reference.stage) : undefined;
+    if (!system || !base) return null;
+    const c = pairedTestSetPValues([{ system, reference: base }]);
+    return { diff: Number(c.diffs[0]!.toFixed(4)), p: c.pValues[0]! };
+  };
+  return rows.map((r) => {
+    const f = cmp(r, ref(r, 'float'));
+    const t = cmp(r, ref(r, 'tuned'));
+    return {
+      ...r,
+      ...(f ? { vsFloat: f.diff, pVsFloat: f.p } : {}),
+      ...(t ? { vsTuned: t.diff, pVsTuned: t.p } : {}),
+    };
+  });
 }
 
 /** `<dir>/decode-bench.json`, checked field by field (a committed record: a bad one is named, never half-used), or null when absent. */
@@ -138,11 +184,12 @@ export function methodsMarkdown(rows: readonly MethodRow[]): string {
   const bench = rows.some((r) => r.benchCpuSeconds !== null && r.benchCpuSeconds !== undefined);
   const m = (x: number | null) => (x === null || x === undefined ? '-' : `${(x / 1e6).toFixed(2)}M`);
   const f = (x: number | null, d = 2) => (x === null || x === undefined ? '-' : x.toFixed(d));
-  const head = `| stage | method | fine-tuning steps | test BLEU | chrF | params (non-zero; active per token) | weights file (MB) | FFN MFLOP/token | attention MFLOP/token (product share) | decode s (output tokens) |${bench ? ' bench decode CPU s (wall s) |' : ''} MoE max load / dropped |\n|---|---|---|---|---|---|---|---|---|---|---|${bench ? '---|' : ''}`;
+  const diff = (d: number | null, p: number | null) => (d === null || d === undefined ? '-' : `${d >= 0 ? '+' : ''}${d.toFixed(2)} (${formatP(p ?? null)})`);
+  const head = `| stage | method | fine-tuning steps | test BLEU | − float (p) | − tuned (p) | chrF | params (non-zero; active per token) | weights file (MB) | FFN MFLOP/token | attention MFLOP/token (product share) | decode s (output tokens) |${bench ? ' bench decode CPU s (wall s) |' : ''} MoE max load / dropped |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|${bench ? '---|' : ''}`;
   const body = rows.map((r) => {
     const params = `${m(r.params)}${r.nonZeroParams !== null && r.nonZeroParams < r.params ? ` (${m(r.nonZeroParams)} non-zero)` : ''}${r.activeParams !== null && r.activeParams < r.params ? `; ${m(r.activeParams)} active` : ''}`;
     const moe = r.moeMaxLoadRatio === null || r.moeMaxLoadRatio === undefined ? '-' : `${f(r.moeMaxLoadRatio)}x / ${(100 * (r.moeDropped ?? 0)).toFixed(1)}%`;
-    return `| ${r.stage} | ${r.method}${r.engine === 'onnx' ? ' (ORT)' : ''} | ${r.fineTuneSteps} | ${f(r.bleu)} | ${f(r.chrf)} | ${params} | ${f(r.modelBytes / 1e6)} | ${f(r.ffnFlopsPerToken / 1e6, 3)} | ${f(r.attnFlopsPerToken / 1e6, 3)} (${(100 * r.attnProductShare).toFixed(0)}%) | ${f(r.decodeSeconds)} (${r.outputTokens ?? '-'}) |${bench ? ` ${r.benchCpuSeconds === null || r.benchCpuSeconds === undefined ? '-' : `${f(r.benchCpuSeconds)} (${f(r.benchSeconds)})`} |` : ''} ${moe} |`;
+    return `| ${r.stage} | ${r.method}${r.engine === 'onnx' ? ' (ORT)' : ''} | ${r.fineTuneSteps} | ${f(r.bleu)} | ${diff(r.vsFloat, r.pVsFloat)} | ${diff(r.vsTuned, r.pVsTuned)} | ${f(r.chrf)} | ${params} | ${f(r.modelBytes / 1e6)} | ${f(r.ffnFlopsPerToken / 1e6, 3)} | ${f(r.attnFlopsPerToken / 1e6, 3)} (${(100 * r.attnProductShare).toFixed(0)}%) | ${f(r.decodeSeconds)} (${r.outputTokens ?? '-'}) |${bench ? ` ${r.benchCpuSeconds === null || r.benchCpuSeconds === undefined ? '-' : `${f(r.benchCpuSeconds)} (${f(r.benchSeconds)})`} |` : ''} ${moe} |`;
   });
   return [head, ...body].join('\n') + '\n';
 }
@@ -151,10 +198,10 @@ export function methodsMarkdown(rows: readonly MethodRow[]): string {
  * Write `<outDir>/methods.csv` from the finished export stages (or keep the committed one) and return the
  * results.md section, or null when there are no rows.
  */
-export function methodsSection(stages: readonly ResolvedStage[], outDir: string): string | null {
+export function methodsSection(stages: readonly ResolvedStage[], outDir: string, outputs: ReadonlyMap<string, TestOutput> = new Map()): string | null {
   const csvPath = join(outDir, 'methods.csv');
   const bench = readDecodeBench(outDir);
-  let rows = withDecodeBench(collectMethodRows(stages), bench);
+  let rows = withComparisons(withDecodeBench(collectMethodRows(stages), bench), outputs);
   if (rows.length)
     writeFileAtomic(csvPath, Papa.unparse({ fields: [...METHOD_COLUMNS], data: rows.map((r) => METHOD_COLUMNS.map((c) => r[c])) }, { newline: '\n' }) + '\n');
   else rows = withDecodeBench(readMethodRows(csvPath), bench);
@@ -162,5 +209,5 @@ export function methodsSection(stages: readonly ResolvedStage[], outDir: string)
   const benchNote = bench
     ? ` The bench column is \`npm run bench:methods\` (${bench.date.slice(0, 10)}, commit ${bench.commit?.slice(0, 7) ?? 'unknown'}${bench.dirty ? ' with uncommitted changes' : ''}): every row decodes the first ${bench.sentences} test sentences with beam ${bench.beamSize} in one process, rows in turns, best of ${bench.reps}, CPU seconds of that process (HEADS_BLAS_THREADS ${bench.blasThreads ?? 'unset'}, ORT on one thread); the decode s column is what each export stage measured while it ran, on a machine that may have been doing other work.`
     : '';
-  return `## Sparsity methods: quality against size, cost per token and decode time\n\nOne row per export stage (src/experiments/export-stage.ts, model-cost.ts): test BLEU and chrF (sacreBLEU defaults), parameters (non-zero ones after magnitude pruning; active per token for mixtures of experts), bytes of the weights file (ONNX rows: encoder.onnx + decoder.onnx), FLOPs per token (2 per multiply-add; a source token through the encoder plus a target token through the decoder, over the test set's lengths), the share of attention-product FLOPs a sparse kernel would compute (counted from the pattern, not measured: the toolkit's kernels are dense and masked), and the best of ${'3'} decode times of one fixed batch. MoE: the busiest expert's load against an even share, and the share of claims the training capacity would drop, teacher-forced on the test set.${benchNote}\n\n${methodsMarkdown(rows)}`;
+  return `## Sparsity methods: quality against size, cost per token and decode time\n\nOne row per export stage (src/experiments/export-stage.ts, model-cost.ts): test BLEU and chrF (sacreBLEU defaults), parameters (non-zero ones after magnitude pruning; active per token for mixtures of experts), bytes of the weights file (ONNX rows: encoder.onnx + decoder.onnx), FLOPs per token (2 per multiply-add; a source token through the encoder plus a target token through the decoder, over the test set's lengths), the share of attention-product FLOPs a sparse kernel would compute (counted from the pattern, not measured: the toolkit's kernels are dense and masked), and the best of ${'3'} decode times of one fixed batch. MoE: the busiest expert's load against an even share, and the share of claims the training capacity would drop, teacher-forced on the test set. − float and − tuned: test BLEU minus the float row's (the baseline unchanged) and minus the tuned row's (the baseline fine-tuned with the same budget, nothing made sparse: compare fine-tuned rows with it), with sacreBLEU's paired bootstrap p (${REPORT_BOOTSTRAP.n} resamples of the test sentences, seed ${REPORT_BOOTSTRAP.seed}); it treats the models as fixed, so it measures test-set sampling, not training randomness (one seed).${benchNote}\n\n${methodsMarkdown(rows)}`;
 }

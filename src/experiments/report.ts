@@ -322,7 +322,7 @@ export function writeReport(stages: readonly ResolvedStage[], outDir: string, op
   if (criterion) sections.push(`## The criterion at equal budgets (L0 against importance pruning, with and without the same fine-tuning)\n\n${criterion}`);
   const table2 = prunedVsScratchTable(stages, rows, outputs);
   if (table2) sections.push(`## Pruned against the same layout trained from scratch (Voita et al. 2019, Table 2)\n\n${table2}`);
-  const methods = methodsSection(stages, outDir);
+  const methods = methodsSection(stages, outDir, outputs);
   if (methods) sections.push(methods);
   const roles = rolesSection(baselineRoleReports(stages, outDir));
   if (roles) sections.push(roles);

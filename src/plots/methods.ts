@@ -27,6 +27,11 @@ export interface MethodRow {
   benchSeconds: number | null;
   benchCpuSeconds: number | null;
   outputTokens: number | null;
+  /** test BLEU minus the float row's (the unchanged baseline) and minus the tuned control's (the same fine-tuning, nothing made sparse), with their paired-bootstrap p; null where that row or the translations are missing */
+  vsFloat: number | null;
+  pVsFloat: number | null;
+  vsTuned: number | null;
+  pVsTuned: number | null;
   moeMaxLoadRatio: number | null;
   moeDropped: number | null;
   description: string;
