@@ -592,6 +592,49 @@ function heads(args: string[]): { status: number | null; stderr: string; stdout:
     it('translate -o a folder: the folder is left as it was (no temp file)', () => expect(readdirSync(join(dir, 'outdir'))).toEqual([]));
   });
 
+  // A model folder, or a file the command reads, that cannot be used is refused before the backend starts:
+  // then stderr holds the error line and nothing else (no backend or model line before it).
+  describe('a bad model folder or input file: the error is the only line', () => {
+    const empty = () => {
+      mkdirSync(join(dir, 'empty-run'), { recursive: true });
+      return join(dir, 'empty-run');
+    };
+    const noTokenizer = () => {
+      const copy = join(dir, 'no-tok-run');
+      if (!existsSync(copy)) {
+        spawnSync('cp', ['-r', run, copy]);
+        spawnSync('rm', [join(copy, 'tokenizer.json')]);
+      }
+      return copy;
+    };
+    const src = () => file('src2.txt', 'a b\n');
+    const only: Array<[string, () => string[], RegExp]> = [
+      ['translate, a folder with no checkpoint', () => ['translate', '-m', empty(), '-i', src()], /empty-run: no checkpoints found/],
+      [
+        'translate, a run without its tokenizer',
+        () => ['translate', '-m', noTokenizer(), '-i', src()],
+        /no-tok-run: no tokenizer\.json beside the checkpoints/,
+      ],
+      ['translate, a missing input file', () => ['translate', '-m', run, '-i', join(dir, 'nope.en')], /nope\.en/],
+      ['translate --engine onnx, a missing input file', () => ['translate', '-m', run, '--engine', 'onnx', '-i', join(dir, 'nope.en')], /nope\.en/],
+      ['analyze, a folder with no checkpoint', () => ['analyze', empty(), '--no-figures'], /empty-run: no checkpoints found/],
+      ['bench decode, a run without its tokenizer', () => ['bench', 'decode', '--model', noTokenizer(), '--input', src()], /no tokenizer\.json/],
+      ['bench decode, a missing input file', () => ['bench', 'decode', '--model', run, '--input', join(dir, 'nope.en')], /nope\.en/],
+      [
+        'plot attention, a folder with no checkpoint',
+        () => ['plot', 'attention', empty(), '--sentence', 'a b', '--out', join(dir, 'pl')],
+        /empty-run: no checkpoints found/,
+      ],
+      ['prune by importance, a folder with no checkpoint', () => ['prune', '--from', empty(), '--method', 'importance'], /empty-run: no checkpoints found/],
+    ];
+    it.each(only)('%s', (_name, argv, pattern) => {
+      const r = heads(argv());
+      const lines = r.stderr.split('\n').filter((l) => l.trim() !== '');
+      expect({ status: r.status, lines }).toEqual({ status: 2, lines: [expect.stringMatching(/^error: /)] });
+      expect(lines[0]).toMatch(pattern);
+    });
+  });
+
   it('a warning where accepting is right: blank lines stay blank, a line longer than the model reads is named', async () => {
     const long = Array.from({ length: 100 }, (_, i) => `w${i % 7}`).join(' ');
     const out = join(dir, 'out', 'warned.txt');

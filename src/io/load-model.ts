@@ -70,16 +70,33 @@ export function assignWeights(
     }
 }
 
-export function loadModel(path: string, warn: (m: string) => void = () => {}): LoadedModel {
+/** A model's files, read and checked without tfjs (openModelFiles). */
+export interface ModelFiles {
+  checkpoint: LoadedCheckpoint;
+  runPath: string;
+  tokenizer: BpeTokenizer;
+  tokenizerPath: string;
+}
+
+/**
+ * The checkpoint and tokenizer of a run or checkpoint folder, read and checked with no tfjs call: commands
+ * open the model's files before they start a backend, so a bad folder gets its one error line first.
+ */
+export function openModelFiles(path: string, warn: (m: string) => void = () => {}): ModelFiles {
   const checkpoint = findModelCheckpoint(path, warn);
   const runPath = runFolderOf(checkpoint.path);
-  const tokPath = join(runPath, 'tokenizer.json');
-  if (!existsSync(tokPath)) throw new CheckpointError(`${runPath}: no tokenizer.json beside the checkpoints`);
-  const tokenizer = BpeTokenizer.load(tokPath);
+  const tokenizerPath = join(runPath, 'tokenizer.json');
+  if (!existsSync(tokenizerPath)) throw new CheckpointError(`${runPath}: no tokenizer.json beside the checkpoints`);
+  return { checkpoint, runPath, tokenizer: BpeTokenizer.load(tokenizerPath), tokenizerPath };
+}
+
+/** The model of a folder (or of files openModelFiles read), built on the current backend. */
+export function loadModel(from: string | ModelFiles, warn: (m: string) => void = () => {}): LoadedModel {
+  const { checkpoint, runPath, tokenizer, tokenizerPath } = typeof from === 'string' ? openModelFiles(from, warn) : from;
   const config = checkpoint.state.config;
   const model = new Transformer(config.model, tokenizer.vocabSize, initParams(config.model, tokenizer.vocabSize, new Rng(0)));
   const hasGates = Object.keys(checkpoint.params).some((k) => k.startsWith('gate.'));
   const gates = hasGates && config.gates.attention.length ? new HeadGates(config.gates, model.shape, config.seed) : null;
-  assignWeights(model, gates, checkpoint, { tokenizerSource: tokPath });
+  assignWeights(model, gates, checkpoint, { tokenizerSource: tokenizerPath });
   return { model, tokenizer, gates, config, checkpoint, runPath };
 }

@@ -12,7 +12,7 @@ import { type BackendChoice, BACKEND_CHOICES } from '../../backend/select.js';
 import { runHandler, startBackend } from '../common.js';
 import { checkOutputFolder, makeDirs } from '../../util/dirs.js';
 import { ignoredIn, intFlag, numFlag, refuseIgnoredFlags } from '../options.js';
-import { loadModel } from '../../io/load-model.js';
+import { loadModel, openModelFiles } from '../../io/load-model.js';
 import { ATTENTION_TYPES, type AttentionType, isAttentionType } from '../../config/head-id.js';
 import type { ResolvedConfig } from '../../config/schema.js';
 import { readParallelCorpus, type SentencePair } from '../../data/corpus.js';
@@ -299,8 +299,9 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
       if (!args.quiet) console.error(m);
     };
     if (args.out) checkOutputFolder(args.out, '--out');
+    const files = openModelFiles(args.model, (m) => console.error(`warning: ${m}`));
     const backend = await startBackend(args.backend, log);
-    const { model, tokenizer, gates, config, checkpoint, runPath } = loadModel(args.model, (m) => console.error(`warning: ${m}`));
+    const { model, tokenizer, gates, config, checkpoint, runPath } = loadModel(files);
     try {
       log(`model: ${checkpoint.path} (step ${checkpoint.state.step})`);
       const stacks = parseStacks(args.stacks);

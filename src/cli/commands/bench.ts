@@ -11,7 +11,7 @@ import { ignoredIn, intFlag, refuseIgnoredFlags } from '../options.js';
 import { MAX_BEAM_SIZE } from '../../config/schema.js';
 import { HeadsError } from '../../util/errors.js';
 import { benchDecode, benchTrain, formatBenchTable } from '../../train/bench.js';
-import { loadModel } from '../../io/load-model.js';
+import { loadModel, openModelFiles } from '../../io/load-model.js';
 import { disposeGates } from '../../model/gate-tensors.js';
 import { readTextFile } from '../../util/fs.js';
 import { loadavg } from 'node:os';
@@ -136,10 +136,11 @@ async function decodeHandler(args: ArgumentsCamelCase<Args>): Promise<void> {
       ]),
     ]);
     if (!args.model || !args.input) throw new HeadsError('bench decode needs --model <run folder> and --input <source file>');
+    const files = openModelFiles(args.model, (m) => console.error(`warning: ${m}`));
+    const lines = readTextFile(args.input, 'source file').replace(/\n$/, '').split('\n');
     const info = await startBackend(args.backend);
     console.log(describeBackendFixes(info.name));
-    const { model, tokenizer, gates, config, checkpoint } = loadModel(args.model, (m) => console.error(`warning: ${m}`));
-    const lines = readTextFile(args.input, 'source file').replace(/\n$/, '').split('\n');
+    const { model, tokenizer, gates, config, checkpoint } = loadModel(files);
     const sentences = args.limit !== undefined ? lines.slice(0, args.limit) : lines;
     const g = gates?.testGates();
     const before = loadavg();

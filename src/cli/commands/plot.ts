@@ -12,7 +12,7 @@ import { runHandler, startBackend } from '../common.js';
 import { checkOutputFolder } from '../../util/dirs.js';
 import { ignoredIn, numFlag, refuseIgnoredFlags } from '../options.js';
 import { readHeadMask } from '../../io/head-mask.js';
-import { loadModel } from '../../io/load-model.js';
+import { loadModel, openModelFiles } from '../../io/load-model.js';
 import { ConfigError, DataError } from '../../util/errors.js';
 import { readJsonFile } from '../../util/fs.js';
 import {
@@ -165,8 +165,9 @@ async function buildFigures(args: ArgumentsCamelCase<Args>): Promise<Figure[]> {
       if (existsSync(input) && statSync(input).isFile() && input.endsWith('.json'))
         return [{ name: 'attention', spec: attentionMapFigure(readAttentionMaps(input), { title }) }];
       if (!args.sentence) throw new ConfigError(['--sentence: give the source sentence whose attention to draw (or pass an attention-map JSON file)']);
+      const files = openModelFiles(input, (m) => console.error(`warning: ${m}`));
       await startBackend(args.backend);
-      const loaded = loadModel(input, (m) => console.error(`warning: ${m}`));
+      const loaded = loadModel(files);
       try {
         const heads = args.heads
           ?.split(',')

@@ -17,7 +17,7 @@ import { BpeTokenizer } from '../../data/tokenizer.js';
 import { findModelCheckpoint } from '../../io/checkpoint.js';
 import { runFolderOf } from '../../io/load-model.js';
 import { runPruning } from '../../train/prune.js';
-import { loadModel } from '../../io/load-model.js';
+import { loadModel, openModelFiles } from '../../io/load-model.js';
 import { loadCorpora } from '../../data/prepare.js';
 import { runImportancePruning, type PruningMethod } from '../../analysis/importance-pruning.js';
 import { type ImportanceForm, type ImportanceNormalization, importanceSettingProblems } from '../../analysis/importance.js';
@@ -276,8 +276,9 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
 
 /** Michel et al.'s schedule: remove the lowest-scoring heads, `--step-percent` at a time, scoring BLEU after each step. */
 async function pruneByScores(args: ArgumentsCamelCase<Args> & { from: string }): Promise<void> {
+  const files = openModelFiles(args.from, (m) => console.error(`warning: ${m}`));
   await startBackend(args.backend ?? 'auto');
-  const loaded = loadModel(args.from, (m) => console.error(`warning: ${m}`));
+  const loaded = loadModel(files);
   const cfg = loaded.config;
   const corpora = loadCorpora(cfg.data, cfg.seed);
   const stacks = (args.attention ?? 'enc-self').split(',').map((s) => s.trim());

@@ -8,7 +8,7 @@ import { type BackendChoice, BACKEND_CHOICES } from '../../backend/select.js';
 import { runHandler, startBackend } from '../common.js';
 import { ignoredIn, intFlag, numFlag, refuseIgnoredFlags } from '../options.js';
 import { MAX_BEAM_SIZE } from '../../config/schema.js';
-import { loadModel } from '../../io/load-model.js';
+import { loadModel, openModelFiles } from '../../io/load-model.js';
 import { translateSentences } from '../../eval/translate.js';
 import { firstInvalidUtf8Line, readTextFile, writeFileAtomic } from '../../util/fs.js';
 import { checkOutputFile } from '../../util/dirs.js';
@@ -69,16 +69,18 @@ export function builder(y: Argv): Argv<Args> {
 
 export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
   await runHandler(async () => {
-    // the output path is checked before anything loads, the input before any sentence is translated
+    // the output path and the input file are checked before anything loads
     refuseIgnoredFlags(ignoredIn(args.engine === 'onnx', 'not with --engine onnx, which runs ONNX Runtime instead of tfjs', ['backend']));
     if (args.output) checkOutputFile(args.output, '--output');
-    if (args.engine === 'onnx') return translateOnnx(args);
+    const sourceText = args.input ? readTextFile(args.input, 'source file') : null;
+    if (args.engine === 'onnx') return translateOnnx(args, sourceText);
     if (!existsSync(args.model)) throw new CheckpointError(`${args.model}: no such run or checkpoint folder (--model)`);
+    const files = openModelFiles(args.model, (m) => console.error(`warning: ${m}`));
     await startBackend(args.backend);
-    const { model, tokenizer, gates, config, checkpoint } = loadModel(args.model, (m) => console.error(`warning: ${m}`));
+    const { model, tokenizer, gates, config, checkpoint } = loadModel(files);
     console.error(`model: ${checkpoint.path} (step ${checkpoint.state.step})`);
     const source = args.input ?? 'stdin';
-    const lines = sourceLines(args.input ? readTextFile(args.input, 'source file') : decodeStdin(readFileSync(0)), source);
+    const lines = sourceLines(sourceText ?? decodeStdin(readFileSync(0)), source);
     warnAboutSource(lines, source, model.config.maxPositions, tokenizer);
     // blank lines stay blank in the output (a model would invent a sentence for them)
     const todo = lines.flatMap((l, i) => (l.trim() === '' ? [] : [i]));
@@ -112,14 +114,14 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
 }
 
 /** `heads translate --engine onnx`: the same input, output and messages, decoded by src/onnx/decode.ts in onnxruntime-node. */
-async function translateOnnx(args: ArgumentsCamelCase<Args>): Promise<void> {
+async function translateOnnx(args: ArgumentsCamelCase<Args>, sourceText: string | null): Promise<void> {
   const m = await loadOnnxModel(args.model);
   const g = m.metadata.generation;
   console.error(
     `model: ${m.folder} (ONNX Runtime, onnxruntime-node${m.metadata.quantization ? ', int8' : ''}; exported from ${m.metadata.source.checkpoint}, step ${m.metadata.source.step})`,
   );
   const source = args.input ?? 'stdin';
-  const lines = sourceLines(args.input ? readTextFile(args.input, 'source file') : decodeStdin(readFileSync(0)), source);
+  const lines = sourceLines(sourceText ?? decodeStdin(readFileSync(0)), source);
   warnAboutSource(lines, source, m.metadata.maxPositions, m.tokenizer);
   const todo = lines.flatMap((l, i) => (l.trim() === '' ? [] : [i]));
   const progress = new ProgressLine(process.stderr, false, { everyMs: 10_000 });
