@@ -49,6 +49,16 @@ export interface NativeBlas {
    * (float)((float)(logits - max - lse) + score) per group of W beams with beam * V + token (int32), tf.topk's order.
    */
   beamTopk(F: Float32Array, dims: Int32Array, offs: Float64Array): void;
+  /**
+   * Decoder self-attention over caches K, V [rowsCap, Tcap, h*dh] in F: dims [R, h, dh, ldqkv, t, rowsCap, Tcap],
+   * offs [qkv, K, V, scores, scale]: writes each row's k and v (columns h*dh.. and 2*h*dh.. of qkv) at position t
+   * and computes scores [R, h, 1, t+1] = (q * scale) K^T per head (one cblas_sgemm per row and head).
+   */
+  cacheScores(F: Float32Array, dims: Int32Array, offs: Float64Array): void;
+  /** context [R, h, 1, dh] = weights [R, h, 1, T] @ V per head: dims [R, h, dh, 0, T - 1, rowsCap, Tcap], offs [weights, V, out, 0]. */
+  cacheContext(F: Float32Array, dims: Int32Array, offs: Float64Array): void;
+  /** In place, in every cache at offs: row i = row src[i] (first len floats): dims [rowsOut, rowsCap, rowStride, len]. */
+  cacheRows(F: Float32Array, dims: Int32Array, offs: Float64Array, src: Int32Array): void;
   /** Sets OpenBLAS's thread count; returns the count now in effect. */
   setThreads(n: number): number;
   getThreads(): number;

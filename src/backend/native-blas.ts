@@ -94,6 +94,10 @@ export interface NativeBlas {
   adamUpdate?(F: Float32Array, n: number, offs: Float64Array, k: Float64Array): void;
   /** One beam-search step's log-softmax and best continuations on one array (beam-kernel.ts); absent in older builds. */
   beamTopk?(F: Float32Array, dims: Int32Array, offs: Float64Array): void;
+  /** Decoder self-attention over preallocated caches (kv-cache-kernel.ts); absent in older builds. */
+  cacheScores?(F: Float32Array, dims: Int32Array, offs: Float64Array): void;
+  cacheContext?(F: Float32Array, dims: Int32Array, offs: Float64Array): void;
+  cacheRows?(F: Float32Array, dims: Int32Array, offs: Float64Array, src: Int32Array): void;
   setThreads(n: number): number;
   getThreads(): number;
   config(): { config: string; corename: string; numProcs: number; threads: number };

@@ -22,7 +22,9 @@
  *   norm with the post-norm residual and dropout, `HeadsLayerNorm(Grad)` (layer-norm-kernel.ts), used by
  *   model/layers.ts; one Adam step per parameter, `HeadsAdam` (adam-kernel.ts), used by train/adam.ts;
  *   a beam step's log-softmax and best continuations, `HeadsBeamTopk` (beam-kernel.ts), used by
- *   eval/fast-decode.ts fastBeam (with the native Sum only: its sums are that Sum's bits).
+ *   eval/fast-decode.ts fastBeam (with the native Sum only: its sums are that Sum's bits); the fast
+ *   decoders' self-attention over preallocated caches, `HeadsCacheScores` / `HeadsCacheContext`
+ *   (kv-cache-kernel.ts).
  *
  * Installing is idempotent (a kernel already carrying the requested fix is left alone; tfjs would warn
  * or throw on a double registration), `restoreStockKernels` undoes everything for A/B benchmarks and
@@ -41,6 +43,7 @@ import { DROPOUT_KERNEL, cpuDropout, nativeDropoutLoop, wasmDropout, wasmNativeD
 import { ATTENTION_GRAD_KERNEL, ATTENTION_KERNEL, nativeAttention, wasmAttention, wasmAttentionGrad } from './attention-kernel.js';
 import { ADAM_KERNEL, nativeAdam, wasmAdam } from './adam-kernel.js';
 import { BEAM_TOPK_KERNEL, nativeBeamTopk, wasmBeamTopk } from './beam-kernel.js';
+import { CACHE_CONTEXT_KERNEL, CACHE_SCORES_KERNEL, nativeKvCache, setCacheRows, wasmCacheContext, wasmCacheScores } from './kv-cache-kernel.js';
 import { LAYER_NORM_GRAD_KERNEL, LAYER_NORM_KERNEL, nativeLayerNorm, wasmLayerNorm, wasmLayerNormGrad } from './layer-norm-kernel.js';
 
 export type { InstalledFix } from './kernel-registry.js';
@@ -83,6 +86,8 @@ export interface BackendFixOptions {
   nativeSum?: boolean;
   /** wasm with native BLAS and nativeSum: a beam step's log-softmax and best continuations in one kernel, HeadsBeamTopk (default true) */
   nativeBeam?: boolean;
+  /** wasm with native BLAS: the fast decoders' self-attention over preallocated caches, HeadsCacheScores / HeadsCacheContext (default true) */
+  nativeKvCache?: boolean;
   /** register the fused dropout kernel used by backend/dropout.ts fastDropout (default true) */
   fusedDropout?: boolean;
 }
@@ -134,6 +139,15 @@ export function installBackendFixes(backendName: string, opts: BackendFixOptions
     const beam = (opts.nativeBeam ?? true) && (opts.nativeSum ?? true) ? nativeBeamTopk(blas) : null;
     if (beam !== null) installKernelFix('wasm', BEAM_TOPK_KERNEL, 'native-c', () => wasmBeamTopk(beam));
     else restoreKernel('wasm', BEAM_TOPK_KERNEL);
+    const kv = (opts.nativeKvCache ?? true) ? nativeKvCache(blas) : null;
+    if (kv !== null) {
+      installKernelFix('wasm', CACHE_SCORES_KERNEL, 'native-c', () => wasmCacheScores(kv));
+      installKernelFix('wasm', CACHE_CONTEXT_KERNEL, 'native-c', () => wasmCacheContext(kv));
+    } else {
+      restoreKernel('wasm', CACHE_SCORES_KERNEL);
+      restoreKernel('wasm', CACHE_CONTEXT_KERNEL);
+    }
+    setCacheRows(kv?.cacheRows ?? null);
     const attn = (opts.fusedAttention ?? true) ? nativeAttention(blas) : null;
     if (attn !== null) {
       installKernelFix('wasm', ATTENTION_KERNEL, 'native-c', () => wasmAttention(attn));

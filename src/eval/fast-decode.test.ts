@@ -10,6 +10,7 @@ import { argMaxOfLogSoftmax, readF32 } from './fast-decode.js';
 import { BEAM_TOPK_KERNEL, hasBeamTopk, nativeBeamTopk } from '../backend/beam-kernel.js';
 import { loadNativeBlas } from '../backend/native-blas.js';
 import { installBackendFixes } from '../backend/ops.js';
+import { CACHE_SCORES_KERNEL, cacheRows, hasKvCache, nativeKvCache } from '../backend/kv-cache-kernel.js';
 
 const V = 13;
 
@@ -134,6 +135,83 @@ describe('fast decoders', () => {
       }
     } finally {
       installBackendFixes('wasm');
+    }
+  });
+
+  it.each([1, 2, 4])(
+    "beam %p: the in-place self-attention caches (HeadsCacheScores) give the concatenated caches' translations and the legacy decoder's",
+    async (k) => {
+      if (tf.getBackend() !== 'wasm' || nativeKvCache(loadNativeBlas().blas) === null) {
+        console.warn('in-place cache case skipped: not on wasm with the addon (its cache functions)');
+        return;
+      }
+      const codec = { encode: (s: string) => s.split(' ').map(Number), decode: (ids: number[]) => ids.join(' ') };
+      const r = new Rng(9);
+      const text = Array.from({ length: 40 }, () => Array.from({ length: 1 + r.int(11) }, () => 3 + r.int(V - 3)).join(' '));
+      // gates on the self-attention too (a half-open head, a closed one), and on the cross-attention
+      const selfGates: GateTensors = { ...gates, 'dec-self': [tf.tensor1d([0.5]), tf.tensor1d([1, 0])] };
+      const base = { beamSize: k, lengthPenalty: 0.6, batchSentences: 16, maxTokensPerBatch: 120 };
+      // length limits: as usual, every sentence cut at 4 tokens (the caches' last position written), and at 1
+      const limits = [
+        { maxLenA: 1.5, maxLenB: 3 },
+        { maxLenA: 0, maxLenB: 4 },
+        { maxLenA: 0, maxLenB: 1 },
+      ];
+      const run = async (g: GateTensors | undefined, lim: (typeof limits)[number]) => {
+        const p = await tf.profile(
+          async () => (await translateSentences(model, codec, text, { ...base, ...lim, decoder: 'fast', ...(g ? { gates: g } : {}) })).outputs,
+        );
+        return { outputs: p.result as string[], kernels: new Set(p.kernelNames) };
+      };
+      try {
+        for (const g of [undefined, selfGates])
+          for (const lim of limits) {
+            installBackendFixes('wasm');
+            expect(hasKvCache()).toBe(true);
+            const before = tf.memory().numTensors;
+            const inPlace = await run(g, lim);
+            expect(tf.memory().numTensors).toBe(before);
+            installBackendFixes('wasm', { nativeKvCache: false });
+            expect(hasKvCache()).toBe(false);
+            const concat = await run(g, lim);
+            // the kernels are used where registered (no split of q|k|v), the concatenated caches where not
+            expect(inPlace.kernels.has(CACHE_SCORES_KERNEL) && !inPlace.kernels.has('SplitV')).toBe(true);
+            expect(concat.kernels.has('SplitV') && !concat.kernels.has(CACHE_SCORES_KERNEL)).toBe(true);
+            expect(inPlace.outputs).toEqual(concat.outputs);
+            const legacy = await translateSentences(model, codec, text, { ...base, ...lim, decoder: 'legacy', ...(g ? { gates: g } : {}) });
+            expect(inPlace.outputs).toEqual(legacy.outputs);
+            if (lim.maxLenB === 3) expect(new Set(inPlace.outputs.map((x) => x.split(' ').length)).size).toBeGreaterThan(3);
+          }
+      } finally {
+        installBackendFixes('wasm');
+        tf.dispose(selfGates['dec-self']!.filter((x): x is tf.Tensor => x !== null));
+      }
+    },
+    120000,
+  );
+
+  it('cacheRows moves rows in place as a gather would (repeated sources, rows read and overwritten, fewer rows)', () => {
+    if (tf.getBackend() !== 'wasm' || nativeKvCache(loadNativeBlas().blas) === null) {
+      console.warn('cacheRows case skipped: not on wasm with the addon (its cache functions)');
+      return;
+    }
+    installBackendFixes('wasm');
+    const r = new Rng(3);
+    const [rowsCap, T, w] = [9, 5, 6];
+    for (let trial = 0; trial < 40; trial++) {
+      const rowsOut = 1 + r.int(rowsCap);
+      const src = Int32Array.from({ length: rowsOut }, (_, i) => (r.int(3) === 0 ? i : r.int(rowsCap)));
+      const positions = r.int(T + 1);
+      const init = [0, 1].map(() => new Float32Array(rowsCap * T * w).map(() => r.normal()));
+      const caches = init.map((x) => tf.tensor3d(x, [rowsCap, T, w]));
+      cacheRows(caches, src, positions);
+      caches.forEach((c, n) => {
+        const got = c.dataSync();
+        const want = Float32Array.from(init[n]!);
+        for (let i = 0; i < rowsOut; i++) want.set(init[n]!.subarray(src[i]! * T * w, src[i]! * T * w + positions * w), i * T * w);
+        expect(Array.from(got)).toEqual(Array.from(want));
+      });
+      tf.dispose(caches);
     }
   });
 

@@ -18,6 +18,10 @@
  *   near-tied (then that step's log-softmax is computed as before): no log-softmax pass over V.
  * - one product for each decoder layer's self-attention queries, keys and values instead of three
  *   (`fuseSelfQkv`; OpenBLAS gives the same numbers per column, checked in the tests by the outputs).
+ * - with the native cache kernels (wasm + the addon: backend/kv-cache-kernel.ts), self-attention caches
+ *   allocated once per batch (every row, every position up to the batch's length limit), each step's keys
+ *   and values written in place, beams reordered by moving rows within them: no Concat, SplitV,
+ *   Transpose or Gather of the caches per step (the same products, so the same numbers).
  *
  * Rows of the target caches only move within a sentence's beams or leave with their sentence, so one
  * gather index serves the self-attention caches every step and the source caches when a sentence left.
@@ -28,6 +32,7 @@ import { type DecoderState, type GateTensors, type Transformer, gatherRows, stat
 import { BOS_ID, EOS_ID, lengthPenalty } from './decode-rules.js';
 import { asCpuBackend, asWasmBackend, cpuValues, isFloat32Array, wasmHeapF32, wasmOffset4 } from '../backend/tfjs-internals.js';
 import { beamTopk, hasBeamTopk } from '../backend/beam-kernel.js';
+import { cacheRows } from '../backend/kv-cache-kernel.js';
 
 export interface FastDecodeOptions {
   beamSize: number;
@@ -62,6 +67,13 @@ export function readF32(t: tf.Tensor): { data: Float32Array; offset: number } {
 
 /** Keep rows `idx` of the self caches, and of the source caches and bias too when `withSource`; disposes what it replaces. */
 function keepRows(state: DecoderState, idx: Int32Array, withSource: boolean): DecoderState {
+  // in-place caches: rows move within them, over the positions written so far (kv-cache-kernel.ts)
+  if (state.selfCache)
+    cacheRows(
+      state.selfCache.flatMap((c) => (c ? [c.k, c.v] : [])),
+      idx,
+      state.step,
+    );
   const idxT = tf.tensor1d(idx, 'int32');
   const next = tf.tidy(() => ({
     self: state.self.map((c) => (c ? [gatherRows(c.k, idxT), gatherRows(c.v, idxT)] : [])),
@@ -78,6 +90,15 @@ function keepRows(state: DecoderState, idx: Int32Array, withSource: boolean): De
     out.srcBias = next.srcBias[0] as tf.Tensor4D;
   }
   return out;
+}
+
+/**
+ * The encoded batch with the fused self-attention projection and, where the backend has the cache
+ * kernels, in-place self-attention caches for `rows` rows and `positions` steps (model/transformer.ts).
+ */
+function startState(model: Transformer, src: tf.Tensor2D, gates: GateTensors | undefined, rows: number, positions: number): DecoderState {
+  const opts = { fuseSelfQkv: true, selfCache: { rows, positions } };
+  return tf.tidy(() => model.startDecoding(src, gates, opts) as unknown as tf.TensorContainer) as unknown as DecoderState;
 }
 
 /** One decoder step under tidy: the new state (old self caches disposed) and what `pick` returns of the logits. */
@@ -136,11 +157,11 @@ const COMPACT_AT = 0.8;
 /** Greedy decoding of src [B, S]; finished sentences leave the batch. Token ids without </s>. */
 export async function fastGreedy(model: Transformer, src: tf.Tensor2D, o: FastDecodeOptions): Promise<number[][]> {
   const B = src.shape[0];
-  let state = tf.tidy(() => model.startDecoding(src, o.gates, { fuseSelfQkv: true }) as unknown as tf.TensorContainer) as unknown as DecoderState;
+  const maxLen = Math.max(...o.limits);
+  let state = startState(model, src, o.gates, B, maxLen);
   const outputs: number[][] = Array.from({ length: B }, () => []);
   let slots = Array.from({ length: B }, (_, b) => b); // the sentence of each row, -1 once it is done
   let liveCount = B;
-  const maxLen = Math.max(...o.limits);
   let tokens = new Int32Array(B).fill(BOS_ID);
   try {
     for (let t = 0; t < maxLen && liveCount; t++) {
@@ -219,7 +240,7 @@ export async function fastBeam(model: Transformer, src: tf.Tensor2D, o: FastDeco
   const V = model.vocabSize;
   const B = src.shape[0];
   const maxLen = Math.max(...o.limits);
-  let state = tf.tidy(() => model.startDecoding(src, o.gates, { fuseSelfQkv: true }) as unknown as tf.TensorContainer) as unknown as DecoderState;
+  let state = startState(model, src, o.gates, B * k, maxLen);
   const finished: Hypothesis[][] = Array.from({ length: B }, () => []);
   // the rows: sentence `slots[i]` owns rows i*width .. i*width+width-1 (width 1 before the first step,
   // then k); a done sentence's slot is -1 until the batch is compacted (COMPACT_AT)

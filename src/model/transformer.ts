@@ -15,7 +15,8 @@ import { type HeadShape, headsPerLayer } from '../config/head-layout.js';
 import { Rng } from '../util/random.js';
 import { ParamStore } from './params.js';
 import { ForwardContext, causalBias, dropout, feedForward, layerNorm, linear, paddingBias, residualLayerNorm, sinusoidalTable } from './layers.js';
-import { type AttentionParams, type AttentionRecord, attend, attendQuery, attention, projectKeysValues, splitHeads } from './attention.js';
+import { type AttentionParams, type AttentionRecord, attend, attendQuery, attention, gateForContext, projectKeysValues, splitHeads } from './attention.js';
+import { cacheContext, cacheScores, hasKvCache } from '../backend/kv-cache-kernel.js';
 import { patternBias, patternOf } from './attention-patterns.js';
 import { type RoutingRecord, expertCapacity, mixtureOfExperts } from './moe.js';
 
@@ -62,6 +63,13 @@ export interface DecoderState {
    * numbers as three). Absent: three products.
    */
   selfQkv?: Array<{ w: tf.Tensor2D; b: tf.Tensor1D } | null>;
+  /**
+   * Per decoder layer, preallocated self-attention caches K and V [rowsCap, Tcap, h*dHead] (null: a layer
+   * without heads), when decoding asked for them (with selfQkv, on a backend with the cache kernels,
+   * backend/kv-cache-kernel.ts): positions 0..step-1 of rows 0.. hold the keys and values, each step
+   * writes its own in place, `self` stays null, and the caller reorders rows with `cacheRows`.
+   */
+  selfCache?: Array<{ k: tf.Tensor3D; v: tf.Tensor3D } | null>;
 }
 
 /** The MoE layers' per-batch input: which rows are real tokens, and the capacity (null: no limit). */
@@ -353,7 +361,7 @@ export class Transformer {
   // ---- incremental decoding (inference only; dropout off) ----
 
   /** Encode the source and precompute every decoder layer's source keys/values. */
-  startDecoding(src: tf.Tensor2D, gates?: GateTensors, opts: { fuseSelfQkv?: boolean } = {}): DecoderState {
+  startDecoding(src: tf.Tensor2D, gates?: GateTensors, opts: { fuseSelfQkv?: boolean; selfCache?: { rows: number; positions: number } } = {}): DecoderState {
     const ctx = ForwardContext.eval();
     const memory = this.encode(src, ctx, { gates });
     const cross = [];
@@ -365,6 +373,15 @@ export class Transformer {
         const sp = this.attentionParams(`dec.${l}.self`, this.shape['dec-self'][l]!);
         return sp.nHeads === 0 ? null : { w: tf.concat([sp.wq, sp.wk, sp.wv], 1) as tf.Tensor2D, b: tf.concat([sp.bq, sp.bk, sp.bv]) as tf.Tensor1D };
       });
+      // in-place caches: with the fused projection, the kernels, and no sparse pattern (its bias row per step)
+      const cap = opts.selfCache;
+      if (cap && hasKvCache() && !patternOf(this.config, 'dec-self')) {
+        state.selfCache = Array.from({ length: this.config.decoderLayers }, (_, l) => {
+          const sp = this.attentionParams(`dec.${l}.self`, this.shape['dec-self'][l]!);
+          const shape: [number, number, number] = [Math.max(1, cap.rows), Math.max(1, cap.positions), sp.nHeads * sp.dHead];
+          return sp.nHeads === 0 ? null : { k: tf.zeros(shape) as tf.Tensor3D, v: tf.zeros(shape) as tf.Tensor3D };
+        });
+      }
     }
     return state;
   }
@@ -392,7 +409,12 @@ export class Transformer {
       const sp = this.attentionParams(`dec.${l}.self`, this.shape['dec-self'][l]!);
       const cp = this.attentionParams(`dec.${l}.cross`, this.shape['dec-enc'][l]!);
       const fused = state.selfQkv?.[l] ?? null;
+      const cache = fused ? (state.selfCache?.[l] ?? null) : null;
       x = this.residual(x, `dec.${l}.ln1`, ctx, (y) => {
+        if (fused && cache) {
+          self.push(null);
+          return this.cachedSelfAttention(sp, y, fused, cache, state.step, gates?.['dec-self']?.[l] ?? null);
+        }
         let q: tf.Tensor4D | null = null;
         let kv: { k: tf.Tensor4D; v: tf.Tensor4D };
         if (fused) {
@@ -418,6 +440,26 @@ export class Transformer {
     }
     if (this.config.norm === 'pre') x = this.norm(x, 'dec.ln');
     return { logits: this.decodingLogits(this.logits(rows ? gatherRows(x, rows) : x)), state: { ...state, self, step: state.step + 1 } };
+  }
+
+  /**
+   * A decoding step's self-attention over the in-place caches (backend/kv-cache-kernel.ts): attendQuery's
+   * numbers (the same products per row and head, the same softmax, gate and W_O) without concatenating,
+   * splitting or transposing; the context [B, h, 1, dHead] is already the merged heads' layout (one position).
+   */
+  private cachedSelfAttention(
+    sp: AttentionParams,
+    y: tf.Tensor,
+    fused: { w: tf.Tensor2D; b: tf.Tensor1D },
+    cache: { k: tf.Tensor3D; v: tf.Tensor3D },
+    step: number,
+    gate: tf.Tensor | null,
+  ): tf.Tensor3D {
+    const B = y.shape[0]!;
+    const scores = cacheScores(linear(y, fused.w, fused.b), cache.k, cache.v, sp.nHeads, step, 1 / Math.sqrt(sp.dHead));
+    const context = cacheContext(tf.softmax(scores) as tf.Tensor4D, cache.v);
+    const gated = gate ? context.mul(gateForContext(gate, sp.nHeads)) : context;
+    return linear(gated.reshape([B, 1, sp.nHeads * sp.dHead]), sp.wo, sp.bo) as tf.Tensor3D;
   }
 
   /**
@@ -457,6 +499,7 @@ export function stateTensors(s: DecoderState): tf.Tensor[] {
   for (const c of s.cross) out.push(c.k, c.v);
   for (const c of s.self) if (c) out.push(c.k, c.v);
   for (const f of s.selfQkv ?? []) if (f) out.push(f.w, f.b);
+  for (const c of s.selfCache ?? []) if (c) out.push(c.k, c.v);
   return out;
 }
 

@@ -1375,6 +1375,182 @@ static napi_value BeamTopk(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* ---- decoder self-attention over preallocated key/value caches -------------------------------- */
+
+/* The caches of one layer: K and V [rowsCap, Tcap, h*dh] (row r's position p at r*rowStride + p*h*dh,
+   head hh at columns hh*dh..), positions 0..t-1 written by earlier steps. */
+enum { KC_R, KC_H, KC_DH, KC_LDQKV, KC_T, KC_ROWSCAP, KC_TCAP, KC_COUNT };
+
+static float *kv_scratch = NULL;
+static size_t kv_scratch_cap = 0;
+
+static bool kv_dims(napi_env env, const char *fn, napi_value v, int64_t *d) {
+  const int32_t *p = NULL;
+  if (!get_dims(env, fn, v, KC_COUNT, "dims must be an Int32Array of 7", &p)) return false;
+  for (int i = 0; i < KC_COUNT; i++) {
+    if (p[i] < 0) return throw_range(env, fn, "dims must be non-negative");
+    d[i] = p[i];
+  }
+  if (d[KC_R] > d[KC_ROWSCAP] || d[KC_T] >= d[KC_TCAP] || d[KC_H] == 0 || d[KC_DH] == 0)
+    return throw_range(env, fn, "rows above the capacity, a position outside the cache, or no heads");
+  return true;
+}
+
+/*
+ * cacheScores(F, dims, offs): dims [R, h, dh, ldqkv, t, rowsCap, Tcap], offs [qkv, K, V, scores, scale].
+ * Row r of qkv [R, ldqkv] holds [q | k | v] (each h*dh wide): its k and v are written to position t of
+ * the caches K and V (in place), then scores [R, h, 1, t+1] = (q * scale) K[r, 0..t]^T per head, with
+ * the cblas_sgemm call (M 1, N t+1, K dh, B transposed) that the batched matMul of q [R, h, 1, dh] and
+ * k [R, h, t+1, dh] makes per head, on the cache's rows (ldb h*dh instead of dh: the same numbers).
+ */
+static napi_value CacheScores(napi_env env, napi_callback_info info) {
+  static const char *fn = "cacheScores";
+  napi_value argv[3];
+  f32view F;
+  int64_t d[KC_COUNT];
+  double o[5];
+  if (!get_args(env, info, fn, 3, argv, "expected (F, dims, offs)") || !get_f32(env, fn, argv[0], "F", &F) ||
+      !kv_dims(env, fn, argv[1], d) || !get_offsets(env, fn, argv[2], 5, o))
+    return NULL;
+  const int64_t R = d[KC_R], h = d[KC_H], dh = d[KC_DH], ld = d[KC_LDQKV], t = d[KC_T], hd = h * dh;
+  const int64_t rowStride = d[KC_TCAP] * hd, T = t + 1;
+  if (ld < 3 * hd) {
+    throw_range(env, fn, "ldqkv must be at least 3*h*dh");
+    return NULL;
+  }
+  const int64_t oQ = (int64_t)o[0], oK = (int64_t)o[1], oV = (int64_t)o[2], oS = (int64_t)o[3];
+  span in[1] = {rows_span(oQ, R, ld, 3 * hd)};
+  span out[3] = {{oK, oK + d[KC_ROWSCAP] * rowStride}, {oV, oV + d[KC_ROWSCAP] * rowStride}, {oS, oS + R * h * T}};
+  if (!check_spans(env, fn, F.len, in, 1, out, 3)) return NULL;
+  if (R == 0) return NULL;
+  if (!beam_reserve(&kv_scratch, &kv_scratch_cap, (size_t)dh, 0.0f, false)) {
+    throw_range(env, fn, "out of memory for the scratch row");
+    return NULL;
+  }
+  const float scale = (float)o[4];
+  float *f = F.data, *qs = kv_scratch;
+  for (int64_t r = 0; r < R; r++) {
+    const float *q = f + oQ + r * ld;
+    memcpy(f + oK + r * rowStride + t * hd, q + hd, (size_t)hd * sizeof(float));
+    memcpy(f + oV + r * rowStride + t * hd, q + 2 * hd, (size_t)hd * sizeof(float));
+    for (int64_t hh = 0; hh < h; hh++) {
+      for (int64_t j = 0; j < dh; j++) qs[j] = q[hh * dh + j] * scale;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 1, (int)T, (int)dh, 1.0f, qs, (int)dh,
+                  f + oK + r * rowStride + hh * dh, (int)hd, 0.0f, f + oS + (r * h + hh) * T, (int)T);
+    }
+  }
+  return NULL;
+}
+
+/*
+ * cacheContext(F, dims, offs): dims [R, h, dh, 0, T - 1, rowsCap, Tcap], offs [weights, V, out, 0].
+ * out [R, h, 1, dh] = weights [R, h, 1, T] @ V[r, 0..T-1] per head, with the cblas_sgemm call (M 1, N dh,
+ * K T) that the batched matMul of weights and v [R, h, T, dh] makes per head (ldb h*dh instead of dh).
+ */
+static napi_value CacheContext(napi_env env, napi_callback_info info) {
+  static const char *fn = "cacheContext";
+  napi_value argv[3];
+  f32view F;
+  int64_t d[KC_COUNT];
+  double o[4];
+  if (!get_args(env, info, fn, 3, argv, "expected (F, dims, offs)") || !get_f32(env, fn, argv[0], "F", &F) ||
+      !kv_dims(env, fn, argv[1], d) || !get_offsets(env, fn, argv[2], 4, o))
+    return NULL;
+  const int64_t R = d[KC_R], h = d[KC_H], dh = d[KC_DH], T = d[KC_T] + 1, hd = h * dh;
+  const int64_t rowStride = d[KC_TCAP] * hd;
+  const int64_t oW = (int64_t)o[0], oV = (int64_t)o[1], oO = (int64_t)o[2];
+  span in[2] = {{oW, oW + R * h * T}, {oV, oV + d[KC_ROWSCAP] * rowStride}};
+  span out[1] = {{oO, oO + R * hd}};
+  if (!check_spans(env, fn, F.len, in, 2, out, 1)) return NULL;
+  float *f = F.data;
+  for (int64_t r = 0; r < R; r++)
+    for (int64_t hh = 0; hh < h; hh++)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 1, (int)dh, (int)T, 1.0f, f + oW + (r * h + hh) * T, (int)T,
+                  f + oV + r * rowStride + hh * dh, (int)hd, 0.0f, f + oO + r * hd + hh * dh, (int)dh);
+  return NULL;
+}
+
+/*
+ * cacheRows(F, dims, offs, src): dims [rowsOut, rowsCap, rowStride, len], offs [cache 0, cache 1, ...]
+ * (each [rowsCap, rowStride] floats), src Int32Array [rowsOut]: in every cache, row i becomes what row
+ * src[i] held (its first len floats), in place; rows that keep their place are not copied, and a row
+ * that is both read and overwritten is read from a copy taken first.
+ */
+static napi_value CacheRows(napi_env env, napi_callback_info info) {
+  static const char *fn = "cacheRows";
+  napi_value argv[4];
+  f32view F;
+  const int32_t *dp = NULL, *src = NULL;
+  int64_t srcLen = 0;
+  bool present = false;
+  if (!get_args(env, info, fn, 4, argv, "expected (F, dims, offs, src)") || !get_f32(env, fn, argv[0], "F", &F) ||
+      !get_dims(env, fn, argv[1], 4, "dims must be an Int32Array of 4", &dp) ||
+      !get_i32_opt(env, fn, argv[3], "src", &src, &srcLen, &present))
+    return NULL;
+  for (int i = 0; i < 4; i++)
+    if (dp[i] < 0) {
+      throw_range(env, fn, "dims must be non-negative");
+      return NULL;
+    }
+  const int64_t rowsOut = dp[0], rowsCap = dp[1], rowStride = dp[2], len = dp[3];
+  if (!present || srcLen < rowsOut || rowsOut > rowsCap || len > rowStride) {
+    throw_range(env, fn, "src shorter than rowsOut, rowsOut above rowsCap, or len above rowStride");
+    return NULL;
+  }
+  for (int64_t i = 0; i < rowsOut; i++)
+    if (src[i] < 0 || src[i] >= rowsCap) {
+      throw_range(env, fn, "a source row is outside [0, rowsCap)");
+      return NULL;
+    }
+  bool is_ta = false;
+  napi_typedarray_type type;
+  size_t nCaches = 0;
+  void *ptr = NULL;
+  if (napi_is_typedarray(env, argv[2], &is_ta) != napi_ok || !is_ta ||
+      napi_get_typedarray_info(env, argv[2], &type, &nCaches, &ptr, NULL, NULL) != napi_ok || type != napi_float64_array) {
+    throw_type(env, fn, "offs must be a Float64Array");
+    return NULL;
+  }
+  const double *offs = (const double *)ptr;
+  for (size_t c = 0; c < nCaches; c++) {
+    const double oc = offs[c];
+    if (!(oc >= 0) || oc != floor(oc) || oc + (double)rowsCap * (double)rowStride > (double)F.len) {
+      throw_range(env, fn, "a cache lies outside F");
+      return NULL;
+    }
+  }
+  if (rowsOut == 0 || len == 0) return NULL;
+  /* saved[j] = slot + 1 of row j's copy when row j is read by a moved row and overwritten itself */
+  int32_t *saved = (int32_t *)calloc((size_t)rowsCap, sizeof(int32_t));
+  if (saved == NULL) {
+    throw_range(env, fn, "out of memory");
+    return NULL;
+  }
+  int32_t nSaved = 0;
+  for (int64_t i = 0; i < rowsOut; i++) {
+    const int32_t j = src[i];
+    if (j != i && j < rowsOut && src[j] != j && saved[j] == 0) saved[j] = ++nSaved;
+  }
+  if (nSaved > 0 && !beam_reserve(&kv_scratch, &kv_scratch_cap, (size_t)nSaved * (size_t)len, 0.0f, false)) {
+    free(saved);
+    throw_range(env, fn, "out of memory for the saved rows");
+    return NULL;
+  }
+  for (size_t c = 0; c < nCaches; c++) {
+    float *base = F.data + (int64_t)offs[c];
+    for (int64_t j = 0; j < rowsCap; j++)
+      if (saved[j]) memcpy(kv_scratch + (int64_t)(saved[j] - 1) * len, base + j * rowStride, (size_t)len * sizeof(float));
+    for (int64_t i = 0; i < rowsOut; i++) {
+      const int32_t j = src[i];
+      if (j == i) continue;
+      const float *from = saved[j] ? kv_scratch + (int64_t)(saved[j] - 1) * len : base + (int64_t)j * rowStride;
+      memcpy(base + i * rowStride, from, (size_t)len * sizeof(float));
+    }
+  }
+  free(saved);
+  return NULL;
+}
+
 /* ---- Adam ---------------------------------------------------------------------------------- */
 
 #pragma GCC push_options
@@ -1504,6 +1680,9 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"dropout", NULL, Dropout, NULL, NULL, NULL, napi_enumerable, NULL},
       {"adamUpdate", NULL, AdamUpdate, NULL, NULL, NULL, napi_enumerable, NULL},
       {"beamTopk", NULL, BeamTopk, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"cacheScores", NULL, CacheScores, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"cacheContext", NULL, CacheContext, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"cacheRows", NULL, CacheRows, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setThreads", NULL, SetThreads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"getThreads", NULL, GetThreads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"config", NULL, Config, NULL, NULL, NULL, napi_enumerable, NULL},
