@@ -160,6 +160,25 @@ describeNative('HeadsBeamTopk (native beam step)', () => {
     expect(bits(got.values)).toEqual(bits(want.values));
   });
 
+  it('masked logits (-1e9 as model.neverGenerate adds, -Infinity, whole blocks of them) and a 16-wide tail', () => {
+    installBackendFixes('wasm');
+    for (const V of [8146, 8000, 37]) {
+      const c = makeCase(5, 4, V, 11);
+      for (let row = 0; row < c.R; row++) {
+        const o = row * c.V;
+        for (let v = 0; v < c.V; v += 7) c.logits[o + v] = row % 2 ? -1e9 : -Infinity;
+        // the first block (and for V 8146 the last, partial one) masked whole
+        for (let v = 0; v < 16; v++) c.logits[o + v] = -1e9;
+        if (row % 3 === 0) for (let v = c.V - (c.V % 16 || 16); v < c.V; v++) c.logits[o + v] = -Infinity;
+      }
+      const want = reference(c, 8);
+      const got = native(c, 8);
+      expect(bits(got.lse)).toEqual(bits(want.lse));
+      expect(Array.from(got.indices)).toEqual(Array.from(want.indices));
+      expect(bits(got.values)).toEqual(bits(want.values));
+    }
+  });
+
   it('candidates include exact ties, kept in index order', () => {
     installBackendFixes('wasm');
     const c = makeCase(4, 4, 8146, 7);

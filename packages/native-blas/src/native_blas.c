@@ -1190,16 +1190,46 @@ static int vexpf_usable(void) {
   vexpf_state = 1;
   return 1;
 }
+
+/* max over 16 floats of x[j] - m, NaNs ignored (maxps returns its second operand when one is NaN) */
+__attribute__((target("avx2,fma"))) static inline float beam_block_max_avx2(const float *x, float m) {
+  const __m256 mm = _mm256_set1_ps(m);
+  const __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(x), mm), d1 = _mm256_sub_ps(_mm256_loadu_ps(x + 8), mm);
+  __m256 a = _mm256_max_ps(d0, _mm256_max_ps(d1, _mm256_set1_ps(-INFINITY)));
+  __m128 b = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+  b = _mm_max_ps(b, _mm_movehl_ps(b, b));
+  b = _mm_max_ss(b, _mm_shuffle_ps(b, b, 1));
+  return _mm_cvtss_f32(b);
+}
 #endif
 
-/* e[v] = expf(x[v] - m) for v < n */
-static void beam_exp_row(const float *x, float m, float *e, int64_t n) {
+/* The beam pass's blocks of values: BEAM_LANES (16) logits each. */
+#define BEAM_LANES 16
+
+/* e[v] = expf(x[v] - m) for v < n, and bmax[b] = the largest x[v] - m of block b (v in [16 b, 16 b + 16);
+   NaNs ignored, -inf when there is none): the rounded x - m is what the beam pass's values start from,
+   and they are monotone in it, so a block whose bmax gives no value above the cut has none. */
+static void beam_exp_row(const float *x, float m, float *e, int64_t n, float *bmax) {
   int64_t v = 0;
 #ifdef HAVE_VEXPF
-  if (vexpf_usable())
-    for (; v + 8 <= n; v += 8) vexpf8_sub_avx2(x + v, m, e + v);
+  if (vexpf_usable()) {
+    for (; v + 16 <= n; v += 16) {
+      vexpf8_sub_avx2(x + v, m, e + v);
+      vexpf8_sub_avx2(x + v + 8, m, e + v + 8);
+      bmax[v / 16] = beam_block_max_avx2(x + v, m);
+    }
+  }
 #endif
-  for (; v < n; v++) e[v] = expf(x[v] - m);
+  for (; v < n; v += 16) {
+    const int64_t end = v + 16 < n ? v + 16 : n;
+    float bm = -INFINITY;
+    for (int64_t j = v; j < end; j++) {
+      const float d = x[j] - m;
+      e[j] = expf(d);
+      if (d > bm) bm = d;
+    }
+    bmax[v / 16] = bm;
+  }
 }
 
 /* ---- beam search: log-softmax over the vocabulary and the 2k best continuations ------------- */
@@ -1229,7 +1259,6 @@ enum { BD_R, BD_V, BD_G, BD_W, BD_N, BD_COUNT };
    (tfjs-wasm's Max); with SSE in 4 lanes of maxps (lane = x > lane ? x : lane: no arithmetic, and a
    maximum is the same in any order) except where the order shows: a leading NaN, or a zero maximum
    (+0 and -0 tie). */
-#define BEAM_LANES 16
 #ifdef __SSE__
 #include <xmmintrin.h>
 #endif
@@ -1299,15 +1328,17 @@ static napi_value BeamTopk(napi_env env, napi_callback_info info) {
     }
   float *lse = f + oLse, *vals = f + oVal;
   int32_t *idx = (int32_t *)(f + oIdx);
-  float *mx = NULL;
+  float *mx = NULL, *bmax = NULL;
+  const int64_t NB = (V + BEAM_LANES - 1) / BEAM_LANES; /* blocks per row */
   if (R > 0) {
-    if (!beam_reserve(&beam_scratch, &beam_scratch_cap, (size_t)(R * V + R), 0.0f, false) ||
+    if (!beam_reserve(&beam_scratch, &beam_scratch_cap, (size_t)(R * V + R + R * NB), 0.0f, false) ||
         !beam_reserve(&beam_ones, &beam_ones_cap, (size_t)V, 1.0f, true)) {
       throw_range(env, fn, "out of memory for the scratch rows");
       return NULL;
     }
     float *E = beam_scratch;
     mx = beam_scratch + R * V;
+    bmax = mx + R;
     /* tf.logSoftmax's ops as the wasm backend runs them: Max, Sub, Exp (glibc expf = tfjs-wasm's Exp;
        8 at a time by vexpf8_sub_avx2 where it is glibc's expf bit for bit),
        Sum (the native Sum: E [R, V] @ ones [V, 1], the same sgemm call), Log */
@@ -1316,7 +1347,7 @@ static napi_value BeamTopk(napi_env env, napi_callback_info info) {
       const float m = beam_row_max(x, V);
       mx[r] = m;
       float *e = E + r * V;
-      beam_exp_row(x, m, e, V);
+      beam_exp_row(x, m, e, V, bmax + r * NB);
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)R, 1, (int)V, 1.0f, E, (int)V, beam_ones, 1, 0.0f, lse, 1);
     for (int64_t r = 0; r < R; r++) lse[r] = logf(lse[r]);
@@ -1336,12 +1367,15 @@ static napi_value BeamTopk(napi_env env, napi_callback_info info) {
       if (s == -INFINITY || r < 0) continue;
       const float c = lse[r], m = mx[r];
       const float *x = L + (int64_t)r * V;
+      const float *bm = bmax + (int64_t)r * NB;
       float min = gv[N - 1];
       float ys[BEAM_LANES];
       for (int64_t v0 = 0; v0 < V; v0 += BEAM_LANES) {
         /* a block's values (vectorised, the same float ops per value), then the sequential pass only
            over blocks with a value above the current cut */
         const int64_t nb = V - v0 < BEAM_LANES ? V - v0 : BEAM_LANES;
+        /* the block's largest value is (bmax - lse) + score (values are monotone in x - max): none above the cut, skip */
+        if (!(((bm[v0 / BEAM_LANES] - c) + s) > min)) continue;
         int above = 0;
         if (nb == BEAM_LANES) {
           for (int j = 0; j < BEAM_LANES; j++) {
