@@ -20,6 +20,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { TensorInfo } from '@tensorflow/tfjs';
 import type { NativeBlas } from './native-blas.js';
+import { listInstalledFixes } from './kernel-registry.js';
 import { type AnyKernelFunc, type KernelArgs, asWasmBackend, wasmHeapF32, wasmOffset4 } from './tfjs-internals.js';
 
 export const CACHE_SCORES_KERNEL = 'HeadsCacheScores';
@@ -90,6 +91,15 @@ export function wasmCacheContext(fns: KvCacheFns): AnyKernelFunc {
     fns.cacheContext(heap, Int32Array.from([R, h, dh, 0, T - 1, rowsCap, Tcap]), Float64Array.from([off(w), off(v), off(out), 0]));
     return out;
   };
+}
+
+/**
+ * True when the active backend's _FusedMatMul is the native one (native-matmul.ts: the BatchMatMul's
+ * sgemm call, then the bias added in C, the same float additions as an Add): the fast decoders with the
+ * caches then fuse their linear layers' biases (DecoderState.fusedBias).
+ */
+export function hasNativeFusedMatMul(): boolean {
+  return listInstalledFixes(tf.getBackend()).some((f) => f.kernel === '_FusedMatMul' && f.fix === 'native-blas');
 }
 
 /** True when the cache kernels are registered for the active backend. */

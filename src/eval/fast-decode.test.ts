@@ -139,7 +139,7 @@ describe('fast decoders', () => {
   });
 
   it.each([1, 2, 4])(
-    "beam %p: the in-place self-attention caches (HeadsCacheScores) give the concatenated caches' translations and the legacy decoder's",
+    "beam %p: the in-place self-attention caches (HeadsCacheScores) and fused biases give the concatenated caches' translations and the legacy decoder's",
     async (k) => {
       if (tf.getBackend() !== 'wasm' || nativeKvCache(loadNativeBlas().blas) === null) {
         console.warn('in-place cache case skipped: not on wasm with the addon (its cache functions)');
@@ -177,6 +177,8 @@ describe('fast decoders', () => {
             // the kernels are used where registered (no split of q|k|v), the concatenated caches where not
             expect(inPlace.kernels.has(CACHE_SCORES_KERNEL) && !inPlace.kernels.has('SplitV')).toBe(true);
             expect(concat.kernels.has('SplitV') && !concat.kernels.has(CACHE_SCORES_KERNEL)).toBe(true);
+            // and with them, the decoder steps' biases in the products' epilogue (the native _FusedMatMul)
+            expect(inPlace.kernels.has('_FusedMatMul') && !concat.kernels.has('_FusedMatMul')).toBe(true);
             expect(inPlace.outputs).toEqual(concat.outputs);
             const legacy = await translateSentences(model, codec, text, { ...base, ...lim, decoder: 'legacy', ...(g ? { gates: g } : {}) });
             expect(inPlace.outputs).toEqual(legacy.outputs);

@@ -111,7 +111,7 @@ export function attend(
 ): tf.Tensor3D {
   const [B, Tq, d] = xq.shape as [number, number, number];
   if (p.nHeads === 0) return tf.add(tf.zeros([B, Tq, d]), p.bo) as tf.Tensor3D;
-  return attendQuery(p, splitHeads(linear(xq, p.wq, p.bq), p.nHeads, p.dHead), k, v, bias, gate, ctx, record);
+  return attendQuery(p, splitHeads(linear(xq, p.wq, p.bq, ctx.fusedBias), p.nHeads, p.dHead), k, v, bias, gate, ctx, record);
 }
 
 /** `attend` from projected queries q [B, h, Tq, dHead] (unscaled; e.g. one product for q, k and v when decoding); nHeads > 0. */
@@ -133,5 +133,5 @@ export function attendQuery(
   const context = tf.matMul(dropout(weights, ctx.attentionDropout, ctx), v) as tf.Tensor4D; // [B, h, Tq, dHead]
   if (record) record({ weights, context });
   const gated = gate ? (context.mul(gateForContext(gate, p.nHeads)) as tf.Tensor4D) : context;
-  return linear(mergeHeads(gated), p.wo, p.bo) as tf.Tensor3D;
+  return linear(mergeHeads(gated), p.wo, p.bo, ctx.fusedBias) as tf.Tensor3D;
 }

@@ -11,6 +11,11 @@ import { fastDropout } from '../backend/dropout.js';
 /** Per-forward context: train/eval mode and a deterministic stream of dropout seeds. */
 export class ForwardContext {
   private counter = 0;
+  /**
+   * Inference only (the fast decoders' steps): `linear` adds its bias in the product's epilogue (one
+   * tf.fused.matMul: the native _FusedMatMul's sgemm, then the same float additions) instead of an Add.
+   */
+  fusedBias = false;
   constructor(
     readonly isTraining: boolean,
     readonly dropout: number,
@@ -25,14 +30,18 @@ export class ForwardContext {
   }
 }
 
-/** x [..., dIn] @ w [dIn, dOut] + b [dOut] -> [..., dOut] */
-export function linear(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor | null): tf.Tensor {
+/** x [..., dIn] @ w [dIn, dOut] + b [dOut] -> [..., dOut]; `fusedBias`: the bias in the product's epilogue (ForwardContext.fusedBias) */
+export function linear(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor | null, fusedBias = false): tf.Tensor {
   const shape = x.shape;
   const dIn = shape[shape.length - 1]!;
   const dOut = w.shape[1]!;
   const x2 = x.rank === 2 ? x : x.reshape([-1, dIn]);
-  let y = tf.matMul(x2 as tf.Tensor2D, w as tf.Tensor2D);
-  if (b) y = y.add(b);
+  let y: tf.Tensor;
+  if (b && fusedBias) y = tf.fused.matMul({ a: x2 as tf.Tensor2D, b: w as tf.Tensor2D, bias: b });
+  else {
+    y = tf.matMul(x2 as tf.Tensor2D, w as tf.Tensor2D);
+    if (b) y = y.add(b);
+  }
   return x.rank === 2 ? y : y.reshape([...shape.slice(0, -1), dOut]);
 }
 
@@ -88,8 +97,8 @@ export function feedForward(
   ctx: ForwardContext,
   activation: Activation = 'relu',
 ): tf.Tensor {
-  const h = dropout(activate(linear(x, w1, b1), activation), ctx.dropout, ctx);
-  return linear(h, w2, b2);
+  const h = dropout(activate(linear(x, w1, b1, ctx.fusedBias), activation), ctx.dropout, ctx);
+  return linear(h, w2, b2, ctx.fusedBias);
 }
 
 /**

@@ -16,7 +16,7 @@ import { Rng } from '../util/random.js';
 import { ParamStore } from './params.js';
 import { ForwardContext, causalBias, dropout, feedForward, layerNorm, linear, paddingBias, residualLayerNorm, sinusoidalTable } from './layers.js';
 import { type AttentionParams, type AttentionRecord, attend, attendQuery, attention, gateForContext, projectKeysValues, splitHeads } from './attention.js';
-import { cacheContext, cacheScores, hasKvCache } from '../backend/kv-cache-kernel.js';
+import { cacheContext, cacheScores, hasKvCache, hasNativeFusedMatMul } from '../backend/kv-cache-kernel.js';
 import { patternBias, patternOf } from './attention-patterns.js';
 import { type RoutingRecord, expertCapacity, mixtureOfExperts } from './moe.js';
 
@@ -70,6 +70,8 @@ export interface DecoderState {
    * writes its own in place, `self` stays null, and the caller reorders rows with `cacheRows`.
    */
   selfCache?: Array<{ k: tf.Tensor3D; v: tf.Tensor3D } | null>;
+  /** with selfCache and the native _FusedMatMul: each step's linear layers add their biases in the products' epilogue (ForwardContext.fusedBias) */
+  fusedBias?: boolean;
 }
 
 /** The MoE layers' per-batch input: which rows are real tokens, and the capacity (null: no limit). */
@@ -376,6 +378,7 @@ export class Transformer {
       // in-place caches: with the fused projection, the kernels, and no sparse pattern (its bias row per step)
       const cap = opts.selfCache;
       if (cap && hasKvCache() && !patternOf(this.config, 'dec-self')) {
+        state.fusedBias = hasNativeFusedMatMul();
         state.selfCache = Array.from({ length: this.config.decoderLayers }, (_, l) => {
           const sp = this.attentionParams(`dec.${l}.self`, this.shape['dec-self'][l]!);
           const shape: [number, number, number] = [Math.max(1, cap.rows), Math.max(1, cap.positions), sp.nHeads * sp.dHead];
@@ -401,6 +404,7 @@ export class Transformer {
    */
   decodeStepLogits(state: DecoderState, lastTokens: tf.Tensor1D, gates?: GateTensors, rows?: tf.Tensor1D): { logits: tf.Tensor2D; state: DecoderState } {
     const ctx = ForwardContext.eval();
+    ctx.fusedBias = state.fusedBias === true;
     const B = lastTokens.shape[0];
     let x: tf.Tensor = this.embed(lastTokens.reshape([B, 1]) as tf.Tensor2D, 'tgt', ctx, state.step);
     const self: DecoderState['self'] = [];
@@ -413,7 +417,7 @@ export class Transformer {
       x = this.residual(x, `dec.${l}.ln1`, ctx, (y) => {
         if (fused && cache) {
           self.push(null);
-          return this.cachedSelfAttention(sp, y, fused, cache, state.step, gates?.['dec-self']?.[l] ?? null);
+          return this.cachedSelfAttention(sp, y, fused, cache, state.step, gates?.['dec-self']?.[l] ?? null, ctx.fusedBias);
         }
         let q: tf.Tensor4D | null = null;
         let kv: { k: tf.Tensor4D; v: tf.Tensor4D };
@@ -454,12 +458,13 @@ export class Transformer {
     cache: { k: tf.Tensor3D; v: tf.Tensor3D },
     step: number,
     gate: tf.Tensor | null,
+    fusedBias: boolean,
   ): tf.Tensor3D {
     const B = y.shape[0]!;
-    const scores = cacheScores(linear(y, fused.w, fused.b), cache.k, cache.v, sp.nHeads, step, 1 / Math.sqrt(sp.dHead));
+    const scores = cacheScores(linear(y, fused.w, fused.b, fusedBias), cache.k, cache.v, sp.nHeads, step, 1 / Math.sqrt(sp.dHead));
     const context = cacheContext(tf.softmax(scores) as tf.Tensor4D, cache.v);
     const gated = gate ? context.mul(gateForContext(gate, sp.nHeads)) : context;
-    return linear(gated.reshape([B, 1, sp.nHeads * sp.dHead]), sp.wo, sp.bo) as tf.Tensor3D;
+    return linear(gated.reshape([B, 1, sp.nHeads * sp.dHead]), sp.wo, sp.bo, fusedBias) as tf.Tensor3D;
   }
 
   /**
