@@ -74,6 +74,9 @@ export interface DecoderState {
   fusedBias?: boolean;
 }
 
+/** The largest in-place self-attention caches (floats, all layers) startDecoding allocates: 1 GB. */
+const MAX_CACHE_FLOATS = 2 ** 28;
+
 /** The MoE layers' per-batch input: which rows are real tokens, and the capacity (null: no limit). */
 interface MoeInput {
   tokenMask: tf.Tensor1D;
@@ -377,12 +380,17 @@ export class Transformer {
       });
       // in-place caches: with the fused projection, the kernels, and no sparse pattern (its bias row per step)
       const cap = opts.selfCache;
-      if (cap && hasKvCache() && !patternOf(this.config, 'dec-self')) {
+      // (within a quarter of wasm's 4 GB heap: larger batches keep the concatenated caches, which grow as needed)
+      const widths = Array.from({ length: this.config.decoderLayers }, (_, l) => {
+        const sp = this.attentionParams(`dec.${l}.self`, this.shape['dec-self'][l]!);
+        return sp.nHeads * sp.dHead;
+      });
+      const floats = cap ? 2 * cap.rows * cap.positions * widths.reduce((a, b) => a + b, 0) : 0;
+      if (cap && hasKvCache() && !patternOf(this.config, 'dec-self') && floats <= MAX_CACHE_FLOATS) {
         state.fusedBias = hasNativeFusedMatMul();
-        state.selfCache = Array.from({ length: this.config.decoderLayers }, (_, l) => {
-          const sp = this.attentionParams(`dec.${l}.self`, this.shape['dec-self'][l]!);
-          const shape: [number, number, number] = [Math.max(1, cap.rows), Math.max(1, cap.positions), sp.nHeads * sp.dHead];
-          return sp.nHeads === 0 ? null : { k: tf.zeros(shape) as tf.Tensor3D, v: tf.zeros(shape) as tf.Tensor3D };
+        state.selfCache = widths.map((w) => {
+          const shape: [number, number, number] = [Math.max(1, cap.rows), Math.max(1, cap.positions), w];
+          return w === 0 ? null : { k: tf.zeros(shape) as tf.Tensor3D, v: tf.zeros(shape) as tf.Tensor3D };
         });
       }
     }

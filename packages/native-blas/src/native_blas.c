@@ -62,6 +62,17 @@
  *       [G*W] float32, rowOf [G*W] int32: the beam's row of L, or -1 for none) the N best values
  *       (float)((float)((L - max) - lse) + score) into vals [G, N] with beam * V + token into idx [G, N]
  *       (int32), higher value first, lower index on a tie, beams with score -inf skipped, -inf / -1 padding.
+ *       The exponentials run 8 at a time (AVX2 + FMA, glibc's __expf_fma bit for bit, test/check-vexpf.sh)
+ *       where a check at the first call finds libm's expf bits; blocks of 16 logits whose largest value
+ *       cannot pass the cut are skipped.
+ *   cacheScores(F, dims, offs) / cacheContext(F, dims, offs) / cacheRows(F, dims, offs, src)
+ *       a decoder step's self-attention over caches K, V [rowsCap, Tcap, h*dh] in F, written in place:
+ *       dims [R, h, dh, ldqkv, t, rowsCap, Tcap]; cacheScores offs [qkv, K, V, scores, scale] writes each
+ *       row's k and v at position t and gives scores [R, h, 1, t+1] = (q * scale) K^T per head;
+ *       cacheContext offs [weights, V, out, 0] gives out [R, h, 1, dh] = weights V per head (the one-query
+ *       sgemm calls of a batched matMul, or their FMA chains where a first-call check finds the same
+ *       bits); cacheRows dims [rowsOut, rowsCap, rowStride, len]: in each cache at offs, row i = row
+ *       src[i] (Int32Array), first len floats, in place.
  *   setThreads(n), getThreads(), config() -> { config, corename, numProcs, threads }
  */
 #define NAPI_VERSION 8
