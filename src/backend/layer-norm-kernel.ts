@@ -100,6 +100,17 @@ export function hasFusedLayerNorm(): boolean {
 }
 
 /**
+ * fusedLayerNorm's value without its gradient (no tf.customGrad wrapper, ~4x the kernel's own cost in a
+ * decoding step): the same kernel, its saved outputs freed at once. Inference only; needs hasFusedLayerNorm().
+ */
+export function layerNormValue(x: tf.Tensor, r: tf.Tensor | null, g: tf.Tensor, b: tf.Tensor, eps: number): tf.Tensor {
+  const inputs = r === null ? { x, g, b } : { x, r, g, b };
+  const outs = tf.engine().runKernel(LAYER_NORM_KERNEL, inputs as unknown as tf.NamedTensorMap, { eps, rate: 0, seed: 0 }) as tf.Tensor[];
+  tf.dispose(outs.slice(1));
+  return outs[0]!;
+}
+
+/**
  * LN(x + drop(r)) g + b over the last axis (r null: LN(x) g + b), dropout with rate and seed (the
  * dropout.ts hash), with gradients for x, r, g and b. Needs hasFusedLayerNorm() and float32 operands.
  */

@@ -5,17 +5,24 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { deriveSeed } from '../util/random.js';
-import { fusedLayerNorm, hasFusedLayerNorm } from '../backend/layer-norm-kernel.js';
+import { fusedLayerNorm, hasFusedLayerNorm, layerNormValue } from '../backend/layer-norm-kernel.js';
 import { fastDropout } from '../backend/dropout.js';
 
 /** Per-forward context: train/eval mode and a deterministic stream of dropout seeds. */
 export class ForwardContext {
   private counter = 0;
   /**
-   * Inference only (the fast decoders' steps): `linear` adds its bias in the product's epilogue (one
-   * tf.fused.matMul: the native _FusedMatMul's sgemm, then the same float additions) instead of an Add.
+   * Inference only (the fast decoders' steps): `linear` adds its bias in the product's epilogue (the
+   * _FusedMatMul kernel tf.fused.matMul runs: natively the same sgemm, then the same float additions)
+   * instead of an Add kernel.
    */
   fusedBias = false;
+  /**
+   * Inference only (the fast decoders' steps): the fused kernels run without their gradient wrappers
+   * (tf.fused.matMul's and fusedLayerNorm's tf.customGrad, which cost more than the kernels in a decoding
+   * step): the same kernels, so the same numbers.
+   */
+  noGrad = false;
   constructor(
     readonly isTraining: boolean,
     readonly dropout: number,
@@ -30,14 +37,26 @@ export class ForwardContext {
   }
 }
 
-/** x [..., dIn] @ w [dIn, dOut] + b [dOut] -> [..., dOut]; `fusedBias`: the bias in the product's epilogue (ForwardContext.fusedBias) */
+/**
+ * x [..., dIn] @ w [dIn, dOut] + b [dOut] -> [..., dOut]; `fusedBias` (inference only, no gradient): the
+ * bias in the product's epilogue (ForwardContext.fusedBias)
+ */
 export function linear(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor | null, fusedBias = false): tf.Tensor {
   const shape = x.shape;
   const dIn = shape[shape.length - 1]!;
   const dOut = w.shape[1]!;
   const x2 = x.rank === 2 ? x : x.reshape([-1, dIn]);
   let y: tf.Tensor;
-  if (b && fusedBias) y = tf.fused.matMul({ a: x2 as tf.Tensor2D, b: w as tf.Tensor2D, bias: b });
+  // the kernel tf.fused.matMul runs (the same 3-D operands and attributes), without its gradient wrapper
+  if (b && fusedBias)
+    y = (
+      tf.engine().runKernel('_FusedMatMul', { a: x2.reshape([1, -1, dIn]), b: w.reshape([1, dIn, dOut]), bias: b } as unknown as tf.NamedTensorMap, {
+        transposeA: false,
+        transposeB: false,
+        activation: 'linear',
+        leakyreluAlpha: 0.2,
+      }) as tf.Tensor
+    ).reshape([-1, dOut]);
   else {
     y = tf.matMul(x2 as tf.Tensor2D, w as tf.Tensor2D);
     if (b) y = y.add(b);
@@ -46,8 +65,8 @@ export function linear(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor | null, fusedBia
 }
 
 /** Layer norm over the last axis with gain g and bias b (one native kernel where registered, backend/layer-norm-kernel.ts). */
-export function layerNorm(x: tf.Tensor, g: tf.Tensor, b: tf.Tensor, eps = 1e-5): tf.Tensor {
-  if (x.dtype === 'float32' && hasFusedLayerNorm()) return fusedLayerNorm(x, null, g, b, eps, 0, 0);
+export function layerNorm(x: tf.Tensor, g: tf.Tensor, b: tf.Tensor, eps = 1e-5, noGrad = false): tf.Tensor {
+  if (x.dtype === 'float32' && hasFusedLayerNorm()) return noGrad ? layerNormValue(x, null, g, b, eps) : fusedLayerNorm(x, null, g, b, eps, 0, 0);
   const { mean, variance } = tf.moments(x, -1, true);
   return x
     .sub(mean)
@@ -63,6 +82,7 @@ export function layerNorm(x: tf.Tensor, g: tf.Tensor, b: tf.Tensor, eps = 1e-5):
  */
 export function residualLayerNorm(x: tf.Tensor, y: tf.Tensor, g: tf.Tensor, b: tf.Tensor, ctx: ForwardContext, eps = 1e-5): tf.Tensor {
   if (x.dtype === 'float32' && y.dtype === 'float32' && x.shape.join() === y.shape.join() && hasFusedLayerNorm()) {
+    if (ctx.noGrad && !ctx.isTraining) return layerNormValue(x, y, g, b, eps);
     const rate = ctx.isTraining ? ctx.dropout : 0;
     return fusedLayerNorm(x, y, g, b, eps, rate, rate > 0 ? ctx.nextSeed() : 0);
   }

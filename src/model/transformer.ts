@@ -202,8 +202,8 @@ export class Transformer {
     return { wq: g('wq'), bq: g('bq'), wk: g('wk'), bk: g('bk'), wv: g('wv'), bv: g('bv'), wo: g('wo'), bo: g('bo'), nHeads, dHead: this.dHead };
   }
 
-  private norm(x: tf.Tensor, prefix: string): tf.Tensor {
-    return layerNorm(x, this.p(`${prefix}.g`), this.p(`${prefix}.b`));
+  private norm(x: tf.Tensor, prefix: string, ctx?: ForwardContext): tf.Tensor {
+    return layerNorm(x, this.p(`${prefix}.g`), this.p(`${prefix}.b`), 1e-5, ctx?.noGrad === true && !ctx.isTraining);
   }
 
   /**
@@ -214,7 +214,7 @@ export class Transformer {
    */
   private residual(x: tf.Tensor, normName: string, ctx: ForwardContext, f: (y: tf.Tensor) => tf.Tensor): tf.Tensor {
     const run = () => {
-      if (this.config.norm === 'pre') return x.add(dropout(f(this.norm(x, normName)), ctx.dropout, ctx));
+      if (this.config.norm === 'pre') return x.add(dropout(f(this.norm(x, normName, ctx)), ctx.dropout, ctx));
       return residualLayerNorm(x, f(x), this.p(`${normName}.g`), this.p(`${normName}.b`), ctx);
     };
     return ctx.isTraining ? run() : tf.tidy(run);
@@ -412,7 +412,7 @@ export class Transformer {
    */
   decodeStepLogits(state: DecoderState, lastTokens: tf.Tensor1D, gates?: GateTensors, rows?: tf.Tensor1D): { logits: tf.Tensor2D; state: DecoderState } {
     const ctx = ForwardContext.eval();
-    ctx.fusedBias = state.fusedBias === true;
+    ctx.fusedBias = ctx.noGrad = state.fusedBias === true;
     const B = lastTokens.shape[0];
     let x: tf.Tensor = this.embed(lastTokens.reshape([B, 1]) as tf.Tensor2D, 'tgt', ctx, state.step);
     const self: DecoderState['self'] = [];
@@ -450,7 +450,7 @@ export class Transformer {
       // MoE: every token of the step is routed, without a capacity limit (as in eval-mode forwards)
       x = this.residual(x, `dec.${l}.ln3`, ctx, (y) => this.ffn(y, 'decoder', l, ctx, null, undefined));
     }
-    if (this.config.norm === 'pre') x = this.norm(x, 'dec.ln');
+    if (this.config.norm === 'pre') x = this.norm(x, 'dec.ln', ctx);
     return { logits: this.decodingLogits(this.logits(rows ? gatherRows(x, rows) : x)), state: { ...state, self, step: state.step + 1 } };
   }
 
