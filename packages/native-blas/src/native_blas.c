@@ -695,15 +695,24 @@ static bool get_attn_dims(napi_env env, const char *fn, napi_value v, attn_dims 
   return true;
 }
 
-static bool get_offsets(napi_env env, const char *fn, napi_value v, int n, double *out) {
+/* A Float64Array of at least min_len values: its data and length (len may be NULL), else a TypeError msg. */
+static bool get_f64(napi_env env, const char *fn, napi_value v, size_t min_len, const char *msg, const double **data, size_t *len) {
   bool is_ta = false;
   napi_typedarray_type type;
   size_t length = 0;
   void *ptr = NULL;
   if (napi_is_typedarray(env, v, &is_ta) != napi_ok || !is_ta ||
-      napi_get_typedarray_info(env, v, &type, &length, &ptr, NULL, NULL) != napi_ok ||
-      type != napi_float64_array || (int)length < n)
-    return throw_type(env, fn, "offs must be a Float64Array of the documented length");
+      napi_get_typedarray_info(env, v, &type, &length, &ptr, NULL, NULL) != napi_ok || type != napi_float64_array ||
+      length < min_len)
+    return throw_type(env, fn, msg);
+  *data = (const double *)ptr;
+  if (len) *len = length;
+  return true;
+}
+
+static bool get_offsets(napi_env env, const char *fn, napi_value v, int n, double *out) {
+  const double *ptr = NULL;
+  if (!get_f64(env, fn, v, (size_t)n, "offs must be a Float64Array of the documented length", &ptr, NULL)) return false;
   memcpy(out, ptr, (size_t)n * sizeof(double));
   for (int i = 0; i < n - 1; i++)
     if (!(out[i] >= 0) || out[i] != floor(out[i]) || out[i] > 9007199254740991.0)
@@ -1664,16 +1673,9 @@ static napi_value CacheRows(napi_env env, napi_callback_info info) {
       throw_range(env, fn, "a source row is outside [0, rowsCap)");
       return NULL;
     }
-  bool is_ta = false;
-  napi_typedarray_type type;
   size_t nCaches = 0;
-  void *ptr = NULL;
-  if (napi_is_typedarray(env, argv[2], &is_ta) != napi_ok || !is_ta ||
-      napi_get_typedarray_info(env, argv[2], &type, &nCaches, &ptr, NULL, NULL) != napi_ok || type != napi_float64_array) {
-    throw_type(env, fn, "offs must be a Float64Array");
-    return NULL;
-  }
-  const double *offs = (const double *)ptr;
+  const double *offs = NULL;
+  if (!get_f64(env, fn, argv[2], 0, "offs must be a Float64Array", &offs, &nCaches)) return NULL;
   for (size_t c = 0; c < nCaches; c++) {
     const double oc = offs[c];
     if (!(oc >= 0) || oc != floor(oc) || oc + (double)rowsCap * (double)rowStride > (double)F.len) {
@@ -1756,19 +1758,9 @@ static napi_value AdamUpdate(napi_env env, napi_callback_info info) {
   if (!get_f32(env, fn, argv[0], "F", &F) || !get_count(env, fn, argv[1], "n", MAX_ELEMS, &n) ||
       !get_offsets(env, fn, argv[2], 8, o))
     return NULL;
-  {
-    bool is_ta = false;
-    napi_typedarray_type type;
-    size_t length = 0;
-    void *ptr = NULL;
-    if (napi_is_typedarray(env, argv[3], &is_ta) != napi_ok || !is_ta ||
-        napi_get_typedarray_info(env, argv[3], &type, &length, &ptr, NULL, NULL) != napi_ok ||
-        type != napi_float64_array || length < 8) {
-      throw_type(env, fn, "k must be a Float64Array of 8");
-      return NULL;
-    }
-    memcpy(kd, ptr, 8 * sizeof(double));
-  }
+  const double *kp = NULL;
+  if (!get_f64(env, fn, argv[3], 8, "k must be a Float64Array of 8", &kp, NULL)) return NULL;
+  memcpy(kd, kp, 8 * sizeof(double));
   float k[8];
   for (int i = 0; i < 8; i++) k[i] = (float)kd[i];
   span in[4], out[3];
