@@ -45,6 +45,12 @@ export function methodSeries(r: MethodRow): string {
   return `${r.method.replace(/\((\d+)\)/g, '(w)')}${r.engine === 'onnx' ? ' (ORT)' : ''}`;
 }
 
+/** Pixels a legend entry takes in this figure, and the figure's height for n series. */
+export const LEGEND_ENTRY_PX = 30;
+export function figureHeight(series: number): number {
+  return Math.max(540, 60 + 60 + LEGEND_ENTRY_PX * series);
+}
+
 /**
  * `reference`: the row whose BLEU is the reference line (default: the row of method `float`, engine tfjs).
  * `seriesOf`: how rows group into series (default: methodSeries).
@@ -98,7 +104,9 @@ export function bleuVsCostFigure(rows: readonly MethodRow[], opts: { title?: str
     });
     i++;
   }
-  const layout = baseLayout(opts.title ?? 'Test BLEU against size and decode time, one series per method', 1200, 540);
+  // the legend lists one entry per series beside the panels (about 30 px each at this font and marker
+  // size): the figure grows with the series so that none is cut off (18 rows make 17 series)
+  const layout = baseLayout(opts.title ?? 'Test BLEU against size and decode time, one series per method', 1200, figureHeight(groups.size));
   const [d0, d1] = columnDomains(2, 0.08);
   setAxis(layout, left.xKey, axis('weights file (MB)', { domain: d0, rangemode: 'tozero' }));
   setAxis(layout, left.yKey, axis('test BLEU', { anchor: left.x }));
