@@ -107,7 +107,7 @@ describe('head roles in the baseline (claim d)', () => {
     mkdirSync(join(out, 'stages', 'an-l0'), { recursive: true });
     writeFileSync(join(out, 'stages', 'an-l0', 'head-report.json'), JSON.stringify(seed1));
     let found = baselineRoleReports(stages, out);
-    expect(found.map((f) => [f.stage, f.seed, f.source])).toEqual([['an[seed=2]', 2, join(rec, 'head-report.json')]]);
+    expect(found.map((f) => [f.stage, f.seed, f.source])).toEqual([['an[seed=2]', 2, join('stages', 'an_seed=2_-abc', 'head-report.json')]]);
     // seed 3 done in the runs folder (its marker carries the stage's hash): read from there
     const run3 = join(dir, 'runs', 'an_seed=3_-def');
     mkdirSync(run3, { recursive: true });
@@ -115,7 +115,7 @@ describe('head roles in the baseline (claim d)', () => {
     writeFileSync(join(run3, 'stage.json'), JSON.stringify({ hash: 'h' }));
     found = baselineRoleReports(stages, out);
     expect(found.map((f) => [f.stage, f.source])).toEqual([
-      ['an[seed=2]', join(rec, 'head-report.json')],
+      ['an[seed=2]', join('stages', 'an_seed=2_-abc', 'head-report.json')],
       ['an[seed=3]', join(run3, 'head-report.json')],
     ]);
     expect(seedRoleRow(found[0]!)).toEqual(seedRoleRow({ seed: 2, stage: 'an[seed=2]', source: 'y', report: seed2 }));

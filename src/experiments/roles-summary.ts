@@ -7,6 +7,7 @@
  * source). Where no head reaches a threshold, the closest head and its score say how far the model is from
  * the paper's role, instead of only "none".
  */
+import { isAbsolute, relative } from 'node:path';
 import { type HeadReport, type HeadReportEntry, readHeadReport } from '../analysis/report.js';
 import { stageFile } from './records.js';
 import { formatMeanSd, meanSd } from './replicates.js';
@@ -29,7 +30,11 @@ export function baselineRoleReports(stages: readonly ResolvedStage[], outDir: st
   for (const s of stages) {
     if (s.instance.spec.kind !== 'analyze' || !s.parent || s.parent.parent || s.parent.instance.spec.kind !== 'train') continue;
     const path = stageFile(s, outDir, 'head-report.json');
-    if (path) out.push({ seed: s.instance.seed, stage: s.instance.id, source: path, report: readHeadReport(path) });
+    if (!path) continue;
+    // a committed record is named from the results folder (where results.md is), not by this machine's path
+    const fromOut = relative(outDir, path);
+    const source = fromOut.startsWith('..') || isAbsolute(fromOut) ? path : fromOut;
+    out.push({ seed: s.instance.seed, stage: s.instance.id, source, report: readHeadReport(path) });
   }
   return out.sort((a, b) => (a.seed ?? -1) - (b.seed ?? -1));
 }
