@@ -45,10 +45,12 @@ export function methodSeries(r: MethodRow): string {
   return `${r.method.replace(/\((\d+)\)/g, '(w)')}${r.engine === 'onnx' ? ' (ORT)' : ''}`;
 }
 
-/** Pixels a legend entry takes in this figure, and the figure's height for n series. */
+/** Pixels a legend entry takes in this figure, and the figure's height for n series: its plot area (the height less baseLayout's top and bottom margins) holds every entry. */
 export const LEGEND_ENTRY_PX = 30;
+const MIN_HEIGHT = 540;
 export function figureHeight(series: number): number {
-  return Math.max(540, 60 + 60 + LEGEND_ENTRY_PX * series);
+  const { t = 0, b = 0 } = baseLayout('', 0, 0).margin ?? {};
+  return Math.max(MIN_HEIGHT, t + b + LEGEND_ENTRY_PX * series);
 }
 
 /**
