@@ -15,12 +15,13 @@
  * (`--merge`), because its test translations are in `<dir>/hyps/`, not in the folder.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { findModelCheckpoint } from '../io/checkpoint.js';
 import { ConfigError } from '../util/errors.js';
 import { INTEGRITY_FILE, readJsonFile, verifyFile, writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
-import { type ResolvedStage, stageState } from './stage.js';
+import { type ResolvedStage, safeName, stageState } from './stage.js';
+import { equivalentMarker, knownHashes, matchFinished, otherRecords, readFinishedStage } from './equivalence.js';
 
 export const RECORDS_DIR = 'stages';
 export const RESTORED_MARKER = 'restored.json';
@@ -87,12 +88,14 @@ export function weightsDigest(folder: string): WeightsDigest | null {
  * code, other arithmetic) is named in `changed`: stages that other sessions ran on the committed model are
  * then not comparable with stages run on this one.
  */
-export function writeStageRecords(stages: readonly ResolvedStage[], outDir: string): { written: number; changed: string[] } {
+export function writeStageRecords(stages: readonly ResolvedStage[], outDir: string): { written: number; changed: string[]; superseded: string[] } {
   let written = 0;
   const changed: string[] = [];
+  const superseded: string[] = [];
   for (const s of stages) {
-    if (stageState(s) !== 'done' || isRestored(s)) continue;
     const dest = join(outDir, RECORDS_DIR, basename(s.folder));
+    // a restored stage came from a record; it is written again only under a new hash (restored as equivalent)
+    if (stageState(s) !== 'done' || (isRestored(s) && existsSync(join(dest, 'stage.json')))) continue;
     const weights = weightsDigest(s.folder);
     const before = existsSync(join(dest, WEIGHTS_FILE)) ? readJsonFile<WeightsDigest>(join(dest, WEIGHTS_FILE), 'stage record') : null;
     if (before && weights && before.sha256 !== weights.sha256)
@@ -100,10 +103,19 @@ export function writeStageRecords(stages: readonly ResolvedStage[], outDir: stri
         `${s.instance.id}: its model (${weights.checkpoint}, sha256 ${weights.sha256.slice(0, 12)}...) is not the one of its committed record (${before.checkpoint}, sha256 ${before.sha256.slice(0, 12)}...); stages run on the committed model in other sessions are not comparable with stages run on this one`,
       );
     copyVerified(s.folder, dest, recordFiles(s.folder));
-    if (weights) writeJsonAtomic(join(dest, WEIGHTS_FILE), weights);
+    // the record of the same computation under its old hash is superseded: its weights digest moves here
+    const from = readJsonFile<{ equivalentTo?: { from?: unknown } }>(join(s.folder, 'stage.json'), 'stage marker').equivalentTo?.from;
+    const oldName = typeof from === 'string' ? basename(from) : null;
+    const oldDir = oldName && oldName !== basename(dest) && oldName.startsWith(`${safeName(s.instance.id)}-`) ? join(outDir, RECORDS_DIR, oldName) : null;
+    const oldWeights = oldDir && existsSync(join(oldDir, WEIGHTS_FILE)) ? readJsonFile<WeightsDigest>(join(oldDir, WEIGHTS_FILE), 'stage record') : null;
+    if (weights ?? oldWeights) writeJsonAtomic(join(dest, WEIGHTS_FILE), weights ?? oldWeights);
+    if (oldDir && existsSync(oldDir)) {
+      rmSync(oldDir, { recursive: true, force: true });
+      superseded.push(`${basename(oldDir)} -> ${basename(dest)}`);
+    }
     written++;
   }
-  return { written, changed };
+  return { written, changed, superseded };
 }
 
 /** A kind of stage that reads its parent's checkpoint (all but a layout trained from scratch, which reads its mask). */
@@ -112,10 +124,12 @@ export function needsParentCheckpoint(s: ResolvedStage): boolean {
 }
 
 export interface RestorePlan {
-  /** stages to restore, with the record folder each comes from */
-  restore: Array<{ stage: ResolvedStage; from: string; files: string[] }>;
+  /** stages to restore, with the record folder each comes from (`marker`: the stage.json to write instead of the record's, for a record under another hash that is the same computation) */
+  restore: Array<{ stage: ResolvedStage; from: string; files: string[]; marker?: Record<string, unknown> }>;
   /** stages with a record that are partly run here: they resume instead */
   partial: ResolvedStage[];
+  /** records of a stage under another hash that are not its computation: why each runs again */
+  notes: string[];
 }
 
 /**
@@ -130,12 +144,43 @@ export function planRestore(stages: readonly ResolvedStage[], fromDir: string): 
       `--restore: ${fromDir} has no ${RECORDS_DIR}/ folder (expected the --out folder of an earlier 'heads experiment report', which writes the stage records there)`,
     ]);
   const problems: string[] = [];
-  const plan: RestorePlan = { restore: [], partial: [] };
+  const plan: RestorePlan = { restore: [], partial: [], notes: [] };
+  // the record hash each planned stage is restored from (its own, or the old one of an equivalent record)
+  const plannedAs = new Map<string, string[]>();
   for (const s of stages) {
     const from = join(recordsDir, basename(s.folder));
     const marker = join(from, 'stage.json');
     const state = stageState(s);
-    if (state === 'done' || !existsSync(marker)) continue;
+    if (state === 'done') continue;
+    if (!existsSync(marker)) {
+      if (state === 'partial') continue;
+      const known = s.parent ? knownHashes(s.parent) : new Set<string>();
+      for (const h of s.parent ? (plannedAs.get(s.parent.instance.id) ?? []) : []) known.add(h);
+      for (const other of otherRecords(s, recordsDir)) {
+        let m: ReturnType<typeof matchFinished>;
+        let theirs: ReturnType<typeof readFinishedStage>;
+        try {
+          theirs = readFinishedStage(other);
+          m = matchFinished(s, theirs, known);
+        } catch (e) {
+          problems.push(`--restore: ${(e as Error).message}`);
+          break;
+        }
+        if (m.kind === 'equivalent') {
+          const files = recordFiles(other);
+          problems.push(...recordProblems(other, files));
+          plan.restore.push({ stage: s, from: other, files, marker: equivalentMarker(s, theirs, m.note) });
+          plannedAs.set(s.instance.id, [theirs.hash, theirs.ranAs.hash]);
+          break;
+        }
+        plan.notes.push(
+          m.kind === 'continue'
+            ? `[${s.instance.id}] ${other} reached its cap of ${m.note.cap.then}; it continues to ${m.note.cap.now} from its checkpoint, which a record does not hold: adopt its run folder (heads experiment adopt --id '${s.instance.id}' --run <folder>) where it is, or it trains again`
+            : `[${s.instance.id}] runs again: ${m.kind === 'different' ? m.reason : 'same hash'}`,
+        );
+      }
+      continue;
+    }
     let hash: unknown;
     try {
       hash = readJsonFile<{ hash?: unknown }>(marker, 'stage record').hash;
@@ -152,6 +197,7 @@ export function planRestore(stages: readonly ResolvedStage[], fromDir: string): 
       const files = recordFiles(from);
       problems.push(...recordProblems(from, files));
       plan.restore.push({ stage: s, from, files });
+      plannedAs.set(s.instance.id, [s.hash]);
     }
   }
   if (problems.length) throw new ConfigError(problems);
@@ -208,16 +254,25 @@ export function restoredParentProblems(stages: readonly ResolvedStage[], restori
 
 /** Copy each planned record into its stage folder and mark it restored. */
 export function applyRestore(plan: RestorePlan, log: (line: string) => void = () => {}): void {
-  for (const { stage, from, files } of plan.restore) {
+  for (const { stage, from, files, marker } of plan.restore) {
     // stage.json last: until it is in place the stage is not done, so a kill mid-copy restores it again
     copyVerified(
       from,
       stage.folder,
       files.filter((name) => name !== 'stage.json'),
     );
-    writeJsonAtomic(join(stage.folder, RESTORED_MARKER), { from, files, at: new Date().toISOString(), checkpoints: false });
-    copyVerified(from, stage.folder, ['stage.json']);
-    log(`[${stage.instance.id}] restored from ${from} (its record, no checkpoints)`);
+    writeJsonAtomic(join(stage.folder, RESTORED_MARKER), {
+      from,
+      files,
+      at: new Date().toISOString(),
+      checkpoints: false,
+      ...(marker ? { equivalentTo: marker['equivalentTo'] } : {}),
+    });
+    if (marker) writeJsonAtomic(join(stage.folder, 'stage.json'), marker);
+    else copyVerified(from, stage.folder, ['stage.json']);
+    const because = marker ? ` as the same computation: ${(marker['equivalentTo'] as { because: string }).because}` : '';
+    log(`[${stage.instance.id}] restored from ${from} (its record, no checkpoints)${because}`);
   }
   for (const s of plan.partial) log(`[${s.instance.id}] partly run here: it resumes instead of being restored`);
+  for (const n of plan.notes) log(n);
 }

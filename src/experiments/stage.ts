@@ -130,6 +130,31 @@ function pruneDefaults(inst: StageInstance, parent: ResolvedConfig): string[] {
   return out;
 }
 
+/** The part of a stage's config that enters its hash (a fixed-mask stage's without the mask it copies). */
+export function hashedIdentity(inst: StageInstance, config: ResolvedConfig): Record<string, unknown> {
+  const isFixedMask = (inst.spec.kind === 'train' && inst.dependsOn.length > 0) || (inst.spec.kind === 'prune' && inst.spec.method === 'fixed-mask');
+  return stageIdentity(isFixedMask ? { ...config, model: { ...config.model, keptHeads: null } } : config);
+}
+
+/**
+ * A stage instance's identity: its kind, its settings, its config (without execution settings) and its
+ * parent's hash. A fixed-mask stage's identity includes its parent (the mask it copies), not the mask's
+ * contents. Also used to check that a finished stage's own record reproduces the hash it carries.
+ */
+export function stageHash(inst: StageInstance, config: ResolvedConfig, parentHash: string | null): string {
+  // the seed enters through the config (`seed=N`), not as a stage setting
+  const { set: _s, sweep: _w, description: _d, seed: _seed, ...settings } = inst.spec;
+  const identity = hashedIdentity(inst, config);
+  // a swept maskHeads is a stage setting, not a config key: it enters the identity here
+  const maskHeads = maskHeadsOf(inst);
+  return stableHash({
+    kind: inst.spec.kind,
+    settings: maskHeads !== null ? { ...settings, maskHeads } : settings,
+    config: identity,
+    parent: parentHash,
+  });
+}
+
 /** Resolve every instance in order (parents first); configs are computed without running anything. */
 export function resolveStages(spec: ExperimentSpec, instances: StageInstance[], runsDir = 'runs'): ResolvedStage[] {
   const byId = new Map<string, ResolvedStage>();
@@ -168,19 +193,7 @@ export function resolveStages(spec: ExperimentSpec, instances: StageInstance[], 
       throw new ConfigError([
         `${where}.mask: gates, but its parent ${parent!.instance.id} has no gates (gates.attention is []); use mask: none, or export a prune stage`,
       ]);
-    // the seed enters through the config (`seed=N`), not as a stage setting
-    const { set: _s, sweep: _w, description: _d, seed: _seed, ...settings } = inst.spec;
-    // a fixed-mask stage's identity includes its parent (the mask it copies), not the mask's contents
-    const isFixedMask = (inst.spec.kind === 'train' && parent !== null) || (inst.spec.kind === 'prune' && inst.spec.method === 'fixed-mask');
-    const identity = stageIdentity(isFixedMask ? { ...config, model: { ...config.model, keptHeads: null } } : config);
-    // a swept maskHeads is a stage setting, not a config key: it enters the identity here
-    const maskHeads = maskHeadsOf(inst);
-    const hash = stableHash({
-      kind: inst.spec.kind,
-      settings: maskHeads !== null ? { ...settings, maskHeads } : settings,
-      config: identity,
-      parent: parent?.hash ?? null,
-    });
+    const hash = stageHash(inst, config, parent?.hash ?? null);
     const folder = join(root, `${safeName(inst.id)}-${hash}`);
     byId.set(inst.id, { instance: inst, config, hash, folder, parent });
   }
@@ -206,7 +219,13 @@ export function decodingLabel(beamSize: number): string {
   return beamSize <= 1 ? 'greedy' : `beam ${beamSize}`;
 }
 
+/** In a train stage folder continued from a run that reached a lower cap: which run, from which step (stage.json's `continuedFrom`). */
+export const CONTINUED_FILE = 'continued-from.json';
+
 export function markDone(s: ResolvedStage, summary: Record<string, unknown>): void {
+  const continued = existsSync(join(s.folder, CONTINUED_FILE))
+    ? readJsonFile<Record<string, unknown>>(join(s.folder, CONTINUED_FILE), 'continuation record')
+    : null;
   writeJsonAtomic(join(s.folder, 'stage.json'), {
     id: s.instance.id,
     stage: s.instance.stage,
@@ -216,6 +235,7 @@ export function markDone(s: ResolvedStage, summary: Record<string, unknown>): vo
     ...(s.instance.seed !== null ? { seed: s.instance.seed } : {}),
     parent: s.parent?.folder ?? null,
     finishedAt: new Date().toISOString(),
+    ...(continued ? { continuedFrom: continued } : {}),
     ...summary,
   });
 }
@@ -264,6 +284,19 @@ export function acquireStageLock(s: ResolvedStage): () => void {
   return () => rmSync(path, { force: true });
 }
 
+/** Every dotted key where two configs (or identities) differ, with both values. */
+export function configDiffs(ours: unknown, theirs: unknown): Array<{ path: string; ours: unknown; theirs: unknown }> {
+  const diffs: Array<{ path: string; ours: unknown; theirs: unknown }> = [];
+  const walk = (a: unknown, b: unknown, path: string) => {
+    if (a && b && typeof a === 'object' && typeof b === 'object' && !Array.isArray(a) && !Array.isArray(b)) {
+      for (const k of new Set([...Object.keys(a), ...Object.keys(b)]))
+        walk((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], path ? `${path}.${k}` : k);
+    } else if (JSON.stringify(a) !== JSON.stringify(b)) diffs.push({ path, ours: a, theirs: b });
+  };
+  walk(ours, theirs, '');
+  return diffs;
+}
+
 /**
  * Attach an existing run folder (trained outside the study) to a train stage: its config must equal
  * the stage's resolved config apart from `name`, and it must have finished (results.json with test
@@ -282,14 +315,7 @@ export function adoptRun(s: ResolvedStage, runPath: string): void {
   // normalised over the defaults, so a run saved before a config key existed compares by value
   const theirs = { ...stageIdentity(loadConfigOn(readJsonFile<ResolvedConfig>(cfgPath, 'run config'), null, [], cfgPath)), name: null };
   const ours = { ...stageIdentity(s.config), name: null };
-  const diffs: string[] = [];
-  const walk = (a: unknown, b: unknown, path: string) => {
-    if (a && b && typeof a === 'object' && typeof b === 'object' && !Array.isArray(a)) {
-      for (const k of new Set([...Object.keys(a), ...Object.keys(b as object)]))
-        walk((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], path ? `${path}.${k}` : k);
-    } else if (JSON.stringify(a) !== JSON.stringify(b)) diffs.push(`${path}: stage ${JSON.stringify(a)}, run ${JSON.stringify(b)}`);
-  };
-  walk(ours, theirs, '');
+  const diffs = configDiffs(ours, theirs).map((d) => `${d.path}: stage ${JSON.stringify(d.ours)}, run ${JSON.stringify(d.theirs)}`);
   if (diffs.length) throw new HeadsError(`${runPath}: its config differs from stage ${s.instance.id}: ${diffs.slice(0, 6).join('; ')}`);
   const results = readJsonFile<{ test?: { bleu: number; tokenizedLowercaseBleu: number } | null; devBleu?: number | null }>(resPath, 'run results');
   linkStageFolder(s, runPath);

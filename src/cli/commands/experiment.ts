@@ -9,7 +9,8 @@ import { runHandler, startBackend, installStopHandler } from '../common.js';
 import { checkOutputFolder } from '../../util/dirs.js';
 import { ignoredIn, intFlag, refuseIgnoredFlags } from '../options.js';
 import { loadSpec, expandStages } from '../../experiments/spec.js';
-import { resolveStages, experimentRoot, stageState, adoptRun, selectStages } from '../../experiments/stage.js';
+import { resolveStages, experimentRoot, stageState, selectStages } from '../../experiments/stage.js';
+import { adoptFinished } from '../../experiments/equivalence.js';
 import { join, relative } from 'node:path';
 import { runExperiment, planTable, stageCommand, shellQuote, headsBin } from '../../experiments/runner.js';
 import { runStage } from '../../experiments/run-stage.js';
@@ -68,7 +69,7 @@ export function builder(y: Argv): Argv<Args> {
     .option('run', {
       type: 'string',
       describe:
-        "adopt: an existing run folder whose config equals the stage's (apart from its name), or a finished stage folder of another study with the same hash (any kind; parents first)",
+        "adopt: an existing run folder whose config equals the stage's (apart from its name), or a finished stage folder with the same hash (any kind; parents first), or one that is the same computation under another hash (a raised train.maxSteps it never reached), or a train run that reached a lower cap (copied, to continue from its checkpoint)",
     })
     .option('runs-dir', { type: 'string', default: 'runs', describe: 'where stage folders go' })
     .option('out', {
@@ -164,7 +165,13 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
       const problems = restoredParentProblems(toRun, new Set(restore?.restore.map((r) => r.stage.instance.id) ?? []));
       if (problems.length) throw new ConfigError(problems);
     }
-    if (restore && args['dry-run']) for (const r of restore.restore) console.error(`[${r.stage.instance.id}] would be restored from ${r.from}`);
+    if (restore && args['dry-run']) {
+      for (const r of restore.restore)
+        console.error(
+          `[${r.stage.instance.id}] would be restored from ${r.from}${r.marker ? ` as the same computation: ${(r.marker['equivalentTo'] as { because: string }).because}` : ''}`,
+        );
+      for (const n of restore.notes) console.error(n);
+    }
     if (args.action === 'status' || args['dry-run']) {
       console.log(planTable(stages));
       return;
@@ -202,8 +209,7 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
               : `adopt: --id ${args.id}: no such stage instance (instances: ${stages.map((x) => x.instance.id).join(', ')})`,
         );
       if (!args.run) throw new HeadsError(`adopt: --run: expected the finished run folder to adopt for ${s.instance.id}`);
-      adoptRun(s, args.run);
-      console.error(`${s.instance.id}: adopted ${args.run}`);
+      console.error(adoptFinished(s, args.run, process.argv.slice(1)));
       return;
     }
     if (args.action === 'run-stage') {
@@ -265,5 +271,6 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
         `report: ${records.written} stage record(s) in ${join(reportDir, 'stages')} (config, seed, commit, masks, curves, weights digest; no checkpoints)`,
       );
     for (const c of records.changed) console.error(`warning: ${c}`);
+    for (const x of records.superseded) console.error(`report: record ${x} (the same computation under its new hash; the old record is removed)`);
   });
 }

@@ -1,0 +1,245 @@
+/**
+ * When a finished stage computed under another config is the computation a stage of the spec asks for.
+ *
+ * Raising a study's `train.maxSteps` (the cap of its early-stopping baselines) changes the hash of every
+ * stage, since each hash holds its parent's. Most finished stages are still the same computation:
+ * - a run that its own rule stopped (early stopping, settled gates) before both caps made every decision
+ *   the other cap makes;
+ * - a stage that does not train (analysis, importance scoring, export) never reads the cap;
+ * - a stage whose config is unchanged and whose parent is such a stage.
+ * Such a stage is `equivalent`: it is adopted or restored under its new hash, its stage.json noting the
+ * hash it had, what differs and why that changes nothing (`equivalentTo`). A train run that reached the
+ * lower cap is the first part of the run with the higher one: it `continue`s from its checkpoint at the cap
+ * (the learning-rate schedule does not depend on the cap). Anything else is `different` and runs again.
+ *
+ * Each finished stage must first reproduce its own recorded hash from its config.json and its parent's
+ * hash under the spec's kind and settings: that proves the settings are the spec's and the config is the
+ * one it ran with; only then are the configs compared key by key.
+ */
+import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import { loadConfigOn } from '../config/load.js';
+import type { ResolvedConfig } from '../config/schema.js';
+import { HeadsError } from '../util/errors.js';
+import { readJsonFile, writeJsonAtomic } from '../util/fs.js';
+import { RunFolder } from '../util/run-folder.js';
+import { type ResolvedStage, CONTINUED_FILE, adoptRun, configDiffs, hashedIdentity, safeName, stageHash, stageState } from './stage.js';
+
+/** The only config key whose difference can leave a stage the same computation. */
+const CAP = 'train.maxSteps';
+
+/** A finished stage folder (a run folder here or a committed record), as much of it as a match needs. */
+export interface FinishedStage {
+  folder: string;
+  id: string;
+  hash: string;
+  /** the hash of the stage it started from (the suffix of stage.json's parent folder); null for a root stage */
+  parentHash: string | null;
+  /** the hash and parent hash its config.json ran under: these, or for a stage adopted or restored as equivalent, its `equivalentTo`'s */
+  ranAs: { hash: string; parentHash: string | null };
+  config: ResolvedConfig;
+  /** results.json of a stage that trained: the last step and the rule that ended it (null: the cap) */
+  ended: { steps: number; stoppedBy: string | null } | null;
+  /** stage.json as written */
+  marker: Record<string, unknown>;
+}
+
+/** Why a finished stage under another hash is this stage's computation (stage.json's `equivalentTo`). */
+export interface EquivalenceNote {
+  /** the hash its config.json ran under, and its parent's then */
+  hash: string;
+  parentHash: string | null;
+  /** the folder (or record) it was adopted or restored from */
+  from: string;
+  differs: Record<string, { stage: unknown; record: unknown }>;
+  because: string;
+}
+
+/** A train run that reached a lower cap, continued under this stage's (stage.json's `continuedFrom`). */
+export interface ContinuationNote {
+  hash: string;
+  from: string;
+  fromStep: number;
+  cap: { then: number; now: number };
+}
+
+export type Match =
+  { kind: 'same' } | { kind: 'equivalent'; note: EquivalenceNote } | { kind: 'continue'; note: ContinuationNote } | { kind: 'different'; reason: string };
+
+const HASH_SUFFIX = /-([0-9a-f]{10})$/;
+
+/** Read a finished stage folder; HeadsError naming the file and field when it is not one. */
+export function readFinishedStage(folder: string): FinishedStage {
+  const markerPath = join(folder, 'stage.json');
+  const cfgPath = join(folder, 'config.json');
+  if (!existsSync(markerPath)) throw new HeadsError(`${folder}: not a finished stage (no stage.json)`);
+  if (!existsSync(cfgPath)) throw new HeadsError(`${folder}: no config.json (the config the stage ran with)`);
+  const marker = readJsonFile<Record<string, unknown>>(markerPath, 'stage marker');
+  const { hash, id, parent } = marker;
+  if (typeof hash !== 'string' || !/^[0-9a-f]{10}$/.test(hash))
+    throw new HeadsError(`${markerPath}: field hash: expected 10 hex digits, found ${JSON.stringify(hash)}`);
+  if (typeof id !== 'string') throw new HeadsError(`${markerPath}: field id: expected the stage instance id, found ${JSON.stringify(id)}`);
+  let parentHash: string | null = null;
+  if (parent !== null && parent !== undefined) {
+    const m = typeof parent === 'string' ? HASH_SUFFIX.exec(basename(parent)) : null;
+    if (!m) throw new HeadsError(`${markerPath}: field parent: expected a stage folder ending in -<10 hex digits>, found ${JSON.stringify(parent)}`);
+    parentHash = m[1]!;
+  }
+  let ranAs = { hash, parentHash };
+  const eq = marker['equivalentTo'] as { hash?: unknown; parentHash?: unknown } | undefined;
+  if (eq !== undefined) {
+    if (typeof eq?.hash !== 'string' || !(eq.parentHash === null || typeof eq.parentHash === 'string'))
+      throw new HeadsError(`${markerPath}: field equivalentTo: expected { hash, parentHash, ... } of the computation it ran as, found ${JSON.stringify(eq)}`);
+    ranAs = { hash: eq.hash, parentHash: eq.parentHash };
+  }
+  const config = loadConfigOn(readJsonFile<ResolvedConfig>(cfgPath, 'stage config'), null, [], cfgPath);
+  const resPath = join(folder, 'results.json');
+  let ended: FinishedStage['ended'] = null;
+  if (existsSync(resPath)) {
+    const r = readJsonFile<{ steps?: unknown; stoppedBy?: unknown }>(resPath, 'stage results');
+    if (typeof r.steps === 'number') ended = { steps: r.steps, stoppedBy: typeof r.stoppedBy === 'string' ? r.stoppedBy : null };
+  }
+  return { folder, id, hash, parentHash, ranAs, config, ended, marker };
+}
+
+/** Whether a stage trains (and so reads train.maxSteps): train, finetune, and L0 or fixed-mask pruning. */
+export function trains(s: ResolvedStage): boolean {
+  const st = s.instance.spec;
+  return st.kind === 'train' || st.kind === 'finetune' || (st.kind === 'prune' && (st.method === 'l0' || st.method === 'fixed-mask'));
+}
+
+/**
+ * The hashes a done stage is known by: its own and, where it was adopted or restored as equivalent, the
+ * one it had before (a finished stage that started from either started from it).
+ */
+export function knownHashes(s: ResolvedStage): Set<string> {
+  const out = new Set([s.hash]);
+  const marker = join(s.folder, 'stage.json');
+  if (stageState(s) === 'done' && existsSync(marker)) {
+    const eq = readJsonFile<{ equivalentTo?: { hash?: unknown } }>(marker, 'stage marker').equivalentTo;
+    if (typeof eq?.hash === 'string') out.add(eq.hash);
+  }
+  return out;
+}
+
+/**
+ * How the finished stage `theirs` relates to stage `s`. `parentKnownAs`: the hashes `s.parent` is known by
+ * (its own, and any it is equivalent to); unused for a root stage.
+ */
+export function matchFinished(s: ResolvedStage, theirs: FinishedStage, parentKnownAs: ReadonlySet<string>): Match {
+  const different = (reason: string): Match => ({
+    kind: 'different',
+    reason: `${theirs.folder} (hash ${theirs.hash}) is not stage ${s.instance.id}: ${reason}`,
+  });
+  if (theirs.hash === s.hash) return { kind: 'same' };
+  if (theirs.id !== s.instance.id) return different(`it is stage ${theirs.id}`);
+  if (stageHash(s.instance, theirs.config, theirs.ranAs.parentHash) !== theirs.ranAs.hash)
+    return different(
+      `its config.json and parent do not give its hash under this stage's kind and settings (the stage's settings in the spec changed, or config.json is not the one it ran with)`,
+    );
+  if ((s.parent === null) !== (theirs.parentHash === null)) return different(s.parent ? 'it has no parent' : 'it has a parent, this stage none');
+  if (s.parent && !parentKnownAs.has(theirs.parentHash!) && !parentKnownAs.has(theirs.ranAs.parentHash!))
+    return different(
+      `it started from ${theirs.parentHash}, and ${s.parent.instance.id} is ${[...parentKnownAs].join(' or ')} (adopt or restore the parent first; a parent that changed makes every stage after it run again)`,
+    );
+  const diffs = configDiffs(hashedIdentity(s.instance, s.config), hashedIdentity(s.instance, theirs.config));
+  const other = diffs.filter((d) => d.path !== CAP);
+  if (other.length)
+    return different(
+      `its config differs in ${other
+        .slice(0, 4)
+        .map((d) => `${d.path} (stage ${JSON.stringify(d.ours)}, record ${JSON.stringify(d.theirs)})`)
+        .join('; ')}`,
+    );
+  const note = (because: string): Match => ({
+    kind: 'equivalent',
+    note: {
+      hash: theirs.ranAs.hash,
+      parentHash: theirs.ranAs.parentHash,
+      from: theirs.folder,
+      differs: Object.fromEntries(diffs.map((d) => [d.path, { stage: d.ours, record: d.theirs }])),
+      because,
+    },
+  });
+  if (!diffs.length) return note(`its config is this stage's; only its parent's hash changed, and its parent is the same computation`);
+  const now = s.config.train.maxSteps;
+  const then = theirs.config.train.maxSteps;
+  if (!trains(s)) return note(`a ${s.instance.spec.kind} stage does not train: ${CAP} (${then} then, ${now} now) is never read`);
+  if (!theirs.ended) return different(`it trained, and has no results.json saying where its training ended`);
+  const g = s.config.gates;
+  if (g.attention.length && g.targetHeads !== null && g.targetWarmupSteps === null)
+    return different(`its gates' target warm-up is half of ${CAP} (gates.targetWarmupSteps is null), so the cap changes the training`);
+  const { steps, stoppedBy } = theirs.ended;
+  if (stoppedBy !== null && steps < Math.min(now, then))
+    return note(
+      `its ${stoppedBy} rule stopped it at step ${steps}, before both caps (${then} then, ${now} now): the other cap makes no decision it did not make`,
+    );
+  if (stoppedBy === null && steps === then && then < now) {
+    // the capped run evaluated and checkpointed at its last step; the longer run does so there only on its schedule
+    const t = s.config.train;
+    if (t.earlyStopping && (t.evalEverySteps <= 0 || then % t.evalEverySteps !== 0))
+      return different(
+        `its cap (step ${then}) is not an evaluation step of train.evalEverySteps = ${t.evalEverySteps}, so its last evaluation is one the longer run does not make`,
+      );
+    if (g.settle) return different(`gates.settle: the capped run did not check its gates at its last step, the longer run does`);
+    return { kind: 'continue', note: { hash: theirs.hash, from: theirs.folder, fromStep: then, cap: { then, now } } };
+  }
+  return different(
+    stoppedBy === null
+      ? `it reached its cap at step ${steps} (${CAP} ${then}), and this stage's cap is ${now}`
+      : `it trained to step ${steps}, past this stage's cap of ${now}`,
+  );
+}
+
+/** The stage.json of `theirs` under stage `s`'s hash and parent, noting the hash it had and why it is the same. */
+export function equivalentMarker(s: ResolvedStage, theirs: FinishedStage, note: EquivalenceNote): Record<string, unknown> {
+  const { equivalentTo: _old, ...rest } = theirs.marker;
+  return { ...rest, hash: s.hash, parent: s.parent?.folder ?? null, equivalentTo: note };
+}
+
+/**
+ * `heads experiment adopt --run <folder>`: attach a finished folder to stage `s`. A folder with the stage's
+ * hash, or a run folder without stage.json, is adopted as before (stage.ts); an equivalent stage is linked
+ * file by file with a new stage.json; a train run that reached a lower cap is copied into the stage folder
+ * (checkpoints included, the original left untouched) to continue from its last checkpoint at the next
+ * `experiment run`. Returns the line to print. HeadsError for a different stage.
+ */
+export function adoptFinished(s: ResolvedStage, folder: string, argv: readonly string[]): string {
+  if (!existsSync(join(folder, 'stage.json'))) {
+    adoptRun(s, folder);
+    return `${s.instance.id}: adopted ${folder}`;
+  }
+  const theirs = readFinishedStage(folder);
+  const m = matchFinished(s, theirs, s.parent ? knownHashes(s.parent) : new Set());
+  if (m.kind === 'same') {
+    adoptRun(s, folder);
+    return `${s.instance.id}: adopted ${folder}`;
+  }
+  if (m.kind === 'different') throw new HeadsError(m.reason);
+  if (s.parent && stageState(s.parent) !== 'done')
+    throw new HeadsError(`stage ${s.instance.id}: its parent ${s.parent.instance.id} is not done; adopt it first`);
+  if (existsSync(s.folder) && readdirSync(s.folder).length) throw new HeadsError(`stage ${s.instance.id}: its folder ${s.folder} is not empty`);
+  const source = resolve(folder);
+  mkdirSync(s.folder, { recursive: true });
+  if (m.kind === 'equivalent') {
+    for (const name of readdirSync(source)) if (name !== 'stage.json' && !name.startsWith('.')) symlinkSync(join(source, name), join(s.folder, name));
+    writeJsonAtomic(join(s.folder, 'stage.json'), equivalentMarker(s, theirs, { ...m.note, from: source }));
+    return `${s.instance.id}: adopted ${folder} as the same computation (hash ${theirs.hash} -> ${s.hash}): ${m.note.because}`;
+  }
+  // continue: the run's files, checkpoints included, without what its end wrote (stage.json, results, test translations)
+  const ENDED = /^(stage\.json|stage\.lock|results\.json|.*\.hyp)$/;
+  for (const name of readdirSync(source)) if (!ENDED.test(name) && !name.startsWith('.')) cpSync(join(source, name), join(s.folder, name), { recursive: true });
+  const run = RunFolder.open(s.folder);
+  run.recordResume(s.config, argv);
+  writeJsonAtomic(join(s.folder, CONTINUED_FILE), { ...m.note, from: source });
+  return `${s.instance.id}: copied ${folder} to ${s.folder}; it continues from its checkpoint at step ${m.note.fromStep} to the cap of ${m.note.cap.now} at the next 'heads experiment run' (it reached its cap of ${m.note.cap.then})`;
+}
+
+/** The committed records of stage `s`'s instance under other hashes (`<recordsDir>/<id>-<hash>/`), newest name order. */
+export function otherRecords(s: ResolvedStage, recordsDir: string): string[] {
+  if (!existsSync(recordsDir)) return [];
+  const prefix = `${safeName(s.instance.id)}-`;
+  return readdirSync(recordsDir)
+    .filter((n) => n.startsWith(prefix) && HASH_SUFFIX.test(n) && n.length === prefix.length + 10 && n !== basename(s.folder))
+    .map((n) => join(recordsDir, n));
+}
