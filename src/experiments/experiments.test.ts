@@ -826,6 +826,88 @@ describe('seeds: replicates of a study', () => {
     expect(() => writeReport(gone, join(dir, 'nowhere'), { fromHyps: true })).toThrow(/results\.csv: not found/);
   });
 
+  it("the survivors table and the roles figure cover every seed's baseline analysis, each L0 stage read against its own seed's", async () => {
+    const runs = join(dir, 'runs-seeds-survivors');
+    const out = join(dir, 'seeds-survivors-results');
+    const p = spec(
+      'seeds-survivors',
+      `name: seeds-survivors\nset: ${TINY_SET}\nseed: [1, 2]\nstages:\n  baseline: { kind: train }\n  l0: { kind: prune, from: baseline, lambda: 0.5 }\n  an: { kind: analyze, of: baseline }\n`,
+    );
+    const stages = resolveStages(loadSpec(p), expandStages(loadSpec(p)), runs);
+    const encKeys = ['enc-self.0.0', 'enc-self.0.1', 'enc-self.1.0', 'enc-self.1.1'];
+    // each seed's baseline has its own positional head and its own scores; each seed's L0 keeps other heads
+    const positionalHead: Record<number, string> = { 1: 'enc-self.0.0', 2: 'enc-self.1.1' };
+    const keptBy: Record<number, string[]> = { 1: ['enc-self.0.0', 'enc-self.0.1'], 2: ['enc-self.1.1'] };
+    const fraction = (seed: number, key: string) => 0.1 * seed + 0.01 * encKeys.indexOf(key);
+    for (const s of stages) {
+      const seed = s.instance.seed!;
+      mkdirSync(s.folder, { recursive: true });
+      if (s.instance.spec.kind === 'analyze') {
+        const heads = Object.fromEntries(
+          encKeys.map((key) => {
+            const [, layer, head] = key.split('.').map(Number);
+            const positional = key === positionalHead[seed];
+            return [
+              key,
+              {
+                stack: 'enc-self',
+                layer,
+                head,
+                importance: { score: seed + encKeys.indexOf(key) },
+                attention: { confidence: 0.5 },
+                lrp: null,
+                roles: {
+                  positional: { isPositional: positional, offset: -1, fraction: fraction(seed, key) },
+                  rare: null,
+                  syntactic: null,
+                  labels: positional ? ['positional -1'] : [],
+                },
+              },
+            ];
+          }),
+        );
+        writeFileSync(join(s.folder, 'head-report.json'), JSON.stringify({ format: 'heads.head-report', version: 1, heads }));
+      }
+      if (s.instance.stage === 'l0') {
+        const layers = [0, 1].map((layer) => {
+          const kept = [0, 1].filter((head) => keptBy[seed]!.includes(`enc-self.${layer}.${head}`));
+          return { kept, removed: [0, 1].filter((h) => !kept.includes(h)) };
+        });
+        writeFileSync(
+          join(s.folder, 'mask.json'),
+          JSON.stringify({ format: 'heads.head-mask', version: 1, source: 'gates', stacks: { 'enc-self': { layers } } }),
+        );
+      }
+      markDone(s, {});
+    }
+    const figures = await writeReportFigures(stages, [], out, { html: false });
+    expect(figures.written.map((f) => f.name)).toContain('surviving-head-roles');
+    const surv = readFileSync(join(out, 'survivors.csv'), 'utf8')
+      .trim()
+      .split('\n')
+      .slice(1)
+      .map((l) => l.split(','));
+    expect(surv.map((c) => [c[0], Number(c[1]), Number(c[2])])).toEqual([
+      ['l0[seed=1]', 2, 2],
+      ['l0[seed=2]', 1, 3],
+    ]);
+    // each stage's kept-head mean is its own seed's scores (seed 2's read against seed 1's analysis would be 0.13)
+    const meanOf = (seed: number, keys: string[]) => keys.reduce((a, k) => a + fraction(seed, k), 0) / keys.length;
+    expect(Number(surv[0]![3])).toBeCloseTo(meanOf(1, keptBy[1]!), 12);
+    expect(Number(surv[1]![3])).toBeCloseTo(meanOf(2, keptBy[2]!), 12);
+    const fig = JSON.parse(readFileSync(join(out, 'figures', 'surviving-head-roles.json'), 'utf8')) as {
+      data: Array<{ name: string; x: string[]; y: number[] }>;
+      layout: { title: { text: string } | string };
+    };
+    const positional = fig.data.find((t) => t.name === 'positional')!;
+    const bar = (label: string) => positional.y[positional.x.indexOf(label)];
+    expect(positional.x).toEqual(['seed 1: 4 heads (baseline)', 'seed 2: 4 heads (baseline)', 'seed 1: 2 heads (λ 0.5)', 'seed 2: 1 heads (λ 0.5)']);
+    expect([bar('seed 1: 4 heads (baseline)'), bar('seed 2: 4 heads (baseline)'), bar('seed 1: 2 heads (λ 0.5)'), bar('seed 2: 1 heads (λ 0.5)')]).toEqual([
+      1, 1, 1, 1,
+    ]);
+    expect(JSON.stringify(fig.layout.title)).toContain('2 seeds');
+  });
+
   it('an L0 stage whose kept gates are below 1 gets a binarised row beside the folded one, compared with the same references; steps, settled gates and wall time per stage', () => {
     const runs = join(dir, 'runs-binarised-fixture');
     const out = join(dir, 'binarised-fixture-results');

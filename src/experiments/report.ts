@@ -717,36 +717,45 @@ export async function writeReportFigures(
   if (methodRows.length) await write('bleu-vs-cost', bleuVsCostFigure(methodRows));
   else out.skipped.push('bleu-vs-cost: no methods.csv (no export stage with cost figures)');
 
-  // roles of the surviving heads: the baseline's analysis, the L0 stages' masks
-  const analysis = stages.find(
+  // roles of the surviving heads: each seed's baseline analysis, the L0 stages of that seed's baseline
+  const analyses = stages.filter(
     (s) => s.instance.spec.kind === 'analyze' && s.parent && !s.parent.parent && s.parent.instance.spec.kind === 'train' && stageState(s) === 'done',
   );
-  if (!analysis) out.skipped.push('surviving-head-roles: no finished analyze stage of the baseline');
+  if (!analyses.length) out.skipped.push('surviving-head-roles: no finished analyze stage of the baseline');
   else {
-    const report = readHeadReport(join(analysis.folder, 'head-report.json'));
     const layouts: SurvivingLayout[] = [];
     const survivors: SurvivorRow[] = [];
-    for (const s of stages) {
-      const st = s.instance.spec;
-      if (
-        st.kind !== 'prune' ||
-        st.method !== 'l0' ||
-        s.parent !== analysis.parent ||
-        stageState(s) !== 'done' ||
-        s.config.gates.attention.join('+') !== 'enc-self'
-      )
-        continue;
-      const maskPath = join(s.folder, 'mask.json');
-      if (!existsSync(maskPath)) continue;
-      const shape = originalMaskShape(s.config.model);
-      const kept = maskToKeptSets(readHeadMask(maskPath, shape), shape)['enc-self'];
-      const keptKeys = kept.flatMap((ids, layer) => ids.map((head) => headKey({ stack: 'enc-self', layer, head })));
-      const roles = keptKeys.map((key) => roleCategory(report.heads[key]?.roles.labels ?? []));
-      const budget = s.config.gates.targetHeads === null ? `λ ${s.config.train.l0Lambda}` : `budget ${JSON.stringify(s.config.gates.targetHeads)}`;
-      layouts.push({ label: `${roles.length} heads (${budget})`, headsKept: roles.length, roles });
-      survivors.push(survivorScores(report, new Set(keptKeys), { stage: s.instance.id, run: relative(process.cwd(), s.folder) }));
+    const seedLabel = (seed: number | null): string => (analyses.length > 1 && seed !== null ? `seed ${seed}: ` : '');
+    let l0Layouts = 0;
+    for (const analysis of analyses) {
+      const report = readHeadReport(join(analysis.folder, 'head-report.json'));
+      const all = Object.entries(report.heads)
+        .filter(([, h]) => h.stack === 'enc-self')
+        .map(([, h]) => roleCategory(h.roles.labels));
+      layouts.push({ label: `${seedLabel(analysis.instance.seed)}${all.length} heads (baseline)`, headsKept: all.length, roles: all });
+      for (const s of stages) {
+        const st = s.instance.spec;
+        if (
+          st.kind !== 'prune' ||
+          st.method !== 'l0' ||
+          s.parent !== analysis.parent ||
+          stageState(s) !== 'done' ||
+          s.config.gates.attention.join('+') !== 'enc-self'
+        )
+          continue;
+        const maskPath = join(s.folder, 'mask.json');
+        if (!existsSync(maskPath)) continue;
+        const shape = originalMaskShape(s.config.model);
+        const kept = maskToKeptSets(readHeadMask(maskPath, shape), shape)['enc-self'];
+        const keptKeys = kept.flatMap((ids, layer) => ids.map((head) => headKey({ stack: 'enc-self', layer, head })));
+        const roles = keptKeys.map((key) => roleCategory(report.heads[key]?.roles.labels ?? []));
+        const budget = s.config.gates.targetHeads === null ? `λ ${s.config.train.l0Lambda}` : `budget ${JSON.stringify(s.config.gates.targetHeads)}`;
+        layouts.push({ label: `${seedLabel(analysis.instance.seed)}${roles.length} heads (${budget})`, headsKept: roles.length, roles });
+        l0Layouts++;
+        survivors.push(survivorScores(report, new Set(keptKeys), { stage: s.instance.id, run: relative(process.cwd(), s.folder) }));
+      }
     }
-    // not a figure, but made from the same analysis and masks: the survivors' scores against the removed heads'
+    // not a figure, but made from the same analyses and masks: the survivors' scores against the removed heads'
     if (survivors.length) {
       writeFileAtomic(
         join(outDir, 'survivors.csv'),
@@ -754,15 +763,11 @@ export async function writeReportFigures(
       );
       writeFileAtomic(join(outDir, 'survivors.md'), survivorsMarkdown(survivors));
     }
-    const all = Object.entries(report.heads)
-      .filter(([, h]) => h.stack === 'enc-self')
-      .map(([, h]) => roleCategory(h.roles.labels));
-    layouts.unshift({ label: `${all.length} heads (baseline)`, headsKept: all.length, roles: all });
-    if (layouts.length > 1)
+    if (l0Layouts)
       await write(
         'surviving-head-roles',
         survivingRolesFigure(layouts, {
-          title: 'Roles (in the baseline) of the encoder heads each L0 stage keeps (Voita et al. 2019, Fig. 8)',
+          title: `Roles (in the baseline) of the encoder heads each L0 stage keeps (Voita et al. 2019, Fig. 8)${analyses.length > 1 ? `, ${analyses.length} seeds` : ''}`,
           xLabel: 'model',
         }),
       );

@@ -293,7 +293,8 @@ export function survivingRolesFigure(layouts: readonly SurvivingLayout[], opts: 
     marker: { color: ROLE_COLORS[c] },
     hovertemplate: `%{x}<br>${c}: %{y} heads<extra></extra>`,
   }));
-  const layout = baseLayout(opts.title ?? 'Roles of the heads that survive pruning', 900, 520);
+  // wide enough for every bar's label (several seeds put 9 bars each)
+  const layout = baseLayout(opts.title ?? 'Roles of the heads that survive pruning', Math.max(900, 48 * x.length), 520);
   layout.barmode = 'stack';
   layout.xaxis = axis(opts.xLabel ?? 'pruned model (heads kept)', { type: 'category' });
   layout.yaxis = axis('heads kept', { rangemode: 'tozero' });
