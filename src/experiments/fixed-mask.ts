@@ -71,5 +71,10 @@ export function chooseMask(
   const { table } = readJsonFile<{ table: Array<{ step: number; headsKept: number; maskFile: string }> }>(path, 'pruning result');
   const [row] = stepsNearest(table, [heads], log);
   if (!row) throw new HeadsError(`${path}: no pruning steps (expected a table of masks)`);
-  return { step: row.step, headsKept: row.headsKept, maskFile: row.maskFile, mask: readHeadMask(join(folder, row.maskFile), originalMaskShape(model)) };
+  const maskPath = join(folder, row.maskFile);
+  if (!existsSync(maskPath))
+    throw new HeadsError(
+      `${maskPath}: head mask not found, though ${path} lists it for step ${row.step}${existsSync(join(folder, 'restored.json')) ? ' (the stage was restored from a record made before records kept masks/: copy its masks/ folder into the record, or run the stage here)' : ''}`,
+    );
+  return { step: row.step, headsKept: row.headsKept, maskFile: row.maskFile, mask: readHeadMask(maskPath, originalMaskShape(model)) };
 }

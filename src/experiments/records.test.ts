@@ -185,4 +185,41 @@ const folderOf = (runs: string, prefix: string) => {
     expect(report.stderr).toMatch(/--restore/);
     expect(existsSync(join(dir, 'other'))).toBe(false);
   }, 120000);
+  it("an importance stage's record keeps its masks per step, so a restored one still gives its fine-tuned masks their layouts (and hashes)", () => {
+    const impSpec = join(dir, 'imp.yaml');
+    writeFileSync(
+      impSpec,
+      SPEC.replace('name: rec', 'name: rec-imp').replace(
+        /  l0:[\s\S]*$/,
+        `  imp: { kind: prune, from: baseline, method: importance, attention: [enc-self], stepPercent: 50 }\n  ft: { kind: prune, method: fixed-mask, from: imp, attention: [enc-self], steps: 2, maskHeads: 2 }\n`,
+      ),
+    );
+    const impOut = join(dir, 'imp-results');
+    const root = (runs: string) => join(runs, 'experiments', 'rec-imp');
+    const folderNamed = (runs: string, prefix: string) => readdirSync(root(runs)).find((n) => n.startsWith(`${prefix}-`))!;
+    const e = join(dir, 'runs-e');
+    const r1 = heads(['experiment', 'run', impSpec, '--runs-dir', e, '--only', 'imp', '--no-report']);
+    expect([r1.status, r1.stderr.match(/Error.*/g)]).toEqual([0, null]);
+    const ftFolder = (runs: string) => {
+      const st = heads(['experiment', 'status', impSpec, '--runs-dir', runs]);
+      expect([st.status, st.stderr.match(/error.*/g)]).toEqual([0, null]);
+      return st.stdout.match(/ft-[0-9a-f]{10}/)![0];
+    };
+    // the fine-tune's identity includes the layout it reads from the importance stage's masks
+    const ftName = ftFolder(e);
+    expect(heads(['experiment', 'report', impSpec, '--runs-dir', e, '--out', impOut, '--no-html']).status).toBe(0);
+    const impName = folderNamed(e, 'imp');
+    const masks = readdirSync(join(root(e), impName, 'masks')).filter((f) => f.endsWith('.json'));
+    expect(masks.length).toBeGreaterThan(1);
+    for (const m of masks)
+      expect(readFileSync(join(impOut, 'stages', impName, 'masks', m)).equals(readFileSync(join(root(e), impName, 'masks', m)))).toBe(true);
+    renameSync(e, `${e}-gone`);
+
+    // a fresh runs folder: the importance stage restored, with its masks; the fine-tune resolves to the same folder
+    const f = join(dir, 'runs-f');
+    const r2 = heads(['experiment', 'run', impSpec, '--runs-dir', f, '--restore', impOut, '--only', 'imp', '--no-report']);
+    expect([r2.status, r2.stderr.match(/Error.*/g)]).toEqual([0, null]);
+    expect(readdirSync(join(root(f), impName, 'masks')).filter((x) => x.endsWith('.json'))).toEqual(masks);
+    expect(ftFolder(f)).toBe(ftName);
+  }, 120000);
 });

@@ -2,7 +2,7 @@
  * Stage records: what a finished stage leaves that is small enough to commit, so a study can go on in a
  * later session on a fresh machine. A record is the top-level files of the stage folder (stage.json with
  * its hash, config.json with the seed, git.json with the commit, command.txt, env.json, compute.json,
- * mask.json, metrics.jsonl, gate trajectories, head reports) without its checkpoints, tokenizer, log or
+ * mask.json, metrics.jsonl, gate trajectories, head reports, an importance stage's masks/) without its checkpoints, tokenizer, log or
  * test translations (those go to `hyps/`). `heads experiment report --out <dir>` writes them to
  * `<dir>/stages/<stage folder name>/`, with the digest of the stage's model (`weights.json`), so a stage
  * run again in another session can be checked to give the same model; `heads experiment run --restore <dir>`
@@ -30,15 +30,24 @@ const NOT_RECORDED = /(\.hyp|\.tmp)$|^(stage\.log|tokenizer\.json|restored\.json
 /** A top-level file larger than this is not a record's business (nothing a stage writes there comes close). */
 const MAX_RECORD_FILE_BYTES = 8_000_000;
 
-/** The files of a finished stage folder that go into its record, by name. */
+/** Subfolders a record keeps: an importance stage's masks per pruning step (its children's layouts are read from them). */
+const RECORDED_DIRS = ['masks'];
+
+const isRecordable = (dir: string, name: string): boolean => {
+  if (name === INTEGRITY_FILE || name.startsWith('.') || NOT_RECORDED.test(name)) return false;
+  const st = statSync(join(dir, name));
+  return st.isFile() && st.size <= MAX_RECORD_FILE_BYTES;
+};
+
+/** The files of a finished stage folder that go into its record, by path relative to it (`masks/step-04.json`). */
 export function recordFiles(folder: string): string[] {
-  return readdirSync(folder)
-    .filter((name) => name !== INTEGRITY_FILE && !name.startsWith('.') && !NOT_RECORDED.test(name))
-    .filter((name) => {
-      const st = statSync(join(folder, name));
-      return st.isFile() && st.size <= MAX_RECORD_FILE_BYTES;
-    })
-    .sort();
+  const top = readdirSync(folder).filter((name) => isRecordable(folder, name));
+  const nested = RECORDED_DIRS.filter((d) => existsSync(join(folder, d)) && statSync(join(folder, d)).isDirectory()).flatMap((d) =>
+    readdirSync(join(folder, d))
+      .filter((name) => isRecordable(join(folder, d), name))
+      .map((name) => `${d}/${name}`),
+  );
+  return [...top, ...nested].sort();
 }
 
 /** Copy `names` from one folder to another, each checked against its source folder's integrity record. */

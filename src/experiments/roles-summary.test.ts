@@ -108,7 +108,8 @@ describe('head roles in the baseline (claim d)', () => {
     writeFileSync(join(out, 'stages', 'an-l0', 'head-report.json'), JSON.stringify(seed1));
     let found = baselineRoleReports(stages, out);
     expect(found.map((f) => [f.stage, f.seed, f.source])).toEqual([['an[seed=2]', 2, join('stages', 'an_seed=2_-abc', 'head-report.json')]]);
-    // seed 3 done in the runs folder (its marker carries the stage's hash): read from there
+    // seed 3 done in the runs folder (its marker carries the stage's hash): read from there, named by the
+    // record the report writes for it (results.md reads the same on any machine)
     const run3 = join(dir, 'runs', 'an_seed=3_-def');
     mkdirSync(run3, { recursive: true });
     writeFileSync(join(run3, 'head-report.json'), JSON.stringify(seed1));
@@ -116,8 +117,9 @@ describe('head roles in the baseline (claim d)', () => {
     found = baselineRoleReports(stages, out);
     expect(found.map((f) => [f.stage, f.source])).toEqual([
       ['an[seed=2]', join('stages', 'an_seed=2_-abc', 'head-report.json')],
-      ['an[seed=3]', join(run3, 'head-report.json')],
+      ['an[seed=3]', join('stages', 'an_seed=3_-def', 'head-report.json')],
     ]);
+    expect(found[1]!.report.heads).toEqual(seed1.heads);
     expect(seedRoleRow(found[0]!)).toEqual(seedRoleRow({ seed: 2, stage: 'an[seed=2]', source: 'y', report: seed2 }));
     // a damaged record is an error naming the file, not a silently missing seed
     writeFileSync(join(rec, 'head-report.json'), JSON.stringify({ ...seed2, version: 99 }));

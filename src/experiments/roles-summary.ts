@@ -7,15 +7,15 @@
  * source). Where no head reaches a threshold, the closest head and its score say how far the model is from
  * the paper's role, instead of only "none".
  */
-import { isAbsolute, relative } from 'node:path';
+import { basename, join } from 'node:path';
 import { type HeadReport, type HeadReportEntry, readHeadReport } from '../analysis/report.js';
-import { stageFile } from './records.js';
+import { RECORDS_DIR, stageFile } from './records.js';
 import { formatMeanSd, meanSd } from './replicates.js';
 import type { ResolvedStage } from './stage.js';
 
 export interface SeedRoles {
   seed: number | null;
-  /** the analyze stage's id and where its head report was read (its run folder or its committed record) */
+  /** the analyze stage's id and its head report's record in the results folder (`stages/<folder>/head-report.json`) */
   stage: string;
   source: string;
   report: HeadReport;
@@ -31,9 +31,9 @@ export function baselineRoleReports(stages: readonly ResolvedStage[], outDir: st
     if (s.instance.spec.kind !== 'analyze' || !s.parent || s.parent.parent || s.parent.instance.spec.kind !== 'train') continue;
     const path = stageFile(s, outDir, 'head-report.json');
     if (!path) continue;
-    // a committed record is named from the results folder (where results.md is), not by this machine's path
-    const fromOut = relative(outDir, path);
-    const source = fromOut.startsWith('..') || isAbsolute(fromOut) ? path : fromOut;
+    // named by its record in the results folder (where results.md is; the report writes the records of the
+    // stages done here), not by this machine's run folder, so results.md reads the same wherever it was made
+    const source = join(RECORDS_DIR, basename(s.folder), 'head-report.json');
     out.push({ seed: s.instance.seed, stage: s.instance.id, source, report: readHeadReport(path) });
   }
   return out.sort((a, b) => (a.seed ?? -1) - (b.seed ?? -1));
