@@ -192,3 +192,83 @@ describe('a finished stage under another train.maxSteps', () => {
     expect(p2.notes[0]).toMatch(/\[baseline\] runs again: .*model.dFF \(stage 48, record 32\)/);
   }, 240000);
 });
+
+describe('a finished run under another stopping rule (train.earlyStopping)', () => {
+  beforeAll(async () => {
+    await useTestBackend();
+  });
+  const devLosses = (f: string) =>
+    readFileSync(join(f, 'metrics.jsonl'), 'utf8')
+      .split('\n')
+      .filter((l) => l.includes('devLoss'))
+      .map((l) => JSON.parse(l).devLoss as number);
+
+  it('a run the new rule would not have stopped yet continues from its last checkpoint with the rule replayed on its evaluations, bit for bit the run under the new rule', async () => {
+    // the old rule never stops it (patience 50; minDelta 100: its best stays step 2): the cap at 6 ends it;
+    // the new rule (minDelta 0, patience 1) would train on, its best step 6: the state it continues with is not the old one
+    const old = resolve(study('rule-old', { cap: 6, minDelta: 100, patience: 50 }), join(dir, 'runs-rule-old'));
+    await run(old[0]!);
+    expect(results(old[0]!.folder)).toMatchObject({ steps: 6, stoppedBy: null });
+    const losses = devLosses(old[0]!.folder);
+    // the replay is only a test of the rule if dev loss fell at every evaluation (patience 1 has not stopped it)
+    expect(losses.every((x, i) => i === 0 || x < losses[i - 1]!)).toBe(true);
+    const before = modelDigest(old[0]!.folder);
+
+    const spec = () => resolve(study('rule-new', { cap: 12, minDelta: 0, patience: 1 }), join(dir, 'runs-rule-new'));
+    const now = spec();
+    const m = matchFinished(now[0]!, readFinishedStage(old[0]!.folder), new Set());
+    expect(m).toMatchObject({
+      kind: 'continue',
+      note: { fromStep: 6, rule: { bestStep: 6, state: { 'earlyStopping.evaluations': 3, 'earlyStopping.sinceBest': 0 } } },
+    });
+    expect(adoptFinished(now[0]!, old[0]!.folder, [])).toMatch(
+      /continues from its checkpoint at step 6 to the cap of 12 .*its stopping rule changed, and the new one \(devLoss, patience 1, minDelta 0\), replayed on its evaluations, would not have stopped it yet \(best step 6\)/,
+    );
+    expect(existsSync(join(now[0]!.folder, 'checkpoints', 'best.json'))).toBe(false);
+    await run(now[0]!);
+
+    const fresh = resolve(study('rule-new', { cap: 12, minDelta: 0, patience: 1 }), join(dir, 'runs-rule-fresh'));
+    await run(fresh[0]!);
+    const es = (f: string) => (results(f) as { earlyStopping: unknown }).earlyStopping;
+    expect(results(now[0]!.folder)).toMatchObject({
+      steps: (results(fresh[0]!.folder) as { steps: number }).steps,
+      stoppedBy: results(fresh[0]!.folder)['stoppedBy'],
+    });
+    expect(es(now[0]!.folder)).toEqual(es(fresh[0]!.folder));
+    expect(devLosses(now[0]!.folder)).toEqual(devLosses(fresh[0]!.folder));
+    expect(modelDigest(now[0]!.folder)).toBe(modelDigest(fresh[0]!.folder));
+    expect(readFileSync(join(now[0]!.folder, 'test.hyp'), 'utf8')).toBe(readFileSync(join(fresh[0]!.folder, 'test.hyp'), 'utf8'));
+    expect(modelDigest(old[0]!.folder)).toBe(before);
+  }, 240000);
+
+  it('a new rule that ends it alike is the same computation; one that would have stopped it sooner, or evaluations that do not reproduce its end, are not', async () => {
+    // minDelta 100: only the first evaluation improves; patience 1 stops the run at step 4 with best step 2
+    const stopped = resolve(study('rule-stop', { cap: 30, minDelta: 100, patience: 1 }), join(dir, 'runs-rule-stop'));
+    await run(stopped[0]!);
+    expect(results(stopped[0]!.folder)).toMatchObject({ steps: 4, stoppedBy: 'early-stopping' });
+    const theirs = readFinishedStage(stopped[0]!.folder);
+    const other = (name: string, o: Parameters<typeof study>[1]) => resolve(study(name, o), join(dir, `runs-${name}`))[0]!;
+    const m = matchFinished(other('rule-alike', { cap: 30, minDelta: 50, patience: 1 }), theirs, new Set());
+    expect(m.kind).toBe('equivalent');
+    if (m.kind === 'equivalent') {
+      expect(m.note.differs).toEqual({ 'train.earlyStopping.minDelta': { stage: 50, record: 100 } });
+      expect(m.note.because).toMatch(/replayed on its evaluations, ends it at the same step 4 with the same best step 2/);
+    }
+
+    // capped at 6 with best step 2 (patience 50): patience 1 would have stopped it at 4
+    const capped = resolve(study('rule-capped', { cap: 6, minDelta: 100, patience: 50 }), join(dir, 'runs-rule-capped'))[0]!;
+    await run(capped);
+    const sooner = matchFinished(other('rule-sooner', { cap: 6, minDelta: 100, patience: 1 }), readFinishedStage(capped.folder), new Set());
+    expect(sooner.kind === 'different' && sooner.reason).toMatch(/would have stopped it at step 4 \(best step 2\); it ran to step 6 \(best 2\)/);
+
+    // an evaluation missing from metrics.jsonl: the old rule's replay no longer gives the recorded end
+    const metrics = join(stopped[0]!.folder, 'metrics.jsonl');
+    const lines = readFileSync(metrics, 'utf8').split('\n');
+    const firstEval = lines.findIndex((l) => l.includes('devLoss'));
+    writeFileSync(metrics, lines.filter((_, i) => i !== firstEval).join('\n'));
+    const broken = matchFinished(other('rule-alike', { cap: 30, minDelta: 50, patience: 1 }), readFinishedStage(stopped[0]!.folder), new Set());
+    expect(broken.kind === 'different' && broken.reason).toMatch(
+      /metrics.jsonl \(1 evaluations\) does not reproduce how its rule \(devLoss, patience 1, minDelta 100\) ended it/,
+    );
+  }, 240000);
+});

@@ -12,21 +12,32 @@
  * lower cap is the first part of the run with the higher one: it `continue`s from its checkpoint at the cap
  * (the learning-rate schedule does not depend on the cap). Anything else is `different` and runs again.
  *
+ * A changed stopping rule (`train.earlyStopping`: another metric, patience or minDelta) changes no step of
+ * training, only where it ends and which checkpoint is the model. The new rule is replayed on the run's own
+ * evaluations (metrics.jsonl), after the old rule's replay has reproduced the run's recorded end and best
+ * step: if the new rule ends the run where it ended with the same best step, it is `equivalent`; if it would
+ * not have stopped it yet, the run `continue`s from its last checkpoint with the new rule's state; if it
+ * would have stopped it earlier, it is `different`.
+ *
  * Each finished stage must first reproduce its own recorded hash from its config.json and its parent's
  * hash under the spec's kind and settings: that proves the settings are the spec's and the config is the
  * one it ran with; only then are the configs compared key by key.
  */
-import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { loadConfigOn } from '../config/load.js';
+import { checkpointDirName } from '../io/checkpoint.js';
 import type { ResolvedConfig } from '../config/schema.js';
 import { HeadsError } from '../util/errors.js';
 import { readJsonFile, writeJsonAtomic } from '../util/fs.js';
 import { RunFolder } from '../util/run-folder.js';
+import { EarlyStopping, type DevEval } from '../train/early-stopping.js';
+import type { EarlyStoppingConfig } from '../config/schema.js';
 import { type ResolvedStage, CONTINUED_FILE, adoptRun, configDiffs, hashedIdentity, safeName, stageHash, stageState } from './stage.js';
 
-/** The only config key whose difference can leave a stage the same computation. */
+/** The config keys whose difference can leave a stage the same computation: the cap and the stopping rule. */
 const CAP = 'train.maxSteps';
+const RULE = 'train.earlyStopping';
 
 /** A finished stage folder (a run folder here or a committed record), as much of it as a match needs. */
 export interface FinishedStage {
@@ -38,8 +49,8 @@ export interface FinishedStage {
   /** the hash and parent hash its config.json ran under: these, or for a stage adopted or restored as equivalent, its `equivalentTo`'s */
   ranAs: { hash: string; parentHash: string | null };
   config: ResolvedConfig;
-  /** results.json of a stage that trained: the last step and the rule that ended it (null: the cap) */
-  ended: { steps: number; stoppedBy: string | null } | null;
+  /** results.json of a stage that trained: the last step, the rule that ended it (null: the cap) and its early-stopping best step (null: no rule) */
+  ended: { steps: number; stoppedBy: string | null; bestStep: number | null } | null;
   /** stage.json as written */
   marker: Record<string, unknown>;
 }
@@ -61,6 +72,8 @@ export interface ContinuationNote {
   from: string;
   fromStep: number;
   cap: { then: number; now: number };
+  /** a changed stopping rule: the rules, and the new rule's state replayed on the run's evaluations (checkpoint numbers) */
+  rule?: { then: EarlyStoppingConfig | null; now: EarlyStoppingConfig | null; bestStep: number | null; state: Record<string, number> };
 }
 
 export type Match =
@@ -96,8 +109,10 @@ export function readFinishedStage(folder: string): FinishedStage {
   const resPath = join(folder, 'results.json');
   let ended: FinishedStage['ended'] = null;
   if (existsSync(resPath)) {
-    const r = readJsonFile<{ steps?: unknown; stoppedBy?: unknown }>(resPath, 'stage results');
-    if (typeof r.steps === 'number') ended = { steps: r.steps, stoppedBy: typeof r.stoppedBy === 'string' ? r.stoppedBy : null };
+    const r = readJsonFile<{ steps?: unknown; stoppedBy?: unknown; earlyStopping?: { best?: { step?: unknown } | null } | null }>(resPath, 'stage results');
+    const best = r.earlyStopping?.best?.step;
+    if (typeof r.steps === 'number')
+      ended = { steps: r.steps, stoppedBy: typeof r.stoppedBy === 'string' ? r.stoppedBy : null, bestStep: typeof best === 'number' ? best : null };
   }
   return { folder, id, hash, parentHash, ranAs, config, ended, marker };
 }
@@ -144,7 +159,8 @@ export function matchFinished(s: ResolvedStage, theirs: FinishedStage, parentKno
       `it started from ${theirs.parentHash}, and ${s.parent.instance.id} is ${[...parentKnownAs].join(' or ')} (adopt or restore the parent first; a parent that changed makes every stage after it run again)`,
     );
   const diffs = configDiffs(hashedIdentity(s.instance, s.config), hashedIdentity(s.instance, theirs.config));
-  const other = diffs.filter((d) => d.path !== CAP);
+  const isRule = (path: string) => path === RULE || path.startsWith(`${RULE}.`);
+  const other = diffs.filter((d) => d.path !== CAP && !isRule(d.path));
   if (other.length)
     return different(
       `its config differs in ${other
@@ -165,8 +181,12 @@ export function matchFinished(s: ResolvedStage, theirs: FinishedStage, parentKno
   if (!diffs.length) return note(`its config is this stage's; only its parent's hash changed, and its parent is the same computation`);
   const now = s.config.train.maxSteps;
   const then = theirs.config.train.maxSteps;
-  if (!trains(s)) return note(`a ${s.instance.spec.kind} stage does not train: ${CAP} (${then} then, ${now} now) is never read`);
+  if (!trains(s))
+    return note(
+      `a ${s.instance.spec.kind} stage does not train: ${diffs.some((d) => isRule(d.path)) ? `${CAP} and ${RULE} are` : `${CAP} (${then} then, ${now} now) is`} never read`,
+    );
   if (!theirs.ended) return different(`it trained, and has no results.json saying where its training ended`);
+  if (diffs.some((d) => isRule(d.path))) return matchUnderNewRule(s, theirs, theirs.ended, note, different);
   const g = s.config.gates;
   if (g.attention.length && g.targetHeads !== null && g.targetWarmupSteps === null)
     return different(`its gates' target warm-up is half of ${CAP} (gates.targetWarmupSteps is null), so the cap changes the training`);
@@ -190,6 +210,96 @@ export function matchFinished(s: ResolvedStage, theirs: FinishedStage, parentKno
       ? `it reached its cap at step ${steps} (${CAP} ${then}), and this stage's cap is ${now}`
       : `it trained to step ${steps}, past this stage's cap of ${now}`,
   );
+}
+
+/** The dev evaluations of a finished run (metrics.jsonl lines with a dev loss), in step order. */
+export function runEvaluations(folder: string): Array<{ step: number } & DevEval> {
+  const path = join(folder, 'metrics.jsonl');
+  if (!existsSync(path)) return [];
+  const out: Array<{ step: number } & DevEval> = [];
+  for (const line of readFileSync(path, 'utf8').split('\n')) {
+    if (!line.includes('"devLoss"')) continue;
+    const r = JSON.parse(line) as { step?: unknown; devLoss?: unknown; devBleu?: unknown };
+    if (typeof r.step !== 'number' || typeof r.devLoss !== 'number') continue;
+    out.push({ step: r.step, devLoss: r.devLoss, ...(typeof r.devBleu === 'number' ? { devBleu: r.devBleu } : {}) });
+  }
+  return out.sort((a, b) => a.step - b.step);
+}
+
+/** A rule replayed on evaluations up to `last`: where it stops (null: not by then), its best step, its state. */
+function replay(rule: EarlyStoppingConfig | null, evals: ReadonlyArray<{ step: number } & DevEval>, last: number) {
+  if (!rule) return { stopsAt: null, bestStep: null, state: {} as Record<string, number> };
+  const es = new EarlyStopping(rule);
+  for (const e of evals) {
+    if (e.step > last) break;
+    es.observe(e.step, e);
+    if (es.shouldStop) return { stopsAt: e.step, bestStep: es.bestEval?.step ?? null, state: es.toExtra() };
+  }
+  return { stopsAt: null, bestStep: es.bestEval?.step ?? null, state: es.toExtra() };
+}
+
+const ruleText = (r: EarlyStoppingConfig | null) => (r ? `${r.metric}, patience ${r.patience}, minDelta ${r.minDelta}` : 'none');
+
+/** A train run whose stopping rule (and perhaps cap) changed: the new rule replayed on its evaluations. */
+function matchUnderNewRule(
+  s: ResolvedStage,
+  theirs: FinishedStage,
+  ended: NonNullable<FinishedStage['ended']>,
+  note: (because: string) => Match,
+  different: (reason: string) => Match,
+): Match {
+  const t = s.config.train;
+  const thenRule = theirs.config.train.earlyStopping;
+  const nowRule = t.earlyStopping;
+  const now = t.maxSteps;
+  const then = theirs.config.train.maxSteps;
+  const { steps } = ended;
+  if (s.config.gates.settle || theirs.config.gates.settle) return different(`gates.settle: settling ends the run too, and the rules are not replayed with it`);
+  const evals = runEvaluations(theirs.folder);
+  // the old rule on the run's own evaluations must give the end and the best step it recorded
+  const old = replay(thenRule, evals, steps);
+  const endsBy = (stopsAt: number | null) => (stopsAt !== null ? 'early-stopping' : null);
+  if ((old.stopsAt ?? steps) !== steps || endsBy(old.stopsAt) !== ended.stoppedBy || old.bestStep !== ended.bestStep)
+    return different(
+      `its metrics.jsonl (${evals.length} evaluations) does not reproduce how its rule (${ruleText(thenRule)}) ended it: step ${steps}, best ${ended.bestStep ?? '-'} recorded, step ${old.stopsAt ?? steps}, best ${old.bestStep ?? '-'} replayed`,
+    );
+  const fresh = replay(nowRule, evals, Math.min(steps, now));
+  const rules = `(${ruleText(thenRule)} then, ${ruleText(nowRule)} now)`;
+  const modelStep = (bestStep: number | null, end: number) => bestStep ?? end;
+  if (fresh.stopsAt !== null) {
+    if (fresh.stopsAt === steps && modelStep(fresh.bestStep, steps) === modelStep(ended.bestStep, steps))
+      return note(
+        `the new stopping rule ${rules}, replayed on its evaluations, ends it at the same step ${steps} with the same best step ${modelStep(fresh.bestStep, steps)}`,
+      );
+    return different(
+      `the new stopping rule ${rules} would have stopped it at step ${fresh.stopsAt} (best step ${fresh.bestStep ?? '-'}); it ran to step ${steps} (best ${ended.bestStep ?? '-'})`,
+    );
+  }
+  if (steps > now) return different(`it trained to step ${steps}, past this stage's cap of ${now}`);
+  if (steps === now) {
+    if (modelStep(fresh.bestStep, steps) === modelStep(ended.bestStep, steps))
+      return note(
+        `under the new stopping rule ${rules} it reaches this stage's cap at step ${steps}, where it ended, with the same best step ${modelStep(fresh.bestStep, steps)}`,
+      );
+    return different(
+      `under the new stopping rule ${rules} its model would be step ${modelStep(fresh.bestStep, steps)}, not ${modelStep(ended.bestStep, steps)}`,
+    );
+  }
+  // the new rule would have trained on: continue from the run's last evaluation, with the replayed state
+  if (t.evalEverySteps <= 0 || steps % t.evalEverySteps !== 0)
+    return different(
+      `its last step (${steps}) is not an evaluation step of train.evalEverySteps = ${t.evalEverySteps}, so the new rule's state there is unknown`,
+    );
+  return {
+    kind: 'continue',
+    note: {
+      hash: theirs.hash,
+      from: theirs.folder,
+      fromStep: steps,
+      cap: { then, now },
+      rule: { then: thenRule, now: nowRule, bestStep: fresh.bestStep, state: fresh.state },
+    },
+  };
 }
 
 /** The stage.json of `theirs` under stage `s`'s hash and parent, noting the hash it had and why it is the same. */
@@ -227,13 +337,36 @@ export function adoptFinished(s: ResolvedStage, folder: string, argv: readonly s
     writeJsonAtomic(join(s.folder, 'stage.json'), equivalentMarker(s, theirs, { ...m.note, from: source }));
     return `${s.instance.id}: adopted ${folder} as the same computation (hash ${theirs.hash} -> ${s.hash}): ${m.note.because}`;
   }
-  // continue: the run's files, checkpoints included, without what its end wrote (stage.json, results, test translations)
+  // continue: from the run's checkpoint at its last step; under a new rule, that rule's best step must be kept too
+  const rule = m.note.rule;
+  const ckpt = (step: number) => join(source, 'checkpoints', checkpointDirName(step), 'state.json');
+  const needed = [m.note.fromStep, ...(rule?.bestStep !== null && rule?.bestStep !== undefined ? [rule.bestStep] : [])];
+  const missing = needed.filter((step) => !existsSync(ckpt(step)));
+  if (missing.length) {
+    rmSync(s.folder, { recursive: true, force: true });
+    throw new HeadsError(
+      `${folder}: no checkpoint of step ${missing.join(' or ')} (${missing[0] === m.note.fromStep ? 'its last step, where it would continue' : "the new rule's best step"}); it cannot continue as the same computation`,
+    );
+  }
+  // the run's files, checkpoints included, without what its end wrote (stage.json, results, test translations,
+  // the best-checkpoint pointer: the continued run's end names its own)
   const ENDED = /^(stage\.json|stage\.lock|results\.json|.*\.hyp)$/;
   for (const name of readdirSync(source)) if (!ENDED.test(name) && !name.startsWith('.')) cpSync(join(source, name), join(s.folder, name), { recursive: true });
+  rmSync(join(s.folder, 'checkpoints', 'best.json'), { force: true });
+  if (rule) {
+    // the checkpoint it continues from carries the new rule's state, replayed on the run's evaluations
+    const statePath = join(s.folder, 'checkpoints', checkpointDirName(m.note.fromStep), 'state.json');
+    const state = readJsonFile<{ extra: Record<string, number> }>(statePath, 'checkpoint state');
+    const extra = Object.fromEntries(Object.entries(state.extra).filter(([k]) => !k.startsWith('earlyStopping.')));
+    writeJsonAtomic(statePath, { ...state, extra: { ...extra, ...rule.state } });
+  }
   const run = RunFolder.open(s.folder);
   run.recordResume(s.config, argv);
   writeJsonAtomic(join(s.folder, CONTINUED_FILE), { ...m.note, from: source });
-  return `${s.instance.id}: copied ${folder} to ${s.folder}; it continues from its checkpoint at step ${m.note.fromStep} to the cap of ${m.note.cap.now} at the next 'heads experiment run' (it reached its cap of ${m.note.cap.then})`;
+  const why = rule
+    ? `its stopping rule changed, and the new one (${ruleText(rule.now)}), replayed on its evaluations, would not have stopped it yet (best step ${rule.bestStep ?? '-'})`
+    : `it reached its cap of ${m.note.cap.then}`;
+  return `${s.instance.id}: copied ${folder} to ${s.folder}; it continues from its checkpoint at step ${m.note.fromStep} to the cap of ${m.note.cap.now} at the next 'heads experiment run' (${why})`;
 }
 
 /** The committed records of stage `s`'s instance under other hashes (`<recordsDir>/<id>-<hash>/`), newest name order. */

@@ -184,7 +184,7 @@ export function planRestore(stages: readonly ResolvedStage[], fromDir: string): 
         }
         plan.notes.push(
           m.kind === 'continue'
-            ? `[${s.instance.id}] ${other} reached its cap of ${m.note.cap.then}; it continues to ${m.note.cap.now} from its checkpoint, which a record does not hold: adopt its run folder (heads experiment adopt --id '${s.instance.id}' --run <folder>) where it is, or it trains again`
+            ? `[${s.instance.id}] ${other} ${m.note.rule ? 'would train on under the new stopping rule' : `reached its cap of ${m.note.cap.then}`}; it continues to ${m.note.cap.now} from its checkpoint, which a record does not hold: adopt its run folder (heads experiment adopt --id '${s.instance.id}' --run <folder>) where it is, or it trains again`
             : `[${s.instance.id}] runs again: ${m.kind === 'different' ? m.reason : 'same hash'}`,
         );
       }
