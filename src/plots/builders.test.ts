@@ -61,7 +61,9 @@ describe('training curves', () => {
     expect(field(fig.data[0], 'x')).toEqual([10, 20, 30, 40]);
     expect(field(fig.data[0], 'y')).toEqual([6.5, 5, 4, 3.5]);
     expect(field(fig.data[2], 'y')).toEqual([3.5, 12.25]);
-    expect(axisTitle(fig, 'yaxis')).toBe('loss (nats / token)');
+    expect(axisTitle(fig, 'yaxis')).toBe('loss (nats / token, log scale)');
+    // log scale: the late curve (where a plateau is decided) is not flattened by the first steps' loss
+    expect((fig.layout as { yaxis?: { type?: string } }).yaxis?.type).toBe('log');
     expect(axisTitle(fig, 'yaxis2')).toBe('dev BLEU');
     expect(axisTitle(fig, 'yaxis3')).toBe('target tokens / s');
     expect(axisTitle(fig, 'xaxis3')).toBe('training step');

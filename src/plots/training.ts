@@ -127,7 +127,9 @@ export function trainingCurves(log: MetricsLog, opts: TrainingCurvesOptions = {}
   layout.legend = { orientation: 'h', x: 0, y: -0.11, yanchor: 'top' };
   layout.annotations = notes;
   setAxis(layout, lossAx.xKey, axis('', { anchor: lossAx.y, matches: 'x3', showticklabels: false }));
-  setAxis(layout, lossAx.yKey, axis('loss (nats / token)', { domain: domains[0], anchor: lossAx.x, rangemode: 'tozero' }));
+  // log scale: the first steps' loss (about ln V) would otherwise flatten the late curve, where a plateau
+  // (or its absence) is decided
+  setAxis(layout, lossAx.yKey, axis('loss (nats / token, log scale)', { domain: domains[0], anchor: lossAx.x, type: 'log' }));
   setAxis(layout, bleuAx.xKey, axis('', { anchor: bleuAx.y, matches: 'x3', showticklabels: false }));
   setAxis(layout, bleuAx.yKey, axis('dev BLEU', { domain: domains[1], anchor: bleuAx.x, rangemode: 'tozero' }));
   setAxis(layout, rateAx.xKey, axis('training step', { anchor: rateAx.y }));
