@@ -270,5 +270,11 @@ describe('a finished run under another stopping rule (train.earlyStopping)', () 
     expect(broken.kind === 'different' && broken.reason).toMatch(
       /metrics.jsonl \(1 evaluations\) does not reproduce how its rule \(devLoss, patience 1, minDelta 100\) ended it/,
     );
+    // a line that does not parse: one error naming the file and line, not a stack trace
+    writeFileSync(metrics, readFileSync(metrics, 'utf8') + '\n{"step": 6, "devLoss": 1.5,');
+    const lineNo = readFileSync(metrics, 'utf8').split('\n').length;
+    expect(() => matchFinished(other('rule-alike', { cap: 30, minDelta: 50, patience: 1 }), readFinishedStage(stopped[0]!.folder), new Set())).toThrow(
+      new RegExp(`metrics\\.jsonl:${lineNo}: expected a JSON object per line, found text that does not parse`),
+    );
   }, 240000);
 });

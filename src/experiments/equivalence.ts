@@ -27,12 +27,11 @@ import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, symli
 import { basename, join, resolve } from 'node:path';
 import { loadConfigOn } from '../config/load.js';
 import { checkpointDirName } from '../io/checkpoint.js';
-import type { ResolvedConfig } from '../config/schema.js';
+import type { EarlyStoppingConfig, ResolvedConfig } from '../config/schema.js';
 import { HeadsError } from '../util/errors.js';
 import { readJsonFile, writeJsonAtomic } from '../util/fs.js';
 import { RunFolder } from '../util/run-folder.js';
 import { EarlyStopping, type DevEval } from '../train/early-stopping.js';
-import type { EarlyStoppingConfig } from '../config/schema.js';
 import { type ResolvedStage, CONTINUED_FILE, adoptRun, configDiffs, hashedIdentity, safeName, stageHash, stageState } from './stage.js';
 
 /** The config keys whose difference can leave a stage the same computation: the cap and the stopping rule. */
@@ -212,18 +211,28 @@ export function matchFinished(s: ResolvedStage, theirs: FinishedStage, parentKno
   );
 }
 
-/** The dev evaluations of a finished run (metrics.jsonl lines with a dev loss), in step order. */
+/**
+ * The dev evaluations of a finished run (metrics.jsonl lines with a dev loss), in step order; a step logged
+ * twice (a run resumed from a checkpoint before an evaluation it had logged) counts once, as last logged.
+ */
 export function runEvaluations(folder: string): Array<{ step: number } & DevEval> {
   const path = join(folder, 'metrics.jsonl');
   if (!existsSync(path)) return [];
-  const out: Array<{ step: number } & DevEval> = [];
-  for (const line of readFileSync(path, 'utf8').split('\n')) {
-    if (!line.includes('"devLoss"')) continue;
-    const r = JSON.parse(line) as { step?: unknown; devLoss?: unknown; devBleu?: unknown };
-    if (typeof r.step !== 'number' || typeof r.devLoss !== 'number') continue;
-    out.push({ step: r.step, devLoss: r.devLoss, ...(typeof r.devBleu === 'number' ? { devBleu: r.devBleu } : {}) });
-  }
-  return out.sort((a, b) => a.step - b.step);
+  const byStep = new Map<number, { step: number } & DevEval>();
+  readFileSync(path, 'utf8')
+    .split('\n')
+    .forEach((line, i) => {
+      if (!line.includes('"devLoss"')) return;
+      let r: { step?: unknown; devLoss?: unknown; devBleu?: unknown };
+      try {
+        r = JSON.parse(line) as typeof r;
+      } catch (e) {
+        throw new HeadsError(`${path}:${i + 1}: expected a JSON object per line, found text that does not parse (${(e as Error).message})`);
+      }
+      if (typeof r.step !== 'number' || typeof r.devLoss !== 'number') return;
+      byStep.set(r.step, { step: r.step, devLoss: r.devLoss, ...(typeof r.devBleu === 'number' ? { devBleu: r.devBleu } : {}) });
+    });
+  return [...byStep.values()].sort((a, b) => a.step - b.step);
 }
 
 /** A rule replayed on evaluations up to `last`: where it stops (null: not by then), its best step, its state. */
