@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { expandStages, loadSpec } from './spec.js';
@@ -221,10 +221,16 @@ describe('a finished run under another stopping rule (train.earlyStopping)', () 
       kind: 'continue',
       note: { fromStep: 6, rule: { bestStep: 6, state: { 'earlyStopping.evaluations': 3, 'earlyStopping.sinceBest': 0 } } },
     });
+    // an adopt killed while copying leaves its half-built copy beside the stage folder, never in it: the
+    // stage is still pending (a run would not resume a checkpoint without its replayed state) and adopt starts again
+    mkdirSync(join(`${now[0]!.folder}.adopting`, 'checkpoints', 'step-0000006'), { recursive: true });
+    writeFileSync(join(`${now[0]!.folder}.adopting`, 'checkpoints', 'step-0000006', 'state.json'), '{"step": 6');
+    expect(stageState(now[0]!)).toBe('pending');
     expect(adoptFinished(now[0]!, old[0]!.folder, [])).toMatch(
       /continues from its checkpoint at step 6 to the cap of 12 .*its stopping rule changed, and the new one \(devLoss, patience 1, minDelta 0\), replayed on its evaluations, would not have stopped it yet \(best step 6\)/,
     );
     expect(existsSync(join(now[0]!.folder, 'checkpoints', 'best.json'))).toBe(false);
+    expect(existsSync(`${now[0]!.folder}.adopting`)).toBe(false);
     await run(now[0]!);
 
     const fresh = resolve(study('rule-new', { cap: 12, minDelta: 0, patience: 1 }), join(dir, 'runs-rule-fresh'));

@@ -23,7 +23,7 @@
  * hash under the spec's kind and settings: that proves the settings are the spec's and the config is the
  * one it ran with; only then are the configs compared key by key.
  */
-import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmdirSync, rmSync, symlinkSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { loadConfigOn } from '../config/load.js';
 import { checkpointDirName } from '../io/checkpoint.js';
@@ -340,10 +340,11 @@ export function adoptFinished(s: ResolvedStage, folder: string, argv: readonly s
     throw new HeadsError(`stage ${s.instance.id}: its parent ${s.parent.instance.id} is not done; adopt it first`);
   if (existsSync(s.folder) && readdirSync(s.folder).length) throw new HeadsError(`stage ${s.instance.id}: its folder ${s.folder} is not empty`);
   const source = resolve(folder);
-  mkdirSync(s.folder, { recursive: true });
   if (m.kind === 'equivalent') {
-    for (const name of readdirSync(source)) if (name !== 'stage.json' && !name.startsWith('.')) symlinkSync(join(source, name), join(s.folder, name));
-    writeJsonAtomic(join(s.folder, 'stage.json'), equivalentMarker(s, theirs, { ...m.note, from: source }));
+    buildStageFolder(s.folder, (tmp) => {
+      for (const name of readdirSync(source)) if (name !== 'stage.json' && !name.startsWith('.')) symlinkSync(join(source, name), join(tmp, name));
+      writeJsonAtomic(join(tmp, 'stage.json'), equivalentMarker(s, theirs, { ...m.note, from: source }));
+    });
     return `${s.instance.id}: adopted ${folder} as the same computation (hash ${theirs.hash} -> ${s.hash}): ${m.note.because}`;
   }
   // continue: from the run's checkpoint at its last step; under a new rule, that rule's best step must be kept too
@@ -351,31 +352,50 @@ export function adoptFinished(s: ResolvedStage, folder: string, argv: readonly s
   const ckpt = (step: number) => join(source, 'checkpoints', checkpointDirName(step), 'state.json');
   const needed = [m.note.fromStep, ...(rule?.bestStep !== null && rule?.bestStep !== undefined ? [rule.bestStep] : [])];
   const missing = needed.filter((step) => !existsSync(ckpt(step)));
-  if (missing.length) {
-    rmSync(s.folder, { recursive: true, force: true });
+  if (missing.length)
     throw new HeadsError(
       `${folder}: no checkpoint of step ${missing.join(' or ')} (${missing[0] === m.note.fromStep ? 'its last step, where it would continue' : "the new rule's best step"}); it cannot continue as the same computation`,
     );
-  }
-  // the run's files, checkpoints included, without what its end wrote (stage.json, results, test translations,
-  // the best-checkpoint pointer: the continued run's end names its own)
-  const ENDED = /^(stage\.json|stage\.lock|results\.json|.*\.hyp)$/;
-  for (const name of readdirSync(source)) if (!ENDED.test(name) && !name.startsWith('.')) cpSync(join(source, name), join(s.folder, name), { recursive: true });
-  rmSync(join(s.folder, 'checkpoints', 'best.json'), { force: true });
-  if (rule) {
-    // the checkpoint it continues from carries the new rule's state, replayed on the run's evaluations
-    const statePath = join(s.folder, 'checkpoints', checkpointDirName(m.note.fromStep), 'state.json');
-    const state = readJsonFile<{ extra: Record<string, number> }>(statePath, 'checkpoint state');
-    const extra = Object.fromEntries(Object.entries(state.extra).filter(([k]) => !k.startsWith('earlyStopping.')));
-    writeJsonAtomic(statePath, { ...state, extra: { ...extra, ...rule.state } });
-  }
-  const run = RunFolder.open(s.folder);
-  run.recordResume(s.config, argv);
-  writeJsonAtomic(join(s.folder, CONTINUED_FILE), { ...m.note, from: source });
+  buildStageFolder(s.folder, (tmp) => {
+    // the run's files, checkpoints included, without what its end wrote (stage.json, results, test translations,
+    // the best-checkpoint pointer: the continued run's end names its own)
+    const ENDED = /^(stage\.json|stage\.lock|results\.json|.*\.hyp)$/;
+    for (const name of readdirSync(source)) if (!ENDED.test(name) && !name.startsWith('.')) cpSync(join(source, name), join(tmp, name), { recursive: true });
+    rmSync(join(tmp, 'checkpoints', 'best.json'), { force: true });
+    if (rule) {
+      // the checkpoint it continues from carries the new rule's state, replayed on the run's evaluations
+      const statePath = join(tmp, 'checkpoints', checkpointDirName(m.note.fromStep), 'state.json');
+      const state = readJsonFile<{ extra: Record<string, number> }>(statePath, 'checkpoint state');
+      const extra = Object.fromEntries(Object.entries(state.extra).filter(([k]) => !k.startsWith('earlyStopping.')));
+      writeJsonAtomic(statePath, { ...state, extra: { ...extra, ...rule.state } });
+    }
+    RunFolder.open(tmp).recordResume(s.config, argv);
+    writeJsonAtomic(join(tmp, CONTINUED_FILE), { ...m.note, from: source });
+  });
   const why = rule
     ? `its stopping rule changed, and the new one (${ruleText(rule.now)}), replayed on its evaluations, would not have stopped it yet (best step ${rule.bestStep ?? '-'})`
     : `it reached its cap of ${m.note.cap.then}`;
   return `${s.instance.id}: copied ${folder} to ${s.folder}; it continues from its checkpoint at step ${m.note.fromStep} to the cap of ${m.note.cap.now} at the next 'heads experiment run' (${why})`;
+}
+
+/**
+ * Build a stage folder under a temporary name beside it and rename it into place: a kill while adopting
+ * leaves the stage as it was (no half-linked folder a run would train in, writing through its links, nor a
+ * copied checkpoint without the state it must continue with); the next adopt starts the copy again.
+ */
+function buildStageFolder(dest: string, build: (tmp: string) => void): void {
+  const tmp = `${dest}.adopting`;
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { recursive: true });
+  try {
+    build(tmp);
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+  // the stage folder is absent or empty (checked before)
+  if (existsSync(dest)) rmdirSync(dest);
+  renameSync(tmp, dest);
 }
 
 /** The committed records of stage `s`'s instance under other hashes (`<recordsDir>/<id>-<hash>/`), newest name order. */
