@@ -2,8 +2,8 @@
  * Stage records: what a finished stage leaves that is small enough to commit, so a study can go on in a
  * later session on a fresh machine. A record is the top-level files of the stage folder (stage.json with
  * its hash, config.json with the seed, git.json with the commit, command.txt, env.json, compute.json,
- * mask.json, metrics.jsonl, gate trajectories, head reports, an importance stage's masks/) without its checkpoints, tokenizer, log or
- * test translations (those go to `hyps/`). `heads experiment report --out <dir>` writes them to
+ * mask.json, metrics.jsonl, gate trajectories, head reports) and an importance stage's masks/, without its
+ * checkpoints, tokenizer, log or test translations (those go to `hyps/`). `heads experiment report --out <dir>` writes them to
  * `<dir>/stages/<stage folder name>/`, with the digest of the stage's model (`weights.json`), so a stage
  * run again in another session can be checked to give the same model; `heads experiment run --restore <dir>`
  * copies them back into a runs folder where a stage is not done, and marks them `restored.json`.
