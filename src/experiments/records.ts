@@ -3,8 +3,8 @@
  * later session on a fresh machine. A record is the top-level files of the stage folder (stage.json with
  * its hash, config.json with the seed, git.json with the commit, command.txt, env.json, compute.json,
  * mask.json, metrics.jsonl, gate trajectories, head reports) and an importance stage's masks/, without its
- * checkpoints, tokenizer, log or test translations (those go to `hyps/`). `heads experiment report --out <dir>` writes them to
- * `<dir>/stages/<stage folder name>/`, with the digest of the stage's model (`weights.json`), so a stage
+ * checkpoints, tokenizer, log or test translations (those go to `hyps/`). `heads experiment report --out
+ * <dir>` writes them to `<dir>/stages/<stage folder name>/`, with the digest of the stage's model (`weights.json`), so a stage
  * run again in another session can be checked to give the same model; `heads experiment run --restore <dir>`
  * copies them back into a runs folder where a stage is not done, and marks them `restored.json`.
  *

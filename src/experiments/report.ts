@@ -13,7 +13,7 @@ import { existsSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import type { ResolvedStage } from './stage.js';
 import { decodingLabel, instanceIdOf, stageState } from './stage.js';
-import { baselineRoleReports, rolesSection } from './roles-summary.js';
+import { baselineRoleReports, isBaselineAnalysis, rolesSection } from './roles-summary.js';
 import type { StageSummary } from './run-stage.js';
 import { hasHyps, readHyps, readLines, referenceCache, writeHyps, type TestOutput } from './hyps.js';
 import { formatMeanSd, formatP, meanSd, pairedTestSetPValues, REPORT_BOOTSTRAP, type MeanSd, type PairedComparison } from './replicates.js';
@@ -718,9 +718,7 @@ export async function writeReportFigures(
   else out.skipped.push('bleu-vs-cost: no methods.csv (no export stage with cost figures)');
 
   // roles of the surviving heads: each seed's baseline analysis, the L0 stages of that seed's baseline
-  const analyses = stages.filter(
-    (s) => s.instance.spec.kind === 'analyze' && s.parent && !s.parent.parent && s.parent.instance.spec.kind === 'train' && stageState(s) === 'done',
-  );
+  const analyses = stages.filter((s) => isBaselineAnalysis(s) && stageState(s) === 'done');
   if (!analyses.length) out.skipped.push('surviving-head-roles: no finished analyze stage of the baseline');
   else {
     const layouts: SurvivingLayout[] = [];

@@ -21,6 +21,11 @@ export interface SeedRoles {
   report: HeadReport;
 }
 
+/** An analyze stage of a baseline (a train stage without a parent): the analyses claim (d) and the survivors read. */
+export function isBaselineAnalysis(s: ResolvedStage): boolean {
+  return s.instance.spec.kind === 'analyze' && s.parent !== null && s.parent.parent === null && s.parent.instance.spec.kind === 'train';
+}
+
 /**
  * The head report of every finished analyze stage of a baseline (a train stage without a parent): from its
  * run folder, else from its committed record under `<outDir>/stages/` (so the section rebuilds without runs).
@@ -28,7 +33,7 @@ export interface SeedRoles {
 export function baselineRoleReports(stages: readonly ResolvedStage[], outDir: string): SeedRoles[] {
   const out: SeedRoles[] = [];
   for (const s of stages) {
-    if (s.instance.spec.kind !== 'analyze' || !s.parent || s.parent.parent || s.parent.instance.spec.kind !== 'train') continue;
+    if (!isBaselineAnalysis(s)) continue;
     const path = stageFile(s, outDir, 'head-report.json');
     if (!path) continue;
     // named by its record in the results folder (where results.md is; the report writes the records of the
