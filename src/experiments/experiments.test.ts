@@ -505,6 +505,20 @@ describe('export stages', () => {
     expect(fig8.data[0]!.x).toHaveLength(3);
     expect(fig8.data.reduce((a, t) => a + t.y[0]!, 0)).toBe(4);
     expect(r1.stderr).toContain('figure skipped: heads-per-type-vs-bleu');
+    // the baseline's dev curve (the only stage trained from scratch), from its own metrics.jsonl
+    const curves = JSON.parse(readFileSync(join(figDir, 'from-scratch-training.json'), 'utf8')) as {
+      data: Array<{ name: string; mode: string; x: number[]; y: number[] }>;
+    };
+    const evals = readFileSync(join(stages.find((x) => x.instance.stage === 'baseline')!.folder, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { step: number; devLoss?: number })
+      .filter((r) => r.devLoss !== undefined);
+    expect(evals.length).toBeGreaterThan(0);
+    const devLossLine = curves.data.find((t) => t.mode === 'lines')!;
+    expect(devLossLine.name.startsWith('baseline')).toBe(true);
+    expect(devLossLine.x).toEqual(evals.map((r) => r.step));
+    expect(devLossLine.y).toEqual(evals.map((r) => r.devLoss));
     // claim (d): the baseline's encoder heads by role, from the analysis's own head report
     const md = readFileSync(join(runs, 'experiments', 'two', 'results.md'), 'utf8');
     const roleLine = md

@@ -20,8 +20,10 @@ import { formatMeanSd, formatP, meanSd, pairedTestSetPValues, REPORT_BOOTSTRAP, 
 import { corpusBleu, tokenizedLowercaseBleu } from '../eval/bleu.js';
 import { DataError } from '../util/errors.js';
 import { readJsonFile, readTextFile, writeFileAtomic } from '../util/fs.js';
-import { EXPERIMENT_RESULT_COLUMNS, type ExperimentResultRow } from '../plots/readers.js';
+import { EXPERIMENT_RESULT_COLUMNS, type ExperimentResultRow, readMetrics } from '../plots/readers.js';
 import { computeSection, stageAttempts } from './compute-summary.js';
+import { stageFile } from './records.js';
+import { trainingCurvesOverlay } from '../plots/training.js';
 import {
   type ReplicatedRow,
   bleuPointsFromResults,
@@ -671,7 +673,8 @@ function plotRows(rows: readonly ResultRow[]): ReplicatedRow[] {
 }
 
 /**
- * The study's figures in `<outDir>/figures/`: BLEU against encoder heads kept for every encoder-only
+ * The study's figures in `<outDir>/figures/`: the dev curves of every model trained from scratch (each
+ * seed's baseline and scratch layouts, with their best evaluation and early stop); BLEU against encoder heads kept for every encoder-only
  * pruning method and the baseline (Voita et al. Figure 7); heads kept per attention type against BLEU for
  * stages that prune all three types (Figures 9-10); test BLEU against the weights file's bytes for the
  * export stages (one point per compression method); and the roles (from an analyze stage of the unpruned
@@ -687,6 +690,20 @@ export async function writeReportFigures(
   const dir = join(outDir, 'figures');
   const write = async (name: string, fig: Parameters<typeof writeFigure>[0]) =>
     out.written.push({ name, files: await writeFigure(fig, join(dir, name), { png: opts.png ?? false, html: opts.html ?? true }) });
+
+  // every model trained from scratch (the baselines and the scratch layouts): dev loss and BLEU per step,
+  // one line per stage and seed, so that each one's plateau under the stopping rule is seen
+  const trained = stages.filter((s) => s.instance.spec.kind === 'train');
+  const logs = trained.flatMap((s) => {
+    const path = stageFile(s, outDir, 'metrics.jsonl');
+    return path ? [{ label: s.instance.id, log: readMetrics(path) }] : [];
+  });
+  if (logs.length)
+    await write(
+      'from-scratch-training',
+      trainingCurvesOverlay(logs, { title: 'Models trained from scratch: dev curves (star: best, the checkpoint kept; x: early stop)' }),
+    );
+  else out.skipped.push('from-scratch-training: no finished training stage');
 
   const encRows = rows.filter((r) => r.method === 'baseline' || (r.kind === 'prune' && r.attention === 'enc-self'));
   const points = bleuPointsFromResults(plotRows(encRows), { types: ['enc-self'] });

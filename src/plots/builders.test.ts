@@ -26,7 +26,7 @@ import {
   readPruningCurve,
   selectScore,
 } from './readers.js';
-import { trainingCurves } from './training.js';
+import { trainingCurves, trainingCurvesOverlay } from './training.js';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
 const fx = (name: string) => join(FIXTURES, name);
@@ -74,6 +74,56 @@ describe('training curves', () => {
     const fig = trainingCurves({ source: 'm', train: [{ step: 1, loss: 2, expectedOpen: {}, lambda1: {} }], eval: [] });
     expect(fig.data).toHaveLength(1);
     expect((fig.layout.annotations ?? []).map((a) => a.text)).toEqual(['no dev BLEU logged (train.evalEverySteps / devBleuSentences)', 'no throughput logged']);
+  });
+});
+
+describe('training curves of several runs', () => {
+  const ev = (step: number, devLoss: number, devBleu: number, bestStep: number, patienceLeft: number) => ({ step, devLoss, devBleu, bestStep, patienceLeft });
+  // seed 1 stopped (no patience left at 600, best 400); seed 2 still running (best 600); seed 3 never evaluated
+  const seed1 = { source: 'a', train: [], eval: [ev(200, 3, 10, 200, 2), ev(400, 2.5, 14, 400, 2), ev(600, 2.6, 13.5, 400, 0)] };
+  const seed2 = { source: 'b', train: [], eval: [ev(200, 3.2, 9, 200, 2), ev(400, 2.8, 12, 400, 2), ev(600, 2.7, 12.5, 600, 2)] };
+  const fig = trainingCurvesOverlay([
+    { label: 'seed 1', log: seed1 },
+    { label: 'seed 2', log: seed2 },
+    { label: 'seed 3', log: { source: 'c', train: [], eval: [] } },
+  ]);
+  const lines = fig.data.filter((d) => d.mode === 'lines');
+  const marks = fig.data.filter((d) => d.mode === 'markers');
+
+  it('draws dev loss and dev BLEU per run in one colour, the legend naming its best step and whether it stopped', () => {
+    expect(lines.map((d) => [d.name, field(d, 'yaxis')])).toEqual([
+      ['seed 1 (best 400, stopped 600)', 'y'],
+      ['seed 1 (best 400, stopped 600)', 'y2'],
+      ['seed 2 (best 600, running)', 'y'],
+      ['seed 2 (best 600, running)', 'y2'],
+    ]);
+    expect(lines.map((d) => d.showlegend)).toEqual([undefined, false, undefined, false]);
+    expect(field(lines[0], 'y')).toEqual([3, 2.5, 2.6]);
+    expect(field(lines[3], 'y')).toEqual([9, 12, 12.5]);
+    const color = (d: (typeof fig.data)[number]) =>
+      (d as { line?: { color?: string }; marker?: { color?: string } }).line?.color ?? (d as { marker?: { color?: string } }).marker?.color;
+    expect(color(lines[0])).toBe(color(lines[1]));
+    expect(color(lines[0])).not.toBe(color(lines[2]));
+    expect(roundTrips(fig)).toBe(true);
+  });
+
+  it('stars each best evaluation and crosses each early stop on both panels, at their values', () => {
+    const at = (d: (typeof marks)[number]) => [d.name, (d as { marker: { symbol: string } }).marker.symbol, field(d, 'x'), field(d, 'y'), field(d, 'yaxis')];
+    expect(marks.map(at)).toEqual([
+      ['seed 1', 'star', [400], [2.5], 'y'],
+      ['seed 1', 'star', [400], [14], 'y2'],
+      ['seed 1', 'x', [600], [2.6], 'y'],
+      ['seed 1', 'x', [600], [13.5], 'y2'],
+      ['seed 2', 'star', [600], [2.7], 'y'],
+      ['seed 2', 'star', [600], [12.5], 'y2'],
+    ]);
+  });
+
+  it('names the runs without an evaluation, and puts dev loss on a log axis', () => {
+    expect((fig.layout.annotations ?? []).map((a) => a.text)).toEqual(['no evaluation logged: seed 3']);
+    expect((fig.layout as { yaxis?: { type?: string } }).yaxis?.type).toBe('log');
+    expect(axisTitle(fig, 'xaxis2')).toBe('training step');
+    expect(trainingCurvesOverlay([]).layout.annotations?.map((a) => a.text)).toEqual(['no evaluation logged']);
   });
 });
 

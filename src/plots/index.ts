@@ -4,7 +4,7 @@
  */
 export * from './figure.js';
 export * from './readers.js';
-export { trainingCurves, type TrainingCurvesOptions } from './training.js';
+export { type LabelledLog, trainingCurves, trainingCurvesOverlay, type TrainingCurvesOptions } from './training.js';
 export {
   gateTrajectories,
   closingOrder,

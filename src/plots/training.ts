@@ -6,7 +6,7 @@
  * where patience ran out is marked, so the plateau between them is visible.
  */
 import type { MetricsLog } from './readers.js';
-import { type FigureSpec, type Trace, axis, baseLayout, panelAxes, panelNote, rowDomains, setAxis } from './figure.js';
+import { type FigureSpec, SERIES_COLORS, type Trace, axis, baseLayout, panelAxes, panelNote, rowDomains, setAxis } from './figure.js';
 
 function points<T extends { step: number }>(records: readonly T[], value: (r: T) => number | undefined): { x: number[]; y: number[] } {
   const x: number[] = [];
@@ -134,5 +134,88 @@ export function trainingCurves(log: MetricsLog, opts: TrainingCurvesOptions = {}
   setAxis(layout, bleuAx.yKey, axis('dev BLEU', { domain: domains[1], anchor: bleuAx.x, rangemode: 'tozero' }));
   setAxis(layout, rateAx.xKey, axis('training step', { anchor: rateAx.y }));
   setAxis(layout, rateAx.yKey, axis('target tokens / s', { domain: domains[2], anchor: rateAx.x, rangemode: 'tozero' }));
+  return { data, layout };
+}
+
+/** One run of an overlay: its label (a stage id, a seed) and its log. */
+export interface LabelledLog {
+  label: string;
+  log: MetricsLog;
+}
+
+/**
+ * Dev loss (log scale) and dev BLEU against the step for several runs on one figure, one colour per run:
+ * the seeds of a baseline side by side, so that each one's plateau (or its absence) and the spread between
+ * seeds can be read at once. Each run's best evaluation is starred and its early stop (if any) crossed,
+ * in its own colour. Runs with no evaluation are left out and named in a note.
+ */
+export function trainingCurvesOverlay(runs: readonly LabelledLog[], opts: TrainingCurvesOptions = {}): FigureSpec {
+  const [lossAx, bleuAx] = [panelAxes(0), panelAxes(1)];
+  const domains = rowDomains(2, 0.1);
+  const data: Trace[] = [];
+  const notes: NonNullable<FigureSpec['layout']['annotations']> = [];
+  const empty: string[] = [];
+  let drawn = 0;
+  for (const { label, log } of runs) {
+    const devLoss = points(log.eval, (r) => r.devLoss);
+    const devBleu = points(log.eval, (r) => r.devBleu);
+    if (!devLoss.x.length && !devBleu.x.length) {
+      empty.push(label);
+      continue;
+    }
+    const color = SERIES_COLORS[drawn++ % SERIES_COLORS.length]!;
+    const stopping = earlyStoppingMarks(log);
+    const summary = stopping ? ` (best ${stopping.bestStep}${stopping.stoppedAt !== null ? `, stopped ${stopping.stoppedAt}` : ', running'})` : '';
+    const line = { color, width: 2 };
+    // one legend entry per run: the loss trace carries it when there is one, else the BLEU trace
+    if (devLoss.x.length)
+      data.push({ type: 'scatter', mode: 'lines', name: `${label}${summary}`, legendgroup: label, ...devLoss, xaxis: lossAx.x, yaxis: lossAx.y, line });
+    if (devBleu.x.length)
+      data.push({
+        type: 'scatter',
+        mode: 'lines',
+        name: `${label}${summary}`,
+        legendgroup: label,
+        showlegend: !devLoss.x.length,
+        ...devBleu,
+        xaxis: bleuAx.x,
+        yaxis: bleuAx.y,
+        line,
+      });
+    if (!stopping) continue;
+    const marks: Array<[number, { symbol: string; size: number; color: string }]> = [[stopping.bestStep, { symbol: 'star', size: 14, color }]];
+    if (stopping.stoppedAt !== null) marks.push([stopping.stoppedAt, { symbol: 'x', size: 11, color }]);
+    for (const [step, marker] of marks) {
+      const r = log.eval.find((e) => e.step === step);
+      if (!r) continue;
+      for (const [ax, y] of [
+        [lossAx, r.devLoss],
+        [bleuAx, r.devBleu],
+      ] as const)
+        if (y !== undefined)
+          data.push({
+            type: 'scatter',
+            mode: 'markers',
+            name: label,
+            legendgroup: label,
+            showlegend: false,
+            x: [step],
+            y: [y],
+            xaxis: ax.x,
+            yaxis: ax.y,
+            marker,
+          });
+    }
+  }
+  if (!drawn) notes.push(panelNote('no evaluation logged', lossAx));
+  if (empty.length) notes.push({ ...panelNote(`no evaluation logged: ${empty.join(', ')}`, bleuAx), y: 0.05 });
+  const layout = baseLayout(opts.title ?? `Dev loss and dev BLEU of ${drawn} run(s) (star: best evaluation, x: early stop)`, 900, 720);
+  layout.margin = { l: 80, r: 30, t: 60, b: 90 + 22 * Math.ceil(drawn / 2) };
+  layout.legend = { orientation: 'h', x: 0, y: -0.1, yanchor: 'top' };
+  layout.annotations = notes;
+  setAxis(layout, lossAx.xKey, axis('', { anchor: lossAx.y, matches: 'x2', showticklabels: false }));
+  setAxis(layout, lossAx.yKey, axis('dev loss (NLL, nats / token, log scale)', { domain: domains[0], anchor: lossAx.x, type: 'log' }));
+  setAxis(layout, bleuAx.xKey, axis('training step', { anchor: bleuAx.y }));
+  setAxis(layout, bleuAx.yKey, axis('dev BLEU (greedy)', { domain: domains[1], anchor: bleuAx.x }));
   return { data, layout };
 }
