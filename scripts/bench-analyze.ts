@@ -9,7 +9,9 @@
  * The old paths run on --sample heads spread over the attention types and are scaled to every head (their
  * cost per head is the same for every head: one pass over the same sentences); the new path runs on every
  * head. The losses of the sampled heads are compared between old and new. LRP: old = a backward pass
- * per target position on the whole batch (`legacy: true`), new = lrp-tangent.ts; relevances compared.
+ * per target position on the whole batch (`legacy: true`), new = the default, a backward pass per position on
+ * its prefix (the rows with a token there, the logits at that position only), and lrp-tangent.ts (`tangent:
+ * true`, one linear pass per gated layer); relevances compared.
  *
  *   npm run bench:analyze                       # 6+3 layers x 8 heads (the study's shape), d_model 64, random
  *   options: --enc 6 --dec 3 --heads 8 --d-model 64 --d-ff 256 --vocab 2000 --sentences 100 --bleu-sentences 100
@@ -174,10 +176,16 @@ const lrpOptions = { stacks, rule: 'lrp' as const, maxTokensPerBatch: maxTokens 
 const lrpOld = await timed(`old LRP (a backward pass per target position), ${nLrp} sentences`, () =>
   estimateHeadRelevance(model, layout, encoded.slice(0, nLrp), base, { ...lrpOptions, legacy: true }),
 );
-const lrp = await timed(`new LRP (a forward pass per batch, a linear pass per layer), ${nLrp} sentences`, () =>
+const lrp = await timed(`new LRP (the default: a backward pass per target position on its prefix), ${nLrp} sentences`, () =>
   estimateHeadRelevance(model, layout, encoded.slice(0, nLrp), base, lrpOptions),
 );
-const lrpDiff = Math.max(...stacks.map((st) => Math.max(...lrp.value.relevance[st].flat().map((v, i) => Math.abs(v - lrpOld.value.relevance[st].flat()[i]!)))));
+const lrpTangent = await timed(`tangent LRP (a forward pass per batch, a linear pass per layer; tangent: true), ${nLrp} sentences`, () =>
+  estimateHeadRelevance(model, layout, encoded.slice(0, nLrp), base, { ...lrpOptions, tangent: true }),
+);
+const relevanceDiff = (a: typeof lrp, b: typeof lrp) =>
+  Math.max(...stacks.map((st) => Math.max(...a.value.relevance[st].flat().map((v, i) => Math.abs(v - b.value.relevance[st].flat()[i]!)))));
+const lrpDiff = relevanceDiff(lrp, lrpOld);
+const tangentDiff = relevanceDiff(lrpTangent, lrpOld);
 const loadAfter = loadavg();
 
 type Pick = 'seconds' | 'cpuSeconds';
@@ -190,7 +198,7 @@ console.log(
   `load average ${loadBefore.map((x) => x.toFixed(2)).join(' ')} before, ${loadAfter.map((x) => x.toFixed(2)).join(' ')} after; old paths timed on ${sample.length} heads and scaled x${scale.toFixed(1)} to ${heads.length}`,
 );
 console.log(
-  `largest relative difference of a sampled head's ablation loss, old vs new: ${maxRelDiff.toExponential(2)}; largest difference of an LRP relevance (shares of 1 per layer), old vs new: ${lrpDiff.toExponential(2)}`,
+  `largest relative difference of a sampled head's ablation loss, old vs new: ${maxRelDiff.toExponential(2)}; largest difference of an LRP relevance (shares of 1 per layer), old vs new: ${lrpDiff.toExponential(2)}, old vs tangent: ${tangentDiff.toExponential(2)}`,
 );
 const newAbl = (k: Pick) => fresh[k];
 console.log('| what | wall s | new is faster by | CPU s | new is faster by (CPU) |');
@@ -209,6 +217,13 @@ console.log(
   row(
     `LRP: new, ${nLrp} sentences`,
     (k) => lrp[k],
+    (k) => lrpOld[k],
+  ),
+);
+console.log(
+  row(
+    `LRP: tangent (one linear pass per layer), ${nLrp} sentences`,
+    (k) => lrpTangent[k],
     (k) => lrpOld[k],
   ),
 );

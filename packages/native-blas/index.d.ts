@@ -20,11 +20,12 @@ export interface NativeBlas {
   ): void;
   /**
    * Label-smoothed softmax cross-entropy per row of L [n, v] with targets Y (Int32Array) and weights W:
-   * Loss[i] = W[i] (lse - (1 - eps) L[i, y] - eps mean L[i]), G[i, j] = W[i] (softmax_j - q_j). Throws RangeError when out of bounds or aliased.
+   * Loss[i] = W[i] (lse - (1 - eps) L[i, y] - eps mean L[i]), G[i, j] = W[i] (softmax_j - q_j); G null: the loss
+   * only (offG ignored). Throws RangeError when out of bounds or aliased.
    */
   smoothedXent(
     L: Float32Array, offL: number, Y: Int32Array, offY: number, W: Float32Array, offW: number, n: number, v: number, eps: number,
-    G: Float32Array, offG: number, Loss: Float32Array, offLoss: number,
+    G: Float32Array | null, offG: number, Loss: Float32Array, offLoss: number,
   ): void;
   /**
    * One layer's multi-head attention on one array F (all operands at element offsets; see src/native_blas.c):

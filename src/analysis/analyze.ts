@@ -243,9 +243,7 @@ export async function analyzeHeads(o: AnalyzeOptions): Promise<HeadReport> {
   let lrpSteps = 0;
   const lrpPairs = encoded.slice(0, lrpSentences);
   if (isLrp && lrpPairs.length) {
-    log(
-      `LRP relevance (${lrpRule}): ${lrpPairs.length} sentences, ${lrpRule === 'lrp' ? 'one forward pass per batch and a linear pass per layer' : 'one backward pass per target position'}`,
-    );
+    log(`LRP relevance (${lrpRule}): ${lrpPairs.length} sentences, one backward pass per target position on its prefix`);
     const r = await estimateHeadRelevance(model, layout, lrpPairs, base, {
       stacks,
       rule: lrpRule,

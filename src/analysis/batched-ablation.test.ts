@@ -17,6 +17,7 @@ import { fillPerHead, headLayout, listHeads } from '../config/head-layout.js';
 import { gateTensorsOf, withHeadsRemoved } from './multipliers.js';
 import { disposeGates } from '../model/gate-tensors.js';
 import { randomPairs, tinyConfig, tinyModel } from './test-fixtures.js';
+import { hasXentLossKernel } from '../backend/softmax-xent.js';
 
 beforeAll(async () => {
   await useTestBackend();
@@ -43,6 +44,8 @@ describe('batchedAblationLosses', () => {
 
   it('gives each head the dev loss of masking that head alone, with several heads per pass and several passes per batch', async () => {
     const model = tinyModel(vocab, shape, 5);
+    // the ablations take their NLL from the loss-only kernel, the reference (devLoss) from logSumExp
+    expect(hasXentLossKernel()).toBe(true);
     try {
       const reference: number[] = [];
       for (const h of heads) {

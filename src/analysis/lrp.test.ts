@@ -112,9 +112,10 @@ describe('estimateHeadRelevance', () => {
   });
 
   it.each([
-    ['lrp', 'one linear pass per layer', 'pre', {}],
-    ['lrp', 'one linear pass per layer', 'post', {}],
-    ['lrp', 'a backward pass per step on its prefix', 'pre', { perStep: true }],
+    ['lrp', 'one linear pass per layer', 'pre', { tangent: true }],
+    ['lrp', 'one linear pass per layer', 'post', { tangent: true }],
+    ['lrp', 'a backward pass per step on its prefix (the default)', 'pre', {}],
+    ['lrp', 'a backward pass per step on its prefix (the default)', 'post', {}],
     ['gradient-x-input', 'a backward pass per step on its prefix', 'post', {}],
   ] as const)('rule %s, %s, gives what a backward pass per step on the whole batch gave (%s-norm)', async (rule, _how, norm, extra) => {
     const m = norm === 'pre' ? model : tinyModel(V, { norm: 'post' }, 8);

@@ -132,8 +132,13 @@ export interface RelevanceOptions {
   onBatch?: (done: number, total: number) => void;
   /** every step on the whole batch and target (the computation before the prefix passes; for the bench and tests) */
   legacy?: boolean;
-  /** rule 'lrp': one backward pass per step on its prefix (as for gradient-x-input), not the linear pass of lrp-tangent.ts */
-  perStep?: boolean;
+  /**
+   * rule 'lrp': every position at once from lrp-tangent.ts's linear pass per gated layer instead of the
+   * default backward pass per step on its prefix. The same numbers; slower at the shapes measured (bench:analyze,
+   * session 13: 4.4x slower than the per-step passes at d_model 128, 6+3 layers x 8 heads, vocab 8000), kept
+   * for targets much longer than the model has heads.
+   */
+  tangent?: boolean;
 }
 
 export interface HeadRelevance {
@@ -203,7 +208,7 @@ export async function estimateHeadRelevance(
     const { src, tgtIn, tgtOut } = batchTensors(b);
     const V = model.vocabSize;
     const T = b.tgtLen;
-    if (o.rule === 'lrp' && !o.legacy && !o.perStep) {
+    if (o.rule === 'lrp' && !o.legacy && o.tangent) {
       // every position at once: one forward pass and one linear pass per gated layer (lrp-tangent.ts)
       const width = layers.reduce((acc, m) => acc + m.heads, 0);
       let data: Float32Array | null = null;

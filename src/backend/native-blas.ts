@@ -65,7 +65,8 @@ export interface NativeBlas {
   ): void;
   /**
    * Label-smoothed softmax cross-entropy over logits L [n, v] (softmax-xent.ts's contract): per-row loss
-   * into Loss, gradient into G. Absent in addons built before it (then the JS kernel is used).
+   * into Loss, gradient into G (G null: the loss only, in builds since session 13). Absent in addons built
+   * before it (then the JS kernel is used).
    */
   smoothedXent?(
     L: Float32Array,
@@ -77,7 +78,7 @@ export interface NativeBlas {
     n: number,
     v: number,
     eps: number,
-    G: Float32Array,
+    G: Float32Array | null,
     offG: number,
     Loss: Float32Array,
     offLoss: number,

@@ -15,7 +15,8 @@
  *   dropped: the stock transpose + SIMD reduction is faster, 0.62 against 1.04 ms for [2000, 256].)
  * - wasm and cpu: the fused label-smoothed cross-entropy kernel `HeadsSmoothedXent` (softmax-xent.ts),
  *   its rows in C with the addon (`native-c`, unless nativeLoss is false) else in JS (`fused-js`),
- *   which train/objective.ts uses where it is registered, and the fused dropout kernel `HeadsDropout`
+ *   which train/objective.ts uses where it is registered, its loss alone `HeadsXentLoss` (the head
+ *   ablations' NLL, analysis/batched-ablation.ts), and the fused dropout kernel `HeadsDropout`
  *   behind `fastDropout` (dropout.ts).
  * - wasm with the addon: multi-head attention as one native kernel per direction, `HeadsAttention` and
  *   `HeadsAttentionGrad` (attention-kernel.ts), which model/attention.ts uses where registered; layer
@@ -36,7 +37,17 @@ import { cpuNativeBatchMatMul, cpuNativeFusedMatMul, wasmNativeBatchMatMul, wasm
 import { cpuUnsortedSegmentSum, wasmUnsortedSegmentSum } from './segment-sum.js';
 import { wasmBatchMatMulWrapper } from './wasm-matmul.js';
 import { wasmSharedCast, wasmSharedIdentity } from './shared-identity.js';
-import { SMOOTHED_XENT_KERNEL, cpuNativeSmoothedXent, cpuSmoothedXent, nativeXentRows, wasmNativeSmoothedXent, wasmSmoothedXent } from './softmax-xent.js';
+import {
+  SMOOTHED_XENT_KERNEL,
+  XENT_LOSS_KERNEL,
+  cpuNativeSmoothedXent,
+  cpuSmoothedXent,
+  nativeXentLossRows,
+  nativeXentRows,
+  wasmNativeSmoothedXent,
+  wasmSmoothedXent,
+  xentLossKernel,
+} from './softmax-xent.js';
 import { wasmGatherRows } from './gather-rows.js';
 import { wasmNativeSum } from './native-sum.js';
 import { DROPOUT_KERNEL, cpuDropout, nativeDropoutLoop, wasmDropout, wasmNativeDropout } from './dropout.js';
@@ -195,6 +206,11 @@ export function installBackendFixes(backendName: string, opts: BackendFixOptions
   } else {
     restoreKernel(backendName, SMOOTHED_XENT_KERNEL);
   }
+  // the same rows' loss without the gradient (forward-only losses: head ablations)
+  const lossRows = xentRows !== null ? nativeXentLossRows(blas) : null;
+  if (opts.fusedLoss ?? true)
+    installKernelFix(backendName, XENT_LOSS_KERNEL, lossRows !== null ? 'native-c' : 'fused-js', () => xentLossKernel(backendName, lossRows));
+  else restoreKernel(backendName, XENT_LOSS_KERNEL);
   const dropLoop = backendName === 'wasm' && (opts.nativeDropout ?? true) ? nativeDropoutLoop(blas) : null;
   if ((opts.fusedDropout ?? true) && dropLoop !== null) {
     installKernelFix(backendName, DROPOUT_KERNEL, 'native-c', () => wasmNativeDropout(dropLoop));

@@ -8,11 +8,22 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { installBackendFixes, restoreStockKernels } from './ops.js';
-import { SMOOTHED_XENT_KERNEL, expNonPositive, hasSmoothedXentKernel, nativeXentRows, smoothedXentRows } from './softmax-xent.js';
+import {
+  SMOOTHED_XENT_KERNEL,
+  XENT_LOSS_KERNEL,
+  expNonPositive,
+  hasSmoothedXentKernel,
+  hasXentLossKernel,
+  nativeXentLossRows,
+  nativeXentRows,
+  smoothedXent,
+  smoothedXentRows,
+  xentLoss,
+} from './softmax-xent.js';
 import { loadNativeBlas } from './native-blas.js';
 import { installedFix } from './kernel-registry.js';
 import { maxRelDiff } from './kernel-testing.js';
-import { labelSmoothedCrossEntropySumFused, labelSmoothedCrossEntropySumOps } from '../train/objective.js';
+import { labelSmoothedCrossEntropySumFused, labelSmoothedCrossEntropySumOps, nllSum } from '../train/objective.js';
 
 beforeAll(async () => {
   await tf.setBackend('wasm');
@@ -116,6 +127,71 @@ describe('HeadsSmoothedXent', () => {
   });
 });
 
+/** Logits with padding rows (weight 0), a row with a dominant logit, one non-finite row; eps 0 and 0.1. */
+function lossCase(n: number, v: number, seed: number): { l: Float32Array; y: Int32Array; w: Float32Array } {
+  const l = new Float32Array(n * v);
+  let s = seed;
+  for (let i = 0; i < l.length; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    l[i] = (s / 2147483648 - 1) * 12;
+  }
+  l[2 * v + 3] = 95;
+  l[3 * v + 1] = Infinity;
+  const y = Int32Array.from({ length: n }, (_, i) => (i * 977) % v);
+  const w = Float32Array.from({ length: n }, (_, i) => (i % 6 === 5 ? 0 : 1 + (i % 3) * 0.5));
+  return { l, y, w };
+}
+const bitsEqual = (a: Float32Array, b: Float32Array) =>
+  Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+
+describe('HeadsXentLoss (the loss without the gradient)', () => {
+  it.each([0, 0.1])('JS rows, eps %p: the loss of the rows with a gradient, bit for bit', (eps) => {
+    const { l, y, w } = lossCase(13, 1031, 11);
+    const withGrad = new Float32Array(13),
+      lossOnly = new Float32Array(13).fill(-1);
+    smoothedXentRows(l, 0, y, 0, w, 0, 13, 1031, eps, new Float32Array(13 * 1031), 0, withGrad, 0);
+    smoothedXentRows(l, 0, y, 0, w, 0, 13, 1031, eps, null, 0, lossOnly, 0);
+    expect(bitsEqual(lossOnly, withGrad)).toBe(true);
+    expect(Number.isNaN(lossOnly[3]!)).toBe(true);
+    expect(lossOnly[5]).toBe(0);
+  });
+
+  it.each(['wasm', 'cpu'])("%s kernel: equals HeadsSmoothedXent's loss and, at eps 0, the plain NLL; leaks nothing", async (backend) => {
+    await tf.setBackend(backend);
+    expect(hasXentLossKernel()).toBe(true);
+    const N = 29,
+      V = 517;
+    const l = tf.randomNormal([N, V], 0, 4, 'float32', 5) as tf.Tensor2D;
+    const y = tf.tensor1d(
+      Array.from({ length: N }, (_, i) => (i * 37) % V),
+      'int32',
+    );
+    const w = tf.tensor1d(
+      Array.from({ length: N }, (_, i) => (i % 5 === 4 ? 0 : 1)),
+      'float32',
+    );
+    const before = tf.memory().numTensors;
+    const [g, withGrad] = smoothedXent(l, y, w, 0);
+    const lossOnly = xentLoss(l, y, w, 0);
+    expect(bitsEqual(lossOnly.dataSync() as Float32Array, withGrad.dataSync() as Float32Array)).toBe(true);
+    const plain = tf.tidy(() => nllSum(l, y, w).dataSync()[0]!);
+    const total = tf.tidy(() => lossOnly.sum().dataSync()[0]!);
+    expect(Math.abs(total - plain)).toBeLessThan(1e-5 * plain);
+    tf.dispose([g, withGrad, lossOnly]);
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([l, y, w]);
+    await tf.setBackend('wasm');
+  });
+
+  it('is removed with the fused loss (callers then use the plain ops)', () => {
+    installBackendFixes('wasm', { nativeBlas: false, fusedLoss: false });
+    expect(tf.getKernel(XENT_LOSS_KERNEL, 'wasm')).toBeUndefined();
+    expect(hasXentLossKernel()).toBe(false);
+    installBackendFixes('wasm', { nativeBlas: false });
+    expect(hasXentLossKernel()).toBe(true);
+  });
+});
+
 const rows = nativeXentRows(loadNativeBlas().blas);
 if (rows === null) console.warn('native smoothedXent tests skipped: the addon (or its smoothedXent) is not built; run scripts/setup-native.sh');
 const describeNative = rows !== null ? describe : describe.skip;
@@ -161,10 +237,28 @@ describeNative('HeadsSmoothedXent in C (native-c)', () => {
     expect(() => rows!(l, 0, y, 0, w, 0, 2, 3, 0.1, l, 0, loss, 0)).toThrow(/overlaps/);
   });
 
+  it('the loss without G equals the loss with G bit for bit, and the gradient array is not needed', () => {
+    const lossRows = nativeXentLossRows(loadNativeBlas().blas);
+    expect(lossRows).not.toBeNull();
+    for (const eps of [0, 0.1]) {
+      const { l, y, w } = lossCase(37, 8003, 7);
+      const withGrad = new Float32Array(37),
+        lossOnly = new Float32Array(37).fill(-1);
+      rows!(l, 0, y, 0, w, 0, 37, 8003, eps, new Float32Array(37 * 8003), 0, withGrad, 0);
+      lossRows!(l, 0, y, 0, w, 0, 37, 8003, eps, null, 0, lossOnly, 0);
+      expect(bitsEqual(lossOnly, withGrad)).toBe(true);
+    }
+    // bounds are still checked without G
+    expect(() => rows!(new Float32Array(4), 0, Int32Array.of(0, 0, 0), 0, Float32Array.of(1, 1, 1), 0, 3, 2, 0, null, 0, new Float32Array(3), 0)).toThrow(
+      /array too small/,
+    );
+  });
+
   it.each(['wasm', 'cpu'])('%s: the registered kernel is native-c and value and gradient equal the plain loss', async (backend) => {
     await tf.setBackend(backend);
     installBackendFixes(backend);
     expect(installedFix(backend, SMOOTHED_XENT_KERNEL)).toBe('native-c');
+    expect(installedFix(backend, XENT_LOSS_KERNEL)).toBe('native-c');
     const N = 23,
       V = 301;
     const l = tf.randomNormal([N, V], 0, 4, 'float32', 3) as tf.Tensor2D;
@@ -183,6 +277,7 @@ describeNative('HeadsSmoothedXent in C (native-c)', () => {
     tf.dispose([l, y, w]);
     installBackendFixes(backend, { nativeBlas: false });
     expect(installedFix(backend, SMOOTHED_XENT_KERNEL)).toBe('fused-js');
+    expect(installedFix(backend, XENT_LOSS_KERNEL)).toBe('fused-js');
     await tf.setBackend('wasm');
   });
 });

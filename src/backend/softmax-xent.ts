@@ -38,6 +38,8 @@ import {
 } from './tfjs-internals.js';
 
 export const SMOOTHED_XENT_KERNEL = 'HeadsSmoothedXent';
+/** The same rows' loss alone (no gradient written): dev losses and ablations, forward only. */
+export const XENT_LOSS_KERNEL = 'HeadsXentLoss';
 
 const LN2_HI = 0.6931471803691238; // ln 2 split in two parts so k * ln2 is exact enough
 const LN2_LO = 1.9082149292705877e-10;
@@ -63,7 +65,7 @@ export function expNonPositive(x: number): number {
   return p * POW2_NEG[n]!;
 }
 
-/** The row loop, on any Float32Array/Int32Array pair with element offsets. */
+/** The row loop, on any Float32Array/Int32Array pair with element offsets; `grad` null: the loss only. */
 export function smoothedXentRows(
   l: Float32Array,
   lOff: number,
@@ -74,7 +76,7 @@ export function smoothedXentRows(
   n: number,
   v: number,
   eps: number,
-  grad: Float32Array,
+  grad: Float32Array | null,
   gOff: number,
   loss: Float32Array,
   lossOff: number,
@@ -85,7 +87,7 @@ export function smoothedXentRows(
     const g = gOff + i * v;
     const wi = w[wOff + i]!;
     if (wi === 0) {
-      grad.fill(0, g, g + v);
+      grad?.fill(0, g, g + v);
       loss[lossOff + i] = 0;
       continue;
     }
@@ -100,19 +102,20 @@ export function smoothedXentRows(
     let z = 0;
     if (!Number.isFinite(max) || !Number.isFinite(sum)) {
       // non-finite logits: let NaN/Inf propagate as the plain formula would
-      for (let j = 0; j < v; j++) grad[g + j] = NaN;
+      grad?.fill(NaN, g, g + v);
       loss[lossOff + i] = NaN;
       continue;
     }
     for (let j = 0; j < v; j++) {
       const e = expNonPositive(l[row + j]! - max);
-      grad[g + j] = e;
+      if (grad) grad[g + j] = e;
       z += e;
     }
     const lse = max + Math.log(z);
     const t = y[yOff + i]!;
     const ly = t >= 0 && t < v ? l[row + t]! : 0;
     loss[lossOff + i] = wi * (lse - (1 - eps) * ly - eps * mean);
+    if (!grad) continue;
     const scale = wi / z;
     const off = wi * uniform;
     for (let j = 0; j < v; j++) grad[g + j] = grad[g + j]! * scale - off;
@@ -252,4 +255,84 @@ export function hasSmoothedXentKernel(): boolean {
 export function smoothedXent(logits: tf.Tensor2D, targets: tf.Tensor1D, weights: tf.Tensor1D, eps: number): [tf.Tensor2D, tf.Tensor1D] {
   const out = tf.engine().runKernel(SMOOTHED_XENT_KERNEL, { logits, targets, weights } as unknown as tf.NamedTensorMap, { eps }) as tf.Tensor[];
   return [out[0] as tf.Tensor2D, out[1] as tf.Tensor1D];
+}
+
+type XentRows = NonNullable<NativeBlas['smoothedXent']>;
+
+/**
+ * The addon's rows when this build takes G = null (the loss only; checked on one row), else null. The
+ * values are the ones the rows give with G (the same operations; tested bit for bit).
+ */
+export function nativeXentLossRows(blas: NativeBlas | null): XentRows | null {
+  const rows = nativeXentRows(blas);
+  if (rows === null) return null;
+  try {
+    const loss = new Float32Array(1);
+    rows(Float32Array.of(0, 1), 0, Int32Array.of(1), 0, Float32Array.of(1), 0, 1, 2, 0, null, 0, loss, 0);
+    return Number.isFinite(loss[0]) ? rows : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * `HeadsXentLoss`: inputs logits [N, V], targets [N], weights [N], attr eps; output the per-row loss [N] of
+ * `HeadsSmoothedXent`, without its [N, V] gradient: the rows in C where `rows` is given, else the JS rows.
+ */
+export function xentLossKernel(backendName: 'wasm' | 'cpu', rows: XentRows | null): AnyKernelFunc {
+  const run = rows ?? smoothedXentRows;
+  return (args) => {
+    const o = operands(args);
+    if (backendName === 'wasm') {
+      const backend = asWasmBackend(args.backend);
+      const loss = backend.makeOutput([o.n], 'float32');
+      const f = wasmHeapF32(backend);
+      run(
+        f,
+        wasmOffset4(backend, o.logits),
+        wasmHeapI32(backend),
+        wasmOffset4(backend, o.targets),
+        f,
+        wasmOffset4(backend, o.weights),
+        o.n,
+        o.v,
+        o.eps,
+        null,
+        0,
+        f,
+        wasmOffset4(backend, loss),
+      );
+      return loss;
+    }
+    const backend = asCpuBackend(args.backend);
+    const f32 = (v: ReturnType<typeof cpuValues>) => (isFloat32Array(v) ? v : Float32Array.from(v as ArrayLike<number>));
+    const yv = cpuValues(backend, o.targets);
+    const loss = new Float32Array(o.n);
+    run(
+      f32(cpuValues(backend, o.logits)),
+      0,
+      isInt32Array(yv) ? yv : Int32Array.from(yv as ArrayLike<number>),
+      0,
+      f32(cpuValues(backend, o.weights)),
+      0,
+      o.n,
+      o.v,
+      o.eps,
+      null,
+      0,
+      loss,
+      0,
+    );
+    return backend.makeTensorInfo([o.n], 'float32', loss);
+  };
+}
+
+/** True when the loss-only kernel is registered for the active backend. */
+export function hasXentLossKernel(): boolean {
+  return tf.getKernel(XENT_LOSS_KERNEL, tf.getBackend()) !== undefined;
+}
+
+/** The per-row loss of `smoothedXent` without the gradient (needs hasXentLossKernel()). */
+export function xentLoss(logits: tf.Tensor2D, targets: tf.Tensor1D, weights: tf.Tensor1D, eps: number): tf.Tensor1D {
+  return tf.engine().runKernel(XENT_LOSS_KERNEL, { logits, targets, weights } as unknown as tf.NamedTensorMap, { eps }) as tf.Tensor1D;
 }

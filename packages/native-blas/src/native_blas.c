@@ -24,6 +24,7 @@
  *       and weight W[i]: Loss[i] = W[i] (lse - (1 - eps) L[i, y] - eps mean(L[i])) and
  *       G[i, j] = W[i] (softmax(L[i])_j - (1 - eps) [j == y] - eps / v); rows of weight 0 are zeros,
  *       rows with a non-finite logit are NaN. G and Loss must not overlap L, Y, W or each other.
+ *       G null (offG ignored): the loss only, the same values, no gradient written (dev loss, ablations).
  *       Vectorised (AVX2 or SSE2 clone, chosen at load): float exp polynomial (rel. error < 2e-7),
  *       row sums in double.
  *   attentionForward(F, dims, offs) / attentionBackward(F, dims, offs)
@@ -557,7 +558,7 @@ static void xent_rows(const float *l, const int32_t *y, const float *w, int64_t 
     float *gr = g + i * v;
     const float wi = w[i];
     if (wi == 0.0f) {
-      memset(gr, 0, (size_t)v * sizeof(float));
+      if (g) memset(gr, 0, (size_t)v * sizeof(float));
       loss[i] = 0.0f;
       continue;
     }
@@ -575,7 +576,8 @@ static void xent_rows(const float *l, const int32_t *y, const float *w, int64_t 
     }
     if (!isfinite(mx) || !isfinite(sum)) finite = 0;
     if (!finite) {
-      for (int64_t j = 0; j < v; j++) gr[j] = NAN;
+      if (g)
+        for (int64_t j = 0; j < v; j++) gr[j] = NAN;
       loss[i] = NAN;
       continue;
     }
@@ -583,11 +585,17 @@ static void xent_rows(const float *l, const int32_t *y, const float *w, int64_t 
     for (int64_t j0 = 0; j0 < v; j0 += 1024) {
       const int64_t j1 = j0 + 1024 < v ? j0 + 1024 : v;
       float s = 0;
+      if (g) {
 #pragma omp simd reduction(+ : s)
-      for (int64_t j = j0; j < j1; j++) {
-        const float e = exp_nonpos(row[j] - mx);
-        gr[j] = e;
-        s += e;
+        for (int64_t j = j0; j < j1; j++) {
+          const float e = exp_nonpos(row[j] - mx);
+          gr[j] = e;
+          s += e;
+        }
+      } else {
+        /* the same values summed in the same order, nothing stored (the loss only) */
+#pragma omp simd reduction(+ : s)
+        for (int64_t j = j0; j < j1; j++) s += exp_nonpos(row[j] - mx);
       }
       z += s;
     }
@@ -595,6 +603,7 @@ static void xent_rows(const float *l, const int32_t *y, const float *w, int64_t 
     const int32_t t = y[i];
     const double ly = t >= 0 && t < v ? (double)row[t] : 0.0;
     loss[i] = (float)((double)wi * (lse - (1.0 - eps) * ly - (double)eps * (sum / (double)v)));
+    if (!g) continue;
     const float scale = (float)((double)wi / z);
     const float off = wi * uniform;
     for (int64_t j = 0; j < v; j++) gr[j] = gr[j] * scale - off;
@@ -636,12 +645,19 @@ static napi_value SmoothedXent(napi_env env, napi_callback_info info) {
       !get_i32(env, fn, argv[2], "Y", &Y, &lenY, &baseY) || !get_count(env, fn, argv[3], "offY", MAX_ELEMS, &offY) ||
       !get_f32(env, fn, argv[4], "W", &W) || !get_count(env, fn, argv[5], "offW", MAX_ELEMS, &offW) ||
       !get_count(env, fn, argv[6], "n", MAX_DIM, &n) || !get_count(env, fn, argv[7], "v", MAX_DIM, &v) ||
-      !get_float(env, fn, argv[8], "eps", &eps) || !get_f32(env, fn, argv[9], "G", &G) ||
-      !get_count(env, fn, argv[10], "offG", MAX_ELEMS, &offG) || !get_f32(env, fn, argv[11], "Loss", &Loss) ||
-      !get_count(env, fn, argv[12], "offLoss", MAX_ELEMS, &offLoss))
+      !get_float(env, fn, argv[8], "eps", &eps))
+    return NULL;
+  /* G null: the loss only (no gradient written) */
+  napi_valuetype gt;
+  napi_typeof(env, argv[9], &gt);
+  const bool hasG = !(gt == napi_null || gt == napi_undefined);
+  memset(&G, 0, sizeof G);
+  offG = 0;
+  if ((hasG && (!get_f32(env, fn, argv[9], "G", &G) || !get_count(env, fn, argv[10], "offG", MAX_ELEMS, &offG))) ||
+      !get_f32(env, fn, argv[11], "Loss", &Loss) || !get_count(env, fn, argv[12], "offLoss", MAX_ELEMS, &offLoss))
     return NULL;
   int64_t nv;
-  if (__builtin_mul_overflow(n, v, &nv) || offL + nv > L.len || offG + nv > G.len) {
+  if (__builtin_mul_overflow(n, v, &nv) || offL + nv > L.len || (hasG && offG + nv > G.len)) {
     throw_range(env, fn, "array too small for L or G (n, v, offsets)");
     return NULL;
   }
@@ -650,7 +666,7 @@ static napi_value SmoothedXent(napi_env env, napi_callback_info info) {
     return NULL;
   }
   if (nv == 0 && n == 0) return NULL;
-  const uintptr_t g0 = G.base + (uintptr_t)offG * 4, g1 = g0 + (uintptr_t)nv * 4;
+  const uintptr_t g0 = hasG ? G.base + (uintptr_t)offG * 4 : 0, g1 = hasG ? g0 + (uintptr_t)nv * 4 : 0;
   const uintptr_t s0 = Loss.base + (uintptr_t)offLoss * 4, s1 = s0 + (uintptr_t)n * 4;
   const uintptr_t l0 = L.base + (uintptr_t)offL * 4, l1 = l0 + (uintptr_t)nv * 4;
   const uintptr_t y0 = baseY + (uintptr_t)offY * 4, y1 = y0 + (uintptr_t)n * 4;
@@ -665,7 +681,7 @@ static napi_value SmoothedXent(napi_env env, napi_callback_info info) {
     for (int64_t i = 0; i < n; i++) Loss.data[offLoss + i] = NAN;
     return NULL;
   }
-  xent_rows(L.data + offL, Y + offY, W.data + offW, n, v, eps, G.data + offG, Loss.data + offLoss);
+  xent_rows(L.data + offL, Y + offY, W.data + offW, n, v, eps, hasG ? G.data + offG : NULL, Loss.data + offLoss);
   return NULL;
 }
 
