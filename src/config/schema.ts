@@ -251,6 +251,22 @@ export const EarlyStoppingSchema = z
       .int({ error: 'expected an integer >= 1 (evaluations)' })
       .min(1, { error: 'expected an integer >= 1 (evaluations)' }),
     minDelta: z.number({ error: 'expected a number >= 0' }).nonnegative({ error: 'expected a number >= 0' }).default(0),
+    /**
+     * reduce-on-plateau: when patience runs out, multiply the learning rate by `factor` and go on (patience
+     * starts again), `times` times; the run stops at the next exhausted patience. Absent: stop at the first.
+     */
+    lrDecay: z
+      .strictObject({
+        factor: z
+          .number({ error: 'expected a number between 0 and 1' })
+          .gt(0, { error: 'expected a number between 0 and 1' })
+          .lt(1, { error: 'expected a number between 0 and 1' }),
+        times: z
+          .number({ error: 'expected an integer >= 1 (learning-rate cuts)' })
+          .int({ error: 'expected an integer >= 1 (learning-rate cuts)' })
+          .min(1, { error: 'expected an integer >= 1 (learning-rate cuts)' }),
+      })
+      .optional(),
   })
   .nullable();
 

@@ -16,7 +16,7 @@ const dir = mkdtempSync(join(tmpdir(), 'heads-equiv-'));
 const quiet = new ProgressLine(process.stderr, true);
 
 /** A tiny study: a baseline with early stopping on dev loss (evaluated every 2 steps) and an L0 stage on it. */
-function study(name: string, o: { cap: number; minDelta: number; patience: number; dFF?: number; lambda?: number }): string {
+function study(name: string, o: { cap: number; minDelta: number; patience: number; dFF?: number; lambda?: number; lrDecay?: string }): string {
   const p = join(dir, `${name}.yaml`);
   writeFileSync(
     p,
@@ -24,7 +24,7 @@ function study(name: string, o: { cap: number; minDelta: number; patience: numbe
 set: { data.synthetic.task: reverse, data.synthetic.trainPairs: 300, data.synthetic.validPairs: 8, data.synthetic.testPairs: 8, data.bpeMerges: 20,
   model.dModel: 16, model.dFF: ${o.dFF ?? 32}, model.heads: 2, model.encoderLayers: 2, model.decoderLayers: 1, train.maxTokensPerBatch: 200,
   train.evalEverySteps: 2, train.checkpointEverySteps: 2, train.devBleuSentences: 0, train.logEverySteps: 5, eval.beamSize: 1,
-  train.maxSteps: ${o.cap}, train.earlyStopping: { metric: devLoss, patience: ${o.patience}, minDelta: ${o.minDelta} } }
+  train.maxSteps: ${o.cap}, train.earlyStopping: { metric: devLoss, patience: ${o.patience}, minDelta: ${o.minDelta}${o.lrDecay ? `, lrDecay: ${o.lrDecay}` : ''} } }
 stages:
   baseline: { kind: train }
   l0: { kind: prune, from: baseline, lambda: ${o.lambda ?? 0.1}, steps: 3, set: { train.evalEverySteps: 0 } }
@@ -266,6 +266,22 @@ describe('a finished run under another stopping rule (train.earlyStopping)', () 
     await run(capped);
     const sooner = matchFinished(other('rule-sooner', { cap: 6, minDelta: 100, patience: 1 }), readFinishedStage(capped.folder), new Set());
     expect(sooner.kind === 'different' && sooner.reason).toMatch(/would have stopped it at step 4 \(best step 2\); it ran to step 6 \(best 2\)/);
+    // reduce-on-plateau: a rule that would have cut the learning rate after step 4 trained steps 5-6 at
+    // another rate; one whose patience never ran out changes nothing
+    const cuts = matchFinished(
+      other('rule-cut', { cap: 6, minDelta: 100, patience: 1, lrDecay: '{ factor: 0.5, times: 5 }' }),
+      readFinishedStage(capped.folder),
+      new Set(),
+    );
+    expect(cuts.kind === 'different' && cuts.reason).toMatch(
+      /its learning rate was cut after no step and the new stopping rule .* cuts it after step 4, so the steps after/,
+    );
+    const noCut = matchFinished(
+      other('rule-nocut', { cap: 6, minDelta: 100, patience: 50, lrDecay: '{ factor: 0.5, times: 5 }' }),
+      readFinishedStage(capped.folder),
+      new Set(),
+    );
+    expect(noCut.kind).toBe('equivalent');
 
     // an evaluation missing from metrics.jsonl: the old rule's replay no longer gives the recorded end
     const metrics = join(stopped[0]!.folder, 'metrics.jsonl');

@@ -12,8 +12,9 @@
  * lower cap is the first part of the run with the higher one: it `continue`s from its checkpoint at the cap
  * (the learning-rate schedule does not depend on the cap). Anything else is `different` and runs again.
  *
- * A changed stopping rule (`train.earlyStopping`: another metric, patience or minDelta) changes no step of
- * training, only where it ends and which checkpoint is the model. The new rule is replayed on the run's own
+ * A changed stopping rule (`train.earlyStopping`: another metric, patience, minDelta or lrDecay) changes no step of
+ * training, only where it ends and which checkpoint is the model, unless it cuts the learning rate at
+ * other evaluations than the run's rule did (lrDecay): then it is `different`. The new rule is replayed on the run's own
  * evaluations (metrics.jsonl), after the old rule's replay has reproduced the run's recorded end and best
  * step: if the new rule ends the run where it ended with the same best step, it is `equivalent`; if it would
  * not have stopped it yet, the run `continue`s from its last checkpoint with the new rule's state; if it
@@ -235,19 +236,27 @@ export function runEvaluations(folder: string): Array<{ step: number } & DevEval
   return [...byStep.values()].sort((a, b) => a.step - b.step);
 }
 
-/** A rule replayed on evaluations up to `last`: where it stops (null: not by then), its best step, its state. */
+/**
+ * A rule replayed on evaluations up to `last`: where it stops (null: not by then), its best step, its state,
+ * and the evaluation steps after which it cut the learning rate (lrDecay; the steps after them ran at the
+ * lower rate, so two rules that cut at different steps trained different runs).
+ */
 function replay(rule: EarlyStoppingConfig | null, evals: ReadonlyArray<{ step: number } & DevEval>, last: number) {
-  if (!rule) return { stopsAt: null, bestStep: null, state: {} as Record<string, number> };
+  const cuts: number[] = [];
+  if (!rule) return { stopsAt: null, bestStep: null, state: {} as Record<string, number>, cuts };
   const es = new EarlyStopping(rule);
   for (const e of evals) {
     if (e.step > last) break;
-    es.observe(e.step, e);
-    if (es.shouldStop) return { stopsAt: e.step, bestStep: es.bestEval?.step ?? null, state: es.toExtra() };
+    if (es.observe(e.step, e).cut) cuts.push(e.step);
+    if (es.shouldStop) return { stopsAt: e.step, bestStep: es.bestEval?.step ?? null, state: es.toExtra(), cuts };
   }
-  return { stopsAt: null, bestStep: es.bestEval?.step ?? null, state: es.toExtra() };
+  return { stopsAt: null, bestStep: es.bestEval?.step ?? null, state: es.toExtra(), cuts };
 }
 
-const ruleText = (r: EarlyStoppingConfig | null) => (r ? `${r.metric}, patience ${r.patience}, minDelta ${r.minDelta}` : 'none');
+const ruleText = (r: EarlyStoppingConfig | null) =>
+  r
+    ? `${r.metric}, patience ${r.patience}, minDelta ${r.minDelta}${r.lrDecay ? `, learning rate x${r.lrDecay.factor} up to ${r.lrDecay.times} times` : ''}`
+    : 'none';
 
 /** A train run whose stopping rule (and perhaps cap) changed: the new rule replayed on its evaluations. */
 function matchUnderNewRule(
@@ -274,6 +283,15 @@ function matchUnderNewRule(
     );
   const fresh = replay(nowRule, evals, Math.min(steps, now));
   const rules = `(${ruleText(thenRule)} then, ${ruleText(nowRule)} now)`;
+  // the learning rate of every step it trained must be the one the new rule gives (its cuts, if any, at the same evaluations)
+  const firstCut = (c: number[]) => (c.length ? `step ${c.join(', ')}` : 'no step');
+  const lastRun = fresh.stopsAt ?? Math.min(steps, now);
+  const oldCuts = old.cuts.filter((c) => c < lastRun);
+  const freshCuts = fresh.cuts.filter((c) => c < lastRun);
+  if (oldCuts.length !== freshCuts.length || oldCuts.some((c, i) => c !== freshCuts[i]))
+    return different(
+      `its learning rate was cut after ${firstCut(oldCuts)} and the new stopping rule ${rules} cuts it after ${firstCut(freshCuts)}, so the steps after the first difference ran at another rate`,
+    );
   const modelStep = (bestStep: number | null, end: number) => bestStep ?? end;
   if (fresh.stopsAt !== null) {
     if (fresh.stopsAt === steps && modelStep(fresh.bestStep, steps) === modelStep(ended.bestStep, steps))

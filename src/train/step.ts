@@ -8,7 +8,8 @@
  *     penalty  the gates' expected L0 (gates/head-gates.ts), or in budget mode the Lagrangian term
  *     lambda   train.l0Lambda, or 1 in budget mode: the Lagrangian carries its own multipliers (penaltyWeight)
  *   g   = clip(grad loss, train.clipNorm)                        global l2 norm over every trainable tensor
- *   lr  = peakLr * min(t / warmup, sqrt(warmup / t))             schedule.ts
+ *   lr  = peakLr * min(t / warmup, sqrt(warmup / t)) * f^k       schedule.ts; f^k: train.earlyStopping.lrDecay's
+ *                                                                k cuts so far (early-stopping.ts), 1 without
  *   m   = b1 m + (1 - b1) g,  v = b2 v + (1 - b2) g^2            Adam (adam.ts), bias-corrected:
  *   p  -= lr * s * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)   s = gates.lrScale for log-alphas, else 1
  *
@@ -77,9 +78,10 @@ export function chunkLoss(
   return out;
 }
 
-/** The learning rate of 1-based `step`. */
-export function learningRate(step: number, t: { peakLr: number; warmupSteps: number }): number {
-  return inverseSqrtLr(step, t.peakLr, t.warmupSteps);
+/** The learning rate of 1-based `step`, times `scale` (train.earlyStopping.lrDecay's cuts so far; 1: none). */
+export function learningRate(step: number, t: { peakLr: number; warmupSteps: number }, scale = 1): number {
+  const lr = inverseSqrtLr(step, t.peakLr, t.warmupSteps);
+  return scale === 1 ? lr : lr * scale;
 }
 
 /**
@@ -155,9 +157,10 @@ export async function optimizerStep(
   batches: Batch[],
   gates: PenaltySource | null | undefined,
   t: { l0Lambda: number; peakLr: number; warmupSteps: number },
+  lrScale = 1,
 ): Promise<StepOutcome> {
   const stepTgtTokens = batches.reduce((a, b) => a + b.tgtTokens, 0);
-  const out = await runner.run({ step, batches, stepTgtTokens, lr: learningRate(step, t), penalty: weightedPenalty(gates, step, t.l0Lambda) });
+  const out = await runner.run({ step, batches, stepTgtTokens, lr: learningRate(step, t, lrScale), penalty: weightedPenalty(gates, step, t.l0Lambda) });
   if (!out.applied) throw new NonFiniteError(step, out.loss, out.gradNorm, batches.flatMap((b) => b.indices).slice(0, 10));
   return out;
 }

@@ -94,6 +94,66 @@ describe('EarlyStopping', () => {
     expect(a.shouldStop).toBe(true);
   });
 
+  it('lrDecay: an exhausted patience cuts the learning rate and starts it again, `times` times, then stops', () => {
+    const es = new EarlyStopping({ metric: 'devLoss', patience: 2, minDelta: 0, lrDecay: { factor: 0.5, times: 2 } });
+    const seen: Array<[number, boolean, number, boolean]> = [];
+    // best at 1; 2, 3 fail -> cut 1; 4 improves; 5, 6 fail -> cut 2; 7, 8 fail -> stop
+    for (const [step, loss] of [
+      [1, 3],
+      [2, 3.1],
+      [3, 3.2],
+      [4, 2.9],
+      [5, 3],
+      [6, 3],
+      [7, 3],
+      [8, 3],
+    ] as const) {
+      const { cut } = es.observe(step, { devLoss: loss });
+      seen.push([step, cut, es.lrScale, es.shouldStop]);
+    }
+    expect(seen).toEqual([
+      [1, false, 1, false],
+      [2, false, 1, false],
+      [3, true, 0.5, false],
+      [4, false, 0.5, false],
+      [5, false, 0.5, false],
+      [6, true, 0.25, false],
+      [7, false, 0.25, false],
+      [8, false, 0.25, true],
+    ]);
+    expect(es.bestEval?.step).toBe(4);
+    expect(es.describe()).toBe('best dev loss 2.900 @4 | patience 0/2 | lr cuts 2/2');
+    expect(es.report().lrDecay).toEqual({ factor: 0.5, times: 2, cuts: 2 });
+    // the cuts are checkpoint state: a restored rule goes on at the same rate
+    const back = new EarlyStopping(es.rule);
+    back.restore(es.toExtra());
+    expect([back.lrScale, back.lrCuts, back.shouldStop]).toEqual([0.25, 2, true]);
+    // without lrDecay the state has no key for it (checkpoints and replays of older runs are unchanged)
+    const plain = new EarlyStopping({ metric: 'devLoss', patience: 1, minDelta: 0 });
+    plain.observe(1, { devLoss: 1 });
+    plain.observe(2, { devLoss: 2 });
+    expect([plain.lrScale, plain.shouldStop, Object.keys(plain.toExtra()).some((k) => k.includes('lrCuts'))]).toEqual([1, true, false]);
+  });
+
+  it('lrDecay in the config: validated with its key named; absent, the resolved rule has no such key', () => {
+    expect(loadConfig(null, ['train.earlyStopping={metric: devLoss, patience: 2, lrDecay: {factor: 0.5, times: 3}}']).train.earlyStopping).toEqual({
+      metric: 'devLoss',
+      patience: 2,
+      minDelta: 0,
+      lrDecay: { factor: 0.5, times: 3 },
+    });
+    expect(() => loadConfig(null, ['train.earlyStopping={metric: devLoss, patience: 2, lrDecay: {factor: 1.5, times: 3}}'])).toThrow(
+      /train\.earlyStopping\.lrDecay\.factor: expected a number between 0 and 1/,
+    );
+    expect(() => loadConfig(null, ['train.earlyStopping={metric: devLoss, patience: 2, lrDecay: {factor: 0.5, times: 0}}'])).toThrow(
+      /train\.earlyStopping\.lrDecay\.times: expected an integer >= 1/,
+    );
+    expect(() => loadConfig(null, ['train.earlyStopping={metric: devLoss, patience: 2, lrDecay: {factor: 0.5}}'])).toThrow(
+      /train\.earlyStopping\.lrDecay\.times/,
+    );
+    expect('lrDecay' in loadConfig(null, ['train.earlyStopping={metric: devLoss, patience: 2}']).train.earlyStopping!).toBe(false);
+  });
+
   it('the config needs evaluations, and dev BLEU for the devBleu metric; names the key on bad input', () => {
     expect(() => loadConfig(null, ['train.earlyStopping={metric: devBleu, patience: 3}', 'train.evalEverySteps=0'])).toThrow(
       /train\.earlyStopping: set, but train\.evalEverySteps is 0/,
@@ -211,6 +271,69 @@ describe('early stopping in the trainer', () => {
     expect([rd.steps, rd.stoppedBy]).toEqual([0, 'early-stopping']);
     d.t.dispose();
     d.model.dispose();
+  }, 60_000);
+
+  it('lrDecay: the learning rate is cut after the exhausted patience, the run stops at the next, and a resumed run does the same', async () => {
+    // best at 8; 10, 12, 14 fail -> cut (patience again); 16 is the new best; 18, 20, 22 fail -> stop at 22
+    const bleu: Record<number, number> = { ...BLEU, 16: 20, 18: 19, 20: 19, 22: 19, 24: 30 };
+    const sets = SETS.map((x) =>
+      x.startsWith('train.earlyStopping=') ? 'train.earlyStopping={metric: devBleu, patience: 3, lrDecay: {factor: 0.5, times: 1}}' : x,
+    );
+    const make = (runName: string, init: number, stopAt?: number) => {
+      const cfg = loadConfig(null, sets);
+      const model = createTransformer(cfg.model, V, new Rng(init));
+      const path = runs.get(runName);
+      const run = path ? RunFolder.open(path) : RunFolder.create(root, runName);
+      runs.set(runName, run.path);
+      let t: Trainer;
+      t = new Trainer({
+        config: cfg,
+        model,
+        train,
+        valid,
+        run,
+        progress: quiet,
+        devBleu: async () => bleu[t.step]!,
+        isStopRequested: () => stopAt !== undefined && t.step >= stopAt,
+      });
+      return { t, model, run, cfg };
+    };
+    const a = make('lrdecay-a', 1);
+    const ra = await a.t.run();
+    expect([ra.stoppedBy, a.t.step, a.t.earlyStopping!.bestEval?.step, a.t.earlyStopping!.lrCuts]).toEqual(['early-stopping', 22, 16, 1]);
+    // steps 1-14 at the schedule's rate, 15-22 at half of it
+    const { peakLr, warmupSteps } = a.cfg.train;
+    const schedule = (step: number) => peakLr * Math.min(step / warmupSteps, Math.sqrt(warmupSteps / step));
+    for (const h of a.t.history) expect(h.lr).toBeCloseTo(schedule(h.step) * (h.step > 14 ? 0.5 : 1), 12);
+    const cuts = readFileSync(join(a.run.path, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((r) => 'devBleu' in r)
+      .map((r) => [r['step'], r['lrCuts'], r['patienceLeft']]);
+    expect(cuts.slice(5)).toEqual([
+      [12, 0, 1],
+      [14, 1, 3],
+      [16, 1, 3],
+      [18, 1, 2],
+      [20, 1, 1],
+      [22, 1, 0],
+    ]);
+    a.t.dispose();
+    a.model.dispose();
+    // killed at step 18 (after the cut), resumed in a fresh trainer: the same rate, losses and stop
+    const b = make('lrdecay-b', 1, 18);
+    await b.t.run();
+    b.t.dispose();
+    b.model.dispose();
+    const c = make('lrdecay-b', 9);
+    c.t.restore(findLatestValidCheckpoint(c.run.path));
+    expect(c.t.step).toBe(18);
+    const rc = await c.t.run();
+    expect([rc.stoppedBy, c.t.step]).toEqual(['early-stopping', 22]);
+    expect(c.t.history.map((h) => [h.lr, h.loss])).toEqual(a.t.history.slice(18).map((h) => [h.lr, h.loss]));
+    c.t.dispose();
+    c.model.dispose();
   }, 60_000);
 
   it('runTraining scores test with the best step, says which in results.json, and loadModel delivers it', async () => {

@@ -252,13 +252,14 @@ export class Trainer {
     const t0 = performance.now();
     const step = this.step + 1;
     const batches = this.nextBatches(this.microBatchesPerStep());
-    const r = await optimizerStep(this.runner, step, batches, this.o.gates, this.o.config.train);
+    const lrScale = this.earlyStopping?.lrScale ?? 1;
+    const r = await optimizerStep(this.runner, step, batches, this.o.gates, this.o.config.train, lrScale);
     await this.pruneIfScheduled(step);
     this.o.gates?.afterStep?.(step);
     this.step = step;
     const tgtTokens = batches.reduce((a, b) => a + b.tgtTokens, 0);
     const srcTokens = batches.reduce((a, b) => a + b.srcTokens, 0);
-    const lr = learningRate(step, this.o.config.train);
+    const lr = learningRate(step, this.o.config.train, lrScale);
     const res: StepResult = {
       step,
       loss: r.loss,
@@ -534,11 +535,21 @@ export class Trainer {
       if ((cfg.evalEverySteps > 0 && this.step % cfg.evalEverySteps === 0) || isLast) {
         lastEval = await this.evaluate();
         const es = this.earlyStopping;
+        let cut = false;
         if (es) {
-          isBest = es.observe(this.step, lastEval).improved;
+          ({ improved: isBest, cut } = es.observe(this.step, lastEval));
           if (es.shouldStop) isLast = true;
         }
-        this.o.run?.appendMetrics({ step: this.step, ...lastEval, ...(es ? { bestStep: es.bestEval?.step ?? null, patienceLeft: es.patienceLeft } : {}) });
+        this.o.run?.appendMetrics({
+          step: this.step,
+          ...lastEval,
+          ...(es ? { bestStep: es.bestEval?.step ?? null, patienceLeft: es.patienceLeft } : {}),
+          ...(es?.rule.lrDecay ? { lrCuts: es.lrCuts } : {}),
+        });
+        if (cut)
+          this.progress.log(
+            `step ${this.step} | no improvement in ${es!.rule.patience} evaluations: learning rate x${es!.lrScale.toPrecision(3)} from step ${this.step + 1} (cut ${es!.lrCuts} of ${es!.rule.lrDecay!.times}); best step ${es!.bestEval?.step ?? '-'}`,
+          );
         this.progress.log(
           `step ${this.step} | dev loss ${lastEval.devLoss.toFixed(3)} | dev ppl ${lastEval.devPerplexity.toFixed(2)}${lastEval.devBleu !== undefined ? ` | dev BLEU ${lastEval.devBleu.toFixed(2)}` : ''}` +
             (es
