@@ -8,7 +8,9 @@
  *
  * K is bounded so that a pass holds at most `maxLogits` logits (K * B * tgtLen * vocab floats; the
  * output layer is the largest tensor) and at most `masksPerPass` replicas. Encoder heads and the others go in
- * separate passes: in a pass without encoder heads every replica has the same encoder, which runs once.
+ * separate passes, in layer order, and every pass starts at the layer of its lowest head: what the layers
+ * below compute is the same in every replica (no head of theirs is removed), so it comes from one
+ * unablated pass per batch (`prefixOf`), and a pass without encoder heads runs no encoder at all.
  * Each row's NLL comes from the loss-only cross-entropy kernel (`HeadsXentLoss`, eps 0) where it is
  * registered (wasm, cpu), else from logSumExp: the same NLL up to float rounding (within 1e-5, tested).
  */
@@ -75,22 +77,56 @@ function replicaGates(model: Transformer, base: PerHead, chunk: readonly Ablated
 }
 
 /**
- * NLL summed over each replica's non-pad target tokens: [K]. With `isEncoderShared` (no encoder head in
- * the chunk, so every replica has the same encoder) the encoder runs once on the batch and its output is
- * replicated: the same rows, the same values.
+ * One batch's unablated pass, kept for the passes that share it: the input of every encoder and decoder
+ * layer and the memory, with the test-time multipliers `base` (what every layer below an ablated head
+ * computes in its replica, the same rows and values).
  */
-function replicaNll(model: Transformer, b: Batch, k: number, gates: GateTensors, isEncoderShared: boolean): tf.Tensor1D {
+interface Prefix {
+  enc: tf.Tensor3D[];
+  dec: tf.Tensor3D[];
+  memory: tf.Tensor3D;
+}
+
+function prefixOf(model: Transformer, b: Batch, base: PerHead): Prefix {
+  const gates = replicaGates(model, base, [], b.batchSize);
+  const enc: tf.Tensor3D[] = [];
+  const dec: tf.Tensor3D[] = [];
+  const memory = tf.tidy(() => {
+    const ctx = ForwardContext.eval();
+    const src = tf.tensor2d(b.src, [b.batchSize, b.srcLen], 'int32');
+    const memory = model.encode(src, ctx, { gates, collect: enc });
+    model.decode(tf.tensor2d(b.tgtIn, [b.batchSize, b.tgtLen], 'int32'), memory, paddingBias(src), ctx, { gates, collect: dec });
+    return memory;
+  });
+  for (const t of Object.values(gates)) for (const gt of t ?? []) gt?.dispose();
+  return { enc, dec, memory };
+}
+
+function disposePrefix(p: Prefix): void {
+  tf.dispose([...p.enc, ...p.dec, p.memory]);
+}
+
+/**
+ * NLL summed over each replica's non-pad target tokens: [K]. The replicas' heads sit at layer `from` or
+ * above of their stack (`stack`: 'enc' for encoder heads, 'dec' for the decoder's), so the layers below
+ * are the batch's unablated pass (`prefix`, replicated): an encoder chunk runs the encoder from layer `from`
+ * and the whole decoder, a decoder chunk the decoder from layer `from` on the unablated memory.
+ */
+function replicaNll(model: Transformer, b: Batch, k: number, gates: GateTensors, prefix: Prefix, stack: 'enc' | 'dec', from: number): tf.Tensor1D {
   return tf.tidy(() => {
     const tile = (ids: Int32Array | number[], len: number) => tf.tensor2d(ids, [b.batchSize, len], 'int32').tile([k, 1]) as tf.Tensor2D;
     const src = tile(b.src, b.srcLen);
     const tgtIn = tile(b.tgtIn, b.tgtLen);
     const tgtOut = tile(b.tgtOut, b.tgtLen).reshape([-1]);
-    let logits: tf.Tensor2D;
-    if (isEncoderShared) {
-      const ctx = ForwardContext.eval();
-      const memory = model.encode(tf.tensor2d(b.src, [b.batchSize, b.srcLen], 'int32'), ctx, { gates }).tile([k, 1, 1]) as tf.Tensor3D;
-      logits = model.logits(model.decode(tgtIn, memory, paddingBias(src), ctx, { gates }));
-    } else logits = model.forward(src, tgtIn, { isTraining: false, gates }) as tf.Tensor2D;
+    const ctx = ForwardContext.eval();
+    const rep = (x: tf.Tensor3D) => x.tile([k, 1, 1]) as tf.Tensor3D;
+    let hidden: tf.Tensor3D;
+    if (stack === 'enc') {
+      const memory =
+        from < model.config.encoderLayers ? model.encode(src, ctx, { gates, from: { layer: from, input: rep(prefix.enc[from]!) } }) : rep(prefix.memory);
+      hidden = model.decode(tgtIn, memory, paddingBias(src), ctx, { gates });
+    } else hidden = model.decode(tgtIn, rep(prefix.memory), paddingBias(src), ctx, { gates, from: { layer: from, input: rep(prefix.dec[from]!) } });
+    const logits = model.logits(hidden);
     const weights = tgtOut.notEqual(0).cast('float32') as tf.Tensor1D;
     let nll: tf.Tensor;
     // one pass over each row of logits (max, sum of exp) instead of logSumExp's Max, Sub, Exp, Sum, Log and
@@ -127,30 +163,38 @@ export async function batchedAblationLosses(
   };
   const total = batches.reduce((a, b) => a + chunksOf(b), 0);
   let done = 0;
-  // encoder heads and the others in separate passes: a pass without encoder heads runs the encoder once
+  // encoder heads and the others in separate passes, each in layer order: a pass starts at its lowest
+  // head's layer on the batch's unablated pass below it (a pass without encoder heads runs no encoder)
+  const byLayer = (a: { h: AblatedHead }, b: { h: AblatedHead }) => a.h.layer - b.h.layer;
   const groups = [
-    heads.map((h, i) => ({ h, i })).filter((x) => x.h.stack === 'enc-self'),
-    heads.map((h, i) => ({ h, i })).filter((x) => x.h.stack !== 'enc-self'),
-  ];
+    { stack: 'enc' as const, heads: heads.map((h, i) => ({ h, i })).filter((x) => x.h.stack === 'enc-self') },
+    { stack: 'dec' as const, heads: heads.map((h, i) => ({ h, i })).filter((x) => x.h.stack !== 'enc-self') },
+  ].map((g) => ({ ...g, heads: [...g.heads].sort(byLayer) }));
   for (const b of batches) {
     tokens += b.tgtTokens;
     const k = replicasFor(b, V, heads.length, o);
-    for (const [g, group] of groups.entries()) {
-      for (let start = 0; start < group.length; start += k) {
-        const chunk = group.slice(start, start + k);
-        const gates = replicaGates(
-          model,
-          base,
-          chunk.map((x) => x.h),
-          b.batchSize,
-        );
-        const sums = replicaNll(model, b, chunk.length, gates, g === 1);
-        const data = await sums.data();
-        sums.dispose();
-        for (const t of Object.values(gates)) for (const gt of t ?? []) gt?.dispose();
-        chunk.forEach((x, j) => (nll[x.i]! += data[j]!));
-        o.onPass?.(++done, total);
+    const prefix = prefixOf(model, b, base);
+    try {
+      for (const group of groups) {
+        for (let start = 0; start < group.heads.length; start += k) {
+          const chunk = group.heads.slice(start, start + k);
+          const gates = replicaGates(
+            model,
+            base,
+            chunk.map((x) => x.h),
+            b.batchSize,
+          );
+          const from = Math.min(...chunk.map((x) => x.h.layer));
+          const sums = replicaNll(model, b, chunk.length, gates, prefix, group.stack, from);
+          const data = await sums.data();
+          sums.dispose();
+          for (const t of Object.values(gates)) for (const gt of t ?? []) gt?.dispose();
+          chunk.forEach((x, j) => (nll[x.i]! += data[j]!));
+          o.onPass?.(++done, total);
+        }
       }
+    } finally {
+      disposePrefix(prefix);
     }
   }
   return Array.from(nll, (s) => (tokens ? s / tokens : 0));

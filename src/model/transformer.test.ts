@@ -6,6 +6,7 @@ import { createTransformer, type Transformer } from './transformer.js';
 import type { AttentionRecord } from './attention.js';
 import { greedyDecode, beamSearch } from '../eval/decode.js';
 import { useTestBackend, maxAbsDiff } from '../test-utils/backend.js';
+import { ForwardContext, paddingBias } from './layers.js';
 
 const V = 17;
 const cfg: ModelConfig = { ...DEFAULT_CONFIG.model, encoderLayers: 2, decoderLayers: 2, heads: 4, dModel: 16, dFF: 32, dropout: 0.1, maxPositions: 64 };
@@ -39,6 +40,29 @@ describe('Transformer', () => {
     expect(maxAbsDiff(a.dataSync(), b.dataSync())).toBe(0);
     expect(maxAbsDiff(a.dataSync(), c.dataSync())).toBeGreaterThan(1e-4); // dropout masks differ
     tf.dispose([a, b, c]);
+  });
+
+  it('a stack run from a layer on the inputs it collected gives the output of the whole stack, bit for bit', () => {
+    const enc: tf.Tensor3D[] = [];
+    const dec: tf.Tensor3D[] = [];
+    const [whole, fromEnc, wholeDec, fromDec] = tf.tidy(() => {
+      const ctx = ForwardContext.eval();
+      const memory = model.encode(src, ctx, { collect: enc });
+      const bias = paddingBias(src);
+      const hidden = model.decode(tgtIn, memory, bias, ctx, { collect: dec });
+      return [
+        memory,
+        model.encode(src, ctx, { from: { layer: 1, input: enc[1]! } }),
+        hidden,
+        model.decode(tgtIn, memory, bias, ctx, { from: { layer: 1, input: dec[1]! } }),
+      ];
+    });
+    expect([enc.length, dec.length, enc[0]!.shape]).toEqual([2, 2, [B, S, cfg.dModel]]);
+    expect(Array.from(fromEnc!.dataSync())).toEqual(Array.from(whole!.dataSync()));
+    expect(Array.from(fromDec!.dataSync())).toEqual(Array.from(wholeDec!.dataSync()));
+    // layer 0's input is the embedding, not the memory: the collected inputs differ from layer to layer
+    expect(maxAbsDiff(enc[0]!.dataSync(), enc[1]!.dataSync())).toBeGreaterThan(1e-3);
+    tf.dispose([whole!, fromEnc!, wholeDec!, fromDec!, ...enc, ...dec]);
   });
 
   it('a closed gate gives exactly the output of a head whose output-projection rows are zeroed', () => {

@@ -48,6 +48,22 @@ export interface ForwardOptions {
   weightView?: WeightView;
 }
 
+/**
+ * A stack (encoder or decoder) run from one of its layers on: `input` is what that layer takes (the
+ * output of the layers below, e.g. collected by an earlier pass with `collect`). The layers below are not
+ * run; whatever they would have computed must be what `input` holds (head ablations: heads above them).
+ */
+export interface StackFrom {
+  layer: number;
+  input: tf.Tensor3D;
+}
+
+/** Stack options beyond the gates: start at a layer (`from`), and collect each layer's input (`collect[l]`, kept). */
+export interface StackOptions extends Pick<ForwardOptions, 'gates' | 'record' | 'routing'> {
+  from?: StackFrom;
+  collect?: tf.Tensor3D[];
+}
+
 /** Incremental decoder state: cached keys/values of every decoder layer. */
 export interface DecoderState {
   /** source keys/values per decoder layer (fixed) */
@@ -281,15 +297,16 @@ export class Transformer {
     return { tokenMask, capacity: expertCapacity(moe.capacityFactor, tokens, moe.topK, moe.experts) };
   }
 
-  /** Encoder: src [B, S] -> memory [B, S, d]. */
-  encode(src: tf.Tensor2D, ctx: ForwardContext, opts: Pick<ForwardOptions, 'gates' | 'record' | 'routing'> = {}): tf.Tensor3D {
+  /** Encoder: src [B, S] -> memory [B, S, d] (`opts.from`: from that layer on; `opts.collect`: each layer's input). */
+  encode(src: tf.Tensor2D, ctx: ForwardContext, opts: StackOptions = {}): tf.Tensor3D {
     // a sparse pattern (model.attentionPatterns) adds its mask to the padding bias
     const encPattern = patternOf(this.config, 'enc-self');
     const S = src.shape[1];
     const bias = encPattern ? paddingBias(src).add(patternBias('enc-self', encPattern, S, S)) : paddingBias(src);
     const moeInput = this.moeInput(src, 'encoder', ctx);
-    let x: tf.Tensor = this.embed(src, 'src', ctx);
-    for (let l = 0; l < this.config.encoderLayers; l++) {
+    let x: tf.Tensor = opts.from ? opts.from.input : this.embed(src, 'src', ctx);
+    for (let l = opts.from?.layer ?? 0; l < this.config.encoderLayers; l++) {
+      if (opts.collect) opts.collect[l] = tf.keep(x as tf.Tensor3D);
       const ap = this.attentionParams(`enc.${l}.self`, this.shape['enc-self'][l]!);
       const gate = opts.gates?.['enc-self']?.[l] ?? null;
       const rec = opts.record ? (r: AttentionRecord) => opts.record!('enc-self', l, r) : undefined;
@@ -300,21 +317,16 @@ export class Transformer {
     return x as tf.Tensor3D;
   }
 
-  /** Decoder over a whole target prefix (teacher forcing): tgtIn [B, T] -> hidden [B, T, d]. */
-  decode(
-    tgtIn: tf.Tensor2D,
-    memory: tf.Tensor3D,
-    srcBias: tf.Tensor4D,
-    ctx: ForwardContext,
-    opts: Pick<ForwardOptions, 'gates' | 'record' | 'routing'> = {},
-  ): tf.Tensor3D {
+  /** Decoder over a whole target prefix (teacher forcing): tgtIn [B, T] -> hidden [B, T, d] (`opts` as `encode`'s). */
+  decode(tgtIn: tf.Tensor2D, memory: tf.Tensor3D, srcBias: tf.Tensor4D, ctx: ForwardContext, opts: StackOptions = {}): tf.Tensor3D {
     const T = tgtIn.shape[1];
     // a dec-self pattern's bias includes the causal mask
     const selfPattern = patternOf(this.config, 'dec-self');
     const selfBias = (selfPattern ? patternBias('dec-self', selfPattern, T, T) : causalBias(T)).add(paddingBias(tgtIn));
     const moeInput = this.moeInput(tgtIn, 'decoder', ctx);
-    let x: tf.Tensor = this.embed(tgtIn, 'tgt', ctx);
-    for (let l = 0; l < this.config.decoderLayers; l++) {
+    let x: tf.Tensor = opts.from ? opts.from.input : this.embed(tgtIn, 'tgt', ctx);
+    for (let l = opts.from?.layer ?? 0; l < this.config.decoderLayers; l++) {
+      if (opts.collect) opts.collect[l] = tf.keep(x as tf.Tensor3D);
       const sp = this.attentionParams(`dec.${l}.self`, this.shape['dec-self'][l]!);
       const cp = this.attentionParams(`dec.${l}.cross`, this.shape['dec-enc'][l]!);
       const selfRec = opts.record ? (r: AttentionRecord) => opts.record!('dec-self', l, r) : undefined;
