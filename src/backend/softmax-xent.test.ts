@@ -35,6 +35,21 @@ afterAll(() => {
   restoreStockKernels();
 });
 
+/** Logits [N, V] (normal, sd 4, seeded), targets (i * 37) mod V, weights with every fifth row 0 (padding). */
+function tensorCase(N: number, V: number, seed: number): { l: tf.Tensor2D; y: tf.Tensor1D; w: tf.Tensor1D } {
+  return {
+    l: tf.randomNormal([N, V], 0, 4, 'float32', seed) as tf.Tensor2D,
+    y: tf.tensor1d(
+      Array.from({ length: N }, (_, i) => (i * 37) % V),
+      'int32',
+    ),
+    w: tf.tensor1d(
+      Array.from({ length: N }, (_, i) => (i % 5 === 4 ? 0 : 1)),
+      'float32',
+    ),
+  };
+}
+
 function valueAndGrad(
   f: typeof labelSmoothedCrossEntropySumOps,
   l: tf.Tensor2D,
@@ -70,15 +85,7 @@ describe('HeadsSmoothedXent', () => {
     expect(hasSmoothedXentKernel()).toBe(true);
     const N = 23,
       V = 301;
-    const l = tf.randomNormal([N, V], 0, 4, 'float32', 3) as tf.Tensor2D;
-    const y = tf.tensor1d(
-      Array.from({ length: N }, (_, i) => (i * 37) % V),
-      'int32',
-    );
-    const w = tf.tensor1d(
-      Array.from({ length: N }, (_, i) => (i % 5 === 4 ? 0 : 1)),
-      'float32',
-    );
+    const { l, y, w } = tensorCase(N, V, 3);
     const fused = valueAndGrad(labelSmoothedCrossEntropySumFused, l, y, w, eps);
     const plain = valueAndGrad(labelSmoothedCrossEntropySumOps, l, y, w, eps);
     expect(Math.abs(fused.value - plain.value)).toBeLessThan(1e-5 * Math.abs(plain.value));
@@ -161,15 +168,7 @@ describe('HeadsXentLoss (the loss without the gradient)', () => {
     expect(hasXentLossKernel()).toBe(true);
     const N = 29,
       V = 517;
-    const l = tf.randomNormal([N, V], 0, 4, 'float32', 5) as tf.Tensor2D;
-    const y = tf.tensor1d(
-      Array.from({ length: N }, (_, i) => (i * 37) % V),
-      'int32',
-    );
-    const w = tf.tensor1d(
-      Array.from({ length: N }, (_, i) => (i % 5 === 4 ? 0 : 1)),
-      'float32',
-    );
+    const { l, y, w } = tensorCase(N, V, 5);
     const before = tf.memory().numTensors;
     const [g, withGrad] = smoothedXent(l, y, w, 0);
     const lossOnly = xentLoss(l, y, w, 0);
@@ -261,15 +260,7 @@ describeNative('HeadsSmoothedXent in C (native-c)', () => {
     expect(installedFix(backend, XENT_LOSS_KERNEL)).toBe('native-c');
     const N = 23,
       V = 301;
-    const l = tf.randomNormal([N, V], 0, 4, 'float32', 3) as tf.Tensor2D;
-    const y = tf.tensor1d(
-      Array.from({ length: N }, (_, i) => (i * 37) % V),
-      'int32',
-    );
-    const w = tf.tensor1d(
-      Array.from({ length: N }, (_, i) => (i % 5 === 4 ? 0 : 1)),
-      'float32',
-    );
+    const { l, y, w } = tensorCase(N, V, 3);
     const fused = valueAndGrad(labelSmoothedCrossEntropySumFused, l, y, w, 0.1);
     const plain = valueAndGrad(labelSmoothedCrossEntropySumOps, l, y, w, 0.1);
     expect(Math.abs(fused.value - plain.value)).toBeLessThan(1e-5 * Math.abs(plain.value));

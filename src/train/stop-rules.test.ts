@@ -187,14 +187,15 @@ describe('early stopping in the trainer', () => {
   const valid = reversePairs(10, 12);
   const runs = new Map<string, string>();
 
-  function trainer(runName: string, opts: { init: number; stopAt?: number }) {
-    const cfg = loadConfig(null, SETS);
+  /** A trainer on SETS (or `sets`) whose dev BLEU at step s is BLEU[s] (or `bleu[s]`), in run folder `runName`. */
+  function trainer(runName: string, opts: { init: number; stopAt?: number; sets?: string[]; bleu?: Record<number, number> }) {
+    const cfg = loadConfig(null, opts.sets ?? SETS);
     const model = createTransformer(cfg.model, V, new Rng(opts.init));
     const path = runs.get(runName);
     const run = path ? RunFolder.open(path) : RunFolder.create(root, runName);
     runs.set(runName, run.path);
     let t: Trainer;
-    const devBleu = async () => BLEU[t.step]!;
+    const devBleu = async () => (opts.bleu ?? BLEU)[t.step]!;
     t = new Trainer({
       config: cfg,
       model,
@@ -205,7 +206,7 @@ describe('early stopping in the trainer', () => {
       devBleu,
       isStopRequested: () => opts.stopAt !== undefined && t.step >= opts.stopAt,
     });
-    return { t, model, run };
+    return { t, model, run, cfg };
   }
 
   it('stops `patience` evaluations after the best, keeps its checkpoint, restores its weights; a killed and resumed run stops the same', async () => {
@@ -279,25 +280,7 @@ describe('early stopping in the trainer', () => {
     const sets = SETS.map((x) =>
       x.startsWith('train.earlyStopping=') ? 'train.earlyStopping={metric: devBleu, patience: 3, lrDecay: {factor: 0.5, times: 1}}' : x,
     );
-    const make = (runName: string, init: number, stopAt?: number) => {
-      const cfg = loadConfig(null, sets);
-      const model = createTransformer(cfg.model, V, new Rng(init));
-      const path = runs.get(runName);
-      const run = path ? RunFolder.open(path) : RunFolder.create(root, runName);
-      runs.set(runName, run.path);
-      let t: Trainer;
-      t = new Trainer({
-        config: cfg,
-        model,
-        train,
-        valid,
-        run,
-        progress: quiet,
-        devBleu: async () => bleu[t.step]!,
-        isStopRequested: () => stopAt !== undefined && t.step >= stopAt,
-      });
-      return { t, model, run, cfg };
-    };
+    const make = (runName: string, init: number, stopAt?: number) => trainer(runName, { init, ...(stopAt !== undefined ? { stopAt } : {}), sets, bleu });
     const a = make('lrdecay-a', 1);
     const ra = await a.t.run();
     expect([ra.stoppedBy, a.t.step, a.t.earlyStopping!.bestEval?.step, a.t.earlyStopping!.lrCuts]).toEqual(['early-stopping', 22, 16, 1]);
