@@ -92,7 +92,7 @@ function prefixOf(model: Transformer, b: Batch, base: PerHead): Prefix {
   const enc: tf.Tensor3D[] = [];
   const dec: tf.Tensor3D[] = [];
   const memory = tf.tidy(() => {
-    const ctx = ForwardContext.eval();
+    const ctx = ForwardContext.inference();
     const src = tf.tensor2d(b.src, [b.batchSize, b.srcLen], 'int32');
     const memory = model.encode(src, ctx, { gates, collect: enc });
     model.decode(tf.tensor2d(b.tgtIn, [b.batchSize, b.tgtLen], 'int32'), memory, paddingBias(src), ctx, { gates, collect: dec });
@@ -114,12 +114,16 @@ function disposePrefix(p: Prefix): void {
  */
 function replicaNll(model: Transformer, b: Batch, k: number, gates: GateTensors, prefix: Prefix, stack: 'enc' | 'dec', from: number): tf.Tensor1D {
   return tf.tidy(() => {
-    const tile = (ids: Int32Array | number[], len: number) => tf.tensor2d(ids, [b.batchSize, len], 'int32').tile([k, 1]) as tf.Tensor2D;
+    // one replica (the study's shapes: its logits alone fill a pass) needs no copies
+    const tile = (ids: Int32Array | number[], len: number) => {
+      const t = tf.tensor2d(ids, [b.batchSize, len], 'int32');
+      return k === 1 ? t : (t.tile([k, 1]) as tf.Tensor2D);
+    };
     const src = tile(b.src, b.srcLen);
     const tgtIn = tile(b.tgtIn, b.tgtLen);
     const tgtOut = tile(b.tgtOut, b.tgtLen).reshape([-1]);
-    const ctx = ForwardContext.eval();
-    const rep = (x: tf.Tensor3D) => x.tile([k, 1, 1]) as tf.Tensor3D;
+    const ctx = ForwardContext.inference();
+    const rep = (x: tf.Tensor3D) => (k === 1 ? x : (x.tile([k, 1, 1]) as tf.Tensor3D));
     let hidden: tf.Tensor3D;
     if (stack === 'enc') {
       const memory =

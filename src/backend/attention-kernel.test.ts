@@ -117,6 +117,24 @@ describeNative('HeadsAttention (native, wasm)', () => {
     }
   });
 
+  it.each([
+    ['no gate', 'none'],
+    ['a gate per sentence', 'sentences'],
+  ] as const)('inference (ForwardContext.inference, %s): the same kernel without its gradient wrapper, the same bits, no leak', (_name, g) => {
+    installBackendFixes('wasm');
+    const p = params(16, 4, 21);
+    const xq = tf.randomNormal([3, 6, 16], 0, 1, 'float32', 22);
+    const xkv = tf.randomNormal([3, 5, 16], 0, 1, 'float32', 23);
+    const gate = g === 'none' ? null : tf.randomUniform([3, 4], 0, 1, 'float32', 24);
+    const before = tf.memory().numTensors;
+    const wrapped = tf.tidy(() => attention(p, xq, xkv, null, gate, ForwardContext.eval()));
+    const bare = tf.tidy(() => attention(p, xq, xkv, null, gate, ForwardContext.inference()));
+    expect(Array.from(bare.dataSync())).toEqual(Array.from(wrapped.dataSync()));
+    tf.dispose([wrapped, bare]);
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([xq, xkv, ...(gate ? [gate] : []), ...Object.values(p).filter((t): t is tf.Tensor => t instanceof tf.Tensor)]);
+  });
+
   it('without native BLAS the kernels are not registered and the ops path runs', () => {
     installBackendFixes('wasm', { nativeBlas: false });
     expect(hasFusedAttention()).toBe(false);

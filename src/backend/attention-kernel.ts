@@ -161,6 +161,8 @@ export function fusedAttentionSupports(
 /**
  * gate * softmax(scale q k^T + bias) v per head, q [B, Tq, h*dHead], k and v [B, Tk, h*dHead] -> [B, Tq,
  * h*dHead], with gradients for q, k, v and the gate. Needs hasFusedAttention() and fusedAttentionSupports().
+ * `noGrad` (inference only): the same kernel without its gradient wrapper (tf.customGrad costs about as
+ * much as the kernel at analysis shapes), so the same numbers and no gradient.
  */
 export function fusedAttention(
   q: tf.Tensor3D,
@@ -170,12 +172,18 @@ export function fusedAttention(
   gate: tf.Tensor | null,
   heads: number,
   scale: number,
+  noGrad = false,
 ): tf.Tensor3D {
   const attrs = { heads, scale };
   const run = (inputs: Record<string, tf.Tensor>) => tf.engine().runKernel(ATTENTION_KERNEL, inputs as unknown as tf.NamedTensorMap, attrs) as tf.Tensor[];
   const back = (inputs: Record<string, tf.Tensor>) =>
     tf.engine().runKernel(ATTENTION_GRAD_KERNEL, inputs as unknown as tf.NamedTensorMap, attrs) as tf.Tensor[];
   const withBias = (m: Record<string, tf.Tensor>) => (bias ? { ...m, bias } : m);
+  if (noGrad) {
+    const [out, ...rest] = run(withBias(gate === null ? { q, k, v } : { q, k, v, gate }));
+    tf.dispose(rest);
+    return out as tf.Tensor3D;
+  }
   if (gate === null) {
     const f = tf.customGrad(((qi: tf.Tensor, ki: tf.Tensor, vi: tf.Tensor, save: tf.GradSaveFunc) => {
       const [out, p] = run(withBias({ q: qi, k: ki, v: vi }));

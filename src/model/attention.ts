@@ -89,7 +89,7 @@ export function attention(
     const q = linear(xq, p.wq, p.bq) as tf.Tensor3D;
     const k = linear(xkv, p.wk, p.bk) as tf.Tensor3D;
     const v = linear(xkv, p.wv, p.bv) as tf.Tensor3D;
-    return linear(fusedAttention(q, k, v, bias, gate, p.nHeads, 1 / Math.sqrt(p.dHead)), p.wo, p.bo) as tf.Tensor3D;
+    return linear(fusedAttention(q, k, v, bias, gate, p.nHeads, 1 / Math.sqrt(p.dHead), ctx.noGrad && !ctx.isTraining), p.wo, p.bo) as tf.Tensor3D;
   }
   const { k, v } = projectKeysValues(p, xkv);
   return attend(p, xq, k, v, bias, gate, ctx, record);

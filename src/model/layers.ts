@@ -18,9 +18,9 @@ export class ForwardContext {
    */
   fusedBias = false;
   /**
-   * Inference only (the fast decoders' steps): the fused kernels run without their gradient wrappers
-   * (tf.fused.matMul's and fusedLayerNorm's tf.customGrad, which cost more than the kernels in a decoding
-   * step): the same kernels, so the same numbers.
+   * Inference only (the fast decoders' steps, head ablations): the fused kernels run without their
+   * gradient wrappers (tf.fused.matMul's, fusedLayerNorm's and the attention kernel's tf.customGrad, which
+   * cost more than the kernels in a decoding step): the same kernels, so the same numbers.
    */
   noGrad = false;
   constructor(
@@ -34,6 +34,12 @@ export class ForwardContext {
   }
   static eval(): ForwardContext {
     return new ForwardContext(false, 0, 0, 0);
+  }
+  /** eval, and no gradient will be taken (`noGrad`) */
+  static inference(): ForwardContext {
+    const ctx = ForwardContext.eval();
+    ctx.noGrad = true;
+    return ctx;
   }
 }
 
