@@ -1,5 +1,5 @@
 import { spawn, spawnSync, execSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, existsSync, readdirSync, renameSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, existsSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { loadSpec, expandStages } from './spec.js';
@@ -19,6 +19,7 @@ import { survivorScores } from './report.js';
 import type { HeadReport } from '../analysis/report.js';
 import { runStage, stepsNearest } from './run-stage.js';
 import { RESULT_COLUMNS, prunedVsScratchRows, prunedVsScratchTable, writeReport, writeReportFigures } from './report.js';
+import { writeStageRecords } from './records.js';
 import { EXPERIMENT_RESULT_COLUMNS } from '../plots/readers.js';
 import { runTraining } from '../train/run-training.js';
 import { RunFolder } from '../util/run-folder.js';
@@ -921,6 +922,17 @@ describe('seeds: replicates of a study', () => {
       1, 1, 1, 1,
     ]);
     expect(JSON.stringify(fig.layout.title)).toContain('2 seeds');
+    // without the run folders (a later session, --from-hyps), the records alone draw the same figure and table
+    writeStageRecords(stages, out);
+    const drawn = readFileSync(join(out, 'figures', 'surviving-head-roles.json'), 'utf8');
+    const table = readFileSync(join(out, 'survivors.csv'), 'utf8');
+    renameSync(runs, `${runs}.gone`);
+    rmSync(join(out, 'figures'), { recursive: true });
+    rmSync(join(out, 'survivors.csv'));
+    const again = await writeReportFigures(stages, [], out, { html: false });
+    expect(again.written.map((f) => f.name)).toContain('surviving-head-roles');
+    expect(readFileSync(join(out, 'figures', 'surviving-head-roles.json'), 'utf8')).toBe(drawn);
+    expect(readFileSync(join(out, 'survivors.csv'), 'utf8')).toBe(table);
   });
 
   it('an L0 stage whose kept gates are below 1 gets a binarised row beside the folded one, compared with the same references; steps, settled gates and wall time per stage', () => {

@@ -13,7 +13,7 @@ import { existsSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import type { ResolvedStage } from './stage.js';
 import { decodingLabel, instanceIdOf, stageState } from './stage.js';
-import { baselineRoleReports, isBaselineAnalysis, rolesSection } from './roles-summary.js';
+import { baselineRoleReports, rolesSection } from './roles-summary.js';
 import type { StageSummary } from './run-stage.js';
 import { hasHyps, readHyps, readLines, referenceCache, writeHyps, type TestOutput } from './hyps.js';
 import { formatMeanSd, formatP, meanSd, pairedTestSetPValues, REPORT_BOOTSTRAP, type MeanSd, type PairedComparison } from './replicates.js';
@@ -734,32 +734,26 @@ export async function writeReportFigures(
   if (methodRows.length) await write('bleu-vs-cost', bleuVsCostFigure(methodRows));
   else out.skipped.push('bleu-vs-cost: no methods.csv (no export stage with cost figures)');
 
-  // roles of the surviving heads: each seed's baseline analysis, the L0 stages of that seed's baseline
-  const analyses = stages.filter((s) => isBaselineAnalysis(s) && stageState(s) === 'done');
-  if (!analyses.length) out.skipped.push('surviving-head-roles: no finished analyze stage of the baseline');
+  // roles of the surviving heads: each seed's baseline analysis, the L0 stages of that seed's baseline, from
+  // their run folders or else their committed records (so the figure rebuilds without the run folders)
+  const analyses = baselineRoleReports(stages, outDir);
+  if (!analyses.length) out.skipped.push('surviving-head-roles: no finished analyze stage of the baseline (run folder or record)');
   else {
     const layouts: SurvivingLayout[] = [];
     const survivors: SurvivorRow[] = [];
     const seedLabel = (seed: number | null): string => (analyses.length > 1 && seed !== null ? `seed ${seed}: ` : '');
     let l0Layouts = 0;
-    for (const analysis of analyses) {
-      const report = readHeadReport(join(analysis.folder, 'head-report.json'));
+    for (const { report, ...found } of analyses) {
+      const analysis = stages.find((s) => s.instance.id === found.stage)!;
       const all = Object.entries(report.heads)
         .filter(([, h]) => h.stack === 'enc-self')
         .map(([, h]) => roleCategory(h.roles.labels));
       layouts.push({ label: `${seedLabel(analysis.instance.seed)}${all.length} heads (baseline)`, headsKept: all.length, roles: all });
       for (const s of stages) {
         const st = s.instance.spec;
-        if (
-          st.kind !== 'prune' ||
-          st.method !== 'l0' ||
-          s.parent !== analysis.parent ||
-          stageState(s) !== 'done' ||
-          s.config.gates.attention.join('+') !== 'enc-self'
-        )
-          continue;
-        const maskPath = join(s.folder, 'mask.json');
-        if (!existsSync(maskPath)) continue;
+        if (st.kind !== 'prune' || st.method !== 'l0' || s.parent !== analysis.parent || s.config.gates.attention.join('+') !== 'enc-self') continue;
+        const maskPath = stageFile(s, outDir, 'mask.json');
+        if (!maskPath) continue;
         const shape = originalMaskShape(s.config.model);
         const kept = maskToKeptSets(readHeadMask(maskPath, shape), shape)['enc-self'];
         const keptKeys = kept.flatMap((ids, layer) => ids.map((head) => headKey({ stack: 'enc-self', layer, head })));
