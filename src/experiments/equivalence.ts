@@ -32,8 +32,9 @@ import type { EarlyStoppingConfig, ResolvedConfig } from '../config/schema.js';
 import { HeadsError } from '../util/errors.js';
 import { readJsonFile, writeJsonAtomic } from '../util/fs.js';
 import { RunFolder } from '../util/run-folder.js';
-import { EarlyStopping, type DevEval } from '../train/early-stopping.js';
-import { type ResolvedStage, CONTINUED_FILE, adoptRun, configDiffs, hashedIdentity, safeName, stageHash, stageState } from './stage.js';
+import { EarlyStopping, type DevEval, isEarlyStoppingState } from '../train/early-stopping.js';
+import { type ResolvedStage, adoptRun, configDiffs, hashedIdentity, safeName, stageHash, stageState } from './stage.js';
+import { CONTINUED_FILE } from './stage-files.js';
 
 /** The config keys whose difference can leave a stage the same computation: the cap and the stopping rule. */
 const CAP = 'train.maxSteps';
@@ -384,7 +385,7 @@ export function adoptFinished(s: ResolvedStage, folder: string, argv: readonly s
       // the checkpoint it continues from carries the new rule's state, replayed on the run's evaluations
       const statePath = join(tmp, 'checkpoints', checkpointDirName(m.note.fromStep), 'state.json');
       const state = readJsonFile<{ extra: Record<string, number> }>(statePath, 'checkpoint state');
-      const extra = Object.fromEntries(Object.entries(state.extra).filter(([k]) => !k.startsWith('earlyStopping.')));
+      const extra = Object.fromEntries(Object.entries(state.extra).filter(([k]) => !isEarlyStoppingState(k)));
       writeJsonAtomic(statePath, { ...state, extra: { ...extra, ...rule.state } });
     }
     RunFolder.open(tmp).recordResume(s.config, argv);

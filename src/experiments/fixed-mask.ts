@@ -12,6 +12,7 @@ import { type HeadMask, readHeadMask } from '../io/head-mask.js';
 import { readJsonFile } from '../util/fs.js';
 import { HeadsError } from '../util/errors.js';
 import type { StageInstance } from './spec.js';
+import { RESTORED_MARKER } from './stage-files.js';
 
 /**
  * The pruning steps to score on test: for every requested head count the step that leaves the nearest
@@ -74,7 +75,7 @@ export function chooseMask(
   const maskPath = join(folder, row.maskFile);
   if (!existsSync(maskPath))
     throw new HeadsError(
-      `${maskPath}: head mask not found, though ${path} lists it for step ${row.step}${existsSync(join(folder, 'restored.json')) ? ' (the stage was restored from a record made before records kept masks/: copy its masks/ folder into the record, or run the stage here)' : ''}`,
+      `${maskPath}: head mask not found, though ${path} lists it for step ${row.step}${existsSync(join(folder, RESTORED_MARKER)) ? ' (the stage was restored from a record made before records kept masks/: copy its masks/ folder into the record, or run the stage here)' : ''}`,
     );
   return { step: row.step, headsKept: row.headsKept, maskFile: row.maskFile, mask: readHeadMask(maskPath, originalMaskShape(model)) };
 }

@@ -22,9 +22,9 @@ import { ConfigError } from '../util/errors.js';
 import { INTEGRITY_FILE, readJsonFile, verifyFile, writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
 import { type ResolvedStage, safeName, stageState } from './stage.js';
 import { equivalentMarker, knownHashes, matchFinished, otherRecords, readFinishedStage } from './equivalence.js';
+import { RESTORED_MARKER } from './stage-files.js';
 
 export const RECORDS_DIR = 'stages';
-export const RESTORED_MARKER = 'restored.json';
 /** Left out of a record: weights, the tokenizer (a later stage trains or loads its own), logs, translations. */
 const NOT_RECORDED = /(\.hyp|\.tmp)$|^(stage\.log|tokenizer\.json|restored\.json|weights\.json)$/;
 /** A top-level file larger than this is not a record's business (nothing a stage writes there comes close). */

@@ -17,6 +17,7 @@ import { ConfigError, HeadsError } from '../util/errors.js';
 import { seedList, type ExperimentSpec, type StageInstance } from './spec.js';
 import { chooseMask, maskHeadsOf } from './fixed-mask.js';
 import { finetuneDefaults } from './finetune-stage.js';
+import { CONTINUED_FILE } from './stage-files.js';
 
 export type StageState = 'done' | 'partial' | 'pending' | 'blocked';
 
@@ -218,9 +219,6 @@ export function stageState(s: ResolvedStage): StageState {
 export function decodingLabel(beamSize: number): string {
   return beamSize <= 1 ? 'greedy' : `beam ${beamSize}`;
 }
-
-/** In a train stage folder continued from a run that reached a lower cap: which run, from which step (stage.json's `continuedFrom`). */
-export const CONTINUED_FILE = 'continued-from.json';
 
 export function markDone(s: ResolvedStage, summary: Record<string, unknown>): void {
   const continued = existsSync(join(s.folder, CONTINUED_FILE))
