@@ -223,6 +223,37 @@ describeNative('HeadsSmoothedXent in C (native-c)', () => {
     for (let j = 0; j < v; j++) expect(gC[5 * v + j]).toBe(0);
   });
 
+  it('the exponentials 8 at a time (AVX2) give the bits of the scalar loop: gradients and losses, clamped logits, any length', () => {
+    const blas = loadNativeBlas().blas!;
+    if (typeof blas.xentScalar !== 'function') throw new Error('the addon lacks xentScalar: rebuild it (scripts/setup-native.sh)');
+    for (const [n, v] of [
+      [3, 7],
+      [9, 1023],
+      [5, 1025],
+      [31, 8146],
+    ] as const) {
+      const { l, y, w } = lossCase(n, v, n * 1000 + v);
+      // a third of the logits far below the row max: exp_nonpos clamps them at -87
+      for (let i = 0; i < l.length; i += 3) l[i] = l[i]! * 30;
+      for (const eps of [0, 0.1]) {
+        const run = (scalar: boolean, withGrad: boolean) => {
+          const before = blas.xentScalar!(scalar);
+          const g = withGrad ? new Float32Array(n * v) : null,
+            loss = new Float32Array(n);
+          rows!(l, 0, y, 0, w, 0, n, v, eps, g, 0, loss, 0);
+          blas.xentScalar!(before);
+          return { g, loss };
+        };
+        const scalar = run(true, true);
+        const wide = run(false, true);
+        expect(bitsEqual(wide.g!, scalar.g!)).toBe(true);
+        expect(bitsEqual(wide.loss, scalar.loss)).toBe(true);
+        expect(bitsEqual(run(false, false).loss, scalar.loss)).toBe(true);
+      }
+    }
+    expect(blas.xentScalar!(false)).toBe(false);
+  });
+
   it('non-finite logits give NaN rows; out-of-range and aliased arguments throw before writing', () => {
     const l = Float32Array.from([0, 1, Infinity, 0, 1, 2]);
     const y = Int32Array.from([1, 2]);

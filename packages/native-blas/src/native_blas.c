@@ -25,8 +25,11 @@
  *       G[i, j] = W[i] (softmax(L[i])_j - (1 - eps) [j == y] - eps / v); rows of weight 0 are zeros,
  *       rows with a non-finite logit are NaN. G and Loss must not overlap L, Y, W or each other.
  *       G null (offG ignored): the loss only, the same values, no gradient written (dev loss, ablations).
- *       Vectorised (AVX2 or SSE2 clone, chosen at load): float exp polynomial (rel. error < 2e-7),
- *       row sums in double.
+ *       The exponentials run 8 at a time with AVX2 where the CPU has it (the same float operations lane by
+ *       lane, so the same bits as the scalar loop; xentScalar(true) forces the scalar loop, for the test);
+ *       every sum over a row stays in its scalar order.
+ *       The max and sum loops vectorised by the compiler (AVX2 or SSE2 clone, chosen at load); float exp
+ *       polynomial (rel. error < 2e-7), row sums in double.
  *   attentionForward(F, dims, offs) / attentionBackward(F, dims, offs)
  *       multi-head attention of one layer, every operand in ONE Float32Array F (the wasm heap, or a
  *       scratch array on cpu) at element offsets; dims = Int32Array [B, h, Tq, Tk, dh, ldq, ldk, ldv,
@@ -549,6 +552,41 @@ static inline float exp_nonpos(float x) {
   return p * u.f;
 }
 
+#include <immintrin.h>
+
+/* e[j] = exp_nonpos(row[j] - mx) for j < n, 8 at a time with AVX2: GCC does not vectorise exp_nonpos's
+   loop (its float-to-int conversions), so this is the same float operations in the same order, lane by
+   lane (no FMA, the clamp as a blend that keeps what the comparison keeps), hence the same bits; the
+   sums over e stay with the caller, in their scalar order. Measured on [2000, 8000] logits: see
+   src/backend/README.md. */
+__attribute__((target("avx2"))) static void exp_nonpos_avx2(const float *row, float mx, float *e, int64_t n) {
+  const __m256 vmx = _mm256_set1_ps(mx), lo = _mm256_set1_ps(-87.0f), l2e = _mm256_set1_ps(1.44269504088896341f);
+  const __m256 half = _mm256_set1_ps(0.5f), c1 = _mm256_set1_ps(0.693359375f), c2 = _mm256_set1_ps(-2.12194440e-4f);
+  const __m256 p0 = _mm256_set1_ps(1.0f / 720.0f), p1 = _mm256_set1_ps(1.0f / 120.0f), p2 = _mm256_set1_ps(1.0f / 24.0f);
+  const __m256 p3 = _mm256_set1_ps(1.0f / 6.0f), one = _mm256_set1_ps(1.0f);
+  const __m256i bias = _mm256_set1_epi32(127);
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    __m256 x = _mm256_sub_ps(_mm256_loadu_ps(row + j), vmx);
+    x = _mm256_blendv_ps(x, lo, _mm256_cmp_ps(x, lo, _CMP_LT_OQ));
+    const __m256i ki = _mm256_cvttps_epi32(_mm256_sub_ps(_mm256_mul_ps(x, l2e), half));
+    const __m256 k = _mm256_cvtepi32_ps(ki);
+    const __m256 r = _mm256_sub_ps(_mm256_sub_ps(x, _mm256_mul_ps(k, c1)), _mm256_mul_ps(k, c2));
+    __m256 p = _mm256_add_ps(_mm256_mul_ps(p0, r), p1);
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), p2);
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), p3);
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), half);
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), one);
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), one);
+    const __m256 f = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(ki, bias), 23));
+    _mm256_storeu_ps(e + j, _mm256_mul_ps(p, f));
+  }
+  for (; j < n; j++) e[j] = exp_nonpos(row[j] - mx);
+}
+
+/* 0: the scalar exponentials everywhere (xentScalar(true), for the test that compares the two paths) */
+static int xent_wide = 1;
+
 __attribute__((target_clones("avx2", "default")))
 static void xent_rows(const float *l, const int32_t *y, const float *w, int64_t n, int64_t v, float eps,
                       float *g, float *loss) {
@@ -582,21 +620,17 @@ static void xent_rows(const float *l, const int32_t *y, const float *w, int64_t 
       continue;
     }
     double z = 0;
+    float block[1024];
+    const int wide = xent_wide && __builtin_cpu_supports("avx2");
     for (int64_t j0 = 0; j0 < v; j0 += 1024) {
       const int64_t j1 = j0 + 1024 < v ? j0 + 1024 : v;
       float s = 0;
-      if (g) {
-#pragma omp simd reduction(+ : s)
-        for (int64_t j = j0; j < j1; j++) {
-          const float e = exp_nonpos(row[j] - mx);
-          gr[j] = e;
-          s += e;
-        }
-      } else {
-        /* the same values summed in the same order, nothing stored (the loss only) */
-#pragma omp simd reduction(+ : s)
-        for (int64_t j = j0; j < j1; j++) s += exp_nonpos(row[j] - mx);
-      }
+      /* the exponentials into the gradient row (or a block buffer: the loss only), then summed in j order */
+      float *e = g ? gr + j0 : block;
+      if (wide) exp_nonpos_avx2(row + j0, mx, e, j1 - j0);
+      else
+        for (int64_t j = j0; j < j1; j++) e[j - j0] = exp_nonpos(row[j] - mx);
+      for (int64_t j = 0; j < j1 - j0; j++) s += e[j];
       z += s;
     }
     const double lse = (double)mx + log(z);
@@ -1811,6 +1845,23 @@ static napi_value SetThreads(napi_env env, napi_callback_info info) {
   return r;
 }
 
+/* xentScalar(on): smoothedXent's exponentials by the scalar loop (true) or 8 at a time where AVX2 is (false,
+   the default); the two give the same bits, which a test checks. Returns the previous setting. */
+static napi_value XentScalar(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  bool on = false;
+  if (argc < 1 || napi_get_value_bool(env, argv[0], &on) != napi_ok) {
+    throw_type(env, "xentScalar", "expected (on: boolean)");
+    return NULL;
+  }
+  napi_value r;
+  napi_get_boolean(env, !xent_wide, &r);
+  xent_wide = !on;
+  return r;
+}
+
 static napi_value GetThreads(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value r;
@@ -1854,6 +1905,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"cacheContext", NULL, CacheContext, NULL, NULL, NULL, napi_enumerable, NULL},
       {"cacheRows", NULL, CacheRows, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setThreads", NULL, SetThreads, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"xentScalar", NULL, XentScalar, NULL, NULL, NULL, napi_enumerable, NULL},
       {"getThreads", NULL, GetThreads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"config", NULL, Config, NULL, NULL, NULL, napi_enumerable, NULL},
   };
