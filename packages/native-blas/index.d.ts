@@ -27,8 +27,8 @@ export interface NativeBlas {
     L: Float32Array, offL: number, Y: Int32Array, offY: number, W: Float32Array, offW: number, n: number, v: number, eps: number,
     G: Float32Array | null, offG: number, Loss: Float32Array, offLoss: number,
   ): void;
-  /** smoothedXent's exponentials by the scalar loop (true) or 8 at a time with AVX2 (false, the default; the same bits). Returns the previous setting. */
-  xentScalar(on: boolean): boolean;
+  /** smoothedXent's exponentials and dropout's masks by their scalar loops (true) or 8 at a time with AVX2 (false, the default; the same bits). Returns the previous setting. */
+  scalarLoops(on: boolean): boolean;
   /**
    * One layer's multi-head attention on one array F (all operands at element offsets; see src/native_blas.c):
    * dims [B, h, Tq, Tk, dh, ldq, ldk, ldv, biasStrideB, biasStrideQ, gateStrideB, hasBias, hasGate];

@@ -150,6 +150,28 @@ if (dropLoop === null) console.warn('native dropout test skipped: the addon (or 
     }
   });
 
+  it("its loop 8 at a time (AVX2) gives the scalar loop's bits, with -0, -inf and NaN among the inputs, at any length", () => {
+    const blas = loadNativeBlas().blas!;
+    if (typeof blas.scalarLoops !== 'function') throw new Error('the addon lacks scalarLoops: rebuild it (scripts/setup-native.sh)');
+    for (const n of [1, 7, 8, 9, 17, 4099]) {
+      const x = Float32Array.from({ length: n }, (_, i) => (i % 11 === 3 ? -0 : i % 13 === 5 ? -Infinity : i % 17 === 7 ? NaN : Math.cos(i) * 40));
+      for (const [rate, seed] of [
+        [0.1, 11],
+        [0.5, 4_000_000_001],
+      ] as const) {
+        const run = (scalar: boolean) => {
+          const before = blas.scalarLoops!(scalar);
+          const F = new Float32Array(3 * n);
+          F.set(x, 0);
+          dropLoop!(F, n, Float64Array.from([0, n, 2 * n, 0]), rate, seed);
+          blas.scalarLoops!(before);
+          return new Uint32Array(F.buffer);
+        };
+        expect(Array.from(run(false))).toEqual(Array.from(run(true)));
+      }
+    }
+  });
+
   it('is the registered wasm kernel with the addon, the JS one without', () => {
     installBackendFixes('wasm');
     expect(installedFix('wasm', 'HeadsDropout')).toBe('native-c');

@@ -83,8 +83,8 @@ export interface NativeBlas {
     Loss: Float32Array,
     offLoss: number,
   ): void;
-  /** smoothedXent's exponentials by the scalar loop (true) or with AVX2 (false, the default; the same bits); absent in older builds. */
-  xentScalar?(on: boolean): boolean;
+  /** smoothedXent's exponentials and dropout's masks by their scalar loops (true) or with AVX2 (false, the default; the same bits); absent in older builds. */
+  scalarLoops?(on: boolean): boolean;
   /** One layer's multi-head attention forward / backward on one array (attention-kernel.ts); absent in older builds. */
   attentionForward?(F: Float32Array, dims: Int32Array, offs: Float64Array): void;
   attentionBackward?(F: Float32Array, dims: Int32Array, offs: Float64Array): void;

@@ -225,7 +225,7 @@ describeNative('HeadsSmoothedXent in C (native-c)', () => {
 
   it('the exponentials 8 at a time (AVX2) give the bits of the scalar loop: gradients and losses, clamped logits, any length', () => {
     const blas = loadNativeBlas().blas!;
-    if (typeof blas.xentScalar !== 'function') throw new Error('the addon lacks xentScalar: rebuild it (scripts/setup-native.sh)');
+    if (typeof blas.scalarLoops !== 'function') throw new Error('the addon lacks scalarLoops: rebuild it (scripts/setup-native.sh)');
     for (const [n, v] of [
       [3, 7],
       [9, 1023],
@@ -237,11 +237,11 @@ describeNative('HeadsSmoothedXent in C (native-c)', () => {
       for (let i = 0; i < l.length; i += 3) l[i] = l[i]! * 30;
       for (const eps of [0, 0.1]) {
         const run = (scalar: boolean, withGrad: boolean) => {
-          const before = blas.xentScalar!(scalar);
+          const before = blas.scalarLoops!(scalar);
           const g = withGrad ? new Float32Array(n * v) : null,
             loss = new Float32Array(n);
           rows!(l, 0, y, 0, w, 0, n, v, eps, g, 0, loss, 0);
-          blas.xentScalar!(before);
+          blas.scalarLoops!(before);
           return { g, loss };
         };
         const scalar = run(true, true);
@@ -251,7 +251,7 @@ describeNative('HeadsSmoothedXent in C (native-c)', () => {
         expect(bitsEqual(run(false, false).loss, scalar.loss)).toBe(true);
       }
     }
-    expect(blas.xentScalar!(false)).toBe(false);
+    expect(blas.scalarLoops!(false)).toBe(false);
   });
 
   it('non-finite logits give NaN rows; out-of-range and aliased arguments throw before writing', () => {

@@ -26,7 +26,7 @@
  *       rows with a non-finite logit are NaN. G and Loss must not overlap L, Y, W or each other.
  *       G null (offG ignored): the loss only, the same values, no gradient written (dev loss, ablations).
  *       The exponentials run 8 at a time with AVX2 where the CPU has it (the same float operations lane by
- *       lane, so the same bits as the scalar loop; xentScalar(true) forces the scalar loop, for the test);
+ *       lane, so the same bits as the scalar loop; scalarLoops(true) forces the scalar loop, for the test);
  *       every sum over a row stays in its scalar order.
  *       The max and sum loops vectorised by the compiler (AVX2 or SSE2 clone, chosen at load); float exp
  *       polynomial (rel. error < 2e-7), row sums in double.
@@ -584,8 +584,9 @@ __attribute__((target("avx2"))) static void exp_nonpos_avx2(const float *row, fl
   for (; j < n; j++) e[j] = exp_nonpos(row[j] - mx);
 }
 
-/* 0: the scalar exponentials everywhere (xentScalar(true), for the test that compares the two paths) */
-static int xent_wide = 1;
+/* 0: the scalar loops everywhere (scalarLoops(true), for the tests that compare the two paths: the loss
+   kernel's exponentials, dropout's masks) */
+static int wide_loops = 1;
 
 __attribute__((target_clones("avx2", "default")))
 static void xent_rows(const float *l, const int32_t *y, const float *w, int64_t n, int64_t v, float eps,
@@ -621,7 +622,7 @@ static void xent_rows(const float *l, const int32_t *y, const float *w, int64_t 
     }
     double z = 0;
     float block[1024];
-    const int wide = xent_wide && __builtin_cpu_supports("avx2");
+    const int wide = wide_loops && __builtin_cpu_supports("avx2");
     for (int64_t j0 = 0; j0 < v; j0 += 1024) {
       const int64_t j1 = j0 + 1024 < v ? j0 + 1024 : v;
       float s = 0;
@@ -1124,6 +1125,41 @@ static napi_value LayerNormBackward(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* Dropout's loop 8 elements at a time with AVX2, for i from 0 while 8 remain: each pair's hash by the
+   same 32-bit integer operations as dropout_mask, y in double as the scalar loop computes it (kept: x *
+   scale, dropped: x * 0.0, each rounded to float), so the same bits. Returns the first i not done. */
+__attribute__((target("avx2"))) static int64_t dropout_avx2(uint32_t s, const float *x, float *y, float *m, int64_t n, uint32_t threshold,
+                                                             double scale, float fscale) {
+  const __m256i golden = _mm256_set1_epi32((int)0x9e3779b9u), vs = _mm256_set1_epi32((int)s);
+  const __m256i c1 = _mm256_set1_epi32((int)0x85ebca6bu), c2 = _mm256_set1_epi32((int)0xc2b2ae35u);
+  const __m256i lanePair = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3), low16 = _mm256_set1_epi32(0xffff);
+  const __m256i thr = _mm256_set1_epi32((int)threshold);
+  const __m256d vscale = _mm256_set1_pd(scale), vzero = _mm256_setzero_pd();
+  const __m256 vfscale = _mm256_set1_ps(fscale), zeros = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    /* lane l is element i + l of pair (i + l) >> 1 = i / 2 + l / 2 (i is even) */
+    const __m256i pair = _mm256_add_epi32(_mm256_set1_epi32((int)(uint32_t)(i >> 1)), lanePair);
+    __m256i h = _mm256_add_epi32(_mm256_mullo_epi32(pair, golden), vs);
+    h = _mm256_xor_si256(h, _mm256_srli_epi32(h, 16));
+    h = _mm256_mullo_epi32(h, c1);
+    h = _mm256_xor_si256(h, _mm256_srli_epi32(h, 13));
+    h = _mm256_mullo_epi32(h, c2);
+    h = _mm256_xor_si256(h, _mm256_srli_epi32(h, 16));
+    /* even elements the low 16 bits, odd ones the high */
+    const __m256i bits = _mm256_blend_epi32(_mm256_and_si256(h, low16), _mm256_srli_epi32(h, 16), 0xAA);
+    /* bits < threshold (both below 2^17, so the signed comparison is the unsigned one) */
+    const __m256 kept = _mm256_castsi256_ps(_mm256_cmpgt_epi32(thr, bits));
+    _mm256_storeu_ps(m + i, _mm256_blendv_ps(zeros, vfscale, kept));
+    const __m256 xv = _mm256_loadu_ps(x + i);
+    const __m256d xlo = _mm256_cvtps_pd(_mm256_castps256_ps128(xv)), xhi = _mm256_cvtps_pd(_mm256_extractf128_ps(xv, 1));
+    const __m256 yk = _mm256_set_m128(_mm256_cvtpd_ps(_mm256_mul_pd(xhi, vscale)), _mm256_cvtpd_ps(_mm256_mul_pd(xlo, vscale)));
+    const __m256 yd = _mm256_set_m128(_mm256_cvtpd_ps(_mm256_mul_pd(xhi, vzero)), _mm256_cvtpd_ps(_mm256_mul_pd(xlo, vzero)));
+    _mm256_storeu_ps(y + i, _mm256_blendv_ps(yd, yk, kept));
+  }
+  return i;
+}
+
 static napi_value Dropout(napi_env env, napi_callback_info info) {
   static const char *fn = "dropout";
   size_t argc = 5;
@@ -1159,7 +1195,8 @@ static napi_value Dropout(napi_env env, napi_callback_info info) {
   const float *x = F.data + oX;
   float *y = F.data + oY, *m = F.data + oM;
   const float fscale = (float)scale;
-  for (int64_t i = 0; i < n; i++) {
+  const int64_t i0 = wide_loops && __builtin_cpu_supports("avx2") ? dropout_avx2(s, x, y, m, n, threshold, scale, fscale) : 0;
+  for (int64_t i = i0; i < n; i++) {
     const bool kept = dropout_mask(s, i, threshold, 1.0f) != 0.0f;
     m[i] = kept ? fscale : 0.0f;
     y[i] = kept ? (float)((double)x[i] * scale) : (float)((double)x[i] * 0.0);
@@ -1845,20 +1882,21 @@ static napi_value SetThreads(napi_env env, napi_callback_info info) {
   return r;
 }
 
-/* xentScalar(on): smoothedXent's exponentials by the scalar loop (true) or 8 at a time where AVX2 is (false,
-   the default); the two give the same bits, which a test checks. Returns the previous setting. */
-static napi_value XentScalar(napi_env env, napi_callback_info info) {
+/* scalarLoops(on): smoothedXent's exponentials and dropout's masks by their scalar loops (true) or 8 at a
+   time where AVX2 is (false, the default); the two give the same bits, which tests check. Returns the
+   previous setting. */
+static napi_value ScalarLoops(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   bool on = false;
   if (argc < 1 || napi_get_value_bool(env, argv[0], &on) != napi_ok) {
-    throw_type(env, "xentScalar", "expected (on: boolean)");
+    throw_type(env, "scalarLoops", "expected (on: boolean)");
     return NULL;
   }
   napi_value r;
-  napi_get_boolean(env, !xent_wide, &r);
-  xent_wide = !on;
+  napi_get_boolean(env, !wide_loops, &r);
+  wide_loops = !on;
   return r;
 }
 
@@ -1905,7 +1943,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"cacheContext", NULL, CacheContext, NULL, NULL, NULL, napi_enumerable, NULL},
       {"cacheRows", NULL, CacheRows, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setThreads", NULL, SetThreads, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"xentScalar", NULL, XentScalar, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"scalarLoops", NULL, ScalarLoops, NULL, NULL, NULL, napi_enumerable, NULL},
       {"getThreads", NULL, GetThreads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"config", NULL, Config, NULL, NULL, NULL, napi_enumerable, NULL},
   };
