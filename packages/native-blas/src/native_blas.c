@@ -25,11 +25,10 @@
  *       G[i, j] = W[i] (softmax(L[i])_j - (1 - eps) [j == y] - eps / v); rows of weight 0 are zeros,
  *       rows with a non-finite logit are NaN. G and Loss must not overlap L, Y, W or each other.
  *       G null (offG ignored): the loss only, the same values, no gradient written (dev loss, ablations).
- *       The exponentials run 8 at a time with AVX2 where the CPU has it (the same float operations lane by
- *       lane, so the same bits as the scalar loop; scalarLoops(true) forces the scalar loop, for the test);
- *       every sum over a row stays in its scalar order.
- *       The max and sum loops vectorised by the compiler (AVX2 or SSE2 clone, chosen at load); float exp
- *       polynomial (rel. error < 2e-7), row sums in double.
+ *       Float exp polynomial (rel. error < 2e-7), row sums in double. The max and sum loops are vectorised
+ *       by the compiler (AVX2 or SSE2 clone, chosen at load), the exponentials by hand, 8 at a time with
+ *       AVX2 where the CPU has it (the same float operations lane by lane, every sum over a row in its
+ *       scalar order, so the same bits as the scalar loop; scalarLoops(true) forces it, for the test).
  *   attentionForward(F, dims, offs) / attentionBackward(F, dims, offs)
  *       multi-head attention of one layer, every operand in ONE Float32Array F (the wasm heap, or a
  *       scratch array on cpu) at element offsets; dims = Int32Array [B, h, Tq, Tk, dh, ldq, ldk, ldv,
@@ -552,7 +551,11 @@ static inline float exp_nonpos(float x) {
   return p * u.f;
 }
 
+/* The loss kernel's exponentials and dropout's masks 8 at a time with AVX2 where the CPU has it (x86-64
+   with GCC or clang; elsewhere the scalar loops, which give the same bits) */
+#if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
+#define HAVE_AVX2_LOOPS 1
 
 /* e[j] = exp_nonpos(row[j] - mx) for j < n, 8 at a time with AVX2: GCC does not vectorise exp_nonpos's
    loop (its float-to-int conversions), so this is the same float operations in the same order, lane by
@@ -583,15 +586,24 @@ __attribute__((target("avx2"))) static void exp_nonpos_avx2(const float *row, fl
   }
   for (; j < n; j++) e[j] = exp_nonpos(row[j] - mx);
 }
+#endif
 
 /* 0: the scalar loops everywhere (scalarLoops(true), for the tests that compare the two paths: the loss
    kernel's exponentials, dropout's masks) */
 static int wide_loops = 1;
 
+#ifdef HAVE_AVX2_LOOPS
+/* 1 where the AVX2 loops run: the CPU has AVX2 and scalarLoops has not switched them off */
+static int avx2_loops(void) { return wide_loops && __builtin_cpu_supports("avx2"); }
+#endif
+
 __attribute__((target_clones("avx2", "default")))
 static void xent_rows(const float *l, const int32_t *y, const float *w, int64_t n, int64_t v, float eps,
                       float *g, float *loss) {
   const float uniform = eps / (float)v;
+#ifdef HAVE_AVX2_LOOPS
+  const int wide = avx2_loops();
+#endif
   for (int64_t i = 0; i < n; i++) {
     const float *row = l + i * v;
     float *gr = g + i * v;
@@ -622,14 +634,15 @@ static void xent_rows(const float *l, const int32_t *y, const float *w, int64_t 
     }
     double z = 0;
     float block[1024];
-    const int wide = wide_loops && __builtin_cpu_supports("avx2");
     for (int64_t j0 = 0; j0 < v; j0 += 1024) {
       const int64_t j1 = j0 + 1024 < v ? j0 + 1024 : v;
       float s = 0;
       /* the exponentials into the gradient row (or a block buffer: the loss only), then summed in j order */
       float *e = g ? gr + j0 : block;
+#ifdef HAVE_AVX2_LOOPS
       if (wide) exp_nonpos_avx2(row + j0, mx, e, j1 - j0);
       else
+#endif
         for (int64_t j = j0; j < j1; j++) e[j - j0] = exp_nonpos(row[j] - mx);
       for (int64_t j = 0; j < j1 - j0; j++) s += e[j];
       z += s;
@@ -1125,6 +1138,7 @@ static napi_value LayerNormBackward(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+#ifdef HAVE_AVX2_LOOPS
 /* Dropout's loop 8 elements at a time with AVX2, for i from 0 while 8 remain: each pair's hash by the
    same 32-bit integer operations as dropout_mask, y in double as the scalar loop computes it (kept: x *
    scale, dropped: x * 0.0, each rounded to float), so the same bits. Returns the first i not done. */
@@ -1159,6 +1173,7 @@ __attribute__((target("avx2"))) static int64_t dropout_avx2(uint32_t s, const fl
   }
   return i;
 }
+#endif
 
 static napi_value Dropout(napi_env env, napi_callback_info info) {
   static const char *fn = "dropout";
@@ -1195,7 +1210,10 @@ static napi_value Dropout(napi_env env, napi_callback_info info) {
   const float *x = F.data + oX;
   float *y = F.data + oY, *m = F.data + oM;
   const float fscale = (float)scale;
-  const int64_t i0 = wide_loops && __builtin_cpu_supports("avx2") ? dropout_avx2(s, x, y, m, n, threshold, scale, fscale) : 0;
+  int64_t i0 = 0;
+#ifdef HAVE_AVX2_LOOPS
+  if (avx2_loops()) i0 = dropout_avx2(s, x, y, m, n, threshold, scale, fscale);
+#endif
   for (int64_t i = i0; i < n; i++) {
     const bool kept = dropout_mask(s, i, threshold, 1.0f) != 0.0f;
     m[i] = kept ? fscale : 0.0f;
