@@ -22,6 +22,7 @@ import { type Batch, type EncodedPair, makeBatch, planEvalBatches } from '../dat
 import type { PerHead } from '../config/head-layout.js';
 import { ForwardContext, paddingBias } from '../model/layers.js';
 import { hasXentLossKernel, xentLoss } from '../backend/softmax-xent.js';
+import { nllPerToken, targetWeights } from '../train/objective.js';
 
 /** What a single-head ablation measures: the dev loss only (default; batched), or the loss and greedy dev BLEU. */
 export const ABLATION_METRICS = ['loss', 'bleu'] as const;
@@ -121,7 +122,8 @@ function replicaNll(model: Transformer, b: Batch, k: number, gates: GateTensors,
     };
     const src = tile(b.src, b.srcLen);
     const tgtIn = tile(b.tgtIn, b.tgtLen);
-    const tgtOut = tile(b.tgtOut, b.tgtLen).reshape([-1]);
+    const tgtOutRows = tile(b.tgtOut, b.tgtLen);
+    const tgtOut = tgtOutRows.reshape([-1]) as tf.Tensor1D;
     const ctx = ForwardContext.inference();
     const rep = (x: tf.Tensor3D) => (k === 1 ? x : (x.tile([k, 1, 1]) as tf.Tensor3D));
     let hidden: tf.Tensor3D;
@@ -131,19 +133,10 @@ function replicaNll(model: Transformer, b: Batch, k: number, gates: GateTensors,
       hidden = model.decode(tgtIn, memory, paddingBias(src), ctx, { gates });
     } else hidden = model.decode(tgtIn, rep(prefix.memory), paddingBias(src), ctx, { gates, from: { layer: from, input: rep(prefix.dec[from]!) } });
     const logits = model.logits(hidden);
-    const weights = tgtOut.notEqual(0).cast('float32') as tf.Tensor1D;
-    let nll: tf.Tensor;
+    const weights = targetWeights(tgtOutRows);
     // one pass over each row of logits (max, sum of exp) instead of logSumExp's Max, Sub, Exp, Sum, Log and
     // a gather: at the study's vocabulary (8146) that is about twice the output layer's own product
-    if (hasXentLossKernel()) nll = xentLoss(logits, tgtOut as tf.Tensor1D, weights, 0);
-    else {
-      const [N, V] = logits.shape;
-      const idx = tf.range(0, N, 1, 'int32').mul(tf.scalar(V, 'int32')).add(tgtOut);
-      nll = tf
-        .logSumExp(logits, 1)
-        .sub(tf.gather(logits.reshape([-1]), idx))
-        .mul(weights);
-    }
+    const nll = hasXentLossKernel() ? xentLoss(logits, tgtOut, weights, 0) : nllPerToken(logits, tgtOut, weights);
     return nll.reshape([k, -1]).sum(1) as tf.Tensor1D;
   });
 }

@@ -149,6 +149,17 @@ function operands(args: KernelArgs): Operands {
   return { logits, targets, weights, n, v, eps };
 }
 
+/**
+ * The cpu backend's stored arrays of the operands, as the rows take them. It may store a float32 tensor in
+ * another typed array (a bool -> float32 cast keeps its Uint8Array): what is not already the expected type
+ * is converted.
+ */
+function cpuInputs(backend: ReturnType<typeof asCpuBackend>, o: Operands): { l: Float32Array; y: Int32Array; w: Float32Array } {
+  const f32 = (v: ReturnType<typeof cpuValues>) => (isFloat32Array(v) ? v : Float32Array.from(v as ArrayLike<number>));
+  const yv = cpuValues(backend, o.targets);
+  return { l: f32(cpuValues(backend, o.logits)), y: isInt32Array(yv) ? yv : Int32Array.from(yv as ArrayLike<number>), w: f32(cpuValues(backend, o.weights)) };
+}
+
 /** wasm: computed in place on the heap (outputs allocated first: growth detaches older views). */
 export function wasmSmoothedXent(): AnyKernelFunc {
   return (args) => {
@@ -182,13 +193,7 @@ export function cpuSmoothedXent(): AnyKernelFunc {
   return (args) => {
     const o = operands(args);
     const backend = asCpuBackend(args.backend);
-    // the cpu backend may store a float32 tensor in another typed array (a bool -> float32 cast keeps
-    // its Uint8Array): convert what is not already the expected type
-    const f32 = (v: ReturnType<typeof cpuValues>) => (isFloat32Array(v) ? v : Float32Array.from(v as ArrayLike<number>));
-    const l = f32(cpuValues(backend, o.logits));
-    const yv = cpuValues(backend, o.targets);
-    const y = isInt32Array(yv) ? yv : Int32Array.from(yv as ArrayLike<number>);
-    const w = f32(cpuValues(backend, o.weights));
+    const { l, y, w } = cpuInputs(backend, o);
     const grad = new Float32Array(o.n * o.v);
     const loss = new Float32Array(o.n);
     smoothedXentRows(l, 0, y, 0, w, 0, o.n, o.v, o.eps, grad, 0, loss, 0);
@@ -234,11 +239,7 @@ export function cpuNativeSmoothedXent(rows: NonNullable<NativeBlas['smoothedXent
   return (args) => {
     const o = operands(args);
     const backend = asCpuBackend(args.backend);
-    const f32 = (v: ReturnType<typeof cpuValues>) => (isFloat32Array(v) ? v : Float32Array.from(v as ArrayLike<number>));
-    const l = f32(cpuValues(backend, o.logits));
-    const yv = cpuValues(backend, o.targets);
-    const y = isInt32Array(yv) ? yv : Int32Array.from(yv as ArrayLike<number>);
-    const w = f32(cpuValues(backend, o.weights));
+    const { l, y, w } = cpuInputs(backend, o);
     const grad = new Float32Array(o.n * o.v);
     const loss = new Float32Array(o.n);
     rows(l, 0, y, 0, w, 0, o.n, o.v, o.eps, grad, 0, loss, 0);
@@ -305,24 +306,9 @@ export function xentLossKernel(backendName: 'wasm' | 'cpu', rows: XentRows | nul
       return loss;
     }
     const backend = asCpuBackend(args.backend);
-    const f32 = (v: ReturnType<typeof cpuValues>) => (isFloat32Array(v) ? v : Float32Array.from(v as ArrayLike<number>));
-    const yv = cpuValues(backend, o.targets);
+    const { l, y, w } = cpuInputs(backend, o);
     const loss = new Float32Array(o.n);
-    run(
-      f32(cpuValues(backend, o.logits)),
-      0,
-      isInt32Array(yv) ? yv : Int32Array.from(yv as ArrayLike<number>),
-      0,
-      f32(cpuValues(backend, o.weights)),
-      0,
-      o.n,
-      o.v,
-      o.eps,
-      null,
-      0,
-      loss,
-      0,
-    );
+    run(l, 0, y, 0, w, 0, o.n, o.v, o.eps, null, 0, loss, 0);
     return backend.makeTensorInfo([o.n], 'float32', loss);
   };
 }

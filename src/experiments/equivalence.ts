@@ -285,13 +285,13 @@ function matchUnderNewRule(
   const fresh = replay(nowRule, evals, Math.min(steps, now));
   const rules = `(${ruleText(thenRule)} then, ${ruleText(nowRule)} now)`;
   // the learning rate of every step it trained must be the one the new rule gives (its cuts, if any, at the same evaluations)
-  const firstCut = (c: number[]) => (c.length ? `step ${c.join(', ')}` : 'no step');
+  const cutSteps = (c: number[]) => (c.length ? `step ${c.join(', ')}` : 'no step');
   const lastRun = fresh.stopsAt ?? Math.min(steps, now);
   const oldCuts = old.cuts.filter((c) => c < lastRun);
   const freshCuts = fresh.cuts.filter((c) => c < lastRun);
   if (oldCuts.length !== freshCuts.length || oldCuts.some((c, i) => c !== freshCuts[i]))
     return different(
-      `its learning rate was cut after ${firstCut(oldCuts)} and the new stopping rule ${rules} cuts it after ${firstCut(freshCuts)}, so the steps after the first difference ran at another rate`,
+      `its learning rate was cut after ${cutSteps(oldCuts)} and the new stopping rule ${rules} cuts it after ${cutSteps(freshCuts)}, so the steps after the first difference ran at another rate`,
     );
   const modelStep = (bestStep: number | null, end: number) => bestStep ?? end;
   if (fresh.stopsAt !== null) {

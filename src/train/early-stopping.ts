@@ -10,11 +10,11 @@
 import type { EarlyStoppingConfig } from '../config/schema.js';
 
 /** The prefix of this rule's numbers in a checkpoint's state.json `extra` (toExtra, restore). */
-export const EARLY_STOPPING_STATE_PREFIX = 'earlyStopping.';
+const STATE_PREFIX = 'earlyStopping.';
 
 /** True for a checkpoint state key that belongs to early stopping (a replayed rule replaces all of them). */
 export function isEarlyStoppingState(key: string): boolean {
-  return key.startsWith(EARLY_STOPPING_STATE_PREFIX);
+  return key.startsWith(STATE_PREFIX);
 }
 
 /** The dev figures of one evaluation (what Trainer.evaluate returns). */

@@ -90,14 +90,19 @@ export function labelSmoothedCrossEntropySumOps(logits: tf.Tensor2D, targets: tf
   return out;
 }
 
-/** Sum over non-pad tokens of the plain negative log-likelihood (for dev loss and perplexity). */
-export function nllSum(logits: tf.Tensor2D, targets: tf.Tensor1D, weights: tf.Tensor1D): tf.Scalar {
+/** The plain negative log-likelihood of each row's target, times its weight (0 for padding): [N]. */
+export function nllPerToken(logits: tf.Tensor2D, targets: tf.Tensor1D, weights: tf.Tensor1D): tf.Tensor1D {
   return tf.tidy(() => {
     const [N, V] = logits.shape;
     const idx = tf.range(0, N, 1, 'int32').mul(tf.scalar(V, 'int32')).add(targets.cast('int32'));
     const ly = tf.gather(logits.reshape([-1]), idx);
-    return tf.logSumExp(logits, 1).sub(ly).mul(weights).sum() as tf.Scalar;
+    return tf.logSumExp(logits, 1).sub(ly).mul(weights) as tf.Tensor1D;
   });
+}
+
+/** Sum over non-pad tokens of the plain negative log-likelihood (for dev loss and perplexity). */
+export function nllSum(logits: tf.Tensor2D, targets: tf.Tensor1D, weights: tf.Tensor1D): tf.Scalar {
+  return tf.tidy(() => nllPerToken(logits, targets, weights).sum() as tf.Scalar);
 }
 
 /** Non-pad weights for target ids [B, T] (0 = pad) -> [B*T]. */
