@@ -238,10 +238,10 @@ export type QuantAwareConfig = z.infer<typeof QuantAwareSchema>;
 
 /**
  * Early stopping (train/early-stopping.ts): at every evaluation (train.evalEverySteps, and the last step)
- * the dev metric counts as improved when it beats the best so far by more than `minDelta` (dev BLEU
- * higher, dev loss lower); after `patience` evaluations in a row without improvement the run stops.
- * train.maxSteps stays the cap. The run keeps its best checkpoint, and its test translation, results.json
- * and the model later stages load are the best step's. null: off.
+ * the dev metric counts as a gain when it beats the last gain by more than `minDelta` (dev BLEU higher,
+ * dev loss lower); after `patience` evaluations in a row without a gain the run stops. train.maxSteps
+ * stays the cap. The run keeps its best checkpoint (the best evaluation by any margin), and its test
+ * translation, results.json and the model later stages load are the best step's. null: off.
  */
 export const EarlyStoppingSchema = z
   .strictObject({
@@ -253,7 +253,8 @@ export const EarlyStoppingSchema = z
     minDelta: z.number({ error: 'expected a number >= 0' }).nonnegative({ error: 'expected a number >= 0' }).default(0),
     /**
      * reduce-on-plateau: when patience runs out, multiply the learning rate by `factor` and go on (patience
-     * starts again), `times` times; the run stops at the next exhausted patience. Absent: stop at the first.
+     * starts again), `times` times; the run stops at the next exhausted patience. Absent or null: stop at
+     * the first (null lets a preset or an override switch off a spec's lrDecay; it resolves to absent).
      */
     lrDecay: z
       .strictObject({
@@ -266,8 +267,11 @@ export const EarlyStoppingSchema = z
           .int({ error: 'expected an integer >= 1 (learning-rate cuts)' })
           .min(1, { error: 'expected an integer >= 1 (learning-rate cuts)' }),
       })
+      .nullable()
       .optional(),
   })
+  // absent and null are one rule: the resolved config (and so every stage hash) has no lrDecay key
+  .transform(({ lrDecay, ...rule }): typeof rule & { lrDecay?: NonNullable<typeof lrDecay> } => (lrDecay ? { ...rule, lrDecay } : rule))
   .nullable();
 
 export type EarlyStoppingConfig = NonNullable<z.infer<typeof EarlyStoppingSchema>>;

@@ -1,8 +1,11 @@
 /**
  * Early stopping (train.earlyStopping): the trainer shows this rule every evaluation; it remembers the
- * best value of the dev metric and its step, counts the evaluations since the best, and says stop once
- * `patience` of them in a row failed to improve by more than `minDelta` (dev BLEU higher or dev loss
- * lower). With `lrDecay` (reduce-on-plateau, as fairseq's), an exhausted patience first cuts the learning
+ * best value of the dev metric and its step (the model the run keeps: the best by any margin), and the
+ * last evaluation that gained more than `minDelta` over the one before it that did (the anchor); it
+ * counts the evaluations since the anchor and says stop once `patience` of them in a row failed to beat
+ * it by more than `minDelta` (dev BLEU higher or dev loss lower). With `minDelta: 0` the anchor is the
+ * best. (Keras and PyTorch keep the anchor as the model; then a run whose last gains are each below
+ * `minDelta` ends on a checkpoint up to `minDelta` worse than its best one.) With `lrDecay` (reduce-on-plateau, as fairseq's), an exhausted patience first cuts the learning
  * rate by `factor` and starts the patience again, `times` times, and only the next one stops the run; the
  * weights go on from where they are. Its state is plain numbers kept in the checkpoint's state.json
  * (`earlyStopping.*`), so a resumed run makes the same decision as an uninterrupted one.
@@ -33,6 +36,9 @@ export interface BestEval {
 
 export class EarlyStopping {
   private best: BestEval | null = null;
+  /** the last evaluation that beat the anchor before it by more than minDelta (the patience counts from it) */
+  private anchor: { step: number; value: number } | null = null;
+  /** evaluations since the anchor */
   private sinceBest = 0;
   private evaluations = 0;
   /** learning-rate cuts so far (lrDecay) */
@@ -44,27 +50,31 @@ export class EarlyStopping {
     return this.rule.metric === 'devBleu' ? (e.devBleu ?? NaN) : e.devLoss;
   }
 
-  private beats(value: number, best: number): boolean {
-    return this.rule.metric === 'devBleu' ? value > best + this.rule.minDelta : value < best - this.rule.minDelta;
+  private beats(value: number, than: number, by: number): boolean {
+    return this.rule.metric === 'devBleu' ? value > than + by : value < than - by;
   }
 
   /**
    * Record one evaluation; `improved`: it is the new best (the caller keeps its checkpoint); `cut`: the
-   * patience ran out with a learning-rate cut left, so the rate is now `lrScale` and the patience full again.
+   * patience ran out with a learning-rate cut left, so the rate is now `lrScale` and the patience full
+   * again, counted from the best so far.
    */
   observe(step: number, e: DevEval): { improved: boolean; cut: boolean } {
     const value = this.valueOf(e);
     this.evaluations++;
     // a non-finite metric never improves (and the first finite one always does)
-    const improved = Number.isFinite(value) && (this.best === null || this.beats(value, this.best.value));
-    if (improved) {
-      this.best = { step, value, devLoss: e.devLoss, devBleu: e.devBleu ?? null };
+    const finite = Number.isFinite(value);
+    const improved = finite && (this.best === null || this.beats(value, this.best.value, 0));
+    if (improved) this.best = { step, value, devLoss: e.devLoss, devBleu: e.devBleu ?? null };
+    if (finite && (this.anchor === null || this.beats(value, this.anchor.value, this.rule.minDelta))) {
+      this.anchor = { step, value };
       this.sinceBest = 0;
     } else this.sinceBest++;
     const cut = this.sinceBest >= this.rule.patience && this.cuts < (this.rule.lrDecay?.times ?? 0);
     if (cut) {
       this.cuts++;
       this.sinceBest = 0;
+      this.anchor = this.best && { step: this.best.step, value: this.best.value };
     }
     return { improved, cut };
   }
@@ -78,7 +88,7 @@ export class EarlyStopping {
     return this.cuts;
   }
 
-  /** True once `patience` evaluations in a row have not improved. */
+  /** True once `patience` evaluations in a row have not beaten the anchor by more than minDelta (no cut left). */
   get shouldStop(): boolean {
     return this.sinceBest >= this.rule.patience;
   }
@@ -105,8 +115,11 @@ export class EarlyStopping {
     patience: number;
     minDelta: number;
     evaluations: number;
+    /** evaluations since the last gain of more than minDelta (the anchor) */
     evaluationsSinceBest: number;
     best: BestEval | null;
+    /** where the patience counts from, when it is not the best (minDelta > 0) */
+    anchor?: { step: number; value: number };
     lrDecay?: { factor: number; times: number; cuts: number };
   } {
     return {
@@ -116,6 +129,7 @@ export class EarlyStopping {
       evaluations: this.evaluations,
       evaluationsSinceBest: this.sinceBest,
       best: this.best,
+      ...(this.anchor && this.anchor.step !== this.best?.step ? { anchor: this.anchor } : {}),
       ...(this.rule.lrDecay ? { lrDecay: { ...this.rule.lrDecay, cuts: this.cuts } } : {}),
     };
   }
@@ -130,6 +144,11 @@ export class EarlyStopping {
       out['earlyStopping.bestDevLoss'] = this.best.devLoss;
       if (this.best.devBleu !== null) out['earlyStopping.bestDevBleu'] = this.best.devBleu;
     }
+    // the anchor only where it is not the best (always so with minDelta 0, so those states are as before)
+    if (this.anchor && this.anchor.step !== this.best?.step) {
+      out['earlyStopping.anchorStep'] = this.anchor.step;
+      out['earlyStopping.anchorValue'] = this.anchor.value;
+    }
     return out;
   }
 
@@ -143,5 +162,8 @@ export class EarlyStopping {
       step === undefined
         ? null
         : { step, value: extra['earlyStopping.bestValue']!, devLoss: extra['earlyStopping.bestDevLoss']!, devBleu: extra['earlyStopping.bestDevBleu'] ?? null };
+    const anchorStep = extra['earlyStopping.anchorStep'];
+    this.anchor =
+      anchorStep !== undefined ? { step: anchorStep, value: extra['earlyStopping.anchorValue']! } : this.best && { step: this.best.step, value: this.best.value };
   }
 }

@@ -52,13 +52,59 @@ function stopIndex(es: EarlyStopping, bleus: number[]): number {
 
 describe('EarlyStopping', () => {
   it('stops after `patience` evaluations without an improvement larger than minDelta, keeping the best', () => {
-    // 12.05 is not an improvement over 12 with minDelta 0.1, so evaluations 3, 4 and 5 all fail
+    // 12.05 is not an improvement over 12 with minDelta 0.1, so evaluations 3, 4 and 5 all fail; but it is
+    // the best evaluation, so it is the model the run keeps
     const es = new EarlyStopping({ metric: 'devBleu', patience: 3, minDelta: 0.1 });
     expect(stopIndex(es, [10, 12, 11.9, 12.05, 11, 13])).toBe(4);
-    expect(es.bestEval).toEqual({ step: 20, value: 12, devLoss: 1, devBleu: 12 });
+    expect(es.bestEval).toEqual({ step: 40, value: 12.05, devLoss: 1, devBleu: 12.05 });
+    expect(es.report().anchor).toEqual({ step: 20, value: 12 });
     expect(es.patienceLeft).toBe(0);
     // an improvement resets the count: 10, 11, 10, 12, 10, 10 never has 3 failures in a row
     expect(stopIndex(new EarlyStopping({ metric: 'devBleu', patience: 3, minDelta: 0 }), [10, 11, 10, 12, 10, 10])).toBe(-1);
+  });
+
+  it('gains each below minDelta: the patience counts from the last larger gain, the kept model is the lowest loss', () => {
+    // dev loss falling by 0.004 per evaluation, minDelta 0.01: a gain of more than 0.01 over the anchor
+    // comes every third evaluation, so patience 3 never runs out; patience 2 does, two evaluations after
+    // the anchor, and the best is then the last (lowest) evaluation, not the anchor
+    const falling = (n: number) => Array.from({ length: n }, (_, i) => 3 - 0.004 * i);
+    const run = (patience: number) => {
+      const es = new EarlyStopping({ metric: 'devLoss', patience, minDelta: 0.01 });
+      let stop = -1;
+      falling(30).forEach((devLoss, i) => {
+        if (stop >= 0) return;
+        const { improved } = es.observe(i + 1, { devLoss });
+        expect(improved).toBe(true);
+        if (es.shouldStop) stop = i + 1;
+      });
+      return { stop, es };
+    };
+    expect(run(3).stop).toBe(-1);
+    const { stop, es } = run(2);
+    // anchors at evaluations 1 (3.000); 2 and 3 gain 0.004 and 0.008: no more than 0.01, so patience 2 is out at 3
+    expect(stop).toBe(3);
+    expect(es.bestEval?.step).toBe(3);
+    expect(es.report().anchor).toEqual({ step: 1, value: 3 });
+    // the anchor is checkpoint state: a restored rule makes the same next decision
+    const back = new EarlyStopping(es.rule);
+    back.restore(es.toExtra());
+    expect(back.toExtra()).toEqual(es.toExtra());
+    expect(back.report()).toEqual(es.report());
+  });
+
+  it('a cut starts the patience again from the best, not from the old anchor', () => {
+    const rule = { metric: 'devLoss' as const, patience: 2, minDelta: 0.01, lrDecay: { factor: 0.5, times: 1 } };
+    const es = new EarlyStopping(rule);
+    // anchor 3.000 @1; 2.995 @2 and 2.991 @3 gain too little: cut after 3, anchor now the best (2.991 @3)
+    expect([3, 2.995, 2.991].map((devLoss, i) => es.observe(i + 1, { devLoss }).cut)).toEqual([false, false, true]);
+    // 2.985 would beat the old anchor (3.000) by more than 0.01, not the best (2.991): no gain, and then
+    // 2.983 neither, so the run stops after evaluation 5 with the best at 5
+    es.observe(4, { devLoss: 2.985 });
+    expect(es.shouldStop).toBe(false);
+    es.observe(5, { devLoss: 2.983 });
+    expect(es.shouldStop).toBe(true);
+    expect(es.bestEval?.step).toBe(5);
+    expect(es.lrScale).toBe(0.5);
   });
 
   it('dev loss improves downwards; a non-finite value never counts as an improvement', () => {
@@ -152,6 +198,10 @@ describe('EarlyStopping', () => {
       /train\.earlyStopping\.lrDecay\.times/,
     );
     expect('lrDecay' in loadConfig(null, ['train.earlyStopping={metric: devLoss, patience: 2}']).train.earlyStopping!).toBe(false);
+    // null switches a spec's lrDecay off (a preset over a study's rule) and resolves to the same rule as absent
+    const off = loadConfig(null, ['train.earlyStopping={metric: devLoss, patience: 2, lrDecay: {factor: 0.5, times: 3}}', 'train.earlyStopping.lrDecay=null']);
+    expect(off.train.earlyStopping).toEqual({ metric: 'devLoss', patience: 2, minDelta: 0 });
+    expect('lrDecay' in off.train.earlyStopping!).toBe(false);
   });
 
   it('the config needs evaluations, and dev BLEU for the devBleu metric; names the key on bad input', () => {
@@ -320,9 +370,11 @@ describe('early stopping in the trainer', () => {
   }, 60_000);
 
   it('runTraining scores test with the best step, says which in results.json, and loadModel delivers it', async () => {
-    // minDelta 100: only the first evaluation (step 3) is ever an improvement, so patience 2 stops at step 9
+    // minDelta 100: only the first evaluation (step 3) is ever a gain, so patience 2 stops at step 9; the
+    // learning rate of 3 makes dev loss jump after step 3 (the test checks it), so step 3 is also the best (the lowest)
     const cfg = loadConfig(null, [
       ...TINY,
+      'train.peakLr=3',
       'data.synthetic.task=reverse',
       'data.synthetic.trainPairs=300',
       'data.synthetic.validPairs=8',
@@ -338,6 +390,12 @@ describe('early stopping in the trainer', () => {
     ]);
     const run = RunFolder.create(root, 'es-run');
     const r = await runTraining({ config: cfg, run, progress: quiet });
+    const devLoss = readFileSync(run.file('metrics.jsonl'), 'utf8')
+      .split('\n')
+      .filter((l) => l.includes('"devLoss"'))
+      .map((l) => JSON.parse(l) as { step: number; devLoss: number });
+    expect(devLoss.map((e) => e.step)).toEqual([3, 6, 9]);
+    expect(Math.min(...devLoss.map((e) => e.devLoss))).toBe(devLoss[0]!.devLoss);
     expect([r.steps, r.modelStep, r.stoppedBy]).toEqual([9, 3, 'early-stopping']);
     const results = JSON.parse(readFileSync(run.file('results.json'), 'utf8'));
     expect(results.earlyStopping).toMatchObject({ metric: 'devLoss', patience: 2, evaluations: 3, stoppedAtStep: 9, stoppedBy: 'patience', best: { step: 3 } });
