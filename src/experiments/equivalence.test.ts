@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { expandStages, loadSpec } from './spec.js';
 import { type ResolvedStage, resolveStages, stageState } from './stage.js';
 import { runStage } from './run-stage.js';
-import { adoptFinished, knownHashes, matchFinished, readFinishedStage } from './equivalence.js';
+import { adoptFinished, knownHashes, matchFinished, matchInterrupted, readFinishedStage, readInterruptedStage } from './equivalence.js';
 import { applyRestore, planRestore, writeStageRecords } from './records.js';
 import { writeReport } from './report.js';
 import { findModelCheckpoint } from '../io/checkpoint.js';
@@ -58,7 +58,7 @@ describe('a finished stage under another train.maxSteps', () => {
   });
 
   it('a run early stopping ended before both caps is the run of the higher cap: adopted, not retrained, and its child too', async () => {
-    // minDelta 100: only the first evaluation (step 2) improves, so patience 1 stops the run at step 4
+    // minDelta 100: only the first evaluation (step 2) is a gain, so patience 1 stops the run at step 4
     const low = resolve(study('low', { cap: 30, minDelta: 100, patience: 1 }), join(dir, 'runs-low'));
     for (const s of low) await run(s);
     expect(results(low[0]!.folder)).toMatchObject({ steps: 4, stoppedBy: 'early-stopping' });
@@ -204,7 +204,7 @@ describe('a finished run under another stopping rule (train.earlyStopping)', () 
       .map((l) => JSON.parse(l).devLoss as number);
 
   it('a run the new rule would not have stopped yet continues from its last checkpoint with the rule replayed on its evaluations, bit for bit the run under the new rule', async () => {
-    // the old rule never stops it (patience 50; minDelta 100: its best stays step 2): the cap at 6 ends it;
+    // the old rule never stops it (patience 50; minDelta 100: its anchor stays step 2): the cap at 6 ends it;
     // the new rule (minDelta 0, patience 1) would train on, its best step 6: the state it continues with is not the old one
     const old = resolve(study('rule-old', { cap: 6, minDelta: 100, patience: 50 }), join(dir, 'runs-rule-old'));
     await run(old[0]!);
@@ -248,7 +248,8 @@ describe('a finished run under another stopping rule (train.earlyStopping)', () 
   }, 240000);
 
   it('a new rule that ends it alike is the same computation; one that would have stopped it sooner, or evaluations that do not reproduce its end, are not', async () => {
-    // minDelta 100: only the first evaluation improves; patience 1 stops the run at step 4 with best step 2
+    // minDelta 100: only the first evaluation is a gain; patience 1 stops the run at step 4, whose dev loss
+    // is the lowest (the best step)
     const stopped = resolve(study('rule-stop', { cap: 30, minDelta: 100, patience: 1 }), join(dir, 'runs-rule-stop'));
     await run(stopped[0]!);
     expect(results(stopped[0]!.folder)).toMatchObject({ steps: 4, stoppedBy: 'early-stopping' });
@@ -258,14 +259,14 @@ describe('a finished run under another stopping rule (train.earlyStopping)', () 
     expect(m.kind).toBe('equivalent');
     if (m.kind === 'equivalent') {
       expect(m.note.differs).toEqual({ 'train.earlyStopping.minDelta': { stage: 50, record: 100 } });
-      expect(m.note.because).toMatch(/replayed on its evaluations, ends it at the same step 4 with the same best step 2/);
+      expect(m.note.because).toMatch(/replayed on its evaluations, ends it at the same step 4 with the same best step 4/);
     }
 
-    // capped at 6 with best step 2 (patience 50): patience 1 would have stopped it at 4
+    // capped at 6 (patience 50; dev loss falling, so its best step is 6): patience 1 would have stopped it at 4
     const capped = resolve(study('rule-capped', { cap: 6, minDelta: 100, patience: 50 }), join(dir, 'runs-rule-capped'))[0]!;
     await run(capped);
     const sooner = matchFinished(other('rule-sooner', { cap: 6, minDelta: 100, patience: 1 }), readFinishedStage(capped.folder), new Set());
-    expect(sooner.kind === 'different' && sooner.reason).toMatch(/would have stopped it at step 4 \(best step 2\); it ran to step 6 \(best 2\)/);
+    expect(sooner.kind === 'different' && sooner.reason).toMatch(/would have stopped it at step 4 \(best step 4\); it ran to step 6 \(best 6\)/);
     // reduce-on-plateau: a rule that would have cut the learning rate after step 4 trained steps 5-6 at
     // another rate; one whose patience never ran out changes nothing
     const cuts = matchFinished(
@@ -298,5 +299,84 @@ describe('a finished run under another stopping rule (train.earlyStopping)', () 
     expect(() => matchFinished(other('rule-alike', { cap: 30, minDelta: 50, patience: 1 }), readFinishedStage(stopped[0]!.folder), new Set())).toThrow(
       new RegExp(`metrics\\.jsonl:${lineNo}: expected a JSON object per line, found text that does not parse`),
     );
+  }, 240000);
+});
+
+describe('a run stopped before its end (a signal, a kill) under another stopping rule', () => {
+  beforeAll(async () => {
+    await useTestBackend();
+  });
+  const devLosses = (f: string) =>
+    readFileSync(join(f, 'metrics.jsonl'), 'utf8')
+      .split('\n')
+      .filter((l) => l.includes('devLoss'))
+      .map((l) => JSON.parse(l) as { step: number; devLoss: number })
+      // a resumed run logs again the steps after its checkpoint: the last line of a step counts
+      .reduce((m, e) => m.set(e.step, e.devLoss), new Map<number, number>());
+  /** run stage `s` until its trainer asks `polls` times whether to stop (then it checkpoints and returns null) */
+  async function runStopped(s: ResolvedStage, polls: number): Promise<void> {
+    let n = 0;
+    expect(await runStage(s, { progress: quiet, isStopRequested: () => ++n > polls, argv: [] })).toBeNull();
+  }
+
+  it('continues from its newest readable checkpoint with the new rule replayed, bit for bit the run under the new rule; refuses a live run, a rule that cuts elsewhere, another config', async () => {
+    // the old rule (patience 50, minDelta 0) would train to the cap of 12; stopped by a request part-way
+    const old = resolve(study('stop-old', { cap: 12, minDelta: 0, patience: 50 }), join(dir, 'runs-stop-old'))[0]!;
+    await runStopped(old, 6);
+    const stopped = readInterruptedStage(old.folder)!;
+    expect(stopped).not.toBeNull();
+    expect(stopped.lastStep).toBeGreaterThan(2);
+    expect(stopped.lastStep).toBeLessThan(12);
+    // the new rule (minDelta 0, patience 1) trains on while dev loss falls at every evaluation
+    const losses = [...devLosses(old.folder).values()];
+    expect(losses.every((x, i) => i === 0 || x < losses[i - 1]!)).toBe(true);
+    const now = resolve(study('stop-new', { cap: 12, minDelta: 0, patience: 1 }), join(dir, 'runs-stop-old'))[0]!;
+    expect(now.hash).not.toBe(old.hash);
+    expect(stageState(now)).toBe('pending');
+    expect(matchInterrupted(now, stopped, new Set()).kind).toBe('continue');
+
+    // refused, one line each: a run still training there; a rule that would have cut the learning rate after
+    // its first evaluations (minDelta 100: no gain after step 2); another key; the stage's own folder
+    writeFileSync(join(old.folder, 'stage.lock'), String(process.pid));
+    expect(() => adoptFinished(now, old.folder, [])).toThrow(new RegExp(`a run is still training there \\(process ${process.pid}, its stage.lock\\); stop it first`));
+    rmSync(join(old.folder, 'stage.lock'));
+    const other = (name: string, o: Parameters<typeof study>[1]) => resolve(study(name, o), join(dir, `runs-${name}`))[0]!;
+    const cut = matchInterrupted(other('stop-cut', { cap: 12, minDelta: 100, patience: 1, lrDecay: '{ factor: 0.5, times: 5 }' }), stopped, new Set());
+    expect(cut.kind === 'different' && cut.reason).toMatch(/its learning rate was cut after no step and the new stopping rule .* cuts it after step 4, so the steps after/);
+    const dff = matchInterrupted(other('stop-dff', { cap: 12, minDelta: 0, patience: 1, dFF: 48 }), stopped, new Set());
+    expect(dff.kind === 'different' && dff.reason).toMatch(/stopped at step \d+\) is not stage baseline: its config differs in model.dFF \(stage 48, run 32\)/);
+    const sooner = matchInterrupted(other('stop-sooner', { cap: 12, minDelta: 100, patience: 1 }), stopped, new Set());
+    expect(sooner.kind === 'different' && sooner.reason).toMatch(/would have stopped it at step 4 \(best step 4\); it trained to step \d+/);
+    expect(() => adoptFinished(old, old.folder, [])).toThrow(/own folder under its own hash; 'heads experiment run' resumes it from step/);
+
+    // its newest checkpoint damaged (a kill while it was written, a bad disk): it goes on from the one before
+    const steps = readdirSync(join(old.folder, 'checkpoints'))
+      .filter((n) => n.startsWith('step-'))
+      .sort();
+    const newest = join(old.folder, 'checkpoints', steps.at(-1)!, 'model.safetensors');
+    const intact = readFileSync(newest);
+    writeFileSync(newest, intact.subarray(0, 100));
+    const fallback = readInterruptedStage(old.folder)!.lastStep;
+    expect(fallback).toBeLessThan(stopped.lastStep);
+    expect(adoptFinished(now, old.folder, [])).toMatch(
+      new RegExp(
+        `continues from its checkpoint at step ${fallback} to the cap of 12 .*it stopped before its end, its stopping rule changed, and the new one \\(devLoss, patience 1, minDelta 0\\), replayed on its evaluations, would not have stopped it yet`,
+      ),
+    );
+    writeFileSync(newest, intact);
+    expect(readdirSync(join(now.folder, 'checkpoints')).filter((n) => n.startsWith('step-'))).not.toContain(steps.at(-1));
+    await run(now);
+
+    const fresh = resolve(study('stop-new', { cap: 12, minDelta: 0, patience: 1 }), join(dir, 'runs-stop-fresh'))[0]!;
+    await run(fresh);
+    expect(results(now.folder)).toMatchObject({ steps: results(fresh.folder)['steps'], stoppedBy: results(fresh.folder)['stoppedBy'] });
+    expect(results(now.folder)['earlyStopping']).toEqual(results(fresh.folder)['earlyStopping']);
+    expect([...devLosses(now.folder)]).toEqual([...devLosses(fresh.folder)]);
+    expect(modelDigest(now.folder)).toBe(modelDigest(fresh.folder));
+    expect(readFileSync(join(now.folder, 'test.hyp'), 'utf8')).toBe(readFileSync(join(fresh.folder, 'test.hyp'), 'utf8'));
+    expect(marker(now.folder)['continuedFrom']).toMatchObject({ hash: old.hash, fromStep: fallback });
+    // the stopped run's folder is as it was
+    expect(existsSync(join(old.folder, 'stage.json'))).toBe(false);
+    expect(readInterruptedStage(old.folder)!.lastStep).toBe(stopped.lastStep);
   }, 240000);
 });

@@ -20,6 +20,11 @@
  * not have stopped it yet, the run `continue`s from its last checkpoint with the new rule's state; if it
  * would have stopped it earlier, it is `different`.
  *
+ * A run stopped before its end (a signal, a kill: a stage folder with checkpoints and no stage.json) whose
+ * rule or cap changed is matched the same way from its newest readable checkpoint: it `continue`s from
+ * there under the new hash if the new rule, replayed on its evaluations up to that step, would not have
+ * stopped it and cut its learning rate at the same evaluations as the old one (matchInterrupted).
+ *
  * Each finished stage must first reproduce its own recorded hash from its config.json and its parent's
  * hash under the spec's kind and settings: that proves the settings are the spec's and the config is the
  * one it ran with; only then are the configs compared key by key.
@@ -27,13 +32,14 @@
 import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmdirSync, rmSync, symlinkSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { loadConfigOn } from '../config/load.js';
-import { checkpointDirName } from '../io/checkpoint.js';
+import { checkpointDirName, readCheckpoint } from '../io/checkpoint.js';
+import { CheckpointError } from '../util/errors.js';
 import type { EarlyStoppingConfig, ResolvedConfig } from '../config/schema.js';
 import { HeadsError } from '../util/errors.js';
 import { readJsonFile, writeJsonAtomic } from '../util/fs.js';
 import { RunFolder } from '../util/run-folder.js';
 import { EarlyStopping, type DevEval, isEarlyStoppingState } from '../train/early-stopping.js';
-import { type ResolvedStage, adoptRun, configDiffs, hashedIdentity, safeName, stageHash, stageState } from './stage.js';
+import { type ResolvedStage, adoptRun, configDiffs, folderLockHolder, hashedIdentity, safeName, stageHash, stageState } from './stage.js';
 import { CONTINUED_FILE } from './stage-files.js';
 
 /** The config keys whose difference can leave a stage the same computation: the cap and the stopping rule. */
@@ -330,6 +336,112 @@ function matchUnderNewRule(
   };
 }
 
+/** A stage folder whose run stopped before its end: no stage.json, checkpoints, no results of a finished run. */
+export interface InterruptedStage {
+  folder: string;
+  /** the hash its folder name carries (a stage folder is `<id>-<hash>`) */
+  hash: string;
+  config: ResolvedConfig;
+  /** its newest checkpoint that reads and passes its integrity record: where it would go on */
+  lastStep: number;
+}
+
+/**
+ * Read `folder` as a stopped run of a stage; null when it is not one (no checkpoints, or a results.json
+ * of a run that ended: then it is a finished run, adopted as such). HeadsError naming the file when its
+ * config or every checkpoint does not read. Nothing in it is written.
+ */
+export function readInterruptedStage(folder: string): InterruptedStage | null {
+  const ckptRoot = join(folder, 'checkpoints');
+  if (existsSync(join(folder, 'stage.json')) || !existsSync(ckptRoot)) return null;
+  const resPath = join(folder, 'results.json');
+  // results.json of a stop request says so (stoppedEarly); one without is the end of a finished run
+  if (existsSync(resPath) && readJsonFile<{ stoppedEarly?: unknown }>(resPath, 'run results').stoppedEarly !== true) return null;
+  const m = HASH_SUFFIX.exec(basename(resolve(folder)));
+  if (!m) throw new HeadsError(`${folder}: expected a stage folder named <stage id>-<10 hex digits>, found ${JSON.stringify(basename(resolve(folder)))}`);
+  const cfgPath = join(folder, 'config.json');
+  if (!existsSync(cfgPath)) throw new HeadsError(`${folder}: no config.json (the config the stage ran with)`);
+  const config = loadConfigOn(readJsonFile<ResolvedConfig>(cfgPath, 'stage config'), null, [], cfgPath);
+  const steps = readdirSync(ckptRoot)
+    .map((n) => /^step-(\d+)$/.exec(n))
+    .filter((x): x is RegExpExecArray => x !== null)
+    .map((x) => Number(x[1]))
+    .sort((a, b) => b - a);
+  const problems: string[] = [];
+  for (const step of steps) {
+    try {
+      readCheckpoint(join(ckptRoot, checkpointDirName(step)));
+      return { folder, hash: m[1]!, config, lastStep: step };
+    } catch (e) {
+      if (!(e instanceof CheckpointError)) throw e;
+      problems.push(e.message);
+    }
+  }
+  throw new HeadsError(`${folder}: no checkpoint that reads (${problems.join('; ') || 'no step-N folder'}); it cannot continue`);
+}
+
+/**
+ * How the stopped run `theirs` relates to train stage `s` (see the header): `continue` from its newest
+ * checkpoint with the new rule's replayed state, `same` (its own hash: the stage simply resumes there), or
+ * `different`. `parentKnownAs`: the hashes `s.parent` is known by (the folder's hash must come from one).
+ */
+export function matchInterrupted(s: ResolvedStage, theirs: InterruptedStage, parentKnownAs: ReadonlySet<string>): Match {
+  const different = (reason: string): Match => ({
+    kind: 'different',
+    reason: `${theirs.folder} (hash ${theirs.hash}, stopped at step ${theirs.lastStep}) is not stage ${s.instance.id}: ${reason}`,
+  });
+  if (theirs.hash === s.hash) return { kind: 'same' };
+  if (!trains(s)) return different(`a ${s.instance.spec.kind} stage does not train; only a stopped train run continues under another hash`);
+  const parents: Array<string | null> = s.parent ? [...parentKnownAs] : [null];
+  const parentHash = parents.find((h) => stageHash(s.instance, theirs.config, h) === theirs.hash);
+  if (parentHash === undefined)
+    return different(
+      `its config.json does not give the hash its folder name carries under this stage's kind, settings and parent (the stage's settings in the spec changed, its parent is another computation, or config.json is not the one it ran with)`,
+    );
+  const diffs = configDiffs(hashedIdentity(s.instance, s.config), hashedIdentity(s.instance, theirs.config));
+  const isRule = (path: string) => path === RULE || path.startsWith(`${RULE}.`);
+  const other = diffs.filter((d) => d.path !== CAP && !isRule(d.path));
+  if (other.length)
+    return different(
+      `its config differs in ${other
+        .slice(0, 4)
+        .map((d) => `${d.path} (stage ${JSON.stringify(d.ours)}, run ${JSON.stringify(d.theirs)})`)
+        .join('; ')}`,
+    );
+  const t = s.config.train;
+  const L = theirs.lastStep;
+  if (L > t.maxSteps) return different(`it trained to step ${L}, past this stage's cap of ${t.maxSteps}`);
+  if (s.config.gates.settle || theirs.config.gates.settle) return different(`gates.settle: settling ends the run too, and the rules are not replayed with it`);
+  const thenRule = theirs.config.train.earlyStopping;
+  const nowRule = t.earlyStopping;
+  const rules = `(${ruleText(thenRule)} then, ${ruleText(nowRule)} now)`;
+  const evals = runEvaluations(theirs.folder);
+  const old = replay(thenRule, evals, L);
+  if (old.stopsAt !== null && old.stopsAt < L)
+    return different(`its own rule (${ruleText(thenRule)}), replayed on its metrics.jsonl, stopped it at step ${old.stopsAt}, yet it has a checkpoint of step ${L}`);
+  const fresh = replay(nowRule, evals, L);
+  if (fresh.stopsAt !== null)
+    return different(`the new stopping rule ${rules} would have stopped it at step ${fresh.stopsAt} (best step ${fresh.bestStep ?? '-'}); it trained to step ${L}`);
+  // every step it trained (up to L) ran at the rate the new rule gives: cuts after the same evaluations before L
+  const cutSteps = (c: number[]) => (c.length ? `step ${c.join(', ')}` : 'no step');
+  const oldCuts = old.cuts.filter((c) => c < L);
+  const freshCuts = fresh.cuts.filter((c) => c < L);
+  if (oldCuts.length !== freshCuts.length || oldCuts.some((c, i) => c !== freshCuts[i]))
+    return different(
+      `its learning rate was cut after ${cutSteps(oldCuts)} and the new stopping rule ${rules} cuts it after ${cutSteps(freshCuts)}, so the steps after the first difference ran at another rate`,
+    );
+  return {
+    kind: 'continue',
+    note: {
+      hash: theirs.hash,
+      from: theirs.folder,
+      fromStep: L,
+      cap: { then: theirs.config.train.maxSteps, now: t.maxSteps },
+      rule: { then: thenRule, now: nowRule, bestStep: fresh.bestStep, state: fresh.state },
+    },
+  };
+}
+
 /** The stage.json of `theirs` under stage `s`'s hash and parent, noting the hash it had and why it is the same. */
 export function equivalentMarker(s: ResolvedStage, theirs: FinishedStage, note: EquivalenceNote): Record<string, unknown> {
   const { equivalentTo: _old, ...rest } = theirs.marker;
@@ -344,36 +456,61 @@ export function equivalentMarker(s: ResolvedStage, theirs: FinishedStage, note: 
  * `experiment run`. Returns the line to print. HeadsError for a different stage.
  */
 export function adoptFinished(s: ResolvedStage, folder: string, argv: readonly string[]): string {
+  const known = s.parent ? knownHashes(s.parent) : new Set<string>();
+  const stopped = readInterruptedStage(folder);
+  if (stopped) {
+    const holder = folderLockHolder(folder);
+    if (holder !== null) throw new HeadsError(`${folder}: a run is still training there (process ${holder}, its stage.lock); stop it first`);
+    const m = matchInterrupted(s, stopped, known);
+    if (m.kind === 'same')
+      throw new HeadsError(`${folder}: it is stage ${s.instance.id}'s own folder under its own hash; 'heads experiment run' resumes it from step ${stopped.lastStep}`);
+    if (m.kind === 'different') throw new HeadsError(m.reason);
+    if (m.kind === 'continue') return continueRun(s, folder, m.note, argv, stopped.lastStep);
+  }
   if (!existsSync(join(folder, 'stage.json'))) {
     adoptRun(s, folder);
     return `${s.instance.id}: adopted ${folder}`;
   }
   const theirs = readFinishedStage(folder);
-  const m = matchFinished(s, theirs, s.parent ? knownHashes(s.parent) : new Set());
+  const m = matchFinished(s, theirs, known);
   if (m.kind === 'same') {
     adoptRun(s, folder);
     return `${s.instance.id}: adopted ${folder}`;
   }
   if (m.kind === 'different') throw new HeadsError(m.reason);
+  if (m.kind === 'continue') return continueRun(s, folder, m.note, argv, null);
+  checkTarget(s);
+  const source = resolve(folder);
+  buildStageFolder(s.folder, (tmp) => {
+    for (const name of readdirSync(source)) if (name !== 'stage.json' && !name.startsWith('.')) symlinkSync(join(source, name), join(tmp, name));
+    writeJsonAtomic(join(tmp, 'stage.json'), equivalentMarker(s, theirs, { ...m.note, from: source }));
+  });
+  return `${s.instance.id}: adopted ${folder} as the same computation (hash ${theirs.hash} -> ${s.hash}): ${m.note.because}`;
+}
+
+/** A stage can take another folder's run: its parent is done and its own folder is absent or empty. */
+function checkTarget(s: ResolvedStage): void {
   if (s.parent && stageState(s.parent) !== 'done')
     throw new HeadsError(`stage ${s.instance.id}: its parent ${s.parent.instance.id} is not done; adopt it first`);
   if (existsSync(s.folder) && readdirSync(s.folder).length) throw new HeadsError(`stage ${s.instance.id}: its folder ${s.folder} is not empty`);
+}
+
+/**
+ * Copy the run `folder` into stage `s`'s folder to continue from its checkpoint at `note.fromStep`, with
+ * the new rule's replayed state where the rule changed. `stoppedAt`: a stopped run's newest checkpoint
+ * (checkpoints after it are left out); null for a finished run.
+ */
+function continueRun(s: ResolvedStage, folder: string, note: ContinuationNote, argv: readonly string[], stoppedAt: number | null): string {
+  checkTarget(s);
   const source = resolve(folder);
-  if (m.kind === 'equivalent') {
-    buildStageFolder(s.folder, (tmp) => {
-      for (const name of readdirSync(source)) if (name !== 'stage.json' && !name.startsWith('.')) symlinkSync(join(source, name), join(tmp, name));
-      writeJsonAtomic(join(tmp, 'stage.json'), equivalentMarker(s, theirs, { ...m.note, from: source }));
-    });
-    return `${s.instance.id}: adopted ${folder} as the same computation (hash ${theirs.hash} -> ${s.hash}): ${m.note.because}`;
-  }
   // continue: from the run's checkpoint at its last step; under a new rule, that rule's best step must be kept too
-  const rule = m.note.rule;
+  const rule = note.rule;
   const ckpt = (step: number) => join(source, 'checkpoints', checkpointDirName(step), 'state.json');
-  const needed = [m.note.fromStep, ...(rule?.bestStep !== null && rule?.bestStep !== undefined ? [rule.bestStep] : [])];
+  const needed = [note.fromStep, ...(rule?.bestStep !== null && rule?.bestStep !== undefined ? [rule.bestStep] : [])];
   const missing = needed.filter((step) => !existsSync(ckpt(step)));
   if (missing.length)
     throw new HeadsError(
-      `${folder}: no checkpoint of step ${missing.join(' or ')} (${missing[0] === m.note.fromStep ? 'its last step, where it would continue' : "the new rule's best step"}); it cannot continue as the same computation`,
+      `${folder}: no checkpoint of step ${missing.join(' or ')} (${missing[0] === note.fromStep ? 'its last step, where it would continue' : "the new rule's best step"}); it cannot continue as the same computation`,
     );
   buildStageFolder(s.folder, (tmp) => {
     // the run's files, checkpoints included, without what its end wrote (stage.json, results, test translations,
@@ -381,20 +518,30 @@ export function adoptFinished(s: ResolvedStage, folder: string, argv: readonly s
     const ENDED = /^(stage\.json|stage\.lock|results\.json|.*\.hyp)$/;
     for (const name of readdirSync(source)) if (!ENDED.test(name) && !name.startsWith('.')) cpSync(join(source, name), join(tmp, name), { recursive: true });
     rmSync(join(tmp, 'checkpoints', 'best.json'), { force: true });
+    if (stoppedAt !== null) {
+      // a stopped run goes on from its newest readable checkpoint: newer (damaged) ones are not copied
+      for (const name of readdirSync(join(tmp, 'checkpoints'))) {
+        const step = /^step-(\d+)$/.exec(name);
+        if (step && Number(step[1]) > stoppedAt) rmSync(join(tmp, 'checkpoints', name), { recursive: true, force: true });
+      }
+      writeJsonAtomic(join(tmp, 'checkpoints', 'latest.json'), { step: stoppedAt, dir: checkpointDirName(stoppedAt) });
+    }
     if (rule) {
       // the checkpoint it continues from carries the new rule's state, replayed on the run's evaluations
-      const statePath = join(tmp, 'checkpoints', checkpointDirName(m.note.fromStep), 'state.json');
+      const statePath = join(tmp, 'checkpoints', checkpointDirName(note.fromStep), 'state.json');
       const state = readJsonFile<{ extra: Record<string, number> }>(statePath, 'checkpoint state');
       const extra = Object.fromEntries(Object.entries(state.extra).filter(([k]) => !isEarlyStoppingState(k)));
       writeJsonAtomic(statePath, { ...state, extra: { ...extra, ...rule.state } });
     }
     RunFolder.open(tmp).recordResume(s.config, argv);
-    writeJsonAtomic(join(tmp, CONTINUED_FILE), { ...m.note, from: source });
+    writeJsonAtomic(join(tmp, CONTINUED_FILE), { ...note, from: source });
   });
   const why = rule
-    ? `its stopping rule changed, and the new one (${ruleText(rule.now)}), replayed on its evaluations, would not have stopped it yet (best step ${rule.bestStep ?? '-'})`
-    : `it reached its cap of ${m.note.cap.then}`;
-  return `${s.instance.id}: copied ${folder} to ${s.folder}; it continues from its checkpoint at step ${m.note.fromStep} to the cap of ${m.note.cap.now} at the next 'heads experiment run' (${why})`;
+    ? `${stoppedAt !== null ? 'it stopped before its end, ' : ''}its stopping rule changed, and the new one (${ruleText(rule.now)}), replayed on its evaluations, would not have stopped it yet (best step ${rule.bestStep ?? '-'})`
+    : stoppedAt !== null
+      ? `it stopped before its end, and its cap changed (${note.cap.then} then)`
+      : `it reached its cap of ${note.cap.then}`;
+  return `${s.instance.id}: copied ${folder} to ${s.folder}; it continues from its checkpoint at step ${note.fromStep} to the cap of ${note.cap.now} at the next 'heads experiment run' (${why})`;
 }
 
 /**

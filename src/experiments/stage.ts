@@ -262,7 +262,12 @@ function isAlive(pid: number): boolean {
 
 /** The pid holding a stage's lock, if that process is still alive. */
 export function lockHolder(s: ResolvedStage): number | null {
-  const path = join(s.folder, 'stage.lock');
+  return folderLockHolder(s.folder);
+}
+
+/** The pid holding the lock of the stage folder `folder` (any stage's, under any hash), if it is alive. */
+export function folderLockHolder(folder: string): number | null {
+  const path = join(folder, 'stage.lock');
   if (!existsSync(path)) return null;
   const pid = Number(readFileSync(path, 'utf8').trim());
   return Number.isInteger(pid) && pid > 0 && isAlive(pid) ? pid : null;

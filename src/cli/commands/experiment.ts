@@ -69,7 +69,7 @@ export function builder(y: Argv): Argv<Args> {
     .option('run', {
       type: 'string',
       describe:
-        "adopt: an existing run folder whose config equals the stage's (apart from its name), or a finished stage folder with the same hash (any kind; parents first), or one that is the same computation under another hash (a raised train.maxSteps it never reached, a stopping rule that ends it alike), or a train run that reached a lower cap or that a new stopping rule would not have stopped yet (copied, to continue from its checkpoint)",
+        "adopt: an existing run folder whose config equals the stage's (apart from its name), or a finished stage folder with the same hash (any kind; parents first), or one that is the same computation under another hash (a raised train.maxSteps it never reached, a stopping rule that ends it alike), or a train run that reached a lower cap or that a new stopping rule would not have stopped yet, or a train stage's run stopped before its end (a signal, a kill) under another cap or stopping rule (copied, to continue from its checkpoint)",
     })
     .option('runs-dir', { type: 'string', default: 'runs', describe: 'where stage folders go' })
     .option('out', {
