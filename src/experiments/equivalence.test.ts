@@ -5,7 +5,7 @@ import { basename, join } from 'node:path';
 import { expandStages, loadSpec } from './spec.js';
 import { type ResolvedStage, resolveStages, stageState } from './stage.js';
 import { runStage } from './run-stage.js';
-import { adoptFinished, knownHashes, matchFinished, matchInterrupted, readFinishedStage, readInterruptedStage } from './equivalence.js';
+import { adoptFinished, continueStoppedRun, knownHashes, matchFinished, matchInterrupted, readFinishedStage, readInterruptedStage } from './equivalence.js';
 import { applyRestore, planRestore, writeStageRecords } from './records.js';
 import { writeReport } from './report.js';
 import { findModelCheckpoint } from '../io/checkpoint.js';
@@ -378,5 +378,26 @@ describe('a run stopped before its end (a signal, a kill) under another stopping
     // the stopped run's folder is as it was
     expect(existsSync(join(old.folder, 'stage.json'))).toBe(false);
     expect(readInterruptedStage(old.folder)!.lastStep).toBe(stopped.lastStep);
+  }, 240000);
+
+  it('experiment run continues such a run by itself where the stage would start from step 0, and leaves a different one alone', async () => {
+    const runs = join(dir, 'runs-stop-auto');
+    const old = resolve(study('auto-old', { cap: 12, minDelta: 0, patience: 50 }), runs)[0]!;
+    await runStopped(old, 6);
+    const at = readInterruptedStage(old.folder)!.lastStep;
+    // another key (model.dFF): another computation, so it starts afresh and the stopped run stays
+    const dff = resolve(study('auto-dff', { cap: 12, minDelta: 0, patience: 1, dFF: 48 }), runs)[0]!;
+    expect(continueStoppedRun(dff, [])).toBeNull();
+    // a live lock in the stopped run's folder: not touched
+    const now = resolve(study('auto-new', { cap: 12, minDelta: 0, patience: 1 }), runs)[0]!;
+    writeFileSync(join(old.folder, 'stage.lock'), String(process.pid));
+    expect(continueStoppedRun(now, [])).toBeNull();
+    rmSync(join(old.folder, 'stage.lock'));
+    expect(continueStoppedRun(now, [])).toMatch(new RegExp(`copied .*${basename(old.folder)} to .*${basename(now.folder)}; it continues from its checkpoint at step ${at}`));
+    expect(stageState(now)).toBe('partial');
+    // its own folder is no longer empty: a second call does nothing
+    expect(continueStoppedRun(now, [])).toBeNull();
+    await run(now);
+    expect(marker(now.folder)['continuedFrom']).toMatchObject({ hash: old.hash, fromStep: at });
   }, 240000);
 });

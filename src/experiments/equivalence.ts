@@ -23,14 +23,15 @@
  * A run stopped before its end (a signal, a kill: a stage folder with checkpoints and no stage.json) whose
  * rule or cap changed is matched the same way from its newest readable checkpoint: it `continue`s from
  * there under the new hash if the new rule, replayed on its evaluations up to that step, would not have
- * stopped it and cut its learning rate at the same evaluations as the old one (matchInterrupted).
+ * stopped it and cut its learning rate at the same evaluations as the old one (matchInterrupted);
+ * `experiment run` does that by itself before it would start such a stage from step 0 (continueStoppedRun).
  *
  * Each finished stage must first reproduce its own recorded hash from its config.json and its parent's
  * hash under the spec's kind and settings: that proves the settings are the spec's and the config is the
  * one it ran with; only then are the configs compared key by key.
  */
 import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmdirSync, rmSync, symlinkSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { loadConfigOn } from '../config/load.js';
 import { checkpointDirName, readCheckpoint } from '../io/checkpoint.js';
 import { CheckpointError } from '../util/errors.js';
@@ -562,6 +563,30 @@ function buildStageFolder(dest: string, build: (tmp: string) => void): void {
   // the stage folder is absent or empty (checked before)
   if (existsSync(dest)) rmdirSync(dest);
   renameSync(tmp, dest);
+}
+
+/**
+ * `experiment run`, before it starts a train stage from step 0: a folder beside the stage's own holding a
+ * stopped run of its instance under another hash (checkpoints, no stage.json, no live lock) that is the
+ * stage's computation (matchInterrupted: `continue`) is copied to continue, as `experiment adopt` would.
+ * Returns the line to log, or null (nothing to continue: the stage starts afresh).
+ */
+export function continueStoppedRun(s: ResolvedStage, argv: readonly string[]): string | null {
+  if (!trains(s) || (existsSync(s.folder) && readdirSync(s.folder).length)) return null;
+  const known = s.parent ? knownHashes(s.parent) : new Set<string>();
+  for (const f of otherRecords(s, dirname(s.folder))) {
+    if (!existsSync(join(f, 'checkpoints')) || existsSync(join(f, 'stage.json')) || folderLockHolder(f) !== null) continue;
+    let m: Match;
+    let stopped: InterruptedStage | null;
+    try {
+      stopped = readInterruptedStage(f);
+      m = stopped ? matchInterrupted(s, stopped, known) : { kind: 'different', reason: '' };
+    } catch {
+      continue;
+    }
+    if (stopped && m.kind === 'continue') return continueRun(s, f, m.note, argv, stopped.lastStep);
+  }
+  return null;
 }
 
 /** The committed records of stage `s`'s instance under other hashes (`<recordsDir>/<id>-<hash>/`), newest name order. */

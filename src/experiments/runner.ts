@@ -12,6 +12,7 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { type ResolvedStage, type StageState, stageState, lockHolder } from './stage.js';
 import { formatDuration } from '../train/progress.js';
+import { continueStoppedRun } from './equivalence.js';
 
 export interface RunnerOptions {
   specPath: string;
@@ -25,6 +26,8 @@ export interface RunnerOptions {
   binPath?: string;
   /** seconds between status lines while stages run */
   statusEverySec?: number;
+  /** the command line, recorded in a stopped run's folder when the runner continues it under a new hash */
+  argv?: readonly string[];
   /** the environment the stages start from (the CLI passes its own; each child also gets its core share) */
   env: NodeJS.ProcessEnv;
   /**
@@ -118,6 +121,15 @@ export async function runExperiment(stages: readonly ResolvedStage[], o: RunnerO
       );
       while (!stopping && running.size < o.jobs && ready.length) {
         const s = ready.shift()!;
+        // a stopped run of this stage under another hash that is this stage's computation (only its cap or
+        // stopping rule changed, and the new rule replayed on it would not have stopped it): continue it
+        if (states.get(s.instance.id) === 'pending') {
+          const line = continueStoppedRun(s, o.argv ?? []);
+          if (line) {
+            o.log(`[${s.instance.id}] ${line}`);
+            states.set(s.instance.id, 'partial');
+          }
+        }
         mkdirSync(s.folder, { recursive: true });
         const out = createWriteStream(join(s.folder, 'stage.log'), { flags: 'a' });
         const args = stageCommand(s, o, bin).slice(1);
@@ -130,6 +142,7 @@ export async function runExperiment(stages: readonly ResolvedStage[], o: RunnerO
         child.stderr!.pipe(out);
         running.set(s.instance.id, { child, startedAt: Date.now(), stage: s });
         o.log(`[${s.instance.id}] ${states.get(s.instance.id) === 'partial' ? 'resuming' : 'started'} (log: ${join(s.folder, 'stage.log')})`);
+
       }
       if (!running.size) {
         // a stage still locked by another live process (an orphan of a killed runner finishing its step):

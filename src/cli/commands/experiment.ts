@@ -238,6 +238,7 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
         runsDir: args['runs-dir'],
         jobs: args.jobs,
         log: (l) => console.error(l),
+        argv: process.argv.slice(1),
         env: process.env,
         onStopSignal: forwardStopSignals,
       });
