@@ -132,13 +132,29 @@ function replicaNll(model: Transformer, b: Batch, k: number, gates: GateTensors,
         from < model.config.encoderLayers ? model.encode(src, ctx, { gates, from: { layer: from, input: rep(prefix.enc[from]!) } }) : rep(prefix.memory);
       hidden = model.decode(tgtIn, memory, paddingBias(src), ctx, { gates });
     } else hidden = model.decode(tgtIn, rep(prefix.memory), paddingBias(src), ctx, { gates, from: { layer: from, input: rep(prefix.dec[from]!) } });
-    const logits = model.logits(hidden);
-    const weights = targetWeights(tgtOutRows);
+    // only the target tokens reach the output layer (its product is about a third of a pass; padding
+    // rows would only be weighted 0): every replica has the same rows, in replica order
+    const rows = tokenRows(b, k);
+    const logits = model.logits(rows ? hidden.reshape([-1, hidden.shape[2]]).gather(rows) : hidden);
+    const y = rows ? (tgtOut.gather(rows) as tf.Tensor1D) : tgtOut;
+    const weights = rows ? (tf.onesLike(y).cast('float32') as tf.Tensor1D) : targetWeights(tgtOutRows);
     // one pass over each row of logits (max, sum of exp) instead of logSumExp's Max, Sub, Exp, Sum, Log and
     // a gather: at the study's vocabulary (8146) that is about twice the output layer's own product
-    const nll = hasXentLossKernel() ? xentLoss(logits, tgtOut, weights, 0) : nllPerToken(logits, tgtOut, weights);
+    const nll = hasXentLossKernel() ? xentLoss(logits, y, weights, 0) : nllPerToken(logits, y, weights);
     return nll.reshape([k, -1]).sum(1) as tf.Tensor1D;
   });
+}
+
+/** The flat indices of `k` replicas of batch `b`'s target tokens (not padding), [k * tokens]; null: no padding. */
+function tokenRows(b: Batch, k: number): tf.Tensor1D | null {
+  const one: number[] = [];
+  b.tgtOut.forEach((id, i) => {
+    if (id !== 0) one.push(i);
+  });
+  if (one.length === b.tgtOut.length) return null;
+  const all = new Int32Array(k * one.length);
+  for (let r = 0; r < k; r++) for (let j = 0; j < one.length; j++) all[r * one.length + j] = r * b.tgtOut.length + one[j]!;
+  return tf.tensor1d(all, 'int32');
 }
 
 /** Dev loss (NLL per non-pad target token, as `devLoss`) with each head of `heads` removed alone, in order. */
