@@ -193,15 +193,18 @@ describe('a finished stage under another train.maxSteps', () => {
   }, 240000);
 });
 
+/** The dev evaluations a run's metrics.jsonl logged, in the order logged. */
+const evaluations = (f: string) =>
+  readFileSync(join(f, 'metrics.jsonl'), 'utf8')
+    .split('\n')
+    .filter((l) => l.includes('devLoss'))
+    .map((l) => JSON.parse(l) as { step: number; devLoss: number });
+
 describe('a finished run under another stopping rule (train.earlyStopping)', () => {
   beforeAll(async () => {
     await useTestBackend();
   });
-  const devLosses = (f: string) =>
-    readFileSync(join(f, 'metrics.jsonl'), 'utf8')
-      .split('\n')
-      .filter((l) => l.includes('devLoss'))
-      .map((l) => JSON.parse(l).devLoss as number);
+  const devLosses = (f: string) => evaluations(f).map((e) => e.devLoss);
 
   it('a run the new rule would not have stopped yet continues from its last checkpoint with the rule replayed on its evaluations, bit for bit the run under the new rule', async () => {
     // the old rule never stops it (patience 50; minDelta 100: its anchor stays step 2): the cap at 6 ends it;
@@ -306,13 +309,8 @@ describe('a run stopped before its end (a signal, a kill) under another stopping
   beforeAll(async () => {
     await useTestBackend();
   });
-  const devLosses = (f: string) =>
-    readFileSync(join(f, 'metrics.jsonl'), 'utf8')
-      .split('\n')
-      .filter((l) => l.includes('devLoss'))
-      .map((l) => JSON.parse(l) as { step: number; devLoss: number })
-      // a resumed run logs again the steps after its checkpoint: the last line of a step counts
-      .reduce((m, e) => m.set(e.step, e.devLoss), new Map<number, number>());
+  // a resumed run logs again the steps after its checkpoint: the last line of a step counts
+  const devLosses = (f: string) => evaluations(f).reduce((m, e) => m.set(e.step, e.devLoss), new Map<number, number>());
   /** run stage `s` until its trainer asks `polls` times whether to stop (then it checkpoints and returns null) */
   async function runStopped(s: ResolvedStage, polls: number): Promise<void> {
     let n = 0;

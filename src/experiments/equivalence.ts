@@ -145,6 +145,31 @@ export function knownHashes(s: ResolvedStage): Set<string> {
   return out;
 }
 
+const isRule = (path: string) => path === RULE || path.startsWith(`${RULE}.`);
+
+/** Where stage `s`'s config and `theirs` differ, and why that is another computation (null: only the cap and the rule differ). */
+function compareConfigs(s: ResolvedStage, theirs: ResolvedConfig, label: 'record' | 'run') {
+  const diffs = configDiffs(hashedIdentity(s.instance, s.config), hashedIdentity(s.instance, theirs));
+  const other = diffs.filter((d) => d.path !== CAP && !isRule(d.path));
+  const otherKeys = other.length
+    ? `its config differs in ${other
+        .slice(0, 4)
+        .map((d) => `${d.path} (stage ${JSON.stringify(d.ours)}, ${label} ${JSON.stringify(d.theirs)})`)
+        .join('; ')}`
+    : null;
+  return { diffs, otherKeys };
+}
+
+/** Why two replays' learning-rate cuts before step `last` trained other runs (null: the same cuts). */
+function cutsDiffer(oldCuts: readonly number[], freshCuts: readonly number[], last: number, rules: string): string | null {
+  const before = (c: readonly number[]) => c.filter((x) => x < last);
+  const a = before(oldCuts),
+    b = before(freshCuts);
+  if (a.length === b.length && a.every((c, i) => c === b[i])) return null;
+  const cutSteps = (c: number[]) => (c.length ? `step ${c.join(', ')}` : 'no step');
+  return `its learning rate was cut after ${cutSteps(a)} and the new stopping rule ${rules} cuts it after ${cutSteps(b)}, so the steps after the first difference ran at another rate`;
+}
+
 /**
  * How the finished stage `theirs` relates to stage `s`. `parentKnownAs`: the hashes `s.parent` is known by
  * (its own, and any it is equivalent to); unused for a root stage.
@@ -166,16 +191,8 @@ export function matchFinished(s: ResolvedStage, theirs: FinishedStage, parentKno
     return different(
       `it started from ${theirs.parentHash}, and ${s.parent.instance.id} is ${[...parentKnownAs].join(' or ')} (adopt or restore the parent first; a parent that changed makes every stage after it run again)`,
     );
-  const diffs = configDiffs(hashedIdentity(s.instance, s.config), hashedIdentity(s.instance, theirs.config));
-  const isRule = (path: string) => path === RULE || path.startsWith(`${RULE}.`);
-  const other = diffs.filter((d) => d.path !== CAP && !isRule(d.path));
-  if (other.length)
-    return different(
-      `its config differs in ${other
-        .slice(0, 4)
-        .map((d) => `${d.path} (stage ${JSON.stringify(d.ours)}, record ${JSON.stringify(d.theirs)})`)
-        .join('; ')}`,
-    );
+  const { diffs, otherKeys } = compareConfigs(s, theirs.config, 'record');
+  if (otherKeys) return different(otherKeys);
   const note = (because: string): Match => ({
     kind: 'equivalent',
     note: {
@@ -292,14 +309,8 @@ function matchUnderNewRule(
   const fresh = replay(nowRule, evals, Math.min(steps, now));
   const rules = `(${ruleText(thenRule)} then, ${ruleText(nowRule)} now)`;
   // the learning rate of every step it trained must be the one the new rule gives (its cuts, if any, at the same evaluations)
-  const cutSteps = (c: number[]) => (c.length ? `step ${c.join(', ')}` : 'no step');
-  const lastRun = fresh.stopsAt ?? Math.min(steps, now);
-  const oldCuts = old.cuts.filter((c) => c < lastRun);
-  const freshCuts = fresh.cuts.filter((c) => c < lastRun);
-  if (oldCuts.length !== freshCuts.length || oldCuts.some((c, i) => c !== freshCuts[i]))
-    return different(
-      `its learning rate was cut after ${cutSteps(oldCuts)} and the new stopping rule ${rules} cuts it after ${cutSteps(freshCuts)}, so the steps after the first difference ran at another rate`,
-    );
+  const cuts = cutsDiffer(old.cuts, fresh.cuts, fresh.stopsAt ?? Math.min(steps, now), rules);
+  if (cuts) return different(cuts);
   const modelStep = (bestStep: number | null, end: number) => bestStep ?? end;
   if (fresh.stopsAt !== null) {
     if (fresh.stopsAt === steps && modelStep(fresh.bestStep, steps) === modelStep(ended.bestStep, steps))
@@ -399,16 +410,8 @@ export function matchInterrupted(s: ResolvedStage, theirs: InterruptedStage, par
     return different(
       `its config.json does not give the hash its folder name carries under this stage's kind, settings and parent (the stage's settings in the spec changed, its parent is another computation, or config.json is not the one it ran with)`,
     );
-  const diffs = configDiffs(hashedIdentity(s.instance, s.config), hashedIdentity(s.instance, theirs.config));
-  const isRule = (path: string) => path === RULE || path.startsWith(`${RULE}.`);
-  const other = diffs.filter((d) => d.path !== CAP && !isRule(d.path));
-  if (other.length)
-    return different(
-      `its config differs in ${other
-        .slice(0, 4)
-        .map((d) => `${d.path} (stage ${JSON.stringify(d.ours)}, run ${JSON.stringify(d.theirs)})`)
-        .join('; ')}`,
-    );
+  const { otherKeys } = compareConfigs(s, theirs.config, 'run');
+  if (otherKeys) return different(otherKeys);
   const t = s.config.train;
   const L = theirs.lastStep;
   if (L > t.maxSteps) return different(`it trained to step ${L}, past this stage's cap of ${t.maxSteps}`);
@@ -424,13 +427,8 @@ export function matchInterrupted(s: ResolvedStage, theirs: InterruptedStage, par
   if (fresh.stopsAt !== null)
     return different(`the new stopping rule ${rules} would have stopped it at step ${fresh.stopsAt} (best step ${fresh.bestStep ?? '-'}); it trained to step ${L}`);
   // every step it trained (up to L) ran at the rate the new rule gives: cuts after the same evaluations before L
-  const cutSteps = (c: number[]) => (c.length ? `step ${c.join(', ')}` : 'no step');
-  const oldCuts = old.cuts.filter((c) => c < L);
-  const freshCuts = fresh.cuts.filter((c) => c < L);
-  if (oldCuts.length !== freshCuts.length || oldCuts.some((c, i) => c !== freshCuts[i]))
-    return different(
-      `its learning rate was cut after ${cutSteps(oldCuts)} and the new stopping rule ${rules} cuts it after ${cutSteps(freshCuts)}, so the steps after the first difference ran at another rate`,
-    );
+  const cuts = cutsDiffer(old.cuts, fresh.cuts, L, rules);
+  if (cuts) return different(cuts);
   return {
     kind: 'continue',
     note: {
