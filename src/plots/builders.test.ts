@@ -125,6 +125,28 @@ describe('training curves of several runs', () => {
     expect(axisTitle(fig, 'xaxis2')).toBe('training step');
     expect(trainingCurvesOverlay([]).layout.annotations?.map((a) => a.text)).toEqual(['no evaluation logged']);
   });
+
+  it('reduce on plateau: each learning-rate cut is a triangle on the dev-loss panel and in the legend, once per cut however often a resumed run logged it', () => {
+    const cut = (step: number, devLoss: number, lrCuts: number, patienceLeft: number) => ({ step, devLoss, bestStep: step, patienceLeft, lrCuts });
+    // cuts after 400 and 800 (the line at 800 logged twice: a run resumed from a checkpoint before it), stop at 1000
+    const log = {
+      source: 'd',
+      train: [],
+      eval: [cut(200, 3, 0, 2), cut(400, 2.9, 1, 2), cut(600, 2.7, 1, 2), cut(800, 2.65, 2, 2), cut(800, 2.65, 2, 2), { ...cut(1000, 2.64, 2, 0), bestStep: 1000 }],
+    };
+    const over = trainingCurvesOverlay([{ label: 'seed 1', log }]);
+    expect(over.data.filter((d) => d.mode === 'lines').map((d) => d.name)).toEqual(['seed 1 (best 1000, lr cut 400/800, stopped 1000)']);
+    const tri = over.data.filter((d) => (d as { marker?: { symbol?: string } }).marker?.symbol === 'triangle-down');
+    expect(tri.map((d) => [field(d, 'x'), field(d, 'y'), field(d, 'yaxis')])).toEqual([
+      [[400], [2.9], 'y'],
+      [[800], [2.65], 'y'],
+    ]);
+    const one = trainingCurves(log);
+    const mark = one.data.find((d) => (d as { marker?: { symbol?: string } }).marker?.symbol === 'triangle-down')!;
+    expect([mark.name, field(mark, 'x'), field(mark, 'y')]).toEqual(['learning rate cut (reduce on plateau) after step 400, 800', [400, 800], [2.9, 2.65]]);
+    // without lrDecay no cut is drawn
+    expect(fig.data.some((d) => (d as { marker?: { symbol?: string } }).marker?.symbol === 'triangle-down')).toBe(false);
+  });
 });
 
 describe('gate figures', () => {

@@ -109,6 +109,8 @@ export interface EvalRecord {
   /** train.earlyStopping: the best evaluation's step so far, and the evaluations left before the run stops */
   bestStep?: number;
   patienceLeft?: number;
+  /** train.earlyStopping.lrDecay: the learning-rate cuts made so far (after this evaluation's decision) */
+  lrCuts?: number;
 }
 
 export interface MetricsLog {
@@ -137,7 +139,8 @@ export function parseMetrics(text: string, sourceName: string): MetricsLog {
     const step = v.step;
     if (typeof step !== 'number' || !Number.isFinite(step)) throw new DataError(`${sourceName}:${i + 1}: step: expected a number, got ${JSON.stringify(step)}`);
     if ('devLoss' in v || 'devBleu' in v) {
-      const stopping = { bestStep: finiteOrUndefined(v.bestStep), patienceLeft: finiteOrUndefined(v.patienceLeft) };
+      const cuts = finiteOrUndefined(v.lrCuts);
+      const stopping = { bestStep: finiteOrUndefined(v.bestStep), patienceLeft: finiteOrUndefined(v.patienceLeft), ...(cuts !== undefined ? { lrCuts: cuts } : {}) };
       evals.push({
         step,
         devLoss: finiteOrUndefined(v.devLoss),

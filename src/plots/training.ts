@@ -25,11 +25,29 @@ function points<T extends { step: number }>(records: readonly T[], value: (r: T)
  * lack of improvement (its last evaluation with no patience left; null while it had patience). Null
  * without early stopping.
  */
-export function earlyStoppingMarks(log: MetricsLog): { bestStep: number; stoppedAt: number | null } | null {
+export function earlyStoppingMarks(log: MetricsLog): { bestStep: number; stoppedAt: number | null; cutAt: number[] } | null {
   const last = [...log.eval].reverse().find((r) => r.bestStep !== undefined);
   if (!last) return null;
-  return { bestStep: last.bestStep!, stoppedAt: last.patienceLeft === 0 ? last.step : null };
+  return { bestStep: last.bestStep!, stoppedAt: last.patienceLeft === 0 ? last.step : null, cutAt: lrCutSteps(log) };
 }
+
+/**
+ * The evaluations after which reduce-on-plateau cut the learning rate (train.earlyStopping.lrDecay: the
+ * first evaluation logging each higher `lrCuts`; a resumed run's repeated lines count once), in step order.
+ */
+export function lrCutSteps(log: MetricsLog): number[] {
+  const out: number[] = [];
+  let cuts = 0;
+  for (const r of [...log.eval].sort((a, b) => a.step - b.step))
+    if (r.lrCuts !== undefined && r.lrCuts > cuts) {
+      cuts = r.lrCuts;
+      out.push(r.step);
+    }
+  return out;
+}
+
+/** The marker of a learning-rate cut: a downward triangle (the rate steps down after it). */
+const CUT_MARKER = { symbol: 'triangle-down', size: 12 };
 
 export interface TrainingCurvesOptions {
   title?: string;
@@ -104,6 +122,18 @@ export function trainingCurves(log: MetricsLog, opts: TrainingCurvesOptions = {}
         yaxis: lossAx.y,
         marker: star,
       });
+    const cutEvals = stopping.cutAt.map((step) => log.eval.find((r) => r.step === step && r.devLoss !== undefined)).filter((r): r is NonNullable<typeof r> => r !== undefined);
+    if (cutEvals.length)
+      data.push({
+        type: 'scatter',
+        mode: 'markers',
+        name: `learning rate cut (reduce on plateau) after step ${cutEvals.map((r) => r.step).join(', ')}`,
+        x: cutEvals.map((r) => r.step),
+        y: cutEvals.map((r) => r.devLoss!),
+        xaxis: lossAx.x,
+        yaxis: lossAx.y,
+        marker: { ...CUT_MARKER, color: '#E69F00' },
+      });
     if (stopping.stoppedAt !== null) {
       const at = log.eval.find((r) => r.step === stopping.stoppedAt)!;
       const [ax, y] = at.devBleu !== undefined ? [bleuAx, at.devBleu] : [lossAx, at.devLoss];
@@ -111,7 +141,7 @@ export function trainingCurves(log: MetricsLog, opts: TrainingCurvesOptions = {}
         data.push({
           type: 'scatter',
           mode: 'markers',
-          name: `early stop: no improvement since step ${stopping.bestStep} (step ${at.step})`,
+          name: `early stop: patience ran out (step ${at.step}; best step ${stopping.bestStep})`,
           x: [at.step],
           y: [y],
           xaxis: ax.x,
@@ -165,7 +195,8 @@ export function trainingCurvesOverlay(runs: readonly LabelledLog[], opts: Traini
     }
     const color = SERIES_COLORS[drawn++ % SERIES_COLORS.length]!;
     const stopping = earlyStoppingMarks(log);
-    const summary = stopping ? ` (best ${stopping.bestStep}${stopping.stoppedAt !== null ? `, stopped ${stopping.stoppedAt}` : ', running'})` : '';
+    const cutText = stopping?.cutAt.length ? `, lr cut ${stopping.cutAt.join('/')}` : '';
+    const summary = stopping ? ` (best ${stopping.bestStep}${cutText}${stopping.stoppedAt !== null ? `, stopped ${stopping.stoppedAt}` : ', running'})` : '';
     const line = { color, width: 2 };
     // one legend entry per run: the loss trace carries it when there is one, else the BLEU trace
     if (devLoss.x.length)
@@ -183,14 +214,16 @@ export function trainingCurvesOverlay(runs: readonly LabelledLog[], opts: Traini
         line,
       });
     if (!stopping) continue;
-    const marks: Array<[number, { symbol: string; size: number; color: string }]> = [[stopping.bestStep, { symbol: 'star', size: 14, color }]];
-    if (stopping.stoppedAt !== null) marks.push([stopping.stoppedAt, { symbol: 'x', size: 11, color }]);
-    for (const [step, marker] of marks) {
+    const marks: Array<[number, { symbol: string; size: number; color: string }, boolean]> = [[stopping.bestStep, { symbol: 'star', size: 14, color }, true]];
+    // a cut on the dev-loss panel only (the rule reads dev loss or BLEU, the cut changes the training)
+    for (const step of stopping.cutAt) marks.push([step, { ...CUT_MARKER, color }, false]);
+    if (stopping.stoppedAt !== null) marks.push([stopping.stoppedAt, { symbol: 'x', size: 11, color }, true]);
+    for (const [step, marker, both] of marks) {
       const r = log.eval.find((e) => e.step === step);
       if (!r) continue;
       for (const [ax, y] of [
         [lossAx, r.devLoss],
-        [bleuAx, r.devBleu],
+        [bleuAx, both ? r.devBleu : undefined],
       ] as const)
         if (y !== undefined)
           data.push({
@@ -209,7 +242,7 @@ export function trainingCurvesOverlay(runs: readonly LabelledLog[], opts: Traini
   }
   if (!drawn) notes.push(panelNote('no evaluation logged', lossAx));
   if (empty.length) notes.push({ ...panelNote(`no evaluation logged: ${empty.join(', ')}`, bleuAx), y: 0.05 });
-  const layout = baseLayout(opts.title ?? `Dev loss and dev BLEU of ${drawn} run(s) (star: best evaluation, x: early stop)`, 900, 720);
+  const layout = baseLayout(opts.title ?? `Dev loss and dev BLEU of ${drawn} run(s) (star: best evaluation, triangle: learning rate cut, x: early stop)`, 900, 720);
   layout.margin = { l: 80, r: 30, t: 60, b: 90 + 22 * Math.ceil(drawn / 2) };
   layout.legend = { orientation: 'h', x: 0, y: -0.1, yanchor: 'top' };
   layout.annotations = notes;

@@ -101,6 +101,11 @@ export class EarlyStopping {
     return Math.max(0, this.rule.patience - this.sinceBest);
   }
 
+  /** `no gain of more than 0.02 in 5 evaluations` (`no gain in 5 evaluations` with minDelta 0) */
+  stallText(): string {
+    return `no gain${this.rule.minDelta > 0 ? ` of more than ${this.rule.minDelta}` : ''} in ${this.rule.patience} evaluations`;
+  }
+
   /** `best dev BLEU 18.21 @1250 | patience 3/5` */
   describe(): string {
     const name = this.rule.metric === 'devBleu' ? 'dev BLEU' : 'dev loss';

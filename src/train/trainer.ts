@@ -548,12 +548,12 @@ export class Trainer {
         });
         if (cut)
           this.progress.log(
-            `step ${this.step} | no improvement in ${es!.rule.patience} evaluations: learning rate x${es!.lrScale.toPrecision(3)} from step ${this.step + 1} (cut ${es!.lrCuts} of ${es!.rule.lrDecay!.times}); best step ${es!.bestEval?.step ?? '-'}`,
+            `step ${this.step} | ${es!.stallText()}: learning rate x${es!.lrScale.toPrecision(3)} from step ${this.step + 1} (cut ${es!.lrCuts} of ${es!.rule.lrDecay!.times}); best step ${es!.bestEval?.step ?? '-'}`,
           );
         this.progress.log(
           `step ${this.step} | dev loss ${lastEval.devLoss.toFixed(3)} | dev ppl ${lastEval.devPerplexity.toFixed(2)}${lastEval.devBleu !== undefined ? ` | dev BLEU ${lastEval.devBleu.toFixed(2)}` : ''}` +
             (es
-              ? ` | ${isBest ? 'new best' : es.describe()}${es.shouldStop ? ` | early stopping: no improvement in ${es.rule.patience} evaluations, best step ${es.bestEval?.step ?? '-'}` : ''}`
+              ? ` | ${isBest ? 'new best' : es.describe()}${es.shouldStop ? ` | early stopping: ${es.stallText()}, best step ${es.bestEval?.step ?? '-'}` : ''}`
               : ''),
         );
       }
