@@ -336,11 +336,15 @@ describe('a run stopped before its end (a signal, a kill) under another stopping
     // refused, one line each: a run still training there; a rule that would have cut the learning rate after
     // its first evaluations (minDelta 100: no gain after step 2); another key; the stage's own folder
     writeFileSync(join(old.folder, 'stage.lock'), String(process.pid));
-    expect(() => adoptFinished(now, old.folder, [])).toThrow(new RegExp(`a run is still training there \\(process ${process.pid}, its stage.lock\\); stop it first`));
+    expect(() => adoptFinished(now, old.folder, [])).toThrow(
+      new RegExp(`a run is still training there \\(process ${process.pid}, its stage.lock\\); stop it first`),
+    );
     rmSync(join(old.folder, 'stage.lock'));
     const other = (name: string, o: Parameters<typeof study>[1]) => resolve(study(name, o), join(dir, `runs-${name}`))[0]!;
     const cut = matchInterrupted(other('stop-cut', { cap: 12, minDelta: 100, patience: 1, lrDecay: '{ factor: 0.5, times: 5 }' }), stopped, new Set());
-    expect(cut.kind === 'different' && cut.reason).toMatch(/its learning rate was cut after no step and the new stopping rule .* cuts it after step 4, so the steps after/);
+    expect(cut.kind === 'different' && cut.reason).toMatch(
+      /its learning rate was cut after no step and the new stopping rule .* cuts it after step 4, so the steps after/,
+    );
     const dff = matchInterrupted(other('stop-dff', { cap: 12, minDelta: 0, patience: 1, dFF: 48 }), stopped, new Set());
     expect(dff.kind === 'different' && dff.reason).toMatch(/stopped at step \d+\) is not stage baseline: its config differs in model.dFF \(stage 48, run 32\)/);
     const sooner = matchInterrupted(other('stop-sooner', { cap: 12, minDelta: 100, patience: 1 }), stopped, new Set());
@@ -391,7 +395,9 @@ describe('a run stopped before its end (a signal, a kill) under another stopping
     writeFileSync(join(old.folder, 'stage.lock'), String(process.pid));
     expect(continueStoppedRun(now, [])).toBeNull();
     rmSync(join(old.folder, 'stage.lock'));
-    expect(continueStoppedRun(now, [])).toMatch(new RegExp(`copied .*${basename(old.folder)} to .*${basename(now.folder)}; it continues from its checkpoint at step ${at}`));
+    expect(continueStoppedRun(now, [])).toMatch(
+      new RegExp(`copied .*${basename(old.folder)} to .*${basename(now.folder)}; it continues from its checkpoint at step ${at}`),
+    );
     expect(stageState(now)).toBe('partial');
     // its own folder is no longer empty: a second call does nothing
     expect(continueStoppedRun(now, [])).toBeNull();

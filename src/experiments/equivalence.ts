@@ -422,10 +422,14 @@ export function matchInterrupted(s: ResolvedStage, theirs: InterruptedStage, par
   const evals = runEvaluations(theirs.folder);
   const old = replay(thenRule, evals, L);
   if (old.stopsAt !== null && old.stopsAt < L)
-    return different(`its own rule (${ruleText(thenRule)}), replayed on its metrics.jsonl, stopped it at step ${old.stopsAt}, yet it has a checkpoint of step ${L}`);
+    return different(
+      `its own rule (${ruleText(thenRule)}), replayed on its metrics.jsonl, stopped it at step ${old.stopsAt}, yet it has a checkpoint of step ${L}`,
+    );
   const fresh = replay(nowRule, evals, L);
   if (fresh.stopsAt !== null)
-    return different(`the new stopping rule ${rules} would have stopped it at step ${fresh.stopsAt} (best step ${fresh.bestStep ?? '-'}); it trained to step ${L}`);
+    return different(
+      `the new stopping rule ${rules} would have stopped it at step ${fresh.stopsAt} (best step ${fresh.bestStep ?? '-'}); it trained to step ${L}`,
+    );
   // every step it trained (up to L) ran at the rate the new rule gives: cuts after the same evaluations before L
   const cuts = cutsDiffer(old.cuts, fresh.cuts, L, rules);
   if (cuts) return different(cuts);
@@ -462,7 +466,9 @@ export function adoptFinished(s: ResolvedStage, folder: string, argv: readonly s
     if (holder !== null) throw new HeadsError(`${folder}: a run is still training there (process ${holder}, its stage.lock); stop it first`);
     const m = matchInterrupted(s, stopped, known);
     if (m.kind === 'same')
-      throw new HeadsError(`${folder}: it is stage ${s.instance.id}'s own folder under its own hash; 'heads experiment run' resumes it from step ${stopped.lastStep}`);
+      throw new HeadsError(
+        `${folder}: it is stage ${s.instance.id}'s own folder under its own hash; 'heads experiment run' resumes it from step ${stopped.lastStep}`,
+      );
     if (m.kind === 'different') throw new HeadsError(m.reason);
     if (m.kind === 'continue') return continueRun(s, folder, m.note, argv, stopped.lastStep);
   }

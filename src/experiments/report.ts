@@ -701,7 +701,9 @@ export async function writeReportFigures(
   if (logs.length)
     await write(
       'from-scratch-training',
-      trainingCurvesOverlay(logs, { title: 'Models trained from scratch: dev curves (star: best, the checkpoint kept; triangle: learning rate cut; x: early stop)' }),
+      trainingCurvesOverlay(logs, {
+        title: 'Models trained from scratch: dev curves (star: best, the checkpoint kept; triangle: learning rate cut; x: early stop)',
+      }),
     );
   else out.skipped.push('from-scratch-training: no finished training stage');
 

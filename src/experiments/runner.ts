@@ -142,7 +142,6 @@ export async function runExperiment(stages: readonly ResolvedStage[], o: RunnerO
         child.stderr!.pipe(out);
         running.set(s.instance.id, { child, startedAt: Date.now(), stage: s });
         o.log(`[${s.instance.id}] ${states.get(s.instance.id) === 'partial' ? 'resuming' : 'started'} (log: ${join(s.folder, 'stage.log')})`);
-
       }
       if (!running.size) {
         // a stage still locked by another live process (an orphan of a killed runner finishing its step):

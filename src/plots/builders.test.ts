@@ -132,7 +132,14 @@ describe('training curves of several runs', () => {
     const log = {
       source: 'd',
       train: [],
-      eval: [cut(200, 3, 0, 2), cut(400, 2.9, 1, 2), cut(600, 2.7, 1, 2), cut(800, 2.65, 2, 2), cut(800, 2.65, 2, 2), { ...cut(1000, 2.64, 2, 0), bestStep: 1000 }],
+      eval: [
+        cut(200, 3, 0, 2),
+        cut(400, 2.9, 1, 2),
+        cut(600, 2.7, 1, 2),
+        cut(800, 2.65, 2, 2),
+        cut(800, 2.65, 2, 2),
+        { ...cut(1000, 2.64, 2, 0), bestStep: 1000 },
+      ],
     };
     const over = trainingCurvesOverlay([{ label: 'seed 1', log }]);
     expect(over.data.filter((d) => d.mode === 'lines').map((d) => d.name)).toEqual(['seed 1 (best 1000, lr cut 400/800, stopped 1000)']);

@@ -41,7 +41,10 @@ describe('metrics.jsonl', () => {
   });
 
   it('reads early stopping and reduce on plateau from evaluation lines (best step, patience left, cuts so far)', () => {
-    const text = ['{"step":200,"devLoss":3,"bestStep":200,"patienceLeft":5,"lrCuts":0}', '{"step":400,"devLoss":2.9,"bestStep":400,"patienceLeft":5,"lrCuts":1}'].join('\n');
+    const text = [
+      '{"step":200,"devLoss":3,"bestStep":200,"patienceLeft":5,"lrCuts":0}',
+      '{"step":400,"devLoss":2.9,"bestStep":400,"patienceLeft":5,"lrCuts":1}',
+    ].join('\n');
     expect(parseMetrics(text, 'm').eval).toEqual([
       { step: 200, devLoss: 3, devPerplexity: undefined, devBleu: undefined, bestStep: 200, patienceLeft: 5, lrCuts: 0 },
       { step: 400, devLoss: 2.9, devPerplexity: undefined, devBleu: undefined, bestStep: 400, patienceLeft: 5, lrCuts: 1 },

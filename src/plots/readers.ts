@@ -140,7 +140,11 @@ export function parseMetrics(text: string, sourceName: string): MetricsLog {
     if (typeof step !== 'number' || !Number.isFinite(step)) throw new DataError(`${sourceName}:${i + 1}: step: expected a number, got ${JSON.stringify(step)}`);
     if ('devLoss' in v || 'devBleu' in v) {
       const cuts = finiteOrUndefined(v.lrCuts);
-      const stopping = { bestStep: finiteOrUndefined(v.bestStep), patienceLeft: finiteOrUndefined(v.patienceLeft), ...(cuts !== undefined ? { lrCuts: cuts } : {}) };
+      const stopping = {
+        bestStep: finiteOrUndefined(v.bestStep),
+        patienceLeft: finiteOrUndefined(v.patienceLeft),
+        ...(cuts !== undefined ? { lrCuts: cuts } : {}),
+      };
       evals.push({
         step,
         devLoss: finiteOrUndefined(v.devLoss),

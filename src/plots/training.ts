@@ -122,7 +122,9 @@ export function trainingCurves(log: MetricsLog, opts: TrainingCurvesOptions = {}
         yaxis: lossAx.y,
         marker: star,
       });
-    const cutEvals = stopping.cutAt.map((step) => log.eval.find((r) => r.step === step && r.devLoss !== undefined)).filter((r): r is NonNullable<typeof r> => r !== undefined);
+    const cutEvals = stopping.cutAt
+      .map((step) => log.eval.find((r) => r.step === step && r.devLoss !== undefined))
+      .filter((r): r is NonNullable<typeof r> => r !== undefined);
     if (cutEvals.length)
       data.push({
         type: 'scatter',
@@ -242,7 +244,11 @@ export function trainingCurvesOverlay(runs: readonly LabelledLog[], opts: Traini
   }
   if (!drawn) notes.push(panelNote('no evaluation logged', lossAx));
   if (empty.length) notes.push({ ...panelNote(`no evaluation logged: ${empty.join(', ')}`, bleuAx), y: 0.05 });
-  const layout = baseLayout(opts.title ?? `Dev loss and dev BLEU of ${drawn} run(s) (star: best evaluation, triangle: learning rate cut, x: early stop)`, 900, 720);
+  const layout = baseLayout(
+    opts.title ?? `Dev loss and dev BLEU of ${drawn} run(s) (star: best evaluation, triangle: learning rate cut, x: early stop)`,
+    900,
+    720,
+  );
   layout.margin = { l: 80, r: 30, t: 60, b: 90 + 22 * Math.ceil(drawn / 2) };
   layout.legend = { orientation: 'h', x: 0, y: -0.1, yanchor: 'top' };
   layout.annotations = notes;

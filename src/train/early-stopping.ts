@@ -169,6 +169,8 @@ export class EarlyStopping {
         : { step, value: extra['earlyStopping.bestValue']!, devLoss: extra['earlyStopping.bestDevLoss']!, devBleu: extra['earlyStopping.bestDevBleu'] ?? null };
     const anchorStep = extra['earlyStopping.anchorStep'];
     this.anchor =
-      anchorStep !== undefined ? { step: anchorStep, value: extra['earlyStopping.anchorValue']! } : this.best && { step: this.best.step, value: this.best.value };
+      anchorStep !== undefined
+        ? { step: anchorStep, value: extra['earlyStopping.anchorValue']! }
+        : this.best && { step: this.best.step, value: this.best.value };
   }
 }
