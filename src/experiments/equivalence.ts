@@ -33,10 +33,9 @@
 import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmdirSync, rmSync, symlinkSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { loadConfigOn } from '../config/load.js';
-import { checkpointDirName, readCheckpoint } from '../io/checkpoint.js';
-import { CheckpointError } from '../util/errors.js';
+import { checkpointDirName, listCheckpointDirs, readCheckpoint } from '../io/checkpoint.js';
 import type { EarlyStoppingConfig, ResolvedConfig } from '../config/schema.js';
-import { HeadsError } from '../util/errors.js';
+import { CheckpointError, HeadsError } from '../util/errors.js';
 import { readJsonFile, writeJsonAtomic } from '../util/fs.js';
 import { RunFolder } from '../util/run-folder.js';
 import { EarlyStopping, type DevEval, isEarlyStoppingState } from '../train/early-stopping.js';
@@ -374,15 +373,10 @@ export function readInterruptedStage(folder: string): InterruptedStage | null {
   const cfgPath = join(folder, 'config.json');
   if (!existsSync(cfgPath)) throw new HeadsError(`${folder}: no config.json (the config the stage ran with)`);
   const config = loadConfigOn(readJsonFile<ResolvedConfig>(cfgPath, 'stage config'), null, [], cfgPath);
-  const steps = readdirSync(ckptRoot)
-    .map((n) => /^step-(\d+)$/.exec(n))
-    .filter((x): x is RegExpExecArray => x !== null)
-    .map((x) => Number(x[1]))
-    .sort((a, b) => b - a);
   const problems: string[] = [];
-  for (const step of steps) {
+  for (const { step, dir } of listCheckpointDirs(folder)) {
     try {
-      readCheckpoint(join(ckptRoot, checkpointDirName(step)));
+      readCheckpoint(dir);
       return { folder, hash: m[1]!, config, lastStep: step };
     } catch (e) {
       if (!(e instanceof CheckpointError)) throw e;
@@ -405,8 +399,7 @@ export function matchInterrupted(s: ResolvedStage, theirs: InterruptedStage, par
   if (theirs.hash === s.hash) return { kind: 'same' };
   if (!trains(s)) return different(`a ${s.instance.spec.kind} stage does not train; only a stopped train run continues under another hash`);
   const parents: Array<string | null> = s.parent ? [...parentKnownAs] : [null];
-  const parentHash = parents.find((h) => stageHash(s.instance, theirs.config, h) === theirs.hash);
-  if (parentHash === undefined)
+  if (!parents.some((h) => stageHash(s.instance, theirs.config, h) === theirs.hash))
     return different(
       `its config.json does not give the hash its folder name carries under this stage's kind, settings and parent (the stage's settings in the spec changed, its parent is another computation, or config.json is not the one it ran with)`,
     );
@@ -525,10 +518,7 @@ function continueRun(s: ResolvedStage, folder: string, note: ContinuationNote, a
     rmSync(join(tmp, 'checkpoints', 'best.json'), { force: true });
     if (stoppedAt !== null) {
       // a stopped run goes on from its newest readable checkpoint: newer (damaged) ones are not copied
-      for (const name of readdirSync(join(tmp, 'checkpoints'))) {
-        const step = /^step-(\d+)$/.exec(name);
-        if (step && Number(step[1]) > stoppedAt) rmSync(join(tmp, 'checkpoints', name), { recursive: true, force: true });
-      }
+      for (const { step, dir } of listCheckpointDirs(tmp)) if (step > stoppedAt) rmSync(dir, { recursive: true, force: true });
       writeJsonAtomic(join(tmp, 'checkpoints', 'latest.json'), { step: stoppedAt, dir: checkpointDirName(stoppedAt) });
     }
     if (rule) {
@@ -579,16 +569,18 @@ export function continueStoppedRun(s: ResolvedStage, argv: readonly string[]): s
   if (!trains(s) || (existsSync(s.folder) && readdirSync(s.folder).length)) return null;
   const known = s.parent ? knownHashes(s.parent) : new Set<string>();
   for (const f of otherRecords(s, dirname(s.folder))) {
-    if (!existsSync(join(f, 'checkpoints')) || existsSync(join(f, 'stage.json')) || folderLockHolder(f) !== null) continue;
-    let m: Match;
+    if (folderLockHolder(f) !== null) continue;
     let stopped: InterruptedStage | null;
+    let m: Match;
     try {
       stopped = readInterruptedStage(f);
-      m = stopped ? matchInterrupted(s, stopped, known) : { kind: 'different', reason: '' };
+      if (!stopped) continue;
+      m = matchInterrupted(s, stopped, known);
     } catch {
+      // a folder that does not read as a stopped run of this stage: the stage starts afresh beside it
       continue;
     }
-    if (stopped && m.kind === 'continue') return continueRun(s, f, m.note, argv, stopped.lastStep);
+    if (m.kind === 'continue') return continueRun(s, f, m.note, argv, stopped.lastStep);
   }
   return null;
 }

@@ -139,7 +139,8 @@ function writeCheckpointFiles(
   writeJsonAtomic(join(dir, 'state.json'), state);
 }
 
-function listCheckpointDirs(runPath: string): Array<{ step: number; dir: string }> {
+/** The run's `checkpoints/step-N` folders, newest first (nothing is read or written in them). */
+export function listCheckpointDirs(runPath: string): Array<{ step: number; dir: string }> {
   const root = join(runPath, 'checkpoints');
   if (!statOrNull(root)) return [];
   let names: string[];
