@@ -34,6 +34,15 @@ export interface BestEval {
   devBleu: number | null;
 }
 
+/**
+ * The step of the `evaluationsToStop`-th evaluation from the next one, evaluations every `evalEvery`
+ * steps: where the rule would end a run at `step` if none of them gained. The next one is this step's
+ * when it is an evaluation step still to come (the trainer prints its progress line before it).
+ */
+export function earliestStopStep(step: number, evalEvery: number, evaluationsToStop: number): number {
+  return Math.max(step, (Math.ceil(step / evalEvery) + evaluationsToStop - 1) * evalEvery);
+}
+
 export class EarlyStopping {
   private best: BestEval | null = null;
   /** the last evaluation that beat the anchor before it by more than minDelta (the patience counts from it) */
@@ -99,6 +108,14 @@ export class EarlyStopping {
 
   get patienceLeft(): number {
     return Math.max(0, this.rule.patience - this.sinceBest);
+  }
+
+  /**
+   * The fewest evaluations before the rule stops the run: what is left of the patience, then a full
+   * patience for each learning-rate cut still to come (each evaluation from now on without a gain).
+   */
+  get evaluationsToStop(): number {
+    return this.patienceLeft + ((this.rule.lrDecay?.times ?? 0) - this.cuts) * this.rule.patience;
   }
 
   /** `no gain of more than 0.02 in 5 evaluations` (`no gain in 5 evaluations` with minDelta 0) */

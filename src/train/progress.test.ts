@@ -1,5 +1,5 @@
 /** Durations as progress lines print them, and the progress line on a terminal and in a log file. */
-import { formatDuration, ProgressLine } from './progress.js';
+import { formatDuration, ProgressLine, trainingEta } from './progress.js';
 
 /** An independent reading of a printed duration back into seconds. */
 function secondsOf(text: string): number {
@@ -77,5 +77,21 @@ describe('ProgressLine', () => {
     p.update('step 10/20');
     p.update('step 20/20');
     expect(writes).toEqual(['step 10/20\n', 'step 20/20\n']);
+  });
+});
+
+describe('trainingEta', () => {
+  it('is the time to the cap, or from the earliest early stop to the cap, at the rate so far', () => {
+    // 100 steps from 1000 in 50 s: 0.5 s per step
+    const base = { step: 1100, startStep: 1000, maxSteps: 5000, elapsedMs: 50_000 };
+    expect(trainingEta(base)).toBe(formatDuration(3900 * 0.5));
+    // early stopping could end it at step 1600: 500 steps (4m10s) at the soonest, 3900 (32m30s) at the cap
+    expect(trainingEta({ ...base, earliestStop: 1600 })).toBe('4m10s-32m30s');
+    // an earliest stop at or past the cap is the cap
+    expect(trainingEta({ ...base, earliestStop: 5000 })).toBe('32m30s');
+    expect(trainingEta({ ...base, earliestStop: 7000 })).toBe('32m30s');
+    // an earliest stop now (the evaluation of this step ends it) is 0
+    expect(trainingEta({ ...base, earliestStop: 1100 })).toBe('0s-32m30s');
+    expect(trainingEta({ ...base, step: 1000, elapsedMs: 0 })).toBe('?');
   });
 });

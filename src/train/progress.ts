@@ -69,3 +69,14 @@ export function eta(stepsDone: number, stepsTotal: number, elapsedMs: number): n
   if (stepsDone <= 0) return NaN;
   return ((stepsTotal - stepsDone) * elapsedMs) / stepsDone / 1000;
 }
+
+/**
+ * A training run's ETA: to the cap (`41m`), or, when early stopping could end it sooner, from its
+ * earliest stop (every evaluation from now on without a gain) to the cap: `1h10m-17h05m`.
+ */
+export function trainingEta(o: { step: number; startStep: number; maxSteps: number; elapsedMs: number; earliestStop?: number }): string {
+  const done = o.step - o.startStep;
+  const toCap = formatDuration(eta(done, o.maxSteps - o.startStep, o.elapsedMs));
+  if (o.earliestStop === undefined || o.earliestStop >= o.maxSteps) return toCap;
+  return `${formatDuration(eta(done, Math.max(o.step, o.earliestStop) - o.startStep, o.elapsedMs))}-${toCap}`;
+}

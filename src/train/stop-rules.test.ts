@@ -13,7 +13,7 @@ import { createTransformer } from '../model/transformer.js';
 import { HeadGates } from '../gates/head-gates.js';
 import { Rng } from '../util/random.js';
 import { RunFolder } from '../util/run-folder.js';
-import { EarlyStopping } from './early-stopping.js';
+import { EarlyStopping, earliestStopStep } from './early-stopping.js';
 import { Trainer } from './trainer.js';
 import { findLatestValidCheckpoint, findModelCheckpoint, readCheckpoint } from '../io/checkpoint.js';
 import { loadModel } from '../io/load-model.js';
@@ -143,6 +143,7 @@ describe('EarlyStopping', () => {
   it('lrDecay: an exhausted patience cuts the learning rate and starts it again, `times` times, then stops', () => {
     const es = new EarlyStopping({ metric: 'devLoss', patience: 2, minDelta: 0, lrDecay: { factor: 0.5, times: 2 } });
     const seen: Array<[number, boolean, number, boolean]> = [];
+    const toStop: number[] = [];
     // best at 1; 2, 3 fail -> cut 1; 4 improves; 5, 6 fail -> cut 2; 7, 8 fail -> stop
     for (const [step, loss] of [
       [1, 3],
@@ -156,7 +157,11 @@ describe('EarlyStopping', () => {
     ] as const) {
       const { cut } = es.observe(step, { devLoss: loss });
       seen.push([step, cut, es.lrScale, es.shouldStop]);
+      toStop.push(es.evaluationsToStop);
     }
+    // the fewest evaluations left before a stop: the patience left plus a full patience per cut to come
+    // (after the first: 2, 3 cut; 4, 5 cut; 6, 7 stop: 6), and 0 exactly when the rule says stop
+    expect(toStop).toEqual([6, 5, 4, 4, 3, 2, 1, 0]);
     expect(seen).toEqual([
       [1, false, 1, false],
       [2, false, 1, false],
@@ -238,7 +243,7 @@ describe('early stopping in the trainer', () => {
   const runs = new Map<string, string>();
 
   /** A trainer on SETS (or `sets`) whose dev BLEU at step s is BLEU[s] (or `bleu[s]`), in run folder `runName`. */
-  function trainer(runName: string, opts: { init: number; stopAt?: number; sets?: string[]; bleu?: Record<number, number> }) {
+  function trainer(runName: string, opts: { init: number; stopAt?: number; sets?: string[]; bleu?: Record<number, number>; progress?: ProgressLine }) {
     const cfg = loadConfig(null, opts.sets ?? SETS);
     const model = createTransformer(cfg.model, V, new Rng(opts.init));
     const path = runs.get(runName);
@@ -252,7 +257,7 @@ describe('early stopping in the trainer', () => {
       train,
       valid,
       run,
-      progress: quiet,
+      progress: opts.progress ?? quiet,
       devBleu,
       isStopRequested: () => opts.stopAt !== undefined && t.step >= opts.stopAt,
     });
@@ -322,6 +327,43 @@ describe('early stopping in the trainer', () => {
     expect([rd.steps, rd.stoppedBy]).toEqual([0, 'early-stopping']);
     d.t.dispose();
     d.model.dispose();
+  }, 60_000);
+
+  it("the progress line's ETA runs from the earliest early stop to the cap", async () => {
+    // dev BLEU 5, 7, 6, 9, 8.5, 8.9, 9 at steps 2..14 (patience 3, an evaluation every 2 steps); the line
+    // of a step comes before its evaluation, so steps 1-2 could end at 6 (2, 4, 6 failing), 3-4 at 8 (2
+    // the best), 5-6 at 10 (4 the best), 7-8 at 10 (6 failed), 9-14 at 14 (8 the best: 10, 12, 14)
+    const earliest = [6, 6, 8, 8, 10, 10, 10, 10, 14, 14, 14, 14, 14, 14];
+    const es = new EarlyStopping({ metric: 'devBleu', patience: 3, minDelta: 0 });
+    const replay: number[] = [];
+    for (let step = 1; step <= 14; step++) {
+      replay.push(earliestStopStep(step, 2, es.evaluationsToStop));
+      if (step % 2 === 0) es.observe(step, { devLoss: 1, devBleu: BLEU[step]! });
+    }
+    expect(replay).toEqual(earliest);
+    // the trainer's lines: a range on every step of that run (it stops at 14, long before the cap of 40)
+    const lines: string[] = [];
+    const progress = new ProgressLine({ write: (t: string) => lines.push(t) !== 0, isTTY: false });
+    const a = trainer('es-eta', { init: 1, sets: [...SETS, 'train.logEverySteps=1'], progress });
+    await a.t.run();
+    a.t.dispose();
+    a.model.dispose();
+    const steps = lines.flatMap((l) => {
+      const m = /^step (\d+)\/40 .*\| ETA ([0-9hms?]+)-([0-9hms?]+)$/.exec(l.trim());
+      return m ? [Number(m[1])] : [];
+    });
+    expect(steps).toEqual(earliest.map((_, i) => i + 1));
+    // without early stopping: the time to the cap alone
+    const b = trainer('es-eta-cap', {
+      init: 1,
+      sets: [...SETS.filter((x) => !x.startsWith('train.earlyStopping')), 'train.maxSteps=3', 'train.logEverySteps=1'],
+      progress,
+    });
+    lines.length = 0;
+    await b.t.run();
+    b.t.dispose();
+    b.model.dispose();
+    expect(lines.filter((l) => /^step \d+\/3 .*\| ETA [0-9hms?]+$/.test(l.trim())).length).toBe(3);
   }, 60_000);
 
   it('lrDecay: the learning rate is cut after the exhausted patience, the run stops at the next, and a resumed run does the same', async () => {

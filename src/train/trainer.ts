@@ -37,9 +37,9 @@ import { InProcessRunner } from './in-process-runner.js';
 import { type GateSpec, WorkerStepRunner } from './workers/step-runner.js';
 import { resolveWorkerCount } from './workers/pool.js';
 import { type DataPosition, type LoadedCheckpoint, type NamedArrays, checkpointDirName, readCheckpoint, writeCheckpoint } from '../io/checkpoint.js';
-import { EarlyStopping } from './early-stopping.js';
+import { EarlyStopping, earliestStopStep } from './early-stopping.js';
 import { join } from 'node:path';
-import { ProgressLine, eta, formatDuration, formatRate } from './progress.js';
+import { ProgressLine, formatRate, trainingEta } from './progress.js';
 import { type RoutingCounts, addRoutingCounts, routingSummary } from '../model/moe.js';
 import type { WeightMasks } from '../compress/magnitude-pruning.js';
 import { MaskTensors, isPruningStep, maskSparsity, pruningMasksAt } from './gradual-pruning.js';
@@ -454,6 +454,13 @@ export class Trainer {
     this.lastCheckpointStep = c.state.step;
   }
 
+  /** The step at which early stopping would end the run if no evaluation from now on gained (undefined without it). */
+  private earliestStop(): number | undefined {
+    const every = this.o.config.train.evalEverySteps;
+    if (!this.earlyStopping || every <= 0) return undefined;
+    return earliestStopStep(this.step, every, this.earlyStopping.evaluationsToStop);
+  }
+
   /** Train to config.train.maxSteps with logging, evaluation and checkpoints. */
   async run(): Promise<{ steps: number; lastEval: EvalResult | null; stoppedEarly: boolean; stoppedBy: StopRule | null; elapsedMs: number }> {
     const cfg = this.o.config.train;
@@ -526,7 +533,7 @@ export class Trainer {
           ('sparsity' in pruning ? ` | sparsity ${this.sparsity.toFixed(3)}` : '') +
           (this.earlyStopping ? ` | ${this.earlyStopping.describe()}` : '');
         this.progress.update(
-          `step ${this.step}/${cfg.maxSteps} | loss ${record.loss.toFixed(3)}${gateText} | ${formatRate(tokPerSec)} tok/s | lr ${r.lr.toExponential(1)} | ETA ${formatDuration(eta(this.step - startStep, cfg.maxSteps - startStep, elapsed))}`,
+          `step ${this.step}/${cfg.maxSteps} | loss ${record.loss.toFixed(3)}${gateText} | ${formatRate(tokPerSec)} tok/s | lr ${r.lr.toExponential(1)} | ETA ${trainingEta({ step: this.step, startStep, maxSteps: cfg.maxSteps, elapsedMs: elapsed, earliestStop: this.earliestStop() })}`,
         );
         windowTokens = windowMs = windowLoss = windowN = windowAux = 0;
         windowRouting = null;
