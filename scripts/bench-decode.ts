@@ -9,6 +9,8 @@
  *            --off <BackendFixOptions key> (repeatable): each fast decoder also runs, just before, with those
  *            kernel fixes switched off (a column "fast -key"), e.g. `--decoders fast --off nativeBeam` compares
  *            fastBeam with and without the native beam kernel (the ratio is the last column over the first)
+ *            --workers N (N > 1): a last column "fast xN", the fast decoder with batches side by side in N
+ *            worker threads (eval/decode-pool.ts, one BLAS thread each; its start-up is timed and printed)
  *
  * Without --model: the issue's bench shape (d_model 256, 4 heads, 3+3 layers, d_ff 1024, vocab 8000), randomly
  * initialised, with the </s> embedding zeroed (its logit is always 0, never among the best of 8000 random
@@ -35,6 +37,7 @@ import { type TextCodec, translateSentences } from '../src/eval/translate.js';
 import { type GateTensors, type Transformer, createTransformer } from '../src/model/transformer.js';
 import { loadModel } from '../src/io/load-model.js';
 import { Rng } from '../src/util/random.js';
+import { DecodePool } from '../src/eval/decode-pool.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -47,6 +50,7 @@ const { values: args } = parseArgs({
     backend: { type: 'string', default: 'auto' },
     json: { type: 'string' },
     off: { type: 'string', multiple: true, default: [] },
+    workers: { type: 'string', default: '1' },
   },
 });
 const fail = (m: string): never => {
@@ -63,6 +67,8 @@ interface Variant {
   label: string;
   decoder: Decoder;
   off: string[];
+  /** decode in the worker pool */
+  pool?: boolean;
 }
 const variants: Variant[] = decoderList.flatMap((d): Variant[] =>
   d === 'fast' && off.length
@@ -72,6 +78,9 @@ const variants: Variant[] = decoderList.flatMap((d): Variant[] =>
       ]
     : [{ label: d, decoder: d, off: [] }],
 );
+const workers = Number(args.workers);
+if (!Number.isInteger(workers) || workers < 1) fail(`--workers: expected a positive integer, found '${args.workers}'`);
+if (workers > 1) variants.push({ label: `fast x${workers}`, decoder: 'fast', off: [], pool: true });
 const decoders = variants.map((v) => v.label);
 const reps = Number(args.reps);
 if (!Number.isInteger(reps) || reps < 1) fail(`--reps: expected a positive integer, found '${args.reps}'`);
@@ -170,6 +179,13 @@ function fnv(text: string): string {
 }
 
 const s = setup();
+/** A pool for one run (OpenBLAS's threads are process-wide: 1 while a pool lives, so the other columns run without one). */
+async function startPool(): Promise<DecodePool> {
+  const t0 = performance.now();
+  const pool = await DecodePool.start(s.model, workers);
+  console.error(`decoding pool: ${workers} worker threads started in ${((performance.now() - t0) / 1000).toFixed(2)} s (not in the figures)`);
+  return pool;
+}
 const loadBefore = loadavg();
 console.log(
   `model: ${s.label}; pruned: ${s.prunedLabel} (${closedCount(s.pruned)} open); batches of ${s.evalConfig.batchSentences} sentences / ${s.evalConfig.maxTokensPerBatch} tokens`,
@@ -206,9 +222,17 @@ for (const [name, gates] of [
       for (const [c, row] of cell.entries()) {
         const v = variants[c]!;
         if (v.off.length) installBackendFixes(backend.name, Object.fromEntries(v.off.map((k) => [k, false])) as BackendFixOptions);
+        const pool = v.pool ? await startPool() : null;
         const cpu0 = process.cpuUsage();
-        const out = await translateSentences(s.model, s.codec, s.sentences, { ...s.evalConfig, beamSize, decoder: v.decoder, ...(gates ? { gates } : {}) });
+        const out = await translateSentences(s.model, s.codec, s.sentences, {
+          ...s.evalConfig,
+          beamSize,
+          decoder: v.decoder,
+          ...(gates ? { gates } : {}),
+          ...(pool ? { pool } : {}),
+        });
         const cpu = process.cpuUsage(cpu0);
+        await pool?.close();
         if (v.off.length) installBackendFixes(backend.name);
         row.seconds.push(out.stats.elapsedMs / 1000);
         row.cpuSeconds.push((cpu.user + cpu.system) / 1e6);

@@ -114,6 +114,7 @@ function fixLabel(kernel: string, fix: string): string {
  */
 export function installBackendFixes(backendName: string, opts: BackendFixOptions = {}): string[] {
   if (backendName !== 'wasm' && backendName !== 'cpu') return [];
+  lastOptions.set(backendName, { ...opts });
   const wantNative = (opts.nativeBlas ?? true) && nativeBlasAllowed();
   const blas = wantNative ? loadNativeBlas().blas : null;
   if (blas !== null) setBlasThreads(opts.blasThreads ?? nativeBlasThreads());
@@ -220,6 +221,15 @@ export function installBackendFixes(backendName: string, opts: BackendFixOptions
     restoreKernel(backendName, DROPOUT_KERNEL);
   }
   return listInstalledFixes(backendName).map((f) => fixLabel(f.kernel, f.fix));
+}
+
+/** The options of the last installBackendFixes call for each backend (what a worker thread installs again). */
+const lastOptions = new Map<string, BackendFixOptions>();
+
+/** The options `backendName`'s fixes were last installed with (null: never installed in this thread). */
+export function installedFixOptions(backendName: string): BackendFixOptions | null {
+  const o = lastOptions.get(backendName);
+  return o ? { ...o } : null;
 }
 
 /** The fixes registered right now (optionally for one backend). */

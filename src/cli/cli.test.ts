@@ -107,6 +107,22 @@ describe('heads CLI handlers', () => {
     );
     expect(t.exitCode).toBeUndefined();
     expect(readFileSync(join(dir, 'test.hyp'), 'utf8')).toBe(readFileSync(join(runPath, 'test.hyp'), 'utf8'));
+    // the same text from two decoding worker threads, batches of 3 sentences side by side
+    const w = await capture(() =>
+      translate.handler(
+        args({
+          model: runPath,
+          input: join(dir, 'test.src'),
+          output: join(dir, 'test-workers.hyp'),
+          'batch-sentences': 3,
+          workers: 2,
+          backend: 'auto' as const,
+          engine: 'tfjs' as const,
+        }),
+      ),
+    );
+    expect([w.exitCode, /decoding: 2 worker threads/.test(w.err)]).toEqual([undefined, true]);
+    expect(readFileSync(join(dir, 'test-workers.hyp'), 'utf8')).toBe(readFileSync(join(runPath, 'test.hyp'), 'utf8'));
     const b = await capture(() =>
       bleu.handler(
         args({

@@ -1362,11 +1362,12 @@ static void beam_exp_row(const float *x, float m, float *e, int64_t n, float *bm
 
 /* ---- beam search: log-softmax over the vocabulary and the 2k best continuations ------------- */
 
-/* E = exp(x - max) of the last call's rows, grown on demand (the addon runs on the JS thread only). */
-static float *beam_scratch = NULL;
-static size_t beam_scratch_cap = 0;
-static float *beam_ones = NULL;
-static size_t beam_ones_cap = 0;
+/* E = exp(x - max) of the last call's rows, grown on demand; one per thread (worker threads of one
+   process decode side by side: eval/decode-pool.ts), kept until the thread ends. */
+static _Thread_local float *beam_scratch = NULL;
+static _Thread_local size_t beam_scratch_cap = 0;
+static _Thread_local float *beam_ones = NULL;
+static _Thread_local size_t beam_ones_cap = 0;
 
 static bool beam_reserve(float **buf, size_t *cap, size_t n, float fill, bool filled) {
   if (n <= *cap) return true;
@@ -1659,8 +1660,9 @@ static void one_query_nn(const float *a, const float *b, int64_t ldb, int64_t N,
    head hh at columns hh*dh..), positions 0..t-1 written by earlier steps. */
 enum { KC_R, KC_H, KC_DH, KC_LDQKV, KC_T, KC_ROWSCAP, KC_TCAP, KC_COUNT };
 
-static float *kv_scratch = NULL;
-static size_t kv_scratch_cap = 0;
+/* per thread, as beam_scratch */
+static _Thread_local float *kv_scratch = NULL;
+static _Thread_local size_t kv_scratch_cap = 0;
 
 static bool kv_dims(napi_env env, const char *fn, napi_value v, int64_t *d) {
   const int32_t *p = NULL;

@@ -10,6 +10,9 @@ import { ignoredIn, intFlag, numFlag, refuseIgnoredFlags } from '../options.js';
 import { MAX_BEAM_SIZE } from '../../config/schema.js';
 import { loadModel, openModelFiles } from '../../io/load-model.js';
 import { translateSentences } from '../../eval/translate.js';
+import { DecodePool } from '../../eval/decode-pool.js';
+import { resolveWorkerCount } from '../../train/workers/pool.js';
+import { runtimeOptions } from '../environment.js';
 import { firstInvalidUtf8Line, readTextFile, writeFileAtomic } from '../../util/fs.js';
 import { checkOutputFile } from '../../util/dirs.js';
 import { CheckpointError, DataError } from '../../util/errors.js';
@@ -30,6 +33,7 @@ interface Args {
   'batch-sentences'?: number;
   backend: BackendChoice;
   engine: (typeof ENGINES)[number];
+  workers?: number;
 }
 
 export const command = 'translate';
@@ -52,6 +56,11 @@ export function builder(y: Argv): Argv<Args> {
     .option('beam', { ...intFlag('beam', 1, MAX_BEAM_SIZE), describe: 'beam size (1 = greedy; default: the model config)' })
     .option('length-penalty', { ...numFlag('length-penalty', { min: 0 }), describe: 'GNMT length penalty alpha' })
     .option('batch-sentences', { ...intFlag('batch-sentences', 1), describe: 'sentences per decoding batch' })
+    .option('workers', {
+      ...intFlag('workers', 1),
+      describe:
+        'decoding worker threads, each decoding whole batches (the same translations; default: the cores this process may use, HEADS_CORES, on wasm and cpu, when there is more than one batch)',
+    })
     .option('backend', {
       type: 'string',
       choices: BACKEND_CHOICES as BackendChoice[],
@@ -70,13 +79,13 @@ export function builder(y: Argv): Argv<Args> {
 export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
   await runHandler(async () => {
     // the output path and the input file are checked before anything loads
-    refuseIgnoredFlags(ignoredIn(args.engine === 'onnx', 'not with --engine onnx, which runs ONNX Runtime instead of tfjs', ['backend']));
+    refuseIgnoredFlags(ignoredIn(args.engine === 'onnx', 'not with --engine onnx, which runs ONNX Runtime instead of tfjs', ['backend', 'workers']));
     if (args.output) checkOutputFile(args.output, '--output');
     const sourceText = args.input ? readTextFile(args.input, 'source file') : null;
     if (args.engine === 'onnx') return translateOnnx(args, sourceText);
     if (!existsSync(args.model)) throw new CheckpointError(`${args.model}: no such run or checkpoint folder (--model)`);
     const files = openModelFiles(args.model, (m) => console.error(`warning: ${m}`));
-    await startBackend(args.backend);
+    const backend = await startBackend(args.backend);
     const { model, tokenizer, gates, config, checkpoint } = loadModel(files);
     console.error(`model: ${checkpoint.path} (step ${checkpoint.state.step})`);
     const source = args.input ?? 'stdin';
@@ -85,6 +94,11 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
     // blank lines stay blank in the output (a model would invent a sentence for them)
     const todo = lines.flatMap((l, i) => (l.trim() === '' ? [] : [i]));
     const g = gates?.testGates();
+    const batchSentences = args['batch-sentences'] ?? config.eval.batchSentences;
+    // worker threads only where they can run side by side (wasm, cpu) and there is more than one batch
+    const workers = Math.min(resolveWorkerCount(args.workers ?? 'auto', backend.name, runtimeOptions().cores), Math.ceil(todo.length / batchSentences));
+    const pool = workers > 1 ? await DecodePool.start(model, workers) : null;
+    if (pool) console.error(`decoding: ${workers} worker threads (--workers)`);
     // one rewritten line on a terminal; in a log file (not a TTY) a plain line every 10 s
     const progress = new ProgressLine(process.stderr, false, { everyMs: 10_000 });
     const { outputs: translated, stats } = await translateSentences(
@@ -95,12 +109,13 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
         ...config.eval,
         beamSize: args.beam ?? config.eval.beamSize,
         lengthPenalty: args['length-penalty'] ?? config.eval.lengthPenalty,
-        batchSentences: args['batch-sentences'] ?? config.eval.batchSentences,
+        batchSentences,
         gates: g,
+        ...(pool ? { pool } : {}),
         onProgress: (done, total, ms) =>
           progress.update(`translate ${done}/${total} | ${((done / ms) * 1000).toFixed(1)} sent/s | ETA ${formatDuration(eta(done, total, ms))}`),
       },
-    );
+    ).finally(() => pool?.close());
     progress.done();
     if (g) disposeGates(g);
     const outputs = lines.map(() => '');

@@ -8,10 +8,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { HeadsError, OutOfMemoryError } from '../../util/errors.js';
+import { reviveWorkerError as revive, siblingModule, workerEntry as startEntry } from '../../util/worker-threads.js';
 import type { StepRequest, WorkerInit, WorkerReply, SerializedError } from './protocol.js';
 import { type RoutingCounts, addRoutingCounts } from '../../model/moe.js';
 import { type ParamLayout, type SharedBuffers, type SharedViews, abortPeers, allocateShared, resetControl, viewsOf } from './shared-state.js';
@@ -32,21 +29,9 @@ export function coresForThisProcess(env: NodeJS.ProcessEnv): number {
   return Number.isInteger(v) && v > 0 ? v : availableParallelism();
 }
 
-/**
- * How to start a worker: the compiled entry next to this file (dist/), or, when this module is itself
- * TypeScript (tests, tsx), a small bootstrap that registers tsx's loader in the worker through its API
- * and then imports worker.ts (a worker does not inherit the parent's loader hooks, and tsx's own
- * `--import` entry registers itself on the main thread only).
- */
+/** The training worker's entry (worker.ts, or worker.js in dist/). */
 export function workerEntry(): { entry: URL | string; eval: boolean } {
-  const here = import.meta.url;
-  if (here.endsWith('.ts')) {
-    const req = createRequire(here);
-    const api = pathToFileURL(join(dirname(req.resolve('tsx/package.json')), 'dist', 'esm', 'api', 'index.mjs')).href;
-    const worker = new URL('./worker.ts', here).href;
-    return { entry: `import(${JSON.stringify(api)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(worker)}); });`, eval: true };
-  }
-  return { entry: new URL('./worker.js', here), eval: false };
+  return startEntry(siblingModule(import.meta.url, 'worker'));
 }
 
 export interface PoolOptions extends Omit<WorkerInit, 'index' | 'workers' | 'buffers'> {
@@ -65,13 +50,9 @@ export interface PoolStepResult {
   routing?: RoutingCounts;
 }
 
-/** A worker's serialized error as an Error on the main thread (out-of-memory and user errors keep their class). */
+/** A training worker's serialized error as an Error on the main thread (util/worker-threads.ts). */
 export function reviveWorkerError(e: SerializedError): Error {
-  if (e.name === 'OutOfMemoryError') return new OutOfMemoryError(e.message);
-  if (e.name === 'HeadsError') return new HeadsError(e.message);
-  const err = new Error(`training worker: ${e.message}`);
-  if (e.stack !== undefined) err.stack = `${err.message}\n(worker) ${e.stack}`;
-  return err;
+  return revive(e, 'training worker');
 }
 
 export class WorkerPool {

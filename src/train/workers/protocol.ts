@@ -7,6 +7,7 @@ import type { HeadShape } from '../../config/head-layout.js';
 import type { Batch } from '../../data/batches.js';
 import type { RoutingCounts } from '../../model/moe.js';
 import type { ParamLayout, SharedBuffers } from './shared-state.js';
+import type { SerializedError } from '../../util/worker-threads.js';
 
 export interface WorkerInit {
   index: number;
@@ -59,11 +60,7 @@ export interface StepRequest {
   isMasked: boolean;
 }
 
-export interface SerializedError {
-  name: string;
-  message: string;
-  stack?: string;
-}
+export { type SerializedError, serializeError } from '../../util/worker-threads.js';
 
 export type WorkerReply =
   | { type: 'ready' }
@@ -80,8 +77,3 @@ export type WorkerReply =
       ms: { compute: number; reduce: number; update: number; load: number };
     }
   | { type: 'step-error'; error: SerializedError; peer: boolean };
-
-export function serializeError(e: unknown): SerializedError {
-  if (e instanceof Error) return { name: e.name, message: e.message, ...(e.stack !== undefined ? { stack: e.stack } : {}) };
-  return { name: 'Error', message: String(e) };
-}

@@ -1,0 +1,115 @@
+/**
+ * Data-parallel decoding: batches decoded side by side in worker threads give the translations of
+ * decoding in the main thread (greedy and beam, with gates, legacy and fast), in input order; a failure
+ * in a worker reaches the caller; a stop between batches waits for the batches in flight.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { createTransformer, type GateTensors, type Transformer } from '../model/transformer.js';
+import { Rng } from '../util/random.js';
+import { loadConfig } from '../config/load.js';
+import { Trainer } from '../train/trainer.js';
+import { TranslationStopped, translateSentences } from './translate.js';
+import { DecodePool, gateTensorsOf, gateValues } from './decode-pool.js';
+import { useTestBackend } from '../test-utils/backend.js';
+
+const V = 13;
+
+describe('decoding pool', () => {
+  let model: Transformer;
+  let gates: GateTensors;
+  let pool: DecodePool;
+  const rng = new Rng(4);
+  const text = Array.from({ length: 120 }, () => Array.from({ length: 2 + rng.int(9) }, () => 3 + rng.int(V - 3)).join(' '));
+  const codec = { encode: (s: string) => s.split(' ').map(Number), decode: (ids: number[]) => ids.join(' ') };
+  beforeAll(async () => {
+    await useTestBackend();
+    const cfg = loadConfig(null, [
+      'model.dModel=16',
+      'model.dFF=32',
+      'model.heads=2',
+      'model.encoderLayers=2',
+      'model.decoderLayers=2',
+      'model.dropout=0',
+      'train.maxSteps=40',
+      'train.peakLr=5e-3',
+      'train.warmupSteps=10',
+      'train.maxTokensPerBatch=300',
+      'train.evalEverySteps=0',
+      'train.workers=1',
+    ]);
+    const r = new Rng(1);
+    const pairs = Array.from({ length: 300 }, (_, index) => {
+      const src = Array.from({ length: 2 + r.int(9) }, () => 3 + r.int(V - 3));
+      return { src, tgt: [...src].reverse(), index };
+    });
+    model = createTransformer(cfg.model, V, new Rng(5));
+    const t = new Trainer({ config: cfg, model, train: pairs, valid: pairs.slice(0, 4), run: null });
+    await t.run();
+    t.dispose();
+    gates = { 'dec-enc': [tf.tensor1d([0, 1]), tf.tensor1d([1, 0.5])], 'enc-self': [null, tf.tensor1d([0.25, 1])] };
+    pool = await DecodePool.start(model, 2);
+  }, 120_000);
+  afterAll(async () => {
+    await pool.close();
+    model.dispose();
+    for (const l of Object.values(gates)) tf.dispose(l.filter((g): g is tf.Tensor => g !== null));
+  });
+
+  it('gate values survive the trip to plain arrays and back', () => {
+    const back = gateTensorsOf(gateValues(gates))!;
+    expect(Object.keys(back).sort()).toEqual(Object.keys(gates).sort());
+    for (const t of ['dec-enc', 'enc-self'] as const)
+      back[t]!.forEach((g, i) => {
+        const want = gates[t]![i];
+        expect(g === null ? null : Array.from(g.dataSync())).toEqual(want ? Array.from(want.dataSync()) : null);
+        g?.dispose();
+      });
+    expect(gateValues(undefined)).toBeNull();
+  });
+
+  it.each([
+    [1, 'fast'],
+    [4, 'fast'],
+    [4, 'legacy'],
+  ] as const)(
+    'beam %p (%p): the same translations in input order as in the main thread, with and without gates',
+    async (beamSize, decoder) => {
+      const o = { beamSize, lengthPenalty: 0.6, maxLenA: 1.5, maxLenB: 3, batchSentences: 7, maxTokensPerBatch: 60, decoder };
+      for (const g of [undefined, gates]) {
+        const main = await translateSentences(model, codec, text, { ...o, ...(g ? { gates: g } : {}) });
+        const seen: number[] = [];
+        const par = await translateSentences(model, codec, text, { ...o, ...(g ? { gates: g } : {}), pool, onProgress: (d) => seen.push(d) });
+        expect(par.outputs).toEqual(main.outputs);
+        expect(par.stats.outputTokens).toBe(main.stats.outputTokens);
+        // progress counts finished sentences, up to all of them
+        expect(seen.at(-1)).toBe(text.length);
+        expect([...seen].sort((a, b) => a - b)).toEqual(seen);
+      }
+      // the gates matter here (else the comparison above would not test their trip to the workers)
+      const open = await translateSentences(model, codec, text, { ...o });
+      const gated = await translateSentences(model, codec, text, { ...o, gates, pool });
+      expect(gated.outputs).not.toEqual(open.outputs);
+    },
+    120_000,
+  );
+
+  it("a worker's error reaches the caller; a stop waits for the batches in flight", async () => {
+    const o = { beamSize: 2, lengthPenalty: 0.6, maxLenA: 1.5, maxLenB: 3, batchSentences: 5, maxTokensPerBatch: 60 };
+    // a token id past the vocabulary fails in the worker's embedding lookup or its checks
+    await expect(
+      translateSentences(model, { ...codec, encode: (s: string) => [...codec.encode(s), V + 1000] }, text.slice(0, 12), { ...o, pool }),
+    ).rejects.toThrow();
+    let calls = 0;
+    const stopped = translateSentences(model, codec, text, { ...o, pool, isStopRequested: () => ++calls > 3 });
+    const e = await stopped.then(
+      () => null,
+      (x: unknown) => x,
+    );
+    expect(e).toBeInstanceOf(TranslationStopped);
+    expect((e as TranslationStopped).done).toBeGreaterThan(0);
+    expect((e as TranslationStopped).done).toBeLessThan(text.length);
+    // the pool still works after both
+    const main = await translateSentences(model, codec, text.slice(0, 9), o);
+    expect((await translateSentences(model, codec, text.slice(0, 9), { ...o, pool })).outputs).toEqual(main.outputs);
+  }, 120_000);
+});
