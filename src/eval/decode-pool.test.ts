@@ -4,10 +4,10 @@
  * in a worker reaches the caller; a stop between batches waits for the batches in flight.
  */
 import * as tf from '@tensorflow/tfjs';
-import { createTransformer, type GateTensors, type Transformer } from '../model/transformer.js';
+import type { GateTensors, Transformer } from '../model/transformer.js';
 import { Rng } from '../util/random.js';
-import { loadConfig } from '../config/load.js';
-import { Trainer } from '../train/trainer.js';
+import { trainedTinyModel } from '../test-utils/tiny-model.js';
+import { reversePairs } from '../test-utils/pairs.js';
 import { TranslationStopped, translateSentences } from './translate.js';
 import { DecodePool, gateTensorsOf, gateValues } from './decode-pool.js';
 import { useTestBackend } from '../test-utils/backend.js';
@@ -23,29 +23,7 @@ describe('decoding pool', () => {
   const codec = { encode: (s: string) => s.split(' ').map(Number), decode: (ids: number[]) => ids.join(' ') };
   beforeAll(async () => {
     await useTestBackend();
-    const cfg = loadConfig(null, [
-      'model.dModel=16',
-      'model.dFF=32',
-      'model.heads=2',
-      'model.encoderLayers=2',
-      'model.decoderLayers=2',
-      'model.dropout=0',
-      'train.maxSteps=40',
-      'train.peakLr=5e-3',
-      'train.warmupSteps=10',
-      'train.maxTokensPerBatch=300',
-      'train.evalEverySteps=0',
-      'train.workers=1',
-    ]);
-    const r = new Rng(1);
-    const pairs = Array.from({ length: 300 }, (_, index) => {
-      const src = Array.from({ length: 2 + r.int(9) }, () => 3 + r.int(V - 3));
-      return { src, tgt: [...src].reverse(), index };
-    });
-    model = createTransformer(cfg.model, V, new Rng(5));
-    const t = new Trainer({ config: cfg, model, train: pairs, valid: pairs.slice(0, 4), run: null });
-    await t.run();
-    t.dispose();
+    model = await trainedTinyModel(V, reversePairs(300, 1, V), ['model.encoderLayers=2', 'model.decoderLayers=2', 'train.maxSteps=40']);
     gates = { 'dec-enc': [tf.tensor1d([0, 1]), tf.tensor1d([1, 0.5])], 'enc-self': [null, tf.tensor1d([0.25, 1])] };
     pool = await DecodePool.start(model, 2);
   }, 120_000);

@@ -1,10 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
-import { createTransformer, type Transformer } from '../model/transformer.js';
+import type { Transformer } from '../model/transformer.js';
 import { Rng } from '../util/random.js';
 import { beamSearch, lengthPenalty, maxOutputLength, EOS_ID, BOS_ID } from './decode.js';
 import { useTestBackend } from '../test-utils/backend.js';
-import { loadConfig } from '../config/load.js';
-import { Trainer } from '../train/trainer.js';
+import { trainedTinyModel } from '../test-utils/tiny-model.js';
 
 const V = 11;
 
@@ -50,28 +49,12 @@ describe('batched beam search', () => {
   beforeAll(async () => {
     await useTestBackend();
     // briefly trained on the reverse task: outputs depend on the input and vary (random models repeat one token)
-    const cfg = loadConfig(null, [
-      'model.dModel=16',
-      'model.dFF=32',
-      'model.heads=2',
-      'model.encoderLayers=1',
-      'model.decoderLayers=2',
-      'model.dropout=0',
-      'train.maxSteps=80',
-      'train.peakLr=5e-3',
-      'train.warmupSteps=10',
-      'train.maxTokensPerBatch=300',
-      'train.evalEverySteps=0',
-    ]);
     const r = new Rng(1);
     const pairs = Array.from({ length: 400 }, (_, index) => {
       const src = Array.from({ length: 3 + r.int(5) }, () => 3 + r.int(V - 3));
       return { src, tgt: [...src].reverse(), index };
     });
-    model = createTransformer(cfg.model, V, new Rng(5));
-    const t = new Trainer({ config: cfg, model, train: pairs, valid: pairs.slice(0, 4), run: null });
-    await t.run();
-    t.dispose();
+    model = await trainedTinyModel(V, pairs, ['model.encoderLayers=1', 'model.decoderLayers=2', 'train.maxSteps=80']);
   });
   afterAll(() => model.dispose());
 
