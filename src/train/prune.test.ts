@@ -13,6 +13,9 @@ import { runTraining, scoreTranslations } from './run-training.js';
 import { loadModel } from '../io/load-model.js';
 import { disposeGates } from '../model/gate-tensors.js';
 import { runPruning } from './prune.js';
+import { DecodePool } from '../eval/decode-pool.js';
+import type { RuntimeOptions } from '../config/runtime.js';
+import { jest } from '@jest/globals';
 import { findLatestValidCheckpoint } from '../io/checkpoint.js';
 import { ProgressLine } from './progress.js';
 import { useTestBackend } from '../test-utils/backend.js';
@@ -50,7 +53,7 @@ beforeAll(async () => {
   parentPath = run.path;
 });
 
-async function prune(name: string, sets: string[]) {
+async function prune(name: string, sets: string[], runtime?: RuntimeOptions) {
   const parent = findLatestValidCheckpoint(parentPath);
   const tokenizer = BpeTokenizer.load(join(parentPath, 'tokenizer.json'));
   const cfg = loadConfigOn(parent.state.config, null, [
@@ -65,7 +68,7 @@ async function prune(name: string, sets: string[]) {
   ]);
   const run = RunFolder.create(root, name);
   run.writeJson('config.json', cfg); // as the CLI's run folder has it (the gate figures read its rule there)
-  const r = await runPruning({ config: cfg, run, parent, tokenizer, progress: quiet, devSentences: 10 });
+  const r = await runPruning({ config: cfg, run, parent, tokenizer, progress: quiet, devSentences: 10, ...(runtime ? { runtime } : {}) });
   expectGateFiguresAgreeWithMask(run.path);
   return { r, run, cfg };
 }
@@ -137,6 +140,23 @@ describe('pruning by fine-tuning', () => {
     expect(readFileSync(join(run.path, 'test.binarised.hyp'), 'utf8')).toBe(ref.hyps.join('\n') + '\n');
     // and the folded score is the other model: the gates at 0.78 scale every head
     expect(readFileSync(join(run.path, 'test.pruned.hyp'), 'utf8')).not.toBe(ref.hyps.join('\n') + '\n');
+  });
+
+  it('on two cores the final translations decode in two worker threads, to the same text as in the main thread', async () => {
+    // one training worker either way (the same model); 30 test sentences in batches of 3: 10 batches
+    const sets = ['train.l0Lambda=0.001', 'train.maxSteps=10', 'gates.lrScale=1', 'train.workers=1', 'eval.batchSentences=3'];
+    const runtime = { nativeBlas: true, fusedLoss: true };
+    const start = jest.spyOn(DecodePool, 'start');
+    const one = await prune('cores-1', sets, { ...runtime, cores: 1 });
+    expect(start).not.toHaveBeenCalled();
+    const two = await prune('cores-2', sets, { ...runtime, cores: 2 });
+    // one pool for the dev, test and binarised translations
+    expect(start.mock.calls.map((c) => c[1])).toEqual([2]);
+    start.mockRestore();
+    for (const f of ['test.pruned.hyp', 'test.binarised.hyp'])
+      expect(readFileSync(join(two.run.path, f), 'utf8')).toBe(readFileSync(join(one.run.path, f), 'utf8'));
+    expect([two.r.test?.bleu, two.r.devBleu, two.r.binarised?.testBleu]).toEqual([one.r.test?.bleu, one.r.devBleu, one.r.binarised?.testBleu]);
+    expect(two.r.binarised).not.toBeNull();
   });
 
   it('with every kept gate at 1 the two scorings agree and no binarised score is written', async () => {

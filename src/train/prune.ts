@@ -22,7 +22,8 @@ import { writeFileAtomic } from '../util/fs.js';
 import { disposeGates } from '../model/gate-tensors.js';
 import type { LoadedCheckpoint } from '../io/checkpoint.js';
 import type { ProgressLine } from './progress.js';
-import { type FinishContext, type RunTrainingResult, runTraining, scoreTranslations } from './run-training.js';
+import { type FinishContext, type RunTrainingResult, runTraining, scoreTranslations, withDecodePool } from './run-training.js';
+import type { DecodePool } from '../eval/decode-pool.js';
 
 export interface PruneResult extends RunTrainingResult {
   keptHeads: Record<AttentionType, number>;
@@ -78,7 +79,7 @@ export async function runPruning(o: {
 }): Promise<PruneResult> {
   let summary: Omit<PruneResult, keyof RunTrainingResult> | null = null;
   const finish = async (ctx: FinishContext): Promise<Record<string, unknown>> => {
-    const { gates, model, data, config: cfg, run, progress, isStopRequested } = ctx;
+    const { gates, model, data, config: cfg, run, progress, isStopRequested, decodeWorkers } = ctx;
     if (!gates) throw new Error('pruning run without gates');
     const kept = gates.keptPositions();
     // positions -> original ids (a physically pruned parent keeps its own head ids)
@@ -101,16 +102,21 @@ export async function runPruning(o: {
     const binary = gates.binaryGates(kept);
     const foldedBelowOne = keptBelowOne(folded, binary, (stack, layer, pos) => headKey({ stack, layer, head: gates.originalHead(stack, layer, pos) }));
     const devPairs = data.corpora.valid.slice(0, o.devSentences ?? data.corpora.valid.length);
-    const score = async (g: GateTensors, what: string) => ({
-      dev: devPairs.length ? await scoreTranslations(model, data.tokenizer, devPairs, cfg, g, { progress, label: `dev (${what})`, isStopRequested }) : null,
+    // one decoding pool for every translation below (the weights no longer change; gates go with each batch)
+    const score = async (g: GateTensors, what: string, pool: DecodePool | null) => ({
+      dev: devPairs.length
+        ? await scoreTranslations(model, data.tokenizer, devPairs, cfg, g, { progress, label: `dev (${what})`, isStopRequested, pool })
+        : null,
       test: data.corpora.test.length
-        ? await scoreTranslations(model, data.tokenizer, data.corpora.test, cfg, g, { progress, label: `test (${what})`, isStopRequested })
+        ? await scoreTranslations(model, data.tokenizer, data.corpora.test, cfg, g, { progress, label: `test (${what})`, isStopRequested, pool })
         : null,
     });
     let dev, test, bin;
     try {
-      ({ dev, test } = await score(folded, 'pruned'));
-      bin = foldedBelowOne.length ? await score(binary, 'pruned, binarised') : null;
+      ({ dev, test, bin } = await withDecodePool(model, decodeWorkers, Math.max(devPairs.length, data.corpora.test.length), cfg, progress, async (pool) => {
+        const pruned = await score(folded, 'pruned', pool);
+        return { ...pruned, bin: foldedBelowOne.length ? await score(binary, 'pruned, binarised', pool) : null };
+      }));
     } finally {
       disposeGates(folded);
       disposeGates(binary);

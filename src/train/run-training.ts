@@ -16,6 +16,8 @@ import { prepareData, type PreparedData } from '../data/prepare.js';
 import { createTransformer, type GateTensors, type Transformer } from '../model/transformer.js';
 import { HeadGates } from '../gates/head-gates.js';
 import { TranslationStopped, translateSentences } from '../eval/translate.js';
+import { DecodePool } from '../eval/decode-pool.js';
+import { resolveWorkerCount } from './workers/pool.js';
 import { FileSystemError } from '../util/errors.js';
 import { corpusBleu, tokenizedLowercaseBleu } from '../eval/bleu.js';
 import { Rng, deriveSeed } from '../util/random.js';
@@ -59,6 +61,8 @@ export interface FinishContext {
   progress: ProgressLine;
   /** pass to scoreTranslations: a stop request ends the evaluation after its current batch */
   isStopRequested?: () => boolean;
+  /** decoding worker threads the final translations may use (withDecodePool) */
+  decodeWorkers: number;
 }
 
 export interface TestScores {
@@ -87,6 +91,33 @@ export interface RunTrainingResult {
   parameters: number;
 }
 
+/**
+ * `fn` with a decoding pool of `workers` threads on the model's current weights (eval/decode-pool.ts: the
+ * same translations), or with null where it would not pay: one worker, or fewer than two batches per
+ * worker of `sentences`. A pool that cannot start is reported and the translations run in the main thread.
+ */
+export async function withDecodePool<T>(
+  model: Transformer,
+  workers: number,
+  sentences: number,
+  cfg: ResolvedConfig,
+  progress: ProgressLine | undefined,
+  fn: (pool: DecodePool | null) => Promise<T>,
+): Promise<T> {
+  if (workers <= 1 || Math.ceil(sentences / cfg.eval.batchSentences) < 2 * workers) return fn(null);
+  let pool: DecodePool | null = null;
+  try {
+    pool = await DecodePool.start(model, workers);
+  } catch (e) {
+    progress?.log(`warning: decoding workers did not start (${e instanceof Error ? e.message : String(e)}); translating in the main thread`);
+  }
+  try {
+    return await fn(pool);
+  } finally {
+    await pool?.close();
+  }
+}
+
 /** Corpus BLEU of a model on sentence pairs (beam search as configured). */
 export async function scoreTranslations(
   model: Transformer,
@@ -94,7 +125,7 @@ export async function scoreTranslations(
   pairs: ReadonlyArray<{ src: string; tgt: string }>,
   cfg: ResolvedConfig,
   gates: GateTensors | undefined,
-  opts: { beamSize?: number; progress?: ProgressLine; label?: string; isStopRequested?: () => boolean } = {},
+  opts: { beamSize?: number; progress?: ProgressLine; label?: string; isStopRequested?: () => boolean; pool?: DecodePool | null } = {},
 ): Promise<{ hyps: string[]; scores: TestScores }> {
   const { outputs, stats } = await translateSentences(
     model,
@@ -105,6 +136,7 @@ export async function scoreTranslations(
       beamSize: opts.beamSize ?? cfg.eval.beamSize,
       gates,
       isStopRequested: opts.isStopRequested,
+      ...(opts.pool ? { pool: opts.pool } : {}),
       onProgress: (done, total, ms) =>
         opts.progress?.update(
           `${opts.label ?? 'translate'} ${done}/${total} sentences | ${((done / ms) * 1000).toFixed(1)} sent/s | ETA ${formatDuration(eta(done, total, ms))}`,
@@ -230,17 +262,18 @@ export async function runTraining(o: RunTrainingOptions): Promise<RunTrainingRes
     progress.log(`early stopping: ${why}; using the best checkpoint, step ${bestStep}`);
   }
   const best = trainer.earlyStopping?.bestEval ?? null;
+  // the final translations decode on the cores this process may use (runtime.cores: HEADS_CORES, 1 per
+  // stage under `experiment run --jobs 2`); without runtime options (a library call) in the main thread
+  const decodeWorkers = o.runtime ? resolveWorkerCount('auto', tf.getBackend(), o.runtime.cores) : 1;
   let test: TestScores | null = null;
   let extra: Record<string, unknown> = {};
   try {
     if (!r.stoppedEarly && o.evaluateTest !== false && data.corpora.test.length) {
       const g = gates?.testGates();
       try {
-        const { hyps, scores } = await scoreTranslations(model, data.tokenizer, data.corpora.test, cfg, g, {
-          progress,
-          label: 'test',
-          isStopRequested: o.isStopRequested,
-        });
+        const { hyps, scores } = await withDecodePool(model, decodeWorkers, data.corpora.test.length, cfg, progress, (pool) =>
+          scoreTranslations(model, data.tokenizer, data.corpora.test, cfg, g, { progress, label: 'test', isStopRequested: o.isStopRequested, pool }),
+        );
         writeFileAtomic(run.file('test.hyp'), hyps.join('\n') + '\n');
         test = scores;
       } finally {
@@ -248,7 +281,8 @@ export async function runTraining(o: RunTrainingOptions): Promise<RunTrainingRes
         progress.done();
       }
     }
-    if (!r.stoppedEarly && o.finish) extra = await o.finish({ model, gates, data, config: cfg, run, progress, isStopRequested: o.isStopRequested });
+    if (!r.stoppedEarly && o.finish)
+      extra = await o.finish({ model, gates, data, config: cfg, run, progress, isStopRequested: o.isStopRequested, decodeWorkers });
   } catch (e) {
     if (!(e instanceof TranslationStopped)) throw e;
     progress.log(
