@@ -7,9 +7,11 @@
  * reach the pool. Gates come with each batch (a few numbers), so one pool serves gated and ungated runs.
  *
  * OpenBLAS's thread count belongs to the process: while a pool lives it is 1 (for the main thread too),
- * and close() restores it. Used by `heads translate` and bench:decode when the process may use more than one core (HEADS_CORES,
- * `--workers`) on wasm or cpu; the decoding of a single batch is not parallel (its products are too
- * small for a second OpenBLAS thread to pay: 133.7 vs 135.5 sentences/s on 1 and 2 threads).
+ * and close() restores it. Used where the process may use more than one core (HEADS_CORES) on wasm or
+ * cpu: `heads translate` (`--workers`), the final translations of train, prune and experiment stages
+ * (train/run-training.ts withDecodePool) and bench:decode. The decoding of a single batch is not made
+ * parallel: its products are too small for a second OpenBLAS thread to pay (the fast beam-4 decoder on
+ * the DDTP test set: 133.7 sentences/s on 1 thread, 135.5 on 2).
  */
 import { Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
