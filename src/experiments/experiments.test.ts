@@ -495,6 +495,9 @@ describe('export stages', () => {
     expect(binarised.every((l) => l.split(',')[3] === 'l0-binarised' && Number(l.split(',')[21]) > 0)).toBe(true);
     expect(csv).toHaveLength(6 + binarised.length);
     expect(csv.filter((l) => l.startsWith('imp,')).map((l) => l.split(',')[7])).toEqual(['2', '0']);
+    // a train stage's steps are where it stopped, from its results.json (here the cap, 20)
+    const baselineRow = csv.find((l) => l.startsWith('baseline,'))!.split(',');
+    expect(baselineRow[20]).toBe('20');
     // the figures: Figure 7 (l0, importance and the full model), Figure 8 (roles of the survivors); no all-types stage
     const figDir = join(runs, 'experiments', 'two', 'figures');
     const fig7 = JSON.parse(readFileSync(join(figDir, 'bleu-vs-encoder-heads.json'), 'utf8')) as { data: Array<{ name: string; x: number[] }> };

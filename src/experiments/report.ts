@@ -110,6 +110,12 @@ function testHypFile(s: ResolvedStage): string | null {
   return null;
 }
 
+/** A train stage's steps (where it stopped: the cap or early stopping), from its results.json (run folder or record). */
+function trainedSteps(folder: string): number | null {
+  const path = join(folder, 'results.json');
+  return existsSync(path) ? numberOrNull(readJsonFile<Record<string, unknown>>(path, 'training results')['steps']) : null;
+}
+
 export function collectRows(stages: readonly ResolvedStage[], root = process.cwd()): ResultRow[] {
   const rows: ResultRow[] = [];
   for (const s of stages) {
@@ -142,7 +148,7 @@ export function collectRows(stages: readonly ResolvedStage[], root = process.cwd
       modelBytes: numberOrNull(sum['modelBytes']),
       decodeSeconds: numberOrNull(sum['decodeSeconds']),
       seed: s.instance.seed,
-      steps: numberOrNull(sum['steps']),
+      steps: numberOrNull(sum['steps']) ?? (st.kind === 'train' ? trainedSteps(s.folder) : null),
       fractionalGates: numberOrNull(sum['fractionalGates']),
       wallSeconds: numberOrNull(sum['wallSeconds']),
       group: s.instance.baseId,
