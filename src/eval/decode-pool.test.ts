@@ -11,6 +11,10 @@ import { reversePairs } from '../test-utils/pairs.js';
 import { TranslationStopped, translateSentences } from './translate.js';
 import { DecodePool, gateTensorsOf, gateValues } from './decode-pool.js';
 import { useTestBackend } from '../test-utils/backend.js';
+import { withDecodePool } from '../train/run-training.js';
+import { ProgressLine } from '../train/progress.js';
+import { loadConfig } from '../config/load.js';
+import { jest } from '@jest/globals';
 
 const V = 13;
 
@@ -90,4 +94,27 @@ describe('decoding pool', () => {
     const main = await translateSentences(model, codec, text.slice(0, 9), o);
     expect((await translateSentences(model, codec, text.slice(0, 9), { ...o, pool })).outputs).toEqual(main.outputs);
   }, 120_000);
+
+  it('withDecodePool: a pool only where it pays, closed after; a pool that cannot start leaves the work to the main thread', async () => {
+    const cfg = loadConfig(null, ['eval.batchSentences=10']);
+    const lines: string[] = [];
+    const progress = new ProgressLine({ write: (t: string) => lines.push(t) !== 0, isTTY: false });
+    const sizeOf = (p: DecodePool | null) => Promise.resolve(p ? p.size : 0);
+    // one worker, or fewer than two batches per worker (39 sentences: 4 batches < 2 x 3), run in the main thread
+    expect(await withDecodePool(model, 1, 1000, cfg, progress, sizeOf)).toBe(0);
+    expect(await withDecodePool(model, 3, 39, cfg, progress, sizeOf)).toBe(0);
+    let seen: DecodePool | null = null;
+    expect(
+      await withDecodePool(model, 2, 40, cfg, progress, async (p) => {
+        seen = p;
+        return p ? (await translateSentences(model, codec, text.slice(0, 40), { ...cfg.eval, pool: p })).outputs.length : 0;
+      }),
+    ).toBe(40);
+    // closed after: it refuses more work
+    await expect(seen!.beamSearch(new Int32Array([5, 2]), 1, 2, { beamSize: 1, lengthPenalty: 1, maxLenA: 1, maxLenB: 2 })).rejects.toThrow(/closed/);
+    const start = jest.spyOn(DecodePool, 'start').mockImplementationOnce(() => Promise.reject(new Error('no threads here')));
+    expect(await withDecodePool(model, 2, 40, cfg, progress, sizeOf)).toBe(0);
+    start.mockRestore();
+    expect(lines.join('')).toContain('decoding workers did not start (no threads here); translating in the main thread');
+  }, 60_000);
 });

@@ -97,7 +97,14 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
     const batchSentences = args['batch-sentences'] ?? config.eval.batchSentences;
     // worker threads only where they can run side by side (wasm, cpu) and there is more than one batch
     const workers = Math.min(resolveWorkerCount(args.workers ?? 'auto', backend.name, runtimeOptions().cores), Math.ceil(todo.length / batchSentences));
-    const pool = workers > 1 ? await DecodePool.start(model, workers) : null;
+    // a pool that cannot start (threads or memory refused) leaves the work to the main thread, as with --workers 1
+    const pool =
+      workers > 1
+        ? await DecodePool.start(model, workers).catch((e: unknown) => {
+            console.error(`warning: decoding workers did not start (${e instanceof Error ? e.message : String(e)}); translating in the main thread`);
+            return null;
+          })
+        : null;
     if (pool) console.error(`decoding: ${workers} worker threads (--workers)`);
     // one rewritten line on a terminal; in a log file (not a TTY) a plain line every 10 s
     const progress = new ProgressLine(process.stderr, false, { everyMs: 10_000 });
