@@ -194,3 +194,16 @@ export class DecodePool {
     if (this.blasThreadsBefore !== null) setBlasThreads(this.blasThreadsBefore);
   }
 }
+
+/**
+ * DecodePool.start, or null with a warning when the pool cannot start (threads or memory refused): the
+ * caller then decodes in the main thread, as with one worker.
+ */
+export async function startDecodePool(model: Transformer, workers: number, warn: (m: string) => void): Promise<DecodePool | null> {
+  try {
+    return await DecodePool.start(model, workers);
+  } catch (e) {
+    warn(`warning: decoding workers did not start (${e instanceof Error ? e.message : String(e)}); translating in the main thread`);
+    return null;
+  }
+}

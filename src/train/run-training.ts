@@ -16,7 +16,7 @@ import { prepareData, type PreparedData } from '../data/prepare.js';
 import { createTransformer, type GateTensors, type Transformer } from '../model/transformer.js';
 import { HeadGates } from '../gates/head-gates.js';
 import { TranslationStopped, translateSentences } from '../eval/translate.js';
-import { DecodePool } from '../eval/decode-pool.js';
+import { type DecodePool, startDecodePool } from '../eval/decode-pool.js';
 import { resolveWorkerCount } from './workers/pool.js';
 import { FileSystemError } from '../util/errors.js';
 import { corpusBleu, tokenizedLowercaseBleu } from '../eval/bleu.js';
@@ -105,12 +105,7 @@ export async function withDecodePool<T>(
   fn: (pool: DecodePool | null) => Promise<T>,
 ): Promise<T> {
   if (workers <= 1 || Math.ceil(sentences / cfg.eval.batchSentences) < 2 * workers) return fn(null);
-  let pool: DecodePool | null = null;
-  try {
-    pool = await DecodePool.start(model, workers);
-  } catch (e) {
-    progress?.log(`warning: decoding workers did not start (${e instanceof Error ? e.message : String(e)}); translating in the main thread`);
-  }
+  const pool = await startDecodePool(model, workers, (m) => progress?.log(m));
   try {
     return await fn(pool);
   } finally {

@@ -10,7 +10,7 @@ import { ignoredIn, intFlag, numFlag, refuseIgnoredFlags } from '../options.js';
 import { MAX_BEAM_SIZE } from '../../config/schema.js';
 import { loadModel, openModelFiles } from '../../io/load-model.js';
 import { translateSentences } from '../../eval/translate.js';
-import { DecodePool } from '../../eval/decode-pool.js';
+import { startDecodePool } from '../../eval/decode-pool.js';
 import { resolveWorkerCount } from '../../train/workers/pool.js';
 import { runtimeOptions } from '../environment.js';
 import { firstInvalidUtf8Line, readTextFile, writeFileAtomic } from '../../util/fs.js';
@@ -97,14 +97,7 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
     const batchSentences = args['batch-sentences'] ?? config.eval.batchSentences;
     // worker threads only where they can run side by side (wasm, cpu) and there is more than one batch
     const workers = Math.min(resolveWorkerCount(args.workers ?? 'auto', backend.name, runtimeOptions().cores), Math.ceil(todo.length / batchSentences));
-    // a pool that cannot start (threads or memory refused) leaves the work to the main thread, as with --workers 1
-    const pool =
-      workers > 1
-        ? await DecodePool.start(model, workers).catch((e: unknown) => {
-            console.error(`warning: decoding workers did not start (${e instanceof Error ? e.message : String(e)}); translating in the main thread`);
-            return null;
-          })
-        : null;
+    const pool = workers > 1 ? await startDecodePool(model, workers, (m) => console.error(m)) : null;
     if (pool) console.error(`decoding: ${workers} worker threads (--workers)`);
     // one rewritten line on a terminal; in a log file (not a TTY) a plain line every 10 s
     const progress = new ProgressLine(process.stderr, false, { everyMs: 10_000 });
