@@ -10,7 +10,7 @@ import { installBackendFixes } from '../backend/ops.js';
 import { Transformer } from '../model/transformer.js';
 import { ParamStore } from '../model/params.js';
 import { disposeGates } from '../model/gate-tensors.js';
-import { serializeError } from '../util/worker-threads.js';
+import { announceStart, serializeError } from '../util/worker-threads.js';
 import { beamSearch } from './decode.js';
 import { type DecodeReply, type DecodeRequest, type DecodeWorkerInit, gateTensorsOf } from './decode-pool.js';
 
@@ -29,16 +29,7 @@ async function start(): Promise<Transformer> {
   return new Transformer(init.modelConfig, init.vocabSize, params);
 }
 
-const model = start().then(
-  (m) => {
-    post({ type: 'ready' });
-    return m;
-  },
-  (e: unknown) => {
-    post({ type: 'init-error', error: serializeError(e) });
-    return null;
-  },
-);
+const model = announceStart(start(), post);
 
 let queue: Promise<void> = Promise.resolve();
 port.on('message', (req: DecodeRequest) => {

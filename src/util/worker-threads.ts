@@ -38,6 +38,26 @@ export function serializeError(e: unknown): SerializedError {
   return { name: 'Error', message: String(e) };
 }
 
+/**
+ * A worker entry's start-up handshake: once `starting` resolves, post `ready`; if it fails, post
+ * `init-error` with the error. Resolves to the started value, or null after a failed start.
+ */
+export function announceStart<T>(
+  starting: Promise<T>,
+  post: (m: { type: 'ready' } | { type: 'init-error'; error: SerializedError }) => void,
+): Promise<T | null> {
+  return starting.then(
+    (v) => {
+      post({ type: 'ready' });
+      return v;
+    },
+    (e: unknown) => {
+      post({ type: 'init-error', error: serializeError(e) });
+      return null;
+    },
+  );
+}
+
 /** A worker's serialized error as an Error on the main thread (out-of-memory and user errors keep their class); `who` prefixes the rest. */
 export function reviveWorkerError(e: SerializedError, who: string): Error {
   if (e.name === 'OutOfMemoryError') return new OutOfMemoryError(e.message);

@@ -26,6 +26,7 @@ import { quantAwareWeights } from '../quant-aware.js';
 import { type StepRequest, type WorkerInit, type WorkerReply, serializeError } from './protocol.js';
 import { type SharedViews, PeerAbortError, abortPeers, adamRange, barrier, reduceRange, shardOf, viewsOf } from './shared-state.js';
 import { assignFrom, readInto } from './tensor-io.js';
+import { announceStart } from '../../util/worker-threads.js';
 import { type RoutingCounts, addRoutingCounts } from '../../model/moe.js';
 
 const init = workerData as WorkerInit;
@@ -145,16 +146,7 @@ async function step(r: Replica, req: StepRequest): Promise<WorkerReply> {
   return { type: 'step-done', ces, gradNorm, applied, ms: { compute: t1 - t0, reduce: t2 - t1, update: t3 - t2, load: t4 - t3 }, ...(moe ? { moe } : {}) };
 }
 
-const replica = start().then(
-  (r) => {
-    post({ type: 'ready' });
-    return r;
-  },
-  (e: unknown) => {
-    post({ type: 'init-error', error: serializeError(e) });
-    return null;
-  },
-);
+const replica = announceStart(start(), post);
 
 let queue: Promise<void> = Promise.resolve();
 port.on('message', (msg: StepRequest | { type: 'exit' }) => {
