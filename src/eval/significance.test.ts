@@ -1,7 +1,8 @@
 /**
  * Statistical properties of the paired tests and bootstrap CIs (significance.ts) on synthetic systems: a system
  * against itself, a clearly better system, CI coverage and narrowing, determinism per seed, resample sums equal to
- * re-scoring the resampled sentences, and bad input.
+ * re-scoring the resampled sentences, the interval of a paired difference against its recomputation from
+ * resampled sentences, and bad input.
  */
 import { ConfigError, DataError } from '../util/errors.js';
 import { Rng } from '../util/random.js';
@@ -12,6 +13,7 @@ import {
   bootstrapIndices,
   pairedApproximateRandomization,
   pairedBootstrap,
+  pairedDifferenceInterval,
   percentileInterval,
   scoreCorpus,
   segmentStatistics,
@@ -155,5 +157,36 @@ describe('bad input', () => {
   });
   it('rejects an unknown metric', () => {
     expect(() => scoreCorpus('meteor' as MetricName, h, [refs])).toThrow(/metric: expected one of bleu, chrf, ter, got "meteor"/);
+  });
+});
+
+describe('pairedDifferenceInterval', () => {
+  const { refs, noisy } = corpus(60, 3);
+  const base = noisy(0.35, 4);
+  const better = noisy(0.2, 5);
+  it("equals the 2.5/97.5% order statistics of system - baseline re-scored on each resample's sentences (corpusBleu)", () => {
+    const n = 200;
+    const got = pairedDifferenceInterval('bleu', segmentStatistics('bleu', base, [refs]), segmentStatistics('bleu', better, [refs]), n, 11);
+    const pick = (xs: string[], idx: Int32Array) => [...idx].map((i) => xs[i]!);
+    const diffs = bootstrapIndices(refs.length, n, 11)
+      .map((idx) => corpusBleu(pick(better, idx), [pick(refs, idx)]).score - corpusBleu(pick(base, idx), [pick(refs, idx)]).score)
+      .sort((a, b) => a - b);
+    expect(got.ci[0]).toBeCloseTo(diffs[Math.floor(n / 40)]!, 9);
+    expect(got.ci[1]).toBeCloseTo(diffs[n - Math.floor(n / 40) - 1]!, 9);
+    expect(got.mean).toBeCloseTo(diffs.reduce((a, b) => a + b, 0) / n, 9);
+    expect(got.difference).toBeCloseTo(corpusBleu(better, [refs]).score - corpusBleu(base, [refs]).score, 9);
+    // a clearly better system: the interval is above 0 and holds the observed difference
+    expect(got.ci[0]).toBeGreaterThan(0);
+    expect(got.ci[0]).toBeLessThan(got.difference);
+    expect(got.ci[1]).toBeGreaterThan(got.difference);
+  });
+  it('a system against itself: every resample differs by exactly 0', () => {
+    const st = segmentStatistics('bleu', base, [refs]);
+    expect(pairedDifferenceInterval('bleu', st, st, 100, 1)).toEqual({ difference: 0, mean: 0, ci: [0, 0] });
+  });
+  it('refuses systems of different lengths', () => {
+    expect(() => pairedDifferenceInterval('bleu', segmentStatistics('bleu', base, [refs]), segmentStatistics('bleu', base.slice(1), [refs.slice(1)]))).toThrow(
+      DataError,
+    );
   });
 });

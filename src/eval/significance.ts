@@ -12,6 +12,8 @@
  *   pairedApproximateRandomization({ metric, baseline, systems, refs, n = 10000, seed = 12345, confidenceN = 1000 }): PairedResult
  *       Each system against the baseline (the first system). For every system (baseline included):
  *       score, bootstrap mean, 95% CI [lo, hi] and its half-width; p-value for every system but the baseline.
+ *   pairedDifferenceInterval(metric, baselineStats, systemStats, n = 1000, seed = 12345)
+ *       The 95% percentile interval of system - baseline over the paired bootstrap's resamples.
  *   bootstrapConfidence({ metric, hyps, refs, n = 1000, seed = 12345 }): SystemResult
  *       One system's bootstrap mean and 95% CI (`heads bleu --confidence`).
  *   scoreFromSegmentStats(metric, stats): number
@@ -239,6 +241,31 @@ export function pairedBootstrapFromStats(
     baseline: { score: baseScore, ...percentileInterval(baseScores), pValue: null },
     systems: results,
   };
+}
+
+/**
+ * The paired bootstrap's 95% percentile interval of the difference system - baseline: on each of the same
+ * resamples as pairedBootstrapFromStats (same n, seed and sentence count give the same indices), the system's
+ * score minus the baseline's; the interval is sacreBLEU's percentile rule applied to those differences, and
+ * `mean` their average. What a margin test needs ("worse by less than m"), which a p-value against 0 cannot say.
+ */
+export function pairedDifferenceInterval(
+  metric: MetricArg,
+  baseline: SegmentStats,
+  system: SegmentStats,
+  n = DEFAULT_BOOTSTRAP_N,
+  seed = DEFAULT_SEED,
+): { difference: number; mean: number; ci: [number, number] } {
+  const m = resolve(metric);
+  checkN(n, 'paired bootstrap resamples');
+  checkSameLength([baseline, system], 'pairedDifferenceInterval');
+  const idxs = bootstrapIndices(baseline.n, n, seed);
+  const base = resampleScores(m, baseline, idxs);
+  const sys = resampleScores(m, system, idxs);
+  const diffs = new Float64Array(n);
+  for (let r = 0; r < n; r++) diffs[r] = sys[r]! - base[r]!;
+  const { mean, ci } = percentileInterval(diffs);
+  return { difference: scoreFromSegmentStats(m, system) - scoreFromSegmentStats(m, baseline), mean, ci };
 }
 
 export interface PairedInput {

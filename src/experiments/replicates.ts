@@ -13,7 +13,7 @@
  *    (training randomness) is what the ± sd of each score and of the difference shows, and a difference is
  *    only called consistent when it has the same sign in every seed.
  */
-import { pairedBootstrapFromStats, segmentStatistics, type SegmentStats } from '../eval/significance.js';
+import { pairedBootstrapFromStats, pairedDifferenceInterval, segmentStatistics, type SegmentStats } from '../eval/significance.js';
 import type { TestOutput } from './hyps.js';
 import type { MeanSd } from '../util/stats.js';
 
@@ -38,6 +38,11 @@ export interface PairedComparison {
   pooledP: number | null;
   /** no two seeds' differences have opposite signs (a difference of exactly 0 opposes neither) */
   consistent: boolean;
+  /**
+   * the paired bootstrap's 95% interval of the difference (stage - reference) on the sentences the pooled
+   * test uses (all seeds' at once; with one seed, that seed's): the resampling spread, not the seeds'
+   */
+  interval: [number, number];
 }
 
 function concatStats(parts: readonly SegmentStats[]): SegmentStats {
@@ -70,12 +75,11 @@ export function pairedTestSetPValues(pairs: ReadonlyArray<{ system: TestOutput; 
     diffs.push(res.systems[0]!.score - res.baseline.score);
     pValues.push(res.systems[0]!.pValue!);
   }
-  const pooledP =
-    pairs.length > 1
-      ? pairedBootstrapFromStats('bleu', concatStats(ref), [concatStats(sys)], REPORT_BOOTSTRAP.n, REPORT_BOOTSTRAP.seed).systems[0]!.pValue!
-      : null;
+  const [allRef, allSys] = pairs.length > 1 ? [concatStats(ref), concatStats(sys)] : [ref[0]!, sys[0]!];
+  const pooledP = pairs.length > 1 ? pairedBootstrapFromStats('bleu', allRef, [allSys], REPORT_BOOTSTRAP.n, REPORT_BOOTSTRAP.seed).systems[0]!.pValue! : null;
   const consistent = !(diffs.some((d) => d > 0) && diffs.some((d) => d < 0));
-  return { diffs, pValues, pooledP, consistent };
+  const { ci: interval } = pairedDifferenceInterval('bleu', allRef, allSys, REPORT_BOOTSTRAP.n, REPORT_BOOTSTRAP.seed);
+  return { diffs, pValues, pooledP, consistent, interval };
 }
 
 /** A p-value with enough digits for the bootstrap's smallest, 1/(n+1) = 0.0010. */

@@ -13,7 +13,9 @@ import { existsSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import type { ResolvedStage } from './stage.js';
 import { decodingLabel, instanceIdOf, stageState } from './stage.js';
-import { baselineRoleReports, rolesSection } from './roles-summary.js';
+import { baselineRoleReports, roleReports, rolesSection } from './roles-summary.js';
+import { claimsSection, evaluateClaims } from './claims.js';
+import type { ClaimSpec } from './spec.js';
 import type { StageSummary } from './run-stage.js';
 import { hasHyps, readHyps, readLines, referenceCache, writeHyps, type TestOutput } from './hyps.js';
 import { formatMeanSd, formatP, meanSd, pairedTestSetPValues, REPORT_BOOTSTRAP, type MeanSd, type PairedComparison } from './replicates.js';
@@ -42,52 +44,14 @@ import { headKey } from '../config/head-id.js';
 import { originalMaskShape } from '../config/head-layout.js';
 import { maskToKeptSets, readHeadMask } from '../io/head-mask.js';
 
-/** One line of results.csv. */
-export interface ResultRow {
-  stage: string;
-  id: string;
-  kind: string;
-  method: string;
-  attention: string;
-  lambda: number | null;
-  targetHeads: string;
-  keptEnc: number | null;
-  keptDecSelf: number | null;
-  keptDecEnc: number | null;
-  bleu: number | null;
-  bleuTokLc: number | null;
-  devBleu: number | null;
-  /** the folder the numbers come from (relative to the repository) */
-  run: string;
-  /** export stages (src/experiments/export-stage.ts): parameters, non-zero parameters, weights-file bytes, decode time of the fixed batch */
-  params: number | null;
-  nonZeroParams: number | null;
-  modelBytes: number | null;
-  decodeSeconds: number | null;
-  /** how devBleu was decoded (`greedy`: the trainer's; `beam N`: a pruned model's final dev score) */
-  devDecoding: string | null;
-  /** the replicate's seed (null without seeds) */
-  seed: number | null;
-  /** training steps of the stage (train and fine-tuning stages) */
-  steps: number | null;
-  /** L0 stages: gates still strictly between 0 and 1 at the end (0: settled) */
-  fractionalGates: number | null;
-  /** the stage's wall time over its attempts (compute per stage) */
-  wallSeconds: number | null;
-  /** not in results.csv: the instance id without its seed (`#step` for curve rows), shared by a setting's replicates */
-  group?: string;
-  /** not in results.csv: the file of the row's test translations in its run folder */
-  hypPath?: string | null;
-}
+export { BINARISED, type ResultRow } from './result-row.js';
+import { BINARISED, type ResultRow } from './result-row.js';
 
 function fmt(x: number | null | undefined, digits = 2): string {
   return x === null || x === undefined ? '-' : x.toFixed(digits);
 }
 
 const numberOrNull = (v: unknown): number | null => (typeof v === 'number' ? v : null);
-
-/** The id suffix of an L0 stage's binarised row (`<instance>#binarised`). */
-export const BINARISED = '#binarised';
 
 /** A result row's stage instance id (a curve row's id is `<instance>#<mask file>`, a binarised row's `<instance>#binarised`). */
 
@@ -303,7 +267,11 @@ export interface WrittenReport {
  * folders; with `fromHyps`, the same from `<outDir>/results.csv` and `<outDir>/hyps/` alone, every test score
  * and p-value recomputed from the translations (see rebuildRows).
  */
-export function writeReport(stages: readonly ResolvedStage[], outDir: string, opts: { fromHyps?: boolean; merge?: boolean } = {}): WrittenReport {
+export function writeReport(
+  stages: readonly ResolvedStage[],
+  outDir: string,
+  opts: { fromHyps?: boolean; merge?: boolean; claims?: Record<string, ClaimSpec>; specFile?: string } = {},
+): WrittenReport {
   let rows: ResultRow[];
   let outputs: Map<string, TestOutput & { seed: number | null }>;
   let rescored: WrittenReport['rescored'];
@@ -324,6 +292,11 @@ export function writeReport(stages: readonly ResolvedStage[], outDir: string, op
       `## Per seed\n\n${markdownTable(rows)}`,
     );
   else sections.push(markdownTable(rows));
+  if (opts.claims && Object.keys(opts.claims).length) {
+    const of = new Set(Object.values(opts.claims).flatMap((c) => (c.roles ? [c.roles.of] : [])));
+    const reports = roleReports(stages, outDir, (s) => of.has(s.instance.stage));
+    sections.unshift(claimsSection(evaluateClaims(opts.claims, stages, rows, outputs, reports), opts.specFile ?? 'the spec'));
+  }
   const significance = significanceSection(stages, rows, outputs);
   if (significance) sections.push(significance);
   const criterion = criterionTable(rows, outputs);

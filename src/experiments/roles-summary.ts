@@ -31,9 +31,14 @@ export function isBaselineAnalysis(s: ResolvedStage): boolean {
  * run folder, else from its committed record under `<outDir>/stages/` (so the section rebuilds without runs).
  */
 export function baselineRoleReports(stages: readonly ResolvedStage[], outDir: string): SeedRoles[] {
+  return roleReports(stages, outDir, isBaselineAnalysis);
+}
+
+/** The head report of every finished analyze stage that `pick` selects, as baselineRoleReports reads them. */
+export function roleReports(stages: readonly ResolvedStage[], outDir: string, pick: (s: ResolvedStage) => boolean): SeedRoles[] {
   const out: SeedRoles[] = [];
   for (const s of stages) {
-    if (!isBaselineAnalysis(s)) continue;
+    if (s.instance.spec.kind !== 'analyze' || !pick(s)) continue;
     const path = stageFile(s, outDir, 'head-report.json');
     if (!path) continue;
     // named by its record in the results folder (where results.md is; the report writes the records of the

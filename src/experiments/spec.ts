@@ -15,6 +15,8 @@
  *       sweep: { lambda: [0.02, 0.05, 0.1] }
  *       set: { train.maxSteps: 300 }
  *   seed: [1, 2, 3]                         # optional: the study once per seed (see expandStages)
+ *   claims:                                 # optional: the paper's claims the report answers (claims.ts)
+ *     a: { statement: ..., compare: [{ system: 'l0-enc[lambda=0.05]', reference: baseline, expect: notWorse, margin: 0.5 }] }
  */
 import { z } from 'zod';
 import { existsSync, readFileSync, statSync } from 'node:fs';
@@ -129,6 +131,46 @@ const FinetuneStage = z.strictObject({
   ffnPrune: fraction.optional(),
 });
 
+/**
+ * A claim of the paper the study answers (src/experiments/claims.ts): its statement and the comparisons it
+ * rests on, each `system` against `reference` within every seed. A side names a setting as the report's
+ * tables do: an instance id without its seed (`baseline`, `l0-enc[targetHeads=28]`), `<setting>#binarised`
+ * for an L0 stage's binarised scoring (the folded row where the gates settled: then both are the same
+ * model), or `<setting>@N` for the step of an importance, confidence or random stage that keeps N heads of
+ * its attention types. `expect`: `better` (system above reference) or `notWorse` (system below reference by
+ * less than `margin` BLEU). `roles`: the head roles an analyze stage of the baseline should find.
+ */
+export const CLAIM_ROLES = ['positional', 'rare', 'syntactic'] as const;
+const ClaimComparison = z.strictObject({
+  system: z.string().min(1),
+  reference: z.string().min(1),
+  expect: z.enum(['better', 'notWorse']),
+  margin: z.number().positive().optional(),
+});
+const Claim = z.strictObject({
+  statement: z.string().min(1),
+  /** what the paper reports, for the reader */
+  paper: z.string().optional(),
+  compare: z.array(ClaimComparison).min(1).optional(),
+  roles: z.strictObject({ of: z.string(), find: z.array(z.enum(CLAIM_ROLES)).min(1) }).optional(),
+});
+export type ClaimSpec = z.infer<typeof Claim>;
+export type ClaimComparisonSpec = z.infer<typeof ClaimComparison>;
+
+/** A claim side parsed: the setting (instance id without seed), and the binarised scoring or a step's head count. */
+export interface ClaimSide {
+  setting: string;
+  stage: string;
+  binarised: boolean;
+  heads: number | null;
+}
+const SIDE = /^([A-Za-z0-9_-]+)(\[[^\]]*\])?(?:(#binarised)|@(\d+))?$/;
+export function parseClaimSide(text: string): ClaimSide | null {
+  const m = SIDE.exec(text);
+  if (!m) return null;
+  return { setting: `${m[1]}${m[2] ?? ''}`, stage: m[1]!, binarised: m[3] !== undefined, heads: m[4] === undefined ? null : Number(m[4]) };
+}
+
 export const StageSchema = z.discriminatedUnion('kind', [TrainStage, PruneStage, AnalyzeStage, ExportStage, FinetuneStage]);
 export const SpecSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, dot, dash and underscore'),
@@ -149,6 +191,8 @@ export const SpecSchema = z.strictObject({
       }),
     )
     .optional(),
+  /** the paper's claims and the comparisons each rests on (the report's verdicts) */
+  claims: z.record(z.string().regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, dash and underscore'), Claim).optional(),
 });
 
 export type StageSpec = z.infer<typeof StageSchema>;
@@ -216,7 +260,9 @@ export function loadSpec(path: string, preset?: string, opts: { seeds?: readonly
   refusePrototypeKeys(raw, path);
   const r = SpecSchema.safeParse(raw);
   if (!r.success)
-    throw new ConfigError(describeIssues(r.error.issues, raw, path, { name: '', description: '', base: '', set: {}, seed: [], stages: {}, presets: {} }));
+    throw new ConfigError(
+      describeIssues(r.error.issues, raw, path, { name: '', description: '', base: '', set: {}, seed: [], stages: {}, presets: {}, claims: {} }),
+    );
   const spec = r.data;
   const problems: string[] = [];
   for (const [name, st] of Object.entries(spec.stages)) {
@@ -268,6 +314,7 @@ export function loadSpec(path: string, preset?: string, opts: { seeds?: readonly
       st.importanceNormalize ??= DEFAULT_IMPORTANCE.normalize;
     }
   }
+  for (const [id, c] of Object.entries(spec.claims ?? {})) problems.push(...claimProblems(path, id, c, spec.stages));
   const top = seedList(spec.seed);
   if (top && new Set(top).size !== top.length) problems.push(`${path}: seed: a seed is listed twice (${top.join(', ')})`);
   if (preset && !spec.presets?.[preset])
@@ -433,4 +480,46 @@ export function expandStages(spec: ExperimentSpec): StageInstance[] {
     byStage.set(name, instances);
   }
   return order.flatMap((n) => byStage.get(n)!);
+}
+
+/** What is wrong with one claim, given the spec's stages (the sweep points are checked when the report resolves them). */
+function claimProblems(path: string, id: string, c: ClaimSpec, stages: Record<string, StageSpec>): string[] {
+  const out: string[] = [];
+  const where = `${path}: claims.${id}`;
+  if (!c.compare && !c.roles) out.push(`${where}: expected compare (comparisons) or roles (head roles), found neither`);
+  for (const [i, cmp] of (c.compare ?? []).entries()) {
+    if (cmp.expect === 'notWorse' && cmp.margin === undefined) out.push(`${where}.compare[${i}].margin: expect notWorse needs a margin (BLEU), found none`);
+    if (cmp.expect === 'better' && cmp.margin !== undefined)
+      out.push(`${where}.compare[${i}].margin: only for expect notWorse (this comparison expects better)`);
+    for (const key of ['system', 'reference'] as const) {
+      const side = parseClaimSide(cmp[key]);
+      const at = `${where}.compare[${i}].${key}`;
+      if (!side) {
+        out.push(`${at}: expected a setting as the report names it (stage, stage[key=value], with #binarised or @<heads>), found '${cmp[key]}'`);
+        continue;
+      }
+      const st = stages[side.stage];
+      if (!st) {
+        out.push(`${at}: '${side.stage}' is not a stage (stages: ${Object.keys(stages).join(', ')})`);
+        continue;
+      }
+      const curve = st.kind === 'prune' && ['importance', 'confidence', 'random'].includes(st.method);
+      if (side.heads !== null && !curve)
+        out.push(
+          `${at}: @${side.heads} picks a step of an importance, confidence or random prune stage; '${side.stage}' is ${st.kind === 'prune' ? `a ${st.method} prune stage` : `a ${st.kind} stage`}`,
+        );
+      if (side.heads === null && curve) out.push(`${at}: '${side.stage}' is scored at several head counts: name one as ${side.setting}@<heads>`);
+      if (side.binarised && !(st.kind === 'prune' && st.method === 'l0'))
+        out.push(
+          `${at}: #binarised is an L0 prune stage's scoring; '${side.stage}' is ${st.kind === 'prune' ? `a ${st.method} prune stage` : `a ${st.kind} stage`}`,
+        );
+    }
+    if (cmp.system === cmp.reference) out.push(`${where}.compare[${i}]: system and reference are the same setting (${cmp.system})`);
+  }
+  if (c.roles) {
+    const st = stages[c.roles.of];
+    if (!st) out.push(`${where}.roles.of: '${c.roles.of}' is not a stage (stages: ${Object.keys(stages).join(', ')})`);
+    else if (st.kind !== 'analyze') out.push(`${where}.roles.of: expected an analyze stage, found a ${st.kind} stage ('${c.roles.of}')`);
+  }
+  return out;
 }

@@ -9,6 +9,7 @@ import { runHandler, startBackend, installStopHandler } from '../common.js';
 import { checkOutputFolder } from '../../util/dirs.js';
 import { ignoredIn, intFlag, refuseIgnoredFlags } from '../options.js';
 import { loadSpec, expandStages } from '../../experiments/spec.js';
+import { checkClaimSettings } from '../../experiments/claims.js';
 import { resolveStages, experimentRoot, stageState, selectStages } from '../../experiments/stage.js';
 import { adoptFinished } from '../../experiments/equivalence.js';
 import { join, relative } from 'node:path';
@@ -145,7 +146,10 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
     if (seeds?.some(Number.isNaN))
       throw new ConfigError([`--seeds: expected distinct non-negative integers separated by commas (e.g. 1,2,3), found '${args.seeds}'`]);
     const spec = loadSpec(args.spec, args.preset, { seeds });
-    const all = resolveStages(spec, expandStages(spec), args['runs-dir']);
+    const instances = expandStages(spec);
+    const all = resolveStages(spec, instances, args['runs-dir']);
+    // the claims' settings are those of the spec as written (a preset's smaller sweeps leave comparisons missing)
+    checkClaimSettings(spec.claims, new Set((args.preset || seeds ? expandStages(loadSpec(args.spec)) : instances).map((i) => i.baseId)), args.spec);
     // commas inside an instance id's brackets (`l0[lambda=0.1,seed=2]`) do not separate names
     const only = (args.only ?? '')
       .split(/,(?![^[]*\])/)
@@ -254,7 +258,12 @@ export async function handler(args: ArgumentsCamelCase<Args>): Promise<void> {
         `report: no stage folder is done under ${args['runs-dir']}; rebuilding from ${join(reportDir, 'hyps')} (--no-from-hyps: from the run folders only)`,
       );
     // --merge with nothing done here is the committed report rebuilt (--from-hyps)
-    const { rows, csvPath, mdPath, rescored } = writeReport(stages, reportDir, { fromHyps, merge: args.merge && !fromHyps });
+    const { rows, csvPath, mdPath, rescored } = writeReport(stages, reportDir, {
+      fromHyps,
+      merge: args.merge && !fromHyps,
+      claims: spec.claims,
+      specFile: args.spec,
+    });
     if (rescored)
       console.error(
         `report: ${args.merge ? 'kept' : 're-scored'} ${rescored.rows} committed rows from ${join(reportDir, 'hyps')}; largest change of a test BLEU against results.csv: ${rescored.maxBleuChange.toFixed(6)}`,
