@@ -175,6 +175,12 @@ describe('pairedDifferenceInterval', () => {
     expect(got.ci[1]).toBeCloseTo(diffs[n - Math.floor(n / 40) - 1]!, 9);
     expect(got.mean).toBeCloseTo(diffs.reduce((a, b) => a + b, 0) / n, 9);
     expect(got.difference).toBeCloseTo(corpusBleu(better, [refs]).score - corpusBleu(base, [refs]).score, 9);
+    // the p-value by Koehn's rule from the same re-scored resamples: centred |differences| at least the observed one
+    const absd = diffs.map(Math.abs);
+    const centre = absd.reduce((a, b) => a + b, 0) / n;
+    const c = absd.filter((d) => d - centre >= Math.abs(got.difference) - 1e-9).length;
+    expect(got.pValue).toBeCloseTo((c + 1) / (n + 1), 12);
+    expect(pairedBootstrap({ metric: 'bleu', baseline: base, systems: [better], refs: [refs], n, seed: 11 }).systems[0]!.pValue).toBe(got.pValue);
     // a clearly better system: the interval is above 0 and holds the observed difference
     expect(got.ci[0]).toBeGreaterThan(0);
     expect(got.ci[0]).toBeLessThan(got.difference);
@@ -182,7 +188,7 @@ describe('pairedDifferenceInterval', () => {
   });
   it('a system against itself: every resample differs by exactly 0', () => {
     const st = segmentStatistics('bleu', base, [refs]);
-    expect(pairedDifferenceInterval('bleu', st, st, 100, 1)).toEqual({ difference: 0, mean: 0, ci: [0, 0] });
+    expect(pairedDifferenceInterval('bleu', st, st, 100, 1)).toEqual({ difference: 0, pValue: 1, mean: 0, ci: [0, 0] });
   });
   it('refuses systems of different lengths', () => {
     expect(() => pairedDifferenceInterval('bleu', segmentStatistics('bleu', base, [refs]), segmentStatistics('bleu', base.slice(1), [refs.slice(1)]))).toThrow(

@@ -13,7 +13,9 @@
  *       Each system against the baseline (the first system). For every system (baseline included):
  *       score, bootstrap mean, 95% CI [lo, hi] and its half-width; p-value for every system but the baseline.
  *   pairedDifferenceInterval(metric, baselineStats, systemStats, n = 1000, seed = 12345)
- *       The 95% percentile interval of system - baseline over the paired bootstrap's resamples.
+ *       The 95% percentile interval of system - baseline over the paired bootstrap's resamples, and the p-value.
+ *   resampledScores(metric, stats, n, seed) / pairedFromResamples(baseline, system)
+ *       The same in two steps, for one system's resample scores reused against many (the report).
  *   bootstrapConfidence({ metric, hyps, refs, n = 1000, seed = 12345 }): SystemResult
  *       One system's bootstrap mean and 95% CI (`heads bleu --confidence`).
  *   scoreFromSegmentStats(metric, stats): number
@@ -152,6 +154,19 @@ export function bootstrapIndices(size: number, n: number, seed: number): Int32Ar
   return out;
 }
 
+// the last few index matrices drawn (a report runs hundreds of tests on two or three sentence counts);
+// callers only read them
+const recentIndices: Array<{ key: string; idxs: Int32Array[] }> = [];
+function sharedIndices(size: number, n: number, seed: number): readonly Int32Array[] {
+  const key = `${size}:${n}:${seed}`;
+  const hit = recentIndices.find((e) => e.key === key);
+  if (hit) return hit.idxs;
+  const idxs = bootstrapIndices(size, n, seed);
+  recentIndices.unshift({ key, idxs });
+  recentIndices.length = Math.min(recentIndices.length, 3);
+  return idxs;
+}
+
 function resampleScores(m: Metric, stats: SegmentStats, idxs: readonly Int32Array[]): Float64Array {
   const buf = new Float64Array(stats.k);
   const scores = new Float64Array(idxs.length);
@@ -189,7 +204,7 @@ function checkSameLength(stats: readonly SegmentStats[], what: string): void {
 export function bootstrapConfidenceFromStats(metric: MetricArg, stats: SegmentStats, n = DEFAULT_BOOTSTRAP_N, seed = DEFAULT_SEED): SystemResult {
   const m = resolve(metric);
   checkN(n, 'bootstrap resamples');
-  const scores = resampleScores(m, stats, bootstrapIndices(stats.n, n, seed));
+  const scores = resampleScores(m, stats, sharedIndices(stats.n, n, seed));
   return { score: scoreFromSegmentStats(m, stats), ...percentileInterval(scores), pValue: null };
 }
 
@@ -216,21 +231,13 @@ export function pairedBootstrapFromStats(
   const m = resolve(metric);
   checkN(n, 'paired bootstrap resamples');
   checkSameLength([baseline, ...systems], 'pairedBootstrap');
-  const idxs = bootstrapIndices(baseline.n, n, seed);
-  const baseScore = scoreFromSegmentStats(m, baseline);
-  const baseScores = resampleScores(m, baseline, idxs);
+  const idxs = sharedIndices(baseline.n, n, seed);
+  const base = { score: scoreFromSegmentStats(m, baseline), scores: resampleScores(m, baseline, idxs) };
+  const baseScore = base.score;
+  const baseScores = base.scores;
   const results = systems.map((st): SystemResult => {
-    const score = scoreFromSegmentStats(m, st);
-    const scores = resampleScores(m, st, idxs);
-    const diffs = new Float64Array(n);
-    let meanDiff = 0;
-    for (let r = 0; r < n; r++) {
-      diffs[r] = Math.abs(scores[r]! - baseScores[r]!);
-      meanDiff += diffs[r]!;
-    }
-    meanDiff /= n;
-    for (let r = 0; r < n; r++) diffs[r]! -= meanDiff;
-    return { score, ...percentileInterval(scores), pValue: pValue(diffs, Math.abs(baseScore - score)) };
+    const sys = { score: scoreFromSegmentStats(m, st), scores: resampleScores(m, st, idxs) };
+    return { score: sys.score, ...percentileInterval(sys.scores), pValue: pairedFromResamples(base, sys).pValue };
   });
   return {
     metric: m.name,
@@ -243,29 +250,56 @@ export function pairedBootstrapFromStats(
   };
 }
 
+/** A system's score on the whole test set and on each bootstrap resample (resampledScores). */
+export interface Resampled {
+  readonly score: number;
+  readonly scores: Float64Array;
+}
+
 /**
- * The paired bootstrap's 95% percentile interval of the difference system - baseline: on each of the same
- * resamples as pairedBootstrapFromStats (same n, seed and sentence count give the same indices), the system's
- * score minus the baseline's; the interval is sacreBLEU's percentile rule applied to those differences, and
- * `mean` their average. What a margin test needs ("worse by less than m"), which a p-value against 0 cannot say.
+ * The scores of `stats` on the n resamples of bootstrapIndices(stats.n, n, seed): what every paired
+ * bootstrap on these sentences recomputes, for a caller that compares one system with many.
  */
+export function resampledScores(metric: MetricArg, stats: SegmentStats, n = DEFAULT_BOOTSTRAP_N, seed = DEFAULT_SEED): Resampled {
+  const m = resolve(metric);
+  checkN(n, 'bootstrap resamples');
+  return { score: scoreFromSegmentStats(m, stats), scores: resampleScores(m, stats, sharedIndices(stats.n, n, seed)) };
+}
+
+/**
+ * The paired bootstrap of a system against the baseline from their scores on the same resamples: the p-value
+ * of pairedBootstrapFromStats (see the header), and the 95% percentile interval of the difference system -
+ * baseline over the resamples (sacreBLEU's percentile rule applied to the differences; `mean` their average).
+ * The interval is what a margin test needs ("worse by less than m"), which a p-value against 0 cannot say.
+ */
+export function pairedFromResamples(baseline: Resampled, system: Resampled): { difference: number; pValue: number; mean: number; ci: [number, number] } {
+  const n = baseline.scores.length;
+  if (system.scores.length !== n) throw new DataError(`pairedFromResamples: ${system.scores.length} resamples of the system but ${n} of the baseline`);
+  const diffs = new Float64Array(n);
+  const abs = new Float64Array(n);
+  let meanAbs = 0;
+  for (let r = 0; r < n; r++) {
+    diffs[r] = system.scores[r]! - baseline.scores[r]!;
+    abs[r] = Math.abs(diffs[r]!);
+    meanAbs += abs[r]!;
+  }
+  meanAbs /= n;
+  for (let r = 0; r < n; r++) abs[r]! -= meanAbs;
+  const { mean, ci } = percentileInterval(diffs);
+  const difference = system.score - baseline.score;
+  return { difference, pValue: pValue(abs, Math.abs(difference)), mean, ci };
+}
+
+/** pairedFromResamples on statistics: the interval of system - baseline (and the p-value) on the paired bootstrap's resamples. */
 export function pairedDifferenceInterval(
   metric: MetricArg,
   baseline: SegmentStats,
   system: SegmentStats,
   n = DEFAULT_BOOTSTRAP_N,
   seed = DEFAULT_SEED,
-): { difference: number; mean: number; ci: [number, number] } {
-  const m = resolve(metric);
-  checkN(n, 'paired bootstrap resamples');
+): { difference: number; pValue: number; mean: number; ci: [number, number] } {
   checkSameLength([baseline, system], 'pairedDifferenceInterval');
-  const idxs = bootstrapIndices(baseline.n, n, seed);
-  const base = resampleScores(m, baseline, idxs);
-  const sys = resampleScores(m, system, idxs);
-  const diffs = new Float64Array(n);
-  for (let r = 0; r < n; r++) diffs[r] = sys[r]! - base[r]!;
-  const { mean, ci } = percentileInterval(diffs);
-  return { difference: scoreFromSegmentStats(m, system) - scoreFromSegmentStats(m, baseline), mean, ci };
+  return pairedFromResamples(resampledScores(metric, baseline, n, seed), resampledScores(metric, system, n, seed));
 }
 
 export interface PairedInput {
@@ -325,7 +359,7 @@ export function pairedApproximateRandomizationFromStats(
   const rng = new Rng(deriveSeed(seed, 'approximate-randomization'));
   const swap = new Uint8Array(n * size);
   for (let i = 0; i < swap.length; i++) swap[i] = rng.next() < 0.5 ? 1 : 0;
-  const idxs = confidenceN > 0 ? bootstrapIndices(size, confidenceN, seed) : [];
+  const idxs = confidenceN > 0 ? sharedIndices(size, confidenceN, seed) : [];
   const ciOf = (st: SegmentStats): typeof NO_CI | ReturnType<typeof percentileInterval> =>
     confidenceN > 0 ? percentileInterval(resampleScores(m, st, idxs)) : NO_CI;
 

@@ -216,7 +216,8 @@ function expectation(c: ClaimComparisonSpec): string {
 }
 
 function comparisonLine(c: ComparisonResult): string {
-  const seedsCell = `${c.pairs.length} of ${c.expectedSeeds}`;
+  // a preset's smaller sweep has no instance of some settings
+  const seedsCell = c.expectedSeeds ? `${c.pairs.length} of ${c.expectedSeeds}` : 'not in this run';
   if (!c.test) return `| ${c.spec.system} | ${c.spec.reference} | ${expectation(c.spec)} | ${seedsCell} | - | - | - | - | - | - | - | ${c.outcome} |`;
   const t = c.test;
   const bleu = (f: (p: ComparisonResult['pairs'][number]) => ResultRow) => formatMeanSd(meanSd(c.pairs.map((p) => f(p).bleu)), 2, false);
@@ -242,7 +243,12 @@ export function verdictSummary(c: ClaimResult): string {
   const all = [...c.comparisons.map((x) => x.outcome), ...c.roles.map((x) => x.outcome)];
   const count = (o: Outcome) => all.filter((x) => x === o).length;
   const parts = (['met', 'not shown', 'contradicted', 'untestable', 'missing'] as const).filter((o) => count(o)).map((o) => `${count(o)} ${o}`);
-  const seeds = c.comparisons.length ? ` (seeds: ${[...new Set(c.comparisons.map((x) => `${x.pairs.length} of ${x.expectedSeeds}`))].join(' or ')})` : '';
+  const expected = new Set(c.comparisons.map((x) => x.expectedSeeds));
+  const seeds = !c.comparisons.length
+    ? ''
+    : expected.size === 1
+      ? ` (seeds with results, per comparison: ${c.comparisons.map((x) => x.pairs.length).join(', ')} of ${[...expected][0]})`
+      : ` (seeds with results, per comparison: ${c.comparisons.map((x) => `${x.pairs.length} of ${x.expectedSeeds}`).join(', ')})`;
   return `${parts.join(', ')} of ${all.length}${seeds}`;
 }
 

@@ -13,8 +13,9 @@
  *    (training randomness) is what the ± sd of each score and of the difference shows, and a difference is
  *    only called consistent when it has the same sign in every seed.
  */
-import { pairedBootstrapFromStats, pairedDifferenceInterval, segmentStatistics, type SegmentStats } from '../eval/significance.js';
+import { pairedFromResamples, resampledScores, segmentStatistics, type Resampled, type SegmentStats } from '../eval/significance.js';
 import type { TestOutput } from './hyps.js';
+import { DataError } from '../util/errors.js';
 import type { MeanSd } from '../util/stats.js';
 
 export { meanSd, type MeanSd } from '../util/stats.js';
@@ -45,15 +46,51 @@ export interface PairedComparison {
   interval: [number, number];
 }
 
-function concatStats(parts: readonly SegmentStats[]): SegmentStats {
-  const k = parts[0]!.k;
-  const data = new Float64Array(parts.reduce((a, p) => a + p.data.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    data.set(p.data, off);
-    off += p.data.length;
+// A report runs hundreds of paired tests in which the same translations recur (a baseline against every
+// stage pruned from it, the pooled sentences of a reference against each of its systems): each output's
+// statistics, each pooled concatenation and each one's resample scores are computed once. The outputs are
+// the report's own objects and are not changed after they are read.
+const statsCache = new WeakMap<TestOutput, SegmentStats>();
+const resampleCache = new WeakMap<SegmentStats, Resampled>();
+const pooledCache = new Map<string, SegmentStats>();
+const outputIds = new WeakMap<TestOutput, number>();
+let nextOutputId = 0;
+
+function statsOf(o: TestOutput): SegmentStats {
+  let st = statsCache.get(o);
+  if (!st) statsCache.set(o, (st = segmentStatistics('bleu', o.hyps, [o.refs])));
+  return st;
+}
+
+function resampledOf(st: SegmentStats): Resampled {
+  let r = resampleCache.get(st);
+  if (!r) resampleCache.set(st, (r = resampledScores('bleu', st, REPORT_BOOTSTRAP.n, REPORT_BOOTSTRAP.seed)));
+  return r;
+}
+
+/** The seeds' outputs as one test set (seed by seed, in the order given), one object per distinct list. */
+function pooledStats(outputs: readonly TestOutput[]): SegmentStats {
+  if (outputs.length === 1) return statsOf(outputs[0]!);
+  const key = outputs
+    .map((o) => {
+      if (!outputIds.has(o)) outputIds.set(o, nextOutputId++);
+      return outputIds.get(o)!;
+    })
+    .join(',');
+  let st = pooledCache.get(key);
+  if (!st) {
+    const parts = outputs.map(statsOf);
+    const data = new Float64Array(parts.reduce((a, p) => a + p.data.length, 0));
+    let off = 0;
+    for (const p of parts) {
+      data.set(p.data, off);
+      off += p.data.length;
+    }
+    pooledCache.set(key, (st = { n: parts.reduce((a, p) => a + p.n, 0), k: parts[0]!.k, data }));
+    // a bounded memory: a report holds a few hundred pooled sets at most
+    if (pooledCache.size > 512) pooledCache.delete(pooledCache.keys().next().value!);
   }
-  return { n: parts.reduce((a, p) => a + p.n, 0), k, data };
+  return st;
 }
 
 /**
@@ -62,23 +99,24 @@ function concatStats(parts: readonly SegmentStats[]): SegmentStats {
  * over the seeds (see the module header). Statistics are computed once per sentence (src/eval/significance.ts).
  */
 export function pairedTestSetPValues(pairs: ReadonlyArray<{ system: TestOutput; reference: TestOutput }>): PairedComparison {
-  const sys: SegmentStats[] = [];
-  const ref: SegmentStats[] = [];
+  if (!pairs.length) throw new DataError('paired test: no pair of translations to compare');
   const diffs: number[] = [];
   const pValues: number[] = [];
   for (const { system, reference } of pairs) {
-    const s = segmentStatistics('bleu', system.hyps, [system.refs]);
-    const r = segmentStatistics('bleu', reference.hyps, [reference.refs]);
-    const res = pairedBootstrapFromStats('bleu', r, [s], REPORT_BOOTSTRAP.n, REPORT_BOOTSTRAP.seed);
-    sys.push(s);
-    ref.push(r);
-    diffs.push(res.systems[0]!.score - res.baseline.score);
-    pValues.push(res.systems[0]!.pValue!);
+    const s = statsOf(system);
+    const r = statsOf(reference);
+    if (s.n !== r.n) throw new DataError(`paired test: the system has ${s.n} test sentences but its reference has ${r.n}`);
+    const res = pairedFromResamples(resampledOf(r), resampledOf(s));
+    diffs.push(res.difference);
+    pValues.push(res.pValue);
   }
-  const [allRef, allSys] = pairs.length > 1 ? [concatStats(ref), concatStats(sys)] : [ref[0]!, sys[0]!];
-  const pooledP = pairs.length > 1 ? pairedBootstrapFromStats('bleu', allRef, [allSys], REPORT_BOOTSTRAP.n, REPORT_BOOTSTRAP.seed).systems[0]!.pValue! : null;
+  const pooled =
+    pairs.length > 1
+      ? pairedFromResamples(resampledOf(pooledStats(pairs.map((p) => p.reference))), resampledOf(pooledStats(pairs.map((p) => p.system))))
+      : null;
+  const pooledP = pooled ? pooled.pValue : null;
+  const interval = pooled ? pooled.ci : pairedFromResamples(resampledOf(statsOf(pairs[0]!.reference)), resampledOf(statsOf(pairs[0]!.system))).ci;
   const consistent = !(diffs.some((d) => d > 0) && diffs.some((d) => d < 0));
-  const { ci: interval } = pairedDifferenceInterval('bleu', allRef, allSys, REPORT_BOOTSTRAP.n, REPORT_BOOTSTRAP.seed);
   return { diffs, pValues, pooledP, consistent, interval };
 }
 
