@@ -7,7 +7,9 @@
  * the time during which at least one of its stages ran, without the gaps between sessions.
  */
 import { readJsonFile } from '../util/fs.js';
-import { stageFile } from './records.js';
+import { existsSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { RECORDS_DIR, stageFile } from './records.js';
 import { type ResolvedStage, instanceIdOf } from './stage.js';
 
 /** One attempt of one stage, in ms since the epoch. */
@@ -19,12 +21,14 @@ export interface Attempt {
 
 /**
  * Every finished stage's attempts, from its run folder's compute.json, else from its committed record
- * (`<outDir>/stages/<folder>/compute.json`), so the figure rebuilds without the run folders.
+ * (`<outDir>/stages/<folder>/compute.json`), so the figure rebuilds without the run folders; with
+ * `recordsOnly`, from the records alone (a report rebuilt from hyps/ describes the committed stages).
  */
-export function stageAttempts(stages: readonly ResolvedStage[], outDir: string): Attempt[] {
+export function stageAttempts(stages: readonly ResolvedStage[], outDir: string, opts: { recordsOnly?: boolean } = {}): Attempt[] {
   const out: Attempt[] = [];
   for (const s of stages) {
-    const path = stageFile(s, outDir, 'compute.json');
+    const record = join(outDir, RECORDS_DIR, basename(s.folder), 'compute.json');
+    const path = opts.recordsOnly ? (existsSync(record) ? record : null) : stageFile(s, outDir, 'compute.json');
     if (!path) continue;
     const { attempts } = readJsonFile<{ attempts?: Array<{ endedAt?: unknown; seconds?: unknown }> }>(path, 'stage compute record');
     for (const a of attempts ?? []) {

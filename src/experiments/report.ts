@@ -307,7 +307,8 @@ export function writeReport(
   if (methods) sections.push(methods);
   const roles = rolesSection(baselineRoleReports(stages, outDir));
   if (roles) sections.push(roles);
-  const compute = computeSection(rows, stageAttempts(stages, outDir));
+  // rebuilt from hyps/: the committed records' attempts only (a stage done here since is not in the tables)
+  const compute = computeSection(rows, stageAttempts(stages, outDir, { recordsOnly: opts.fromHyps === true }));
   if (compute) sections.push(compute);
   writeFileAtomic(mdPath, sections.join('\n'));
   return { rows, csvPath, mdPath, outputs, ...(rescored ? { rescored } : {}) };
