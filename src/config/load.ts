@@ -71,33 +71,65 @@ function dotPath(path: ReadonlyArray<PropertyKey>): string {
   );
 }
 
-/** The keys the schema accepts at `path` (through nullable/optional), for objects whose default is null. */
-function schemaKeysAt(schema: z.ZodType, path: ReadonlyArray<PropertyKey>): string[] {
+/**
+ * The keys the schema accepts at `path`: through nullable, optional and default wrappers, a record's values,
+ * a list's items, the object member of a union, and the member of a discriminated union that the input
+ * names (`kind: train`: the train stage's keys). For objects whose default is null, and for specs.
+ */
+function schemaKeysAt(schema: z.ZodType, path: ReadonlyArray<PropertyKey>, input?: unknown): string[] {
   let cur: z.ZodType = schema;
+  let value: unknown = input;
   for (let i = 0; ; i++) {
-    while (cur instanceof z.ZodNullable || cur instanceof z.ZodOptional) cur = cur.unwrap() as z.ZodType;
-    // `false | { ... }` (train.quantAware): the object member
-    if (cur instanceof z.ZodUnion) cur = (cur.options as z.ZodType[]).find((o) => o instanceof z.ZodObject) ?? cur;
-    if (!(cur instanceof z.ZodObject)) return [];
-    if (i === path.length) return Object.keys(cur.shape);
-    const next = (cur.shape as Record<PropertyKey, z.ZodType | undefined>)[path[i]!];
-    if (!next) return [];
-    cur = next;
+    for (;;) {
+      const def = (cur as unknown as { def: { type: string; innerType?: z.ZodType } }).def;
+      if (['optional', 'nullable', 'default', 'prefault', 'readonly', 'catch'].includes(def.type) && def.innerType) cur = def.innerType;
+      else break;
+    }
+    if (cur instanceof z.ZodDiscriminatedUnion) {
+      const key = (cur.def as { discriminator: string }).discriminator;
+      const options = cur.options as z.ZodType[];
+      const named = isPlainObject(value) ? value[key] : undefined;
+      const picked = options.find((o) => o instanceof z.ZodObject && named !== undefined && (o.shape[key] as z.ZodType | undefined)?.safeParse(named).success);
+      if (!picked) return i === path.length ? [...new Set(options.flatMap((o) => (o instanceof z.ZodObject ? Object.keys(o.shape) : [])))] : [];
+      cur = picked;
+    } else if (cur instanceof z.ZodUnion) cur = (cur.options as z.ZodType[]).find((o) => o instanceof z.ZodObject) ?? cur;
+    if (i === path.length) return cur instanceof z.ZodObject ? Object.keys(cur.shape) : [];
+    const step = path[i]!;
+    value = isPlainObject(value) || Array.isArray(value) ? (value as Record<PropertyKey, unknown>)[step] : undefined;
+    if (cur instanceof z.ZodRecord) cur = cur.valueType as z.ZodType;
+    else if (cur instanceof z.ZodArray) cur = cur.element as z.ZodType;
+    else if (cur instanceof z.ZodObject) {
+      const next = (cur.shape as Record<PropertyKey, z.ZodType | undefined>)[step];
+      if (!next) return [];
+      cur = next;
+    } else return [];
   }
 }
 
 /** Turn zod issues into `file: path: expected ..., got ...` lines. */
-export function describeIssues(issues: readonly z.core.$ZodIssue[], input: unknown, file: string, defaults: unknown): string[] {
+export function describeIssues(
+  issues: readonly z.core.$ZodIssue[],
+  input: unknown,
+  file: string,
+  defaults: unknown,
+  schema: z.ZodType = HeadsConfigSchema,
+): string[] {
   const out: string[] = [];
   for (const issue of issues) {
     const where = `${file}: ${dotPath(issue.path)}`;
     if (issue.code === 'unrecognized_keys') {
       const parent = valueAt(defaults, issue.path);
-      const known = isPlainObject(parent) ? Object.keys(parent) : schemaKeysAt(HeadsConfigSchema, issue.path);
+      const known = isPlainObject(parent) ? Object.keys(parent) : schemaKeysAt(schema, issue.path, input);
       for (const key of issue.keys) {
         const p = dotPath([...issue.path, key]);
         out.push(`${file}: ${p}: unknown key${didYouMean(key, known)}; expected one of: ${known.join(', ')}`);
       }
+      continue;
+    }
+    if (issue.code === 'invalid_key') {
+      // a record key its pattern refuses (a stage or claim name): say what names may be, and name the key
+      const why = (issue.issues as ReadonlyArray<{ message: string }>).map((x) => x.message).join('; ');
+      out.push(`${where}: not a valid name (${why}), got '${String(issue.path[issue.path.length - 1])}'`);
       continue;
     }
     const value = valueAt(input, issue.path);

@@ -259,10 +259,7 @@ export function loadSpec(path: string, preset?: string, opts: { seeds?: readonly
   }
   refusePrototypeKeys(raw, path);
   const r = SpecSchema.safeParse(raw);
-  if (!r.success)
-    throw new ConfigError(
-      describeIssues(r.error.issues, raw, path, { name: '', description: '', base: '', set: {}, seed: [], stages: {}, presets: {}, claims: {} }),
-    );
+  if (!r.success) throw new ConfigError(describeIssues(r.error.issues, raw, path, null, SpecSchema));
   const spec = r.data;
   const problems: string[] = [];
   for (const [name, st] of Object.entries(spec.stages)) {
