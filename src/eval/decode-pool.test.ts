@@ -10,6 +10,7 @@ import { trainedTinyModel } from '../test-utils/tiny-model.js';
 import { reversePairs } from '../test-utils/pairs.js';
 import { TranslationStopped, translateSentences } from './translate.js';
 import { DecodePool, gateTensorsOf, gateValues } from './decode-pool.js';
+import { nativeBlasStatus } from '../backend/ops.js';
 import { useTestBackend } from '../test-utils/backend.js';
 import { withDecodePool } from '../train/run-training.js';
 import { ProgressLine } from '../train/progress.js';
@@ -93,6 +94,56 @@ describe('decoding pool', () => {
     // the pool still works after both
     const main = await translateSentences(model, codec, text.slice(0, 9), o);
     expect((await translateSentences(model, codec, text.slice(0, 9), { ...o, pool })).outputs).toEqual(main.outputs);
+  }, 120_000);
+
+  it("a worker that cannot start: start rejects with the worker's own error and stack, stops every thread it started, and puts the BLAS threads back", async () => {
+    const arrays = await model.params.toArrays();
+    const name = Object.keys(arrays)[0]!;
+    // weights the worker cannot rebuild: the right shape, too few values
+    const broken = {
+      config: model.config,
+      vocabSize: model.vocabSize,
+      params: { toArrays: async () => ({ ...arrays, [name]: { shape: arrays[name]!.shape, data: new Float32Array(4) } }) },
+    } as unknown as Transformer;
+    const blasBefore = nativeBlasStatus().threads;
+    const { Worker } = await import('node:worker_threads');
+    const terminate = jest.spyOn(Worker.prototype, 'terminate');
+    const e = await DecodePool.start(broken, 2).then(
+      () => null,
+      (x: unknown) => x,
+    );
+    expect(e).toBeInstanceOf(Error);
+    const size = arrays[name]!.shape.reduce((a, b) => a * b, 1);
+    expect((e as Error).message).toBe(
+      `decoding worker: Based on the provided shape, [${arrays[name]!.shape.join(',')}], the tensor should have ${size} values but has 4`,
+    );
+    expect((e as Error).stack).toContain('(worker) Error: Based on the provided shape');
+    expect(nativeBlasStatus().threads).toBe(blasBefore);
+    // both workers it started were terminated (the one that failed and the one that may have been ready)
+    expect(terminate).toHaveBeenCalledTimes(2);
+    terminate.mockRestore();
+    // and the pool already running is untouched
+    const main = await translateSentences(model, codec, text.slice(0, 9), {
+      beamSize: 1,
+      lengthPenalty: 1,
+      maxLenA: 1.5,
+      maxLenB: 3,
+      batchSentences: 3,
+      maxTokensPerBatch: 60,
+    });
+    expect(
+      (
+        await translateSentences(model, codec, text.slice(0, 9), {
+          beamSize: 1,
+          lengthPenalty: 1,
+          maxLenA: 1.5,
+          maxLenB: 3,
+          batchSentences: 3,
+          maxTokensPerBatch: 60,
+          pool,
+        })
+      ).outputs,
+    ).toEqual(main.outputs);
   }, 120_000);
 
   it('withDecodePool: a pool only where it pays, closed after; a pool that cannot start leaves the work to the main thread', async () => {
