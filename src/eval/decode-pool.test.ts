@@ -123,27 +123,9 @@ describe('decoding pool', () => {
     expect(terminate).toHaveBeenCalledTimes(2);
     terminate.mockRestore();
     // and the pool already running is untouched
-    const main = await translateSentences(model, codec, text.slice(0, 9), {
-      beamSize: 1,
-      lengthPenalty: 1,
-      maxLenA: 1.5,
-      maxLenB: 3,
-      batchSentences: 3,
-      maxTokensPerBatch: 60,
-    });
-    expect(
-      (
-        await translateSentences(model, codec, text.slice(0, 9), {
-          beamSize: 1,
-          lengthPenalty: 1,
-          maxLenA: 1.5,
-          maxLenB: 3,
-          batchSentences: 3,
-          maxTokensPerBatch: 60,
-          pool,
-        })
-      ).outputs,
-    ).toEqual(main.outputs);
+    const greedy = { beamSize: 1, lengthPenalty: 1, maxLenA: 1.5, maxLenB: 3, batchSentences: 3, maxTokensPerBatch: 60 };
+    const main = await translateSentences(model, codec, text.slice(0, 9), greedy);
+    expect((await translateSentences(model, codec, text.slice(0, 9), { ...greedy, pool })).outputs).toEqual(main.outputs);
   }, 120_000);
 
   it('withDecodePool: a pool only where it pays, closed after; a pool that cannot start leaves the work to the main thread', async () => {

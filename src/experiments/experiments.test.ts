@@ -27,6 +27,7 @@ import { ProgressLine } from '../train/progress.js';
 import { loadConfigOn } from '../config/load.js';
 import { useTestBackend } from '../test-utils/backend.js';
 import { ConfigError } from '../util/errors.js';
+import { expectSpecRefused } from '../test-utils/spec-refused.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { loadCorpora } from '../data/prepare.js';
 import { pairedBootstrap } from '../eval/significance.js';
@@ -44,19 +45,6 @@ function spec(name: string, text: string): string {
 const TINY_SET = `{ data.synthetic.task: reverse, data.synthetic.trainPairs: 300, data.synthetic.validPairs: 8, data.synthetic.testPairs: 8, data.bpeMerges: 20,
       model.dModel: 16, model.dFF: 32, model.heads: 2, model.encoderLayers: 2, model.decoderLayers: 1, train.maxTokensPerBatch: 200,
       train.evalEverySteps: 0, train.devBleuSentences: 0, train.logEverySteps: 5, eval.beamSize: 1 }`;
-
-/** Loading the spec at `p` fails with a ConfigError naming the file and every fragment. */
-function expectRefused(p: string, fragments: readonly string[]): void {
-  let msg = '';
-  try {
-    loadSpec(p);
-  } catch (e) {
-    expect(e).toBeInstanceOf(ConfigError);
-    msg = (e as Error).message;
-  }
-  expect(msg).toContain(p);
-  for (const f of fragments) expect(msg).toContain(f);
-}
 
 describe('experiment specs', () => {
   const bad: Array<[string, string, string[]]> = [
@@ -85,7 +73,7 @@ describe('experiment specs', () => {
   ];
   it.each(bad)('%s is refused with the file and key', (_l, text, fragments) => {
     const p = spec(`bad-${fragments[0]!.replace(/\W/g, '')}`, text);
-    expectRefused(p, fragments);
+    expectSpecRefused(p, fragments);
   });
 
   it('--only keeps the named stages (every instance of a sweep, or one id) and their ancestors', () => {
@@ -261,7 +249,7 @@ describe('export stage settings', () => {
   ];
   it.each(bad)('%s is refused with the file and key', (_l, text, fragments) => {
     const p = spec(`bad-export-${fragments[0]!.replace(/\W/g, '')}-${_l.replace(/\W/g, '')}`, text);
-    expectRefused(p, fragments);
+    expectSpecRefused(p, fragments);
   });
 
   it('mask: gates on a parent without gates is refused when the stages resolve, naming the file and key', () => {

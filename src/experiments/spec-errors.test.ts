@@ -6,8 +6,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadSpec } from './spec.js';
-import { ConfigError } from '../util/errors.js';
+import { expectSpecRefused } from '../test-utils/spec-refused.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'heads-spec-errors-'));
 const STAGES = 'stages:\n  baseline: { kind: train }\n  l0: { kind: prune, from: baseline, lambda: 0.1 }\n';
@@ -53,12 +52,5 @@ const cases: Array<[string, string, string]> = [
 it.each(cases)('%s', (label, text, fragment) => {
   const p = join(dir, `${label.replace(/\W/g, '')}.yaml`);
   writeFileSync(p, text);
-  let err: unknown;
-  try {
-    loadSpec(p);
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(ConfigError);
-  expect((err as Error).message).toContain(`${p}: ${fragment}`);
+  expectSpecRefused(p, [`${p}: ${fragment}`]);
 });
