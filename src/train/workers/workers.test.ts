@@ -1,9 +1,10 @@
 /**
  * Data-parallel training on worker threads against in-process training on the same global batch (same
  * micro-batches, same seeds, gates with per-sentence noise and the L0 penalty, dropout on), and
- * checkpoint / resume with workers (exact), across worker counts (within float tolerance).
+ * checkpoint / resume with workers (exact), across worker counts (within float tolerance); a worker that
+ * cannot start reports its own error.
  */
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import * as tf from '@tensorflow/tfjs';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,7 +19,9 @@ import { Trainer } from '../trainer.js';
 import { findLatestValidCheckpoint } from '../../io/checkpoint.js';
 import { ProgressLine } from '../progress.js';
 import { availableParallelism } from 'node:os';
-import { coresForThisProcess, resolveWorkerCount, reviveWorkerError } from './pool.js';
+import { coresForThisProcess, resolveWorkerCount, reviveWorkerError, WorkerPool } from './pool.js';
+import { makeLayout } from './shared-state.js';
+import { Worker } from 'node:worker_threads';
 import { shareCores } from '../../experiments/runner.js';
 import { HeadsError, OutOfMemoryError } from '../../util/errors.js';
 
@@ -92,6 +95,41 @@ describe('training workers', () => {
     expect(bug).not.toBeInstanceOf(HeadsError);
     expect(bug.stack).toMatch(/\(worker\) TypeError/);
   });
+
+  it("a worker that cannot start: start rejects with the worker's own error and stack and terminates every thread it started", async () => {
+    const cfg = loadConfig(null, TINY);
+    const model = createTransformer(cfg.model, V, new Rng(3));
+    const entries = model.params.names().map((name) => ({ name, shape: model.params.get(name).shape, trainable: true, isGate: false }));
+    // a parameter the worker's model does not have
+    const layout = makeLayout([...entries, { name: 'enc.99.no-such-weight', shape: [4], trainable: true, isGate: false }]);
+    const terminate = jest.spyOn(Worker.prototype, 'terminate');
+    const e = await WorkerPool.start(
+      {
+        workers: 2,
+        backend: tf.getBackend(),
+        nativeBlas: false,
+        kernels: { sharedIdentity: false, fusedLoss: false, rowGather: false, nativeSum: false, fusedDropout: false },
+        modelConfig: cfg.model,
+        vocabSize: V,
+        gates: null,
+        layout,
+        seed: 1,
+        labelSmoothing: 0,
+        adam: { beta1: 0.9, beta2: 0.98, eps: 1e-9 },
+        quantAware: false,
+      },
+      () => {},
+    ).then(
+      () => null,
+      (x: unknown) => x,
+    );
+    expect(e).toBeInstanceOf(Error);
+    expect((e as Error).message).toBe('training worker: worker: no variable for parameter enc.99.no-such-weight');
+    expect((e as Error).stack).toContain('(worker) Error: worker: no variable for parameter enc.99.no-such-weight');
+    expect(terminate).toHaveBeenCalledTimes(2);
+    terminate.mockRestore();
+    model.dispose();
+  }, 60_000);
 
   it('2 workers equal 1 worker on the same global batch over 20 steps (gates, penalty, dropout)', async () => {
     const a = await train(1, 20);
