@@ -233,8 +233,6 @@ export function pairedBootstrapFromStats(
   checkSameLength([baseline, ...systems], 'pairedBootstrap');
   const idxs = sharedIndices(baseline.n, n, seed);
   const base = { score: scoreFromSegmentStats(m, baseline), scores: resampleScores(m, baseline, idxs) };
-  const baseScore = base.score;
-  const baseScores = base.scores;
   const results = systems.map((st): SystemResult => {
     const sys = { score: scoreFromSegmentStats(m, st), scores: resampleScores(m, st, idxs) };
     return { score: sys.score, ...percentileInterval(sys.scores), pValue: pairedFromResamples(base, sys).pValue };
@@ -245,7 +243,7 @@ export function pairedBootstrapFromStats(
     n,
     bootstrapN: n,
     seed,
-    baseline: { score: baseScore, ...percentileInterval(baseScores), pValue: null },
+    baseline: { score: base.score, ...percentileInterval(base.scores), pValue: null },
     systems: results,
   };
 }

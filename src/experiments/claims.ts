@@ -24,7 +24,7 @@ import { ConfigError } from '../util/errors.js';
 import type { TestOutput } from './hyps.js';
 import { BINARISED, type ResultRow } from './result-row.js';
 import { formatMeanSd, formatP, meanSd, pairedTestSetPValues, REPORT_BOOTSTRAP, type PairedComparison } from './replicates.js';
-import { seedRoleRow, type SeedRoles } from './roles-summary.js';
+import { bestHeadCell, pct, seedRoleRow, type SeedRoles } from './roles-summary.js';
 import { parseClaimSide, type ClaimComparisonSpec, type ClaimSide, type ClaimSpec } from './spec.js';
 import type { ResolvedStage } from './stage.js';
 
@@ -153,25 +153,13 @@ function compareClaim(
 
 function rolesClaim(c: NonNullable<ClaimSpec['roles']>, stages: readonly ResolvedStage[], reports: readonly SeedRoles[]): RoleResult[] {
   const expectedSeeds = new Set(stages.filter((s) => s.instance.stage === c.of).map((s) => s.instance.seed)).size;
-  const analysed = reports.filter((r) => r.stage.split('[')[0]!.split('<')[0] === c.of).map((r) => ({ r, x: seedRoleRow(r) }));
-  const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
+  const analysed = reports.filter((r) => r.stageName === c.of).map((r) => ({ r, x: seedRoleRow(r) }));
   return c.find.map((role): RoleResult => {
     const seeds = analysed.map(({ r, x }) => {
       const o = r.report.settings.roles;
       if (role === 'positional')
-        return {
-          seed: r.seed,
-          count: x.positional,
-          closest: x.bestPositional
-            ? `${x.bestPositional.key} ${pct(x.bestPositional.value)} (${x.bestPositional.detail}; needs ${pct(o.positionalMinFraction)})`
-            : null,
-        };
-      if (role === 'rare')
-        return {
-          seed: r.seed,
-          count: x.rare,
-          closest: x.bestRare ? `${x.bestRare.key} ${pct(x.bestRare.value)} (${x.bestRare.detail}; needs > ${pct(o.rareMinRate)})` : null,
-        };
+        return { seed: r.seed, count: x.positional, closest: x.bestPositional ? bestHeadCell(x.bestPositional, pct(o.positionalMinFraction)) : null };
+      if (role === 'rare') return { seed: r.seed, count: x.rare, closest: x.bestRare ? bestHeadCell(x.bestRare, `> ${pct(o.rareMinRate)}`) : null };
       return { seed: r.seed, count: x.syntactic, closest: null };
     });
     if (!seeds.length) return { role, expectedSeeds, seeds, outcome: 'missing', reason: null };

@@ -7,9 +7,7 @@
  * the time during which at least one of its stages ran, without the gaps between sessions.
  */
 import { readJsonFile } from '../util/fs.js';
-import { existsSync } from 'node:fs';
-import { basename, join } from 'node:path';
-import { RECORDS_DIR, stageFile } from './records.js';
+import { stageFile } from './records.js';
 import { type ResolvedStage, instanceIdOf } from './stage.js';
 
 /** One attempt of one stage, in ms since the epoch. */
@@ -27,8 +25,7 @@ export interface Attempt {
 export function stageAttempts(stages: readonly ResolvedStage[], outDir: string, opts: { recordsOnly?: boolean } = {}): Attempt[] {
   const out: Attempt[] = [];
   for (const s of stages) {
-    const record = join(outDir, RECORDS_DIR, basename(s.folder), 'compute.json');
-    const path = opts.recordsOnly ? (existsSync(record) ? record : null) : stageFile(s, outDir, 'compute.json');
+    const path = stageFile(s, outDir, 'compute.json', opts);
     if (!path) continue;
     const { attempts } = readJsonFile<{ attempts?: Array<{ endedAt?: unknown; seconds?: unknown }> }>(path, 'stage compute record');
     for (const a of attempts ?? []) {

@@ -62,10 +62,11 @@ function copyVerified(fromDir: string, toDir: string, names: readonly string[]):
 /**
  * Where a finished stage's small file `name` is: its run folder when the stage is done here, else its
  * committed record under `<outDir>/stages/` (a report rebuilt without the run folders); null for neither.
+ * `recordsOnly`: the committed record alone (a report rebuilt from hyps/ describes the committed stages).
  */
-export function stageFile(s: ResolvedStage, outDir: string, name: string): string | null {
+export function stageFile(s: ResolvedStage, outDir: string, name: string, opts: { recordsOnly?: boolean } = {}): string | null {
   const own = join(s.folder, name);
-  if (stageState(s) === 'done' && existsSync(own)) return own;
+  if (!opts.recordsOnly && stageState(s) === 'done' && existsSync(own)) return own;
   const record = join(outDir, RECORDS_DIR, basename(s.folder), name);
   return existsSync(record) ? record : null;
 }

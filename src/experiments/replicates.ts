@@ -100,24 +100,20 @@ function pooledStats(outputs: readonly TestOutput[]): SegmentStats {
  */
 export function pairedTestSetPValues(pairs: ReadonlyArray<{ system: TestOutput; reference: TestOutput }>): PairedComparison {
   if (!pairs.length) throw new DataError('paired test: no pair of translations to compare');
-  const diffs: number[] = [];
-  const pValues: number[] = [];
-  for (const { system, reference } of pairs) {
+  const perSeed = pairs.map(({ system, reference }) => {
     const s = statsOf(system);
     const r = statsOf(reference);
     if (s.n !== r.n) throw new DataError(`paired test: the system has ${s.n} test sentences but its reference has ${r.n}`);
-    const res = pairedFromResamples(resampledOf(r), resampledOf(s));
-    diffs.push(res.difference);
-    pValues.push(res.pValue);
-  }
+    return pairedFromResamples(resampledOf(r), resampledOf(s));
+  });
+  const diffs = perSeed.map((x) => x.difference);
   const pooled =
     pairs.length > 1
       ? pairedFromResamples(resampledOf(pooledStats(pairs.map((p) => p.reference))), resampledOf(pooledStats(pairs.map((p) => p.system))))
       : null;
-  const pooledP = pooled ? pooled.pValue : null;
-  const interval = pooled ? pooled.ci : pairedFromResamples(resampledOf(statsOf(pairs[0]!.reference)), resampledOf(statsOf(pairs[0]!.system))).ci;
   const consistent = !(diffs.some((d) => d > 0) && diffs.some((d) => d < 0));
-  return { diffs, pValues, pooledP, consistent, interval };
+  // with one seed, the pooled test is that seed's
+  return { diffs, pValues: perSeed.map((x) => x.pValue), pooledP: pooled ? pooled.pValue : null, consistent, interval: (pooled ?? perSeed[0]!).ci };
 }
 
 /** A p-value with enough digits for the bootstrap's smallest, 1/(n+1) = 0.0010. */

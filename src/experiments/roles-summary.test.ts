@@ -57,19 +57,19 @@ const seed2 = report({
 
 describe('head roles in the baseline (claim d)', () => {
   it('counts encoder heads past the recorded thresholds and names the closest head of each role', () => {
-    const a = seedRoleRow({ seed: 1, stage: 'an[seed=1]', source: 'x', report: seed1 });
+    const a = seedRoleRow({ seed: 1, stage: 'an[seed=1]', stageName: 'an', source: 'x', report: seed1 });
     expect(a).toMatchObject({ heads: 4, positional: 2, rare: 1, syntactic: null });
     expect(a.bestPositional).toEqual({ key: 'enc-self.0.0', value: 0.95, detail: 'offset -1' });
     expect(a.bestRare).toEqual({ key: 'enc-self.0.1', value: 0.51, detail: 'chance 10.0%' });
     // no head reaches a role: the counts are 0 and the closest heads are still named
-    const b = seedRoleRow({ seed: 2, stage: 'an[seed=2]', source: 'y', report: seed2 });
+    const b = seedRoleRow({ seed: 2, stage: 'an[seed=2]', stageName: 'an', source: 'y', report: seed2 });
     expect(b).toMatchObject({ heads: 4, positional: 0, rare: 0 });
     expect(b.bestPositional!.key).toBe('enc-self.0.1');
     expect(b.bestRare!.value).toBe(0.45);
 
     const md = rolesSection([
-      { seed: 1, stage: 'an[seed=1]', source: 'x', report: seed1 },
-      { seed: 2, stage: 'an[seed=2]', source: 'y', report: seed2 },
+      { seed: 1, stage: 'an[seed=1]', stageName: 'an', source: 'x', report: seed1 },
+      { seed: 2, stage: 'an[seed=2]', stageName: 'an', source: 'y', report: seed2 },
     ])!;
     const lines = md.split('\n').filter((l) => /^\| (\d|mean)/.test(l));
     expect(lines[0]).toBe('| 1 | 4 | 2 | enc-self.0.0 95.0% (offset -1) | 1 | enc-self.0.1 51.0% (chance 10.0%) | not tested | 300 | `x` |');
@@ -120,7 +120,7 @@ describe('head roles in the baseline (claim d)', () => {
       ['an[seed=3]', join('stages', 'an_seed=3_-def', 'head-report.json')],
     ]);
     expect(found[1]!.report.heads).toEqual(seed1.heads);
-    expect(seedRoleRow(found[0]!)).toEqual(seedRoleRow({ seed: 2, stage: 'an[seed=2]', source: 'y', report: seed2 }));
+    expect(seedRoleRow(found[0]!)).toEqual(seedRoleRow({ seed: 2, stage: 'an[seed=2]', stageName: 'an', source: 'y', report: seed2 }));
     // a damaged record is an error naming the file, not a silently missing seed
     writeFileSync(join(rec, 'head-report.json'), JSON.stringify({ ...seed2, version: 99 }));
     expect(() => baselineRoleReports(stages, out)).toThrow(/an_seed=2_-abc\/head-report\.json: version: expected/);

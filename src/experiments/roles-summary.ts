@@ -17,6 +17,8 @@ export interface SeedRoles {
   seed: number | null;
   /** the analyze stage's id and its head report's record in the results folder (`stages/<folder>/head-report.json`) */
   stage: string;
+  /** the spec's name of that stage (`analyze-baseline`) */
+  stageName: string;
   source: string;
   report: HeadReport;
 }
@@ -44,12 +46,12 @@ export function roleReports(stages: readonly ResolvedStage[], outDir: string, pi
     // named by its record in the results folder (where results.md is; the report writes the records of the
     // stages done here), not by this machine's run folder, so results.md reads the same wherever it was made
     const source = join(RECORDS_DIR, basename(s.folder), 'head-report.json');
-    out.push({ seed: s.instance.seed, stage: s.instance.id, source, report: readHeadReport(path) });
+    out.push({ seed: s.instance.seed, stage: s.instance.id, stageName: s.instance.stage, source, report: readHeadReport(path) });
   }
   return out.sort((a, b) => (a.seed ?? -1) - (b.seed ?? -1));
 }
 
-interface Best {
+export interface Best {
   key: string;
   value: number;
   detail: string;
@@ -69,7 +71,13 @@ function best(
   return top;
 }
 
-const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+/** A fraction as a percentage with one decimal (`57.1%`). */
+export const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+
+/** The closest head of a role: `enc-self.5.7 57.1% (offset -1)`, with what the role needs when given. */
+export function bestHeadCell(b: Best, needs?: string): string {
+  return `${b.key} ${pct(b.value)} (${b.detail}${needs ? `; needs ${needs}` : ''})`;
+}
 
 /** One seed's encoder heads by role: counts against the thresholds and the closest head of each role. */
 export function seedRoleRow(r: SeedRoles): {
@@ -110,7 +118,7 @@ export function rolesSection(reports: readonly SeedRoles[]): string | null {
   if (!reports.length) return null;
   const rows = reports.map((r) => ({ r, x: seedRoleRow(r) }));
   const o = reports[0]!.report.settings.roles;
-  const cell = (b: Best | null) => (b ? `${b.key} ${pct(b.value)} (${b.detail})` : '-');
+  const cell = (b: Best | null) => (b ? bestHeadCell(b) : '-');
   const lines = rows.map(
     ({ r, x }) =>
       `| ${r.seed ?? '-'} | ${x.heads} | ${x.positional} | ${cell(x.bestPositional)} | ${x.rare} | ${cell(x.bestRare)} | ${x.syntactic === null ? 'not tested' : x.syntactic} | ${r.report.data.sentences} | \`${r.source}\` |`,
